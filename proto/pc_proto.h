@@ -1,0 +1,279 @@
+/*
+ * pc_proto.h -- the peercache wire format: frames, messages, limits.
+ *
+ * Pure: no sockets, no clocks, no globals. docs/PROTOCOL.md is the
+ * normative description of the bytes; this header is the C contract.
+ *
+ * Frame  = 4-byte big-endian body length L (1 <= L <= max_frame)
+ *          followed by L bytes holding exactly one msgpack value.
+ * Request  body = array [op, id, args...]
+ * Response body = array [op, id, status, results...]
+ *
+ * Zero copy: decoded messages hold pc_bytes_t slices that point into the
+ * body that was decoded (and, for arrays such as MGET keys, into scratch
+ * memory owned by the pc_proto_decoder_t). They are valid until the next
+ * decode on the same decoder, or until the body's buffer changes, whichever
+ * comes first. Copy what must live longer.
+ *
+ * Bounds: before msgpack-c sees a body, pc_proto_validate() walks it and
+ * checks that every container count fits in the bytes that remain and that
+ * nesting is at most PC_PROTO_MAX_DEPTH, so no header can make the decoder
+ * allocate more than a small multiple of the frame size.
+ *
+ * Thread rules: a reader or decoder belongs to one thread at a time;
+ * encoders and pc_proto_validate are reentrant.
+ */
+#ifndef PC_PROTO_H
+#define PC_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pc_buf.h"
+#include "pc_error.h"
+
+#define PC_PROTO_VERSION 1
+#define PC_PROTO_MAX_DEPTH 4 /* deepest legal message nests 3 levels */
+
+/* Operations (wire values, never renumber). */
+enum pc_op {
+    PC_OP_HELLO = 1,
+    PC_OP_PING = 2,
+    PC_OP_GET = 3,
+    PC_OP_MGET = 4,
+    PC_OP_SET = 5,
+    PC_OP_DEL = 6,
+    PC_OP_TOUCH = 7,
+    PC_OP_STATS = 8,
+};
+#define PC_OP_MAX 8
+
+/* Statuses (wire values, never renumber). */
+enum pc_status {
+    PC_ST_OK = 0,
+    PC_ST_NOT_FOUND = 1,
+    PC_ST_EXISTS = 2,     /* NX on an existing key, or CAS version differs */
+    PC_ST_NOT_STORED = 3, /* XX on a missing key */
+    PC_ST_BAD_REQUEST = 4,
+    PC_ST_TOO_LARGE = 5,
+    PC_ST_BACKEND_UNAVAILABLE = 6,
+    PC_ST_BUSY = 7,
+    PC_ST_INTERNAL = 8,
+    PC_ST_AUTH_REQUIRED = 9, /* reserved for the token issue */
+};
+#define PC_ST_MAX 9
+
+/* SET conditions. */
+enum pc_cond {
+    PC_COND_NONE = 0,
+    PC_COND_NX = 1, /* only if absent */
+    PC_COND_XX = 2, /* only if present */
+};
+
+/* Op name ("GET"), or "UNKNOWN". Static storage. */
+const char *pc_op_name(uint32_t op);
+/* Status name ("NOT_FOUND"), or "UNKNOWN". Static storage. */
+const char *pc_status_name(uint32_t status);
+/* Default human message for a status. Static storage. */
+const char *pc_status_message(uint32_t status);
+/* Maps a wire status to a pc_err code (OK -> 0). AUTH_REQUIRED ->
+ * PC_EINVAL (the caller's credentials are wrong); unknown statuses from
+ * a newer peer -> PC_EINTERNAL. */
+int pc_status_to_err(uint32_t status);
+/* Maps a pc_err code to the wire status a server should answer with.
+ * PC_EPROTO / PC_EINVAL -> BAD_REQUEST; PC_ETIMEDOUT / PC_ECONN ->
+ * BACKEND_UNAVAILABLE (on a node they come from the backend); PC_ENOMEM /
+ * PC_ECLOSED -> BUSY (retryable); anything unlisted -> INTERNAL. */
+uint32_t pc_err_to_status(int err);
+
+typedef struct pc_bytes {
+    const uint8_t *ptr;
+    uint32_t len;
+} pc_bytes_t;
+
+typedef struct pc_proto_limits {
+    uint32_t max_frame;     /* body bytes; default 1 MiB + 128 KiB */
+    uint32_t max_key;       /* default 65536 */
+    uint32_t max_value;     /* default 1 MiB */
+    uint32_t max_mget_keys; /* default 1024 */
+} pc_proto_limits_t;
+
+#define PC_PROTO_DEFAULT_MAX_FRAME (1024u * 1024u + 128u * 1024u)
+#define PC_PROTO_DEFAULT_MAX_KEY 65536u
+#define PC_PROTO_DEFAULT_MAX_VALUE (1024u * 1024u)
+#define PC_PROTO_DEFAULT_MAX_MGET_KEYS 1024u
+
+/* Fills *l with the defaults above. */
+void pc_proto_limits_default(pc_proto_limits_t *l);
+
+/*
+ * Requests. Fields not used by an op are zero. On decode, optional
+ * trailing arguments that are absent (or nil) decode as zero.
+ */
+typedef struct pc_request {
+    uint32_t op;
+    uint64_t id;
+    pc_bytes_t key;         /* GET SET DEL TOUCH */
+    pc_bytes_t value;       /* SET */
+    uint64_t ttl_ms;        /* SET TOUCH; 0 = no expiry */
+    uint32_t flags;         /* SET: opaque to the server */
+    uint32_t cond;          /* SET: enum pc_cond */
+    uint64_t cas;           /* SET: expected version, 0 = no check */
+    uint32_t proto_version; /* HELLO */
+    pc_bytes_t token;       /* HELLO, optional (len 0 = none) */
+    uint32_t nkeys;         /* MGET */
+    const pc_bytes_t *keys; /* MGET: nkeys slices */
+} pc_request_t;
+
+/* One value as returned by GET and by each MGET entry. */
+typedef struct pc_entry {
+    uint32_t status; /* MGET entries: per-key status; GET: same as reply */
+    pc_bytes_t value;
+    uint32_t flags;
+    uint64_t version;
+    int64_t ttl_ms; /* remaining; -1 = no expiry */
+} pc_entry_t;
+
+typedef struct pc_stat {
+    pc_bytes_t name;
+    int64_t value;
+} pc_stat_t;
+
+typedef struct pc_response {
+    uint32_t op;
+    uint64_t id;
+    uint32_t status;
+    pc_bytes_t message;        /* status != OK: human-readable reason */
+    pc_entry_t entry;          /* GET */
+    uint64_t version;          /* SET: version now stored */
+    uint32_t proto_version;    /* HELLO */
+    pc_bytes_t node_name;      /* HELLO */
+    pc_bytes_t server_version; /* HELLO */
+    uint32_t nentries;         /* MGET */
+    const pc_entry_t *entries; /* MGET: nentries, in request order */
+    uint32_t nstats;           /* STATS */
+    const pc_stat_t *stats;    /* STATS */
+} pc_response_t;
+
+/* ---- streaming frame reader ----------------------------------------- */
+
+/*
+ * Collects bytes in any chunking and yields whole frame bodies.
+ * Usage: reserve() space, read into it, commit() what was read, then call
+ * next() until it returns 0. A body returned by next() stays valid until
+ * the next reserve(), feed() or free() on the reader.
+ */
+/* How much a reader asks for per read when the caller passes want == 0, and
+ * the slack above one whole frame that its buffer may hold. */
+#define PC_PROTO_READ_CHUNK 65536u
+
+typedef struct pc_proto_reader {
+    pc_buf_t buf;       /* buffered bytes */
+    size_t off;         /* start of the first unconsumed frame in buf */
+    uint32_t max_frame; /* largest body accepted */
+} pc_proto_reader_t;
+
+/* No allocation. max_frame 0 = PC_PROTO_DEFAULT_MAX_FRAME. The buffer is
+ * capped at max_frame + 4 + PC_PROTO_READ_CHUNK bytes, and is released
+ * (not kept at its high-water mark) whenever reserve() finds it empty and
+ * larger than 4 * PC_PROTO_READ_CHUNK, so idle connections stay small. */
+void pc_proto_reader_init(pc_proto_reader_t *r, uint32_t max_frame);
+/* Frees the buffer; the reader may be initialised again. */
+void pc_proto_reader_free(pc_proto_reader_t *r);
+/* Gives at least min(want, room) writable bytes at *p (*avail of them).
+ * 0, PC_ENOMEM, or PC_ETOOBIG if no room is left (cannot happen while
+ * next() is drained, because the buffer holds one max frame plus `want`). */
+int pc_proto_reader_reserve(pc_proto_reader_t *r, size_t want, uint8_t **p, size_t *avail);
+void pc_proto_reader_commit(pc_proto_reader_t *r, size_t n);
+/* Compacts, then appends all n bytes, or none: PC_ETOOBIG if they do not
+ * fit in the buffer's cap (drain next() between feeds), PC_ENOMEM. For
+ * tests and the blocking client. */
+int pc_proto_reader_feed(pc_proto_reader_t *r, const void *p, size_t n);
+/* 1: a frame, *body and *len set. 0: need more bytes. PC_ETOOBIG: the length
+ * prefix is over max_frame. PC_EPROTO: the length prefix is 0. After an
+ * error the reader is unusable (close the connection). The error is seen
+ * as soon as the 4 prefix bytes are in, before any of the body.
+ * next() never moves or frees memory, so every body it returned since the
+ * last reserve()/feed() stays valid: a server may decode a whole batch of
+ * pipelined requests before reading again. */
+int pc_proto_reader_next(pc_proto_reader_t *r, const uint8_t **body, uint32_t *len);
+/* Bytes buffered and not yet returned by next(). */
+size_t pc_proto_reader_pending(const pc_proto_reader_t *r);
+
+/* ---- message decoding ------------------------------------------------ */
+
+/*
+ * Checks that body[0..len) is exactly one msgpack value whose container
+ * counts fit in the remaining bytes and whose depth is <= max_depth.
+ * 0 or PC_EPROTO. No allocation.
+ * Depth counts containers: a top-level array is depth 1, a scalar depth 0.
+ * The check is stricter than "each count fits": at every container header
+ * the sum of all elements still owed by every open container must fit in
+ * the bytes left, so a valid body holds at most `len` values in total.
+ * max_depth above PC_PROTO_VALIDATE_DEPTH_CAP is treated as the cap (the
+ * walker keeps its stack on the C stack).
+ */
+#define PC_PROTO_VALIDATE_DEPTH_CAP 64
+int pc_proto_validate(const uint8_t *body, size_t len, unsigned max_depth);
+
+typedef struct pc_proto_decoder pc_proto_decoder_t;
+
+/* Creates a decoder with a copy of *limits (NULL = defaults; a field that
+ * is 0 takes its default). 0 or PC_ENOMEM. */
+int pc_proto_decoder_new(const pc_proto_limits_t *limits, pc_proto_decoder_t **out);
+/* Frees the decoder and sets *d to NULL. NULL-safe. */
+void pc_proto_decoder_free(pc_proto_decoder_t **d);
+
+/*
+ * Decodes one request body. *out is zeroed first, so on PC_EBADREQ and
+ * PC_ETOOBIG only op and id carry meaning. When several problems exist,
+ * the first one met in field order decides between the two codes.
+ *   0           ok.
+ *   PC_EPROTO   not a request at all (bad msgpack, not an array, no id):
+ *               close the connection; *out is undefined.
+ *   PC_EBADREQ  well-formed frame, bad request (unknown op, wrong types,
+ *               empty key, bad cond): out->op and out->id are set, answer
+ *               BAD_REQUEST and keep the connection.
+ *   PC_ETOOBIG  key/value/MGET count over the limits: out->op and out->id
+ *               are set, answer TOO_LARGE and keep the connection.
+ *   PC_ENOMEM   out of memory; *out is undefined (close the connection).
+ * "No id" includes an op or id that is not a non-negative integer (op
+ * must fit in 32 bits), since there would be nothing to echo back.
+ */
+int pc_proto_decode_request(pc_proto_decoder_t *d, const uint8_t *body, size_t len,
+                            pc_request_t *out);
+
+/* Decodes one response body. 0, PC_EPROTO (malformed) or PC_ENOMEM.
+ * Any status != OK decodes for any op (message may be absent: len 0); an
+ * OK response needs a known op and all of its result fields. An MGET
+ * reply with more than max_mget_keys entries is PC_EPROTO. */
+int pc_proto_decode_response(pc_proto_decoder_t *d, const uint8_t *body, size_t len,
+                             pc_response_t *out);
+
+/* ---- message encoding ------------------------------------------------ */
+
+/*
+ * Each encoder appends one whole frame (length prefix included) to *out.
+ * 0, PC_ENOMEM, PC_ETOOBIG (the out buffer's cap), or PC_EINVAL (unknown
+ * op). On error *out is left as it was (len and bytes; cap may have grown).
+ * Requests: PC_EINVAL also for what every server rejects anyway -- an
+ * empty key, an MGET with no keys, cond > 2, or a slice with len > 0 and
+ * a NULL ptr -- so a client fails before sending. Trailing optional SET /
+ * HELLO arguments that are 0 are omitted from the frame.
+ * Responses: status != OK encodes [op, id, status, message] for any op;
+ * an empty message is replaced by pc_status_message(status). OK needs a
+ * known op. resp->entry.status is ignored for GET.
+ */
+int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req);
+int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp);
+/* Shorthand for a non-OK response with a message (NULL = default).
+ * PC_EINVAL if status is OK. Any op value is accepted, so a server can
+ * echo an op it does not know. */
+int pc_proto_encode_error(pc_buf_t *out, uint32_t op, uint64_t id, uint32_t status,
+                          const char *message);
+
+/* Bytes that the fixed parts of a GET/MGET entry can take at most; lets a
+ * server budget an MGET reply against max_frame before encoding. */
+#define PC_PROTO_ENTRY_OVERHEAD 48
+
+#endif
