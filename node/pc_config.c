@@ -1,0 +1,962 @@
+/*
+ * pc_config.c -- the option table and the three sources that feed it.
+ *
+ * Every option is described exactly once, in options[] below. The flag
+ * parser, the environment reader, the config-file reader, the defaults and
+ * --help all walk that one table, so an option cannot exist in one place
+ * and be missing (or spelled differently, or documented with a stale
+ * default) in another. Adding an option = one field in pc_config_t plus
+ * one row here.
+ *
+ * Loading order (later wins): defaults, file, environment, flags. Every
+ * value goes through the same opt_set(), which parses, range-checks and
+ * stores it, and which knows where the value came from so the error can
+ * say so ("--memory: ...", "PEERCACHE_MEMORY: ...", "config file x line 3:
+ * memory: ..."). Checks that involve two options run once at the end,
+ * on the merged result, because no single source is wrong on its own.
+ *
+ * Everything is loaded into a scratch pc_config_t and only copied out on
+ * success, so a failed load never leaves a half-filled config behind.
+ */
+#include "pc_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "pc_addr.h"
+
+#ifndef PC_VERSION_STRING
+#define PC_VERSION_STRING "unknown"
+#endif
+
+#define KIB ((uint64_t)1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+
+/*
+ * Bytes a request or reply needs besides its key and value: array header,
+ * op, id, status, TTL, flags, version, CAS and the msgpack headers of the
+ * key and value come to well under 64 (about 45 for the largest, a SET).
+ * max-frame must leave this much room beside max-key + max-value, or a
+ * SET the limits allow could not be sent.
+ */
+#define FRAME_SLACK 64
+
+/* Host names in addresses: the longest DNS name is 253 characters. */
+#define HOST_MAX 256
+
+/* Names are short; this bounds "PEERCACHE_" + the longest name. */
+#define ENV_NAME_MAX 64
+
+enum opt_type {
+    OPT_STRING,   /* char *, any text (maybe checked by opt->check) */
+    OPT_UINT,     /* uint64_t, plain decimal */
+    OPT_SIZE,     /* size_t, pc_parse_size() */
+    OPT_DURATION, /* uint64_t milliseconds, pc_parse_duration_ms() */
+    OPT_ENUM,     /* char *, one of opt->choices (stored canonical) */
+};
+
+/*
+ * Extra validation for string options. Returns NULL if `value` is fine,
+ * else the end of a sentence that starts with "'value' " ("is not a
+ * HOST:PORT address").
+ */
+typedef const char *(*opt_check_fn)(const char *value);
+
+typedef struct opt {
+    const char *name;     /* long name without "--"; also the file key */
+    enum opt_type type;
+    const char *metavar;  /* shown in --help after the flag; NULL for enums */
+    const char *def;      /* default as a user would write it; NULL = unset */
+    const char *def_help; /* --help text for the default when def is NULL */
+    size_t offset;        /* of the field in pc_config_t */
+    const char *const *choices; /* OPT_ENUM: NULL-terminated */
+    uint64_t min, max;    /* numeric types: allowed range, inclusive */
+    opt_check_fn check;   /* OPT_STRING: optional */
+    bool not_in_file;     /* only "config": a file cannot name another file */
+    const char *help;     /* one line per '\n', each under ~66 columns */
+} opt_t;
+
+/*
+ * Field offsets with a type check: _Generic has no branch for any other
+ * type, so a row whose option type and struct field disagree (a size_t
+ * option pointed at a uint64_t field, say) fails to compile instead of
+ * scribbling over the struct at run time. The expression is unevaluated.
+ */
+#define FIELD_STR(f) \
+    (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, char *: 1)))
+#define FIELD_U64(f) \
+    (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, uint64_t: 1)))
+#define FIELD_SIZE(f) \
+    (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, size_t: 1)))
+
+static const char *check_addr(const char *value);
+static const char *check_addr_or_none(const char *value);
+
+static const char *const eviction_choices[] = {"s3fifo", "lru", NULL};
+static const char *const log_level_choices[] = {"error", "warn", "info", "debug", NULL};
+
+/* The wire format carries lengths and counts as 32-bit numbers. */
+#define WIRE_MAX ((uint64_t)UINT32_MAX)
+
+static const opt_t options[] = {
+    {.name = "config", .type = OPT_STRING, .metavar = "FILE", .def_help = "none",
+     .offset = FIELD_STR(config_file), .not_in_file = true,
+     .help = "Config file of \"name = value\" lines ('#' starts a comment\n"
+             "line). Read before the environment and the flags. Empty = none."},
+    {.name = "listen", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "127.0.0.1:7400",
+     .offset = FIELD_STR(listen), .check = check_addr,
+     .help = "Address to accept client connections on."},
+    {.name = "name", .type = OPT_STRING, .metavar = "NAME", .def_help = "the --listen value",
+     .offset = FIELD_STR(name),
+     .help = "This node's name, as reported to clients and in logs."},
+    {.name = "redis", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "127.0.0.1:6379",
+     .offset = FIELD_STR(redis), .check = check_addr_or_none,
+     .help = "Redis server behind the cache, or \"none\" to run without a\n"
+             "backend (a pure memory cache)."},
+    {.name = "redis-prefix", .type = OPT_STRING, .metavar = "PREFIX", .def = "",
+     .offset = FIELD_STR(redis_prefix),
+     .help = "Prepended to every key in Redis, to share a Redis database."},
+    {.name = "redis-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "1000ms",
+     .offset = FIELD_U64(redis_timeout_ms), .min = 1, .max = UINT64_MAX,
+     .help = "How long a Redis command may take before the request fails."},
+    {.name = "memory", .type = OPT_SIZE, .metavar = "SIZE", .def = "64mb",
+     .offset = FIELD_SIZE(memory), .min = MIB, .max = SIZE_MAX,
+     .help = "Memory limit of the store: keys, values and overhead.\n"
+             "At least 1mb."},
+    {.name = "eviction", .type = OPT_ENUM, .def = "s3fifo", .offset = FIELD_STR(eviction),
+     .choices = eviction_choices,
+     .help = "What to evict when memory is full."},
+    {.name = "max-connections", .type = OPT_UINT, .metavar = "N", .def = "10000",
+     .offset = FIELD_U64(max_connections), .min = 1, .max = UINT64_MAX,
+     .help = "Client connections accepted at once; more are refused."},
+    {.name = "idle-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "300000ms",
+     .offset = FIELD_U64(idle_timeout_ms), .min = 0, .max = UINT64_MAX,
+     .help = "Close client connections idle this long. 0 = never."},
+    {.name = "max-frame", .type = OPT_SIZE, .metavar = "SIZE", .def = "1179648",
+     .offset = FIELD_SIZE(max_frame), .min = 1 * KIB, .max = WIRE_MAX,
+     .help = "Largest request frame (1mb+128kb by default). Must hold\n"
+             "max-key + max-value + 64 bytes."},
+    {.name = "max-key", .type = OPT_SIZE, .metavar = "SIZE", .def = "64kb",
+     .offset = FIELD_SIZE(max_key), .min = 1, .max = WIRE_MAX,
+     .help = "Longest key accepted."},
+    {.name = "max-value", .type = OPT_SIZE, .metavar = "SIZE", .def = "1mb",
+     .offset = FIELD_SIZE(max_value), .min = 1, .max = WIRE_MAX,
+     .help = "Largest value accepted."},
+    {.name = "max-mget-keys", .type = OPT_UINT, .metavar = "N", .def = "1024",
+     .offset = FIELD_U64(max_mget_keys), .min = 1, .max = WIRE_MAX,
+     .help = "Most keys in one MGET request."},
+    {.name = "max-inflight", .type = OPT_UINT, .metavar = "N", .def = "1024",
+     .offset = FIELD_U64(max_inflight), .min = 1, .max = UINT64_MAX,
+     .help = "Requests one connection may have in progress at once."},
+    {.name = "max-output", .type = OPT_SIZE, .metavar = "SIZE", .def = "4mb",
+     .offset = FIELD_SIZE(max_output), .min = 1 * KIB, .max = SIZE_MAX,
+     .help = "Replies queued per connection before reading from it pauses.\n"
+             "At least max-frame."},
+    {.name = "shutdown-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "5000ms",
+     .offset = FIELD_U64(shutdown_timeout_ms), .min = 0, .max = UINT64_MAX,
+     .help = "On SIGTERM, how long to let requests in progress finish."},
+    {.name = "sweep-interval", .type = OPT_DURATION, .metavar = "DURATION", .def = "100ms",
+     .offset = FIELD_U64(sweep_interval_ms), .min = 1, .max = UINT64_MAX,
+     .help = "How often the background sweep removes expired entries."},
+    {.name = "log-level", .type = OPT_ENUM, .def = "info", .offset = FIELD_STR(log_level),
+     .choices = log_level_choices,
+     .help = "Least severe messages written to stderr."},
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+/* Where a value came from, for error messages. */
+enum src_kind { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG };
+
+typedef struct src {
+    enum src_kind kind;
+    const char *file; /* SRC_FILE */
+    unsigned line;    /* SRC_FILE */
+} src_t;
+
+/*
+ * The config being built plus where each option's current value came
+ * from, so a check between two options can say which source to fix.
+ */
+typedef struct loader {
+    pc_config_t cfg;
+    src_t origin[NOPTIONS]; /* indexed like options[] */
+} loader_t;
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (errbuf == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static char **field_str(pc_config_t *cfg, const opt_t *o)
+{
+    return (char **)(void *)((char *)cfg + o->offset);
+}
+
+static uint64_t *field_u64(pc_config_t *cfg, const opt_t *o)
+{
+    return (uint64_t *)(void *)((char *)cfg + o->offset);
+}
+
+static size_t *field_size(pc_config_t *cfg, const opt_t *o)
+{
+    return (size_t *)(void *)((char *)cfg + o->offset);
+}
+
+static const opt_t *find_option(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (strlen(options[i].name) == len && memcmp(options[i].name, name, len) == 0)
+            return &options[i];
+    }
+    return NULL;
+}
+
+/* "redis-timeout" -> "PEERCACHE_REDIS_TIMEOUT". */
+static void env_name(const opt_t *o, char *buf, size_t len)
+{
+    size_t n = (size_t)snprintf(buf, len, "PEERCACHE_%s", o->name);
+
+    for (size_t i = sizeof("PEERCACHE_") - 1; i < n && i < len; i++)
+        buf[i] = buf[i] == '-' ? '_' : (char)toupper((unsigned char)buf[i]);
+}
+
+/* The first "NAME=value" in envp, like getenv(), but on any array. */
+static const char *env_get(char **envp, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (; envp != NULL && *envp != NULL; envp++) {
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+            return *envp + n + 1;
+    }
+    return NULL;
+}
+
+/* "--memory", "PEERCACHE_MEMORY" or "config file f line 3: memory". */
+static void describe_source(const src_t *src, const opt_t *o, char *buf, size_t len)
+{
+    char env[ENV_NAME_MAX];
+
+    switch (src->kind) {
+    case SRC_FLAG:
+        snprintf(buf, len, "--%s", o->name);
+        break;
+    case SRC_ENV:
+        env_name(o, env, sizeof(env));
+        snprintf(buf, len, "%s", env);
+        break;
+    case SRC_FILE:
+        snprintf(buf, len, "config file %s line %u: %s", src->file, src->line, o->name);
+        break;
+    case SRC_DEFAULT:
+    default:
+        snprintf(buf, len, "default of %s", o->name);
+        break;
+    }
+}
+
+/* Prints a number the way a user would write it for this option type. */
+static void format_value(enum opt_type type, uint64_t v, char *buf, size_t len)
+{
+    if (type == OPT_SIZE && v != 0 && v % GIB == 0)
+        snprintf(buf, len, "%" PRIu64 "gb", v / GIB);
+    else if (type == OPT_SIZE && v != 0 && v % MIB == 0)
+        snprintf(buf, len, "%" PRIu64 "mb", v / MIB);
+    else if (type == OPT_SIZE && v != 0 && v % KIB == 0)
+        snprintf(buf, len, "%" PRIu64 "kb", v / KIB);
+    else if (type == OPT_DURATION)
+        snprintf(buf, len, "%" PRIu64 "ms", v);
+    else
+        snprintf(buf, len, "%" PRIu64, v);
+}
+
+static const char *check_addr(const char *value)
+{
+    char host[HOST_MAX];
+    int port;
+    int rc = pc_addr_parse(value, host, sizeof(host), &port);
+
+    if (rc == PC_ERANGE)
+        return "has a host name that is too long";
+    if (rc != 0)
+        return "is not a HOST:PORT address (e.g. 127.0.0.1:7400 or [::1]:7400)";
+    return NULL;
+}
+
+static const char *check_addr_or_none(const char *value)
+{
+    if (strcmp(value, "none") == 0)
+        return NULL;
+    if (check_addr(value) == NULL)
+        return NULL;
+    return "is neither a HOST:PORT address (e.g. 127.0.0.1:6379) nor \"none\"";
+}
+
+/*
+ * Decimal digits only: no sign, no spaces, no "0x". strtoull() would
+ * accept "-1" (as a huge number) and leading blanks, which in a config
+ * file are more likely a mistake than an intent.
+ * 0, PC_EINVAL, or PC_ERANGE if over UINT64_MAX. *end is the first
+ * non-digit.
+ */
+static int parse_digits(const char *s, uint64_t *out, const char **end)
+{
+    uint64_t n = 0;
+    const char *p = s;
+    bool overflow = false;
+
+    if (!isdigit((unsigned char)*p))
+        return PC_EINVAL;
+    for (; isdigit((unsigned char)*p); p++) {
+        unsigned d = (unsigned)(*p - '0');
+
+        if (n > (UINT64_MAX - d) / 10)
+            overflow = true;
+        else
+            n = n * 10 + d;
+    }
+    *end = p;
+    *out = n;
+    return overflow ? PC_ERANGE : 0;
+}
+
+/* ---- public parsers ----------------------------------------------------- */
+
+int pc_parse_size(const char *s, size_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {
+        {"", 1},     {"b", 1},     {"k", KIB}, {"kb", KIB}, {"m", MIB},
+        {"mb", MIB}, {"g", GIB},   {"gb", GIB},
+    };
+    uint64_t n, mult = 0;
+    const char *unit;
+    int rc;
+
+    if (s == NULL || out == NULL)
+        return PC_EINVAL;
+    rc = parse_digits(s, &n, &unit);
+    if (rc == PC_EINVAL)
+        return rc;
+    /* The unit is checked before the overflow so that "99999999999xx"
+     * is reported as malformed, not as too large. */
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcasecmp(unit, units[i].unit) == 0)
+            mult = units[i].mult;
+    }
+    if (mult == 0)
+        return PC_EINVAL;
+    if (rc == PC_ERANGE || n > UINT64_MAX / mult || n * mult > SIZE_MAX)
+        return PC_ERANGE;
+    *out = (size_t)(n * mult);
+    return 0;
+}
+
+int pc_parse_duration_ms(const char *s, uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t mult;
+    } units[] = {
+        {"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000},
+    };
+    uint64_t n, mult = 0;
+    const char *unit;
+    int rc;
+
+    if (s == NULL || out == NULL)
+        return PC_EINVAL;
+    rc = parse_digits(s, &n, &unit);
+    if (rc == PC_EINVAL)
+        return rc;
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (strcasecmp(unit, units[i].unit) == 0)
+            mult = units[i].mult;
+    }
+    if (mult == 0)
+        return PC_EINVAL;
+    if (rc == PC_ERANGE || n > UINT64_MAX / mult)
+        return PC_ERANGE;
+    *out = n * mult;
+    return 0;
+}
+
+/* ---- setting one option --------------------------------------------------- */
+
+static int set_string(pc_config_t *cfg, const opt_t *o, const char *value)
+{
+    char **field = field_str(cfg, o);
+    char *copy = strdup(value);
+
+    if (copy == NULL)
+        return PC_ENOMEM;
+    free(*field);
+    *field = copy;
+    return 0;
+}
+
+/* Parses a numeric value of option o; on failure, why = the reason. */
+static int parse_number(const opt_t *o, const char *value, uint64_t *out, const char **why)
+{
+    size_t sz;
+    const char *end;
+    int rc;
+
+    switch (o->type) {
+    case OPT_UINT:
+        rc = parse_digits(value, out, &end);
+        if (rc == 0 && *end != '\0')
+            rc = PC_EINVAL;
+        *why = "is not a whole number";
+        break;
+    case OPT_SIZE:
+        rc = pc_parse_size(value, &sz);
+        *out = sz;
+        *why = "is not a size (use e.g. 64mb)";
+        break;
+    case OPT_DURATION:
+        rc = pc_parse_duration_ms(value, out);
+        *why = "is not a duration (use e.g. 500ms, 2s, 1m)";
+        break;
+    default:
+        rc = PC_EINTERNAL;
+        *why = "has an unknown type (bug)";
+        break;
+    }
+    if (rc == PC_ERANGE)
+        *why = "is too large";
+    return rc;
+}
+
+/*
+ * Parses `value` for option o and stores it in cfg. src says where the
+ * value came from; it is used only for the error message.
+ */
+static int opt_set(loader_t *ld, const opt_t *o, const char *value, const src_t *src,
+                   char *errbuf, size_t errlen)
+{
+    pc_config_t *cfg = &ld->cfg;
+    char where[512], lim[32];
+    const char *why = NULL;
+    uint64_t n = 0;
+    int rc;
+
+    describe_source(src, o, where, sizeof(where));
+    ld->origin[o - options] = *src;
+
+    switch (o->type) {
+    case OPT_STRING:
+        if (o->check != NULL && (why = o->check(value)) != NULL) {
+            set_err(errbuf, errlen, "%s: '%s' %s", where, value, why);
+            return PC_EINVAL;
+        }
+        return set_string(cfg, o, value);
+
+    case OPT_ENUM:
+        for (size_t i = 0; o->choices[i] != NULL; i++) {
+            /* Store the table's spelling so users of cfg compare with
+             * plain strcmp whatever case was written. */
+            if (strcasecmp(value, o->choices[i]) == 0)
+                return set_string(cfg, o, o->choices[i]);
+        }
+        {
+            char list[128] = "";
+            size_t used = 0;
+
+            for (size_t i = 0; o->choices[i] != NULL && used < sizeof(list); i++)
+                used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+                                         i ? "|" : "", o->choices[i]);
+            set_err(errbuf, errlen, "%s: '%s' is not one of %s", where, value, list);
+        }
+        return PC_EINVAL;
+
+    case OPT_UINT:
+    case OPT_SIZE:
+    case OPT_DURATION:
+        rc = parse_number(o, value, &n, &why);
+        if (rc != 0) {
+            set_err(errbuf, errlen, "%s: '%s' %s", where, value, why);
+            return PC_EINVAL;
+        }
+        if (n < o->min) {
+            format_value(o->type, o->min, lim, sizeof(lim));
+            set_err(errbuf, errlen, "%s: '%s' is below the minimum of %s", where, value, lim);
+            return PC_EINVAL;
+        }
+        if (n > o->max) {
+            format_value(o->type, o->max, lim, sizeof(lim));
+            set_err(errbuf, errlen, "%s: '%s' is above the maximum of %s", where, value, lim);
+            return PC_EINVAL;
+        }
+        if (o->type == OPT_SIZE)
+            *field_size(cfg, o) = (size_t)n;
+        else
+            *field_u64(cfg, o) = n;
+        return 0;
+    }
+    set_err(errbuf, errlen, "%s: option has an unknown type (bug)", where);
+    return PC_EINTERNAL;
+}
+
+/* ---- sources -------------------------------------------------------------- */
+
+static int load_defaults(loader_t *ld, char *errbuf, size_t errlen)
+{
+    const src_t src = {.kind = SRC_DEFAULT};
+
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        int rc;
+
+        if (options[i].def == NULL)
+            continue;
+        /* A failure here is a bad row in options[]; test_config's
+         * defaults test catches it before anyone else can. */
+        rc = opt_set(ld, &options[i], options[i].def, &src, errbuf, errlen);
+        if (rc != 0)
+            return rc == PC_EINVAL ? PC_EINTERNAL : rc;
+    }
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    char *end;
+
+    while (isspace((unsigned char)*s))
+        s++;
+    end = s + strlen(s);
+    while (end > s && isspace((unsigned char)end[-1]))
+        end--;
+    *end = '\0';
+    return s;
+}
+
+/*
+ * Reads "name = value" lines. The value is the rest of the line with
+ * surrounding blanks removed: there are no quotes and no trailing
+ * comments, because a value such as a Redis key prefix may itself
+ * contain '#' or quote characters. "name =" sets the empty string.
+ */
+static int load_file(loader_t *ld, const char *path, char *errbuf, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    src_t src = {.kind = SRC_FILE, .file = path, .line = 0};
+    int rc = 0;
+
+    if (f == NULL) {
+        set_err(errbuf, errlen, "config file %s: %s", path, strerror(errno));
+        return PC_EIO;
+    }
+    for (;;) {
+        char *name, *value, *eq;
+        const opt_t *o;
+
+        errno = 0;
+        if (getline(&line, &cap, f) < 0) {
+            if (ferror(f)) {
+                set_err(errbuf, errlen, "config file %s: %s", path,
+                        strerror(errno ? errno : EIO));
+                rc = PC_EIO;
+            }
+            break;
+        }
+        src.line++;
+        name = trim(line);
+        if (*name == '\0' || *name == '#')
+            continue;
+        eq = strchr(name, '=');
+        if (eq == NULL) {
+            set_err(errbuf, errlen, "config file %s line %u: expected 'name = value', got '%s'",
+                    path, src.line, name);
+            rc = PC_EINVAL;
+            break;
+        }
+        *eq = '\0';
+        value = trim(eq + 1);
+        name = trim(name);
+        if (*name == '\0') {
+            set_err(errbuf, errlen, "config file %s line %u: expected 'name = value', got no name",
+                    path, src.line);
+            rc = PC_EINVAL;
+            break;
+        }
+        o = find_option(name, strlen(name));
+        if (o == NULL) {
+            set_err(errbuf, errlen, "config file %s line %u: unknown option '%s'", path,
+                    src.line, name);
+            rc = PC_EINVAL;
+            break;
+        }
+        if (o->not_in_file) {
+            set_err(errbuf, errlen,
+                    "config file %s line %u: '%s' cannot be set in a config file", path,
+                    src.line, name);
+            rc = PC_EINVAL;
+            break;
+        }
+        rc = opt_set(ld, o, value, &src, errbuf, errlen);
+        if (rc != 0)
+            break;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/*
+ * Only the variables named after options are read. Other PEERCACHE_*
+ * variables are not an error: PEERCACHE_NODES and PEERCACHE_TOKEN belong
+ * to peercache-cli, and a shell that exports them must still be able to
+ * start a node.
+ */
+static int load_env(loader_t *ld, char **envp, char *errbuf, size_t errlen)
+{
+    const src_t src = {.kind = SRC_ENV};
+    char name[ENV_NAME_MAX];
+
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const char *value;
+        int rc;
+
+        env_name(&options[i], name, sizeof(name));
+        value = env_get(envp, name);
+        if (value == NULL)
+            continue;
+        rc = opt_set(ld, &options[i], value, &src, errbuf, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+enum { FLAG_OPTION = 0, FLAG_HELP = 1, FLAG_VERSION = 2 };
+
+/*
+ * Reads the flag at argv[*i] (advancing *i past its value, if separate).
+ * FLAG_OPTION with *opt and *value set, FLAG_HELP, FLAG_VERSION, or
+ * PC_EINVAL with the reason in errbuf. A value is whatever the next
+ * argument is, even if it starts with "-", as with getopt: that keeps
+ * "--redis-prefix -x-" possible, and a mistake such as "--memory --listen"
+ * still gets a precise error ("--memory: '--listen' is not a size").
+ */
+static int scan_flag(int argc, char **argv, int *i, const opt_t **opt, const char **value,
+                     char *errbuf, size_t errlen)
+{
+    const char *arg = argv[*i];
+    const char *name, *eq;
+    size_t len;
+
+    if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
+        return FLAG_HELP;
+    if (strcmp(arg, "--version") == 0)
+        return FLAG_VERSION;
+    if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0') {
+        if (arg[0] == '-' && arg[1] != '\0' && arg[1] != '-')
+            set_err(errbuf, errlen, "unknown option '%s' (options are --name, see --help)",
+                    arg);
+        else
+            set_err(errbuf, errlen, "unexpected argument '%s' (options start with --)", arg);
+        return PC_EINVAL;
+    }
+    name = arg + 2;
+    eq = strchr(name, '=');
+    len = eq ? (size_t)(eq - name) : strlen(name);
+    *opt = find_option(name, len);
+    if (*opt == NULL) {
+        if ((len == 4 && memcmp(name, "help", 4) == 0) ||
+            (len == 7 && memcmp(name, "version", 7) == 0))
+            set_err(errbuf, errlen, "--%.*s takes no value", (int)len, name);
+        else
+            set_err(errbuf, errlen, "unknown option '--%.*s'", (int)len, name);
+        return PC_EINVAL;
+    }
+    if (eq != NULL) {
+        *value = eq + 1;
+    } else if (*i + 1 < argc) {
+        *value = argv[++*i];
+    } else {
+        set_err(errbuf, errlen, "--%s: missing value (%s)", (*opt)->name,
+                (*opt)->metavar ? (*opt)->metavar : "see --help");
+        return PC_EINVAL;
+    }
+    return FLAG_OPTION;
+}
+
+/*
+ * First pass over argv: finds --help / --version, the last --config, and
+ * the first bad flag or value in argv order, without touching the real
+ * config (values are tried on a scratch one). Checking values here, not
+ * only when the flags are applied, keeps the first mistake the one that
+ * is reported: "--memory --listen x:1" is about --memory, not about a
+ * stray "x:1". --help wins over any error, so that a user who got an
+ * option wrong can always ask for help (and --version likewise).
+ */
+static int check_flags(int argc, char **argv, const char **config, char *errbuf,
+                       size_t errlen)
+{
+    const src_t src = {.kind = SRC_FLAG};
+    loader_t scratch;
+    int first_err = 0;
+    bool help = false, version = false;
+
+    memset(&scratch, 0, sizeof(scratch));
+    for (int i = 1; i < argc; i++) {
+        const opt_t *o = NULL;
+        const char *value = NULL;
+        /* Only the first error's message is kept. */
+        char *eb = first_err ? NULL : errbuf;
+        size_t el = first_err ? 0 : errlen;
+        int rc = scan_flag(argc, argv, &i, &o, &value, eb, el);
+
+        if (rc == FLAG_OPTION)
+            rc = opt_set(&scratch, o, value, &src, eb, el);
+        else if (rc == FLAG_VERSION)
+            version = true;
+        if (rc == FLAG_HELP) {
+            help = true;
+            break;
+        }
+        if (rc < 0 && first_err == 0)
+            first_err = rc;
+        if (rc == 0 && strcmp(o->name, "config") == 0)
+            *config = value;
+    }
+    pc_config_free(&scratch.cfg);
+    if (help)
+        return FLAG_HELP;
+    if (version)
+        return FLAG_VERSION;
+    return first_err;
+}
+
+static int load_flags(loader_t *ld, int argc, char **argv, char *errbuf, size_t errlen)
+{
+    const src_t src = {.kind = SRC_FLAG};
+
+    for (int i = 1; i < argc; i++) {
+        const opt_t *o = NULL;
+        const char *value = NULL;
+        int rc = scan_flag(argc, argv, &i, &o, &value, errbuf, errlen);
+
+        if (rc != FLAG_OPTION)
+            return rc < 0 ? rc : PC_EINTERNAL; /* check_flags saw these */
+        rc = opt_set(ld, o, value, &src, errbuf, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* "--max-key 2mb (from PEERCACHE_MAX_KEY)", for cross-check messages. */
+static void describe_value(loader_t *ld, const char *name, char *buf, size_t len)
+{
+    const opt_t *o = find_option(name, strlen(name));
+    const src_t *src = &ld->origin[o - options];
+    char value[32], where[512];
+    uint64_t v = o->type == OPT_SIZE ? (uint64_t)*field_size(&ld->cfg, o)
+                                     : *field_u64(&ld->cfg, o);
+
+    format_value(o->type, v, value, sizeof(value));
+    if (src->kind == SRC_DEFAULT)
+        snprintf(where, sizeof(where), "default");
+    else if (src->kind == SRC_FILE)
+        snprintf(where, sizeof(where), "from config file %s line %u", src->file, src->line);
+    else if (src->kind == SRC_FLAG)
+        snprintf(where, sizeof(where), "from --%s", o->name);
+    else {
+        char env[ENV_NAME_MAX];
+
+        env_name(o, env, sizeof(env));
+        snprintf(where, sizeof(where), "from %s", env);
+    }
+    snprintf(buf, len, "--%s %s (%s)", o->name, value, where);
+}
+
+/*
+ * Rules between options, checked on the merged result because each value
+ * can be fine alone and come from a different source than the other.
+ */
+static int check_merged(loader_t *ld, char *errbuf, size_t errlen)
+{
+    pc_config_t *cfg = &ld->cfg;
+    char a[600], b[600], c[600];
+    uint64_t need;
+
+    if (cfg->name == NULL || cfg->name[0] == '\0') {
+        char *copy = strdup(cfg->listen);
+
+        if (copy == NULL)
+            return PC_ENOMEM;
+        free(cfg->name);
+        cfg->name = copy;
+    }
+    /* Both are at most WIRE_MAX, so the sum cannot overflow. */
+    need = (uint64_t)cfg->max_key + (uint64_t)cfg->max_value + FRAME_SLACK;
+    if ((uint64_t)cfg->max_frame < need) {
+        describe_value(ld, "max-frame", a, sizeof(a));
+        describe_value(ld, "max-key", b, sizeof(b));
+        describe_value(ld, "max-value", c, sizeof(c));
+        set_err(errbuf, errlen,
+                "%s is too small for %s + %s + %d bytes of framing: raise --max-frame to at "
+                "least %" PRIu64 " or lower the others",
+                a, b, c, FRAME_SLACK, need);
+        return PC_EINVAL;
+    }
+    if (cfg->max_output < cfg->max_frame) {
+        describe_value(ld, "max-output", a, sizeof(a));
+        describe_value(ld, "max-frame", b, sizeof(b));
+        set_err(errbuf, errlen,
+                "%s is smaller than %s: a whole reply must fit in the output queue", a, b);
+        return PC_EINVAL;
+    }
+    return 0;
+}
+
+/* ---- public API ----------------------------------------------------------- */
+
+int pc_config_load(pc_config_t *cfg, int argc, char **argv, char **envp, char *errbuf,
+                   size_t errlen)
+{
+    loader_t ld;
+    const char *config = NULL;
+    int rc;
+
+    set_err(errbuf, errlen, "%s", "");
+    if (cfg == NULL || (argc > 0 && argv == NULL)) {
+        set_err(errbuf, errlen, "pc_config_load: invalid arguments");
+        return PC_EINVAL;
+    }
+    memset(cfg, 0, sizeof(*cfg));
+    memset(&ld, 0, sizeof(ld));
+
+    rc = check_flags(argc, argv, &config, errbuf, errlen);
+    if (rc == FLAG_HELP || rc == FLAG_VERSION || rc < 0)
+        return rc;
+    if (config == NULL)
+        config = env_get(envp, "PEERCACHE_CONFIG");
+
+    rc = load_defaults(&ld, errbuf, errlen);
+    if (rc == 0 && config != NULL && config[0] != '\0')
+        rc = load_file(&ld, config, errbuf, errlen);
+    if (rc == 0)
+        rc = load_env(&ld, envp, errbuf, errlen);
+    if (rc == 0)
+        rc = load_flags(&ld, argc, argv, errbuf, errlen);
+    if (rc == 0)
+        rc = check_merged(&ld, errbuf, errlen);
+    if (rc != 0) {
+        if (rc == PC_ENOMEM)
+            set_err(errbuf, errlen, "out of memory");
+        pc_config_free(&ld.cfg);
+        return rc;
+    }
+    /* "--config ''" switches off a PEERCACHE_CONFIG from the environment;
+     * report that as no file rather than as an empty name. */
+    if (ld.cfg.config_file != NULL && ld.cfg.config_file[0] == '\0') {
+        free(ld.cfg.config_file);
+        ld.cfg.config_file = NULL;
+    }
+    *cfg = ld.cfg;
+    return 0;
+}
+
+void pc_config_free(pc_config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (options[i].type == OPT_STRING || options[i].type == OPT_ENUM) {
+            char **field = field_str(cfg, &options[i]);
+
+            free(*field);
+            *field = NULL;
+        }
+    }
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* Writes `text` with every line indented by `indent` spaces. */
+static void print_indented(FILE *out, const char *text, int indent)
+{
+    while (*text != '\0') {
+        const char *nl = strchr(text, '\n');
+        int len = nl ? (int)(nl - text) : (int)strlen(text);
+
+        fprintf(out, "%*s%.*s\n", indent, "", len, text);
+        text += len + (nl ? 1 : 0);
+    }
+}
+
+void pc_config_usage(FILE *out, const char *prog)
+{
+    char env[ENV_NAME_MAX];
+
+    if (prog == NULL || prog[0] == '\0')
+        prog = "peercached";
+    fprintf(out,
+            "Usage: %s [OPTIONS]\n"
+            "\n"
+            "peercached is a cache node in front of Redis (version %s).\n"
+            "\n"
+            "Every option can be given as a flag (--name VALUE or --name=VALUE),\n"
+            "as an environment variable (shown below each option), or as a\n"
+            "\"name = value\" line in the config file. Flags override the\n"
+            "environment, which overrides the config file, which overrides the\n"
+            "defaults.\n"
+            "\n"
+            "Options:\n",
+            prog, PC_VERSION_STRING);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt_t *o = &options[i];
+
+        if (o->type == OPT_ENUM) {
+            fprintf(out, "  --%s ", o->name);
+            for (size_t j = 0; o->choices[j] != NULL; j++)
+                fprintf(out, "%s%s", j ? "|" : "", o->choices[j]);
+            fputc('\n', out);
+        } else {
+            fprintf(out, "  --%s %s\n", o->name, o->metavar);
+        }
+        print_indented(out, o->help, 6);
+        env_name(o, env, sizeof(env));
+        if (o->def == NULL)
+            fprintf(out, "      env %s, default: %s\n", env, o->def_help);
+        else if (o->def[0] == '\0')
+            fprintf(out, "      env %s, default: \"\" (empty)\n", env);
+        else
+            fprintf(out, "      env %s, default: %s\n", env, o->def);
+    }
+    fprintf(out,
+            "  -h, --help\n"
+            "      Print this help and exit.\n"
+            "  --version\n"
+            "      Print the version and exit.\n"
+            "\n"
+            "SIZE is a number of bytes with an optional unit b, k/kb, m/mb or g/gb\n"
+            "(powers of 1024, any case): 65536, 512k, 64mb, 1g.\n"
+            "DURATION is milliseconds, or a number with a unit ms, s, m or h:\n"
+            "500, 250ms, 2s, 5m.\n");
+}
