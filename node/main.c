@@ -1,0 +1,147 @@
+/*
+ * main.c -- peercached: wires config, log, store, backend and server
+ * together in that order and tears them down in reverse.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+#include <uv.h>
+
+#include "pc_addr.h"
+#include "pc_backend.h"
+#include "pc_config.h"
+#include "pc_log.h"
+#include "pc_server.h"
+#include "pc_store.h"
+
+extern char **environ;
+
+typedef struct app {
+    uv_loop_t loop;
+    pc_config_t cfg;
+    pc_log_t log;
+    pc_store_t *store;
+    pc_backend_t *backend;
+    pc_server_t *server;
+    uv_signal_t sigterm, sigint;
+    int stopping;
+} app_t;
+
+static void backend_closed(void *arg)
+{
+    app_t *a = arg;
+    a->backend = NULL;
+}
+
+static void server_done(void *arg)
+{
+    app_t *a = arg;
+    pc_log_info(&a->log, "all connections closed");
+    if (a->backend)
+        pc_backend_close(a->backend, backend_closed, a);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    app_t *a = h->data;
+    if (a->stopping) {
+        pc_log_warn(&a->log, "second signal: exiting now");
+        exit(1);
+    }
+    a->stopping = 1;
+    pc_log_info(&a->log, "%s: draining and shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    pc_server_shutdown(a->server, server_done, a);
+}
+
+int main(int argc, char **argv)
+{
+    app_t a;
+    memset(&a, 0, sizeof a);
+    char err[512];
+
+    int rc = pc_config_load(&a.cfg, argc, argv, environ, err, sizeof err);
+    if (rc == 1) {
+        pc_config_usage(stdout, argv[0]);
+        return 0;
+    }
+    if (rc == 2) {
+        printf("peercached %s\n", PC_VERSION_STRING);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "peercached: %s\n(see peercached --help)\n", err);
+        return 2;
+    }
+
+    a.log.out = stderr;
+    a.log.level = pc_log_level_parse(a.cfg.log_level);
+    a.log.name = a.cfg.name;
+    if (sodium_init() < 0) {
+        fprintf(stderr, "peercached: libsodium failed to initialise\n");
+        return 1;
+    }
+    /* A client that disappears mid-write must not kill the node. */
+    signal(SIGPIPE, SIG_IGN);
+
+    pc_store_config_t scfg = {
+        .memory_limit = a.cfg.memory,
+        .policy = strcasecmp(a.cfg.eviction, "lru") == 0 ? PC_EVICT_LRU : PC_EVICT_S3FIFO,
+    };
+    if ((rc = pc_store_new(&scfg, &a.store)) < 0) {
+        fprintf(stderr, "peercached: store: %s\n", pc_strerror(rc));
+        return 1;
+    }
+    uv_loop_init(&a.loop);
+
+    if (strcasecmp(a.cfg.redis, "none") != 0) {
+        char host[256];
+        int port;
+        if (pc_addr_parse(a.cfg.redis, host, sizeof host, &port) < 0) {
+            fprintf(stderr, "peercached: --redis: bad address '%s'\n", a.cfg.redis);
+            return 2;
+        }
+        pc_backend_config_t bcfg = {.host = host, .port = port, .prefix = a.cfg.redis_prefix,
+                                    .timeout_ms = a.cfg.redis_timeout_ms};
+        if ((rc = pc_backend_new(&a.loop, &bcfg, &a.log, &a.backend)) < 0) {
+            fprintf(stderr, "peercached: redis: %s\n", pc_strerror(rc));
+            return 1;
+        }
+    }
+
+    if ((rc = pc_server_new(&a.loop, &a.cfg, a.store, a.backend, &a.log, &a.server)) < 0) {
+        fprintf(stderr, "peercached: server: %s\n", pc_strerror(rc));
+        return 1;
+    }
+    if (pc_server_start(a.server) < 0)
+        return 1; /* reason logged */
+
+    uv_signal_init(&a.loop, &a.sigterm);
+    uv_signal_init(&a.loop, &a.sigint);
+    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&a.sigint, on_signal, SIGINT);
+
+    pc_log_info(&a.log, "peercached %s listening on %s (redis %s%s%s, memory %zu bytes, %s)",
+                PC_VERSION_STRING, a.cfg.listen, a.cfg.redis,
+                a.cfg.redis_prefix[0] ? ", prefix " : "", a.cfg.redis_prefix, a.cfg.memory,
+                a.cfg.eviction);
+    /* The line tests and scripts wait for. */
+    fprintf(stdout, "ready %s\n", a.cfg.listen);
+    fflush(stdout);
+
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+
+    pc_server_free(&a.server);
+    if (uv_loop_close(&a.loop) != 0)
+        pc_log_warn(&a.log, "event loop closed with handles still open");
+    pc_store_free(&a.store);
+    pc_log_info(&a.log, "bye");
+    pc_config_free(&a.cfg);
+    return 0;
+}

@@ -1,0 +1,97 @@
+/*
+ * pc_backend.h -- Redis as the durable store behind a node.
+ *
+ * One hiredis async connection on the caller's libuv loop. Commands are
+ * pipelined on it and answered in the order they were sent, which the
+ * server relies on: a read-through GET and a SET of the same key resolve
+ * in the order Redis applied them.
+ *
+ * Values are plain Redis strings under `prefix` + key, so other programs
+ * can read and write them.
+ *
+ * Callback contract (as libuv's): if a call returns an error, its callback
+ * never runs; if it returns 0, the callback runs exactly once, later, from
+ * the loop -- with err = 0 on success, or PC_EBACKEND when Redis refused,
+ * the connection broke, or no reply came within the timeout. A call made
+ * while Redis is unreachable fails at once with PC_EBACKEND (fail fast:
+ * requests never queue behind a dead backend).
+ *
+ * Liveness: the connection is watched with a per-command deadline
+ * (timeout_ms). A command past its deadline fails every command in flight
+ * and drops the connection, since nothing later on it can be trusted to
+ * arrive in time either. Reconnects run in the background with backoff
+ * (100 ms doubling to 5 s) until Redis answers again.
+ *
+ * Thread rules: loop thread only.
+ */
+#ifndef PC_BACKEND_H
+#define PC_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "pc_error.h"
+#include "pc_log.h"
+
+typedef struct pc_backend pc_backend_t;
+
+typedef struct pc_backend_config {
+    const char *host;     /* copied */
+    int port;
+    const char *prefix;   /* copied; "" = none */
+    uint64_t timeout_ms;  /* per command and for connecting */
+} pc_backend_config_t;
+
+typedef struct pc_backend_stats {
+    uint64_t commands;    /* sent */
+    uint64_t errors;      /* failed (refused, broken, timed out) */
+    uint64_t timeouts;    /* of which timed out */
+    uint64_t rejected;    /* refused at once because Redis was down */
+    uint64_t connects;    /* successful (re)connections */
+    int up;               /* 1 while connected */
+} pc_backend_stats_t;
+
+/*
+ * GET result: found = 1 with the value (valid only during the callback)
+ * and pttl_ms (remaining TTL, -1 = none); found = 0 for a missing key.
+ */
+typedef void (*pc_backend_get_cb)(void *arg, int err, int found, const uint8_t *val, size_t vlen,
+                                  int64_t pttl_ms);
+/*
+ * Write result: `applied` is 1 when the write took effect, 0 when its
+ * condition failed (SET NX/XX), the key was missing (DEL, EXPIRE).
+ */
+typedef void (*pc_backend_done_cb)(void *arg, int err, int applied);
+
+/* Creates the backend and starts connecting. 0 or PC_ENOMEM/PC_EINVAL.
+ * `log` must outlive the backend. */
+int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log_t *log,
+                   pc_backend_t **out);
+
+/* 1 while connected. */
+int pc_backend_up(const pc_backend_t *b);
+
+/* Reads value and remaining TTL atomically (one server-side script). */
+int pc_backend_get(pc_backend_t *b, const void *key, size_t klen, pc_backend_get_cb cb,
+                   void *arg);
+/* SET key value [PX ttl_ms] [NX|XX]; cond is enum pc_cond. */
+int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *val, size_t vlen,
+                   uint64_t ttl_ms, int cond, pc_backend_done_cb cb, void *arg);
+int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, pc_backend_done_cb cb,
+                   void *arg);
+/* New TTL for an existing key (0 = remove the expiry); applied = 0 when the
+ * key does not exist. */
+int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t ttl_ms,
+                      pc_backend_done_cb cb, void *arg);
+
+void pc_backend_stats(const pc_backend_t *b, pc_backend_stats_t *out);
+
+/*
+ * Fails whatever is in flight (callbacks run with PC_EBACKEND), closes the
+ * connection and timers, and calls closed(arg) once every handle is
+ * closed; the backend memory is freed just before. Call once.
+ */
+void pc_backend_close(pc_backend_t *b, void (*closed)(void *arg), void *arg);
+
+#endif

@@ -1,0 +1,1355 @@
+/*
+ * pc_server.c -- connections, request dispatch, read-through and
+ * write-through for one event loop.
+ *
+ * Shapes to know before reading:
+ *
+ *  conn_t   one client connection. Embeds its uv_tcp_t; counts references
+ *           (1 for the handle + 1 per live request) and frees itself when
+ *           the last goes, so a backend reply that arrives after the client
+ *           left still finds valid memory.
+ *
+ *  req_t    a request that cannot be answered the moment it is decoded
+ *           (it waits for Redis, or an earlier request on the same
+ *           connection still does). Requests sit in conn->reqs in arrival
+ *           order; answers are appended to the output only from the head,
+ *           so they leave in request order. A request answered at once
+ *           while nothing is queued ahead of it never gets a req_t: the
+ *           GET-hit path allocates nothing.
+ *
+ *  keystate_t  per-key state of what is in flight to Redis: the read that
+ *           all missing GETs wait on (coalescing), the number of writes
+ *           sent, and compare-and-set requests deferred until those writes
+ *           are acknowledged. It lives only while something is in flight.
+ *
+ * Ordering argument: all commands for this loop go over one Redis
+ * connection, which answers in order. A read-through that was sent before
+ * a write is answered before it, so the store sees fills and writes in
+ * the order Redis applied them; a fill only inserts when the key is absent
+ * (anything present arrived later and is at least as new).
+ */
+#include "pc_server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "pc_addr.h"
+#include "pc_list.h"
+#include "pc_proto.h"
+
+#define READ_CHUNK (64 * 1024)
+#define TICK_MS 100
+
+typedef struct conn conn_t;
+typedef struct req req_t;
+typedef struct keystate keystate_t;
+
+/* One key of a GET (1 slot) or MGET (n slots). */
+typedef struct slot {
+    struct slot *next_waiter; /* in keystate->waiters */
+    req_t *req;
+    uint32_t status;   /* PC_ST_* once resolved */
+    pc_item_t *item;   /* hit: a store reference */
+    uint8_t *copy;     /* read-through not cached: owned value copy */
+    size_t copy_len;
+    uint64_t copy_version;
+    int64_t copy_ttl;
+} slot_t;
+
+struct req {
+    pc_list_t link; /* in conn->reqs */
+    conn_t *c;
+    uint32_t op;
+    uint64_t id;
+    int done;        /* resp holds the encoded answer */
+    unsigned waiting;
+    pc_buf_t resp;
+
+    /* writes */
+    keystate_t *ks;
+    req_t *next_deferred;
+    uint8_t *key; /* key + value copy, one allocation */
+    uint32_t klen;
+    uint8_t *val;
+    uint32_t vlen;
+    uint64_t ttl_ms;
+    uint32_t flags;
+    uint32_t cond;
+    uint64_t cas;
+
+    uint32_t nslots;
+    slot_t slots[];
+};
+
+struct keystate {
+    keystate_t *hnext;
+    pc_server_t *srv;
+    uint64_t hash;
+    int fetching;
+    slot_t *waiters, *waiters_tail;
+    unsigned pending_writes;
+    req_t *deferred, *deferred_tail;
+    uint32_t klen;
+    uint8_t key[];
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    pc_server_t *srv;
+    pc_list_t link; /* in srv->conns */
+    pc_list_t reqs;
+    unsigned nreqs;
+    unsigned refs;
+    pc_proto_reader_t rd;
+    pc_buf_t out;  /* answers not yet handed to the kernel */
+    pc_buf_t wbuf; /* answers being written */
+    uv_write_t wreq;
+    int writing;
+    int reading;
+    int eof;       /* no more input: finish what was asked, then close */
+    int closing;   /* handle closed or closing */
+    int processing; /* inside conn_process: no re-entry */
+    uint64_t last_active;
+    char peer[64];
+};
+
+typedef struct server_stats {
+    uint64_t connections_total;
+    uint64_t connections_rejected;
+    uint64_t requests;
+    uint64_t bad_frames;
+    uint64_t backend_reads;
+    uint64_t reads_coalesced;
+    uint64_t backend_writes;
+} server_stats_t;
+
+struct pc_server {
+    uv_loop_t *loop;
+    const pc_log_t *log;
+    pc_store_t *store;
+    pc_backend_t *backend;
+    pc_proto_decoder_t *dec;
+    pc_proto_limits_t limits;
+
+    char *listen;
+    char *name;
+    uint64_t max_connections;
+    uint64_t idle_timeout_ms;
+    uint64_t max_inflight;
+    size_t max_output;
+    uint64_t shutdown_timeout_ms;
+    uint64_t sweep_interval_ms;
+
+    uv_tcp_t listener;
+    uv_timer_t tick;
+    uv_timer_t shutdown_timer;
+    int handles_open;
+    int listening;
+    int shutting_down;
+    void (*on_done)(void *);
+    void *on_done_arg;
+
+    pc_list_t conns;
+    uint64_t nconns;
+
+    keystate_t **ks_buckets;
+    size_t ks_nbuckets;
+    size_t ks_count;
+    uint8_t ks_hashkey[crypto_shorthash_KEYBYTES];
+
+    uint64_t last_version;
+    uint64_t last_sweep;
+    uint64_t start_ms;
+    server_stats_t stats;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static uint64_t now_ms(const pc_server_t *s) { return uv_now(s->loop); }
+
+/*
+ * Versions order the writes of one owner: wall-clock milliseconds in the
+ * high bits, a counter in the low 16, never going backwards even if the
+ * wall clock does. Later (cluster) this becomes a full hybrid logical
+ * clock; the format already fits one.
+ */
+static uint64_t next_version(pc_server_t *s)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wall = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 16;
+    s->last_version = wall > s->last_version ? wall : s->last_version + 1;
+    return s->last_version;
+}
+
+static int64_t ttl_left(uint64_t expire, uint64_t now)
+{
+    if (expire == 0)
+        return -1;
+    return expire > now ? (int64_t)(expire - now) : 0;
+}
+
+static uint64_t expire_at(const pc_server_t *s, uint64_t ttl_ms)
+{
+    return ttl_ms == 0 ? 0 : now_ms(s) + ttl_ms;
+}
+
+/* ---- keystate table ----------------------------------------------------- */
+
+static uint64_t key_hash(const pc_server_t *s, const uint8_t *k, size_t n)
+{
+    uint64_t h;
+    crypto_shorthash((unsigned char *)&h, k, n, s->ks_hashkey);
+    return h;
+}
+
+static keystate_t *ks_find(pc_server_t *s, const uint8_t *k, size_t n, uint64_t h)
+{
+    for (keystate_t *ks = s->ks_buckets[h & (s->ks_nbuckets - 1)]; ks; ks = ks->hnext)
+        if (ks->hash == h && ks->klen == n && memcmp(ks->key, k, n) == 0)
+            return ks;
+    return NULL;
+}
+
+static void ks_grow(pc_server_t *s)
+{
+    size_t nb = s->ks_nbuckets * 2;
+    keystate_t **b = calloc(nb, sizeof *b);
+    if (b == NULL)
+        return; /* keep the old table: longer chains, still correct */
+    for (size_t i = 0; i < s->ks_nbuckets; i++) {
+        keystate_t *ks = s->ks_buckets[i];
+        while (ks) {
+            keystate_t *next = ks->hnext;
+            ks->hnext = b[ks->hash & (nb - 1)];
+            b[ks->hash & (nb - 1)] = ks;
+            ks = next;
+        }
+    }
+    free(s->ks_buckets);
+    s->ks_buckets = b;
+    s->ks_nbuckets = nb;
+}
+
+static keystate_t *ks_get(pc_server_t *s, const uint8_t *k, size_t n)
+{
+    uint64_t h = key_hash(s, k, n);
+    keystate_t *ks = ks_find(s, k, n, h);
+    if (ks)
+        return ks;
+    ks = calloc(1, sizeof *ks + n);
+    if (ks == NULL)
+        return NULL;
+    ks->hash = h;
+    ks->srv = s;
+    ks->klen = (uint32_t)n;
+    memcpy(ks->key, k, n);
+    if (s->ks_count + 1 > s->ks_nbuckets)
+        ks_grow(s);
+    keystate_t **head = &s->ks_buckets[h & (s->ks_nbuckets - 1)];
+    ks->hnext = *head;
+    *head = ks;
+    s->ks_count++;
+    return ks;
+}
+
+/* Frees the keystate once nothing is in flight for its key. */
+static void ks_release(pc_server_t *s, keystate_t *ks)
+{
+    if (ks->fetching || ks->waiters || ks->pending_writes || ks->deferred)
+        return;
+    keystate_t **pp = &s->ks_buckets[ks->hash & (s->ks_nbuckets - 1)];
+    while (*pp != ks)
+        pp = &(*pp)->hnext;
+    *pp = ks->hnext;
+    s->ks_count--;
+    free(ks);
+}
+
+/* ---- connections: output ---------------------------------------------- */
+
+static void conn_close(conn_t *c, const char *why);
+static void conn_process(conn_t *c);
+static void conn_flush(conn_t *c);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+static void conn_maybe_free(conn_t *c)
+{
+    if (c->refs > 0)
+        return;
+    pc_server_t *s = c->srv;
+    pc_list_remove(&c->link);
+    pc_proto_reader_free(&c->rd);
+    pc_buf_free(&c->out);
+    pc_buf_free(&c->wbuf);
+    free(c);
+    if (s->shutting_down && pc_list_empty(&s->conns) && s->handles_open == 0 && s->on_done) {
+        void (*done)(void *) = s->on_done;
+        s->on_done = NULL;
+        done(s->on_done_arg);
+    }
+}
+
+static size_t conn_queued(const conn_t *c) { return c->out.len + c->wbuf.len; }
+
+static int conn_paused(const conn_t *c)
+{
+    const pc_server_t *s = c->srv;
+    return c->nreqs >= s->max_inflight || conn_queued(c) > s->max_output;
+}
+
+/* Starts or stops reading to match the connection's state. */
+static void conn_update_reading(conn_t *c)
+{
+    int want = !c->closing && !c->eof && !conn_paused(c);
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+            c->reading = 1;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void write_cb(uv_write_t *w, int status)
+{
+    conn_t *c = w->data;
+    c->writing = 0;
+    pc_buf_reset(&c->wbuf);
+    c->refs--;
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (status < 0) {
+        conn_close(c, uv_strerror(status));
+        return;
+    }
+    c->last_active = now_ms(c->srv);
+    /* Output drained: buffered frames may now be processed, reading may
+     * resume, and a draining connection may be done. */
+    conn_process(c);
+}
+
+static void conn_flush(conn_t *c)
+{
+    if (c->closing || c->writing || c->out.len == 0)
+        return;
+    /* Double buffering: new answers go to `out` while `wbuf` is written, so
+     * every answer produced during one loop turn leaves in one write. */
+    pc_buf_t t = c->wbuf;
+    c->wbuf = c->out;
+    c->out = t;
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+    if (rc < 0) {
+        conn_close(c, uv_strerror(rc));
+        return;
+    }
+    c->writing = 1;
+    c->refs++;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static req_t *req_new(conn_t *c, uint32_t op, uint64_t id, uint32_t nslots)
+{
+    req_t *r = calloc(1, sizeof *r + nslots * sizeof(slot_t));
+    if (r == NULL)
+        return NULL;
+    r->c = c;
+    r->op = op;
+    r->id = id;
+    r->nslots = nslots;
+    for (uint32_t i = 0; i < nslots; i++)
+        r->slots[i].req = r;
+    pc_buf_init(&r->resp, 0);
+    pc_list_push_back(&c->reqs, &r->link);
+    c->nreqs++;
+    c->refs++;
+    return r;
+}
+
+static void req_free(req_t *r)
+{
+    conn_t *c = r->c;
+    for (uint32_t i = 0; i < r->nslots; i++) {
+        pc_store_release(c->srv->store, r->slots[i].item);
+        free(r->slots[i].copy);
+    }
+    free(r->key);
+    pc_buf_free(&r->resp);
+    pc_list_remove(&r->link);
+    c->nreqs--;
+    c->refs--;
+    free(r);
+}
+
+static int req_is_head(const req_t *r) { return r->c->reqs.next == &r->link; }
+
+/* Moves finished answers from the head of the queue to the output. */
+static void conn_flush_ready(conn_t *c)
+{
+    while (!pc_list_empty(&c->reqs)) {
+        req_t *r = pc_list_entry(c->reqs.next, req_t, link);
+        if (!r->done)
+            break;
+        if (r->resp.len > 0 && pc_buf_append(&c->out, r->resp.data, r->resp.len) < 0) {
+            req_free(r);
+            conn_close(c, "out of memory");
+            return;
+        }
+        req_free(r);
+    }
+}
+
+/*
+ * Where to encode an answer for (op, id) that is ready now: straight into
+ * the output when nothing is queued ahead, else into a finished req_t that
+ * waits its turn. NULL on allocation failure.
+ */
+static pc_buf_t *answer_target(conn_t *c, uint32_t op, uint64_t id)
+{
+    if (pc_list_empty(&c->reqs))
+        return &c->out;
+    req_t *r = req_new(c, op, id, 0);
+    if (r == NULL)
+        return NULL;
+    r->done = 1;
+    return &r->resp;
+}
+
+static void answer(conn_t *c, const pc_response_t *resp)
+{
+    pc_buf_t *b = answer_target(c, resp->op, resp->id);
+    if (b == NULL || pc_proto_encode_response(b, resp) < 0)
+        conn_close(c, "out of memory encoding a reply");
+}
+
+static void answer_error(conn_t *c, uint32_t op, uint64_t id, uint32_t status, const char *msg)
+{
+    pc_buf_t *b = answer_target(c, op, id);
+    if (b == NULL || pc_proto_encode_error(b, op, id, status, msg) < 0)
+        conn_close(c, "out of memory encoding a reply");
+}
+
+/*
+ * A queued request has its answer. If the client is gone the answer is
+ * dropped; if the request is at the head it goes out now.
+ */
+static void req_answer(req_t *r, const pc_response_t *resp, const char *errmsg)
+{
+    conn_t *c = r->c;
+    if (c->closing) {
+        req_free(r);
+        conn_maybe_free(c);
+        return;
+    }
+    pc_buf_t *b = req_is_head(r) ? &c->out : &r->resp;
+    int rc = resp->status == PC_ST_OK || errmsg == NULL
+                 ? pc_proto_encode_response(b, resp)
+                 : pc_proto_encode_error(b, resp->op, resp->id, resp->status, errmsg);
+    r->done = 1;
+    if (b == &c->out)
+        req_free(r);
+    if (rc < 0) {
+        conn_close(c, "out of memory encoding a reply");
+        return;
+    }
+    conn_flush_ready(c);
+    conn_process(c);
+}
+
+static void req_answer_status(req_t *r, uint32_t status, const char *msg)
+{
+    pc_response_t resp = {.op = r->op, .id = r->id, .status = status};
+    req_answer(r, &resp, msg ? msg : pc_status_message(status));
+}
+
+/* ---- GET / MGET ---------------------------------------------------------- */
+
+static void entry_from_item(pc_entry_t *e, const pc_item_t *it, uint64_t now)
+{
+    e->status = PC_ST_OK;
+    e->value.ptr = pc_item_value(it);
+    e->value.len = (uint32_t)pc_item_vlen(it);
+    e->flags = pc_item_flags(it);
+    e->version = pc_item_version(it);
+    e->ttl_ms = ttl_left(pc_item_expire(it), now);
+}
+
+static void entry_from_slot(pc_entry_t *e, const slot_t *sl, uint64_t now)
+{
+    if (sl->item) {
+        entry_from_item(e, sl->item, now);
+        return;
+    }
+    memset(e, 0, sizeof *e);
+    e->status = sl->status;
+    if (sl->status == PC_ST_OK) {
+        e->value.ptr = sl->copy;
+        e->value.len = (uint32_t)sl->copy_len;
+        e->version = sl->copy_version;
+        e->ttl_ms = sl->copy_ttl;
+    }
+}
+
+/* All slots of a GET/MGET are resolved: encode the answer. */
+static void read_req_finish(req_t *r)
+{
+    pc_server_t *s = r->c->srv;
+    uint64_t now = now_ms(s);
+    if (r->op == PC_OP_GET) {
+        slot_t *sl = &r->slots[0];
+        if (sl->status != PC_ST_OK) {
+            req_answer_status(r, sl->status, NULL);
+            return;
+        }
+        pc_response_t resp = {.op = r->op, .id = r->id, .status = PC_ST_OK};
+        entry_from_slot(&resp.entry, sl, now);
+        req_answer(r, &resp, NULL);
+        return;
+    }
+    /* MGET: entries that would push the reply past max_frame come back as
+     * TOO_LARGE one by one, so the client can fetch them alone. */
+    pc_entry_t *entries = malloc(r->nslots * sizeof *entries);
+    if (entries == NULL) {
+        req_answer_status(r, PC_ST_INTERNAL, "out of memory");
+        return;
+    }
+    size_t budget = s->limits.max_frame > 64 ? s->limits.max_frame - 64 : 0;
+    for (uint32_t i = 0; i < r->nslots; i++) {
+        entry_from_slot(&entries[i], &r->slots[i], now);
+        size_t need = PC_PROTO_ENTRY_OVERHEAD + entries[i].value.len;
+        if (entries[i].status == PC_ST_OK && need > budget) {
+            memset(&entries[i], 0, sizeof entries[i]);
+            entries[i].status = PC_ST_TOO_LARGE;
+            need = PC_PROTO_ENTRY_OVERHEAD;
+        }
+        budget = need < budget ? budget - need : 0;
+    }
+    pc_response_t resp = {.op = r->op, .id = r->id, .status = PC_ST_OK,
+                          .nentries = r->nslots, .entries = entries};
+    req_answer(r, &resp, NULL);
+    free(entries);
+}
+
+static void slot_resolved(slot_t *sl)
+{
+    req_t *r = sl->req;
+    if (--r->waiting > 0)
+        return;
+    if (r->c->closing) {
+        conn_t *c = r->c;
+        req_free(r);
+        conn_maybe_free(c);
+        return;
+    }
+    read_req_finish(r);
+}
+
+static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t vlen,
+                     int64_t pttl)
+{
+    keystate_t *ks = arg;
+    pc_server_t *s = ks->srv;
+    slot_t *waiters = ks->waiters;
+    ks->waiters = ks->waiters_tail = NULL;
+    ks->fetching = 0;
+    uint64_t now = now_ms(s);
+
+    /* Fill the store unless something newer got there first (see the
+     * ordering argument at the top) or Redis says it already expired. */
+    pc_item_t *stored = NULL;
+    uint64_t version = 0;
+    int64_t ttl = pttl;
+    if (err == 0 && found && pttl != 0) {
+        if (pc_store_peek(s->store, ks->key, ks->klen, now, &stored) != 0) {
+            version = next_version(s);
+            uint64_t exp = pttl > 0 ? now + (uint64_t)pttl : 0;
+            if (pc_store_set(s->store, ks->key, ks->klen, val, vlen, 0, version, exp,
+                             PC_STORE_SET_ALWAYS, now) == 0)
+                pc_store_peek(s->store, ks->key, ks->klen, now, &stored);
+        }
+    }
+
+    while (waiters) {
+        slot_t *sl = waiters;
+        waiters = sl->next_waiter;
+        sl->next_waiter = NULL;
+        if (err != 0) {
+            sl->status = PC_ST_BACKEND_UNAVAILABLE;
+        } else if (!found) {
+            sl->status = PC_ST_NOT_FOUND;
+        } else if (stored != NULL) {
+            /* one more reference to the same item for this waiter */
+            sl->status = pc_store_peek(s->store, ks->key, ks->klen, now, &sl->item) == 0
+                             ? PC_ST_OK
+                             : PC_ST_NOT_FOUND;
+        } else {
+            sl->status = PC_ST_OK;
+            sl->copy = malloc(vlen ? vlen : 1);
+            if (sl->copy == NULL) {
+                sl->status = PC_ST_INTERNAL;
+            } else {
+                memcpy(sl->copy, val, vlen);
+                sl->copy_len = vlen;
+                sl->copy_version = version;
+                sl->copy_ttl = ttl;
+            }
+        }
+        slot_resolved(sl);
+    }
+    pc_store_release(s->store, stored);
+    ks_release(s, ks);
+}
+
+/* Resolves sl now (hit or no backend) or queues it on the key's fetch. */
+static void slot_lookup(conn_t *c, slot_t *sl, const pc_bytes_t *key)
+{
+    pc_server_t *s = c->srv;
+    if (pc_store_get(s->store, key->ptr, key->len, now_ms(s), &sl->item) == 0) {
+        sl->status = PC_ST_OK;
+        return;
+    }
+    if (s->backend == NULL) {
+        sl->status = PC_ST_NOT_FOUND;
+        return;
+    }
+    keystate_t *ks = ks_get(s, key->ptr, key->len);
+    if (ks == NULL) {
+        sl->status = PC_ST_INTERNAL;
+        return;
+    }
+    sl->req->waiting++;
+    if (ks->waiters_tail)
+        ks->waiters_tail->next_waiter = sl;
+    else
+        ks->waiters = sl;
+    ks->waiters_tail = sl;
+    if (ks->fetching) {
+        s->stats.reads_coalesced++;
+        return;
+    }
+    ks->fetching = 1;
+    s->stats.backend_reads++;
+    int rc = pc_backend_get(s->backend, ks->key, ks->klen, fetch_cb, ks);
+    if (rc < 0) /* Redis down: fail fast, through the same path */
+        fetch_cb(ks, rc, 0, NULL, 0, -1);
+}
+
+static void handle_get(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    pc_item_t *it;
+    /* Fast path: a hit with nothing queued ahead is encoded straight from
+     * the item into the output; no allocation. */
+    if (pc_list_empty(&c->reqs) &&
+        pc_store_get(s->store, rq->key.ptr, rq->key.len, now_ms(s), &it) == 0) {
+        pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
+        entry_from_item(&resp.entry, it, now_ms(s));
+        answer(c, &resp);
+        pc_store_release(s->store, it);
+        return;
+    }
+    req_t *r = req_new(c, rq->op, rq->id, 1);
+    if (r == NULL) {
+        answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+        return;
+    }
+    r->waiting = 1; /* held while we look, so a synchronous answer waits */
+    slot_lookup(c, &r->slots[0], &rq->key);
+    slot_resolved(&r->slots[0]);
+}
+
+static void handle_mget(conn_t *c, const pc_request_t *rq)
+{
+    if (rq->nkeys == 0) {
+        answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "MGET needs at least one key");
+        return;
+    }
+    req_t *r = req_new(c, rq->op, rq->id, rq->nkeys);
+    if (r == NULL) {
+        answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+        return;
+    }
+    r->waiting = 1;
+    for (uint32_t i = 0; i < rq->nkeys; i++)
+        slot_lookup(c, &r->slots[i], &rq->keys[i]);
+    slot_resolved(&r->slots[0]);
+}
+
+/* ---- SET / DEL / TOUCH ------------------------------------------------- */
+
+static void write_issue(req_t *r);
+
+/* Runs the next compare-and-set that waited for this key's writes. */
+static void ks_drain_deferred(pc_server_t *s, keystate_t *ks)
+{
+    while (ks->pending_writes == 0 && ks->deferred) {
+        req_t *r = ks->deferred;
+        ks->deferred = r->next_deferred;
+        if (ks->deferred == NULL)
+            ks->deferred_tail = NULL;
+        r->next_deferred = NULL;
+        r->waiting = 0;
+        write_issue(r);
+    }
+}
+
+static void write_done(void *arg, int err, int applied)
+{
+    req_t *r = arg;
+    conn_t *c = r->c;
+    pc_server_t *s = c->srv;
+    keystate_t *ks = r->ks;
+    uint64_t now = now_ms(s);
+    ks->pending_writes--;
+
+    if (err != 0) {
+        /* Redis may or may not have applied it (a timeout is ambiguous), so
+         * the cached copy can no longer be trusted: drop it, and the next
+         * read goes to Redis. */
+        pc_store_del(s->store, r->key, r->klen, now);
+        req_answer_status(r, PC_ST_BACKEND_UNAVAILABLE, "redis unavailable; the write may not "
+                                                        "have been applied");
+    } else if (r->op == PC_OP_SET) {
+        if (!applied) {
+            req_answer_status(r, r->cond == PC_COND_NX ? PC_ST_EXISTS : PC_ST_NOT_STORED, NULL);
+        } else {
+            uint64_t v = next_version(s);
+            if (pc_store_set(s->store, r->key, r->klen, r->val, r->vlen, r->flags, v,
+                             expire_at(s, r->ttl_ms), PC_STORE_SET_ALWAYS, now) != 0)
+                pc_store_del(s->store, r->key, r->klen, now); /* never serve the old one */
+            pc_response_t resp = {.op = r->op, .id = r->id, .status = PC_ST_OK, .version = v};
+            req_answer(r, &resp, NULL);
+        }
+    } else if (r->op == PC_OP_DEL) {
+        pc_store_del(s->store, r->key, r->klen, now);
+        req_answer_status(r, applied ? PC_ST_OK : PC_ST_NOT_FOUND, NULL);
+    } else { /* TOUCH */
+        if (applied)
+            pc_store_touch(s->store, r->key, r->klen, expire_at(s, r->ttl_ms), now);
+        else
+            pc_store_del(s->store, r->key, r->klen, now);
+        req_answer_status(r, applied ? PC_ST_OK : PC_ST_NOT_FOUND, NULL);
+    }
+    ks_drain_deferred(s, ks);
+    ks_release(s, ks);
+}
+
+/* A compare-and-set against the cached version: PC_ST_OK, EXISTS (the
+ * version differs) or NOT_FOUND (no cached copy to vouch for). */
+static uint32_t cas_check(pc_server_t *s, const uint8_t *key, size_t klen, uint64_t cas)
+{
+    pc_item_t *it;
+    if (pc_store_peek(s->store, key, klen, now_ms(s), &it) != 0)
+        return PC_ST_NOT_FOUND;
+    uint32_t st = pc_item_version(it) == cas ? PC_ST_OK : PC_ST_EXISTS;
+    pc_store_release(s->store, it);
+    return st;
+}
+
+/* Sends a write to Redis (r->ks set, no earlier write pending for CAS). */
+static void write_issue(req_t *r)
+{
+    pc_server_t *s = r->c->srv;
+    keystate_t *ks = r->ks;
+    uint32_t st = r->cas != 0 ? cas_check(s, r->key, r->klen, r->cas) : PC_ST_OK;
+    if (st != PC_ST_OK) {
+        req_answer_status(r, st, st == PC_ST_EXISTS
+                                     ? "version differs: read the key again and retry"
+                                     : "no cached copy to compare: read the key again and retry");
+        return;
+    }
+    int rc;
+    switch (r->op) {
+    case PC_OP_SET:
+        rc = pc_backend_set(s->backend, r->key, r->klen, r->val, r->vlen, r->ttl_ms, r->cond,
+                            write_done, r);
+        break;
+    case PC_OP_DEL:
+        rc = pc_backend_del(s->backend, r->key, r->klen, write_done, r);
+        break;
+    default:
+        rc = pc_backend_expire(s->backend, r->key, r->klen, r->ttl_ms, write_done, r);
+        break;
+    }
+    if (rc < 0) {
+        req_answer_status(r, PC_ST_BACKEND_UNAVAILABLE,
+                          rc == PC_EBACKEND ? "redis unavailable" : pc_strerror(rc));
+        return;
+    }
+    s->stats.backend_writes++;
+    r->waiting = 1;
+    ks->pending_writes++;
+}
+
+/* Write path with no backend: the store is the truth. */
+static void handle_write_local(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    uint64_t now = now_ms(s);
+    pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
+    if (rq->op == PC_OP_SET) {
+        pc_item_t *it = NULL;
+        int exists = pc_store_peek(s->store, rq->key.ptr, rq->key.len, now, &it) == 0;
+        pc_store_release(s->store, it);
+        if (rq->cond == PC_COND_NX && exists)
+            resp.status = PC_ST_EXISTS;
+        else if (rq->cond == PC_COND_XX && !exists)
+            resp.status = PC_ST_NOT_STORED;
+        else if (rq->cas != 0)
+            resp.status = cas_check(s, rq->key.ptr, rq->key.len, rq->cas);
+        if (resp.status == PC_ST_OK) {
+            resp.version = next_version(s);
+            int rc = pc_store_set(s->store, rq->key.ptr, rq->key.len, rq->value.ptr,
+                                  rq->value.len, rq->flags, resp.version,
+                                  expire_at(s, rq->ttl_ms), PC_STORE_SET_ALWAYS, now);
+            if (rc < 0)
+                resp.status = pc_err_to_status(rc);
+        }
+    } else if (rq->op == PC_OP_DEL) {
+        if (pc_store_del(s->store, rq->key.ptr, rq->key.len, now) != 0)
+            resp.status = PC_ST_NOT_FOUND;
+    } else {
+        if (pc_store_touch(s->store, rq->key.ptr, rq->key.len, expire_at(s, rq->ttl_ms), now) !=
+            0)
+            resp.status = PC_ST_NOT_FOUND;
+    }
+    if (resp.status == PC_ST_OK)
+        answer(c, &resp);
+    else
+        answer_error(c, rq->op, rq->id, resp.status, NULL);
+}
+
+static void handle_write(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    if (rq->op == PC_OP_SET && rq->cas != 0 && rq->cond == PC_COND_NX) {
+        answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST,
+                     "compare-and-set cannot be combined with NX");
+        return;
+    }
+    if (s->backend == NULL) {
+        handle_write_local(c, rq);
+        return;
+    }
+    req_t *r = req_new(c, rq->op, rq->id, 0);
+    uint32_t vlen = rq->op == PC_OP_SET ? rq->value.len : 0;
+    if (r == NULL || (r->key = malloc((size_t)rq->key.len + vlen + 1)) == NULL) {
+        if (r)
+            req_free(r);
+        answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+        return;
+    }
+    /* The frame buffer moves on; the store update after Redis' ack needs
+     * its own copy of key and value. */
+    memcpy(r->key, rq->key.ptr, rq->key.len);
+    r->klen = rq->key.len;
+    r->val = r->key + r->klen;
+    if (vlen)
+        memcpy(r->val, rq->value.ptr, vlen);
+    r->vlen = vlen;
+    r->ttl_ms = rq->ttl_ms;
+    r->flags = rq->flags;
+    r->cond = rq->cond;
+    r->cas = rq->op == PC_OP_SET ? rq->cas : 0;
+
+    r->ks = ks_get(s, r->key, r->klen);
+    if (r->ks == NULL) {
+        req_answer_status(r, PC_ST_INTERNAL, "out of memory");
+        return;
+    }
+    /* A compare-and-set must see the outcome of every earlier write to its
+     * key, so it waits for them; plain writes pipeline freely because Redis
+     * applies them in order. */
+    if (r->cas != 0 && (r->ks->pending_writes > 0 || r->ks->deferred)) {
+        r->waiting = 1;
+        if (r->ks->deferred_tail)
+            r->ks->deferred_tail->next_deferred = r;
+        else
+            r->ks->deferred = r;
+        r->ks->deferred_tail = r;
+        return;
+    }
+    keystate_t *ks = r->ks;
+    write_issue(r);
+    ks_release(s, ks);
+}
+
+/* ---- HELLO / PING / STATS ------------------------------------------------ */
+
+static void handle_stats(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    pc_store_stats_t st;
+    pc_store_stats(s->store, &st);
+    pc_backend_stats_t bs = {0};
+    if (s->backend)
+        pc_backend_stats(s->backend, &bs);
+#define STAT(n, v) {{(const uint8_t *)n, sizeof n - 1}, (int64_t)(v)}
+    pc_stat_t stats[] = {
+        STAT("uptime_s", (now_ms(s) - s->start_ms) / 1000),
+        STAT("connections", s->nconns),
+        STAT("connections_total", s->stats.connections_total),
+        STAT("connections_rejected", s->stats.connections_rejected),
+        STAT("requests", s->stats.requests),
+        STAT("bad_frames", s->stats.bad_frames),
+        STAT("items", st.items),
+        STAT("bytes", st.bytes),
+        STAT("memory_limit", st.limit),
+        STAT("hits", st.hits),
+        STAT("misses", st.misses),
+        STAT("sets", st.sets),
+        STAT("deletes", st.deletes),
+        STAT("evictions", st.evictions),
+        STAT("expirations", st.expirations),
+        STAT("backend_enabled", s->backend != NULL),
+        STAT("backend_up", bs.up),
+        STAT("backend_reads", s->stats.backend_reads),
+        STAT("backend_reads_coalesced", s->stats.reads_coalesced),
+        STAT("backend_writes", s->stats.backend_writes),
+        STAT("backend_errors", bs.errors),
+        STAT("backend_timeouts", bs.timeouts),
+        STAT("backend_rejected", bs.rejected),
+        STAT("backend_connects", bs.connects),
+    };
+#undef STAT
+    pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK,
+                          .nstats = sizeof stats / sizeof stats[0], .stats = stats};
+    answer(c, &resp);
+}
+
+static void handle_request(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    switch (rq->op) {
+    case PC_OP_HELLO: {
+        if (rq->proto_version != PC_PROTO_VERSION) {
+            answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "unsupported protocol version");
+            return;
+        }
+        pc_response_t resp = {
+            .op = rq->op, .id = rq->id, .status = PC_ST_OK, .proto_version = PC_PROTO_VERSION,
+            .node_name = {(const uint8_t *)s->name, (uint32_t)strlen(s->name)},
+            .server_version = {(const uint8_t *)PC_VERSION_STRING,
+                               (uint32_t)strlen(PC_VERSION_STRING)}};
+        answer(c, &resp);
+        return;
+    }
+    case PC_OP_PING: {
+        pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
+        answer(c, &resp);
+        return;
+    }
+    case PC_OP_GET:
+        handle_get(c, rq);
+        return;
+    case PC_OP_MGET:
+        handle_mget(c, rq);
+        return;
+    case PC_OP_SET:
+    case PC_OP_DEL:
+    case PC_OP_TOUCH:
+        handle_write(c, rq);
+        return;
+    case PC_OP_STATS:
+        handle_stats(c, rq);
+        return;
+    default:
+        answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "unknown operation");
+        return;
+    }
+}
+
+/* ---- connections: input ----------------------------------------------- */
+
+static void conn_process_frames(conn_t *c);
+
+/* A frame we cannot parse: tell the client why (id 0), then hang up. */
+static void conn_bad_frame(conn_t *c, uint32_t status, const char *why)
+{
+    c->srv->stats.bad_frames++;
+    pc_log_info(c->srv->log, "client %s: %s; closing the connection", c->peer, why);
+    /* Best effort: answers still queued behind a Redis call are dropped. */
+    pc_proto_encode_error(&c->out, 0, 0, status, why);
+    conn_close(c, NULL);
+}
+
+/*
+ * Decodes and dispatches buffered frames until the buffer is empty or a
+ * limit pauses the connection, then writes and adjusts reading. Answers
+ * that complete during dispatch call back in here; the guard turns that
+ * into a no-op, since the outer loop is still running.
+ */
+static void conn_process(conn_t *c)
+{
+    if (c->processing)
+        return;
+    c->processing = 1;
+    conn_process_frames(c);
+    c->processing = 0;
+    if (c->closing)
+        return;
+    conn_flush(c);
+    if (c->eof && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
+        conn_close(c, NULL);
+        return;
+    }
+    conn_update_reading(c);
+}
+
+static void conn_process_frames(conn_t *c)
+{
+    pc_server_t *s = c->srv;
+    while (!c->closing && !conn_paused(c)) {
+        const uint8_t *body;
+        uint32_t len;
+        int rc = pc_proto_reader_next(&c->rd, &body, &len);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            char why[128];
+            snprintf(why, sizeof why, "%s",
+                     rc == PC_ETOOBIG ? "frame length over max-frame" : "zero-length frame");
+            conn_bad_frame(c, rc == PC_ETOOBIG ? PC_ST_TOO_LARGE : PC_ST_BAD_REQUEST, why);
+            return;
+        }
+        pc_request_t rq;
+        rc = pc_proto_decode_request(s->dec, body, len, &rq);
+        s->stats.requests++;
+        if (rc == PC_EPROTO || rc == PC_ENOMEM) {
+            conn_bad_frame(c, PC_ST_BAD_REQUEST, "malformed frame (not a peercache request)");
+            return;
+        } else if (rc == PC_ETOOBIG) {
+            answer_error(c, rq.op, rq.id, PC_ST_TOO_LARGE, "key, value or key count over the limit");
+        } else if (rc < 0) {
+            answer_error(c, rq.op, rq.id, PC_ST_BAD_REQUEST, "bad request: wrong fields");
+        } else {
+            handle_request(c, &rq);
+        }
+    }
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    conn_t *c = h->data;
+    uint8_t *p = NULL;
+    size_t avail = 0;
+    if (pc_proto_reader_reserve(&c->rd, READ_CHUNK, &p, &avail) < 0)
+        avail = 0; /* libuv reports UV_ENOBUFS to read_cb */
+    *buf = uv_buf_init((char *)p, (unsigned)avail);
+}
+
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    conn_t *c = st->data;
+    if (n > 0) {
+        pc_proto_reader_commit(&c->rd, (size_t)n);
+        c->last_active = now_ms(c->srv);
+        conn_process(c);
+        return;
+    }
+    if (n == UV_EOF) {
+        /* The client may have half-closed and still want its answers. */
+        c->eof = 1;
+        conn_process(c);
+        return;
+    }
+    if (n < 0)
+        conn_close(c, uv_strerror((int)n));
+}
+
+static void conn_closed_cb(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    c->refs--;
+    conn_maybe_free(c);
+}
+
+/* Closes the connection; requests still waiting on Redis keep the memory
+ * alive until their callbacks come. `why` NULL = orderly close. */
+static void conn_close(conn_t *c, const char *why)
+{
+    if (c->closing)
+        return;
+    pc_server_t *s = c->srv;
+    if (why)
+        pc_log_debug(s->log, "client %s: closing: %s", c->peer, why);
+    /* Orderly close after a bad frame: push out what is queued first. */
+    if (why == NULL && c->out.len > 0 && !c->writing) {
+        uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
+    c->closing = 1;
+    s->nconns--;
+    if (c->reading)
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    /* Answers that are ready go nowhere now. */
+    pc_list_t *n = c->reqs.next;
+    while (n != &c->reqs) {
+        req_t *r = pc_list_entry(n, req_t, link);
+        n = n->next;
+        if (r->waiting == 0) /* else Redis will still call back */
+            req_free(r);
+    }
+    uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    pc_server_t *s = server->data;
+    if (status < 0) {
+        pc_log_warn(s->log, "accept: %s", uv_strerror(status));
+        return;
+    }
+    conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return;
+    uv_tcp_init(s->loop, &c->tcp);
+    c->tcp.data = c;
+    c->srv = s;
+    c->refs = 1; /* the handle */
+    pc_list_init(&c->reqs);
+    pc_list_push_back(&s->conns, &c->link);
+    pc_proto_reader_init(&c->rd, s->limits.max_frame);
+    pc_buf_init(&c->out, 0);
+    pc_buf_init(&c->wbuf, 0);
+    c->last_active = now_ms(s);
+    s->nconns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c, "accept failed");
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+        char host[48] = "?";
+        int port = 0;
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+        snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    s->stats.connections_total++;
+    if (s->nconns > s->max_connections || s->shutting_down) {
+        /* Refuse at once, with a reason the client can read. */
+        s->stats.connections_rejected++;
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BUSY,
+                              s->shutting_down ? "server shutting down"
+                                               : "too many connections");
+        conn_close(c, NULL);
+        return;
+    }
+    conn_update_reading(c);
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static void tick_cb(uv_timer_t *t)
+{
+    pc_server_t *s = t->data;
+    uint64_t now = now_ms(s);
+    if (s->sweep_interval_ms > 0 && now - s->last_sweep >= s->sweep_interval_ms) {
+        /* Bounded work per tick: the loop never stalls on a big sweep. */
+        pc_store_sweep(s->store, now, 1000);
+        s->last_sweep = now;
+    }
+    if (s->idle_timeout_ms == 0)
+        return;
+    pc_list_t *n = s->conns.next;
+    while (n != &s->conns) {
+        conn_t *c = pc_list_entry(n, conn_t, link);
+        n = n->next;
+        if (!c->closing && c->nreqs == 0 && !c->writing &&
+            now - c->last_active >= s->idle_timeout_ms)
+            conn_close(c, "idle timeout");
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
+                  pc_backend_t *backend, const pc_log_t *log, pc_server_t **out)
+{
+    pc_server_t *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return PC_ENOMEM;
+    s->loop = loop;
+    s->log = log;
+    s->store = store;
+    s->backend = backend;
+    pc_proto_limits_default(&s->limits);
+    s->limits.max_frame = (uint32_t)cfg->max_frame;
+    s->limits.max_key = (uint32_t)cfg->max_key;
+    s->limits.max_value = (uint32_t)cfg->max_value;
+    s->limits.max_mget_keys = (uint32_t)cfg->max_mget_keys;
+    s->listen = strdup(cfg->listen);
+    s->name = strdup(cfg->name ? cfg->name : cfg->listen);
+    s->max_connections = cfg->max_connections;
+    s->idle_timeout_ms = cfg->idle_timeout_ms;
+    s->max_inflight = cfg->max_inflight ? cfg->max_inflight : 1;
+    s->max_output = cfg->max_output;
+    s->shutdown_timeout_ms = cfg->shutdown_timeout_ms;
+    s->sweep_interval_ms = cfg->sweep_interval_ms;
+    s->ks_nbuckets = 64;
+    s->ks_buckets = calloc(s->ks_nbuckets, sizeof *s->ks_buckets);
+    pc_list_init(&s->conns);
+    randombytes_buf(s->ks_hashkey, sizeof s->ks_hashkey);
+    if (s->listen == NULL || s->name == NULL || s->ks_buckets == NULL ||
+        pc_proto_decoder_new(&s->limits, &s->dec) < 0) {
+        pc_server_free(&s);
+        return PC_ENOMEM;
+    }
+    s->start_ms = now_ms(s);
+    *out = s;
+    return 0;
+}
+
+int pc_server_start(pc_server_t *s)
+{
+    char host[256];
+    int port;
+    if (pc_addr_parse(s->listen, host, sizeof host, &port) < 0) {
+        pc_log_error(s->log, "listen: bad address '%s'", s->listen);
+        return PC_EINVAL;
+    }
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    int grc = getaddrinfo(host, portstr, &hints, &ai);
+    if (grc != 0) {
+        pc_log_error(s->log, "listen %s: %s", s->listen, gai_strerror(grc));
+        return PC_EIO;
+    }
+    uv_tcp_init(s->loop, &s->listener);
+    s->listener.data = s;
+    s->handles_open++;
+    int rc = uv_tcp_bind(&s->listener, ai->ai_addr, 0);
+    freeaddrinfo(ai);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+    if (rc < 0) {
+        pc_log_error(s->log, "listen %s: %s", s->listen, uv_strerror(rc));
+        return PC_EIO;
+    }
+    s->listening = 1;
+
+    uv_timer_init(s->loop, &s->tick);
+    s->tick.data = s;
+    s->handles_open++;
+    uv_timer_start(&s->tick, tick_cb, TICK_MS, TICK_MS);
+    uv_timer_init(s->loop, &s->shutdown_timer);
+    s->shutdown_timer.data = s;
+    s->handles_open++;
+    return 0;
+}
+
+static void server_handle_closed(uv_handle_t *h)
+{
+    pc_server_t *s = h->data;
+    s->handles_open--;
+    if (s->handles_open == 0 && pc_list_empty(&s->conns) && s->on_done) {
+        void (*done)(void *) = s->on_done;
+        s->on_done = NULL;
+        done(s->on_done_arg);
+    }
+}
+
+static void close_server_handles(pc_server_t *s)
+{
+    if (!uv_is_closing((uv_handle_t *)&s->tick))
+        uv_close((uv_handle_t *)&s->tick, server_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->shutdown_timer))
+        uv_close((uv_handle_t *)&s->shutdown_timer, server_handle_closed);
+}
+
+static void shutdown_timeout_cb(uv_timer_t *t)
+{
+    pc_server_t *s = t->data;
+    pc_log_warn(s->log, "shutdown: %llu connection(s) still busy after %llu ms; closing them",
+                (unsigned long long)s->nconns, (unsigned long long)s->shutdown_timeout_ms);
+    pc_list_t *n = s->conns.next;
+    while (n != &s->conns) {
+        conn_t *c = pc_list_entry(n, conn_t, link);
+        n = n->next;
+        conn_close(c, "shutdown");
+    }
+    close_server_handles(s);
+}
+
+/* Polls until every connection has drained, then closes the timers. */
+static void shutdown_poll_cb(uv_timer_t *t)
+{
+    pc_server_t *s = t->data;
+    if (s->nconns == 0) {
+        uv_timer_stop(&s->tick);
+        close_server_handles(s);
+    }
+}
+
+void pc_server_shutdown(pc_server_t *s, void (*done)(void *), void *arg)
+{
+    s->shutting_down = 1;
+    s->on_done = done;
+    s->on_done_arg = arg;
+    if (s->handles_open == 0) { /* never started */
+        s->on_done = NULL;
+        done(arg);
+        return;
+    }
+    if (s->listening) {
+        uv_close((uv_handle_t *)&s->listener, server_handle_closed);
+        s->listening = 0;
+    }
+    /* Stop taking requests; each connection closes once its answers are
+     * out (conn_process closes a drained eof connection). */
+    pc_list_t *n = s->conns.next;
+    while (n != &s->conns) {
+        conn_t *c = pc_list_entry(n, conn_t, link);
+        n = n->next;
+        if (c->closing)
+            continue;
+        c->eof = 1;
+        conn_process(c);
+    }
+    uv_timer_start(&s->shutdown_timer, shutdown_timeout_cb, s->shutdown_timeout_ms, 0);
+    uv_timer_start(&s->tick, shutdown_poll_cb, 10, 10);
+}
+
+void pc_server_free(pc_server_t **sp)
+{
+    pc_server_t *s = *sp;
+    if (s == NULL)
+        return;
+    for (size_t i = 0; s->ks_buckets && i < s->ks_nbuckets; i++) {
+        keystate_t *ks = s->ks_buckets[i];
+        while (ks) {
+            keystate_t *next = ks->hnext;
+            free(ks);
+            ks = next;
+        }
+    }
+    free(s->ks_buckets);
+    pc_proto_decoder_free(&s->dec);
+    free(s->listen);
+    free(s->name);
+    free(s);
+    *sp = NULL;
+}

@@ -1,0 +1,303 @@
+#include "pc_harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+uint64_t pc_h_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+const char *pc_h_tmpdir(void)
+{
+    static char dir[256];
+    if (dir[0] == '\0') {
+        const char *base = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/peercache-test-XXXXXX", base ? base : "/tmp");
+        if (mkdtemp(dir) == NULL) {
+            perror("mkdtemp");
+            abort();
+        }
+    }
+    return dir;
+}
+
+int pc_h_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+int pc_h_poll(int (*fn)(void *arg), void *arg, int timeout_ms)
+{
+    uint64_t deadline = pc_h_now_ms() + (uint64_t)timeout_ms;
+    int v;
+    while (!(v = fn(arg)) && pc_h_now_ms() < deadline) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return v;
+}
+
+/* fork+exec with stdout/stderr to a log file; dies with the parent. */
+static pid_t spawn(const char *const *argv, const char *log)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0)
+        dup2(devnull, 0);
+    execvp(argv[0], (char *const *)argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+static void print_log(const pc_h_proc_t *p)
+{
+    FILE *f = fopen(p->log, "r");
+    if (f == NULL)
+        return;
+    char line[512];
+    fprintf(stderr, "---- %s ----\n", p->log);
+    while (fgets(line, sizeof line, f))
+        fputs(line, stderr);
+    fclose(f);
+}
+
+int pc_h_connect(int port, int rcv_timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (rcv_timeout_ms > 0) {
+        struct timeval tv = {rcv_timeout_ms / 1000, (rcv_timeout_ms % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    return fd;
+}
+
+struct alive_arg {
+    const pc_h_proc_t *p;
+    int redis;
+};
+
+static int proc_ready(void *arg)
+{
+    struct alive_arg *a = arg;
+    if (a->redis) {
+        struct timeval tv = {0, 200000};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", a->p->port, tv);
+        int ok = 0;
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            ok = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+        }
+        if (c)
+            redisFree(c);
+        return ok;
+    }
+    int fd = pc_h_connect(a->p->port, 0);
+    if (fd < 0)
+        return 0;
+    close(fd);
+    return 1;
+}
+
+static int wait_ready(pc_h_proc_t *p, int redis)
+{
+    struct alive_arg a = {p, redis};
+    uint64_t deadline = pc_h_now_ms() + 10000;
+    while (pc_h_now_ms() < deadline) {
+        int status;
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            fprintf(stderr, "process %d exited early (status %d)\n", (int)p->pid, status);
+            print_log(p);
+            p->pid = 0;
+            return -1;
+        }
+        if (pc_h_poll(proc_ready, &a, 50))
+            return 0;
+    }
+    fprintf(stderr, "process %d not ready within 10 s\n", (int)p->pid);
+    print_log(p);
+    return -1;
+}
+
+int pc_h_redis_start(pc_h_proc_t *p, int port)
+{
+    memset(p, 0, sizeof *p);
+    p->port = port > 0 ? port : pc_h_free_port();
+    snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", p->port);
+    snprintf(p->log, sizeof p->log, "%s/redis-%d.log", pc_h_tmpdir(), p->port);
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", p->port);
+    const char *bin = getenv("PC_REDIS_SERVER");
+    const char *argv[] = {bin ? bin : "redis-server", "--port", portstr, "--bind", "127.0.0.1",
+                          "--save", "", "--appendonly", "no", "--dir", pc_h_tmpdir(),
+                          "--protected-mode", "yes", NULL};
+    p->pid = spawn(argv, p->log);
+    return p->pid > 0 ? wait_ready(p, 1) : -1;
+}
+
+int pc_h_node_start(pc_h_proc_t *p, const char *const *args)
+{
+    memset(p, 0, sizeof *p);
+    p->port = pc_h_free_port();
+    snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", p->port);
+    snprintf(p->log, sizeof p->log, "%s/node-%d.log", pc_h_tmpdir(), p->port);
+    const char *bin = getenv("PC_PEERCACHED");
+    const char *argv[64] = {bin ? bin : "peercached", "--listen", p->addr};
+    int n = 3;
+    for (int i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    p->pid = spawn(argv, p->log);
+    return p->pid > 0 ? wait_ready(p, 0) : -1;
+}
+
+int pc_h_stop(pc_h_proc_t *p, int sig, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return -1;
+    if (sig != 0)
+        kill(p->pid, sig);
+    uint64_t deadline = pc_h_now_ms() + (uint64_t)timeout_ms;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            return status;
+        }
+        if (pc_h_now_ms() >= deadline)
+            break;
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "process %d did not exit within %d ms; killing it\n", (int)p->pid,
+            timeout_ms);
+    print_log(p);
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &status, 0);
+    p->pid = 0;
+    return -1;
+}
+
+redisContext *pc_h_redis_connect(const pc_h_proc_t *redis)
+{
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", redis->port, tv);
+    if (c == NULL || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+int pc_h_wait_closed(int fd, uint8_t *buf, size_t keep, size_t *got)
+{
+    size_t total = 0;
+    uint8_t tmp[4096];
+    for (;;) {
+        ssize_t n = recv(fd, tmp, sizeof tmp, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+            if (got)
+                *got = total;
+            return 1;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (got)
+                *got = total;
+            return 0;
+        }
+        if (buf && total < keep) {
+            size_t k = (size_t)n < keep - total ? (size_t)n : keep - total;
+            memcpy(buf + total, tmp, k);
+        }
+        total += (size_t)n;
+    }
+}
+
+long pc_h_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+int pc_h_run(const char *cmdline, char *out, size_t cap)
+{
+    FILE *f = popen(cmdline, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = 0;
+    if (out && cap > 0) {
+        size_t r;
+        while (n + 1 < cap && (r = fread(out + n, 1, cap - 1 - n, f)) > 0)
+            n += r;
+        out[n] = '\0';
+    }
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, f) > 0) {
+    }
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

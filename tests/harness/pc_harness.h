@@ -1,0 +1,75 @@
+/*
+ * pc_harness.h -- real processes for integration tests.
+ *
+ * Starts redis-server and peercached on free loopback ports in a private
+ * temporary directory, waits for them with deadlines (never fixed
+ * sleeps), and stops them. Children die with the test process
+ * (PR_SET_PDEATHSIG), so a crashed test leaves nothing running.
+ *
+ * The peercached binary comes from $PC_PEERCACHED, the CLI from $PC_CLI
+ * (ctest sets both); redis-server from $PC_REDIS_SERVER or the PATH.
+ *
+ * Thread rules: call from the test's main thread.
+ */
+#ifndef PC_HARNESS_H
+#define PC_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+typedef struct pc_h_proc {
+    pid_t pid;
+    int port;
+    char addr[64]; /* "127.0.0.1:port" */
+    char log[512]; /* stderr of the process */
+} pc_h_proc_t;
+
+/* Monotonic milliseconds. */
+uint64_t pc_h_now_ms(void);
+
+/* A fresh temp directory for this test process (created once). */
+const char *pc_h_tmpdir(void);
+
+/* A TCP port on 127.0.0.1 that nothing listens on right now. */
+int pc_h_free_port(void);
+
+/* Starts redis-server on a free port (or `port` if > 0); waits until it
+ * answers PING (deadline 10 s). 0 or -1. */
+int pc_h_redis_start(pc_h_proc_t *p, int port);
+
+/* Starts peercached with extra arguments (NULL-terminated list) on a free
+ * port, adding --listen; waits until it accepts connections (10 s).
+ * 0 or -1 (the log is printed). */
+int pc_h_node_start(pc_h_proc_t *p, const char *const *args);
+
+/* Sends sig (0 = none, just wait) and waits for exit up to timeout_ms; returns the exit status
+ * as waitpid reports it (>= 0), or -1 on timeout (then SIGKILLs). */
+int pc_h_stop(pc_h_proc_t *p, int sig, int timeout_ms);
+
+/* Synchronous hiredis connection to a started redis. */
+redisContext *pc_h_redis_connect(const pc_h_proc_t *redis);
+
+/* A connected blocking TCP socket to 127.0.0.1:port with a receive
+ * timeout, or -1. */
+int pc_h_connect(int port, int rcv_timeout_ms);
+
+/* Reads until EOF or error or the socket's timeout; returns 1 if the peer
+ * closed (EOF/reset), 0 if it timed out while still open. Bytes read are
+ * discarded (up to the first `keep` kept in buf if buf != NULL). */
+int pc_h_wait_closed(int fd, uint8_t *buf, size_t keep, size_t *got);
+
+/* Resident set size of a process in KiB, or -1. */
+long pc_h_rss_kb(pid_t pid);
+
+/* Runs a shell command line, captures stdout (up to cap-1 bytes, NUL
+ * terminated) and returns the exit status (0..255), or -1. */
+int pc_h_run(const char *cmdline, char *out, size_t cap);
+
+/* Polls fn(arg) every 10 ms until it returns non-zero or timeout_ms
+ * passes; returns the last value. */
+int pc_h_poll(int (*fn)(void *arg), void *arg, int timeout_ms);
+
+#endif

@@ -1,0 +1,1074 @@
+/*
+ * test_node.c -- one peercached in front of one real redis-server, used
+ * through libpeercache, the CLI and raw sockets.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pc_client.h"
+#include "pc_harness.h"
+#include "pc_proto.h"
+
+/* ---- shared fixtures ------------------------------------------------- */
+
+typedef struct env {
+    pc_h_proc_t redis;
+    pc_h_proc_t node;
+    redisContext *rc;
+    pc_client_t *cl;
+} env_t;
+
+static pc_client_t *client_for(const pc_h_proc_t *node, int timeout_ms)
+{
+    pc_client_options_t o = {.nodes = node->addr, .timeout_ms = timeout_ms};
+    pc_client_t *c = NULL;
+    assert_int_equal(pc_client_new(&o, &c), 0);
+    return c;
+}
+
+/* Starts redis + a node with extra flags (NULL-terminated). */
+static int env_up(env_t *e, const char *first, ...)
+{
+    memset(e, 0, sizeof *e);
+    if (pc_h_redis_start(&e->redis, 0) != 0)
+        return -1;
+    const char *args[32] = {"--redis", e->redis.addr};
+    int n = 2;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < 31; a = va_arg(ap, const char *))
+        args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    if (pc_h_node_start(&e->node, args) != 0)
+        return -1;
+    e->rc = pc_h_redis_connect(&e->redis);
+    if (e->rc == NULL)
+        return -1;
+    pc_client_options_t o = {.nodes = e->node.addr, .timeout_ms = 3000};
+    return pc_client_new(&o, &e->cl);
+}
+
+static void env_down(env_t *e)
+{
+    pc_client_free(&e->cl);
+    if (e->rc)
+        redisFree(e->rc);
+    if (e->node.pid > 0) {
+        /* A clean SIGTERM exit is part of every test. */
+        int st = pc_h_stop(&e->node, SIGTERM, 10000);
+        assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    if (e->redis.pid > 0)
+        pc_h_stop(&e->redis, SIGKILL, 5000);
+}
+
+static int group_setup(void **state)
+{
+    static env_t e;
+    /* A generous Redis deadline: these tests check behaviour, not speed,
+     * and CI machines are shared. The timeout tests set their own. */
+    if (env_up(&e, "--memory", "16mb", "--redis-timeout", "10000", NULL) != 0)
+        return -1;
+    *state = &e;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    env_down(*state);
+    return 0;
+}
+
+static int64_t stat_of(pc_client_t *c, const char *name)
+{
+    pc_stat_entry_t *st = NULL;
+    size_t n = 0;
+    if (pc_client_stats(c, &st, &n) != 0)
+        return -1;
+    int64_t v = -1;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(st[i].name, name) == 0)
+            v = st[i].value;
+    pc_stats_free(st, n);
+    return v;
+}
+
+static redisReply *rcmd(redisContext *rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(rc, fmt, ap);
+    va_end(ap);
+    assert_non_null(r);
+    return r;
+}
+
+static void assert_redis_string(redisContext *rc, const char *key, const char *want)
+{
+    redisReply *r = rcmd(rc, "GET %s", key);
+    if (want == NULL) {
+        assert_int_equal(r->type, REDIS_REPLY_NIL);
+    } else {
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_int_equal(r->len, strlen(want));
+        assert_memory_equal(r->str, want, r->len);
+    }
+    freeReplyObject(r);
+}
+
+static int set_str(pc_client_t *c, const char *k, const char *v, const pc_set_options_t *o,
+                   uint64_t *ver)
+{
+    return pc_client_set(c, k, strlen(k), v, strlen(v), o, ver);
+}
+
+/* ---- basic paths ------------------------------------------------------ */
+
+static void test_write_through_visible_in_redis(void **state)
+{
+    env_t *e = *state;
+    uint64_t ver = 0;
+    assert_int_equal(set_str(e->cl, "wt:1", "hello", NULL, &ver), 0);
+    assert_true(ver > 0);
+    assert_redis_string(e->rc, "wt:1", "hello");
+
+    pc_value_t v;
+    assert_int_equal(pc_client_get(e->cl, "wt:1", 4, &v), 0);
+    assert_int_equal(v.len, 5);
+    assert_memory_equal(v.data, "hello", 5);
+    assert_int_equal(v.version, ver);
+    assert_int_equal(v.ttl_ms, -1);
+    pc_value_free(&v);
+
+    /* binary values survive both hops */
+    uint8_t bin[256];
+    for (int i = 0; i < 256; i++)
+        bin[i] = (uint8_t)i;
+    assert_int_equal(pc_client_set(e->cl, "wt:bin", 6, bin, sizeof bin, NULL, NULL), 0);
+    redisReply *r = rcmd(e->rc, "GET wt:bin");
+    assert_int_equal(r->len, 256);
+    assert_memory_equal(r->str, bin, 256);
+    freeReplyObject(r);
+}
+
+static void test_read_through_of_redis_key(void **state)
+{
+    env_t *e = *state;
+    freeReplyObject(rcmd(e->rc, "SET rt:1 %s", "from-redis"));
+    int64_t reads = stat_of(e->cl, "backend_reads");
+
+    pc_value_t v;
+    assert_int_equal(pc_client_get(e->cl, "rt:1", 4, &v), 0);
+    assert_string_equal((char *)v.data, "from-redis");
+    pc_value_free(&v);
+    assert_int_equal(stat_of(e->cl, "backend_reads"), reads + 1);
+
+    /* second read is a hit: no new backend read */
+    assert_int_equal(pc_client_get(e->cl, "rt:1", 4, &v), 0);
+    pc_value_free(&v);
+    assert_int_equal(stat_of(e->cl, "backend_reads"), reads + 1);
+
+    /* a key in neither place */
+    assert_int_equal(pc_client_get(e->cl, "rt:none", 7, &v), PC_ENOTFOUND);
+
+    /* a TTL set in Redis is carried into the cache */
+    freeReplyObject(rcmd(e->rc, "SET rt:ttl x PX 60000"));
+    assert_int_equal(pc_client_get(e->cl, "rt:ttl", 6, &v), 0);
+    assert_true(v.ttl_ms > 50000 && v.ttl_ms <= 60000);
+    pc_value_free(&v);
+}
+
+struct expiry_arg {
+    env_t *e;
+    const char *key;
+};
+
+static int both_expired(void *arg)
+{
+    struct expiry_arg *a = arg;
+    pc_value_t v;
+    int rc = pc_client_get(a->e->cl, a->key, strlen(a->key), &v);
+    if (rc == 0)
+        pc_value_free(&v);
+    redisReply *r = rcmd(a->e->rc, "EXISTS %s", a->key);
+    int gone = r->integer == 0;
+    freeReplyObject(r);
+    return rc == PC_ENOTFOUND && gone;
+}
+
+static void test_ttl_agrees_with_redis(void **state)
+{
+    env_t *e = *state;
+    pc_set_options_t o = {.ttl_ms = 400};
+    assert_int_equal(set_str(e->cl, "ttl:1", "short", &o, NULL), 0);
+    redisReply *r = rcmd(e->rc, "PTTL ttl:1");
+    assert_true(r->integer > 0 && r->integer <= 400);
+    freeReplyObject(r);
+
+    pc_value_t v;
+    assert_int_equal(pc_client_get(e->cl, "ttl:1", 5, &v), 0);
+    assert_true(v.ttl_ms >= 0 && v.ttl_ms <= 400);
+    pc_value_free(&v);
+
+    struct expiry_arg a = {e, "ttl:1"};
+    assert_true(pc_h_poll(both_expired, &a, 5000));
+
+    /* TOUCH moves the expiry in both places; 0 removes it */
+    assert_int_equal(set_str(e->cl, "ttl:2", "x", &o, NULL), 0);
+    assert_int_equal(pc_client_touch(e->cl, "ttl:2", 5, 0), 0);
+    r = rcmd(e->rc, "PTTL ttl:2");
+    assert_int_equal(r->integer, -1);
+    freeReplyObject(r);
+    assert_int_equal(pc_client_touch(e->cl, "ttl:2", 5, 300000), 0);
+    r = rcmd(e->rc, "PTTL ttl:2");
+    assert_true(r->integer > 290000);
+    freeReplyObject(r);
+    assert_int_equal(pc_client_get(e->cl, "ttl:2", 5, &v), 0);
+    assert_true(v.ttl_ms > 290000);
+    pc_value_free(&v);
+    assert_int_equal(pc_client_touch(e->cl, "ttl:none", 8, 1000), PC_ENOTFOUND);
+}
+
+static void test_delete(void **state)
+{
+    env_t *e = *state;
+    assert_int_equal(set_str(e->cl, "del:1", "x", NULL, NULL), 0);
+    assert_int_equal(pc_client_del(e->cl, "del:1", 5), 0);
+    assert_redis_string(e->rc, "del:1", NULL);
+    pc_value_t v;
+    assert_int_equal(pc_client_get(e->cl, "del:1", 5, &v), PC_ENOTFOUND);
+    assert_int_equal(pc_client_del(e->cl, "del:1", 5), PC_ENOTFOUND);
+
+    /* a key deleted behind the node's back through Redis, then deleted
+     * through the node: the cached copy goes too */
+    assert_int_equal(set_str(e->cl, "del:2", "x", NULL, NULL), 0);
+    freeReplyObject(rcmd(e->rc, "DEL del:2"));
+    assert_int_equal(pc_client_del(e->cl, "del:2", 5), PC_ENOTFOUND);
+    assert_int_equal(pc_client_get(e->cl, "del:2", 5, &v), PC_ENOTFOUND);
+}
+
+static void test_conditions_nx_xx_cas(void **state)
+{
+    env_t *e = *state;
+    pc_set_options_t nx = {.cond = PC_COND_NX}, xx = {.cond = PC_COND_XX};
+    uint64_t v1 = 0, v2 = 0;
+
+    assert_int_equal(set_str(e->cl, "c:1", "a", &nx, &v1), 0);
+    assert_int_equal(set_str(e->cl, "c:1", "b", &nx, NULL), PC_EEXISTS);
+    assert_redis_string(e->rc, "c:1", "a");
+
+    assert_int_equal(set_str(e->cl, "c:none", "b", &xx, NULL), PC_ENOTSTORED);
+    assert_redis_string(e->rc, "c:none", NULL);
+    assert_int_equal(set_str(e->cl, "c:1", "b", &xx, &v2), 0);
+    assert_true(v2 > v1);
+    assert_redis_string(e->rc, "c:1", "b");
+
+    pc_set_options_t cas = {.cas = v1};
+    assert_int_equal(set_str(e->cl, "c:1", "stale", &cas, NULL), PC_EEXISTS);
+    assert_redis_string(e->rc, "c:1", "b");
+    cas.cas = v2;
+    uint64_t v3 = 0;
+    assert_int_equal(set_str(e->cl, "c:1", "c", &cas, &v3), 0);
+    assert_true(v3 > v2);
+    assert_redis_string(e->rc, "c:1", "c");
+    /* the same version cannot win twice */
+    assert_int_equal(set_str(e->cl, "c:1", "d", &cas, NULL), PC_EEXISTS);
+
+    /* CAS on a key the node holds no copy of: nothing to vouch for */
+    pc_set_options_t cas_missing = {.cas = v3};
+    assert_int_equal(set_str(e->cl, "c:never", "x", &cas_missing, NULL), PC_ENOTFOUND);
+    assert_redis_string(e->rc, "c:never", NULL);
+
+    /* NX sees Redis, not only the cache: a key only in Redis exists */
+    freeReplyObject(rcmd(e->rc, "SET c:redisonly r"));
+    assert_int_equal(set_str(e->cl, "c:redisonly", "n", &nx, NULL), PC_EEXISTS);
+}
+
+/* Two compare-and-sets with the same expected version, pipelined on one
+ * connection so the second arrives while the first is still at Redis:
+ * exactly the first wins. */
+static void test_cas_race_one_winner(void **state)
+{
+    env_t *e = *state;
+    uint64_t v0 = 0;
+    assert_int_equal(set_str(e->cl, "race", "base", NULL, &v0), 0);
+    int fd = pc_h_connect(e->node.port, 5000);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    for (int i = 0; i < 2; i++) {
+        pc_request_t set = {.op = PC_OP_SET, .id = (uint64_t)i + 1,
+                            .key = {(const uint8_t *)"race", 4},
+                            .value = {(const uint8_t *)(i ? "second" : "first!"), 6},
+                            .cas = v0};
+        pc_proto_encode_request(&out, &set);
+    }
+    assert_int_equal(send(fd, out.data, out.len, 0), (ssize_t)out.len);
+    pc_buf_free(&out);
+    pc_proto_reader_t rd;
+    pc_proto_reader_init(&rd, 1 << 20);
+    pc_proto_decoder_t *dec = NULL;
+    pc_proto_decoder_new(NULL, &dec);
+    uint32_t want[] = {PC_ST_OK, PC_ST_EXISTS};
+    int got = 0;
+    while (got < 2) {
+        uint8_t *p;
+        size_t avail;
+        pc_proto_reader_reserve(&rd, 4096, &p, &avail);
+        ssize_t n = recv(fd, p, avail, 0);
+        assert_true(n > 0);
+        pc_proto_reader_commit(&rd, (size_t)n);
+        const uint8_t *body;
+        uint32_t len;
+        while (pc_proto_reader_next(&rd, &body, &len) == 1) {
+            pc_response_t r;
+            assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
+            assert_int_equal(r.id, (uint64_t)got + 1);
+            assert_int_equal(r.status, want[got]);
+            got++;
+        }
+    }
+    pc_proto_decoder_free(&dec);
+    pc_proto_reader_free(&rd);
+    close(fd);
+    assert_redis_string(e->rc, "race", "first!");
+}
+
+static void test_mget(void **state)
+{
+    env_t *e = *state;
+    assert_int_equal(set_str(e->cl, "m:1", "one", NULL, NULL), 0);
+    freeReplyObject(rcmd(e->rc, "SET m:2 two"));
+    const void *keys[] = {"m:1", "m:2", "m:none", "m:1"};
+    size_t lens[] = {3, 3, 6, 3};
+    pc_mget_item_t *items = NULL;
+    assert_int_equal(pc_client_mget(e->cl, 4, keys, lens, &items), 0);
+    assert_int_equal(items[0].status, 0);
+    assert_string_equal((char *)items[0].value.data, "one");
+    assert_int_equal(items[1].status, 0);
+    assert_string_equal((char *)items[1].value.data, "two");
+    assert_int_equal(items[2].status, PC_ENOTFOUND);
+    assert_int_equal(items[3].status, 0);
+    pc_mget_free(items, 4);
+}
+
+static void test_limits_answered_not_fatal(void **state)
+{
+    env_t *e = *state;
+    /* key over max-key: TOO_LARGE, and the connection keeps working */
+    size_t big = 70000;
+    char *k = malloc(big);
+    memset(k, 'k', big);
+    assert_int_equal(pc_client_set(e->cl, k, big, "v", 1, NULL, NULL), PC_ETOOBIG);
+    free(k);
+    assert_int_equal(pc_client_ping(e->cl), 0);
+    /* an empty key is refused by the library before it is sent */
+    assert_int_equal(pc_client_set(e->cl, "", 0, "v", 1, NULL, NULL), PC_EINVAL);
+
+    /* ... and by the node, which answers BAD_REQUEST and keeps the
+     * connection: an empty key, then an unknown op, then a PING */
+    int fd = pc_h_connect(e->node.port, 5000);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    pc_request_t ping = {.op = PC_OP_PING, .id = 3};
+    /* hand-made, since the encoder refuses an empty key: [3, 1, bin ""] */
+    const uint8_t empty_key[] = {0, 0, 0, 5, 0x93, 0x03, 0x01, 0xc4, 0x00};
+    pc_buf_append(&out, empty_key, sizeof empty_key);
+    const uint8_t unknown_op[] = {0, 0, 0, 3, 0x92, 0x63, 0x02}; /* [99, 2] */
+    pc_buf_append(&out, unknown_op, sizeof unknown_op);
+    pc_proto_encode_request(&out, &ping);
+    assert_int_equal(send(fd, out.data, out.len, 0), (ssize_t)out.len);
+    pc_buf_free(&out);
+    pc_proto_reader_t rd;
+    pc_proto_reader_init(&rd, 1 << 20);
+    pc_proto_decoder_t *dec = NULL;
+    pc_proto_decoder_new(NULL, &dec);
+    uint32_t want[] = {PC_ST_BAD_REQUEST, PC_ST_BAD_REQUEST, PC_ST_OK};
+    int got = 0;
+    while (got < 3) {
+        uint8_t *p;
+        size_t avail;
+        pc_proto_reader_reserve(&rd, 4096, &p, &avail);
+        ssize_t n = recv(fd, p, avail, 0);
+        assert_true(n > 0);
+        pc_proto_reader_commit(&rd, (size_t)n);
+        const uint8_t *body;
+        uint32_t len;
+        while (pc_proto_reader_next(&rd, &body, &len) == 1) {
+            pc_response_t r;
+            assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
+            assert_int_equal(r.id, (uint64_t)got + 1);
+            assert_int_equal(r.status, want[got]);
+            got++;
+        }
+    }
+    pc_proto_decoder_free(&dec);
+    pc_proto_reader_free(&rd);
+    close(fd);
+}
+
+/* ---- many clients, pipelined ----------------------------------------- */
+
+typedef struct pipe_arg {
+    int port;
+    int idx;
+    int ok;
+    char err[128];
+} pipe_arg_t;
+
+#define PIPE_DEPTH 40
+
+/* One raw connection: PIPE_DEPTH SETs and GETs of its own keys sent in one
+ * burst, then every answer read and checked against its request. */
+static void *pipeline_client(void *p)
+{
+    pipe_arg_t *a = p;
+    int fd = pc_h_connect(a->port, 10000);
+    if (fd < 0) {
+        snprintf(a->err, sizeof a->err, "connect failed");
+        return NULL;
+    }
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    char keys[PIPE_DEPTH][32], vals[PIPE_DEPTH][32];
+    uint64_t id = 1;
+    for (int i = 0; i < PIPE_DEPTH; i++) {
+        snprintf(keys[i], sizeof keys[i], "pipe:%d:%d", a->idx, i);
+        snprintf(vals[i], sizeof vals[i], "value-%d-%d", a->idx, i);
+        pc_request_t set = {.op = PC_OP_SET, .id = id++,
+                            .key = {(const uint8_t *)keys[i], (uint32_t)strlen(keys[i])},
+                            .value = {(const uint8_t *)vals[i], (uint32_t)strlen(vals[i])}};
+        pc_request_t get = {.op = PC_OP_GET, .id = id++, .key = set.key};
+        pc_proto_encode_request(&out, &set);
+        pc_proto_encode_request(&out, &get);
+    }
+    size_t sent = 0;
+    while (sent < out.len) {
+        ssize_t n = send(fd, out.data + sent, out.len - sent, 0);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    pc_proto_reader_t rd;
+    pc_proto_reader_init(&rd, 2 << 20);
+    pc_proto_decoder_t *dec = NULL;
+    pc_proto_decoder_new(NULL, &dec);
+    uint64_t expect = 1;
+    int bad = 0;
+    while (expect < id && !bad) {
+        uint8_t *p8;
+        size_t avail;
+        pc_proto_reader_reserve(&rd, 65536, &p8, &avail);
+        ssize_t n = recv(fd, p8, avail, 0);
+        if (n <= 0) {
+            snprintf(a->err, sizeof a->err, "recv: %zd after %llu answers", n,
+                     (unsigned long long)expect - 1);
+            bad = 1;
+            break;
+        }
+        pc_proto_reader_commit(&rd, (size_t)n);
+        const uint8_t *body;
+        uint32_t len;
+        while (!bad && pc_proto_reader_next(&rd, &body, &len) == 1) {
+            pc_response_t r;
+            if (pc_proto_decode_response(dec, body, len, &r) != 0 || r.id != expect ||
+                r.status != PC_ST_OK) {
+                snprintf(a->err, sizeof a->err, "answer %llu: id %llu status %u",
+                         (unsigned long long)expect, (unsigned long long)r.id, r.status);
+                bad = 1;
+                break;
+            }
+            if (r.op == PC_OP_GET) {
+                int i = (int)((expect - 1) / 2);
+                if (r.entry.value.len != strlen(vals[i]) ||
+                    memcmp(r.entry.value.ptr, vals[i], r.entry.value.len) != 0) {
+                    snprintf(a->err, sizeof a->err, "GET %s: wrong value", keys[i]);
+                    bad = 1;
+                }
+            }
+            expect++;
+        }
+    }
+    a->ok = !bad && expect == id;
+    pc_proto_decoder_free(&dec);
+    pc_proto_reader_free(&rd);
+    pc_buf_free(&out);
+    close(fd);
+    return NULL;
+}
+
+static void test_200_pipelining_clients(void **state)
+{
+    env_t *e = *state;
+    enum { N = 200 };
+    pthread_t th[N];
+    pipe_arg_t args[N];
+    for (int i = 0; i < N; i++) {
+        args[i] = (pipe_arg_t){.port = e->node.port, .idx = i};
+        assert_int_equal(pthread_create(&th[i], NULL, pipeline_client, &args[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        if (args[i].ok)
+            ok++;
+        else
+            fprintf(stderr, "client %d: %s\n", i, args[i].err);
+    }
+    assert_int_equal(ok, N);
+    /* and every write is in Redis */
+    assert_redis_string(e->rc, "pipe:0:0", "value-0-0");
+    assert_redis_string(e->rc, "pipe:199:39", "value-199-39");
+}
+
+/* ---- coalescing ----------------------------------------------------------- */
+
+typedef struct coalesce_arg {
+    pc_client_t *cl;
+    int64_t want;
+} coalesce_arg_t;
+
+static int coalesced_reached(void *p)
+{
+    coalesce_arg_t *a = p;
+    return stat_of(a->cl, "backend_reads_coalesced") >= a->want;
+}
+
+static void test_misses_coalesce_into_one_redis_read(void **state)
+{
+    (void)state;
+    env_t env;
+    env_t *e = &env;
+    assert_int_equal(env_up(e, "--redis-timeout", "5000", NULL), 0);
+    enum { CONNS = 10, PER = 5 };
+    freeReplyObject(rcmd(e->rc, "SET co:hot hotvalue"));
+    int64_t reads0 = stat_of(e->cl, "backend_reads");
+    int64_t coal0 = stat_of(e->cl, "backend_reads_coalesced");
+
+    /* Hold Redis still so the first read stays in flight while all the
+     * others arrive; the node's redis-timeout (5 s here) is longer. The
+     * pause ends by itself (CLIENT UNPAUSE would be paused too). */
+    freeReplyObject(rcmd(e->rc, "CLIENT PAUSE 1500 ALL"));
+    int fds[CONNS];
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = pc_h_connect(e->node.port, 5000);
+        assert_true(fds[i] >= 0);
+        pc_buf_reset(&out);
+        for (int j = 0; j < PER; j++) {
+            pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)j + 1,
+                                .key = {(const uint8_t *)"co:hot", 6}};
+            pc_proto_encode_request(&out, &get);
+        }
+        assert_int_equal(send(fds[i], out.data, out.len, 0), (ssize_t)out.len);
+    }
+    coalesce_arg_t ca = {e->cl, coal0 + CONNS * PER - 1};
+    assert_true(pc_h_poll(coalesced_reached, &ca, 1400));
+
+    pc_proto_decoder_t *dec = NULL;
+    pc_proto_decoder_new(NULL, &dec);
+    for (int i = 0; i < CONNS; i++) {
+        pc_proto_reader_t rd;
+        pc_proto_reader_init(&rd, 1 << 20);
+        int got = 0;
+        while (got < PER) {
+            uint8_t *p;
+            size_t avail;
+            pc_proto_reader_reserve(&rd, 4096, &p, &avail);
+            ssize_t n = recv(fds[i], p, avail, 0);
+            assert_true(n > 0);
+            pc_proto_reader_commit(&rd, (size_t)n);
+            const uint8_t *body;
+            uint32_t len;
+            while (pc_proto_reader_next(&rd, &body, &len) == 1) {
+                pc_response_t r;
+                assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
+                assert_int_equal(r.status, PC_ST_OK);
+                assert_int_equal(r.id, (uint64_t)got + 1);
+                assert_int_equal(r.entry.value.len, 8);
+                assert_memory_equal(r.entry.value.ptr, "hotvalue", 8);
+                got++;
+            }
+        }
+        pc_proto_reader_free(&rd);
+        close(fds[i]);
+    }
+    pc_proto_decoder_free(&dec);
+    pc_buf_free(&out);
+    assert_int_equal(stat_of(e->cl, "backend_reads"), reads0 + 1);
+    env_down(e);
+}
+
+/* ---- bad input ----------------------------------------------------------- */
+
+static void expect_error_then_close(int port, const void *bytes, size_t n, uint32_t status)
+{
+    int fd = pc_h_connect(port, 5000);
+    assert_true(fd >= 0);
+    assert_int_equal(send(fd, bytes, n, 0), (ssize_t)n);
+    uint8_t buf[512];
+    size_t got = 0;
+    assert_int_equal(pc_h_wait_closed(fd, buf, sizeof buf, &got), 1);
+    close(fd);
+    /* the node says why before it hangs up */
+    pc_proto_reader_t rd;
+    pc_proto_reader_init(&rd, 1 << 20);
+    pc_proto_reader_feed(&rd, buf, got < sizeof buf ? got : sizeof buf);
+    const uint8_t *body;
+    uint32_t len;
+    assert_int_equal(pc_proto_reader_next(&rd, &body, &len), 1);
+    pc_proto_decoder_t *dec = NULL;
+    pc_proto_decoder_new(NULL, &dec);
+    pc_response_t r;
+    assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
+    assert_int_equal(r.status, status);
+    pc_proto_decoder_free(&dec);
+    pc_proto_reader_free(&rd);
+}
+
+static void test_bad_frames_close_only_that_connection(void **state)
+{
+    env_t *e = *state;
+    /* a bystander with a request in between */
+    pc_client_t *other = client_for(&e->node, 3000);
+    assert_int_equal(pc_client_ping(other), 0);
+
+    const uint8_t huge_len[] = {0xff, 0xff, 0xff, 0xff, 0x90};
+    expect_error_then_close(e->node.port, huge_len, sizeof huge_len, PC_ST_TOO_LARGE);
+    assert_int_equal(pc_client_ping(other), 0);
+
+    const uint8_t garbage[] = {0, 0, 0, 3, 0xc1, 0xc1, 0xc1}; /* 0xc1: never used */
+    expect_error_then_close(e->node.port, garbage, sizeof garbage, PC_ST_BAD_REQUEST);
+
+    /* array header claiming 2^28 elements in a 6-byte frame */
+    const uint8_t bomb[] = {0, 0, 0, 5, 0xdd, 0x10, 0x00, 0x00, 0x00};
+    expect_error_then_close(e->node.port, bomb, sizeof bomb, PC_ST_BAD_REQUEST);
+
+    const uint8_t zero[] = {0, 0, 0, 0};
+    expect_error_then_close(e->node.port, zero, sizeof zero, PC_ST_BAD_REQUEST);
+
+    /* a truncated frame followed by the client hanging up: no answer, and
+     * the node stays healthy */
+    int fd = pc_h_connect(e->node.port, 2000);
+    const uint8_t half[] = {0, 0, 0, 50, 0x93, 0x02};
+    assert_int_equal(send(fd, half, sizeof half, 0), (ssize_t)sizeof half);
+    close(fd);
+
+    assert_int_equal(pc_client_ping(other), 0);
+    assert_int_equal(pc_client_ping(e->cl), 0);
+    assert_true(stat_of(other, "bad_frames") >= 4);
+    pc_client_free(&other);
+}
+
+/* ---- the CLI ------------------------------------------------------------- */
+
+static void test_cli(void **state)
+{
+    env_t *e = *state;
+    const char *cli = getenv("PC_CLI");
+    assert_non_null(cli);
+    char cmd[1024], out[4096];
+
+    snprintf(cmd, sizeof cmd, "%s --nodes %s set cli:1 hello-cli --ttl 60000", cli, e->node.addr);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "%s --nodes %s get cli:1", cli, e->node.addr);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "hello-cli"));
+    assert_redis_string(e->rc, "cli:1", "hello-cli");
+
+    snprintf(cmd, sizeof cmd, "printf 'from-stdin' | %s --nodes %s set cli:2", cli, e->node.addr);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
+    assert_redis_string(e->rc, "cli:2", "from-stdin");
+
+    snprintf(cmd, sizeof cmd, "%s --nodes %s get cli:none", cli, e->node.addr);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 1);
+    snprintf(cmd, sizeof cmd, "%s --nodes %s set cli:1 x --nx", cli, e->node.addr);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 1);
+    snprintf(cmd, sizeof cmd, "%s --nodes %s del cli:1", cli, e->node.addr);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
+    assert_redis_string(e->rc, "cli:1", NULL);
+    snprintf(cmd, sizeof cmd, "%s --nodes %s mget cli:2 cli:1", cli, e->node.addr);
+    pc_h_run(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "from-stdin"));
+    snprintf(cmd, sizeof cmd, "%s --nodes %s stats --json", cli, e->node.addr);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"hits\""));
+    snprintf(cmd, sizeof cmd, "%s --nodes %s ping", cli, e->node.addr);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
+    /* nobody listening: exit status 2 */
+    snprintf(cmd, sizeof cmd, "%s --nodes 127.0.0.1:%d --timeout 500 ping 2>/dev/null", cli,
+             pc_h_free_port());
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 2);
+}
+
+/* ---- Redis failures (own redis and node) --------------------------------- */
+
+typedef struct backend_arg {
+    pc_client_t *cl;
+    int want_up;
+} backend_arg_t;
+
+static int backend_state_is(void *p)
+{
+    backend_arg_t *a = p;
+    return stat_of(a->cl, "backend_up") == a->want_up;
+}
+
+static void test_redis_down_and_back(void **state)
+{
+    (void)state;
+    env_t e;
+    assert_int_equal(env_up(&e, "--redis-timeout", "500", NULL), 0);
+    enum { N = 50 };
+    char k[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(k, sizeof k, "down:%d", i);
+        assert_int_equal(set_str(e.cl, k, k, NULL, NULL), 0);
+    }
+    int redis_port = e.redis.port;
+    redisFree(e.rc);
+    e.rc = NULL;
+    assert_true(pc_h_stop(&e.redis, SIGKILL, 5000) >= 0);
+    backend_arg_t ba = {e.cl, 0};
+    assert_true(pc_h_poll(backend_state_is, &ba, 5000));
+
+    /* cached keys are still served */
+    for (int i = 0; i < N; i++) {
+        pc_value_t v;
+        snprintf(k, sizeof k, "down:%d", i);
+        assert_int_equal(pc_client_get(e.cl, k, strlen(k), &v), 0);
+        assert_string_equal((char *)v.data, k);
+        pc_value_free(&v);
+    }
+    /* misses and writes fail fast, and no write is acknowledged */
+    uint64_t t0 = pc_h_now_ms();
+    pc_value_t v;
+    assert_int_equal(pc_client_get(e.cl, "down:miss", 9, &v), PC_EBACKEND);
+    for (int i = 0; i < 20; i++) {
+        snprintf(k, sizeof k, "lost:%d", i);
+        assert_int_equal(set_str(e.cl, k, "x", NULL, NULL), PC_EBACKEND);
+    }
+    assert_int_equal(pc_client_del(e.cl, "down:0", 6), PC_EBACKEND);
+    assert_true(pc_h_now_ms() - t0 < 2000);
+    /* a refused delete did not drop the cached copy's meaning: it is still
+     * served (Redis still has it too) */
+    assert_int_equal(pc_client_get(e.cl, "down:0", 6, &v), 0);
+    pc_value_free(&v);
+
+    /* Redis comes back (same port, empty: it had no persistence) */
+    assert_int_equal(pc_h_redis_start(&e.redis, redis_port), 0);
+    ba.want_up = 1;
+    assert_true(pc_h_poll(backend_state_is, &ba, 10000));
+    e.rc = pc_h_redis_connect(&e.redis);
+    assert_non_null(e.rc);
+    assert_int_equal(set_str(e.cl, "back:1", "again", NULL, NULL), 0);
+    assert_redis_string(e.rc, "back:1", "again");
+    for (int i = 0; i < 20; i++) {
+        snprintf(k, sizeof k, "lost:%d", i);
+        assert_redis_string(e.rc, k, NULL);
+    }
+    env_down(&e);
+}
+
+static void test_redis_stalled_times_out(void **state)
+{
+    (void)state;
+    env_t e;
+    assert_int_equal(env_up(&e, "--redis-timeout", "300", NULL), 0);
+    assert_int_equal(set_str(e.cl, "stall:1", "v", NULL, NULL), 0);
+
+    /* SIGSTOP: the socket stays open but nothing answers */
+    kill(e.redis.pid, SIGSTOP);
+    uint64_t t0 = pc_h_now_ms();
+    assert_int_equal(set_str(e.cl, "stall:2", "v", NULL, NULL), PC_EBACKEND);
+    uint64_t took = pc_h_now_ms() - t0;
+    assert_true(took >= 250 && took < 2500);
+    pc_value_t v;
+    assert_int_equal(pc_client_get(e.cl, "stall:1", 7, &v), 0); /* cached */
+    pc_value_free(&v);
+    /* A write that timed out is ambiguous: Redis may still apply it. The
+     * node must not keep serving its old cached copy. */
+    assert_int_equal(set_str(e.cl, "stall:1", "v-new", NULL, NULL), PC_EBACKEND);
+    kill(e.redis.pid, SIGCONT);
+
+    backend_arg_t ba = {e.cl, 1};
+    assert_true(pc_h_poll(backend_state_is, &ba, 10000));
+    assert_int_equal(pc_client_get(e.cl, "stall:1", 7, &v), 0);
+    redisReply *r = rcmd(e.rc, "GET stall:1");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(v.len, r->len);
+    assert_memory_equal(v.data, r->str, r->len); /* the node agrees with Redis */
+    freeReplyObject(r);
+    pc_value_free(&v);
+    assert_int_equal(set_str(e.cl, "stall:3", "v3", NULL, NULL), 0);
+    assert_redis_string(e.rc, "stall:3", "v3");
+    env_down(&e);
+}
+
+/* ---- other modes and limits ------------------------------------------------ */
+
+static void test_prefix_namespaces_keys(void **state)
+{
+    (void)state;
+    env_t e;
+    assert_int_equal(env_up(&e, "--redis-prefix", "app1:", NULL), 0);
+    assert_int_equal(set_str(e.cl, "k", "v", NULL, NULL), 0);
+    assert_redis_string(e.rc, "app1:k", "v");
+    assert_redis_string(e.rc, "k", NULL);
+    freeReplyObject(rcmd(e.rc, "SET app1:other o"));
+    pc_value_t v;
+    assert_int_equal(pc_client_get(e.cl, "other", 5, &v), 0);
+    assert_string_equal((char *)v.data, "o");
+    pc_value_free(&v);
+    env_down(&e);
+}
+
+static void test_memory_only_mode(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--redis", "none", "--memory", "4mb", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    pc_client_t *c = client_for(&node, 3000);
+    uint64_t ver;
+    assert_int_equal(pc_client_set(c, "mem", 3, "v", 1, NULL, &ver), 0);
+    pc_value_t v;
+    assert_int_equal(pc_client_get(c, "mem", 3, &v), 0);
+    pc_value_free(&v);
+    pc_set_options_t nx = {.cond = PC_COND_NX};
+    assert_int_equal(pc_client_set(c, "mem", 3, "v", 1, &nx, NULL), PC_EEXISTS);
+    pc_set_options_t cas = {.cas = ver};
+    assert_int_equal(pc_client_set(c, "mem", 3, "w", 1, &cas, NULL), 0);
+    assert_int_equal(pc_client_set(c, "mem", 3, "w", 1, &cas, NULL), PC_EEXISTS);
+    assert_int_equal(pc_client_del(c, "mem", 3), 0);
+    assert_int_equal(pc_client_get(c, "mem", 3, &v), PC_ENOTFOUND);
+
+    /* the memory limit holds: write 3x the limit, bytes stay under it */
+    char val[1024];
+    memset(val, 'x', sizeof val);
+    char k[32];
+    for (int i = 0; i < 12000; i++) {
+        snprintf(k, sizeof k, "fill:%d", i);
+        assert_int_equal(pc_client_set(c, k, strlen(k), val, sizeof val, NULL, NULL), 0);
+    }
+    int64_t bytes = stat_of(c, "bytes");
+    assert_true(bytes > 0 && bytes <= 4 * 1024 * 1024);
+    assert_true(stat_of(c, "evictions") > 0);
+    pc_client_free(&c);
+    int st = pc_h_stop(&node, SIGTERM, 10000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void test_max_connections_and_idle_timeout(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--redis", "none", "--max-connections", "2", "--idle-timeout", "300",
+                          NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    int a = pc_h_connect(node.port, 5000), b = pc_h_connect(node.port, 5000);
+    assert_true(a >= 0 && b >= 0);
+    /* the third is refused at once, with BUSY */
+    int c = pc_h_connect(node.port, 5000);
+    assert_true(c >= 0);
+    uint8_t buf[256];
+    size_t got = 0;
+    assert_int_equal(pc_h_wait_closed(c, buf, sizeof buf, &got), 1);
+    assert_true(got > 4);
+    close(c);
+    /* idle ones are closed by the node after the idle timeout */
+    uint64_t t0 = pc_h_now_ms();
+    assert_int_equal(pc_h_wait_closed(a, NULL, 0, NULL), 1);
+    assert_true(pc_h_now_ms() - t0 < 4000);
+    close(a);
+    close(b);
+    int st = pc_h_stop(&node, SIGTERM, 10000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static int hits_reached(void *p)
+{
+    coalesce_arg_t *a = p;
+    return stat_of(a->cl, "hits") >= a->want;
+}
+
+typedef struct conns_arg {
+    pc_client_t *cl;
+    int64_t want;
+} conns_arg_t;
+
+static int conns_are(void *p)
+{
+    conns_arg_t *a = p;
+    return stat_of(a->cl, "connections") == a->want;
+}
+
+/* The library moves past a dead node in its list, and reconnects by itself
+ * after the node closed an idle connection. */
+static void test_client_failover_and_reconnect(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--redis", "none", "--idle-timeout", "300", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    char nodes[128];
+    snprintf(nodes, sizeof nodes, "127.0.0.1:%d,%s", pc_h_free_port(), node.addr);
+    pc_client_options_t o = {.nodes = nodes, .timeout_ms = 2000};
+    pc_client_t *c = NULL;
+    assert_int_equal(pc_client_new(&o, &c), 0);
+    assert_int_equal(pc_client_set(c, "fo", 2, "v", 1, NULL, NULL), 0);
+
+    pc_client_t *watcher = client_for(&node, 2000);
+    conns_arg_t ca = {watcher, 1}; /* only the watcher is left */
+    assert_true(pc_h_poll(conns_are, &ca, 5000));
+    pc_value_t v;
+    assert_int_equal(pc_client_get(c, "fo", 2, &v), 0);
+    pc_value_free(&v);
+    pc_client_free(&watcher);
+    pc_client_free(&c);
+    int st = pc_h_stop(&node, SIGTERM, 10000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void test_slow_reader_memory_is_bounded(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--redis", "none", "--max-output", "2mb", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    pc_client_t *cl = client_for(&node, 3000);
+    size_t vlen = 512 * 1024;
+    char *val = malloc(vlen);
+    memset(val, 'v', vlen);
+    assert_int_equal(pc_client_set(cl, "big", 3, val, vlen, NULL, NULL), 0);
+    free(val);
+    long rss0 = pc_h_rss_kb(node.pid);
+
+    /* 1000 GETs of 512 KiB = 500 MiB of answers, and we do not read */
+    int fd = pc_h_connect(node.port, 20000);
+    int small = 64 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    enum { N = 1000 };
+    for (int i = 0; i < N; i++) {
+        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
+                            .key = {(const uint8_t *)"big", 3}};
+        pc_proto_encode_request(&out, &get);
+    }
+    assert_int_equal(send(fd, out.data, out.len, 0), (ssize_t)out.len);
+    pc_buf_free(&out);
+    /* Wait until the node has answered what fits in its output queue and
+     * the socket buffers, then check it stopped there: it paused reading
+     * instead of buffering 500 MiB of answers. */
+    coalesce_arg_t hits = {cl, stat_of(cl, "hits") + 4};
+    assert_true(pc_h_poll(hits_reached, &hits, 10000));
+    int64_t h1 = stat_of(cl, "hits");
+    long rss1 = pc_h_rss_kb(node.pid);
+    assert_true(h1 < 100);
+    fprintf(stderr, "slow reader: %lld answers produced, node RSS %ld KiB before, %ld KiB stalled\n",
+            (long long)h1, rss0, rss1);
+    assert_true(rss1 - rss0 < 64 * 1024); /* far below the 500 MiB asked for */
+
+    /* and then it delivers every answer once we read */
+    size_t want = (size_t)N * (vlen + 16), total = 0;
+    uint8_t *buf = malloc(1 << 20);
+    while (total < want) {
+        ssize_t n = recv(fd, buf, 1 << 20, 0);
+        if (n <= 0)
+            break;
+        total += (size_t)n;
+    }
+    free(buf);
+    assert_true(total >= (size_t)N * vlen);
+    close(fd);
+    pc_client_free(&cl);
+    int st = pc_h_stop(&node, SIGTERM, 10000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void test_sigterm_drains_in_flight(void **state)
+{
+    (void)state;
+    env_t e;
+    assert_int_equal(env_up(&e, "--redis-timeout", "5000", NULL), 0);
+    /* a write held in Redis when SIGTERM arrives still gets its answer */
+    freeReplyObject(rcmd(e.rc, "CLIENT PAUSE 500 ALL"));
+    int fd = pc_h_connect(e.node.port, 5000);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    pc_request_t set = {.op = PC_OP_SET, .id = 7, .key = {(const uint8_t *)"drain", 5},
+                        .value = {(const uint8_t *)"v", 1}};
+    pc_proto_encode_request(&out, &set);
+    assert_int_equal(send(fd, out.data, out.len, 0), (ssize_t)out.len);
+    pc_buf_free(&out);
+    kill(e.node.pid, SIGTERM);
+    uint8_t buf[256];
+    size_t got = 0;
+    assert_int_equal(pc_h_wait_closed(fd, buf, sizeof buf, &got), 1);
+    close(fd);
+    pc_proto_reader_t rd;
+    pc_proto_reader_init(&rd, 1 << 20);
+    pc_proto_reader_feed(&rd, buf, got);
+    const uint8_t *body;
+    uint32_t len;
+    assert_int_equal(pc_proto_reader_next(&rd, &body, &len), 1);
+    pc_proto_decoder_t *dec = NULL;
+    pc_proto_decoder_new(NULL, &dec);
+    pc_response_t r;
+    assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
+    assert_int_equal(r.id, 7);
+    assert_int_equal(r.status, PC_ST_OK);
+    pc_proto_decoder_free(&dec);
+    pc_proto_reader_free(&rd);
+    int st = pc_h_stop(&e.node, 0, 10000); /* already signalled: just wait */
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    assert_redis_string(e.rc, "drain", "v");
+    env_down(&e);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest shared[] = {
+        cmocka_unit_test(test_write_through_visible_in_redis),
+        cmocka_unit_test(test_read_through_of_redis_key),
+        cmocka_unit_test(test_ttl_agrees_with_redis),
+        cmocka_unit_test(test_delete),
+        cmocka_unit_test(test_conditions_nx_xx_cas),
+        cmocka_unit_test(test_cas_race_one_winner),
+        cmocka_unit_test(test_mget),
+        cmocka_unit_test(test_limits_answered_not_fatal),
+        cmocka_unit_test(test_200_pipelining_clients),
+        cmocka_unit_test(test_bad_frames_close_only_that_connection),
+        cmocka_unit_test(test_cli),
+    };
+    const struct CMUnitTest own[] = {
+        cmocka_unit_test(test_misses_coalesce_into_one_redis_read),
+        cmocka_unit_test(test_redis_down_and_back),
+        cmocka_unit_test(test_redis_stalled_times_out),
+        cmocka_unit_test(test_prefix_namespaces_keys),
+        cmocka_unit_test(test_memory_only_mode),
+        cmocka_unit_test(test_max_connections_and_idle_timeout),
+        cmocka_unit_test(test_client_failover_and_reconnect),
+        cmocka_unit_test(test_slow_reader_memory_is_bounded),
+        cmocka_unit_test(test_sigterm_drains_in_flight),
+    };
+    int failed = cmocka_run_group_tests_name("node_shared", shared, group_setup, group_teardown);
+    failed += cmocka_run_group_tests_name("node_own", own, NULL, NULL);
+    return failed ? 1 : 0;
+}
