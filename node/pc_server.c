@@ -611,14 +611,11 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
     ks_release(s, ks);
 }
 
-/* Resolves sl now (hit or no backend) or queues it on the key's fetch. */
-static void slot_lookup(conn_t *c, slot_t *sl, const pc_bytes_t *key)
+/* After a store miss: resolves sl now (no backend, or Redis down) or
+ * queues it on the key's read from Redis. */
+static void slot_miss(conn_t *c, slot_t *sl, const pc_bytes_t *key)
 {
     pc_server_t *s = c->srv;
-    if (pc_store_get(s->store, key->ptr, key->len, now_ms(s), &sl->item) == 0) {
-        sl->status = PC_ST_OK;
-        return;
-    }
     if (s->backend == NULL) {
         sl->status = PC_ST_NOT_FOUND;
         return;
@@ -645,14 +642,23 @@ static void slot_lookup(conn_t *c, slot_t *sl, const pc_bytes_t *key)
         fetch_cb(ks, rc, 0, NULL, 0, -1);
 }
 
+static void slot_lookup(conn_t *c, slot_t *sl, const pc_bytes_t *key)
+{
+    pc_server_t *s = c->srv;
+    if (pc_store_get(s->store, key->ptr, key->len, now_ms(s), &sl->item) == 0)
+        sl->status = PC_ST_OK;
+    else
+        slot_miss(c, sl, key);
+}
+
 static void handle_get(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
-    pc_item_t *it;
+    pc_item_t *it = NULL;
+    int hit = pc_store_get(s->store, rq->key.ptr, rq->key.len, now_ms(s), &it) == 0;
     /* Fast path: a hit with nothing queued ahead is encoded straight from
      * the item into the output; no allocation. */
-    if (pc_list_empty(&c->reqs) &&
-        pc_store_get(s->store, rq->key.ptr, rq->key.len, now_ms(s), &it) == 0) {
+    if (hit && pc_list_empty(&c->reqs)) {
         pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
         entry_from_item(&resp.entry, it, now_ms(s));
         answer(c, &resp);
@@ -661,11 +667,17 @@ static void handle_get(conn_t *c, const pc_request_t *rq)
     }
     req_t *r = req_new(c, rq->op, rq->id, 1);
     if (r == NULL) {
+        pc_store_release(s->store, it);
         answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
         return;
     }
     r->waiting = 1; /* held while we look, so a synchronous answer waits */
-    slot_lookup(c, &r->slots[0], &rq->key);
+    if (hit) {
+        r->slots[0].item = it;
+        r->slots[0].status = PC_ST_OK;
+    } else {
+        slot_miss(c, &r->slots[0], &rq->key);
+    }
     slot_resolved(&r->slots[0]);
 }
 

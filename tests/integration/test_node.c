@@ -170,6 +170,7 @@ static void test_read_through_of_redis_key(void **state)
     env_t *e = *state;
     freeReplyObject(rcmd(e->rc, "SET rt:1 %s", "from-redis"));
     int64_t reads = stat_of(e->cl, "backend_reads");
+    int64_t misses = stat_of(e->cl, "misses"), hits = stat_of(e->cl, "hits");
 
     pc_value_t v;
     assert_int_equal(pc_client_get(e->cl, "rt:1", 4, &v), 0);
@@ -177,10 +178,12 @@ static void test_read_through_of_redis_key(void **state)
     pc_value_free(&v);
     assert_int_equal(stat_of(e->cl, "backend_reads"), reads + 1);
 
-    /* second read is a hit: no new backend read */
+    /* second read is a hit: no new backend read; counters exact */
     assert_int_equal(pc_client_get(e->cl, "rt:1", 4, &v), 0);
     pc_value_free(&v);
     assert_int_equal(stat_of(e->cl, "backend_reads"), reads + 1);
+    assert_int_equal(stat_of(e->cl, "misses"), misses + 1);
+    assert_int_equal(stat_of(e->cl, "hits"), hits + 1);
 
     /* a key in neither place */
     assert_int_equal(pc_client_get(e->cl, "rt:none", 7, &v), PC_ENOTFOUND);
