@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything peercache needs to build, run and test, from
+# Debian 12's own packages. Safe to run again: it skips the package
+# manager when everything is already there.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config
+  libuv1-dev libmsgpack-dev libhiredis-dev libsodium-dev libcmocka-dev
+  redis-server redis-tools
+  # clang + its runtime build the libFuzzer targets (optional for users,
+  # used by the test command)
+  clang libclang-rt-dev
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts a redis-server service on 6379 when one is installed; the
+# demo and the tests start their own on other loopback ports and do not
+# use or need it.
+echo "install-deps: done"
