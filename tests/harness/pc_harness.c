@@ -301,3 +301,75 @@ int pc_h_run(const char *cmdline, char *out, size_t cap)
     int st = pclose(f);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+/* Feeds every whole frame buffered in rd to fn; -1 once fn or the decoder
+ * says stop, else the running count. */
+static int drain_frames(pc_proto_reader_t *rd, pc_proto_decoder_t *dec, int count, int n,
+                        pc_h_response_fn fn, void *arg)
+{
+    const uint8_t *body;
+    uint32_t len;
+    while (count < n && pc_proto_reader_next(rd, &body, &len) == 1) {
+        pc_response_t r;
+        if (pc_proto_decode_response(dec, body, len, &r) != 0 || fn(arg, count, &r) != 0)
+            return -1;
+        count++;
+    }
+    return count;
+}
+
+int pc_h_read_responses(int fd, int n, pc_h_response_fn fn, void *arg)
+{
+    pc_proto_reader_t rd;
+    pc_proto_reader_init(&rd, PC_PROTO_DEFAULT_MAX_FRAME);
+    pc_proto_decoder_t *dec = NULL;
+    if (pc_proto_decoder_new(NULL, &dec) != 0)
+        return 0;
+    int count = 0;
+    while (count < n) {
+        uint8_t *p;
+        size_t avail;
+        if (pc_proto_reader_reserve(&rd, 65536, &p, &avail) != 0)
+            break;
+        ssize_t got = recv(fd, p, avail, 0);
+        if (got <= 0)
+            break;
+        pc_proto_reader_commit(&rd, (size_t)got);
+        int c = drain_frames(&rd, dec, count, n, fn, arg);
+        if (c < 0)
+            break;
+        count = c;
+    }
+    pc_proto_decoder_free(&dec);
+    pc_proto_reader_free(&rd);
+    return count;
+}
+
+int pc_h_decode_responses(const uint8_t *buf, size_t len, pc_h_response_fn fn, void *arg)
+{
+    pc_proto_reader_t rd;
+    pc_proto_reader_init(&rd, PC_PROTO_DEFAULT_MAX_FRAME);
+    pc_proto_decoder_t *dec = NULL;
+    int count = 0;
+    if (pc_proto_decoder_new(NULL, &dec) == 0 && pc_proto_reader_feed(&rd, buf, len) == 0) {
+        int c = drain_frames(&rd, dec, 0, 1 << 30, fn, arg);
+        count = c < 0 ? 0 : c;
+    }
+    pc_proto_decoder_free(&dec);
+    pc_proto_reader_free(&rd);
+    return count;
+}
+
+int pc_h_send_all(int fd, const pc_buf_t *b)
+{
+    size_t sent = 0;
+    while (sent < b->len) {
+        ssize_t n = send(fd, b->data + sent, b->len - sent, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        sent += (size_t)n;
+    }
+    return 0;
+}

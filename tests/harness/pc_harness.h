@@ -20,6 +20,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "pc_proto.h"
+
 typedef struct pc_h_proc {
     pid_t pid;
     int port;
@@ -60,6 +62,21 @@ int pc_h_connect(int port, int rcv_timeout_ms);
  * closed (EOF/reset), 0 if it timed out while still open. Bytes read are
  * discarded (up to the first `keep` kept in buf if buf != NULL). */
 int pc_h_wait_closed(int fd, uint8_t *buf, size_t keep, size_t *got);
+
+/*
+ * Raw protocol, for tests that need control over the bytes: fn is called
+ * for each response in order (r valid only during the call) and returns 0
+ * to go on, non-zero to stop. pc_h_read_responses reads from fd until n
+ * responses came (or EOF, the socket's timeout, a decode error, or fn
+ * said stop); pc_h_decode_responses decodes what is in buf. Both return
+ * how many responses were passed to fn and accepted by it.
+ */
+typedef int (*pc_h_response_fn)(void *arg, int index, const pc_response_t *r);
+int pc_h_read_responses(int fd, int n, pc_h_response_fn fn, void *arg);
+int pc_h_decode_responses(const uint8_t *buf, size_t len, pc_h_response_fn fn, void *arg);
+
+/* Sends all of b; 0 or -1. */
+int pc_h_send_all(int fd, const pc_buf_t *b);
 
 /* Resident set size of a process in KiB, or -1. */
 long pc_h_rss_kb(pid_t pid);

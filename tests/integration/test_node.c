@@ -136,6 +136,18 @@ static int set_str(pc_client_t *c, const char *k, const char *v, const pc_set_op
     return pc_client_set(c, k, strlen(k), v, strlen(v), o, ver);
 }
 
+/* Checks each raw response's id (1, 2, ...) and status against want[]. */
+static int check_status(void *arg, int i, const pc_response_t *r)
+{
+    const uint32_t *want = arg;
+    return r->id != (uint64_t)i + 1 || r->status != want[i];
+}
+
+static void expect_statuses(int fd, int n, const uint32_t *want)
+{
+    assert_int_equal(pc_h_read_responses(fd, n, check_status, (void *)want), n);
+}
+
 /* ---- basic paths ------------------------------------------------------ */
 
 static void test_write_through_visible_in_redis(void **state)
@@ -319,33 +331,10 @@ static void test_cas_race_one_winner(void **state)
                             .cas = v0};
         pc_proto_encode_request(&out, &set);
     }
-    assert_int_equal(send(fd, out.data, out.len, 0), (ssize_t)out.len);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
     pc_buf_free(&out);
-    pc_proto_reader_t rd;
-    pc_proto_reader_init(&rd, 1 << 20);
-    pc_proto_decoder_t *dec = NULL;
-    pc_proto_decoder_new(NULL, &dec);
-    uint32_t want[] = {PC_ST_OK, PC_ST_EXISTS};
-    int got = 0;
-    while (got < 2) {
-        uint8_t *p;
-        size_t avail;
-        pc_proto_reader_reserve(&rd, 4096, &p, &avail);
-        ssize_t n = recv(fd, p, avail, 0);
-        assert_true(n > 0);
-        pc_proto_reader_commit(&rd, (size_t)n);
-        const uint8_t *body;
-        uint32_t len;
-        while (pc_proto_reader_next(&rd, &body, &len) == 1) {
-            pc_response_t r;
-            assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
-            assert_int_equal(r.id, (uint64_t)got + 1);
-            assert_int_equal(r.status, want[got]);
-            got++;
-        }
-    }
-    pc_proto_decoder_free(&dec);
-    pc_proto_reader_free(&rd);
+    const uint32_t want[] = {PC_ST_OK, PC_ST_EXISTS};
+    expect_statuses(fd, 2, want);
     close(fd);
     assert_redis_string(e->rc, "race", "first!");
 }
@@ -393,33 +382,10 @@ static void test_limits_answered_not_fatal(void **state)
     const uint8_t unknown_op[] = {0, 0, 0, 3, 0x92, 0x63, 0x02}; /* [99, 2] */
     pc_buf_append(&out, unknown_op, sizeof unknown_op);
     pc_proto_encode_request(&out, &ping);
-    assert_int_equal(send(fd, out.data, out.len, 0), (ssize_t)out.len);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
     pc_buf_free(&out);
-    pc_proto_reader_t rd;
-    pc_proto_reader_init(&rd, 1 << 20);
-    pc_proto_decoder_t *dec = NULL;
-    pc_proto_decoder_new(NULL, &dec);
-    uint32_t want[] = {PC_ST_BAD_REQUEST, PC_ST_BAD_REQUEST, PC_ST_OK};
-    int got = 0;
-    while (got < 3) {
-        uint8_t *p;
-        size_t avail;
-        pc_proto_reader_reserve(&rd, 4096, &p, &avail);
-        ssize_t n = recv(fd, p, avail, 0);
-        assert_true(n > 0);
-        pc_proto_reader_commit(&rd, (size_t)n);
-        const uint8_t *body;
-        uint32_t len;
-        while (pc_proto_reader_next(&rd, &body, &len) == 1) {
-            pc_response_t r;
-            assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
-            assert_int_equal(r.id, (uint64_t)got + 1);
-            assert_int_equal(r.status, want[got]);
-            got++;
-        }
-    }
-    pc_proto_decoder_free(&dec);
-    pc_proto_reader_free(&rd);
+    const uint32_t want[] = {PC_ST_BAD_REQUEST, PC_ST_BAD_REQUEST, PC_ST_OK};
+    expect_statuses(fd, 3, want);
     close(fd);
 }
 
@@ -434,8 +400,28 @@ typedef struct pipe_arg {
 
 #define PIPE_DEPTH 40
 
+/* Checks answer i of a pipeline_client burst (SET, GET, SET, GET...). */
+static int check_pipelined(void *p, int i, const pc_response_t *r)
+{
+    pipe_arg_t *a = p;
+    if (r->id != (uint64_t)i + 1 || r->status != PC_ST_OK) {
+        snprintf(a->err, sizeof a->err, "answer %d: id %llu status %u", i + 1,
+                 (unsigned long long)r->id, r->status);
+        return 1;
+    }
+    char want[32];
+    snprintf(want, sizeof want, "value-%d-%d", a->idx, i / 2);
+    if (r->op == PC_OP_GET &&
+        (r->entry.value.len != strlen(want) || memcmp(r->entry.value.ptr, want, strlen(want)))) {
+        snprintf(a->err, sizeof a->err, "answer %d: wrong value", i + 1);
+        return 1;
+    }
+    return 0;
+}
+
 /* One raw connection: PIPE_DEPTH SETs and GETs of its own keys sent in one
- * burst, then every answer read and checked against its request. */
+ * burst, then every answer read and checked against its request. Runs on
+ * its own thread, so it reports through a->err instead of asserting. */
 static void *pipeline_client(void *p)
 {
     pipe_arg_t *a = p;
@@ -446,68 +432,24 @@ static void *pipeline_client(void *p)
     }
     pc_buf_t out;
     pc_buf_init(&out, 0);
-    char keys[PIPE_DEPTH][32], vals[PIPE_DEPTH][32];
     uint64_t id = 1;
     for (int i = 0; i < PIPE_DEPTH; i++) {
-        snprintf(keys[i], sizeof keys[i], "pipe:%d:%d", a->idx, i);
-        snprintf(vals[i], sizeof vals[i], "value-%d-%d", a->idx, i);
+        char key[32], val[32];
+        snprintf(key, sizeof key, "pipe:%d:%d", a->idx, i);
+        snprintf(val, sizeof val, "value-%d-%d", a->idx, i);
         pc_request_t set = {.op = PC_OP_SET, .id = id++,
-                            .key = {(const uint8_t *)keys[i], (uint32_t)strlen(keys[i])},
-                            .value = {(const uint8_t *)vals[i], (uint32_t)strlen(vals[i])}};
+                            .key = {(const uint8_t *)key, (uint32_t)strlen(key)},
+                            .value = {(const uint8_t *)val, (uint32_t)strlen(val)}};
         pc_request_t get = {.op = PC_OP_GET, .id = id++, .key = set.key};
         pc_proto_encode_request(&out, &set);
         pc_proto_encode_request(&out, &get);
     }
-    size_t sent = 0;
-    while (sent < out.len) {
-        ssize_t n = send(fd, out.data + sent, out.len - sent, 0);
-        if (n <= 0)
-            break;
-        sent += (size_t)n;
-    }
-    pc_proto_reader_t rd;
-    pc_proto_reader_init(&rd, 2 << 20);
-    pc_proto_decoder_t *dec = NULL;
-    pc_proto_decoder_new(NULL, &dec);
-    uint64_t expect = 1;
-    int bad = 0;
-    while (expect < id && !bad) {
-        uint8_t *p8;
-        size_t avail;
-        pc_proto_reader_reserve(&rd, 65536, &p8, &avail);
-        ssize_t n = recv(fd, p8, avail, 0);
-        if (n <= 0) {
-            snprintf(a->err, sizeof a->err, "recv: %zd after %llu answers", n,
-                     (unsigned long long)expect - 1);
-            bad = 1;
-            break;
-        }
-        pc_proto_reader_commit(&rd, (size_t)n);
-        const uint8_t *body;
-        uint32_t len;
-        while (!bad && pc_proto_reader_next(&rd, &body, &len) == 1) {
-            pc_response_t r;
-            if (pc_proto_decode_response(dec, body, len, &r) != 0 || r.id != expect ||
-                r.status != PC_ST_OK) {
-                snprintf(a->err, sizeof a->err, "answer %llu: id %llu status %u",
-                         (unsigned long long)expect, (unsigned long long)r.id, r.status);
-                bad = 1;
-                break;
-            }
-            if (r.op == PC_OP_GET) {
-                int i = (int)((expect - 1) / 2);
-                if (r.entry.value.len != strlen(vals[i]) ||
-                    memcmp(r.entry.value.ptr, vals[i], r.entry.value.len) != 0) {
-                    snprintf(a->err, sizeof a->err, "GET %s: wrong value", keys[i]);
-                    bad = 1;
-                }
-            }
-            expect++;
-        }
-    }
-    a->ok = !bad && expect == id;
-    pc_proto_decoder_free(&dec);
-    pc_proto_reader_free(&rd);
+    if (pc_h_send_all(fd, &out) != 0)
+        snprintf(a->err, sizeof a->err, "send failed");
+    else
+        a->ok = pc_h_read_responses(fd, 2 * PIPE_DEPTH, check_pipelined, a) == 2 * PIPE_DEPTH;
+    if (!a->ok && a->err[0] == '\0')
+        snprintf(a->err, sizeof a->err, "connection ended early");
     pc_buf_free(&out);
     close(fd);
     return NULL;
@@ -550,6 +492,12 @@ static int coalesced_reached(void *p)
     return stat_of(a->cl, "backend_reads_coalesced") >= a->want;
 }
 
+static int check_hot_value(void *arg, int i, const pc_response_t *r)
+{
+    return r->id != (uint64_t)i + 1 || r->status != PC_ST_OK || r->entry.value.len != 8 ||
+           memcmp(r->entry.value.ptr, "hotvalue", 8) != 0;
+}
+
 static void test_misses_coalesce_into_one_redis_read(void **state)
 {
     (void)state;
@@ -577,46 +525,31 @@ static void test_misses_coalesce_into_one_redis_read(void **state)
                                 .key = {(const uint8_t *)"co:hot", 6}};
             pc_proto_encode_request(&out, &get);
         }
-        assert_int_equal(send(fds[i], out.data, out.len, 0), (ssize_t)out.len);
+        assert_int_equal(pc_h_send_all(fds[i], &out), 0);
     }
     coalesce_arg_t ca = {e->cl, coal0 + CONNS * PER - 1};
     assert_true(pc_h_poll(coalesced_reached, &ca, 1400));
 
-    pc_proto_decoder_t *dec = NULL;
-    pc_proto_decoder_new(NULL, &dec);
     for (int i = 0; i < CONNS; i++) {
-        pc_proto_reader_t rd;
-        pc_proto_reader_init(&rd, 1 << 20);
-        int got = 0;
-        while (got < PER) {
-            uint8_t *p;
-            size_t avail;
-            pc_proto_reader_reserve(&rd, 4096, &p, &avail);
-            ssize_t n = recv(fds[i], p, avail, 0);
-            assert_true(n > 0);
-            pc_proto_reader_commit(&rd, (size_t)n);
-            const uint8_t *body;
-            uint32_t len;
-            while (pc_proto_reader_next(&rd, &body, &len) == 1) {
-                pc_response_t r;
-                assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
-                assert_int_equal(r.status, PC_ST_OK);
-                assert_int_equal(r.id, (uint64_t)got + 1);
-                assert_int_equal(r.entry.value.len, 8);
-                assert_memory_equal(r.entry.value.ptr, "hotvalue", 8);
-                got++;
-            }
-        }
-        pc_proto_reader_free(&rd);
+        assert_int_equal(pc_h_read_responses(fds[i], PER, check_hot_value, NULL), PER);
         close(fds[i]);
     }
-    pc_proto_decoder_free(&dec);
     pc_buf_free(&out);
     assert_int_equal(stat_of(e->cl, "backend_reads"), reads0 + 1);
     env_down(e);
 }
 
 /* ---- bad input ----------------------------------------------------------- */
+
+struct conn_error {
+    uint32_t status;
+};
+
+static int check_conn_error(void *arg, int i, const pc_response_t *r)
+{
+    const struct conn_error *want = arg;
+    return i > 0 || r->op != 0 || r->id != 0 || r->status != want->status || r->message.len == 0;
+}
 
 static void expect_error_then_close(int port, const void *bytes, size_t n, uint32_t status)
 {
@@ -627,20 +560,11 @@ static void expect_error_then_close(int port, const void *bytes, size_t n, uint3
     size_t got = 0;
     assert_int_equal(pc_h_wait_closed(fd, buf, sizeof buf, &got), 1);
     close(fd);
-    /* the node says why before it hangs up */
-    pc_proto_reader_t rd;
-    pc_proto_reader_init(&rd, 1 << 20);
-    pc_proto_reader_feed(&rd, buf, got < sizeof buf ? got : sizeof buf);
-    const uint8_t *body;
-    uint32_t len;
-    assert_int_equal(pc_proto_reader_next(&rd, &body, &len), 1);
-    pc_proto_decoder_t *dec = NULL;
-    pc_proto_decoder_new(NULL, &dec);
-    pc_response_t r;
-    assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
-    assert_int_equal(r.status, status);
-    pc_proto_decoder_free(&dec);
-    pc_proto_reader_free(&rd);
+    /* the node says why before it hangs up: one connection-level frame */
+    struct conn_error want = {status};
+    assert_int_equal(pc_h_decode_responses(buf, got < sizeof buf ? got : sizeof buf,
+                                           check_conn_error, &want),
+                     1);
 }
 
 static void test_bad_frames_close_only_that_connection(void **state)
@@ -973,7 +897,7 @@ static void test_slow_reader_memory_is_bounded(void **state)
                             .key = {(const uint8_t *)"big", 3}};
         pc_proto_encode_request(&out, &get);
     }
-    assert_int_equal(send(fd, out.data, out.len, 0), (ssize_t)out.len);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
     pc_buf_free(&out);
     /* Wait until the node has answered what fits in its output queue and
      * the socket buffers, then check it stopped there: it paused reading
@@ -1014,30 +938,17 @@ static void test_sigterm_drains_in_flight(void **state)
     int fd = pc_h_connect(e.node.port, 5000);
     pc_buf_t out;
     pc_buf_init(&out, 0);
-    pc_request_t set = {.op = PC_OP_SET, .id = 7, .key = {(const uint8_t *)"drain", 5},
+    pc_request_t set = {.op = PC_OP_SET, .id = 1, .key = {(const uint8_t *)"drain", 5},
                         .value = {(const uint8_t *)"v", 1}};
     pc_proto_encode_request(&out, &set);
-    assert_int_equal(send(fd, out.data, out.len, 0), (ssize_t)out.len);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
     pc_buf_free(&out);
     kill(e.node.pid, SIGTERM);
-    uint8_t buf[256];
-    size_t got = 0;
-    assert_int_equal(pc_h_wait_closed(fd, buf, sizeof buf, &got), 1);
+    /* the answer comes (id 1 is the SET), then the node hangs up */
+    const uint32_t want[] = {PC_ST_OK};
+    expect_statuses(fd, 1, want);
+    assert_int_equal(pc_h_wait_closed(fd, NULL, 0, NULL), 1);
     close(fd);
-    pc_proto_reader_t rd;
-    pc_proto_reader_init(&rd, 1 << 20);
-    pc_proto_reader_feed(&rd, buf, got);
-    const uint8_t *body;
-    uint32_t len;
-    assert_int_equal(pc_proto_reader_next(&rd, &body, &len), 1);
-    pc_proto_decoder_t *dec = NULL;
-    pc_proto_decoder_new(NULL, &dec);
-    pc_response_t r;
-    assert_int_equal(pc_proto_decode_response(dec, body, len, &r), 0);
-    assert_int_equal(r.id, 7);
-    assert_int_equal(r.status, PC_ST_OK);
-    pc_proto_decoder_free(&dec);
-    pc_proto_reader_free(&rd);
     int st = pc_h_stop(&e.node, 0, 10000); /* already signalled: just wait */
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
     assert_redis_string(e.rc, "drain", "v");
