@@ -663,9 +663,14 @@ int pc_client_new(const pc_client_options_t *opt, pc_client_t **out)
     c->fd = -1;
     c->next_id = 1;
     c->timeout_ms = opt->timeout_ms > 0 ? opt->timeout_ms : DEFAULT_TIMEOUT_MS;
-    /* The reader must take any reply a server with default limits sends;
-     * the largest is a GET or MGET answer filling one max frame. */
-    pc_proto_reader_init(&c->reader, PC_PROTO_DEFAULT_MAX_FRAME);
+    /* The reader must take any reply the node sends; the largest is a GET
+     * or MGET answer filling one max frame of the node's. */
+    pc_proto_limits_t lim;
+    pc_proto_limits_default(&lim);
+    if (opt->max_frame != 0)
+        lim.max_frame = opt->max_frame;
+    lim.max_mget_keys = UINT32_MAX; /* we choose how many we ask for */
+    pc_proto_reader_init(&c->reader, lim.max_frame);
     pc_buf_init(&c->out, 0);
     rc = pc_addr_parse_list(opt->nodes, add_node, c);
     if (rc == 0 && c->nnodes == 0)
@@ -677,7 +682,7 @@ int pc_client_new(const pc_client_options_t *opt, pc_client_t **out)
             rc = PC_ENOMEM;
     }
     if (rc == 0)
-        rc = pc_proto_decoder_new(NULL, &c->dec);
+        rc = pc_proto_decoder_new(&lim, &c->dec);
     if (rc != 0) {
         pc_client_free(&c);
         return rc == PC_ENOMEM ? rc : PC_EINVAL;
@@ -723,6 +728,23 @@ int pc_client_ping(pc_client_t *c)
     return call(c, &req, &resp);
 }
 
+/* The start every single-key call shares: a zeroed request for op with
+ * its key, after the key was checked. 0 or the check's error. */
+static int key_request(pc_client_t *c, uint32_t op, const void *key, size_t klen,
+                       pc_request_t *req)
+{
+    int rc;
+
+    c->errmsg[0] = '\0';
+    rc = check_key(c, key, klen);
+    if (rc != 0)
+        return rc;
+    memset(req, 0, sizeof(*req));
+    req->op = op;
+    req->key = bytes(key, klen);
+    return 0;
+}
+
 int pc_client_get(pc_client_t *c, const void *key, size_t klen, pc_value_t *out)
 {
     pc_request_t req;
@@ -732,13 +754,9 @@ int pc_client_get(pc_client_t *c, const void *key, size_t klen, pc_value_t *out)
     if (c == NULL || out == NULL)
         return PC_EINVAL;
     memset(out, 0, sizeof(*out));
-    c->errmsg[0] = '\0';
-    rc = check_key(c, key, klen);
+    rc = key_request(c, PC_OP_GET, key, klen, &req);
     if (rc != 0)
         return rc;
-    memset(&req, 0, sizeof(req));
-    req.op = PC_OP_GET;
-    req.key = bytes(key, klen);
     rc = call(c, &req, &resp);
     if (rc == 0)
         rc = copy_value(out, &resp.entry);
@@ -756,8 +774,7 @@ int pc_client_set(pc_client_t *c, const void *key, size_t klen, const void *val,
 
     if (c == NULL)
         return PC_EINVAL;
-    c->errmsg[0] = '\0';
-    rc = check_key(c, key, klen);
+    rc = key_request(c, PC_OP_SET, key, klen, &req);
     if (rc != 0)
         return rc;
     if (val == NULL && vlen > 0) {
@@ -772,9 +789,6 @@ int pc_client_set(pc_client_t *c, const void *key, size_t klen, const void *val,
         set_msg(c, "unknown SET condition %d", opt->cond);
         return PC_EINVAL;
     }
-    memset(&req, 0, sizeof(req));
-    req.op = PC_OP_SET;
-    req.key = bytes(key, klen);
     req.value = bytes(vlen > 0 ? val : "", vlen);
     if (opt != NULL) {
         req.ttl_ms = opt->ttl_ms;
@@ -796,14 +810,8 @@ int pc_client_del(pc_client_t *c, const void *key, size_t klen)
 
     if (c == NULL)
         return PC_EINVAL;
-    c->errmsg[0] = '\0';
-    rc = check_key(c, key, klen);
-    if (rc != 0)
-        return rc;
-    memset(&req, 0, sizeof(req));
-    req.op = PC_OP_DEL;
-    req.key = bytes(key, klen);
-    return call(c, &req, &resp);
+    rc = key_request(c, PC_OP_DEL, key, klen, &req);
+    return rc != 0 ? rc : call(c, &req, &resp);
 }
 
 int pc_client_touch(pc_client_t *c, const void *key, size_t klen, uint64_t ttl_ms)
@@ -814,13 +822,9 @@ int pc_client_touch(pc_client_t *c, const void *key, size_t klen, uint64_t ttl_m
 
     if (c == NULL)
         return PC_EINVAL;
-    c->errmsg[0] = '\0';
-    rc = check_key(c, key, klen);
+    rc = key_request(c, PC_OP_TOUCH, key, klen, &req);
     if (rc != 0)
         return rc;
-    memset(&req, 0, sizeof(req));
-    req.op = PC_OP_TOUCH;
-    req.key = bytes(key, klen);
     req.ttl_ms = ttl_ms;
     return call(c, &req, &resp);
 }

@@ -61,6 +61,9 @@ typedef struct pc_client_options {
     const char *nodes;    /* "host:port[,host:port...]", required */
     int timeout_ms;       /* per call (connect, send, receive); 0 = 2000 */
     const char *token;    /* optional client token, sent in HELLO */
+    uint32_t max_frame;   /* largest reply accepted, bytes; 0 = the protocol
+                             default (1 MiB + 128 KiB). Raise it to match a
+                             node run with a larger --max-frame. */
 } pc_client_options_t;
 
 /* A value the caller owns. */
