@@ -1,0 +1,1151 @@
+/*
+ * pc_store.c -- sharded, refcounted, memory-bounded item store.
+ *
+ * The contract is in pc_store.h; the design, with measurements, is in
+ * docs/STORE.md. This file follows one naming rule from memcached: a
+ * function whose name starts with do_ expects the caller to hold the
+ * shard's lock. Everything else takes the lock itself or needs none.
+ */
+#include "pc_store.h"
+
+#include <pthread.h>
+#include <sodium.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Item layout: one malloc() block, header then key then value.
+ *
+ *   off size field
+ *     0   8  hnext    hash-chain link
+ *     8   8  prev     eviction queue links (LRU list or S3-FIFO queue)
+ *    16   8  next
+ *    24   8  version  replication version (set IF_NEWER compares it)
+ *    32   8  expire   absolute expiry on the caller's clock, 0 = never
+ *    40   4  refs     the table's reference + one per reader
+ *    44   4  hash     low 32 bits of the SipHash: bucket index, ghost tag
+ *    48   4  flags    opaque to the store
+ *    52   4  klen
+ *    56   4  vlen
+ *    60   1  meta     S3-FIFO frequency (2 bits) and queue (1 bit)
+ *    61      data     klen key bytes, then vlen value bytes
+ *
+ * Everything but `expire` and `meta` is written once before the item is
+ * published and never again, which is what lets readers use an item they
+ * hold a reference to without a lock. `expire` is the one field touch()
+ * changes in place (copying a possibly large value to extend a TTL would be
+ * absurd); it is atomic so a reader sees the old or the new value, never a
+ * torn one. `meta` is only read and written under the shard lock, and
+ * readers never look at it. The hash is stored so a resize and a ghost
+ * insertion never need to run SipHash again.
+ */
+struct pc_item {
+    pc_item_t *hnext;
+    pc_item_t *prev;
+    pc_item_t *next;
+    uint64_t version;
+    _Atomic uint64_t expire;
+    atomic_uint refs;
+    uint32_t hash;
+    uint32_t flags;
+    uint32_t klen;
+    uint32_t vlen;
+    uint8_t meta;
+    uint8_t data[];
+};
+
+#define ITEM_HDR offsetof(struct pc_item, data)
+
+_Static_assert(sizeof(atomic_uint) == 4, "refs is expected to be 4 bytes");
+_Static_assert(sizeof(_Atomic uint64_t) == 8, "expire is expected to be 8 bytes");
+_Static_assert(offsetof(struct pc_item, data) == 61, "item header layout changed: update "
+                                                      "the table above and docs/STORE.md");
+_Static_assert(crypto_shorthash_KEYBYTES == 16, "hash_key is documented as 16 bytes");
+_Static_assert(crypto_shorthash_BYTES == 8, "the hash is used as a 64-bit value");
+
+/*
+ * What one item costs beyond its key and value, in bytes. Each term is an
+ * estimate of real memory, not a guess rounded in our favour:
+ *
+ *   ITEM_HDR     61  the header above.
+ *   MALLOC_EST   16  glibc keeps an 8-byte size word per chunk and rounds
+ *                    chunks to 16 bytes: 8 + 0..15 bytes, 15.5 on average
+ *                    for sizes spread evenly.
+ *   SLOT_SHARE   11  one 8-byte bucket pointer per bucket; a table doubles
+ *                    when the load passes 1.5, so right after a doubling it
+ *                    holds 8 / 0.75 = 10.7 bytes of buckets per item (the
+ *                    worst steady state), 5.3 just before the next one.
+ *   GHOST_SHARE   8  S3-FIFO's ghost: 4-byte slots, at most two per item of
+ *                    the main queue (its size is rounded up to a power of
+ *                    two). Charged under LRU too, so one constant holds.
+ *
+ * Total 96. Not covered: the transient old bucket array while a shard is
+ * mid-resize (8 bytes per item of that one shard, freed within a few
+ * hundred operations on the shard) and tables that stay large after most
+ * items are deleted (tables never shrink, as in memcached).
+ */
+#define MALLOC_EST 16u
+#define SLOT_SHARE 11u
+#define GHOST_SHARE 8u
+#define ITEM_OVERHEAD (ITEM_HDR + MALLOC_EST + SLOT_SHARE + GHOST_SHARE)
+const size_t PC_STORE_ITEM_OVERHEAD = ITEM_OVERHEAD;
+
+#define META_FREQ 0x03u /* S3-FIFO access count, saturating at 3 */
+#define META_MAIN 0x04u /* in the main queue (else small; LRU uses small) */
+#define FREQ_MAX 3u
+
+#define Q_SMALL 0 /* S3-FIFO small queue; the only list under LRU */
+#define Q_MAIN 1
+
+#define DEFAULT_SHARDS 64u
+#define MAX_SHARDS 65536u
+#define INITIAL_BUCKETS 16u
+/* Bucket indexes come from the 32-bit stored hash. */
+#define MAX_BUCKETS ((size_t)1 << 31)
+/*
+ * Buckets moved from the old to the new table per operation while a shard
+ * is resizing. The next doubling is due after 1.5 * old_nb more inserts, so
+ * any rate >= 1 finishes in time; 8 finishes sooner and frees the old array
+ * quickly while costing at most 8 short chain walks per call.
+ */
+#define MIGRATE_STEP 8u
+/* sweep(): buckets visited per unit of budget, so sparse tables stay cheap. */
+#define SWEEP_VISITS_PER_ITEM 16u
+
+#define GHOST_WAYS 8u
+#define GHOST_MIN 64u
+#define GHOST_EPOCHS 4u
+
+/* A doubly linked queue; head is the newest item, tail the oldest. */
+struct queue {
+    pc_item_t *head;
+    pc_item_t *tail;
+    size_t items;
+    size_t bytes; /* charged bytes of the items in it */
+};
+
+/*
+ * The ghost remembers the hashes of items recently evicted from the small
+ * queue, so that a key coming back soon after is admitted straight to main.
+ *
+ * It is a set-associative table of 32-bit slots, GHOST_WAYS per bucket:
+ * each slot holds a 24-bit fingerprint of the hash and the 8-bit epoch it
+ * was added in. Epochs advance every window/GHOST_EPOCHS insertions, and a
+ * slot is live while it is less than GHOST_EPOCHS epochs old, so the ghost
+ * answers "was this evicted within the last ~window evictions?" -- a FIFO
+ * with quarter-window granularity -- with O(1) insert, lookup and no
+ * deletion sweep: stale slots are simply reused. A full bucket overwrites
+ * its oldest slot, which only shortens that entry's life. The window is the
+ * number of items in the main queue (as in the S3-FIFO paper); the table is
+ * reallocated, forgetting its contents, only when the window outgrows it,
+ * which in practice happens while the cache warms up.
+ */
+struct ghost {
+    uint32_t *slot;
+    size_t nslots;   /* power of two, >= GHOST_WAYS; 0 before first use */
+    size_t inserts;  /* insertions in the current epoch */
+    uint8_t epoch;
+};
+
+/*
+ * One shard: its own lock, table, queues, budget and counters.
+ *
+ * Fields are grouped by who writes them, one group per cache line, because
+ * on two cores the cost of a call is mostly lines moving between caches:
+ *   line 0  the lock and the counters every get() bumps -- written by
+ *           every call, so it moves once per call and carries both;
+ *   line 1  what every lookup reads but only a resize writes -- stays
+ *           shared in every core's cache instead of following the lock;
+ *   rest    what set/del/eviction write (and LRU hits: its queue).
+ * The alignment also keeps neighbouring shards off each other's lines.
+ *
+ * Memory is budgeted per shard (limit / shards), not globally: an insert
+ * only ever evicts from its own shard, under the one lock it already holds,
+ * and never needs a global counter or a second lock. The price is that the
+ * largest item is about limit / shards, and a shard may evict while another
+ * has room; with keys spread by SipHash the shards fill evenly, so the
+ * waste is a few per cent at most.
+ */
+struct shard {
+    alignas(64) pthread_mutex_t lock;
+    uint64_t hits, misses;
+
+    alignas(64) pc_item_t **tab; /* current table */
+    size_t nb;                   /* its bucket count, a power of two */
+    pc_item_t **old;             /* previous table while resizing, else NULL */
+    size_t old_nb;               /* = nb / 2 while resizing */
+    size_t migrate;              /* old buckets below this are moved */
+    pc_evict_policy_t policy;
+    size_t budget;               /* limit / shards */
+    size_t small_target;         /* S3-FIFO: 10% of the budget left for items */
+
+    alignas(64) size_t items;
+    size_t bytes; /* charged bytes, including the fixed share */
+    struct queue q[2];
+    struct ghost ghost;
+    uint64_t sets, deletes, evictions, expirations;
+};
+
+_Static_assert(offsetof(struct shard, tab) == 64 && offsetof(struct shard, items) == 128,
+               "shard fields are grouped by cache line: see the comment above");
+
+struct pc_store {
+    struct shard *shards;
+    unsigned nshards;
+    uint32_t shard_mask;
+    size_t limit;
+    size_t fixed;       /* bytes charged to each shard at creation */
+    size_t item_budget; /* budget - fixed: room for items in one shard */
+    uint8_t hash_key[crypto_shorthash_KEYBYTES];
+    /*
+     * sweep() cursor; sweep_lock serializes sweepers only, never readers.
+     * On its own line: a sweep writing here must not evict the fields
+     * above, which every call reads, from the other cores' caches.
+     */
+    alignas(64) pthread_mutex_t sweep_lock;
+    unsigned sweep_shard;
+    size_t sweep_bucket;
+    size_t sweep_pos;
+};
+
+/* ------------------------------------------------------------------ */
+/* Items                                                               */
+/* ------------------------------------------------------------------ */
+
+static size_t item_charge(const pc_item_t *it)
+{
+    return (size_t)it->klen + it->vlen + ITEM_OVERHEAD;
+}
+
+/* Live while now < expire: at now == expire the item is gone. */
+static bool item_expired(const pc_item_t *it, uint64_t now_ms)
+{
+    uint64_t exp = atomic_load_explicit(&it->expire, memory_order_relaxed);
+    return exp != 0 && now_ms >= exp;
+}
+
+static bool item_matches(const pc_item_t *it, uint32_t hash, const void *key, size_t klen)
+{
+    return it->hash == hash && it->klen == klen && (klen == 0 || memcmp(it->data, key, klen) == 0);
+}
+
+static int item_queue(const pc_item_t *it)
+{
+    return (it->meta & META_MAIN) ? Q_MAIN : Q_SMALL;
+}
+
+static unsigned item_freq(const pc_item_t *it)
+{
+    return it->meta & META_FREQ;
+}
+
+static void item_set_freq(pc_item_t *it, unsigned f)
+{
+    it->meta = (uint8_t)((it->meta & ~META_FREQ) | (f & META_FREQ));
+}
+
+/*
+ * Drops one reference. The acq_rel ordering makes every read a holder did
+ * before releasing happen before the free() of whoever drops the last one.
+ * Returns true when that was the last reference (the caller frees).
+ */
+static bool item_unref(pc_item_t *it)
+{
+    return atomic_fetch_sub_explicit(&it->refs, 1, memory_order_acq_rel) == 1;
+}
+
+/* Frees items collected while a lock was held, after it is released. */
+static void reap_free(pc_item_t *reap)
+{
+    while (reap) {
+        pc_item_t *next = reap->hnext;
+        free(reap);
+        reap = next;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Hashing                                                             */
+/* ------------------------------------------------------------------ */
+
+/*
+ * SipHash-2-4 of the key under the store's secret key, read little-endian
+ * so placement is the same on every host. Bits 32..63 pick the shard and
+ * bits 0..31 the bucket and ghost slot, so the two never correlate.
+ */
+static uint64_t key_hash(const pc_store_t *s, const void *key, size_t klen)
+{
+    static const unsigned char empty[1] = {0};
+    unsigned char out[crypto_shorthash_BYTES];
+    uint64_t h = 0;
+
+    crypto_shorthash(out, klen ? key : empty, klen, s->hash_key);
+    for (unsigned i = 0; i < sizeof out; i++)
+        h |= (uint64_t)out[i] << (8 * i);
+    return h;
+}
+
+static struct shard *shard_of(const pc_store_t *s, uint64_t h)
+{
+    return &s->shards[(uint32_t)(h >> 32) & s->shard_mask];
+}
+
+/* ------------------------------------------------------------------ */
+/* Queues                                                              */
+/* ------------------------------------------------------------------ */
+
+static void do_queue_push(struct shard *sh, pc_item_t *it, int qi)
+{
+    struct queue *q = &sh->q[qi];
+
+    it->meta = (uint8_t)(qi == Q_MAIN ? (it->meta | META_MAIN) : (it->meta & ~META_MAIN));
+    it->prev = NULL;
+    it->next = q->head;
+    if (q->head)
+        q->head->prev = it;
+    else
+        q->tail = it;
+    q->head = it;
+    q->items++;
+    q->bytes += item_charge(it);
+}
+
+static void do_queue_remove(struct shard *sh, pc_item_t *it)
+{
+    struct queue *q = &sh->q[item_queue(it)];
+
+    if (it->prev)
+        it->prev->next = it->next;
+    else
+        q->head = it->next;
+    if (it->next)
+        it->next->prev = it->prev;
+    else
+        q->tail = it->prev;
+    it->prev = it->next = NULL;
+    q->items--;
+    q->bytes -= item_charge(it);
+}
+
+/* ------------------------------------------------------------------ */
+/* Ghost (S3-FIFO)                                                     */
+/* ------------------------------------------------------------------ */
+
+static bool ghost_live(const struct ghost *g, uint32_t slot)
+{
+    return slot != 0 && (uint8_t)(g->epoch - (uint8_t)slot) < GHOST_EPOCHS;
+}
+
+static uint32_t *ghost_bucket(const struct ghost *g, uint32_t hash)
+{
+    size_t nbuckets = g->nslots / GHOST_WAYS;
+    return &g->slot[(hash & (nbuckets - 1)) * GHOST_WAYS];
+}
+
+static size_t ghost_window(const struct shard *sh)
+{
+    return sh->q[Q_MAIN].items > GHOST_MIN ? sh->q[Q_MAIN].items : GHOST_MIN;
+}
+
+/* Remembers that an item with this hash was just evicted from small. */
+static void do_ghost_add(struct shard *sh, uint32_t hash)
+{
+    struct ghost *g = &sh->ghost;
+    size_t window = ghost_window(sh);
+    uint32_t fp = hash >> 8;
+    uint32_t *b, *pick = NULL;
+    unsigned oldest_age = 0;
+
+    if (g->nslots < window) {
+        size_t n = GHOST_MIN;
+        uint32_t *slots;
+
+        while (n < window)
+            n *= 2;
+        slots = calloc(n, sizeof *slots);
+        if (!slots)
+            return; /* the ghost is advice: without it we only lose hit ratio */
+        free(g->slot);
+        g->slot = slots;
+        g->nslots = n;
+    }
+    /* Same fingerprint first (refresh), else a dead slot, else the oldest. */
+    b = ghost_bucket(g, hash);
+    for (unsigned i = 0; i < GHOST_WAYS; i++) {
+        if (ghost_live(g, b[i]) && (b[i] >> 8) == fp) {
+            pick = &b[i];
+            break;
+        }
+        unsigned age = ghost_live(g, b[i]) ? (uint8_t)(g->epoch - (uint8_t)b[i]) : 256u;
+        if (!pick || age > oldest_age) {
+            pick = &b[i];
+            oldest_age = age;
+        }
+    }
+    *pick = (fp << 8) | g->epoch;
+    if (++g->inserts >= window / GHOST_EPOCHS) {
+        g->epoch++;
+        g->inserts = 0;
+    }
+}
+
+/* True if the hash was evicted recently; forgets it (it is being readmitted). */
+static bool do_ghost_take(struct shard *sh, uint32_t hash)
+{
+    struct ghost *g = &sh->ghost;
+    uint32_t fp = hash >> 8;
+    uint32_t *b;
+
+    if (!g->slot)
+        return false;
+    b = ghost_bucket(g, hash);
+    for (unsigned i = 0; i < GHOST_WAYS; i++) {
+        if (ghost_live(g, b[i]) && (b[i] >> 8) == fp) {
+            b[i] = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------------ */
+/* Table                                                               */
+/* ------------------------------------------------------------------ */
+
+static void do_migrate_bucket(struct shard *sh, size_t ob)
+{
+    pc_item_t *it = sh->old[ob];
+
+    sh->old[ob] = NULL;
+    while (it) {
+        pc_item_t *next = it->hnext;
+        pc_item_t **slot = &sh->tab[it->hash & (sh->nb - 1)];
+
+        it->hnext = *slot;
+        *slot = it;
+        it = next;
+    }
+}
+
+/* Moves up to `n` old buckets to the new table; frees the old one at the end. */
+static void do_migrate(struct shard *sh, size_t n)
+{
+    size_t end;
+
+    if (!sh->old)
+        return;
+    end = sh->old_nb - sh->migrate < n ? sh->old_nb : sh->migrate + n;
+    for (size_t b = sh->migrate; b < end; b++)
+        do_migrate_bucket(sh, b);
+    sh->migrate = end;
+    if (end == sh->old_nb) {
+        free(sh->old);
+        sh->old = NULL;
+        sh->old_nb = 0;
+        sh->migrate = 0;
+    }
+}
+
+/*
+ * Starts a doubling when the load passes 1.5. The rehash itself is spread
+ * over the following operations (do_migrate), so no call ever moves more
+ * than MIGRATE_STEP chains. A failed allocation is not an error: chains get
+ * longer and the next insert tries again.
+ */
+static void do_maybe_grow(struct shard *sh)
+{
+    pc_item_t **t;
+
+    if (sh->old || sh->items <= sh->nb + sh->nb / 2 || sh->nb >= MAX_BUCKETS)
+        return;
+    t = calloc(sh->nb * 2, sizeof *t);
+    if (!t)
+        return;
+    sh->old = sh->tab;
+    sh->old_nb = sh->nb;
+    sh->migrate = 0;
+    sh->tab = t;
+    sh->nb *= 2;
+}
+
+/*
+ * Returns the chain link that points at the item with this key, or NULL.
+ * While resizing, an item is in the new table or in its old bucket; old
+ * buckets are not necessarily emptied in order (sweep() moves some early),
+ * so both are always looked at -- an emptied bucket costs one load.
+ */
+static pc_item_t **do_find(struct shard *sh, uint32_t hash, const void *key, size_t klen)
+{
+    pc_item_t **pp;
+
+    for (pp = &sh->tab[hash & (sh->nb - 1)]; *pp; pp = &(*pp)->hnext)
+        if (item_matches(*pp, hash, key, klen))
+            return pp;
+    if (sh->old)
+        for (pp = &sh->old[hash & (sh->old_nb - 1)]; *pp; pp = &(*pp)->hnext)
+            if (item_matches(*pp, hash, key, klen))
+                return pp;
+    return NULL;
+}
+
+/* The chain link pointing at a linked item (found by identity). */
+static pc_item_t **do_link_of(struct shard *sh, const pc_item_t *it)
+{
+    pc_item_t **pp;
+
+    for (pp = &sh->tab[it->hash & (sh->nb - 1)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == it)
+            return pp;
+    if (sh->old)
+        for (pp = &sh->old[it->hash & (sh->old_nb - 1)]; *pp; pp = &(*pp)->hnext)
+            if (*pp == it)
+                return pp;
+    return NULL;
+}
+
+/*
+ * Removes the item `*link` points at from the table and its queue, uncharges
+ * it and drops the table's reference. If that was the last reference the
+ * item goes on *reap, to be freed once the lock is released; otherwise the
+ * last reader's pc_store_release() frees it.
+ */
+static void do_unlink(struct shard *sh, pc_item_t **link, pc_item_t **reap)
+{
+    pc_item_t *it = *link;
+
+    *link = it->hnext;
+    do_queue_remove(sh, it);
+    sh->items--;
+    sh->bytes -= item_charge(it);
+    if (item_unref(it)) {
+        it->hnext = *reap;
+        *reap = it;
+    }
+}
+
+static void do_insert(struct shard *sh, pc_item_t *it, int qi)
+{
+    pc_item_t **slot = &sh->tab[it->hash & (sh->nb - 1)];
+
+    it->hnext = *slot;
+    *slot = it;
+    do_queue_push(sh, it, qi);
+    sh->items++;
+    sh->bytes += item_charge(it);
+    do_maybe_grow(sh);
+}
+
+/* ------------------------------------------------------------------ */
+/* Eviction                                                            */
+/* ------------------------------------------------------------------ */
+
+/* A hit: LRU moves the item to the head, S3-FIFO only counts it. */
+static void do_hit(struct shard *sh, pc_item_t *it)
+{
+    if (sh->policy == PC_EVICT_LRU) {
+        if (sh->q[Q_SMALL].head != it) {
+            do_queue_remove(sh, it);
+            do_queue_push(sh, it, Q_SMALL);
+        }
+    } else if (item_freq(it) < FREQ_MAX) {
+        item_set_freq(it, item_freq(it) + 1);
+    }
+}
+
+/*
+ * S3-FIFO victim choice. Small is drained while it holds at least its 10%
+ * share (or main is empty): an item hit while in small moves to main with
+ * its count cleared, one never hit is the victim. Otherwise main's tail is
+ * the victim unless it was hit, in which case it goes back to the head with
+ * its count decremented (a 2-bit CLOCK). Each pass around main decrements a
+ * count that only hits raise, so the loop ends; its cost is paid for by
+ * earlier hits.
+ */
+static pc_item_t *do_s3fifo_victim(struct shard *sh)
+{
+    struct queue *small = &sh->q[Q_SMALL], *main_q = &sh->q[Q_MAIN];
+
+    if (small->tail && (small->bytes >= sh->small_target || !main_q->tail)) {
+        while (small->tail) {
+            pc_item_t *it = small->tail;
+
+            if (item_freq(it) == 0)
+                return it;
+            do_queue_remove(sh, it);
+            item_set_freq(it, 0);
+            do_queue_push(sh, it, Q_MAIN);
+        }
+    }
+    while (main_q->tail) {
+        pc_item_t *it = main_q->tail;
+
+        if (item_freq(it) == 0)
+            return it;
+        do_queue_remove(sh, it);
+        item_set_freq(it, item_freq(it) - 1);
+        do_queue_push(sh, it, Q_MAIN);
+    }
+    return NULL;
+}
+
+/* Evicts one item; false if the shard is empty. */
+static bool do_evict_one(struct shard *sh, pc_item_t **reap)
+{
+    pc_item_t *victim;
+    pc_item_t **link;
+
+    if (sh->policy == PC_EVICT_LRU)
+        victim = sh->q[Q_SMALL].tail;
+    else
+        victim = do_s3fifo_victim(sh);
+    if (!victim)
+        return false;
+    link = do_link_of(sh, victim);
+    if (!link)
+        abort(); /* queue and table disagree: accounting is lost, stop here */
+    if (sh->policy == PC_EVICT_S3FIFO && item_queue(victim) == Q_SMALL)
+        do_ghost_add(sh, victim->hash);
+    do_unlink(sh, link, reap);
+    sh->evictions++;
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Store                                                               */
+/* ------------------------------------------------------------------ */
+
+static void shard_destroy(struct shard *sh)
+{
+    pc_item_t **tabs[2] = {sh->tab, sh->old};
+    size_t nbs[2] = {sh->nb, sh->old_nb};
+
+    for (int t = 0; t < 2; t++) {
+        if (!tabs[t])
+            continue;
+        for (size_t b = 0; b < nbs[t]; b++) {
+            pc_item_t *it = tabs[t][b];
+            while (it) {
+                pc_item_t *next = it->hnext;
+                free(it);
+                it = next;
+            }
+        }
+        free(tabs[t]);
+    }
+    free(sh->ghost.slot);
+    pthread_mutex_destroy(&sh->lock);
+}
+
+int pc_store_new(const pc_store_config_t *cfg, pc_store_t **out)
+{
+    pc_store_t *s;
+    unsigned n;
+    size_t budget, fixed;
+
+    if (!out)
+        return PC_EINVAL;
+    *out = NULL;
+    if (!cfg || cfg->memory_limit == 0)
+        return PC_EINVAL;
+    if (cfg->policy != PC_EVICT_S3FIFO && cfg->policy != PC_EVICT_LRU)
+        return PC_EINVAL;
+    n = cfg->shards ? cfg->shards : DEFAULT_SHARDS;
+    if ((n & (n - 1)) != 0 || n > MAX_SHARDS)
+        return PC_EINVAL;
+
+    /*
+     * Each shard is charged, before any item, for its own struct, its
+     * initial bucket array, its minimum ghost and its part of this struct.
+     */
+    fixed = sizeof(struct shard) + INITIAL_BUCKETS * sizeof(pc_item_t *) +
+            (sizeof(pc_store_t) + n - 1) / n;
+    if (cfg->policy == PC_EVICT_S3FIFO)
+        fixed += GHOST_MIN * sizeof(uint32_t);
+    budget = cfg->memory_limit / n;
+    if (budget <= fixed)
+        return PC_EINVAL;
+
+    if (sodium_init() < 0)
+        return PC_EINTERNAL;
+
+    /* aligned_alloc, not calloc: both structs ask for cache-line alignment */
+    s = aligned_alloc(alignof(pc_store_t), sizeof *s);
+    if (!s)
+        return PC_ENOMEM;
+    memset(s, 0, sizeof *s);
+    s->shards = aligned_alloc(alignof(struct shard), n * sizeof(struct shard));
+    if (!s->shards) {
+        free(s);
+        return PC_ENOMEM;
+    }
+    memset(s->shards, 0, n * sizeof(struct shard));
+    s->nshards = n;
+    s->shard_mask = n - 1;
+    s->limit = cfg->memory_limit;
+    s->fixed = fixed;
+    s->item_budget = budget - fixed;
+    if (cfg->hash_key)
+        memcpy(s->hash_key, cfg->hash_key, sizeof s->hash_key);
+    else
+        randombytes_buf(s->hash_key, sizeof s->hash_key);
+    if (pthread_mutex_init(&s->sweep_lock, NULL) != 0) {
+        free(s->shards);
+        free(s);
+        return PC_ENOMEM;
+    }
+
+    for (unsigned i = 0; i < n; i++) {
+        struct shard *sh = &s->shards[i];
+
+        sh->tab = calloc(INITIAL_BUCKETS, sizeof *sh->tab);
+        if (!sh->tab || pthread_mutex_init(&sh->lock, NULL) != 0) {
+            free(sh->tab);
+            sh->tab = NULL;
+            s->nshards = i; /* destroy only what was set up */
+            pc_store_free(&s);
+            return PC_ENOMEM;
+        }
+        sh->nb = INITIAL_BUCKETS;
+        sh->policy = cfg->policy;
+        sh->budget = budget;
+        sh->bytes = fixed;
+        sh->small_target = s->item_budget / 10;
+    }
+    *out = s;
+    return PC_OK;
+}
+
+void pc_store_free(pc_store_t **sp)
+{
+    pc_store_t *s;
+
+    if (!sp || !*sp)
+        return;
+    s = *sp;
+    for (unsigned i = 0; i < s->nshards; i++)
+        shard_destroy(&s->shards[i]);
+    pthread_mutex_destroy(&s->sweep_lock);
+    sodium_memzero(s->hash_key, sizeof s->hash_key);
+    free(s->shards);
+    free(s);
+    *sp = NULL;
+}
+
+/*
+ * get() and peek(): `count` says whether this is a real access (hit/miss
+ * counters and eviction metadata) or a condition check.
+ */
+static int store_lookup(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
+                        pc_item_t **out, bool count)
+{
+    uint64_t h;
+    struct shard *sh;
+    pc_item_t **link, *reap = NULL;
+    int rc = PC_ENOTFOUND;
+
+    if (out)
+        *out = NULL;
+    if (!s || !out || (!key && klen))
+        return PC_EINVAL;
+    h = key_hash(s, key, klen);
+    sh = shard_of(s, h);
+
+    pthread_mutex_lock(&sh->lock);
+    do_migrate(sh, MIGRATE_STEP);
+    link = do_find(sh, (uint32_t)h, key, klen);
+    if (link && item_expired(*link, now_ms)) {
+        do_unlink(sh, link, &reap);
+        sh->expirations++;
+    } else if (link) {
+        /* The table's reference keeps it alive while we hold the lock. */
+        atomic_fetch_add_explicit(&(*link)->refs, 1, memory_order_relaxed);
+        *out = *link;
+        if (count)
+            do_hit(sh, *link);
+        rc = PC_OK;
+    }
+    if (count) {
+        if (rc == PC_OK)
+            sh->hits++;
+        else
+            sh->misses++;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    reap_free(reap);
+    return rc;
+}
+
+int pc_store_get(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms, pc_item_t **out)
+{
+    return store_lookup(s, key, klen, now_ms, out, true);
+}
+
+int pc_store_peek(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
+                  pc_item_t **out)
+{
+    return store_lookup(s, key, klen, now_ms, out, false);
+}
+
+void pc_store_release(pc_store_t *s, pc_item_t *it)
+{
+    (void)s;
+    if (it && item_unref(it))
+        free(it);
+}
+
+int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, size_t vlen,
+                 uint32_t flags, uint64_t version, uint64_t expire_ms, int mode,
+                 uint64_t now_ms)
+{
+    uint64_t h;
+    struct shard *sh;
+    pc_item_t *it, **link, *reap = NULL;
+    size_t charge;
+    int qi = Q_SMALL, rc = PC_OK;
+
+    if (!s || (!key && klen) || (!val && vlen))
+        return PC_EINVAL;
+    if (mode != PC_STORE_SET_ALWAYS && mode != PC_STORE_SET_IF_NEWER &&
+        mode != PC_STORE_SET_IF_ABSENT)
+        return PC_EINVAL;
+    /* Written so that no sum can wrap, whatever size_t is. */
+    if (klen > UINT32_MAX || vlen > UINT32_MAX || s->item_budget < ITEM_OVERHEAD ||
+        klen > s->item_budget - ITEM_OVERHEAD ||
+        vlen > s->item_budget - ITEM_OVERHEAD - klen)
+        return PC_ETOOBIG;
+    charge = klen + vlen + ITEM_OVERHEAD;
+
+    /* Build the item before taking the lock: malloc and copies run unlocked. */
+    it = malloc(ITEM_HDR + klen + vlen);
+    if (!it)
+        return PC_ENOMEM;
+    h = key_hash(s, key, klen);
+    it->hnext = it->prev = it->next = NULL;
+    it->version = version;
+    atomic_init(&it->expire, expire_ms);
+    atomic_init(&it->refs, 1); /* the table's reference */
+    it->hash = (uint32_t)h;
+    it->flags = flags;
+    it->klen = (uint32_t)klen;
+    it->vlen = (uint32_t)vlen;
+    it->meta = 0;
+    if (klen)
+        memcpy(it->data, key, klen);
+    if (vlen)
+        memcpy(it->data + klen, val, vlen);
+
+    sh = shard_of(s, h);
+    pthread_mutex_lock(&sh->lock);
+    do_migrate(sh, MIGRATE_STEP);
+    link = do_find(sh, it->hash, key, klen);
+    if (link && item_expired(*link, now_ms)) {
+        do_unlink(sh, link, &reap);
+        sh->expirations++;
+        link = NULL;
+    }
+    if (link && (mode == PC_STORE_SET_IF_ABSENT ||
+                 (mode == PC_STORE_SET_IF_NEWER && (*link)->version >= version))) {
+        rc = PC_EEXISTS;
+    } else {
+        if (link) {
+            /*
+             * A replacement keeps the old item's place in the policy: the
+             * key has proven itself (or not) regardless of its new value.
+             */
+            qi = item_queue(*link);
+            item_set_freq(it, item_freq(*link));
+            do_unlink(sh, link, &reap);
+        } else if (sh->policy == PC_EVICT_S3FIFO && do_ghost_take(sh, it->hash)) {
+            qi = Q_MAIN;
+        }
+        /* Cannot run dry: the size check above guarantees an empty shard fits. */
+        while (sh->bytes + charge > sh->budget && do_evict_one(sh, &reap))
+            ;
+        do_insert(sh, it, qi);
+        sh->sets++;
+        it = NULL;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    reap_free(reap);
+    free(it); /* only when not stored */
+    return rc;
+}
+
+int pc_store_del(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms)
+{
+    uint64_t h;
+    struct shard *sh;
+    pc_item_t **link, *reap = NULL;
+    int rc = PC_ENOTFOUND;
+
+    if (!s || (!key && klen))
+        return PC_EINVAL;
+    h = key_hash(s, key, klen);
+    sh = shard_of(s, h);
+    pthread_mutex_lock(&sh->lock);
+    do_migrate(sh, MIGRATE_STEP);
+    link = do_find(sh, (uint32_t)h, key, klen);
+    if (link) {
+        if (item_expired(*link, now_ms)) {
+            sh->expirations++;
+        } else {
+            sh->deletes++;
+            rc = PC_OK;
+        }
+        do_unlink(sh, link, &reap);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    reap_free(reap);
+    return rc;
+}
+
+int pc_store_touch(pc_store_t *s, const void *key, size_t klen, uint64_t expire_ms,
+                   uint64_t now_ms)
+{
+    uint64_t h;
+    struct shard *sh;
+    pc_item_t **link, *reap = NULL;
+    int rc = PC_ENOTFOUND;
+
+    if (!s || (!key && klen))
+        return PC_EINVAL;
+    h = key_hash(s, key, klen);
+    sh = shard_of(s, h);
+    pthread_mutex_lock(&sh->lock);
+    do_migrate(sh, MIGRATE_STEP);
+    link = do_find(sh, (uint32_t)h, key, klen);
+    if (link && item_expired(*link, now_ms)) {
+        do_unlink(sh, link, &reap);
+        sh->expirations++;
+    } else if (link) {
+        atomic_store_explicit(&(*link)->expire, expire_ms, memory_order_relaxed);
+        rc = PC_OK;
+    }
+    pthread_mutex_unlock(&sh->lock);
+    reap_free(reap);
+    return rc;
+}
+
+/*
+ * Sweeps one shard from the cursor (bucket, position in its chain). Returns
+ * true when the shard's last bucket is done. Stops early when the item
+ * budget or the bucket-visit budget runs out, leaving the cursor there.
+ *
+ * Only the new table is walked: while resizing, the old bucket feeding the
+ * current one is moved over first. A chain can change between two calls,
+ * so the position is a hint: an item may be examined twice or skipped for
+ * one pass, never lost for good -- lazy expiry still catches it.
+ */
+static bool do_sweep_shard(pc_store_t *s, struct shard *sh, uint64_t now_ms, size_t budget,
+                           size_t max_visits, size_t *examined, size_t *visits,
+                           size_t *removed, pc_item_t **reap)
+{
+    while (s->sweep_bucket < sh->nb) {
+        pc_item_t **link;
+        size_t pos = 0;
+
+        if (*examined >= budget || *visits >= max_visits)
+            return false;
+        (*visits)++;
+        if (sh->old)
+            do_migrate_bucket(sh, s->sweep_bucket & (sh->old_nb - 1));
+        link = &sh->tab[s->sweep_bucket];
+        while (*link) {
+            if (pos < s->sweep_pos) {
+                link = &(*link)->hnext;
+                pos++;
+                continue;
+            }
+            if (*examined >= budget) {
+                s->sweep_pos = pos;
+                return false;
+            }
+            (*examined)++;
+            if (item_expired(*link, now_ms)) {
+                do_unlink(sh, link, reap); /* *link is now the next item */
+                sh->expirations++;
+                (*removed)++;
+            } else {
+                link = &(*link)->hnext;
+                pos++;
+            }
+        }
+        s->sweep_bucket++;
+        s->sweep_pos = 0;
+    }
+    return true;
+}
+
+size_t pc_store_sweep(pc_store_t *s, uint64_t now_ms, size_t budget)
+{
+    size_t examined = 0, visits = 0, removed = 0, max_visits;
+
+    if (!s || budget == 0)
+        return 0;
+    max_visits = budget > SIZE_MAX / SWEEP_VISITS_PER_ITEM ? SIZE_MAX
+                                                           : budget * SWEEP_VISITS_PER_ITEM;
+    pthread_mutex_lock(&s->sweep_lock);
+    /* At most one full round, counting the partly swept shard we start in twice. */
+    for (unsigned n = 0; n <= s->nshards; n++) {
+        struct shard *sh = &s->shards[s->sweep_shard];
+        pc_item_t *reap = NULL;
+        bool done;
+
+        pthread_mutex_lock(&sh->lock);
+        done = do_sweep_shard(s, sh, now_ms, budget, max_visits, &examined, &visits, &removed,
+                              &reap);
+        pthread_mutex_unlock(&sh->lock);
+        reap_free(reap);
+        if (!done)
+            break;
+        s->sweep_shard = (s->sweep_shard + 1) & s->shard_mask;
+        s->sweep_bucket = 0;
+        s->sweep_pos = 0;
+        if (examined >= budget || visits >= max_visits)
+            break;
+    }
+    pthread_mutex_unlock(&s->sweep_lock);
+    return removed;
+}
+
+void pc_store_stats(pc_store_t *s, pc_store_stats_t *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!s)
+        return;
+    for (unsigned i = 0; i < s->nshards; i++) {
+        struct shard *sh = &s->shards[i];
+
+        pthread_mutex_lock(&sh->lock);
+        out->hits += sh->hits;
+        out->misses += sh->misses;
+        out->sets += sh->sets;
+        out->deletes += sh->deletes;
+        out->evictions += sh->evictions;
+        out->expirations += sh->expirations;
+        out->items += sh->items;
+        out->bytes += sh->bytes;
+        pthread_mutex_unlock(&sh->lock);
+    }
+    out->limit = s->limit;
+}
+
+/*
+ * Checks one shard's invariants: every item in the right bucket of the
+ * right shard, table and queues holding the same items, byte and item
+ * counts equal to what the items add up to, and the budget respected.
+ */
+static bool do_verify_shard(const pc_store_t *s, struct shard *sh, unsigned idx,
+                            uint64_t *count)
+{
+    size_t n = 0, charged = 0, qn[2] = {0, 0}, qb[2] = {0, 0};
+    pc_item_t **tabs[2] = {sh->tab, sh->old};
+    size_t nbs[2] = {sh->nb, sh->old_nb};
+
+    if (sh->old && sh->old_nb * 2 != sh->nb)
+        return false;
+    for (int t = 0; t < 2; t++) {
+        if (!tabs[t])
+            continue;
+        for (size_t b = 0; b < nbs[t]; b++) {
+            for (const pc_item_t *it = tabs[t][b]; it; it = it->hnext) {
+                uint64_t h = key_hash(s, it->data, it->klen);
+
+                if ((uint32_t)h != it->hash || (it->hash & (nbs[t] - 1)) != b ||
+                    ((uint32_t)(h >> 32) & s->shard_mask) != idx ||
+                    atomic_load(&it->refs) == 0)
+                    return false;
+                if (sh->policy == PC_EVICT_LRU && it->meta != 0)
+                    return false;
+                n++;
+                charged += item_charge(it);
+            }
+        }
+    }
+    for (int q = 0; q < 2; q++) {
+        const pc_item_t *prev = NULL;
+
+        for (const pc_item_t *it = sh->q[q].head; it; prev = it, it = it->next) {
+            if (it->prev != prev || item_queue(it) != q)
+                return false;
+            qn[q]++;
+            qb[q] += item_charge(it);
+        }
+        if (sh->q[q].tail != prev || qn[q] != sh->q[q].items || qb[q] != sh->q[q].bytes)
+            return false;
+    }
+    if (sh->policy == PC_EVICT_LRU && qn[Q_MAIN] != 0)
+        return false;
+    if (n != sh->items || qn[0] + qn[1] != n || sh->bytes != s->fixed + charged ||
+        qb[0] + qb[1] != charged || sh->bytes > sh->budget)
+        return false;
+    *count += n;
+    return true;
+}
+
+int pc_store_verify(pc_store_t *s, uint64_t *items)
+{
+    uint64_t count = 0;
+    bool ok = true;
+
+    if (!s)
+        return PC_EINVAL;
+    for (unsigned i = 0; i < s->nshards && ok; i++) {
+        pthread_mutex_lock(&s->shards[i].lock);
+        ok = do_verify_shard(s, &s->shards[i], i, &count);
+        pthread_mutex_unlock(&s->shards[i].lock);
+    }
+    if (items)
+        *items = ok ? count : 0;
+    return ok ? PC_OK : PC_EINTERNAL;
+}
+
+const uint8_t *pc_item_key(const pc_item_t *it)
+{
+    return it->data;
+}
+
+size_t pc_item_klen(const pc_item_t *it)
+{
+    return it->klen;
+}
+
+const uint8_t *pc_item_value(const pc_item_t *it)
+{
+    return it->data + it->klen;
+}
+
+size_t pc_item_vlen(const pc_item_t *it)
+{
+    return it->vlen;
+}
+
+uint32_t pc_item_flags(const pc_item_t *it)
+{
+    return it->flags;
+}
+
+uint64_t pc_item_version(const pc_item_t *it)
+{
+    return it->version;
+}
+
+uint64_t pc_item_expire(const pc_item_t *it)
+{
+    return atomic_load_explicit(&it->expire, memory_order_relaxed);
+}
+
+unsigned pc_store_shards_for(size_t memory_limit, size_t max_item)
+{
+    size_t per = 4 * (max_item + PC_STORE_ITEM_OVERHEAD);
+    unsigned shards = 64;
+    while (shards > 1 && memory_limit / shards < per)
+        shards /= 2;
+    return shards;
+}

@@ -1,0 +1,167 @@
+/*
+ * pc_store.h -- the node's in-memory store: a sharded hash table of
+ * immutable, refcounted items under a hard memory limit.
+ *
+ * Pure: no I/O, no clock reads. Every call that needs the time takes
+ * `now_ms`, a monotonic millisecond clock chosen by the caller; expiry
+ * times are on that same clock.
+ *
+ * Items are immutable once stored. A set() builds a new item and swaps it
+ * in; readers that hold a reference to the old item keep reading it safely
+ * until they release it. get() returns a reference the caller must give
+ * back with pc_store_release(); holding it is cheap (no copy of the value).
+ *
+ * Memory: the limit counts key bytes + value bytes + PC_STORE_ITEM_OVERHEAD
+ * per item (+ the hash tables, counted at creation: each shard's struct and
+ * initial table are charged up front, and the slots a growing table adds
+ * are part of the per-item overhead; docs/STORE.md). When an insert would
+ * pass the limit, items are evicted by the configured policy until it fits.
+ * Items still referenced by readers are unlinked at once but freed when
+ * the last reference is released (until then they are no longer counted).
+ *
+ * The limit is split evenly: each shard gets limit / shards bytes, minus a
+ * fixed share for its own structures, and evicts only its own items. So
+ * an item can be at most about limit / shards bytes (see PC_ETOOBIG), and
+ * stats.bytes <= limit always holds.
+ *
+ * Expiry: an item with expire_ms E is live while now_ms < E; from
+ * now_ms == E on it is gone.
+ *
+ * Keys are hashed with SipHash-2-4 (libsodium's crypto_shorthash) under a
+ * per-store random key, so remote clients cannot engineer collisions.
+ *
+ * Thread rules: every function is thread-safe; each shard has its own
+ * mutex, so calls on keys in different shards do not contend.
+ */
+#ifndef PC_STORE_H
+#define PC_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pc_error.h"
+
+typedef struct pc_store pc_store_t;
+typedef struct pc_item pc_item_t;
+
+typedef enum pc_evict_policy {
+    PC_EVICT_S3FIFO = 0, /* default: see docs/ARCHITECTURE.md, docs/STORE.md */
+    PC_EVICT_LRU = 1,
+} pc_evict_policy_t;
+
+typedef struct pc_store_config {
+    size_t memory_limit;       /* bytes, > 0 */
+    unsigned shards;           /* power of two <= 65536; 0 = default (64) */
+    pc_evict_policy_t policy;  /* eviction policy */
+    const uint8_t *hash_key;   /* 16 bytes, or NULL = random */
+} pc_store_config_t;
+
+typedef struct pc_store_stats {
+    uint64_t hits;
+    uint64_t misses;
+    uint64_t sets;
+    uint64_t deletes;
+    uint64_t evictions;
+    uint64_t expirations;
+    uint64_t items;
+    uint64_t bytes;        /* counted bytes in use, as the limit counts */
+    uint64_t limit;        /* the memory limit */
+} pc_store_stats_t;
+
+/* Bytes charged per item beyond its key and value: header, allocator,
+ * hash-table slot and ghost share (the breakdown is in pc_store.c). */
+extern const size_t PC_STORE_ITEM_OVERHEAD;
+
+/* set() modes */
+#define PC_STORE_SET_ALWAYS 0   /* replace whatever is there */
+#define PC_STORE_SET_IF_NEWER 1 /* only if absent or stored version < new */
+#define PC_STORE_SET_IF_ABSENT 2 /* only if absent (read-through fills) */
+
+/*
+ * How many shards suit a store of `memory_limit` bytes whose largest item
+ * is `max_item` bytes (key + value): the most, up to 64, that still give
+ * each shard room for four of the largest items, so that such an item is
+ * cached (not refused as too big) and does not flush its shard alone.
+ * Always a power of two >= 1.
+ */
+unsigned pc_store_shards_for(size_t memory_limit, size_t max_item);
+
+/* Creates a store. 0, PC_EINVAL (limit 0, shards not a power of two or
+ * over 65536, unknown policy, or limit / shards too small to hold even a
+ * shard's own structures), PC_EINTERNAL (libsodium failed to initialize)
+ * or PC_ENOMEM. The config is copied; hash_key is read during the call. */
+int pc_store_new(const pc_store_config_t *cfg, pc_store_t **out);
+
+/* Frees the store and every item; *s is set to NULL. No item reference may
+ * be outstanding. NULL-safe. */
+void pc_store_free(pc_store_t **s);
+
+/*
+ * Looks up a key. On a hit returns 0 and a new reference in *out (release
+ * it with pc_store_release). An expired item counts as a miss and is
+ * removed. PC_ENOTFOUND on a miss. Counts hits and misses.
+ */
+int pc_store_get(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
+                 pc_item_t **out);
+
+/* Same lookup without touching hit/miss counters or eviction metadata;
+ * for condition checks. 0 + reference, or PC_ENOTFOUND. */
+int pc_store_peek(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
+                  pc_item_t **out);
+
+/* Gives back a reference from get()/peek(). NULL-safe. */
+void pc_store_release(pc_store_t *s, pc_item_t *it);
+
+/*
+ * Stores a copy of key and value. expire_ms is an absolute time on the
+ * now_ms clock, 0 = never. mode is PC_STORE_SET_ALWAYS, _IF_NEWER or
+ * _IF_ABSENT. 0, PC_EEXISTS (IF_NEWER and the stored version is >= version,
+ * or IF_ABSENT and the key is present),
+ * PC_ETOOBIG (the item alone is larger than one shard's budget, i.e.
+ * klen + vlen + PC_STORE_ITEM_OVERHEAD > limit / shards minus the shard's
+ * fixed share; or klen or vlen >= 4 GiB), PC_ENOMEM, PC_EINVAL (NULL
+ * pointer with a non-zero length, unknown mode). An expired entry under the
+ * same key counts as absent. Nothing is stored unless 0 is returned.
+ */
+int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, size_t vlen,
+                 uint32_t flags, uint64_t version, uint64_t expire_ms, int mode,
+                 uint64_t now_ms);
+
+/* Removes a key. 0 or PC_ENOTFOUND. Counts deletes. */
+int pc_store_del(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms);
+
+/* Sets a new expiry (0 = never) on a live key. 0 or PC_ENOTFOUND. The
+ * expiry is the one field of an item that changes in place: a reader
+ * holding a reference may see pc_item_expire() change. */
+int pc_store_touch(pc_store_t *s, const void *key, size_t klen, uint64_t expire_ms,
+                   uint64_t now_ms);
+
+/*
+ * Background expiry: examines at most `budget` items, resuming where the
+ * previous call stopped, and removes the expired ones. Returns the number
+ * removed. Bounded work per call so a caller on an event loop never stalls.
+ */
+size_t pc_store_sweep(pc_store_t *s, uint64_t now_ms, size_t budget);
+
+/* Snapshot of the counters (each read under its shard lock). */
+void pc_store_stats(pc_store_t *s, pc_store_stats_t *out);
+
+/*
+ * Consistency check for tests and debugging: walks every item under each
+ * shard's lock in turn and checks the table, the eviction queues and the
+ * byte and item counts against each other. O(items), holds one shard lock
+ * at a time. 0 and the number of items found in *items (NULL allowed), or
+ * PC_EINTERNAL if an invariant is broken.
+ */
+int pc_store_verify(pc_store_t *s, uint64_t *items);
+
+/* Item accessors: valid while the caller holds the reference. */
+const uint8_t *pc_item_key(const pc_item_t *it);
+size_t pc_item_klen(const pc_item_t *it);
+const uint8_t *pc_item_value(const pc_item_t *it);
+size_t pc_item_vlen(const pc_item_t *it);
+uint32_t pc_item_flags(const pc_item_t *it);
+uint64_t pc_item_version(const pc_item_t *it);
+uint64_t pc_item_expire(const pc_item_t *it); /* 0 = never */
+
+#endif
