@@ -91,6 +91,7 @@ int main(int argc, char **argv)
 
     pc_store_config_t scfg = {
         .memory_limit = a.cfg.memory,
+        .shards = pc_store_shards_for(a.cfg.memory, a.cfg.max_key + a.cfg.max_value),
         .policy = strcasecmp(a.cfg.eviction, "lru") == 0 ? PC_EVICT_LRU : PC_EVICT_S3FIFO,
     };
     if ((rc = pc_store_new(&scfg, &a.store)) < 0) {

@@ -566,18 +566,18 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
     uint64_t now = now_ms(s);
 
     /* Fill the store unless something newer got there first (see the
-     * ordering argument at the top) or Redis says it already expired. */
+     * ordering argument at the top: then that entry is what we serve) or
+     * Redis says the key already expired. */
     pc_item_t *stored = NULL;
     uint64_t version = 0;
     int64_t ttl = pttl;
     if (err == 0 && found && pttl != 0) {
-        if (pc_store_peek(s->store, ks->key, ks->klen, now, &stored) != 0) {
-            version = next_version(s);
-            uint64_t exp = pttl > 0 ? now + (uint64_t)pttl : 0;
-            if (pc_store_set(s->store, ks->key, ks->klen, val, vlen, 0, version, exp,
-                             PC_STORE_SET_ALWAYS, now) == 0)
-                pc_store_peek(s->store, ks->key, ks->klen, now, &stored);
-        }
+        version = next_version(s);
+        uint64_t exp = pttl > 0 ? now + (uint64_t)pttl : 0;
+        int rc = pc_store_set(s->store, ks->key, ks->klen, val, vlen, 0, version, exp,
+                              PC_STORE_SET_IF_ABSENT, now);
+        if (rc == 0 || rc == PC_EEXISTS)
+            pc_store_peek(s->store, ks->key, ks->klen, now, &stored);
     }
 
     while (waiters) {

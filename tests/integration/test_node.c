@@ -175,6 +175,20 @@ static void test_write_through_visible_in_redis(void **state)
     assert_int_equal(r->len, 256);
     assert_memory_equal(r->str, bin, 256);
     freeReplyObject(r);
+
+    /* a value of the largest size is cached too: read back as a hit */
+    size_t big = 1024 * 1024;
+    char *val = malloc(big);
+    memset(val, 'b', big);
+    assert_int_equal(pc_client_set(e->cl, "wt:big", 6, val, big, NULL, NULL), 0);
+    int64_t hits = stat_of(e->cl, "hits"), reads = stat_of(e->cl, "backend_reads");
+    assert_int_equal(pc_client_get(e->cl, "wt:big", 6, &v), 0);
+    assert_int_equal(v.len, big);
+    assert_memory_equal(v.data, val, big);
+    pc_value_free(&v);
+    free(val);
+    assert_int_equal(stat_of(e->cl, "hits"), hits + 1);
+    assert_int_equal(stat_of(e->cl, "backend_reads"), reads);
 }
 
 static void test_read_through_of_redis_key(void **state)
