@@ -114,6 +114,8 @@ struct conn {
     int eof;       /* no more input: finish what was asked, then close */
     int closing;   /* handle closed or closing */
     int processing; /* inside conn_process: no re-entry */
+    int scheduled;  /* in srv->runnable */
+    pc_list_t run_link;
     uint64_t last_active;
     char peer[64];
 };
@@ -156,6 +158,10 @@ struct pc_server {
 
     pc_list_t conns;
     uint64_t nconns;
+
+    /* Connections to process on the next loop turn (see conn_schedule). */
+    pc_list_t runnable;
+    uv_idle_t run_idle;
 
     keystate_t **ks_buckets;
     size_t ks_nbuckets;
@@ -285,6 +291,8 @@ static void conn_maybe_free(conn_t *c)
         return;
     pc_server_t *s = c->srv;
     pc_list_remove(&c->link);
+    if (c->scheduled)
+        pc_list_remove(&c->run_link);
     pc_proto_reader_free(&c->rd);
     pc_buf_free(&c->out);
     pc_buf_free(&c->wbuf);
@@ -355,6 +363,52 @@ static void conn_flush(conn_t *c)
     }
     c->writing = 1;
     c->refs++;
+}
+
+/*
+ * Completions (Redis replies) never process a connection's input
+ * themselves: they schedule it for the next loop turn. Processing inline
+ * would nest -- a reply completes a request, processing starts the next
+ * request, which may complete at once and process another connection --
+ * with unbounded depth, and with callers up the stack (fetch_cb,
+ * write_done) still holding per-key state that a nested call could free.
+ */
+static void run_idle_cb(uv_idle_t *h)
+{
+    pc_server_t *s = h->data;
+    pc_list_t batch;
+    pc_list_init(&batch);
+    /* Take the whole list: connections scheduled while we run wait for the
+     * next turn, so one busy connection cannot starve the loop. */
+    if (!pc_list_empty(&s->runnable)) {
+        batch.next = s->runnable.next;
+        batch.prev = s->runnable.prev;
+        batch.next->prev = &batch;
+        batch.prev->next = &batch;
+        pc_list_init(&s->runnable);
+    }
+    while (!pc_list_empty(&batch)) {
+        conn_t *c = pc_list_entry(batch.next, conn_t, run_link);
+        pc_list_remove(&c->run_link);
+        c->scheduled = 0;
+        c->refs++; /* processing may close it; keep it until we are done */
+        conn_process(c);
+        c->refs--;
+        conn_maybe_free(c);
+    }
+    if (pc_list_empty(&s->runnable))
+        uv_idle_stop(&s->run_idle);
+}
+
+static void conn_schedule(conn_t *c)
+{
+    pc_server_t *s = c->srv;
+    if (c->scheduled || c->closing)
+        return;
+    c->scheduled = 1;
+    pc_list_push_back(&s->runnable, &c->run_link);
+    if (!uv_is_active((uv_handle_t *)&s->run_idle))
+        uv_idle_start(&s->run_idle, run_idle_cb);
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -464,7 +518,8 @@ static void req_answer(req_t *r, const pc_response_t *resp, const char *errmsg)
         return;
     }
     conn_flush_ready(c);
-    conn_process(c);
+    conn_flush(c);
+    conn_schedule(c);
 }
 
 static void req_answer_status(req_t *r, uint32_t status, const char *msg)
@@ -1221,6 +1276,7 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     s->ks_nbuckets = 64;
     s->ks_buckets = calloc(s->ks_nbuckets, sizeof *s->ks_buckets);
     pc_list_init(&s->conns);
+    pc_list_init(&s->runnable);
     randombytes_buf(s->ks_hashkey, sizeof s->ks_hashkey);
     if (s->listen == NULL || s->name == NULL || s->ks_buckets == NULL ||
         pc_proto_decoder_new(&s->limits, &s->dec) < 0) {
@@ -1266,6 +1322,9 @@ int pc_server_start(pc_server_t *s)
     uv_timer_init(s->loop, &s->tick);
     s->tick.data = s;
     s->handles_open++;
+    uv_idle_init(s->loop, &s->run_idle);
+    s->run_idle.data = s;
+    s->handles_open++;
     uv_timer_start(&s->tick, tick_cb, TICK_MS, TICK_MS);
     uv_timer_init(s->loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
@@ -1286,6 +1345,8 @@ static void server_handle_closed(uv_handle_t *h)
 
 static void close_server_handles(pc_server_t *s)
 {
+    if (!uv_is_closing((uv_handle_t *)&s->run_idle))
+        uv_close((uv_handle_t *)&s->run_idle, server_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&s->tick))
         uv_close((uv_handle_t *)&s->tick, server_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&s->shutdown_timer))
