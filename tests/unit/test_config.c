@@ -459,6 +459,23 @@ static void test_parse_duration(void **state)
 
 /* ---- usage -------------------------------------------------------------------- */
 
+/* The example shipped in deploy/ must stay loadable and mean what it says. */
+static void test_example_config_file(void **state)
+{
+    pc_config_t cfg;
+    char *argv[] = {"peercached", "--config", PC_EXAMPLE_CONFIG, NULL};
+
+    (void)state;
+    load_ok(&cfg, ARGC(argv), argv, no_env);
+    assert_string_equal(cfg.listen, "127.0.0.1:7400");
+    assert_string_equal(cfg.name, "cache-1");
+    assert_string_equal(cfg.redis_prefix, "app:");
+    assert_int_equal(cfg.redis_timeout_ms, 500);
+    assert_int_equal(cfg.memory, 256 * MIB);
+    assert_int_equal(cfg.idle_timeout_ms, 300000);
+    pc_config_free(&cfg);
+}
+
 static void test_usage_lists_every_option(void **state)
 {
     static const char *const must[] = {
@@ -522,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_bad_flag_beats_file),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_example_config_file),
         cmocka_unit_test(test_usage_lists_every_option),
     };
 
