@@ -242,19 +242,21 @@ static int both_expired(void *arg)
 static void test_ttl_agrees_with_redis(void **state)
 {
     env_t *e = *state;
-    pc_set_options_t o = {.ttl_ms = 400};
+    /* long enough that a loaded machine still reads it back before it
+     * expires; the poll below waits for the expiry itself */
+    pc_set_options_t o = {.ttl_ms = 1500};
     assert_int_equal(set_str(e->cl, "ttl:1", "short", &o, NULL), 0);
     redisReply *r = rcmd(e->rc, "PTTL ttl:1");
-    assert_true(r->integer > 0 && r->integer <= 400);
+    assert_true(r->integer > 0 && r->integer <= 1500);
     freeReplyObject(r);
 
     pc_value_t v;
     assert_int_equal(pc_client_get(e->cl, "ttl:1", 5, &v), 0);
-    assert_true(v.ttl_ms >= 0 && v.ttl_ms <= 400);
+    assert_true(v.ttl_ms >= 0 && v.ttl_ms <= 1500);
     pc_value_free(&v);
 
     struct expiry_arg a = {e, "ttl:1"};
-    assert_true(pc_h_poll(both_expired, &a, 5000));
+    assert_true(pc_h_poll(both_expired, &a, 10000));
 
     /* TOUCH moves the expiry in both places; 0 removes it */
     assert_int_equal(set_str(e->cl, "ttl:2", "x", &o, NULL), 0);
@@ -737,7 +739,7 @@ static void test_redis_stalled_times_out(void **state)
     uint64_t t0 = pc_h_now_ms();
     assert_int_equal(set_str(e.cl, "stall:2", "v", NULL, NULL), PC_EBACKEND);
     uint64_t took = pc_h_now_ms() - t0;
-    assert_true(took >= 250 && took < 2500);
+    assert_true(took >= 250 && took < 3000); /* the 300 ms timeout, not a hang */
     pc_value_t v;
     assert_int_equal(pc_client_get(e.cl, "stall:1", 7, &v), 0); /* cached */
     pc_value_free(&v);
@@ -969,6 +971,7 @@ static void test_slow_reader_memory_is_bounded(void **state)
     assert_int_equal(pc_client_set(cl, "big", 3, val, vlen, NULL, NULL), 0);
     free(val);
     long rss0 = pc_h_rss_kb(node.pid);
+    int64_t hits0 = stat_of(cl, "hits"); /* before the GETs go out */
 
     /* 1000 GETs of 512 KiB = 500 MiB of answers, and we do not read */
     int fd = pc_h_connect(node.port, 20000);
@@ -987,7 +990,7 @@ static void test_slow_reader_memory_is_bounded(void **state)
     /* Wait until the node has answered what fits in its output queue and
      * the socket buffers, then check it stopped there: it paused reading
      * instead of buffering 500 MiB of answers. */
-    coalesce_arg_t hits = {cl, stat_of(cl, "hits") + 4};
+    coalesce_arg_t hits = {cl, hits0 + 4};
     assert_true(pc_h_poll(hits_reached, &hits, 10000));
     int64_t h1 = stat_of(cl, "hits");
     long rss1 = pc_h_rss_kb(node.pid);
@@ -1040,6 +1043,126 @@ static void test_sigterm_drains_in_flight(void **state)
     env_down(&e);
 }
 
+/* ---- hostile input ---------------------------------------------------------- */
+
+static uint64_t xorshift(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* Every byte the node sent must be whole, well-formed response frames. */
+static void assert_well_formed_responses(const uint8_t *buf, size_t len)
+{
+    pc_proto_decoder_t *dec = NULL;
+    assert_int_equal(pc_proto_decoder_new(NULL, &dec), 0);
+    size_t off = 0;
+    while (off < len) {
+        assert_true(len - off >= 4);
+        uint32_t n = (uint32_t)buf[off] << 24 | (uint32_t)buf[off + 1] << 16 |
+                     (uint32_t)buf[off + 2] << 8 | buf[off + 3];
+        assert_true(n > 0 && n <= len - off - 4);
+        pc_response_t r;
+        assert_int_equal(pc_proto_decode_response(dec, buf + off + 4, n, &r), 0);
+        assert_true(r.status <= PC_ST_MAX);
+        off += 4 + n;
+    }
+    pc_proto_decoder_free(&dec);
+}
+
+/*
+ * Valid requests, mutated at random (fixed seed): bytes flipped, frames
+ * cut short, junk inserted, length prefixes rewritten. Each batch goes on
+ * its own connection, which the client then half-closes. Whatever the
+ * bytes, the node must answer with well-formed frames and close the
+ * connection (never hang on it), and keep serving everyone else.
+ */
+static void test_mutated_frames_do_not_hurt_the_node(void **state)
+{
+    env_t *e = *state;
+    const char *key = "chaos:k";
+    pc_bytes_t k = {(const uint8_t *)key, 7};
+    pc_bytes_t mkeys[] = {k, k, {(const uint8_t *)"chaos:other", 11}};
+    pc_request_t base[] = {
+        {.op = PC_OP_GET, .key = k},
+        {.op = PC_OP_SET, .key = k, .value = {(const uint8_t *)"value", 5}, .ttl_ms = 60000,
+         .flags = 7, .cond = PC_COND_XX},
+        {.op = PC_OP_MGET, .nkeys = 3, .keys = mkeys},
+        {.op = PC_OP_DEL, .key = k},
+        {.op = PC_OP_TOUCH, .key = k, .ttl_ms = 1000},
+        {.op = PC_OP_HELLO, .proto_version = 1},
+        {.op = PC_OP_PING},
+        {.op = PC_OP_STATS},
+    };
+    enum { CONNS = 300, PER = 6 };
+    uint64_t rng = 0x9e3779b97f4a7c15ull;
+    int64_t bad0 = stat_of(e->cl, "bad_frames");
+    pc_buf_t frame, out;
+    pc_buf_init(&frame, 0);
+    pc_buf_init(&out, 0);
+    for (int c = 0; c < CONNS; c++) {
+        pc_buf_reset(&out);
+        for (int j = 0; j < PER; j++) {
+            pc_buf_reset(&frame);
+            pc_request_t rq = base[xorshift(&rng) % (sizeof base / sizeof base[0])];
+            rq.id = xorshift(&rng);
+            assert_int_equal(pc_proto_encode_request(&frame, &rq), 0);
+            switch (xorshift(&rng) % 5) {
+            case 0: /* flip a few bytes anywhere, prefix included */
+                for (int f = 0; f < 3; f++)
+                    frame.data[xorshift(&rng) % frame.len] ^= (uint8_t)(1 + xorshift(&rng) % 255);
+                break;
+            case 1: /* cut short */
+                frame.len = xorshift(&rng) % frame.len;
+                break;
+            case 2: { /* junk after the prefix, prefix fixed up */
+                uint8_t junk[16];
+                for (size_t q = 0; q < sizeof junk; q++)
+                    junk[q] = (uint8_t)xorshift(&rng);
+                size_t at = 4 + xorshift(&rng) % (frame.len - 4);
+                pc_buf_reserve(&frame, sizeof junk);
+                memmove(frame.data + at + sizeof junk, frame.data + at, frame.len - at);
+                memcpy(frame.data + at, junk, sizeof junk);
+                frame.len += sizeof junk;
+                uint32_t body = (uint32_t)frame.len - 4;
+                frame.data[0] = (uint8_t)(body >> 24);
+                frame.data[1] = (uint8_t)(body >> 16);
+                frame.data[2] = (uint8_t)(body >> 8);
+                frame.data[3] = (uint8_t)body;
+                break;
+            }
+            case 3: /* a lying length prefix */
+                frame.data[xorshift(&rng) % 4] = (uint8_t)xorshift(&rng);
+                break;
+            default: /* left valid */
+                break;
+            }
+            pc_buf_append(&out, frame.data, frame.len);
+        }
+        int fd = pc_h_connect(e->node.port, 5000);
+        assert_true(fd >= 0);
+        /* the node may hang up mid-send after a bad frame: that is fine */
+        (void)pc_h_send_all(fd, &out);
+        shutdown(fd, SHUT_WR);
+        /* the node closes (a hang would hit the 5 s receive timeout), and
+         * what it sent before is whole, well-formed answers */
+        static uint8_t got[64 * 1024];
+        size_t n = 0;
+        assert_int_equal(pc_h_wait_closed(fd, got, sizeof got, &n), 1);
+        assert_true(n < sizeof got);
+        assert_well_formed_responses(got, n);
+        close(fd);
+    }
+    pc_buf_free(&frame);
+    pc_buf_free(&out);
+    assert_int_equal(pc_client_ping(e->cl), 0);
+    assert_true(stat_of(e->cl, "bad_frames") > bad0);
+    assert_int_equal(set_str(e->cl, "chaos:after", "fine", NULL, NULL), 0);
+    assert_redis_string(e->rc, "chaos:after", "fine");
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1055,6 +1178,7 @@ int main(void)
         cmocka_unit_test(test_200_pipelining_clients),
         cmocka_unit_test(test_bad_frames_close_only_that_connection),
         cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_mutated_frames_do_not_hurt_the_node),
     };
     const struct CMUnitTest own[] = {
         cmocka_unit_test(test_misses_coalesce_into_one_redis_read),
