@@ -43,6 +43,8 @@
 #include "pc_proto.h"
 
 #define READ_CHUNK (64 * 1024)
+/* An MGET entry that is not a hit, [status]: a fixarray and a fixint. */
+#define MGET_SHORT_ENTRY 2
 #define TICK_MS 100
 
 typedef struct conn conn_t;
@@ -109,6 +111,11 @@ struct conn {
     pc_buf_t out;  /* answers not yet handed to the kernel */
     pc_buf_t wbuf; /* answers being written */
     uv_write_t wreq;
+    /* Answers encoded in req_t's that wait behind an unfinished request:
+     * queued output as much as `out` is, so they count against max_output
+     * (else one slow request at the head lets a pipelining client make us
+     * hold max_inflight whole answers). Sum of r->resp.len over reqs. */
+    size_t held;
     int writing;
     int reading;
     int eof;       /* no more input: finish what was asked, then close */
@@ -200,9 +207,18 @@ static int64_t ttl_left(uint64_t expire, uint64_t now)
     return expire > now ? (int64_t)(expire - now) : 0;
 }
 
+/*
+ * ttl_ms is a uint64 on the wire: a TTL too long to add to the clock means
+ * "as late as can be said", never a wrap into the past (a SET answered OK
+ * that is gone at once). INT64_MAX keeps ttl_left() in the int64 the
+ * protocol carries.
+ */
 static uint64_t expire_at(const pc_server_t *s, uint64_t ttl_ms)
 {
-    return ttl_ms == 0 ? 0 : now_ms(s) + ttl_ms;
+    uint64_t now = now_ms(s);
+    if (ttl_ms == 0)
+        return 0;
+    return ttl_ms < (uint64_t)INT64_MAX - now ? now + ttl_ms : (uint64_t)INT64_MAX;
 }
 
 /* ---- keystate table ----------------------------------------------------- */
@@ -309,7 +325,7 @@ static size_t conn_queued(const conn_t *c) { return c->out.len + c->wbuf.len; }
 static int conn_paused(const conn_t *c)
 {
     const pc_server_t *s = c->srv;
-    return c->nreqs >= s->max_inflight || conn_queued(c) > s->max_output;
+    return c->nreqs >= s->max_inflight || conn_queued(c) + c->held > s->max_output;
 }
 
 /* Starts or stops reading to match the connection's state. */
@@ -439,6 +455,7 @@ static void req_free(req_t *r)
         free(r->slots[i].copy);
     }
     free(r->key);
+    c->held -= r->resp.len;
     pc_buf_free(&r->resp);
     pc_list_remove(&r->link);
     c->nreqs--;
@@ -483,14 +500,20 @@ static pc_buf_t *answer_target(conn_t *c, uint32_t op, uint64_t id)
 static void answer(conn_t *c, const pc_response_t *resp)
 {
     pc_buf_t *b = answer_target(c, resp->op, resp->id);
-    if (b == NULL || pc_proto_encode_response(b, resp) < 0)
+    int rc = b ? pc_proto_encode_response(b, resp) : PC_ENOMEM;
+    if (b != NULL && b != &c->out)
+        c->held += b->len;
+    if (rc < 0)
         conn_close(c, "out of memory encoding a reply");
 }
 
 static void answer_error(conn_t *c, uint32_t op, uint64_t id, uint32_t status, const char *msg)
 {
     pc_buf_t *b = answer_target(c, op, id);
-    if (b == NULL || pc_proto_encode_error(b, op, id, status, msg) < 0)
+    int rc = b ? pc_proto_encode_error(b, op, id, status, msg) : PC_ENOMEM;
+    if (b != NULL && b != &c->out)
+        c->held += b->len;
+    if (rc < 0)
         conn_close(c, "out of memory encoding a reply");
 }
 
@@ -513,6 +536,8 @@ static void req_answer(req_t *r, const pc_response_t *resp, const char *errmsg)
     r->done = 1;
     if (b == &c->out)
         req_free(r);
+    else
+        c->held += b->len;
     if (rc < 0) {
         conn_close(c, "out of memory encoding a reply");
         return;
@@ -573,22 +598,28 @@ static void read_req_finish(req_t *r)
         return;
     }
     /* MGET: entries that would push the reply past max_frame come back as
-     * TOO_LARGE one by one, so the client can fetch them alone. */
+     * TOO_LARGE one by one, so the client can fetch them alone. Every entry
+     * takes at least its short form whatever becomes of it -- including
+     * those after the budget ran out -- so that is set aside for all of
+     * them first, and only hits draw on what is left. */
     pc_entry_t *entries = malloc(r->nslots * sizeof *entries);
     if (entries == NULL) {
         req_answer_status(r, PC_ST_INTERNAL, "out of memory");
         return;
     }
-    size_t budget = s->limits.max_frame > 64 ? s->limits.max_frame - 64 : 0;
+    size_t fixed = 64 + (size_t)r->nslots * MGET_SHORT_ENTRY;
+    size_t budget = s->limits.max_frame > fixed ? s->limits.max_frame - fixed : 0;
     for (uint32_t i = 0; i < r->nslots; i++) {
         entry_from_slot(&entries[i], &r->slots[i], now);
+        if (entries[i].status != PC_ST_OK)
+            continue;
         size_t need = PC_PROTO_ENTRY_OVERHEAD + entries[i].value.len;
-        if (entries[i].status == PC_ST_OK && need > budget) {
+        if (need > budget) {
             memset(&entries[i], 0, sizeof entries[i]);
             entries[i].status = PC_ST_TOO_LARGE;
-            need = PC_PROTO_ENTRY_OVERHEAD;
+        } else {
+            budget -= need;
         }
-        budget = need < budget ? budget - need : 0;
     }
     pc_response_t resp = {.op = r->op, .id = r->id, .status = PC_ST_OK,
                           .nentries = r->nslots, .entries = entries};
@@ -620,15 +651,20 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
     ks->fetching = 0;
     uint64_t now = now_ms(s);
 
+    /* Another program may have written a value over our max_value (even
+     * over max_frame) to Redis: it is neither cached nor sent, the key
+     * answers TOO_LARGE, as a SET of it would have. */
+    int too_large = err == 0 && found && vlen > s->limits.max_value;
+
     /* Fill the store unless something newer got there first (see the
      * ordering argument at the top: then that entry is what we serve) or
      * Redis says the key already expired. */
     pc_item_t *stored = NULL;
     uint64_t version = 0;
     int64_t ttl = pttl;
-    if (err == 0 && found && pttl != 0) {
+    if (err == 0 && found && !too_large && pttl != 0) {
         version = next_version(s);
-        uint64_t exp = pttl > 0 ? now + (uint64_t)pttl : 0;
+        uint64_t exp = expire_at(s, pttl > 0 ? (uint64_t)pttl : 0);
         int rc = pc_store_set(s->store, ks->key, ks->klen, val, vlen, 0, version, exp,
                               PC_STORE_SET_IF_ABSENT, now);
         if (rc == 0 || rc == PC_EEXISTS)
@@ -643,6 +679,8 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
             sl->status = PC_ST_BACKEND_UNAVAILABLE;
         } else if (!found) {
             sl->status = PC_ST_NOT_FOUND;
+        } else if (too_large) {
+            sl->status = PC_ST_TOO_LARGE;
         } else if (stored != NULL) {
             /* one more reference to the same item for this waiter */
             sl->status = pc_store_peek(s->store, ks->key, ks->klen, now, &sl->item) == 0
@@ -1000,7 +1038,10 @@ static void handle_request(conn_t *c, const pc_request_t *rq)
     pc_server_t *s = c->srv;
     switch (rq->op) {
     case PC_OP_HELLO: {
-        if (rq->proto_version != PC_PROTO_VERSION) {
+        /* A newer client is answered too: the reply carries the version this
+         * node speaks and the client falls back to it (PROTOCOL.md §10).
+         * There never was a version 0. */
+        if (rq->proto_version == 0) {
             answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "unsupported protocol version");
             return;
         }

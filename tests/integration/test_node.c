@@ -833,6 +833,347 @@ static void test_burst_through_redis_stall(void **state)
     env_down(&e);
 }
 
+/* ---- output bounds, reply sizes, versions ---------------------------------- */
+
+/*
+ * Reads one raw response frame into *body (reset first) and returns its
+ * length prefix, or -1 if the connection ended or timed out first. The
+ * prefix is returned as sent, so a test can hold it against max_frame
+ * before trusting the body.
+ */
+static int64_t read_raw_frame(int fd, pc_buf_t *body)
+{
+    uint8_t pre[4];
+    if (recv(fd, pre, 4, MSG_WAITALL) != 4)
+        return -1;
+    uint32_t n = (uint32_t)pre[0] << 24 | (uint32_t)pre[1] << 16 | (uint32_t)pre[2] << 8 | pre[3];
+    pc_buf_reset(body);
+    if (pc_buf_reserve(body, n) != 0)
+        return -1;
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = recv(fd, body->data + got, n - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    body->len = n;
+    return n;
+}
+
+typedef struct held_arg {
+    uint32_t vlen;
+} held_arg_t;
+
+typedef struct stat_arg {
+    pc_client_t *cl;
+    const char *name;
+    int64_t want;
+} stat_arg_t;
+
+static int stat_reached(void *p)
+{
+    stat_arg_t *a = p;
+    return stat_of(a->cl, a->name) >= a->want;
+}
+
+/* First answer: the miss (NOT_FOUND); then every GET of the big value. */
+static int check_held(void *arg, int i, const pc_response_t *r)
+{
+    const held_arg_t *a = arg;
+    if (r->id != (uint64_t)i + 1)
+        return 1;
+    if (i == 0)
+        return r->status != PC_ST_NOT_FOUND;
+    return r->status != PC_ST_OK || r->entry.value.len != a->vlen;
+}
+
+/*
+ * Answers that are ready but wait behind a slower request (here a miss
+ * held at a stalled Redis) are queued output too: --max-output must pause
+ * reading for them as for answers in the socket queue, or one slow request
+ * at the head lets a pipelining client make the node hold max-inflight
+ * whole answers (1024 x 1 MiB by default).
+ */
+static void test_answers_behind_a_slow_request_count_as_output(void **state)
+{
+    (void)state;
+    env_t e;
+    assert_int_equal(env_up(&e, "--redis-timeout", "10000", "--max-output", "2mb", NULL), 0);
+    held_arg_t ha = {.vlen = 256 * 1024};
+    char *val = malloc(ha.vlen);
+    memset(val, 'h', ha.vlen);
+    assert_int_equal(pc_client_set(e.cl, "held:big", 8, val, ha.vlen, NULL, NULL), 0);
+    free(val);
+    int64_t hits0 = stat_of(e.cl, "hits");
+
+    /* a miss that Redis will not answer for now, then 64 hits of 256 KiB
+     * (16 MiB of answers against a 2 MiB output limit) */
+    enum { N = 64 };
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    pc_request_t miss = {.op = PC_OP_GET, .id = 1, .key = {(const uint8_t *)"held:miss", 9}};
+    pc_proto_encode_request(&out, &miss);
+    for (int i = 0; i < N; i++) {
+        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 2,
+                            .key = {(const uint8_t *)"held:big", 8}};
+        pc_proto_encode_request(&out, &get);
+    }
+    int fd = pc_h_connect(e.node.port, 10000);
+    assert_true(fd >= 0);
+    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    pc_buf_free(&out);
+
+    /* the node answers some hits, then stops reading at the limit */
+    stat_arg_t hits = {e.cl, "hits", hits0 + 4};
+    assert_true(pc_h_poll(stat_reached, &hits, 5000));
+    int64_t h1 = stat_of(e.cl, "hits");
+    fprintf(stderr, "held answers: %lld of %d hits produced behind the stalled miss\n",
+            (long long)(h1 - hits0), N);
+    assert_true(h1 - hits0 < N / 2);
+
+    /* once Redis answers, everything comes, in order */
+    kill(e.redis.pid, SIGCONT);
+    assert_int_equal(pc_h_read_responses(fd, N + 1, check_held, &ha), N + 1);
+    close(fd);
+    assert_int_equal(stat_of(e.cl, "hits"), hits0 + N);
+    env_down(&e);
+}
+
+/* One MGET response, held to max_frame before it is decoded. */
+typedef struct mget_frame {
+    uint32_t nentries;
+    unsigned ok, too_large, other;
+    int first_ok;
+} mget_frame_t;
+
+static void read_mget_frame(int fd, uint64_t id, mget_frame_t *m)
+{
+    pc_buf_t body;
+    pc_buf_init(&body, 0);
+    int64_t n = read_raw_frame(fd, &body);
+    fprintf(stderr, "MGET reply: %lld body bytes (max_frame %u)\n", (long long)n,
+            (unsigned)PC_PROTO_DEFAULT_MAX_FRAME);
+    assert_true(n > 0 && n <= PC_PROTO_DEFAULT_MAX_FRAME);
+    pc_proto_decoder_t *dec = NULL;
+    assert_int_equal(pc_proto_decoder_new(NULL, &dec), 0);
+    pc_response_t r;
+    assert_int_equal(pc_proto_decode_response(dec, body.data, body.len, &r), 0);
+    assert_int_equal(r.op, PC_OP_MGET);
+    assert_int_equal(r.id, id);
+    assert_int_equal(r.status, PC_ST_OK);
+    memset(m, 0, sizeof *m);
+    m->nentries = r.nentries;
+    for (uint32_t i = 0; i < r.nentries; i++) {
+        if (r.entries[i].status == PC_ST_OK)
+            m->ok++;
+        else if (r.entries[i].status == PC_ST_TOO_LARGE)
+            m->too_large++;
+        else
+            m->other++;
+    }
+    m->first_ok = r.nentries > 0 && r.entries[0].status == PC_ST_OK;
+    pc_proto_decoder_free(&dec);
+    pc_buf_free(&body);
+}
+
+/*
+ * PROTOCOL.md §8: "The node never sends a frame larger than max_frame."
+ * Two values that fill the MGET budget exactly, then many more keys: the
+ * entries after the budget ran out still take bytes ([5] each), and those
+ * must have been set aside too.
+ */
+static void test_mget_reply_never_exceeds_max_frame(void **state)
+{
+    (void)state;
+    env_t e;
+    assert_int_equal(env_up(&e, "--memory", "16mb", NULL), 0);
+    /* with the defaults, sized so that the two fill the reply budget to the
+     * byte (64 bytes for the header, 48 per entry on top of its value) */
+    size_t v1 = 1024 * 1024;
+    size_t v2 = PC_PROTO_DEFAULT_MAX_FRAME - 64 - (PC_PROTO_ENTRY_OVERHEAD + v1) -
+                PC_PROTO_ENTRY_OVERHEAD;
+    char *val = malloc(v1);
+    memset(val, 'm', v1);
+    assert_int_equal(pc_client_set(e.cl, "mf:1", 4, val, v1, NULL, NULL), 0);
+    assert_int_equal(pc_client_set(e.cl, "mf:2", 4, val, v2, NULL, NULL), 0);
+    free(val);
+
+    enum { NKEYS = 1024 };
+    pc_bytes_t keys[NKEYS];
+    keys[0] = (pc_bytes_t){(const uint8_t *)"mf:1", 4};
+    keys[1] = (pc_bytes_t){(const uint8_t *)"mf:2", 4};
+    for (int i = 2; i < NKEYS; i++)
+        keys[i] = keys[0];
+    pc_request_t mget = {.op = PC_OP_MGET, .id = 1, .nkeys = NKEYS, .keys = keys};
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    assert_int_equal(pc_proto_encode_request(&out, &mget), 0);
+    int fd = pc_h_connect(e.node.port, 10000);
+    assert_true(fd >= 0);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    pc_buf_free(&out);
+
+    mget_frame_t m;
+    read_mget_frame(fd, 1, &m);
+    assert_int_equal(m.nentries, NKEYS);
+    assert_int_equal(m.other, 0);
+    assert_true(m.first_ok);
+    assert_int_equal(m.ok + m.too_large, NKEYS);
+    close(fd);
+    env_down(&e);
+}
+
+/*
+ * A value written to Redis by another program can be larger than this
+ * node's max_value, even larger than max_frame. Read through, it must come
+ * back as TOO_LARGE (GET) or [5] (MGET entry), never as a frame the client
+ * has to refuse; and the connection stays usable.
+ */
+static void test_redis_value_over_max_value_is_too_large(void **state)
+{
+    (void)state;
+    env_t e;
+    assert_int_equal(env_up(&e, "--memory", "16mb", NULL), 0);
+    size_t big = 1536 * 1024; /* over max_value and over max_frame */
+    char *val = malloc(big);
+    memset(val, 'r', big);
+    freeReplyObject(rcmd(e.rc, "SET %s %b", "huge:redis", val, big));
+    free(val);
+
+    int fd = pc_h_connect(e.node.port, 10000);
+    assert_true(fd >= 0);
+    pc_buf_t out, body;
+    pc_buf_init(&out, 0);
+    pc_buf_init(&body, 0);
+    pc_proto_decoder_t *dec = NULL;
+    assert_int_equal(pc_proto_decoder_new(NULL, &dec), 0);
+    /* twice: the read-through, then whatever the node kept of it */
+    for (uint64_t id = 1; id <= 2; id++) {
+        pc_buf_reset(&out);
+        pc_request_t get = {.op = PC_OP_GET, .id = id,
+                            .key = {(const uint8_t *)"huge:redis", 10}};
+        pc_proto_encode_request(&out, &get);
+        assert_int_equal(pc_h_send_all(fd, &out), 0);
+        int64_t n = read_raw_frame(fd, &body);
+        assert_true(n > 0 && n <= PC_PROTO_DEFAULT_MAX_FRAME);
+        pc_response_t r;
+        assert_int_equal(pc_proto_decode_response(dec, body.data, body.len, &r), 0);
+        assert_int_equal(r.id, id);
+        assert_int_equal(r.status, PC_ST_TOO_LARGE);
+    }
+    pc_bytes_t keys[] = {{(const uint8_t *)"huge:redis", 10}};
+    pc_request_t mget = {.op = PC_OP_MGET, .id = 3, .nkeys = 1, .keys = keys};
+    pc_buf_reset(&out);
+    pc_proto_encode_request(&out, &mget);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    mget_frame_t m;
+    read_mget_frame(fd, 3, &m);
+    assert_int_equal(m.nentries, 1);
+    assert_int_equal(m.too_large, 1);
+
+    pc_request_t ping = {.op = PC_OP_PING, .id = 4};
+    pc_buf_reset(&out);
+    pc_proto_encode_request(&out, &ping);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    int64_t n = read_raw_frame(fd, &body);
+    assert_true(n > 0);
+    pc_response_t r;
+    assert_int_equal(pc_proto_decode_response(dec, body.data, body.len, &r), 0);
+    assert_int_equal(r.id, 4);
+    assert_int_equal(r.status, PC_ST_OK);
+    pc_proto_decoder_free(&dec);
+    pc_buf_free(&out);
+    pc_buf_free(&body);
+    close(fd);
+    env_down(&e);
+}
+
+static int check_hello_v1(void *arg, int i, const pc_response_t *r)
+{
+    (void)arg;
+    return r->id != 1 || r->status != PC_ST_OK || r->proto_version != PC_PROTO_VERSION;
+}
+
+/*
+ * PROTOCOL.md §4/§10: an older node accepts a newer client's frames, and
+ * HELLO is how the two learn each other's version: the node answers with
+ * the version it speaks, and the client falls back to it. Version 0 was
+ * never a protocol version.
+ */
+static void test_hello_from_a_newer_client(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--redis", "none", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    int fd = pc_h_connect(node.port, 5000);
+    assert_true(fd >= 0);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    pc_request_t hello = {.op = PC_OP_HELLO, .id = 1, .proto_version = PC_PROTO_VERSION + 1};
+    pc_proto_encode_request(&out, &hello);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    assert_int_equal(pc_h_read_responses(fd, 1, check_hello_v1, NULL), 1);
+    pc_buf_reset(&out);
+    hello.proto_version = 0;
+    pc_proto_encode_request(&out, &hello);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    const uint32_t want[] = {PC_ST_BAD_REQUEST};
+    expect_statuses(fd, 1, want);
+    pc_buf_free(&out);
+    close(fd);
+    int st = pc_h_stop(&node, SIGTERM, 10000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* SET ok, then GET: a hit whose remaining TTL is a real one (>= 0). */
+static int check_far_ttl(void *arg, int i, const pc_response_t *r)
+{
+    (void)arg;
+    if (r->id != (uint64_t)i + 1 || r->status != PC_ST_OK)
+        return 1;
+    return r->op == PC_OP_GET && r->entry.ttl_ms < 0;
+}
+
+/*
+ * ttl_ms is a uint64 on the wire. A TTL too long to add to the clock must
+ * not wrap into the past (a SET answered OK, then NOT_FOUND) nor come back
+ * as a negative remaining TTL (only -1 is legal, and it means "none").
+ */
+static void test_far_ttl_does_not_wrap(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--redis", "none", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    int fd = pc_h_connect(node.port, 5000);
+    assert_true(fd >= 0);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    pc_bytes_t k = {(const uint8_t *)"far", 3};
+    const uint64_t ttls[] = {UINT64_MAX, (uint64_t)1 << 63};
+    uint64_t id = 1;
+    for (size_t i = 0; i < sizeof ttls / sizeof ttls[0]; i++) {
+        pc_request_t set = {.op = PC_OP_SET, .id = id++, .key = k,
+                            .value = {(const uint8_t *)"v", 1}, .ttl_ms = ttls[i]};
+        pc_request_t get = {.op = PC_OP_GET, .id = id++, .key = k};
+        pc_request_t touch = {.op = PC_OP_TOUCH, .id = id++, .key = k, .ttl_ms = ttls[i]};
+        pc_request_t get2 = {.op = PC_OP_GET, .id = id++, .key = k};
+        pc_proto_encode_request(&out, &set);
+        pc_proto_encode_request(&out, &get);
+        pc_proto_encode_request(&out, &touch);
+        pc_proto_encode_request(&out, &get2);
+    }
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    pc_buf_free(&out);
+    assert_int_equal(pc_h_read_responses(fd, (int)id - 1, check_far_ttl, NULL), (int)id - 1);
+    close(fd);
+    int st = pc_h_stop(&node, SIGTERM, 10000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 /* ---- other modes and limits ------------------------------------------------ */
 
 static void test_prefix_namespaces_keys(void **state)
@@ -1022,6 +1363,7 @@ static void test_sigterm_drains_in_flight(void **state)
     env_t e;
     assert_int_equal(env_up(&e, "--redis-timeout", "5000", NULL), 0);
     /* a write held in Redis when SIGTERM arrives still gets its answer */
+    stat_arg_t sent = {e.cl, "backend_writes", stat_of(e.cl, "backend_writes") + 1};
     freeReplyObject(rcmd(e.rc, "CLIENT PAUSE 500 ALL"));
     int fd = pc_h_connect(e.node.port, 5000);
     pc_buf_t out;
@@ -1031,6 +1373,10 @@ static void test_sigterm_drains_in_flight(void **state)
     pc_proto_encode_request(&out, &set);
     assert_int_equal(pc_h_send_all(fd, &out), 0);
     pc_buf_free(&out);
+    /* Signal only once the SET is in flight at Redis: bytes still unread in
+     * the socket when SIGTERM lands are not a request in flight (the node
+     * stops reading), and the test would race the signal. */
+    assert_true(pc_h_poll(stat_reached, &sent, 5000));
     kill(e.node.pid, SIGTERM);
     /* the answer comes (id 1 is the SET), then the node hangs up */
     const uint32_t want[] = {PC_ST_OK};
@@ -1185,6 +1531,11 @@ int main(void)
         cmocka_unit_test(test_redis_down_and_back),
         cmocka_unit_test(test_redis_stalled_times_out),
         cmocka_unit_test(test_burst_through_redis_stall),
+        cmocka_unit_test(test_answers_behind_a_slow_request_count_as_output),
+        cmocka_unit_test(test_mget_reply_never_exceeds_max_frame),
+        cmocka_unit_test(test_redis_value_over_max_value_is_too_large),
+        cmocka_unit_test(test_hello_from_a_newer_client),
+        cmocka_unit_test(test_far_ttl_does_not_wrap),
         cmocka_unit_test(test_prefix_namespaces_keys),
         cmocka_unit_test(test_memory_only_mode),
         cmocka_unit_test(test_max_connections_and_idle_timeout),
