@@ -107,6 +107,25 @@ static int64_t stat_of(pc_client_t *c, const char *name)
     return v;
 }
 
+/* A node counter to wait for with pc_h_poll(stat_reached / stat_is). */
+typedef struct stat_arg {
+    pc_client_t *cl;
+    const char *name;
+    int64_t want;
+} stat_arg_t;
+
+static int stat_reached(void *p)
+{
+    stat_arg_t *a = p;
+    return stat_of(a->cl, a->name) >= a->want;
+}
+
+static int stat_is(void *p)
+{
+    stat_arg_t *a = p;
+    return stat_of(a->cl, a->name) == a->want;
+}
+
 static redisReply *rcmd(redisContext *rc, const char *fmt, ...)
 {
     va_list ap;
@@ -497,17 +516,6 @@ static void test_200_pipelining_clients(void **state)
 
 /* ---- coalescing ----------------------------------------------------------- */
 
-typedef struct coalesce_arg {
-    pc_client_t *cl;
-    int64_t want;
-} coalesce_arg_t;
-
-static int coalesced_reached(void *p)
-{
-    coalesce_arg_t *a = p;
-    return stat_of(a->cl, "backend_reads_coalesced") >= a->want;
-}
-
 static int check_hot_value(void *arg, int i, const pc_response_t *r)
 {
     return r->id != (uint64_t)i + 1 || r->status != PC_ST_OK || r->entry.value.len != 8 ||
@@ -543,8 +551,8 @@ static void test_misses_coalesce_into_one_redis_read(void **state)
         }
         assert_int_equal(pc_h_send_all(fds[i], &out), 0);
     }
-    coalesce_arg_t ca = {e->cl, coal0 + CONNS * PER - 1};
-    assert_true(pc_h_poll(coalesced_reached, &ca, 1400));
+    stat_arg_t ca = {e->cl, "backend_reads_coalesced", coal0 + CONNS * PER - 1};
+    assert_true(pc_h_poll(stat_reached, &ca, 1400));
 
     for (int i = 0; i < CONNS; i++) {
         assert_int_equal(pc_h_read_responses(fds[i], PER, check_hot_value, NULL), PER);
@@ -660,17 +668,6 @@ static void test_cli(void **state)
 
 /* ---- Redis failures (own redis and node) --------------------------------- */
 
-typedef struct backend_arg {
-    pc_client_t *cl;
-    int want_up;
-} backend_arg_t;
-
-static int backend_state_is(void *p)
-{
-    backend_arg_t *a = p;
-    return stat_of(a->cl, "backend_up") == a->want_up;
-}
-
 static void test_redis_down_and_back(void **state)
 {
     (void)state;
@@ -686,8 +683,8 @@ static void test_redis_down_and_back(void **state)
     redisFree(e.rc);
     e.rc = NULL;
     assert_true(pc_h_stop(&e.redis, SIGKILL, 5000) >= 0);
-    backend_arg_t ba = {e.cl, 0};
-    assert_true(pc_h_poll(backend_state_is, &ba, 5000));
+    stat_arg_t ba = {e.cl, "backend_up", 0};
+    assert_true(pc_h_poll(stat_is, &ba, 5000));
 
     /* cached keys are still served */
     for (int i = 0; i < N; i++) {
@@ -714,8 +711,8 @@ static void test_redis_down_and_back(void **state)
 
     /* Redis comes back (same port, empty: it had no persistence) */
     assert_int_equal(pc_h_redis_start(&e.redis, redis_port), 0);
-    ba.want_up = 1;
-    assert_true(pc_h_poll(backend_state_is, &ba, 10000));
+    ba.want = 1;
+    assert_true(pc_h_poll(stat_is, &ba, 10000));
     e.rc = pc_h_redis_connect(&e.redis);
     assert_non_null(e.rc);
     assert_int_equal(set_str(e.cl, "back:1", "again", NULL, NULL), 0);
@@ -748,8 +745,8 @@ static void test_redis_stalled_times_out(void **state)
     assert_int_equal(set_str(e.cl, "stall:1", "v-new", NULL, NULL), PC_EBACKEND);
     kill(e.redis.pid, SIGCONT);
 
-    backend_arg_t ba = {e.cl, 1};
-    assert_true(pc_h_poll(backend_state_is, &ba, 10000));
+    stat_arg_t ba = {e.cl, "backend_up", 1};
+    assert_true(pc_h_poll(stat_is, &ba, 10000));
     assert_int_equal(pc_client_get(e.cl, "stall:1", 7, &v), 0);
     redisReply *r = rcmd(e.rc, "GET stall:1");
     assert_int_equal(r->type, REDIS_REPLY_STRING);
@@ -827,8 +824,8 @@ static void test_burst_through_redis_stall(void **state)
     assert_true(b.unavailable > 0); /* the stall was seen */
     fprintf(stderr, "burst: %d answered, %d BACKEND_UNAVAILABLE\n", b.ok, b.unavailable);
     close(fd);
-    backend_arg_t ba = {e.cl, 1};
-    assert_true(pc_h_poll(backend_state_is, &ba, 10000));
+    stat_arg_t ba = {e.cl, "backend_up", 1};
+    assert_true(pc_h_poll(stat_is, &ba, 10000));
     assert_int_equal(set_str(e.cl, "burst:after", "ok", NULL, NULL), 0);
     env_down(&e);
 }
@@ -864,18 +861,6 @@ static int64_t read_raw_frame(int fd, pc_buf_t *body)
 typedef struct held_arg {
     uint32_t vlen;
 } held_arg_t;
-
-typedef struct stat_arg {
-    pc_client_t *cl;
-    const char *name;
-    int64_t want;
-} stat_arg_t;
-
-static int stat_reached(void *p)
-{
-    stat_arg_t *a = p;
-    return stat_of(a->cl, a->name) >= a->want;
-}
 
 /* First answer: the miss (NOT_FOUND); then every GET of the big value. */
 static int check_held(void *arg, int i, const pc_response_t *r)
@@ -1255,23 +1240,6 @@ static void test_max_connections_and_idle_timeout(void **state)
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
-static int hits_reached(void *p)
-{
-    coalesce_arg_t *a = p;
-    return stat_of(a->cl, "hits") >= a->want;
-}
-
-typedef struct conns_arg {
-    pc_client_t *cl;
-    int64_t want;
-} conns_arg_t;
-
-static int conns_are(void *p)
-{
-    conns_arg_t *a = p;
-    return stat_of(a->cl, "connections") == a->want;
-}
-
 /* The library moves past a dead node in its list, and reconnects by itself
  * after the node closed an idle connection. */
 static void test_client_failover_and_reconnect(void **state)
@@ -1288,8 +1256,8 @@ static void test_client_failover_and_reconnect(void **state)
     assert_int_equal(pc_client_set(c, "fo", 2, "v", 1, NULL, NULL), 0);
 
     pc_client_t *watcher = client_for(&node, 2000);
-    conns_arg_t ca = {watcher, 1}; /* only the watcher is left */
-    assert_true(pc_h_poll(conns_are, &ca, 5000));
+    stat_arg_t ca = {watcher, "connections", 1}; /* only the watcher is left */
+    assert_true(pc_h_poll(stat_is, &ca, 5000));
     pc_value_t v;
     assert_int_equal(pc_client_get(c, "fo", 2, &v), 0);
     pc_value_free(&v);
@@ -1331,8 +1299,8 @@ static void test_slow_reader_memory_is_bounded(void **state)
     /* Wait until the node has answered what fits in its output queue and
      * the socket buffers, then check it stopped there: it paused reading
      * instead of buffering 500 MiB of answers. */
-    coalesce_arg_t hits = {cl, hits0 + 4};
-    assert_true(pc_h_poll(hits_reached, &hits, 10000));
+    stat_arg_t hits = {cl, "hits", hits0 + 4};
+    assert_true(pc_h_poll(stat_reached, &hits, 10000));
     int64_t h1 = stat_of(cl, "hits");
     long rss1 = pc_h_rss_kb(node.pid);
     assert_true(h1 < 100);
