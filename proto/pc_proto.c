@@ -35,7 +35,8 @@
 static const char *const op_names[PC_OP_MAX + 1] = {
     [PC_OP_HELLO] = "HELLO", [PC_OP_PING] = "PING", [PC_OP_GET] = "GET",
     [PC_OP_MGET] = "MGET",   [PC_OP_SET] = "SET",   [PC_OP_DEL] = "DEL",
-    [PC_OP_TOUCH] = "TOUCH", [PC_OP_STATS] = "STATS",
+    [PC_OP_TOUCH] = "TOUCH", [PC_OP_STATS] = "STATS", [PC_OP_CLUSTER] = "CLUSTER",
+    [PC_OP_FORWARD] = "FORWARD", [PC_OP_SYNC] = "SYNC", [PC_OP_REPLICATE] = "REPLICATE",
 };
 
 const char *pc_op_name(uint32_t op)
@@ -445,6 +446,10 @@ struct pc_proto_decoder {
     uint32_t entries_cap;
     pc_stat_t *stats;
     uint32_t stats_cap;
+    pc_repl_entry_t *repl;
+    uint32_t repl_cap;
+    pc_cluster_member_t *members;
+    uint32_t members_cap;
 };
 
 int pc_proto_decoder_new(const pc_proto_limits_t *limits, pc_proto_decoder_t **out)
@@ -477,6 +482,8 @@ void pc_proto_decoder_free(pc_proto_decoder_t **dp)
     free(d->keys);
     free(d->entries);
     free(d->stats);
+    free(d->repl);
+    free(d->members);
     free(d);
     *dp = NULL;
 }
@@ -674,6 +681,72 @@ static int req_mget(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t
     return 0;
 }
 
+/* [hops, body]: the relayed request stays opaque here; the receiver
+ * decodes it as a request of its own. */
+static int req_forward(const pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
+{
+    uint64_t hops;
+    if (!as_uint(elem(a, 2), UINT32_MAX, &hops) || hops == 0 || !as_bytes(elem(a, 3), &out->body) ||
+        out->body.len == 0)
+        return PC_EBADREQ;
+    out->hops = (uint32_t)hops;
+    return 0;
+}
+
+/* [key, value|nil, flags, version, ttl_ms] */
+static int repl_entry(const pc_proto_decoder_t *d, const msgpack_object *eo, pc_repl_entry_t *e)
+{
+    uint64_t flags;
+    memset(e, 0, sizeof(*e));
+    if (eo->type != MSGPACK_OBJECT_ARRAY)
+        return PC_EBADREQ;
+    int rc = req_key(d, elem(eo, 0), &e->key);
+    if (rc != 0)
+        return rc;
+    const msgpack_object *v = elem(eo, 1);
+    if (v == NULL)
+        return PC_EBADREQ;
+    if (v->type != MSGPACK_OBJECT_NIL) {
+        if (!as_bytes(v, &e->value))
+            return PC_EBADREQ;
+        if (e->value.len > d->lim.max_value)
+            return PC_ETOOBIG;
+        e->has_value = 1;
+    }
+    if (!as_uint(elem(eo, 2), UINT32_MAX, &flags) || !as_uint(elem(eo, 3), UINT64_MAX, &e->version) ||
+        !as_int64(elem(eo, 4), &e->ttl_ms) || e->ttl_ms < -1)
+        return PC_EBADREQ;
+    e->flags = (uint32_t)flags;
+    return 0;
+}
+
+/* [mode, from, [entry, ...]]; entries bounded like MGET keys. */
+static int req_replicate(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
+{
+    uint64_t mode;
+    if (!as_uint(elem(a, 2), PC_REPL_HANDOFF, &mode) || !as_bytes(elem(a, 3), &out->from) ||
+        out->from.len == 0)
+        return PC_EBADREQ;
+    out->mode = (uint32_t)mode;
+    const msgpack_object *es = elem(a, 4);
+    if (es == NULL || es->type != MSGPACK_OBJECT_ARRAY)
+        return PC_EBADREQ;
+    uint32_t n = es->via.array.size;
+    if (n > d->lim.max_mget_keys)
+        return PC_ETOOBIG;
+    int rc = grow((void **)&d->repl, &d->repl_cap, n, sizeof(*d->repl));
+    if (rc != 0)
+        return rc;
+    for (uint32_t i = 0; i < n; i++) {
+        rc = repl_entry(d, &es->via.array.ptr[i], &d->repl[i]);
+        if (rc != 0)
+            return rc;
+    }
+    out->nentries = n;
+    out->entries = d->repl;
+    return 0;
+}
+
 static int map_request(pc_proto_decoder_t *d, const msgpack_object *root, pc_request_t *out)
 {
     if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 2)
@@ -691,10 +764,17 @@ static int map_request(pc_proto_decoder_t *d, const msgpack_object *root, pc_req
         return req_hello(d, root, out);
     case PC_OP_PING:
     case PC_OP_STATS:
+    case PC_OP_CLUSTER:
         return 0;
     case PC_OP_GET:
     case PC_OP_DEL:
         return req_key(d, elem(root, 2), &out->key);
+    case PC_OP_FORWARD:
+        return req_forward(d, root, out);
+    case PC_OP_SYNC:
+        return as_bytes(elem(root, 2), &out->body) ? 0 : PC_EBADREQ;
+    case PC_OP_REPLICATE:
+        return req_replicate(d, root, out);
     case PC_OP_MGET:
         return req_mget(d, root, out);
     case PC_OP_SET:
@@ -797,6 +877,43 @@ static int resp_stats(pc_proto_decoder_t *d, const msgpack_object *a, pc_respons
     return 0;
 }
 
+/* [fingerprint, replicas, [[name, addr, state, incarnation, weight], ...]].
+ * No count limit of its own: validation bounds it by the frame size. */
+static int resp_cluster(pc_proto_decoder_t *d, const msgpack_object *a, pc_response_t *out)
+{
+    uint64_t rep;
+    const msgpack_object *ms = elem(a, 5);
+    if (!as_uint(elem(a, 3), UINT64_MAX, &out->fingerprint) ||
+        !as_uint(elem(a, 4), UINT32_MAX, &rep) || ms == NULL || ms->type != MSGPACK_OBJECT_ARRAY)
+        return PC_EPROTO;
+    out->replicas = (uint32_t)rep;
+    uint32_t n = ms->via.array.size;
+    int rc = grow((void **)&d->members, &d->members_cap, n, sizeof(*d->members));
+    if (rc != 0)
+        return rc;
+    for (uint32_t i = 0; i < n; i++) {
+        const msgpack_object *mo = &ms->via.array.ptr[i];
+        pc_cluster_member_t *m = &d->members[i];
+        uint64_t st, w;
+        if (mo->type != MSGPACK_OBJECT_ARRAY || !as_bytes(elem(mo, 0), &m->name) ||
+            !as_bytes(elem(mo, 1), &m->addr) || !as_uint(elem(mo, 2), UINT32_MAX, &st) ||
+            !as_uint(elem(mo, 3), UINT64_MAX, &m->incarnation) ||
+            !as_uint(elem(mo, 4), UINT32_MAX, &w))
+            return PC_EPROTO;
+        m->state = (uint32_t)st;
+        m->weight = (uint32_t)w;
+    }
+    out->nmembers = n;
+    out->members = d->members;
+    return 0;
+}
+
+/* The optional trailing ring fingerprint at index i (absent or nil: 0). */
+static int ring_fp_at(const msgpack_object *a, uint32_t i, pc_response_t *out)
+{
+    return opt_uint(elem(a, i), UINT64_MAX, &out->ring_fp) ? 0 : PC_EPROTO;
+}
+
 static int map_response(pc_proto_decoder_t *d, const msgpack_object *root, pc_response_t *out)
 {
     if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 3)
@@ -811,29 +928,46 @@ static int map_response(pc_proto_decoder_t *d, const msgpack_object *root, pc_re
 
     /* Errors decode for any op, including ones this build does not know:
      * a server answers BAD_REQUEST to an op it does not know by echoing it. */
-    if (status != PC_ST_OK)
-        return opt_bytes(elem(root, 3), &out->message) ? 0 : PC_EPROTO;
+    if (status != PC_ST_OK) {
+        if (!opt_bytes(elem(root, 3), &out->message))
+            return PC_EPROTO;
+        return ring_fp_at(root, 4, out);
+    }
 
+    int rc;
     switch (op) {
     case PC_OP_HELLO:
         if (!as_uint(elem(root, 3), UINT32_MAX, &v) || !as_bytes(elem(root, 4), &out->node_name) ||
             !as_bytes(elem(root, 5), &out->server_version))
             return PC_EPROTO;
         out->proto_version = (uint32_t)v;
-        return 0;
+        return ring_fp_at(root, 6, out);
     case PC_OP_PING:
     case PC_OP_DEL:
     case PC_OP_TOUCH:
-        return 0;
+        return ring_fp_at(root, 3, out);
     case PC_OP_GET:
         out->entry.status = PC_ST_OK;
-        return entry_fields(root, 3, &out->entry) ? 0 : PC_EPROTO;
+        return entry_fields(root, 3, &out->entry) ? ring_fp_at(root, 7, out) : PC_EPROTO;
     case PC_OP_MGET:
-        return resp_mget(d, root, out);
+        rc = resp_mget(d, root, out);
+        return rc != 0 ? rc : ring_fp_at(root, 4, out);
     case PC_OP_SET:
-        return as_uint(elem(root, 3), UINT64_MAX, &out->version) ? 0 : PC_EPROTO;
+        return as_uint(elem(root, 3), UINT64_MAX, &out->version) ? ring_fp_at(root, 4, out)
+                                                                 : PC_EPROTO;
     case PC_OP_STATS:
-        return resp_stats(d, root, out);
+        rc = resp_stats(d, root, out);
+        return rc != 0 ? rc : ring_fp_at(root, 4, out);
+    case PC_OP_CLUSTER:
+        return resp_cluster(d, root, out);
+    case PC_OP_FORWARD:
+    case PC_OP_SYNC:
+        return as_bytes(elem(root, 3), &out->body) ? ring_fp_at(root, 4, out) : PC_EPROTO;
+    case PC_OP_REPLICATE:
+        if (!as_uint(elem(root, 3), UINT32_MAX, &v))
+            return PC_EPROTO;
+        out->applied = (uint32_t)v;
+        return ring_fp_at(root, 4, out);
     default:
         return PC_EPROTO;
     }
@@ -942,11 +1076,26 @@ static int check_request(const pc_request_t *req)
         return bytes_ok(req->token) ? 0 : PC_EINVAL;
     case PC_OP_PING:
     case PC_OP_STATS:
+    case PC_OP_CLUSTER:
         return 0;
     case PC_OP_GET:
     case PC_OP_DEL:
     case PC_OP_TOUCH:
         return key_ok(req->key) ? 0 : PC_EINVAL;
+    case PC_OP_FORWARD:
+        return req->hops > 0 && key_ok(req->body) ? 0 : PC_EINVAL;
+    case PC_OP_SYNC:
+        return bytes_ok(req->body) ? 0 : PC_EINVAL;
+    case PC_OP_REPLICATE:
+        if (!key_ok(req->from) || req->mode > PC_REPL_HANDOFF ||
+            (req->nentries > 0 && req->entries == NULL))
+            return PC_EINVAL;
+        for (uint32_t i = 0; i < req->nentries; i++) {
+            const pc_repl_entry_t *e = &req->entries[i];
+            if (!key_ok(e->key) || (e->has_value && !bytes_ok(e->value)) || e->ttl_ms < -1)
+                return PC_EINVAL;
+        }
+        return 0;
     case PC_OP_SET:
         return key_ok(req->key) && bytes_ok(req->value) && req->cond <= PC_COND_XX ? 0
                                                                                     : PC_EINVAL;
@@ -985,9 +1134,43 @@ int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req)
         break;
     case PC_OP_PING:
     case PC_OP_STATS:
+    case PC_OP_CLUSTER:
         msgpack_pack_array(pk, 2);
         msgpack_pack_uint32(pk, req->op);
         msgpack_pack_uint64(pk, req->id);
+        break;
+    case PC_OP_FORWARD:
+        msgpack_pack_array(pk, 4);
+        msgpack_pack_uint32(pk, req->op);
+        msgpack_pack_uint64(pk, req->id);
+        msgpack_pack_uint32(pk, req->hops);
+        pack_bin(pk, req->body);
+        break;
+    case PC_OP_SYNC:
+        msgpack_pack_array(pk, 3);
+        msgpack_pack_uint32(pk, req->op);
+        msgpack_pack_uint64(pk, req->id);
+        pack_bin(pk, req->body);
+        break;
+    case PC_OP_REPLICATE:
+        msgpack_pack_array(pk, 5);
+        msgpack_pack_uint32(pk, req->op);
+        msgpack_pack_uint64(pk, req->id);
+        msgpack_pack_uint32(pk, req->mode);
+        pack_str(pk, req->from.ptr, req->from.len);
+        msgpack_pack_array(pk, req->nentries);
+        for (uint32_t i = 0; i < req->nentries; i++) {
+            const pc_repl_entry_t *e = &req->entries[i];
+            msgpack_pack_array(pk, 5);
+            pack_bin(pk, e->key);
+            if (e->has_value)
+                pack_bin(pk, e->value);
+            else
+                msgpack_pack_nil(pk);
+            msgpack_pack_uint32(pk, e->flags);
+            msgpack_pack_uint64(pk, e->version);
+            msgpack_pack_int64(pk, e->ttl_ms);
+        }
         break;
     case PC_OP_GET:
     case PC_OP_DEL:
@@ -1067,9 +1250,21 @@ static int check_response(const pc_response_t *r)
     case PC_OP_DEL:
     case PC_OP_TOUCH:
     case PC_OP_SET:
+    case PC_OP_REPLICATE:
         return 0;
     case PC_OP_GET:
         return bytes_ok(r->entry.value) ? 0 : PC_EINVAL;
+    case PC_OP_FORWARD:
+    case PC_OP_SYNC:
+        return bytes_ok(r->body) ? 0 : PC_EINVAL;
+    case PC_OP_CLUSTER:
+        if (r->nmembers > 0 && r->members == NULL)
+            return PC_EINVAL;
+        for (uint32_t i = 0; i < r->nmembers; i++) {
+            if (!bytes_ok(r->members[i].name) || !bytes_ok(r->members[i].addr))
+                return PC_EINVAL;
+        }
+        return 0;
     case PC_OP_MGET:
         if (r->nentries > 0 && r->entries == NULL)
             return PC_EINVAL;
@@ -1101,21 +1296,26 @@ int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp)
 
     struct frame f;
     msgpack_packer *pk = &f.pk;
+    /* The ring fingerprint, when there is one, is one more trailing
+     * element after the op's own. */
+    size_t fp = resp->ring_fp != 0 && resp->op != PC_OP_CLUSTER ? 1 : 0;
     frame_begin(&f, out);
     if (resp->status != PC_ST_OK) {
-        pack_head(pk, 4, resp->op, resp->id, resp->status);
+        pack_head(pk, 4 + fp, resp->op, resp->id, resp->status);
         if (resp->message.len > 0) {
             pack_str(pk, resp->message.ptr, resp->message.len);
         } else {
             const char *m = pc_status_message(resp->status);
             pack_str(pk, m, strlen(m));
         }
+        if (fp)
+            msgpack_pack_uint64(pk, resp->ring_fp);
         return frame_end(&f);
     }
 
     switch (resp->op) {
     case PC_OP_HELLO:
-        pack_head(pk, 6, resp->op, resp->id, PC_ST_OK);
+        pack_head(pk, 6 + fp, resp->op, resp->id, PC_ST_OK);
         msgpack_pack_uint32(pk, resp->proto_version);
         pack_str(pk, resp->node_name.ptr, resp->node_name.len);
         pack_str(pk, resp->server_version.ptr, resp->server_version.len);
@@ -1123,14 +1323,14 @@ int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp)
     case PC_OP_PING:
     case PC_OP_DEL:
     case PC_OP_TOUCH:
-        pack_head(pk, 3, resp->op, resp->id, PC_ST_OK);
+        pack_head(pk, 3 + fp, resp->op, resp->id, PC_ST_OK);
         break;
     case PC_OP_GET:
-        pack_head(pk, 7, resp->op, resp->id, PC_ST_OK);
+        pack_head(pk, 7 + fp, resp->op, resp->id, PC_ST_OK);
         pack_entry_fields(pk, &resp->entry);
         break;
     case PC_OP_MGET:
-        pack_head(pk, 4, resp->op, resp->id, PC_ST_OK);
+        pack_head(pk, 4 + fp, resp->op, resp->id, PC_ST_OK);
         msgpack_pack_array(pk, resp->nentries);
         for (uint32_t i = 0; i < resp->nentries; i++) {
             const pc_entry_t *e = &resp->entries[i];
@@ -1145,20 +1345,46 @@ int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp)
         }
         break;
     case PC_OP_SET:
-        pack_head(pk, 4, resp->op, resp->id, PC_ST_OK);
+        pack_head(pk, 4 + fp, resp->op, resp->id, PC_ST_OK);
         msgpack_pack_uint64(pk, resp->version);
         break;
     case PC_OP_STATS:
-        pack_head(pk, 4, resp->op, resp->id, PC_ST_OK);
+        pack_head(pk, 4 + fp, resp->op, resp->id, PC_ST_OK);
         msgpack_pack_map(pk, resp->nstats);
         for (uint32_t i = 0; i < resp->nstats; i++) {
             pack_str(pk, resp->stats[i].name.ptr, resp->stats[i].name.len);
             msgpack_pack_int64(pk, resp->stats[i].value);
         }
         break;
+    case PC_OP_CLUSTER:
+        pack_head(pk, 6, resp->op, resp->id, PC_ST_OK);
+        msgpack_pack_uint64(pk, resp->fingerprint);
+        msgpack_pack_uint32(pk, resp->replicas);
+        msgpack_pack_array(pk, resp->nmembers);
+        for (uint32_t i = 0; i < resp->nmembers; i++) {
+            const pc_cluster_member_t *m = &resp->members[i];
+            msgpack_pack_array(pk, 5);
+            pack_str(pk, m->name.ptr, m->name.len);
+            pack_str(pk, m->addr.ptr, m->addr.len);
+            msgpack_pack_uint32(pk, m->state);
+            msgpack_pack_uint64(pk, m->incarnation);
+            msgpack_pack_uint32(pk, m->weight);
+        }
+        break;
+    case PC_OP_FORWARD:
+    case PC_OP_SYNC:
+        pack_head(pk, 4 + fp, resp->op, resp->id, PC_ST_OK);
+        pack_bin(pk, resp->body);
+        break;
+    case PC_OP_REPLICATE:
+        pack_head(pk, 4 + fp, resp->op, resp->id, PC_ST_OK);
+        msgpack_pack_uint32(pk, resp->applied);
+        break;
     default:
         break; /* rejected by check_response */
     }
+    if (fp)
+        msgpack_pack_uint64(pk, resp->ring_fp);
     return frame_end(&f);
 }
 

@@ -45,8 +45,28 @@ enum pc_op {
     PC_OP_DEL = 6,
     PC_OP_TOUCH = 7,
     PC_OP_STATS = 8,
+    PC_OP_CLUSTER = 9,   /* members, their state, and the ring fingerprint */
+    /* Peer operations: sent node to node (a client may send them, but has
+     * no reason to). */
+    PC_OP_FORWARD = 10,  /* a client request relayed to its owner */
+    PC_OP_SYNC = 11,     /* membership push/pull: full state both ways */
+    PC_OP_REPLICATE = 12, /* versioned entries to a replica or new owner */
 };
-#define PC_OP_MAX 8
+#define PC_OP_MAX 12
+
+/* REPLICATE modes: why entries are sent (the receiver counts them apart). */
+enum pc_repl_mode {
+    PC_REPL_WRITE = 0,   /* the owner's write or delete, to its replicas */
+    PC_REPL_HANDOFF = 1, /* keys streamed to their new owner on a ring change */
+};
+
+/* Member states as CLUSTER reports them (the membership states). */
+enum pc_member_wire_state {
+    PC_WIRE_ALIVE = 0,
+    PC_WIRE_SUSPECT = 1,
+    PC_WIRE_DEAD = 2,
+    PC_WIRE_LEFT = 3,
+};
 
 /* Statuses (wire values, never renumber). */
 enum pc_status {
@@ -91,6 +111,25 @@ typedef struct pc_bytes {
     uint32_t len;
 } pc_bytes_t;
 
+/* One member in a CLUSTER reply. */
+typedef struct pc_cluster_member {
+    pc_bytes_t name;
+    pc_bytes_t addr; /* host:port of its client (and peer) listener */
+    uint32_t state;  /* enum pc_member_wire_state */
+    uint64_t incarnation;
+    uint32_t weight;
+} pc_cluster_member_t;
+
+/* One entry of a REPLICATE request: a value, or (has_value 0) a delete. */
+typedef struct pc_repl_entry {
+    pc_bytes_t key;
+    pc_bytes_t value;
+    int has_value;
+    uint32_t flags;
+    uint64_t version;
+    int64_t ttl_ms; /* remaining; -1 = no expiry */
+} pc_repl_entry_t;
+
 typedef struct pc_proto_limits {
     uint32_t max_frame;     /* body bytes; default 1 MiB + 128 KiB */
     uint32_t max_key;       /* default 65536 */
@@ -123,6 +162,12 @@ typedef struct pc_request {
     pc_bytes_t token;       /* HELLO, optional (len 0 = none) */
     uint32_t nkeys;         /* MGET */
     const pc_bytes_t *keys; /* MGET: nkeys slices */
+    uint32_t hops;          /* FORWARD: relays so far, >= 1 */
+    pc_bytes_t body;        /* FORWARD: the relayed request body; SYNC: state */
+    uint32_t mode;          /* REPLICATE: enum pc_repl_mode */
+    pc_bytes_t from;        /* REPLICATE: the sending member's name */
+    uint32_t nentries;      /* REPLICATE */
+    const pc_repl_entry_t *entries; /* REPLICATE: nentries */
 } pc_request_t;
 
 /* One value as returned by GET and by each MGET entry. */
@@ -153,6 +198,16 @@ typedef struct pc_response {
     const pc_entry_t *entries; /* MGET: nentries, in request order */
     uint32_t nstats;           /* STATS */
     const pc_stat_t *stats;    /* STATS */
+    uint64_t fingerprint;      /* CLUSTER: the ring the members form */
+    uint32_t replicas;         /* CLUSTER: placements per key */
+    uint32_t nmembers;         /* CLUSTER */
+    const pc_cluster_member_t *members; /* CLUSTER */
+    pc_bytes_t body;           /* FORWARD: the owner's response body; SYNC */
+    uint32_t applied;          /* REPLICATE: entries that were newer */
+    /* Every response but CLUSTER's may end with the fingerprint of the
+     * answering node's ring (0 = not sent / not known), so a ring-aware
+     * client notices that its ring is out of date. */
+    uint64_t ring_fp;
 } pc_response_t;
 
 /* ---- streaming frame reader ----------------------------------------- */

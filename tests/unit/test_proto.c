@@ -1830,12 +1830,18 @@ static void test_response_fields(void **state)
         {"A4311b", 0},
         {"A43117", PC_EPROTO},
         {"A4311A0", PC_EPROTO},
-        {"A5311sT", 0},
+        /* ... then the ring fingerprint (uint64), then anything */
+        {"A5311sT", PC_EPROTO},
+        {"A5311sH", 0},
+        {"A5311sN", 0},
+        {"A6311sHT", 0},
         {"A4914s", 0},
         {"A4018s", 0},
         /* PING, DEL, TOUCH; unknown ops cannot be OK */
         {"A3210", 0},
-        {"A4210s", 0},
+        {"A4210H", 0},
+        {"A5210Hs", 0},
+        {"A4210s", PC_EPROTO},
         {"A3610", 0},
         {"A3710", 0},
         {"A3910", PC_EPROTO},
@@ -1843,7 +1849,8 @@ static void test_response_fields(void **state)
         /* HELLO [1, id, 0, proto_version, node_name, server_version] */
         {"A61101ss", 0},
         {"A61101bb", 0},
-        {"A71101ssT", 0},
+        {"A71101ssH", 0},
+        {"A71101ssT", PC_EPROTO},
         {"A51101s", PC_EPROTO},
         {"A6110sss", PC_EPROTO},
         {"A6110Uss", PC_EPROTO},
@@ -1852,7 +1859,9 @@ static void test_response_fields(void **state)
         /* GET [3, id, 0, value, flags, version, ttl_ms] */
         {"A7310b12n", 0},
         {"A7310s12H", PC_EPROTO},
-        {"A8310b129s", 0},
+        {"A8310b129H", 0},
+        {"A9310b1297s", 0},
+        {"A8310b129s", PC_EPROTO},
         {"A6310b12", PC_EPROTO},
         {"A3310", PC_EPROTO},
         {"A73101129", PC_EPROTO},
@@ -1894,6 +1903,17 @@ static void test_response_fields(void **state)
         {"A4810M1Ns", PC_EPROTO},
         {"A4810A0", PC_EPROTO},
         {"A3810", PC_EPROTO},
+        /* CLUSTER [9, id, 0, fingerprint, replicas, [[name, addr, state,
+         * incarnation, weight], ...]] */
+        {"A6910H2A0", 0},
+        {"A6910H2A1A5ss011", 0},
+        {"A7910H2A1A5ss011T", 0},
+        {"A6910H2A1A4ss01", PC_EPROTO},
+        {"A6910H2A1A5sn011", PC_EPROTO},
+        {"A6910H2A1A5ss0n1", PC_EPROTO},
+        {"A6910H2A11", PC_EPROTO},
+        {"A5910H2", PC_EPROTO},
+        {"A6910sA0A0", PC_EPROTO},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         mp_t m;
@@ -1938,6 +1958,165 @@ static void test_response_fields(void **state)
 
 /* Zero copy on the response side too; scratch arrays survive a second,
  * smaller decode without stale entries showing. */
+/* Encodes one request, decodes it back; returns the decode result. */
+static int request_trip(pc_proto_decoder_t *d, const pc_request_t *rq, pc_buf_t *b,
+                        pc_request_t *got)
+{
+    pc_buf_reset(b);
+    assert_int_equal(pc_proto_encode_request(b, rq), 0);
+    uint32_t len;
+    const uint8_t *body = frame_body(b, 0, &len);
+    return pc_proto_decode_request(d, body, len, got);
+}
+
+static int response_trip(pc_proto_decoder_t *d, const pc_response_t *rs, pc_buf_t *b,
+                         pc_response_t *got)
+{
+    pc_buf_reset(b);
+    assert_int_equal(pc_proto_encode_response(b, rs), 0);
+    uint32_t len;
+    const uint8_t *body = frame_body(b, 0, &len);
+    return pc_proto_decode_response(d, body, len, got);
+}
+
+static void test_peer_ops_roundtrip(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t got;
+    pc_response_t gr;
+
+    pc_request_t fwd = {.op = PC_OP_FORWARD, .id = 77, .hops = 1, .body = bs("\x93\x03\x01")};
+    assert_int_equal(request_trip(d, &fwd, &b, &got), 0);
+    assert_int_equal(got.op, PC_OP_FORWARD);
+    assert_int_equal(got.hops, 1);
+    assert_bytes_equal(got.body, fwd.body);
+
+    pc_request_t sync = {.op = PC_OP_SYNC, .id = 3, .body = bs("state")};
+    assert_int_equal(request_trip(d, &sync, &b, &got), 0);
+    assert_bytes_equal(got.body, sync.body);
+
+    pc_request_t cl = {.op = PC_OP_CLUSTER, .id = 4};
+    assert_int_equal(request_trip(d, &cl, &b, &got), 0);
+    assert_int_equal(got.op, PC_OP_CLUSTER);
+
+    pc_repl_entry_t ents[3] = {
+        {.key = bs("k1"), .value = bs("v1"), .has_value = 1, .flags = 5, .version = 1ull << 40,
+         .ttl_ms = -1},
+        {.key = bs("k2"), .has_value = 0, .version = 9, .ttl_ms = -1},
+        {.key = bs("k3"), .value = bs(""), .has_value = 1, .version = 10, .ttl_ms = 1234},
+    };
+    pc_request_t rep = {.op = PC_OP_REPLICATE, .id = 5, .mode = PC_REPL_HANDOFF, .from = bs("n1"),
+                        .nentries = 3, .entries = ents};
+    assert_int_equal(request_trip(d, &rep, &b, &got), 0);
+    assert_int_equal(got.mode, PC_REPL_HANDOFF);
+    assert_bytes_equal(got.from, rep.from);
+    assert_int_equal(got.nentries, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_bytes_equal(got.entries[i].key, ents[i].key);
+        assert_int_equal(got.entries[i].has_value, ents[i].has_value);
+        if (ents[i].has_value)
+            assert_bytes_equal(got.entries[i].value, ents[i].value);
+        assert_int_equal(got.entries[i].flags, ents[i].flags);
+        assert_int_equal(got.entries[i].version, ents[i].version);
+        assert_int_equal(got.entries[i].ttl_ms, ents[i].ttl_ms);
+    }
+
+    pc_cluster_member_t ms[2] = {
+        {.name = bs("n1"), .addr = bs("127.0.0.1:7400"), .state = PC_WIRE_ALIVE,
+         .incarnation = 1700000000, .weight = 1},
+        {.name = bs("n2"), .addr = bs("127.0.0.1:7401"), .state = PC_WIRE_SUSPECT,
+         .incarnation = 2, .weight = 3},
+    };
+    pc_response_t cr = {.op = PC_OP_CLUSTER, .id = 4, .fingerprint = 0xabcdef0123456789ull,
+                        .replicas = 2, .nmembers = 2, .members = ms};
+    assert_int_equal(response_trip(d, &cr, &b, &gr), 0);
+    assert_int_equal(gr.fingerprint, cr.fingerprint);
+    assert_int_equal(gr.replicas, 2);
+    assert_int_equal(gr.nmembers, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_bytes_equal(gr.members[i].name, ms[i].name);
+        assert_bytes_equal(gr.members[i].addr, ms[i].addr);
+        assert_int_equal(gr.members[i].state, ms[i].state);
+        assert_int_equal(gr.members[i].incarnation, ms[i].incarnation);
+        assert_int_equal(gr.members[i].weight, ms[i].weight);
+    }
+
+    pc_response_t fr = {.op = PC_OP_FORWARD, .id = 77, .body = bs("inner"), .ring_fp = 42};
+    assert_int_equal(response_trip(d, &fr, &b, &gr), 0);
+    assert_bytes_equal(gr.body, fr.body);
+    assert_int_equal(gr.ring_fp, 42);
+
+    pc_response_t rr = {.op = PC_OP_REPLICATE, .id = 5, .applied = 2};
+    assert_int_equal(response_trip(d, &rr, &b, &gr), 0);
+    assert_int_equal(gr.applied, 2);
+    assert_int_equal(gr.ring_fp, 0);
+
+    /* The fingerprint rides on every op's reply, errors included. */
+    pc_response_t gg = {.op = PC_OP_GET, .id = 8, .entry = {.value = bs("v"), .ttl_ms = -1},
+                        .ring_fp = UINT64_MAX};
+    assert_int_equal(response_trip(d, &gg, &b, &gr), 0);
+    assert_int_equal(gr.ring_fp, UINT64_MAX);
+    pc_response_t ge = {.op = PC_OP_GET, .id = 8, .status = PC_ST_BUSY, .ring_fp = 7};
+    assert_int_equal(response_trip(d, &ge, &b, &gr), 0);
+    assert_int_equal(gr.status, PC_ST_BUSY);
+    assert_int_equal(gr.ring_fp, 7);
+    pc_buf_free(&b);
+}
+
+static void test_peer_ops_bad(void **state)
+{
+    pc_proto_decoder_t *d = small_decoder(); /* max_mget_keys 3 */
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t got;
+
+    /* The encoder refuses what every node would. */
+    pc_request_t fwd0 = {.op = PC_OP_FORWARD, .id = 1, .hops = 0, .body = bs("x")};
+    assert_int_equal(pc_proto_encode_request(&b, &fwd0), PC_EINVAL);
+    pc_request_t fwde = {.op = PC_OP_FORWARD, .id = 1, .hops = 1};
+    assert_int_equal(pc_proto_encode_request(&b, &fwde), PC_EINVAL);
+    pc_request_t rep_nofrom = {.op = PC_OP_REPLICATE, .id = 1};
+    assert_int_equal(pc_proto_encode_request(&b, &rep_nofrom), PC_EINVAL);
+    pc_repl_entry_t bad = {.key = bs("k"), .ttl_ms = -2};
+    pc_request_t rep_bad = {.op = PC_OP_REPLICATE, .id = 1, .from = bs("n"), .nentries = 1,
+                            .entries = &bad};
+    assert_int_equal(pc_proto_encode_request(&b, &rep_bad), PC_EINVAL);
+    assert_int_equal(b.len, 0);
+
+    /* Over the entry limit: TOO_LARGE, op and id kept. */
+    pc_repl_entry_t four[4] = {{.key = bs("a"), .ttl_ms = -1}, {.key = bs("b"), .ttl_ms = -1},
+                               {.key = bs("c"), .ttl_ms = -1}, {.key = bs("d"), .ttl_ms = -1}};
+    pc_request_t rep4 = {.op = PC_OP_REPLICATE, .id = 9, .from = bs("n"), .nentries = 4,
+                         .entries = four};
+    assert_int_equal(request_trip(d, &rep4, &b, &got), PC_ETOOBIG);
+    assert_int_equal(got.op, PC_OP_REPLICATE);
+    assert_int_equal(got.id, 9);
+
+    /* Hand-built: FORWARD with hops 0, REPLICATE with an unknown mode. */
+    mp_t m;
+    mp_init(&m);
+    msgpack_pack_array(&m.pk, 4);
+    msgpack_pack_uint32(&m.pk, PC_OP_FORWARD);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 0);
+    mp_bin(&m, "x");
+    assert_int_equal(decode_mp_request(d, &m, &got), PC_EBADREQ);
+    mp_destroy(&m);
+    mp_init(&m);
+    msgpack_pack_array(&m.pk, 5);
+    msgpack_pack_uint32(&m.pk, PC_OP_REPLICATE);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 2);
+    mp_str(&m, "n1");
+    msgpack_pack_array(&m.pk, 0);
+    assert_int_equal(decode_mp_request(d, &m, &got), PC_EBADREQ);
+    mp_destroy(&m);
+    pc_buf_free(&b);
+    pc_proto_decoder_free(&d);
+}
+
 static void test_response_zero_copy(void **state)
 {
     pc_proto_decoder_t *d = *state;
@@ -2011,6 +2190,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_unknown_op, setup_decoder, teardown_decoder),
         cmocka_unit_test(test_request_limits),
         cmocka_unit_test(test_response_fields),
+        cmocka_unit_test_setup_teardown(test_peer_ops_roundtrip, setup_decoder, teardown_decoder),
+        cmocka_unit_test(test_peer_ops_bad),
         cmocka_unit_test_setup_teardown(test_response_zero_copy, setup_decoder, teardown_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,111 @@
+/*
+ * pc_ring.h -- key placement: which members own a key, and what moves when
+ * the member set changes.
+ *
+ * Pure: no I/O, no clocks, no globals, no randomness. The same code runs in
+ * the node and in the client library, so both compute the same owner.
+ *
+ * Scheme (chosen by measurement, docs/RING.md): the key space is cut into
+ * PC_RING_SLOTS slots. A key's slot is pc_ring_hash(key) mod PC_RING_SLOTS.
+ * Each slot is filled by weighted rendezvous (highest random weight)
+ * hashing: every member scores the slot, and the slot's owner is the member
+ * with the highest score, its replicas the next R-1 in score order. So
+ *   - a member that joins takes slots only from others, and a member that
+ *     leaves gives its slots only to others: no slot moves between two
+ *     members that both stay;
+ *   - a member of weight w gets about w / sum(weights) of the slots;
+ *   - a lookup is one hash and one table read.
+ *
+ * Placement is fixed by the hash functions and the scoring rule; golden
+ * vectors in tests/unit/test_ring.c pin it. Changing either changes where
+ * every key lives in every deployed cluster: bump PC_RING_SCHEME then.
+ *
+ * A ring is immutable once built. Thread rules: every function is safe to
+ * call from any thread on a ring nobody is freeing.
+ */
+#ifndef PC_RING_H
+#define PC_RING_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pc_error.h"
+
+#define PC_RING_SLOTS 65536u      /* power of two; part of the placement */
+#define PC_RING_SCHEME 1u         /* mixed into the fingerprint */
+#define PC_RING_MAX_MEMBERS 4096u /* members in one ring */
+#define PC_RING_MAX_REPLICAS 8u   /* owner included */
+#define PC_RING_MAX_WEIGHT 1000u
+#define PC_RING_MAX_NAME 255u     /* bytes in a member name */
+
+typedef struct pc_ring pc_ring_t;
+
+typedef struct pc_ring_member {
+    const char *name; /* unique, 1..PC_RING_MAX_NAME bytes, NUL-terminated */
+    uint32_t weight;  /* 1..PC_RING_MAX_WEIGHT */
+} pc_ring_member_t;
+
+/*
+ * Builds a ring of n members (n may be 0: an empty ring owns nothing) where
+ * each key has min(replicas, n) distinct placements. The input order does
+ * not matter: members are kept sorted by name, and member indexes below
+ * are positions in that order. Names are copied.
+ * 0, PC_EINVAL (duplicate or empty or too long name, weight out of range,
+ * replicas 0 or over PC_RING_MAX_REPLICAS, n over PC_RING_MAX_MEMBERS) or
+ * PC_ENOMEM. Cost: O(PC_RING_SLOTS * n) hash evaluations.
+ */
+int pc_ring_new(const pc_ring_member_t *members, size_t n, unsigned replicas, pc_ring_t **out);
+
+/* Frees the ring and sets *r to NULL. NULL-safe. */
+void pc_ring_free(pc_ring_t **r);
+
+/* The fixed 64-bit hash of a key that places it. Not keyed, not secret:
+ * clients and nodes in every process must agree on it. */
+uint64_t pc_ring_hash(const void *key, size_t len);
+
+/* The slot of a key, in [0, PC_RING_SLOTS). */
+uint32_t pc_ring_slot(const void *key, size_t len);
+
+/* Number of members, and replicas per key as built (min(replicas, n)). */
+size_t pc_ring_size(const pc_ring_t *r);
+unsigned pc_ring_replicas(const pc_ring_t *r);
+
+/* Member i (0 <= i < size) in name order. The pointer lives as long as r. */
+const char *pc_ring_name(const pc_ring_t *r, size_t i);
+uint32_t pc_ring_weight(const pc_ring_t *r, size_t i);
+
+/* Index of the member with this name, or -1. O(log n). */
+long pc_ring_find(const pc_ring_t *r, const char *name);
+
+/*
+ * The placements of a slot: the owner first, then the replicas in
+ * preference order, as member indexes. Returns how many were written:
+ * min(max, pc_ring_replicas(r)); 0 for an empty ring.
+ */
+size_t pc_ring_slot_members(const pc_ring_t *r, uint32_t slot, uint32_t *out, size_t max);
+
+/* Owner of a slot / of a key as a member index, or -1 for an empty ring. */
+long pc_ring_slot_owner(const pc_ring_t *r, uint32_t slot);
+long pc_ring_owner(const pc_ring_t *r, const void *key, size_t len);
+
+/*
+ * Identifies the placement: equal for two rings built from the same
+ * (name, weight) set and replica count, in any input order, in any
+ * process; different (with overwhelming probability) otherwise. Never 0.
+ */
+uint64_t pc_ring_fingerprint(const pc_ring_t *r);
+
+/* Slots owned by member i (as owner, not replica). */
+uint32_t pc_ring_owned_slots(const pc_ring_t *r, size_t i);
+
+/*
+ * What moves from ring a to ring b. Calls fn once per slot whose placement
+ * list differs, with the member indexes of a's and b's lists (na, nb of
+ * them; the owner first). Either ring may be empty. Stops and returns fn's
+ * value if fn returns non-zero; else returns the number of slots reported.
+ */
+typedef int (*pc_ring_move_fn)(void *arg, uint32_t slot, const uint32_t *from, size_t na,
+                               const uint32_t *to, size_t nb);
+long pc_ring_diff(const pc_ring_t *a, const pc_ring_t *b, pc_ring_move_fn fn, void *arg);
+
+#endif
