@@ -31,8 +31,16 @@
  *    48   4  flags    opaque to the store
  *    52   4  klen
  *    56   4  vlen
- *    60   1  meta     S3-FIFO frequency (2 bits) and queue (1 bit)
- *    61      data     klen key bytes, then vlen value bytes
+ *    60   4  epoch    the store's epoch when the item was linked
+ *    64   1  meta     S3-FIFO frequency (2 bits) and queue (1 bit)
+ *    65      data     klen key bytes, then vlen value bytes
+ *
+ * `epoch` sits in the 4 bytes where `meta` was, and `meta` moves behind
+ * it: a 4-byte field after the 60 bytes of 8- and 4-byte fields needs no
+ * padding, and `meta` and the data need no alignment, so the header grows
+ * by exactly the 4 bytes added (61 -> 65). No existing field can absorb
+ * it: the epoch is part of the contract as 32 bits, and `meta` cannot
+ * share a word that readers load without the lock.
  *
  * Everything but `expire` and `meta` is written once before the item is
  * published and never again, which is what lets readers use an item they
@@ -54,6 +62,7 @@ struct pc_item {
     uint32_t flags;
     uint32_t klen;
     uint32_t vlen;
+    uint32_t epoch;
     uint8_t meta;
     uint8_t data[];
 };
@@ -62,7 +71,7 @@ struct pc_item {
 
 _Static_assert(sizeof(atomic_uint) == 4, "refs is expected to be 4 bytes");
 _Static_assert(sizeof(_Atomic uint64_t) == 8, "expire is expected to be 8 bytes");
-_Static_assert(offsetof(struct pc_item, data) == 61, "item header layout changed: update "
+_Static_assert(offsetof(struct pc_item, data) == 65, "item header layout changed: update "
                                                       "the table above and docs/STORE.md");
 _Static_assert(crypto_shorthash_KEYBYTES == 16, "hash_key is documented as 16 bytes");
 _Static_assert(crypto_shorthash_BYTES == 8, "the hash is used as a 64-bit value");
@@ -71,7 +80,7 @@ _Static_assert(crypto_shorthash_BYTES == 8, "the hash is used as a 64-bit value"
  * What one item costs beyond its key and value, in bytes. Each term is an
  * estimate of real memory, not a guess rounded in our favour:
  *
- *   ITEM_HDR     61  the header above.
+ *   ITEM_HDR     65  the header above.
  *   MALLOC_EST   16  glibc keeps an 8-byte size word per chunk and rounds
  *                    chunks to 16 bytes: 8 + 0..15 bytes, 15.5 on average
  *                    for sizes spread evenly.
@@ -83,10 +92,11 @@ _Static_assert(crypto_shorthash_BYTES == 8, "the hash is used as a 64-bit value"
  *                    the main queue (its size is rounded up to a power of
  *                    two). Charged under LRU too, so one constant holds.
  *
- * Total 96. Not covered: the transient old bucket array while a shard is
- * mid-resize (8 bytes per item of that one shard, freed within a few
- * hundred operations on the shard) and tables that stay large after most
- * items are deleted (tables never shrink, as in memcached).
+ * Total 100 (96 before the epoch: only ITEM_HDR depends on the header).
+ * Not covered: the transient old bucket array while a shard is mid-resize
+ * (8 bytes per item of that one shard, freed within a few hundred
+ * operations on the shard) and tables that stay large after most items
+ * are deleted (tables never shrink, as in memcached).
  */
 #define MALLOC_EST 16u
 #define SLOT_SHARE 11u
@@ -202,6 +212,12 @@ struct pc_store {
     size_t item_budget; /* budget - fixed: room for items in one shard */
     uint8_t hash_key[crypto_shorthash_KEYBYTES];
     /*
+     * Read by every set(), written only by epoch_bump() (once per ring
+     * change), so it belongs on this read-mostly line.
+     */
+    _Atomic uint32_t epoch;
+    unsigned shard_bits; /* log2(nshards), for scan() positions */
+    /*
      * sweep() cursor; sweep_lock serializes sweepers only, never readers.
      * On its own line: a sweep writing here must not evict the fields
      * above, which every call reads, from the other cores' caches.
@@ -211,6 +227,9 @@ struct pc_store {
     size_t sweep_bucket;
     size_t sweep_pos;
 };
+
+_Static_assert(offsetof(struct pc_store, sweep_lock) == 64,
+               "the fields every call reads, epoch included, share the store's first line");
 
 /* ------------------------------------------------------------------ */
 /* Items                                                               */
@@ -688,6 +707,9 @@ int pc_store_new(const pc_store_config_t *cfg, pc_store_t **out)
     s->limit = cfg->memory_limit;
     s->fixed = fixed;
     s->item_budget = budget - fixed;
+    atomic_init(&s->epoch, 1);
+    while ((1u << s->shard_bits) < n)
+        s->shard_bits++;
     if (cfg->hash_key)
         memcpy(s->hash_key, cfg->hash_key, sizeof s->hash_key);
     else
@@ -832,6 +854,7 @@ int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, s
     it->flags = flags;
     it->klen = (uint32_t)klen;
     it->vlen = (uint32_t)vlen;
+    it->epoch = 0; /* set under the lock, when it is linked */
     it->meta = 0;
     if (klen)
         memcpy(it->data, key, klen);
@@ -865,6 +888,13 @@ int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, s
         /* Cannot run dry: the size check above guarantees an empty shard fits. */
         while (sh->bytes + charge > sh->budget && do_evict_one(sh, &reap))
             ;
+        /*
+         * The epoch is read here, under the lock and just before linking,
+         * not when the item was built: a set() that overlaps a bump then
+         * gets the epoch of the moment its item became visible, and one
+         * that began after a bump returned cannot carry an older epoch.
+         */
+        it->epoch = atomic_load(&s->epoch);
         do_insert(sh, it, qi);
         sh->sets++;
         it = NULL;
@@ -897,6 +927,36 @@ int pc_store_del(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms)
             rc = PC_OK;
         }
         do_unlink(sh, link, &reap);
+    }
+    pthread_mutex_unlock(&sh->lock);
+    reap_free(reap);
+    return rc;
+}
+
+int pc_store_del_if_older(pc_store_t *s, const void *key, size_t klen, uint64_t version,
+                          uint64_t now_ms)
+{
+    uint64_t h;
+    struct shard *sh;
+    pc_item_t **link, *reap = NULL;
+    int rc = PC_ENOTFOUND;
+
+    if (!s || (!key && klen))
+        return PC_EINVAL;
+    h = key_hash(s, key, klen);
+    sh = shard_of(s, h);
+    pthread_mutex_lock(&sh->lock);
+    do_migrate(sh, MIGRATE_STEP);
+    link = do_find(sh, (uint32_t)h, key, klen);
+    if (link && item_expired(*link, now_ms)) {
+        do_unlink(sh, link, &reap);
+        sh->expirations++;
+    } else if (link && (*link)->version >= version) {
+        rc = PC_EEXISTS;
+    } else if (link) {
+        do_unlink(sh, link, &reap);
+        sh->deletes++;
+        rc = PC_OK;
     }
     pthread_mutex_unlock(&sh->lock);
     reap_free(reap);
@@ -1010,6 +1070,297 @@ size_t pc_store_sweep(pc_store_t *s, uint64_t now_ms, size_t budget)
     }
     pthread_mutex_unlock(&s->sweep_lock);
     return removed;
+}
+
+/* ------------------------------------------------------------------ */
+/* Scan                                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * scan() walks each shard in a fixed order of hash values that does not
+ * depend on the table, so a table that doubles between two calls cannot
+ * make it skip anything.
+ *
+ * An item's position in its shard is its 64-bit hash with the shard bits
+ * (which are the same for the whole shard) left out, rearranged so that
+ * each bucket of every table size is one contiguous range of positions:
+ *
+ *   position = rev32(low 32 bits) << (32 - S)  |  (high 32 bits) >> S
+ *
+ * where S = log2(shards) and rev32 reverses the bits, as in Redis' SCAN.
+ * With 2^k buckets an item's bucket is the low k bits of the hash, i.e.
+ * the top k bits of its position, so bucket b covers the positions whose
+ * top k bits are rev_k(b); after a doubling that range is split in two,
+ * the two new buckets, in order. The cursor is (shard, position): "resume
+ * at the first item whose position is >= this". It moves only forward,
+ * which is why no key comes back twice; and every position ahead of it is
+ * still ahead of it whatever the table's size, which is why no key present
+ * throughout is missed.
+ *
+ * Mid-resize, bucket b's items are in the new table's bucket b or in the
+ * old bucket feeding it; both are walked and the old one filtered by the
+ * hash, without moving anything (a scan changes nothing but refcounts).
+ *
+ * A bucket whose wanted items all fit in out[] is taken whole, with no
+ * ordering and no hashing. Only the bucket where out[] runs out is taken
+ * in position order, so the call can stop inside it; that needs the high
+ * 32 bits, which are not stored, so SipHash runs again there (and when a
+ * call resumes inside a bucket, for items whose stored bits tie with the
+ * cursor's). Items with the same position -- keys sharing all 64 bits --
+ * are taken together or not at all, except when they alone are more than
+ * out[] holds (the exception in the header).
+ */
+#define SCAN_VISITS_PER_ITEM 16u
+
+struct scan {
+    pc_store_t *s;
+    unsigned width;  /* bits of a position: 64 - shard_bits */
+    uint64_t last;   /* the largest position */
+    uint64_t now_ms;
+    int (*want)(void *arg, const uint8_t *key, size_t klen);
+    void *arg;
+    pc_item_t **out;
+    size_t max, n;   /* capacity of out[], items stored in it */
+    size_t visits, max_visits;
+};
+
+static uint32_t rev32(uint32_t x)
+{
+    x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
+    x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);
+    x = ((x >> 4) & 0x0f0f0f0fu) | ((x & 0x0f0f0f0fu) << 4);
+    x = ((x >> 8) & 0x00ff00ffu) | ((x & 0x00ff00ffu) << 8);
+    return (x >> 16) | (x << 16);
+}
+
+static unsigned log2_pow2(size_t n)
+{
+    unsigned k = 0;
+
+    while (((size_t)1 << k) < n)
+        k++;
+    return k;
+}
+
+/* The full position of an item in its shard (runs SipHash). */
+static uint64_t scan_pos(const struct scan *sc, const pc_item_t *it)
+{
+    unsigned sb = sc->s->shard_bits;
+    uint32_t hi = (uint32_t)(key_hash(sc->s, it->data, it->klen) >> 32);
+
+    return ((uint64_t)rev32(it->hash) << (32 - sb)) | (hi >> sb);
+}
+
+/* Whether an item's position is >= pos; hashes only when the stored bits tie. */
+static bool scan_at_or_after(const struct scan *sc, const pc_item_t *it, uint64_t pos)
+{
+    uint32_t a = rev32(it->hash), b = (uint32_t)(pos >> (sc->width - 32));
+
+    if (a != b)
+        return a > b;
+    return scan_pos(sc, it) >= pos;
+}
+
+static bool scan_wanted(const struct scan *sc, const pc_item_t *it)
+{
+    return !sc->want || sc->want(sc->arg, it->data, it->klen) != 0;
+}
+
+static void scan_take(struct scan *sc, pc_item_t *it)
+{
+    /* The table's reference keeps it alive while we hold the lock. */
+    atomic_fetch_add_explicit(&it->refs, 1, memory_order_relaxed);
+    sc->out[sc->n++] = it;
+}
+
+/*
+ * The chains holding bucket b of the current table: its own and, while
+ * resizing, the old bucket feeding it (whose items also belong to b's
+ * sibling: callers filter with hash & (nb - 1) == b).
+ */
+static unsigned do_scan_chains(const struct shard *sh, size_t b, pc_item_t *chains[2])
+{
+    chains[0] = sh->tab[b];
+    if (!sh->old)
+        return 1;
+    chains[1] = sh->old[b & (sh->old_nb - 1)];
+    return 2;
+}
+
+static bool do_scan_candidate(const struct scan *sc, const struct shard *sh, const pc_item_t *it,
+                              size_t b)
+{
+    return (it->hash & (sh->nb - 1)) == b && !item_expired(it, sc->now_ms);
+}
+
+/*
+ * Takes bucket b's wanted items in position order, starting at *pos, until
+ * out[] is full. Called when they do not all fit, so it always ends the
+ * call: false with *pos where the next call resumes, or true if that is
+ * past the shard's last position.
+ */
+static bool do_scan_ordered(struct scan *sc, const struct shard *sh, size_t b, uint64_t *pos)
+{
+    pc_item_t *chains[2];
+    unsigned nchains = do_scan_chains(sh, b, chains);
+    uint64_t lo = *pos;
+
+    for (;;) {
+        uint64_t least = 0;
+        size_t group = 0, room = sc->max - sc->n;
+        bool found = false;
+
+        /* The least position >= lo in the bucket... */
+        for (unsigned c = 0; c < nchains; c++) {
+            for (pc_item_t *it = chains[c]; it; it = it->hnext) {
+                uint64_t p;
+
+                sc->visits++;
+                if (!do_scan_candidate(sc, sh, it, b))
+                    continue;
+                p = scan_pos(sc, it);
+                if (p >= lo && (!found || p < least)) {
+                    least = p;
+                    found = true;
+                }
+            }
+        }
+        if (!found) {
+            /* Only if want() changed its mind; the bucket is done either way. */
+            *pos = lo;
+            return false;
+        }
+        /* ...and how many wanted items share it. */
+        for (unsigned c = 0; c < nchains; c++)
+            for (pc_item_t *it = chains[c]; it; it = it->hnext)
+                if (do_scan_candidate(sc, sh, it, b) && scan_pos(sc, it) == least &&
+                    scan_wanted(sc, it))
+                    group++;
+        if (group > room && sc->n > 0) {
+            *pos = least; /* the next call starts with this group */
+            return false;
+        }
+        /* All of the group, or (the documented exception) the first `room`. */
+        for (unsigned c = 0; c < nchains; c++)
+            for (pc_item_t *it = chains[c]; it && sc->n < sc->max; it = it->hnext)
+                if (do_scan_candidate(sc, sh, it, b) && scan_pos(sc, it) == least &&
+                    scan_wanted(sc, it))
+                    scan_take(sc, it);
+        if (least == sc->last)
+            return true;
+        lo = least + 1;
+        if (sc->n == sc->max) {
+            *pos = lo;
+            return false;
+        }
+    }
+}
+
+/*
+ * Takes bucket b's wanted items at positions >= *pos (from the bucket's
+ * start if `from_start`). True when the whole bucket was taken, else the
+ * call ends with *pos where the next one resumes (see do_scan_ordered).
+ */
+static bool do_scan_bucket(struct scan *sc, const struct shard *sh, size_t b, uint64_t *pos,
+                           bool from_start, bool *shard_done)
+{
+    pc_item_t *chains[2];
+    unsigned nchains = do_scan_chains(sh, b, chains);
+    size_t room = sc->max - sc->n, wanted = 0;
+
+    /* Optimistically, straight into out[]: refs are only taken if all fit. */
+    for (unsigned c = 0; c < nchains; c++) {
+        sc->visits++;
+        for (pc_item_t *it = chains[c]; it; it = it->hnext) {
+            sc->visits++;
+            if (!do_scan_candidate(sc, sh, it, b) ||
+                (!from_start && !scan_at_or_after(sc, it, *pos)) || !scan_wanted(sc, it))
+                continue;
+            if (wanted < room)
+                sc->out[sc->n + wanted] = it;
+            wanted++;
+        }
+    }
+    if (wanted <= room) {
+        for (size_t i = 0; i < wanted; i++)
+            scan_take(sc, sc->out[sc->n]); /* stores it where it already is */
+        return true;
+    }
+    *shard_done = do_scan_ordered(sc, sh, b, pos);
+    return false;
+}
+
+/*
+ * Scans one shard from *pos. True when its last bucket is done; false when
+ * out[] is full or the visit budget is spent, with *pos where to resume.
+ * The first bucket is always done (visits start at 0), so every call makes
+ * progress.
+ */
+static bool do_scan_shard(struct scan *sc, const struct shard *sh, uint64_t *pos)
+{
+    unsigned k = log2_pow2(sh->nb), shift = sc->width - k;
+
+    for (;;) {
+        uint64_t t = *pos >> shift;
+        size_t b = rev32((uint32_t)t) >> (32 - k);
+        bool from_start = (*pos & (((uint64_t)1 << shift) - 1)) == 0, shard_done = false;
+
+        if (sc->n == sc->max || sc->visits >= sc->max_visits)
+            return false;
+        if (!do_scan_bucket(sc, sh, b, pos, from_start, &shard_done))
+            return shard_done;
+        if (t + 1 == ((uint64_t)1 << k))
+            return true;
+        *pos = (t + 1) << shift;
+    }
+}
+
+size_t pc_store_scan(pc_store_t *s, uint64_t *cursor, uint64_t now_ms,
+                     int (*want)(void *arg, const uint8_t *key, size_t klen), void *arg,
+                     pc_item_t **out, size_t max)
+{
+    struct scan sc;
+    unsigned sb, shard;
+    uint64_t pos;
+
+    if (!s || !cursor || !out || max == 0)
+        return 0;
+    sb = s->shard_bits;
+    sc = (struct scan){
+        .s = s,
+        .width = 64 - sb,
+        .last = UINT64_MAX >> sb,
+        .now_ms = now_ms,
+        .want = want,
+        .arg = arg,
+        .out = out,
+        .max = max,
+        .max_visits = max > SIZE_MAX / SCAN_VISITS_PER_ITEM ? SIZE_MAX
+                                                            : max * SCAN_VISITS_PER_ITEM,
+    };
+    /* The cursor: the shard in the top S bits, the position below. */
+    shard = sb ? (unsigned)(*cursor >> (64 - sb)) : 0;
+    pos = *cursor & sc.last;
+    for (;;) {
+        struct shard *sh = &s->shards[shard];
+        bool done;
+
+        pthread_mutex_lock(&sh->lock);
+        done = do_scan_shard(&sc, sh, &pos);
+        pthread_mutex_unlock(&sh->lock);
+        if (done) {
+            if (++shard == s->nshards) {
+                *cursor = 0;
+                break;
+            }
+            pos = 0;
+        }
+        if (!done || sc.n == sc.max || sc.visits >= sc.max_visits) {
+            *cursor = (sb ? (uint64_t)shard << (64 - sb) : 0) | pos;
+            break;
+        }
+    }
+    return sc.n;
 }
 
 void pc_store_stats(pc_store_t *s, pc_store_stats_t *out)
@@ -1139,6 +1490,21 @@ uint64_t pc_item_version(const pc_item_t *it)
 uint64_t pc_item_expire(const pc_item_t *it)
 {
     return atomic_load_explicit(&it->expire, memory_order_relaxed);
+}
+
+uint32_t pc_item_epoch(const pc_item_t *it)
+{
+    return it->epoch;
+}
+
+uint32_t pc_store_epoch(pc_store_t *s)
+{
+    return atomic_load(&s->epoch);
+}
+
+uint32_t pc_store_epoch_bump(pc_store_t *s)
+{
+    return atomic_fetch_add(&s->epoch, 1) + 1;
 }
 
 unsigned pc_store_shards_for(size_t memory_limit, size_t max_item)

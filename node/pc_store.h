@@ -30,6 +30,11 @@
  * Keys are hashed with SipHash-2-4 (libsodium's crypto_shorthash) under a
  * per-store random key, so remote clients cannot engineer collisions.
  *
+ * Epochs: the store keeps a 32-bit counter, starting at 1, that the node
+ * bumps when it gains a ring slot; every item records the counter's value
+ * when it was stored, so copies stored before the bump can be told apart
+ * from copies stored after it (pc_store_epoch_bump, pc_item_epoch).
+ *
  * Thread rules: every function is thread-safe; each shard has its own
  * mutex, so calls on keys in different shards do not contend.
  */
@@ -130,6 +135,17 @@ int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, s
 /* Removes a key. 0 or PC_ENOTFOUND. Counts deletes. */
 int pc_store_del(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms);
 
+/*
+ * Versioned delete, for replicas: removes the key only if the stored
+ * item's version is < `version`, so a delete from the owner never removes
+ * a newer value. 0 removed; PC_ENOTFOUND absent or expired (an expired
+ * entry is removed and counted as an expiration, as del() does);
+ * PC_EEXISTS a version >= `version` is stored, and is kept; PC_EINVAL.
+ * Counts a delete only when it removes.
+ */
+int pc_store_del_if_older(pc_store_t *s, const void *key, size_t klen, uint64_t version,
+                          uint64_t now_ms);
+
 /* Sets a new expiry (0 = never) on a live key. 0 or PC_ENOTFOUND. The
  * expiry is the one field of an item that changes in place: a reader
  * holding a reference may see pc_item_expire() change. */
@@ -142,6 +158,65 @@ int pc_store_touch(pc_store_t *s, const void *key, size_t klen, uint64_t expire_
  * removed. Bounded work per call so a caller on an event loop never stalls.
  */
 size_t pc_store_sweep(pc_store_t *s, uint64_t now_ms, size_t budget);
+
+/*
+ * Visits the store in bounded steps, to stream its keys elsewhere (e.g. to
+ * a new owner when the ring changes). Start with *cursor == 0 and call
+ * until the cursor comes back to 0.
+ *
+ * Each call stores up to `max` items in out[] and returns how many: live
+ * (unexpired at now_ms) items for which want(arg, key, klen) returned
+ * non-zero (want NULL = every item). Each is a new reference: release
+ * every one with pc_store_release(). The call advances *cursor, and sets
+ * it to 0 once the whole store has been visited. A call may return fewer
+ * than `max`, even 0, before the end: it does bounded work (about
+ * 16 x max buckets and items, plus the bucket it stops in), so an event
+ * loop never stalls on a sparse table. Slots of out[] past the returned
+ * count may have been written. max == 0 returns 0 and leaves the cursor;
+ * so does a NULL store, cursor or out.
+ *
+ * Guarantees over one scan (from 0 back to 0):
+ *  - every key that is present and live for the whole scan, with want()
+ *    true for it, is returned, whatever resizes its shard's table goes
+ *    through meanwhile;
+ *  - no key is returned twice (the cursor only moves forward through a
+ *    fixed order of hash values; no table size enters it);
+ *  - a key set, replaced or deleted during the scan may or may not be
+ *    returned, and if it is, the item is the one stored at that moment.
+ * One exception, which keyed SipHash makes a matter of chance, not of
+ * input: if more than `max` keys in one shard share all 64 bits of their
+ * hash, a call that starts at them returns `max` of them and skips the
+ * rest. For max >= 2 that needs three keys with one 64-bit hash (odds
+ * about n^3 / 2^130 for n keys).
+ *
+ * Nothing else changes: no counter, no eviction metadata, no expiry (an
+ * expired item is skipped, not removed). want() runs under a shard lock:
+ * it must be pure (no store calls -- they would deadlock -- and no
+ * blocking) and may be called more than once for an item. Holds one shard
+ * lock at a time; cursors are independent, so scans may run concurrently.
+ * A cursor is only meaningful for the store that produced it.
+ */
+size_t pc_store_scan(pc_store_t *s, uint64_t *cursor, uint64_t now_ms,
+                     int (*want)(void *arg, const uint8_t *key, size_t klen), void *arg,
+                     pc_item_t **out, size_t max);
+
+/* The store's epoch: 1 at creation, raised only by pc_store_epoch_bump(). */
+uint32_t pc_store_epoch(pc_store_t *s);
+
+/*
+ * Atomically increments the epoch and returns the new value. An item's
+ * epoch is the store's epoch read under its shard lock as set() links the
+ * item, i.e. at one moment during that set() call. So, if bump returned e:
+ *  - an item stored by a set() that began after the bump returned (on any
+ *    thread, ordered after it by the caller's own synchronization) has
+ *    epoch >= e;
+ *  - an item stored by a set() that returned before the bump began has
+ *    epoch < e;
+ *  - a set() that overlaps the bump may record either.
+ * 32 bits: wraps after 2^32 - 1 bumps, which one per ring change never
+ * reaches.
+ */
+uint32_t pc_store_epoch_bump(pc_store_t *s);
 
 /* Snapshot of the counters (each read under its shard lock). */
 void pc_store_stats(pc_store_t *s, pc_store_stats_t *out);
@@ -163,5 +238,8 @@ size_t pc_item_vlen(const pc_item_t *it);
 uint32_t pc_item_flags(const pc_item_t *it);
 uint64_t pc_item_version(const pc_item_t *it);
 uint64_t pc_item_expire(const pc_item_t *it); /* 0 = never */
+/* The store's epoch when the item was stored (set of any mode); touch()
+ * keeps it. See pc_store_epoch_bump(). */
+uint32_t pc_item_epoch(const pc_item_t *it);
 
 #endif

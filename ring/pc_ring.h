@@ -48,11 +48,14 @@ typedef struct pc_ring_member {
 /*
  * Builds a ring of n members (n may be 0: an empty ring owns nothing) where
  * each key has min(replicas, n) distinct placements. The input order does
- * not matter: members are kept sorted by name, and member indexes below
- * are positions in that order. Names are copied.
- * 0, PC_EINVAL (duplicate or empty or too long name, weight out of range,
+ * not matter: members are kept sorted by name (bytewise, strcmp order),
+ * and member indexes below are positions in that order. Names are copied.
+ * 0, PC_EINVAL (duplicate, NULL, empty or too long name, weight out of range,
  * replicas 0 or over PC_RING_MAX_REPLICAS, n over PC_RING_MAX_MEMBERS) or
- * PC_ENOMEM. Cost: O(PC_RING_SLOTS * n) hash evaluations.
+ * PC_ENOMEM; also PC_EINVAL for a NULL out, or NULL members with n > 0.
+ * On failure *out is NULL. Cost: O(PC_RING_SLOTS * n) hash evaluations
+ * (about 5 ms for 10 members, up to 1 s for 4096: build off any event
+ * loop; figures in docs/RING.md).
  */
 int pc_ring_new(const pc_ring_member_t *members, size_t n, unsigned replicas, pc_ring_t **out);
 
@@ -60,11 +63,26 @@ int pc_ring_new(const pc_ring_member_t *members, size_t n, unsigned replicas, pc
 void pc_ring_free(pc_ring_t **r);
 
 /* The fixed 64-bit hash of a key that places it. Not keyed, not secret:
- * clients and nodes in every process must agree on it. */
+ * clients and nodes in every process must agree on it (its definition is
+ * in docs/RING.md). key may be NULL when len is 0. */
 uint64_t pc_ring_hash(const void *key, size_t len);
 
 /* The slot of a key, in [0, PC_RING_SLOTS). */
 uint32_t pc_ring_slot(const void *key, size_t len);
+
+/*
+ * The two building blocks of a slot's scores, exposed so that tests and
+ * implementations in other languages can check themselves against this
+ * one (docs/RING.md defines both exactly):
+ *   pc_ring_draw: member's uniform 64-bit draw for a slot, from
+ *     pc_ring_hash of its name;
+ *   pc_ring_neglog2: -log2(x / 2^64) in fixed point with 48 fraction bits
+ *     (x = 0 counts as 1), in [0, 2^54], never increasing with x.
+ * A member of weight w with draw x scores w / pc_ring_neglog2(x): the
+ * highest score owns the slot (ties: larger draw, then name order).
+ */
+uint64_t pc_ring_draw(uint64_t name_hash, uint32_t slot);
+uint64_t pc_ring_neglog2(uint64_t x);
 
 /* Number of members, and replicas per key as built (min(replicas, n)). */
 size_t pc_ring_size(const pc_ring_t *r);
@@ -80,11 +98,13 @@ long pc_ring_find(const pc_ring_t *r, const char *name);
 /*
  * The placements of a slot: the owner first, then the replicas in
  * preference order, as member indexes. Returns how many were written:
- * min(max, pc_ring_replicas(r)); 0 for an empty ring.
+ * min(max, pc_ring_replicas(r)); 0 for an empty ring or a slot out of
+ * range.
  */
 size_t pc_ring_slot_members(const pc_ring_t *r, uint32_t slot, uint32_t *out, size_t max);
 
-/* Owner of a slot / of a key as a member index, or -1 for an empty ring. */
+/* Owner of a slot / of a key as a member index, or -1 for an empty ring
+ * (or a slot out of range). */
 long pc_ring_slot_owner(const pc_ring_t *r, uint32_t slot);
 long pc_ring_owner(const pc_ring_t *r, const void *key, size_t len);
 
@@ -92,6 +112,8 @@ long pc_ring_owner(const pc_ring_t *r, const void *key, size_t len);
  * Identifies the placement: equal for two rings built from the same
  * (name, weight) set and replica count, in any input order, in any
  * process; different (with overwhelming probability) otherwise. Never 0.
+ * The replica count is the one built, min(replicas, n): rings of 2
+ * members asked for 2 or for 3 replicas place identically and share it.
  */
 uint64_t pc_ring_fingerprint(const pc_ring_t *r);
 
@@ -99,10 +121,15 @@ uint64_t pc_ring_fingerprint(const pc_ring_t *r);
 uint32_t pc_ring_owned_slots(const pc_ring_t *r, size_t i);
 
 /*
- * What moves from ring a to ring b. Calls fn once per slot whose placement
- * list differs, with the member indexes of a's and b's lists (na, nb of
- * them; the owner first). Either ring may be empty. Stops and returns fn's
- * value if fn returns non-zero; else returns the number of slots reported.
+ * What moves from ring a to ring b. Calls fn once per slot, in slot order,
+ * whose placement list differs (compared by member name, in order: a
+ * replica that changes rank counts as a change), with a's and b's lists as
+ * member indexes into a and into b respectively (na, nb of them; the owner
+ * first; valid during the call only). Either ring may be empty; fn may be
+ * NULL to count only. Returns the number of slots reported, or, as soon as
+ * fn returns non-zero, stops and returns that value: so fn should stop
+ * with a negative value (a PC_E* code), never a positive one, which would
+ * read as a count. PC_EINVAL if a or b is NULL. Never allocates.
  */
 typedef int (*pc_ring_move_fn)(void *arg, uint32_t slot, const uint32_t *from, size_t na,
                                const uint32_t *to, size_t nb);

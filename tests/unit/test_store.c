@@ -14,8 +14,12 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <sched.h>
+#include <sodium.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pc_store.h"
@@ -813,6 +817,554 @@ static void test_growth(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Epochs                                                              */
+/* ------------------------------------------------------------------ */
+
+static uint32_t epoch_of(pc_store_t *s, const char *k)
+{
+    pc_item_t *it = NULL;
+    uint32_t e;
+
+    assert_int_equal(pc_store_peek(s, k, strlen(k), 0, &it), PC_OK);
+    e = pc_item_epoch(it);
+    pc_store_release(s, it);
+    return e;
+}
+
+static void test_epoch(void **state)
+{
+    pc_store_t *s = new_store(1 << 20, 4, PC_EVICT_S3FIFO);
+    pc_item_t *old = NULL;
+
+    (void)state;
+    assert_int_equal(pc_store_epoch(s), 1);
+    assert_int_equal(set_kv(s, "a", "v", 0, 0), PC_OK);
+    assert_int_equal(set_kv(s, "b", "v", 0, 0), PC_OK);
+    assert_int_equal(epoch_of(s, "a"), 1);
+
+    assert_int_equal(pc_store_epoch_bump(s), 2);
+    assert_int_equal(pc_store_epoch(s), 2);
+    /* items stored before the bump keep their epoch, new ones get the new one */
+    assert_int_equal(epoch_of(s, "a"), 1);
+    assert_int_equal(set_kv(s, "c", "v", 0, 0), PC_OK);
+    assert_int_equal(epoch_of(s, "c"), 2);
+    /* a replacement is a new item: the current epoch; a reader keeps the old */
+    assert_int_equal(pc_store_get(s, "a", 1, 0, &old), PC_OK);
+    assert_int_equal(set_kv(s, "a", "w", 0, 0), PC_OK);
+    assert_int_equal(epoch_of(s, "a"), 2);
+    assert_int_equal(pc_item_epoch(old), 1);
+    pc_store_release(s, old);
+
+    assert_int_equal(pc_store_epoch_bump(s), 3);
+    assert_int_equal(pc_store_epoch_bump(s), 4);
+    /* every mode records it; a refused set leaves the stored epoch */
+    assert_int_equal(pc_store_set(s, "n", 1, "v", 1, 0, 5, 0, PC_STORE_SET_IF_NEWER, 0), PC_OK);
+    assert_int_equal(pc_store_set(s, "x", 1, "v", 1, 0, 0, 0, PC_STORE_SET_IF_ABSENT, 0), PC_OK);
+    assert_int_equal(epoch_of(s, "n"), 4);
+    assert_int_equal(epoch_of(s, "x"), 4);
+    assert_int_equal(pc_store_epoch_bump(s), 5);
+    assert_int_equal(pc_store_set(s, "n", 1, "w", 1, 0, 5, 0, PC_STORE_SET_IF_NEWER, 0),
+                     PC_EEXISTS);
+    assert_int_equal(pc_store_set(s, "x", 1, "w", 1, 0, 0, 0, PC_STORE_SET_IF_ABSENT, 0),
+                     PC_EEXISTS);
+    assert_int_equal(epoch_of(s, "n"), 4);
+    assert_int_equal(epoch_of(s, "x"), 4);
+    /* touch changes the expiry only */
+    assert_int_equal(pc_store_touch(s, "b", 1, 1000, 0), PC_OK);
+    assert_int_equal(epoch_of(s, "b"), 1);
+    assert_int_equal(pc_store_set(s, "n", 1, "w", 1, 0, 6, 0, PC_STORE_SET_IF_NEWER, 0), PC_OK);
+    assert_int_equal(epoch_of(s, "n"), 5);
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+/*
+ * The documented guarantee across threads: once bump() has returned e on
+ * one thread, a set() that another thread begins after learning of it
+ * (here through an atomic) stores an item with epoch >= e; and an item's
+ * epoch is never above the epoch read after its set() returned.
+ */
+#define EPOCH_SETS 20000
+
+struct epoch_arg {
+    pc_store_t *s;
+    _Atomic uint32_t published; /* the latest value bump() returned */
+    atomic_bool stop;
+    unsigned bad;
+    uint32_t raced; /* sets that saw the epoch move while they ran */
+};
+
+static void *epoch_bumper(void *p)
+{
+    struct epoch_arg *a = p;
+
+    while (!atomic_load(&a->stop))
+        atomic_store(&a->published, pc_store_epoch_bump(a->s));
+    return NULL;
+}
+
+static void *epoch_setter(void *p)
+{
+    struct epoch_arg *a = p;
+    char k[16];
+
+    /* Start racing once the bumper runs; go on until the race was seen. */
+    while (atomic_load(&a->published) == 1)
+        sched_yield();
+    for (unsigned i = 0; i < EPOCH_SETS || (a->raced < 100 && i < 20 * EPOCH_SETS); i++) {
+        uint32_t before = atomic_load(&a->published), after;
+        pc_item_t *it = NULL;
+
+        keyname(k, sizeof k, "e", i % 64);
+        if (set_kv(a->s, k, "v", 0, 0) != PC_OK ||
+            pc_store_peek(a->s, k, strlen(k), 0, &it) != PC_OK) {
+            a->bad++;
+            continue;
+        }
+        after = pc_store_epoch(a->s);
+        if (pc_item_epoch(it) < before || pc_item_epoch(it) > after)
+            a->bad++;
+        a->raced += after != before;
+        pc_store_release(a->s, it);
+    }
+    atomic_store(&a->stop, true);
+    return NULL;
+}
+
+static void test_epoch_threaded(void **state)
+{
+    struct epoch_arg a = {.s = new_store(1 << 22, 4, PC_EVICT_S3FIFO)};
+    pthread_t bumper, setter;
+
+    (void)state;
+    atomic_init(&a.published, pc_store_epoch(a.s));
+    atomic_init(&a.stop, false);
+    assert_int_equal(pthread_create(&bumper, NULL, epoch_bumper, &a), 0);
+    assert_int_equal(pthread_create(&setter, NULL, epoch_setter, &a), 0);
+    assert_int_equal(pthread_join(setter, NULL), 0);
+    assert_int_equal(pthread_join(bumper, NULL), 0);
+    assert_int_equal(a.bad, 0);
+    assert_true(pc_store_epoch(a.s) > 1);
+    /* the final bump is the largest value any bump returned */
+    assert_int_equal(pc_store_epoch(a.s), atomic_load(&a.published));
+    assert_consistent(a.s);
+    pc_store_free(&a.s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Versioned delete                                                    */
+/* ------------------------------------------------------------------ */
+
+static void test_del_if_older(void **state)
+{
+    pc_store_t *s = new_store(1 << 20, 4, PC_EVICT_S3FIFO);
+    pc_item_t *held = NULL;
+    pc_store_stats_t st;
+
+    (void)state;
+    assert_int_equal(pc_store_del_if_older(s, "k", 1, 10, 0), PC_ENOTFOUND);
+    assert_int_equal(pc_store_set(s, "k", 1, "v5", 2, 0, 5, 0, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    /* equal or newer stored: kept */
+    assert_int_equal(pc_store_del_if_older(s, "k", 1, 5, 0), PC_EEXISTS);
+    assert_int_equal(pc_store_del_if_older(s, "k", 1, 4, 0), PC_EEXISTS);
+    assert_int_equal(pc_store_del_if_older(s, "k", 1, 0, 0), PC_EEXISTS);
+    assert_value(s, "k", "v5", 0);
+    assert_int_equal(stats(s).deletes, 0);
+    /* older stored: removed, counted; a reader's reference stays valid */
+    assert_int_equal(pc_store_get(s, "k", 1, 0, &held), PC_OK);
+    assert_int_equal(pc_store_del_if_older(s, "k", 1, 6, 0), PC_OK);
+    assert_false(present(s, "k", 0));
+    assert_memory_equal(pc_item_value(held), "v5", 2);
+    pc_store_release(s, held);
+    assert_int_equal(pc_store_del_if_older(s, "k", 1, 6, 0), PC_ENOTFOUND);
+    /* an expired entry is absent, whatever its version, and is removed */
+    assert_int_equal(pc_store_set(s, "t", 1, "v", 1, 0, 1, 100, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    assert_int_equal(pc_store_del_if_older(s, "t", 1, 9, 100), PC_ENOTFOUND);
+    assert_int_equal(pc_store_set(s, "u", 1, "v", 1, 0, 99, 100, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    assert_int_equal(pc_store_del_if_older(s, "u", 1, 1, 100), PC_ENOTFOUND);
+    /* the largest version can never be removed this way */
+    assert_int_equal(
+        pc_store_set(s, "m", 1, "v", 1, 0, UINT64_MAX, 0, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    assert_int_equal(pc_store_del_if_older(s, "m", 1, UINT64_MAX, 0), PC_EEXISTS);
+    assert_int_equal(pc_store_del_if_older(NULL, "m", 1, 1, 0), PC_EINVAL);
+    assert_int_equal(pc_store_del_if_older(s, NULL, 1, 1, 0), PC_EINVAL);
+    st = stats(s);
+    assert_int_equal(st.deletes, 1);
+    assert_int_equal(st.expirations, 2);
+    assert_int_equal(st.items, 1);
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Scan                                                                */
+/* ------------------------------------------------------------------ */
+
+/* Key ids: keys are "<prefix><id>"; -1 if the key is not one of ours. */
+static long key_id(const uint8_t *key, size_t klen, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    long id = 0;
+
+    if (klen <= pl || memcmp(key, prefix, pl) != 0 || klen - pl > 9)
+        return -1;
+    for (size_t i = pl; i < klen; i++) {
+        if (key[i] < '0' || key[i] > '9')
+            return -1;
+        id = id * 10 + (key[i] - '0');
+    }
+    return id;
+}
+
+struct scan_seen {
+    const char *prefix;
+    unsigned *count; /* times each id was returned */
+    size_t nids;
+    size_t returned, calls, foreign;
+};
+
+/* Records what one call returned, checks it, releases it. */
+static void scan_record(pc_store_t *s, struct scan_seen *sn, pc_item_t **out, size_t n,
+                        size_t max)
+{
+    assert_true(n <= max);
+    sn->calls++;
+    sn->returned += n;
+    for (size_t i = 0; i < n; i++) {
+        long id = key_id(pc_item_key(out[i]), pc_item_klen(out[i]), sn->prefix);
+
+        if (id >= 0 && (size_t)id < sn->nids)
+            sn->count[id]++;
+        else
+            sn->foreign++;
+        /* a value names its key, so a mixed-up reference shows */
+        assert_int_equal(pc_item_vlen(out[i]), pc_item_klen(out[i]));
+        assert_memory_equal(pc_item_value(out[i]), pc_item_key(out[i]), pc_item_klen(out[i]));
+        pc_store_release(s, out[i]);
+    }
+}
+
+/* A whole scan, start to end; returns the number of calls. */
+static size_t scan_all(pc_store_t *s, uint64_t now, int (*want)(void *, const uint8_t *, size_t),
+                       void *arg, size_t max, struct scan_seen *sn)
+{
+    pc_item_t *out[64];
+    uint64_t cursor = 0;
+    size_t calls = 0;
+
+    assert_true(max <= 64);
+    do {
+        size_t n = pc_store_scan(s, &cursor, now, want, arg, out, max);
+        scan_record(s, sn, out, n, max);
+        calls++;
+        assert_true(calls < 1000000);
+    } while (cursor != 0);
+    return calls;
+}
+
+static void fill(pc_store_t *s, const char *prefix, unsigned from, unsigned to, uint64_t expire)
+{
+    char k[32];
+
+    for (unsigned i = from; i < to; i++) {
+        keyname(k, sizeof k, prefix, i);
+        assert_int_equal(set_kv(s, k, k, expire, 0), PC_OK);
+    }
+}
+
+#define SCAN_KEYS 50000
+
+static void test_scan_every_item_once(void **state)
+{
+    static unsigned count[SCAN_KEYS];
+    const size_t maxes[] = {1, 7, 64};
+    pc_store_t *s = new_store((size_t)64 << 20, 16, PC_EVICT_S3FIFO);
+    pc_store_stats_t before, after;
+
+    (void)state;
+    fill(s, "scan-", 0, SCAN_KEYS, 0);
+    before = stats(s);
+    for (size_t m = 0; m < sizeof maxes / sizeof maxes[0]; m++) {
+        struct scan_seen sn = {.prefix = "scan-", .count = count, .nids = SCAN_KEYS};
+        size_t calls;
+
+        memset(count, 0, sizeof count);
+        calls = scan_all(s, 0, NULL, NULL, maxes[m], &sn);
+        for (unsigned i = 0; i < SCAN_KEYS; i++)
+            assert_int_equal(count[i], 1);
+        assert_int_equal(sn.returned, SCAN_KEYS);
+        assert_int_equal(sn.foreign, 0);
+        assert_true(calls >= SCAN_KEYS / maxes[m]);
+    }
+    /* counters and items untouched; every reference given back */
+    after = stats(s);
+    assert_memory_equal(&before, &after, sizeof before);
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+static int want_mod3(void *arg, const uint8_t *key, size_t klen)
+{
+    long id = key_id(key, klen, "scan-");
+
+    (*(unsigned *)arg)++;
+    return id >= 0 && id % 3 == 0;
+}
+
+static void test_scan_want(void **state)
+{
+    static unsigned count[SCAN_KEYS / 5];
+    pc_store_t *s = new_store((size_t)16 << 20, 8, PC_EVICT_LRU);
+    struct scan_seen sn = {.prefix = "scan-", .count = count, .nids = SCAN_KEYS / 5};
+    unsigned asked = 0;
+
+    (void)state;
+    fill(s, "scan-", 0, SCAN_KEYS / 5, 0);
+    fill(s, "other-", 0, 1000, 0);
+    scan_all(s, 0, want_mod3, &asked, 5, &sn);
+    for (unsigned i = 0; i < SCAN_KEYS / 5; i++)
+        assert_int_equal(count[i], i % 3 == 0);
+    assert_int_equal(sn.foreign, 0);
+    assert_true(asked >= SCAN_KEYS / 5 + 1000);
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+/*
+ * Sets between calls make every table double several times mid-scan,
+ * some calls landing while a shard is between two tables; keys are also
+ * deleted and re-added. Keys present throughout come back exactly once;
+ * no key at all comes back twice.
+ */
+static void scan_under_growth(unsigned shards, size_t max)
+{
+    enum { OLD = 3000, NEW = 60000, CHURN = 500 };
+    static unsigned count[OLD], newcount[NEW], churncount[CHURN];
+    pc_store_t *s = new_store((size_t)128 << 20, shards, PC_EVICT_S3FIFO);
+    struct scan_seen old = {.prefix = "old-", .count = count, .nids = OLD};
+    struct scan_seen fresh = {.prefix = "new-", .count = newcount, .nids = NEW};
+    struct scan_seen churn = {.prefix = "churn-", .count = churncount, .nids = CHURN};
+    pc_item_t *out[64];
+    uint64_t cursor = 0, rng = 99;
+    unsigned added = 0;
+    size_t calls = 0;
+
+    memset(count, 0, sizeof count);
+    memset(newcount, 0, sizeof newcount);
+    memset(churncount, 0, sizeof churncount);
+    fill(s, "old-", 0, OLD, 0);
+    fill(s, "churn-", 0, CHURN, 0);
+    do {
+        size_t n = pc_store_scan(s, &cursor, 0, NULL, NULL, out, max);
+        char k[32];
+
+        for (size_t i = 0; i < n; i++) {
+            const uint8_t *key = pc_item_key(out[i]);
+            size_t klen = pc_item_klen(out[i]);
+            struct scan_seen *sn = key_id(key, klen, "old-") >= 0   ? &old
+                                   : key_id(key, klen, "new-") >= 0 ? &fresh
+                                                                    : &churn;
+            scan_record(s, sn, &out[i], 1, max);
+        }
+        /* grow: enough sets per call to pass several doublings by the end */
+        if (added < NEW) {
+            fill(s, "new-", added, added + 40, 0);
+            added += 40;
+        }
+        /* churn: delete a key, and (re-)add another */
+        keyname(k, sizeof k, "churn-", (unsigned)(rng_next(&rng) % CHURN));
+        pc_store_del(s, k, strlen(k), 0);
+        keyname(k, sizeof k, "churn-", (unsigned)(rng_next(&rng) % CHURN));
+        assert_int_equal(set_kv(s, k, k, 0, 0), PC_OK);
+        if (++calls % 97 == 0)
+            assert_consistent(s);
+        assert_true(calls < 1000000);
+    } while (cursor != 0);
+
+    for (unsigned i = 0; i < OLD; i++)
+        assert_int_equal(count[i], 1);
+    for (unsigned i = 0; i < NEW; i++)
+        assert_true(newcount[i] <= 1);
+    for (unsigned i = 0; i < CHURN; i++)
+        assert_true(churncount[i] <= 1);
+    /* the tables really did grow under the scan: most keys came in during it */
+    assert_true(added > 10 * OLD);
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+static void test_scan_under_growth(void **state)
+{
+    (void)state;
+    scan_under_growth(1, 3);
+    scan_under_growth(4, 1);
+    scan_under_growth(64, 16);
+}
+
+static void test_scan_empty(void **state)
+{
+    pc_store_t *s = new_store(1 << 20, 64, PC_EVICT_S3FIFO);
+    pc_item_t *out[4] = {NULL};
+    uint64_t cursor = 0;
+    size_t calls = 0;
+
+    (void)state;
+    /* room for everything: one call visits the whole (empty) store */
+    assert_int_equal(pc_store_scan(s, &cursor, 0, NULL, NULL, out, 4), 0);
+    assert_true(cursor != 0); /* 64 x 16 buckets is more than 64 visits */
+    do {
+        assert_int_equal(pc_store_scan(s, &cursor, 0, NULL, NULL, out, 1), 0);
+        calls++;
+    } while (cursor != 0 && calls < 1000);
+    assert_int_equal(cursor, 0);
+    /* bounded: 1024 empty buckets at 16 visits per call */
+    assert_true(calls >= 32);
+    /* invalid calls do nothing */
+    cursor = 0;
+    assert_int_equal(pc_store_scan(s, &cursor, 0, NULL, NULL, out, 0), 0);
+    assert_int_equal(pc_store_scan(s, &cursor, 0, NULL, NULL, NULL, 4), 0);
+    assert_int_equal(pc_store_scan(s, NULL, 0, NULL, NULL, out, 4), 0);
+    assert_int_equal(pc_store_scan(NULL, &cursor, 0, NULL, NULL, out, 4), 0);
+    pc_store_free(&s);
+}
+
+/* A table left large and sparse: each call still does bounded work. */
+static void test_scan_sparse_bounded(void **state)
+{
+    static unsigned count[20000];
+    pc_store_t *s = new_store((size_t)16 << 20, 1, PC_EVICT_LRU);
+    struct scan_seen sn = {.prefix = "sp-", .count = count, .nids = 20000};
+    char k[32];
+    size_t calls;
+
+    (void)state;
+    fill(s, "sp-", 0, 20000, 0);
+    for (unsigned i = 0; i < 20000; i++) {
+        keyname(k, sizeof k, "sp-", i);
+        if (i % 5000 != 0)
+            assert_int_equal(pc_store_del(s, k, strlen(k), 0), PC_OK);
+    }
+    calls = scan_all(s, 0, NULL, NULL, 2, &sn);
+    assert_int_equal(sn.returned, 4);
+    for (unsigned i = 0; i < 20000; i += 5000)
+        assert_int_equal(count[i], 1);
+    /* >= 16384 buckets at about 32 visits per call */
+    assert_true(calls >= 16384 / 40);
+    pc_store_free(&s);
+}
+
+/* Expired items are skipped, not removed; nothing else is touched. */
+static void test_scan_expired_and_untouched(void **state)
+{
+    static unsigned count[400];
+    pc_store_t *s = store_for(300, 5, 5, PC_EVICT_LRU); /* x-100 .. x-399 */
+    struct scan_seen sn = {.prefix = "x-", .count = count, .nids = 400};
+    pc_store_stats_t before, after;
+
+    (void)state;
+    /* ids 100-199 expire at 50, the others never */
+    fill(s, "x-", 100, 200, 50);
+    fill(s, "x-", 200, 300, 0);
+    fill(s, "x-", 300, 400, 0);
+    before = stats(s);
+    scan_all(s, 50, NULL, NULL, 8, &sn);
+    assert_int_equal(sn.returned, 200);
+    for (unsigned i = 100; i < 400; i++)
+        assert_int_equal(count[i], i >= 200);
+    /* still there before their expiry; not removed, not counted */
+    scan_all(s, 49, NULL, NULL, 8, &sn);
+    assert_int_equal(sn.returned, 200 + 300);
+    for (unsigned i = 100; i < 400; i++)
+        assert_int_equal(count[i], i >= 200 ? 2 : 1);
+    after = stats(s);
+    assert_memory_equal(&before, &after, sizeof before);
+    /* LRU order untouched: the next insert evicts the oldest, x-100 */
+    assert_int_equal(set_kv(s, "x-0", "x-0", 0, 0), PC_OK);
+    assert_int_equal(stats(s).evictions, 1);
+    assert_false(present(s, "x-100", 0));
+    assert_true(present(s, "x-101", 0));
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* How many times one scan (max 1) returns `key`; *total gets all returned. */
+static unsigned scan_count_key(pc_store_t *s, const char *key, size_t *total)
+{
+    pc_item_t *out[1];
+    uint64_t cursor = 0;
+    unsigned seen = 0;
+
+    *total = 0;
+    do {
+        size_t n = pc_store_scan(s, &cursor, 0, NULL, NULL, out, 1);
+
+        for (size_t i = 0; i < n; i++) {
+            seen += pc_item_klen(out[i]) == strlen(key) &&
+                    memcmp(pc_item_key(out[i]), key, strlen(key)) == 0;
+            (*total)++;
+            pc_store_release(s, out[i]);
+        }
+        assert_true(*total < 100000);
+    } while (cursor != 0);
+    return seen;
+}
+
+/*
+ * Two keys whose stored 32-bit hashes are equal share a bucket at every
+ * table size and tie on the cursor's stored bits: scan must order them by
+ * the rest of their hash and resume between them, even with max 1.
+ */
+static void test_scan_hash_collision(void **state)
+{
+    enum { N = 200000 };
+    static uint64_t lo[N];
+    pc_store_t *s = new_store(1 << 22, 1, PC_EVICT_S3FIFO);
+    unsigned a = 0, b = 0;
+    char k[32], ka[32], kb[32];
+    size_t total;
+
+    (void)state;
+    assert_true(sodium_init() >= 0);
+    /* birthday search on the low 32 bits, read as the store reads them */
+    for (unsigned i = 0; i < N; i++) {
+        unsigned char h[crypto_shorthash_BYTES];
+
+        keyname(k, sizeof k, "c", i);
+        crypto_shorthash(h, (const unsigned char *)k, strlen(k), test_key);
+        lo[i] = ((uint64_t)h[0] | (uint64_t)h[1] << 8 | (uint64_t)h[2] << 16 |
+                 (uint64_t)h[3] << 24) << 32 | i;
+    }
+    qsort(lo, N, sizeof lo[0], cmp_u64);
+    for (unsigned i = 1; i < N && a == b; i++) {
+        if (lo[i] >> 32 == lo[i - 1] >> 32) {
+            a = (unsigned)lo[i - 1];
+            b = (unsigned)lo[i];
+        }
+    }
+    assert_true(a != b); /* about 4.7 such pairs are expected */
+    keyname(ka, sizeof ka, "c", a);
+    keyname(kb, sizeof kb, "c", b);
+    assert_int_equal(set_kv(s, ka, ka, 0, 0), PC_OK);
+    assert_int_equal(set_kv(s, kb, kb, 0, 0), PC_OK);
+    assert_int_equal(scan_count_key(s, ka, &total), 1);
+    assert_int_equal(scan_count_key(s, kb, &total), 1);
+    assert_int_equal(total, 2);
+    /* again among neighbours, in a grown table */
+    fill(s, "col-", 0, 300, 0);
+    assert_int_equal(scan_count_key(s, ka, &total), 1);
+    assert_int_equal(scan_count_key(s, kb, &total), 1);
+    assert_int_equal(total, 302);
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+/* ------------------------------------------------------------------ */
 /* Threads                                                             */
 /* ------------------------------------------------------------------ */
 
@@ -953,6 +1505,16 @@ int main(void)
         cmocka_unit_test(test_toobig),
         cmocka_unit_test(test_counters_exact),
         cmocka_unit_test(test_growth),
+        cmocka_unit_test(test_epoch),
+        cmocka_unit_test(test_epoch_threaded),
+        cmocka_unit_test(test_del_if_older),
+        cmocka_unit_test(test_scan_every_item_once),
+        cmocka_unit_test(test_scan_want),
+        cmocka_unit_test(test_scan_under_growth),
+        cmocka_unit_test(test_scan_empty),
+        cmocka_unit_test(test_scan_sparse_bounded),
+        cmocka_unit_test(test_scan_expired_and_untouched),
+        cmocka_unit_test(test_scan_hash_collision),
         cmocka_unit_test(test_multithreaded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
