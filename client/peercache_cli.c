@@ -51,6 +51,7 @@ typedef struct cli {
     const char *nodes_from; /* "--nodes", "PEERCACHE_NODES" or NULL (default) */
     const char *token;
     int timeout_ms;
+    bool no_ring;
     bool json;
     bool raw;
     const char *set_opt; /* first set-only option given, for messages */
@@ -510,6 +511,60 @@ static int cmd_stats(pc_client_t *c, const cli_t *cli)
     return EXIT_OK;
 }
 
+/* A fingerprint as JSON carries it: a string of 16 hex digits, since JSON
+ * numbers above 2^53 lose digits in most parsers. */
+static void print_cluster_json(const pc_cluster_info_t *ci)
+{
+    printf("{\"fingerprint\":\"%016" PRIx64 "\",\"replicas\":%u,\"from\":", ci->fingerprint,
+           ci->replicas);
+    json_text(stdout, ci->from);
+    fputs(",\"members\":[", stdout);
+    for (size_t i = 0; i < ci->nmembers; i++) {
+        const pc_client_member_t *m = &ci->members[i];
+
+        if (i > 0)
+            fputc(',', stdout);
+        fputs("{\"name\":", stdout);
+        json_text(stdout, m->name);
+        fputs(",\"addr\":", stdout);
+        json_text(stdout, m->addr);
+        printf(",\"state\":\"%s\",\"incarnation\":%" PRIu64 ",\"weight\":%" PRIu32
+               ",\"owned_slots\":%" PRIu32 ",\"share\":%.6f}",
+               pc_client_member_state_name(m->state), m->incarnation, m->weight,
+               m->owned_slots, m->share);
+    }
+    fputs("]}\n", stdout);
+}
+
+/*
+ * One header line, then one line per member with tab-separated fields:
+ * name, address, state, incarnation, weight, share of the keyspace. The
+ * share is rounded to 0.1%, so a 3-way split shows as 33.3% or 33.4%.
+ */
+static int cmd_cluster(pc_client_t *c, const cli_t *cli)
+{
+    pc_cluster_info_t *ci = NULL;
+    int rc = pc_client_cluster(c, &ci);
+
+    if (rc != 0)
+        return report(c, "cluster", rc);
+    if (cli->json) {
+        print_cluster_json(ci);
+    } else {
+        printf("fingerprint %016" PRIx64 " replicas %u members %zu (from %s)\n", ci->fingerprint,
+               ci->replicas, ci->nmembers, ci->from);
+        for (size_t i = 0; i < ci->nmembers; i++) {
+            const pc_client_member_t *m = &ci->members[i];
+
+            printf("%s\t%s\t%s\t%" PRIu64 "\t%" PRIu32 "\t%.1f%%\n", m->name, m->addr,
+                   pc_client_member_state_name(m->state), m->incarnation, m->weight,
+                   m->share * 100.0);
+        }
+    }
+    pc_cluster_info_free(&ci);
+    return EXIT_OK;
+}
+
 static const cmd_t cmds[] = {
     {"get", 1, 1, ALLOW_RAW, "KEY", cmd_get},
     {"set", 1, 2, ALLOW_SET, "KEY [VALUE]", cmd_set},
@@ -518,6 +573,7 @@ static const cmd_t cmds[] = {
     {"mget", 1, INT_MAX, 0, "KEY...", cmd_mget},
     {"ping", 0, 0, 0, "no arguments", cmd_ping},
     {"stats", 0, 0, 0, "no arguments", cmd_stats},
+    {"cluster", 0, 0, 0, "no arguments", cmd_cluster},
 };
 
 /* ---- command line ------------------------------------------------------------------ */
@@ -527,9 +583,11 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: " PROG " [OPTIONS] COMMAND [ARGS...]\n"
             "\n"
-            "Talks to a peercache node. Options may come before or after the\n"
-            "command; \"--\" ends the options (for keys or values that start\n"
-            "with '-').\n"
+            "Talks to a peercache cluster. Each key is sent straight to the\n"
+            "node that owns it (learned from the nodes given with --nodes);\n"
+            "ping, stats and cluster ask the first of those nodes that\n"
+            "answers. Options may come before or after the command; \"--\"\n"
+            "ends the options (for keys or values that start with '-').\n"
             "\n"
             "Commands:\n"
             "  get KEY           Print the value of KEY, followed by a newline\n"
@@ -549,6 +607,13 @@ static void usage(FILE *out)
             "  ping              Check that a node answers. Prints \"PONG\".\n"
             "  stats             Print the node's counters, one \"NAME VALUE\"\n"
             "                    line each.\n"
+            "  cluster           Print the cluster as the node sees it: a line\n"
+            "                    \"fingerprint HEX replicas R members N (from\n"
+            "                    NODE)\", then one line per member, sorted by\n"
+            "                    name, with tab-separated NAME ADDRESS STATE\n"
+            "                    INCARNATION WEIGHT SHARE; STATE is alive,\n"
+            "                    suspect, dead or left, SHARE the part of the\n"
+            "                    keyspace it owns (e.g. 33.4%%).\n"
             "\n"
             "Options:\n"
             "  --nodes HOST:PORT[,HOST:PORT...]\n"
@@ -558,6 +623,9 @@ static void usage(FILE *out)
             "                    2000), for connecting and for each request.\n"
             "  --token TOKEN     Client token sent on connect (default:\n"
             "                    $PEERCACHE_TOKEN, which keeps it out of `ps`).\n"
+            "  --no-ring         Send every request to the first node that\n"
+            "                    answers, which relays it to the key's owner,\n"
+            "                    instead of to the owner directly.\n"
             "  --json            Print JSON instead of text; see below.\n"
             "  --raw             get: no newline after the value.\n"
             "  --ttl MS          set: expire after MS milliseconds (default never).\n"
@@ -578,6 +646,10 @@ static void usage(FILE *out)
             "  set     {\"ok\":true,\"version\":N}\n"
             "  del, touch, ping   {\"ok\":true}\n"
             "  stats   {\"NAME\":N,...}\n"
+            "  cluster {\"fingerprint\":\"HEX\",\"replicas\":R,\"from\":NODE,\n"
+            "          \"members\":[{\"name\":S,\"addr\":S,\"state\":S,\n"
+            "          \"incarnation\":N,\"weight\":N,\"owned_slots\":N,\n"
+            "          \"share\":F}, ...]} (share from 0 to 1).\n"
             "  Keys and values are JSON strings when they are valid UTF-8;\n"
             "  otherwise the field is \"key_base64\" / \"value_base64\" instead,\n"
             "  holding the exact bytes in standard base64 (RFC 4648, padded).\n"
@@ -653,6 +725,8 @@ static int apply_option(cli_t *cli, const char *name, const char *value, const c
         cli->json = true;
     } else if (strcmp(name, "raw") == 0) {
         cli->raw = true;
+    } else if (strcmp(name, "no-ring") == 0) {
+        cli->no_ring = true;
     } else if (strcmp(name, "nx") == 0 || strcmp(name, "xx") == 0) {
         int cond = name[0] == 'n' ? PC_CLIENT_COND_NX : PC_CLIENT_COND_XX;
 
@@ -773,6 +847,7 @@ int main(int argc, char **argv)
     opt.nodes = cli.nodes;
     opt.timeout_ms = cli.timeout_ms;
     opt.token = cli.token;
+    opt.no_ring = cli.no_ring;
     rc = pc_client_new(&opt, &c);
     if (rc == PC_EINVAL) {
         fprintf(stderr,

@@ -35,6 +35,7 @@ static const struct err_info err_table[] = {
     [-PC_EIO] = {"PC_EIO", "system call failed"},
     [-PC_ECLOSED] = {"PC_ECLOSED", "closed or shutting down"},
     [-PC_ERANGE] = {"PC_ERANGE", "value out of range"},
+    [-PC_ERETRY] = {"PC_ERETRY", "the cluster is changing: not applied, retry"},
 };
 
 #define ERR_COUNT (sizeof(err_table) / sizeof(err_table[0]))

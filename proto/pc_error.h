@@ -31,6 +31,7 @@ enum pc_err {
     PC_EIO = -15,       /* system call failed (see errno where documented) */
     PC_ECLOSED = -16,   /* the object is closed / shutting down */
     PC_ERANGE = -17,    /* a value is out of its allowed range (config) */
+    PC_ERETRY = -18,    /* the cluster is changing: not applied, retry */
 };
 
 /* Name-like human message for an error code ("not found"). Static storage. */

@@ -62,6 +62,7 @@ static const struct status_info status_table[PC_ST_MAX + 1] = {
     [PC_ST_BUSY] = {"BUSY", "server busy, retry later"},
     [PC_ST_INTERNAL] = {"INTERNAL", "internal server error"},
     [PC_ST_AUTH_REQUIRED] = {"AUTH_REQUIRED", "authentication required"},
+    [PC_ST_RETRY] = {"RETRY", "the cluster is changing: nothing was applied, retry"},
 };
 
 const char *pc_status_name(uint32_t status)
@@ -99,6 +100,8 @@ int pc_status_to_err(uint32_t status)
         return PC_EBUSY;
     case PC_ST_AUTH_REQUIRED:
         return PC_EINVAL;
+    case PC_ST_RETRY:
+        return PC_ERETRY;
     case PC_ST_INTERNAL:
     default:
         return PC_EINTERNAL;
@@ -130,6 +133,8 @@ uint32_t pc_err_to_status(int err)
     case PC_ENOMEM:
     case PC_ECLOSED:
         return PC_ST_BUSY;
+    case PC_ERETRY:
+        return PC_ST_RETRY;
     default:
         return PC_ST_INTERNAL;
     }

@@ -80,8 +80,10 @@ enum pc_status {
     PC_ST_BUSY = 7,
     PC_ST_INTERNAL = 8,
     PC_ST_AUTH_REQUIRED = 9, /* reserved for the token issue */
+    PC_ST_RETRY = 10,        /* the ring is changing under this request:
+                                nothing was applied; refresh and retry */
 };
-#define PC_ST_MAX 9
+#define PC_ST_MAX 10
 
 /* SET conditions. */
 enum pc_cond {
