@@ -1,6 +1,12 @@
 /*
- * main.c -- peercached: wires config, log, store, backend and server
- * together in that order and tears them down in reverse.
+ * main.c -- peercached: wires config, log, store, backend, peer pool,
+ * cluster and server together in that order and tears them down in
+ * reverse.
+ *
+ * Shutdown (SIGTERM / SIGINT): leave the cluster first, so that the others
+ * stop sending us keys while we still answer; then drain the client
+ * connections; then close the cluster's socket, the peer connections and
+ * Redis.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -13,8 +19,10 @@
 
 #include "pc_addr.h"
 #include "pc_backend.h"
+#include "pc_cluster.h"
 #include "pc_config.h"
 #include "pc_log.h"
+#include "pc_peer.h"
 #include "pc_server.h"
 #include "pc_store.h"
 
@@ -26,6 +34,8 @@ typedef struct app {
     pc_log_t log;
     pc_store_t *store;
     pc_backend_t *backend;
+    pc_peer_pool_t *peers;
+    pc_cluster_t *cluster;
     pc_server_t *server;
     uv_signal_t sigterm, sigint;
     int stopping;
@@ -37,14 +47,40 @@ static void backend_closed(void *arg)
     a->backend = NULL;
 }
 
-static void server_done(void *arg)
+static void peers_closed(void *arg)
 {
     app_t *a = arg;
-    pc_log_info(&a->log, "all connections closed");
     if (a->backend)
         pc_backend_close(a->backend, backend_closed, a);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+}
+
+static void cluster_closed(void *arg)
+{
+    app_t *a = arg;
+    pc_peer_pool_close(a->peers, peers_closed, a);
+}
+
+static void server_done(void *arg)
+{
+    app_t *a = arg;
+    pc_log_info(&a->log, "all connections closed");
+    pc_cluster_close(a->cluster, cluster_closed, a);
+}
+
+static void handed_off(void *arg)
+{
+    app_t *a = arg;
+    pc_server_shutdown(a->server, server_done, a);
+}
+
+/* The others know we left: stream our keys to their new owners (the
+ * hand-off our own ring change started), then drain and stop. */
+static void cluster_left(void *arg)
+{
+    app_t *a = arg;
+    pc_server_after_handoff(a->server, handed_off, a);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -55,8 +91,9 @@ static void on_signal(uv_signal_t *h, int signum)
         exit(1);
     }
     a->stopping = 1;
-    pc_log_info(&a->log, "%s: draining and shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    pc_server_shutdown(a->server, server_done, a);
+    pc_log_info(&a->log, "%s: leaving the cluster, draining and shutting down",
+                signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    pc_cluster_leave(a->cluster, cluster_left, a);
 }
 
 int main(int argc, char **argv)
@@ -115,11 +152,26 @@ int main(int argc, char **argv)
         }
     }
 
-    if ((rc = pc_server_new(&a.loop, &a.cfg, a.store, a.backend, &a.log, &a.server)) < 0) {
+    pc_peer_config_t pcfg = {.connect_timeout_ms = a.cfg.peer_timeout_ms,
+                             .request_timeout_ms = a.cfg.peer_timeout_ms,
+                             .max_frame = (uint32_t)a.cfg.max_frame};
+    if ((rc = pc_peer_pool_new(&a.loop, &pcfg, &a.log, &a.peers)) < 0) {
+        fprintf(stderr, "peercached: peers: %s\n", pc_strerror(rc));
+        return 1;
+    }
+    if ((rc = pc_cluster_new(&a.loop, &a.cfg, a.peers, &a.log, &a.cluster)) < 0) {
+        fprintf(stderr, "peercached: cluster: %s\n", pc_strerror(rc));
+        return rc == PC_EINVAL ? 2 : 1;
+    }
+    if ((rc = pc_server_new(&a.loop, &a.cfg, a.store, a.backend, a.cluster, a.peers, &a.log,
+                            &a.server)) < 0) {
         fprintf(stderr, "peercached: server: %s\n", pc_strerror(rc));
         return 1;
     }
+    pc_cluster_set_ring_cb(a.cluster, pc_server_ring_changed, a.server);
     if (pc_server_start(a.server) < 0)
+        return 1; /* reason logged */
+    if (pc_cluster_start(a.cluster) < 0)
         return 1; /* reason logged */
 
     uv_signal_init(&a.loop, &a.sigterm);
@@ -128,10 +180,13 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
 
-    pc_log_info(&a.log, "peercached %s listening on %s (redis %s%s%s, memory %zu bytes, %s)",
-                PC_VERSION_STRING, a.cfg.listen, a.cfg.redis,
+    pc_log_info(&a.log,
+                "peercached %s listening on %s, gossip %s (redis %s%s%s, memory %zu bytes, %s, "
+                "replicas %llu%s%s)",
+                PC_VERSION_STRING, a.cfg.listen, a.cfg.gossip, a.cfg.redis,
                 a.cfg.redis_prefix[0] ? ", prefix " : "", a.cfg.redis_prefix, a.cfg.memory,
-                a.cfg.eviction);
+                a.cfg.eviction, (unsigned long long)a.cfg.replicas,
+                a.cfg.join[0] ? ", joining " : "", a.cfg.join);
     /* The line tests and scripts wait for. */
     fprintf(stdout, "ready %s\n", a.cfg.listen);
     fflush(stdout);
@@ -139,6 +194,8 @@ int main(int argc, char **argv)
     uv_run(&a.loop, UV_RUN_DEFAULT);
 
     pc_server_free(&a.server);
+    pc_cluster_free(&a.cluster);
+    pc_peer_pool_free(&a.peers);
     if (uv_loop_close(&a.loop) != 0)
         pc_log_warn(&a.log, "event loop closed with handles still open");
     pc_store_free(&a.store);

@@ -98,6 +98,7 @@ typedef struct opt {
 
 static const char *check_addr(const char *value);
 static const char *check_addr_or_none(const char *value);
+static const char *check_addr_list(const char *value);
 
 static const char *const eviction_choices[] = {"s3fifo", "lru", NULL};
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", NULL};
@@ -168,6 +169,63 @@ static const opt_t options[] = {
     {.name = "log-level", .type = OPT_ENUM, .def = "info", .offset = FIELD_STR(log_level),
      .choices = log_level_choices,
      .help = "Least severe messages written to stderr."},
+
+    /* cluster */
+    {.name = "join", .type = OPT_STRING, .metavar = "HOST:PORT[,...]", .def = "",
+     .offset = FIELD_STR(join), .check = check_addr_list,
+     .help = "Members (or one DNS name with many addresses, such as a\n"
+             "Kubernetes headless service) to join through. Empty = start\n"
+             "a new cluster alone. Unreachable seeds are retried."},
+    {.name = "advertise", .type = OPT_STRING, .metavar = "HOST:PORT",
+     .def_help = "the --listen value", .offset = FIELD_STR(advertise), .check = check_addr,
+     .help = "Address other members and clients use to reach this node\n"
+             "(set it when --listen is a wildcard such as 0.0.0.0)."},
+    {.name = "gossip", .type = OPT_STRING, .metavar = "HOST:PORT",
+     .def_help = "the --listen value, over UDP", .offset = FIELD_STR(gossip),
+     .check = check_addr,
+     .help = "UDP address for membership gossip."},
+    {.name = "replicas", .type = OPT_UINT, .metavar = "R", .def = "2",
+     .offset = FIELD_U64(replicas), .min = 1, .max = 8,
+     .help = "Copies of each key in the cluster, owner included (1..8).\n"
+             "Every member must use the same value."},
+    {.name = "weight", .type = OPT_UINT, .metavar = "W", .def = "1",
+     .offset = FIELD_U64(weight), .min = 1, .max = 1000,
+     .help = "This node's share of the keyspace relative to the others."},
+    {.name = "probe-interval", .type = OPT_DURATION, .metavar = "DURATION", .def = "1000ms",
+     .offset = FIELD_U64(probe_interval_ms), .min = 10, .max = 3600000,
+     .help = "How often this node probes one other member."},
+    {.name = "probe-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "500ms",
+     .offset = FIELD_U64(probe_timeout_ms), .min = 1, .max = 3600000,
+     .help = "How long a probe waits for its ack before asking others\n"
+             "to probe indirectly. Less than --probe-interval."},
+    {.name = "indirect-probes", .type = OPT_UINT, .metavar = "K", .def = "3",
+     .offset = FIELD_U64(indirect_probes), .min = 0, .max = 16,
+     .help = "Members asked to probe a member that missed its ack."},
+    {.name = "suspicion-mult", .type = OPT_UINT, .metavar = "N", .def = "4",
+     .offset = FIELD_U64(suspicion_mult), .min = 1, .max = 100,
+     .help = "A suspect is declared dead after about N x log10(members)\n"
+             "probe intervals (sooner as others confirm it)."},
+    {.name = "gossip-interval", .type = OPT_DURATION, .metavar = "DURATION", .def = "200ms",
+     .offset = FIELD_U64(gossip_interval_ms), .min = 1, .max = 3600000,
+     .help = "How often membership news is sent to a few members."},
+    {.name = "pushpull-interval", .type = OPT_DURATION, .metavar = "DURATION",
+     .def = "30000ms", .offset = FIELD_U64(pushpull_interval_ms), .min = 0, .max = UINT64_MAX,
+     .help = "How often the full member list is exchanged with one member\n"
+             "over TCP. 0 = only on join."},
+    {.name = "peer-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "1000ms",
+     .offset = FIELD_U64(peer_timeout_ms), .min = 1, .max = UINT64_MAX,
+     .help = "How long a request to another member may take."},
+    {.name = "ring-settle", .type = OPT_DURATION, .metavar = "DURATION", .def = "5000ms",
+     .offset = FIELD_U64(ring_settle_ms), .min = 1, .max = 3600000,
+     .help = "How long after gaining keys a node treats what it caches\n"
+             "for them as provisional (kept at most twice this long), since\n"
+             "members still on the old ring may write Redis meanwhile.\n"
+             "Set it above the time membership news takes to spread."},
+    {.name = "handoff-rate", .type = OPT_SIZE, .metavar = "SIZE", .def = "64mb",
+     .offset = FIELD_SIZE(handoff_rate), .min = 0, .max = SIZE_MAX,
+     .help = "Bytes per second a node streams to the new owners of keys\n"
+             "it no longer owns (after a join or when it leaves).\n"
+             "0 = no hand-off: new owners read the moved keys from Redis."},
 };
 
 #define NOPTIONS (sizeof(options) / sizeof(options[0]))
@@ -309,6 +367,23 @@ static const char *check_addr_or_none(const char *value)
     if (check_addr(value) == NULL)
         return NULL;
     return "is neither a HOST:PORT address (e.g. 127.0.0.1:6379) nor \"none\"";
+}
+
+static int addr_ok(void *arg, const char *host, int port)
+{
+    (void)arg;
+    (void)host;
+    (void)port;
+    return 0;
+}
+
+static const char *check_addr_list(const char *value)
+{
+    if (value[0] == '\0')
+        return NULL;
+    if (pc_addr_parse_list(value, addr_ok, NULL) != 0)
+        return "is not a comma-separated list of HOST:PORT addresses";
+    return NULL;
 }
 
 /*
@@ -812,6 +887,32 @@ static int check_merged(loader_t *ld, char *errbuf, size_t errlen)
             return PC_ENOMEM;
         free(cfg->name);
         cfg->name = copy;
+    }
+    if (strlen(cfg->name) > 255) {
+        set_err(errbuf, errlen, "--name is longer than 255 bytes");
+        return PC_EINVAL;
+    }
+    if (cfg->advertise == NULL || cfg->advertise[0] == '\0') {
+        char *copy = strdup(cfg->listen);
+
+        if (copy == NULL)
+            return PC_ENOMEM;
+        free(cfg->advertise);
+        cfg->advertise = copy;
+    }
+    if (cfg->gossip == NULL || cfg->gossip[0] == '\0') {
+        char *copy = strdup(cfg->listen);
+
+        if (copy == NULL)
+            return PC_ENOMEM;
+        free(cfg->gossip);
+        cfg->gossip = copy;
+    }
+    if (cfg->probe_timeout_ms >= cfg->probe_interval_ms) {
+        describe_value(ld, "probe-timeout", a, sizeof(a));
+        describe_value(ld, "probe-interval", b, sizeof(b));
+        set_err(errbuf, errlen, "%s must be less than %s", a, b);
+        return PC_EINVAL;
     }
     /* Both are at most WIRE_MAX, so the sum cannot overflow. */
     need = (uint64_t)cfg->max_key + (uint64_t)cfg->max_value + FRAME_SLACK;

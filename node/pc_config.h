@@ -47,6 +47,22 @@ typedef struct pc_config {
     uint64_t shutdown_timeout_ms; /* --shutdown-timeout, default 5000 */
     uint64_t sweep_interval_ms; /* --sweep-interval, default 100 */
     char *log_level;            /* --log-level error|warn|info|debug, default info */
+
+    /* cluster (docs/MEMBERSHIP.md, docs/CONSISTENCY.md) */
+    char *join;                 /* --join HOST:PORT[,...], default "" (start alone) */
+    char *advertise;            /* --advertise HOST:PORT, default = listen */
+    char *gossip;               /* --gossip HOST:PORT (UDP), default = listen */
+    uint64_t replicas;          /* --replicas, default 2 */
+    uint64_t weight;            /* --weight, default 1 */
+    uint64_t probe_interval_ms; /* --probe-interval, default 1000 */
+    uint64_t probe_timeout_ms;  /* --probe-timeout, default 500 */
+    uint64_t indirect_probes;   /* --indirect-probes, default 3 */
+    uint64_t suspicion_mult;    /* --suspicion-mult, default 4 */
+    uint64_t gossip_interval_ms; /* --gossip-interval, default 200 */
+    uint64_t pushpull_interval_ms; /* --pushpull-interval, default 30000 (0 = off) */
+    uint64_t peer_timeout_ms;   /* --peer-timeout, default 1000 */
+    uint64_t ring_settle_ms;    /* --ring-settle, default 5000 */
+    size_t handoff_rate;        /* --handoff-rate, bytes/s, default 64mb */
 } pc_config_t;
 
 /* Fills *cfg from defaults, file, environment and argv (argv[0] skipped).

@@ -39,8 +39,11 @@
 #include <sodium.h>
 
 #include "pc_addr.h"
+#include "pc_cluster.h"
 #include "pc_list.h"
+#include "pc_peer.h"
 #include "pc_proto.h"
+#include "pc_ring.h"
 
 #define READ_CHUNK (64 * 1024)
 /* An MGET entry that is not a hit, [status]: a fixarray and a fixint. */
@@ -51,6 +54,43 @@ typedef struct conn conn_t;
 typedef struct req req_t;
 typedef struct keystate keystate_t;
 
+/* Hand-off: entries per REPLICATE batch, bytes per batch, batches in
+ * flight, items examined per step, the pause before streaming starts,
+ * and how a batch is re-sent when the receiver has not yet heard of the
+ * new ring (it answers RETRY: what it stored before gaining the slot
+ * would be dropped at the gain, so it stores nothing early). */
+#define HANDOFF_BATCH 128
+#define HANDOFF_BATCH_BYTES (256 * 1024)
+#define HANDOFF_INFLIGHT 4
+#define HANDOFF_STEP 256
+#define HANDOFF_DELAY_MS 20
+#define HANDOFF_RESEND_MS 100
+#define HANDOFF_TRIES 30
+
+/* One hand-off batch on its way (kept until answered, to re-send). */
+typedef struct hsend {
+    struct hsend *next;
+    struct pc_server *s;
+    char *addr;
+    uint32_t tries;
+    uint64_t when; /* re-send at */
+    pc_buf_t frame;
+} hsend_t;
+#define TOMBSTONES 65536 /* power of two */
+
+typedef struct hbatch {
+    uint32_t n;
+    size_t bytes;
+    pc_item_t *items[HANDOFF_BATCH];
+} hbatch_t;
+
+/* Keys deleted here lately in slots we just gained: a hand-off entry for
+ * one of them is older than the delete and must not bring it back. */
+typedef struct tomb {
+    uint64_t hash;
+    uint64_t until;
+} tomb_t;
+
 /* One key of a GET (1 slot) or MGET (n slots). */
 typedef struct slot {
     struct slot *next_waiter; /* in keystate->waiters */
@@ -59,6 +99,7 @@ typedef struct slot {
     pc_item_t *item;   /* hit: a store reference */
     uint8_t *copy;     /* read-through not cached: owned value copy */
     size_t copy_len;
+    uint32_t copy_flags;
     uint64_t copy_version;
     int64_t copy_ttl;
 } slot_t;
@@ -83,6 +124,9 @@ struct req {
     uint32_t flags;
     uint32_t cond;
     uint64_t cas;
+
+    /* forwarded to the key's owner: the owner's answer is relayed as is */
+    int forwarded;
 
     uint32_t nslots;
     slot_t slots[];
@@ -124,6 +168,12 @@ struct conn {
     int scheduled;  /* in srv->runnable */
     pc_list_t run_link;
     uint64_t last_active;
+    /* While a request is dispatched: its frame body (to forward it as is)
+     * and how many nodes relayed it here (FORWARD's hops; 0 = from a
+     * client). Valid during handle_request only. */
+    const uint8_t *cur_body;
+    uint32_t cur_len;
+    uint32_t hops;
     char peer[64];
 };
 
@@ -135,6 +185,23 @@ typedef struct server_stats {
     uint64_t backend_reads;
     uint64_t reads_coalesced;
     uint64_t backend_writes;
+    uint64_t forwarded;        /* requests relayed to their owner */
+    uint64_t forward_errors;   /* ... that failed (owner unreachable) */
+    uint64_t forwarded_in;     /* FORWARD requests served here */
+    uint64_t not_owner_reads;  /* reads served here as a replica / from Redis */
+    uint64_t retry_answers;    /* writes refused: relayed to a non-owner */
+    uint64_t replicated;       /* entries sent to replicas */
+    uint64_t replicate_errors;
+    uint64_t replica_applied;  /* entries received and applied */
+    uint64_t replica_ignored;  /* ... refused (older, or not ours) */
+    uint64_t stale_dropped;    /* copies from before this node gained a slot */
+    uint64_t handoff_sent;
+    uint64_t handoff_received;
+    uint64_t handoff_refused;  /* entries the receiver kept its own for */
+    uint64_t handoff_confirmed; /* ... of which confirmed it (same value) */
+    uint64_t handoff_errors;   /* batches that failed to send */
+    uint64_t handoffs;         /* hand-offs completed */
+    uint64_t settle_capped;    /* entries whose expiry the settle window cut */
 } server_stats_t;
 
 struct pc_server {
@@ -142,8 +209,43 @@ struct pc_server {
     const pc_log_t *log;
     pc_store_t *store;
     pc_backend_t *backend;
+    pc_cluster_t *cluster; /* may be NULL: a node alone, everything local */
+    pc_peer_pool_t *peers;
     pc_proto_decoder_t *dec;
+    pc_proto_decoder_t *pdec; /* replies from peers, outside dispatch */
     pc_proto_limits_t limits;
+    pc_buf_t scratch;         /* frames to peers, encoded then copied */
+    /* Per ring slot: the store epoch at which this node last gained the
+     * slot (became its owner, or a replica from nothing). Items stored
+     * before that are not served: they predate our ownership and may have
+     * missed writes made elsewhere meanwhile (docs/CONSISTENCY.md). */
+    uint32_t *slot_epoch;
+    /* ... and when (loop ms; 0 = at start). Entries stored in a slot during
+     * its first settle_ms expire at the latest 2 x settle_ms after the
+     * gain: a node still on the old ring may write Redis behind our back
+     * until the new ring reaches it (docs/CONSISTENCY.md). */
+    uint64_t *slot_gained;
+    uint64_t settle_ms;
+    tomb_t *tombs;
+
+    /* The hand-off in progress: per slot, 1 + the index in handoff_addrs
+     * of the member it goes to (0 = not moving). */
+    uint16_t *handoff_target;
+    char **handoff_addrs;
+    size_t handoff_naddrs;
+    hbatch_t *handoff_batches; /* one per address */
+    uint64_t handoff_cursor;
+    int handoff_scanning;
+    unsigned handoff_inflight;
+    hsend_t *handoff_resend;   /* batches to send again, unordered */
+    uint64_t handoff_started;
+    uint64_t handoff_sent0;    /* stats.handoff_sent when it started */
+    uint64_t handoff_rate;     /* bytes per second */
+    double handoff_tokens;
+    uint64_t handoff_last_ms;
+    uv_timer_t handoff_timer;
+    void (*handoff_done)(void *);
+    void *handoff_done_arg;
 
     char *listen;
     char *name;
@@ -497,10 +599,28 @@ static pc_buf_t *answer_target(conn_t *c, uint32_t op, uint64_t id)
     return &r->resp;
 }
 
+static uint64_t ring_fp(const pc_server_t *s)
+{
+    return s->cluster ? pc_cluster_fingerprint(s->cluster) : 0;
+}
+
+/* Every answer carries our ring's fingerprint (PROTOCOL.md §6). */
+static int encode_answer(const pc_server_t *s, pc_buf_t *b, const pc_response_t *resp,
+                         const char *errmsg)
+{
+    pc_response_t r = *resp;
+    r.ring_fp = ring_fp(s);
+    if (r.status != PC_ST_OK && errmsg != NULL) {
+        r.message.ptr = (const uint8_t *)errmsg;
+        r.message.len = (uint32_t)strlen(errmsg);
+    }
+    return pc_proto_encode_response(b, &r);
+}
+
 static void answer(conn_t *c, const pc_response_t *resp)
 {
     pc_buf_t *b = answer_target(c, resp->op, resp->id);
-    int rc = b ? pc_proto_encode_response(b, resp) : PC_ENOMEM;
+    int rc = b ? encode_answer(c->srv, b, resp, NULL) : PC_ENOMEM;
     if (b != NULL && b != &c->out)
         c->held += b->len;
     if (rc < 0)
@@ -510,7 +630,8 @@ static void answer(conn_t *c, const pc_response_t *resp)
 static void answer_error(conn_t *c, uint32_t op, uint64_t id, uint32_t status, const char *msg)
 {
     pc_buf_t *b = answer_target(c, op, id);
-    int rc = b ? pc_proto_encode_error(b, op, id, status, msg) : PC_ENOMEM;
+    pc_response_t resp = {.op = op, .id = id, .status = status};
+    int rc = b ? encode_answer(c->srv, b, &resp, msg) : PC_ENOMEM;
     if (b != NULL && b != &c->out)
         c->held += b->len;
     if (rc < 0)
@@ -530,9 +651,7 @@ static void req_answer(req_t *r, const pc_response_t *resp, const char *errmsg)
         return;
     }
     pc_buf_t *b = req_is_head(r) ? &c->out : &r->resp;
-    int rc = resp->status == PC_ST_OK || errmsg == NULL
-                 ? pc_proto_encode_response(b, resp)
-                 : pc_proto_encode_error(b, resp->op, resp->id, resp->status, errmsg);
+    int rc = encode_answer(c->srv, b, resp, errmsg);
     r->done = 1;
     if (b == &c->out)
         req_free(r);
@@ -551,6 +670,181 @@ static void req_answer_status(req_t *r, uint32_t status, const char *msg)
 {
     pc_response_t resp = {.op = r->op, .id = r->id, .status = status};
     req_answer(r, &resp, msg ? msg : pc_status_message(status));
+}
+
+/* The owner's answer to a forwarded request, relayed as it came: it
+ * already carries the client's op and id (the request went as it came). */
+static void req_answer_raw(req_t *r, const uint8_t *body, size_t len)
+{
+    conn_t *c = r->c;
+    if (c->closing) {
+        req_free(r);
+        conn_maybe_free(c);
+        return;
+    }
+    pc_buf_t *b = req_is_head(r) ? &c->out : &r->resp;
+    uint8_t pfx[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                      (uint8_t)len};
+    size_t before = b->len;
+    int rc = pc_buf_append(b, pfx, 4);
+    if (rc == 0)
+        rc = pc_buf_append(b, body, len);
+    if (rc < 0)
+        b->len = before;
+    r->done = 1;
+    if (b == &c->out)
+        req_free(r);
+    else
+        c->held += b->len;
+    if (rc < 0) {
+        conn_close(c, "out of memory relaying a reply");
+        return;
+    }
+    conn_flush_ready(c);
+    conn_flush(c);
+    conn_schedule(c);
+}
+
+/* ---- placement ------------------------------------------------------------ */
+
+enum role { ROLE_NONE = 0, ROLE_OWNER = 1, ROLE_REPLICA = 2 };
+
+/* Where a key lives on our ring, and what we are to it. */
+typedef struct route {
+    uint32_t slot;
+    enum role role;
+    size_t n;                             /* placements */
+    uint32_t at[PC_RING_MAX_REPLICAS];    /* ring member indexes, owner first */
+} route_t;
+
+static void route_key(const pc_server_t *s, const uint8_t *k, size_t n, route_t *rt)
+{
+    rt->slot = pc_ring_slot(k, n);
+    rt->role = ROLE_OWNER;
+    rt->n = 0;
+    if (s->cluster == NULL)
+        return;
+    const pc_ring_t *ring = pc_cluster_ring(s->cluster);
+    long self = pc_cluster_self(s->cluster);
+    rt->n = pc_ring_slot_members(ring, rt->slot, rt->at, PC_RING_MAX_REPLICAS);
+    rt->role = rt->n == 0 ? ROLE_OWNER : ROLE_NONE; /* no ring: all ours */
+    for (size_t i = 0; i < rt->n; i++) {
+        if ((long)rt->at[i] == self) {
+            rt->role = i == 0 ? ROLE_OWNER : ROLE_REPLICA;
+            break;
+        }
+    }
+}
+
+/*
+ * The member a request for this key should go to: the owner, or for a
+ * read whose owner is suspect, the first replica that is not (and not us).
+ * -1 if we should serve it ourselves.
+ */
+static long route_target(const pc_server_t *s, const route_t *rt, int read)
+{
+    if (rt->role == ROLE_OWNER || rt->n == 0)
+        return -1;
+    long self = pc_cluster_self(s->cluster);
+    if (!read || !pc_cluster_suspect(s->cluster, rt->at[0]))
+        return rt->at[0];
+    for (size_t i = 1; i < rt->n; i++) {
+        if ((long)rt->at[i] == self)
+            return -1; /* we are the replica to read from */
+        if (!pc_cluster_suspect(s->cluster, rt->at[i]))
+            return rt->at[i];
+    }
+    return rt->at[0];
+}
+
+/*
+ * A store lookup that refuses copies stored before we gained the key's
+ * slot (see slot_epoch). Such a copy is dropped so that a read-through
+ * can replace it.
+ */
+static int store_get_valid(pc_server_t *s, const uint8_t *k, size_t n, uint64_t now,
+                           pc_item_t **out)
+{
+    if (pc_store_get(s->store, k, n, now, out) != 0)
+        return PC_ENOTFOUND;
+    if (s->slot_epoch != NULL && pc_item_epoch(*out) < s->slot_epoch[pc_ring_slot(k, n)]) {
+        pc_store_del_if_older(s->store, k, n, pc_item_version(*out) + 1, now);
+        pc_store_release(s->store, *out);
+        *out = NULL;
+        s->stats.stale_dropped++;
+        return PC_ENOTFOUND;
+    }
+    return 0;
+}
+
+/* In the first settle_ms after we gained the key's slot? */
+static int settling(const pc_server_t *s, const uint8_t *k, size_t n, uint64_t *gained)
+{
+    if (s->slot_gained == NULL)
+        return 0;
+    uint64_t g = s->slot_gained[pc_ring_slot(k, n)];
+    *gained = g;
+    return g != 0 && now_ms(s) < g + s->settle_ms;
+}
+
+/* The expiry an entry stored now may have (see slot_gained). */
+static uint64_t settle_cap(pc_server_t *s, const uint8_t *k, size_t n, uint64_t expire)
+{
+    uint64_t g;
+    if (!settling(s, k, n, &g))
+        return expire;
+    uint64_t cap = g + 2 * s->settle_ms;
+    if (expire == 0 || expire > cap) {
+        s->stats.settle_capped++;
+        return cap;
+    }
+    return expire;
+}
+
+/* Remembers a delete in a settling slot (see tomb_t). The table is a
+ * fixed-size cache: when a probe run is full the oldest entry goes, which
+ * can only let an old hand-off entry back in, for a key the settle
+ * window's expiry cap then bounds like any other. */
+static void tomb_add(pc_server_t *s, const uint8_t *k, size_t n)
+{
+    uint64_t g;
+    if (!settling(s, k, n, &g))
+        return;
+    if (s->tombs == NULL && (s->tombs = calloc(TOMBSTONES, sizeof *s->tombs)) == NULL)
+        return;
+    uint64_t h = key_hash(s, k, n), now = now_ms(s);
+    tomb_t *victim = NULL;
+    for (unsigned i = 0; i < 16; i++) {
+        tomb_t *t = &s->tombs[(h + i) & (TOMBSTONES - 1)];
+        if (t->hash == h || t->until <= now) {
+            victim = t;
+            break;
+        }
+        if (victim == NULL || t->until < victim->until)
+            victim = t;
+    }
+    victim->hash = h;
+    victim->until = g + 2 * s->settle_ms;
+}
+
+static int tomb_has(pc_server_t *s, const uint8_t *k, size_t n)
+{
+    if (s->tombs == NULL)
+        return 0;
+    uint64_t h = key_hash(s, k, n), now = now_ms(s);
+    for (unsigned i = 0; i < 16; i++) {
+        const tomb_t *t = &s->tombs[(h + i) & (TOMBSTONES - 1)];
+        if (t->hash == h && t->until > now)
+            return 1;
+    }
+    return 0;
+}
+
+/* A key is gone here: drop our copy and remember it (tomb_add). */
+static void local_drop(pc_server_t *s, const uint8_t *k, size_t n)
+{
+    pc_store_del(s->store, k, n, now_ms(s));
+    tomb_add(s, k, n);
 }
 
 /* ---- GET / MGET ---------------------------------------------------------- */
@@ -576,6 +870,7 @@ static void entry_from_slot(pc_entry_t *e, const slot_t *sl, uint64_t now)
     if (sl->status == PC_ST_OK) {
         e->value.ptr = sl->copy;
         e->value.len = (uint32_t)sl->copy_len;
+        e->flags = sl->copy_flags;
         e->version = sl->copy_version;
         e->ttl_ms = sl->copy_ttl;
     }
@@ -662,9 +957,14 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
     pc_item_t *stored = NULL;
     uint64_t version = 0;
     int64_t ttl = pttl;
-    if (err == 0 && found && !too_large && pttl != 0) {
+    /* Only the owner caches what it reads (decided now, on the ring as it
+     * is when Redis answered): a node that serves a key it does not own
+     * passes the value on without keeping a copy nobody keeps current. */
+    route_t rt;
+    route_key(s, ks->key, ks->klen, &rt);
+    if (err == 0 && found && !too_large && pttl != 0 && rt.role == ROLE_OWNER) {
         version = next_version(s);
-        uint64_t exp = expire_at(s, pttl > 0 ? (uint64_t)pttl : 0);
+        uint64_t exp = settle_cap(s, ks->key, ks->klen, expire_at(s, pttl > 0 ? (uint64_t)pttl : 0));
         int rc = pc_store_set(s->store, ks->key, ks->klen, val, vlen, 0, version, exp,
                               PC_STORE_SET_IF_ABSENT, now);
         if (rc == 0 || rc == PC_EEXISTS)
@@ -688,6 +988,8 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
                              : PC_ST_NOT_FOUND;
         } else {
             sl->status = PC_ST_OK;
+            if (version == 0)
+                version = next_version(s);
             sl->copy = malloc(vlen ? vlen : 1);
             if (sl->copy == NULL) {
                 sl->status = PC_ST_INTERNAL;
@@ -738,17 +1040,256 @@ static void slot_miss(conn_t *c, slot_t *sl, const pc_bytes_t *key)
 static void slot_lookup(conn_t *c, slot_t *sl, const pc_bytes_t *key)
 {
     pc_server_t *s = c->srv;
-    if (pc_store_get(s->store, key->ptr, key->len, now_ms(s), &sl->item) == 0)
+    if (store_get_valid(s, key->ptr, key->len, now_ms(s), &sl->item) == 0)
         sl->status = PC_ST_OK;
     else
         slot_miss(c, sl, key);
 }
 
+/* ---- forwarding ------------------------------------------------------------ */
+
+/*
+ * A key we do not own, served here anyway: we were asked as a replica, or
+ * the request was relayed to us, or its owner could not be reached. A
+ * replica answers from its copy; any other node reads Redis (without
+ * caching: fetch_cb caches only on the owner), never from a copy that
+ * nobody keeps current.
+ */
+static void slot_serve_here(conn_t *c, slot_t *sl, const pc_bytes_t *key)
+{
+    route_t rt;
+    route_key(c->srv, key->ptr, key->len, &rt);
+    c->srv->stats.not_owner_reads++;
+    if (rt.role != ROLE_NONE)
+        slot_lookup(c, sl, key);
+    else
+        slot_miss(c, sl, key);
+}
+
+/* A forwarded request whose owner did not answer. */
+static void fwd_failed(req_t *r, int err)
+{
+    pc_server_t *s = r->c->srv;
+    s->stats.forward_errors++;
+    if (r->op == PC_OP_GET) {
+        /* Reads stay available: serve it here (see slot_serve_here). */
+        pc_bytes_t key = {r->key, r->klen};
+        r->waiting = 1;
+        slot_serve_here(r->c, &r->slots[0], &key);
+        slot_resolved(&r->slots[0]);
+        return;
+    }
+    req_answer_status(r, PC_ST_BACKEND_UNAVAILABLE,
+                      err == PC_ETIMEDOUT
+                          ? "the key's owner did not answer in time; the write may or may not "
+                            "have been applied"
+                          : "the key's owner is unreachable; the write may or may not have been "
+                            "applied");
+}
+
+static void fwd_done(void *arg, int err, const uint8_t *body, size_t len)
+{
+    req_t *r = arg;
+    conn_t *c = r->c;
+    pc_server_t *s = c->srv;
+    r->waiting = 0;
+    if (c->closing) {
+        req_free(r);
+        conn_maybe_free(c);
+        return;
+    }
+    if (err != 0) {
+        fwd_failed(r, err);
+        return;
+    }
+    /* Relay only a well-formed answer to this very request. An error
+     * about the FORWARD itself (an older or confused peer) becomes ours. */
+    pc_response_t resp;
+    if (pc_proto_decode_response(s->pdec, body, len, &resp) != 0) {
+        fwd_failed(r, PC_EPROTO);
+        return;
+    }
+    if (resp.op == PC_OP_FORWARD && resp.status != PC_ST_OK) {
+        req_answer_status(r, PC_ST_INTERNAL, "the key's owner refused the forwarded request");
+        return;
+    }
+    if (resp.op != r->op || resp.id != r->id) {
+        fwd_failed(r, PC_EPROTO);
+        return;
+    }
+    req_answer_raw(r, body, len);
+}
+
+/* Sends a single-key request, as it came, to ring member `target`. */
+static void forward_request(conn_t *c, const pc_request_t *rq, long target)
+{
+    pc_server_t *s = c->srv;
+    req_t *r = req_new(c, rq->op, rq->id, rq->op == PC_OP_GET ? 1 : 0);
+    if (r == NULL || (r->key = malloc(rq->key.len)) == NULL) {
+        if (r)
+            req_free(r);
+        answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+        return;
+    }
+    memcpy(r->key, rq->key.ptr, rq->key.len);
+    r->klen = rq->key.len;
+    r->forwarded = 1;
+    pc_request_t f = {.op = PC_OP_FORWARD, .id = rq->id, .hops = c->hops + 1,
+                      .body = {c->cur_body, c->cur_len}};
+    pc_buf_reset(&s->scratch);
+    int rc = pc_proto_encode_request(&s->scratch, &f);
+    if (rc == 0)
+        rc = pc_peer_request(s->peers, pc_cluster_addr(s->cluster, (size_t)target),
+                             s->scratch.data, s->scratch.len, fwd_done, r);
+    if (rc < 0) {
+        if (r->op != PC_OP_GET) {
+            /* Nothing left this node: a definite "not applied". */
+            s->stats.forward_errors++;
+            req_answer_status(r, PC_ST_RETRY, "the key's owner is unreachable from this node; "
+                                              "nothing was applied, retry");
+            return;
+        }
+        fwd_failed(r, rc);
+        return;
+    }
+    r->waiting = 1;
+    s->stats.forwarded++;
+}
+
+/* Part of an MGET sent to one other member. */
+typedef struct mfwd {
+    req_t *r;
+    uint32_t n;
+    uint32_t *idx;    /* slot index in r for each key sent */
+    pc_bytes_t *keys; /* copies, for the fallback */
+} mfwd_t;
+
+static void mfwd_fallback(mfwd_t *f)
+{
+    conn_t *c = f->r->c;
+    for (uint32_t j = 0; j < f->n; j++) {
+        slot_t *sl = &f->r->slots[f->idx[j]];
+        if (!c->closing)
+            slot_serve_here(c, sl, &f->keys[j]);
+        slot_resolved(sl); /* may finish (and free) the request on the last */
+    }
+}
+
+static void mfwd_done(void *arg, int err, const uint8_t *body, size_t len)
+{
+    mfwd_t *f = arg;
+    req_t *r = f->r;
+    pc_server_t *s = r->c->srv;
+    pc_response_t resp;
+    int closing = r->c->closing;
+    if (err == 0 && !closing &&
+        (pc_proto_decode_response(s->pdec, body, len, &resp) != 0 || resp.op != PC_OP_MGET ||
+         resp.status != PC_ST_OK || resp.nentries != f->n))
+        err = PC_EPROTO;
+    if (err != 0 && !closing) {
+        s->stats.forward_errors++;
+        mfwd_fallback(f);
+        free(f);
+        return;
+    }
+    for (uint32_t j = 0; j < f->n; j++) {
+        slot_t *sl = &r->slots[f->idx[j]];
+        if (err == 0 && !closing) {
+            const pc_entry_t *e = &resp.entries[j];
+            sl->status = e->status;
+            if (e->status == PC_ST_OK) {
+                sl->copy = malloc(e->value.len ? e->value.len : 1);
+                if (sl->copy == NULL) {
+                    sl->status = PC_ST_INTERNAL;
+                } else {
+                    memcpy(sl->copy, e->value.ptr, e->value.len);
+                    sl->copy_len = e->value.len;
+                    sl->copy_flags = e->flags;
+                    sl->copy_version = e->version;
+                    sl->copy_ttl = e->ttl_ms;
+                }
+            }
+        }
+        slot_resolved(sl);
+    }
+    free(f);
+}
+
+/* Sends keys idx[0..n) of an MGET to ring member `target` as one MGET. */
+static void mget_forward(conn_t *c, req_t *r, const pc_request_t *rq, const uint32_t *idx,
+                         uint32_t n, long target)
+{
+    pc_server_t *s = c->srv;
+    size_t bytes = 0;
+    for (uint32_t j = 0; j < n; j++)
+        bytes += rq->keys[idx[j]].len;
+    mfwd_t *f = malloc(sizeof *f + n * (sizeof(uint32_t) + sizeof(pc_bytes_t)) + bytes);
+    if (f == NULL) {
+        for (uint32_t j = 0; j < n; j++)
+            r->slots[idx[j]].status = PC_ST_INTERNAL;
+        return;
+    }
+    f->r = r;
+    f->n = n;
+    f->keys = (pc_bytes_t *)(f + 1);
+    f->idx = (uint32_t *)(f->keys + n);
+    uint8_t *p = (uint8_t *)(f->idx + n);
+    for (uint32_t j = 0; j < n; j++) {
+        const pc_bytes_t *k = &rq->keys[idx[j]];
+        memcpy(p, k->ptr, k->len);
+        f->keys[j].ptr = p;
+        f->keys[j].len = k->len;
+        f->idx[j] = idx[j];
+        p += k->len;
+    }
+    r->waiting += n;
+
+    pc_request_t m = {.op = PC_OP_MGET, .id = rq->id, .nkeys = n, .keys = f->keys};
+    pc_buf_t inner;
+    pc_buf_init(&inner, 0);
+    int rc = pc_proto_encode_request(&inner, &m);
+    if (rc == 0) {
+        pc_request_t fw = {.op = PC_OP_FORWARD, .id = rq->id, .hops = c->hops + 1,
+                           .body = {inner.data + 4, (uint32_t)(inner.len - 4)}};
+        pc_buf_reset(&s->scratch);
+        rc = pc_proto_encode_request(&s->scratch, &fw);
+    }
+    pc_buf_free(&inner);
+    if (rc == 0)
+        rc = pc_peer_request(s->peers, pc_cluster_addr(s->cluster, (size_t)target),
+                             s->scratch.data, s->scratch.len, mfwd_done, f);
+    if (rc < 0) {
+        s->stats.forward_errors++;
+        mfwd_fallback(f);
+        free(f);
+        return;
+    }
+    s->stats.forwarded++;
+}
+
 static void handle_get(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
+    route_t rt;
+    route_key(s, rq->key.ptr, rq->key.len, &rt);
+    if (rt.role != ROLE_OWNER) {
+        long t = c->hops == 0 ? route_target(s, &rt, 1) : -1;
+        if (t >= 0) {
+            forward_request(c, rq, t);
+            return;
+        }
+        req_t *r = req_new(c, rq->op, rq->id, 1);
+        if (r == NULL) {
+            answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+            return;
+        }
+        r->waiting = 1;
+        slot_serve_here(c, &r->slots[0], &rq->key);
+        slot_resolved(&r->slots[0]);
+        return;
+    }
     pc_item_t *it = NULL;
-    int hit = pc_store_get(s->store, rq->key.ptr, rq->key.len, now_ms(s), &it) == 0;
+    int hit = store_get_valid(s, rq->key.ptr, rq->key.len, now_ms(s), &it) == 0;
     /* Fast path: a hit with nothing queued ahead is encoded straight from
      * the item into the output; no allocation. */
     if (hit && pc_list_empty(&c->reqs)) {
@@ -776,6 +1317,7 @@ static void handle_get(conn_t *c, const pc_request_t *rq)
 
 static void handle_mget(conn_t *c, const pc_request_t *rq)
 {
+    pc_server_t *s = c->srv;
     if (rq->nkeys == 0) {
         answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "MGET needs at least one key");
         return;
@@ -786,14 +1328,103 @@ static void handle_mget(conn_t *c, const pc_request_t *rq)
         return;
     }
     r->waiting = 1;
-    for (uint32_t i = 0; i < rq->nkeys; i++)
-        slot_lookup(c, &r->slots[i], &rq->keys[i]);
+    if (s->cluster == NULL) {
+        for (uint32_t i = 0; i < rq->nkeys; i++)
+            slot_lookup(c, &r->slots[i], &rq->keys[i]);
+        slot_resolved(&r->slots[0]);
+        return;
+    }
+    /* Keys we own are looked up here; the others go to their owners, one
+     * MGET per owner, and the answers are put back in request order. */
+    long *target = malloc(rq->nkeys * (sizeof(long) + sizeof(uint32_t)));
+    if (target == NULL) {
+        for (uint32_t i = 0; i < rq->nkeys; i++)
+            r->slots[i].status = PC_ST_INTERNAL;
+        slot_resolved(&r->slots[0]);
+        return;
+    }
+    uint32_t *idx = (uint32_t *)(target + rq->nkeys);
+    for (uint32_t i = 0; i < rq->nkeys; i++) {
+        route_t rt;
+        route_key(s, rq->keys[i].ptr, rq->keys[i].len, &rt);
+        target[i] = -1;
+        if (rt.role == ROLE_OWNER)
+            slot_lookup(c, &r->slots[i], &rq->keys[i]);
+        else if ((target[i] = c->hops == 0 ? route_target(s, &rt, 1) : -1) < 0)
+            slot_serve_here(c, &r->slots[i], &rq->keys[i]);
+    }
+    for (uint32_t i = 0; i < rq->nkeys; i++) {
+        if (target[i] < 0)
+            continue;
+        long t = target[i];
+        uint32_t n = 0;
+        for (uint32_t j = i; j < rq->nkeys; j++) {
+            if (target[j] == t) {
+                idx[n++] = j;
+                target[j] = -1;
+            }
+        }
+        mget_forward(c, r, rq, idx, n, t);
+    }
+    free(target);
     slot_resolved(&r->slots[0]);
 }
 
 /* ---- SET / DEL / TOUCH ------------------------------------------------- */
 
 static void write_issue(req_t *r);
+
+static void repl_done(void *arg, int err, const uint8_t *body, size_t len)
+{
+    pc_server_t *s = arg;
+    (void)body;
+    (void)len;
+    if (err != 0)
+        s->stats.replicate_errors++;
+}
+
+/*
+ * After the owner applied a write: send the new version to the key's
+ * replicas (has_value 0 = the key is gone at this version). Fire and
+ * forget: the client's answer does not wait for the replicas
+ * (docs/CONSISTENCY.md says what that allows).
+ */
+static void replicate(pc_server_t *s, const uint8_t *key, size_t klen, const uint8_t *val,
+                      size_t vlen, int has_value, uint32_t flags, uint64_t version, int64_t ttl)
+{
+    if (s->cluster == NULL)
+        return;
+    route_t rt;
+    route_key(s, key, klen, &rt);
+    if (rt.n < 2)
+        return;
+    pc_repl_entry_t e = {.key = {key, (uint32_t)klen}, .value = {val, (uint32_t)vlen},
+                         .has_value = has_value, .flags = flags, .version = version,
+                         .ttl_ms = ttl};
+    pc_request_t rq = {.op = PC_OP_REPLICATE, .mode = PC_REPL_WRITE,
+                       .from = {(const uint8_t *)s->name, (uint32_t)strlen(s->name)},
+                       .nentries = 1, .entries = &e};
+    pc_buf_reset(&s->scratch);
+    if (pc_proto_encode_request(&s->scratch, &rq) < 0) {
+        s->stats.replicate_errors++;
+        return;
+    }
+    long self = pc_cluster_self(s->cluster);
+    for (size_t i = 0; i < rt.n; i++) {
+        if ((long)rt.at[i] == self)
+            continue;
+        if (pc_peer_request(s->peers, pc_cluster_addr(s->cluster, rt.at[i]), s->scratch.data,
+                            s->scratch.len, repl_done, s) < 0)
+            s->stats.replicate_errors++;
+        else
+            s->stats.replicated++;
+    }
+}
+
+static void replicate_delete(pc_server_t *s, const uint8_t *key, size_t klen)
+{
+    replicate(s, key, klen, NULL, 0, 0, 0, next_version(s), -1);
+}
 
 /* Runs the next compare-and-set that waited for this key's writes. */
 static void ks_drain_deferred(pc_server_t *s, keystate_t *ks)
@@ -822,7 +1453,8 @@ static void write_done(void *arg, int err, int applied)
         /* Redis may or may not have applied it (a timeout is ambiguous), so
          * the cached copy can no longer be trusted: drop it, and the next
          * read goes to Redis. */
-        pc_store_del(s->store, r->key, r->klen, now);
+        local_drop(s, r->key, r->klen);
+        replicate_delete(s, r->key, r->klen);
         req_answer_status(r, PC_ST_BACKEND_UNAVAILABLE, "redis unavailable; the write may not "
                                                         "have been applied");
     } else if (r->op == PC_OP_SET) {
@@ -831,19 +1463,27 @@ static void write_done(void *arg, int err, int applied)
         } else {
             uint64_t v = next_version(s);
             if (pc_store_set(s->store, r->key, r->klen, r->val, r->vlen, r->flags, v,
-                             expire_at(s, r->ttl_ms), PC_STORE_SET_ALWAYS, now) != 0)
-                pc_store_del(s->store, r->key, r->klen, now); /* never serve the old one */
+                             settle_cap(s, r->key, r->klen, expire_at(s, r->ttl_ms)),
+                             PC_STORE_SET_ALWAYS, now) != 0)
+                local_drop(s, r->key, r->klen); /* never serve the old one */
+            replicate(s, r->key, r->klen, r->val, r->vlen, 1, r->flags, v,
+                      r->ttl_ms == 0 ? -1 : (int64_t)(r->ttl_ms > INT64_MAX ? INT64_MAX : r->ttl_ms));
             pc_response_t resp = {.op = r->op, .id = r->id, .status = PC_ST_OK, .version = v};
             req_answer(r, &resp, NULL);
         }
     } else if (r->op == PC_OP_DEL) {
-        pc_store_del(s->store, r->key, r->klen, now);
+        local_drop(s, r->key, r->klen);
+        replicate_delete(s, r->key, r->klen);
         req_answer_status(r, applied ? PC_ST_OK : PC_ST_NOT_FOUND, NULL);
     } else { /* TOUCH */
         if (applied)
-            pc_store_touch(s->store, r->key, r->klen, expire_at(s, r->ttl_ms), now);
+            pc_store_touch(s->store, r->key, r->klen,
+                           settle_cap(s, r->key, r->klen, expire_at(s, r->ttl_ms)), now);
         else
-            pc_store_del(s->store, r->key, r->klen, now);
+            local_drop(s, r->key, r->klen);
+        /* Replicas drop their copy rather than track expiry changes: a new
+         * TTL on an old version cannot be ordered against other writes. */
+        replicate_delete(s, r->key, r->klen);
         req_answer_status(r, applied ? PC_ST_OK : PC_ST_NOT_FOUND, NULL);
     }
     ks_drain_deferred(s, ks);
@@ -917,17 +1557,31 @@ static void handle_write_local(conn_t *c, const pc_request_t *rq)
             resp.version = next_version(s);
             int rc = pc_store_set(s->store, rq->key.ptr, rq->key.len, rq->value.ptr,
                                   rq->value.len, rq->flags, resp.version,
-                                  expire_at(s, rq->ttl_ms), PC_STORE_SET_ALWAYS, now);
+                                  settle_cap(s, rq->key.ptr, rq->key.len,
+                                             expire_at(s, rq->ttl_ms)),
+                                  PC_STORE_SET_ALWAYS, now);
             if (rc < 0)
                 resp.status = pc_err_to_status(rc);
+            else
+                replicate(s, rq->key.ptr, rq->key.len, rq->value.ptr, rq->value.len, 1,
+                          rq->flags, resp.version,
+                          rq->ttl_ms == 0 ? -1
+                                          : (int64_t)(rq->ttl_ms > INT64_MAX ? INT64_MAX
+                                                                             : rq->ttl_ms));
         }
     } else if (rq->op == PC_OP_DEL) {
         if (pc_store_del(s->store, rq->key.ptr, rq->key.len, now) != 0)
             resp.status = PC_ST_NOT_FOUND;
+        else
+            replicate_delete(s, rq->key.ptr, rq->key.len);
+        tomb_add(s, rq->key.ptr, rq->key.len);
     } else {
-        if (pc_store_touch(s->store, rq->key.ptr, rq->key.len, expire_at(s, rq->ttl_ms), now) !=
-            0)
+        if (pc_store_touch(s->store, rq->key.ptr, rq->key.len,
+                           settle_cap(s, rq->key.ptr, rq->key.len, expire_at(s, rq->ttl_ms)),
+                           now) != 0)
             resp.status = PC_ST_NOT_FOUND;
+        else
+            replicate_delete(s, rq->key.ptr, rq->key.len);
     }
     if (resp.status == PC_ST_OK)
         answer(c, &resp);
@@ -941,6 +1595,22 @@ static void handle_write(conn_t *c, const pc_request_t *rq)
     if (rq->op == PC_OP_SET && rq->cas != 0 && rq->cond == PC_COND_NX) {
         answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST,
                      "compare-and-set cannot be combined with NX");
+        return;
+    }
+    /* Writes are taken by the key's owner only, always through Redis
+     * first. A write relayed to a node that does not think it owns the key
+     * (two rings disagree for a moment) is refused, not relayed again. */
+    route_t rt;
+    route_key(s, rq->key.ptr, rq->key.len, &rt);
+    if (rt.role != ROLE_OWNER) {
+        if (c->hops == 0) {
+            forward_request(c, rq, rt.at[0]);
+            return;
+        }
+        s->stats.retry_answers++;
+        answer_error(c, rq->op, rq->id, PC_ST_RETRY,
+                     "this node does not own the key on its ring (the cluster is changing): "
+                     "nothing was applied, retry");
         return;
     }
     if (s->backend == NULL) {
@@ -990,6 +1660,186 @@ static void handle_write(conn_t *c, const pc_request_t *rq)
     ks_release(s, ks);
 }
 
+/* ---- peer operations ------------------------------------------------------ */
+
+static void handle_request(conn_t *c, const pc_request_t *rq);
+
+/* A client request another member relayed to us: served like one from a
+ * client, except that it is never relayed again (c->hops > 0). */
+static void handle_forward(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    const uint8_t *body = rq->body.ptr;
+    uint32_t len = rq->body.len, hops = rq->hops;
+    uint64_t fid = rq->id;
+    pc_request_t in;
+    s->stats.forwarded_in++;
+    int rc = pc_proto_decode_request(s->dec, body, len, &in); /* rq is spent now */
+    if (rc == PC_EPROTO || rc == PC_ENOMEM) {
+        answer_error(c, PC_OP_FORWARD, fid, PC_ST_BAD_REQUEST, "FORWARD body is not a request");
+        return;
+    }
+    if (rc == PC_ETOOBIG) {
+        answer_error(c, in.op, in.id, PC_ST_TOO_LARGE, "key, value or key count over the limit");
+        return;
+    }
+    if (rc < 0) {
+        answer_error(c, in.op, in.id, PC_ST_BAD_REQUEST, "bad request: wrong fields");
+        return;
+    }
+    switch (in.op) {
+    case PC_OP_GET:
+    case PC_OP_MGET:
+    case PC_OP_SET:
+    case PC_OP_DEL:
+    case PC_OP_TOUCH:
+        break;
+    default:
+        answer_error(c, PC_OP_FORWARD, fid, PC_ST_BAD_REQUEST,
+                     "only key operations can be forwarded");
+        return;
+    }
+    c->hops = hops;
+    c->cur_body = body;
+    c->cur_len = len;
+    handle_request(c, &in);
+    c->hops = 0;
+}
+
+static void handle_sync(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    if (s->cluster == NULL) {
+        answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "this node is not in a cluster");
+        return;
+    }
+    pc_buf_t reply;
+    pc_buf_init(&reply, 0);
+    int rc = pc_cluster_sync(s->cluster, rq->body.ptr, rq->body.len, &reply);
+    if (rc < 0) {
+        answer_error(c, rq->op, rq->id, rc == PC_ENOMEM ? PC_ST_BUSY : PC_ST_BAD_REQUEST,
+                     rc == PC_ENOMEM ? "out of memory" : "not a membership state");
+    } else {
+        pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK,
+                              .body = {reply.data, (uint32_t)reply.len}};
+        answer(c, &resp);
+    }
+    pc_buf_free(&reply);
+}
+
+static void handle_cluster(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    if (s->cluster == NULL) {
+        answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "this node is not in a cluster");
+        return;
+    }
+    const pc_cluster_member_t *ms;
+    size_t n = pc_cluster_members(s->cluster, &ms);
+    pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK,
+                          .fingerprint = pc_cluster_fingerprint(s->cluster),
+                          .replicas = pc_cluster_replicas(s->cluster),
+                          .nmembers = (uint32_t)n, .members = ms};
+    answer(c, &resp);
+}
+
+/*
+ * A hand-off entry that lost to our own, newer copy: if both hold the same
+ * value, the previous owner's last word confirms our copy, which therefore
+ * need not stay provisional (settle_cap) -- it takes the entry's expiry.
+ * Without this, the keys read here before their hand-off arrived (the
+ * hottest ones) would all expire together at the end of the window.
+ */
+static void handoff_confirm(pc_server_t *s, const pc_repl_entry_t *e, uint64_t exp, uint64_t now)
+{
+    pc_item_t *it;
+    if (pc_store_peek(s->store, e->key.ptr, e->key.len, now, &it) != 0)
+        return;
+    int same = pc_item_vlen(it) == e->value.len && pc_item_flags(it) == e->flags &&
+               memcmp(pc_item_value(it), e->value.ptr, e->value.len) == 0 &&
+               pc_item_expire(it) != exp;
+    pc_store_release(s->store, it);
+    if (same && pc_store_touch(s->store, e->key.ptr, e->key.len, exp, now) == 0)
+        s->stats.handoff_confirmed++;
+}
+
+static int owner_here(const pc_server_t *s, const uint8_t *k, size_t n)
+{
+    route_t rt;
+    route_key(s, k, n, &rt);
+    return rt.role == ROLE_OWNER;
+}
+
+/*
+ * Versioned entries from a key's owner (its writes) or from its previous
+ * owner (a hand-off). An entry only ever replaces an older version, or a
+ * copy we may not serve anyway (stored before we gained its slot).
+ */
+static void handle_replicate(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    uint64_t now = now_ms(s);
+    uint32_t applied = 0, notyet = 0;
+    for (uint32_t i = 0; i < rq->nentries; i++) {
+        const pc_repl_entry_t *e = &rq->entries[i];
+        /* Hybrid logical clock: our next version is above all we have
+         * seen, so a write here after a hand-off outranks the old owner's. */
+        if (e->version > s->last_version)
+            s->last_version = e->version;
+        int rc;
+        int handoff = rq->mode == PC_REPL_HANDOFF;
+        if (!e->has_value) {
+            rc = pc_store_del_if_older(s->store, e->key.ptr, e->key.len, e->version, now);
+            rc = rc == PC_ENOTFOUND ? 0 : rc;
+            if (rc == 0)
+                tomb_add(s, e->key.ptr, e->key.len);
+        } else if (e->ttl_ms == 0) {
+            rc = PC_EEXISTS; /* expired on the way */
+        } else if (handoff && !owner_here(s, e->key.ptr, e->key.len)) {
+            notyet++;
+            continue;
+        } else if (handoff && tomb_has(s, e->key.ptr, e->key.len)) {
+            rc = PC_EEXISTS; /* deleted here since: the entry is older */
+        } else {
+            int mode = PC_STORE_SET_IF_NEWER;
+            pc_item_t *it;
+            if (pc_store_peek(s->store, e->key.ptr, e->key.len, now, &it) == 0) {
+                if (s->slot_epoch != NULL &&
+                    pc_item_epoch(it) < s->slot_epoch[pc_ring_slot(e->key.ptr, e->key.len)])
+                    mode = PC_STORE_SET_ALWAYS;
+                pc_store_release(s->store, it);
+            }
+            /* A hand-off entry is the previous owner's last word on the key
+             * (it stopped taking writes for it before streaming), so it is
+             * not cut by the settle window; a replicated write is. */
+            uint64_t exp = e->ttl_ms < 0 ? 0 : expire_at(s, (uint64_t)e->ttl_ms);
+            if (!handoff)
+                exp = settle_cap(s, e->key.ptr, e->key.len, exp);
+            rc = pc_store_set(s->store, e->key.ptr, e->key.len, e->value.ptr, e->value.len,
+                              e->flags, e->version, exp, mode, now);
+            if (rc == PC_EEXISTS && handoff)
+                handoff_confirm(s, e, exp, now);
+        }
+        if (rc == 0)
+            applied++;
+    }
+    if (rq->mode == PC_REPL_HANDOFF) {
+        s->stats.handoff_received += applied;
+        s->stats.handoff_refused += rq->nentries - applied - notyet;
+        if (notyet > 0) {
+            /* We have not heard of the ring that makes these keys ours:
+             * the sender tries again shortly (what we applied is kept). */
+            answer_error(c, rq->op, rq->id, PC_ST_RETRY, "not the owner of these keys yet");
+            return;
+        }
+    } else {
+        s->stats.replica_applied += applied;
+        s->stats.replica_ignored += rq->nentries - applied;
+    }
+    pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK, .applied = applied};
+    answer(c, &resp);
+}
+
 /* ---- HELLO / PING / STATS ------------------------------------------------ */
 
 static void handle_stats(conn_t *c, const pc_request_t *rq)
@@ -1000,6 +1850,12 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
     pc_backend_stats_t bs = {0};
     if (s->backend)
         pc_backend_stats(s->backend, &bs);
+    pc_cluster_stats_t cs = {0};
+    if (s->cluster)
+        pc_cluster_stats(s->cluster, &cs);
+    pc_peer_stats_t ps = {0};
+    if (s->peers)
+        pc_peer_stats(s->peers, &ps);
 #define STAT(n, v) {{(const uint8_t *)n, sizeof n - 1}, (int64_t)(v)}
     pc_stat_t stats[] = {
         STAT("uptime_s", (now_ms(s) - s->start_ms) / 1000),
@@ -1026,6 +1882,39 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
         STAT("backend_timeouts", bs.timeouts),
         STAT("backend_rejected", bs.rejected),
         STAT("backend_connects", bs.connects),
+        STAT("cluster_members_alive", cs.members_alive),
+        STAT("cluster_members_suspect", cs.members_suspect),
+        STAT("cluster_members_dead", cs.members_dead),
+        STAT("cluster_ring_changes", cs.ring_changes),
+        STAT("cluster_incarnation", cs.incarnation),
+        STAT("cluster_health", cs.health),
+        STAT("gossip_in", cs.gossip_in),
+        STAT("gossip_out", cs.gossip_out),
+        STAT("gossip_bad", cs.gossip_bad),
+        STAT("syncs", cs.syncs),
+        STAT("sync_errors", cs.sync_errors),
+        STAT("forwarded", s->stats.forwarded),
+        STAT("forward_errors", s->stats.forward_errors),
+        STAT("forwarded_in", s->stats.forwarded_in),
+        STAT("not_owner_reads", s->stats.not_owner_reads),
+        STAT("retry_answers", s->stats.retry_answers),
+        STAT("replicated", s->stats.replicated),
+        STAT("replicate_errors", s->stats.replicate_errors),
+        STAT("replica_applied", s->stats.replica_applied),
+        STAT("replica_ignored", s->stats.replica_ignored),
+        STAT("stale_dropped", s->stats.stale_dropped),
+        STAT("handoff_sent", s->stats.handoff_sent),
+        STAT("handoff_received", s->stats.handoff_received),
+        STAT("handoff_refused", s->stats.handoff_refused),
+        STAT("handoff_confirmed", s->stats.handoff_confirmed),
+        STAT("handoff_errors", s->stats.handoff_errors),
+        STAT("handoffs", s->stats.handoffs),
+        STAT("handoff_active", s->handoff_target != NULL),
+        STAT("settle_capped", s->stats.settle_capped),
+        STAT("peer_requests", ps.requests),
+        STAT("peer_errors", ps.errors),
+        STAT("peer_timeouts", ps.timeouts),
+        STAT("peer_connects", ps.connects),
     };
 #undef STAT
     pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK,
@@ -1071,6 +1960,22 @@ static void handle_request(conn_t *c, const pc_request_t *rq)
         return;
     case PC_OP_STATS:
         handle_stats(c, rq);
+        return;
+    case PC_OP_FORWARD:
+        if (c->hops > 0) { /* a FORWARD inside a FORWARD */
+            answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "FORWARD cannot be nested");
+            return;
+        }
+        handle_forward(c, rq);
+        return;
+    case PC_OP_SYNC:
+        handle_sync(c, rq);
+        return;
+    case PC_OP_CLUSTER:
+        handle_cluster(c, rq);
+        return;
+    case PC_OP_REPLICATE:
+        handle_replicate(c, rq);
         return;
     default:
         answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "unknown operation");
@@ -1142,6 +2047,8 @@ static void conn_process_frames(conn_t *c)
         } else if (rc < 0) {
             answer_error(c, rq.op, rq.id, PC_ST_BAD_REQUEST, "bad request: wrong fields");
         } else {
+            c->cur_body = body;
+            c->cur_len = len;
             handle_request(c, &rq);
         }
     }
@@ -1291,8 +2198,342 @@ static void tick_cb(uv_timer_t *t)
 
 /* ---- lifecycle ------------------------------------------------------------ */
 
+/* ---- ring changes ----------------------------------------------------------- */
+
+static enum role role_on(const pc_ring_t *ring, long self, uint32_t slot)
+{
+    if (ring == NULL || self < 0)
+        return ROLE_NONE;
+    uint32_t at[PC_RING_MAX_REPLICAS];
+    size_t n = pc_ring_slot_members(ring, slot, at, PC_RING_MAX_REPLICAS);
+    for (size_t i = 0; i < n; i++) {
+        if ((long)at[i] == self)
+            return i == 0 ? ROLE_OWNER : ROLE_REPLICA;
+    }
+    return ROLE_NONE;
+}
+
+/* ---- hand-off --------------------------------------------------------------- */
+
+/*
+ * When this node stops owning slots (a member joined, or we left), it
+ * streams the keys it holds in them to their new owners, in REPLICATE
+ * batches (mode HANDOFF) at most HANDOFF_INFLIGHT at a time and at most
+ * handoff_rate bytes per second, so the new owner starts warm instead of
+ * reading every moved key from Redis. One scan of the store finds them
+ * (pc_store_scan with a filter on the slot). A ring change during a
+ * hand-off re-aims the slots not yet streamed and restarts the scan;
+ * entries sent twice are refused as not newer.
+ */
+static int handoff_want(void *arg, const uint8_t *k, size_t n)
+{
+    const pc_server_t *s = arg;
+    return s->handoff_target[pc_ring_slot(k, n)] != 0;
+}
+
+static void hsend_free(hsend_t *h)
+{
+    free(h->addr);
+    pc_buf_free(&h->frame);
+    free(h);
+}
+
+static void handoff_sent_cb(void *arg, int err, const uint8_t *body, size_t len)
+{
+    hsend_t *h = arg;
+    pc_server_t *s = h->s;
+    s->handoff_inflight--;
+    pc_response_t resp;
+    if (err == 0 && pc_proto_decode_response(s->pdec, body, len, &resp) != 0)
+        err = PC_EPROTO;
+    if (err == 0 && resp.status == PC_ST_RETRY && ++h->tries < HANDOFF_TRIES &&
+        !s->shutting_down) {
+        h->when = now_ms(s) + HANDOFF_RESEND_MS;
+        h->next = s->handoff_resend;
+        s->handoff_resend = h;
+        return;
+    }
+    if (err != 0 || resp.status != PC_ST_OK)
+        s->stats.handoff_errors++;
+    hsend_free(h);
+}
+
+/* Sends (or re-sends) a batch; 0 or the peer pool's error. */
+static int hsend_go(pc_server_t *s, hsend_t *h)
+{
+    int rc = pc_peer_request(s->peers, h->addr, h->frame.data, h->frame.len, handoff_sent_cb, h);
+    if (rc == 0)
+        s->handoff_inflight++;
+    return rc;
+}
+
+static void handoff_flush(pc_server_t *s, size_t t)
+{
+    hbatch_t *b = &s->handoff_batches[t];
+    if (b->n == 0)
+        return;
+    pc_repl_entry_t ents[HANDOFF_BATCH];
+    uint64_t now = now_ms(s);
+    for (uint32_t i = 0; i < b->n; i++) {
+        const pc_item_t *it = b->items[i];
+        int64_t ttl = ttl_left(pc_item_expire(it), now);
+        ents[i] = (pc_repl_entry_t){
+            .key = {pc_item_key(it), (uint32_t)pc_item_klen(it)},
+            .value = {pc_item_value(it), (uint32_t)pc_item_vlen(it)},
+            .has_value = 1,
+            .flags = pc_item_flags(it),
+            .version = pc_item_version(it),
+            .ttl_ms = ttl,
+        };
+    }
+    pc_request_t rq = {.op = PC_OP_REPLICATE, .mode = PC_REPL_HANDOFF,
+                       .from = {(const uint8_t *)s->name, (uint32_t)strlen(s->name)},
+                       .nentries = b->n, .entries = ents};
+    hsend_t *h = calloc(1, sizeof *h);
+    int rc = PC_ENOMEM;
+    if (h != NULL && (h->addr = strdup(s->handoff_addrs[t])) != NULL) {
+        h->s = s;
+        pc_buf_init(&h->frame, 0);
+        rc = pc_proto_encode_request(&h->frame, &rq);
+        if (rc == 0)
+            rc = hsend_go(s, h);
+    }
+    if (rc == 0) {
+        s->stats.handoff_sent += b->n;
+        s->handoff_tokens -= (double)b->bytes;
+    } else {
+        if (h)
+            hsend_free(h);
+        s->stats.handoff_errors++;
+    }
+    for (uint32_t i = 0; i < b->n; i++)
+        pc_store_release(s->store, b->items[i]);
+    b->n = 0;
+    b->bytes = 0;
+}
+
+static void handoff_clear(pc_server_t *s)
+{
+    for (size_t t = 0; t < s->handoff_naddrs; t++) {
+        hbatch_t *b = &s->handoff_batches[t];
+        for (uint32_t i = 0; i < b->n; i++)
+            pc_store_release(s->store, b->items[i]);
+        free(s->handoff_addrs[t]);
+    }
+    free(s->handoff_addrs);
+    free(s->handoff_batches);
+    free(s->handoff_target);
+    s->handoff_addrs = NULL;
+    s->handoff_batches = NULL;
+    s->handoff_target = NULL;
+    s->handoff_naddrs = 0;
+    s->handoff_scanning = 0;
+}
+
+static void handoff_finished(pc_server_t *s)
+{
+    pc_log_info(s->log, "hand-off done: %llu entries sent in %llu ms",
+                (unsigned long long)(s->stats.handoff_sent - s->handoff_sent0),
+                (unsigned long long)(now_ms(s) - s->handoff_started));
+    handoff_clear(s);
+    while (s->handoff_resend) { /* given up on (leaving in a hurry) */
+        hsend_t *h = s->handoff_resend;
+        s->handoff_resend = h->next;
+        s->stats.handoff_errors++;
+        hsend_free(h);
+    }
+    s->stats.handoffs++;
+    uv_timer_stop(&s->handoff_timer);
+    if (s->handoff_done) {
+        void (*done)(void *) = s->handoff_done;
+        s->handoff_done = NULL;
+        done(s->handoff_done_arg);
+    }
+}
+
+static void handoff_step(uv_timer_t *t)
+{
+    pc_server_t *s = t->data;
+    uint64_t now = now_ms(s);
+    s->handoff_tokens += (double)(now - s->handoff_last_ms) * (double)s->handoff_rate / 1000.0;
+    if (s->handoff_tokens > (double)s->handoff_rate)
+        s->handoff_tokens = (double)s->handoff_rate; /* at most a second's burst */
+    s->handoff_last_ms = now;
+    /* Batches the receiver was not ready for, when their time comes. */
+    for (hsend_t **pp = &s->handoff_resend; *pp;) {
+        hsend_t *h = *pp;
+        if (h->when > now) {
+            pp = &h->next;
+            continue;
+        }
+        *pp = h->next;
+        if (hsend_go(s, h) < 0) {
+            s->stats.handoff_errors++;
+            hsend_free(h);
+        }
+    }
+    /* A few scan steps per tick: the loop keeps serving in between. */
+    for (int rounds = 0; rounds < 8 && s->handoff_scanning &&
+                         s->handoff_inflight < HANDOFF_INFLIGHT && s->handoff_tokens > 0;
+         rounds++) {
+        pc_item_t *items[HANDOFF_STEP];
+        size_t n = pc_store_scan(s->store, &s->handoff_cursor, now, handoff_want, s, items,
+                                 HANDOFF_STEP);
+        for (size_t i = 0; i < n; i++) {
+            const pc_item_t *it = items[i];
+            size_t tgt = s->handoff_target[pc_ring_slot(pc_item_key(it), pc_item_klen(it))] - 1u;
+            hbatch_t *b = &s->handoff_batches[tgt];
+            b->items[b->n++] = items[i];
+            b->bytes += pc_item_klen(it) + pc_item_vlen(it) + PC_PROTO_ENTRY_OVERHEAD;
+            if (b->n == HANDOFF_BATCH || b->bytes >= HANDOFF_BATCH_BYTES)
+                handoff_flush(s, tgt);
+        }
+        if (s->handoff_cursor == 0) {
+            s->handoff_scanning = 0;
+            for (size_t tg = 0; tg < s->handoff_naddrs; tg++)
+                handoff_flush(s, tg);
+        }
+    }
+    if (!s->handoff_scanning && s->handoff_inflight == 0 && s->handoff_resend == NULL) {
+        handoff_finished(s);
+    } else if (s->handoff_done && now - s->handoff_started > s->shutdown_timeout_ms) {
+        /* Leaving: do not hold the shutdown hostage to a slow receiver. */
+        pc_log_warn(s->log, "hand-off: not done after %llu ms; leaving anyway",
+                    (unsigned long long)s->shutdown_timeout_ms);
+        handoff_finished(s);
+    }
+}
+
+/*
+ * (Re)starts the hand-off for the slots we no longer own on `nw`: those
+ * we just lost (lost[slot] set) and those of a hand-off still running,
+ * each aimed at its owner on `nw`. Addresses come from the cluster, whose
+ * tables already describe `nw` when the ring callback runs.
+ */
+static void handoff_start(pc_server_t *s, const pc_ring_t *nw, const uint8_t *lost)
+{
+    uint16_t *target = calloc(PC_RING_SLOTS, sizeof *target);
+    long *map = calloc(pc_ring_size(nw) + 1, sizeof *map);
+    if (target == NULL || map == NULL) {
+        free(target);
+        free(map);
+        return;
+    }
+    long self = pc_ring_find(nw, s->name);
+    size_t naddrs = 0;
+    int running = s->handoff_target != NULL;
+    for (uint32_t slot = 0; slot < PC_RING_SLOTS; slot++) {
+        if (!lost[slot] && !(s->handoff_target && s->handoff_target[slot]))
+            continue;
+        long o = pc_ring_slot_owner(nw, slot);
+        if (o < 0 || o == self)
+            continue;
+        if (map[o] == 0)
+            map[o] = (long)++naddrs;
+        target[slot] = (uint16_t)map[o];
+    }
+    /* What was batched for the old targets goes out first. */
+    for (size_t t = 0; t < s->handoff_naddrs; t++)
+        handoff_flush(s, t);
+    handoff_clear(s);
+    if (naddrs == 0) {
+        free(target);
+        free(map);
+        if (s->handoff_inflight == 0 && s->handoff_done)
+            handoff_finished(s);
+        return;
+    }
+    s->handoff_addrs = calloc(naddrs, sizeof *s->handoff_addrs);
+    s->handoff_batches = calloc(naddrs, sizeof *s->handoff_batches);
+    if (s->handoff_addrs == NULL || s->handoff_batches == NULL) {
+        free(s->handoff_addrs);
+        free(s->handoff_batches);
+        s->handoff_addrs = NULL;
+        s->handoff_batches = NULL;
+        free(target);
+        free(map);
+        return;
+    }
+    for (size_t i = 0; i < pc_ring_size(nw); i++) {
+        if (map[i] > 0)
+            s->handoff_addrs[map[i] - 1] = strdup(pc_cluster_addr(s->cluster, i));
+    }
+    free(map);
+    s->handoff_naddrs = naddrs;
+    s->handoff_target = target;
+    s->handoff_cursor = 0;
+    s->handoff_scanning = 1;
+    if (!running) {
+        s->handoff_started = now_ms(s);
+        s->handoff_sent0 = s->stats.handoff_sent;
+    }
+    s->handoff_last_ms = now_ms(s);
+    s->handoff_tokens = (double)s->handoff_rate / 10; /* a tenth of a second's worth */
+    if (s->handoff_timer.data == s)
+        uv_timer_start(&s->handoff_timer, handoff_step, HANDOFF_DELAY_MS, 5);
+    pc_log_info(s->log, "hand-off: streaming keys of moved slots to %zu member(s)", naddrs);
+}
+
+void pc_server_after_handoff(pc_server_t *s, void (*done)(void *), void *arg)
+{
+    if (s->handoff_target == NULL && s->handoff_inflight == 0 && s->handoff_resend == NULL) {
+        done(arg);
+        return;
+    }
+    s->handoff_done = done;
+    s->handoff_done_arg = arg;
+}
+
+void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw)
+{
+    pc_server_t *s = arg;
+    if (s->slot_epoch == NULL)
+        return;
+    long so = old ? pc_ring_find(old, s->name) : -1;
+    long sn = pc_ring_find(nw, s->name);
+    /* A slot we gain is served only from copies stored from now on: ours
+     * from before may have missed writes taken elsewhere meanwhile, and
+     * a replica promoted to owner may have missed the last writes of an
+     * owner that died. One epoch bump covers all slots of this change.
+     * Without Redis behind us the replica's copy is all there is: a
+     * promoted replica keeps it (best effort, docs/CONSISTENCY.md). */
+    uint32_t epoch = 0;
+    uint32_t gained = 0, lost = 0;
+    uint8_t *lostmap = old ? calloc(PC_RING_SLOTS, 1) : NULL;
+    uint64_t now = now_ms(s);
+    /* A node that was alone and now has company (it joined a cluster, or
+     * the first member joined it) gains every slot it keeps: while alone
+     * it owned them only because it knew of nobody else, and those who
+     * owned them meanwhile may not know of it yet. */
+    int joining = old != NULL && pc_ring_size(old) <= 1 && pc_ring_size(nw) > 1;
+    for (uint32_t slot = 0; slot < PC_RING_SLOTS; slot++) {
+        enum role ro = role_on(old, so, slot), rn = role_on(nw, sn, slot);
+        int promoted = rn == ROLE_OWNER && ro == ROLE_REPLICA;
+        if ((rn == ROLE_OWNER && ro != ROLE_OWNER && !(promoted && s->backend == NULL)) ||
+            (rn == ROLE_REPLICA && ro == ROLE_NONE) || (joining && rn != ROLE_NONE)) {
+            if (epoch == 0)
+                epoch = pc_store_epoch_bump(s->store);
+            s->slot_epoch[slot] = epoch;
+            /* The first ring is no change: nobody else wrote meanwhile. */
+            s->slot_gained[slot] = old ? now : 0;
+            gained++;
+        }
+        if (ro == ROLE_OWNER && rn != ROLE_OWNER && lostmap) {
+            lostmap[slot] = 1;
+            lost++;
+        }
+    }
+    pc_log_info(s->log, "ring %016llx: %zu member(s); this node gained %u and lost %u of %u slots",
+                (unsigned long long)pc_ring_fingerprint(nw), pc_ring_size(nw), gained, lost,
+                PC_RING_SLOTS);
+    if (lostmap && s->handoff_rate > 0 && (lost > 0 || s->handoff_target))
+        handoff_start(s, nw, lostmap);
+    free(lostmap);
+}
+
 int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
-                  pc_backend_t *backend, const pc_log_t *log, pc_server_t **out)
+                  pc_backend_t *backend, pc_cluster_t *cluster, pc_peer_pool_t *peers,
+                  const pc_log_t *log, pc_server_t **out)
 {
     pc_server_t *s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -1301,6 +2542,9 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     s->log = log;
     s->store = store;
     s->backend = backend;
+    s->cluster = cluster;
+    s->peers = peers;
+    pc_buf_init(&s->scratch, 0);
     pc_proto_limits_default(&s->limits);
     s->limits.max_frame = (uint32_t)cfg->max_frame;
     s->limits.max_key = (uint32_t)cfg->max_key;
@@ -1319,8 +2563,16 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     pc_list_init(&s->conns);
     pc_list_init(&s->runnable);
     randombytes_buf(s->ks_hashkey, sizeof s->ks_hashkey);
+    s->settle_ms = cfg->ring_settle_ms;
+    s->handoff_rate = cfg->handoff_rate;
+    if (cluster != NULL) {
+        s->slot_epoch = calloc(PC_RING_SLOTS, sizeof *s->slot_epoch);
+        s->slot_gained = calloc(PC_RING_SLOTS, sizeof *s->slot_gained);
+    }
     if (s->listen == NULL || s->name == NULL || s->ks_buckets == NULL ||
-        pc_proto_decoder_new(&s->limits, &s->dec) < 0) {
+        (cluster != NULL && (s->slot_epoch == NULL || s->slot_gained == NULL)) ||
+        pc_proto_decoder_new(&s->limits, &s->dec) < 0 ||
+        pc_proto_decoder_new(&s->limits, &s->pdec) < 0) {
         pc_server_free(&s);
         return PC_ENOMEM;
     }
@@ -1370,6 +2622,11 @@ int pc_server_start(pc_server_t *s)
     uv_timer_init(s->loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
     s->handles_open++;
+    uv_timer_init(s->loop, &s->handoff_timer);
+    s->handoff_timer.data = s;
+    s->handles_open++;
+    if (s->handoff_target) /* a ring change before start */
+        uv_timer_start(&s->handoff_timer, handoff_step, HANDOFF_DELAY_MS, 5);
     return 0;
 }
 
@@ -1392,6 +2649,8 @@ static void close_server_handles(pc_server_t *s)
         uv_close((uv_handle_t *)&s->tick, server_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&s->shutdown_timer))
         uv_close((uv_handle_t *)&s->shutdown_timer, server_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->handoff_timer))
+        uv_close((uv_handle_t *)&s->handoff_timer, server_handle_closed);
 }
 
 static void shutdown_timeout_cb(uv_timer_t *t)
@@ -1461,7 +2720,18 @@ void pc_server_free(pc_server_t **sp)
         }
     }
     free(s->ks_buckets);
+    free(s->slot_epoch);
+    free(s->slot_gained);
+    free(s->tombs);
+    handoff_clear(s);
+    while (s->handoff_resend) {
+        hsend_t *h = s->handoff_resend;
+        s->handoff_resend = h->next;
+        hsend_free(h);
+    }
+    pc_buf_free(&s->scratch);
     pc_proto_decoder_free(&s->dec);
+    pc_proto_decoder_free(&s->pdec);
     free(s->listen);
     free(s->name);
     free(s);

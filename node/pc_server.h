@@ -23,8 +23,11 @@
 #include <uv.h>
 
 #include "pc_backend.h"
+#include "pc_cluster.h"
 #include "pc_config.h"
 #include "pc_log.h"
+#include "pc_peer.h"
+#include "pc_ring.h"
 #include "pc_store.h"
 
 typedef struct pc_server pc_server_t;
@@ -32,11 +35,27 @@ typedef struct pc_server pc_server_t;
 /*
  * Creates a server on `loop`. `store` and `log` must outlive it; `backend`
  * may be NULL (pure memory cache: misses are NOT_FOUND, writes go to the
- * store only) and is owned by the caller. cfg is read during the call only.
- * 0, PC_ENOMEM or PC_EINVAL.
+ * store only) and is owned by the caller. `cluster` and `peers` (both or
+ * neither) make it a cluster member: keys it does not own are forwarded
+ * to their owners, writes are replicated; NULL = a node alone that owns
+ * everything. cfg is read during the call only. 0, PC_ENOMEM or PC_EINVAL.
  */
 int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
-                  pc_backend_t *backend, const pc_log_t *log, pc_server_t **out);
+                  pc_backend_t *backend, pc_cluster_t *cluster, pc_peer_pool_t *peers,
+                  const pc_log_t *log, pc_server_t **out);
+
+/*
+ * The ring changed (a pc_cluster_ring_cb; arg is the server): slots this
+ * node gained stop serving copies stored before the change
+ * (docs/CONSISTENCY.md), and keys it no longer owns are handed to their
+ * new owners.
+ */
+void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw);
+
+/* Calls done(arg) once no hand-off is running (at once if none is); for a
+ * graceful leave: leave, wait for the hand-off the leave caused, then
+ * shut down. Only the latest caller is remembered. */
+void pc_server_after_handoff(pc_server_t *s, void (*done)(void *arg), void *arg);
 
 /* Binds and listens on cfg->listen. 0 or PC_EIO (message logged). */
 int pc_server_start(pc_server_t *s);

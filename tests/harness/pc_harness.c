@@ -37,10 +37,10 @@ const char *pc_h_tmpdir(void)
     return dir;
 }
 
-int pc_h_free_port(void)
+static int port_free(int type, int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    int fd = socket(AF_INET, type, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof sa;
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
@@ -51,6 +51,17 @@ int pc_h_free_port(void)
     }
     close(fd);
     return ntohs(sa.sin_port);
+}
+
+/* A node gossips over UDP on its TCP port number: both must be free. */
+int pc_h_free_port(void)
+{
+    for (int i = 0; i < 100; i++) {
+        int port = port_free(SOCK_STREAM, 0);
+        if (port > 0 && port_free(SOCK_DGRAM, port) == port)
+            return port;
+    }
+    return -1;
 }
 
 int pc_h_poll(int (*fn)(void *arg), void *arg, int timeout_ms)
@@ -187,8 +198,13 @@ int pc_h_redis_start(pc_h_proc_t *p, int port)
 
 int pc_h_node_start(pc_h_proc_t *p, const char *const *args)
 {
+    return pc_h_node_start_port(p, 0, args);
+}
+
+int pc_h_node_start_port(pc_h_proc_t *p, int port, const char *const *args)
+{
     memset(p, 0, sizeof *p);
-    p->port = pc_h_free_port();
+    p->port = port > 0 ? port : pc_h_free_port();
     snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", p->port);
     snprintf(p->log, sizeof p->log, "%s/node-%d.log", pc_h_tmpdir(), p->port);
     const char *bin = getenv("PC_PEERCACHED");

@@ -35,7 +35,8 @@ uint64_t pc_h_now_ms(void);
 /* A fresh temp directory for this test process (created once). */
 const char *pc_h_tmpdir(void);
 
-/* A TCP port on 127.0.0.1 that nothing listens on right now. */
+/* A port on 127.0.0.1 that nothing uses right now, for TCP and UDP alike
+ * (a node gossips over UDP on its listen port). */
 int pc_h_free_port(void);
 
 /* Starts redis-server on a free port (or `port` if > 0); waits until it
@@ -46,6 +47,9 @@ int pc_h_redis_start(pc_h_proc_t *p, int port);
  * port, adding --listen; waits until it accepts connections (10 s).
  * 0 or -1 (the log is printed). */
 int pc_h_node_start(pc_h_proc_t *p, const char *const *args);
+/* Same on a given port (> 0; e.g. to restart a node where it was), or a
+ * free one (0). */
+int pc_h_node_start_port(pc_h_proc_t *p, int port, const char *const *args);
 
 /* Sends sig (0 = none, just wait) and waits for exit up to timeout_ms; returns the exit status
  * as waitpid reports it (>= 0), or -1 on timeout (then SIGKILLs). */

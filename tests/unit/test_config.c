@@ -473,7 +473,42 @@ static void test_example_config_file(void **state)
     assert_int_equal(cfg.redis_timeout_ms, 500);
     assert_int_equal(cfg.memory, 256 * MIB);
     assert_int_equal(cfg.idle_timeout_ms, 300000);
+    assert_string_equal(cfg.join, "127.0.0.1:7401,127.0.0.1:7402");
+    assert_string_equal(cfg.gossip, "127.0.0.1:7400");
+    assert_string_equal(cfg.advertise, "127.0.0.1:7400");
+    assert_int_equal(cfg.replicas, 2);
+    assert_int_equal(cfg.probe_interval_ms, 1000);
     pc_config_free(&cfg);
+}
+
+static void test_cluster_options(void **state)
+{
+    pc_config_t cfg;
+    char err[512];
+    (void)state;
+    char *good[] = {"peercached", "--listen", "127.0.0.1:7500", "--join",
+                    "127.0.0.1:7400, 127.0.0.1:7401", "--replicas", "3", "--weight", "5",
+                    "--gossip", "127.0.0.1:7600", NULL};
+    load_ok(&cfg, ARGC(good), good, no_env);
+    assert_string_equal(cfg.name, "127.0.0.1:7500");
+    assert_string_equal(cfg.advertise, "127.0.0.1:7500");
+    assert_string_equal(cfg.gossip, "127.0.0.1:7600");
+    assert_int_equal(cfg.replicas, 3);
+    assert_int_equal(cfg.weight, 5);
+    assert_int_equal(cfg.pushpull_interval_ms, 30000);
+    pc_config_free(&cfg);
+
+    char *bad_join[] = {"peercached", "--join", "127.0.0.1", NULL};
+    assert_int_equal(pc_config_load(&cfg, ARGC(bad_join), bad_join, no_env, err, sizeof err),
+                     PC_EINVAL);
+    assert_non_null(strstr(err, "join"));
+    char *bad_rep[] = {"peercached", "--replicas", "0", NULL};
+    assert_int_equal(pc_config_load(&cfg, ARGC(bad_rep), bad_rep, no_env, err, sizeof err),
+                     PC_EINVAL);
+    char *bad_probe[] = {"peercached", "--probe-timeout", "2s", NULL};
+    assert_int_equal(pc_config_load(&cfg, ARGC(bad_probe), bad_probe, no_env, err, sizeof err),
+                     PC_EINVAL);
+    assert_non_null(strstr(err, "probe-interval"));
 }
 
 static void test_usage_lists_every_option(void **state)
@@ -541,6 +576,7 @@ int main(void)
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_example_config_file),
         cmocka_unit_test(test_usage_lists_every_option),
+        cmocka_unit_test(test_cluster_options),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,480 @@
+/*
+ * pc_peer.c -- pooled, pipelined connections to peers.
+ *
+ * One peer_t per address, created on first use and kept until the pool
+ * closes or the address is forgotten. Its life is a small state machine:
+ *
+ *   IDLE -> RESOLVING -> CONNECTING -> UP -> (failure) CLOSING -> IDLE
+ *
+ * Requests may be queued in RESOLVING, CONNECTING and UP; their frames
+ * wait in `out` until the connection is up. Any failure (connect error,
+ * timeout, broken stream, bad reply) fails every waiting request at once
+ * and closes the handle: replies are matched by position, so after one is
+ * lost nothing later on that stream can be trusted.
+ *
+ * Memory: a peer_t is freed only from the tcp close callback or the
+ * getaddrinfo callback, whichever comes last, once it is `forgotten`; the
+ * pool itself only once every peer is gone. libuv runs cancelled write
+ * callbacks before the close callback, so no callback sees freed memory.
+ */
+#include "pc_peer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pc_addr.h"
+#include "pc_buf.h"
+#include "pc_list.h"
+#include "pc_proto.h"
+
+#define TICK_MS 50
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+#define ADDR_MAX 300
+
+enum peer_state { P_IDLE, P_RESOLVING, P_CONNECTING, P_UP, P_CLOSING };
+
+typedef struct pend {
+    struct pend *next;
+    pc_peer_cb cb;
+    void *arg;
+    uint64_t deadline;
+} pend_t;
+
+typedef struct peer {
+    pc_list_t link;
+    pc_peer_pool_t *pool;
+    char addr[ADDR_MAX];
+    enum peer_state state;
+    int resolving;  /* a getaddrinfo request is outstanding */
+    int forgotten;  /* free once the handles are quiet */
+    int writing;
+    unsigned gen;   /* bumped on every failure: stale callers stop */
+    uv_getaddrinfo_t gai;
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    pc_buf_t out;  /* frames not yet handed to the kernel */
+    pc_buf_t wbuf; /* frames being written */
+    pc_proto_reader_t rd;
+    pend_t *head, *tail;
+    uint32_t npending;
+    uint64_t connect_deadline;
+    uint64_t retry_at; /* fail fast until then */
+    uint64_t backoff_ms;
+} peer_t;
+
+struct pc_peer_pool {
+    uv_loop_t *loop;
+    const pc_log_t *log;
+    pc_peer_config_t cfg;
+    pc_list_t peers;
+    uv_timer_t tick;
+    int closing;
+    int tick_open;
+    void (*done)(void *);
+    void *done_arg;
+    pc_peer_stats_t stats;
+};
+
+static uint64_t now_ms(const pc_peer_pool_t *p) { return uv_now(p->loop); }
+
+static void maybe_done(pc_peer_pool_t *p)
+{
+    if (p->closing && p->tick_open == 0 && pc_list_empty(&p->peers) && p->done) {
+        void (*done)(void *) = p->done;
+        p->done = NULL;
+        done(p->done_arg);
+    }
+}
+
+static void peer_free_if_quiet(peer_t *pr)
+{
+    if (!pr->forgotten || pr->state != P_IDLE || pr->resolving)
+        return;
+    pc_peer_pool_t *p = pr->pool;
+    pc_list_remove(&pr->link);
+    pc_buf_free(&pr->out);
+    pc_buf_free(&pr->wbuf);
+    pc_proto_reader_free(&pr->rd);
+    free(pr);
+    maybe_done(p);
+}
+
+static void tcp_closed_cb(uv_handle_t *h)
+{
+    peer_t *pr = h->data;
+    pr->state = P_IDLE;
+    peer_free_if_quiet(pr);
+}
+
+/*
+ * Fails every waiting request with err and closes the connection. The
+ * callbacks run after the peer is already reset, so a callback that sends
+ * again sees a consistent (closing, backing off) peer.
+ */
+static void peer_fail(peer_t *pr, int err, const char *why)
+{
+    pc_peer_pool_t *p = pr->pool;
+    pend_t *list = pr->head;
+    pr->head = pr->tail = NULL;
+    pr->npending = 0;
+    pr->gen++;
+    /* The reader is reset on the next connect, not here: a reply callback
+     * that fails this peer may still be reading the body it was given. */
+    pc_buf_reset(&pr->out);
+    if (err != PC_ECLOSED) {
+        pr->retry_at = now_ms(p) + pr->backoff_ms;
+        pr->backoff_ms = pr->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pr->backoff_ms * 2;
+        pc_log_info(p->log, "peer %s: %s", pr->addr, why);
+    }
+    if (pr->state == P_CONNECTING || pr->state == P_UP) {
+        pr->state = P_CLOSING;
+        uv_close((uv_handle_t *)&pr->tcp, tcp_closed_cb);
+    } else if (pr->state == P_RESOLVING) {
+        pr->state = P_IDLE; /* the getaddrinfo callback sees the new gen */
+    }
+    while (list) {
+        pend_t *n = list->next;
+        p->stats.errors++;
+        if (err == PC_ETIMEDOUT)
+            p->stats.timeouts++;
+        list->cb(list->arg, err, NULL, 0);
+        free(list);
+        list = n;
+    }
+}
+
+/* ---- writing ---------------------------------------------------------- */
+
+static void peer_flush(peer_t *pr);
+
+static void write_cb(uv_write_t *w, int status)
+{
+    peer_t *pr = w->data;
+    pr->writing = 0;
+    pc_buf_reset(&pr->wbuf);
+    if (pr->state != P_UP)
+        return; /* cancelled by a close */
+    if (status < 0) {
+        peer_fail(pr, PC_ECONN, uv_strerror(status));
+        return;
+    }
+    peer_flush(pr);
+}
+
+static void peer_flush(peer_t *pr)
+{
+    if (pr->state != P_UP || pr->writing || pr->out.len == 0)
+        return;
+    pc_buf_t t = pr->wbuf;
+    pr->wbuf = pr->out;
+    pr->out = t;
+    uv_buf_t b = uv_buf_init((char *)pr->wbuf.data, (unsigned)pr->wbuf.len);
+    pr->wreq.data = pr;
+    int rc = uv_write(&pr->wreq, (uv_stream_t *)&pr->tcp, &b, 1, write_cb);
+    if (rc < 0) {
+        peer_fail(pr, PC_ECONN, uv_strerror(rc));
+        return;
+    }
+    pr->writing = 1;
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    peer_t *pr = h->data;
+    uint8_t *p;
+    size_t n;
+    (void)suggested;
+    if (pc_proto_reader_reserve(&pr->rd, 0, &p, &n) < 0) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    buf->base = (char *)p;
+    buf->len = n;
+}
+
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    peer_t *pr = st->data;
+    (void)buf;
+    if (n == 0)
+        return;
+    if (n < 0) {
+        peer_fail(pr, PC_ECONN, n == UV_EOF ? "connection closed by the peer" : uv_strerror((int)n));
+        return;
+    }
+    pc_proto_reader_commit(&pr->rd, (size_t)n);
+    unsigned gen = pr->gen;
+    for (;;) {
+        const uint8_t *body;
+        uint32_t len;
+        int rc = pc_proto_reader_next(&pr->rd, &body, &len);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            peer_fail(pr, PC_EPROTO, "bad frame from the peer");
+            return;
+        }
+        pend_t *pd = pr->head;
+        if (pd == NULL) {
+            peer_fail(pr, PC_EPROTO, "reply to no request");
+            return;
+        }
+        pr->head = pd->next;
+        if (pr->head == NULL)
+            pr->tail = NULL;
+        pr->npending--;
+        pd->cb(pd->arg, 0, body, len);
+        free(pd);
+        if (pr->gen != gen || pr->state != P_UP)
+            return; /* the callback forgot or failed this peer */
+    }
+}
+
+/* ---- connecting ------------------------------------------------------- */
+
+static void connect_cb(uv_connect_t *req, int status)
+{
+    peer_t *pr = req->data;
+    if (pr->state != P_CONNECTING)
+        return; /* failed (timed out) while connecting; closing */
+    if (status < 0) {
+        peer_fail(pr, PC_ECONN, uv_strerror(status));
+        return;
+    }
+    pr->state = P_UP;
+    pr->backoff_ms = BACKOFF_MIN_MS;
+    pr->retry_at = 0;
+    pr->pool->stats.connects++;
+    uv_tcp_nodelay(&pr->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)&pr->tcp, alloc_cb, read_cb);
+    if (rc < 0) {
+        peer_fail(pr, PC_ECONN, uv_strerror(rc));
+        return;
+    }
+    peer_flush(pr);
+}
+
+static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    peer_t *pr = req->data;
+    pc_peer_pool_t *p = pr->pool;
+    pr->resolving = 0;
+    if (pr->state != P_RESOLVING || pr->forgotten || p->closing) {
+        uv_freeaddrinfo(res);
+        if (pr->state == P_RESOLVING)
+            pr->state = P_IDLE;
+        peer_free_if_quiet(pr);
+        return;
+    }
+    if (status < 0 || res == NULL) {
+        uv_freeaddrinfo(res);
+        pr->state = P_IDLE;
+        peer_fail(pr, PC_ECONN, status < 0 ? uv_strerror(status) : "no address");
+        return;
+    }
+    pc_proto_reader_free(&pr->rd);
+    pc_proto_reader_init(&pr->rd, p->cfg.max_frame);
+    uv_tcp_init(p->loop, &pr->tcp);
+    pr->tcp.data = pr;
+    pr->creq.data = pr;
+    pr->state = P_CONNECTING;
+    int rc = uv_tcp_connect(&pr->creq, &pr->tcp, res->ai_addr, connect_cb);
+    uv_freeaddrinfo(res);
+    if (rc < 0)
+        peer_fail(pr, PC_ECONN, uv_strerror(rc));
+}
+
+static int peer_connect(peer_t *pr)
+{
+    pc_peer_pool_t *p = pr->pool;
+    char host[256], port[8];
+    int portn;
+    if (pc_addr_parse(pr->addr, host, sizeof host, &portn) < 0)
+        return PC_EINVAL;
+    snprintf(port, sizeof port, "%d", portn);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    pr->gai.data = pr;
+    int rc = uv_getaddrinfo(p->loop, &pr->gai, resolved_cb, host, port, &hints);
+    if (rc < 0)
+        return PC_ECONN;
+    pr->resolving = 1;
+    pr->state = P_RESOLVING;
+    pr->connect_deadline = now_ms(p) + p->cfg.connect_timeout_ms;
+    return 0;
+}
+
+/* ---- deadlines ---------------------------------------------------------- */
+
+static void tick_cb(uv_timer_t *t)
+{
+    pc_peer_pool_t *p = t->data;
+    uint64_t now = now_ms(p);
+    pc_list_t *it = p->peers.next;
+    while (it != &p->peers) {
+        peer_t *pr = pc_list_entry(it, peer_t, link);
+        it = it->next; /* a failure never frees a peer here: it is not forgotten */
+        if ((pr->state == P_RESOLVING || pr->state == P_CONNECTING) && now >= pr->connect_deadline)
+            peer_fail(pr, PC_ECONN, "connect timed out");
+        else if (pr->head && now >= pr->head->deadline)
+            peer_fail(pr, PC_ETIMEDOUT, "request timed out");
+    }
+}
+
+/* ---- public --------------------------------------------------------------- */
+
+int pc_peer_pool_new(uv_loop_t *loop, const pc_peer_config_t *cfg, const pc_log_t *log,
+                     pc_peer_pool_t **out)
+{
+    pc_peer_pool_t *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return PC_ENOMEM;
+    p->loop = loop;
+    p->log = log;
+    if (cfg)
+        p->cfg = *cfg;
+    if (p->cfg.connect_timeout_ms == 0)
+        p->cfg.connect_timeout_ms = 1000;
+    if (p->cfg.request_timeout_ms == 0)
+        p->cfg.request_timeout_ms = 1000;
+    if (p->cfg.max_frame == 0)
+        p->cfg.max_frame = PC_PROTO_DEFAULT_MAX_FRAME;
+    if (p->cfg.max_pending == 0)
+        p->cfg.max_pending = 4096;
+    pc_list_init(&p->peers);
+    uv_timer_init(loop, &p->tick);
+    p->tick.data = p;
+    p->tick_open = 1;
+    uv_timer_start(&p->tick, tick_cb, TICK_MS, TICK_MS);
+    uv_unref((uv_handle_t *)&p->tick); /* never keeps the loop alive alone */
+    *out = p;
+    return 0;
+}
+
+static peer_t *peer_find(const pc_peer_pool_t *p, const char *addr)
+{
+    for (pc_list_t *it = p->peers.next; it != &p->peers; it = it->next) {
+        peer_t *pr = pc_list_entry(it, peer_t, link);
+        if (!pr->forgotten && strcmp(pr->addr, addr) == 0)
+            return pr;
+    }
+    return NULL;
+}
+
+int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, size_t len,
+                    pc_peer_cb cb, void *arg)
+{
+    if (p->closing)
+        return PC_ECLOSED;
+    if (addr == NULL || frame == NULL || len < 5 || cb == NULL || strlen(addr) >= ADDR_MAX)
+        return PC_EINVAL;
+    peer_t *pr = peer_find(p, addr);
+    if (pr == NULL) {
+        char host[256];
+        int port;
+        if (pc_addr_parse(addr, host, sizeof host, &port) < 0)
+            return PC_EINVAL;
+        pr = calloc(1, sizeof *pr);
+        if (pr == NULL)
+            return PC_ENOMEM;
+        pr->pool = p;
+        strcpy(pr->addr, addr);
+        pr->backoff_ms = BACKOFF_MIN_MS;
+        pc_buf_init(&pr->out, 0);
+        pc_buf_init(&pr->wbuf, 0);
+        pc_proto_reader_init(&pr->rd, p->cfg.max_frame);
+        pc_list_push_back(&p->peers, &pr->link);
+    }
+    uint64_t now = now_ms(p);
+    /* Still closing the last connection (or resolving for it): that one
+     * just failed, so this is the back-off case too. */
+    if (pr->state == P_CLOSING || (pr->state == P_IDLE && pr->resolving) || now < pr->retry_at)
+        return PC_ECONN;
+    if (pr->npending >= p->cfg.max_pending)
+        return PC_EBUSY;
+    pend_t *pd = malloc(sizeof *pd);
+    if (pd == NULL)
+        return PC_ENOMEM;
+    if (pc_buf_append(&pr->out, frame, len) < 0) {
+        free(pd);
+        return PC_ENOMEM;
+    }
+    if (pr->state == P_IDLE) {
+        int rc = peer_connect(pr);
+        if (rc < 0) {
+            pr->out.len -= len;
+            free(pd);
+            return rc;
+        }
+    }
+    pd->next = NULL;
+    pd->cb = cb;
+    pd->arg = arg;
+    pd->deadline = now + p->cfg.request_timeout_ms;
+    if (pr->tail)
+        pr->tail->next = pd;
+    else
+        pr->head = pd;
+    pr->tail = pd;
+    pr->npending++;
+    p->stats.requests++;
+    peer_flush(pr);
+    return 0;
+}
+
+void pc_peer_forget(pc_peer_pool_t *p, const char *addr)
+{
+    peer_t *pr = peer_find(p, addr);
+    if (pr == NULL)
+        return;
+    pr->forgotten = 1;
+    peer_fail(pr, PC_ECLOSED, NULL);
+    peer_free_if_quiet(pr);
+}
+
+size_t pc_peer_pending(const pc_peer_pool_t *p, const char *addr)
+{
+    const peer_t *pr = peer_find(p, addr);
+    return pr ? pr->npending : 0;
+}
+
+void pc_peer_stats(const pc_peer_pool_t *p, pc_peer_stats_t *out) { *out = p->stats; }
+
+static void tick_closed_cb(uv_handle_t *h)
+{
+    pc_peer_pool_t *p = h->data;
+    p->tick_open = 0;
+    maybe_done(p);
+}
+
+void pc_peer_pool_close(pc_peer_pool_t *p, void (*done)(void *), void *arg)
+{
+    p->closing = 1;
+    p->done = done;
+    p->done_arg = arg;
+    pc_list_t *it = p->peers.next;
+    while (it != &p->peers) {
+        peer_t *pr = pc_list_entry(it, peer_t, link);
+        it = it->next;
+        pr->forgotten = 1;
+        peer_fail(pr, PC_ECLOSED, NULL);
+        peer_free_if_quiet(pr); /* may free pr; `it` is already past it */
+    }
+    uv_close((uv_handle_t *)&p->tick, tick_closed_cb);
+}
+
+void pc_peer_pool_free(pc_peer_pool_t **pp)
+{
+    if (pp == NULL || *pp == NULL)
+        return;
+    free(*pp);
+    *pp = NULL;
+}
