@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs what is needed, builds, starts a local redis-server and one
-# peercached in front of it (loopback only), and walks through the basic
-# paths with peercache-cli. Everything it starts is stopped on exit.
+# Installs what is needed, builds, starts a local redis-server and a
+# 3-node peercached cluster in front of it (loopback only, via
+# deploy/cluster.sh), and walks through it with peercache-cli: writes
+# through one node and reads through the others, reads a key written
+# straight into Redis, then kill -9s a node and shows that every key is
+# still served by the survivors. Everything it starts is stopped on exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -10,64 +13,75 @@ bash deploy/install-deps.sh
 bash deploy/build.sh build >/dev/null
 echo "build: ok (build/)"
 
-bin=$here/build
-cli=$bin/client/peercache-cli
-run=$(mktemp -d /tmp/peercache-demo.XXXXXX)
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pick_port() { local p=$1; while ! port_free "$p"; do p=$((p + 1)); done; echo "$p"; }
-wait_for() { # wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for: $*" >&2; return 1; }
-    sleep 0.05
-  done
-}
-
-redis_port=$(pick_port 6390)
-node_port=$(pick_port 7400)
-pids=()
+cli=$here/build/client/peercache-cli
+export PEERCACHE_BUILD=$here/build
+PEERCACHE_CLUSTER_DIR=$(mktemp -d /tmp/peercache-demo.XXXXXX)
+export PEERCACHE_CLUSTER_DIR
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$run"
+  deploy/cluster.sh stop >/dev/null 2>&1 || true
+  rm -rf "$PEERCACHE_CLUSTER_DIR"
 }
 trap cleanup EXIT
 
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-  --dir "$run" >"$run/redis.log" 2>&1 &
-pids+=($!)
-wait_for 10 redis-cli -p "$redis_port" ping
-echo "redis-server: listening on 127.0.0.1:$redis_port"
+show() { # prints a command line, quoting only the words that need it
+  local w line='$'
+  for w in "$@"; do
+    if [[ $w =~ ^[A-Za-z0-9_.,:/=+@-]+$ ]]; then line+=" $w"; else line+=" '${w//\'/\'\\\'\'}'"; fi
+  done
+  echo "$line"
+}
+pc() { show peercache-cli "$@"; "$cli" "$@"; }
+rc() { show redis-cli -p "$redis_port" "$@"; redis-cli -p "$redis_port" "$@"; }
+step() { printf '\n== %s\n' "$*"; }
 
-"$bin/node/peercached" --listen "127.0.0.1:$node_port" --redis "127.0.0.1:$redis_port" \
-  --memory 64mb >"$run/node.out" 2>"$run/node.log" &
-pids+=($!)
-wait_for 10 "$cli" --nodes "127.0.0.1:$node_port" ping
-echo "peercached:   listening on 127.0.0.1:$node_port, Redis behind it"
-echo
+step "start redis-server and 3 nodes: node1 first, node2 and node3 --join node1"
+show deploy/cluster.sh start 3
+deploy/cluster.sh start 3
+IFS=, read -r n1 n2 n3 <"$PEERCACHE_CLUSTER_DIR/nodes"
+redis_port=$(cat "$PEERCACHE_CLUSTER_DIR/redis.port")
 
-show() { printf '$ %s' "$1"; shift; printf ' %q' "$@"; echo; }
-pc() { show peercache-cli "$@"; "$cli" --nodes "127.0.0.1:$node_port" "$@"; echo "  (exit $?)"; }
-rc() { show redis-cli "$@"; redis-cli -p "$redis_port" "$@"; }
+step "the cluster as node1 sees it: 3 members alive, each owning about a third of the keys"
+pc --nodes "$n1" cluster
 
-echo "== write through the cache: the value lands in Redis"
-pc set greeting "hello from peercache" --ttl 60000
-rc get greeting
-echo
-echo "== read it back from the node (a cache hit)"
-pc get greeting
-echo
-echo "== a key written straight into Redis is read through on the first miss"
+step "write through node1 (--no-ring: talk to that node only; it forwards each key to its owner)"
+pc --nodes "$n1" --no-ring set user:1 alice
+pc --nodes "$n1" --no-ring set user:2 bob
+pc --nodes "$n1" --no-ring set user:3 carol
+
+step "read the same keys through node2 and through node3"
+pc --nodes "$n2" --no-ring mget user:1 user:2 user:3
+pc --nodes "$n3" --no-ring get user:2
+
+step "values are plain Redis strings; a key written straight into Redis is read through"
+rc get user:1
 rc set written:by:redis "plain redis string"
-pc get written:by:redis
-pc stats | grep -E '^(hits|misses|backend_reads) '
+pc --nodes "$n3" --no-ring get written:by:redis
+keys=(user:1 user:2 user:3 written:by:redis)
+before=$("$cli" --nodes "$n1" mget "${keys[@]}")
+
+step "kill -9 node2, then wait until node1 and node3 both report it dead"
+show deploy/cluster.sh kill 2
+deploy/cluster.sh kill 2
+state_of() { # state_of ADDR NAME: NAME's state as the node at ADDR sees it
+  "$cli" --nodes "$1" --no-ring --timeout 500 cluster 2>/dev/null |
+    awk -F'\t' -v n="$2" 'NR > 1 && $1 == n { print $3 }'
+}
+t0=$(date +%s%N)
+deadline=$((SECONDS + 30))
+until [ "$(state_of "$n1" node2)" = dead ] && [ "$(state_of "$n3" node2)" = dead ]; do
+  [ $SECONDS -lt $deadline ] || { echo "node2 not reported dead after 30 s" >&2; exit 1; }
+  sleep 0.1
+done
+ms=$((($(date +%s%N) - t0) / 1000000))
+echo "node2 reported dead by node1 and node3 after $((ms / 1000)).$(printf '%03d' $((ms % 1000))) s"
+pc --nodes "$n3" cluster
+
+step "every key written before is still served by the survivors, and writes work"
+pc --nodes "$n1,$n3" mget "${keys[@]}"
+after=$("$cli" --nodes "$n1,$n3" mget "${keys[@]}")
+[ "$after" = "$before" ] || { echo "demo: values differ after the kill" >&2; exit 1; }
+pc --nodes "$n3" --no-ring set user:4 dave
+pc --nodes "$n1" --no-ring get user:4
+
 echo
-echo "== delete through the node: gone from the cache and from Redis"
-pc del greeting
-set +e
-pc get greeting
-rc exists greeting
-set -e
-echo
-echo "demo done; logs were in $run (removed on exit)"
+echo "demo done; the cluster (state and logs in $PEERCACHE_CLUSTER_DIR) is stopped and removed on exit"

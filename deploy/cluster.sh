@@ -1,0 +1,419 @@
+#!/usr/bin/env bash
+# Runs a local peercache cluster on loopback: one redis-server of its own
+# and N peercached nodes. See `deploy/cluster.sh --help`.
+set -euo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: deploy/cluster.sh COMMAND [ARGS]
+
+Runs a peercache cluster on this machine, loopback only: a redis-server
+of its own (never 6379) and peercached nodes named node1, node2, ...,
+each on a free 127.0.0.1 port (TCP for clients, UDP for gossip).
+
+Commands:
+  start [N] [-- OPTION...]
+              Start redis-server and N nodes (default 3): node1 first,
+              the others --join node1. Waits until every node sees all
+              N members alive, then prints the node addresses. OPTIONs
+              are extra peercached flags for every node (they come
+              last, so they win), remembered for restart and add, e.g.
+              `start 5 -- --replicas 3 --memory 16mb`.
+  stop        SIGTERM every node (each leaves the cluster and hands its
+              keys over), SIGKILL what is still running after 20 s,
+              then stop redis-server. Logs stay in the state directory.
+  status      Which processes run, then `peercache-cli cluster` from
+              the first node that answers.
+  kill I      kill -9 node I (no leave: the others detect the failure).
+  restart I   Stop node I if it runs (SIGTERM), start it again on the
+              same port and name, joining the running nodes; wait until
+              every running node sees the same members alive.
+  add         Start one more node (node N+1), joining the running nodes;
+              wait as for restart.
+  nodes       Print the node addresses, comma-separated (for --nodes).
+  -h, --help  Print this help.
+
+Environment:
+  PEERCACHE_BUILD        build directory holding node/peercached and
+                         client/peercache-cli (default: build, relative
+                         to the repository root)
+  PEERCACHE_CLUSTER_DIR  state directory (default: /tmp/peercache-cluster)
+  PEERCACHE_CLUSTER_WAIT seconds to wait for a node or for membership to
+                         settle before giving up (default: 30)
+
+Nodes get --probe-interval 200ms --probe-timeout 100ms (loopback is
+fast; a killed node is declared dead in about a second); pass other
+values after `--` to override. Nodes also read PEERCACHE_* variables
+from the environment, as always (flags win).
+
+State directory: nodes (the addresses, "127.0.0.1:P1,127.0.0.1:P2,..."),
+count, args, redis.port, redis.pid, redis.log, and per node nodeI.port,
+nodeI.pid, nodeI.log (stderr), nodeI.out (stdout).
+
+Example:
+  deploy/cluster.sh start 3
+  build/client/peercache-cli --nodes "$(deploy/cluster.sh nodes)" set k v
+  deploy/cluster.sh kill 2; deploy/cluster.sh status
+  deploy/cluster.sh restart 2
+  deploy/cluster.sh stop
+EOF
+}
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${PEERCACHE_BUILD:-build}
+case $build in /*) ;; *) build=$here/$build ;; esac
+node_bin=$build/node/peercached
+cli_bin=$build/client/peercache-cli
+dir=${PEERCACHE_CLUSTER_DIR:-/tmp/peercache-cluster}
+wait_s=${PEERCACHE_CLUSTER_WAIT:-30}
+host=127.0.0.1
+default_args=(--probe-interval 200ms --probe-timeout 100ms)
+
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+usage_error() { echo "cluster.sh: $*" >&2; echo "Try 'deploy/cluster.sh --help'." >&2; exit 2; }
+
+# ---- processes -------------------------------------------------------------
+
+# running PID PATTERN: PID is a live (not zombie) process whose command
+# line contains PATTERN, so a stale pid file never points us at a stranger.
+running() {
+  local pid=$1 pattern=$2 stat cmd
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  stat=${stat##*) }
+  [ "${stat%% *}" != Z ] || return 1
+  cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
+  [[ $cmd == *"$pattern"* ]]
+}
+
+get() { cat "$dir/$1" 2>/dev/null || true; }
+node_port() { get "node$1.port"; }
+node_pid() { get "node$1.pid"; }
+node_addr() { echo "$host:$(node_port "$1")"; }
+node_running() { running "$(node_pid "$1")" "--listen $(node_addr "$1")"; }
+redis_running() { running "$(get redis.pid)" "redis-server"; }
+count() { local n; n=$(get count); echo "${n:-0}"; }
+
+# stop_pids SECONDS PATTERN PID...: SIGTERM, wait up to SECONDS, then SIGKILL.
+stop_pids() {
+  local secs=$1 pattern=$2 pid left deadline
+  shift 2
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  deadline=$((SECONDS + secs))
+  while :; do
+    left=()
+    for pid in "$@"; do running "$pid" "$pattern" && left+=("$pid"); done
+    [ ${#left[@]} -gt 0 ] || return 0
+    if [ $SECONDS -ge $deadline ]; then
+      echo "cluster.sh: still running after ${secs}s, sending SIGKILL: ${left[*]}" >&2
+      kill -KILL "${left[@]}" 2>/dev/null || true
+      return 0
+    fi
+    sleep 0.05
+  done
+}
+
+# ---- ports -----------------------------------------------------------------
+
+# port_used P: some TCP or UDP socket (IPv4 or IPv6) has local port P.
+# Both matter: a node listens on TCP and gossips on UDP. TCP sockets in
+# TIME_WAIT (state 06) do not count: a listener may bind over them.
+port_used() {
+  local hex f files=()
+  hex=$(printf ':%04X' "$1")
+  for f in /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6; do
+    [ -r "$f" ] && files+=("$f")
+  done
+  awk -v h="$hex" 'FNR > 1 && substr($2, length($2) - 4) == h &&
+                     !(FILENAME ~ /tcp/ && $4 == "06") { found = 1; exit }
+                   END { exit !found }' "${files[@]}"
+}
+
+# pick_port FROM: the first port from FROM up that no socket uses and this
+# cluster has not handed out already.
+pick_port() {
+  local p=$1 i taken
+  while :; do
+    taken=0
+    port_used "$p" && taken=1
+    [ "$p" = "$(get redis.port)" ] && taken=1
+    for ((i = 1; i <= $(count); i++)); do [ "$p" = "$(node_port "$i")" ] && taken=1; done
+    [ $taken = 1 ] || { echo "$p"; return; }
+    p=$((p + 1))
+    [ "$p" -lt 65536 ] || die "no free port found"
+  done
+}
+
+# ---- cluster ---------------------------------------------------------------
+
+live_nodes() { # the indexes of the nodes that run
+  local i
+  for ((i = 1; i <= $(count); i++)); do node_running "$i" && echo "$i"; done
+  return 0
+}
+
+write_nodes() {
+  local i list=()
+  for ((i = 1; i <= $(count); i++)); do list+=("$(node_addr "$i")"); done
+  (IFS=,; echo "${list[*]}") >"$dir/nodes"
+}
+
+# alive_names ADDR: the sorted names the node at ADDR reports alive, and
+# "name:suspect" for each suspect.
+alive_names() {
+  "$cli_bin" --nodes "$1" --timeout 500 cluster 2>/dev/null |
+    awk -F'\t' 'NR > 1 && $3 == "alive" { print $1 } NR > 1 && $3 == "suspect" { print $1 ":suspect" }' |
+    sort | tr '\n' ' '
+}
+
+# wait_members: until every running node reports exactly the running nodes
+# alive and none suspect (so a node killed meanwhile must have been
+# declared dead).
+wait_members() {
+  local deadline=$((SECONDS + wait_s)) want i='' live seen='' ok
+  while :; do
+    mapfile -t live < <(live_nodes)
+    want=$(for i in "${live[@]}"; do echo "node$i"; done | sort | tr '\n' ' ')
+    ok=1
+    for i in "${live[@]}"; do
+      seen=$(alive_names "$(node_addr "$i")")
+      [ "$seen" = "$want" ] || { ok=0; break; }
+    done
+    [ $ok = 1 ] && return 0
+    if [ $SECONDS -ge $deadline ]; then
+      echo "cluster.sh: after ${wait_s}s, node$i sees alive: ${seen:-(no answer)}; expected: $want" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# launch I PORT JOIN: start node I and wait for its "ready" line. Returns 1
+# if it exited first (its log is left in the state directory).
+launch() {
+  local i=$1 port=$2 join=$3 addr=$host:$2 pid deadline args=()
+  if [ -s "$dir/args" ]; then mapfile -t args <"$dir/args"; fi
+  echo "$port" >"$dir/node$i.port"
+  "$node_bin" --name "node$i" --listen "$addr" --join "$join" \
+    --redis "$host:$(get redis.port)" "${default_args[@]}" "${args[@]}" \
+    </dev/null >"$dir/node$i.out" 2>"$dir/node$i.log" 9>&- &
+  pid=$!
+  echo "$pid" >"$dir/node$i.pid"
+  deadline=$((SECONDS + wait_s))
+  # Our own child: no command-line check, it may not have exec'd yet.
+  until grep -qx "ready $addr" "$dir/node$i.out" 2>/dev/null; do
+    if ! running "$pid" ""; then
+      echo "cluster.sh: node$i ($addr) exited before it was ready; last lines of $dir/node$i.log:" >&2
+      tail -n 5 "$dir/node$i.log" >&2
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo "cluster.sh: node$i ($addr) not ready after ${wait_s}s; killed it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.05
+  done
+}
+
+# start_redis: redis-server on a free port, again on another one if that
+# was taken meanwhile. Ready when the server answering on the port says it
+# has our pid (not some other redis that won the port).
+start_redis() {
+  local tries port pid deadline
+  for tries in 1 2 3; do
+    port=$(pick_port 6390)
+    echo "$port" >"$dir/redis.port"
+    redis-server --port "$port" --bind "$host" --save "" --appendonly no --dir "$dir" \
+      </dev/null >"$dir/redis.log" 2>&1 9>&- &
+    pid=$!
+    echo "$pid" >"$dir/redis.pid"
+    deadline=$((SECONDS + wait_s))
+    while running "$pid" ""; do
+      if redis-cli -h "$host" -p "$port" info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"; then
+        return 0
+      fi
+      if [ $SECONDS -ge $deadline ]; then
+        kill -KILL "$pid" 2>/dev/null || true
+        die "redis-server not answering after ${wait_s}s (log: $dir/redis.log)"
+      fi
+      sleep 0.05
+    done
+    echo "cluster.sh: redis-server on port $port exited:" >&2
+    tail -n 3 "$dir/redis.log" >&2
+  done
+  die "could not start redis-server (log: $dir/redis.log)"
+}
+
+# start_node I JOIN [PORT]: launch node I on PORT, or on a newly picked
+# port (and again on another one if that was taken meanwhile, which the
+# node reports as "address already in use").
+start_node() {
+  local i=$1 join=$2 port=${3:-} tries
+  if [ -n "$port" ]; then
+    launch "$i" "$port" "$join" || die "could not start node$i"
+    return
+  fi
+  for tries in 1 2 3; do
+    port=$(pick_port 7400)
+    launch "$i" "$port" "$join" && return
+    grep -q "address already in use" "$dir/node$i.log" || break
+    [ $tries -lt 3 ] && echo "cluster.sh: retrying node$i on another port" >&2
+  done
+  die "could not start node$i"
+}
+
+join_list() { # the addresses of the running nodes other than node $1
+  local i list=()
+  for i in $(live_nodes); do [ "$i" = "$1" ] || list+=("$(node_addr "$i")"); done
+  (IFS=,; echo "${list[*]}")
+}
+
+need_cluster() {
+  [ -f "$dir/count" ] || die "no cluster in $dir (run: deploy/cluster.sh start)"
+  redis_running || die "redis-server of $dir is not running (run: deploy/cluster.sh stop, then start)"
+}
+
+need_index() {
+  [[ ${1:-} =~ ^[1-9][0-9]*$ ]] || usage_error "expected a node number, got '${1:-}'"
+  [ "$1" -le "$(count)" ] || die "no node$1 (the cluster has $(count) nodes)"
+}
+
+print_nodes() {
+  local i
+  for ((i = 1; i <= $(count); i++)); do
+    if node_running "$i"; then
+      echo "node$i $(node_addr "$i") pid $(node_pid "$i")"
+    else
+      echo "node$i $(node_addr "$i") (not running)"
+    fi
+  done
+}
+
+# ---- commands --------------------------------------------------------------
+
+cmd_start() {
+  local n=3 i
+  if [ $# -gt 0 ] && [ "$1" != -- ]; then n=$1; shift; fi
+  [[ $n =~ ^[1-9][0-9]*$ ]] || usage_error "start: N must be a number from 1 up, got '$n'"
+  if [ $# -gt 0 ]; then
+    [ "$1" = -- ] || usage_error "start: unexpected '$1' (node options go after --)"
+    shift
+  fi
+  { [ -x "$node_bin" ] && [ -x "$cli_bin" ]; } ||
+    die "no binaries in $build (build first: bash deploy/build.sh, or set PEERCACHE_BUILD)"
+  command -v redis-server >/dev/null || die "redis-server not found (bash deploy/install-deps.sh)"
+  if [ -f "$dir/count" ]; then
+    { redis_running || [ -n "$(live_nodes)" ]; } &&
+      die "a cluster is already running in $dir (deploy/cluster.sh stop first)"
+  fi
+  rm -f "$dir"/node*.* "$dir"/redis.* "$dir"/count "$dir"/nodes "$dir"/args "$dir"/dump.rdb
+  printf '%s\n' "$@" >"$dir/args"
+  [ $# -gt 0 ] || : >"$dir/args"
+  echo 0 >"$dir/count"
+
+  # A start that fails half-way stops what it started (logs stay).
+  trap 'echo "cluster.sh: start failed, stopping what was started" >&2; cmd_stop >/dev/null 2>&1' EXIT
+  start_redis
+  for ((i = 1; i <= n; i++)); do
+    echo "$i" >"$dir/count"
+    if [ "$i" = 1 ]; then start_node 1 ""; else start_node "$i" "$(node_addr 1)"; fi
+    write_nodes
+  done
+  wait_members || die "the cluster did not settle (logs: $dir)"
+  trap - EXIT
+  echo "redis-server $host:$(get redis.port)"
+  print_nodes
+  echo "nodes: $(get nodes)"
+}
+
+cmd_stop() {
+  [ -f "$dir/count" ] || { echo "no cluster in $dir"; return 0; }
+  local i pids=()
+  for ((i = 1; i <= $(count); i++)); do node_running "$i" && pids+=("$(node_pid "$i")"); done
+  if [ ${#pids[@]} -gt 0 ]; then
+    echo "stopping ${#pids[@]} node(s)"
+    stop_pids 20 "peercached" "${pids[@]}"
+  fi
+  if redis_running; then
+    echo "stopping redis-server"
+    stop_pids 10 "redis-server" "$(get redis.pid)"
+  fi
+  echo "stopped (logs in $dir)"
+}
+
+cmd_status() {
+  [ -f "$dir/count" ] || die "no cluster in $dir"
+  if redis_running; then
+    echo "redis-server $host:$(get redis.port) pid $(get redis.pid)"
+  else
+    echo "redis-server $host:$(get redis.port) (not running)"
+  fi
+  print_nodes
+  [ -n "$(live_nodes)" ] || die "no node is running"
+  echo
+  "$cli_bin" --nodes "$(get nodes)" cluster
+}
+
+cmd_kill() {
+  need_index "${1:-}"
+  node_running "$1" || die "node$1 is not running"
+  kill -KILL "$(node_pid "$1")"
+  echo "killed node$1 ($(node_addr "$1"), pid $(node_pid "$1")) with SIGKILL"
+}
+
+cmd_restart() {
+  need_cluster
+  need_index "${1:-}"
+  if node_running "$1"; then
+    echo "stopping node$1"
+    stop_pids 20 "--listen $(node_addr "$1")" "$(node_pid "$1")"
+  fi
+  start_node "$1" "$(join_list "$1")" "$(node_port "$1")"
+  wait_members || die "the cluster did not settle (logs: $dir)"
+  echo "node$1 $(node_addr "$1") pid $(node_pid "$1") (restarted)"
+}
+
+cmd_add() {
+  need_cluster
+  local i join
+  i=$(($(count) + 1))
+  join=$(join_list "$i")
+  [ -n "$join" ] || die "no node is running to join"
+  echo "$i" >"$dir/count"
+  start_node "$i" "$join"
+  write_nodes
+  wait_members || die "the cluster did not settle (logs: $dir)"
+  echo "node$i $(node_addr "$i") pid $(node_pid "$i") (added)"
+  echo "nodes: $(get nodes)"
+}
+
+[ $# -gt 0 ] || { usage >&2; exit 2; }
+cmd=$1
+shift
+case $cmd in
+  -h | --help | help) usage; exit 0 ;;
+  start | stop | status | kill | restart | add | nodes) ;;
+  *) usage_error "unknown command '$cmd'" ;;
+esac
+case $cmd in
+  start) [ $# -le 1 ] || [ "${1:-}" = -- ] || [ "${2:-}" = -- ] || usage_error "start: too many arguments" ;;
+  kill | restart) [ $# -eq 1 ] || usage_error "$cmd: expected a node number" ;;
+  *) [ $# -eq 0 ] || usage_error "$cmd: takes no arguments" ;;
+esac
+
+mkdir -p "$dir"
+# One cluster.sh at a time per state directory (fd 9 is closed for the
+# processes it starts, so they do not hold the lock).
+exec 9>"$dir/lock"
+flock -w "$wait_s" 9 || die "another cluster.sh is busy with $dir"
+
+case $cmd in
+  start) cmd_start "$@" ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  kill) cmd_kill "$1" ;;
+  restart) cmd_restart "$1" ;;
+  add) cmd_add ;;
+  nodes) [ -s "$dir/nodes" ] || die "no cluster in $dir"; get nodes ;;
+esac
