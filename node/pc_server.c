@@ -638,11 +638,30 @@ static void answer_error(conn_t *c, uint32_t op, uint64_t id, uint32_t status, c
         conn_close(c, "out of memory encoding a reply");
 }
 
+/* A whole frame (4-byte length prefix + body) appended as it is, or
+ * nothing. */
+static int append_frame(pc_buf_t *b, const uint8_t *body, size_t len)
+{
+    uint8_t pfx[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                      (uint8_t)len};
+    size_t before = b->len;
+    int rc = pc_buf_append(b, pfx, 4);
+    if (rc == 0)
+        rc = pc_buf_append(b, body, len);
+    if (rc < 0)
+        b->len = before;
+    return rc;
+}
+
 /*
- * A queued request has its answer. If the client is gone the answer is
- * dropped; if the request is at the head it goes out now.
+ * A queued request has its answer: resp encoded here, or (raw != NULL) a
+ * response body that is already encoded -- the owner's answer to a
+ * forwarded request, relayed as it came: it already carries the client's
+ * op and id, since the request went as it came. If the client is gone the
+ * answer is dropped; if the request is at the head it goes out now.
  */
-static void req_answer(req_t *r, const pc_response_t *resp, const char *errmsg)
+static void req_deliver(req_t *r, const pc_response_t *resp, const char *errmsg,
+                        const uint8_t *raw, size_t rawlen)
 {
     conn_t *c = r->c;
     if (c->closing) {
@@ -651,7 +670,7 @@ static void req_answer(req_t *r, const pc_response_t *resp, const char *errmsg)
         return;
     }
     pc_buf_t *b = req_is_head(r) ? &c->out : &r->resp;
-    int rc = encode_answer(c->srv, b, resp, errmsg);
+    int rc = raw ? append_frame(b, raw, rawlen) : encode_answer(c->srv, b, resp, errmsg);
     r->done = 1;
     if (b == &c->out)
         req_free(r);
@@ -666,43 +685,15 @@ static void req_answer(req_t *r, const pc_response_t *resp, const char *errmsg)
     conn_schedule(c);
 }
 
+static void req_answer(req_t *r, const pc_response_t *resp, const char *errmsg)
+{
+    req_deliver(r, resp, errmsg, NULL, 0);
+}
+
 static void req_answer_status(req_t *r, uint32_t status, const char *msg)
 {
     pc_response_t resp = {.op = r->op, .id = r->id, .status = status};
     req_answer(r, &resp, msg ? msg : pc_status_message(status));
-}
-
-/* The owner's answer to a forwarded request, relayed as it came: it
- * already carries the client's op and id (the request went as it came). */
-static void req_answer_raw(req_t *r, const uint8_t *body, size_t len)
-{
-    conn_t *c = r->c;
-    if (c->closing) {
-        req_free(r);
-        conn_maybe_free(c);
-        return;
-    }
-    pc_buf_t *b = req_is_head(r) ? &c->out : &r->resp;
-    uint8_t pfx[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
-                      (uint8_t)len};
-    size_t before = b->len;
-    int rc = pc_buf_append(b, pfx, 4);
-    if (rc == 0)
-        rc = pc_buf_append(b, body, len);
-    if (rc < 0)
-        b->len = before;
-    r->done = 1;
-    if (b == &c->out)
-        req_free(r);
-    else
-        c->held += b->len;
-    if (rc < 0) {
-        conn_close(c, "out of memory relaying a reply");
-        return;
-    }
-    conn_flush_ready(c);
-    conn_flush(c);
-    conn_schedule(c);
 }
 
 /* ---- placement ------------------------------------------------------------ */
@@ -1117,7 +1108,7 @@ static void fwd_done(void *arg, int err, const uint8_t *body, size_t len)
         fwd_failed(r, PC_EPROTO);
         return;
     }
-    req_answer_raw(r, body, len);
+    req_deliver(r, NULL, NULL, body, len);
 }
 
 /* Sends a single-key request, as it came, to ring member `target`. */

@@ -109,6 +109,36 @@ typedef struct one {
     pc_buf_t *body;
 } one_t;
 
+/* One request to a node on a new connection; fn sees the response.
+ * 0, or -1 if the node could not be reached or did not answer. */
+static int call1(const pc_h_proc_t *node, const pc_request_t *rq, pc_h_response_fn fn, void *arg)
+{
+    int fd = pc_h_connect(node->port, 3000);
+    if (fd < 0)
+        return -1;
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    int ok = pc_proto_encode_request(&b, rq) == 0 && pc_h_send_all(fd, &b) == 0 &&
+             pc_h_read_responses(fd, 1, fn, arg) == 1;
+    pc_buf_free(&b);
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+/* `inner` relayed to a node as another member would (FORWARD, hops). */
+static int forward1(const pc_h_proc_t *node, uint32_t hops, const pc_request_t *inner,
+                    pc_h_response_fn fn, void *arg)
+{
+    pc_buf_t in;
+    pc_buf_init(&in, 0);
+    assert_int_equal(pc_proto_encode_request(&in, inner), 0);
+    pc_request_t f = {.op = PC_OP_FORWARD, .id = 77, .hops = hops,
+                      .body = {in.data + 4, (uint32_t)(in.len - 4)}};
+    int rc = call1(node, &f, fn, arg);
+    pc_buf_free(&in);
+    return rc;
+}
+
 static int on_cluster(void *arg, int i, const pc_response_t *r)
 {
     one_t *o = arg;
@@ -147,19 +177,9 @@ static int on_cluster(void *arg, int i, const pc_response_t *r)
 /* CLUSTER on one node; 0 or -1 (node down). */
 static int cluster_view(const pc_h_proc_t *node, const char *want, view_t *v)
 {
-    int fd = pc_h_connect(node->port, 2000);
-    if (fd < 0)
-        return -1;
-    pc_buf_t b;
-    pc_buf_init(&b, 0);
     pc_request_t rq = {.op = PC_OP_CLUSTER, .id = 9};
-    pc_proto_encode_request(&b, &rq);
     one_t o = {.want = want, .v = v, .status = 999};
-    int ok = pc_h_send_all(fd, &b) == 0 && pc_h_read_responses(fd, 1, on_cluster, &o) == 1 &&
-             o.status == PC_ST_OK;
-    pc_buf_free(&b);
-    close(fd);
-    return ok ? 0 : -1;
+    return call1(node, &rq, on_cluster, &o) == 0 && o.status == PC_ST_OK ? 0 : -1;
 }
 
 static int on_stats(void *arg, int i, const pc_response_t *r)
@@ -177,19 +197,9 @@ static int on_stats(void *arg, int i, const pc_response_t *r)
 
 static int64_t stat_of(const pc_h_proc_t *node, const char *name)
 {
-    int fd = pc_h_connect(node->port, 2000);
-    if (fd < 0)
-        return -1;
-    pc_buf_t b;
-    pc_buf_init(&b, 0);
     pc_request_t rq = {.op = PC_OP_STATS, .id = 8};
-    pc_proto_encode_request(&b, &rq);
     one_t o = {.stat_name = name, .stat = -1, .status = 999};
-    if (pc_h_send_all(fd, &b) != 0 || pc_h_read_responses(fd, 1, on_stats, &o) != 1)
-        o.stat = -1;
-    pc_buf_free(&b);
-    close(fd);
-    return o.stat;
+    return call1(node, &rq, on_stats, &o) == 0 ? o.stat : -1;
 }
 
 /* Sum of a counter over the running nodes but `skip` (-1: none). */
@@ -702,21 +712,8 @@ static int on_status(void *arg, int i, const pc_response_t *r)
 /* Sends FORWARD(hops, inner) to a node; returns the reply status. */
 static uint32_t send_forward(const pc_h_proc_t *node, uint32_t hops, const pc_request_t *inner)
 {
-    pc_buf_t in, out;
-    pc_buf_init(&in, 0);
-    pc_buf_init(&out, 0);
-    assert_int_equal(pc_proto_encode_request(&in, inner), 0);
-    pc_request_t f = {.op = PC_OP_FORWARD, .id = 77, .hops = hops,
-                      .body = {in.data + 4, (uint32_t)(in.len - 4)}};
-    assert_int_equal(pc_proto_encode_request(&out, &f), 0);
-    int fd = pc_h_connect(node->port, 3000);
-    assert_true(fd >= 0);
     one_t o = {.status = 999};
-    assert_int_equal(pc_h_send_all(fd, &out), 0);
-    assert_int_equal(pc_h_read_responses(fd, 1, on_status, &o), 1);
-    close(fd);
-    pc_buf_free(&in);
-    pc_buf_free(&out);
+    assert_int_equal(forward1(node, hops, inner, on_status, &o), 0);
     return o.status;
 }
 
@@ -789,16 +786,8 @@ static int64_t send_replicate(const pc_h_proc_t *node, const char *key, const ch
                          .has_value = 1, .version = version, .ttl_ms = -1};
     pc_request_t rq = {.op = PC_OP_REPLICATE, .id = 5, .mode = PC_REPL_WRITE,
                        .from = {(const uint8_t *)"test", 4}, .nentries = 1, .entries = &e};
-    pc_buf_t b;
-    pc_buf_init(&b, 0);
-    assert_int_equal(pc_proto_encode_request(&b, &rq), 0);
-    int fd = pc_h_connect(node->port, 3000);
-    assert_true(fd >= 0);
     one_t o = {.status = 999, .stat = -1};
-    assert_int_equal(pc_h_send_all(fd, &b), 0);
-    assert_int_equal(pc_h_read_responses(fd, 1, on_applied, &o), 1);
-    close(fd);
-    pc_buf_free(&b);
+    assert_int_equal(call1(node, &rq, on_applied, &o), 0);
     assert_int_equal(o.status, PC_ST_OK);
     return o.stat;
 }
@@ -825,22 +814,10 @@ static int on_get(void *arg, int i, const pc_response_t *r)
 /* A GET relayed to `node` (hops 1): what that node itself serves. */
 static got_t relayed_get(const pc_h_proc_t *node, const char *key)
 {
-    pc_buf_t in, out;
-    pc_buf_init(&in, 0);
-    pc_buf_init(&out, 0);
-    pc_request_t get = {.op = PC_OP_GET, .id = 4, .key = {(const uint8_t *)key, (uint32_t)strlen(key)}};
-    assert_int_equal(pc_proto_encode_request(&in, &get), 0);
-    pc_request_t f = {.op = PC_OP_FORWARD, .id = 4, .hops = 1,
-                      .body = {in.data + 4, (uint32_t)(in.len - 4)}};
-    assert_int_equal(pc_proto_encode_request(&out, &f), 0);
-    int fd = pc_h_connect(node->port, 3000);
-    assert_true(fd >= 0);
+    pc_request_t get = {.op = PC_OP_GET, .id = 4,
+                        .key = {(const uint8_t *)key, (uint32_t)strlen(key)}};
     got_t g = {.status = 999};
-    assert_int_equal(pc_h_send_all(fd, &out), 0);
-    assert_int_equal(pc_h_read_responses(fd, 1, on_get, &g), 1);
-    close(fd);
-    pc_buf_free(&in);
-    pc_buf_free(&out);
+    assert_int_equal(forward1(node, 1, &get, on_get, &g), 0);
     return g;
 }
 
