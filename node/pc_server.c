@@ -1952,11 +1952,7 @@ static void handle_request(conn_t *c, const pc_request_t *rq)
     case PC_OP_STATS:
         handle_stats(c, rq);
         return;
-    case PC_OP_FORWARD:
-        if (c->hops > 0) { /* a FORWARD inside a FORWARD */
-            answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "FORWARD cannot be nested");
-            return;
-        }
+    case PC_OP_FORWARD: /* never nested: handle_forward relays key ops only */
         handle_forward(c, rq);
         return;
     case PC_OP_SYNC:

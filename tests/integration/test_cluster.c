@@ -549,6 +549,16 @@ static void load_free(loadset_t *ls)
     free(ls->w[1].ok);
 }
 
+/* No client saw an error or a wrong value, and every write is in Redis. */
+static void assert_load_clean(cluster_t *cl, loadset_t *ls)
+{
+    assert_int_equal(ls->w[0].unknown + ls->w[1].unknown, 0);
+    assert_int_equal(ls->r[0].read_errors + ls->r[1].read_errors, 0);
+    assert_int_equal(ls->r[0].wrong + ls->r[1].wrong, 0);
+    check_acked_in_redis(cl, ls);
+    load_free(ls);
+}
+
 static int member_state_is(void *p)
 {
     void **a = p;
@@ -654,11 +664,7 @@ static void test_join_under_load_hands_off(void **state)
            "writes, %ld reads\n",
            (long long)got, (long long)refused, load_writes(&ls), ls.r[0].reads + ls.r[1].reads);
     assert_true(got > 0);
-    assert_int_equal(ls.w[0].unknown + ls.w[1].unknown, 0);
-    assert_int_equal(ls.r[0].read_errors + ls.r[1].read_errors, 0);
-    assert_int_equal(ls.r[0].wrong + ls.r[1].wrong, 0);
-    check_acked_in_redis(&cl, &ls);
-    load_free(&ls);
+    assert_load_clean(&cl, &ls);
     cluster_down(&cl);
 }
 
@@ -691,11 +697,7 @@ static void test_graceful_leave_hands_off(void **state)
     load_stop(&ls);
     printf("# leave: %lld entries handed over by the leaving node\n", (long long)recv);
     assert_true(recv > 0);
-    assert_int_equal(ls.w[0].unknown + ls.w[1].unknown, 0);
-    assert_int_equal(ls.r[0].read_errors + ls.r[1].read_errors, 0);
-    assert_int_equal(ls.r[0].wrong + ls.r[1].wrong, 0);
-    check_acked_in_redis(&cl, &ls);
-    load_free(&ls);
+    assert_load_clean(&cl, &ls);
     cluster_down(&cl);
 }
 
