@@ -751,14 +751,20 @@ static long route_target(const pc_server_t *s, const route_t *rt, int read)
 /*
  * A store lookup that refuses copies stored before we gained the key's
  * slot (see slot_epoch). Such a copy is dropped so that a read-through
- * can replace it.
+ * can replace it. `slot` is the key's slot if the caller has it, else
+ * NO_SLOT (computed here, and only on a hit).
  */
-static int store_get_valid(pc_server_t *s, const uint8_t *k, size_t n, uint64_t now,
-                           pc_item_t **out)
+#define NO_SLOT UINT32_MAX
+static int store_get_valid(pc_server_t *s, const uint8_t *k, size_t n, uint32_t slot,
+                           uint64_t now, pc_item_t **out)
 {
     if (pc_store_get(s->store, k, n, now, out) != 0)
         return PC_ENOTFOUND;
-    if (s->slot_epoch != NULL && pc_item_epoch(*out) < s->slot_epoch[pc_ring_slot(k, n)]) {
+    if (s->slot_epoch == NULL)
+        return 0;
+    if (slot == NO_SLOT)
+        slot = pc_ring_slot(k, n);
+    if (pc_item_epoch(*out) < s->slot_epoch[slot]) {
         pc_store_del_if_older(s->store, k, n, pc_item_version(*out) + 1, now);
         pc_store_release(s->store, *out);
         *out = NULL;
@@ -1031,7 +1037,7 @@ static void slot_miss(conn_t *c, slot_t *sl, const pc_bytes_t *key)
 static void slot_lookup(conn_t *c, slot_t *sl, const pc_bytes_t *key)
 {
     pc_server_t *s = c->srv;
-    if (store_get_valid(s, key->ptr, key->len, now_ms(s), &sl->item) == 0)
+    if (store_get_valid(s, key->ptr, key->len, NO_SLOT, now_ms(s), &sl->item) == 0)
         sl->status = PC_ST_OK;
     else
         slot_miss(c, sl, key);
@@ -1280,7 +1286,7 @@ static void handle_get(conn_t *c, const pc_request_t *rq)
         return;
     }
     pc_item_t *it = NULL;
-    int hit = store_get_valid(s, rq->key.ptr, rq->key.len, now_ms(s), &it) == 0;
+    int hit = store_get_valid(s, rq->key.ptr, rq->key.len, rt.slot, now_ms(s), &it) == 0;
     /* Fast path: a hit with nothing queued ahead is encoded straight from
      * the item into the output; no allocation. */
     if (hit && pc_list_empty(&c->reqs)) {
