@@ -77,6 +77,9 @@ typedef struct hsend {
     pc_buf_t frame;
 } hsend_t;
 #define TOMBSTONES 65536 /* power of two */
+/* handoff_target value of a slot whose copies are dropped, not sent: this
+ * node holds no place in it any more, so they would never be served. */
+#define HANDOFF_PURGE 0xFFFFu
 
 typedef struct hbatch {
     uint32_t n;
@@ -199,6 +202,7 @@ typedef struct server_stats {
     uint64_t handoff_received;
     uint64_t handoff_refused;  /* entries the receiver kept its own for */
     uint64_t handoff_confirmed; /* ... of which confirmed it (same value) */
+    uint64_t purged;           /* copies dropped from slots we left */
     uint64_t handoff_errors;   /* batches that failed to send */
     uint64_t handoffs;         /* hand-offs completed */
     uint64_t settle_capped;    /* entries whose expiry the settle window cut */
@@ -1904,6 +1908,7 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
         STAT("handoff_received", s->stats.handoff_received),
         STAT("handoff_refused", s->stats.handoff_refused),
         STAT("handoff_confirmed", s->stats.handoff_confirmed),
+        STAT("purged", s->stats.purged),
         STAT("handoff_errors", s->stats.handoff_errors),
         STAT("handoffs", s->stats.handoffs),
         STAT("handoff_active", s->handoff_target != NULL),
@@ -2367,14 +2372,25 @@ static void handoff_step(uv_timer_t *t)
     }
     /* A few scan steps per tick: the loop keeps serving in between. */
     for (int rounds = 0; rounds < 8 && s->handoff_scanning &&
-                         s->handoff_inflight < HANDOFF_INFLIGHT && s->handoff_tokens > 0;
+                         s->handoff_inflight < HANDOFF_INFLIGHT &&
+                         (s->handoff_tokens > 0 || s->handoff_naddrs == 0);
          rounds++) {
         pc_item_t *items[HANDOFF_STEP];
         size_t n = pc_store_scan(s->store, &s->handoff_cursor, now, handoff_want, s, items,
                                  HANDOFF_STEP);
         for (size_t i = 0; i < n; i++) {
             const pc_item_t *it = items[i];
-            size_t tgt = s->handoff_target[pc_ring_slot(pc_item_key(it), pc_item_klen(it))] - 1u;
+            uint16_t dst = s->handoff_target[pc_ring_slot(pc_item_key(it), pc_item_klen(it))];
+            if (dst == HANDOFF_PURGE) {
+                /* Exactly this version: a newer copy stored meanwhile stays. */
+                if (pc_item_version(it) < UINT64_MAX &&
+                    pc_store_del_if_older(s->store, pc_item_key(it), pc_item_klen(it),
+                                          pc_item_version(it) + 1, now) == 0)
+                    s->stats.purged++;
+                pc_store_release(s->store, items[i]);
+                continue;
+            }
+            size_t tgt = dst - 1u;
             hbatch_t *b = &s->handoff_batches[tgt];
             b->items[b->n++] = items[i];
             b->bytes += pc_item_klen(it) + pc_item_vlen(it) + PC_PROTO_ENTRY_OVERHEAD;
@@ -2413,31 +2429,39 @@ static void handoff_start(pc_server_t *s, const pc_ring_t *nw, const uint8_t *lo
         return;
     }
     long self = pc_ring_find(nw, s->name);
-    size_t naddrs = 0;
+    size_t naddrs = 0, npurge = 0;
     int running = s->handoff_target != NULL;
     for (uint32_t slot = 0; slot < PC_RING_SLOTS; slot++) {
-        if (!lost[slot] && !(s->handoff_target && s->handoff_target[slot]))
-            continue;
-        long o = pc_ring_slot_owner(nw, slot);
-        if (o < 0 || o == self)
-            continue;
-        if (map[o] == 0)
-            map[o] = (long)++naddrs;
-        target[slot] = (uint16_t)map[o];
+        uint16_t prev = running ? s->handoff_target[slot] : 0;
+        int send = lost[slot] == 1 || (prev != 0 && prev != HANDOFF_PURGE);
+        int purge = lost[slot] == 2 || prev == HANDOFF_PURGE;
+        if (send && s->handoff_rate > 0) {
+            long o = pc_ring_slot_owner(nw, slot);
+            if (o >= 0 && o != self) {
+                if (map[o] == 0)
+                    map[o] = (long)++naddrs;
+                target[slot] = (uint16_t)map[o];
+                continue;
+            }
+        }
+        if ((send || purge) && role_on(nw, self, slot) == ROLE_NONE) {
+            target[slot] = HANDOFF_PURGE;
+            npurge++;
+        }
     }
     /* What was batched for the old targets goes out first. */
     for (size_t t = 0; t < s->handoff_naddrs; t++)
         handoff_flush(s, t);
     handoff_clear(s);
-    if (naddrs == 0) {
+    if (naddrs == 0 && npurge == 0) {
         free(target);
         free(map);
         if (s->handoff_inflight == 0 && s->handoff_done)
             handoff_finished(s);
         return;
     }
-    s->handoff_addrs = calloc(naddrs, sizeof *s->handoff_addrs);
-    s->handoff_batches = calloc(naddrs, sizeof *s->handoff_batches);
+    s->handoff_addrs = calloc(naddrs + 1, sizeof *s->handoff_addrs);
+    s->handoff_batches = calloc(naddrs + 1, sizeof *s->handoff_batches);
     if (s->handoff_addrs == NULL || s->handoff_batches == NULL) {
         free(s->handoff_addrs);
         free(s->handoff_batches);
@@ -2464,7 +2488,9 @@ static void handoff_start(pc_server_t *s, const pc_ring_t *nw, const uint8_t *lo
     s->handoff_tokens = (double)s->handoff_rate / 10; /* a tenth of a second's worth */
     if (s->handoff_timer.data == s)
         uv_timer_start(&s->handoff_timer, handoff_step, HANDOFF_DELAY_MS, 5);
-    pc_log_info(s->log, "hand-off: streaming keys of moved slots to %zu member(s)", naddrs);
+    pc_log_info(s->log, "hand-off: streaming the keys of moved slots to %zu member(s); "
+                        "dropping those of %zu slot(s) this node no longer holds",
+                naddrs, npurge);
 }
 
 void pc_server_after_handoff(pc_server_t *s, void (*done)(void *), void *arg)
@@ -2514,12 +2540,15 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
         if (ro == ROLE_OWNER && rn != ROLE_OWNER && lostmap) {
             lostmap[slot] = 1;
             lost++;
+        } else if (ro != ROLE_NONE && rn == ROLE_NONE && lostmap) {
+            lostmap[slot] = 2; /* dropped out of its placement: purge */
+            lost++;
         }
     }
     pc_log_info(s->log, "ring %016llx: %zu member(s); this node gained %u and lost %u of %u slots",
                 (unsigned long long)pc_ring_fingerprint(nw), pc_ring_size(nw), gained, lost,
                 PC_RING_SLOTS);
-    if (lostmap && s->handoff_rate > 0 && (lost > 0 || s->handoff_target))
+    if (lostmap && (lost > 0 || s->handoff_target))
         handoff_start(s, nw, lostmap);
     free(lostmap);
 }
