@@ -212,9 +212,11 @@ static const opt_t options[] = {
      .def = "30000ms", .offset = FIELD_U64(pushpull_interval_ms), .min = 0, .max = UINT64_MAX,
      .help = "How often the full member list is exchanged with one member\n"
              "over TCP. 0 = only on join."},
-    {.name = "peer-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "1000ms",
+    {.name = "peer-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "2000ms",
      .offset = FIELD_U64(peer_timeout_ms), .min = 1, .max = UINT64_MAX,
-     .help = "How long a request to another member may take."},
+     .help = "How long a request to another member may take. Keep it\n"
+             "above --redis-timeout: a relayed write waits for the owner's\n"
+             "Redis round trip."},
     {.name = "ring-settle", .type = OPT_DURATION, .metavar = "DURATION", .def = "5000ms",
      .offset = FIELD_U64(ring_settle_ms), .min = 1, .max = 3600000,
      .help = "How long after gaining keys a node treats what it caches\n"

@@ -60,7 +60,7 @@ typedef struct pc_config {
     uint64_t suspicion_mult;    /* --suspicion-mult, default 4 */
     uint64_t gossip_interval_ms; /* --gossip-interval, default 200 */
     uint64_t pushpull_interval_ms; /* --pushpull-interval, default 30000 (0 = off) */
-    uint64_t peer_timeout_ms;   /* --peer-timeout, default 1000 */
+    uint64_t peer_timeout_ms;   /* --peer-timeout, default 2000 */
     uint64_t ring_settle_ms;    /* --ring-settle, default 5000 */
     size_t handoff_rate;        /* --handoff-rate, bytes/s, default 64mb */
 } pc_config_t;
