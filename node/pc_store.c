@@ -905,36 +905,11 @@ int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, s
     return rc;
 }
 
-int pc_store_del(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms)
-{
-    uint64_t h;
-    struct shard *sh;
-    pc_item_t **link, *reap = NULL;
-    int rc = PC_ENOTFOUND;
-
-    if (!s || (!key && klen))
-        return PC_EINVAL;
-    h = key_hash(s, key, klen);
-    sh = shard_of(s, h);
-    pthread_mutex_lock(&sh->lock);
-    do_migrate(sh, MIGRATE_STEP);
-    link = do_find(sh, (uint32_t)h, key, klen);
-    if (link) {
-        if (item_expired(*link, now_ms)) {
-            sh->expirations++;
-        } else {
-            sh->deletes++;
-            rc = PC_OK;
-        }
-        do_unlink(sh, link, &reap);
-    }
-    pthread_mutex_unlock(&sh->lock);
-    reap_free(reap);
-    return rc;
-}
-
-int pc_store_del_if_older(pc_store_t *s, const void *key, size_t klen, uint64_t version,
-                          uint64_t now_ms)
+/* Deletes the key if it is live and (when `check`) its version is below
+ * `below`. An expired entry is removed as an expiration either way.
+ * 0, PC_ENOTFOUND or PC_EEXISTS. */
+static int do_del(pc_store_t *s, const void *key, size_t klen, int check, uint64_t below,
+                  uint64_t now_ms)
 {
     uint64_t h;
     struct shard *sh;
@@ -951,7 +926,7 @@ int pc_store_del_if_older(pc_store_t *s, const void *key, size_t klen, uint64_t 
     if (link && item_expired(*link, now_ms)) {
         do_unlink(sh, link, &reap);
         sh->expirations++;
-    } else if (link && (*link)->version >= version) {
+    } else if (link && check && (*link)->version >= below) {
         rc = PC_EEXISTS;
     } else if (link) {
         do_unlink(sh, link, &reap);
@@ -961,6 +936,17 @@ int pc_store_del_if_older(pc_store_t *s, const void *key, size_t klen, uint64_t 
     pthread_mutex_unlock(&sh->lock);
     reap_free(reap);
     return rc;
+}
+
+int pc_store_del(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms)
+{
+    return do_del(s, key, klen, 0, 0, now_ms);
+}
+
+int pc_store_del_if_older(pc_store_t *s, const void *key, size_t klen, uint64_t version,
+                          uint64_t now_ms)
+{
+    return do_del(s, key, klen, 1, version, now_ms);
 }
 
 int pc_store_touch(pc_store_t *s, const void *key, size_t klen, uint64_t expire_ms,
