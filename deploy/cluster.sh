@@ -46,8 +46,9 @@ fast; a killed node is declared dead in about a second); pass other
 values after `--` to override. Nodes also read PEERCACHE_* variables
 from the environment, as always (flags win).
 
-State directory: nodes (the addresses, "127.0.0.1:P1,127.0.0.1:P2,..."),
-count, args, redis.port, redis.pid, redis.log, and per node nodeI.port,
+State directory: cluster.key (made by peercache-cli keygen on the first
+start; every node gets --cluster-key with it), nodes (the addresses,
+"127.0.0.1:P1,127.0.0.1:P2,..."), count, args, redis.port, redis.pid, redis.log, and per node nodeI.port,
 nodeI.pid, nodeI.log (stderr), nodeI.out (stdout).
 
 Example:
@@ -195,7 +196,8 @@ launch() {
   if [ -s "$dir/args" ]; then mapfile -t args <"$dir/args"; fi
   echo "$port" >"$dir/node$i.port"
   "$node_bin" --name "node$i" --listen "$addr" --join "$join" \
-    --redis "$host:$(get redis.port)" "${default_args[@]}" "${args[@]}" \
+    --redis "$host:$(get redis.port)" --cluster-key "$dir/cluster.key" \
+    "${default_args[@]}" "${args[@]}" \
     </dev/null >"$dir/node$i.out" 2>"$dir/node$i.log" 9>&- &
   pid=$!
   echo "$pid" >"$dir/node$i.pid"
@@ -311,6 +313,10 @@ cmd_start() {
   printf '%s\n' "$@" >"$dir/args"
   [ $# -gt 0 ] || : >"$dir/args"
   echo 0 >"$dir/count"
+  # The key every node seals its gossip and peer traffic with (kept across
+  # stop/start; delete it for a new one).
+  [ -s "$dir/cluster.key" ] || "$cli_bin" keygen "$dir/cluster.key" >/dev/null ||
+    die "could not write $dir/cluster.key"
 
   # A start that fails half-way stops what it started (logs stay).
   trap 'echo "cluster.sh: start failed, stopping what was started" >&2; cmd_stop >/dev/null 2>&1' EXIT

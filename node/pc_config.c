@@ -60,6 +60,8 @@ enum opt_type {
     OPT_SIZE,     /* size_t, pc_parse_size() */
     OPT_DURATION, /* uint64_t milliseconds, pc_parse_duration_ms() */
     OPT_ENUM,     /* char *, one of opt->choices (stored canonical) */
+    OPT_BOOL,     /* int 0/1: a flag alone ("--insecure") means 1; values
+                     true/false, yes/no, on/off, 1/0 (any case) */
 };
 
 /*
@@ -80,6 +82,7 @@ typedef struct opt {
     uint64_t min, max;    /* numeric types: allowed range, inclusive */
     opt_check_fn check;   /* OPT_STRING: optional */
     bool not_in_file;     /* only "config": a file cannot name another file */
+    bool not_flag;        /* secrets: environment or file only, not argv */
     const char *help;     /* one line per '\n', each under ~66 columns */
 } opt_t;
 
@@ -95,6 +98,8 @@ typedef struct opt {
     (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, uint64_t: 1)))
 #define FIELD_SIZE(f) \
     (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, size_t: 1)))
+#define FIELD_BOOL(f) \
+    (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, int: 1)))
 
 static const char *check_addr(const char *value);
 static const char *check_addr_or_none(const char *value);
@@ -160,6 +165,19 @@ static const opt_t options[] = {
      .offset = FIELD_SIZE(max_output), .min = 1 * KIB, .max = SIZE_MAX,
      .help = "Replies queued per connection before reading from it pauses.\n"
              "At least max-frame."},
+    {.name = "output-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "10s",
+     .offset = FIELD_U64(output_timeout_ms), .min = 1, .max = UINT64_MAX,
+     .help = "A connection whose queued replies stay over --max-output\n"
+             "this long (its client stopped reading) is closed."},
+    {.name = "frame-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "10s",
+     .offset = FIELD_U64(frame_timeout_ms), .min = 0, .max = UINT64_MAX,
+     .help = "A frame must arrive whole within this long of its first\n"
+             "byte, or the connection is closed (slowloris). 0 = no limit."},
+    {.name = "max-buffer-memory", .type = OPT_SIZE, .metavar = "SIZE", .def = "256mb",
+     .offset = FIELD_SIZE(max_buffer_memory), .min = 1 * MIB, .max = SIZE_MAX,
+     .help = "Memory all connection buffers together may use (input not\n"
+             "yet processed, replies not yet sent). Over it, reading\n"
+             "pauses and new connections are refused."},
     {.name = "shutdown-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "5000ms",
      .offset = FIELD_U64(shutdown_timeout_ms), .min = 0, .max = UINT64_MAX,
      .help = "On SIGTERM, how long to let requests in progress finish."},
@@ -169,6 +187,31 @@ static const opt_t options[] = {
     {.name = "log-level", .type = OPT_ENUM, .def = "info", .offset = FIELD_STR(log_level),
      .choices = log_level_choices,
      .help = "Least severe messages written to stderr."},
+
+    /* security (docs/SECURITY.md) */
+    {.name = "cluster-key", .type = OPT_STRING, .metavar = "FILE", .def = "",
+     .offset = FIELD_STR(cluster_key),
+     .help = "Key file (peercache-cli keygen; mode 0600) that seals all\n"
+             "gossip and peer traffic. One key per line: the first seals,\n"
+             "all open. Reloaded on SIGHUP (key rotation)."},
+    {.name = "insecure", .type = OPT_BOOL, .metavar = "", .def = "false",
+     .offset = FIELD_BOOL(insecure),
+     .help = "Run without --cluster-key: gossip and peer traffic are\n"
+             "neither authenticated nor encrypted. Required to start\n"
+             "without a key."},
+    {.name = "replay-window", .type = OPT_DURATION, .metavar = "DURATION", .def = "60s",
+     .offset = FIELD_U64(replay_window_ms), .min = 1000, .max = 3600000,
+     .help = "Sealed messages stamped further than this from this node's\n"
+             "clock are dropped, and repeats within it. Keep member\n"
+             "clocks closer than this."},
+    {.name = "token-file", .type = OPT_STRING, .metavar = "FILE", .def = "",
+     .offset = FIELD_STR(token_file),
+     .help = "File whose first line is the token clients must send in\n"
+             "HELLO before any other request but PING (mode 0600)."},
+    {.name = "token", .type = OPT_STRING, .metavar = "TOKEN", .def = "",
+     .offset = FIELD_STR(token), .not_flag = true,
+     .help = "The client token itself. Environment or config file only\n"
+             "(a flag would show in ps); --token-file wins."},
 
     /* cluster */
     {.name = "join", .type = OPT_STRING, .metavar = "HOST:PORT[,...]", .def = "",
@@ -550,6 +593,18 @@ static int opt_set(loader_t *ld, const opt_t *o, const char *value, const src_t 
         }
         return set_string(cfg, o, value);
 
+    case OPT_BOOL: {
+        static const char *const yes[] = {"1", "true", "yes", "on", NULL};
+        static const char *const no[] = {"0", "false", "no", "off", NULL};
+        for (size_t i = 0; yes[i] != NULL; i++)
+            if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
+                *(int *)(void *)((char *)cfg + o->offset) = strcasecmp(value, yes[i]) == 0;
+                return 0;
+            }
+        set_err(errbuf, errlen, "%s: '%s' is not true or false", where, value);
+        return PC_EINVAL;
+    }
+
     case OPT_ENUM:
         for (size_t i = 0; o->choices[i] != NULL; i++) {
             /* Store the table's spelling so users of cfg compare with
@@ -705,9 +760,10 @@ static int load_file(loader_t *ld, const char *path, char *errbuf, size_t errlen
 
 /*
  * Only the variables named after options are read. Other PEERCACHE_*
- * variables are not an error: PEERCACHE_NODES and PEERCACHE_TOKEN belong
- * to peercache-cli, and a shell that exports them must still be able to
- * start a node.
+ * variables are not an error: PEERCACHE_NODES belongs to peercache-cli,
+ * and a shell that exports it must still be able to start a node.
+ * (PEERCACHE_TOKEN is shared on purpose: the node requires the token the
+ * CLI sends.)
  */
 static int load_env(loader_t *ld, char **envp, char *errbuf, size_t errlen)
 {
@@ -770,8 +826,19 @@ static int scan_flag(int argc, char **argv, int *i, const opt_t **opt, const cha
             set_err(errbuf, errlen, "unknown option '--%.*s'", (int)len, name);
         return PC_EINVAL;
     }
+    if ((*opt)->not_flag) {
+        char env[ENV_NAME_MAX];
+
+        env_name(*opt, env, sizeof(env));
+        set_err(errbuf, errlen,
+                "--%s cannot be a flag (it would show in ps): set %s or use a file", (*opt)->name,
+                env);
+        return PC_EINVAL;
+    }
     if (eq != NULL) {
         *value = eq + 1;
+    } else if ((*opt)->type == OPT_BOOL) {
+        *value = "true"; /* a bool flag takes no separate value */
     } else if (*i + 1 < argc) {
         *value = argv[++*i];
     } else {
@@ -928,6 +995,16 @@ static int check_merged(loader_t *ld, char *errbuf, size_t errlen)
                 a, b, c, FRAME_SLACK, need);
         return PC_EINVAL;
     }
+    if (cfg->insecure && cfg->cluster_key[0] != '\0') {
+        set_err(errbuf, errlen, "--insecure and --cluster-key contradict each other: pick one");
+        return PC_EINVAL;
+    }
+    if (!cfg->insecure && cfg->cluster_key[0] == '\0') {
+        set_err(errbuf, errlen,
+                "no --cluster-key: create one with 'peercache-cli keygen FILE' and pass "
+                "--cluster-key FILE, or run unprotected with --insecure");
+        return PC_EINVAL;
+    }
     if (cfg->max_output < cfg->max_frame) {
         describe_value(ld, "max-output", a, sizeof(a));
         describe_value(ld, "max-frame", b, sizeof(b));
@@ -1035,7 +1112,11 @@ void pc_config_usage(FILE *out, const char *prog)
     for (size_t i = 0; i < NOPTIONS; i++) {
         const opt_t *o = &options[i];
 
-        if (o->type == OPT_ENUM) {
+        if (o->not_flag) {
+            fprintf(out, "  (%s %s)\n", o->name, o->metavar);
+        } else if (o->type == OPT_BOOL) {
+            fprintf(out, "  --%s\n", o->name);
+        } else if (o->type == OPT_ENUM) {
             fprintf(out, "  --%s ", o->name);
             for (size_t j = 0; o->choices[j] != NULL; j++)
                 fprintf(out, "%s%s", j ? "|" : "", o->choices[j]);

@@ -44,9 +44,21 @@ typedef struct pc_config {
     uint64_t max_inflight;      /* --max-inflight, per connection, default 1024 */
     size_t max_output;          /* --max-output, per connection, default 4mb:
                                    reading pauses while more is queued */
+    uint64_t output_timeout_ms; /* --output-timeout, default 10000: a client
+                                   that stays over max-output this long
+                                   (stopped reading) is disconnected */
+    uint64_t frame_timeout_ms;  /* --frame-timeout, default 10000 (0 = off) */
+    size_t max_buffer_memory;   /* --max-buffer-memory, all connections, 256mb */
     uint64_t shutdown_timeout_ms; /* --shutdown-timeout, default 5000 */
     uint64_t sweep_interval_ms; /* --sweep-interval, default 100 */
     char *log_level;            /* --log-level error|warn|info|debug, default info */
+
+    /* security (docs/SECURITY.md) */
+    char *cluster_key;          /* --cluster-key FILE, default "" */
+    int insecure;               /* --insecure: no key; required if no cluster-key */
+    uint64_t replay_window_ms;  /* --replay-window, default 60000 */
+    char *token_file;           /* --token-file FILE, default "" */
+    char *token;                /* token (PEERCACHE_TOKEN / file only), "" = none */
 
     /* cluster (docs/MEMBERSHIP.md, docs/CONSISTENCY.md) */
     char *join;                 /* --join HOST:PORT[,...], default "" (start alone) */

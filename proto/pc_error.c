@@ -36,6 +36,11 @@ static const struct err_info err_table[] = {
     [-PC_ECLOSED] = {"PC_ECLOSED", "closed or shutting down"},
     [-PC_ERANGE] = {"PC_ERANGE", "value out of range"},
     [-PC_ERETRY] = {"PC_ERETRY", "the cluster is changing: not applied, retry"},
+    [-PC_EPERM] = {"PC_EPERM", "not permitted"},
+    [-PC_ENOKEY] = {"PC_ENOKEY", "sealed with an unknown key"},
+    [-PC_EAUTH] = {"PC_EAUTH", "authentication failed"},
+    [-PC_ESTALE] = {"PC_ESTALE", "outside the replay window"},
+    [-PC_EREPLAY] = {"PC_EREPLAY", "replayed message"},
 };
 
 #define ERR_COUNT (sizeof(err_table) / sizeof(err_table[0]))

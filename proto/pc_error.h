@@ -32,6 +32,11 @@ enum pc_err {
     PC_ECLOSED = -16,   /* the object is closed / shutting down */
     PC_ERANGE = -17,    /* a value is out of its allowed range (config) */
     PC_ERETRY = -18,    /* the cluster is changing: not applied, retry */
+    PC_EPERM = -19,     /* not allowed: a key file others can read, a bad token */
+    PC_ENOKEY = -20,    /* sealed with a key this node does not hold */
+    PC_EAUTH = -21,     /* authentication failed: tampered or wrong key */
+    PC_ESTALE = -22,    /* outside the replay window */
+    PC_EREPLAY = -23,   /* a message seen before */
 };
 
 /* Name-like human message for an error code ("not found"). Static storage. */

@@ -196,6 +196,48 @@ int pc_h_redis_start(pc_h_proc_t *p, int port)
     return p->pid > 0 ? wait_ready(p, 1) : -1;
 }
 
+int pc_h_write_key_file(const char *path, int nkeys)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        return -1;
+    int rnd = open("/dev/urandom", O_RDONLY);
+    int rc = rnd < 0 ? -1 : 0;
+    for (int k = 0; rc == 0 && k < nkeys; k++) {
+        uint8_t key[32];
+        char line[66];
+        if (read(rnd, key, sizeof key) != (ssize_t)sizeof key) {
+            rc = -1;
+            break;
+        }
+        for (int i = 0; i < 32; i++)
+            snprintf(line + 2 * i, 3, "%02x", key[i]);
+        line[64] = '\n';
+        if (write(fd, line, 65) != 65)
+            rc = -1;
+    }
+    if (rnd >= 0)
+        close(rnd);
+    if (close(fd) != 0)
+        rc = -1;
+    return rc;
+}
+
+const char *pc_h_cluster_key(void)
+{
+    static char path[600];
+    if (path[0] == '\0') {
+        char p[600];
+        snprintf(p, sizeof p, "%s/cluster.key", pc_h_tmpdir());
+        if (pc_h_write_key_file(p, 1) != 0) {
+            fprintf(stderr, "cannot write %s: %s\n", p, strerror(errno));
+            return NULL;
+        }
+        memcpy(path, p, sizeof path);
+    }
+    return path;
+}
+
 int pc_h_node_start(pc_h_proc_t *p, const char *const *args)
 {
     return pc_h_node_start_port(p, 0, args);
@@ -210,6 +252,17 @@ int pc_h_node_start_port(pc_h_proc_t *p, int port, const char *const *args)
     const char *bin = getenv("PC_PEERCACHED");
     const char *argv[64] = {bin ? bin : "peercached", "--listen", p->addr};
     int n = 3;
+    int keyed = 0;
+    for (int i = 0; args && args[i]; i++)
+        if (strcmp(args[i], "--insecure") == 0 || strncmp(args[i], "--cluster-key", 13) == 0)
+            keyed = 1;
+    if (!keyed) {
+        const char *key = pc_h_cluster_key();
+        if (key == NULL)
+            return -1;
+        argv[n++] = "--cluster-key";
+        argv[n++] = key;
+    }
     for (int i = 0; args && args[i] && n < 63; i++)
         argv[n++] = args[i];
     argv[n] = NULL;

@@ -43,9 +43,17 @@ int pc_h_free_port(void);
  * answers PING (deadline 10 s). 0 or -1. */
 int pc_h_redis_start(pc_h_proc_t *p, int port);
 
+/* Writes a key file of nkeys fresh random keys (mode 0600). 0 or -1. */
+int pc_h_write_key_file(const char *path, int nkeys);
+
+/* The key file every node of this test process shares (written once, in
+ * pc_h_tmpdir()), or NULL if it cannot be written. */
+const char *pc_h_cluster_key(void);
+
 /* Starts peercached with extra arguments (NULL-terminated list) on a free
- * port, adding --listen; waits until it accepts connections (10 s).
- * 0 or -1 (the log is printed). */
+ * port, adding --listen, and --cluster-key pc_h_cluster_key() unless args
+ * hold --cluster-key or --insecure; waits until it accepts connections
+ * (10 s). 0 or -1 (the log is printed). */
 int pc_h_node_start(pc_h_proc_t *p, const char *const *args);
 /* Same on a given port (> 0; e.g. to restart a node where it was), or a
  * free one (0). */

@@ -24,7 +24,8 @@
 #define MIB ((size_t)1024 * 1024)
 #define ARGC(a) ((int)(sizeof(a) / sizeof((a)[0])) - 1)
 
-static char *no_env[] = {NULL};
+/* Every load runs without a cluster key unless a test says otherwise. */
+static char *no_env[] = {"PEERCACHE_INSECURE=1", NULL};
 
 /* Writes `text` to a new temporary file; returns its malloc'd path. */
 static char *write_temp(const char *text)
@@ -114,8 +115,58 @@ static void test_defaults(void **state)
     assert_null(cfg.listen);
     /* Free twice, and argc 0, are both fine. */
     pc_config_free(&cfg);
-    load_ok(&cfg, 0, NULL, NULL);
+    load_ok(&cfg, 0, NULL, no_env);
     assert_string_equal(cfg.listen, "127.0.0.1:7400");
+    pc_config_free(&cfg);
+}
+
+/* The security options: a key or an explicit --insecure, bool flags, and
+ * a token that never comes from argv. */
+static void test_security_options(void **state)
+{
+    char *bare[] = {"peercached", NULL};
+    char *empty_env[] = {NULL};
+    char *key[] = {"peercached", "--cluster-key", "/etc/peercache/key", NULL};
+    char *both[] = {"peercached", "--cluster-key=/k", "--insecure", NULL};
+    char *flag_false[] = {"peercached", "--insecure=false", NULL};
+    char *flag_bad[] = {"peercached", "--insecure=maybe", NULL};
+    char *token_flag[] = {"peercached", "--insecure", "--token", "s3cret", NULL};
+    char *limits[] = {"peercached", "--insecure", "--frame-timeout", "0",
+                      "--output-timeout=2s", "--max-buffer-memory", "8mb",
+                      "--token-file", "/run/tok", "--replay-window", "30s", NULL};
+    char *token_env[] = {"PEERCACHE_TOKEN=from-env", "PEERCACHE_INSECURE=on", NULL};
+    pc_config_t cfg;
+
+    (void)state;
+    load_fails(PC_EINVAL, ARGC(bare), bare, empty_env, "no --cluster-key", "--insecure",
+               "keygen", NULL);
+    load_ok(&cfg, ARGC(key), key, empty_env);
+    assert_string_equal(cfg.cluster_key, "/etc/peercache/key");
+    assert_int_equal(cfg.insecure, 0);
+    assert_int_equal(cfg.replay_window_ms, 60000);
+    assert_int_equal(cfg.frame_timeout_ms, 10000);
+    assert_int_equal(cfg.output_timeout_ms, 10000);
+    assert_int_equal(cfg.max_buffer_memory, 256 * MIB);
+    assert_string_equal(cfg.token, "");
+    assert_string_equal(cfg.token_file, "");
+    pc_config_free(&cfg);
+    load_fails(PC_EINVAL, ARGC(both), both, empty_env, "contradict", NULL);
+    load_fails(PC_EINVAL, ARGC(flag_false), flag_false, empty_env, "no --cluster-key", NULL);
+    load_fails(PC_EINVAL, ARGC(flag_bad), flag_bad, empty_env, "--insecure", "'maybe'",
+               "true or false", NULL);
+    load_fails(PC_EINVAL, ARGC(token_flag), token_flag, empty_env, "--token",
+               "PEERCACHE_TOKEN", NULL);
+    load_ok(&cfg, ARGC(limits), limits, empty_env);
+    assert_int_equal(cfg.insecure, 1);
+    assert_int_equal(cfg.frame_timeout_ms, 0);
+    assert_int_equal(cfg.output_timeout_ms, 2000);
+    assert_int_equal(cfg.max_buffer_memory, 8 * MIB);
+    assert_string_equal(cfg.token_file, "/run/tok");
+    assert_int_equal(cfg.replay_window_ms, 30000);
+    pc_config_free(&cfg);
+    load_ok(&cfg, ARGC(bare), bare, token_env);
+    assert_string_equal(cfg.token, "from-env");
+    assert_int_equal(cfg.insecure, 1);
     pc_config_free(&cfg);
 }
 
@@ -185,6 +236,7 @@ static void test_precedence(void **state)
                             "max-inflight = 12\n");
     char config_env[PATH_MAX + 32];
     char *envp[] = {config_env,
+                    "PEERCACHE_INSECURE=yes",
                     "PEERCACHE_MAX_CONNECTIONS=21",
                     "PEERCACHE_MAX_INFLIGHT=22",
                     "PEERCACHE_NODES=ignored:1", /* the CLI's; not an error */
@@ -212,7 +264,7 @@ static void test_config_flag_beats_config_env(void **state)
     char *from_env = write_temp("memory = 2mb\n");
     char *from_flag = write_temp("memory = 3mb\n");
     char config_env[PATH_MAX + 32];
-    char *envp[] = {config_env, NULL};
+    char *envp[] = {config_env, "PEERCACHE_INSECURE=1", NULL};
     char *argv[] = {"peercached", "--config", from_flag, NULL};
     char *argv_off[] = {"peercached", "--config=", NULL};
     pc_config_t cfg;
@@ -562,6 +614,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_security_options),
         cmocka_unit_test(test_flags_both_syntaxes),
         cmocka_unit_test(test_name_defaults_to_listen),
         cmocka_unit_test(test_last_flag_wins_and_reload),
