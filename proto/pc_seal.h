@@ -69,15 +69,19 @@ uint32_t pc_seal_key_id(const uint8_t key[PC_SEAL_KEYBYTES]);
 typedef struct pc_keyring pc_keyring_t;
 
 /* Parses key-file text (need not be NUL-terminated). 0, PC_EINVAL (a bad
- * line, no key at all, a duplicate, more than PC_KEYRING_MAX; err names
- * the line), PC_ENOMEM. *out is NULL on error. The keys live in memory
- * locked and zeroed on free (sodium_malloc). */
+ * line, no key at all, a duplicate -- the same key, or another key with
+ * the same id --, more than PC_KEYRING_MAX; err names the line and never
+ * quotes it), PC_ENOMEM. *out is NULL on error. Blanks around a key are
+ * allowed (CRLF files parse). The keys live in memory locked, read-only
+ * and zeroed on free (sodium_malloc). err may be NULL. */
 int pc_keyring_parse(const char *text, size_t len, pc_keyring_t **out, char *err, size_t errlen);
 
-/* Reads and parses a key file. PC_EPERM (err says "chmod 600") for a file
- * that is not a regular file or that group or others may read or write
- * (mode & 077 != 0); PC_EIO if it cannot be opened or read (err has
- * strerror). Otherwise as pc_keyring_parse. */
+/* Reads and parses a key file, following symlinks; the checks are made
+ * on the file actually opened. PC_EPERM (err says "chmod 600") if group
+ * or others have any access to it (mode & 077 != 0); PC_EIO if it cannot
+ * be opened or read (err has strerror) or is not a regular file (a
+ * directory, a FIFO); PC_EINVAL if it is over 64 KiB. Otherwise as
+ * pc_keyring_parse, with err prefixed by the path. */
 int pc_keyring_load_file(const char *path, pc_keyring_t **out, char *err, size_t errlen);
 
 /* Zeroes and frees; NULL-safe; sets *kr to NULL. */
@@ -103,8 +107,9 @@ typedef struct pc_seal_stream {
 void pc_seal_stream_init(pc_seal_stream_t *st);
 
 /* Appends the sealed form of payload[0..len) to *out, sealed with the
- * primary key, stamped with ++st->seq and now_ms (wall clock). 0,
- * PC_ENOMEM, PC_ETOOBIG (out's cap). On error *out->len is unchanged. */
+ * primary key, stamped with ++st->seq and now_ms (wall clock). payload
+ * must not point into *out (growing it may move it). 0, PC_ENOMEM,
+ * PC_ETOOBIG (out's cap). On error out->len and st->seq are unchanged. */
 int pc_seal(const pc_keyring_t *kr, pc_seal_stream_t *st, uint8_t kind, uint64_t now_ms,
             const uint8_t *payload, size_t len, pc_buf_t *out);
 
@@ -133,6 +138,9 @@ int pc_seal_is_sealed(const uint8_t *msg, size_t len);
 /*
  * Opens msg[0..len) in place (the plaintext overwrites the ciphertext).
  *   0           *out filled; out->payload points into msg.
+ *   PC_ENOMEM   no memory to stage a message over 2 KiB (libsodium does
+ *               not document in-place AEAD, so this module never asks
+ *               for it); msg is untouched.
  *   PC_EPROTO   not a sealed message: no magic, unknown version, too short.
  *   PC_ENOKEY   no key in the ring has the message's key id.
  *   PC_EAUTH    the tag does not verify (tampered, or a different key with
@@ -146,17 +154,20 @@ int pc_seal_open(const pc_keyring_t *kr, uint8_t *msg, size_t len, pc_seal_opene
 /*
  * Remembers, per stream, the highest sequence number seen and which of the
  * PC_REPLAY_BITS below it were seen. A message is fresh when its ts_ms is
- * within window_ms of now_ms (either side: clocks differ), and its
- * (stream, seq) was not seen and is not more than PC_REPLAY_BITS below the
- * stream's highest. Streams not heard from for window_ms are forgotten
- * (any message of theirs is too old by then), so memory is bounded by
- * max_streams * ~160 bytes.
+ * within window_ms of now_ms (either side, bounds included: clocks
+ * differ), and its (stream, seq) was not seen and is not more than
+ * PC_REPLAY_BITS below the stream's highest. A stream is forgotten once
+ * now_ms passes the newest ts_ms it accepted plus window_ms: from then on
+ * any copy of its messages is too old. For a sender whose clock agrees
+ * with ours that is window_ms of silence; for one whose clock runs ahead,
+ * up to twice that. Memory is fixed at pc_replay_new: max_streams * ~180
+ * bytes.
  */
 #define PC_REPLAY_BITS 1024
 
 typedef struct pc_replay pc_replay_t;
 
-/* window_ms > 0, max_streams > 0. 0, PC_EINVAL, PC_ENOMEM. */
+/* window_ms > 0, 0 < max_streams < 2^32 - 1. 0, PC_EINVAL, PC_ENOMEM. */
 int pc_replay_new(uint64_t window_ms, size_t max_streams, pc_replay_t **out);
 void pc_replay_free(pc_replay_t **r);
 
