@@ -1,6 +1,8 @@
 /*
  * peercache_cli.c -- peercache-cli, a command-line client for scripts and
- * operators, built on libpeercache only (no protocol details here).
+ * operators, built on libpeercache only (no protocol details here), and
+ * the tool that makes and edits cluster key files (proto/pc_seal; those
+ * commands never touch the network).
  *
  * Output is meant to be usable from a shell both ways: text by default
  * (values as stored, one per line), JSON with --json for anything that
@@ -12,6 +14,7 @@
  * checks of which option fits which command are driven by cmds[] too.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -21,8 +24,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
 
 #include "pc_client.h"
+#include "pc_seal.h"
 
 #ifndef PC_VERSION_STRING
 #define PC_VERSION_STRING "unknown"
@@ -40,10 +48,11 @@
 
 enum exit_code { EXIT_OK = 0, EXIT_NO = 1, EXIT_ERR = 2 };
 
-/* Options that only some commands take. */
+/* Options that only some commands take, and commands that need no node. */
 enum {
     ALLOW_RAW = 1 << 0, /* --raw */
     ALLOW_SET = 1 << 1, /* --ttl --flags --nx --xx --cas */
+    LOCAL = 1 << 2,     /* works on local files: no client, no --nodes */
 };
 
 typedef struct cli {
@@ -66,7 +75,7 @@ typedef struct cmd {
     int min_args, max_args;
     unsigned allow;
     const char *args_help; /* for "expected ..." messages */
-    int (*run)(pc_client_t *c, const cli_t *cli);
+    int (*run)(pc_client_t *c, const cli_t *cli); /* c is NULL for LOCAL commands */
 } cmd_t;
 
 /* ---- output helpers ------------------------------------------------------------ */
@@ -565,6 +574,484 @@ static int cmd_cluster(pc_client_t *c, const cli_t *cli)
     return EXIT_OK;
 }
 
+/* ---- key files ------------------------------------------------------------------- */
+
+/*
+ * keygen and keyring edit the key file a node loads with --cluster-key
+ * (format and rules: pc_seal.h, docs/SECURITY.md). Every edit keeps the
+ * file's comments and blank lines, checks that the result parses to the
+ * keys intended, and replaces the file atomically: a new file (mode 0600)
+ * in the same directory, fsync'd, renamed over the old one, so a node
+ * reloading on SIGHUP sees the old file or the new one, never a mix.
+ * Buffers that held key text are wiped before they are freed.
+ */
+
+#define KEY_FILE_MAX (64 * 1024) /* as pc_keyring_load_file reads */
+
+static const char key_file_comment[] =
+    "# peercache cluster keys, one per line: the first seals, all open (peercache-cli keyring)\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int key_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* "peercache-cli: keyring: <message>"; EXIT_ERR. */
+static int key_fail(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: %s: ", PROG, cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_ERR;
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Makes a rename or create in path's directory durable. Best effort:
+ * some file systems refuse fsync on a directory, and the data itself is
+ * already on disk by then. */
+static void fsync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash == NULL ? strdup(".") : strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    int fd;
+
+    if (dir == NULL)
+        return;
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+/* An id as keyring list prints it: exactly 8 hex digits, either case. */
+static bool parse_key_id(const char *s, uint32_t *out)
+{
+    uint32_t v = 0;
+
+    if (strlen(s) != 8)
+        return false;
+    for (int i = 0; i < 8; i++) {
+        char c = s[i];
+        unsigned d;
+
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A' + 10);
+        else
+            return false;
+        v = v << 4 | d;
+    }
+    *out = v;
+    return true;
+}
+
+static int cmd_keygen(pc_client_t *c, const cli_t *cli)
+{
+    const char *path = cli->args[0];
+    char line[66];
+    uint32_t id;
+    int fd, err = 0;
+
+    (void)c;
+    /* O_EXCL: never overwrite (nor follow a symlink planted there); mode
+     * 0600 from the start, so the key is never readable by others. */
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 && errno == EEXIST)
+        return key_fail("keygen", "%s already exists; not overwriting it (to add a key: %s keyring add %s)",
+                        path, PROG, path);
+    if (fd < 0)
+        return key_fail("keygen", "cannot create %s: %s", path, strerror(errno));
+    pc_keyring_new_key_line(line, &id);
+    if (fchmod(fd, 0600) != 0 || write_all(fd, key_file_comment, strlen(key_file_comment)) != 0 ||
+        write_all(fd, line, 65) != 0 || fsync(fd) != 0)
+        err = errno;
+    sodium_memzero(line, sizeof(line));
+    if (close(fd) != 0 && err == 0)
+        err = errno;
+    if (err != 0) {
+        unlink(path);
+        return key_fail("keygen", "cannot write %s: %s", path, strerror(err));
+    }
+    fsync_dir(path);
+    printf("key id %08" PRIx32 " written to %s\n", id, path);
+    return EXIT_OK;
+}
+
+typedef struct key_line {
+    size_t off, len; /* the line's bytes in the text, without its '\n' */
+    bool is_key;
+    uint32_t id; /* if is_key */
+} key_line_t;
+
+typedef struct key_file {
+    const char *path;
+    char *text; /* the file as read; wiped before it is freed */
+    size_t len;
+    key_line_t *line;
+    size_t nlines;
+    size_t nkeys;
+    size_t first_key; /* index in line[] of the primary */
+    pc_keyring_t *kr;
+} key_file_t;
+
+static void key_file_free(key_file_t *kf)
+{
+    if (kf->text != NULL)
+        sodium_memzero(kf->text, kf->len);
+    free(kf->text);
+    free(kf->line);
+    pc_keyring_free(&kf->kr);
+}
+
+static int read_text(const char *cmd, const char *path, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char *buf = malloc(KEY_FILE_MAX + 1);
+    size_t n = 0;
+    ssize_t r;
+
+    if (fd < 0 || buf == NULL) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        free(buf);
+        return key_fail(cmd, "cannot read %s: %s", path, strerror(e));
+    }
+    for (;;) {
+        r = read(fd, buf + n, KEY_FILE_MAX + 1 - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        if (n > KEY_FILE_MAX)
+            break;
+    }
+    if (r < 0 || n > KEY_FILE_MAX) {
+        int e = r < 0 ? errno : EFBIG;
+        sodium_memzero(buf, n);
+        free(buf);
+        close(fd);
+        return key_fail(cmd, "cannot read %s: %s", path, strerror(e));
+    }
+    close(fd);
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/*
+ * Loads a key file the way a node does (pc_keyring_load_file: the mode
+ * check and the parse), then its text line by line, so that an edit can
+ * keep everything but the line it changes. 0 or EXIT_ERR.
+ */
+static int key_file_load(const char *cmd, const char *path, key_file_t *kf)
+{
+    char err[512];
+    size_t k = 0;
+    int rc;
+
+    memset(kf, 0, sizeof(*kf));
+    kf->path = path;
+    rc = pc_keyring_load_file(path, &kf->kr, err, sizeof(err));
+    if (rc != 0)
+        return key_fail(cmd, "%s", err);
+    rc = read_text(cmd, path, &kf->text, &kf->len);
+    if (rc != 0)
+        return rc;
+
+    kf->line = calloc(kf->len + 1, sizeof(*kf->line));
+    if (kf->line == NULL)
+        return key_fail(cmd, "out of memory");
+    for (size_t pos = 0; pos < kf->len;) {
+        key_line_t *l = &kf->line[kf->nlines++];
+        const char *nl = memchr(kf->text + pos, '\n', kf->len - pos);
+        size_t b, e;
+
+        l->off = pos;
+        l->len = nl != NULL ? (size_t)(nl - kf->text) - pos : kf->len - pos;
+        pos += l->len + (nl != NULL);
+        for (b = 0; b < l->len && strchr(" \t\r\v\f", kf->text[l->off + b]) != NULL &&
+                    kf->text[l->off + b] != '\0';
+             b++)
+            ;
+        for (e = l->len; e > b && strchr(" \t\r\v\f", kf->text[l->off + e - 1]) != NULL &&
+                         kf->text[l->off + e - 1] != '\0';
+             e--)
+            ;
+        if (b == e || kf->text[l->off + b] == '#')
+            continue;
+        /* The whole file parsed, so every other line is one key. */
+        pc_keyring_t *one = NULL;
+        if (pc_keyring_parse(kf->text + l->off, l->len, &one, NULL, 0) != 0)
+            return key_fail(cmd, "%s changed while it was read; try again", path);
+        l->is_key = true;
+        l->id = pc_keyring_id(one, 0);
+        pc_keyring_free(&one);
+        if (k == 0)
+            kf->first_key = kf->nlines - 1;
+        if (k >= pc_keyring_count(kf->kr) || pc_keyring_id(kf->kr, k) != l->id)
+            return key_fail(cmd, "%s changed while it was read; try again", path);
+        k++;
+    }
+    if (k != pc_keyring_count(kf->kr))
+        return key_fail(cmd, "%s changed while it was read; try again", path);
+    kf->nkeys = k;
+    return 0;
+}
+
+/* Index in line[] of the key with this id, or SIZE_MAX. */
+static size_t key_file_find(const key_file_t *kf, uint32_t id)
+{
+    for (size_t i = 0; i < kf->nlines; i++) {
+        if (kf->line[i].is_key && kf->line[i].id == id)
+            return i;
+    }
+    return SIZE_MAX;
+}
+
+/*
+ * Writes kf's lines again, with line `move` (SIZE_MAX: none) placed just
+ * before the primary, line `drop` (SIZE_MAX: none) left out, and `extra`
+ * (a whole line, or NULL) appended; checks that the result parses to the
+ * ids `want` in order; and replaces the file atomically. 0 or EXIT_ERR.
+ */
+static int key_file_rewrite(const char *cmd, const key_file_t *kf, size_t move, size_t drop,
+                            const char *extra, const uint32_t *want, size_t nwant)
+{
+    size_t cap = kf->len + kf->nlines + (extra != NULL ? strlen(extra) : 0) + 1;
+    char *out = malloc(cap), *real = NULL, *tmp = NULL;
+    pc_keyring_t *check = NULL;
+    size_t n = 0;
+    int fd = -1, rc = EXIT_ERR, err = 0;
+
+    if (out == NULL)
+        return key_fail(cmd, "out of memory");
+    for (size_t i = 0; i < kf->nlines; i++) {
+        const key_line_t *l;
+
+        if (i == move || i == drop)
+            continue;
+        if (i == kf->first_key && move != SIZE_MAX) {
+            l = &kf->line[move];
+            memcpy(out + n, kf->text + l->off, l->len);
+            n += l->len;
+            out[n++] = '\n';
+        }
+        l = &kf->line[i];
+        memcpy(out + n, kf->text + l->off, l->len);
+        n += l->len;
+        out[n++] = '\n';
+    }
+    if (extra != NULL) {
+        memcpy(out + n, extra, strlen(extra));
+        n += strlen(extra);
+    }
+
+    /* Never write a file that a node would refuse or read differently. */
+    if (pc_keyring_parse(out, n, &check, NULL, 0) != 0 || pc_keyring_count(check) != nwant) {
+        key_fail(cmd, "internal error: the new key file would not parse as intended");
+        goto done;
+    }
+    for (size_t i = 0; i < nwant; i++) {
+        if (pc_keyring_id(check, i) != want[i]) {
+            key_fail(cmd, "internal error: the new key file would not parse as intended");
+            goto done;
+        }
+    }
+
+    /* Rewrite the file a symlink points to, next to it, not the link. */
+    real = realpath(kf->path, NULL);
+    if (real == NULL || (tmp = malloc(strlen(real) + sizeof(".tmp.XXXXXX"))) == NULL) {
+        key_fail(cmd, "cannot resolve %s: %s", kf->path, strerror(errno));
+        goto done;
+    }
+    sprintf(tmp, "%s.tmp.XXXXXX", real);
+    fd = mkstemp(tmp); /* O_EXCL, mode 0600 */
+    if (fd < 0) {
+        key_fail(cmd, "cannot create a file next to %s: %s", real, strerror(errno));
+        goto done;
+    }
+    if (fchmod(fd, 0600) != 0 || write_all(fd, out, n) != 0 || fsync(fd) != 0)
+        err = errno;
+    if (close(fd) != 0 && err == 0)
+        err = errno;
+    if (err == 0 && rename(tmp, real) != 0)
+        err = errno;
+    if (err != 0) {
+        unlink(tmp);
+        key_fail(cmd, "cannot write %s: %s", real, strerror(err));
+        goto done;
+    }
+    fsync_dir(real);
+    rc = 0;
+done:
+    sodium_memzero(out, cap);
+    free(out);
+    free(tmp);
+    free(real);
+    pc_keyring_free(&check);
+    return rc;
+}
+
+/* The ids an edit should leave, in order: line `move` first, line `drop`
+ * left out, *add (if not NULL) last. */
+static size_t ids_after(const key_file_t *kf, size_t move, size_t drop, const uint32_t *add,
+                        uint32_t ids[PC_KEYRING_MAX + 1])
+{
+    size_t n = 0;
+
+    if (move != SIZE_MAX)
+        ids[n++] = kf->line[move].id;
+    for (size_t i = 0; i < kf->nlines; i++) {
+        if (kf->line[i].is_key && i != move && i != drop)
+            ids[n++] = kf->line[i].id;
+    }
+    if (add != NULL)
+        ids[n++] = *add;
+    return n;
+}
+
+static int keyring_list(const key_file_t *kf)
+{
+    for (size_t i = 0; i < kf->nkeys; i++)
+        printf("%zu %08" PRIx32 "%s\n", i + 1, pc_keyring_id(kf->kr, i), i == 0 ? " primary" : "");
+    return EXIT_OK;
+}
+
+static int keyring_add(const key_file_t *kf)
+{
+    uint32_t ids[PC_KEYRING_MAX + 1], id;
+    char line[66];
+    int rc;
+
+    if (kf->nkeys >= PC_KEYRING_MAX)
+        return key_fail("keyring", "%s already holds %d keys, the most a key file may hold: remove one first",
+                        kf->path, PC_KEYRING_MAX);
+    /* A fresh key whose id no key in the ring has (ids are 32 bits). */
+    do {
+        pc_keyring_new_key_line(line, &id);
+    } while (key_file_find(kf, id) != SIZE_MAX);
+    rc = key_file_rewrite("keyring", kf, SIZE_MAX, SIZE_MAX, line, ids,
+                          ids_after(kf, SIZE_MAX, SIZE_MAX, &id, ids));
+    sodium_memzero(line, sizeof(line));
+    if (rc != 0)
+        return rc;
+    printf("key id %08" PRIx32 " added to %s\n", id, kf->path);
+    return EXIT_OK;
+}
+
+static int keyring_use(const key_file_t *kf, uint32_t id)
+{
+    uint32_t ids[PC_KEYRING_MAX + 1];
+    size_t i = key_file_find(kf, id);
+    int rc;
+
+    if (i == SIZE_MAX) {
+        key_fail("keyring", "no key with id %08" PRIx32 " in %s", id, kf->path);
+        return EXIT_NO;
+    }
+    if (i == kf->first_key) {
+        printf("key id %08" PRIx32 " is already the primary in %s\n", id, kf->path);
+        return EXIT_OK;
+    }
+    rc = key_file_rewrite("keyring", kf, i, SIZE_MAX, NULL, ids,
+                          ids_after(kf, i, SIZE_MAX, NULL, ids));
+    if (rc != 0)
+        return rc;
+    printf("key id %08" PRIx32 " is now the primary in %s\n", id, kf->path);
+    return EXIT_OK;
+}
+
+static int keyring_remove(const key_file_t *kf, uint32_t id)
+{
+    uint32_t ids[PC_KEYRING_MAX + 1];
+    size_t i = key_file_find(kf, id);
+    int rc;
+
+    if (i == SIZE_MAX) {
+        key_fail("keyring", "no key with id %08" PRIx32 " in %s", id, kf->path);
+        return EXIT_NO;
+    }
+    if (kf->nkeys == 1)
+        return key_fail("keyring", "key id %08" PRIx32 " is the only key in %s: a key file needs one",
+                        id, kf->path);
+    if (i == kf->first_key)
+        return key_fail("keyring",
+                        "key id %08" PRIx32 " is the primary: make another key primary first "
+                        "(%s keyring use %s ID)",
+                        id, PROG, kf->path);
+    rc = key_file_rewrite("keyring", kf, SIZE_MAX, i, NULL, ids,
+                          ids_after(kf, SIZE_MAX, i, NULL, ids));
+    if (rc != 0)
+        return rc;
+    printf("key id %08" PRIx32 " removed from %s\n", id, kf->path);
+    return EXIT_OK;
+}
+
+static int cmd_keyring(pc_client_t *c, const cli_t *cli)
+{
+    static const struct {
+        const char *name;
+        int nargs; /* after the subcommand */
+        const char *help;
+    } subs[] = {
+        {"list", 1, "FILE"}, {"add", 1, "FILE"}, {"use", 2, "FILE ID"}, {"remove", 2, "FILE ID"},
+    };
+    const char *sub = cli->args[0];
+    key_file_t kf;
+    uint32_t id = 0;
+    size_t s;
+    int rc;
+
+    (void)c;
+    for (s = 0; s < sizeof(subs) / sizeof(subs[0]); s++) {
+        if (strcmp(sub, subs[s].name) == 0)
+            break;
+    }
+    if (s == sizeof(subs) / sizeof(subs[0]))
+        return usage_error("keyring: unknown subcommand '%s' (list, add, use or remove)", sub);
+    if (cli->nargs - 1 != subs[s].nargs)
+        return usage_error("keyring %s: expected %s", sub, subs[s].help);
+    if (subs[s].nargs == 2 && !parse_key_id(cli->args[2], &id))
+        return usage_error("keyring %s: '%s' is not a key id (8 hex digits, as 'keyring list' "
+                           "prints them)",
+                           sub, cli->args[2]);
+
+    rc = key_file_load("keyring", cli->args[1], &kf);
+    if (rc == 0) {
+        switch (s) {
+        case 0: rc = keyring_list(&kf); break;
+        case 1: rc = keyring_add(&kf); break;
+        case 2: rc = keyring_use(&kf, id); break;
+        default: rc = keyring_remove(&kf, id); break;
+        }
+    }
+    key_file_free(&kf);
+    return rc;
+}
+
 static const cmd_t cmds[] = {
     {"get", 1, 1, ALLOW_RAW, "KEY", cmd_get},
     {"set", 1, 2, ALLOW_SET, "KEY [VALUE]", cmd_set},
@@ -574,6 +1061,8 @@ static const cmd_t cmds[] = {
     {"ping", 0, 0, 0, "no arguments", cmd_ping},
     {"stats", 0, 0, 0, "no arguments", cmd_stats},
     {"cluster", 0, 0, 0, "no arguments", cmd_cluster},
+    {"keygen", 1, 1, LOCAL, "FILE", cmd_keygen},
+    {"keyring", 2, 3, LOCAL, "list|add FILE, or use|remove FILE ID", cmd_keyring},
 };
 
 /* ---- command line ------------------------------------------------------------------ */
@@ -586,8 +1075,10 @@ static void usage(FILE *out)
             "Talks to a peercache cluster. Each key is sent straight to the\n"
             "node that owns it (learned from the nodes given with --nodes);\n"
             "ping, stats and cluster ask the first of those nodes that\n"
-            "answers. Options may come before or after the command; \"--\"\n"
-            "ends the options (for keys or values that start with '-').\n"
+            "answers. keygen and keyring edit a local key file and never\n"
+            "touch the network. Options may come before or after the\n"
+            "command; \"--\" ends the options (for keys or values that start\n"
+            "with '-').\n"
             "\n"
             "Commands:\n"
             "  get KEY           Print the value of KEY, followed by a newline\n"
@@ -614,6 +1105,26 @@ static void usage(FILE *out)
             "                    INCARNATION WEIGHT SHARE; STATE is alive,\n"
             "                    suspect, dead or left, SHARE the part of the\n"
             "                    keyspace it owns (e.g. 33.4%%).\n"
+            "\n"
+            "Cluster key files (peercached --cluster-key FILE; one key per line,\n"
+            "the first one seals, every one opens; docs/SECURITY.md):\n"
+            "  keygen FILE       Create FILE (mode 0600) holding one fresh key.\n"
+            "                    An existing FILE is never overwritten. Prints\n"
+            "                    \"key id ID written to FILE\".\n"
+            "  keyring list FILE One line per key, in order: its position, its\n"
+            "                    id (8 hex digits) and \"primary\" for the first.\n"
+            "  keyring add FILE  Append a fresh key, not primary: it opens but\n"
+            "                    does not seal yet. Prints \"key id ID added to\n"
+            "                    FILE\".\n"
+            "  keyring use FILE ID\n"
+            "                    Make key ID the primary (move it first).\n"
+            "  keyring remove FILE ID\n"
+            "                    Remove key ID. Refuses the primary and the\n"
+            "                    last key.\n"
+            "  Edits keep comments and blank lines, refuse a FILE that group or\n"
+            "  others can access (as a node does), and replace FILE atomically.\n"
+            "  Key rotation, each step on every node, then SIGHUP to each:\n"
+            "  keyring add; keyring use NEWID; keyring remove OLDID.\n"
             "\n"
             "Options:\n"
             "  --nodes HOST:PORT[,HOST:PORT...]\n"
@@ -657,13 +1168,12 @@ static void usage(FILE *out)
             "Exit status:\n"
             "  0  success.\n"
             "  1  the answer is no: not found (get, del, touch), the set\n"
-            "     condition failed (--nx, --xx, --cas), or for mget at least\n"
-            "     one key was not found.\n"
+            "     condition failed (--nx, --xx, --cas), for mget at least\n"
+            "     one key was not found, or keyring use/remove found no key\n"
+            "     with that id.\n"
             "  2  any other error, with a message on stderr, e.g.\n"
             "     \"" PROG ": set: backend unavailable: <server message>\".\n");
 }
-
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Prints "peercache-cli: <message>" and a pointer to --help; EXIT_ERR. */
 static int usage_error(const char *fmt, ...)
@@ -827,6 +1337,8 @@ static int parse_args(int argc, char **argv, cli_t *cli, const cmd_t **cmd_out)
         return usage_error("--raw and --json cannot be combined");
     if (cli->set_opt != NULL && !(cmd->allow & ALLOW_SET))
         return usage_error("%s: %s only applies to set", cmd->name, cli->set_opt);
+    if (cli->json && (cmd->allow & LOCAL))
+        return usage_error("%s: --json only applies to commands that talk to a node", cmd->name);
     *cmd_out = cmd;
     return 0;
 }
@@ -842,6 +1354,17 @@ int main(int argc, char **argv)
     if (rc != 0) {
         free(cli.args);
         return rc < 0 ? EXIT_OK : rc;
+    }
+    if (cmd->allow & LOCAL) {
+        /* No client: key files need no node, and a bad or absent node
+         * list must not stop them. */
+        if (pc_seal_init() != 0) {
+            fprintf(stderr, "%s: cannot initialise libsodium\n", PROG);
+            rc = EXIT_ERR;
+        } else {
+            rc = cmd->run(NULL, &cli);
+        }
+        goto out;
     }
     memset(&opt, 0, sizeof(opt));
     opt.nodes = cli.nodes;
@@ -865,6 +1388,7 @@ int main(int argc, char **argv)
 
     rc = cmd->run(c, &cli);
 
+out:
     /* Output that could not be written is a failure too: a script piping
      * `get` into a file on a full disk must not see exit status 0. */
     if (fflush(stdout) != 0 || ferror(stdout)) {
