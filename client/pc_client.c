@@ -563,8 +563,8 @@ static int status_error(pc_client_t *c, uint32_t status, pc_bytes_t message)
     } else if (status > PC_ST_MAX) {
         set_msg(c, "unknown status %u from the server", status);
     } else if (pc_err_to_status(rc) != status) {
-        /* The code is vaguer than the status (AUTH_REQUIRED is reported
-         * as PC_EINVAL): keep what the status says. */
+        /* The code is vaguer than the status (several statuses share
+         * one code): keep what the status says. */
         set_msg(c, "%s", pc_status_message(status));
     } else {
         set_msg(c, "%s", pc_strerror(rc));

@@ -59,6 +59,7 @@ typedef struct cli {
     const char *nodes;
     const char *nodes_from; /* "--nodes", "PEERCACHE_NODES" or NULL (default) */
     const char *token;
+    char token_buf[4096]; /* --token-file's first line */
     int timeout_ms;
     bool no_ring;
     bool json;
@@ -1134,6 +1135,8 @@ static void usage(FILE *out)
             "                    2000), for connecting and for each request.\n"
             "  --token TOKEN     Client token sent on connect (default:\n"
             "                    $PEERCACHE_TOKEN, which keeps it out of `ps`).\n"
+            "  --token-file FILE The token is FILE's first line (FILE must not be\n"
+            "                    readable by group or others: chmod 600).\n"
             "  --no-ring         Send every request to the first node that\n"
             "                    answers, which relays it to the key's owner,\n"
             "                    instead of to the owner directly.\n"
@@ -1189,8 +1192,8 @@ static int usage_error(const char *fmt, ...)
 }
 
 /* Options that take a value. */
-static const char *const value_opts[] = {"nodes", "timeout", "token", "ttl", "flags", "cas",
-                                         NULL};
+static const char *const value_opts[] = {"nodes", "timeout", "token", "token-file", "ttl",
+                                         "flags", "cas", NULL};
 
 static bool takes_value(const char *name, size_t len)
 {
@@ -1199,6 +1202,38 @@ static bool takes_value(const char *name, size_t len)
             return true;
     }
     return false;
+}
+
+/* --token-file: the first line of a file only its owner may read, as the
+ * node requires of its own token file. 0, or EXIT_ERR after printing why. */
+static int read_token_file(cli_t *cli, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) {
+        fprintf(stderr, "%s: --token-file %s: %s\n", PROG, path, strerror(errno));
+        return EXIT_ERR;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+        fprintf(stderr, "%s: --token-file %s: not a regular file only its owner can read "
+                "(chmod 600 %s)\n", PROG, path, path);
+        close(fd);
+        return EXIT_ERR;
+    }
+    ssize_t n = read(fd, cli->token_buf, sizeof cli->token_buf - 1);
+    close(fd);
+    if (n < 0) {
+        fprintf(stderr, "%s: --token-file %s: %s\n", PROG, path, strerror(errno));
+        return EXIT_ERR;
+    }
+    cli->token_buf[n] = '\0';
+    cli->token_buf[strcspn(cli->token_buf, "\r\n")] = '\0';
+    if (cli->token_buf[0] == '\0') {
+        fprintf(stderr, "%s: --token-file %s: the first line is empty\n", PROG, path);
+        return EXIT_ERR;
+    }
+    cli->token = cli->token_buf;
+    return 0;
 }
 
 /* Applies one option. 0, or EXIT_ERR after printing why. */
@@ -1211,6 +1246,8 @@ static int apply_option(cli_t *cli, const char *name, const char *value, const c
         cli->nodes_from = "--nodes";
     } else if (strcmp(name, "token") == 0) {
         cli->token = value;
+    } else if (strcmp(name, "token-file") == 0) {
+        return read_token_file(cli, value);
     } else if (strcmp(name, "timeout") == 0) {
         if (!parse_u64(value, INT_MAX, &v) || v == 0)
             return usage_error("--timeout: '%s' is not a number of milliseconds (1 or more)",

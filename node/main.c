@@ -7,12 +7,20 @@
  * stop sending us keys while we still answer; then drain the client
  * connections; then close the cluster's socket, the peer connections and
  * Redis.
+ *
+ * SIGHUP reloads the cluster key file and the token file (key rotation,
+ * docs/SECURITY.md). A file that does not load leaves the old key or
+ * token in force.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <uv.h>
@@ -21,8 +29,10 @@
 #include "pc_backend.h"
 #include "pc_cluster.h"
 #include "pc_config.h"
+#include "pc_guard.h"
 #include "pc_log.h"
 #include "pc_peer.h"
+#include "pc_proto.h"
 #include "pc_server.h"
 #include "pc_store.h"
 
@@ -37,9 +47,106 @@ typedef struct app {
     pc_peer_pool_t *peers;
     pc_cluster_t *cluster;
     pc_server_t *server;
-    uv_signal_t sigterm, sigint;
+    pc_guard_t guard;
+    uv_signal_t sigterm, sigint, sighup;
     int stopping;
 } app_t;
+
+#define TOKEN_MAX 4096
+
+/*
+ * Reads the client token: the first line of a file that only its owner
+ * may read (like the key file). 0, or an error with the reason in err.
+ */
+static int read_token_file(const char *path, char *tok, size_t cap, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "token file %s: %s", path, strerror(errno));
+        return PC_EIO;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
+        snprintf(err, errlen,
+                 "token file %s is not a regular file only its owner can read (mode %03o): "
+                 "chmod 600 %s",
+                 path, (unsigned)(st.st_mode & 0777), path);
+        close(fd);
+        return PC_EPERM;
+    }
+    ssize_t n = read(fd, tok, cap - 1);
+    close(fd);
+    if (n < 0) {
+        snprintf(err, errlen, "token file %s: %s", path, strerror(errno));
+        return PC_EIO;
+    }
+    tok[n] = '\0';
+    tok[strcspn(tok, "\r\n")] = '\0';
+    if (tok[0] == '\0') {
+        snprintf(err, errlen, "token file %s: the first line is empty", path);
+        return PC_EINVAL;
+    }
+    return 0;
+}
+
+/* The token the node requires (file wins over PEERCACHE_TOKEN / config),
+ * installed in the server; with no cluster key, also sent by our peer
+ * connections so that peer operations pass the same check. */
+static int load_token(app_t *a, char *err, size_t errlen)
+{
+    char tok[TOKEN_MAX];
+    const char *t = a->cfg.token;
+    if (a->cfg.token_file[0] != '\0') {
+        int rc = read_token_file(a->cfg.token_file, tok, sizeof tok, err, errlen);
+        if (rc < 0)
+            return rc;
+        t = tok;
+    }
+    size_t len = strlen(t);
+    pc_server_set_token(a->server, t, len);
+    if (!pc_guard_on(&a->guard)) {
+        pc_buf_t b;
+        pc_buf_init(&b, 0);
+        pc_request_t hello = {.op = PC_OP_HELLO, .id = 0, .proto_version = PC_PROTO_VERSION,
+                              .token = {(const uint8_t *)t, (uint32_t)len}};
+        int rc = len ? pc_proto_encode_request(&b, &hello) : 0;
+        if (rc == 0)
+            rc = pc_peer_set_hello(a->peers, b.data, b.len);
+        pc_buf_free(&b);
+        if (rc < 0) {
+            snprintf(err, errlen, "token: %s", pc_strerror(rc));
+            return rc;
+        }
+    }
+    sodium_memzero(tok, sizeof tok);
+    return 0;
+}
+
+/* SIGHUP: a new keyring and token, or the old ones if they do not load. */
+static void reload(app_t *a)
+{
+    char err[512];
+    if (pc_guard_on(&a->guard)) {
+        pc_keyring_t *kr = NULL;
+        int rc = pc_keyring_load_file(a->cfg.cluster_key, &kr, err, sizeof err);
+        if (rc < 0) {
+            pc_log_error(&a->log, "SIGHUP: %s; keeping the current keys", err);
+        } else {
+            pc_keyring_t *old = pc_guard_swap(&a->guard, kr);
+            pc_log_info(&a->log,
+                        "SIGHUP: cluster key reloaded: %zu keys, primary %08x (was %08x)",
+                        pc_keyring_count(kr), (unsigned)pc_keyring_id(kr, 0),
+                        (unsigned)pc_keyring_id(old, 0));
+            pc_keyring_free(&old);
+        }
+    }
+    if (a->cfg.token_file[0] != '\0') {
+        if (load_token(a, err, sizeof err) < 0)
+            pc_log_error(&a->log, "SIGHUP: %s; keeping the current token", err);
+        else
+            pc_log_info(&a->log, "SIGHUP: client token reloaded");
+    }
+}
 
 static void backend_closed(void *arg)
 {
@@ -54,6 +161,7 @@ static void peers_closed(void *arg)
         pc_backend_close(a->backend, backend_closed, a);
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sighup, NULL);
 }
 
 static void cluster_closed(void *arg)
@@ -86,6 +194,10 @@ static void cluster_left(void *arg)
 static void on_signal(uv_signal_t *h, int signum)
 {
     app_t *a = h->data;
+    if (signum == SIGHUP) {
+        reload(a);
+        return;
+    }
     if (a->stopping) {
         pc_log_warn(&a->log, "second signal: exiting now");
         exit(1);
@@ -126,6 +238,29 @@ int main(int argc, char **argv)
     /* A client that disappears mid-write must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
 
+    pc_keyring_t *kr = NULL;
+    if (!a.cfg.insecure) {
+        if ((rc = pc_keyring_load_file(a.cfg.cluster_key, &kr, err, sizeof err)) < 0) {
+            fprintf(stderr, "peercached: --cluster-key: %s\n", err);
+            return 2;
+        }
+    }
+    if ((rc = pc_guard_init(&a.guard, kr, a.cfg.replay_window_ms)) < 0) {
+        pc_keyring_free(&kr);
+        fprintf(stderr, "peercached: %s\n", pc_strerror(rc));
+        return 1;
+    }
+    if (a.cfg.insecure)
+        pc_log_warn(&a.log, "running --insecure: gossip and peer traffic are neither "
+                    "authenticated nor encrypted; anyone who can reach %s can join the "
+                    "cluster and read or change its data", a.cfg.listen);
+    else
+        pc_log_info(&a.log, "cluster key %s: %zu keys, primary %08x", a.cfg.cluster_key,
+                    pc_keyring_count(kr), (unsigned)pc_keyring_id(kr, 0));
+    if (geteuid() == 0)
+        pc_log_warn(&a.log, "running as root: run peercached as an unprivileged user "
+                    "(deploy/peercached.service)");
+
     pc_store_config_t scfg = {
         .memory_limit = a.cfg.memory,
         .shards = pc_store_shards_for(a.cfg.memory, a.cfg.max_key + a.cfg.max_value),
@@ -155,18 +290,22 @@ int main(int argc, char **argv)
     pc_peer_config_t pcfg = {.connect_timeout_ms = a.cfg.peer_timeout_ms,
                              .request_timeout_ms = a.cfg.peer_timeout_ms,
                              .max_frame = (uint32_t)a.cfg.max_frame};
-    if ((rc = pc_peer_pool_new(&a.loop, &pcfg, &a.log, &a.peers)) < 0) {
+    if ((rc = pc_peer_pool_new(&a.loop, &pcfg, &a.log, &a.guard, &a.peers)) < 0) {
         fprintf(stderr, "peercached: peers: %s\n", pc_strerror(rc));
         return 1;
     }
-    if ((rc = pc_cluster_new(&a.loop, &a.cfg, a.peers, &a.log, &a.cluster)) < 0) {
+    if ((rc = pc_cluster_new(&a.loop, &a.cfg, a.peers, &a.log, &a.guard, &a.cluster)) < 0) {
         fprintf(stderr, "peercached: cluster: %s\n", pc_strerror(rc));
         return rc == PC_EINVAL ? 2 : 1;
     }
-    if ((rc = pc_server_new(&a.loop, &a.cfg, a.store, a.backend, a.cluster, a.peers, &a.log,
-                            &a.server)) < 0) {
+    if ((rc = pc_server_new(&a.loop, &a.cfg, a.store, a.backend, a.cluster, a.peers,
+                            &a.guard, &a.log, &a.server)) < 0) {
         fprintf(stderr, "peercached: server: %s\n", pc_strerror(rc));
         return 1;
+    }
+    if ((rc = load_token(&a, err, sizeof err)) < 0) {
+        fprintf(stderr, "peercached: %s\n", err);
+        return 2;
     }
     pc_cluster_set_ring_cb(a.cluster, pc_server_ring_changed, a.server);
     if (pc_server_start(a.server) < 0)
@@ -176,9 +315,11 @@ int main(int argc, char **argv)
 
     uv_signal_init(&a.loop, &a.sigterm);
     uv_signal_init(&a.loop, &a.sigint);
-    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_init(&a.loop, &a.sighup);
+    a.sigterm.data = a.sigint.data = a.sighup.data = &a;
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
+    uv_signal_start(&a.sighup, on_signal, SIGHUP);
 
     pc_log_info(&a.log,
                 "peercached %s listening on %s, gossip %s (redis %s%s%s, memory %zu bytes, %s, "
@@ -199,6 +340,7 @@ int main(int argc, char **argv)
     if (uv_loop_close(&a.loop) != 0)
         pc_log_warn(&a.log, "event loop closed with handles still open");
     pc_store_free(&a.store);
+    pc_guard_free(&a.guard);
     pc_log_info(&a.log, "bye");
     pc_config_free(&a.cfg);
     return 0;

@@ -62,6 +62,9 @@ struct pc_cluster {
     void (*closed)(void *);
     void *closed_arg;
 
+    pc_guard_t *guard;      /* NULL or keyless = gossip goes unsealed */
+    pc_seal_stream_t seal;  /* our datagrams */
+    pc_buf_t sealed;        /* an outgoing datagram, sealed */
     pc_buf_t pkt;  /* outgoing datagram */
     pc_buf_t req;  /* outgoing SYNC frame */
     uint8_t rbuf[UDP_BUF];
@@ -197,6 +200,13 @@ static void send_datagram(pc_cluster_t *c, const char *to, const uint8_t *p, siz
         pc_log_debug(c->log, "gossip: cannot send to '%s': not an IP address", to);
         return;
     }
+    if (pc_guard_on(c->guard)) {
+        c->sealed.len = 0;
+        if (pc_guard_seal(c->guard, &c->seal, PC_SEAL_GOSSIP, p, n, &c->sealed) < 0)
+            return; /* out of memory: as good as a lost datagram */
+        p = c->sealed.data;
+        n = c->sealed.len;
+    }
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     if (uv_udp_try_send(&c->udp, &b, 1, (const struct sockaddr *)&ss) >= 0)
         c->stats.gossip_out++;
@@ -282,8 +292,18 @@ static void udp_recv_cb(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struc
                  ntohs(((const struct sockaddr_in *)sa)->sin_port));
     }
     c->stats.gossip_in++;
-    if (pc_member_recv(c->m, now_ms(c), from, (const uint8_t *)buf->base, (size_t)n) < 0)
-        c->stats.gossip_bad++;
+    uint8_t *p = (uint8_t *)buf->base;
+    size_t len = (size_t)n;
+    /* With a key, a datagram that does not open (a stranger, a tampered or
+     * replayed one) is dropped before the state machine sees a byte of
+     * it; the guard counts why. */
+    if (pc_guard_on(c->guard) && pc_guard_open(c->guard, PC_SEAL_GOSSIP, p, len, &p, &len) < 0) {
+        c->stats.gossip_rejected++;
+        return;
+    }
+    /* A datagram that does not decode is counted by the state machine
+     * (pc_cluster_stats adds its count to gossip_bad). */
+    pc_member_recv(c->m, now_ms(c), from, p, len);
     drain(c);
 }
 
@@ -429,7 +449,7 @@ static void join_schedule(pc_cluster_t *c)
 /* ---- public --------------------------------------------------------------- */
 
 int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peers,
-                   const pc_log_t *log, pc_cluster_t **out)
+                   const pc_log_t *log, pc_guard_t *guard, pc_cluster_t **out)
 {
     struct sockaddr_storage ss;
     if (to_sockaddr(cfg->gossip, &ss) < 0) {
@@ -441,6 +461,9 @@ int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peer
         return PC_ENOMEM;
     c->loop = loop;
     c->log = log;
+    c->guard = guard;
+    pc_seal_stream_init(&c->seal);
+    pc_buf_init(&c->sealed, 0);
     c->peers = peers;
     c->replicas = (unsigned)cfg->replicas;
     c->name = strdup(cfg->name);
@@ -669,6 +692,7 @@ void pc_cluster_free(pc_cluster_t **cp)
     pc_member_free(&c->m);
     pc_proto_decoder_free(&c->dec);
     pc_buf_free(&c->pkt);
+    pc_buf_free(&c->sealed);
     pc_buf_free(&c->req);
     free(c->mlist);
     free(c->name);

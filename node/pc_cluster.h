@@ -23,6 +23,7 @@
 
 #include "pc_buf.h"
 #include "pc_config.h"
+#include "pc_guard.h"
 #include "pc_log.h"
 #include "pc_peer.h"
 #include "pc_proto.h"
@@ -38,6 +39,7 @@ typedef struct pc_cluster_stats {
     uint64_t gossip_in;      /* datagrams received */
     uint64_t gossip_out;     /* datagrams sent */
     uint64_t gossip_bad;     /* datagrams dropped as malformed */
+    uint64_t gossip_rejected; /* dropped by the cluster-key check (pc_guard) */
     uint64_t syncs;          /* push/pulls completed (either side) */
     uint64_t sync_errors;
     uint64_t health;         /* local health score (0 = healthy) */
@@ -50,9 +52,13 @@ typedef void (*pc_cluster_ring_cb)(void *arg, const pc_ring_t *old, const pc_rin
 
 /* Creates the cluster state from cfg (name, advertise, gossip, join,
  * replicas, weight, timers). The node starts as a ring of one: itself.
- * peers and log must outlive it. 0, PC_EINVAL (message logged), PC_ENOMEM. */
+ * peers, log and guard (may be NULL) must outlive it. With a keyring in
+ * the guard every datagram is sealed (PC_SEAL_GOSSIP) and one that does
+ * not open is dropped unseen by the membership state machine. (SYNC goes
+ * through the peer pool, which seals it.) 0, PC_EINVAL (message logged),
+ * PC_ENOMEM. */
 int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peers,
-                   const pc_log_t *log, pc_cluster_t **out);
+                   const pc_log_t *log, pc_guard_t *guard, pc_cluster_t **out);
 
 void pc_cluster_set_ring_cb(pc_cluster_t *c, pc_cluster_ring_cb cb, void *arg);
 

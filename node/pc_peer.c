@@ -26,6 +26,7 @@
 #include "pc_buf.h"
 #include "pc_list.h"
 #include "pc_proto.h"
+#include "pc_seal.h"
 
 #define TICK_MS 50
 #define BACKOFF_MIN_MS 100
@@ -57,6 +58,7 @@ typedef struct peer {
     pc_buf_t out;  /* frames not yet handed to the kernel */
     pc_buf_t wbuf; /* frames being written */
     pc_proto_reader_t rd;
+    pc_seal_stream_t seal; /* our requests to this peer (docs/SECURITY.md) */
     pend_t *head, *tail;
     uint32_t npending;
     uint64_t connect_deadline;
@@ -68,6 +70,8 @@ struct pc_peer_pool {
     uv_loop_t *loop;
     const pc_log_t *log;
     pc_peer_config_t cfg;
+    pc_guard_t *guard; /* NULL or keyless = requests go unsealed */
+    pc_buf_t hello;    /* sent first on every new connection; may be empty */
     pc_list_t peers;
     uv_timer_t tick;
     int closing;
@@ -209,6 +213,7 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     pc_proto_reader_commit(&pr->rd, (size_t)n);
     unsigned gen = pr->gen;
+    pc_guard_t *g = pr->pool->guard;
     for (;;) {
         const uint8_t *body;
         uint32_t len;
@@ -218,6 +223,23 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         if (rc < 0) {
             peer_fail(pr, PC_EPROTO, "bad frame from the peer");
             return;
+        }
+        if (pc_guard_on(g)) {
+            /* The reader hands out const bodies, but they sit in its own
+             * writable buffer and are opened in place. */
+            uint8_t *plain;
+            size_t plen;
+            rc = pc_guard_open(g, PC_SEAL_PEER_RESP, (uint8_t *)(uintptr_t)body, len, &plain,
+                               &plen);
+            if (rc < 0) {
+                peer_fail(pr, PC_EPROTO,
+                          rc == PC_EPROTO ? "unsealed or malformed reply (does the peer run "
+                                            "with the cluster key?)"
+                                          : "reply failed the cluster-key check");
+                return;
+            }
+            body = plain;
+            len = (uint32_t)plen;
         }
         pend_t *pd = pr->head;
         if (pd == NULL) {
@@ -278,7 +300,7 @@ static void resolved_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     pc_proto_reader_free(&pr->rd);
-    pc_proto_reader_init(&pr->rd, p->cfg.max_frame);
+    pc_proto_reader_init(&pr->rd, p->cfg.max_frame + PC_SEAL_OVERHEAD);
     uv_tcp_init(p->loop, &pr->tcp);
     pr->tcp.data = pr;
     pr->creq.data = pr;
@@ -332,13 +354,15 @@ static void tick_cb(uv_timer_t *t)
 /* ---- public --------------------------------------------------------------- */
 
 int pc_peer_pool_new(uv_loop_t *loop, const pc_peer_config_t *cfg, const pc_log_t *log,
-                     pc_peer_pool_t **out)
+                     pc_guard_t *guard, pc_peer_pool_t **out)
 {
     pc_peer_pool_t *p = calloc(1, sizeof *p);
     if (p == NULL)
         return PC_ENOMEM;
     p->loop = loop;
     p->log = log;
+    p->guard = guard;
+    pc_buf_init(&p->hello, 0);
     if (cfg)
         p->cfg = *cfg;
     if (p->cfg.connect_timeout_ms == 0)
@@ -369,6 +393,70 @@ static peer_t *peer_find(const pc_peer_pool_t *p, const char *addr)
     return NULL;
 }
 
+static void pend_push(peer_t *pr, pend_t *pd)
+{
+    pd->next = NULL;
+    if (pr->tail)
+        pr->tail->next = pd;
+    else
+        pr->head = pd;
+    pr->tail = pd;
+    pr->npending++;
+}
+
+static void hello_done(void *arg, int err, const uint8_t *body, size_t len)
+{
+    peer_t *pr = arg;
+    pc_response_t resp;
+    pc_proto_decoder_t *dec = NULL;
+    if (err != 0)
+        return; /* the requests behind it fail the same way */
+    if (pc_proto_decoder_new(NULL, &dec) == 0 &&
+        pc_proto_decode_response(dec, body, len, &resp) == 0 && resp.status != PC_ST_OK)
+        pc_log_warn(pr->pool->log, "peer %s refused our HELLO: %.*s (do all members use the "
+                    "same client token?)", pr->addr, (int)resp.message.len,
+                    (const char *)resp.message.ptr);
+    pc_proto_decoder_free(&dec);
+}
+
+/* Queues the pool's HELLO (with the client token) ahead of everything on
+ * a connection about to be made. 0 or PC_ENOMEM (nothing queued). */
+static int hello_queue(peer_t *pr)
+{
+    pc_peer_pool_t *p = pr->pool;
+    pend_t *pd = malloc(sizeof *pd);
+    if (pd == NULL)
+        return PC_ENOMEM;
+    if (pc_buf_append(&pr->out, p->hello.data, p->hello.len) < 0) {
+        free(pd);
+        return PC_ENOMEM;
+    }
+    pd->cb = hello_done;
+    pd->arg = pr;
+    pd->deadline = now_ms(p) + p->cfg.request_timeout_ms;
+    pend_push(pr, pd);
+    return 0;
+}
+
+/* Undoes a half-queued request: drops the bytes from `start` on, and the
+ * HELLO queued for it if there was one (it is then the only pend). */
+static void peer_unqueue(peer_t *pr, size_t start)
+{
+    pr->out.len = start;
+    if (pr->state == P_IDLE && pr->head != NULL && pr->head->cb == hello_done &&
+        pr->head == pr->tail) {
+        free(pr->head);
+        pr->head = pr->tail = NULL;
+        pr->npending = 0;
+    }
+}
+
+int pc_peer_set_hello(pc_peer_pool_t *p, const uint8_t *frame, size_t len)
+{
+    pc_buf_reset(&p->hello);
+    return len > 0 ? pc_buf_append(&p->hello, frame, len) : 0;
+}
+
 int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, size_t len,
                     pc_peer_cb cb, void *arg)
 {
@@ -390,7 +478,8 @@ int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, s
         pr->backoff_ms = BACKOFF_MIN_MS;
         pc_buf_init(&pr->out, 0);
         pc_buf_init(&pr->wbuf, 0);
-        pc_proto_reader_init(&pr->rd, p->cfg.max_frame);
+        pc_proto_reader_init(&pr->rd, p->cfg.max_frame + PC_SEAL_OVERHEAD);
+        pc_seal_stream_init(&pr->seal);
         pc_list_push_back(&p->peers, &pr->link);
     }
     uint64_t now = now_ms(p);
@@ -400,31 +489,41 @@ int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, s
         return PC_ECONN;
     if (pr->npending >= p->cfg.max_pending)
         return PC_EBUSY;
-    pend_t *pd = malloc(sizeof *pd);
-    if (pd == NULL)
+    size_t start = pr->out.len;
+    if (pr->state == P_IDLE && p->hello.len > 0 && hello_queue(pr) < 0)
         return PC_ENOMEM;
+    pend_t *pd = malloc(sizeof *pd);
+    if (pd == NULL) {
+        peer_unqueue(pr, start);
+        return PC_ENOMEM;
+    }
+    size_t fstart = pr->out.len;
     if (pc_buf_append(&pr->out, frame, len) < 0) {
+        peer_unqueue(pr, start);
         free(pd);
         return PC_ENOMEM;
+    }
+    /* Sealed as queued, so sequence numbers follow the stream's order. */
+    if (pc_guard_on(p->guard)) {
+        int rc = pc_guard_seal_frame(p->guard, &pr->seal, PC_SEAL_PEER_REQ, &pr->out, fstart);
+        if (rc < 0) {
+            peer_unqueue(pr, start);
+            free(pd);
+            return rc == PC_ETOOBIG ? PC_ETOOBIG : PC_ENOMEM;
+        }
     }
     if (pr->state == P_IDLE) {
         int rc = peer_connect(pr);
         if (rc < 0) {
-            pr->out.len -= len;
+            peer_unqueue(pr, start);
             free(pd);
             return rc;
         }
     }
-    pd->next = NULL;
     pd->cb = cb;
     pd->arg = arg;
     pd->deadline = now + p->cfg.request_timeout_ms;
-    if (pr->tail)
-        pr->tail->next = pd;
-    else
-        pr->head = pd;
-    pr->tail = pd;
-    pr->npending++;
+    pend_push(pr, pd);
     p->stats.requests++;
     peer_flush(pr);
     return 0;
@@ -475,6 +574,7 @@ void pc_peer_pool_free(pc_peer_pool_t **pp)
 {
     if (pp == NULL || *pp == NULL)
         return;
+    pc_buf_free(&(*pp)->hello);
     free(*pp);
     *pp = NULL;
 }

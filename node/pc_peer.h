@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "pc_error.h"
+#include "pc_guard.h"
 #include "pc_log.h"
 
 typedef struct pc_peer_pool pc_peer_pool_t;
@@ -52,9 +53,12 @@ typedef struct pc_peer_stats {
 } pc_peer_stats_t;
 
 /* 0 or PC_ENOMEM. cfg may be NULL (defaults); it is copied. log must
- * outlive the pool. */
+ * outlive the pool; so must guard, which may be NULL. With a keyring in
+ * the guard, every request frame is sealed (PC_SEAL_PEER_REQ, one seal
+ * stream per peer) and every reply must open as PC_SEAL_PEER_RESP, else
+ * the connection fails with PC_EPROTO like any bad reply. */
 int pc_peer_pool_new(uv_loop_t *loop, const pc_peer_config_t *cfg, const pc_log_t *log,
-                     pc_peer_pool_t **out);
+                     pc_guard_t *guard, pc_peer_pool_t **out);
 
 /*
  * Queues one frame (4-byte length prefix included; copied) for the peer at
@@ -67,6 +71,12 @@ int pc_peer_pool_new(uv_loop_t *loop, const pc_peer_config_t *cfg, const pc_log_
  */
 int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, size_t len,
                     pc_peer_cb cb, void *arg);
+
+/* A frame (e.g. a HELLO carrying the client token, for a cluster that
+ * runs --insecure with --token-file) sent ahead of everything else on
+ * every connection made from now on; its reply is checked and logged,
+ * never passed to a caller. len 0 = none. Copied. 0 or PC_ENOMEM. */
+int pc_peer_set_hello(pc_peer_pool_t *p, const uint8_t *frame, size_t len);
 
 /* Drops the connection to addr (a member that died or left): its waiting
  * requests fail with PC_ECLOSED, and the back-off is reset. No-op for an

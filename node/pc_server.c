@@ -40,6 +40,7 @@
 
 #include "pc_addr.h"
 #include "pc_cluster.h"
+#include "pc_guard.h"
 #include "pc_list.h"
 #include "pc_peer.h"
 #include "pc_proto.h"
@@ -177,6 +178,16 @@ struct conn {
     const uint8_t *cur_body;
     uint32_t cur_len;
     uint32_t hops;
+    /* Security (docs/SECURITY.md). A connection whose first frame opened
+     * with the cluster key is a peer's: all its frames must be sealed, its
+     * answers are sealed, and it needs no token. */
+    int sealed;
+    pc_seal_stream_t seal;  /* our answers on a sealed connection */
+    int authed;             /* sent the token (or sealed, or none needed) */
+    unsigned auth_fails;    /* failed HELLOs on this connection */
+    int auth_pending;       /* a failed HELLO's answer waits until auth_until */
+    uint64_t auth_until;
+    uint64_t auth_id;
     char peer[64];
 };
 
@@ -206,6 +217,10 @@ typedef struct server_stats {
     uint64_t handoff_errors;   /* batches that failed to send */
     uint64_t handoffs;         /* hand-offs completed */
     uint64_t settle_capped;    /* entries whose expiry the settle window cut */
+    uint64_t auth_failures;    /* HELLOs with a wrong or missing token */
+    uint64_t auth_refused;     /* requests refused before a good HELLO */
+    uint64_t peer_refused;     /* peer ops refused: not sealed (or no token) */
+    uint64_t peer_rejected;    /* peer connections closed: frame failed the key check */
 } server_stats_t;
 
 struct pc_server {
@@ -215,6 +230,11 @@ struct pc_server {
     pc_backend_t *backend;
     pc_cluster_t *cluster; /* may be NULL: a node alone, everything local */
     pc_peer_pool_t *peers;
+    pc_guard_t *guard;        /* cluster key; NULL or keyless = --insecure */
+    int token_required;
+    uint8_t token_hash[crypto_generichash_BYTES]; /* of the client token */
+    uint64_t auth_window_start; /* failed HELLOs node-wide, per second */
+    uint64_t auth_window_fails;
     pc_proto_decoder_t *dec;
     pc_proto_decoder_t *pdec; /* replies from peers, outside dispatch */
     pc_proto_limits_t limits;
@@ -431,7 +451,8 @@ static size_t conn_queued(const conn_t *c) { return c->out.len + c->wbuf.len; }
 static int conn_paused(const conn_t *c)
 {
     const pc_server_t *s = c->srv;
-    return c->nreqs >= s->max_inflight || conn_queued(c) + c->held > s->max_output;
+    return c->nreqs >= s->max_inflight || conn_queued(c) + c->held > s->max_output ||
+           c->auth_pending;
 }
 
 /* Starts or stops reading to match the connection's state. */
@@ -608,23 +629,35 @@ static uint64_t ring_fp(const pc_server_t *s)
     return s->cluster ? pc_cluster_fingerprint(s->cluster) : 0;
 }
 
+/* On a peer's (sealed) connection, seals the frame just appended at
+ * b->data[start..]; passes rc through otherwise. */
+static int seal_answer(conn_t *c, pc_buf_t *b, size_t start, int rc)
+{
+    if (rc < 0 || !c->sealed)
+        return rc;
+    rc = pc_guard_seal_frame(c->srv->guard, &c->seal, PC_SEAL_PEER_RESP, b, start);
+    if (rc < 0)
+        b->len = start;
+    return rc;
+}
+
 /* Every answer carries our ring's fingerprint (PROTOCOL.md §6). */
-static int encode_answer(const pc_server_t *s, pc_buf_t *b, const pc_response_t *resp,
-                         const char *errmsg)
+static int encode_answer(conn_t *c, pc_buf_t *b, const pc_response_t *resp, const char *errmsg)
 {
     pc_response_t r = *resp;
-    r.ring_fp = ring_fp(s);
+    size_t start = b->len;
+    r.ring_fp = ring_fp(c->srv);
     if (r.status != PC_ST_OK && errmsg != NULL) {
         r.message.ptr = (const uint8_t *)errmsg;
         r.message.len = (uint32_t)strlen(errmsg);
     }
-    return pc_proto_encode_response(b, &r);
+    return seal_answer(c, b, start, pc_proto_encode_response(b, &r));
 }
 
 static void answer(conn_t *c, const pc_response_t *resp)
 {
     pc_buf_t *b = answer_target(c, resp->op, resp->id);
-    int rc = b ? encode_answer(c->srv, b, resp, NULL) : PC_ENOMEM;
+    int rc = b ? encode_answer(c, b, resp, NULL) : PC_ENOMEM;
     if (b != NULL && b != &c->out)
         c->held += b->len;
     if (rc < 0)
@@ -635,7 +668,7 @@ static void answer_error(conn_t *c, uint32_t op, uint64_t id, uint32_t status, c
 {
     pc_buf_t *b = answer_target(c, op, id);
     pc_response_t resp = {.op = op, .id = id, .status = status};
-    int rc = b ? encode_answer(c->srv, b, &resp, msg) : PC_ENOMEM;
+    int rc = b ? encode_answer(c, b, &resp, msg) : PC_ENOMEM;
     if (b != NULL && b != &c->out)
         c->held += b->len;
     if (rc < 0)
@@ -674,7 +707,9 @@ static void req_deliver(req_t *r, const pc_response_t *resp, const char *errmsg,
         return;
     }
     pc_buf_t *b = req_is_head(r) ? &c->out : &r->resp;
-    int rc = raw ? append_frame(b, raw, rawlen) : encode_answer(c->srv, b, resp, errmsg);
+    size_t start = b->len;
+    int rc = raw ? seal_answer(c, b, start, append_frame(b, raw, rawlen))
+                 : encode_answer(c, b, resp, errmsg);
     r->done = 1;
     if (b == &c->out)
         req_free(r);
@@ -1857,6 +1892,7 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
     pc_peer_stats_t ps = {0};
     if (s->peers)
         pc_peer_stats(s->peers, &ps);
+    const pc_guard_stats_t *gs = pc_guard_on(s->guard) ? &s->guard->stats : NULL;
 #define STAT(n, v) {{(const uint8_t *)n, sizeof n - 1}, (int64_t)(v)}
     pc_stat_t stats[] = {
         STAT("uptime_s", (now_ms(s) - s->start_ms) / 1000),
@@ -1917,6 +1953,23 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
         STAT("peer_errors", ps.errors),
         STAT("peer_timeouts", ps.timeouts),
         STAT("peer_connects", ps.connects),
+        STAT("auth_failures", s->stats.auth_failures),
+        STAT("auth_refused", s->stats.auth_refused),
+        STAT("peer_refused", s->stats.peer_refused),
+        STAT("peer_rejected", s->stats.peer_rejected),
+        STAT("gossip_rejected", cs.gossip_rejected),
+        STAT("seal_enabled", gs != NULL),
+        STAT("sealed_out", gs ? gs->sealed : 0),
+        STAT("sealed_in", gs ? gs->opened : 0),
+        STAT("seal_unsealed", gs ? gs->unsealed : 0),
+        STAT("seal_bad", gs ? gs->bad_seal : 0),
+        STAT("seal_unknown_key", gs ? gs->unknown_key : 0),
+        STAT("seal_wrong_kind", gs ? gs->wrong_kind : 0),
+        STAT("seal_stale", gs ? gs->stale : 0),
+        STAT("seal_replayed", gs ? gs->replayed : 0),
+        STAT("seal_overflow", gs ? gs->overflow : 0),
+        STAT("seal_key_id", gs ? pc_keyring_id(s->guard->keyring, 0) : 0),
+        STAT("seal_keys", gs ? pc_keyring_count(s->guard->keyring) : 0),
     };
 #undef STAT
     pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK,
@@ -1924,9 +1977,109 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
     answer(c, &resp);
 }
 
+/* ---- client tokens ---------------------------------------------------- */
+
+/* Failed HELLOs: the answer is held back 100 ms, doubling with each
+ * failure on the connection up to 1.6 s; 2 s for everyone while the node
+ * sees more than AUTH_STORM failures a second; the connection is closed
+ * after AUTH_MAX_FAILS. Nothing else is read from it meanwhile. */
+#define AUTH_DELAY_MS 100
+#define AUTH_DELAY_MAX_SHIFT 4
+#define AUTH_STORM 100
+#define AUTH_STORM_DELAY_MS 2000
+#define AUTH_MAX_FAILS 5
+
+static void token_hash(const uint8_t *p, size_t n, uint8_t out[crypto_generichash_BYTES])
+{
+    crypto_generichash(out, crypto_generichash_BYTES, p, n, NULL, 0);
+}
+
+/* Constant time whatever the candidate: both sides are hashed to a fixed
+ * length first, so neither the length nor any prefix of the token leaks
+ * through timing. */
+static int token_ok(const pc_server_t *s, const pc_bytes_t *tok)
+{
+    uint8_t h[crypto_generichash_BYTES];
+    token_hash(tok->ptr, tok->len, h);
+    return sodium_memcmp(h, s->token_hash, sizeof h) == 0;
+}
+
+static int is_peer_op(uint32_t op)
+{
+    return op == PC_OP_FORWARD || op == PC_OP_SYNC || op == PC_OP_REPLICATE;
+}
+
+static void auth_fail(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    uint64_t now = now_ms(s);
+    s->stats.auth_failures++;
+    if (now - s->auth_window_start >= 1000) {
+        s->auth_window_start = now;
+        s->auth_window_fails = 0;
+    }
+    s->auth_window_fails++;
+    c->auth_fails++;
+    if (c->auth_fails == 1 || c->auth_fails % 5 == 0)
+        pc_log_info(s->log, "client %s: bad token (%u failures on this connection)", c->peer,
+                    c->auth_fails);
+    unsigned shift = c->auth_fails - 1 < AUTH_DELAY_MAX_SHIFT ? c->auth_fails - 1
+                                                             : AUTH_DELAY_MAX_SHIFT;
+    uint64_t delay = (uint64_t)AUTH_DELAY_MS << shift;
+    if (s->auth_window_fails > AUTH_STORM)
+        delay = AUTH_STORM_DELAY_MS;
+    c->auth_pending = 1;
+    c->auth_until = now + delay;
+    c->auth_id = rq->id;
+}
+
+/* A held-back failed HELLO whose time has come: answer it, and go on
+ * reading (or hang up after too many). */
+static void auth_release(conn_t *c)
+{
+    c->auth_pending = 0;
+    answer_error(c, PC_OP_HELLO, c->auth_id, PC_ST_AUTH_REQUIRED, "bad token");
+    if (c->closing)
+        return;
+    if (c->auth_fails >= AUTH_MAX_FAILS) {
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_AUTH_REQUIRED, "too many bad tokens");
+        conn_flush(c);
+        conn_close(c, NULL);
+        return;
+    }
+    conn_process(c);
+}
+
+/*
+ * Who may do what (docs/SECURITY.md): before a good HELLO, a client that
+ * owes a token may only HELLO and PING; peer operations need a sealed
+ * connection when the node has a cluster key. 1 = refused and answered.
+ */
+static int refuse_unauthorized(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    if (is_peer_op(rq->op) && pc_guard_on(s->guard) && !c->sealed) {
+        s->stats.peer_refused++;
+        answer_error(c, rq->op, rq->id, PC_ST_AUTH_REQUIRED,
+                     "peer operations must be sealed with the cluster key");
+        return 1;
+    }
+    if (s->token_required && !c->authed && rq->op != PC_OP_HELLO && rq->op != PC_OP_PING) {
+        if (is_peer_op(rq->op))
+            s->stats.peer_refused++;
+        else
+            s->stats.auth_refused++;
+        answer_error(c, rq->op, rq->id, PC_ST_AUTH_REQUIRED, "send HELLO with the token first");
+        return 1;
+    }
+    return 0;
+}
+
 static void handle_request(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
+    if (refuse_unauthorized(c, rq))
+        return;
     switch (rq->op) {
     case PC_OP_HELLO: {
         /* A newer client is answered too: the reply carries the version this
@@ -1935,6 +2088,13 @@ static void handle_request(conn_t *c, const pc_request_t *rq)
         if (rq->proto_version == 0) {
             answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "unsupported protocol version");
             return;
+        }
+        if (s->token_required && !c->authed) {
+            if (!token_ok(s, &rq->token)) {
+                auth_fail(c, rq);
+                return;
+            }
+            c->authed = 1;
         }
         pc_response_t resp = {
             .op = rq->op, .id = rq->id, .status = PC_ST_OK, .proto_version = PC_PROTO_VERSION,
@@ -2032,6 +2192,33 @@ static void conn_process_frames(conn_t *c)
             snprintf(why, sizeof why, "%s",
                      rc == PC_ETOOBIG ? "frame length over max-frame" : "zero-length frame");
             conn_bad_frame(c, rc == PC_ETOOBIG ? PC_ST_TOO_LARGE : PC_ST_BAD_REQUEST, why);
+            return;
+        }
+        if (pc_guard_on(s->guard) && (c->sealed || pc_seal_is_sealed(body, len))) {
+            /* A peer's frame: opened in place (the reader's buffer is ours
+             * to write); anything that fails the key check ends the
+             * connection without a word (the guard counts why). */
+            uint8_t *plain;
+            size_t plen;
+            rc = pc_guard_open(s->guard, PC_SEAL_PEER_REQ, (uint8_t *)(uintptr_t)body, len,
+                               &plain, &plen);
+            if (rc < 0) {
+                s->stats.peer_rejected++;
+                pc_log_debug(s->log, "client %s: frame failed the cluster-key check (%s)",
+                             c->peer, pc_strerror(rc));
+                conn_close(c, "cluster-key check failed");
+                return;
+            }
+            if (!c->sealed) {
+                c->sealed = 1;
+                c->authed = 1;
+                pc_seal_stream_init(&c->seal);
+            }
+            body = plain;
+            len = (uint32_t)plen;
+        } else if (pc_seal_is_sealed(body, len)) {
+            conn_bad_frame(c, PC_ST_BAD_REQUEST,
+                           "sealed frame, but this node runs without a cluster key");
             return;
         }
         pc_request_t rq;
@@ -2134,7 +2321,10 @@ static void on_connection(uv_stream_t *server, int status)
     c->refs = 1; /* the handle */
     pc_list_init(&c->reqs);
     pc_list_push_back(&s->conns, &c->link);
-    pc_proto_reader_init(&c->rd, s->limits.max_frame);
+    /* A peer's sealed frame carries a request of up to max_frame. */
+    pc_proto_reader_init(&c->rd, s->limits.max_frame +
+                                     (pc_guard_on(s->guard) ? PC_SEAL_OVERHEAD : 0));
+    c->authed = !s->token_required;
     pc_buf_init(&c->out, 0);
     pc_buf_init(&c->wbuf, 0);
     c->last_active = now_ms(s);
@@ -2182,19 +2372,36 @@ static void tick_cb(uv_timer_t *t)
         pc_store_sweep(s->store, now, 1000);
         s->last_sweep = now;
     }
-    if (s->idle_timeout_ms == 0)
-        return;
     pc_list_t *n = s->conns.next;
     while (n != &s->conns) {
         conn_t *c = pc_list_entry(n, conn_t, link);
         n = n->next;
-        if (!c->closing && c->nreqs == 0 && !c->writing &&
+        if (c->closing)
+            continue;
+        if (c->auth_pending && now >= c->auth_until) {
+            /* May close c, but a closing conn stays listed until its
+             * handle's close callback, so n is still good. */
+            auth_release(c);
+            continue;
+        }
+        if (s->idle_timeout_ms != 0 && c->nreqs == 0 && !c->writing && !c->auth_pending &&
             now - c->last_active >= s->idle_timeout_ms)
             conn_close(c, "idle timeout");
     }
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
+
+int pc_server_set_token(pc_server_t *s, const char *token, size_t len)
+{
+    if (token == NULL || len == 0) {
+        s->token_required = 0;
+        return 0;
+    }
+    token_hash((const uint8_t *)token, len, s->token_hash);
+    s->token_required = 1;
+    return 0;
+}
 
 /* ---- ring changes ----------------------------------------------------------- */
 
@@ -2555,13 +2762,14 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
 
 int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
                   pc_backend_t *backend, pc_cluster_t *cluster, pc_peer_pool_t *peers,
-                  const pc_log_t *log, pc_server_t **out)
+                  pc_guard_t *guard, const pc_log_t *log, pc_server_t **out)
 {
     pc_server_t *s = calloc(1, sizeof *s);
     if (s == NULL)
         return PC_ENOMEM;
     s->loop = loop;
     s->log = log;
+    s->guard = guard;
     s->store = store;
     s->backend = backend;
     s->cluster = cluster;

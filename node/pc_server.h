@@ -25,6 +25,7 @@
 #include "pc_backend.h"
 #include "pc_cluster.h"
 #include "pc_config.h"
+#include "pc_guard.h"
 #include "pc_log.h"
 #include "pc_peer.h"
 #include "pc_ring.h"
@@ -38,11 +39,26 @@ typedef struct pc_server pc_server_t;
  * store only) and is owned by the caller. `cluster` and `peers` (both or
  * neither) make it a cluster member: keys it does not own are forwarded
  * to their owners, writes are replicated; NULL = a node alone that owns
- * everything. cfg is read during the call only. 0, PC_ENOMEM or PC_EINVAL.
+ * everything. `guard` (may be NULL; must outlive the server) holds the
+ * cluster key: with one, a connection whose frames are sealed is a
+ * peer's (its answers are sealed too), and peer operations (FORWARD,
+ * SYNC, REPLICATE) are refused with AUTH_REQUIRED on any other; a frame
+ * that fails the key check closes the connection. cfg is read during the
+ * call only. 0, PC_ENOMEM or PC_EINVAL.
  */
 int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
                   pc_backend_t *backend, pc_cluster_t *cluster, pc_peer_pool_t *peers,
-                  const pc_log_t *log, pc_server_t **out);
+                  pc_guard_t *guard, const pc_log_t *log, pc_server_t **out);
+
+/*
+ * Requires clients to send this token in HELLO before anything but HELLO
+ * and PING (AUTH_REQUIRED otherwise); NULL or len 0 = no token. Only a
+ * hash is kept; the comparison is constant-time. Failed HELLOs are
+ * counted (STATS auth_failures) and answered ever more slowly. Peers on a
+ * sealed connection need no token. Applies to connections accepted from
+ * now on. Always 0.
+ */
+int pc_server_set_token(pc_server_t *s, const char *token, size_t len);
 
 /*
  * The ring changed (a pc_cluster_ring_cb; arg is the server): slots this

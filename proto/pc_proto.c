@@ -99,7 +99,7 @@ int pc_status_to_err(uint32_t status)
     case PC_ST_BUSY:
         return PC_EBUSY;
     case PC_ST_AUTH_REQUIRED:
-        return PC_EINVAL;
+        return PC_EPERM;
     case PC_ST_RETRY:
         return PC_ERETRY;
     case PC_ST_INTERNAL:
@@ -135,6 +135,8 @@ uint32_t pc_err_to_status(int err)
         return PC_ST_BUSY;
     case PC_ERETRY:
         return PC_ST_RETRY;
+    case PC_EPERM:
+        return PC_ST_AUTH_REQUIRED;
     default:
         return PC_ST_INTERNAL;
     }

@@ -79,7 +79,8 @@ enum pc_status {
     PC_ST_BACKEND_UNAVAILABLE = 6,
     PC_ST_BUSY = 7,
     PC_ST_INTERNAL = 8,
-    PC_ST_AUTH_REQUIRED = 9, /* reserved for the token issue */
+    PC_ST_AUTH_REQUIRED = 9, /* send HELLO with the token first; or a peer
+                                op on a connection without the cluster key */
     PC_ST_RETRY = 10,        /* the ring is changing under this request:
                                 nothing was applied; refresh and retry */
 };
@@ -99,7 +100,7 @@ const char *pc_status_name(uint32_t status);
 /* Default human message for a status. Static storage. */
 const char *pc_status_message(uint32_t status);
 /* Maps a wire status to a pc_err code (OK -> 0). AUTH_REQUIRED ->
- * PC_EINVAL (the caller's credentials are wrong); unknown statuses from
+ * PC_EPERM (no token, a wrong one, or a peer op without the cluster key); unknown statuses from
  * a newer peer -> PC_EINTERNAL. */
 int pc_status_to_err(uint32_t status);
 /* Maps a pc_err code to the wire status a server should answer with.

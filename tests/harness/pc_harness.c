@@ -373,12 +373,21 @@ int pc_h_run(const char *cmdline, char *out, size_t cap)
 
 /* Feeds every whole frame buffered in rd to fn; -1 once fn or the decoder
  * says stop, else the running count. */
-static int drain_frames(pc_proto_reader_t *rd, pc_proto_decoder_t *dec, int count, int n,
-                        pc_h_response_fn fn, void *arg)
+/* kr != NULL: every body must open as a sealed peer reply first. */
+static int drain_frames(pc_proto_reader_t *rd, pc_proto_decoder_t *dec, const pc_keyring_t *kr,
+                        int count, int n, pc_h_response_fn fn, void *arg)
 {
     const uint8_t *body;
     uint32_t len;
     while (count < n && pc_proto_reader_next(rd, &body, &len) == 1) {
+        if (kr != NULL) {
+            pc_seal_opened_t o;
+            if (pc_seal_open(kr, (uint8_t *)(uintptr_t)body, len, &o) != 0 ||
+                o.kind != PC_SEAL_PEER_RESP)
+                return -1;
+            body = o.payload;
+            len = (uint32_t)o.len;
+        }
         pc_response_t r;
         if (pc_proto_decode_response(dec, body, len, &r) != 0 || fn(arg, count, &r) != 0)
             return -1;
@@ -387,10 +396,70 @@ static int drain_frames(pc_proto_reader_t *rd, pc_proto_decoder_t *dec, int coun
     return count;
 }
 
+static int read_responses(int fd, int n, const pc_keyring_t *kr, pc_h_response_fn fn, void *arg);
+
 int pc_h_read_responses(int fd, int n, pc_h_response_fn fn, void *arg)
 {
+    return read_responses(fd, n, NULL, fn, arg);
+}
+
+int pc_h_read_sealed_responses(int fd, int n, const pc_keyring_t *kr, pc_h_response_fn fn,
+                               void *arg)
+{
+    return read_responses(fd, n, kr, fn, arg);
+}
+
+const pc_keyring_t *pc_h_keyring(void)
+{
+    static pc_keyring_t *kr;
+    char err[256];
+    if (kr == NULL && pc_seal_init() == 0 && pc_h_cluster_key() != NULL &&
+        pc_keyring_load_file(pc_h_cluster_key(), &kr, err, sizeof err) != 0)
+        fprintf(stderr, "pc_h_keyring: %s\n", err);
+    return kr;
+}
+
+int pc_h_seal_frames(pc_buf_t *b, size_t from, const pc_keyring_t *kr, pc_seal_stream_t *st,
+                     uint64_t wall_ms)
+{
+    size_t off = from;
+    while (off < b->len) {
+        if (b->len - off < 4)
+            return -1;
+        size_t len = ((size_t)b->data[off] << 24) | ((size_t)b->data[off + 1] << 16) |
+                     ((size_t)b->data[off + 2] << 8) | b->data[off + 3];
+        if (b->len - off - 4 < len)
+            return -1;
+        /* pc_seal_frame wants the frame to end the buffer: move the rest
+         * out of the way, seal, put it back. */
+        pc_buf_t rest;
+        pc_buf_init(&rest, 0);
+        if (pc_buf_append(&rest, b->data + off + 4 + len, b->len - off - 4 - len) != 0)
+            return -1;
+        b->len = off + 4 + len;
+        int rc = pc_seal_frame(kr, st, PC_SEAL_PEER_REQ, wall_ms, b, off);
+        size_t next = b->len;
+        if (rc == 0)
+            rc = pc_buf_append(b, rest.data, rest.len);
+        pc_buf_free(&rest);
+        if (rc != 0)
+            return -1;
+        off = next;
+    }
+    return 0;
+}
+
+uint64_t pc_h_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int read_responses(int fd, int n, const pc_keyring_t *kr, pc_h_response_fn fn, void *arg)
+{
     pc_proto_reader_t rd;
-    pc_proto_reader_init(&rd, PC_PROTO_DEFAULT_MAX_FRAME);
+    pc_proto_reader_init(&rd, PC_PROTO_DEFAULT_MAX_FRAME + PC_SEAL_OVERHEAD);
     pc_proto_decoder_t *dec = NULL;
     if (pc_proto_decoder_new(NULL, &dec) != 0)
         return 0;
@@ -404,7 +473,7 @@ int pc_h_read_responses(int fd, int n, pc_h_response_fn fn, void *arg)
         if (got <= 0)
             break;
         pc_proto_reader_commit(&rd, (size_t)got);
-        int c = drain_frames(&rd, dec, count, n, fn, arg);
+        int c = drain_frames(&rd, dec, kr, count, n, fn, arg);
         if (c < 0)
             break;
         count = c;
@@ -421,7 +490,7 @@ int pc_h_decode_responses(const uint8_t *buf, size_t len, pc_h_response_fn fn, v
     pc_proto_decoder_t *dec = NULL;
     int count = 0;
     if (pc_proto_decoder_new(NULL, &dec) == 0 && pc_proto_reader_feed(&rd, buf, len) == 0) {
-        int c = drain_frames(&rd, dec, 0, 1 << 30, fn, arg);
+        int c = drain_frames(&rd, dec, NULL, 0, 1 << 30, fn, arg);
         count = c < 0 ? 0 : c;
     }
     pc_proto_decoder_free(&dec);

@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 
 #include "pc_proto.h"
+#include "pc_seal.h"
 
 typedef struct pc_h_proc {
     pid_t pid;
@@ -86,6 +87,22 @@ int pc_h_wait_closed(int fd, uint8_t *buf, size_t keep, size_t *got);
 typedef int (*pc_h_response_fn)(void *arg, int index, const pc_response_t *r);
 int pc_h_read_responses(int fd, int n, pc_h_response_fn fn, void *arg);
 int pc_h_decode_responses(const uint8_t *buf, size_t len, pc_h_response_fn fn, void *arg);
+
+/* The same for a peer's connection: each reply must open with kr as a
+ * sealed PC_SEAL_PEER_RESP before it is decoded (else the read stops). */
+int pc_h_read_sealed_responses(int fd, int n, const pc_keyring_t *kr, pc_h_response_fn fn,
+                               void *arg);
+
+/* The keyring of pc_h_cluster_key() (loaded once; NULL on error). */
+const pc_keyring_t *pc_h_keyring(void);
+
+/* Seals, in place, every whole frame in b from offset `from` on, as a
+ * peer's requests (PC_SEAL_PEER_REQ), stamped wall_ms. 0 or -1. */
+int pc_h_seal_frames(pc_buf_t *b, size_t from, const pc_keyring_t *kr, pc_seal_stream_t *st,
+                     uint64_t wall_ms);
+
+/* Wall-clock milliseconds (what seals are stamped with). */
+uint64_t pc_h_wall_ms(void);
 
 /* Sends all of b; 0 or -1. */
 int pc_h_send_all(int fd, const pc_buf_t *b);

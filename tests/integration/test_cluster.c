@@ -110,6 +110,7 @@ typedef struct one {
 } one_t;
 
 /* One request to a node on a new connection; fn sees the response.
+ * Peer operations go sealed with the cluster key, as a member sends them.
  * 0, or -1 if the node could not be reached or did not answer. */
 static int call1(const pc_h_proc_t *node, const pc_request_t *rq, pc_h_response_fn fn, void *arg)
 {
@@ -118,8 +119,15 @@ static int call1(const pc_h_proc_t *node, const pc_request_t *rq, pc_h_response_
         return -1;
     pc_buf_t b;
     pc_buf_init(&b, 0);
-    int ok = pc_proto_encode_request(&b, rq) == 0 && pc_h_send_all(fd, &b) == 0 &&
-             pc_h_read_responses(fd, 1, fn, arg) == 1;
+    int peer_op = rq->op == PC_OP_FORWARD || rq->op == PC_OP_SYNC || rq->op == PC_OP_REPLICATE;
+    const pc_keyring_t *kr = peer_op ? pc_h_keyring() : NULL;
+    pc_seal_stream_t st;
+    pc_seal_stream_init(&st);
+    int ok = (!peer_op || kr != NULL) && pc_proto_encode_request(&b, rq) == 0 &&
+             (kr == NULL || pc_h_seal_frames(&b, 0, kr, &st, pc_h_wall_ms()) == 0) &&
+             pc_h_send_all(fd, &b) == 0 &&
+             (kr ? pc_h_read_sealed_responses(fd, 1, kr, fn, arg)
+                 : pc_h_read_responses(fd, 1, fn, arg)) == 1;
     pc_buf_free(&b);
     close(fd);
     return ok ? 0 : -1;

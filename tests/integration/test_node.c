@@ -602,8 +602,21 @@ static void test_bad_frames_close_only_that_connection(void **state)
     expect_error_then_close(e->node.port, huge_len, sizeof huge_len, PC_ST_TOO_LARGE);
     assert_int_equal(pc_client_ping(other), 0);
 
-    const uint8_t garbage[] = {0, 0, 0, 3, 0xc1, 0xc1, 0xc1}; /* 0xc1: never used */
+    /* 0xc1 is the one byte msgpack never uses */
+    const uint8_t garbage[] = {0, 0, 0, 3, 0x92, 0xc1, 0xc1};
     expect_error_then_close(e->node.port, garbage, sizeof garbage, PC_ST_BAD_REQUEST);
+
+    /* ...which is why a body that starts with it is a sealed peer frame
+     * (SECURITY.md): one that does not open gets no answer at all */
+    int64_t rejected = stat_of(other, "peer_rejected");
+    int sfd = pc_h_connect(e->node.port, 5000);
+    const uint8_t fake_sealed[] = {0, 0, 0, 3, 0xc1, 0xc1, 0xc1};
+    assert_int_equal(send(sfd, fake_sealed, sizeof fake_sealed, 0), (ssize_t)sizeof fake_sealed);
+    size_t got = 1;
+    assert_int_equal(pc_h_wait_closed(sfd, NULL, 0, &got), 1);
+    assert_int_equal(got, 0);
+    close(sfd);
+    assert_int_equal(stat_of(other, "peer_rejected"), rejected + 1);
 
     /* array header claiming 2^28 elements in a 6-byte frame */
     const uint8_t bomb[] = {0, 0, 0, 5, 0xdd, 0x10, 0x00, 0x00, 0x00};

@@ -1,0 +1,765 @@
+/*
+ * test_security.c -- the cluster key and the client token against real
+ * peercached processes and a real redis-server on loopback.
+ *
+ *   - a node needs a key file only its owner can read, or --insecure;
+ *   - client tokens: AUTH_REQUIRED before HELLO, slowed-down failures,
+ *     the CLI with --token-file and PEERCACHE_TOKEN;
+ *   - strangers: a node with another key, or none, cannot join; their
+ *     datagrams and frames are dropped and counted; membership holds;
+ *   - tampered, replayed, stale and wrong-kind sealed messages, on the
+ *     gossip socket and on the peer port, are dropped and counted;
+ *   - key rotation (add, use, remove; SIGHUP each time) on a live 3-node
+ *     cluster under load: no request fails, nobody is even suspected.
+ *
+ * Every wait is a poll with a deadline.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pc_client.h"
+#include "pc_harness.h"
+#include "pc_proto.h"
+#include "pc_seal.h"
+
+#define FAST_PROBE "--probe-interval", "200ms", "--probe-timeout", "100ms", \
+                   "--gossip-interval", "50ms"
+
+/* ---- small helpers --------------------------------------------------------- */
+
+static char *tmp_path(const char *name)
+{
+    static char paths[16][600];
+    static int next;
+    char *p = paths[next++ % 16];
+    snprintf(p, 600, "%s/%s", pc_h_tmpdir(), name);
+    return p;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    char tmp[700];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+    assert_int_equal(rename(tmp, path), 0); /* a reader sees old or new, whole */
+}
+
+static char *read_text(const char *path)
+{
+    static char buf[8192];
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+typedef struct stat_q {
+    const char *name;
+    int64_t value;
+    uint32_t status;
+} stat_q_t;
+
+static int on_stat(void *arg, int i, const pc_response_t *r)
+{
+    stat_q_t *q = arg;
+    (void)i;
+    q->status = r->status;
+    for (uint32_t k = 0; k < r->nstats; k++)
+        if (r->stats[k].name.len == strlen(q->name) &&
+            memcmp(r->stats[k].name.ptr, q->name, r->stats[k].name.len) == 0)
+            q->value = r->stats[k].value;
+    return 0;
+}
+
+/* A STATS counter of a node without a token; -1 if unreachable. */
+static int64_t stat_of(const pc_h_proc_t *node, const char *name)
+{
+    int fd = pc_h_connect(node->port, 3000);
+    if (fd < 0)
+        return -1;
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t rq = {.op = PC_OP_STATS, .id = 1};
+    stat_q_t q = {.name = name, .value = -1, .status = 999};
+    int ok = pc_proto_encode_request(&b, &rq) == 0 && pc_h_send_all(fd, &b) == 0 &&
+             pc_h_read_responses(fd, 1, on_stat, &q) == 1 && q.status == PC_ST_OK;
+    pc_buf_free(&b);
+    close(fd);
+    return ok ? q.value : -1;
+}
+
+typedef struct wait_stat {
+    const pc_h_proc_t *node;
+    const char *name;
+    int64_t at_least;
+} wait_stat_t;
+
+static int stat_reached(void *p)
+{
+    wait_stat_t *w = p;
+    return stat_of(w->node, w->name) >= w->at_least;
+}
+
+static void wait_stat(const pc_h_proc_t *node, const char *name, int64_t at_least, int ms)
+{
+    wait_stat_t w = {node, name, at_least};
+    if (!pc_h_poll(stat_reached, &w, ms))
+        fail_msg("%s: %s stayed at %lld, expected >= %lld within %d ms", node->addr, name,
+                 (long long)stat_of(node, name), (long long)at_least, ms);
+}
+
+typedef struct reply {
+    uint32_t status;
+    uint32_t op;
+    int n;
+} reply_t;
+
+static int on_reply(void *arg, int i, const pc_response_t *r)
+{
+    reply_t *x = arg;
+    (void)i;
+    x->status = r->status;
+    x->op = r->op;
+    x->n++;
+    return 0;
+}
+
+/* Sends the frames in b on a new connection and reads n replies (sealed
+ * ones if kr != NULL). Returns how many came; *closed = the node hung up
+ * afterwards (checked only when expect_close). */
+static int exchange(int port, const pc_buf_t *b, int n, const pc_keyring_t *kr, reply_t *x,
+                    int expect_close, int *closed)
+{
+    int fd = pc_h_connect(port, 3000);
+    assert_true(fd >= 0);
+    assert_int_equal(pc_h_send_all(fd, b), 0);
+    int got = n == 0 ? 0
+              : kr   ? pc_h_read_sealed_responses(fd, n, kr, on_reply, x)
+                     : pc_h_read_responses(fd, n, on_reply, x);
+    if (expect_close)
+        *closed = pc_h_wait_closed(fd, NULL, 0, NULL);
+    close(fd);
+    return got;
+}
+
+static void encode(pc_buf_t *b, const pc_request_t *rq)
+{
+    assert_int_equal(pc_proto_encode_request(b, rq), 0);
+}
+
+static int start_redis_and(pc_h_proc_t *redis)
+{
+    return pc_h_redis_start(redis, 0);
+}
+
+/* ---- a node needs a key or --insecure ---------------------------------- */
+
+static void test_key_file_rules(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *open_key = tmp_path("open.key");
+    assert_int_equal(pc_h_write_key_file(open_key, 1), 0);
+    assert_int_equal(chmod(open_key, 0644), 0);
+
+    const char *a1[] = {"--redis", "none", "--cluster-key", open_key, NULL};
+    assert_int_equal(pc_h_node_start(&node, a1), -1);
+    const char *log = read_text(node.log);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "chmod 600"));
+
+    /* No key and no --insecure: refused, and the message says what to do. */
+    const char *nokey = tmp_path("nokey.conf");
+    write_file(nokey, "redis = none\n", 0600);
+    char cmd[1200], out[4096];
+    snprintf(cmd, sizeof cmd, "env -u PEERCACHE_INSECURE %s --config %s --listen 127.0.0.1:%d 2>&1",
+             getenv("PC_PEERCACHED"), nokey, pc_h_free_port());
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 2);
+    assert_non_null(strstr(out, "no --cluster-key"));
+    assert_non_null(strstr(out, "--insecure"));
+
+    /* A key that is not 64 hex digits: refused with the line. */
+    const char *bad = tmp_path("bad.key");
+    write_file(bad, "# comment\nnot-a-key\n", 0600);
+    const char *a2[] = {"--redis", "none", "--cluster-key", bad, NULL};
+    assert_int_equal(pc_h_node_start(&node, a2), -1);
+    assert_non_null(strstr(read_text(node.log), "line 2"));
+
+    /* --insecure starts, with a warning. */
+    const char *a3[] = {"--redis", "none", "--insecure", NULL};
+    assert_int_equal(pc_h_node_start(&node, a3), 0);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+    assert_non_null(strstr(read_text(node.log), "running --insecure"));
+}
+
+/* ---- client tokens ----------------------------------------------------------- */
+
+static void test_client_token(void **state)
+{
+    (void)state;
+    pc_h_proc_t redis, node;
+    assert_int_equal(start_redis_and(&redis), 0);
+    const char *tok = tmp_path("client.token");
+    write_file(tok, "s3cret-token-1\n", 0600);
+    const char *args[] = {"--redis", redis.addr, "--token-file", tok, NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+
+    /* Before HELLO: PING yes; GET, STATS, CLUSTER and (plain) FORWARD no. */
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t ping = {.op = PC_OP_PING, .id = 1};
+    pc_request_t get = {.op = PC_OP_GET, .id = 2, .key = {(const uint8_t *)"k", 1}};
+    pc_request_t stats = {.op = PC_OP_STATS, .id = 3};
+    pc_request_t cluster = {.op = PC_OP_CLUSTER, .id = 4};
+    pc_request_t fwd = {.op = PC_OP_FORWARD, .id = 5, .hops = 1,
+                        .body = {(const uint8_t *)"\x93\x03\x01\xa1k", 5}};
+    const pc_request_t *order[] = {&ping, &get, &stats, &cluster, &fwd};
+    const uint32_t want[] = {PC_ST_OK, PC_ST_AUTH_REQUIRED, PC_ST_AUTH_REQUIRED,
+                             PC_ST_AUTH_REQUIRED, PC_ST_AUTH_REQUIRED};
+    for (int i = 0; i < 5; i++) {
+        reply_t x = {0};
+        b.len = 0;
+        encode(&b, order[i]);
+        assert_int_equal(exchange(node.port, &b, 1, NULL, &x, 0, NULL), 1);
+        if (x.status != want[i])
+            fail_msg("op %u before HELLO: status %u, want %u", order[i]->op, x.status, want[i]);
+    }
+
+    /* A wrong token: AUTH_REQUIRED, later each time; then the right one
+     * works on the same connection. */
+    int fd = pc_h_connect(node.port, 5000);
+    assert_true(fd >= 0);
+    uint64_t t[3];
+    const char *tries[] = {"wrong", "s3cret-token-", "s3cret-token-1"};
+    for (int i = 0; i < 3; i++) {
+        pc_request_t hello = {.op = PC_OP_HELLO, .id = 10 + (uint64_t)i, .proto_version = 1,
+                              .token = {(const uint8_t *)tries[i], (uint32_t)strlen(tries[i])}};
+        b.len = 0;
+        encode(&b, &hello);
+        uint64_t t0 = pc_h_now_ms();
+        assert_int_equal(pc_h_send_all(fd, &b), 0);
+        reply_t x = {0};
+        assert_int_equal(pc_h_read_responses(fd, 1, on_reply, &x), 1);
+        t[i] = pc_h_now_ms() - t0;
+        assert_int_equal(x.status, i < 2 ? PC_ST_AUTH_REQUIRED : PC_ST_OK);
+    }
+    /* Lower bounds only (a slow machine makes them longer, never shorter):
+     * 100 ms for the first failure, 200 ms for the second. */
+    printf("failed HELLO answered after %llu ms, then %llu ms; good one after %llu ms\n",
+           (unsigned long long)t[0], (unsigned long long)t[1], (unsigned long long)t[2]);
+    assert_true(t[0] >= 90);
+    assert_true(t[1] >= 190);
+    b.len = 0;
+    encode(&b, &get);
+    assert_int_equal(pc_h_send_all(fd, &b), 0);
+    reply_t xg = {0};
+    assert_int_equal(pc_h_read_responses(fd, 1, on_reply, &xg), 1);
+    assert_int_equal(xg.status, PC_ST_NOT_FOUND);
+    close(fd);
+
+    /* Five failures in a row: five slow answers, then the node hangs up. */
+    b.len = 0;
+    for (int i = 0; i < 5; i++) {
+        pc_request_t hello = {.op = PC_OP_HELLO, .id = 20 + (uint64_t)i, .proto_version = 1,
+                              .token = {(const uint8_t *)"guess", 5}};
+        encode(&b, &hello);
+    }
+    reply_t x5 = {0};
+    int closed = 0;
+    uint64_t t0 = pc_h_now_ms();
+    assert_int_equal(exchange(node.port, &b, 5, NULL, &x5, 1, &closed), 5);
+    uint64_t t5 = pc_h_now_ms() - t0;
+    printf("5 pipelined bad HELLOs: answered and closed after %llu ms\n",
+           (unsigned long long)t5);
+    assert_int_equal(x5.status, PC_ST_AUTH_REQUIRED);
+    assert_true(closed);
+    assert_true(t5 >= 3000); /* 100 + 200 + 400 + 800 + 1600 */
+
+    /* The CLI: --token-file, PEERCACHE_TOKEN, and nothing. */
+    char cmd[1400], out[4096];
+    const char *cli = getenv("PC_CLI");
+    snprintf(cmd, sizeof cmd, "%s --nodes %s --token-file %s set tk tv 2>&1", cli, node.addr, tok);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "PEERCACHE_TOKEN=s3cret-token-1 %s --nodes %s get tk 2>&1", cli,
+             node.addr);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "tv"));
+    snprintf(cmd, sizeof cmd, "env -u PEERCACHE_TOKEN %s --nodes %s get tk 2>&1", cli, node.addr);
+    int rc = pc_h_run(cmd, out, sizeof out);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(out, "token"));
+
+    /* Counted: 2 + 5 failed HELLOs, and the CLI's HELLO without a token. */
+    pc_client_options_t o = {.nodes = node.addr, .timeout_ms = 3000, .token = "s3cret-token-1",
+                             .no_ring = 1};
+    pc_client_t *c = NULL;
+    assert_int_equal(pc_client_new(&o, &c), 0);
+    pc_stat_entry_t *st = NULL;
+    size_t n = 0;
+    assert_int_equal(pc_client_stats(c, &st, &n), 0);
+    int64_t fails = -1, refused = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(st[i].name, "auth_failures") == 0)
+            fails = st[i].value;
+        if (strcmp(st[i].name, "auth_refused") == 0)
+            refused = st[i].value;
+    }
+    pc_stats_free(st, n);
+    pc_client_free(&c);
+    printf("auth_failures %lld, auth_refused %lld\n", (long long)fails, (long long)refused);
+    assert_true(fails >= 7);
+    assert_true(refused >= 3);
+
+    /* A token file others can read: the node refuses to start. */
+    const char *open_tok = tmp_path("open.token");
+    write_file(open_tok, "x\n", 0644);
+    pc_h_proc_t n2;
+    const char *a2[] = {"--redis", "none", "--token-file", open_tok, NULL};
+    assert_int_equal(pc_h_node_start(&n2, a2), -1);
+    assert_non_null(strstr(read_text(n2.log), "chmod 600"));
+
+    pc_buf_free(&b);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+    pc_h_stop(&redis, SIGKILL, 5000);
+}
+
+/* ---- strangers --------------------------------------------------------------- */
+
+typedef struct members_q {
+    const pc_h_proc_t *node;
+    int alive;
+} members_q_t;
+
+static int alive_is(void *p)
+{
+    members_q_t *q = p;
+    return stat_of(q->node, "cluster_members_alive") == q->alive;
+}
+
+static void wait_alive(const pc_h_proc_t *node, int alive, int ms)
+{
+    members_q_t q = {node, alive};
+    if (!pc_h_poll(alive_is, &q, ms))
+        fail_msg("%s sees %lld members alive, expected %d", node->addr,
+                 (long long)stat_of(node, "cluster_members_alive"), alive);
+}
+
+static int udp_send(int port, const uint8_t *p, size_t n)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ssize_t r = sendto(fd, p, n, 0, (struct sockaddr *)&sa, sizeof sa);
+    close(fd);
+    return r == (ssize_t)n ? 0 : -1;
+}
+
+static void load_ring(const char *path, pc_keyring_t **kr)
+{
+    char err[256];
+    if (pc_keyring_load_file(path, kr, err, sizeof err) != 0)
+        fail_msg("%s", err);
+}
+
+static void test_strangers_cannot_join(void **state)
+{
+    (void)state;
+    pc_h_proc_t a, b, s1, s2;
+    const char *base[] = {"--redis", "none", FAST_PROBE, NULL};
+    assert_int_equal(pc_h_node_start(&a, base), 0);
+    const char *jb[] = {"--redis", "none", FAST_PROBE, "--join", a.addr, NULL};
+    assert_int_equal(pc_h_node_start(&b, jb), 0);
+    wait_alive(&a, 2, 10000);
+    wait_alive(&b, 2, 10000);
+
+    /* A node with another key, and one with none, try to join A. */
+    const char *other = tmp_path("other.key");
+    assert_int_equal(pc_h_write_key_file(other, 1), 0);
+    const char *js1[] = {"--redis", "none", FAST_PROBE, "--join", a.addr, "--cluster-key",
+                         other, NULL};
+    const char *js2[] = {"--redis", "none", FAST_PROBE, "--join", a.addr, "--insecure", NULL};
+    int64_t unknown0 = stat_of(&a, "seal_unknown_key");
+    int64_t unsealed0 = stat_of(&a, "seal_unsealed") + stat_of(&a, "peer_refused");
+    assert_int_equal(pc_h_node_start(&s1, js1), 0);
+    assert_int_equal(pc_h_node_start(&s2, js2), 0);
+    /* The attempts reached A and were dropped, counted by reason... */
+    wait_stat(&a, "seal_unknown_key", unknown0 + 1, 10000);
+    wait_stat(&s1, "sync_errors", 2, 10000);
+    wait_stat(&s2, "sync_errors", 2, 10000);
+    int64_t unsealed = stat_of(&a, "seal_unsealed") + stat_of(&a, "peer_refused");
+    assert_true(unsealed > unsealed0);
+    /* ...and nobody's membership changed. */
+    assert_int_equal(stat_of(&a, "cluster_members_alive"), 2);
+    assert_int_equal(stat_of(&b, "cluster_members_alive"), 2);
+    assert_int_equal(stat_of(&s1, "cluster_members_alive"), 1);
+    assert_int_equal(stat_of(&s2, "cluster_members_alive"), 1);
+
+    assert_int_equal(pc_h_stop(&s2, SIGTERM, 10000), 0);
+    assert_int_equal(pc_h_stop(&s1, SIGTERM, 10000), 0);
+
+    /* Datagrams on A's gossip port (= its listen port), each dropped and
+     * counted exactly once under its reason: */
+    pc_keyring_t *ours = NULL, *theirs = NULL;
+    load_ring(pc_h_cluster_key(), &ours);
+    load_ring(other, &theirs);
+    pc_seal_stream_t st;
+    pc_seal_stream_init(&st);
+    const uint8_t junk[] = "\x92\x01\x02 not a gossip packet";
+    pc_buf_t d;
+    pc_buf_init(&d, 0);
+    struct {
+        const char *what, *counter;
+    } cases[] = {{"plain", "seal_unsealed"},       {"other key", "seal_unknown_key"},
+                 {"tampered", "seal_bad"},          {"wrong kind", "seal_wrong_kind"},
+                 {"stale", "seal_stale"},           {"fresh (opens)", "gossip_bad"},
+                 {"replayed", "seal_replayed"}};
+    uint8_t fresh[512];
+    size_t fresh_len = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        d.len = 0;
+        uint64_t now = pc_h_wall_ms();
+        switch (i) {
+        case 0:
+            assert_int_equal(pc_buf_append(&d, junk, sizeof junk - 1), 0);
+            break;
+        case 1:
+            assert_int_equal(pc_seal(theirs, &st, PC_SEAL_GOSSIP, now, junk, sizeof junk - 1, &d), 0);
+            break;
+        case 2:
+            assert_int_equal(pc_seal(ours, &st, PC_SEAL_GOSSIP, now, junk, sizeof junk - 1, &d), 0);
+            d.data[d.len - 20] ^= 0x40;
+            break;
+        case 3:
+            assert_int_equal(pc_seal(ours, &st, PC_SEAL_PEER_REQ, now, junk, sizeof junk - 1, &d), 0);
+            break;
+        case 4:
+            assert_int_equal(pc_seal(ours, &st, PC_SEAL_GOSSIP, now - 10 * 60 * 1000, junk,
+                                     sizeof junk - 1, &d), 0);
+            break;
+        case 5:
+            assert_int_equal(pc_seal(ours, &st, PC_SEAL_GOSSIP, now, junk, sizeof junk - 1, &d), 0);
+            assert_true(d.len <= sizeof fresh);
+            memcpy(fresh, d.data, d.len);
+            fresh_len = d.len;
+            break;
+        case 6:
+            assert_int_equal(pc_buf_append(&d, fresh, fresh_len), 0);
+            break;
+        }
+        int64_t before = stat_of(&a, cases[i].counter);
+        assert_int_equal(udp_send(a.port, d.data, d.len), 0);
+        wait_stat(&a, cases[i].counter, before + 1, 5000);
+        assert_int_equal(stat_of(&a, cases[i].counter), before + 1); /* once, not twice */
+        printf("gossip datagram, %s: dropped, %s %lld -> %lld\n", cases[i].what,
+               cases[i].counter, (long long)before, (long long)stat_of(&a, cases[i].counter));
+    }
+    assert_int_equal(stat_of(&a, "cluster_members_alive"), 2);
+    assert_int_equal(stat_of(&a, "cluster_members_suspect"), 0);
+
+    pc_buf_free(&d);
+    pc_keyring_free(&ours);
+    pc_keyring_free(&theirs);
+    assert_int_equal(pc_h_stop(&b, SIGTERM, 10000), 0);
+    assert_int_equal(pc_h_stop(&a, SIGTERM, 10000), 0);
+}
+
+/* ---- sealed peer frames ------------------------------------------------------ */
+
+static void test_peer_frames_must_be_sealed(void **state)
+{
+    (void)state;
+    pc_h_proc_t redis, a, ins;
+    assert_int_equal(start_redis_and(&redis), 0);
+    const char *args[] = {"--redis", redis.addr, NULL};
+    assert_int_equal(pc_h_node_start(&a, args), 0);
+    const pc_keyring_t *kr = pc_h_keyring();
+    assert_non_null(kr);
+
+    /* A plain REPLICATE of a key: refused, counted, nothing stored. */
+    pc_repl_entry_t e = {.key = {(const uint8_t *)"inj", 3}, .value = {(const uint8_t *)"x", 1},
+                         .has_value = 1, .version = 1ull << 40, .ttl_ms = -1};
+    pc_request_t rep = {.op = PC_OP_REPLICATE, .id = 7, .mode = PC_REPL_WRITE,
+                        .from = {(const uint8_t *)"evil", 4}, .nentries = 1, .entries = &e};
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    encode(&b, &rep);
+    reply_t x = {0};
+    int64_t refused0 = stat_of(&a, "peer_refused");
+    assert_int_equal(exchange(a.port, &b, 1, NULL, &x, 0, NULL), 1);
+    assert_int_equal(x.status, PC_ST_AUTH_REQUIRED);
+    assert_int_equal(stat_of(&a, "peer_refused"), refused0 + 1);
+    assert_int_equal(stat_of(&a, "replica_applied"), 0);
+
+    /* Positive control: the same, sealed with the key, is applied and the
+     * answer comes back sealed. */
+    pc_seal_stream_t st;
+    pc_seal_stream_init(&st);
+    b.len = 0;
+    encode(&b, &rep);
+    assert_int_equal(pc_h_seal_frames(&b, 0, kr, &st, pc_h_wall_ms()), 0);
+    uint8_t replay[1024];
+    size_t replay_len = b.len;
+    memcpy(replay, b.data, b.len);
+    x = (reply_t){0};
+    assert_int_equal(exchange(a.port, &b, 1, kr, &x, 0, NULL), 1);
+    assert_int_equal(x.status, PC_ST_OK);
+
+    /* Each bad variant: the connection is closed without an answer, the
+     * reason counted. */
+    struct {
+        const char *what, *counter;
+    } cases[] = {{"replayed", "seal_replayed"}, {"tampered", "seal_bad"},
+                 {"stale", "seal_stale"},       {"wrong kind", "seal_wrong_kind"},
+                 {"other key", "seal_unknown_key"}};
+    pc_keyring_t *theirs = NULL;
+    const char *other = tmp_path("other2.key");
+    assert_int_equal(pc_h_write_key_file(other, 1), 0);
+    load_ring(other, &theirs);
+    pc_request_t ping = {.op = PC_OP_PING, .id = 3};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        b.len = 0;
+        if (i == 0) {
+            assert_int_equal(pc_buf_append(&b, replay, replay_len), 0);
+        } else {
+            encode(&b, &ping);
+            uint64_t when = i == 2 ? pc_h_wall_ms() - 10 * 60 * 1000 : pc_h_wall_ms();
+            uint8_t kind = i == 3 ? PC_SEAL_GOSSIP : PC_SEAL_PEER_REQ;
+            assert_int_equal(pc_seal_frame(i == 4 ? theirs : kr, &st, kind, when, &b, 0), 0);
+            if (i == 1)
+                b.data[b.len - 1] ^= 1;
+        }
+        int64_t before = stat_of(&a, cases[i].counter);
+        int64_t rejected = stat_of(&a, "peer_rejected");
+        int closed = 0;
+        x = (reply_t){0};
+        assert_int_equal(exchange(a.port, &b, 0, NULL, &x, 1, &closed), 0);
+        assert_true(closed);
+        assert_int_equal(stat_of(&a, cases[i].counter), before + 1);
+        assert_int_equal(stat_of(&a, "peer_rejected"), rejected + 1);
+        printf("peer frame, %s: connection closed, %s +1\n", cases[i].what, cases[i].counter);
+    }
+    assert_int_equal(stat_of(&a, "replica_applied"), 1); /* only the good one */
+
+    /* A sealed frame to a node without a key: refused, not opened. */
+    const char *iargs[] = {"--redis", "none", "--insecure", NULL};
+    assert_int_equal(pc_h_node_start(&ins, iargs), 0);
+    b.len = 0;
+    encode(&b, &ping);
+    assert_int_equal(pc_h_seal_frames(&b, 0, kr, &st, pc_h_wall_ms()), 0);
+    int closed = 0;
+    x = (reply_t){0};
+    assert_int_equal(exchange(ins.port, &b, 1, NULL, &x, 1, &closed), 1);
+    assert_int_equal(x.status, PC_ST_BAD_REQUEST);
+    assert_true(closed);
+
+    pc_keyring_free(&theirs);
+    pc_buf_free(&b);
+    assert_int_equal(pc_h_stop(&ins, SIGTERM, 10000), 0);
+    assert_int_equal(pc_h_stop(&a, SIGTERM, 10000), 0);
+    pc_h_stop(&redis, SIGKILL, 5000);
+}
+
+/* ---- rotation under load ------------------------------------------------------ */
+
+typedef struct load {
+    const char *nodes;
+    atomic_int stop;
+    atomic_long ok, failed;
+    char last_error[256];
+    pthread_t th;
+} load_t;
+
+static void *load_run(void *p)
+{
+    load_t *l = p;
+    pc_client_options_t o = {.nodes = l->nodes, .timeout_ms = 3000};
+    pc_client_t *c = NULL;
+    if (pc_client_new(&o, &c) != 0)
+        return NULL;
+    char key[32], val[32];
+    for (unsigned i = 0; !atomic_load(&l->stop); i++) {
+        snprintf(key, sizeof key, "rot:%u", i % 500);
+        snprintf(val, sizeof val, "v%u", i);
+        int rc = pc_client_set(c, key, strlen(key), val, strlen(val), NULL, NULL);
+        pc_value_t v = {0};
+        if (rc == 0)
+            rc = pc_client_get(c, key, strlen(key), &v);
+        if (rc == 0 && (v.len != strlen(val) || memcmp(v.data, val, v.len) != 0))
+            rc = PC_EINTERNAL;
+        pc_value_free(&v);
+        if (rc == 0) {
+            atomic_fetch_add(&l->ok, 1);
+        } else {
+            atomic_fetch_add(&l->failed, 1);
+            snprintf(l->last_error, sizeof l->last_error, "%s: %s", pc_errname(rc),
+                     pc_client_errmsg(c));
+        }
+    }
+    pc_client_free(&c);
+    return NULL;
+}
+
+typedef struct rot {
+    pc_h_proc_t *node;
+    int n;
+    const char *stat;
+    int64_t want;
+} rot_t;
+
+static int all_report(void *p)
+{
+    rot_t *r = p;
+    for (int i = 0; i < r->n; i++)
+        if (stat_of(&r->node[i], r->stat) != r->want)
+            return 0;
+    return 1;
+}
+
+/* Every node's `stat` equals want, within 10 s; meanwhile nobody may be
+ * suspected by anyone. */
+static void wait_all(pc_h_proc_t *node, int n, const char *stat, int64_t want)
+{
+    rot_t r = {node, n, stat, want};
+    assert_true(pc_h_poll(all_report, &r, 10000));
+}
+
+/* Lets traffic flow under the current keys: every node's sealed_in grows
+ * by at least `more`. */
+static void traffic(pc_h_proc_t *node, int n, int64_t more)
+{
+    for (int i = 0; i < n; i++)
+        wait_stat(&node[i], "sealed_in", stat_of(&node[i], "sealed_in") + more, 10000);
+}
+
+static void test_key_rotation_under_load(void **state)
+{
+    (void)state;
+    enum { N = 3 };
+    pc_h_proc_t redis, node[N];
+    char keyfile[N][600], line1[66], line2[66];
+    uint32_t id1, id2;
+    pc_keyring_new_key_line(line1, &id1);
+    pc_keyring_new_key_line(line2, &id2);
+    assert_int_equal(start_redis_and(&redis), 0);
+    for (int i = 0; i < N; i++) {
+        snprintf(keyfile[i], sizeof keyfile[i], "%s/rot%d.key", pc_h_tmpdir(), i);
+        write_file(keyfile[i], line1, 0600);
+        const char *args[] = {"--redis", redis.addr, FAST_PROBE, "--cluster-key", keyfile[i],
+                              i ? "--join" : NULL, i ? node[0].addr : NULL, NULL};
+        assert_int_equal(pc_h_node_start(&node[i], args), 0);
+    }
+    wait_all(node, N, "cluster_members_alive", N);
+    int64_t inc[N];
+    for (int i = 0; i < N; i++)
+        inc[i] = stat_of(&node[i], "cluster_incarnation");
+
+    char nodes[256];
+    snprintf(nodes, sizeof nodes, "%s,%s,%s", node[0].addr, node[1].addr, node[2].addr);
+    load_t load[2];
+    memset(load, 0, sizeof load);
+    for (int i = 0; i < 2; i++) {
+        load[i].nodes = nodes;
+        assert_int_equal(pthread_create(&load[i].th, NULL, load_run, &load[i]), 0);
+    }
+    traffic(node, N, 50);
+
+    /* 1. install the new key beside the old one everywhere */
+    char text[200];
+    snprintf(text, sizeof text, "%s%s", line1, line2);
+    for (int i = 0; i < N; i++) {
+        write_file(keyfile[i], text, 0600);
+        kill(node[i].pid, SIGHUP);
+    }
+    wait_all(node, N, "seal_keys", 2);
+    traffic(node, N, 50);
+    /* 2. make it the primary everywhere */
+    snprintf(text, sizeof text, "%s%s", line2, line1);
+    for (int i = 0; i < N; i++) {
+        write_file(keyfile[i], text, 0600);
+        kill(node[i].pid, SIGHUP);
+    }
+    wait_all(node, N, "seal_key_id", id2);
+    traffic(node, N, 50);
+    /* 3. remove the old one */
+    for (int i = 0; i < N; i++) {
+        write_file(keyfile[i], line2, 0600);
+        kill(node[i].pid, SIGHUP);
+    }
+    wait_all(node, N, "seal_keys", 1);
+    traffic(node, N, 50);
+
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&load[i].stop, 1);
+        pthread_join(load[i].th, NULL);
+    }
+    long ok = load[0].ok + load[1].ok, failed = load[0].failed + load[1].failed;
+    printf("rotation under load: %ld SET+GET pairs ok, %ld failed%s%s\n", ok, failed,
+           failed ? "; last: " : "", failed ? (load[0].failed ? load[0].last_error
+                                                              : load[1].last_error)
+                                            : "");
+    assert_true(ok > 100);
+    assert_int_equal(failed, 0);
+    for (int i = 0; i < N; i++) {
+        /* Nobody was suspected: a suspected member refutes by raising its
+         * incarnation, so an unchanged one means no suspicion reached it. */
+        assert_int_equal(stat_of(&node[i], "cluster_incarnation"), inc[i]);
+        assert_int_equal(stat_of(&node[i], "cluster_members_alive"), N);
+        assert_int_equal(stat_of(&node[i], "seal_unknown_key"), 0);
+        assert_int_equal(stat_of(&node[i], "seal_bad"), 0);
+    }
+
+    /* A node that still has only the old key cannot join any more. */
+    const char *old = tmp_path("old.key");
+    write_file(old, line1, 0600);
+    pc_h_proc_t late;
+    const char *largs[] = {"--redis", redis.addr, FAST_PROBE, "--cluster-key", old,
+                           "--join", node[1].addr, NULL};
+    assert_int_equal(pc_h_node_start(&late, largs), 0);
+    wait_stat(&node[1], "seal_unknown_key", 1, 10000);
+    wait_stat(&late, "sync_errors", 2, 10000);
+    assert_int_equal(stat_of(&late, "cluster_members_alive"), 1);
+    assert_int_equal(stat_of(&node[1], "cluster_members_alive"), N);
+    assert_int_equal(pc_h_stop(&late, SIGTERM, 10000), 0);
+
+    for (int i = N - 1; i >= 0; i--)
+        assert_int_equal(pc_h_stop(&node[i], SIGTERM, 15000), 0);
+    pc_h_stop(&redis, SIGKILL, 5000);
+}
+
+int main(void)
+{
+    if (pc_seal_init() != 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_file_rules),
+        cmocka_unit_test(test_client_token),
+        cmocka_unit_test(test_strangers_cannot_join),
+        cmocka_unit_test(test_peer_frames_must_be_sealed),
+        cmocka_unit_test(test_key_rotation_under_load),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
