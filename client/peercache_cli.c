@@ -629,7 +629,8 @@ static int write_all(int fd, const char *p, size_t n)
 static void fsync_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir = slash == NULL ? strdup(".") : strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    size_t len = slash == NULL ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    char *dir = slash == NULL ? strdup(".") : strndup(path, len);
     int fd;
 
     if (dir == NULL)
@@ -674,12 +675,12 @@ static int cmd_keygen(pc_client_t *c, const cli_t *cli)
     uint32_t id;
     int fd, err = 0;
 
-    (void)c;
     /* O_EXCL: never overwrite (nor follow a symlink planted there); mode
      * 0600 from the start, so the key is never readable by others. */
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 && errno == EEXIST)
-        return key_fail("keygen", "%s already exists; not overwriting it (to add a key: %s keyring add %s)",
+        return key_fail("keygen",
+                        "%s already exists; not overwriting it (to add a key: %s keyring add %s)",
                         path, PROG, path);
     if (fd < 0)
         return key_fail("keygen", "cannot create %s: %s", path, strerror(errno));
@@ -788,25 +789,15 @@ static int key_file_load(const char *cmd, const char *path, key_file_t *kf)
     for (size_t pos = 0; pos < kf->len;) {
         key_line_t *l = &kf->line[kf->nlines++];
         const char *nl = memchr(kf->text + pos, '\n', kf->len - pos);
-        size_t b, e;
+        pc_keyring_t *one = NULL;
 
         l->off = pos;
         l->len = nl != NULL ? (size_t)(nl - kf->text) - pos : kf->len - pos;
         pos += l->len + (nl != NULL);
-        for (b = 0; b < l->len && strchr(" \t\r\v\f", kf->text[l->off + b]) != NULL &&
-                    kf->text[l->off + b] != '\0';
-             b++)
-            ;
-        for (e = l->len; e > b && strchr(" \t\r\v\f", kf->text[l->off + e - 1]) != NULL &&
-                         kf->text[l->off + e - 1] != '\0';
-             e--)
-            ;
-        if (b == e || kf->text[l->off + b] == '#')
-            continue;
-        /* The whole file parsed, so every other line is one key. */
-        pc_keyring_t *one = NULL;
+        /* The whole file parsed, so a line that holds no key is a comment
+         * or blank; the module's parser says which, by the same rules. */
         if (pc_keyring_parse(kf->text + l->off, l->len, &one, NULL, 0) != 0)
-            return key_fail(cmd, "%s changed while it was read; try again", path);
+            continue;
         l->is_key = true;
         l->id = pc_keyring_id(one, 0);
         pc_keyring_free(&one);
@@ -948,7 +939,8 @@ static int keyring_add(const key_file_t *kf)
     int rc;
 
     if (kf->nkeys >= PC_KEYRING_MAX)
-        return key_fail("keyring", "%s already holds %d keys, the most a key file may hold: remove one first",
+        return key_fail("keyring",
+                        "%s already holds %d keys, the most a key file may hold: remove one first",
                         kf->path, PC_KEYRING_MAX);
     /* A fresh key whose id no key in the ring has (ids are 32 bits). */
     do {
@@ -996,8 +988,9 @@ static int keyring_remove(const key_file_t *kf, uint32_t id)
         return EXIT_NO;
     }
     if (kf->nkeys == 1)
-        return key_fail("keyring", "key id %08" PRIx32 " is the only key in %s: a key file needs one",
-                        id, kf->path);
+        return key_fail("keyring",
+                        "key id %08" PRIx32 " is the only key in %s: a key file needs one", id,
+                        kf->path);
     if (i == kf->first_key)
         return key_fail("keyring",
                         "key id %08" PRIx32 " is the primary: make another key primary first "
@@ -1026,7 +1019,6 @@ static int cmd_keyring(pc_client_t *c, const cli_t *cli)
     size_t s;
     int rc;
 
-    (void)c;
     for (s = 0; s < sizeof(subs) / sizeof(subs[0]); s++) {
         if (strcmp(sub, subs[s].name) == 0)
             break;

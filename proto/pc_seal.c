@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,14 +217,13 @@ static int parse_key_line(pc_keyring_t *kr, const char *p, size_t n, size_t line
     return 0;
 }
 
-/* Refuses a key equal to an earlier one, or one whose id collides with
- * an earlier key's (the id picks the key that opens a message, so two
- * keys with one id could not both be used). */
-static int check_unique(const pc_keyring_t *kr, const size_t *lines, size_t lineno, char *err,
-                        size_t errlen)
+/* Refuses the key just decoded (kr->key[kr->n], id `id`) if it equals
+ * an earlier one, or if its id does (the id picks the key that opens a
+ * message, so two keys with one id could not both be used). */
+static int check_unique(const pc_keyring_t *kr, uint32_t id, const size_t *lines, size_t lineno,
+                        char *err, size_t errlen)
 {
     const uint8_t *key = kr->key[kr->n];
-    uint32_t id = pc_seal_key_id(key);
 
     for (size_t i = 0; i < kr->n; i++) {
         if (sodium_memcmp(kr->key[i], key, PC_SEAL_KEYBYTES) == 0) {
@@ -232,7 +232,7 @@ static int check_unique(const pc_keyring_t *kr, const size_t *lines, size_t line
         }
         if (kr->id[i] == id) {
             set_err(err, errlen,
-                    "line %zu: key id %08x is also the id of the key on line %zu; "
+                    "line %zu: key id %08" PRIx32 " is also the id of the key on line %zu; "
                     "generate another key",
                     lineno, id, lines[i]);
             return PC_EINVAL;
@@ -273,11 +273,12 @@ int pc_keyring_parse(const char *text, size_t len, pc_keyring_t **out, char *err
             goto fail;
         }
         rc = parse_key_line(kr, text + b, e - b, lineno, err, errlen);
-        if (rc == 0)
-            rc = check_unique(kr, lines, lineno, err, errlen);
         if (rc != 0)
             goto fail;
         kr->id[kr->n] = pc_seal_key_id(kr->key[kr->n]);
+        rc = check_unique(kr, kr->id[kr->n], lines, lineno, err, errlen);
+        if (rc != 0)
+            goto fail;
         lines[kr->n] = lineno;
         kr->n++;
     }
@@ -297,7 +298,8 @@ fail:
 }
 
 /* Reads all of fd, at most KEY_FILE_MAX bytes, into a malloc'd buffer the
- * caller wipes and frees. 0, PC_EIO (errno set) or PC_ETOOBIG. */
+ * caller wipes and frees. 0, PC_ENOMEM, PC_EIO (errno says why) or
+ * PC_ETOOBIG. */
 static int read_small(int fd, char **out, size_t *len)
 {
     char *buf = malloc(KEY_FILE_MAX + 1);

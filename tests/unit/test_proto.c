@@ -115,6 +115,7 @@ static const uint8_t *frame_body(const pc_buf_t *b, size_t at, uint32_t *len)
 static void test_error_names(void **state)
 {
     (void)state;
+    /* PC_EREPLAY is the last code: a new one must extend this test. */
     for (int e = PC_EREPLAY; e <= PC_ENOMEM; e++) {
         assert_string_not_equal(pc_strerror(e), "unknown error");
         assert_string_not_equal(pc_errname(e), "PC_E?");

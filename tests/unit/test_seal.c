@@ -147,7 +147,7 @@ static void test_parse_errors(void **state)
     size_t n;
 
     /* bad hex: 'g' as the 10th character of the key on line 2 */
-    snprintf(text, sizeof(text), "# x\n%.9sg%s\n", KEY_A, KEY_A + 10);
+    snprintf(text, sizeof(text), "# x\n%.9sg%s\n", KEY_A, &KEY_A[10]);
     parse_fails(text, strlen(text), "line 2: expected 64 hex digits; character 10 is not one");
     /* a NUL byte inside a key */
     memcpy(text, KEY_A "\n", 66);
