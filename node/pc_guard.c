@@ -20,6 +20,7 @@ int pc_guard_init(pc_guard_t *g, pc_keyring_t *kr, uint64_t window_ms)
             return rc;
     }
     g->keyring = kr;
+    g->started_ms = pc_guard_wall_ms();
     return 0;
 }
 
@@ -65,7 +66,9 @@ int pc_guard_open(pc_guard_t *g, uint8_t kind, uint8_t *msg, size_t len, uint8_t
         st->wrong_kind++;
         return PC_EBADREQ;
     }
-    rc = pc_replay_check(g->replay, o.stream, o.seq, o.ts_ms, pc_guard_wall_ms());
+    rc = o.ts_ms < g->started_ms
+             ? PC_ESTALE
+             : pc_replay_check(g->replay, o.stream, o.seq, o.ts_ms, pc_guard_wall_ms());
     if (rc == PC_ESTALE)
         st->stale++;
     else if (rc == PC_EREPLAY)

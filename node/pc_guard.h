@@ -42,6 +42,9 @@ typedef struct pc_guard_stats {
 typedef struct pc_guard {
     pc_keyring_t *keyring; /* NULL = insecure: nothing sealed or required */
     pc_replay_t *replay;   /* NULL iff keyring is NULL */
+    uint64_t started_ms;   /* wall clock at init: older stamps are refused,
+                              since this process's replay filter cannot
+                              have seen them */
     pc_guard_stats_t stats;
 } pc_guard_t;
 
@@ -66,7 +69,9 @@ uint64_t pc_guard_wall_ms(void);
  * Opens a message that must be sealed with the given kind, in place.
  * 0 with *payload and *plen set; otherwise the message is to be dropped and
  * the reason was counted: PC_EPROTO (not sealed, or malformed), PC_ENOKEY,
- * PC_EAUTH, PC_EBADREQ (wrong kind), PC_ESTALE, PC_EREPLAY, PC_EBUSY
+ * PC_EAUTH, PC_EBADREQ (wrong kind), PC_ESTALE (outside the window, or
+ * stamped before this node started: a restarted node's new replay filter
+ * has not seen what its previous life accepted), PC_EREPLAY, PC_EBUSY
  * (replay filter full). Only with a keyring (pc_guard_on).
  */
 int pc_guard_open(pc_guard_t *g, uint8_t kind, uint8_t *msg, size_t len, uint8_t **payload,
