@@ -1196,36 +1196,31 @@ static bool takes_value(const char *name, size_t len)
     return false;
 }
 
-/* --token-file: the first line of a file only its owner may read, as the
- * node requires of its own token file. 0, or EXIT_ERR after printing why. */
+/* --token-file: the first line of a file only its owner may access, as
+ * the node requires of its own token file. 0, or EXIT_ERR after saying why. */
 static int read_token_file(cli_t *cli, const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0) {
-        fprintf(stderr, "%s: --token-file %s: %s\n", PROG, path, strerror(errno));
+    char *text, err[512];
+    size_t len;
+    if (pc_seal_init() != 0 ||
+        pc_secret_file_read(path, "token file", &text, &len, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: --token-file: %s\n", PROG, err);
         return EXIT_ERR;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
-        fprintf(stderr, "%s: --token-file %s: not a regular file only its owner can read "
-                "(chmod 600 %s)\n", PROG, path, path);
-        close(fd);
-        return EXIT_ERR;
+    size_t n = strcspn(text, "\r\n");
+    int rc = EXIT_OK;
+    if (n == 0 || n >= sizeof cli->token_buf) {
+        fprintf(stderr, "%s: --token-file %s: the first line is %s\n", PROG, path,
+                n == 0 ? "empty" : "too long");
+        rc = EXIT_ERR;
+    } else {
+        memcpy(cli->token_buf, text, n);
+        cli->token_buf[n] = '\0';
+        cli->token = cli->token_buf;
     }
-    ssize_t n = read(fd, cli->token_buf, sizeof cli->token_buf - 1);
-    close(fd);
-    if (n < 0) {
-        fprintf(stderr, "%s: --token-file %s: %s\n", PROG, path, strerror(errno));
-        return EXIT_ERR;
-    }
-    cli->token_buf[n] = '\0';
-    cli->token_buf[strcspn(cli->token_buf, "\r\n")] = '\0';
-    if (cli->token_buf[0] == '\0') {
-        fprintf(stderr, "%s: --token-file %s: the first line is empty\n", PROG, path);
-        return EXIT_ERR;
-    }
-    cli->token = cli->token_buf;
-    return 0;
+    sodium_memzero(text, len);
+    free(text);
+    return rc;
 }
 
 /* Applies one option. 0, or EXIT_ERR after printing why. */

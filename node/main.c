@@ -12,14 +12,11 @@
  * docs/SECURITY.md). A file that does not load leaves the old key or
  * token in force.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -55,38 +52,28 @@ typedef struct app {
 #define TOKEN_MAX 4096
 
 /*
- * Reads the client token: the first line of a file that only its owner
- * may read (like the key file). 0, or an error with the reason in err.
+ * Reads the client token: the first line of a file only its owner may
+ * access (the rules of key files). 0, or an error with the reason in err.
  */
 static int read_token_file(const char *path, char *tok, size_t cap, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "token file %s: %s", path, strerror(errno));
-        return PC_EIO;
+    char *text;
+    size_t len;
+    int rc = pc_secret_file_read(path, "token file", &text, &len, err, errlen);
+    if (rc < 0)
+        return rc;
+    size_t n = strcspn(text, "\r\n");
+    if (n == 0 || n >= cap) {
+        snprintf(err, errlen, "token file %s: the first line is %s", path,
+                 n == 0 ? "empty" : "too long");
+        rc = PC_EINVAL;
+    } else {
+        memcpy(tok, text, n);
+        tok[n] = '\0';
     }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_mode & 077) != 0) {
-        snprintf(err, errlen,
-                 "token file %s is not a regular file only its owner can read (mode %03o): "
-                 "chmod 600 %s",
-                 path, (unsigned)(st.st_mode & 0777), path);
-        close(fd);
-        return PC_EPERM;
-    }
-    ssize_t n = read(fd, tok, cap - 1);
-    close(fd);
-    if (n < 0) {
-        snprintf(err, errlen, "token file %s: %s", path, strerror(errno));
-        return PC_EIO;
-    }
-    tok[n] = '\0';
-    tok[strcspn(tok, "\r\n")] = '\0';
-    if (tok[0] == '\0') {
-        snprintf(err, errlen, "token file %s: the first line is empty", path);
-        return PC_EINVAL;
-    }
-    return 0;
+    sodium_memzero(text, len);
+    free(text);
+    return rc;
 }
 
 /* The token the node requires (file wins over PEERCACHE_TOKEN / config),

@@ -328,59 +328,68 @@ static int read_small(int fd, char **out, size_t *len)
             return PC_ETOOBIG;
         }
     }
+    buf[n] = '\0';
     *out = buf;
     *len = n;
     return 0;
 }
 
-int pc_keyring_load_file(const char *path, pc_keyring_t **out, char *err, size_t errlen)
+int pc_secret_file_read(const char *path, const char *what, char **text, size_t *len,
+                        char *err, size_t errlen)
 {
     struct stat st;
-    char *text = NULL;
-    size_t len = 0;
-    char perr[256];
     int fd, rc;
 
-    *out = NULL;
+    *text = NULL;
+    *len = 0;
     /* Symlinks are followed (Kubernetes mounts secrets through them); the
      * checks below are on the file actually opened, so nothing can swap
      * it between check and read. O_NONBLOCK: a FIFO must not hang us. */
     fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        set_err(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
+        set_err(err, errlen, "cannot open %s %s: %s", what, path, strerror(errno));
         return PC_EIO;
     }
     if (fstat(fd, &st) != 0) {
-        set_err(err, errlen, "cannot stat key file %s: %s", path, strerror(errno));
+        set_err(err, errlen, "cannot stat %s %s: %s", what, path, strerror(errno));
         close(fd);
         return PC_EIO;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "key file %s is not a regular file", path);
+        set_err(err, errlen, "%s %s is not a regular file", what, path);
         close(fd);
         return PC_EIO;
     }
     if ((st.st_mode & 077) != 0) {
         set_err(err, errlen,
-                "key file %s is readable or writable by group/others (mode %04o): chmod 600 %s",
+                "%s %s is readable or writable by group/others (mode %04o): chmod 600 %s", what,
                 path, (unsigned)(st.st_mode & 07777), path);
         close(fd);
         return PC_EPERM;
     }
-    rc = read_small(fd, &text, &len);
+    rc = read_small(fd, text, len);
     if (rc == PC_EIO)
-        set_err(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
+        set_err(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
     close(fd);
     if (rc == PC_ETOOBIG) {
-        set_err(err, errlen, "key file %s is larger than %d KiB: not a key file", path,
-                KEY_FILE_MAX / 1024);
+        set_err(err, errlen, "%s %s is larger than %d KiB", what, path, KEY_FILE_MAX / 1024);
         return PC_EINVAL;
     }
     if (rc == PC_ENOMEM)
         set_err(err, errlen, "out of memory");
+    return rc;
+}
+
+int pc_keyring_load_file(const char *path, pc_keyring_t **out, char *err, size_t errlen)
+{
+    char *text;
+    size_t len;
+    char perr[256];
+
+    *out = NULL;
+    int rc = pc_secret_file_read(path, "key file", &text, &len, err, errlen);
     if (rc != 0)
         return rc;
-
     rc = pc_keyring_parse(text, len, out, perr, sizeof(perr));
     sodium_memzero(text, len);
     free(text);

@@ -84,6 +84,15 @@ int pc_keyring_parse(const char *text, size_t len, pc_keyring_t **out, char *err
  * pc_keyring_parse, with err prefixed by the path. */
 int pc_keyring_load_file(const char *path, pc_keyring_t **out, char *err, size_t errlen);
 
+/* Reads a whole secret file (a key file, a token file) of at most 64 KiB
+ * into *text (malloc'd, NUL-terminated, *len bytes; the caller zeroes and
+ * frees it), with the same rules as pc_keyring_load_file: PC_EPERM if
+ * group or others have any access, PC_EIO (unreadable, not a regular
+ * file), PC_EINVAL (too big), PC_ENOMEM. `what` names the file in err
+ * ("token file"). */
+int pc_secret_file_read(const char *path, const char *what, char **text, size_t *len,
+                        char *err, size_t errlen);
+
 /* Zeroes and frees; NULL-safe; sets *kr to NULL. */
 void pc_keyring_free(pc_keyring_t **kr);
 
