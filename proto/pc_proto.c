@@ -251,7 +251,19 @@ int pc_proto_reader_reserve(pc_proto_reader_t *r, size_t want, uint8_t **p, size
         want = PC_PROTO_READ_CHUNK;
     if (want > room)
         want = room;
+    /* Growth doubles, but not past the end of the frame being read when
+     * the caller asks for no more than its rest: a partial frame then
+     * costs its own size, not up to twice that. */
+    size_t max = r->buf.max, end = 0;
+    if (r->buf.len >= 4) {
+        uint32_t n = get_be32(r->buf.data);
+        if (n != 0 && n <= r->max_frame)
+            end = 4 + (size_t)n;
+    }
+    if (end != 0 && r->buf.len + want <= end && end < max)
+        r->buf.max = end;
     int rc = pc_buf_reserve(&r->buf, want);
+    r->buf.max = max;
     if (rc != 0)
         return rc;
     *p = r->buf.data + r->buf.len;

@@ -243,6 +243,8 @@ void pc_proto_reader_free(pc_proto_reader_t *r);
 /* Counts the buffer's allocation in *acct (pc_buf_set_account). */
 void pc_proto_reader_account(pc_proto_reader_t *r, size_t *acct);
 /* Gives at least min(want, room) writable bytes at *p (*avail of them).
+ * While the rest of a partial frame is at least want, the buffer grows no
+ * further than that frame's end. 
  * 0, PC_ENOMEM, or PC_ETOOBIG if no room is left (cannot happen while
  * next() is drained, because the buffer holds one max frame plus `want`). */
 int pc_proto_reader_reserve(pc_proto_reader_t *r, size_t want, uint8_t **p, size_t *avail);

@@ -1072,6 +1072,24 @@ static void test_reader_shrink(void **state)
     assert_true(r.buf.cap <= 4 * (size_t)PC_PROTO_READ_CHUNK);
     assert_true(avail >= PC_PROTO_READ_CHUNK);
 
+    /* Read in chunks no bigger than the rest of the frame, it costs its own
+     * size: the buffer's doubling stops at the frame's end. */
+    pc_proto_reader_free(&r);
+    size_t at = 0;
+    while (at < big + 4) {
+        size_t want = pc_proto_reader_missing(&r);
+        if (want == 0 || want > PC_PROTO_READ_CHUNK)
+            want = PC_PROTO_READ_CHUNK;
+        assert_int_equal(pc_proto_reader_reserve(&r, want, &p, &avail), 0);
+        size_t k = want < big + 4 - at ? want : big + 4 - at;
+        memcpy(p, frame + at, k);
+        pc_proto_reader_commit(&r, k);
+        at += k;
+    }
+    assert_true(r.buf.cap == big + 4);
+    assert_int_equal(pc_proto_reader_next(&r, &body, &len), 1);
+    assert_int_equal(len, big);
+
     /* Big frame plus the start of the next one: nothing is released. */
     pc_proto_reader_free(&r);
     pc_proto_reader_init(&r, 0);
