@@ -487,9 +487,12 @@ static int conn_output_over(const conn_t *c)
  * held behind a slow request with nothing being written are waiting on
  * us, not on the client, so they pause reading but are no stall.
  *
- * Idle memory. Outside processing (no frame body is in use), an empty
- * reader gives its buffer back and large empty output buffers go, so an
- * idle connection holds no input buffer and at most two small outputs.
+ * Idle input. Outside processing (no frame body is in use), an empty
+ * reader gives its buffer back, so an idle connection holds no input
+ * buffer (reads go to the shared one). Output buffers are trimmed by the
+ * tick instead (conn_check_limits), once the connection is quiet: here
+ * they are empty after every flush, and freeing them then would make a
+ * streaming client grow them again, page by page, for every batch.
  */
 static void conn_limits_note(conn_t *c)
 {
@@ -511,10 +514,6 @@ static void conn_limits_note(conn_t *c)
         return;
     if (pending == 0)
         pc_proto_reader_free(&c->rd);
-    if (c->out.len == 0 && c->out.cap > CONN_BUF_KEEP)
-        pc_buf_free(&c->out);
-    if (!c->writing && c->wbuf.cap > CONN_BUF_KEEP)
-        pc_buf_free(&c->wbuf);
 }
 
 /* Starts or stops reading to match the connection's state. */
@@ -2415,6 +2414,16 @@ static void conn_check_limits(conn_t *c, uint64_t now)
         now - c->last_active >= s->idle_timeout_ms) {
         s->stats.idle_timeouts++;
         conn_close(c, "idle timeout");
+        return;
+    }
+    /* Quiet for a tick with nothing queued: large output buffers go (see
+     * conn_limits_note), so a connection that once fetched a large value
+     * does not keep its memory while idle. */
+    if (!c->writing && c->out.len == 0 && now - c->last_active >= TICK_MS) {
+        if (c->out.cap > CONN_BUF_KEEP)
+            pc_buf_free(&c->out);
+        if (c->wbuf.cap > CONN_BUF_KEEP)
+            pc_buf_free(&c->wbuf);
     }
 }
 
