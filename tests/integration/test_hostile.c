@@ -119,6 +119,13 @@ static int stat_reached(void *p)
     return stat_of(a->cl, a->name) >= a->want;
 }
 
+static int stat_below(void *p)
+{
+    stat_arg_t *a = p;
+    int64_t v = stat_of(a->cl, a->name);
+    return v >= 0 && v < a->want;
+}
+
 static int stat_is(void *p)
 {
     stat_arg_t *a = p;
@@ -721,6 +728,18 @@ static void test_client_that_never_reads(void **state)
     close(fd);
     assert_int_equal(stat_of(nc.cl, "connections"), 1);
     normal_step(&nc);
+
+    /* a client that fetched the big value and then went quiet gives its
+     * output buffers back (the connection stays open) */
+    pc_client_t *once = client_for(&node, 5000);
+    pc_value_t v;
+    assert_int_equal(pc_client_get(once, "noread:big", 10, &v), 0);
+    assert_int_equal(v.len, vlen);
+    pc_value_free(&v);
+    stat_arg_t small_again = {nc.cl, "buffer_memory", 64 * 1024};
+    assert_true(pc_h_poll(stat_below, &small_again, 5000));
+    assert_int_equal(stat_of(nc.cl, "connections"), 2);
+    pc_client_free(&once);
     pc_client_free(&nc.cl);
     node_down(&node);
 }
