@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -195,6 +196,35 @@ static void on_signal(uv_signal_t *h, int signum)
     pc_cluster_leave(a->cluster, cluster_left, a);
 }
 
+/*
+ * Every client connection is a file descriptor, and the usual soft limit
+ * (1024) is far below --max-connections: take all the hard limit allows.
+ * If even that is too few, accept() starts failing before the node can
+ * tell the excess BUSY -- say so at start. The 64 are for the listener,
+ * Redis, the peers, the gossip socket, the log and the loop's own.
+ */
+static void raise_fd_limit(const pc_config_t *cfg, const pc_log_t *log)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit up = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl.rlim_cur = rl.rlim_max;
+        else
+            pc_log_debug(log, "could not raise the open file limit to %llu",
+                         (unsigned long long)rl.rlim_max);
+    }
+    uint64_t need = cfg->max_connections > UINT64_MAX - 64 ? UINT64_MAX
+                                                            : cfg->max_connections + 64;
+    if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+        pc_log_warn(log,
+                    "open file limit %llu is too low for --max-connections %llu (+64 for the "
+                    "node itself): raise it (ulimit -n, LimitNOFILE=) or lower --max-connections",
+                    (unsigned long long)rl.rlim_cur, (unsigned long long)cfg->max_connections);
+}
+
 int main(int argc, char **argv)
 {
     app_t a;
@@ -224,6 +254,7 @@ int main(int argc, char **argv)
     }
     /* A client that disappears mid-write must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit(&a.cfg, &a.log);
 
     pc_keyring_t *kr = NULL;
     if (!a.cfg.insecure) {

@@ -40,13 +40,16 @@
 #define GIB (MIB * 1024)
 
 /*
- * Bytes a request or reply needs besides its key and value: array header,
- * op, id, status, TTL, flags, version, CAS and the msgpack headers of the
- * key and value come to well under 64 (about 45 for the largest, a SET).
+ * Bytes a frame needs besides one key and value. A client's SET: array
+ * header, op, id, TTL, flags, CAS and the msgpack headers of key and value
+ * come to about 45. Between nodes the same key and value may travel in a
+ * FORWARD (about 10 more), or in a REPLICATE (the sender's name, up to
+ * 255, and the entry's fields, about 40), and sealed (71 more, SECURITY.md).
  * max-frame must leave this much room beside max-key + max-value, or a
- * SET the limits allow could not be sent.
+ * write the limits allow could not be sent on, and nodes would need a
+ * larger frame limit than clients get.
  */
-#define FRAME_SLACK 64
+#define FRAME_SLACK 512
 
 /* Host names in addresses: the longest DNS name is 253 characters. */
 #define HOST_MAX 256
@@ -148,7 +151,7 @@ static const opt_t options[] = {
     {.name = "max-frame", .type = OPT_SIZE, .metavar = "SIZE", .def = "1179648",
      .offset = FIELD_SIZE(max_frame), .min = 1 * KIB, .max = WIRE_MAX,
      .help = "Largest request frame (1mb+128kb by default). Must hold\n"
-             "max-key + max-value + 64 bytes."},
+             "max-key + max-value + 512 bytes."},
     {.name = "max-key", .type = OPT_SIZE, .metavar = "SIZE", .def = "64kb",
      .offset = FIELD_SIZE(max_key), .min = 1, .max = WIRE_MAX,
      .help = "Longest key accepted."},

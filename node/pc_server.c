@@ -47,6 +47,9 @@
 #include "pc_ring.h"
 
 #define READ_CHUNK (64 * 1024)
+/* Output buffers bigger than this are given back once empty, so a
+ * connection that once fetched a large value does not keep its memory. */
+#define CONN_BUF_KEEP (16 * 1024)
 /* An MGET entry that is not a hit, [status]: a fixarray and a fixint. */
 #define MGET_SHORT_ENTRY 2
 #define TICK_MS 100
@@ -189,6 +192,12 @@ struct conn {
     uint64_t auth_until;
     uint64_t auth_id;
     char peer[64];
+    /* Resource limits (conn_limits_note, conn_check_limits): the frame
+     * deadline and the output stall. A clock at 0 is not running. */
+    uint64_t bytes_in;    /* bytes read from the socket so far */
+    uint64_t frame_at;    /* bytes_in offset of the partial frame timed */
+    uint64_t frame_since; /* since when we wait for its rest */
+    uint64_t out_since;   /* since when queued output is over max_output */
 };
 
 typedef struct server_stats {
@@ -221,6 +230,10 @@ typedef struct server_stats {
     uint64_t auth_refused;     /* requests refused before a good HELLO */
     uint64_t peer_refused;     /* peer ops refused: not sealed (or no token) */
     uint64_t peer_rejected;    /* peer connections closed: frame failed the key check */
+    uint64_t idle_timeouts;    /* connections closed by the limits ... */
+    uint64_t frame_timeouts;
+    uint64_t output_timeouts;
+    uint64_t buffer_full_rejects; /* connections refused: buffers over the cap */
 } server_stats_t;
 
 struct pc_server {
@@ -279,6 +292,19 @@ struct pc_server {
     size_t max_output;
     uint64_t shutdown_timeout_ms;
     uint64_t sweep_interval_ms;
+
+    /* Resource limits across connections (see srv_buffer_check and
+     * conn_read_shared). buf_bytes is the allocation of every connection
+     * buffer -- readers, out, wbuf, the answers held in req_t's -- kept
+     * exact by the buffers themselves (pc_buf_set_account). */
+    uint64_t frame_timeout_ms;
+    uint64_t output_timeout_ms;
+    size_t max_buffer_memory;
+    size_t buf_bytes;
+    int buf_full;       /* over the cap: nobody reads, newcomers are refused */
+    int buf_checking;   /* inside srv_buffer_check */
+    uint8_t *rbuf;      /* the read buffer connections without input share */
+    int rbuf_busy;      /* handed to alloc_cb, not yet back in read_cb */
 
     uv_tcp_t listener;
     uv_timer_t tick;
@@ -424,6 +450,7 @@ static void ks_release(pc_server_t *s, keystate_t *ks)
 static void conn_close(conn_t *c, const char *why);
 static void conn_process(conn_t *c);
 static void conn_flush(conn_t *c);
+static void srv_buffer_check(pc_server_t *s);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 
@@ -439,6 +466,7 @@ static void conn_maybe_free(conn_t *c)
     pc_buf_free(&c->out);
     pc_buf_free(&c->wbuf);
     free(c);
+    srv_buffer_check(s); /* what it held may let the others read again */
     if (s->shutting_down && pc_list_empty(&s->conns) && s->handles_open == 0 && s->on_done) {
         void (*done)(void *) = s->on_done;
         s->on_done = NULL;
@@ -455,10 +483,66 @@ static int conn_paused(const conn_t *c)
            c->auth_pending;
 }
 
+static int conn_output_over(const conn_t *c)
+{
+    return conn_queued(c) + c->held > c->srv->max_output;
+}
+
+/*
+ * Brings the limit clocks up to date after the connection's state changed
+ * (bytes came in, frames were processed, output drained):
+ *
+ * Frame deadline. Only a partial frame at the front of the input counts,
+ * and only while we are reading it: whole frames waiting because the
+ * connection is paused (max-inflight, max-output) are our delay, not the
+ * client's, so the clock stops while the connection pauses itself, and
+ * restarts when it resumes. A pause for the global buffer cap does not
+ * stop it: half-sent frames are what fills that cap, and the deadline is
+ * what frees it. The clock restarts whenever a new frame comes to the
+ * front (frame_at moves), so a client that keeps completing frames is
+ * never cut, however slow its stream as a whole.
+ *
+ * Output stall. Since when queued output is over max_output while the
+ * client does not take it: the clock runs only while a write is out, and
+ * write_cb stops it each time one completes (the client read). Answers
+ * held behind a slow request with nothing being written are waiting on
+ * us, not on the client, so they pause reading but are no stall.
+ *
+ * Idle input. Outside processing (no frame body is in use), an empty
+ * reader gives its buffer back, so an idle connection holds no input
+ * buffer (reads go to the shared one). Output buffers are trimmed by the
+ * tick instead (conn_check_limits), once the connection is quiet: here
+ * they are empty after every flush, and freeing them then would make a
+ * streaming client grow them again, page by page, for every batch.
+ */
+static void conn_limits_note(conn_t *c)
+{
+    pc_server_t *s = c->srv;
+    uint64_t now = now_ms(s);
+    size_t pending = pc_proto_reader_pending(&c->rd);
+    if (pending == 0 || pc_proto_reader_missing(&c->rd) == 0 || c->eof || c->closing ||
+        conn_paused(c)) {
+        c->frame_since = 0;
+    } else if (c->frame_since == 0 || c->frame_at != c->bytes_in - pending) {
+        c->frame_since = now;
+        c->frame_at = c->bytes_in - pending;
+    }
+    if (!conn_output_over(c) || !c->writing)
+        c->out_since = 0;
+    else if (c->out_since == 0)
+        c->out_since = now;
+    if (c->processing)
+        return;
+    if (pending == 0)
+        pc_proto_reader_free(&c->rd);
+}
+
 /* Starts or stops reading to match the connection's state. */
 static void conn_update_reading(conn_t *c)
 {
-    int want = !c->closing && !c->eof && !conn_paused(c);
+    conn_limits_note(c);
+    srv_buffer_check(c->srv);
+    int want = !c->closing && !c->eof && !conn_paused(c) && !c->srv->buf_full;
     if (want && !c->reading) {
         if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
             c->reading = 1;
@@ -468,10 +552,46 @@ static void conn_update_reading(conn_t *c)
     }
 }
 
+/*
+ * The global cap on connection buffers. Over max_buffer_memory every
+ * connection stops reading and new ones are refused; reading resumes for
+ * all once the total is back under 7/8 of the cap (a margin, so that a
+ * total hovering at the cap does not stop and restart every connection at
+ * each read). Memory goes down by itself while nobody reads: buffered
+ * whole frames are still processed, answers still drain, and partial
+ * frames run into the frame deadline. Called wherever the total may have
+ * fallen (a connection processed, freed, or the tick); pausing and
+ * resuming call conn_update_reading, which calls back here: the flag
+ * turns that into a no-op.
+ */
+static void srv_buffer_check(pc_server_t *s)
+{
+    if (s->buf_checking)
+        return;
+    int full = s->buf_full;
+    if (!full && s->buf_bytes > s->max_buffer_memory)
+        full = 1;
+    else if (full && s->buf_bytes < s->max_buffer_memory - s->max_buffer_memory / 8)
+        full = 0;
+    if (full == s->buf_full)
+        return;
+    s->buf_full = full;
+    if (full)
+        pc_log_warn(s->log, "connection buffers at %zu bytes, over --max-buffer-memory: reading "
+                    "paused, new connections refused", s->buf_bytes);
+    else
+        pc_log_info(s->log, "connection buffers down to %zu bytes: reading again", s->buf_bytes);
+    s->buf_checking = 1;
+    for (pc_list_t *n = s->conns.next; n != &s->conns; n = n->next)
+        conn_update_reading(pc_list_entry(n, conn_t, link));
+    s->buf_checking = 0;
+}
+
 static void write_cb(uv_write_t *w, int status)
 {
     conn_t *c = w->data;
     c->writing = 0;
+    c->out_since = 0; /* the client took a write: not stalled (conn_limits_note) */
     pc_buf_reset(&c->wbuf);
     c->refs--;
     if (c->closing) {
@@ -568,6 +688,7 @@ static req_t *req_new(conn_t *c, uint32_t op, uint64_t id, uint32_t nslots)
     for (uint32_t i = 0; i < nslots; i++)
         r->slots[i].req = r;
     pc_buf_init(&r->resp, 0);
+    pc_buf_set_account(&r->resp, &c->srv->buf_bytes); /* held answers count */
     pc_list_push_back(&c->reqs, &r->link);
     c->nreqs++;
     c->refs++;
@@ -1899,6 +2020,12 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
         STAT("connections", s->nconns),
         STAT("connections_total", s->stats.connections_total),
         STAT("connections_rejected", s->stats.connections_rejected),
+        STAT("idle_timeouts", s->stats.idle_timeouts),
+        STAT("frame_timeouts", s->stats.frame_timeouts),
+        STAT("output_timeouts", s->stats.output_timeouts),
+        STAT("buffer_memory", s->buf_bytes),
+        STAT("buffer_full", s->buf_full),
+        STAT("buffer_full_rejects", s->stats.buffer_full_rejects),
         STAT("requests", s->stats.requests),
         STAT("bad_frames", s->stats.bad_frames),
         STAT("items", st.items),
@@ -2204,6 +2331,7 @@ static void conn_process_frames(conn_t *c)
                                &plain, &plen);
             if (rc < 0) {
                 s->stats.peer_rejected++;
+                s->stats.bad_frames++;
                 pc_log_debug(s->log, "client %s: frame failed the cluster-key check (%s)",
                              c->peer, pc_strerror(rc));
                 conn_close(c, "cluster-key check failed");
@@ -2239,22 +2367,85 @@ static void conn_process_frames(conn_t *c)
     }
 }
 
+/*
+ * Where a read goes. A connection with no buffered input reads into the
+ * server's one shared buffer (conn_read_shared), so idle connections, and
+ * those whose requests arrive whole, hold no input memory. One with a
+ * partial frame reads into its own reader, and no further than the end of
+ * that frame: the rest of the stream goes to the shared buffer again.
+ * libuv calls read_cb right after alloc_cb, before any other callback, so
+ * one shared buffer serves every connection of the loop.
+ */
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     conn_t *c = h->data;
+    pc_server_t *s = c->srv;
+    (void)suggested;
+    if (pc_proto_reader_pending(&c->rd) == 0 && s->rbuf != NULL && !s->rbuf_busy) {
+        s->rbuf_busy = 1;
+        *buf = uv_buf_init((char *)s->rbuf, READ_CHUNK);
+        return;
+    }
+    size_t want = pc_proto_reader_missing(&c->rd);
+    if (want == 0 || want > READ_CHUNK)
+        want = READ_CHUNK;
     uint8_t *p = NULL;
     size_t avail = 0;
-    if (pc_proto_reader_reserve(&c->rd, READ_CHUNK, &p, &avail) < 0)
+    if (pc_proto_reader_reserve(&c->rd, want, &p, &avail) < 0)
         avail = 0; /* libuv reports UV_ENOBUFS to read_cb */
-    *buf = uv_buf_init((char *)p, (unsigned)avail);
+    *buf = uv_buf_init((char *)p, (unsigned)(avail < want ? avail : want));
+}
+
+/*
+ * n bytes arrived in the shared buffer: whole frames are dispatched
+ * straight from it, and what is left -- a partial frame, or frames not
+ * processed because the connection paused -- moves to the connection's
+ * own reader before the next read reuses the buffer.
+ *
+ * That is safe because nothing keeps a pointer into a frame body once
+ * dispatch returns (the reader's contract: a body moves on the next
+ * reserve). What outlives dispatch is copied: a FORWARD goes out as a
+ * frame copied into the peer pool's queue (s->scratch, from cur_body, which
+ * is read during handle_request only); MGET keys sent to other owners are
+ * copied into the mfwd_t; a read-through waits on the keystate's copy of
+ * its key; writes copy key and value into the req_t before they wait on
+ * Redis (and hiredis formats its command at once); replicate() and the
+ * hand-off encode into their own buffers; REPLICATE entries and SYNC state
+ * are applied before the handler returns.
+ */
+static void conn_read_shared(conn_t *c, size_t n)
+{
+    if (pc_proto_reader_lend(&c->rd, c->srv->rbuf, n) < 0) {
+        conn_close(c, "input buffered while reading into the shared buffer");
+        return;
+    }
+    conn_process(c);
+    if (c->closing) {
+        pc_proto_reader_free(&c->rd); /* forget the rest */
+        return;
+    }
+    if (pc_proto_reader_keep(&c->rd) < 0) {
+        conn_close(c, "out of memory keeping a partial frame");
+        return;
+    }
+    /* The copy is new memory: the cap, and the trim, see it now. */
+    conn_update_reading(c);
 }
 
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     conn_t *c = st->data;
+    int shared = buf->base != NULL && buf->base == (char *)c->srv->rbuf;
+    if (shared)
+        c->srv->rbuf_busy = 0;
     if (n > 0) {
-        pc_proto_reader_commit(&c->rd, (size_t)n);
+        c->bytes_in += (uint64_t)n;
         c->last_active = now_ms(c->srv);
+        if (shared) {
+            conn_read_shared(c, (size_t)n);
+            return;
+        }
+        pc_proto_reader_commit(&c->rd, (size_t)n);
         conn_process(c);
         return;
     }
@@ -2305,6 +2496,21 @@ static void conn_close(conn_t *c, const char *why)
     uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
 }
 
+/* Why a new connection is refused (BUSY), or NULL. Counted here. */
+static const char *conn_refusal(pc_server_t *s)
+{
+    if (s->shutting_down)
+        return "server shutting down";
+    if (s->nconns > s->max_connections)
+        return "too many connections";
+    srv_buffer_check(s);
+    if (s->buf_full) {
+        s->stats.buffer_full_rejects++;
+        return "server buffer memory full";
+    }
+    return NULL;
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     pc_server_t *s = server->data;
@@ -2321,12 +2527,15 @@ static void on_connection(uv_stream_t *server, int status)
     c->refs = 1; /* the handle */
     pc_list_init(&c->reqs);
     pc_list_push_back(&s->conns, &c->link);
-    /* A peer's sealed frame carries a request of up to max_frame. */
-    pc_proto_reader_init(&c->rd, s->limits.max_frame +
-                                     (pc_guard_on(s->guard) ? PC_SEAL_OVERHEAD : 0));
+    /* Sealed peer frames fit too: max-frame leaves room for the seal
+     * beside the largest key and value (FRAME_SLACK in pc_config.c). */
+    pc_proto_reader_init(&c->rd, s->limits.max_frame);
     c->authed = !s->token_required;
     pc_buf_init(&c->out, 0);
     pc_buf_init(&c->wbuf, 0);
+    pc_proto_reader_account(&c->rd, &s->buf_bytes);
+    pc_buf_set_account(&c->out, &s->buf_bytes);
+    pc_buf_set_account(&c->wbuf, &s->buf_bytes);
     c->last_active = now_ms(s);
     s->nconns++;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
@@ -2349,12 +2558,11 @@ static void on_connection(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&c->tcp, 1);
     s->stats.connections_total++;
-    if (s->nconns > s->max_connections || s->shutting_down) {
+    const char *refused = conn_refusal(s);
+    if (refused != NULL) {
         /* Refuse at once, with a reason the client can read. */
         s->stats.connections_rejected++;
-        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BUSY,
-                              s->shutting_down ? "server shutting down"
-                                               : "too many connections");
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BUSY, refused);
         conn_close(c, NULL);
         return;
     }
@@ -2362,6 +2570,53 @@ static void on_connection(uv_stream_t *server, int status)
 }
 
 /* ---- timers ------------------------------------------------------------- */
+
+/*
+ * The time limits of one connection, checked every tick (so they fire
+ * within TICK_MS of their due time). The clocks are kept by
+ * conn_limits_note; a clock not running is 0.
+ */
+static void conn_check_limits(conn_t *c, uint64_t now)
+{
+    pc_server_t *s = c->srv;
+    if (c->closing)
+        return;
+    if (s->frame_timeout_ms > 0 && c->frame_since != 0 &&
+        now - c->frame_since >= s->frame_timeout_ms) {
+        s->stats.frame_timeouts++;
+        pc_log_info(s->log, "client %s: frame not complete %llu ms after it began; closing",
+                    c->peer, (unsigned long long)(now - c->frame_since));
+        /* Tell it why, like a bad frame: it may be a client that is only
+         * slow, and it is still reading. */
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BAD_REQUEST,
+                              "frame not complete within the frame timeout");
+        conn_close(c, NULL);
+        return;
+    }
+    if (c->out_since != 0 && now - c->out_since >= s->output_timeout_ms) {
+        s->stats.output_timeouts++;
+        pc_log_info(s->log, "client %s: %zu bytes of replies unread for %llu ms; closing",
+                    c->peer, conn_queued(c) + c->held,
+                    (unsigned long long)(now - c->out_since));
+        conn_close(c, "output timeout");
+        return;
+    }
+    if (s->idle_timeout_ms > 0 && c->nreqs == 0 && !c->writing && !c->auth_pending &&
+        now - c->last_active >= s->idle_timeout_ms) {
+        s->stats.idle_timeouts++;
+        conn_close(c, "idle timeout");
+        return;
+    }
+    /* Quiet for a tick with nothing queued: large output buffers go (see
+     * conn_limits_note), so a connection that once fetched a large value
+     * does not keep its memory while idle. */
+    if (!c->writing && c->out.len == 0 && now - c->last_active >= TICK_MS) {
+        if (c->out.cap > CONN_BUF_KEEP)
+            pc_buf_free(&c->out);
+        if (c->wbuf.cap > CONN_BUF_KEEP)
+            pc_buf_free(&c->wbuf);
+    }
+}
 
 static void tick_cb(uv_timer_t *t)
 {
@@ -2376,18 +2631,17 @@ static void tick_cb(uv_timer_t *t)
     while (n != &s->conns) {
         conn_t *c = pc_list_entry(n, conn_t, link);
         n = n->next;
-        if (c->closing)
-            continue;
-        if (c->auth_pending && now >= c->auth_until) {
+        if (!c->closing && c->auth_pending && now >= c->auth_until) {
             /* May close c, but a closing conn stays listed until its
              * handle's close callback, so n is still good. */
             auth_release(c);
             continue;
         }
-        if (s->idle_timeout_ms != 0 && c->nreqs == 0 && !c->writing && !c->auth_pending &&
-            now - c->last_active >= s->idle_timeout_ms)
-            conn_close(c, "idle timeout");
+        conn_check_limits(c, now);
     }
+    /* A safety net: the cap is rechecked wherever memory goes down, and
+     * here too, so no connection stays paused once memory is free. */
+    srv_buffer_check(s);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -2786,6 +3040,10 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     s->idle_timeout_ms = cfg->idle_timeout_ms;
     s->max_inflight = cfg->max_inflight ? cfg->max_inflight : 1;
     s->max_output = cfg->max_output;
+    s->frame_timeout_ms = cfg->frame_timeout_ms;
+    s->output_timeout_ms = cfg->output_timeout_ms ? cfg->output_timeout_ms : 1;
+    s->max_buffer_memory = cfg->max_buffer_memory ? cfg->max_buffer_memory : SIZE_MAX;
+    s->rbuf = malloc(READ_CHUNK);
     s->shutdown_timeout_ms = cfg->shutdown_timeout_ms;
     s->sweep_interval_ms = cfg->sweep_interval_ms;
     s->ks_nbuckets = 64;
@@ -2799,7 +3057,7 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
         s->slot_epoch = calloc(PC_RING_SLOTS, sizeof *s->slot_epoch);
         s->slot_gained = calloc(PC_RING_SLOTS, sizeof *s->slot_gained);
     }
-    if (s->listen == NULL || s->name == NULL || s->ks_buckets == NULL ||
+    if (s->listen == NULL || s->name == NULL || s->ks_buckets == NULL || s->rbuf == NULL ||
         (cluster != NULL && (s->slot_epoch == NULL || s->slot_gained == NULL)) ||
         pc_proto_decoder_new(&s->limits, &s->dec) < 0 ||
         pc_proto_decoder_new(&s->limits, &s->pdec) < 0) {
@@ -2960,6 +3218,9 @@ void pc_server_free(pc_server_t **sp)
         hsend_free(h);
     }
     pc_buf_free(&s->scratch);
+    if (s->buf_bytes != 0)
+        pc_log_error(s->log, "connection buffer accounting is off by %zu bytes", s->buf_bytes);
+    free(s->rbuf);
     pc_proto_decoder_free(&s->dec);
     pc_proto_decoder_free(&s->pdec);
     free(s->listen);

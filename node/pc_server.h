@@ -10,9 +10,14 @@
  * Responses on a connection leave in request order, whatever order the
  * backend answers in.
  *
- * Resource bounds per connection: input buffer (one max frame plus a read
- * chunk), requests in flight (max_inflight; reading pauses at the limit),
- * queued output (max_output; reading pauses until the client drains it).
+ * Resource bounds per connection: input buffer (a partial frame, at most
+ * one max frame; whole requests are read from one buffer all connections
+ * share), requests in flight (max_inflight; reading pauses at the limit),
+ * queued output (max_output; reading pauses until the client drains it,
+ * and a client that takes nothing for output_timeout is dropped), a frame
+ * deadline (frame_timeout) and idle timeout. Across connections: their
+ * buffers together (max_buffer_memory; over it nobody is read and new
+ * connections are refused). docs/OPERATIONS.md lists them all.
  *
  * Thread rules: loop thread only. The store may be shared with others.
  */

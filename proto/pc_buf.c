@@ -19,6 +19,7 @@ void pc_buf_init(pc_buf_t *b, size_t max)
     b->len = 0;
     b->cap = 0;
     b->max = max;
+    b->acct = NULL;
 }
 
 /* The struct documents max == 0 as "no cap"; resolve it in one place so a
@@ -28,8 +29,19 @@ static size_t buf_max(const pc_buf_t *b)
     return b->max != 0 ? b->max : SIZE_MAX;
 }
 
+void pc_buf_set_account(pc_buf_t *b, size_t *acct)
+{
+    if (b->acct != NULL)
+        *b->acct -= b->cap;
+    b->acct = acct;
+    if (acct != NULL)
+        *acct += b->cap;
+}
+
 void pc_buf_free(pc_buf_t *b)
 {
+    if (b->acct != NULL)
+        *b->acct -= b->cap;
     free(b->data);
     b->data = NULL;
     b->len = 0;
@@ -62,6 +74,8 @@ int pc_buf_reserve(pc_buf_t *b, size_t n)
     uint8_t *p = realloc(b->data, ncap);
     if (p == NULL)
         return PC_ENOMEM;
+    if (b->acct != NULL)
+        *b->acct += ncap - b->cap;
     b->data = p;
     b->cap = ncap;
     return 0;

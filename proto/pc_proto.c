@@ -173,12 +173,58 @@ void pc_proto_reader_init(pc_proto_reader_t *r, uint32_t max_frame)
     size_t slack = 4 + (size_t)PC_PROTO_READ_CHUNK;
     cap = cap > SIZE_MAX - slack ? SIZE_MAX : cap + slack;
     pc_buf_init(&r->buf, cap);
+    r->lent = NULL;
+    r->lent_len = 0;
 }
 
 void pc_proto_reader_free(pc_proto_reader_t *r)
 {
     pc_buf_free(&r->buf);
     r->off = 0;
+    r->lent = NULL;
+    r->lent_len = 0;
+}
+
+void pc_proto_reader_account(pc_proto_reader_t *r, size_t *acct)
+{
+    pc_buf_set_account(&r->buf, acct);
+}
+
+/* The bytes next() reads from: the lent ones while there are, else ours. */
+static const uint8_t *reader_bytes(const pc_proto_reader_t *r, size_t *len)
+{
+    if (r->lent != NULL) {
+        *len = r->lent_len;
+        return r->lent;
+    }
+    *len = r->buf.len;
+    return r->buf.data;
+}
+
+int pc_proto_reader_lend(pc_proto_reader_t *r, const uint8_t *p, size_t n)
+{
+    if (pc_proto_reader_pending(r) != 0 || p == NULL)
+        return PC_EINVAL;
+    pc_buf_free(&r->buf);
+    r->off = 0;
+    r->lent = p;
+    r->lent_len = n;
+    return 0;
+}
+
+int pc_proto_reader_keep(pc_proto_reader_t *r)
+{
+    if (r->lent == NULL)
+        return 0;
+    const uint8_t *tail = r->lent + r->off;
+    size_t n = r->lent_len - r->off;
+    r->lent = NULL;
+    r->lent_len = 0;
+    r->off = 0;
+    r->buf.len = 0;
+    if (n > r->buf.max)
+        return PC_ETOOBIG;
+    return pc_buf_append(&r->buf, tail, n);
 }
 
 /* Moves the unconsumed tail to the front. Only reserve() and feed() call
@@ -193,6 +239,9 @@ static void reader_compact(pc_proto_reader_t *r)
 
 int pc_proto_reader_reserve(pc_proto_reader_t *r, size_t want, uint8_t **p, size_t *avail)
 {
+    int krc = pc_proto_reader_keep(r);
+    if (krc != 0)
+        return krc;
     reader_compact(r);
     if (r->buf.len == 0 && r->buf.cap > READER_KEEP)
         pc_buf_free(&r->buf);
@@ -204,7 +253,19 @@ int pc_proto_reader_reserve(pc_proto_reader_t *r, size_t want, uint8_t **p, size
         want = PC_PROTO_READ_CHUNK;
     if (want > room)
         want = room;
+    /* Growth doubles, but not past the end of the frame being read when
+     * the caller asks for no more than its rest: a partial frame then
+     * costs its own size, not up to twice that. */
+    size_t max = r->buf.max, end = 0;
+    if (r->buf.len >= 4) {
+        uint32_t n = get_be32(r->buf.data);
+        if (n != 0 && n <= r->max_frame)
+            end = 4 + (size_t)n;
+    }
+    if (end != 0 && r->buf.len + want <= end && end < max)
+        r->buf.max = end;
     int rc = pc_buf_reserve(&r->buf, want);
+    r->buf.max = max;
     if (rc != 0)
         return rc;
     *p = r->buf.data + r->buf.len;
@@ -222,6 +283,9 @@ void pc_proto_reader_commit(pc_proto_reader_t *r, size_t n)
 
 int pc_proto_reader_feed(pc_proto_reader_t *r, const void *p, size_t n)
 {
+    int krc = pc_proto_reader_keep(r);
+    if (krc != 0)
+        return krc;
     reader_compact(r);
     if (n > r->buf.max - r->buf.len)
         return PC_ETOOBIG;
@@ -230,10 +294,12 @@ int pc_proto_reader_feed(pc_proto_reader_t *r, const void *p, size_t n)
 
 int pc_proto_reader_next(pc_proto_reader_t *r, const uint8_t **body, uint32_t *len)
 {
-    size_t pending = r->buf.len - r->off;
+    size_t have;
+    const uint8_t *bytes = reader_bytes(r, &have);
+    size_t pending = have - r->off;
     if (pending < 4)
         return 0;
-    const uint8_t *h = r->buf.data + r->off;
+    const uint8_t *h = bytes + r->off;
     uint32_t n = get_be32(h);
     if (n == 0)
         return PC_EPROTO;
@@ -249,7 +315,25 @@ int pc_proto_reader_next(pc_proto_reader_t *r, const uint8_t **body, uint32_t *l
 
 size_t pc_proto_reader_pending(const pc_proto_reader_t *r)
 {
-    return r->buf.len - r->off;
+    size_t have;
+    reader_bytes(r, &have);
+    return have - r->off;
+}
+
+size_t pc_proto_reader_missing(const pc_proto_reader_t *r)
+{
+    size_t have;
+    const uint8_t *bytes = reader_bytes(r, &have);
+    size_t pending = have - r->off;
+    if (pending == 0)
+        return 0;
+    if (pending < 4)
+        return 4 - pending;
+    uint32_t n = get_be32(bytes + r->off);
+    if (n == 0 || n > r->max_frame)
+        return 0;
+    size_t whole = 4 + (size_t)n;
+    return pending >= whole ? 0 : whole - pending;
 }
 
 /* ---- validation ------------------------------------------------------ */

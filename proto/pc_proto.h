@@ -227,8 +227,10 @@ typedef struct pc_response {
 
 typedef struct pc_proto_reader {
     pc_buf_t buf;       /* buffered bytes */
-    size_t off;         /* start of the first unconsumed frame in buf */
+    size_t off;         /* start of the first unconsumed frame (in lent or buf) */
     uint32_t max_frame; /* largest body accepted */
+    const uint8_t *lent; /* pc_proto_reader_lend: the caller's bytes, or NULL */
+    size_t lent_len;
 } pc_proto_reader_t;
 
 /* No allocation. max_frame 0 = PC_PROTO_DEFAULT_MAX_FRAME. The buffer is
@@ -236,9 +238,14 @@ typedef struct pc_proto_reader {
  * (not kept at its high-water mark) whenever reserve() finds it empty and
  * larger than 4 * PC_PROTO_READ_CHUNK, so idle connections stay small. */
 void pc_proto_reader_init(pc_proto_reader_t *r, uint32_t max_frame);
-/* Frees the buffer; the reader may be initialised again. */
+/* Frees the buffer (and forgets lent bytes without keeping them). The
+ * reader stays usable, empty, with its max_frame and counter. */
 void pc_proto_reader_free(pc_proto_reader_t *r);
+/* Counts the buffer's allocation in *acct (pc_buf_set_account). */
+void pc_proto_reader_account(pc_proto_reader_t *r, size_t *acct);
 /* Gives at least min(want, room) writable bytes at *p (*avail of them).
+ * While the rest of a partial frame is at least want, the buffer grows no
+ * further than that frame's end. 
  * 0, PC_ENOMEM, or PC_ETOOBIG if no room is left (cannot happen while
  * next() is drained, because the buffer holds one max frame plus `want`). */
 int pc_proto_reader_reserve(pc_proto_reader_t *r, size_t want, uint8_t **p, size_t *avail);
@@ -257,6 +264,31 @@ int pc_proto_reader_feed(pc_proto_reader_t *r, const void *p, size_t n);
 int pc_proto_reader_next(pc_proto_reader_t *r, const uint8_t **body, uint32_t *len);
 /* Bytes buffered and not yet returned by next(). */
 size_t pc_proto_reader_pending(const pc_proto_reader_t *r);
+/* Bytes still missing from the first frame next() has not returned: the
+ * rest of its length prefix, or of its body. 0 when nothing is pending,
+ * when next() has a whole frame to return, and when the prefix is one
+ * next() rejects. So pending() > 0 with missing() > 0 is a partial frame,
+ * and missing() is how much a read needs to complete it. */
+size_t pc_proto_reader_missing(const pc_proto_reader_t *r);
+
+/*
+ * Lending: a caller that read bytes into memory of its own (say one read
+ * buffer shared by many connections, so that idle ones hold none) lets
+ * next() return frames straight from there, without a copy:
+ *   lend(r, p, n)   only while pending() == 0, else PC_EINVAL. The
+ *                   reader's own (empty) buffer is released.
+ *   next() ...      bodies point into p, valid until the caller reuses p.
+ *   keep(r)         before p is reused: copies what next() did not return
+ *                   (a partial frame, or frames not taken yet) into the
+ *                   reader's own buffer and forgets p. 0 (also when
+ *                   nothing is lent), PC_ENOMEM or PC_ETOOBIG (more than
+ *                   the buffer's cap); on error those bytes are lost and
+ *                   the reader is empty: close the connection.
+ * reserve() and feed() keep() first; free() forgets lent bytes. So the
+ * reader never writes to, moves or frees lent memory.
+ */
+int pc_proto_reader_lend(pc_proto_reader_t *r, const uint8_t *p, size_t n);
+int pc_proto_reader_keep(pc_proto_reader_t *r);
 
 /* ---- message decoding ------------------------------------------------ */
 

@@ -638,6 +638,99 @@ static void test_bad_frames_close_only_that_connection(void **state)
     pc_client_free(&other);
 }
 
+/*
+ * Key, value and MGET key count over the node's limits, on the wire (the
+ * library would refuse some before sending): each is answered TOO_LARGE,
+ * and the connection keeps working. At the limit they pass.
+ */
+static void test_request_limits_on_the_wire(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--redis", "none", "--max-key", "100", "--max-value", "1000",
+                          "--max-mget-keys", "8", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    uint8_t key[101], val[1001];
+    memset(key, 'k', sizeof key);
+    memset(val, 'v', sizeof val);
+    pc_bytes_t keys[9];
+    for (int i = 0; i < 9; i++)
+        keys[i] = (pc_bytes_t){key, (uint32_t)(10 + i)};
+    pc_request_t rq[] = {
+        {.op = PC_OP_SET, .key = {key, 101}, .value = {val, 1}},   /* key over */
+        {.op = PC_OP_SET, .key = {key, 100}, .value = {val, 1}},   /* at the limit */
+        {.op = PC_OP_SET, .key = {key, 10}, .value = {val, 1001}}, /* value over */
+        {.op = PC_OP_SET, .key = {key, 10}, .value = {val, 1000}}, /* at the limit */
+        {.op = PC_OP_GET, .key = {key, 101}},                      /* key over */
+        {.op = PC_OP_MGET, .nkeys = 9, .keys = keys},              /* 9 keys: over */
+        {.op = PC_OP_MGET, .nkeys = 8, .keys = keys},              /* 8: fine */
+        {.op = PC_OP_PING},
+    };
+    const uint32_t want[] = {PC_ST_TOO_LARGE, PC_ST_OK, PC_ST_TOO_LARGE, PC_ST_OK,
+                             PC_ST_TOO_LARGE, PC_ST_TOO_LARGE, PC_ST_OK, PC_ST_OK};
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    for (size_t i = 0; i < sizeof rq / sizeof rq[0]; i++) {
+        rq[i].id = i + 1;
+        assert_int_equal(pc_proto_encode_request(&out, &rq[i]), 0);
+    }
+    int fd = pc_h_connect(node.port, 5000);
+    assert_true(fd >= 0);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    pc_buf_free(&out);
+    expect_statuses(fd, (int)(sizeof want / sizeof want[0]), want);
+    close(fd);
+    int st = pc_h_stop(&node, SIGTERM, 10000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Answers in request order, ids 1.. n, all NOT_FOUND. */
+static int check_not_found(void *arg, int i, const pc_response_t *r)
+{
+    (void)arg;
+    return r->id != (uint64_t)i + 1 || r->status != PC_ST_NOT_FOUND;
+}
+
+/*
+ * --max-inflight: with Redis stalled, a pipeline of misses on distinct
+ * keys stops being read after max-inflight of them: exactly that many
+ * Redis reads go out, however many requests wait in the socket. Once
+ * Redis answers, the rest follows, in order.
+ */
+static void test_max_inflight_pauses_reading(void **state)
+{
+    (void)state;
+    env_t e;
+    assert_int_equal(env_up(&e, "--redis-timeout", "10000", "--max-inflight", "4", NULL), 0);
+    enum { N = 50 };
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    char k[N][16];
+    for (int i = 0; i < N; i++) {
+        snprintf(k[i], sizeof k[i], "inflight:%d", i);
+        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
+                            .key = {(const uint8_t *)k[i], (uint32_t)strlen(k[i])}};
+        assert_int_equal(pc_proto_encode_request(&out, &get), 0);
+    }
+    int64_t reads0 = stat_of(e.cl, "backend_reads");
+    int fd = pc_h_connect(e.node.port, 10000);
+    assert_true(fd >= 0);
+    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_send_all(fd, &out), 0); /* ~1 KiB: one read takes all */
+    pc_buf_free(&out);
+    stat_arg_t four = {e.cl, "backend_reads", reads0 + 4};
+    assert_true(pc_h_poll(stat_reached, &four, 5000));
+    /* more loop turns on the node: still 4 */
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(pc_client_ping(e.cl), 0);
+    assert_int_equal(stat_of(e.cl, "backend_reads"), reads0 + 4);
+    kill(e.redis.pid, SIGCONT);
+    assert_int_equal(pc_h_read_responses(fd, N, check_not_found, NULL), N);
+    assert_int_equal(stat_of(e.cl, "backend_reads"), reads0 + N);
+    close(fd);
+    env_down(&e);
+}
+
 /* ---- the CLI ------------------------------------------------------------- */
 
 static void test_cli(void **state)
@@ -1235,13 +1328,17 @@ static void test_max_connections_and_idle_timeout(void **state)
     assert_int_equal(pc_h_node_start(&node, args), 0);
     int a = pc_h_connect(node.port, 5000), b = pc_h_connect(node.port, 5000);
     assert_true(a >= 0 && b >= 0);
-    /* the third is refused at once, with BUSY */
+    /* the third is refused at once, with BUSY, without sending anything
+     * (not queued until a place frees) */
     int c = pc_h_connect(node.port, 5000);
     assert_true(c >= 0);
     uint8_t buf[256];
     size_t got = 0;
+    uint64_t t_refused = pc_h_now_ms();
     assert_int_equal(pc_h_wait_closed(c, buf, sizeof buf, &got), 1);
-    assert_true(got > 4);
+    assert_true(pc_h_now_ms() - t_refused < 4000);
+    struct conn_error busy = {PC_ST_BUSY};
+    assert_int_equal(pc_h_decode_responses(buf, got, check_conn_error, &busy), 1);
     close(c);
     /* idle ones are closed by the node after the idle timeout */
     uint64_t t0 = pc_h_now_ms();
@@ -1520,6 +1617,8 @@ int main(void)
         cmocka_unit_test(test_prefix_namespaces_keys),
         cmocka_unit_test(test_memory_only_mode),
         cmocka_unit_test(test_max_connections_and_idle_timeout),
+        cmocka_unit_test(test_request_limits_on_the_wire),
+        cmocka_unit_test(test_max_inflight_pauses_reading),
         cmocka_unit_test(test_client_failover_and_reconnect),
         cmocka_unit_test(test_slow_reader_memory_is_bounded),
         cmocka_unit_test(test_sigterm_drains_in_flight),

@@ -525,6 +525,9 @@ static void test_example_config_file(void **state)
     assert_int_equal(cfg.redis_timeout_ms, 500);
     assert_int_equal(cfg.memory, 256 * MIB);
     assert_int_equal(cfg.idle_timeout_ms, 300000);
+    assert_int_equal(cfg.output_timeout_ms, 10000);
+    assert_int_equal(cfg.frame_timeout_ms, 10000);
+    assert_int_equal(cfg.max_buffer_memory, 256 * MIB);
     assert_string_equal(cfg.join, "127.0.0.1:7401,127.0.0.1:7402");
     assert_string_equal(cfg.gossip, "127.0.0.1:7400");
     assert_string_equal(cfg.advertise, "127.0.0.1:7400");

@@ -238,6 +238,50 @@ static void test_buf_cap(void **state)
     pc_buf_free(&b);
 }
 
+/* The counter always holds the sum of the allocations of the buffers that
+ * share it, through growth, copies, swaps and frees. */
+static void test_buf_account(void **state)
+{
+    (void)state;
+    size_t total = 0, other = 0;
+    pc_buf_t a, b;
+    pc_buf_init(&a, 0);
+    pc_buf_init(&b, 0);
+    pc_buf_set_account(&a, &total);
+    pc_buf_set_account(&b, &total);
+    assert_int_equal(total, 0);
+    assert_int_equal(pc_buf_append(&a, "hello", 5), 0);
+    assert_int_equal(total, a.cap);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(pc_buf_append(&b, "0123456789", 10), 0);
+    assert_int_equal(total, a.cap + b.cap);
+    /* what a failed append leaves (nothing grows past max) stays counted */
+    b.max = b.cap;
+    assert_int_equal(pc_buf_reserve(&b, b.cap), PC_ETOOBIG);
+    assert_int_equal(total, a.cap + b.cap);
+    b.max = 0;
+    /* swapping two buffers of one owner keeps the total */
+    pc_buf_t t = a;
+    a = b;
+    b = t;
+    pc_buf_consume(&a, 50);
+    pc_buf_reset(&b);
+    assert_int_equal(total, a.cap + b.cap);
+    /* moving a buffer to another counter moves what it holds */
+    size_t acap = a.cap;
+    pc_buf_set_account(&a, &other);
+    assert_int_equal(other, acap);
+    assert_int_equal(total, b.cap);
+    pc_buf_free(&a);
+    assert_int_equal(other, 0);
+    assert_int_equal(pc_buf_append(&a, "again", 5), 0); /* keeps its counter */
+    assert_int_equal(other, a.cap);
+    pc_buf_free(&a);
+    pc_buf_free(&b);
+    assert_int_equal(total, 0);
+    assert_int_equal(other, 0);
+}
+
 /* ---- pc_addr ----------------------------------------------------------- */
 
 static void test_addr_good(void **state)
@@ -1029,6 +1073,24 @@ static void test_reader_shrink(void **state)
     assert_true(r.buf.cap <= 4 * (size_t)PC_PROTO_READ_CHUNK);
     assert_true(avail >= PC_PROTO_READ_CHUNK);
 
+    /* Read in chunks no bigger than the rest of the frame, it costs its own
+     * size: the buffer's doubling stops at the frame's end. */
+    pc_proto_reader_free(&r);
+    size_t at = 0;
+    while (at < big + 4) {
+        size_t want = pc_proto_reader_missing(&r);
+        if (want == 0 || want > PC_PROTO_READ_CHUNK)
+            want = PC_PROTO_READ_CHUNK;
+        assert_int_equal(pc_proto_reader_reserve(&r, want, &p, &avail), 0);
+        size_t k = want < big + 4 - at ? want : big + 4 - at;
+        memcpy(p, frame + at, k);
+        pc_proto_reader_commit(&r, k);
+        at += k;
+    }
+    assert_true(r.buf.cap == big + 4);
+    assert_int_equal(pc_proto_reader_next(&r, &body, &len), 1);
+    assert_int_equal(len, big);
+
     /* Big frame plus the start of the next one: nothing is released. */
     pc_proto_reader_free(&r);
     pc_proto_reader_init(&r, 0);
@@ -1040,6 +1102,130 @@ static void test_reader_shrink(void **state)
     assert_memory_equal(r.buf.data, "\x00\x00\x00\x05\x94\x01", 6);
     pc_proto_reader_free(&r);
     free(frame);
+}
+
+static void test_reader_missing(void **state)
+{
+    (void)state;
+    pc_proto_reader_t r;
+    pc_proto_reader_init(&r, 16);
+    const uint8_t frame[] = {0, 0, 0, 3, 0x92, 0x02, 0x01, 0, 0};
+    const uint8_t *body;
+    uint32_t len;
+    assert_int_equal(pc_proto_reader_missing(&r), 0); /* nothing pending */
+    assert_int_equal(pc_proto_reader_feed(&r, frame, 1), 0);
+    assert_int_equal(pc_proto_reader_missing(&r), 3); /* rest of the prefix */
+    assert_int_equal(pc_proto_reader_feed(&r, frame + 1, 4), 0);
+    assert_int_equal(pc_proto_reader_missing(&r), 2); /* rest of the body */
+    assert_int_equal(pc_proto_reader_feed(&r, frame + 5, 2), 0);
+    assert_int_equal(pc_proto_reader_missing(&r), 0); /* a whole frame waits */
+    assert_int_equal(pc_proto_reader_feed(&r, frame + 7, 2), 0);
+    assert_int_equal(pc_proto_reader_missing(&r), 0); /* ... still */
+    assert_int_equal(pc_proto_reader_next(&r, &body, &len), 1);
+    assert_int_equal(pc_proto_reader_missing(&r), 2); /* the next one's prefix */
+    pc_proto_reader_free(&r);
+
+    /* a prefix next() rejects: nothing to wait for */
+    const uint8_t over[] = {0, 0, 0, 17};
+    pc_proto_reader_init(&r, 16);
+    assert_int_equal(pc_proto_reader_feed(&r, over, 4), 0);
+    assert_int_equal(pc_proto_reader_missing(&r), 0);
+    pc_proto_reader_free(&r);
+}
+
+/* Frames come straight out of lent memory; keep() copies only what is left,
+ * and the reader never writes or frees the lent bytes. */
+static void test_reader_lend_keep(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    pc_request_t reqs[16];
+    size_t n;
+    pc_buf_t all;
+    encode_all_requests(&all, reqs, &n);
+    size_t acct = 0;
+    pc_proto_reader_t r;
+    pc_proto_reader_init(&r, 0);
+    pc_proto_reader_account(&r, &acct);
+
+    /* The stream in chunks of 37 bytes, each lent from one scratch buffer
+     * that is overwritten between chunks (as a shared read buffer is). */
+    uint8_t scratch[37];
+    size_t got = 0, at = 0;
+    while (at < all.len) {
+        size_t k = all.len - at < sizeof scratch ? all.len - at : sizeof scratch;
+        memcpy(scratch, all.data + at, k);
+        at += k;
+        if (pc_proto_reader_pending(&r) == 0) {
+            assert_int_equal(pc_proto_reader_lend(&r, scratch, k), 0);
+            assert_int_equal(acct, 0); /* its own buffer went back */
+        } else {
+            assert_int_equal(pc_proto_reader_lend(&r, scratch, k), PC_EINVAL);
+            assert_int_equal(pc_proto_reader_feed(&r, scratch, k), 0);
+        }
+        const uint8_t *body;
+        uint32_t len;
+        while (pc_proto_reader_next(&r, &body, &len) == 1) {
+            pc_request_t rq;
+            assert_int_equal(pc_proto_decode_request(d, body, len, &rq), 0);
+            assert_int_equal(rq.id, reqs[got].id);
+            assert_int_equal(rq.op, reqs[got].op);
+            got++;
+        }
+        size_t pending = pc_proto_reader_pending(&r);
+        assert_int_equal(pc_proto_reader_keep(&r), 0);
+        assert_int_equal(pc_proto_reader_pending(&r), pending);
+        assert_int_equal(acct, r.buf.cap);
+        memset(scratch, 0xc1, sizeof scratch); /* the next read reuses it */
+    }
+    assert_int_equal(got, n);
+    assert_int_equal(pc_proto_reader_pending(&r), 0);
+
+    /* Whole frames not taken yet are kept too, and come out later. */
+    assert_int_equal(pc_proto_reader_lend(&r, all.data, all.len), 0);
+    const uint8_t *body;
+    uint32_t len;
+    assert_int_equal(pc_proto_reader_next(&r, &body, &len), 1);
+    assert_true(body > all.data && body < all.data + all.len); /* no copy */
+    assert_int_equal(pc_proto_reader_keep(&r), 0);
+    assert_int_equal(pc_proto_reader_keep(&r), 0); /* nothing lent: no-op */
+    size_t later = 0;
+    while (pc_proto_reader_next(&r, &body, &len) == 1) {
+        assert_true(body >= r.buf.data && body < r.buf.data + r.buf.len);
+        later++;
+    }
+    assert_int_equal(later, n - 1);
+
+    /* reserve() keeps first: lent bytes are never written over */
+    pc_proto_reader_free(&r);
+    assert_int_equal(acct, 0);
+    uint8_t half[] = {0, 0, 0, 9, 0x93};
+    assert_int_equal(pc_proto_reader_lend(&r, half, sizeof half), 0);
+    uint8_t *p;
+    size_t avail;
+    assert_int_equal(pc_proto_reader_reserve(&r, 16, &p, &avail), 0);
+    assert_true(p < half || p >= half + sizeof half);
+    assert_int_equal(pc_proto_reader_pending(&r), 5);
+    assert_int_equal(pc_proto_reader_missing(&r), 8);
+    assert_int_equal(acct, r.buf.cap);
+    /* free() forgets lent bytes without touching them */
+    pc_proto_reader_free(&r);
+    assert_int_equal(pc_proto_reader_lend(&r, half, sizeof half), 0);
+    pc_proto_reader_free(&r);
+    assert_int_equal(pc_proto_reader_pending(&r), 0);
+    assert_int_equal(acct, 0);
+
+    /* more than the reader's cap cannot be kept */
+    pc_proto_reader_t small;
+    pc_proto_reader_init(&small, 16);
+    size_t big = 16 + 4 + PC_PROTO_READ_CHUNK + 1;
+    uint8_t *junk = calloc(1, big);
+    junk[3] = 16;
+    assert_int_equal(pc_proto_reader_lend(&small, junk, big), 0);
+    assert_int_equal(pc_proto_reader_keep(&small), PC_ETOOBIG);
+    assert_int_equal(pc_proto_reader_pending(&small), 0);
+    pc_proto_reader_free(&small);
+    free(junk);
+    pc_buf_free(&all);
 }
 
 /* ---- validation and malformed input ------------------------------------ */
@@ -2162,6 +2348,7 @@ int main(void)
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_status_mapping),
         cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_buf_account),
         cmocka_unit_test(test_addr_good),
         cmocka_unit_test(test_addr_bad),
         cmocka_unit_test(test_addr_list),
@@ -2181,6 +2368,8 @@ int main(void)
         cmocka_unit_test(test_reader_bad_prefix),
         cmocka_unit_test(test_reader_cap),
         cmocka_unit_test(test_reader_shrink),
+        cmocka_unit_test(test_reader_missing),
+        cmocka_unit_test_setup_teardown(test_reader_lend_keep, setup_decoder, teardown_decoder),
         cmocka_unit_test(test_validate_basics),
         cmocka_unit_test_setup_teardown(test_deep_nesting, setup_decoder, teardown_decoder),
         cmocka_unit_test_setup_teardown(test_malformed_decode, setup_decoder, teardown_decoder),
