@@ -750,6 +750,64 @@ static void test_key_rotation_under_load(void **state)
     pc_h_stop(&redis, SIGKILL, 5000);
 }
 
+/* Both members alive, as the node the client asks sees it. */
+static int two_alive(void *p)
+{
+    pc_cluster_info_t *info = NULL;
+    if (pc_client_cluster(p, &info) != 0)
+        return 0;
+    size_t alive = 0;
+    for (size_t i = 0; i < info->nmembers; i++)
+        alive += info->members[i].state == PC_CLIENT_MEMBER_ALIVE;
+    pc_cluster_info_free(&info);
+    return alive == 2;
+}
+
+/* A cluster run --insecure with a client token: peers authenticate their
+ * connections with the token (a HELLO first), so forwarding works, and
+ * FORWARD cannot be used to skip the token. */
+static void test_insecure_cluster_with_token(void **state)
+{
+    (void)state;
+    pc_h_proc_t a, b;
+    const char *tok = tmp_path("cluster.token");
+    write_file(tok, "tok-2\n", 0600);
+    const char *aa[] = {"--redis", "none", "--insecure", "--token-file", tok, FAST_PROBE, NULL};
+    assert_int_equal(pc_h_node_start(&a, aa), 0);
+    const char *ab[] = {"--redis", "none", "--insecure", "--token-file", tok, FAST_PROBE,
+                        "--join", a.addr, NULL};
+    assert_int_equal(pc_h_node_start(&b, ab), 0);
+
+    /* Through A only (no ring): about half the keys are B's, forwarded. */
+    pc_client_options_t o = {.nodes = a.addr, .timeout_ms = 3000, .token = "tok-2", .no_ring = 1};
+    pc_client_t *c = NULL;
+    assert_int_equal(pc_client_new(&o, &c), 0);
+    assert_true(pc_h_poll(two_alive, c, 10000));
+    for (int i = 0; i < 40; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "it:%d", i);
+        assert_int_equal(pc_client_set(c, k, strlen(k), "v", 1, NULL, NULL), 0);
+        pc_value_t v = {0};
+        assert_int_equal(pc_client_get(c, k, strlen(k), &v), 0);
+        pc_value_free(&v);
+    }
+    pc_stat_entry_t *st = NULL;
+    size_t n = 0;
+    int64_t forwarded = -1;
+    assert_int_equal(pc_client_stats(c, &st, &n), 0);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(st[i].name, "forwarded") == 0)
+            forwarded = st[i].value;
+    pc_stats_free(st, n);
+    printf("insecure cluster with a token: %lld of 80 requests forwarded A -> B\n",
+           (long long)forwarded);
+    assert_true(forwarded > 0);
+    assert_int_equal(stat_of(&b, "auth_failures"), -1); /* B's STATS need the token too */
+    pc_client_free(&c);
+    assert_int_equal(pc_h_stop(&b, SIGTERM, 10000), 0);
+    assert_int_equal(pc_h_stop(&a, SIGTERM, 10000), 0);
+}
+
 int main(void)
 {
     if (pc_seal_init() != 0)
@@ -760,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_strangers_cannot_join),
         cmocka_unit_test(test_peer_frames_must_be_sealed),
         cmocka_unit_test(test_key_rotation_under_load),
+        cmocka_unit_test(test_insecure_cluster_with_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
