@@ -179,7 +179,8 @@ static const opt_t options[] = {
     {.name = "max-buffer-memory", .type = OPT_SIZE, .metavar = "SIZE", .def = "256mb",
      .offset = FIELD_SIZE(max_buffer_memory), .min = 1 * MIB, .max = SIZE_MAX,
      .help = "Memory all connection buffers together may use (input not\n"
-             "yet processed, replies not yet sent). Over it, reading\n"
+             "yet processed, replies not yet sent). Over it, the biggest\n"
+             "unfinished inputs are closed; until under 7/8 of it, reading\n"
              "pauses and new connections are refused."},
     {.name = "shutdown-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "5000ms",
      .offset = FIELD_U64(shutdown_timeout_ms), .min = 0, .max = UINT64_MAX,

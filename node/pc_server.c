@@ -234,6 +234,7 @@ typedef struct server_stats {
     uint64_t frame_timeouts;
     uint64_t output_timeouts;
     uint64_t buffer_full_rejects; /* connections refused: buffers over the cap */
+    uint64_t buffer_evictions; /* connections closed to bring the buffers under it */
 } server_stats_t;
 
 struct pc_server {
@@ -552,15 +553,56 @@ static void conn_update_reading(conn_t *c)
     }
 }
 
+/* Input smaller than this is never worth a connection: it is at most a
+ * few requests' worth. */
+#define EVICT_MIN_INPUT (64 * 1024)
+
 /*
- * The global cap on connection buffers. Over max_buffer_memory every
- * connection stops reading and new ones are refused; reading resumes for
- * all once the total is back under 7/8 of the cap (a margin, so that a
- * total hovering at the cap does not stop and restart every connection at
- * each read). Memory goes down by itself while nobody reads: buffered
- * whole frames are still processed, answers still drain, and partial
- * frames run into the frame deadline. Called wherever the total may have
- * fallen (a connection processed, freed, or the tick); pausing and
+ * Over the cap, the connections with the most unprocessed input -- a large
+ * frame still arriving, which is what an attacker holding memory looks
+ * like, and whose request nobody has acknowledged -- are closed first
+ * (told BUSY), biggest first, until what remains would be under 7/8 of the
+ * cap. Their memory is released when their handles close, a loop turn
+ * later. Returns how many were closed.
+ */
+static unsigned srv_buffer_evict(pc_server_t *s)
+{
+    size_t total = s->buf_bytes, goal = s->max_buffer_memory - s->max_buffer_memory / 8;
+    unsigned closed = 0;
+    while (total > goal) {
+        conn_t *big = NULL;
+        size_t most = EVICT_MIN_INPUT - 1;
+        for (pc_list_t *n = s->conns.next; n != &s->conns; n = n->next) {
+            conn_t *c = pc_list_entry(n, conn_t, link);
+            if (!c->closing && c->rd.buf.cap > most) {
+                most = c->rd.buf.cap;
+                big = c;
+            }
+        }
+        if (big == NULL)
+            break;
+        s->stats.buffer_evictions++;
+        pc_log_warn(s->log, "client %s: closed, its %zu bytes of unfinished input over "
+                    "--max-buffer-memory", big->peer, most);
+        pc_proto_encode_error(&big->out, 0, 0, PC_ST_BUSY, "server buffer memory full");
+        conn_close(big, NULL);
+        total = total > most ? total - most : 0;
+        closed++;
+    }
+    return closed;
+}
+
+/*
+ * The global cap on connection buffers. Going over max_buffer_memory, the
+ * biggest unfinished inputs are closed (srv_buffer_evict); then, until the
+ * total is back under 7/8 of the cap, every connection stops reading and
+ * new ones are refused. With the evictions that is one loop turn; if what
+ * fills the cap is output or many small inputs, it lasts until memory goes
+ * down by itself: buffered whole frames are still processed, answers
+ * still drain, and partial frames run into the frame deadline. (7/8 is a
+ * margin, so that a total hovering at the cap does not stop and restart
+ * every connection at each read.) Called wherever the total may have
+ * changed (a connection processed, freed, or the tick); pausing and
  * resuming call conn_update_reading, which calls back here: the flag
  * turns that into a no-op.
  */
@@ -569,8 +611,12 @@ static void srv_buffer_check(pc_server_t *s)
     if (s->buf_checking)
         return;
     int full = s->buf_full;
-    if (!full && s->buf_bytes > s->max_buffer_memory)
-        full = 1;
+    if (!full && s->buf_bytes > s->max_buffer_memory) {
+        s->buf_checking = 1;
+        srv_buffer_evict(s);
+        s->buf_checking = 0;
+        full = 1; /* until the evicted connections' memory is released */
+    }
     else if (full && s->buf_bytes < s->max_buffer_memory - s->max_buffer_memory / 8)
         full = 0;
     if (full == s->buf_full)
@@ -2026,6 +2072,7 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
         STAT("buffer_memory", s->buf_bytes),
         STAT("buffer_full", s->buf_full),
         STAT("buffer_full_rejects", s->stats.buffer_full_rejects),
+        STAT("buffer_evictions", s->stats.buffer_evictions),
         STAT("requests", s->stats.requests),
         STAT("bad_frames", s->stats.bad_frames),
         STAT("items", st.items),
