@@ -225,6 +225,17 @@ static void raise_fd_limit(const pc_config_t *cfg, const pc_log_t *log)
                     (unsigned long long)rl.rlim_cur, (unsigned long long)cfg->max_connections);
 }
 
+/*
+ * Startup failed (the reason is printed or logged): exit at once. What was
+ * allocated so far is still referenced from main's frame -- LeakSanitizer
+ * does not count it as leaked -- and the system reclaims it; unwinding
+ * half-started libuv handles would buy nothing.
+ */
+static _Noreturn void startup_failed(int code)
+{
+    exit(code);
+}
+
 int main(int argc, char **argv)
 {
     app_t a;
@@ -250,7 +261,7 @@ int main(int argc, char **argv)
     a.log.name = a.cfg.name;
     if (sodium_init() < 0) {
         fprintf(stderr, "peercached: libsodium failed to initialise\n");
-        return 1;
+        startup_failed(1);
     }
     /* A client that disappears mid-write must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
@@ -260,13 +271,12 @@ int main(int argc, char **argv)
     if (!a.cfg.insecure) {
         if ((rc = pc_keyring_load_file(a.cfg.cluster_key, &kr, err, sizeof err)) < 0) {
             fprintf(stderr, "peercached: --cluster-key: %s\n", err);
-            return 2;
+            startup_failed(2);
         }
     }
     if ((rc = pc_guard_init(&a.guard, kr, a.cfg.replay_window_ms)) < 0) {
-        pc_keyring_free(&kr);
         fprintf(stderr, "peercached: %s\n", pc_strerror(rc));
-        return 1;
+        startup_failed(1);
     }
     if (a.cfg.insecure)
         pc_log_warn(&a.log, "running --insecure: gossip and peer traffic are neither "
@@ -286,7 +296,7 @@ int main(int argc, char **argv)
     };
     if ((rc = pc_store_new(&scfg, &a.store)) < 0) {
         fprintf(stderr, "peercached: store: %s\n", pc_strerror(rc));
-        return 1;
+        startup_failed(1);
     }
     uv_loop_init(&a.loop);
 
@@ -295,13 +305,13 @@ int main(int argc, char **argv)
         int port;
         if (pc_addr_parse(a.cfg.redis, host, sizeof host, &port) < 0) {
             fprintf(stderr, "peercached: --redis: bad address '%s'\n", a.cfg.redis);
-            return 2;
+            startup_failed(2);
         }
         pc_backend_config_t bcfg = {.host = host, .port = port, .prefix = a.cfg.redis_prefix,
                                     .timeout_ms = a.cfg.redis_timeout_ms};
         if ((rc = pc_backend_new(&a.loop, &bcfg, &a.log, &a.backend)) < 0) {
             fprintf(stderr, "peercached: redis: %s\n", pc_strerror(rc));
-            return 1;
+            startup_failed(1);
         }
     }
 
@@ -310,27 +320,24 @@ int main(int argc, char **argv)
                              .max_frame = (uint32_t)a.cfg.max_frame};
     if ((rc = pc_peer_pool_new(&a.loop, &pcfg, &a.log, &a.guard, &a.peers)) < 0) {
         fprintf(stderr, "peercached: peers: %s\n", pc_strerror(rc));
-        return 1;
+        startup_failed(1);
     }
     if ((rc = pc_cluster_new(&a.loop, &a.cfg, a.peers, &a.log, &a.guard, &a.cluster)) < 0) {
         fprintf(stderr, "peercached: cluster: %s\n", pc_strerror(rc));
-        return rc == PC_EINVAL ? 2 : 1;
+        startup_failed(rc == PC_EINVAL ? 2 : 1);
     }
     if ((rc = pc_server_new(&a.loop, &a.cfg, a.store, a.backend, a.cluster, a.peers,
                             &a.guard, &a.log, &a.server)) < 0) {
         fprintf(stderr, "peercached: server: %s\n", pc_strerror(rc));
-        return 1;
+        startup_failed(1);
     }
     if ((rc = load_token(&a, err, sizeof err)) < 0) {
         fprintf(stderr, "peercached: %s\n", err);
-        return 2;
+        startup_failed(2);
     }
     pc_cluster_set_ring_cb(a.cluster, pc_server_ring_changed, a.server);
-    if (pc_server_start(a.server) < 0)
-        return 1; /* reason logged */
-    if (pc_cluster_start(a.cluster) < 0)
-        return 1; /* reason logged */
-
+    /* Signals before the listener: once a client (or a test) can connect,
+     * SIGTERM must already mean a graceful stop, not the default kill. */
     uv_signal_init(&a.loop, &a.sigterm);
     uv_signal_init(&a.loop, &a.sigint);
     uv_signal_init(&a.loop, &a.sighup);
@@ -338,6 +345,10 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
     uv_signal_start(&a.sighup, on_signal, SIGHUP);
+    if (pc_server_start(a.server) < 0)
+        startup_failed(1); /* reason logged */
+    if (pc_cluster_start(a.cluster) < 0)
+        startup_failed(1); /* reason logged */
 
     pc_log_info(&a.log,
                 "peercached %s listening on %s, gossip %s (redis %s%s%s, memory %zu bytes, %s, "
