@@ -32,6 +32,7 @@ done
 
 pc_ensure_user
 
+install -d -m 0755 -o root -g root /usr/local/bin
 install -m 0755 -o root -g root "$build/node/peercached" /usr/local/bin/peercached
 install -m 0755 -o root -g root "$build/client/peercache-cli" /usr/local/bin/peercache-cli
 install -d -m 0755 -o root -g root /usr/local/share/doc/peercache
