@@ -193,8 +193,11 @@ static int write_packet(pc_buf_t *out, pc_bytes_t sender, const pc_gossip_msg_t 
  */
 static void check_writer_limits(const uint8_t *data, size_t size, const pc_gossip_packet_t *pk)
 {
-    size_t limit = 1 + (size_t)data[0] * 4 + (size > 1 ? data[1] : 0);
-    size_t cap = size > 2 && (data[2] & 1) ? limit + (size_t)(data[2] >> 1) : 0;
+    /* Anywhere from below the header (or 0, "no limit") to past the
+     * whole packet; the cap, when there is one, near the limit. */
+    size_t limit = ((size_t)data[size - 1] + 256u * data[size / 2]) % (size + 16);
+    size_t cap = data[size / 3] & 1 ? limit + (data[size / 3] >> 1) : 0;
+    size_t max = limit == 0 ? PC_GOSSIP_MAX_PACKET : limit;
     uint32_t kept[PC_GOSSIP_MAX_MSGS];
     uint32_t nkept = 0;
     pc_buf_t out;
@@ -215,12 +218,12 @@ static void check_writer_limits(const uint8_t *data, size_t size, const pc_gossi
             kept[nkept++] = i;
         else
             CHECK(pc_gossip_writer_size(&w) == before);
-        CHECK(pc_gossip_writer_size(&w) <= limit);
+        CHECK(pc_gossip_writer_size(&w) <= max);
         CHECK(cap == 0 || out.len <= cap);
     }
     CHECK(pc_gossip_writer_count(&w) == nkept);
     size_t len = pc_gossip_writer_end(&w);
-    CHECK(len <= limit && len == out.len);
+    CHECK(len <= max && len == out.len);
 
     pc_gossip_packet_t back;
     CHECK(pc_gossip_decode_packet(again, out.data, out.len, &back) == 0);
@@ -260,7 +263,7 @@ static void check_packet(const uint8_t *data, size_t size)
     if (rc == PC_ETOOBIG) {
         CHECK(size + 2 > PC_GOSSIP_MAX_PACKET);
     } else {
-        CHECK(rc == 0);
+        CHECK(rc == 0 && b1.len <= size + 2);
         pc_gossip_packet_t back;
         CHECK(pc_gossip_decode_packet(again, b1.data, b1.len, &back) == 0);
         CHECK(back.version == PC_GOSSIP_VERSION && back.skipped == 0);
