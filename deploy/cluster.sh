@@ -83,10 +83,10 @@ usage_error() { echo "cluster.sh: $*" >&2; echo "Try 'deploy/cluster.sh --help'.
 
 # ---- privileges ------------------------------------------------------------
 
-# as_user CMD...: the command line that runs CMD as the user the cluster
-# runs as. Root drops to peercache: setpriv execs the command, so $! of
-# `as_user ... &` is the pid of the node or redis-server itself. Anyone
-# else runs it as is.
+# as_user: the prefix that runs a command as the user the cluster runs
+# as. Root drops to peercache through setpriv, which execs the command,
+# so $! of `"${as_user[@]}" cmd &` is the pid of the node or redis-server
+# itself. For anyone else it is empty.
 as_user=()
 if [ "$(id -u)" -eq 0 ]; then
   as_user=(setpriv --reuid="$PEERCACHE_USER" --regid="$PEERCACHE_USER" --init-groups --)
