@@ -108,8 +108,10 @@ def msg(*fields):
     return frame(pack(list(fields)))
 
 
-HELLO, PING, GET, MGET, SET, DEL, TOUCH, STATS = range(1, 9)
-OK, NOT_FOUND, EXISTS, NOT_STORED, BAD_REQUEST, TOO_LARGE, BACKEND, BUSY, INTERNAL, AUTH = range(10)
+HELLO, PING, GET, MGET, SET, DEL, TOUCH, STATS, CLUSTER, FORWARD, SYNC, REPLICATE = range(1, 13)
+(OK, NOT_FOUND, EXISTS, NOT_STORED, BAD_REQUEST, TOO_LARGE, BACKEND, BUSY, INTERNAL, AUTH,
+ RETRY) = range(11)
+REPL_WRITE, REPL_HANDOFF = range(2)
 
 K = Bin(b"user:42")
 V = Bin(b"hello world")
@@ -168,6 +170,37 @@ SEEDS = {
     "resp_mget_three": msg(MGET, 7, OK, [[NOT_FOUND], [OK, Bin(b"v"), 0, 1, -1], [BUSY]]),
     "resp_stats_bad_value": msg(STATS, 15, OK, {"gets": "ten"}),
     "resp_hello_bad": msg(HELLO, 1, OK, 1, 5, "0.1.0"),
+    # Peer operations: CLUSTER, FORWARD (a relayed body), SYNC (a gossip
+    # state), REPLICATE (values and deletes), and the ring fingerprint that
+    # may trail any reply but CLUSTER's.
+    "req_cluster": msg(CLUSTER, 30),
+    "req_forward": msg(FORWARD, 31, 1, Bin(pack([GET, 5, K]))),
+    "req_sync": msg(SYNC, 32, Bin(pack([1, "node1", [["a", "h:1", "h:2", 1, 3, 0]]]))),
+    "req_replicate_write": msg(REPLICATE, 33, REPL_WRITE, "node1",
+                               [[K, V, 7, 2**40, -1], [Bin(b"gone"), None, 0, 2**40 + 1, -1]]),
+    "req_replicate_handoff": msg(REPLICATE, 34, REPL_HANDOFF, Bin(b"node2"),
+                                 [[K, Bin(b""), 0, 1, 5000]]),
+    "req_replicate_empty": msg(REPLICATE, 35, REPL_WRITE, "node1", []),
+    "bad_forward_hops_0": msg(FORWARD, 36, 0, Bin(pack([PING, 1]))),
+    "bad_forward_empty_body": msg(FORWARD, 37, 2, Bin(b"")),
+    "bad_replicate_mode": msg(REPLICATE, 38, 2, "node1", [[K, V, 0, 1, -1]]),
+    "bad_replicate_ttl": msg(REPLICATE, 39, REPL_WRITE, "node1", [[K, V, 0, 1, -2]]),
+    "bad_replicate_no_from": msg(REPLICATE, 40, REPL_WRITE, "", [[K, V, 0, 1, -1]]),
+    "tiny_replicate_three": msg(REPLICATE, 41, REPL_WRITE, "n", [[Bin(b"a"), V, 0, 1, -1],
+                                                                [Bin(b"b"), None, 0, 2, -1],
+                                                                [Bin(b"c"), Bin(b"v"), 0, 3, 9]]),
+    "resp_cluster": msg(CLUSTER, 30, OK, 0x0123456789ABCDEF, 2,
+                        [["node1", "127.0.0.1:7400", 0, 5, 1],
+                         [Bin(b"node2"), "127.0.0.1:7401", 1, 2**63, 1000],
+                         ["node3", "[::1]:7402", 3, 0, 1]]),
+    "resp_cluster_empty": msg(CLUSTER, 30, OK, 0, 1, []),
+    "resp_forward": msg(FORWARD, 31, OK, Bin(pack([GET, 5, OK, V, 0, 1, -1])), 2**63),
+    "resp_sync": msg(SYNC, 32, OK, Bin(pack([1, "node2", []])), 77),
+    "resp_replicate": msg(REPLICATE, 33, OK, 2, 99),
+    "resp_retry": msg(GET, 5, RETRY, "the ring is changing", 0xFEEDFACE),
+    "resp_get_fp": msg(GET, 5, OK, V, 7, 9, -1, 2**64 - 1),
+    "resp_set_fp_nil": msg(SET, 8, OK, 2, None),
+    "resp_cluster_bad_member": msg(CLUSTER, 30, OK, 1, 2, [["node1", "h:1", 0, 5]]),
     # Several frames back to back, as a pipelining client sends them.
     "pipeline_requests": msg(PING, 1) + msg(SET, 2, K, V) + msg(GET, 3, K) + msg(DEL, 4, K),
     "pipeline_responses": msg(PING, 1, OK) + msg(SET, 2, OK, 77) + msg(GET, 3, OK, V, 0, 77, -1),
