@@ -288,7 +288,9 @@ static void split(struct input *in, const uint8_t *data, size_t size)
     char *p = in->copy;
     in->file = p;
     in->file_len = strlen(p);
-    p += in->file_len + 1;
+    p += in->file_len;
+    if (p < end)
+        p++;
 
     in->argv[in->argc++] = "peercached";
     while (p < end && *p != '\0' && in->argc <= MAX_ARGS) {
@@ -297,7 +299,8 @@ static void split(struct input *in, const uint8_t *data, size_t size)
     }
     while (p < end && *p != '\0') /* arguments past the cap */
         p += strlen(p) + 1;
-    p++; /* the empty piece that ends argv */
+    if (p < end)
+        p++; /* the empty piece that ends argv */
     while (p < end && in->envc < MAX_ARGS) {
         if (*p != '\0')
             in->envp[in->envc++] = own(in, "PEERCACHE_", p);
