@@ -46,6 +46,12 @@ fast; a killed node is declared dead in about a second); pass other
 values after `--` to override. Nodes also read PEERCACHE_* variables
 from the environment, as always (flags win).
 
+Run as root, the nodes and redis-server run as the unprivileged system
+user peercache instead (created if missing; started through setpriv):
+the state directory is then owned by peercache with mode 0700 and the
+key file by peercache with mode 0600. Run as any other user, they run
+as that user.
+
 State directory: cluster.key (made by peercache-cli keygen on the first
 start; every node gets --cluster-key with it), nodes (the addresses,
 "127.0.0.1:P1,127.0.0.1:P2,..."), count, args, redis.port, redis.pid, redis.log, and per node nodeI.port,
@@ -61,6 +67,8 @@ EOF
 }
 
 here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=deploy/peercache-user.sh
+. "$here/deploy/peercache-user.sh"
 build=${PEERCACHE_BUILD:-build}
 case $build in /*) ;; *) build=$here/$build ;; esac
 node_bin=$build/node/peercached
@@ -72,6 +80,37 @@ default_args=(--probe-interval 200ms --probe-timeout 100ms)
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 usage_error() { echo "cluster.sh: $*" >&2; echo "Try 'deploy/cluster.sh --help'." >&2; exit 2; }
+
+# ---- privileges ------------------------------------------------------------
+
+# as_user: the prefix that runs a command as the user the cluster runs
+# as. Root drops to peercache through setpriv, which execs the command,
+# so $! of `"${as_user[@]}" cmd &` is the pid of the node or redis-server
+# itself. For anyone else it is empty.
+as_user=()
+if [ "$(id -u)" -eq 0 ]; then
+  as_user=(setpriv --reuid="$PEERCACHE_USER" --regid="$PEERCACHE_USER" --init-groups --)
+fi
+
+# own_state_dir: as root, hands the state directory to peercache (0700).
+# Only a directory that is empty or already holds a cluster is taken over,
+# so a mistaken PEERCACHE_CLUSTER_DIR (say /tmp) is refused, not chowned.
+own_state_dir() {
+  [ ${#as_user[@]} -gt 0 ] || return 0
+  [ ! -L "$dir" ] || die "state directory $dir is a symbolic link"
+  if [ "$(stat -c %U "$dir")" != "$PEERCACHE_USER" ] && [ -n "$(ls -A "$dir")" ] &&
+    [ ! -e "$dir/count" ] && [ ! -e "$dir/lock" ] && [ ! -e "$dir/cluster.key" ]; then
+    die "state directory $dir is not empty and holds no cluster; set PEERCACHE_CLUSTER_DIR to a new directory"
+  fi
+  chown "$PEERCACHE_USER:$PEERCACHE_USER" "$dir"
+  chmod 0700 "$dir"
+}
+
+# own_key: the key file readable by the nodes' user only.
+own_key() {
+  [ ${#as_user[@]} -eq 0 ] || chown "$PEERCACHE_USER:$PEERCACHE_USER" "$dir/cluster.key"
+  chmod 0600 "$dir/cluster.key"
+}
 
 # ---- processes -------------------------------------------------------------
 
@@ -195,7 +234,7 @@ launch() {
   local i=$1 port=$2 join=$3 addr=$host:$2 pid deadline args=()
   if [ -s "$dir/args" ]; then mapfile -t args <"$dir/args"; fi
   echo "$port" >"$dir/node$i.port"
-  "$node_bin" --name "node$i" --listen "$addr" --join "$join" \
+  "${as_user[@]}" "$node_bin" --name "node$i" --listen "$addr" --join "$join" \
     --redis "$host:$(get redis.port)" --cluster-key "$dir/cluster.key" \
     "${default_args[@]}" "${args[@]}" \
     </dev/null >"$dir/node$i.out" 2>"$dir/node$i.log" 9>&- &
@@ -226,7 +265,7 @@ start_redis() {
   for tries in 1 2 3; do
     port=$(pick_port 6390)
     echo "$port" >"$dir/redis.port"
-    redis-server --port "$port" --bind "$host" --save "" --appendonly no --dir "$dir" \
+    "${as_user[@]}" redis-server --port "$port" --bind "$host" --save "" --appendonly no --dir "$dir" \
       </dev/null >"$dir/redis.log" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$dir/redis.pid"
@@ -315,8 +354,9 @@ cmd_start() {
   echo 0 >"$dir/count"
   # The key every node seals its gossip and peer traffic with (kept across
   # stop/start; delete it for a new one).
-  [ -s "$dir/cluster.key" ] || "$cli_bin" keygen "$dir/cluster.key" >/dev/null ||
+  [ -s "$dir/cluster.key" ] || (umask 077 && "$cli_bin" keygen "$dir/cluster.key" >/dev/null) ||
     die "could not write $dir/cluster.key"
+  own_key
 
   # A start that fails half-way stops what it started (logs stay).
   trap 'echo "cluster.sh: start failed, stopping what was started" >&2; cmd_stop >/dev/null 2>&1' EXIT
@@ -408,7 +448,12 @@ case $cmd in
   *) [ $# -eq 0 ] || usage_error "$cmd: takes no arguments" ;;
 esac
 
-mkdir -p "$dir"
+if [ ${#as_user[@]} -gt 0 ]; then
+  command -v setpriv >/dev/null || die "setpriv not found (util-linux), needed to drop root"
+  pc_ensure_user
+fi
+mkdir -p -m 0700 "$dir"
+own_state_dir
 # One cluster.sh at a time per state directory (fd 9 is closed for the
 # processes it starts, so they do not hold the lock).
 exec 9>"$dir/lock"

@@ -1388,8 +1388,10 @@ int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp)
     struct frame f;
     msgpack_packer *pk = &f.pk;
     /* The ring fingerprint, when there is one, is one more trailing
-     * element after the op's own. */
-    size_t fp = resp->ring_fp != 0 && resp->op != PC_OP_CLUSTER ? 1 : 0;
+     * element after the op's own. A CLUSTER reply carries it in its own
+     * field, but an error to CLUSTER has none and trails it like any
+     * other error (the client gives up on that ring by it). */
+    size_t fp = resp->ring_fp != 0 && (resp->op != PC_OP_CLUSTER || resp->status != PC_ST_OK);
     frame_begin(&f, out);
     if (resp->status != PC_ST_OK) {
         pack_head(pk, 4 + fp, resp->op, resp->id, resp->status);

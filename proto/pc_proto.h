@@ -207,9 +207,10 @@ typedef struct pc_response {
     const pc_cluster_member_t *members; /* CLUSTER */
     pc_bytes_t body;           /* FORWARD: the owner's response body; SYNC */
     uint32_t applied;          /* REPLICATE: entries that were newer */
-    /* Every response but CLUSTER's may end with the fingerprint of the
-     * answering node's ring (0 = not sent / not known), so a ring-aware
-     * client notices that its ring is out of date. */
+    /* Every response but a successful CLUSTER reply (which carries it
+     * in `fingerprint`) may end with the fingerprint of the answering
+     * node's ring (0 = not sent / not known), so a ring-aware client
+     * notices that its ring is out of date. */
     uint64_t ring_fp;
 } pc_response_t;
 

@@ -1,6 +1,9 @@
-# cmake -DDIR=<path> -P fresh_dir.cmake: leaves DIR existing and empty.
-if(NOT DIR)
-  message(FATAL_ERROR "fresh_dir.cmake: DIR not set")
+# cmake -DDIRS=<path>[;<path>...] -P fresh_dir.cmake: leaves each DIR
+# existing and empty.
+if(NOT DIRS)
+  message(FATAL_ERROR "fresh_dir.cmake: DIRS not set")
 endif()
-file(REMOVE_RECURSE "${DIR}")
-file(MAKE_DIRECTORY "${DIR}")
+foreach(dir IN LISTS DIRS)
+  file(REMOVE_RECURSE "${dir}")
+  file(MAKE_DIRECTORY "${dir}")
+endforeach()

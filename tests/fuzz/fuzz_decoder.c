@@ -154,6 +154,17 @@ static void same_request(const pc_request_t *a, const pc_request_t *b)
     CHECK(a->nkeys == b->nkeys);
     for (uint32_t i = 0; i < a->nkeys; i++)
         same_bytes(a->keys[i], b->keys[i]);
+    CHECK(a->hops == b->hops && a->mode == b->mode);
+    same_bytes(a->body, b->body);
+    same_bytes(a->from, b->from);
+    CHECK(a->nentries == b->nentries);
+    for (uint32_t i = 0; i < a->nentries; i++) {
+        const pc_repl_entry_t *x = &a->entries[i], *y = &b->entries[i];
+        same_bytes(x->key, y->key);
+        same_bytes(x->value, y->value);
+        CHECK(x->has_value == y->has_value && x->flags == y->flags);
+        CHECK(x->version == y->version && x->ttl_ms == y->ttl_ms);
+    }
 }
 
 static void same_entry(const pc_entry_t *a, const pc_entry_t *b)
@@ -168,6 +179,7 @@ static void same_entry(const pc_entry_t *a, const pc_entry_t *b)
 static void same_response(const pc_response_t *a, const pc_response_t *b)
 {
     CHECK(a->op == b->op && a->id == b->id && a->status == b->status);
+    CHECK(a->ring_fp == b->ring_fp);
     if (a->status != PC_ST_OK) {
         /* An empty message is re-encoded as the status's default text. */
         if (a->message.len == 0) {
@@ -192,6 +204,17 @@ static void same_response(const pc_response_t *a, const pc_response_t *b)
         same_bytes(a->stats[i].name, b->stats[i].name);
         CHECK(a->stats[i].value == b->stats[i].value);
     }
+    CHECK(a->fingerprint == b->fingerprint && a->replicas == b->replicas);
+    CHECK(a->nmembers == b->nmembers);
+    for (uint32_t i = 0; i < a->nmembers; i++) {
+        const pc_cluster_member_t *x = &a->members[i], *y = &b->members[i];
+        same_bytes(x->name, y->name);
+        same_bytes(x->addr, y->addr);
+        CHECK(x->state == y->state && x->incarnation == y->incarnation);
+        CHECK(x->weight == y->weight);
+    }
+    same_bytes(a->body, b->body);
+    CHECK(a->applied == b->applied);
 }
 
 static void check_request_limits(const pc_request_t *r, const pc_proto_limits_t *l)
@@ -206,6 +229,17 @@ static void check_request_limits(const pc_request_t *r, const pc_proto_limits_t 
         CHECK(r->key.len >= 1);
     if (r->op == PC_OP_MGET)
         CHECK(r->nkeys >= 1);
+    if (r->op == PC_OP_FORWARD)
+        CHECK(r->hops >= 1 && r->body.len >= 1);
+    CHECK(r->mode <= PC_REPL_HANDOFF && r->nentries <= l->max_mget_keys);
+    if (r->op == PC_OP_REPLICATE)
+        CHECK(r->from.len >= 1);
+    for (uint32_t i = 0; i < r->nentries; i++) {
+        const pc_repl_entry_t *e = &r->entries[i];
+        CHECK(e->key.len >= 1 && e->key.len <= l->max_key && e->value.len <= l->max_value);
+        CHECK(e->has_value || e->value.len == 0);
+        CHECK(e->ttl_ms >= -1);
+    }
 }
 
 /* enc(dec(body)) decodes to the same fields, and encoding it once more
@@ -272,7 +306,11 @@ static void check_body(struct decoders *ds, const uint8_t *body, uint32_t len)
         } else if (rc == PC_EPROTO) {
             CHECK(req.op == 0 && req.id == 0);
         } else {
+            /* Only op and id carry meaning. */
             CHECK(req.key.len == 0 && req.nkeys == 0 && req.value.len == 0);
+            CHECK(req.keys == NULL && req.token.len == 0 && req.body.len == 0);
+            CHECK(req.from.len == 0 && req.nentries == 0 && req.entries == NULL);
+            CHECK(req.hops == 0 && req.mode == 0 && req.ttl_ms == 0 && req.cas == 0);
         }
 
         pc_response_t resp;

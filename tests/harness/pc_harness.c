@@ -267,7 +267,60 @@ int pc_h_node_start_port(pc_h_proc_t *p, int port, const char *const *args)
         argv[n++] = args[i];
     argv[n] = NULL;
     p->pid = spawn(argv, p->log);
+    p->node = 1;
     return p->pid > 0 ? wait_ready(p, 0) : -1;
+}
+
+/* The first line of a sanitizer report in the log, or 0 (buf empty). */
+static int sanitizer_report(const char *log, char *buf, size_t len)
+{
+    static const char *const marks[] = {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                        "runtime error:", "WARNING: ThreadSanitizer"};
+    FILE *f = fopen(log, "r");
+    char line[1024];
+    buf[0] = '\0';
+    if (f == NULL)
+        return 0;
+    while (buf[0] == '\0' && fgets(line, sizeof line, f)) {
+        for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++)
+            if (strstr(line, marks[i]) != NULL) {
+                snprintf(buf, len, "%s", line);
+                break;
+            }
+    }
+    fclose(f);
+    return buf[0] != '\0';
+}
+
+static void describe_status(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, len, "ended with wait status %d", status);
+}
+
+/* See pc_harness.h: a node's end is checked here, once, for every test. */
+static void check_node_end(const pc_h_proc_t *p, int sig, int status)
+{
+    char report[1024], how[128];
+    pid_t pid = p->pid;
+    if (sanitizer_report(p->log, report, sizeof report)) {
+        fprintf(stderr, "\npc_harness: node %s (pid %d) logged a sanitizer report: %s",
+                p->addr, (int)pid, report);
+    } else if (sig == SIGTERM && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        describe_status(status, how, sizeof how);
+        fprintf(stderr, "\npc_harness: node %s (pid %d) %s after SIGTERM, not 0\n", p->addr,
+                (int)pid, how);
+    } else {
+        return;
+    }
+    print_log(p);
+    fprintf(stderr, "pc_harness: aborting the test (log: %s)\n", p->log);
+    abort();
 }
 
 int pc_h_stop(pc_h_proc_t *p, int sig, int timeout_ms)
@@ -281,6 +334,8 @@ int pc_h_stop(pc_h_proc_t *p, int sig, int timeout_ms)
     for (;;) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
         if (r == p->pid) {
+            if (p->node)
+                check_node_end(p, sig, status);
             p->pid = 0;
             return status;
         }
@@ -291,9 +346,11 @@ int pc_h_stop(pc_h_proc_t *p, int sig, int timeout_ms)
     }
     fprintf(stderr, "process %d did not exit within %d ms; killing it\n", (int)p->pid,
             timeout_ms);
-    print_log(p);
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &status, 0);
+    if (p->node)
+        check_node_end(p, sig, status); /* a SIGTERM that did not stop it aborts */
+    print_log(p);
     p->pid = 0;
     return -1;
 }

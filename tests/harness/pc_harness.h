@@ -28,6 +28,7 @@ typedef struct pc_h_proc {
     int port;
     char addr[64]; /* "127.0.0.1:port" */
     char log[512]; /* stderr of the process */
+    int node;      /* started by pc_h_node_start*: pc_h_stop checks it */
 } pc_h_proc_t;
 
 /* Monotonic milliseconds. */
@@ -60,8 +61,23 @@ int pc_h_node_start(pc_h_proc_t *p, const char *const *args);
  * free one (0). */
 int pc_h_node_start_port(pc_h_proc_t *p, int port, const char *const *args);
 
-/* Sends sig (0 = none, just wait) and waits for exit up to timeout_ms; returns the exit status
- * as waitpid reports it (>= 0), or -1 on timeout (then SIGKILLs). */
+/*
+ * Sends sig (0 = none, just wait) and waits for exit up to timeout_ms;
+ * returns the exit status as waitpid reports it (>= 0), or -1 on timeout
+ * (then SIGKILLs).
+ *
+ * For a peercached node it also checks how the node ended, and aborts the
+ * test process with the node's log on stderr if
+ *   - its log holds a sanitizer report (AddressSanitizer, LeakSanitizer,
+ *     UBSan's "runtime error:"), whatever the signal: a SIGKILL cannot
+ *     produce one, so a report there came before it; or
+ *   - it was stopped with SIGTERM and did not exit 0 (the leak check at
+ *     exit turns a leak into a non-zero exit, too).
+ * Nodes stopped with SIGKILL, or with sig 0 (the test signalled it and
+ * judges the status itself), are exempt from the exit check. No test
+ * expects a node to fail these, so aborting is the loudest and surest
+ * failure: it does not depend on each caller checking the result.
+ */
 int pc_h_stop(pc_h_proc_t *p, int sig, int timeout_ms);
 
 /* Synchronous hiredis connection to a started redis. */
