@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, starts a local redis-server and a
 # 3-node peercached cluster in front of it (loopback only, via
-# deploy/cluster.sh), and walks through it with peercache-cli: writes
+# deploy/cluster.sh; as root, the nodes run as the unprivileged user
+# peercache, sealing their traffic with a fresh cluster key), and walks
+# through it with peercache-cli: shows the key and the sealed traffic, writes
 # through one node and reads through the others, reads a key written
 # straight into Redis, then kill -9s a node and shows that every key is
 # still served by the survivors. Everything it starts is stopped on exit.
@@ -42,6 +44,13 @@ redis_port=$(cat "$PEERCACHE_CLUSTER_DIR/redis.port")
 
 step "the cluster as node1 sees it: 3 members alive, each owning about a third of the keys"
 pc --nodes "$n1" cluster
+
+step "gossip and peer traffic are sealed with the cluster key cluster.sh made (peercache-cli keygen)"
+pc keyring list "$PEERCACHE_CLUSTER_DIR/cluster.key"
+echo "\$ peercache-cli --nodes $n1 stats     # the seal counters of it"
+"$cli" --nodes "$n1" stats | awk '$1 ~ /^(seal_enabled|sealed_in|sealed_out|seal_unknown_key|seal_bad)$/'
+show ps -o user:10=,pid=,args= -C peercached
+ps -o user:10=,pid=,args= -C peercached | cut -c1-110
 
 step "write through node1 (--no-ring: talk to that node only; it forwards each key to its owner)"
 pc --nodes "$n1" --no-ring set user:1 alice
