@@ -614,6 +614,7 @@ typedef struct client {
     uint32_t outstanding;
     uint32_t index; /* within its thread: its slot in the open-loop schedule */
     uint64_t due, sent; /* open loop: requests scheduled, sent */
+    uint64_t pf_next, pf_end; /* prefill: keys [pf_next, pf_end) still to SET */
 } client_t;
 
 typedef struct counters {
@@ -638,8 +639,7 @@ typedef struct worker {
     uint64_t now;
     int phase;
     bool warm_done;
-    /* prefill: keys [pf_next, pf_end) still to SET */
-    uint64_t pf_next, pf_end, pf_errors;
+    uint64_t pf_total, pf_errors; /* prefill: SETs to make, failed */
     /* open loop */
     double interval_ns;
     uint64_t j_next, armed;
@@ -722,7 +722,7 @@ static void issue(worker_t *w, client_t *c, uint64_t t, bool prefill)
     uint64_t k;
     enum pc_bench_op op;
     if (prefill) {
-        k = w->pf_next++;
+        k = c->pf_next++;
         op = PC_BENCH_SET;
     } else {
         op = pc_bench_mix_is_get(sh->mix, &w->rng) ? PC_BENCH_GET : PC_BENCH_SET;
@@ -761,7 +761,7 @@ static void pump(worker_t *w, client_t *c)
 {
     unsigned depth = w->sh->o->pipeline;
     if (w->phase == PH_PREFILL) {
-        while (c->outstanding < depth && w->pf_next < w->pf_end)
+        while (c->outstanding < depth && c->pf_next < c->pf_end)
             issue(w, c, w->now, true);
         return;
     }
@@ -1140,7 +1140,6 @@ static void *worker_main(void *arg)
     worker_t *w = arg;
     shared_t *sh = w->sh;
     struct epoll_event evs[EVENTS_PER_WAIT];
-    uint64_t pf_total = w->pf_end - w->pf_next;
 
     /* a 50 us default timer slack would shift every open-loop send */
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
@@ -1152,7 +1151,7 @@ static void *worker_main(void *arg)
         if (ph != w->phase)
             enter_phase(w, ph);
         if (w->phase == PH_PREFILL &&
-            atomic_load_explicit(&w->live_pf_done, memory_order_relaxed) == pf_total)
+            atomic_load_explicit(&w->live_pf_done, memory_order_relaxed) == w->pf_total)
             atomic_store_explicit(&w->prefilled, true, memory_order_release);
         if (w->phase == PH_RUN) {
             if (!w->warm_done && w->now >= sh->t_warm_end) {
@@ -1222,6 +1221,25 @@ static size_t in_cap_of(const shared_t *sh)
     return want > sh->in_max ? sh->in_max : want;
 }
 
+/*
+ * The keys client g (of all connections) SETs in the prefill. Every key
+ * must reach every server that will be asked for it: in ring mode, or with
+ * one node, all clients share the keys (each sent to its owner); with
+ * several nodes in turn -- separate servers, or a cluster without --ring --
+ * the clients of each node share all the keys, so each node gets them all.
+ */
+static void prefill_range(const shared_t *sh, size_t g, uint64_t *from, uint64_t *to)
+{
+    uint64_t keys = sh->o->keys, group = sh->o->connections, rank = g;
+    if (sh->ring == NULL && sh->nnodes > 1) {
+        size_t node = g % sh->nnodes;
+        group = (sh->o->connections - node + sh->nnodes - 1) / sh->nnodes;
+        rank = g / sh->nnodes;
+    }
+    *from = keys * rank / group;
+    *to = keys * (rank + 1) / group;
+}
+
 /* Thread t runs clients [first, first + n) of all connections. */
 static worker_t *worker_new(shared_t *sh, unsigned t, size_t first, size_t n)
 {
@@ -1243,8 +1261,6 @@ static worker_t *worker_new(shared_t *sh, unsigned t, size_t first, size_t n)
     w->dirty = calloc(w->nsocks, sizeof *w->dirty);
     pc_bench_rng_seed(&w->rng, o->seed * 0x100000001b3ULL + t);
     pc_bench_hist_reset(&w->hist);
-    w->pf_next = o->keys * t / o->threads;
-    w->pf_end = o->keys * (t + 1) / o->threads;
     if (o->rate > 0)
         w->interval_ns = 1e9 / (o->rate * (double)n / (double)o->connections);
     w->ndown = w->nsocks;
@@ -1281,6 +1297,8 @@ static worker_t *worker_new(shared_t *sh, unsigned t, size_t first, size_t n)
                 return NULL;
             }
         }
+        prefill_range(sh, first + i, &c->pf_next, &c->pf_end);
+        w->pf_total += c->pf_end - c->pf_next;
     }
     return w;
 }
@@ -1350,8 +1368,8 @@ static void print_text(FILE *f, const opts_t *o, const char *nodes, const summar
             o->keys, o->dist_arg, o->value_size, o->ratio_arg, o->warmup_s, s->duration_s,
             s->interrupted ? " (interrupted)" : "");
     if (s->prefill_s >= 0)
-        fprintf(f, "  prefill      %" PRIu64 " keys in %.2f s, %" PRIu64 " errors\n", o->keys,
-                s->prefill_s, s->pf_errors);
+        fprintf(f, "  prefill      %" PRIu64 " keys%s in %.2f s, %" PRIu64 " errors\n", o->keys,
+                !s->ring && s->nodes > 1 ? " on each node" : "", s->prefill_s, s->pf_errors);
     fprintf(f, "  throughput   %.0f ops/s (%" PRIu64 " ops: %" PRIu64 " GET, %" PRIu64 " SET)\n",
             s->duration_s > 0 ? (double)ops / s->duration_s : 0.0, ops, c->gets, c->sets);
     if (c->gets > 0)
@@ -1510,16 +1528,20 @@ static double run_prefill(shared_t *sh, worker_t **w, unsigned nw, const opts_t 
             last_done = done;
             last_progress = now;
         } else if (now - last_progress > PREFILL_STALL_NS) {
+            uint64_t total = 0;
+            for (unsigned i = 0; i < nw; i++)
+                total += w[i]->pf_total;
             fprintf(stderr, "%s: prefill made no progress for %llu s (%" PRIu64 " of %" PRIu64
-                            " keys)\n",
-                    PROG, (unsigned long long)(PREFILL_STALL_NS / NS_PER_S), done, o->keys);
+                            " SETs answered)\n",
+                    PROG, (unsigned long long)(PREFILL_STALL_NS / NS_PER_S), done, total);
             return -1;
         }
         sleep_until(now + 10 * NS_PER_MS);
     }
     double s = (double)(now_ns() - t0) / 1e9;
     if (!o->quiet)
-        fprintf(stderr, "%s: prefill: %" PRIu64 " keys in %.2f s\n", PROG, o->keys, s);
+        fprintf(stderr, "%s: prefill: %" PRIu64 " keys%s in %.2f s\n", PROG, o->keys,
+                sh->ring == NULL && sh->nnodes > 1 ? " on each node" : "", s);
     return s;
 }
 
@@ -1554,6 +1576,17 @@ int main(int argc, char **argv)
     if (ring) {
         if (learn_ring(&o, nodes, &ringp, &members) == 0) {
             use = &members;
+            if (o.ring < 0 && members.n == 1) {
+                /* several nodes given, but the first that answered is a
+                 * cluster of one: they are separate nodes, which the user
+                 * surely wants to load alike */
+                fprintf(stderr, "%s: %s is a cluster of one member: not ring-aware, "
+                                "connections go to the given nodes in turn\n",
+                        PROG, members.v[0].addr);
+                pc_ring_free(&ringp);
+                use = &given;
+                ring = false;
+            }
         } else if (o.ring == 1) {
             fprintf(stderr, "%s: --ring: the ring could not be learned\n", PROG);
             free(given.v);

@@ -268,7 +268,23 @@ static void test_redis(void **state)
     assert_int_equal(rep->integer, 5000);
     freeReplyObject(rep);
     redisFree(rc);
+
+    /* two separate servers, in turn: the prefill fills both, so reads hit */
+    pc_h_proc_t redis2;
+    assert_int_equal(pc_h_redis_start(&redis2, 0), 0);
+    snprintf(a, sizeof a, "--protocol redis --nodes %s,%s --ratio 1:0", redis.addr,
+             redis2.addr);
+    bench(r, a);
+    check_clean(r);
+    rc = pc_h_redis_connect(&redis2);
+    assert_non_null(rc);
+    rep = redisCommand(rc, "DBSIZE");
+    assert_non_null(rep);
+    assert_int_equal(rep->integer, 5000);
+    freeReplyObject(rep);
+    redisFree(rc);
     free(r);
+    pc_h_stop(&redis2, SIGKILL, 5000);
     pc_h_stop(&redis, SIGKILL, 5000);
 }
 
