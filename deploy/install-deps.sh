@@ -8,6 +8,9 @@ pkgs=(
   build-essential cmake pkg-config
   libuv1-dev libmsgpack-dev libhiredis-dev libsodium-dev libcmocka-dev
   redis-server redis-tools
+  # peercache-bench's memcache protocol is tested against a real one
+  # (test_bench_tool skips that part without it)
+  memcached
   # clang + its runtime build the libFuzzer targets (optional for users,
   # used by the test command)
   clang libclang-rt-dev
@@ -31,7 +34,7 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts a redis-server service on 6379 when one is installed; the
-# demo and the tests start their own on other loopback ports and do not
-# use or need it.
+# Debian starts a redis-server service on 6379 (and memcached on 11211)
+# when one is installed; the demo and the tests start their own on other
+# loopback ports and do not use or need them.
 echo "install-deps: done"
