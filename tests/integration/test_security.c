@@ -587,6 +587,7 @@ static void test_peer_frames_must_be_sealed(void **state)
 
 typedef struct load {
     const char *nodes;
+    int id; /* each thread writes keys of its own: a GET must see its SET */
     atomic_int stop;
     atomic_long ok, failed;
     char last_error[256];
@@ -602,7 +603,7 @@ static void *load_run(void *p)
         return NULL;
     char key[32], val[32];
     for (unsigned i = 0; !atomic_load(&l->stop); i++) {
-        snprintf(key, sizeof key, "rot:%u", i % 500);
+        snprintf(key, sizeof key, "rot:%d:%u", l->id, i % 500);
         snprintf(val, sizeof val, "v%u", i);
         int rc = pc_client_set(c, key, strlen(key), val, strlen(val), NULL, NULL);
         pc_value_t v = {0};
@@ -683,6 +684,7 @@ static void test_key_rotation_under_load(void **state)
     memset(load, 0, sizeof load);
     for (int i = 0; i < 2; i++) {
         load[i].nodes = nodes;
+        load[i].id = i;
         assert_int_equal(pthread_create(&load[i].th, NULL, load_run, &load[i]), 0);
     }
     traffic(node, N, 50);
