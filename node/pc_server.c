@@ -3041,8 +3041,11 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
             if (epoch == 0)
                 epoch = pc_store_epoch_bump(s->store);
             s->slot_epoch[slot] = epoch;
-            /* The first ring is no change: nobody else wrote meanwhile. */
-            s->slot_gained[slot] = old ? now : 0;
+            /* The first ring is no change: nobody else wrote meanwhile.
+             * The table starts zeroed and untouched: writing the zeros
+             * would fault in 512 KiB at start for nothing. */
+            if (old != NULL || s->slot_gained[slot] != 0)
+                s->slot_gained[slot] = old ? now : 0;
             gained++;
         }
         if (ro == ROLE_OWNER && rn != ROLE_OWNER && lostmap) {

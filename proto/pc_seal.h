@@ -169,8 +169,9 @@ int pc_seal_open(const pc_keyring_t *kr, uint8_t *msg, size_t len, pc_seal_opene
  * now_ms passes the newest ts_ms it accepted plus window_ms: from then on
  * any copy of its messages is too old. For a sender whose clock agrees
  * with ours that is window_ms of silence; for one whose clock runs ahead,
- * up to twice that. Memory is fixed at pc_replay_new: max_streams * ~180
- * bytes.
+ * up to twice that. Memory is reserved at pc_replay_new: max_streams *
+ * ~180 bytes, of which only the slots of streams seen so far are ever
+ * touched (so resident).
  */
 #define PC_REPLAY_BITS 1024
 

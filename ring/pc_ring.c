@@ -591,7 +591,13 @@ int pc_ring_new(const pc_ring_member_t *members, size_t n, unsigned replicas, pc
         int equal = 1;
         for (size_t i = 1; i < n; i++)
             equal &= r->m[i].weight == r->m[0].weight;
-        if (equal)
+        /* A ring of one -- every node's first ring, built at start -- places
+         * every slot on its only member: no draws needed (index 0, and
+         * replicas is 1). Scoring 65,536 slots would cost the start-up about
+         * half a millisecond for nothing. */
+        if (n == 1)
+            memset(r->place, 0, PC_RING_SLOTS * sizeof *r->place);
+        else if (equal)
             fill_equal(r);
         else
             fill_weighted(r);
