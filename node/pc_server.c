@@ -980,21 +980,26 @@ static int store_get_valid(pc_server_t *s, const uint8_t *k, size_t n, uint32_t 
     return 0;
 }
 
-/* In the first settle_ms after we gained the key's slot? */
-static int settling(const pc_server_t *s, const uint8_t *k, size_t n, uint64_t *gained)
+/* In the first settle_ms after we gained the slot? */
+static int settling_slot(const pc_server_t *s, uint32_t slot, uint64_t *gained)
 {
     if (s->slot_gained == NULL)
         return 0;
-    uint64_t g = s->slot_gained[pc_ring_slot(k, n)];
+    uint64_t g = s->slot_gained[slot];
     *gained = g;
     return g != 0 && now_ms(s) < g + s->settle_ms;
 }
 
-/* The expiry an entry stored now may have (see slot_gained). */
-static uint64_t settle_cap(pc_server_t *s, const uint8_t *k, size_t n, uint64_t expire)
+static int settling(const pc_server_t *s, const uint8_t *k, size_t n, uint64_t *gained)
+{
+    return s->slot_gained != NULL && settling_slot(s, pc_ring_slot(k, n), gained);
+}
+
+/* The expiry an entry of this slot stored now may have (see slot_gained). */
+static uint64_t settle_cap_slot(pc_server_t *s, uint32_t slot, uint64_t expire)
 {
     uint64_t g;
-    if (!settling(s, k, n, &g))
+    if (!settling_slot(s, slot, &g))
         return expire;
     uint64_t cap = g + 2 * s->settle_ms;
     if (expire == 0 || expire > cap) {
@@ -1002,6 +1007,11 @@ static uint64_t settle_cap(pc_server_t *s, const uint8_t *k, size_t n, uint64_t 
         return cap;
     }
     return expire;
+}
+
+static uint64_t settle_cap(pc_server_t *s, const uint8_t *k, size_t n, uint64_t expire)
+{
+    return s->slot_gained == NULL ? expire : settle_cap_slot(s, pc_ring_slot(k, n), expire);
 }
 
 /* Remembers a delete in a settling slot (see tomb_t). The table is a
@@ -1741,15 +1751,22 @@ static void write_issue(req_t *r)
 }
 
 /* Write path with no backend: the store is the truth. */
-static void handle_write_local(conn_t *c, const pc_request_t *rq)
+/* A write with no Redis behind us: the store decides. `slot` is the
+ * key's ring slot (route_key has it already). */
+static void handle_write_local(conn_t *c, const pc_request_t *rq, uint32_t slot)
 {
     pc_server_t *s = c->srv;
     uint64_t now = now_ms(s);
     pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
     if (rq->op == PC_OP_SET) {
-        pc_item_t *it = NULL;
-        int exists = pc_store_peek(s->store, rq->key.ptr, rq->key.len, now, &it) == 0;
-        pc_store_release(s->store, it);
+        /* Only NX and XX need to know whether the key is there; a plain
+         * SET would pay a second SipHash and chain walk for nothing. */
+        int exists = 0;
+        if (rq->cond != PC_COND_NONE) {
+            pc_item_t *it = NULL;
+            exists = pc_store_peek(s->store, rq->key.ptr, rq->key.len, now, &it) == 0;
+            pc_store_release(s->store, it);
+        }
         if (rq->cond == PC_COND_NX && exists)
             resp.status = PC_ST_EXISTS;
         else if (rq->cond == PC_COND_XX && !exists)
@@ -1760,8 +1777,7 @@ static void handle_write_local(conn_t *c, const pc_request_t *rq)
             resp.version = next_version(s);
             int rc = pc_store_set(s->store, rq->key.ptr, rq->key.len, rq->value.ptr,
                                   rq->value.len, rq->flags, resp.version,
-                                  settle_cap(s, rq->key.ptr, rq->key.len,
-                                             expire_at(s, rq->ttl_ms)),
+                                  settle_cap_slot(s, slot, expire_at(s, rq->ttl_ms)),
                                   PC_STORE_SET_ALWAYS, now);
             if (rc < 0)
                 resp.status = pc_err_to_status(rc);
@@ -1780,8 +1796,7 @@ static void handle_write_local(conn_t *c, const pc_request_t *rq)
         tomb_add(s, rq->key.ptr, rq->key.len);
     } else {
         if (pc_store_touch(s->store, rq->key.ptr, rq->key.len,
-                           settle_cap(s, rq->key.ptr, rq->key.len, expire_at(s, rq->ttl_ms)),
-                           now) != 0)
+                           settle_cap_slot(s, slot, expire_at(s, rq->ttl_ms)), now) != 0)
             resp.status = PC_ST_NOT_FOUND;
         else
             replicate_delete(s, rq->key.ptr, rq->key.len);
@@ -1817,7 +1832,7 @@ static void handle_write(conn_t *c, const pc_request_t *rq)
         return;
     }
     if (s->backend == NULL) {
-        handle_write_local(c, rq);
+        handle_write_local(c, rq, rt.slot);
         return;
     }
     req_t *r = req_new(c, rq->op, rq->id, 0);
