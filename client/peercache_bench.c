@@ -250,26 +250,15 @@ static bool parse_double(const char *s, double min, double max, double *out)
 
 static int read_token_file(opts_t *o, const char *path)
 {
-    char *text, err[512];
-    size_t len;
+    char err[512];
     if (pc_seal_init() != 0 ||
-        pc_secret_file_read(path, "token file", &text, &len, err, sizeof err) != 0) {
+        pc_secret_file_line(path, "token file", o->token_buf, sizeof o->token_buf, err,
+                            sizeof err) != 0) {
         fprintf(stderr, "%s: --token-file: %s\n", PROG, err);
         return EXIT_USAGE;
     }
-    size_t n = strcspn(text, "\r\n");
-    int rc = 0;
-    if (n == 0 || n >= sizeof o->token_buf) {
-        rc = usage_error("--token-file %s: the first line is %s", path,
-                         n == 0 ? "empty" : "too long");
-    } else {
-        memcpy(o->token_buf, text, n);
-        o->token_buf[n] = '\0';
-        o->token = o->token_buf;
-    }
-    sodium_memzero(text, len);
-    free(text);
-    return rc;
+    o->token = o->token_buf;
+    return 0;
 }
 
 /* One option; 0 or EXIT_USAGE (said why), or -1 for --help/--version. */

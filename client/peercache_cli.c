@@ -1200,27 +1200,15 @@ static bool takes_value(const char *name, size_t len)
  * the node requires of its own token file. 0, or EXIT_ERR after saying why. */
 static int read_token_file(cli_t *cli, const char *path)
 {
-    char *text, err[512];
-    size_t len;
+    char err[512];
     if (pc_seal_init() != 0 ||
-        pc_secret_file_read(path, "token file", &text, &len, err, sizeof err) != 0) {
+        pc_secret_file_line(path, "token file", cli->token_buf, sizeof cli->token_buf, err,
+                            sizeof err) != 0) {
         fprintf(stderr, "%s: --token-file: %s\n", PROG, err);
         return EXIT_ERR;
     }
-    size_t n = strcspn(text, "\r\n");
-    int rc = EXIT_OK;
-    if (n == 0 || n >= sizeof cli->token_buf) {
-        fprintf(stderr, "%s: --token-file %s: the first line is %s\n", PROG, path,
-                n == 0 ? "empty" : "too long");
-        rc = EXIT_ERR;
-    } else {
-        memcpy(cli->token_buf, text, n);
-        cli->token_buf[n] = '\0';
-        cli->token = cli->token_buf;
-    }
-    sodium_memzero(text, len);
-    free(text);
-    return rc;
+    cli->token = cli->token_buf;
+    return EXIT_OK;
 }
 
 /* Applies one option. 0, or EXIT_ERR after printing why. */

@@ -52,31 +52,6 @@ typedef struct app {
 
 #define TOKEN_MAX 4096
 
-/*
- * Reads the client token: the first line of a file only its owner may
- * access (the rules of key files). 0, or an error with the reason in err.
- */
-static int read_token_file(const char *path, char *tok, size_t cap, char *err, size_t errlen)
-{
-    char *text;
-    size_t len;
-    int rc = pc_secret_file_read(path, "token file", &text, &len, err, errlen);
-    if (rc < 0)
-        return rc;
-    size_t n = strcspn(text, "\r\n");
-    if (n == 0 || n >= cap) {
-        snprintf(err, errlen, "token file %s: the first line is %s", path,
-                 n == 0 ? "empty" : "too long");
-        rc = PC_EINVAL;
-    } else {
-        memcpy(tok, text, n);
-        tok[n] = '\0';
-    }
-    sodium_memzero(text, len);
-    free(text);
-    return rc;
-}
-
 /* The token the node requires (file wins over PEERCACHE_TOKEN / config),
  * installed in the server; with no cluster key, also sent by our peer
  * connections so that peer operations pass the same check. */
@@ -85,7 +60,8 @@ static int load_token(app_t *a, char *err, size_t errlen)
     char tok[TOKEN_MAX];
     const char *t = a->cfg.token;
     if (a->cfg.token_file[0] != '\0') {
-        int rc = read_token_file(a->cfg.token_file, tok, sizeof tok, err, errlen);
+        int rc = pc_secret_file_line(a->cfg.token_file, "token file", tok, sizeof tok, err,
+                                     errlen);
         if (rc < 0)
             return rc;
         t = tok;

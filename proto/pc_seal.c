@@ -380,6 +380,28 @@ int pc_secret_file_read(const char *path, const char *what, char **text, size_t 
     return rc;
 }
 
+int pc_secret_file_line(const char *path, const char *what, char *out, size_t cap, char *err,
+                        size_t errlen)
+{
+    char *text;
+    size_t len;
+    int rc = pc_secret_file_read(path, what, &text, &len, err, errlen);
+    if (rc != 0)
+        return rc;
+    size_t n = strcspn(text, "\r\n");
+    if (n == 0 || n >= cap) {
+        set_err(err, errlen, "%s %s: the first line is %s", what, path,
+                n == 0 ? "empty" : "too long");
+        rc = PC_EINVAL;
+    } else {
+        memcpy(out, text, n);
+        out[n] = '\0';
+    }
+    sodium_memzero(text, len);
+    free(text);
+    return rc;
+}
+
 int pc_keyring_load_file(const char *path, pc_keyring_t **out, char *err, size_t errlen)
 {
     char *text;

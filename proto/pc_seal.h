@@ -93,6 +93,13 @@ int pc_keyring_load_file(const char *path, pc_keyring_t **out, char *err, size_t
 int pc_secret_file_read(const char *path, const char *what, char **text, size_t *len,
                         char *err, size_t errlen);
 
+/* The first line of a secret file (a client token): read as by
+ * pc_secret_file_read, copied to out (cap bytes, NUL-terminated) without
+ * its line end. PC_EINVAL (err says why) if that line is empty or does not
+ * fit; otherwise as pc_secret_file_read. The file's copy is zeroed. */
+int pc_secret_file_line(const char *path, const char *what, char *out, size_t cap, char *err,
+                        size_t errlen);
+
 /* Zeroes and frees; NULL-safe; sets *kr to NULL. */
 void pc_keyring_free(pc_keyring_t **kr);
 
