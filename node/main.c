@@ -48,7 +48,15 @@ typedef struct app {
     pc_guard_t guard;
     uv_signal_t sigterm, sigint, sighup;
     int stopping;
+    size_t nworkers;      /* --threads - 1 worker loops, a thread each */
+    uv_loop_t *wloops;
+    uv_thread_t *wthreads;
 } app_t;
+
+static void worker_thread(void *arg)
+{
+    uv_run(arg, UV_RUN_DEFAULT);
+}
 
 #define TOKEN_MAX 4096
 
@@ -302,10 +310,29 @@ int main(int argc, char **argv)
         fprintf(stderr, "peercached: cluster: %s\n", pc_strerror(rc));
         startup_failed(rc == PC_EINVAL ? 2 : 1);
     }
+    if (a.cfg.threads == 0) {
+        unsigned n = uv_available_parallelism();
+        a.cfg.threads = n < 1 ? 1 : n > 64 ? 64 : n;
+    }
     if ((rc = pc_server_new(&a.loop, &a.cfg, a.store, a.backend, a.cluster, a.peers,
                             &a.guard, &a.log, &a.server)) < 0) {
         fprintf(stderr, "peercached: server: %s\n", pc_strerror(rc));
         startup_failed(1);
+    }
+    /* --threads: the core loop (this thread) and threads-1 workers. */
+    a.nworkers = (size_t)a.cfg.threads - 1;
+    a.wloops = calloc(a.nworkers + 1, sizeof *a.wloops);
+    a.wthreads = calloc(a.nworkers + 1, sizeof *a.wthreads);
+    if (a.wloops == NULL || a.wthreads == NULL) {
+        fprintf(stderr, "peercached: out of memory\n");
+        startup_failed(1);
+    }
+    for (size_t i = 0; i < a.nworkers; i++) {
+        uv_loop_init(&a.wloops[i]);
+        if ((rc = pc_server_add_worker(a.server, &a.wloops[i])) < 0) {
+            fprintf(stderr, "peercached: worker loop: %s\n", pc_strerror(rc));
+            startup_failed(1);
+        }
     }
     if ((rc = load_token(&a, err, sizeof err)) < 0) {
         fprintf(stderr, "peercached: %s\n", err);
@@ -323,13 +350,20 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sighup, on_signal, SIGHUP);
     if (pc_server_start(a.server) < 0)
         startup_failed(1); /* reason logged */
+    for (size_t i = 0; i < a.nworkers; i++) {
+        if (uv_thread_create(&a.wthreads[i], worker_thread, &a.wloops[i]) != 0) {
+            pc_log_error(&a.log, "cannot start thread %zu", i + 1);
+            startup_failed(1);
+        }
+    }
     if (pc_cluster_start(a.cluster) < 0)
         startup_failed(1); /* reason logged */
 
     pc_log_info(&a.log,
-                "peercached %s listening on %s, gossip %s (redis %s%s%s, memory %zu bytes, %s, "
-                "replicas %llu%s%s)",
-                PC_VERSION_STRING, a.cfg.listen, a.cfg.gossip, a.cfg.redis,
+                "peercached %s listening on %s, gossip %s (%llu thread%s, redis %s%s%s, memory "
+                "%zu bytes, %s, replicas %llu%s%s)",
+                PC_VERSION_STRING, a.cfg.listen, a.cfg.gossip, (unsigned long long)a.cfg.threads,
+                a.cfg.threads == 1 ? "" : "s", a.cfg.redis,
                 a.cfg.redis_prefix[0] ? ", prefix " : "", a.cfg.redis_prefix, a.cfg.memory,
                 a.cfg.eviction, (unsigned long long)a.cfg.replicas,
                 a.cfg.join[0] ? ", joining " : "", a.cfg.join);
@@ -339,11 +373,20 @@ int main(int argc, char **argv)
 
     uv_run(&a.loop, UV_RUN_DEFAULT);
 
+    /* The workers stopped before the core did (pc_server_shutdown). */
+    for (size_t i = 0; i < a.nworkers; i++)
+        uv_thread_join(&a.wthreads[i]);
+
     pc_server_free(&a.server);
     pc_cluster_free(&a.cluster);
     pc_peer_pool_free(&a.peers);
     if (uv_loop_close(&a.loop) != 0)
         pc_log_warn(&a.log, "event loop closed with handles still open");
+    for (size_t i = 0; i < a.nworkers; i++)
+        if (uv_loop_close(&a.wloops[i]) != 0)
+            pc_log_warn(&a.log, "event loop %zu closed with handles still open", i + 1);
+    free(a.wloops);
+    free(a.wthreads);
     pc_store_free(&a.store);
     pc_guard_free(&a.guard);
     pc_log_info(&a.log, "bye");

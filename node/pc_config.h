@@ -35,6 +35,7 @@ typedef struct pc_config {
     uint64_t redis_timeout_ms;  /* --redis-timeout, default 1000 */
     size_t memory;              /* --memory, default 64mb */
     char *eviction;             /* --eviction s3fifo|lru, default s3fifo */
+    uint64_t threads;           /* --threads, default 0 = one per core */
     uint64_t max_connections;   /* --max-connections, default 10000 */
     uint64_t idle_timeout_ms;   /* --idle-timeout, default 300000 (0 = off) */
     size_t max_frame;           /* --max-frame, default 1mb+128kb */

@@ -15,11 +15,15 @@
  * Users keep a pointer to the guard, never to the keyring, so a rotation
  * reaches all of them at once.
  *
- * Thread rules: loop thread only (like its users).
+ * Thread rules: every function is thread-safe (a multi-loop node shares
+ * one guard, and one replay filter, among its loops): a mutex covers the
+ * keyring, the filter and the counters. pc_guard_on() needs no lock: a
+ * node never switches between keyed and insecure while it runs.
  */
 #ifndef PC_GUARD_H
 #define PC_GUARD_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +44,8 @@ typedef struct pc_guard_stats {
 } pc_guard_stats_t;
 
 typedef struct pc_guard {
+    pthread_mutex_t lock;  /* over keyring, replay and stats */
+    int on;                /* a keyring is installed; fixed at init */
     pc_keyring_t *keyring; /* NULL = insecure: nothing sealed or required */
     pc_replay_t *replay;   /* NULL iff keyring is NULL */
     uint64_t started_ms;   /* wall clock at init: older stamps are refused,
@@ -51,7 +57,7 @@ typedef struct pc_guard {
 /* Takes ownership of kr (NULL = insecure) and makes a replay filter with
  * the window. 0, PC_ENOMEM (then kr is still the caller's). */
 int pc_guard_init(pc_guard_t *g, pc_keyring_t *kr, uint64_t window_ms);
-/* Frees the keyring and the filter. */
+/* Frees the keyring, the filter and the lock. */
 void pc_guard_free(pc_guard_t *g);
 
 /* Installs kr as the keyring and returns the previous one (the caller
@@ -60,7 +66,11 @@ void pc_guard_free(pc_guard_t *g);
 pc_keyring_t *pc_guard_swap(pc_guard_t *g, pc_keyring_t *kr);
 
 /* 1 if traffic is sealed (a keyring is installed). */
-static inline int pc_guard_on(const pc_guard_t *g) { return g != NULL && g->keyring != NULL; }
+static inline int pc_guard_on(const pc_guard_t *g) { return g != NULL && g->on; }
+
+/* A consistent copy of the counters, and the primary key's id and the
+ * number of keys (0 and 0 when insecure). */
+void pc_guard_snapshot(pc_guard_t *g, pc_guard_stats_t *st, uint32_t *key_id, size_t *nkeys);
 
 /* The wall clock in milliseconds (what seals are stamped with). */
 uint64_t pc_guard_wall_ms(void);

@@ -22,6 +22,18 @@
  *           sent, and compare-and-set requests deferred until those writes
  *           are acknowledged. It lives only while something is in flight.
  *
+ *  Loops.  A node runs one *core* loop (this file's pc_server_new) and
+ *           threads-1 *worker* loops (pc_server_add_worker), each with
+ *           its own SO_REUSEPORT listener. A worker serves on its own
+ *           what needs no per-node state: store hits in slots this node
+ *           owns, and on a memory-only node alone, writes (the store's
+ *           conditional sets make them atomic). Everything else -- misses
+ *           with Redis behind, writes through Redis or to replicate,
+ *           peer operations, STATS -- it relays, frame as is, to the core
+ *           over a socketpair, where an internal connection serves it like
+ *           any client's; the answer comes back in order and is relayed to
+ *           the client. What the loops share is in node_shared_t.
+ *
  * Ordering argument: all commands for this loop go over one Redis
  * connection, which answers in order. A read-through that was sent before
  * a write is answered before it, so the store sees fills and writes in
@@ -31,8 +43,13 @@
 #include "pc_server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -134,6 +151,7 @@ struct req {
 
     /* forwarded to the key's owner: the owner's answer is relayed as is */
     int forwarded;
+    pc_list_t rlink; /* relayed to the core loop: in relay->reqs */
 
     uint32_t nslots;
     slot_t slots[];
@@ -152,7 +170,12 @@ struct keystate {
 };
 
 struct conn {
-    uv_tcp_t tcp;
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;   /* a client's or peer's connection */
+        uv_pipe_t pipe; /* internal: a worker loop's relay (core side) */
+    } h;
     pc_server_t *srv;
     pc_list_t link; /* in srv->conns */
     pc_list_t reqs;
@@ -192,6 +215,13 @@ struct conn {
     uint64_t auth_until;
     uint64_t auth_id;
     char peer[64];
+    /* Internal: the core end of a worker loop's relay. Trusted (authed),
+     * exempt from the per-connection limits and the connection count;
+     * trusted_peer = the relay of peer connections, whose peer operations
+     * were opened with the cluster key by the worker. */
+    int internal;
+    int trusted_peer;
+    unsigned relayed; /* worker: requests of this connection at the core */
     /* Resource limits (conn_limits_note, conn_check_limits): the frame
      * deadline and the output stall. A clock at 0 is not running. */
     uint64_t bytes_in;    /* bytes read from the socket so far */
@@ -237,6 +267,59 @@ typedef struct server_stats {
     uint64_t buffer_evictions; /* connections closed to bring the buffers under it */
 } server_stats_t;
 
+/*
+ * What the loops of one node share (docs/ARCHITECTURE.md "Threads"). The
+ * core allocates it; the core alone writes the view (ring_changed), the
+ * workers read it with relaxed loads: a worker acting on a view a moment
+ * old serves what the core would have served a moment earlier.
+ */
+#define GATE_NONE UINT32_MAX
+typedef struct node_shared {
+    _Atomic uint64_t last_version; /* next_version(): one clock per node */
+    _Atomic uint64_t nconns;       /* client connections on all loops */
+    _Atomic uint64_t ring_fp;
+    /* The view: alone = this node is the only member (owns every slot);
+     * then an item with epoch >= epoch_min is valid anywhere. Otherwise
+     * gate[slot] is the least valid epoch in a slot we own, GATE_NONE in
+     * the others. Writes are local only when alone and past settle_until. */
+    _Atomic int alone;
+    _Atomic uint32_t epoch_min;
+    _Atomic uint64_t settle_until;
+    _Atomic uint32_t *gate; /* PC_RING_SLOTS; NULL with one loop */
+    int has_backend;
+    pthread_mutex_t token_lock; /* over the token fields */
+    int token_required;
+    uint8_t token_hash[crypto_generichash_BYTES]; /* of the client token */
+} node_shared_t;
+
+/* A call run on another loop's thread (xcall_post). */
+typedef struct xcall {
+    struct xcall *next;
+    void (*fn)(pc_server_t *s, void *arg);
+    void *arg;
+} xcall_t;
+
+/* Worker side of a relay to the core loop: frames out, answers back in
+ * the same order. */
+typedef struct relay {
+    pc_server_t *srv;
+    uv_pipe_t pipe;
+    pc_buf_t out, wbuf;
+    uv_write_t wreq;
+    int writing;
+    int open;
+    pc_proto_reader_t rd;
+    pc_list_t reqs; /* req_t's relayed, oldest first (rlink) */
+} relay_t;
+
+/* STATS gathered from every loop (the counters are per loop). */
+typedef struct loop_snap {
+    server_stats_t stats;
+    uint64_t nconns;
+    size_t buf_bytes;
+    int buf_full;
+} loop_snap_t;
+
 struct pc_server {
     uv_loop_t *loop;
     const pc_log_t *log;
@@ -245,8 +328,6 @@ struct pc_server {
     pc_cluster_t *cluster; /* may be NULL: a node alone, everything local */
     pc_peer_pool_t *peers;
     pc_guard_t *guard;        /* cluster key; NULL or keyless = --insecure */
-    int token_required;
-    uint8_t token_hash[crypto_generichash_BYTES]; /* of the client token */
     uint64_t auth_window_start; /* failed HELLOs node-wide, per second */
     uint64_t auth_window_fails;
     pc_proto_decoder_t *dec;
@@ -334,7 +415,23 @@ struct pc_server {
     size_t ks_count;
     uint8_t ks_hashkey[crypto_shorthash_KEYBYTES];
 
-    uint64_t last_version;
+    /* Loops (see the top of the file). */
+    node_shared_t *sh;      /* the core's; workers point to it */
+    pc_server_t *core;      /* NULL on the core */
+    pc_server_t **workers;  /* core: its workers */
+    size_t nworkers;
+    size_t index;           /* 0 = core, 1.. = workers */
+    int reuseport;          /* listen with SO_REUSEPORT (more than one loop) */
+    int fds[4];             /* worker: relay socketpairs, core ends at 1, 3 */
+    relay_t relays[2];      /* worker: [0] clients', [1] peers' requests */
+    uv_check_t relay_check; /* worker: flushes the relays once per turn */
+    pthread_mutex_t xq_lock;
+    xcall_t *xq_head, *xq_tail;
+    int xq_open;
+    uv_async_t xq_async;
+    size_t workers_running; /* core, at shutdown */
+    int workers_stopping;
+
     uint64_t last_sweep;
     uint64_t start_ms;
     server_stats_t stats;
@@ -355,8 +452,14 @@ static uint64_t next_version(pc_server_t *s)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t wall = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 16;
-    s->last_version = wall > s->last_version ? wall : s->last_version + 1;
-    return s->last_version;
+    /* One clock for all the loops of the node: a compare-and-swap, which
+     * nobody contends with on a node of one loop. */
+    uint64_t last = atomic_load_explicit(&s->sh->last_version, memory_order_relaxed), v;
+    do
+        v = wall > last ? wall : last + 1;
+    while (!atomic_compare_exchange_weak_explicit(&s->sh->last_version, &last, v,
+                                                  memory_order_relaxed, memory_order_relaxed));
+    return v;
 }
 
 static int64_t ttl_left(uint64_t expire, uint64_t now)
@@ -549,12 +652,12 @@ static void conn_update_reading(conn_t *c)
 {
     conn_limits_note(c);
     srv_buffer_check(c->srv);
-    int want = !c->closing && !c->eof && !conn_paused(c) && !c->srv->buf_full;
+    int want = !c->closing && !c->eof && !conn_paused(c) && (!c->srv->buf_full || c->internal);
     if (want && !c->reading) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+        if (uv_read_start(&c->h.stream, alloc_cb, read_cb) == 0)
             c->reading = 1;
     } else if (!want && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_read_stop(&c->h.stream);
         c->reading = 0;
     }
 }
@@ -580,7 +683,7 @@ static unsigned srv_buffer_evict(pc_server_t *s)
         size_t most = EVICT_MIN_INPUT - 1;
         for (pc_list_t *n = s->conns.next; n != &s->conns; n = n->next) {
             conn_t *c = pc_list_entry(n, conn_t, link);
-            if (!c->closing && c->rd.buf.cap > most) {
+            if (!c->closing && !c->internal && c->rd.buf.cap > most) {
                 most = c->rd.buf.cap;
                 big = c;
             }
@@ -671,7 +774,7 @@ static void conn_flush(conn_t *c)
     c->out = t;
     uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
     c->wreq.data = c;
-    int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+    int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, write_cb);
     if (rc < 0) {
         conn_close(c, uv_strerror(rc));
         return;
@@ -799,6 +902,8 @@ static pc_buf_t *answer_target(conn_t *c, uint32_t op, uint64_t id)
 
 static uint64_t ring_fp(const pc_server_t *s)
 {
+    if (s->core != NULL)
+        return atomic_load_explicit(&s->sh->ring_fp, memory_order_relaxed);
     return s->cluster ? pc_cluster_fingerprint(s->cluster) : 0;
 }
 
@@ -1766,35 +1871,32 @@ static void handle_write_local(conn_t *c, const pc_request_t *rq, uint32_t slot)
     uint64_t now = now_ms(s);
     pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
     if (rq->op == PC_OP_SET) {
-        /* Only NX and XX need to know whether the key is there; a plain
-         * SET would pay a second SipHash and chain walk for nothing. */
-        int exists = 0;
-        if (rq->cond != PC_COND_NONE) {
-            pc_item_t *it = NULL;
-            exists = pc_store_peek(s->store, rq->key.ptr, rq->key.len, now, &it) == 0;
-            pc_store_release(s->store, it);
-        }
-        if (rq->cond == PC_COND_NX && exists)
+        /* The condition is checked by the store, under the lock that
+         * stores: other loops write the same store at the same time. */
+        int mode = PC_STORE_SET_ALWAYS;
+        if (rq->cas != 0)
+            mode = PC_STORE_SET_IF_VERSION;
+        else if (rq->cond == PC_COND_NX)
+            mode = PC_STORE_SET_IF_ABSENT;
+        else if (rq->cond == PC_COND_XX)
+            mode = PC_STORE_SET_IF_PRESENT;
+        resp.version = next_version(s);
+        int rc = pc_store_set_if(s->store, rq->key.ptr, rq->key.len, rq->value.ptr,
+                                 rq->value.len, rq->flags, resp.version,
+                                 settle_cap_slot(s, slot, expire_at(s, rq->ttl_ms)), mode,
+                                 rq->cas, now);
+        if (rc == PC_EEXISTS) /* NX: present; CAS: another version */
             resp.status = PC_ST_EXISTS;
-        else if (rq->cond == PC_COND_XX && !exists)
-            resp.status = PC_ST_NOT_STORED;
-        else if (rq->cas != 0)
-            resp.status = cas_check(s, rq->key.ptr, rq->key.len, rq->cas);
-        if (resp.status == PC_ST_OK) {
-            resp.version = next_version(s);
-            int rc = pc_store_set(s->store, rq->key.ptr, rq->key.len, rq->value.ptr,
-                                  rq->value.len, rq->flags, resp.version,
-                                  settle_cap_slot(s, slot, expire_at(s, rq->ttl_ms)),
-                                  PC_STORE_SET_ALWAYS, now);
-            if (rc < 0)
-                resp.status = pc_err_to_status(rc);
-            else
-                replicate(s, rq->key.ptr, rq->key.len, rq->value.ptr, rq->value.len, 1,
-                          rq->flags, resp.version,
-                          rq->ttl_ms == 0 ? -1
-                                          : (int64_t)(rq->ttl_ms > INT64_MAX ? INT64_MAX
-                                                                             : rq->ttl_ms));
-        }
+        else if (rc == PC_ENOTFOUND) /* XX: absent; CAS: nothing to compare */
+            resp.status = rq->cas == 0 || rq->cond == PC_COND_XX ? PC_ST_NOT_STORED
+                                                                 : PC_ST_NOT_FOUND;
+        else if (rc < 0)
+            resp.status = pc_err_to_status(rc);
+        if (resp.status == PC_ST_OK)
+            replicate(s, rq->key.ptr, rq->key.len, rq->value.ptr, rq->value.len, 1, rq->flags,
+                      resp.version,
+                      rq->ttl_ms == 0 ? -1
+                                      : (int64_t)(rq->ttl_ms > INT64_MAX ? INT64_MAX : rq->ttl_ms));
     } else if (rq->op == PC_OP_DEL) {
         if (pc_store_del(s->store, rq->key.ptr, rq->key.len, now) != 0)
             resp.status = PC_ST_NOT_FOUND;
@@ -2067,7 +2169,9 @@ static void handle_replicate(conn_t *c, const pc_request_t *rq)
 
 /* ---- HELLO / PING / STATS ------------------------------------------------ */
 
-static void handle_stats(conn_t *c, const pc_request_t *rq)
+/* Encodes the STATS answer from the loops' counters summed in `sum`:
+ * into r's slot if r is given, else straight to c. */
+static void stats_reply(conn_t *c, req_t *r, uint32_t op, uint64_t id, const loop_snap_t *sum)
 {
     pc_server_t *s = c->srv;
     pc_store_stats_t st;
@@ -2081,22 +2185,27 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
     pc_peer_stats_t ps = {0};
     if (s->peers)
         pc_peer_stats(s->peers, &ps);
-    const pc_guard_stats_t *gs = pc_guard_on(s->guard) ? &s->guard->stats : NULL;
+    pc_guard_stats_t gstats = {0};
+    uint32_t key_id = 0;
+    size_t nkeys = 0;
+    if (pc_guard_on(s->guard))
+        pc_guard_snapshot(s->guard, &gstats, &key_id, &nkeys);
+    const pc_guard_stats_t *gs = pc_guard_on(s->guard) ? &gstats : NULL;
 #define STAT(n, v) {{(const uint8_t *)n, sizeof n - 1}, (int64_t)(v)}
     pc_stat_t stats[] = {
         STAT("uptime_s", (now_ms(s) - s->start_ms) / 1000),
-        STAT("connections", s->nconns),
-        STAT("connections_total", s->stats.connections_total),
-        STAT("connections_rejected", s->stats.connections_rejected),
-        STAT("idle_timeouts", s->stats.idle_timeouts),
-        STAT("frame_timeouts", s->stats.frame_timeouts),
-        STAT("output_timeouts", s->stats.output_timeouts),
-        STAT("buffer_memory", s->buf_bytes),
-        STAT("buffer_full", s->buf_full),
-        STAT("buffer_full_rejects", s->stats.buffer_full_rejects),
-        STAT("buffer_evictions", s->stats.buffer_evictions),
-        STAT("requests", s->stats.requests),
-        STAT("bad_frames", s->stats.bad_frames),
+        STAT("connections", sum->nconns),
+        STAT("connections_total", sum->stats.connections_total),
+        STAT("connections_rejected", sum->stats.connections_rejected),
+        STAT("idle_timeouts", sum->stats.idle_timeouts),
+        STAT("frame_timeouts", sum->stats.frame_timeouts),
+        STAT("output_timeouts", sum->stats.output_timeouts),
+        STAT("buffer_memory", sum->buf_bytes),
+        STAT("buffer_full", sum->buf_full),
+        STAT("buffer_full_rejects", sum->stats.buffer_full_rejects),
+        STAT("buffer_evictions", sum->stats.buffer_evictions),
+        STAT("requests", sum->stats.requests),
+        STAT("bad_frames", sum->stats.bad_frames),
         STAT("items", st.items),
         STAT("bytes", st.bytes),
         STAT("memory_limit", st.limit),
@@ -2108,9 +2217,9 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
         STAT("expirations", st.expirations),
         STAT("backend_enabled", s->backend != NULL),
         STAT("backend_up", bs.up),
-        STAT("backend_reads", s->stats.backend_reads),
-        STAT("backend_reads_coalesced", s->stats.reads_coalesced),
-        STAT("backend_writes", s->stats.backend_writes),
+        STAT("backend_reads", sum->stats.backend_reads),
+        STAT("backend_reads_coalesced", sum->stats.reads_coalesced),
+        STAT("backend_writes", sum->stats.backend_writes),
         STAT("backend_errors", bs.errors),
         STAT("backend_timeouts", bs.timeouts),
         STAT("backend_rejected", bs.rejected),
@@ -2126,33 +2235,33 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
         STAT("gossip_bad", cs.gossip_bad),
         STAT("syncs", cs.syncs),
         STAT("sync_errors", cs.sync_errors),
-        STAT("forwarded", s->stats.forwarded),
-        STAT("forward_errors", s->stats.forward_errors),
-        STAT("forwarded_in", s->stats.forwarded_in),
-        STAT("not_owner_reads", s->stats.not_owner_reads),
-        STAT("retry_answers", s->stats.retry_answers),
-        STAT("replicated", s->stats.replicated),
-        STAT("replicate_errors", s->stats.replicate_errors),
-        STAT("replica_applied", s->stats.replica_applied),
-        STAT("replica_ignored", s->stats.replica_ignored),
-        STAT("stale_dropped", s->stats.stale_dropped),
-        STAT("handoff_sent", s->stats.handoff_sent),
-        STAT("handoff_received", s->stats.handoff_received),
-        STAT("handoff_refused", s->stats.handoff_refused),
-        STAT("handoff_confirmed", s->stats.handoff_confirmed),
-        STAT("purged", s->stats.purged),
-        STAT("handoff_errors", s->stats.handoff_errors),
-        STAT("handoffs", s->stats.handoffs),
+        STAT("forwarded", sum->stats.forwarded),
+        STAT("forward_errors", sum->stats.forward_errors),
+        STAT("forwarded_in", sum->stats.forwarded_in),
+        STAT("not_owner_reads", sum->stats.not_owner_reads),
+        STAT("retry_answers", sum->stats.retry_answers),
+        STAT("replicated", sum->stats.replicated),
+        STAT("replicate_errors", sum->stats.replicate_errors),
+        STAT("replica_applied", sum->stats.replica_applied),
+        STAT("replica_ignored", sum->stats.replica_ignored),
+        STAT("stale_dropped", sum->stats.stale_dropped),
+        STAT("handoff_sent", sum->stats.handoff_sent),
+        STAT("handoff_received", sum->stats.handoff_received),
+        STAT("handoff_refused", sum->stats.handoff_refused),
+        STAT("handoff_confirmed", sum->stats.handoff_confirmed),
+        STAT("purged", sum->stats.purged),
+        STAT("handoff_errors", sum->stats.handoff_errors),
+        STAT("handoffs", sum->stats.handoffs),
         STAT("handoff_active", s->handoff_target != NULL),
-        STAT("settle_capped", s->stats.settle_capped),
+        STAT("settle_capped", sum->stats.settle_capped),
         STAT("peer_requests", ps.requests),
         STAT("peer_errors", ps.errors),
         STAT("peer_timeouts", ps.timeouts),
         STAT("peer_connects", ps.connects),
-        STAT("auth_failures", s->stats.auth_failures),
-        STAT("auth_refused", s->stats.auth_refused),
-        STAT("peer_refused", s->stats.peer_refused),
-        STAT("peer_rejected", s->stats.peer_rejected),
+        STAT("auth_failures", sum->stats.auth_failures),
+        STAT("auth_refused", sum->stats.auth_refused),
+        STAT("peer_refused", sum->stats.peer_refused),
+        STAT("peer_rejected", sum->stats.peer_rejected),
         STAT("gossip_rejected", cs.gossip_rejected),
         STAT("seal_enabled", gs != NULL),
         STAT("sealed_out", gs ? gs->sealed : 0),
@@ -2164,13 +2273,116 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
         STAT("seal_stale", gs ? gs->stale : 0),
         STAT("seal_replayed", gs ? gs->replayed : 0),
         STAT("seal_overflow", gs ? gs->overflow : 0),
-        STAT("seal_key_id", gs ? pc_keyring_id(s->guard->keyring, 0) : 0),
-        STAT("seal_keys", gs ? pc_keyring_count(s->guard->keyring) : 0),
+        STAT("seal_key_id", key_id),
+        STAT("seal_keys", nkeys),
     };
 #undef STAT
-    pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK,
+    pc_response_t resp = {.op = op, .id = id, .status = PC_ST_OK,
                           .nstats = sizeof stats / sizeof stats[0], .stats = stats};
-    answer(c, &resp);
+    if (r != NULL)
+        req_answer(r, &resp, NULL);
+    else
+        answer(c, &resp);
+}
+
+static void snap_own(const pc_server_t *s, loop_snap_t *out)
+{
+    out->stats = s->stats;
+    out->nconns = s->nconns;
+    out->buf_bytes = s->buf_bytes;
+    out->buf_full = s->buf_full;
+}
+
+static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
+{
+    uint64_t *d = (uint64_t *)&sum->stats;
+    const uint64_t *a = (const uint64_t *)&x->stats;
+    for (size_t i = 0; i < sizeof sum->stats / sizeof(uint64_t); i++)
+        d[i] += a[i];
+    sum->nconns += x->nconns;
+    sum->buf_bytes += x->buf_bytes;
+    sum->buf_full |= x->buf_full;
+}
+
+/* STATS on a node of several loops: the counters of each are read on its
+ * own thread (xcall), summed on the core, and then answered. */
+typedef struct gather {
+    req_t *r;
+    size_t pending;
+    loop_snap_t sum;
+} gather_t;
+
+typedef struct snapmsg {
+    gather_t *g;
+    loop_snap_t snap;
+} snapmsg_t;
+
+static void gather_one(pc_server_t *core, gather_t *g)
+{
+    if (--g->pending > 0)
+        return;
+    req_t *r = g->r;
+    conn_t *c = r->c;
+    r->waiting = 0;
+    if (c->closing) {
+        req_free(r);
+        conn_maybe_free(c);
+    } else {
+        stats_reply(c, r, r->op, r->id, &g->sum);
+    }
+    (void)core;
+    free(g);
+}
+
+static void snap_back(pc_server_t *core, void *arg) /* on the core */
+{
+    snapmsg_t *m = arg;
+    snap_add(&m->g->sum, &m->snap);
+    gather_one(core, m->g);
+    free(m);
+}
+
+static int xcall_post(pc_server_t *t, void (*fn)(pc_server_t *, void *), void *arg);
+
+static void snap_take(pc_server_t *w, void *arg) /* on a worker */
+{
+    snapmsg_t *m = arg;
+    snap_own(w, &m->snap);
+    if (xcall_post(w->core, snap_back, m) < 0)
+        free(m); /* the core stops last: cannot happen */
+}
+
+static void handle_stats(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    gather_t *g = NULL;
+    req_t *r = NULL;
+    if (s->nworkers > 0 && (g = calloc(1, sizeof *g)) != NULL &&
+        (r = req_new(c, rq->op, rq->id, 0)) == NULL) {
+        free(g);
+        g = NULL;
+    }
+    if (g == NULL) { /* one loop (or out of memory: this loop's counters) */
+        loop_snap_t own;
+        snap_own(s, &own);
+        stats_reply(c, NULL, rq->op, rq->id, &own);
+        return;
+    }
+    g->r = r;
+    r->waiting = 1;
+    snap_own(s, &g->sum);
+    g->pending = 1 + s->nworkers;
+    for (size_t i = 0; i < s->nworkers; i++) {
+        snapmsg_t *m = calloc(1, sizeof *m);
+        if (m != NULL) {
+            m->g = g;
+            if (xcall_post(s->workers[i], snap_take, m) == 0)
+                continue;
+            free(m);
+        }
+        g->pending--; /* a stopped loop has nothing to add */
+    }
+    gather_one(s, g);
 }
 
 /* ---- client tokens ---------------------------------------------------- */
@@ -2195,9 +2407,20 @@ static void token_hash(const uint8_t *p, size_t n, uint8_t out[crypto_generichas
  * through timing. */
 static int token_ok(const pc_server_t *s, const pc_bytes_t *tok)
 {
-    uint8_t h[crypto_generichash_BYTES];
+    uint8_t h[crypto_generichash_BYTES], want[crypto_generichash_BYTES];
     token_hash(tok->ptr, tok->len, h);
-    return sodium_memcmp(h, s->token_hash, sizeof h) == 0;
+    pthread_mutex_lock(&s->sh->token_lock);
+    memcpy(want, s->sh->token_hash, sizeof want);
+    pthread_mutex_unlock(&s->sh->token_lock);
+    return sodium_memcmp(h, want, sizeof h) == 0;
+}
+
+static int token_required(const pc_server_t *s)
+{
+    pthread_mutex_lock(&s->sh->token_lock);
+    int req = s->sh->token_required;
+    pthread_mutex_unlock(&s->sh->token_lock);
+    return req;
 }
 
 static int is_peer_op(uint32_t op)
@@ -2254,13 +2477,13 @@ static void auth_release(conn_t *c)
 static int refuse_unauthorized(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
-    if (is_peer_op(rq->op) && pc_guard_on(s->guard) && !c->sealed) {
+    if (is_peer_op(rq->op) && pc_guard_on(s->guard) && !c->sealed && !c->trusted_peer) {
         s->stats.peer_refused++;
         answer_error(c, rq->op, rq->id, PC_ST_AUTH_REQUIRED,
                      "peer operations must be sealed with the cluster key");
         return 1;
     }
-    if (s->token_required && !c->authed && rq->op != PC_OP_HELLO && rq->op != PC_OP_PING) {
+    if (!c->authed && rq->op != PC_OP_HELLO && rq->op != PC_OP_PING) {
         if (is_peer_op(rq->op))
             s->stats.peer_refused++;
         else
@@ -2271,11 +2494,290 @@ static int refuse_unauthorized(conn_t *c, const pc_request_t *rq)
     return 0;
 }
 
+/* ---- worker loops: what they serve, and the relay to the core ----------- */
+
+static void relay_flush(relay_t *rl);
+static void relay_fail_all(relay_t *rl, const char *why);
+
+/* One relayed request's answer (body NULL: the relay failed). */
+static void relay_answered(relay_t *rl, const uint8_t *body, size_t len)
+{
+    if (pc_list_empty(&rl->reqs)) {
+        pc_log_error(rl->srv->log, "loop %zu: an answer from the core loop nobody asked for",
+                     rl->srv->index);
+        return;
+    }
+    req_t *r = pc_list_entry(rl->reqs.next, req_t, rlink);
+    pc_list_remove(&r->rlink);
+    conn_t *c = r->c;
+    r->waiting = 0;
+    c->relayed--;
+    if (c->closing) {
+        req_free(r);
+        conn_maybe_free(c);
+        return;
+    }
+    if (body == NULL) {
+        req_answer_status(r, PC_ST_INTERNAL, "the node is stopping; the request may or may not "
+                                             "have been applied");
+        return;
+    }
+    req_deliver(r, NULL, NULL, body, len);
+}
+
+static void relay_fail_all(relay_t *rl, const char *why)
+{
+    if (rl->open)
+        pc_log_error(rl->srv->log, "loop %zu: relay to the core loop: %s", rl->srv->index, why);
+    rl->open = 0;
+    uv_read_stop((uv_stream_t *)&rl->pipe);
+    while (!pc_list_empty(&rl->reqs))
+        relay_answered(rl, NULL, 0);
+}
+
+static void relay_write_cb(uv_write_t *w, int status)
+{
+    relay_t *rl = w->data;
+    rl->writing = 0;
+    pc_buf_reset(&rl->wbuf);
+    if (status < 0) {
+        relay_fail_all(rl, uv_strerror(status));
+        return;
+    }
+    relay_flush(rl);
+}
+
+static void relay_flush(relay_t *rl)
+{
+    if (!rl->open || rl->writing || rl->out.len == 0)
+        return;
+    pc_buf_t t = rl->wbuf;
+    rl->wbuf = rl->out;
+    rl->out = t;
+    uv_buf_t b = uv_buf_init((char *)rl->wbuf.data, (unsigned)rl->wbuf.len);
+    rl->wreq.data = rl;
+    int rc = uv_write(&rl->wreq, (uv_stream_t *)&rl->pipe, &b, 1, relay_write_cb);
+    if (rc < 0) {
+        relay_fail_all(rl, uv_strerror(rc));
+        return;
+    }
+    rl->writing = 1;
+}
+
+/* Once per loop turn, after every connection read: all the frames relayed
+ * meanwhile leave in one write. */
+static void relay_check_cb(uv_check_t *h)
+{
+    pc_server_t *s = h->data;
+    relay_flush(&s->relays[0]);
+    relay_flush(&s->relays[1]);
+    uv_check_stop(h);
+}
+
+static void relay_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    relay_t *rl = h->data;
+    uint8_t *p = NULL;
+    size_t avail = 0;
+    (void)suggested;
+    if (pc_proto_reader_reserve(&rl->rd, READ_CHUNK, &p, &avail) < 0)
+        avail = 0;
+    *buf = uv_buf_init((char *)p, (unsigned)(avail < READ_CHUNK ? avail : READ_CHUNK));
+}
+
+static void relay_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    relay_t *rl = st->data;
+    (void)buf;
+    if (n < 0) {
+        relay_fail_all(rl, n == UV_EOF ? "the core loop closed it" : uv_strerror((int)n));
+        return;
+    }
+    pc_proto_reader_commit(&rl->rd, (size_t)n);
+    const uint8_t *body;
+    uint32_t len;
+    int rc;
+    while ((rc = pc_proto_reader_next(&rl->rd, &body, &len)) > 0)
+        relay_answered(rl, body, len);
+    if (rc < 0)
+        relay_fail_all(rl, "bad frame from the core loop");
+}
+
+/* Sends the request being dispatched, as it came (opened, if it came
+ * sealed), to the core loop; its answer is relayed back in order. */
+static void relay_request(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    relay_t *rl = &s->relays[c->sealed ? 1 : 0];
+    if (!rl->open) {
+        answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "the node is stopping");
+        return;
+    }
+    req_t *r = req_new(c, rq->op, rq->id, 0);
+    if (r == NULL || append_frame(&rl->out, c->cur_body, c->cur_len) < 0) {
+        if (r)
+            req_free(r);
+        answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+        return;
+    }
+    r->waiting = 1;
+    pc_list_push_back(&rl->reqs, &r->rlink);
+    c->relayed++;
+    if (!uv_is_active((uv_handle_t *)&s->relay_check))
+        uv_check_start(&s->relay_check, relay_check_cb);
+}
+
+/* The least epoch an item of this key must have to be served here, by the
+ * core's view (node_shared_t); GATE_NONE if this node does not own it. */
+static uint32_t view_gate(const pc_server_t *s, const uint8_t *k, size_t n, int *alone)
+{
+    node_shared_t *sh = s->sh;
+    *alone = atomic_load_explicit(&sh->alone, memory_order_relaxed);
+    if (*alone)
+        return atomic_load_explicit(&sh->epoch_min, memory_order_relaxed);
+    if (sh->gate == NULL)
+        return GATE_NONE;
+    return atomic_load_explicit(&sh->gate[pc_ring_slot(k, n)], memory_order_relaxed);
+}
+
+/* Is this item (of a key we own) valid to serve? As store_get_valid:
+ * new enough for every slot, or for its own. */
+static int view_valid(const pc_server_t *s, const pc_item_t *it, const uint8_t *k, size_t n,
+                      uint32_t gate, int alone)
+{
+    uint32_t e = pc_item_epoch(it);
+    if (e >= gate)
+        return 1;
+    if (!alone || s->sh->gate == NULL)
+        return 0;
+    return e >= atomic_load_explicit(&s->sh->gate[pc_ring_slot(k, n)], memory_order_relaxed);
+}
+
+/* A GET a worker answers itself: a valid hit in a slot we own, or a miss
+ * with nothing behind the store. 0 = relay it. */
+static int worker_get(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    int alone;
+    uint32_t gate = view_gate(s, rq->key.ptr, rq->key.len, &alone);
+    if (gate == GATE_NONE)
+        return 0;
+    pc_item_t *it = NULL;
+    uint64_t now = now_ms(s);
+    int rc = s->sh->has_backend ? pc_store_get_hit(s->store, rq->key.ptr, rq->key.len, now, &it)
+                                : pc_store_get(s->store, rq->key.ptr, rq->key.len, now, &it);
+    if (rc != 0) {
+        if (s->sh->has_backend)
+            return 0; /* the core reads it through (and counts the miss) */
+        answer_error(c, rq->op, rq->id, PC_ST_NOT_FOUND, pc_status_message(PC_ST_NOT_FOUND));
+        return 1;
+    }
+    if (!view_valid(s, it, rq->key.ptr, rq->key.len, gate, alone)) {
+        pc_store_release(s->store, it);
+        return 0; /* from before we gained the slot: the core drops it */
+    }
+    if (pc_list_empty(&c->reqs)) {
+        pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
+        entry_from_item(&resp.entry, it, now);
+        answer(c, &resp);
+        pc_store_release(s->store, it);
+        return 1;
+    }
+    req_t *r = req_new(c, rq->op, rq->id, 1);
+    if (r == NULL) {
+        pc_store_release(s->store, it);
+        return 0;
+    }
+    r->waiting = 1;
+    r->slots[0].item = it;
+    r->slots[0].status = PC_ST_OK;
+    slot_resolved(&r->slots[0]);
+    return 1;
+}
+
+/* An MGET of keys we all own on a memory-only node. 0 = relay it. */
+static int worker_mget(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    if (rq->nkeys == 0 || s->sh->has_backend)
+        return 0;
+    int alone;
+    for (uint32_t i = 0; i < rq->nkeys; i++)
+        if (view_gate(s, rq->keys[i].ptr, rq->keys[i].len, &alone) == GATE_NONE)
+            return 0;
+    req_t *r = req_new(c, rq->op, rq->id, rq->nkeys);
+    if (r == NULL)
+        return 0;
+    uint64_t now = now_ms(s);
+    for (uint32_t i = 0; i < rq->nkeys; i++) {
+        const pc_bytes_t *k = &rq->keys[i];
+        slot_t *sl = &r->slots[i];
+        uint32_t gate = view_gate(s, k->ptr, k->len, &alone);
+        sl->status = PC_ST_NOT_FOUND;
+        if (pc_store_get(s->store, k->ptr, k->len, now, &sl->item) != 0)
+            continue;
+        if (gate == GATE_NONE || !view_valid(s, sl->item, k->ptr, k->len, gate, alone)) {
+            req_free(r); /* the ring moved meanwhile, or a stale copy */
+            return 0;
+        }
+        sl->status = PC_ST_OK;
+    }
+    r->waiting = 1;
+    slot_resolved(&r->slots[0]);
+    return 1;
+}
+
+/* A write a worker applies itself: on a memory-only node that is alone
+ * (no replicas to send it to) and not settling a recent ring change. */
+static int worker_write(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    node_shared_t *sh = s->sh;
+    if (sh->has_backend || !atomic_load_explicit(&sh->alone, memory_order_relaxed) ||
+        now_ms(s) < atomic_load_explicit(&sh->settle_until, memory_order_relaxed) ||
+        (rq->op == PC_OP_SET && rq->cas != 0 && rq->cond == PC_COND_NX))
+        return 0;
+    handle_write_local(c, rq, NO_SLOT);
+    return 1;
+}
+
+/* On a worker: serves rq here if it can, else relays it to the core.
+ * Once a request of the connection is at the core, the rest follow it
+ * there until it is answered, so the connection's requests still take
+ * effect in the order they were sent. */
+static void worker_dispatch(conn_t *c, const pc_request_t *rq)
+{
+    int done = 0;
+    if (c->relayed == 0 && !c->sealed) {
+        switch (rq->op) {
+        case PC_OP_GET:
+            done = worker_get(c, rq);
+            break;
+        case PC_OP_MGET:
+            done = worker_mget(c, rq);
+            break;
+        case PC_OP_SET:
+        case PC_OP_DEL:
+        case PC_OP_TOUCH:
+            done = worker_write(c, rq);
+            break;
+        default:
+            break;
+        }
+    }
+    if (!done)
+        relay_request(c, rq);
+}
+
 static void handle_request(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
     if (refuse_unauthorized(c, rq))
         return;
+    if (s->core != NULL && rq->op != PC_OP_HELLO && rq->op != PC_OP_PING) {
+        worker_dispatch(c, rq);
+        return;
+    }
     switch (rq->op) {
     case PC_OP_HELLO: {
         /* A newer client is answered too: the reply carries the version this
@@ -2285,7 +2787,7 @@ static void handle_request(conn_t *c, const pc_request_t *rq)
             answer_error(c, rq->op, rq->id, PC_ST_BAD_REQUEST, "unsupported protocol version");
             return;
         }
-        if (s->token_required && !c->authed) {
+        if (!c->authed) {
             if (!token_ok(s, &rq->token)) {
                 auth_fail(c, rq);
                 return;
@@ -2547,12 +3049,15 @@ static void conn_close(conn_t *c, const char *why)
     /* Orderly close after a bad frame: push out what is queued first. */
     if (why == NULL && c->out.len > 0 && !c->writing) {
         uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        uv_try_write(&c->h.stream, &b, 1);
     }
     c->closing = 1;
-    s->nconns--;
+    if (!c->internal) {
+        s->nconns--;
+        atomic_fetch_sub_explicit(&s->sh->nconns, 1, memory_order_relaxed);
+    }
     if (c->reading)
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_read_stop(&c->h.stream);
     c->reading = 0;
     /* Answers that are ready go nowhere now. */
     pc_list_t *n = c->reqs.next;
@@ -2562,7 +3067,7 @@ static void conn_close(conn_t *c, const char *why)
         if (r->waiting == 0) /* else Redis will still call back */
             req_free(r);
     }
-    uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
+    uv_close(&c->h.handle, conn_closed_cb);
 }
 
 /* Why a new connection is refused (BUSY), or NULL. Counted here. */
@@ -2570,7 +3075,7 @@ static const char *conn_refusal(pc_server_t *s)
 {
     if (s->shutting_down)
         return "server shutting down";
-    if (s->nconns > s->max_connections)
+    if (atomic_load_explicit(&s->sh->nconns, memory_order_relaxed) > s->max_connections)
         return "too many connections";
     srv_buffer_check(s);
     if (s->buf_full) {
@@ -2590,8 +3095,8 @@ static void on_connection(uv_stream_t *server, int status)
     conn_t *c = calloc(1, sizeof *c);
     if (c == NULL)
         return;
-    uv_tcp_init(s->loop, &c->tcp);
-    c->tcp.data = c;
+    uv_tcp_init(s->loop, &c->h.tcp);
+    c->h.handle.data = c;
     c->srv = s;
     c->refs = 1; /* the handle */
     pc_list_init(&c->reqs);
@@ -2599,7 +3104,7 @@ static void on_connection(uv_stream_t *server, int status)
     /* Sealed peer frames fit too: max-frame leaves room for the seal
      * beside the largest key and value (FRAME_SLACK in pc_config.c). */
     pc_proto_reader_init(&c->rd, s->limits.max_frame);
-    c->authed = !s->token_required;
+    c->authed = !token_required(s);
     pc_buf_init(&c->out, 0);
     pc_buf_init(&c->wbuf, 0);
     pc_proto_reader_account(&c->rd, &s->buf_bytes);
@@ -2607,13 +3112,14 @@ static void on_connection(uv_stream_t *server, int status)
     pc_buf_set_account(&c->wbuf, &s->buf_bytes);
     c->last_active = now_ms(s);
     s->nconns++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+    atomic_fetch_add_explicit(&s->sh->nconns, 1, memory_order_relaxed);
+    if (uv_accept(server, &c->h.stream) != 0) {
         conn_close(c, "accept failed");
         return;
     }
     struct sockaddr_storage ss;
     int sslen = sizeof ss;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &sslen) == 0) {
         char host[48] = "?";
         int port = 0;
         if (ss.ss_family == AF_INET6) {
@@ -2625,7 +3131,7 @@ static void on_connection(uv_stream_t *server, int status)
         }
         snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->h.tcp, 1);
     s->stats.connections_total++;
     const char *refused = conn_refusal(s);
     if (refused != NULL) {
@@ -2648,7 +3154,7 @@ static void on_connection(uv_stream_t *server, int status)
 static void conn_check_limits(conn_t *c, uint64_t now)
 {
     pc_server_t *s = c->srv;
-    if (c->closing)
+    if (c->closing || c->internal)
         return;
     if (s->frame_timeout_ms > 0 && c->frame_since != 0 &&
         now - c->frame_since >= s->frame_timeout_ms) {
@@ -2717,12 +3223,16 @@ static void tick_cb(uv_timer_t *t)
 
 int pc_server_set_token(pc_server_t *s, const char *token, size_t len)
 {
-    if (token == NULL || len == 0) {
-        s->token_required = 0;
-        return 0;
-    }
-    token_hash((const uint8_t *)token, len, s->token_hash);
-    s->token_required = 1;
+    uint8_t h[crypto_generichash_BYTES];
+    int req = token != NULL && len > 0;
+    if (req)
+        token_hash((const uint8_t *)token, len, h);
+    pthread_mutex_lock(&s->sh->token_lock);
+    s->sh->token_required = req;
+    if (req)
+        memcpy(s->sh->token_hash, h, sizeof h);
+    pthread_mutex_unlock(&s->sh->token_lock);
+    sodium_memzero(h, sizeof h);
     return 0;
 }
 
@@ -3033,6 +3543,180 @@ void pc_server_after_handoff(pc_server_t *s, void (*done)(void *), void *arg)
     s->handoff_done_arg = arg;
 }
 
+/* ---- loops: cross-thread calls, the core end of relays, workers -------- */
+
+static void server_handle_closed(uv_handle_t *h);
+
+/* Runs fn(t, arg) on t's loop thread, in the order posted. 0, PC_ENOMEM,
+ * or PC_ECLOSED once t's loop takes no more calls (then fn never runs). */
+static int xcall_post(pc_server_t *t, void (*fn)(pc_server_t *, void *), void *arg)
+{
+    xcall_t *x = malloc(sizeof *x);
+    if (x == NULL)
+        return PC_ENOMEM;
+    x->next = NULL;
+    x->fn = fn;
+    x->arg = arg;
+    pthread_mutex_lock(&t->xq_lock);
+    if (!t->xq_open) {
+        pthread_mutex_unlock(&t->xq_lock);
+        free(x);
+        return PC_ECLOSED;
+    }
+    if (t->xq_tail)
+        t->xq_tail->next = x;
+    else
+        t->xq_head = x;
+    t->xq_tail = x;
+    /* Under the lock: the handle is not closed while xq_open holds. */
+    uv_async_send(&t->xq_async);
+    pthread_mutex_unlock(&t->xq_lock);
+    return 0;
+}
+
+static void xq_run(pc_server_t *s)
+{
+    pthread_mutex_lock(&s->xq_lock);
+    xcall_t *x = s->xq_head;
+    s->xq_head = s->xq_tail = NULL;
+    pthread_mutex_unlock(&s->xq_lock);
+    while (x != NULL) {
+        xcall_t *next = x->next;
+        x->fn(s, x->arg);
+        free(x);
+        x = next;
+    }
+}
+
+static void xq_cb(uv_async_t *a) { xq_run(a->data); }
+
+/* Takes no more calls, runs those already posted, closes the handle. */
+static void xq_close(pc_server_t *s)
+{
+    pthread_mutex_lock(&s->xq_lock);
+    int was_open = s->xq_open;
+    s->xq_open = 0;
+    pthread_mutex_unlock(&s->xq_lock);
+    if (!was_open)
+        return;
+    xq_run(s);
+    uv_close((uv_handle_t *)&s->xq_async, server_handle_closed);
+}
+
+static void xq_init(pc_server_t *s)
+{
+    uv_async_init(s->loop, &s->xq_async, xq_cb);
+    s->xq_async.data = s;
+    s->handles_open++;
+    pthread_mutex_lock(&s->xq_lock);
+    s->xq_open = 1;
+    pthread_mutex_unlock(&s->xq_lock);
+}
+
+/* The core end of a worker's relay: served like a client connection, but
+ * trusted (no token), exempt from the limits meant for clients, and not
+ * counted among the connections. */
+static int conn_attach_internal(pc_server_t *s, int fd, int peer, size_t idx)
+{
+    conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return PC_ENOMEM;
+    uv_pipe_init(s->loop, &c->h.pipe, 0);
+    c->h.handle.data = c;
+    c->srv = s;
+    c->refs = 1;
+    pc_list_init(&c->reqs);
+    pc_list_push_back(&s->conns, &c->link);
+    pc_proto_reader_init(&c->rd, s->limits.max_frame);
+    pc_buf_init(&c->out, 0);
+    pc_buf_init(&c->wbuf, 0);
+    pc_proto_reader_account(&c->rd, &s->buf_bytes);
+    pc_buf_set_account(&c->out, &s->buf_bytes);
+    pc_buf_set_account(&c->wbuf, &s->buf_bytes);
+    c->authed = 1;
+    c->internal = 1;
+    c->trusted_peer = peer;
+    c->last_active = now_ms(s);
+    snprintf(c->peer, sizeof c->peer, "loop %zu (%s)", idx, peer ? "peers" : "clients");
+    int rc = uv_pipe_open(&c->h.pipe, fd);
+    if (rc < 0) {
+        pc_log_error(s->log, "relay of loop %zu: %s", idx, uv_strerror(rc));
+        close(fd);
+        conn_close(c, "relay failed");
+        return PC_EIO;
+    }
+    conn_update_reading(c);
+    return 0;
+}
+
+int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop)
+{
+    if (core->core != NULL || core->handles_open != 0)
+        return PC_EINVAL;
+    pc_server_t **ws = realloc(core->workers, (core->nworkers + 1) * sizeof *ws);
+    if (ws == NULL)
+        return PC_ENOMEM;
+    core->workers = ws;
+    pc_server_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return PC_ENOMEM;
+    w->loop = loop;
+    w->log = core->log;
+    w->guard = core->guard;
+    w->store = core->store;
+    w->sh = core->sh;
+    w->core = core;
+    w->index = core->nworkers + 1;
+    w->limits = core->limits;
+    w->listen = strdup(core->listen);
+    w->name = strdup(core->name);
+    w->max_connections = core->max_connections;
+    w->idle_timeout_ms = core->idle_timeout_ms;
+    w->max_inflight = core->max_inflight;
+    w->max_output = core->max_output;
+    w->frame_timeout_ms = core->frame_timeout_ms;
+    w->output_timeout_ms = core->output_timeout_ms;
+    w->max_buffer_memory = core->max_buffer_memory;
+    w->shutdown_timeout_ms = core->shutdown_timeout_ms;
+    w->settle_ms = core->settle_ms;
+    w->rbuf = malloc(READ_CHUNK);
+    w->ks_nbuckets = 64;
+    w->ks_buckets = calloc(w->ks_nbuckets, sizeof *w->ks_buckets);
+    w->fds[0] = w->fds[1] = w->fds[2] = w->fds[3] = -1;
+    pc_list_init(&w->conns);
+    pc_list_init(&w->runnable);
+    pthread_mutex_init(&w->xq_lock, NULL);
+    randombytes_buf(w->ks_hashkey, sizeof w->ks_hashkey);
+    if (w->listen == NULL || w->name == NULL || w->rbuf == NULL || w->ks_buckets == NULL ||
+        pc_proto_decoder_new(&w->limits, &w->dec) < 0 ||
+        pc_proto_decoder_new(&w->limits, &w->pdec) < 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fds) < 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fds + 2) < 0) {
+        pc_server_free(&w);
+        return PC_ENOMEM;
+    }
+    w->start_ms = now_ms(w);
+    core->workers[core->nworkers++] = w;
+    return 0;
+}
+
+/* On the core, a ring change: the view the workers serve by. */
+static void view_publish(pc_server_t *s, const pc_ring_t *nw, long self)
+{
+    node_shared_t *sh = s->sh;
+    atomic_store_explicit(&sh->ring_fp, pc_ring_fingerprint(nw), memory_order_relaxed);
+    atomic_store_explicit(&sh->epoch_min, s->slot_epoch_max, memory_order_relaxed);
+    atomic_store_explicit(&sh->settle_until, s->last_gained ? s->last_gained + s->settle_ms : 0,
+                          memory_order_relaxed);
+    if (sh->gate != NULL) {
+        for (uint32_t slot = 0; slot < PC_RING_SLOTS; slot++) {
+            uint32_t g = role_on(nw, self, slot) == ROLE_OWNER ? s->slot_epoch[slot] : GATE_NONE;
+            atomic_store_explicit(&sh->gate[slot], g, memory_order_relaxed);
+        }
+    }
+    atomic_store_explicit(&sh->alone, pc_ring_size(nw) <= 1 && self >= 0, memory_order_relaxed);
+}
+
 void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw)
 {
     pc_server_t *s = arg;
@@ -3085,6 +3769,7 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
     pc_log_info(s->log, "ring %016llx: %zu member(s); this node gained %u and lost %u of %u slots",
                 (unsigned long long)pc_ring_fingerprint(nw), pc_ring_size(nw), gained, lost,
                 PC_RING_SLOTS);
+    view_publish(s, nw, sn);
     if (lostmap && (lost > 0 || s->handoff_target))
         handoff_start(s, nw, lostmap);
     free(lostmap);
@@ -3129,11 +3814,26 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     randombytes_buf(s->ks_hashkey, sizeof s->ks_hashkey);
     s->settle_ms = cfg->ring_settle_ms;
     s->handoff_rate = cfg->handoff_rate;
+    s->reuseport = cfg->threads > 1;
+    pthread_mutex_init(&s->xq_lock, NULL);
+    s->fds[0] = s->fds[1] = s->fds[2] = s->fds[3] = -1;
+    s->sh = calloc(1, sizeof *s->sh);
+    if (s->sh != NULL) {
+        pthread_mutex_init(&s->sh->token_lock, NULL);
+        s->sh->has_backend = backend != NULL;
+        if (cfg->threads > 1 && cluster != NULL)
+            s->sh->gate = calloc(PC_RING_SLOTS, sizeof *s->sh->gate);
+        for (size_t i = 0; s->sh->gate != NULL && i < PC_RING_SLOTS; i++)
+            atomic_init(&s->sh->gate[i], GATE_NONE);
+        /* No cluster: everything is ours, whatever its epoch. */
+        atomic_init(&s->sh->alone, cluster == NULL);
+    }
     if (cluster != NULL) {
         s->slot_epoch = calloc(PC_RING_SLOTS, sizeof *s->slot_epoch);
         s->slot_gained = calloc(PC_RING_SLOTS, sizeof *s->slot_gained);
     }
     if (s->listen == NULL || s->name == NULL || s->ks_buckets == NULL || s->rbuf == NULL ||
+        s->sh == NULL || (cfg->threads > 1 && cluster != NULL && s->sh->gate == NULL) ||
         (cluster != NULL && (s->slot_epoch == NULL || s->slot_gained == NULL)) ||
         pc_proto_decoder_new(&s->limits, &s->dec) < 0 ||
         pc_proto_decoder_new(&s->limits, &s->pdec) < 0) {
@@ -3142,6 +3842,116 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     }
     s->start_ms = now_ms(s);
     *out = s;
+    return 0;
+}
+
+/* Binds and listens; with SO_REUSEPORT when the node has several loops,
+ * each loop on its own socket. A libuv error code. */
+static int listen_on(pc_server_t *s, const struct sockaddr *sa, socklen_t salen)
+{
+    uv_tcp_init(s->loop, &s->listener);
+    s->listener.data = s;
+    s->handles_open++;
+    int rc;
+    if (!s->reuseport) {
+        rc = uv_tcp_bind(&s->listener, sa, 0);
+    } else {
+        int one = 1, fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            return -errno;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+            setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+            bind(fd, sa, salen) < 0) {
+            rc = -errno;
+            close(fd);
+            return rc;
+        }
+        if ((rc = uv_tcp_open(&s->listener, fd)) < 0) {
+            close(fd);
+            return rc;
+        }
+    }
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+    return rc;
+}
+
+/*
+ * SO_REUSEPORT would let a second process of the same user bind the port
+ * too and take a share of the connections. A plain bind first makes
+ * "address in use" an error as it is with one loop: it fails if anyone
+ * listens there, and a second peercached makes the same check.
+ */
+static int port_free(const struct sockaddr *sa, socklen_t salen)
+{
+    int one = 1, rc = 0, fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        bind(fd, sa, salen) < 0)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+static void start_handles(pc_server_t *s)
+{
+    uv_timer_init(s->loop, &s->tick);
+    s->tick.data = s;
+    s->handles_open++;
+    uv_idle_init(s->loop, &s->run_idle);
+    s->run_idle.data = s;
+    s->handles_open++;
+    uv_timer_start(&s->tick, tick_cb, TICK_MS, TICK_MS);
+    uv_timer_init(s->loop, &s->shutdown_timer);
+    s->shutdown_timer.data = s;
+    s->handles_open++;
+    uv_timer_init(s->loop, &s->handoff_timer);
+    s->handoff_timer.data = s;
+    s->handles_open++;
+    xq_init(s);
+}
+
+/* A worker's listener on the core's address (its port, if that was 0),
+ * and its two relays, whose core ends become internal connections. */
+static int worker_start(pc_server_t *w, const struct sockaddr *sa, socklen_t salen)
+{
+    pc_server_t *core = w->core;
+    int rc = listen_on(w, sa, salen);
+    if (rc < 0) {
+        pc_log_error(w->log, "listen %s (loop %zu): %s", w->listen, w->index, uv_strerror(rc));
+        return PC_EIO;
+    }
+    w->listening = 1;
+    /* The buffer cap is the node's: each loop gets its share. */
+    w->max_buffer_memory = core->max_buffer_memory / (core->nworkers + 1);
+    start_handles(w);
+    uv_check_init(w->loop, &w->relay_check);
+    w->relay_check.data = w;
+    w->handles_open++;
+    for (int k = 0; k < 2; k++) {
+        relay_t *rl = &w->relays[k];
+        rl->srv = w;
+        pc_list_init(&rl->reqs);
+        pc_proto_reader_init(&rl->rd, w->limits.max_frame);
+        uv_pipe_init(w->loop, &rl->pipe, 0);
+        rl->pipe.data = rl;
+        w->handles_open++;
+        rc = uv_pipe_open(&rl->pipe, w->fds[2 * k]);
+        if (rc == 0)
+            w->fds[2 * k] = -1;
+        if (rc == 0)
+            rc = uv_read_start((uv_stream_t *)&rl->pipe, relay_alloc_cb, relay_read_cb);
+        if (rc < 0) {
+            pc_log_error(w->log, "relay of loop %zu: %s", w->index, uv_strerror(rc));
+            return PC_EIO;
+        }
+        rl->open = 1;
+        rc = conn_attach_internal(core, w->fds[2 * k + 1], k, w->index);
+        w->fds[2 * k + 1] = -1;
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }
 
@@ -3163,34 +3973,26 @@ int pc_server_start(pc_server_t *s)
         pc_log_error(s->log, "listen %s: %s", s->listen, gai_strerror(grc));
         return PC_EIO;
     }
-    uv_tcp_init(s->loop, &s->listener);
-    s->listener.data = s;
-    s->handles_open++;
-    int rc = uv_tcp_bind(&s->listener, ai->ai_addr, 0);
-    freeaddrinfo(ai);
+    int rc = s->reuseport && port != 0 ? port_free(ai->ai_addr, ai->ai_addrlen) : 0;
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection);
+        rc = listen_on(s, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
     if (rc < 0) {
         pc_log_error(s->log, "listen %s: %s", s->listen, uv_strerror(rc));
         return PC_EIO;
     }
     s->listening = 1;
-
-    uv_timer_init(s->loop, &s->tick);
-    s->tick.data = s;
-    s->handles_open++;
-    uv_idle_init(s->loop, &s->run_idle);
-    s->run_idle.data = s;
-    s->handles_open++;
-    uv_timer_start(&s->tick, tick_cb, TICK_MS, TICK_MS);
-    uv_timer_init(s->loop, &s->shutdown_timer);
-    s->shutdown_timer.data = s;
-    s->handles_open++;
-    uv_timer_init(s->loop, &s->handoff_timer);
-    s->handoff_timer.data = s;
-    s->handles_open++;
+    start_handles(s);
     if (s->handoff_target) /* a ring change before start */
         uv_timer_start(&s->handoff_timer, handoff_step, HANDOFF_DELAY_MS, 5);
+
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    if (s->nworkers > 0 && uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &sslen) < 0)
+        return PC_EIO;
+    for (size_t i = 0; i < s->nworkers; i++)
+        if ((rc = worker_start(s->workers[i], (struct sockaddr *)&ss, (socklen_t)sslen)) < 0)
+            return rc;
     return 0;
 }
 
@@ -3215,6 +4017,16 @@ static void close_server_handles(pc_server_t *s)
         uv_close((uv_handle_t *)&s->shutdown_timer, server_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&s->handoff_timer))
         uv_close((uv_handle_t *)&s->handoff_timer, server_handle_closed);
+    if (s->core != NULL) {
+        for (int k = 0; k < 2; k++) {
+            s->relays[k].open = 0;
+            if (!uv_is_closing((uv_handle_t *)&s->relays[k].pipe))
+                uv_close((uv_handle_t *)&s->relays[k].pipe, server_handle_closed);
+        }
+        if (!uv_is_closing((uv_handle_t *)&s->relay_check))
+            uv_close((uv_handle_t *)&s->relay_check, server_handle_closed);
+    }
+    xq_close(s);
 }
 
 static void shutdown_timeout_cb(uv_timer_t *t)
@@ -3241,7 +4053,52 @@ static void shutdown_poll_cb(uv_timer_t *t)
     }
 }
 
+static void shutdown_loop(pc_server_t *s, void (*done)(void *), void *arg);
+
+/* Shutting down with workers: they stop first (their requests at the
+ * core still need it), each reporting back here, then the core. */
+static void core_worker_stopped(pc_server_t *core, void *arg)
+{
+    (void)arg;
+    if (--core->workers_running == 0)
+        shutdown_loop(core, core->on_done, core->on_done_arg);
+}
+
+static void worker_stopped(void *arg)
+{
+    pc_server_t *w = arg;
+    if (xcall_post(w->core, core_worker_stopped, NULL) < 0)
+        pc_log_error(w->log, "loop %zu stopped, but could not tell the core", w->index);
+}
+
+static void worker_stop_call(pc_server_t *w, void *arg)
+{
+    (void)arg;
+    pc_server_shutdown(w, worker_stopped, w);
+}
+
 void pc_server_shutdown(pc_server_t *s, void (*done)(void *), void *arg)
+{
+    if (s->nworkers == 0 || s->workers_stopping || s->handles_open == 0) {
+        shutdown_loop(s, done, arg);
+        return;
+    }
+    s->workers_stopping = 1;
+    s->on_done = done;
+    s->on_done_arg = arg;
+    if (s->listening) { /* no new connections here either meanwhile */
+        uv_close((uv_handle_t *)&s->listener, server_handle_closed);
+        s->listening = 0;
+    }
+    s->workers_running = s->nworkers;
+    for (size_t i = 0; i < s->nworkers; i++)
+        if (xcall_post(s->workers[i], worker_stop_call, NULL) < 0)
+            s->workers_running--;
+    if (s->workers_running == 0)
+        shutdown_loop(s, done, arg);
+}
+
+static void shutdown_loop(pc_server_t *s, void (*done)(void *), void *arg)
 {
     s->shutting_down = 1;
     s->on_done = done;
@@ -3301,6 +4158,29 @@ void pc_server_free(pc_server_t **sp)
     pc_proto_decoder_free(&s->pdec);
     free(s->listen);
     free(s->name);
+    for (size_t i = 0; i < 2; i++) {
+        pc_buf_free(&s->relays[i].out);
+        pc_buf_free(&s->relays[i].wbuf);
+        pc_proto_reader_free(&s->relays[i].rd);
+    }
+    for (size_t i = 0; i < 4; i++)
+        if (s->fds[i] >= 0)
+            close(s->fds[i]);
+    for (size_t i = 0; i < s->nworkers; i++)
+        pc_server_free(&s->workers[i]);
+    free(s->workers);
+    while (s->xq_head != NULL) { /* posted after the loop stopped: nothing to run them */
+        xcall_t *x = s->xq_head;
+        s->xq_head = x->next;
+        free(x->arg);
+        free(x);
+    }
+    pthread_mutex_destroy(&s->xq_lock);
+    if (s->core == NULL && s->sh != NULL) {
+        free((void *)s->sh->gate);
+        pthread_mutex_destroy(&s->sh->token_lock);
+        free(s->sh);
+    }
     free(s);
     *sp = NULL;
 }

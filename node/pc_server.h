@@ -19,7 +19,9 @@
  * buffers together (max_buffer_memory; over it nobody is read and new
  * connections are refused). docs/OPERATIONS.md lists them all.
  *
- * Thread rules: loop thread only. The store may be shared with others.
+ * Thread rules: each server (core or worker) on its own loop's thread.
+ * pc_server_set_token may be called from the core's thread at any time.
+ * Everything the loops share is synchronised inside.
  */
 #ifndef PC_SERVER_H
 #define PC_SERVER_H
@@ -78,14 +80,33 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
  * shut down. Only the latest caller is remembered. */
 void pc_server_after_handoff(pc_server_t *s, void (*done)(void *arg), void *arg);
 
-/* Binds and listens on cfg->listen. 0 or PC_EIO (message logged). */
+/*
+ * A multi-threaded node (docs/ARCHITECTURE.md "Threads"): adds a worker
+ * loop to the core server `core` (made by pc_server_new with cfg->threads
+ * > 1), after pc_server_new and before pc_server_start. The worker shares
+ * the core's store, guard and view of the ring; pc_server_start(core)
+ * starts it too, each loop accepting on its own SO_REUSEPORT socket. It
+ * serves store hits in slots this node owns, and on a memory-only node
+ * alone, writes; everything else it relays to the core loop over a
+ * socketpair. After pc_server_start, run `loop` on a thread of its own.
+ * The core owns the worker: pc_server_shutdown(core) stops the workers
+ * first (their loops then end), and pc_server_free(core) frees them --
+ * after the worker threads are joined. 0, PC_EINVAL (not a core, or
+ * already started) or PC_ENOMEM.
+ */
+int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop);
+
+/* Binds and listens on cfg->listen (and starts the workers). 0 or PC_EIO
+ * (message logged). With workers, "address in use" is still an error:
+ * SO_REUSEPORT does not let a second process share the port. */
 int pc_server_start(pc_server_t *s);
 
 /*
  * Graceful stop: closes the listener, stops reading, lets requests in
  * flight finish and their answers flush, then closes every connection --
  * or forces them closed after shutdown_timeout. Calls done(arg) once all
- * handles are closed; after that, pc_server_free(). Call once.
+ * handles are closed; after that, pc_server_free(). Call once. On a core
+ * with workers: the workers stop first, then the core.
  */
 void pc_server_shutdown(pc_server_t *s, void (*done)(void *arg), void *arg);
 

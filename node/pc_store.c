@@ -761,8 +761,12 @@ void pc_store_free(pc_store_t **sp)
  * get() and peek(): `count` says whether this is a real access (hit/miss
  * counters and eviction metadata) or a condition check.
  */
+/* What a lookup counts: nothing (peek), hits and misses (get), or hits
+ * only (get_hit). */
+enum { COUNT_NONE, COUNT_ALL, COUNT_HITS };
+
 static int store_lookup(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
-                        pc_item_t **out, bool count)
+                        pc_item_t **out, int count)
 {
     uint64_t h;
     struct shard *sh;
@@ -786,16 +790,14 @@ static int store_lookup(pc_store_t *s, const void *key, size_t klen, uint64_t no
         /* The table's reference keeps it alive while we hold the lock. */
         atomic_fetch_add_explicit(&(*link)->refs, 1, memory_order_relaxed);
         *out = *link;
-        if (count)
+        if (count != COUNT_NONE)
             do_hit(sh, *link);
         rc = PC_OK;
     }
-    if (count) {
-        if (rc == PC_OK)
-            sh->hits++;
-        else
-            sh->misses++;
-    }
+    if (rc == PC_OK && count != COUNT_NONE)
+        sh->hits++;
+    else if (rc != PC_OK && count == COUNT_ALL)
+        sh->misses++;
     pthread_mutex_unlock(&sh->lock);
     reap_free(reap);
     return rc;
@@ -803,13 +805,19 @@ static int store_lookup(pc_store_t *s, const void *key, size_t klen, uint64_t no
 
 int pc_store_get(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms, pc_item_t **out)
 {
-    return store_lookup(s, key, klen, now_ms, out, true);
+    return store_lookup(s, key, klen, now_ms, out, COUNT_ALL);
+}
+
+int pc_store_get_hit(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
+                     pc_item_t **out)
+{
+    return store_lookup(s, key, klen, now_ms, out, COUNT_HITS);
 }
 
 int pc_store_peek(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
                   pc_item_t **out)
 {
-    return store_lookup(s, key, klen, now_ms, out, false);
+    return store_lookup(s, key, klen, now_ms, out, COUNT_NONE);
 }
 
 void pc_store_release(pc_store_t *s, pc_item_t *it)

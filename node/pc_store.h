@@ -109,6 +109,12 @@ void pc_store_free(pc_store_t **s);
 int pc_store_get(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
                  pc_item_t **out);
 
+/* Like get(), but a miss is not counted: for a caller that hands a miss
+ * on to another lookup that counts it (a worker loop relaying to the
+ * core loop). A hit is counted and promoted as by get(). */
+int pc_store_get_hit(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
+                     pc_item_t **out);
+
 /* Same lookup without touching hit/miss counters or eviction metadata;
  * for condition checks. 0 + reference, or PC_ENOTFOUND. */
 int pc_store_peek(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
