@@ -24,7 +24,7 @@
  *     0   8  hnext    hash-chain link
  *     8   8  prev     eviction queue links (LRU list or S3-FIFO queue)
  *    16   8  next
- *    24   8  version  replication version (set IF_NEWER compares it)
+ *    24   8  version  replication version (set IF_NEWER, IF_VERSION compare it)
  *    32   8  expire   absolute expiry on the caller's clock, 0 = never
  *    40   4  refs     the table's reference + one per reader
  *    44   4  hash     low 32 bits of the SipHash: bucket index, ghost tag
@@ -827,20 +827,45 @@ void pc_store_release(pc_store_t *s, pc_item_t *it)
         free(it);
 }
 
-int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, size_t vlen,
-                 uint32_t flags, uint64_t version, uint64_t expire_ms, int mode,
-                 uint64_t now_ms)
+/*
+ * Whether a set() of this mode may store over `cur`, the live item under
+ * the key (NULL: absent, or expired and already removed). Called under the
+ * shard lock, in the critical section that then stores: that is what makes
+ * the conditional modes atomic. 0, PC_EEXISTS or PC_ENOTFOUND.
+ */
+static int do_set_allowed(const pc_item_t *cur, int mode, uint64_t version, uint64_t expect)
+{
+    switch (mode) {
+    case PC_STORE_SET_IF_NEWER:
+        return cur && cur->version >= version ? PC_EEXISTS : PC_OK;
+    case PC_STORE_SET_IF_ABSENT:
+        return cur ? PC_EEXISTS : PC_OK;
+    case PC_STORE_SET_IF_PRESENT:
+        return cur ? PC_OK : PC_ENOTFOUND;
+    case PC_STORE_SET_IF_VERSION:
+        if (!cur)
+            return PC_ENOTFOUND;
+        return cur->version == expect ? PC_OK : PC_EEXISTS;
+    default: /* PC_STORE_SET_ALWAYS */
+        return PC_OK;
+    }
+}
+
+int pc_store_set_if(pc_store_t *s, const void *key, size_t klen, const void *val, size_t vlen,
+                    uint32_t flags, uint64_t version, uint64_t expire_ms, int mode,
+                    uint64_t expect, uint64_t now_ms)
 {
     uint64_t h;
     struct shard *sh;
     pc_item_t *it, **link, *reap = NULL;
     size_t charge;
-    int qi = Q_SMALL, rc = PC_OK;
+    int qi = Q_SMALL, rc;
 
     if (!s || (!key && klen) || (!val && vlen))
         return PC_EINVAL;
     if (mode != PC_STORE_SET_ALWAYS && mode != PC_STORE_SET_IF_NEWER &&
-        mode != PC_STORE_SET_IF_ABSENT)
+        mode != PC_STORE_SET_IF_ABSENT && mode != PC_STORE_SET_IF_PRESENT &&
+        mode != PC_STORE_SET_IF_VERSION)
         return PC_EINVAL;
     /* Written so that no sum can wrap, whatever size_t is. */
     if (klen > UINT32_MAX || vlen > UINT32_MAX || s->item_budget < ITEM_OVERHEAD ||
@@ -878,10 +903,8 @@ int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, s
         sh->expirations++;
         link = NULL;
     }
-    if (link && (mode == PC_STORE_SET_IF_ABSENT ||
-                 (mode == PC_STORE_SET_IF_NEWER && (*link)->version >= version))) {
-        rc = PC_EEXISTS;
-    } else {
+    rc = do_set_allowed(link ? *link : NULL, mode, version, expect);
+    if (rc == PC_OK) {
         if (link) {
             /*
              * A replacement keeps the old item's place in the policy: the
@@ -911,6 +934,15 @@ int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, s
     reap_free(reap);
     free(it); /* only when not stored */
     return rc;
+}
+
+int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, size_t vlen,
+                 uint32_t flags, uint64_t version, uint64_t expire_ms, int mode,
+                 uint64_t now_ms)
+{
+    if (mode == PC_STORE_SET_IF_VERSION)
+        return PC_EINVAL; /* needs an expected version: pc_store_set_if() */
+    return pc_store_set_if(s, key, klen, val, vlen, flags, version, expire_ms, mode, 0, now_ms);
 }
 
 /* Deletes the key if it is live and (when `check`) its version is below

@@ -77,10 +77,17 @@ typedef struct pc_store_stats {
  * hash-table slot and ghost share (the breakdown is in pc_store.c). */
 extern const size_t PC_STORE_ITEM_OVERHEAD;
 
-/* set() modes */
-#define PC_STORE_SET_ALWAYS 0   /* replace whatever is there */
-#define PC_STORE_SET_IF_NEWER 1 /* only if absent or stored version < new */
-#define PC_STORE_SET_IF_ABSENT 2 /* only if absent (read-through fills) */
+/*
+ * set() modes. The condition is checked under the shard lock, in the same
+ * critical section as the store, so it is atomic against every other call
+ * on any thread. "Present" means live: an expired entry counts as absent.
+ */
+#define PC_STORE_SET_ALWAYS 0     /* replace whatever is there */
+#define PC_STORE_SET_IF_NEWER 1   /* only if absent or stored version < new */
+#define PC_STORE_SET_IF_ABSENT 2  /* only if absent (read-through fills) */
+#define PC_STORE_SET_IF_PRESENT 3 /* only if present, whatever its version */
+#define PC_STORE_SET_IF_VERSION 4 /* only if present with version == expect
+                                   * (compare-and-swap); pc_store_set_if() only */
 
 /*
  * How many shards suit a store of `memory_limit` bytes whose largest item
@@ -124,15 +131,39 @@ int pc_store_peek(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
 void pc_store_release(pc_store_t *s, pc_item_t *it);
 
 /*
- * Stores a copy of key and value. expire_ms is an absolute time on the
- * now_ms clock, 0 = never. mode is PC_STORE_SET_ALWAYS, _IF_NEWER or
- * _IF_ABSENT. 0, PC_EEXISTS (IF_NEWER and the stored version is >= version,
- * or IF_ABSENT and the key is present),
- * PC_ETOOBIG (the item alone is larger than one shard's budget, i.e.
- * klen + vlen + PC_STORE_ITEM_OVERHEAD > limit / shards minus the shard's
- * fixed share; or klen or vlen >= 4 GiB), PC_ENOMEM, PC_EINVAL (NULL
- * pointer with a non-zero length, unknown mode). An expired entry under the
- * same key counts as absent. Nothing is stored unless 0 is returned.
+ * Stores a copy of key and value, if `mode` allows. expire_ms is an
+ * absolute time on the now_ms clock, 0 = never. The stored item gets
+ * `version`, whatever the mode (no mode compares it with `expect`).
+ * `expect` is read only by PC_STORE_SET_IF_VERSION; every mode is
+ * accepted.
+ *
+ * An expired entry under the same key counts as absent: it is removed and
+ * counted as an expiration, whether or not the new item is then stored.
+ * A replacement takes the old item's place in the eviction policy.
+ *
+ * Returns 0 (stored) or:
+ *  - PC_EEXISTS: IF_NEWER and the stored version is >= version; IF_ABSENT
+ *    and the key is present; IF_VERSION and the stored version != expect;
+ *  - PC_ENOTFOUND: IF_PRESENT or IF_VERSION and the key is absent;
+ *  - PC_ETOOBIG: the item alone is larger than one shard's budget, i.e.
+ *    klen + vlen + PC_STORE_ITEM_OVERHEAD > limit / shards minus the
+ *    shard's fixed share; or klen or vlen >= 4 GiB (checked first, before
+ *    any condition);
+ *  - PC_ENOMEM; PC_EINVAL: NULL pointer with a non-zero length, unknown
+ *    mode.
+ * Nothing is stored, and the stored item (value, version, flags, expiry,
+ * epoch, place in the policy) is left as it was, unless 0 is returned.
+ * Only a store counts in stats.sets.
+ */
+int pc_store_set_if(pc_store_t *s, const void *key, size_t klen, const void *val, size_t vlen,
+                    uint32_t flags, uint64_t version, uint64_t expire_ms, int mode,
+                    uint64_t expect, uint64_t now_ms);
+
+/*
+ * pc_store_set_if() without an expected version, for every mode but
+ * PC_STORE_SET_IF_VERSION, which it refuses with PC_EINVAL: a
+ * compare-and-swap needs the version the caller read, and 0 is a valid
+ * version, so none is assumed. Same returns otherwise.
  */
 int pc_store_set(pc_store_t *s, const void *key, size_t klen, const void *val, size_t vlen,
                  uint32_t flags, uint64_t version, uint64_t expire_ms, int mode,

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sodium.h>
@@ -997,6 +998,299 @@ static void test_del_if_older(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Conditional sets: IF_PRESENT, IF_VERSION                            */
+/* ------------------------------------------------------------------ */
+
+/* Value, version, flags and expiry of a stored key, checked in one go. */
+static void assert_item(pc_store_t *s, const char *k, const char *val, uint64_t version,
+                        uint32_t flags, uint64_t expire, uint64_t now)
+{
+    pc_item_t *it = NULL;
+
+    assert_int_equal(pc_store_peek(s, k, strlen(k), now, &it), PC_OK);
+    assert_int_equal(pc_item_vlen(it), strlen(val));
+    assert_memory_equal(pc_item_value(it), val, strlen(val));
+    assert_int_equal(pc_item_version(it), version);
+    assert_int_equal(pc_item_flags(it), flags);
+    assert_int_equal(pc_item_expire(it), expire);
+    pc_store_release(s, it);
+}
+
+static void test_if_present(void **state)
+{
+    pc_store_t *s = new_store(1 << 20, 4, PC_EVICT_S3FIFO);
+    pc_item_t *held = NULL;
+    pc_store_stats_t st;
+
+    (void)state;
+    /* absent: refused, nothing stored */
+    assert_int_equal(pc_store_set(s, "k", 1, "a", 1, 0, 1, 0, PC_STORE_SET_IF_PRESENT, 0),
+                     PC_ENOTFOUND);
+    assert_false(present(s, "k", 0));
+    assert_int_equal(stats(s).sets, 0);
+    assert_int_equal(stats(s).items, 0);
+
+    /* present: stored whatever the versions (lower here), flags and expiry new */
+    assert_int_equal(pc_store_set(s, "k", 1, "old", 3, 0x11, 7, 0, PC_STORE_SET_ALWAYS, 0),
+                     PC_OK);
+    assert_int_equal(pc_store_get(s, "k", 1, 0, &held), PC_OK);
+    assert_int_equal(pc_store_set(s, "k", 1, "new", 3, 0x22, 2, 900, PC_STORE_SET_IF_PRESENT, 0),
+                     PC_OK);
+    assert_item(s, "k", "new", 2, 0x22, 900, 0);
+    /* a reader of the replaced item keeps it */
+    assert_memory_equal(pc_item_value(held), "old", 3);
+    assert_int_equal(pc_item_version(held), 7);
+    pc_store_release(s, held);
+    /* pc_store_set_if: the same, `expect` ignored */
+    assert_int_equal(pc_store_set_if(s, "k", 1, "n2", 2, 0, 3, 0, PC_STORE_SET_IF_PRESENT, 12345,
+                                     0),
+                     PC_OK);
+    assert_item(s, "k", "n2", 3, 0, 0, 0);
+
+    /* expired: absent, refused; the entry is removed as an expiration */
+    assert_int_equal(pc_store_set(s, "e", 1, "x", 1, 0, 1, 100, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    assert_int_equal(pc_store_set(s, "e", 1, "y", 1, 0, 2, 0, PC_STORE_SET_IF_PRESENT, 99),
+                     PC_OK); /* still live at 99 */
+    assert_int_equal(pc_store_set(s, "e", 1, "z", 1, 0, 3, 200, PC_STORE_SET_ALWAYS, 99), PC_OK);
+    assert_int_equal(pc_store_set(s, "e", 1, "w", 1, 0, 4, 0, PC_STORE_SET_IF_PRESENT, 200),
+                     PC_ENOTFOUND);
+    assert_false(present(s, "e", 0));
+
+    st = stats(s);
+    assert_int_equal(st.sets, 6); /* stores only: 3 ALWAYS, 3 IF_PRESENT */
+    assert_int_equal(st.expirations, 1);
+    assert_int_equal(st.items, 1);
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+static void test_if_version(void **state)
+{
+    pc_store_t *s = new_store(1 << 20, 4, PC_EVICT_LRU);
+    pc_item_t *held = NULL;
+    pc_store_stats_t st;
+
+    (void)state;
+    /* absent: PC_ENOTFOUND, whatever is expected (0 included) */
+    assert_int_equal(pc_store_set_if(s, "k", 1, "a", 1, 0, 1, 0, PC_STORE_SET_IF_VERSION, 0, 0),
+                     PC_ENOTFOUND);
+    assert_int_equal(pc_store_set_if(s, "k", 1, "a", 1, 0, 1, 0, PC_STORE_SET_IF_VERSION, 7, 0),
+                     PC_ENOTFOUND);
+    assert_false(present(s, "k", 0));
+
+    /* a mismatch either way is refused; the stored item is untouched */
+    assert_int_equal(pc_store_set(s, "k", 1, "v7", 2, 0x7, 7, 5000, PC_STORE_SET_ALWAYS, 0),
+                     PC_OK);
+    assert_int_equal(pc_store_set_if(s, "k", 1, "bad", 3, 0, 8, 0, PC_STORE_SET_IF_VERSION, 6, 0),
+                     PC_EEXISTS);
+    assert_int_equal(pc_store_set_if(s, "k", 1, "bad", 3, 0, 9, 0, PC_STORE_SET_IF_VERSION, 8, 0),
+                     PC_EEXISTS);
+    assert_int_equal(pc_store_set_if(s, "k", 1, "bad", 3, 0, 9, 0, PC_STORE_SET_IF_VERSION, 0, 0),
+                     PC_EEXISTS);
+    assert_item(s, "k", "v7", 7, 0x7, 5000, 0);
+
+    /* a match stores, with the new version; a reader keeps the old item */
+    assert_int_equal(pc_store_get(s, "k", 1, 0, &held), PC_OK);
+    assert_int_equal(pc_store_set_if(s, "k", 1, "v8", 2, 0x8, 8, 0, PC_STORE_SET_IF_VERSION, 7, 0),
+                     PC_OK);
+    assert_item(s, "k", "v8", 8, 0x8, 0, 0);
+    assert_memory_equal(pc_item_value(held), "v7", 2);
+    assert_int_equal(pc_item_version(held), 7);
+    /* the version read before that store is now stale */
+    assert_int_equal(
+        pc_store_set_if(s, "k", 1, "late", 4, 0, 9, 0, PC_STORE_SET_IF_VERSION,
+                        pc_item_version(held), 0),
+        PC_EEXISTS);
+    pc_store_release(s, held);
+    assert_item(s, "k", "v8", 8, 0x8, 0, 0);
+    /* the new version is not compared: equal, or going back, is stored */
+    assert_int_equal(pc_store_set_if(s, "k", 1, "v8b", 3, 0, 8, 0, PC_STORE_SET_IF_VERSION, 8, 0),
+                     PC_OK);
+    assert_int_equal(pc_store_set_if(s, "k", 1, "v3", 2, 0, 3, 0, PC_STORE_SET_IF_VERSION, 8, 0),
+                     PC_OK);
+    assert_item(s, "k", "v3", 3, 0, 0, 0);
+    /* version 0 is an ordinary version */
+    assert_int_equal(pc_store_set(s, "z", 1, "z0", 2, 0, 0, 0, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    assert_int_equal(pc_store_set_if(s, "z", 1, "z1", 2, 0, 1, 0, PC_STORE_SET_IF_VERSION, 0, 0),
+                     PC_OK);
+    assert_item(s, "z", "z1", 1, 0, 0, 0);
+
+    /* expired: absent even with the matching version, and removed */
+    assert_int_equal(pc_store_set(s, "e", 1, "x", 1, 0, 4, 100, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    assert_int_equal(pc_store_set_if(s, "e", 1, "y", 1, 0, 5, 0, PC_STORE_SET_IF_VERSION, 4, 100),
+                     PC_ENOTFOUND);
+    assert_false(present(s, "e", 0));
+
+    /* pc_store_set has no expected version: it refuses IF_VERSION */
+    assert_int_equal(pc_store_set(s, "k", 1, "v", 1, 0, 9, 0, PC_STORE_SET_IF_VERSION, 0),
+                     PC_EINVAL);
+    assert_int_equal(pc_store_set_if(s, "k", 1, "v", 1, 0, 9, 0, 5, 3, 0), PC_EINVAL);
+    assert_int_equal(pc_store_set_if(NULL, "k", 1, "v", 1, 0, 9, 0, PC_STORE_SET_IF_VERSION, 3, 0),
+                     PC_EINVAL);
+    assert_item(s, "k", "v3", 3, 0, 0, 0);
+    /* the other modes through pc_store_set_if, expect ignored */
+    assert_int_equal(pc_store_set_if(s, "k", 1, "a", 1, 0, 9, 0, PC_STORE_SET_IF_ABSENT, 3, 0),
+                     PC_EEXISTS);
+    assert_int_equal(pc_store_set_if(s, "k", 1, "n", 1, 0, 9, 0, PC_STORE_SET_IF_NEWER, 77, 0),
+                     PC_OK);
+    assert_int_equal(pc_store_set_if(s, "k", 1, "w", 1, 0, 1, 0, PC_STORE_SET_ALWAYS, 77, 0),
+                     PC_OK);
+    assert_item(s, "k", "w", 1, 0, 0, 0);
+
+    st = stats(s);
+    assert_int_equal(st.sets, 9); /* stores only: 4 ALWAYS, 4 IF_VERSION, 1 IF_NEWER */
+    assert_int_equal(st.expirations, 1);
+    assert_int_equal(st.items, 2);
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+/*
+ * A refused conditional set changes nothing else either: the old item keeps
+ * its place in the eviction order (LRU here: it stays the oldest, so the
+ * next eviction takes it) and its epoch.
+ */
+static void test_conditional_refusal_untouched(void **state)
+{
+    uint64_t fixed = fixed_bytes(1, PC_EVICT_LRU);
+    pc_store_t *s = new_store(fixed + 2 * charge(2, 10) + 10, 1, PC_EVICT_LRU);
+    char v[10];
+
+    (void)state;
+    memset(v, 'v', sizeof v);
+    assert_int_equal(pc_store_set(s, "k1", 2, v, 10, 0, 1, 0, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    assert_int_equal(pc_store_set(s, "k2", 2, v, 10, 0, 1, 0, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    assert_int_equal(pc_store_epoch_bump(s), 2);
+    assert_int_equal(pc_store_set_if(s, "k1", 2, v, 10, 0, 2, 0, PC_STORE_SET_IF_VERSION, 9, 0),
+                     PC_EEXISTS);
+    assert_int_equal(pc_store_set_if(s, "k3", 2, v, 10, 0, 2, 0, PC_STORE_SET_IF_VERSION, 1, 0),
+                     PC_ENOTFOUND);
+    assert_int_equal(pc_store_set(s, "k3", 2, v, 10, 0, 2, 0, PC_STORE_SET_IF_PRESENT, 0),
+                     PC_ENOTFOUND);
+    assert_int_equal(stats(s).evictions, 0);
+    assert_int_equal(epoch_of(s, "k1"), 1);
+    /* k1 is still the LRU tail */
+    assert_int_equal(pc_store_set(s, "k4", 2, v, 10, 0, 1, 0, PC_STORE_SET_ALWAYS, 0), PC_OK);
+    assert_int_equal(stats(s).evictions, 1);
+    assert_false(present(s, "k1", 0));
+    assert_true(present(s, "k2", 0));
+    assert_consistent(s);
+    pc_store_free(&s);
+}
+
+/*
+ * The point of IF_VERSION: a read-modify-write loop (peek, compute, store
+ * if the version is still the one read) loses no update when several
+ * threads run it on one key. Each store carries a version no other store
+ * uses, so a version match means nobody stored in between. With the check
+ * done outside the shard lock (peek, compare, then ALWAYS), two threads
+ * that read the same version would both store value + 1, and the final
+ * count would come up short.
+ */
+#define CAS_THREADS 4
+#define CAS_INCREMENTS 5000 /* per thread, at least */
+
+struct cas_shared {
+    pc_store_t *s;
+    pthread_barrier_t start;
+    atomic_uint_fast64_t conflicts; /* so far, all threads */
+};
+
+struct cas_arg {
+    struct cas_shared *sh;
+    unsigned id;
+    unsigned bad;       /* unexpected results */
+    uint64_t done;      /* successful increments */
+    uint64_t conflicts; /* PC_EEXISTS: someone stored first, retried */
+};
+
+/* Go on past CAS_INCREMENTS until the threads have raced a little. */
+static bool cas_more(const struct cas_arg *a)
+{
+    return a->done < CAS_INCREMENTS ||
+           (atomic_load_explicit(&a->sh->conflicts, memory_order_relaxed) < 100 &&
+            a->done < 20 * CAS_INCREMENTS);
+}
+
+static void *cas_worker(void *p)
+{
+    struct cas_arg *a = p;
+    pc_store_t *s = a->sh->s;
+    uint64_t seq = 0;
+
+    pthread_barrier_wait(&a->sh->start);
+    while (cas_more(a)) {
+        pc_item_t *it = NULL;
+        uint64_t n, read_version, version;
+        int rc;
+
+        if (pc_store_peek(s, "ctr", 3, 0, &it) != PC_OK || pc_item_vlen(it) != sizeof n) {
+            pc_store_release(s, it);
+            a->bad++;
+            break;
+        }
+        memcpy(&n, pc_item_value(it), sizeof n);
+        read_version = pc_item_version(it);
+        pc_store_release(s, it);
+        n++;
+        /* unique: the thread in the top bits, its own sequence below */
+        version = (uint64_t)(a->id + 1) << 40 | ++seq;
+        rc = pc_store_set_if(s, "ctr", 3, &n, sizeof n, 0, version, 0, PC_STORE_SET_IF_VERSION,
+                             read_version, 0);
+        if (rc == PC_OK) {
+            a->done++;
+        } else if (rc == PC_EEXISTS) {
+            a->conflicts++;
+            atomic_fetch_add_explicit(&a->sh->conflicts, 1, memory_order_relaxed);
+        } else {
+            a->bad++;
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void test_if_version_threaded(void **state)
+{
+    struct cas_shared sh = {.s = new_store(1 << 20, 4, PC_EVICT_S3FIFO)};
+    pthread_t th[CAS_THREADS];
+    struct cas_arg args[CAS_THREADS];
+    uint64_t zero = 0, n = 0, done = 0, conflicts = 0;
+    pc_item_t *it = NULL;
+
+    (void)state;
+    atomic_init(&sh.conflicts, 0);
+    assert_int_equal(pthread_barrier_init(&sh.start, NULL, CAS_THREADS), 0);
+    assert_int_equal(pc_store_set(sh.s, "ctr", 3, &zero, sizeof zero, 0, 0, 0,
+                                  PC_STORE_SET_ALWAYS, 0),
+                     PC_OK);
+    for (unsigned i = 0; i < CAS_THREADS; i++) {
+        args[i] = (struct cas_arg){.sh = &sh, .id = i};
+        assert_int_equal(pthread_create(&th[i], NULL, cas_worker, &args[i]), 0);
+    }
+    for (unsigned i = 0; i < CAS_THREADS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(args[i].bad, 0);
+        assert_true(args[i].done >= CAS_INCREMENTS);
+        done += args[i].done;
+        conflicts += args[i].conflicts;
+    }
+    pthread_barrier_destroy(&sh.start);
+    assert_int_equal(pc_store_peek(sh.s, "ctr", 3, 0, &it), PC_OK);
+    memcpy(&n, pc_item_value(it), sizeof n);
+    pc_store_release(sh.s, it);
+    /* no lost update: the counter is the number of successful increments */
+    assert_int_equal(n, done);
+    /* and only those stored: the initial set plus one per increment */
+    assert_int_equal(stats(sh.s).sets, 1 + done);
+    assert_int_equal(stats(sh.s).items, 1);
+    printf("    (%" PRIu64 " increments, %" PRIu64 " retried after a conflict)\n", done,
+           conflicts);
+    assert_consistent(sh.s);
+    pc_store_free(&sh.s);
+}
+
+/* ------------------------------------------------------------------ */
 /* Scan                                                                */
 /* ------------------------------------------------------------------ */
 
@@ -1508,6 +1802,10 @@ int main(void)
         cmocka_unit_test(test_epoch),
         cmocka_unit_test(test_epoch_threaded),
         cmocka_unit_test(test_del_if_older),
+        cmocka_unit_test(test_if_present),
+        cmocka_unit_test(test_if_version),
+        cmocka_unit_test(test_conditional_refusal_untouched),
+        cmocka_unit_test(test_if_version_threaded),
         cmocka_unit_test(test_scan_every_item_once),
         cmocka_unit_test(test_scan_want),
         cmocka_unit_test(test_scan_under_growth),
