@@ -1,31 +1,42 @@
 /*
  * bench_store.c -- micro-benchmark of node/pc_store.
  *
- *   bench_store [--smoke] [memory] [throughput] [hitratio]
+ *   bench_store [--smoke] [memory] [throughput] [hitratio] [threads]
+ *               [--threads N] [--rounds R] [--duration S]
  *
- *   no option           full run of all three (about 3 minutes on 2 cores;
+ *   no option           full run of all four (about 4 minutes on 2 cores;
  *                       use a Release build)
  *   --smoke             tiny run for CI (a second, fine under sanitizers)
  *   memory ...          only the named sections
+ *   --threads N         section 4 with 1..N threads (default 2); alone,
+ *                       it selects section 4 only, as do the next two
+ *   --rounds R          section 4: rounds per thread count (default 5)
+ *   --duration S        section 4: seconds per run (default 2)
  *
  * Exits non-zero if a sanity check fails (hit ratio in (0,1), bytes within
  * the limit, counters adding up, pc_store_verify() clean).
  *
- * Three measurements:
+ * Four measurements:
  *   1. memory: the charged overhead per item (PC_STORE_ITEM_OVERHEAD) next
  *      to the measured one, (heap or RSS growth) / items - key - value,
  *      for many small items;
  *   2. throughput: a 90% get / 10% set mix over a preloaded key space on 1
  *      and 2 threads, uniform and Zipf(0.99) keys, both policies;
  *   3. hit ratio: LRU against S3-FIFO on the same Zipf traces, replayed as
- *      a read-through cache would (GET; on a miss, SET).
+ *      a read-through cache would (GET; on a miss, SET);
+ *   4. scaling: 1..N threads hammering one shared store for a fixed time,
+ *      70% get / 30% set, 100-byte values, uniform and Zipf(0.99) keys,
+ *      thread counts alternated over several rounds, medians reported.
  *
  * Every random choice comes from a fixed seed and the store's hash key is
  * fixed, so hit ratios are reproducible to the last digit; timings are not.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
@@ -51,6 +62,11 @@ struct params {
     int tput_reps;
     size_t hr_keys;
     size_t hr_requests;
+    size_t mt_keys;
+    size_t mt_stream; /* ops drawn per thread before the clock starts; power of two */
+    int mt_threads;   /* 1..mt_threads are measured */
+    int mt_rounds;
+    double mt_duration; /* seconds per run */
 };
 
 static unsigned failures;
@@ -548,6 +564,262 @@ static void bench_hit_ratio(const struct params *p)
     free(keys);
 }
 
+/* ------------------------------------------------------------------ */
+/* 4. Scaling across threads                                           */
+/* ------------------------------------------------------------------ */
+
+#define MT_VLEN 100
+#define MT_SET_PCT 30
+#define MT_MAX_THREADS 64
+#define MT_STOP_EVERY 64 /* ops between two looks at the stop flag */
+
+static uint8_t mt_value[MT_VLEN];
+
+/*
+ * One thread of a run. Each worker has its own line(s): the loop only
+ * reads the fields above `done` and keeps its counts in locals, written
+ * back once at the end, so no cache line is shared on the hot path but
+ * the read-only stop flag (and the store itself).
+ */
+struct mt_worker {
+    alignas(64) pc_store_t *s;
+    const char *keys;
+    const uint32_t *ops; /* key index, OP_SET for a set; cycled */
+    size_t mask;         /* stream length - 1 */
+    atomic_bool *stop;
+    pthread_barrier_t *start;
+    uint64_t done, gets, hits;
+    double cpu_s, wall0, wall1;
+};
+
+static struct mt_worker mt_workers[MT_MAX_THREADS];
+
+static void *mt_run(void *arg)
+{
+    struct mt_worker *w = arg;
+    pc_store_t *s = w->s;
+    const char *keys = w->keys;
+    const uint32_t *ops = w->ops;
+    size_t mask = w->mask, i = 0;
+    uint64_t done = 0, gets = 0, hits = 0;
+    double c0, wall0;
+
+    pthread_barrier_wait(w->start);
+    wall0 = now_s();
+    c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+    while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
+        for (unsigned j = 0; j < MT_STOP_EVERY; j++, i++) {
+            uint32_t op = ops[i & mask];
+            const char *key = keys + (size_t)(op & ~OP_SET) * KLEN;
+
+            if (op & OP_SET) {
+                pc_store_set(s, key, KLEN, mt_value, MT_VLEN, 0, 0, 0, PC_STORE_SET_ALWAYS, 0);
+            } else {
+                pc_item_t *it;
+
+                gets++;
+                if (pc_store_get(s, key, KLEN, 0, &it) == PC_OK) {
+                    hits++;
+                    pc_store_release(s, it);
+                }
+            }
+        }
+        done += MT_STOP_EVERY;
+    }
+    w->cpu_s = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
+    w->wall1 = now_s();
+    w->wall0 = wall0;
+    w->done = done;
+    w->gets = gets;
+    w->hits = hits;
+    return NULL;
+}
+
+static void sleep_s(double sec)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += (time_t)sec;
+    until.tv_nsec += (long)((sec - (double)(time_t)sec) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, NULL) != 0)
+        ;
+}
+
+/*
+ * One run: `threads` workers on the shared store for `sec` seconds.
+ * Returns all threads' ops per wall-clock second (first start to last
+ * stop); *per_cpu gets ops per CPU-second of the workers.
+ */
+static double mt_once(pc_store_t *s, const char *keys, uint32_t *const *ops, size_t stream,
+                      int threads, double sec, double *per_cpu)
+{
+    pthread_t th[MT_MAX_THREADS];
+    pthread_barrier_t start;
+    atomic_bool stop;
+    uint64_t done = 0, gets = 0, hits = 0;
+    double cpu = 0, t0 = 0, t1 = 0;
+
+    atomic_init(&stop, false);
+    pthread_barrier_init(&start, NULL, (unsigned)threads + 1);
+    for (int i = 0; i < threads; i++) {
+        mt_workers[i] = (struct mt_worker){.s = s, .keys = keys, .ops = ops[i],
+                                           .mask = stream - 1, .stop = &stop, .start = &start};
+        if (pthread_create(&th[i], NULL, mt_run, &mt_workers[i]) != 0) {
+            perror("pthread_create");
+            exit(2);
+        }
+    }
+    pthread_barrier_wait(&start);
+    sleep_s(sec);
+    atomic_store_explicit(&stop, true, memory_order_relaxed);
+    for (int i = 0; i < threads; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (int i = 0; i < threads; i++) {
+        const struct mt_worker *w = &mt_workers[i];
+
+        done += w->done;
+        gets += w->gets;
+        hits += w->hits;
+        cpu += w->cpu_s;
+        if (i == 0 || w->wall0 < t0)
+            t0 = w->wall0;
+        if (i == 0 || w->wall1 > t1)
+            t1 = w->wall1;
+    }
+    CHECK(gets > 0);
+    CHECK(hits == gets); /* every key is preloaded and fits */
+    *per_cpu = cpu > 0 ? (double)done / cpu : 0;
+    return t1 > t0 ? (double)done / (t1 - t0) : 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n)
+{
+    double sorted[n];
+
+    memcpy(sorted, v, (size_t)n * sizeof *v);
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
+    return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
+static void bench_scaling(const struct params *p)
+{
+    size_t n = p->mt_keys, stream = p->mt_stream;
+    int nt = p->mt_threads, rounds = p->mt_rounds;
+    char *keys = make_keys(n);
+    uint32_t *ops[MT_MAX_THREADS];
+    double *rate = malloc((size_t)(nt + 1) * (size_t)rounds * sizeof *rate);
+    double *cpu = malloc((size_t)(nt + 1) * (size_t)rounds * sizeof *cpu);
+    struct zipf z;
+    const double alphas[2] = {0.0, 0.99}; /* 0 = uniform */
+
+    if (!rate || !cpu) {
+        perror("malloc");
+        exit(2);
+    }
+    memset(mt_value, 'v', sizeof mt_value);
+    printf("## 4. Scaling across threads: %d%% get / %d%% set, %d-byte values, %zu keys "
+           "preloaded (all fit),\nS3-FIFO, 64 shards, one shared store; %g s per run, "
+           "%d round(s), thread counts alternated\n\n",
+           100 - MT_SET_PCT, MT_SET_PCT, MT_VLEN, n, p->mt_duration, rounds);
+    printf("Load average before: %.2f. Medians over the rounds. Mops/s counts every get and "
+           "set\nof all threads per wall-clock second; per CPU-s divides by the workers' CPU "
+           "time\ninstead (it only drops when the threads slow each other down).\n\n",
+           loadavg());
+    printf("| keys | threads | Mops/s | per thread | vs 1 thread | min-max | Mops per CPU-s |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|\n");
+    zipf_init(&z, n, 0.99);
+    for (int t = 0; t < nt; t++) {
+        ops[t] = malloc(stream * sizeof **ops);
+        if (!ops[t]) {
+            perror("malloc");
+            exit(2);
+        }
+    }
+    for (int a = 0; a < 2; a++) {
+        pc_store_t *s = open_store(n * (KLEN + MT_VLEN + PC_STORE_ITEM_OVERHEAD) * 2, 0,
+                                   PC_EVICT_S3FIFO);
+        pc_store_stats_t st;
+        double base = 0;
+
+        /* Each thread's own seeded RNG draws its key and op stream up front. */
+        for (int t = 0; t < nt; t++) {
+            uint64_t rng = 4000 + (uint64_t)t;
+
+            for (size_t i = 0; i < stream; i++) {
+                size_t k = alphas[a] == 0 ? rng_next(&rng) % n
+                                          : rank_to_id(zipf_next(&z, &rng), n);
+                ops[t][i] = (uint32_t)k | (rng_next(&rng) % 100 < MT_SET_PCT ? OP_SET : 0);
+            }
+        }
+        for (size_t i = 0; i < n; i++)
+            pc_store_set(s, keys + i * KLEN, KLEN, mt_value, MT_VLEN, 0, 0, 0,
+                         PC_STORE_SET_ALWAYS, 0);
+        for (int r = 0; r < rounds; r++) {
+            for (int k = 0; k < nt; k++) {
+                int th = r % 2 == 0 ? k + 1 : nt - k; /* 1..N, then N..1 */
+
+                rate[th * rounds + r] =
+                    mt_once(s, keys, ops, stream, th, p->mt_duration, &cpu[th * rounds + r]);
+            }
+        }
+        for (int th = 1; th <= nt; th++) {
+            const double *v = &rate[th * rounds];
+            double med = median(v, rounds), lo = v[0], hi = v[0];
+
+            for (int r = 1; r < rounds; r++) {
+                lo = v[r] < lo ? v[r] : lo;
+                hi = v[r] > hi ? v[r] : hi;
+            }
+            if (th == 1)
+                base = med;
+            printf("| %s | %d | %.2f | %.2f | %.2f | %.2f-%.2f | %.2f |\n",
+                   alphas[a] == 0 ? "uniform" : "zipf 0.99", th, med / 1e6, med / th / 1e6,
+                   base > 0 ? med / base : 0, lo / 1e6, hi / 1e6,
+                   median(&cpu[th * rounds], rounds) / 1e6);
+        }
+        pc_store_stats(s, &st);
+        CHECK(st.items == n);
+        CHECK(st.evictions == 0);
+        CHECK(st.bytes <= st.limit);
+        CHECK(pc_store_verify(s, NULL) == PC_OK);
+        pc_store_free(&s);
+    }
+    printf("\nLoad average after: %.2f\n\n", loadavg());
+    zipf_free(&z);
+    for (int t = 0; t < nt; t++)
+        free(ops[t]);
+    free(rate);
+    free(cpu);
+    free(keys);
+}
+
+/* A whole number in [lo, hi], or exit 2. */
+static long arg_long(const char *opt, const char *v, long lo, long hi)
+{
+    char *end;
+    long x;
+
+    errno = 0;
+    x = v ? strtol(v, &end, 10) : 0;
+    if (!v || errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "bench_store: %s wants a whole number in [%ld, %ld]\n", opt, lo, hi);
+        exit(2);
+    }
+    return x;
+}
+
 int main(int argc, char **argv)
 {
     struct params p = {
@@ -557,28 +829,64 @@ int main(int argc, char **argv)
         .tput_reps = 3,
         .hr_keys = 1000000,
         .hr_requests = 10000000,
+        .mt_keys = 100000,
+        .mt_stream = (size_t)1 << 20,
+        .mt_threads = 2,
+        .mt_rounds = 5,
+        .mt_duration = 2.0,
     };
 
-    bool sel[3] = {false, false, false}, any = false;
-    static const char *const names[3] = {"memory", "throughput", "hitratio"};
+    bool sel[4] = {false, false, false, false}, any = false, mt_opt = false;
+    static const char *const names[4] = {"memory", "throughput", "hitratio", "threads"};
+    int threads = 0, rounds = 0;
+    double duration = 0;
 
     for (int i = 1; i < argc; i++) {
         bool known = false;
 
         if (strcmp(argv[i], "--smoke") == 0) {
             p.smoke = known = true;
+        } else if (strcmp(argv[i], "--threads") == 0) {
+            threads = (int)arg_long(argv[i], argv[i + 1], 1, MT_MAX_THREADS);
+            mt_opt = true;
+            i++;
+            continue;
+        } else if (strcmp(argv[i], "--rounds") == 0) {
+            rounds = (int)arg_long(argv[i], argv[i + 1], 1, 1000);
+            mt_opt = true;
+            i++;
+            continue;
+        } else if (strcmp(argv[i], "--duration") == 0) {
+            char *end;
+
+            duration = i + 1 < argc ? strtod(argv[i + 1], &end) : 0;
+            if (i + 1 >= argc || end == argv[i + 1] || *end || !(duration > 0) ||
+                duration > 3600) {
+                fprintf(stderr, "bench_store: --duration wants seconds in (0, 3600]\n");
+                return 2;
+            }
+            mt_opt = true;
+            i++;
+            continue;
         }
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 4; k++) {
             if (strcmp(argv[i], names[k]) == 0)
                 sel[k] = any = known = true;
         }
         if (!known) {
-            fprintf(stderr, "usage: %s [--smoke] [memory] [throughput] [hitratio]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--smoke] [memory] [throughput] [hitratio] [threads]\n"
+                    "       [--threads N] [--rounds R] [--duration S]\n",
+                    argv[0]);
             return 2;
         }
     }
-    if (!any)
-        sel[0] = sel[1] = sel[2] = true;
+    if (!any) {
+        /* --threads, --rounds or --duration alone: only the section they tune */
+        sel[3] = true;
+        if (!mt_opt)
+            sel[0] = sel[1] = sel[2] = true;
+    }
     if (p.smoke) {
         p = (struct params){
             .smoke = true,
@@ -588,8 +896,19 @@ int main(int argc, char **argv)
             .tput_reps = 1,
             .hr_keys = 20000,
             .hr_requests = 60000,
+            .mt_keys = 5000,
+            .mt_stream = (size_t)1 << 12,
+            .mt_threads = 2,
+            .mt_rounds = 1,
+            .mt_duration = 0.05,
         };
     }
+    if (threads)
+        p.mt_threads = threads;
+    if (rounds)
+        p.mt_rounds = rounds;
+    if (duration > 0)
+        p.mt_duration = duration;
     setvbuf(stdout, NULL, _IOLBF, 0);
     printf("# bench_store%s (item overhead charged: %zu bytes)\n\n", p.smoke ? " --smoke" : "",
            PC_STORE_ITEM_OVERHEAD);
@@ -599,6 +918,8 @@ int main(int argc, char **argv)
         bench_throughput(&p);
     if (sel[2])
         bench_hit_ratio(&p);
+    if (sel[3])
+        bench_scaling(&p);
     if (failures) {
         fprintf(stderr, "bench_store: %u sanity check(s) failed\n", failures);
         return 1;
