@@ -678,6 +678,12 @@ static unsigned srv_buffer_evict(pc_server_t *s)
 {
     size_t total = s->buf_bytes, goal = s->max_buffer_memory - s->max_buffer_memory / 8;
     unsigned closed = 0;
+    /* Input of connections already closing is on its way out. */
+    for (pc_list_t *n = s->conns.next; n != &s->conns; n = n->next) {
+        conn_t *c = pc_list_entry(n, conn_t, link);
+        if (c->closing)
+            total -= total < c->rd.buf.cap ? total : c->rd.buf.cap;
+    }
     while (total > goal) {
         conn_t *big = NULL;
         size_t most = EVICT_MIN_INPUT - 1;
@@ -728,6 +734,14 @@ static void srv_buffer_check(pc_server_t *s)
     }
     else if (full && s->buf_bytes < s->max_buffer_memory - s->max_buffer_memory / 8)
         full = 0;
+    else if (full) {
+        /* Still over 7/8 with nobody reading: the inputs that are left
+         * would keep it so until their frame deadline. Close the biggest
+         * (beside those already closing) until it will come down. */
+        s->buf_checking = 1;
+        srv_buffer_evict(s);
+        s->buf_checking = 0;
+    }
     if (full == s->buf_full)
         return;
     s->buf_full = full;
@@ -2111,8 +2125,11 @@ static void handle_replicate(conn_t *c, const pc_request_t *rq)
         const pc_repl_entry_t *e = &rq->entries[i];
         /* Hybrid logical clock: our next version is above all we have
          * seen, so a write here after a hand-off outranks the old owner's. */
-        if (e->version > s->last_version)
-            s->last_version = e->version;
+        uint64_t last = atomic_load_explicit(&s->sh->last_version, memory_order_relaxed);
+        while (e->version > last &&
+               !atomic_compare_exchange_weak_explicit(&s->sh->last_version, &last, e->version,
+                                                      memory_order_relaxed, memory_order_relaxed))
+            ;
         int rc;
         int handoff = rq->mode == PC_REPL_HANDOFF;
         if (!e->has_value) {
@@ -3667,6 +3684,7 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop)
     w->sh = core->sh;
     w->core = core;
     w->index = core->nworkers + 1;
+    w->reuseport = 1;
     w->limits = core->limits;
     w->listen = strdup(core->listen);
     w->name = strdup(core->name);
@@ -3923,8 +3941,7 @@ static int worker_start(pc_server_t *w, const struct sockaddr *sa, socklen_t sal
         return PC_EIO;
     }
     w->listening = 1;
-    /* The buffer cap is the node's: each loop gets its share. */
-    w->max_buffer_memory = core->max_buffer_memory / (core->nworkers + 1);
+    w->max_buffer_memory = core->max_buffer_memory; /* the share pc_server_start set */
     start_handles(w);
     uv_check_init(w->loop, &w->relay_check);
     w->relay_check.data = w;
@@ -3986,6 +4003,8 @@ int pc_server_start(pc_server_t *s)
     if (s->handoff_target) /* a ring change before start */
         uv_timer_start(&s->handoff_timer, handoff_step, HANDOFF_DELAY_MS, 5);
 
+    /* The buffer cap is the node's: each loop gets an equal share. */
+    s->max_buffer_memory /= s->nworkers + 1;
     struct sockaddr_storage ss;
     int sslen = sizeof ss;
     if (s->nworkers > 0 && uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &sslen) < 0)
@@ -3996,9 +4015,8 @@ int pc_server_start(pc_server_t *s)
     return 0;
 }
 
-static void server_handle_closed(uv_handle_t *h)
+static void server_handle_gone(pc_server_t *s)
 {
-    pc_server_t *s = h->data;
     s->handles_open--;
     if (s->handles_open == 0 && pc_list_empty(&s->conns) && s->on_done) {
         void (*done)(void *) = s->on_done;
@@ -4006,6 +4024,11 @@ static void server_handle_closed(uv_handle_t *h)
         done(s->on_done_arg);
     }
 }
+
+static void server_handle_closed(uv_handle_t *h) { server_handle_gone(h->data); }
+
+/* A relay's pipe: its data is the relay. */
+static void relay_pipe_closed(uv_handle_t *h) { server_handle_gone(((relay_t *)h->data)->srv); }
 
 static void close_server_handles(pc_server_t *s)
 {
@@ -4021,7 +4044,7 @@ static void close_server_handles(pc_server_t *s)
         for (int k = 0; k < 2; k++) {
             s->relays[k].open = 0;
             if (!uv_is_closing((uv_handle_t *)&s->relays[k].pipe))
-                uv_close((uv_handle_t *)&s->relays[k].pipe, server_handle_closed);
+                uv_close((uv_handle_t *)&s->relays[k].pipe, relay_pipe_closed);
         }
         if (!uv_is_closing((uv_handle_t *)&s->relay_check))
             uv_close((uv_handle_t *)&s->relay_check, server_handle_closed);

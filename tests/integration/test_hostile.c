@@ -864,7 +864,10 @@ static int evicted_all_closed(void *p)
         f->closed[i] = 1;
         f->nclosed++;
     }
-    f->want = stat_of(f->cl, "buffer_evictions");
+    /* Closed with BUSY: evicted, or (on a node of several loops, where
+     * each has its share of the cap) refused on arrival at a loop that
+     * was full. */
+    f->want = stat_of(f->cl, "buffer_evictions") + stat_of(f->cl, "buffer_full_rejects");
     return f->nclosed == f->want && stat_of(f->cl, "buffer_full") == 0;
 }
 
