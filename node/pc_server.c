@@ -151,7 +151,9 @@ struct req {
 
     /* forwarded to the key's owner: the owner's answer is relayed as is */
     int forwarded;
-    pc_list_t rlink; /* relayed to the core loop: in relay->reqs */
+    pc_list_t rlink;   /* relayed to the core loop: in relay->reqs */
+    uint64_t relay_id; /* ... under this id (the client's is r->id) */
+    int relay_write;   /* ... and counts in c->relayed_writes */
 
     uint32_t nslots;
     slot_t slots[];
@@ -222,6 +224,7 @@ struct conn {
     int internal;
     int trusted_peer;
     unsigned relayed; /* worker: requests of this connection at the core */
+    unsigned relayed_writes; /* ... of which writes and peer operations */
     /* Resource limits (conn_limits_note, conn_check_limits): the frame
      * deadline and the output stall. A clock at 0 is not running. */
     uint64_t bytes_in;    /* bytes read from the socket so far */
@@ -310,6 +313,7 @@ typedef struct relay {
     int open;
     pc_proto_reader_t rd;
     pc_list_t reqs; /* req_t's relayed, oldest first (rlink) */
+    uint64_t next_id;
 } relay_t;
 
 /* STATS gathered from every loop (the counters are per loop). */
@@ -424,6 +428,8 @@ struct pc_server {
     int reuseport;          /* listen with SO_REUSEPORT (more than one loop) */
     int fds[4];             /* worker: relay socketpairs, core ends at 1, 3 */
     relay_t relays[2];      /* worker: [0] clients', [1] peers' requests */
+    pc_proto_decoder_t *fdec; /* worker: the request inside a FORWARD */
+    pc_buf_t fbuf;            /* worker: ... re-encoded under a relay id */
     uv_check_t relay_check; /* worker: flushes the relays once per turn */
     pthread_mutex_t xq_lock;
     xcall_t *xq_head, *xq_tail;
@@ -586,11 +592,21 @@ static void conn_maybe_free(conn_t *c)
 
 static size_t conn_queued(const conn_t *c) { return c->out.len + c->wbuf.len; }
 
+/* A worker's requests at the core, per connection: what the core may
+ * hold for one client (see internal conns in conn_paused). */
+#define RELAY_MAX_PER_CONN 64
+
 static int conn_paused(const conn_t *c)
 {
     const pc_server_t *s = c->srv;
+    /* The core end of a relay carries many clients' requests: pausing it
+     * for one would stall them all. Each client is bounded where it is
+     * read instead, on its worker, which also stops at RELAY_MAX_PER_CONN
+     * requests at the core. */
+    if (c->internal)
+        return 0;
     return c->nreqs >= s->max_inflight || conn_queued(c) + c->held > s->max_output ||
-           c->auth_pending;
+           c->auth_pending || c->relayed >= RELAY_MAX_PER_CONN;
 }
 
 static int conn_output_over(const conn_t *c)
@@ -905,7 +921,7 @@ static void conn_flush_ready(conn_t *c)
  */
 static pc_buf_t *answer_target(conn_t *c, uint32_t op, uint64_t id)
 {
-    if (pc_list_empty(&c->reqs))
+    if (pc_list_empty(&c->reqs) || c->internal)
         return &c->out;
     req_t *r = req_new(c, op, id, 0);
     if (r == NULL)
@@ -998,7 +1014,9 @@ static void req_deliver(req_t *r, const pc_response_t *resp, const char *errmsg,
         conn_maybe_free(c);
         return;
     }
-    pc_buf_t *b = req_is_head(r) ? &c->out : &r->resp;
+    /* The core end of a relay answers as soon as it can: the relay's
+     * requests are many clients', each put back in order by its worker. */
+    pc_buf_t *b = req_is_head(r) || c->internal ? &c->out : &r->resp;
     size_t start = b->len;
     int rc = raw ? seal_answer(c, b, start, append_frame(b, raw, rawlen))
                  : encode_answer(c, b, resp, errmsg);
@@ -2516,30 +2534,27 @@ static int refuse_unauthorized(conn_t *c, const pc_request_t *rq)
 static void relay_flush(relay_t *rl);
 static void relay_fail_all(relay_t *rl, const char *why);
 
-/* One relayed request's answer (body NULL: the relay failed). */
-static void relay_answered(relay_t *rl, const uint8_t *body, size_t len)
+/* A relayed request's answer, its id put back to the client's (resp NULL:
+ * the relay failed). */
+static void relay_answered(relay_t *rl, req_t *r, pc_response_t *resp)
 {
-    if (pc_list_empty(&rl->reqs)) {
-        pc_log_error(rl->srv->log, "loop %zu: an answer from the core loop nobody asked for",
-                     rl->srv->index);
-        return;
-    }
-    req_t *r = pc_list_entry(rl->reqs.next, req_t, rlink);
     pc_list_remove(&r->rlink);
     conn_t *c = r->c;
     r->waiting = 0;
     c->relayed--;
+    c->relayed_writes -= (unsigned)r->relay_write;
     if (c->closing) {
         req_free(r);
         conn_maybe_free(c);
         return;
     }
-    if (body == NULL) {
+    if (resp == NULL) {
         req_answer_status(r, PC_ST_INTERNAL, "the node is stopping; the request may or may not "
                                              "have been applied");
         return;
     }
-    req_deliver(r, NULL, NULL, body, len);
+    resp->id = r->id;
+    req_answer(r, resp, NULL);
 }
 
 static void relay_fail_all(relay_t *rl, const char *why)
@@ -2549,7 +2564,7 @@ static void relay_fail_all(relay_t *rl, const char *why)
     rl->open = 0;
     uv_read_stop((uv_stream_t *)&rl->pipe);
     while (!pc_list_empty(&rl->reqs))
-        relay_answered(rl, NULL, 0);
+        relay_answered(rl, pc_list_entry(rl->reqs.next, req_t, rlink), NULL);
 }
 
 static void relay_write_cb(uv_write_t *w, int status)
@@ -2614,14 +2629,35 @@ static void relay_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     const uint8_t *body;
     uint32_t len;
     int rc;
-    while ((rc = pc_proto_reader_next(&rl->rd, &body, &len)) > 0)
-        relay_answered(rl, body, len);
+    while ((rc = pc_proto_reader_next(&rl->rd, &body, &len)) > 0) {
+        pc_response_t resp;
+        if (pc_proto_decode_response(rl->srv->pdec, body, len, &resp) < 0) {
+            relay_fail_all(rl, "malformed answer from the core loop");
+            return;
+        }
+        /* Mostly in order: the oldest requests are answered first. */
+        req_t *r = NULL;
+        for (pc_list_t *l = rl->reqs.next; l != &rl->reqs; l = l->next) {
+            req_t *q = pc_list_entry(l, req_t, rlink);
+            if (q->relay_id == resp.id) {
+                r = q;
+                break;
+            }
+        }
+        if (r == NULL) {
+            relay_fail_all(rl, "an answer from the core loop nobody asked for");
+            return;
+        }
+        relay_answered(rl, r, &resp);
+    }
     if (rc < 0)
         relay_fail_all(rl, "bad frame from the core loop");
 }
 
-/* Sends the request being dispatched, as it came (opened, if it came
- * sealed), to the core loop; its answer is relayed back in order. */
+/* Sends the request being dispatched (opened, if it came sealed) to the
+ * core loop under an id of the relay's: the core answers each as soon as
+ * it can, and the answer goes back to the client under its own id, in
+ * the client's order. */
 static void relay_request(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
@@ -2630,16 +2666,40 @@ static void relay_request(conn_t *c, const pc_request_t *rq)
         answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "the node is stopping");
         return;
     }
-    req_t *r = req_new(c, rq->op, rq->id, 0);
-    if (r == NULL || append_frame(&rl->out, c->cur_body, c->cur_len) < 0) {
+    pc_request_t f = *rq;
+    f.id = ++rl->next_id;
+    uint32_t op = rq->op;
+    uint64_t id = rq->id;
+    int rc = 0;
+    if (rq->op == PC_OP_FORWARD) {
+        /* The answer to a FORWARD carries the id of the request inside it
+         * (PROTOCOL.md): that is the id to make the relay's own. One that
+         * does not decode goes as it is, for the core to refuse. */
+        pc_request_t in;
+        if (pc_proto_decode_request(s->fdec, rq->body.ptr, rq->body.len, &in) == 0) {
+            op = in.op;
+            id = in.id;
+            in.id = f.id;
+            pc_buf_reset(&s->fbuf);
+            rc = pc_proto_encode_request(&s->fbuf, &in);
+            f.body.ptr = s->fbuf.data + 4; /* past the length prefix */
+            f.body.len = (uint32_t)(s->fbuf.len - 4);
+        }
+    }
+    req_t *r = rc < 0 ? NULL : req_new(c, op, id, 0);
+    if (r == NULL || (rc = pc_proto_encode_request(&rl->out, &f)) < 0) {
         if (r)
             req_free(r);
-        answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+        answer_error(c, rq->op, rq->id, rc == PC_EINVAL ? PC_ST_BAD_REQUEST : PC_ST_INTERNAL,
+                     rc == PC_EINVAL ? "bad request" : "out of memory");
         return;
     }
+    r->relay_id = f.id;
+    r->relay_write = rq->op != PC_OP_GET && rq->op != PC_OP_MGET;
     r->waiting = 1;
     pc_list_push_back(&rl->reqs, &r->rlink);
     c->relayed++;
+    c->relayed_writes += (unsigned)r->relay_write;
     if (!uv_is_active((uv_handle_t *)&s->relay_check))
         uv_check_start(&s->relay_check, relay_check_cb);
 }
@@ -2759,13 +2819,14 @@ static int worker_write(conn_t *c, const pc_request_t *rq)
 }
 
 /* On a worker: serves rq here if it can, else relays it to the core.
- * Once a request of the connection is at the core, the rest follow it
- * there until it is answered, so the connection's requests still take
- * effect in the order they were sent. */
+ * Once a write of the connection is at the core, the requests after it
+ * follow it there until it is answered, so that they see its effect as
+ * they would on one loop. (Answers leave in order whatever is served
+ * where: the req_t queue sees to that.) */
 static void worker_dispatch(conn_t *c, const pc_request_t *rq)
 {
     int done = 0;
-    if (c->relayed == 0 && !c->sealed) {
+    if (c->relayed_writes == 0 && !c->sealed) {
         switch (rq->op) {
         case PC_OP_GET:
             done = worker_get(c, rq);
@@ -3701,6 +3762,11 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop)
     w->ks_nbuckets = 64;
     w->ks_buckets = calloc(w->ks_nbuckets, sizeof *w->ks_buckets);
     w->fds[0] = w->fds[1] = w->fds[2] = w->fds[3] = -1;
+    pc_buf_init(&w->fbuf, 0);
+    for (int k = 0; k < 2; k++) {
+        pc_buf_init(&w->relays[k].out, 0);
+        pc_buf_init(&w->relays[k].wbuf, 0);
+    }
     pc_list_init(&w->conns);
     pc_list_init(&w->runnable);
     pthread_mutex_init(&w->xq_lock, NULL);
@@ -3708,6 +3774,7 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop)
     if (w->listen == NULL || w->name == NULL || w->rbuf == NULL || w->ks_buckets == NULL ||
         pc_proto_decoder_new(&w->limits, &w->dec) < 0 ||
         pc_proto_decoder_new(&w->limits, &w->pdec) < 0 ||
+        pc_proto_decoder_new(&w->limits, &w->fdec) < 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fds) < 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fds + 2) < 0) {
         pc_server_free(&w);
@@ -4179,6 +4246,8 @@ void pc_server_free(pc_server_t **sp)
     free(s->rbuf);
     pc_proto_decoder_free(&s->dec);
     pc_proto_decoder_free(&s->pdec);
+    pc_proto_decoder_free(&s->fdec);
+    pc_buf_free(&s->fbuf);
     free(s->listen);
     free(s->name);
     for (size_t i = 0; i < 2; i++) {
