@@ -268,6 +268,8 @@ typedef struct server_stats {
     uint64_t output_timeouts;
     uint64_t buffer_full_rejects; /* connections refused: buffers over the cap */
     uint64_t buffer_evictions; /* connections closed to bring the buffers under it */
+    uint64_t relayed;          /* worker: requests relayed to the core loop */
+    uint64_t worker_requests;  /* worker: requests read (= requests, on a worker) */
 } server_stats_t;
 
 /*
@@ -2240,6 +2242,9 @@ static void stats_reply(conn_t *c, req_t *r, uint32_t op, uint64_t id, const loo
         STAT("buffer_full_rejects", sum->stats.buffer_full_rejects),
         STAT("buffer_evictions", sum->stats.buffer_evictions),
         STAT("requests", sum->stats.requests),
+        STAT("threads", s->nworkers + 1),
+        STAT("worker_requests", sum->stats.worker_requests),
+        STAT("relayed", sum->stats.relayed),
         STAT("bad_frames", sum->stats.bad_frames),
         STAT("items", st.items),
         STAT("bytes", st.bytes),
@@ -2383,6 +2388,7 @@ static void snap_take(pc_server_t *w, void *arg) /* on a worker */
 {
     snapmsg_t *m = arg;
     snap_own(w, &m->snap);
+    m->snap.stats.worker_requests = w->stats.requests;
     if (xcall_post(w->core, snap_back, m) < 0)
         free(m); /* the core stops last: cannot happen */
 }
@@ -2695,6 +2701,7 @@ static void relay_request(conn_t *c, const pc_request_t *rq)
         return;
     }
     r->relay_id = f.id;
+    s->stats.relayed++;
     r->relay_write = rq->op != PC_OP_GET && rq->op != PC_OP_MGET;
     r->waiting = 1;
     pc_list_push_back(&rl->reqs, &r->rlink);
@@ -3000,7 +3007,8 @@ static void conn_process_frames(conn_t *c)
         }
         pc_request_t rq;
         rc = pc_proto_decode_request(s->dec, body, len, &rq);
-        s->stats.requests++;
+        if (!c->internal) /* a relayed request was counted by its worker */
+            s->stats.requests++;
         if (rc == PC_EPROTO || rc == PC_ENOMEM) {
             conn_bad_frame(c, PC_ST_BAD_REQUEST, "malformed frame (not a peercache request)");
             return;

@@ -1,0 +1,298 @@
+/*
+ * test_threads.c -- a node of several loops (--threads), against real
+ * processes: both loops accept and serve; compare-and-set from clients on
+ * different loops loses no update; with Redis behind, a pipelined write
+ * relayed to the core is seen by the read after it, a read-through miss
+ * works from any loop and is counted once; SO_REUSEPORT does not let a
+ * second node share the port; and the node stops cleanly.
+ *
+ * Run under ThreadSanitizer in CI (label "threaded"): then peercached is
+ * the TSan build, and pc_h_stop fails the test on any report in its log.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pc_client.h"
+#include "pc_harness.h"
+#include "pc_proto.h"
+
+static pc_client_t *client_for(const pc_h_proc_t *node)
+{
+    pc_client_options_t o = {.nodes = node->addr, .timeout_ms = 5000};
+    pc_client_t *c = NULL;
+    return pc_client_new(&o, &c) == 0 ? c : NULL;
+}
+
+static int64_t stat_of(pc_client_t *c, const char *name)
+{
+    pc_stat_entry_t *st = NULL;
+    size_t n = 0;
+    int64_t v = -1;
+    if (pc_client_stats(c, &st, &n) == 0)
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(st[i].name, name) == 0)
+                v = st[i].value;
+    pc_stats_free(st, n);
+    return v;
+}
+
+static void stop_clean(pc_h_proc_t *node)
+{
+    int st = pc_h_stop(node, SIGTERM, 10000);
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* 32 clients, each its own connection: SO_REUSEPORT spreads them over
+ * both loops (all on one: odds 2^-31), and every one is served right. */
+static void test_both_loops_serve(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--redis", "none", "--threads", "2", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    enum { N = 32, KEYS = 50 };
+    pc_client_t *cl[N];
+    for (int i = 0; i < N; i++)
+        assert_non_null(cl[i] = client_for(&node));
+    int64_t relayed0 = stat_of(cl[0], "relayed");
+    char k[32], v[32];
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < KEYS; j++) {
+            snprintf(k, sizeof k, "t%d:%d", i, j);
+            snprintf(v, sizeof v, "v%d.%d", i, j);
+            assert_int_equal(pc_client_set(cl[i], k, strlen(k), v, strlen(v), NULL, NULL), 0);
+        }
+    }
+    /* read back through another client, so through the other loops too */
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < KEYS; j++) {
+            snprintf(k, sizeof k, "t%d:%d", i, j);
+            snprintf(v, sizeof v, "v%d.%d", i, j);
+            pc_value_t got;
+            assert_int_equal(pc_client_get(cl[(i + 7) % N], k, strlen(k), &got), 0);
+            assert_int_equal(got.len, strlen(v));
+            assert_memory_equal(got.data, v, got.len);
+            pc_value_free(&got);
+        }
+    }
+    int64_t reqs = stat_of(cl[0], "requests"), wreqs = stat_of(cl[0], "worker_requests");
+    fprintf(stderr, "2 loops: %lld requests, %lld of them on the worker, %lld relayed\n",
+            (long long)reqs, (long long)wreqs, (long long)stat_of(cl[0], "relayed"));
+    assert_int_equal(stat_of(cl[0], "threads"), 2);
+    assert_int_equal(stat_of(cl[0], "connections"), N);
+    assert_true(reqs >= 2 * N * KEYS);
+    assert_true(wreqs > 0 && wreqs < reqs); /* both loops took requests */
+    /* A memory-only node alone serves every GET and SET where it is read;
+     * what a worker relays is the rest: each client's CLUSTER (to learn
+     * the ring) and the STATS above. */
+    assert_true(stat_of(cl[0], "relayed") - relayed0 <= N + 1);
+    assert_int_equal(stat_of(cl[0], "hits"), N * KEYS);
+    for (int i = 0; i < N; i++)
+        pc_client_free(&cl[i]);
+    stop_clean(&node);
+}
+
+/* Compare-and-set increments of one key from clients spread over both
+ * loops, at once: the store checks the version under its lock, so no
+ * increment is lost however the loops interleave. */
+typedef struct incr_arg {
+    const pc_h_proc_t *node;
+    int want;   /* successful increments to make */
+    int done;
+    int conflicts;
+    int failed;
+} incr_arg_t;
+
+static void *incr_thread(void *p)
+{
+    incr_arg_t *a = p;
+    pc_client_t *c = client_for(a->node);
+    if (c == NULL) {
+        a->failed = 1;
+        return NULL;
+    }
+    while (a->done < a->want && a->conflicts < 100000) {
+        pc_value_t v;
+        if (pc_client_get(c, "ctr", 3, &v) != 0) {
+            a->failed = 1;
+            break;
+        }
+        char buf[32];
+        long n = strtol((const char *)v.data, NULL, 10);
+        uint64_t ver = v.version;
+        pc_value_free(&v);
+        snprintf(buf, sizeof buf, "%ld", n + 1);
+        pc_set_options_t o = {.cas = ver};
+        int rc = pc_client_set(c, "ctr", 3, buf, strlen(buf), &o, NULL);
+        if (rc == 0)
+            a->done++;
+        else if (rc == PC_EEXISTS)
+            a->conflicts++;
+        else {
+            a->failed = 1;
+            break;
+        }
+    }
+    pc_client_free(&c);
+    return NULL;
+}
+
+static void test_cas_across_loops_loses_nothing(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--redis", "none", "--threads", "2", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    pc_client_t *c = client_for(&node);
+    assert_non_null(c);
+    assert_int_equal(pc_client_set(c, "ctr", 3, "0", 1, NULL, NULL), 0);
+    enum { T = 6, EACH = 300 };
+    pthread_t th[T];
+    incr_arg_t a[T];
+    for (int i = 0; i < T; i++) {
+        a[i] = (incr_arg_t){.node = &node, .want = EACH};
+        assert_int_equal(pthread_create(&th[i], NULL, incr_thread, &a[i]), 0);
+    }
+    int conflicts = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_false(a[i].failed);
+        assert_int_equal(a[i].done, EACH);
+        conflicts += a[i].conflicts;
+    }
+    pc_value_t v;
+    assert_int_equal(pc_client_get(c, "ctr", 3, &v), 0);
+    char want[16];
+    snprintf(want, sizeof want, "%d", T * EACH);
+    fprintf(stderr, "cas: %d increments from %d clients, %d conflicts retried, final %.*s\n",
+            T * EACH, T, conflicts, (int)v.len, (const char *)v.data);
+    assert_int_equal(v.len, strlen(want));
+    assert_memory_equal(v.data, want, v.len);
+    pc_value_free(&v);
+    assert_true(stat_of(c, "worker_requests") > 0);
+    pc_client_free(&c);
+    stop_clean(&node);
+}
+
+/* With Redis behind: writes go through the core loop. A GET sent once a
+ * SET was acknowledged must see it (docs/CONSISTENCY.md), on connections
+ * of either loop -- the worker serves it from the store the core wrote;
+ * a miss is read through once and counted once, from either loop. */
+static int check_set(void *arg, int i, const pc_response_t *r)
+{
+    (void)arg;
+    return i > 0 || r->op != PC_OP_SET || r->status != PC_ST_OK;
+}
+
+static int check_get(void *arg, int i, const pc_response_t *r)
+{
+    const char *want = arg;
+    return i > 0 || r->op != PC_OP_GET || r->status != PC_ST_OK ||
+           r->entry.value.len != strlen(want) ||
+           memcmp(r->entry.value.ptr, want, strlen(want)) != 0;
+}
+
+static void test_redis_behind_order_and_read_through(void **state)
+{
+    (void)state;
+    pc_h_proc_t redis, node;
+    assert_int_equal(pc_h_redis_start(&redis, 0), 0);
+    const char *args[] = {"--redis", redis.addr, "--threads", "2", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    pc_client_t *c = client_for(&node);
+    assert_non_null(c);
+    enum { CONNS = 16, ROUNDS = 20 };
+    for (int i = 0; i < CONNS; i++) {
+        int fd = pc_h_connect(node.port, 5000);
+        assert_true(fd >= 0);
+        for (int r = 0; r < ROUNDS; r++) {
+            char val[32];
+            snprintf(val, sizeof val, "c%d-r%d", i, r);
+            pc_buf_t out;
+            pc_buf_init(&out, 0);
+            pc_request_t set = {.op = PC_OP_SET, .id = 1, .key = {(const uint8_t *)"ord", 3},
+                                .value = {(const uint8_t *)val, (uint32_t)strlen(val)}};
+            pc_request_t get = {.op = PC_OP_GET, .id = 2, .key = {(const uint8_t *)"ord", 3}};
+            assert_int_equal(pc_proto_encode_request(&out, &set), 0);
+            assert_int_equal(pc_h_send_all(fd, &out), 0);
+            assert_int_equal(pc_h_read_responses(fd, 1, check_set, NULL), 1);
+            pc_buf_reset(&out);
+            assert_int_equal(pc_proto_encode_request(&out, &get), 0);
+            assert_int_equal(pc_h_send_all(fd, &out), 0);
+            pc_buf_free(&out);
+            assert_int_equal(pc_h_read_responses(fd, 1, check_get, val), 1);
+        }
+        close(fd);
+    }
+    /* read-through from whichever loop: Redis has it, the node does not */
+    redisContext *rc = pc_h_redis_connect(&redis);
+    assert_non_null(rc);
+    int64_t misses0 = stat_of(c, "misses"), reads0 = stat_of(c, "backend_reads");
+    for (int i = 0; i < CONNS; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "rt%d", i);
+        redisReply *rep = redisCommand(rc, "SET %s fromredis", key);
+        assert_non_null(rep);
+        freeReplyObject(rep);
+        pc_client_t *ci = client_for(&node);
+        assert_non_null(ci);
+        pc_value_t v;
+        assert_int_equal(pc_client_get(ci, key, strlen(key), &v), 0);
+        assert_int_equal(v.len, 9);
+        assert_memory_equal(v.data, "fromredis", 9);
+        pc_value_free(&v);
+        pc_client_free(&ci);
+    }
+    redisFree(rc);
+    assert_int_equal(stat_of(c, "misses") - misses0, CONNS);
+    assert_int_equal(stat_of(c, "backend_reads") - reads0, CONNS);
+    assert_true(stat_of(c, "relayed") > 0);
+    pc_client_free(&c);
+    stop_clean(&node);
+    pc_h_stop(&redis, SIGKILL, 5000);
+}
+
+/* SO_REUSEPORT on our sockets must not let a second node take a share of
+ * the port: it fails to start, saying why, and the first keeps serving. */
+static void test_port_in_use_is_still_an_error(void **state)
+{
+    (void)state;
+    pc_h_proc_t a;
+    const char *args[] = {"--redis", "none", "--threads", "2", NULL};
+    assert_int_equal(pc_h_node_start(&a, args), 0);
+    char cmd[1024], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s --insecure --redis none --threads 2 --listen %s --gossip 127.0.0.1:%d 2>&1",
+             getenv("PC_PEERCACHED"), a.addr, pc_h_free_port());
+    int st = pc_h_run(cmd, out, sizeof out);
+    assert_true(st != 0);
+    assert_non_null(strstr(out, "address already in use"));
+    pc_client_t *c = client_for(&a);
+    assert_non_null(c);
+    assert_int_equal(pc_client_set(c, "still", 5, "here", 4, NULL, NULL), 0);
+    assert_int_equal(stat_of(c, "connections_total") >= 1, 1);
+    pc_client_free(&c);
+    stop_clean(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_both_loops_serve),
+        cmocka_unit_test(test_cas_across_loops_loses_nothing),
+        cmocka_unit_test(test_redis_behind_order_and_read_through),
+        cmocka_unit_test(test_port_in_use_is_still_an_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
