@@ -24,7 +24,12 @@
 #
 # Usage: tests/bench/compare.sh [--rounds N] [--duration S] [--quick]
 #            [--json FILE] [--build DIR] [--connections N] [--keys N]
-#            [--memcached-threads "2 4"] [--workloads abcd] [--install]
+#            [--memcached-threads "2 4"] [--peercached-threads "1"]
+#            [--workloads abcd] [--install]
+#
+# "peercached" is a node with its default --threads (one loop per core);
+# --peercached-threads adds memory-only nodes with those thread counts
+# (rows peercached-tN), to show what the loops add.
 
 set -euo pipefail
 
@@ -37,6 +42,7 @@ json_out=
 conns=1000
 keys=100000
 mc_threads="2 4"
+pc_threads=
 workloads=abcd
 install=0
 rounds_set=0
@@ -54,6 +60,7 @@ while [ $# -gt 0 ]; do
     --connections) conns=$2; shift 2 ;;
     --keys) keys=$2; shift 2 ;;
     --memcached-threads) mc_threads=$2; shift 2 ;;
+    --peercached-threads) pc_threads=$2; shift 2 ;;
     --workloads) workloads=$2; shift 2 ;;
     --install) install=1; shift ;;
     -h|--help) usage 0 ;;
@@ -141,6 +148,12 @@ declare -A proto addr
 p=$(free_port)
 start pc-mem "$p" "$PCD" --insecure --redis none --listen "127.0.0.1:$p" --log-level warn
 servers+=(peercached); proto[peercached]=peercache; addr[peercached]=127.0.0.1:$p
+for t in $pc_threads; do
+    p=$(free_port)
+    start "pc-mem-t$t" "$p" "$PCD" --insecure --redis none --listen "127.0.0.1:$p" \
+        --log-level warn --threads "$t"
+    servers+=("peercached-t$t"); proto[peercached-t$t]=peercache; addr[peercached-t$t]=127.0.0.1:$p
+done
 
 if [ $have_redis = 1 ]; then
     # Redis as a cache: no snapshots, no AOF.

@@ -410,7 +410,7 @@ static void test_ring_aware_client_routes_directly(void **state)
 
 typedef struct load {
     const char *nodes;
-    volatile int stop;
+    atomic_int stop; /* set by the main thread while this one runs */
     int writer; /* else reader */
     int id;
     /* writer: keys "w<id>:<n>" with value "<n>", n = 0..acked-1 acked */
@@ -422,7 +422,7 @@ typedef struct load {
     struct load *src;
     long reads, read_errors, wrong;
     long errors_after; /* read errors after `mark` was set */
-    volatile int mark;
+    atomic_int mark;
     long other_errors; /* writer: errors other than unknown-outcome */
 } load_t;
 
@@ -873,10 +873,12 @@ static void test_replica_keeps_the_newer_version(void **state)
 
 typedef struct fresh {
     const char *nodes;
-    volatile int stop;
+    atomic_int stop;
     atomic_long acked[20];
     atomic_int mark;
-    long reads_after, stale_after, stale_before, errors_after;
+    /* Written by the reader, polled by the main thread meanwhile. */
+    atomic_long reads_after;
+    long stale_after, stale_before, errors_after;
 } fresh_t;
 
 static void *fresh_writer(void *p)
