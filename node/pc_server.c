@@ -3237,11 +3237,28 @@ static void on_connection(uv_stream_t *server, int status)
  * within TICK_MS of their due time). The clocks are kept by
  * conn_limits_note; a clock not running is 0.
  */
+/* Quiet for a tick with nothing queued: large output buffers go (see
+ * conn_limits_note), so a connection that once fetched a large value does
+ * not keep its memory while idle. */
+static void conn_trim(conn_t *c, uint64_t now)
+{
+    if (!c->writing && c->out.len == 0 && now - c->last_active >= TICK_MS) {
+        if (c->out.cap > CONN_BUF_KEEP)
+            pc_buf_free(&c->out);
+        if (c->wbuf.cap > CONN_BUF_KEEP)
+            pc_buf_free(&c->wbuf);
+    }
+}
+
 static void conn_check_limits(conn_t *c, uint64_t now)
 {
     pc_server_t *s = c->srv;
-    if (c->closing || c->internal)
+    if (c->closing)
         return;
+    if (c->internal) { /* a worker's relay: none of the clients' limits */
+        conn_trim(c, now);
+        return;
+    }
     if (s->frame_timeout_ms > 0 && c->frame_since != 0 &&
         now - c->frame_since >= s->frame_timeout_ms) {
         s->stats.frame_timeouts++;
@@ -3268,15 +3285,7 @@ static void conn_check_limits(conn_t *c, uint64_t now)
         conn_close(c, "idle timeout");
         return;
     }
-    /* Quiet for a tick with nothing queued: large output buffers go (see
-     * conn_limits_note), so a connection that once fetched a large value
-     * does not keep its memory while idle. */
-    if (!c->writing && c->out.len == 0 && now - c->last_active >= TICK_MS) {
-        if (c->out.cap > CONN_BUF_KEEP)
-            pc_buf_free(&c->out);
-        if (c->wbuf.cap > CONN_BUF_KEEP)
-            pc_buf_free(&c->wbuf);
-    }
+    conn_trim(c, now);
 }
 
 static void tick_cb(uv_timer_t *t)

@@ -25,9 +25,10 @@
 # Usage: tests/bench/compare.sh [--rounds N] [--duration S] [--quick]
 #            [--json FILE] [--build DIR] [--connections N] [--keys N]
 #            [--memcached-threads "2 4"] [--peercached-threads "1"]
-#            [--workloads abcd] [--install]
+#            [--node-threads N] [--workloads abcd] [--install]
 #
-# "peercached" is a node with its default --threads (one loop per core);
+# "peercached" is a node with its default --threads (one loop per core),
+# or --node-threads N for every node started (also (d)'s three);
 # --peercached-threads adds memory-only nodes with those thread counts
 # (rows peercached-tN), to show what the loops add.
 
@@ -43,6 +44,7 @@ conns=1000
 keys=100000
 mc_threads="2 4"
 pc_threads=
+node_threads=()
 workloads=abcd
 install=0
 rounds_set=0
@@ -61,6 +63,7 @@ while [ $# -gt 0 ]; do
     --keys) keys=$2; shift 2 ;;
     --memcached-threads) mc_threads=$2; shift 2 ;;
     --peercached-threads) pc_threads=$2; shift 2 ;;
+    --node-threads) node_threads=(--threads "$2"); shift 2 ;;
     --workloads) workloads=$2; shift 2 ;;
     --install) install=1; shift ;;
     -h|--help) usage 0 ;;
@@ -146,7 +149,8 @@ servers=()
 declare -A proto addr
 
 p=$(free_port)
-start pc-mem "$p" "$PCD" --insecure --redis none --listen "127.0.0.1:$p" --log-level warn
+start pc-mem "$p" "$PCD" --insecure --redis none --listen "127.0.0.1:$p" --log-level warn \
+    "${node_threads[@]}"
 servers+=(peercached); proto[peercached]=peercache; addr[peercached]=127.0.0.1:$p
 for t in $pc_threads; do
     p=$(free_port)
@@ -171,7 +175,7 @@ if [ $have_redis = 1 ]; then
         --appendonly no --dir "$tmp/redis-behind"
     p=$(free_port)
     start pc-redis "$p" "$PCD" --insecure --redis "127.0.0.1:$rp" --listen "127.0.0.1:$p" \
-        --log-level warn
+        --log-level warn "${node_threads[@]}"
     servers+=(peercached+redis); proto[peercached+redis]=peercache
     addr[peercached+redis]=127.0.0.1:$p
 fi
@@ -258,12 +262,12 @@ if has d; then
     cl=()
     p0=$(free_port)
     start pc-n0 "$p0" "$PCD" --insecure --redis none --replicas 2 \
-        --listen "127.0.0.1:$p0" --log-level warn
+        --listen "127.0.0.1:$p0" --log-level warn "${node_threads[@]}"
     cl+=("127.0.0.1:$p0")
     for i in 1 2; do
         p=$(free_port)
         start "pc-n$i" "$p" "$PCD" --insecure --redis none --replicas 2 \
-            --listen "127.0.0.1:$p" --join "127.0.0.1:$p0" --log-level warn
+            --listen "127.0.0.1:$p" --join "127.0.0.1:$p0" --log-level warn "${node_threads[@]}"
         cl+=("127.0.0.1:$p")
     done
     nodes=$(IFS=,; echo "${cl[*]}")
