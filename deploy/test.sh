@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, and runs every test:
 #   1. a -Werror build and the whole suite (unit, integration, bench smoke)
+#      with every node at --threads 2 (PEERCACHE_THREADS), whatever the
+#      machine's cores; then the integration tests again at --threads 1
 #   2. the deploy scripts (syntax) and the systemd unit (systemd-analyze)
 #   3. the same suite under AddressSanitizer + UndefinedBehaviorSanitizer;
 #      the harness fails a test on any sanitizer report of a peercached
 #      it started (tests/harness/pc_harness.h, pc_h_stop)
-#   4. the tests labelled `threaded` under ThreadSanitizer
+#   4. the tests labelled `threaded` under ThreadSanitizer (the nodes of
+#      the integration tests among them at --threads 2)
 #   5. each libFuzzer target for a fixed time (when clang is there)
 # Each integration test starts its own redis-server and peercached on free
 # loopback ports in a temp directory; nothing else needs to be running.
@@ -21,7 +24,9 @@ step() { printf '\n==== %s ====\n' "$*"; }
 
 step "build (-Werror) and test"
 bash deploy/build.sh build/ci -DPC_WERROR=ON
-ctest --test-dir build/ci --output-on-failure --timeout 600
+PEERCACHE_THREADS=2 ctest --test-dir build/ci --output-on-failure --timeout 600
+step "integration tests, one event loop per node"
+PEERCACHE_THREADS=1 ctest --test-dir build/ci --output-on-failure --timeout 600 -L integration -LE bench
 
 step "deploy scripts and systemd unit"
 for f in deploy/*.sh; do bash -n "$f"; done
@@ -57,7 +62,7 @@ bash deploy/build.sh build/tsan -DPC_WERROR=ON -DPC_TSAN=ON
 # machine allows it (the personality is inherited by ctest's children).
 norand=()
 if setarch "$(uname -m)" -R true 2>/dev/null; then norand=(setarch "$(uname -m)" -R); fi
-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+PEERCACHE_THREADS=2 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
   "${norand[@]}" ctest --test-dir build/tsan --output-on-failure --timeout 600 -L threaded
 
 if command -v clang >/dev/null 2>&1; then
