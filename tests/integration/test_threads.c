@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -286,6 +287,71 @@ static void test_port_in_use_is_still_an_error(void **state)
     stop_clean(&a);
 }
 
+/* SIGTERM while clients keep both loops busy (Redis behind, so the
+ * workers have requests at the core): the workers stop first, then the
+ * core, and the node exits 0 with nothing left over (pc_h_stop checks the
+ * exit status and the sanitizer reports). */
+typedef struct busy_arg {
+    const pc_h_proc_t *node;
+    atomic_int *stop;
+    int ops;
+} busy_arg_t;
+
+static void *busy_thread(void *p)
+{
+    busy_arg_t *a = p;
+    pc_client_t *c = client_for(a->node);
+    char k[32];
+    for (int i = 0; c != NULL && !atomic_load(a->stop); i++) {
+        snprintf(k, sizeof k, "busy:%d", i % 500);
+        if (i % 3 == 0)
+            pc_client_set(c, k, strlen(k), "v", 1, NULL, NULL);
+        else {
+            pc_value_t v;
+            if (pc_client_get(c, k, strlen(k), &v) == 0)
+                pc_value_free(&v);
+        }
+        a->ops++;
+    }
+    pc_client_free(&c);
+    return NULL;
+}
+
+static int ops_at_least(void *p)
+{
+    busy_arg_t *a = p;
+    for (int i = 0; i < 4; i++)
+        if (a[i].ops < 200)
+            return 0;
+    return 1;
+}
+
+static void test_stop_under_load(void **state)
+{
+    (void)state;
+    pc_h_proc_t redis, node;
+    assert_int_equal(pc_h_redis_start(&redis, 0), 0);
+    const char *args[] = {"--redis", redis.addr, "--threads", "2", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    atomic_int stop = 0;
+    busy_arg_t a[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        a[i] = (busy_arg_t){.node = &node, .stop = &stop};
+        assert_int_equal(pthread_create(&th[i], NULL, busy_thread, &a[i]), 0);
+    }
+    /* every client is in full swing (not a sleep: a count) */
+    int busy = pc_h_poll(ops_at_least, a, 10000);
+    uint64_t t0 = pc_h_now_ms();
+    stop_clean(&node); /* SIGTERM, exit 0 within 10 s */
+    fprintf(stderr, "stopped under load in %llu ms\n", (unsigned long long)(pc_h_now_ms() - t0));
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    assert_true(busy);
+    pc_h_stop(&redis, SIGKILL, 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_cas_across_loops_loses_nothing),
         cmocka_unit_test(test_redis_behind_order_and_read_through),
         cmocka_unit_test(test_port_in_use_is_still_an_error),
+        cmocka_unit_test(test_stop_under_load),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
