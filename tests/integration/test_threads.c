@@ -294,7 +294,7 @@ static void test_port_in_use_is_still_an_error(void **state)
 typedef struct busy_arg {
     const pc_h_proc_t *node;
     atomic_int *stop;
-    int ops;
+    atomic_int ops; /* polled by the main thread */
 } busy_arg_t;
 
 static void *busy_thread(void *p)
@@ -337,7 +337,9 @@ static void test_stop_under_load(void **state)
     busy_arg_t a[4];
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {
-        a[i] = (busy_arg_t){.node = &node, .stop = &stop};
+        a[i].node = &node;
+        a[i].stop = &stop;
+        atomic_init(&a[i].ops, 0);
         assert_int_equal(pthread_create(&th[i], NULL, busy_thread, &a[i]), 0);
     }
     /* every client is in full swing (not a sleep: a count) */
