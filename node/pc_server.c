@@ -2357,7 +2357,7 @@ typedef struct snapmsg {
     loop_snap_t snap;
 } snapmsg_t;
 
-static void gather_one(pc_server_t *core, gather_t *g)
+static void gather_one(gather_t *g)
 {
     if (--g->pending > 0)
         return;
@@ -2370,15 +2370,15 @@ static void gather_one(pc_server_t *core, gather_t *g)
     } else {
         stats_reply(c, r, r->op, r->id, &g->sum);
     }
-    (void)core;
     free(g);
 }
 
 static void snap_back(pc_server_t *core, void *arg) /* on the core */
 {
+    (void)core;
     snapmsg_t *m = arg;
     snap_add(&m->g->sum, &m->snap);
-    gather_one(core, m->g);
+    gather_one(m->g);
     free(m);
 }
 
@@ -2423,7 +2423,7 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
         }
         g->pending--; /* a stopped loop has nothing to add */
     }
-    gather_one(s, g);
+    gather_one(g);
 }
 
 /* ---- client tokens ---------------------------------------------------- */

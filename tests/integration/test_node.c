@@ -3,7 +3,6 @@
  * through libpeercache, the CLI and raw sockets.
  */
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1326,28 +1325,34 @@ static int check_pong(void *arg, int i, const pc_response_t *r)
     return i > 0 || r->op != PC_OP_PING || r->id != 7 || r->status != PC_ST_OK;
 }
 
-/* A connection the node answered a PING on, retried (within 5 s) while
- * the node refuses it because it has not yet counted a closed one out. */
-static int connect_served(int port)
+/* One request on a raw connection, its answer checked by fn. 1 = ok. */
+static int ask_raw(int fd, uint32_t op, pc_h_response_fn fn, void *arg)
 {
-    uint64_t until = pc_h_now_ms() + 5000;
-    pc_buf_t ping;
-    pc_buf_init(&ping, 0);
-    pc_request_t rq = {.op = PC_OP_PING, .id = 7};
-    if (pc_proto_encode_request(&ping, &rq) < 0)
-        return -1;
-    int fd = -1;
-    while (fd < 0 && pc_h_now_ms() < until) {
-        fd = pc_h_connect(port, 5000);
-        if (fd >= 0 && (pc_h_send_all(fd, &ping) != 0 ||
-                        pc_h_read_responses(fd, 1, check_pong, NULL) != 1)) {
-            close(fd);
-            fd = -1;
-            poll(NULL, 0, 20);
-        }
-    }
-    pc_buf_free(&ping);
-    return fd;
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t rq = {.op = op, .id = 7};
+    int ok = pc_proto_encode_request(&b, &rq) == 0 && pc_h_send_all(fd, &b) == 0 &&
+             pc_h_read_responses(fd, 1, fn, arg) == 1;
+    pc_buf_free(&b);
+    return ok;
+}
+
+static int read_connections(void *arg, int i, const pc_response_t *r)
+{
+    int64_t *out = arg;
+    if (i > 0 || r->op != PC_OP_STATS || r->status != PC_ST_OK)
+        return 1;
+    for (uint32_t k = 0; k < r->nstats; k++)
+        if (r->stats[k].name.len == 11 && memcmp(r->stats[k].name.ptr, "connections", 11) == 0)
+            *out = r->stats[k].value;
+    return 0;
+}
+
+/* The node counts this one connection only (fd is it). */
+static int only_this_connection(void *arg)
+{
+    int64_t n = -1;
+    return ask_raw(*(int *)arg, PC_OP_STATS, read_connections, &n) && n == 1;
 }
 
 static void test_max_connections_and_idle_timeout(void **state)
@@ -1357,12 +1362,17 @@ static void test_max_connections_and_idle_timeout(void **state)
     const char *args[] = {"--redis", "none", "--max-connections", "2", "--idle-timeout", "300",
                           NULL};
     assert_int_equal(pc_h_node_start(&node, args), 0);
-    /* Both taken (answered) before the third comes: a node of several
-     * loops accepts and closes on each independently, so neither the
-     * connect() order nor the harness's readiness probe having hung up
-     * says that the node has counted them yet. */
-    int a = connect_served(node.port), b = connect_served(node.port);
-    assert_true(a >= 0 && b >= 0);
+    /* Both taken (answered) before the third comes, and nothing else
+     * counted: a node of several loops accepts and closes on each
+     * independently, so neither the connect() order nor the harness's
+     * readiness probe having hung up says what the node has counted. */
+    int a = pc_h_connect(node.port, 5000);
+    assert_true(a >= 0);
+    assert_true(ask_raw(a, PC_OP_PING, check_pong, NULL));
+    assert_true(pc_h_poll(only_this_connection, &a, 5000));
+    int b = pc_h_connect(node.port, 5000);
+    assert_true(b >= 0);
+    assert_true(ask_raw(b, PC_OP_PING, check_pong, NULL));
     /* the third is refused at once, with BUSY, without sending anything
      * (not queued until a place frees) */
     int c = pc_h_connect(node.port, 5000);
