@@ -284,15 +284,14 @@ int main(int argc, char **argv)
     }
     uv_loop_init(&a.loop);
 
+    char host[256];
+    pc_backend_config_t bcfg = {.host = host, .prefix = a.cfg.redis_prefix,
+                                .timeout_ms = a.cfg.redis_timeout_ms};
     if (strcasecmp(a.cfg.redis, "none") != 0) {
-        char host[256];
-        int port;
-        if (pc_addr_parse(a.cfg.redis, host, sizeof host, &port) < 0) {
+        if (pc_addr_parse(a.cfg.redis, host, sizeof host, &bcfg.port) < 0) {
             fprintf(stderr, "peercached: --redis: bad address '%s'\n", a.cfg.redis);
             startup_failed(2);
         }
-        pc_backend_config_t bcfg = {.host = host, .port = port, .prefix = a.cfg.redis_prefix,
-                                    .timeout_ms = a.cfg.redis_timeout_ms};
         if ((rc = pc_backend_new(&a.loop, &bcfg, &a.log, &a.backend)) < 0) {
             fprintf(stderr, "peercached: redis: %s\n", pc_strerror(rc));
             startup_failed(1);
@@ -329,7 +328,13 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < a.nworkers; i++) {
         uv_loop_init(&a.wloops[i]);
-        if ((rc = pc_server_add_worker(a.server, &a.wloops[i])) < 0) {
+        /* Each loop its own Redis connection (the worker owns it). */
+        pc_backend_t *wb = NULL;
+        if (a.backend != NULL && (rc = pc_backend_new(&a.wloops[i], &bcfg, &a.log, &wb)) < 0) {
+            fprintf(stderr, "peercached: redis: %s\n", pc_strerror(rc));
+            startup_failed(1);
+        }
+        if ((rc = pc_server_add_worker(a.server, &a.wloops[i], wb)) < 0) {
             fprintf(stderr, "peercached: worker loop: %s\n", pc_strerror(rc));
             startup_failed(1);
         }

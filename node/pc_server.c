@@ -70,6 +70,8 @@
 /* An MGET entry that is not a hit, [status]: a fixarray and a fixint. */
 #define MGET_SHORT_ENTRY 2
 #define TICK_MS 100
+/* Home loops at most (node_shared_t): each loop keeps a relay to each. */
+#define MAX_HOMES 8
 
 typedef struct conn conn_t;
 typedef struct req req_t;
@@ -164,6 +166,8 @@ struct keystate {
     pc_server_t *srv;
     uint64_t hash;
     int fetching;
+    int nocache; /* the read in flight is not to be cached (home_foreign) */
+    int foreign; /* core: counted in ks_foreign */
     slot_t *waiters, *waiters_tail;
     unsigned pending_writes;
     req_t *deferred, *deferred_tail;
@@ -269,6 +273,7 @@ typedef struct server_stats {
     uint64_t buffer_full_rejects; /* connections refused: buffers over the cap */
     uint64_t buffer_evictions; /* connections closed to bring the buffers under it */
     uint64_t relayed;          /* worker: requests relayed to the core loop */
+    uint64_t home_relayed;     /* requests relayed to their key's home loop */
     uint64_t worker_requests;  /* worker: requests read (= requests, on a worker) */
 } server_stats_t;
 
@@ -292,6 +297,14 @@ typedef struct node_shared {
     _Atomic uint64_t settle_until;
     _Atomic uint32_t *gate; /* PC_RING_SLOTS; NULL with one loop */
     int has_backend;
+    /* Home loops: with Redis behind and more than one loop, the Redis
+     * traffic of a key belongs to loop slot % nhomes while `homes` is on
+     * (the node alone and not settling; the core decides, home_update).
+     * home_busy: keystates alive on workers, plus worker dispatches under
+     * way; the core waits for 0 after turning homes off (drain). */
+    size_t nhomes;
+    _Atomic int homes;
+    _Atomic uint64_t home_busy;
     pthread_mutex_t token_lock; /* over the token fields */
     int token_required;
     uint8_t token_hash[crypto_generichash_BYTES]; /* of the client token */
@@ -308,6 +321,7 @@ typedef struct xcall {
  * the same order. */
 typedef struct relay {
     pc_server_t *srv;
+    size_t to; /* the loop it goes to */
     uv_pipe_t pipe;
     pc_buf_t out, wbuf;
     uv_write_t wreq;
@@ -321,6 +335,8 @@ typedef struct relay {
 /* STATS gathered from every loop (the counters are per loop). */
 typedef struct loop_snap {
     server_stats_t stats;
+    pc_backend_stats_t bs; /* summed over the loops' Redis connections */
+    uint64_t nbackends;
     uint64_t nconns;
     size_t buf_bytes;
     int buf_full;
@@ -432,7 +448,13 @@ struct pc_server {
     relay_t relays[2];      /* worker: [0] clients', [1] peers' requests */
     pc_proto_decoder_t *fdec; /* worker: the request inside a FORWARD */
     pc_buf_t fbuf;            /* worker: ... re-encoded under a relay id */
-    uv_check_t relay_check; /* worker: flushes the relays once per turn */
+    uv_check_t relay_check; /* flushes the relays once per turn */
+    relay_t *hrel;          /* [nhomes]: to each home loop but this one
+                               ([0] on a worker: relays[0] is used) */
+    size_t nhrel;
+    size_t ks_foreign;      /* core: keystates of keys homed elsewhere */
+    int draining;           /* core: homes off, waiting for home_busy 0 */
+    uv_timer_t drain_timer;
     pthread_mutex_t xq_lock;
     xcall_t *xq_head, *xq_tail;
     int xq_open;
@@ -491,6 +513,27 @@ static uint64_t expire_at(const pc_server_t *s, uint64_t ttl_ms)
     return ttl_ms < (uint64_t)INT64_MAX - now ? now + ttl_ms : (uint64_t)INT64_MAX;
 }
 
+/* ---- home loops ----------------------------------------------------------- */
+
+/* The loop a key's Redis traffic belongs to while homes are on. */
+static size_t home_of(const node_shared_t *sh, const uint8_t *k, size_t n)
+{
+    return sh->nhomes > 1 ? pc_ring_slot(k, n) % sh->nhomes : 0;
+}
+
+static int homes_on(const pc_server_t *s)
+{
+    return s->sh->nhomes > 1 && atomic_load(&s->sh->homes);
+}
+
+/* While homes are on, is this key's Redis traffic another loop's? Then a
+ * read of it here is passed on, never cached (the home's writes travel on
+ * another Redis connection, so this read's place among them is unknown). */
+static int home_foreign(const pc_server_t *s, const uint8_t *k, size_t n)
+{
+    return homes_on(s) && home_of(s->sh, k, n) != s->index;
+}
+
 /* ---- keystate table ----------------------------------------------------- */
 
 static uint64_t key_hash(const pc_server_t *s, const uint8_t *k, size_t n)
@@ -541,6 +584,13 @@ static keystate_t *ks_get(pc_server_t *s, const uint8_t *k, size_t n)
     ks->srv = s;
     ks->klen = (uint32_t)n;
     memcpy(ks->key, k, n);
+    /* What the drain between home loops and the core counts (home_update). */
+    if (s->core != NULL) {
+        atomic_fetch_add(&s->sh->home_busy, 1);
+    } else if (s->sh->nhomes > 1 && home_of(s->sh, k, n) != 0) {
+        ks->foreign = 1;
+        s->ks_foreign++;
+    }
     if (s->ks_count + 1 > s->ks_nbuckets)
         ks_grow(s);
     keystate_t **head = &s->ks_buckets[h & (s->ks_nbuckets - 1)];
@@ -560,6 +610,10 @@ static void ks_release(pc_server_t *s, keystate_t *ks)
         pp = &(*pp)->hnext;
     *pp = ks->hnext;
     s->ks_count--;
+    if (s->core != NULL)
+        atomic_fetch_sub(&s->sh->home_busy, 1);
+    else if (ks->foreign)
+        s->ks_foreign--;
     free(ks);
 }
 
@@ -601,6 +655,8 @@ static size_t conn_queued(const conn_t *c) { return c->out.len + c->wbuf.len; }
 static int conn_paused(const conn_t *c)
 {
     const pc_server_t *s = c->srv;
+    if (s->draining) /* home_update: nothing is read until the homes are idle */
+        return 1;
     /* The core end of a relay carries many clients' requests: pausing it
      * for one would stall them all. Each client is bounded where it is
      * read instead, on its worker, which also stops at RELAY_MAX_PER_CONN
@@ -1106,16 +1162,33 @@ static long route_target(const pc_server_t *s, const route_t *rt, int read)
  * NO_SLOT (computed here, and only on a hit).
  */
 #define NO_SLOT UINT32_MAX
-static int store_get_valid(pc_server_t *s, const uint8_t *k, size_t n, uint32_t slot,
-                           uint64_t now, pc_item_t **out)
+static uint32_t view_gate(const pc_server_t *s, const uint8_t *k, size_t n, int *alone);
+static int view_valid(const pc_server_t *s, const pc_item_t *it, const uint8_t *k, size_t n,
+                      uint32_t gate, int alone);
+static int store_lookup(pc_server_t *s, const uint8_t *k, size_t n, uint32_t slot,
+                        uint64_t now, pc_item_t **out, int count_miss)
 {
-    if (pc_store_get(s->store, k, n, now, out) != 0)
+    if ((count_miss ? pc_store_get(s->store, k, n, now, out)
+                    : pc_store_get_hit(s->store, k, n, now, out)) != 0)
         return PC_ENOTFOUND;
-    if (s->slot_epoch == NULL || pc_item_epoch(*out) >= s->slot_epoch_max)
-        return 0;
-    if (slot == NO_SLOT)
-        slot = pc_ring_slot(k, n);
-    if (pc_item_epoch(*out) < s->slot_epoch[slot]) {
+    int stale;
+    if (s->core != NULL) { /* a worker (as a home loop): by the core's view */
+        int alone;
+        uint32_t gate = view_gate(s, k, n, &alone);
+        if (gate == GATE_NONE) { /* the ring moved on: not ours to serve */
+            pc_store_release(s->store, *out);
+            *out = NULL;
+            return PC_ENOTFOUND;
+        }
+        stale = !view_valid(s, *out, k, n, gate, alone);
+    } else {
+        if (s->slot_epoch == NULL || pc_item_epoch(*out) >= s->slot_epoch_max)
+            return 0;
+        if (slot == NO_SLOT)
+            slot = pc_ring_slot(k, n);
+        stale = pc_item_epoch(*out) < s->slot_epoch[slot];
+    }
+    if (stale) {
         pc_store_del_if_older(s->store, k, n, pc_item_version(*out) + 1, now);
         pc_store_release(s->store, *out);
         *out = NULL;
@@ -1123,6 +1196,12 @@ static int store_get_valid(pc_server_t *s, const uint8_t *k, size_t n, uint32_t 
         return PC_ENOTFOUND;
     }
     return 0;
+}
+
+static int store_get_valid(pc_server_t *s, const uint8_t *k, size_t n, uint32_t slot,
+                           uint64_t now, pc_item_t **out)
+{
+    return store_lookup(s, k, n, slot, now, out, 1);
 }
 
 /* In the first settle_ms after we gained the slot? */
@@ -1321,7 +1400,7 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
      * passes the value on without keeping a copy nobody keeps current. */
     route_t rt;
     route_key(s, ks->key, ks->klen, &rt);
-    if (err == 0 && found && !too_large && pttl != 0 && rt.role == ROLE_OWNER) {
+    if (err == 0 && found && !too_large && pttl != 0 && rt.role == ROLE_OWNER && !ks->nocache) {
         version = next_version(s);
         uint64_t exp = settle_cap(s, ks->key, ks->klen, expire_at(s, pttl > 0 ? (uint64_t)pttl : 0));
         int rc = pc_store_set(s->store, ks->key, ks->klen, val, vlen, 0, version, exp,
@@ -1390,6 +1469,7 @@ static void slot_miss(conn_t *c, slot_t *sl, const pc_bytes_t *key)
         return;
     }
     ks->fetching = 1;
+    ks->nocache = home_foreign(s, ks->key, ks->klen);
     s->stats.backend_reads++;
     int rc = pc_backend_get(s->backend, ks->key, ks->klen, fetch_cb, ks);
     if (rc < 0) /* Redis down: fail fast, through the same path */
@@ -1978,6 +2058,17 @@ static void handle_write(conn_t *c, const pc_request_t *rq)
         handle_write_local(c, rq, rt.slot);
         return;
     }
+    if (home_foreign(s, rq->key.ptr, rq->key.len)) {
+        /* Only a peer's request gets here (home_dispatch sends the others
+         * to the key's home loop): writing from this loop would break the
+         * one-connection-per-key order. The node is alone, so the peer's
+         * ring is about to change anyway. */
+        s->stats.retry_answers++;
+        answer_error(c, rq->op, rq->id, PC_ST_RETRY,
+                     "this node is alone on its ring and does not take forwarded writes: "
+                     "nothing was applied, retry");
+        return;
+    }
     req_t *r = req_new(c, rq->op, rq->id, 0);
     uint32_t vlen = rq->op == PC_OP_SET ? rq->value.len : 0;
     if (r == NULL || (r->key = malloc((size_t)rq->key.len + vlen + 1)) == NULL) {
@@ -2213,9 +2304,7 @@ static void stats_reply(conn_t *c, req_t *r, uint32_t op, uint64_t id, const loo
     pc_server_t *s = c->srv;
     pc_store_stats_t st;
     pc_store_stats(s->store, &st);
-    pc_backend_stats_t bs = {0};
-    if (s->backend)
-        pc_backend_stats(s->backend, &bs);
+    const pc_backend_stats_t bs = sum->bs;
     pc_cluster_stats_t cs = {0};
     if (s->cluster)
         pc_cluster_stats(s->cluster, &cs);
@@ -2245,6 +2334,8 @@ static void stats_reply(conn_t *c, req_t *r, uint32_t op, uint64_t id, const loo
         STAT("threads", s->nworkers + 1),
         STAT("worker_requests", sum->stats.worker_requests),
         STAT("relayed", sum->stats.relayed),
+        STAT("home_relayed", sum->stats.home_relayed),
+        STAT("home_loops", homes_on(s) ? s->sh->nhomes : s->backend != NULL),
         STAT("bad_frames", sum->stats.bad_frames),
         STAT("items", st.items),
         STAT("bytes", st.bytes),
@@ -2256,7 +2347,8 @@ static void stats_reply(conn_t *c, req_t *r, uint32_t op, uint64_t id, const loo
         STAT("evictions", st.evictions),
         STAT("expirations", st.expirations),
         STAT("backend_enabled", s->backend != NULL),
-        STAT("backend_up", bs.up),
+        STAT("backend_up", sum->nbackends > 0 && (uint64_t)bs.up == sum->nbackends),
+        STAT("backend_connections", sum->nbackends),
         STAT("backend_reads", sum->stats.backend_reads),
         STAT("backend_reads_coalesced", sum->stats.reads_coalesced),
         STAT("backend_writes", sum->stats.backend_writes),
@@ -2328,6 +2420,10 @@ static void stats_reply(conn_t *c, req_t *r, uint32_t op, uint64_t id, const loo
 static void snap_own(const pc_server_t *s, loop_snap_t *out)
 {
     out->stats = s->stats;
+    memset(&out->bs, 0, sizeof out->bs);
+    out->nbackends = s->backend != NULL;
+    if (s->backend)
+        pc_backend_stats(s->backend, &out->bs);
     out->nconns = s->nconns;
     out->buf_bytes = s->buf_bytes;
     out->buf_full = s->buf_full;
@@ -2339,6 +2435,13 @@ static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
     const uint64_t *a = (const uint64_t *)&x->stats;
     for (size_t i = 0; i < sizeof sum->stats / sizeof(uint64_t); i++)
         d[i] += a[i];
+    sum->bs.commands += x->bs.commands;
+    sum->bs.errors += x->bs.errors;
+    sum->bs.timeouts += x->bs.timeouts;
+    sum->bs.rejected += x->bs.rejected;
+    sum->bs.connects += x->bs.connects;
+    sum->bs.up += x->bs.up;
+    sum->nbackends += x->nbackends;
     sum->nconns += x->nconns;
     sum->buf_bytes += x->buf_bytes;
     sum->buf_full |= x->buf_full;
@@ -2566,7 +2669,7 @@ static void relay_answered(relay_t *rl, req_t *r, pc_response_t *resp)
 static void relay_fail_all(relay_t *rl, const char *why)
 {
     if (rl->open)
-        pc_log_error(rl->srv->log, "loop %zu: relay to the core loop: %s", rl->srv->index, why);
+        pc_log_error(rl->srv->log, "loop %zu: relay to loop %zu: %s", rl->srv->index, rl->to, why);
     rl->open = 0;
     uv_read_stop((uv_stream_t *)&rl->pipe);
     while (!pc_list_empty(&rl->reqs))
@@ -2603,12 +2706,16 @@ static void relay_flush(relay_t *rl)
 }
 
 /* Once per loop turn, after every connection read: all the frames relayed
- * meanwhile leave in one write. */
+ * meanwhile leave in one write per relay. */
 static void relay_check_cb(uv_check_t *h)
 {
     pc_server_t *s = h->data;
-    relay_flush(&s->relays[0]);
-    relay_flush(&s->relays[1]);
+    if (s->core != NULL) {
+        relay_flush(&s->relays[0]);
+        relay_flush(&s->relays[1]);
+    }
+    for (size_t i = 0; i < s->nhrel; i++)
+        relay_flush(&s->hrel[i]);
     uv_check_stop(h);
 }
 
@@ -2628,7 +2735,7 @@ static void relay_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     relay_t *rl = st->data;
     (void)buf;
     if (n < 0) {
-        relay_fail_all(rl, n == UV_EOF ? "the core loop closed it" : uv_strerror((int)n));
+        relay_fail_all(rl, n == UV_EOF ? "the other end closed it" : uv_strerror((int)n));
         return;
     }
     pc_proto_reader_commit(&rl->rd, (size_t)n);
@@ -2638,7 +2745,7 @@ static void relay_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     while ((rc = pc_proto_reader_next(&rl->rd, &body, &len)) > 0) {
         pc_response_t resp;
         if (pc_proto_decode_response(rl->srv->pdec, body, len, &resp) < 0) {
-            relay_fail_all(rl, "malformed answer from the core loop");
+            relay_fail_all(rl, "malformed answer");
             return;
         }
         /* Mostly in order: the oldest requests are answered first. */
@@ -2651,23 +2758,22 @@ static void relay_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
             }
         }
         if (r == NULL) {
-            relay_fail_all(rl, "an answer from the core loop nobody asked for");
+            relay_fail_all(rl, "an answer nobody asked for");
             return;
         }
         relay_answered(rl, r, &resp);
     }
     if (rc < 0)
-        relay_fail_all(rl, "bad frame from the core loop");
+        relay_fail_all(rl, "bad frame");
 }
 
 /* Sends the request being dispatched (opened, if it came sealed) to the
  * core loop under an id of the relay's: the core answers each as soon as
  * it can, and the answer goes back to the client under its own id, in
  * the client's order. */
-static void relay_request(conn_t *c, const pc_request_t *rq)
+static void relay_to(conn_t *c, const pc_request_t *rq, relay_t *rl)
 {
     pc_server_t *s = c->srv;
-    relay_t *rl = &s->relays[c->sealed ? 1 : 0];
     if (!rl->open) {
         answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "the node is stopping");
         return;
@@ -2701,7 +2807,10 @@ static void relay_request(conn_t *c, const pc_request_t *rq)
         return;
     }
     r->relay_id = f.id;
-    s->stats.relayed++;
+    if (rl->to == 0)
+        s->stats.relayed++;
+    else
+        s->stats.home_relayed++;
     r->relay_write = rq->op != PC_OP_GET && rq->op != PC_OP_MGET;
     r->waiting = 1;
     pc_list_push_back(&rl->reqs, &r->rlink);
@@ -2709,6 +2818,17 @@ static void relay_request(conn_t *c, const pc_request_t *rq)
     c->relayed_writes += (unsigned)r->relay_write;
     if (!uv_is_active((uv_handle_t *)&s->relay_check))
         uv_check_start(&s->relay_check, relay_check_cb);
+}
+
+static void relay_request(conn_t *c, const pc_request_t *rq)
+{
+    relay_to(c, rq, &c->srv->relays[c->sealed ? 1 : 0]);
+}
+
+/* The relay to home loop h (not this one). */
+static relay_t *home_relay(pc_server_t *s, size_t h)
+{
+    return h == 0 && s->core != NULL ? &s->relays[0] : &s->hrel[h];
 }
 
 /* The least epoch an item of this key must have to be served here, by the
@@ -2854,10 +2974,83 @@ static void worker_dispatch(conn_t *c, const pc_request_t *rq)
         relay_request(c, rq);
 }
 
+/* A GET answered from the store on any loop while homes are on: a valid
+ * hit. 0 = a miss, for the key's home to read through (and count). */
+static int home_hit(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    pc_item_t *it = NULL;
+    uint64_t now = now_ms(s);
+    if (store_lookup(s, rq->key.ptr, rq->key.len, NO_SLOT, now, &it, 0) != 0)
+        return 0;
+    if (pc_list_empty(&c->reqs)) {
+        pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
+        entry_from_item(&resp.entry, it, now);
+        answer(c, &resp);
+        pc_store_release(s->store, it);
+        return 1;
+    }
+    req_t *r = req_new(c, rq->op, rq->id, 1); /* behind an unfinished one */
+    if (r == NULL) {
+        pc_store_release(s->store, it);
+        return 0;
+    }
+    r->waiting = 1;
+    r->slots[0].item = it;
+    r->slots[0].status = PC_ST_OK;
+    slot_resolved(&r->slots[0]);
+    return 1;
+}
+
+/*
+ * Home loops (docs/ARCHITECTURE.md "Threads"): while homes are on, a key
+ * operation is served on the loop that is its key's home, with that
+ * loop's own Redis connection and keystate, so a key's reads-through and
+ * writes share one ordered Redis connection as on a node of one loop.
+ * Any loop answers hits itself and reads an MGET's misses of other homes
+ * through without caching them; the rest goes to the key's home over a
+ * relay. 1 = done here (served or relayed), 0 = homes are off.
+ *
+ * A worker counts itself in home_busy before it looks at `homes`, so the
+ * core, which turns homes off before it reads home_busy, either sees this
+ * dispatch or is seen by it (both sequentially consistent).
+ */
+static int home_dispatch(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    node_shared_t *sh = s->sh;
+    int worker = s->core != NULL;
+    if (worker)
+        atomic_fetch_add(&sh->home_busy, 1);
+    int done = 0;
+    if (atomic_load(&sh->homes)) {
+        done = 1;
+        if (rq->op == PC_OP_MGET) {
+            handle_mget(c, rq);
+        } else if (rq->op != PC_OP_GET || !home_hit(c, rq)) {
+            size_t h = home_of(sh, rq->key.ptr, rq->key.len);
+            if (h != s->index)
+                relay_to(c, rq, home_relay(s, h));
+            else if (rq->op == PC_OP_GET)
+                handle_get(c, rq);
+            else
+                handle_write(c, rq);
+        }
+    }
+    if (worker)
+        atomic_fetch_sub(&sh->home_busy, 1);
+    return done;
+}
+
 static void handle_request(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
     if (refuse_unauthorized(c, rq))
+        return;
+    if (s->sh->nhomes > 1 && c->hops == 0 && !c->sealed &&
+        (rq->op == PC_OP_GET || rq->op == PC_OP_MGET || rq->op == PC_OP_SET ||
+         rq->op == PC_OP_DEL || rq->op == PC_OP_TOUCH) &&
+        home_dispatch(c, rq))
         return;
     if (s->core != NULL && rq->op != PC_OP_HELLO && rq->op != PC_OP_PING) {
         worker_dispatch(c, rq);
@@ -3288,6 +3481,51 @@ static void conn_check_limits(conn_t *c, uint64_t now)
     conn_trim(c, now);
 }
 
+/* The core, while draining: are the home loops idle? Then it reads again. */
+static void drain_cb(uv_timer_t *t)
+{
+    pc_server_t *s = t->data;
+    if (atomic_load(&s->sh->home_busy) != 0)
+        return;
+    uv_timer_stop(t);
+    s->draining = 0;
+    pc_log_debug(s->log, "home loops drained: the core serves every key");
+    for (pc_list_t *n = s->conns.next; n != &s->conns; n = n->next) {
+        conn_t *c = pc_list_entry(n, conn_t, link);
+        conn_update_reading(c);
+        conn_schedule(c);
+    }
+}
+
+/*
+ * On the core: turns home loops on or off (node_shared_t). They are on
+ * while the node is alone on its ring and not settling a ring change:
+ * then no key needs the core's per-slot state (hand-off, tombstones,
+ * replicas, forwarding). Turning on waits until the core has nothing in
+ * flight to Redis for keys homed elsewhere; turning off makes the core
+ * stop reading until the workers have nothing in flight (home_busy 0),
+ * so that no two Redis connections ever carry one key's commands at once.
+ */
+static void home_update(pc_server_t *s)
+{
+    node_shared_t *sh = s->sh;
+    if (sh->nhomes < 2 || s->handles_open == 0)
+        return;
+    int want = atomic_load_explicit(&sh->alone, memory_order_relaxed) &&
+               now_ms(s) >= atomic_load_explicit(&sh->settle_until, memory_order_relaxed) &&
+               !s->shutting_down && !s->workers_stopping;
+    int on = atomic_load(&sh->homes);
+    if (on && !want) {
+        atomic_store(&sh->homes, 0);
+        s->draining = 1;
+        pc_log_debug(s->log, "home loops off: draining");
+        uv_timer_start(&s->drain_timer, drain_cb, 0, 1);
+    } else if (!on && want && !s->draining && s->ks_foreign == 0) {
+        atomic_store(&sh->homes, 1);
+        pc_log_debug(s->log, "home loops on (%zu)", sh->nhomes);
+    }
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     pc_server_t *s = t->data;
@@ -3312,6 +3550,8 @@ static void tick_cb(uv_timer_t *t)
     /* A safety net: the cap is rechecked wherever memory goes down, and
      * here too, so no connection stays paused once memory is free. */
     srv_buffer_check(s);
+    if (s->core == NULL)
+        home_update(s);
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -3744,9 +3984,10 @@ static int conn_attach_internal(pc_server_t *s, int fd, int peer, size_t idx)
     return 0;
 }
 
-int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop)
+int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backend)
 {
-    if (core->core != NULL || core->handles_open != 0)
+    if (core->core != NULL || core->handles_open != 0 ||
+        (backend == NULL) != (core->backend == NULL))
         return PC_EINVAL;
     pc_server_t **ws = realloc(core->workers, (core->nworkers + 1) * sizeof *ws);
     if (ws == NULL)
@@ -3759,6 +4000,7 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop)
     w->log = core->log;
     w->guard = core->guard;
     w->store = core->store;
+    w->backend = backend;
     w->sh = core->sh;
     w->core = core;
     w->index = core->nworkers + 1;
@@ -3817,6 +4059,7 @@ static void view_publish(pc_server_t *s, const pc_ring_t *nw, long self)
         }
     }
     atomic_store_explicit(&sh->alone, pc_ring_size(nw) <= 1 && self >= 0, memory_order_relaxed);
+    home_update(s);
 }
 
 void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw)
@@ -4011,7 +4254,78 @@ static void start_handles(pc_server_t *s)
     uv_timer_init(s->loop, &s->handoff_timer);
     s->handoff_timer.data = s;
     s->handles_open++;
+    uv_timer_init(s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    s->handles_open++;
+    uv_check_init(s->loop, &s->relay_check);
+    s->relay_check.data = s;
+    s->handles_open++;
     xq_init(s);
+}
+
+/* Opens the relay's end `fd` on s's loop, going to loop `to`. */
+static int relay_open(pc_server_t *s, relay_t *rl, int fd, size_t to)
+{
+    rl->srv = s;
+    rl->to = to;
+    pc_list_init(&rl->reqs);
+    pc_proto_reader_init(&rl->rd, s->limits.max_frame);
+    uv_pipe_init(s->loop, &rl->pipe, 0);
+    rl->pipe.data = rl;
+    s->handles_open++;
+    int rc = uv_pipe_open(&rl->pipe, fd);
+    if (rc < 0)
+        close(fd);
+    else
+        rc = uv_read_start((uv_stream_t *)&rl->pipe, relay_alloc_cb, relay_read_cb);
+    if (rc < 0) {
+        pc_log_error(s->log, "relay of loop %zu to loop %zu: %s", s->index, to, uv_strerror(rc));
+        return PC_EIO;
+    }
+    rl->open = 1;
+    return 0;
+}
+
+static pc_server_t *loop_at(pc_server_t *core, size_t i)
+{
+    return i == 0 ? core : core->workers[i - 1];
+}
+
+/* Home loops: a relay from every loop to every home loop but itself (the
+ * workers' relays to the core exist already), each received on the home
+ * as an internal connection. */
+static int homes_start(pc_server_t *core)
+{
+    node_shared_t *sh = core->sh;
+    size_t nloops = core->nworkers + 1;
+    for (size_t i = 0; i < nloops; i++) {
+        pc_server_t *s = loop_at(core, i);
+        s->hrel = calloc(sh->nhomes, sizeof *s->hrel);
+        if (s->hrel == NULL)
+            return PC_ENOMEM;
+        s->nhrel = sh->nhomes;
+        for (size_t h = 0; h < sh->nhomes; h++) {
+            pc_buf_init(&s->hrel[h].out, 0);
+            pc_buf_init(&s->hrel[h].wbuf, 0);
+        }
+        for (size_t h = 1; h < sh->nhomes; h++) {
+            int fds[2];
+            if (h == i)
+                continue;
+            if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
+                pc_log_error(core->log, "relay socketpair: %s", strerror(errno));
+                return PC_EIO;
+            }
+            int rc = relay_open(s, &s->hrel[h], fds[0], h);
+            if (rc < 0) {
+                close(fds[1]);
+                return rc;
+            }
+            if ((rc = conn_attach_internal(loop_at(core, h), fds[1], 0, i)) < 0)
+                return rc;
+        }
+    }
+    return 0;
 }
 
 /* A worker's listener on the core's address (its port, if that was 0),
@@ -4027,27 +4341,11 @@ static int worker_start(pc_server_t *w, const struct sockaddr *sa, socklen_t sal
     w->listening = 1;
     w->max_buffer_memory = core->max_buffer_memory; /* the share pc_server_start set */
     start_handles(w);
-    uv_check_init(w->loop, &w->relay_check);
-    w->relay_check.data = w;
-    w->handles_open++;
     for (int k = 0; k < 2; k++) {
-        relay_t *rl = &w->relays[k];
-        rl->srv = w;
-        pc_list_init(&rl->reqs);
-        pc_proto_reader_init(&rl->rd, w->limits.max_frame);
-        uv_pipe_init(w->loop, &rl->pipe, 0);
-        rl->pipe.data = rl;
-        w->handles_open++;
-        rc = uv_pipe_open(&rl->pipe, w->fds[2 * k]);
-        if (rc == 0)
-            w->fds[2 * k] = -1;
-        if (rc == 0)
-            rc = uv_read_start((uv_stream_t *)&rl->pipe, relay_alloc_cb, relay_read_cb);
-        if (rc < 0) {
-            pc_log_error(w->log, "relay of loop %zu: %s", w->index, uv_strerror(rc));
-            return PC_EIO;
-        }
-        rl->open = 1;
+        rc = relay_open(w, &w->relays[k], w->fds[2 * k], 0);
+        w->fds[2 * k] = -1;
+        if (rc < 0)
+            return rc;
         rc = conn_attach_internal(core, w->fds[2 * k + 1], k, w->index);
         w->fds[2 * k + 1] = -1;
         if (rc < 0)
@@ -4096,6 +4394,12 @@ int pc_server_start(pc_server_t *s)
     for (size_t i = 0; i < s->nworkers; i++)
         if ((rc = worker_start(s->workers[i], (struct sockaddr *)&ss, (socklen_t)sslen)) < 0)
             return rc;
+    if (s->sh->has_backend && s->nworkers > 0) {
+        s->sh->nhomes = s->nworkers + 1 < MAX_HOMES ? s->nworkers + 1 : MAX_HOMES;
+        if ((rc = homes_start(s)) < 0)
+            return rc;
+        home_update(s);
+    }
     return 0;
 }
 
@@ -4114,6 +4418,8 @@ static void server_handle_closed(uv_handle_t *h) { server_handle_gone(h->data); 
 /* A relay's pipe: its data is the relay. */
 static void relay_pipe_closed(uv_handle_t *h) { server_handle_gone(((relay_t *)h->data)->srv); }
 
+static void backend_gone(void *arg) { server_handle_gone(arg); }
+
 static void close_server_handles(pc_server_t *s)
 {
     if (!uv_is_closing((uv_handle_t *)&s->run_idle))
@@ -4124,14 +4430,25 @@ static void close_server_handles(pc_server_t *s)
         uv_close((uv_handle_t *)&s->shutdown_timer, server_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&s->handoff_timer))
         uv_close((uv_handle_t *)&s->handoff_timer, server_handle_closed);
-    if (s->core != NULL) {
-        for (int k = 0; k < 2; k++) {
-            s->relays[k].open = 0;
-            if (!uv_is_closing((uv_handle_t *)&s->relays[k].pipe))
-                uv_close((uv_handle_t *)&s->relays[k].pipe, relay_pipe_closed);
-        }
-        if (!uv_is_closing((uv_handle_t *)&s->relay_check))
-            uv_close((uv_handle_t *)&s->relay_check, server_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->drain_timer))
+        uv_close((uv_handle_t *)&s->drain_timer, server_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->relay_check))
+        uv_close((uv_handle_t *)&s->relay_check, server_handle_closed);
+    for (int k = 0; s->core != NULL && k < 2; k++) {
+        s->relays[k].open = 0;
+        if (s->relays[k].srv && !uv_is_closing((uv_handle_t *)&s->relays[k].pipe))
+            uv_close((uv_handle_t *)&s->relays[k].pipe, relay_pipe_closed);
+    }
+    for (size_t h = 0; h < s->nhrel; h++) {
+        s->hrel[h].open = 0;
+        if (s->hrel[h].srv && !uv_is_closing((uv_handle_t *)&s->hrel[h].pipe))
+            uv_close((uv_handle_t *)&s->hrel[h].pipe, relay_pipe_closed);
+    }
+    if (s->core != NULL && s->backend != NULL) { /* a worker's own Redis connection */
+        pc_backend_t *b = s->backend;
+        s->backend = NULL;
+        s->handles_open++;
+        pc_backend_close(b, backend_gone, s);
     }
     xq_close(s);
 }
@@ -4193,6 +4510,7 @@ void pc_server_shutdown(pc_server_t *s, void (*done)(void *), void *arg)
     s->workers_stopping = 1;
     s->on_done = done;
     s->on_done_arg = arg;
+    home_update(s); /* the core serves every key from now on */
     if (s->listening) { /* no new connections here either meanwhile */
         uv_close((uv_handle_t *)&s->listener, server_handle_closed);
         s->listening = 0;
@@ -4272,6 +4590,12 @@ void pc_server_free(pc_server_t **sp)
         pc_buf_free(&s->relays[i].wbuf);
         pc_proto_reader_free(&s->relays[i].rd);
     }
+    for (size_t i = 0; i < s->nhrel; i++) {
+        pc_buf_free(&s->hrel[i].out);
+        pc_buf_free(&s->hrel[i].wbuf);
+        pc_proto_reader_free(&s->hrel[i].rd);
+    }
+    free(s->hrel);
     for (size_t i = 0; i < 4; i++)
         if (s->fds[i] >= 0)
             close(s->fds[i]);

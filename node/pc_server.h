@@ -85,16 +85,24 @@ void pc_server_after_handoff(pc_server_t *s, void (*done)(void *arg), void *arg)
  * loop to the core server `core` (made by pc_server_new with cfg->threads
  * > 1), after pc_server_new and before pc_server_start. The worker shares
  * the core's store, guard and view of the ring; pc_server_start(core)
- * starts it too, each loop accepting on its own SO_REUSEPORT socket. It
- * serves store hits in slots this node owns, and on a memory-only node
- * alone, writes; everything else it relays to the core loop over a
- * socketpair. After pc_server_start, run `loop` on a thread of its own.
- * The core owns the worker: pc_server_shutdown(core) stops the workers
- * first (their loops then end), and pc_server_free(core) frees them --
- * after the worker threads are joined. 0, PC_EINVAL (not a core, or
- * already started) or PC_ENOMEM.
+ * starts it too, each loop accepting on its own SO_REUSEPORT socket.
+ *
+ * `backend` is the worker's own Redis connection, made on `loop`: NULL
+ * exactly when the core has none (else PC_EINVAL). The worker owns it
+ * and closes it on its loop when it stops. With it, while the node is
+ * alone on its ring, the worker is the home loop of its share of the
+ * keys: it reads them through and writes them through Redis itself.
+ *
+ * It also serves store hits in slots this node owns, and on a
+ * memory-only node alone, writes; everything else it relays to the core
+ * loop (or to the key's home loop) over a socketpair. After
+ * pc_server_start, run `loop` on a thread of its own. The core owns the
+ * worker: pc_server_shutdown(core) stops the workers first (their loops
+ * then end), and pc_server_free(core) frees them -- after the worker
+ * threads are joined. 0, PC_EINVAL (not a core, already started, or a
+ * backend where the core has none or the reverse) or PC_ENOMEM.
  */
-int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop);
+int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backend);
 
 /* Binds and listens on cfg->listen (and starts the workers). 0 or PC_EIO
  * (message logged). With workers, "address in use" is still an error:
