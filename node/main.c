@@ -83,7 +83,7 @@ static int load_token(app_t *a, char *err, size_t errlen)
                               .token = {(const uint8_t *)t, (uint32_t)len}};
         int rc = len ? pc_proto_encode_request(&b, &hello) : 0;
         if (rc == 0)
-            rc = pc_peer_set_hello(a->peers, b.data, b.len);
+            rc = pc_server_set_peer_hello(a->server, b.data, b.len);
         pc_buf_free(&b);
         if (rc < 0) {
             snprintf(err, errlen, "token: %s", pc_strerror(rc));
@@ -334,7 +334,12 @@ int main(int argc, char **argv)
             fprintf(stderr, "peercached: redis: %s\n", pc_strerror(rc));
             startup_failed(1);
         }
-        if ((rc = pc_server_add_worker(a.server, &a.wloops[i], wb)) < 0) {
+        pc_peer_pool_t *wp = NULL;
+        if ((rc = pc_peer_pool_new(&a.wloops[i], &pcfg, &a.log, &a.guard, &wp)) < 0) {
+            fprintf(stderr, "peercached: peers: %s\n", pc_strerror(rc));
+            startup_failed(1);
+        }
+        if ((rc = pc_server_add_worker(a.server, &a.wloops[i], wb, wp)) < 0) {
             fprintf(stderr, "peercached: worker loop: %s\n", pc_strerror(rc));
             startup_failed(1);
         }

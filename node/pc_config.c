@@ -145,8 +145,9 @@ static const opt_t options[] = {
     {.name = "threads", .type = OPT_UINT, .metavar = "N", .def = "0",
      .offset = FIELD_U64(threads), .min = 0, .max = 64,
      .help = "Event loops serving clients, one thread each, each accepting\n"
-             "on its own SO_REUSEPORT socket (docs/ARCHITECTURE.md\n"
-             "\"Threads\"). 0 = one per core."},
+             "on its own SO_REUSEPORT socket, with its own Redis and peer\n"
+             "connections (docs/ARCHITECTURE.md \"Threads\"). 0 = one per\n"
+             "core."},
     {.name = "max-connections", .type = OPT_UINT, .metavar = "N", .def = "10000",
      .offset = FIELD_U64(max_connections), .min = 1, .max = UINT64_MAX,
      .help = "Client connections accepted at once; more are refused."},

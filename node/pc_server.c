@@ -24,21 +24,27 @@
  *
  *  Loops.  A node runs one *core* loop (this file's pc_server_new) and
  *           threads-1 *worker* loops (pc_server_add_worker), each with
- *           its own SO_REUSEPORT listener. A worker serves on its own
- *           what needs no per-node state: store hits in slots this node
- *           owns, and on a memory-only node alone, writes (the store's
- *           conditional sets make them atomic). Everything else -- misses
- *           with Redis behind, writes through Redis or to replicate,
- *           peer operations, STATS -- it relays, frame as is, to the core
- *           over a socketpair, where an internal connection serves it like
- *           any client's; the answer comes back in order and is relayed to
- *           the client. What the loops share is in node_shared_t.
+ *           its own SO_REUSEPORT listener, Redis connection and peer
+ *           pool. While the ring is settled, home loops are on
+ *           (home_update): every loop serves the keys this node owns,
+ *           each key's misses and writes on its *home* loop (slot %
+ *           nhomes), whose Redis connection alone carries that key; other
+ *           loops relay to the home, forward other members' keys from
+ *           where they are, and route by a ring view the core sent them
+ *           (ringview_t). While the ring changes, homes are off: a worker
+ *           serves store hits only and relays the rest, frame as is, to
+ *           the core over a socketpair, where an internal connection
+ *           serves it like any client's; the answer comes back in order
+ *           and is relayed to the client. What the loops share is in
+ *           node_shared_t.
  *
- * Ordering argument: all commands for this loop go over one Redis
- * connection, which answers in order. A read-through that was sent before
- * a write is answered before it, so the store sees fills and writes in
- * the order Redis applied them; a fill only inserts when the key is absent
- * (anything present arrived later and is at least as new).
+ * Ordering argument: all commands for a key go over one Redis connection
+ * (its home loop's; the core's while homes are off, and never both: the
+ * switch drains), which answers in order. A read-through that was sent
+ * before a write is answered before it, so the store sees fills and
+ * writes in the order Redis applied them; a fill only inserts when the
+ * key is absent (anything present arrived later and is at least as new).
+ * A read sent from any other loop is passed on uncached (home_foreign).
  */
 #include "pc_server.h"
 
@@ -153,7 +159,7 @@ struct req {
 
     /* forwarded to the key's owner: the owner's answer is relayed as is */
     int forwarded;
-    pc_list_t rlink;   /* relayed to the core loop: in relay->reqs */
+    pc_list_t rlink;   /* relayed to another loop: in relay->reqs */
     uint64_t relay_id; /* ... under this id (the client's is r->id) */
     int relay_write;   /* ... and counts in c->relayed_writes */
 
@@ -221,12 +227,11 @@ struct conn {
     uint64_t auth_until;
     uint64_t auth_id;
     char peer[64];
-    /* Internal: the core end of a worker loop's relay. Trusted (authed),
-     * exempt from the per-connection limits and the connection count;
-     * trusted_peer = the relay of peer connections, whose peer operations
-     * were opened with the cluster key by the worker. */
+    /* Internal: the receiving end of another loop's relay. Trusted for
+     * everything, peer operations included (the sending loop checked the
+     * token or opened the frame with the cluster key), exempt from the
+     * per-connection limits and the connection count. */
     int internal;
-    int trusted_peer;
     unsigned relayed; /* worker: requests of this connection at the core */
     unsigned relayed_writes; /* ... of which writes and peer operations */
     /* Resource limits (conn_limits_note, conn_check_limits): the frame
@@ -275,6 +280,7 @@ typedef struct server_stats {
     uint64_t relayed;          /* worker: requests relayed to the core loop */
     uint64_t home_relayed;     /* requests relayed to their key's home loop */
     uint64_t worker_requests;  /* worker: requests read (= requests, on a worker) */
+    uint64_t worker_forwarded; /* worker: requests it forwarded to their owner itself */
 } server_stats_t;
 
 /*
@@ -297,18 +303,38 @@ typedef struct node_shared {
     _Atomic uint64_t settle_until;
     _Atomic uint32_t *gate; /* PC_RING_SLOTS; NULL with one loop */
     int has_backend;
-    /* Home loops: with Redis behind and more than one loop, the Redis
-     * traffic of a key belongs to loop slot % nhomes while `homes` is on
-     * (the node alone and not settling; the core decides, home_update).
-     * home_busy: keystates alive on workers, plus worker dispatches under
-     * way; the core waits for 0 after turning homes off (drain). */
-    size_t nhomes;
+    /* Home loops: while `homes` is on (the ring settled; the core decides,
+     * home_update), every loop serves the keys this node owns itself,
+     * forwarding and replicating over its own peer connections. With
+     * Redis behind, the Redis traffic of a key belongs to one loop, its
+     * home, slot % nhomes; memory-only, every loop is home to every key.
+     * Each worker counts its keystates alive and its dispatches under
+     * way in its own `busy`; after turning homes off, the core waits for
+     * all of them to be 0 (the drain). */
+    size_t nloops;
+    size_t nhomes; /* 0 = memory-only (or one loop) */
     _Atomic int homes;
-    _Atomic uint64_t home_busy;
     pthread_mutex_t token_lock; /* over the token fields */
     int token_required;
     uint8_t token_hash[crypto_generichash_BYTES]; /* of the client token */
 } node_shared_t;
+
+/*
+ * What a worker routes by while home loops are on in a cluster: the ring,
+ * this node's index in it, the members' addresses, and whether each is
+ * suspect (the core refreshes that every tick). Immutable but for
+ * `suspect`, and counted: the core holds one reference to the current
+ * view and each worker one to the view it was last sent (rv_publish).
+ */
+typedef struct ringview {
+    _Atomic unsigned refs;
+    uint64_t gen; /* the core's count of views made: acks name theirs */
+    pc_ring_t *ring; /* a reference of its own */
+    long self;
+    size_t n;
+    char **addrs;
+    _Atomic uint8_t *suspect;
+} ringview_t;
 
 /* A call run on another loop's thread (xcall_post). */
 typedef struct xcall {
@@ -317,7 +343,7 @@ typedef struct xcall {
     void *arg;
 } xcall_t;
 
-/* Worker side of a relay to the core loop: frames out, answers back in
+/* Sending side of a relay to another loop: frames out, answers back in
  * the same order. */
 typedef struct relay {
     pc_server_t *srv;
@@ -453,7 +479,13 @@ struct pc_server {
                                ([0] on a worker: relays[0] is used) */
     size_t nhrel;
     size_t ks_foreign;      /* core: keystates of keys homed elsewhere */
-    int draining;           /* core: homes off, waiting for home_busy 0 */
+    ringview_t *rv;         /* the ring view this loop routes by (workers) */
+    size_t rv_pending;      /* core: workers yet to take the latest view */
+    uint64_t rv_gen;        /* core: views made so far */
+    uint64_t ring_at;       /* core: when the ring last changed (0 = never) */
+    int draining;           /* core: homes off, waiting for the workers' busy 0 */
+    _Atomic uint64_t busy;  /* worker: see node_shared_t (home loops) */
+    int peers_closing;      /* worker: its peer pool is closing (freed with it) */
     uv_timer_t drain_timer;
     pthread_mutex_t xq_lock;
     xcall_t *xq_head, *xq_tail;
@@ -521,9 +553,16 @@ static size_t home_of(const node_shared_t *sh, const uint8_t *k, size_t n)
     return sh->nhomes > 1 ? pc_ring_slot(k, n) % sh->nhomes : 0;
 }
 
+/* The home loop of a slot as seen from loop s: on a memory-only node,
+ * s itself. */
+static size_t home_for(const pc_server_t *s, uint32_t slot)
+{
+    return s->sh->nhomes > 1 ? slot % s->sh->nhomes : s->index;
+}
+
 static int homes_on(const pc_server_t *s)
 {
-    return s->sh->nhomes > 1 && atomic_load(&s->sh->homes);
+    return s->sh->nloops > 1 && atomic_load(&s->sh->homes);
 }
 
 /* While homes are on, is this key's Redis traffic another loop's? Then a
@@ -531,7 +570,7 @@ static int homes_on(const pc_server_t *s)
  * another Redis connection, so this read's place among them is unknown). */
 static int home_foreign(const pc_server_t *s, const uint8_t *k, size_t n)
 {
-    return homes_on(s) && home_of(s->sh, k, n) != s->index;
+    return s->sh->nhomes > 1 && homes_on(s) && home_of(s->sh, k, n) != s->index;
 }
 
 /* ---- keystate table ----------------------------------------------------- */
@@ -586,7 +625,7 @@ static keystate_t *ks_get(pc_server_t *s, const uint8_t *k, size_t n)
     memcpy(ks->key, k, n);
     /* What the drain between home loops and the core counts (home_update). */
     if (s->core != NULL) {
-        atomic_fetch_add(&s->sh->home_busy, 1);
+        atomic_fetch_add(&s->busy, 1);
     } else if (s->sh->nhomes > 1 && home_of(s->sh, k, n) != 0) {
         ks->foreign = 1;
         s->ks_foreign++;
@@ -611,7 +650,7 @@ static void ks_release(pc_server_t *s, keystate_t *ks)
     *pp = ks->hnext;
     s->ks_count--;
     if (s->core != NULL)
-        atomic_fetch_sub(&s->sh->home_busy, 1);
+        atomic_fetch_sub(&s->busy, 1);
     else if (ks->foreign)
         s->ks_foreign--;
     free(ks);
@@ -1115,15 +1154,49 @@ typedef struct route {
     uint32_t at[PC_RING_MAX_REPLICAS];    /* ring member indexes, owner first */
 } route_t;
 
+/*
+ * The ring as this loop sees it: the core asks the membership itself, a
+ * worker reads the view the core last sent it (ringview_t). A worker
+ * without a view, like a node without a cluster, owns everything.
+ */
+static int loop_clustered(const pc_server_t *s)
+{
+    return s->core != NULL ? s->rv != NULL : s->cluster != NULL;
+}
+
+static const pc_ring_t *loop_ring(const pc_server_t *s)
+{
+    return s->core != NULL ? s->rv->ring : pc_cluster_ring(s->cluster);
+}
+
+static long loop_self(const pc_server_t *s)
+{
+    return s->core != NULL ? s->rv->self : pc_cluster_self(s->cluster);
+}
+
+static int loop_suspect(const pc_server_t *s, size_t i)
+{
+    if (s->core == NULL)
+        return pc_cluster_suspect(s->cluster, i);
+    return i < s->rv->n && atomic_load_explicit(&s->rv->suspect[i], memory_order_relaxed);
+}
+
+static const char *loop_addr(const pc_server_t *s, size_t i)
+{
+    if (s->core == NULL)
+        return pc_cluster_addr(s->cluster, i);
+    return i < s->rv->n ? s->rv->addrs[i] : "";
+}
+
 static void route_key(const pc_server_t *s, const uint8_t *k, size_t n, route_t *rt)
 {
     rt->slot = pc_ring_slot(k, n);
     rt->role = ROLE_OWNER;
     rt->n = 0;
-    if (s->cluster == NULL)
+    if (!loop_clustered(s))
         return;
-    const pc_ring_t *ring = pc_cluster_ring(s->cluster);
-    long self = pc_cluster_self(s->cluster);
+    const pc_ring_t *ring = loop_ring(s);
+    long self = loop_self(s);
     rt->n = pc_ring_slot_members(ring, rt->slot, rt->at, PC_RING_MAX_REPLICAS);
     rt->role = rt->n == 0 ? ROLE_OWNER : ROLE_NONE; /* no ring: all ours */
     for (size_t i = 0; i < rt->n; i++) {
@@ -1143,13 +1216,13 @@ static long route_target(const pc_server_t *s, const route_t *rt, int read)
 {
     if (rt->role == ROLE_OWNER || rt->n == 0)
         return -1;
-    long self = pc_cluster_self(s->cluster);
-    if (!read || !pc_cluster_suspect(s->cluster, rt->at[0]))
+    long self = loop_self(s);
+    if (!read || !loop_suspect(s, rt->at[0]))
         return rt->at[0];
     for (size_t i = 1; i < rt->n; i++) {
         if ((long)rt->at[i] == self)
             return -1; /* we are the replica to read from */
-        if (!pc_cluster_suspect(s->cluster, rt->at[i]))
+        if (!loop_suspect(s, rt->at[i]))
             return rt->at[i];
     }
     return rt->at[0];
@@ -1578,8 +1651,8 @@ static void forward_request(conn_t *c, const pc_request_t *rq, long target)
     pc_buf_reset(&s->scratch);
     int rc = pc_proto_encode_request(&s->scratch, &f);
     if (rc == 0)
-        rc = pc_peer_request(s->peers, pc_cluster_addr(s->cluster, (size_t)target),
-                             s->scratch.data, s->scratch.len, fwd_done, r);
+        rc = pc_peer_request(s->peers, loop_addr(s, (size_t)target), s->scratch.data,
+                             s->scratch.len, fwd_done, r);
     if (rc < 0) {
         if (r->op != PC_OP_GET) {
             /* Nothing left this node: a definite "not applied". */
@@ -1695,8 +1768,8 @@ static void mget_forward(conn_t *c, req_t *r, const pc_request_t *rq, const uint
     }
     pc_buf_free(&inner);
     if (rc == 0)
-        rc = pc_peer_request(s->peers, pc_cluster_addr(s->cluster, (size_t)target),
-                             s->scratch.data, s->scratch.len, mfwd_done, f);
+        rc = pc_peer_request(s->peers, loop_addr(s, (size_t)target), s->scratch.data,
+                             s->scratch.len, mfwd_done, f);
     if (rc < 0) {
         s->stats.forward_errors++;
         mfwd_fallback(f);
@@ -1767,7 +1840,7 @@ static void handle_mget(conn_t *c, const pc_request_t *rq)
         return;
     }
     r->waiting = 1;
-    if (s->cluster == NULL) {
+    if (!loop_clustered(s)) {
         for (uint32_t i = 0; i < rq->nkeys; i++)
             slot_lookup(c, &r->slots[i], &rq->keys[i]);
         slot_resolved(&r->slots[0]);
@@ -1831,7 +1904,7 @@ static void repl_done(void *arg, int err, const uint8_t *body, size_t len)
 static void replicate(pc_server_t *s, const uint8_t *key, size_t klen, const uint8_t *val,
                       size_t vlen, int has_value, uint32_t flags, uint64_t version, int64_t ttl)
 {
-    if (s->cluster == NULL)
+    if (!loop_clustered(s))
         return;
     route_t rt;
     route_key(s, key, klen, &rt);
@@ -1848,11 +1921,11 @@ static void replicate(pc_server_t *s, const uint8_t *key, size_t klen, const uin
         s->stats.replicate_errors++;
         return;
     }
-    long self = pc_cluster_self(s->cluster);
+    long self = loop_self(s);
     for (size_t i = 0; i < rt.n; i++) {
         if ((long)rt.at[i] == self)
             continue;
-        if (pc_peer_request(s->peers, pc_cluster_addr(s->cluster, rt.at[i]), s->scratch.data,
+        if (pc_peer_request(s->peers, loop_addr(s, rt.at[i]), s->scratch.data,
                             s->scratch.len, repl_done, s) < 0)
             s->stats.replicate_errors++;
         else
@@ -2059,13 +2132,13 @@ static void handle_write(conn_t *c, const pc_request_t *rq)
         return;
     }
     if (home_foreign(s, rq->key.ptr, rq->key.len)) {
-        /* Only a peer's request gets here (home_dispatch sends the others
-         * to the key's home loop): writing from this loop would break the
-         * one-connection-per-key order. The node is alone, so the peer's
-         * ring is about to change anyway. */
+        /* Only a request that met a ring change on its way gets here
+         * (home_dispatch and home_forward_moved send the others to the
+         * key's home loop): writing it from this loop would break the
+         * one-Redis-connection-per-key order. */
         s->stats.retry_answers++;
         answer_error(c, rq->op, rq->id, PC_ST_RETRY,
-                     "this node is alone on its ring and does not take forwarded writes: "
+                     "the node is changing which of its loops writes this key: "
                      "nothing was applied, retry");
         return;
     }
@@ -2118,14 +2191,16 @@ static void handle_request(conn_t *c, const pc_request_t *rq);
 
 /* A client request another member relayed to us: served like one from a
  * client, except that it is never relayed again (c->hops > 0). */
+static int home_forward_moved(conn_t *c, const pc_request_t *fw, const pc_request_t *in);
+
 static void handle_forward(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
     const uint8_t *body = rq->body.ptr;
     uint32_t len = rq->body.len, hops = rq->hops;
     uint64_t fid = rq->id;
+    const pc_request_t fw = *rq; /* the FORWARD itself, should it go to another loop */
     pc_request_t in;
-    s->stats.forwarded_in++;
     int rc = pc_proto_decode_request(s->dec, body, len, &in); /* rq is spent now */
     if (rc == PC_EPROTO || rc == PC_ENOMEM) {
         answer_error(c, PC_OP_FORWARD, fid, PC_ST_BAD_REQUEST, "FORWARD body is not a request");
@@ -2151,11 +2226,31 @@ static void handle_forward(conn_t *c, const pc_request_t *rq)
                      "only key operations can be forwarded");
         return;
     }
-    c->hops = hops;
-    c->cur_body = body;
-    c->cur_len = len;
-    handle_request(c, &in);
-    c->hops = 0;
+    /* Several loops: a worker counts itself busy (home_dispatch) across
+     * the decision and the serving. */
+    int worker = s->core != NULL;
+    if (worker)
+        atomic_fetch_add(&s->busy, 1);
+    if (!(s->sh->nloops > 1 && home_forward_moved(c, &fw, &in))) {
+        s->stats.forwarded_in++;
+        c->hops = hops;
+        c->cur_body = body;
+        c->cur_len = len;
+        switch (in.op) {
+        case PC_OP_GET:
+            handle_get(c, &in);
+            break;
+        case PC_OP_MGET:
+            handle_mget(c, &in);
+            break;
+        default:
+            handle_write(c, &in);
+            break;
+        }
+        c->hops = 0;
+    }
+    if (worker)
+        atomic_fetch_sub(&s->busy, 1);
 }
 
 static void handle_sync(conn_t *c, const pc_request_t *rq)
@@ -2335,7 +2430,8 @@ static void stats_reply(conn_t *c, req_t *r, uint32_t op, uint64_t id, const loo
         STAT("worker_requests", sum->stats.worker_requests),
         STAT("relayed", sum->stats.relayed),
         STAT("home_relayed", sum->stats.home_relayed),
-        STAT("home_loops", homes_on(s) ? s->sh->nhomes : s->backend != NULL),
+        STAT("worker_forwarded", sum->stats.worker_forwarded),
+        STAT("home_loops", !homes_on(s) ? 1 : s->sh->nhomes > 1 ? s->sh->nhomes : s->sh->nloops),
         STAT("bad_frames", sum->stats.bad_frames),
         STAT("items", st.items),
         STAT("bytes", st.bytes),
@@ -2492,6 +2588,7 @@ static void snap_take(pc_server_t *w, void *arg) /* on a worker */
     snapmsg_t *m = arg;
     snap_own(w, &m->snap);
     m->snap.stats.worker_requests = w->stats.requests;
+    m->snap.stats.worker_forwarded = w->stats.forwarded;
     if (xcall_post(w->core, snap_back, m) < 0)
         free(m); /* the core stops last: cannot happen */
 }
@@ -2621,7 +2718,7 @@ static void auth_release(conn_t *c)
 static int refuse_unauthorized(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
-    if (is_peer_op(rq->op) && pc_guard_on(s->guard) && !c->sealed && !c->trusted_peer) {
+    if (is_peer_op(rq->op) && pc_guard_on(s->guard) && !c->sealed && !c->internal) {
         s->stats.peer_refused++;
         answer_error(c, rq->op, rq->id, PC_ST_AUTH_REQUIRED,
                      "peer operations must be sealed with the cluster key");
@@ -2767,10 +2864,10 @@ static void relay_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         relay_fail_all(rl, "bad frame");
 }
 
-/* Sends the request being dispatched (opened, if it came sealed) to the
- * core loop under an id of the relay's: the core answers each as soon as
- * it can, and the answer goes back to the client under its own id, in
- * the client's order. */
+/* Sends the request being dispatched (opened, if it came sealed) over
+ * relay rl to another loop, under an id of the relay's: that loop answers
+ * each as soon as it can, and the answer goes back to the client under
+ * its own id, in the client's order. */
 static void relay_to(conn_t *c, const pc_request_t *rq, relay_t *rl)
 {
     pc_server_t *s = c->srv;
@@ -2820,6 +2917,7 @@ static void relay_to(conn_t *c, const pc_request_t *rq, relay_t *rl)
         uv_check_start(&s->relay_check, relay_check_cb);
 }
 
+/* A worker's relay to the core: the peers' one for a peer connection. */
 static void relay_request(conn_t *c, const pc_request_t *rq)
 {
     relay_to(c, rq, &c->srv->relays[c->sealed ? 1 : 0]);
@@ -2829,6 +2927,14 @@ static void relay_request(conn_t *c, const pc_request_t *rq)
 static relay_t *home_relay(pc_server_t *s, size_t h)
 {
     return h == 0 && s->core != NULL ? &s->relays[0] : &s->hrel[h];
+}
+
+/* Does this node own the slot, by the core's view? (Not when alone: then
+ * it owns everything, whatever gate[] says.) */
+static int view_owns(const node_shared_t *sh, uint32_t slot)
+{
+    return sh->gate != NULL &&
+           atomic_load_explicit(&sh->gate[slot], memory_order_relaxed) != GATE_NONE;
 }
 
 /* The least epoch an item of this key must have to be served here, by the
@@ -3004,32 +3110,46 @@ static int home_hit(conn_t *c, const pc_request_t *rq)
 
 /*
  * Home loops (docs/ARCHITECTURE.md "Threads"): while homes are on, a key
- * operation is served on the loop that is its key's home, with that
- * loop's own Redis connection and keystate, so a key's reads-through and
- * writes share one ordered Redis connection as on a node of one loop.
- * Any loop answers hits itself and reads an MGET's misses of other homes
- * through without caching them; the rest goes to the key's home over a
- * relay. 1 = done here (served or relayed), 0 = homes are off.
+ * operation for a key this node owns is served on the loop that is its
+ * key's home, with that loop's own Redis connection and keystate, so a
+ * key's reads-through and writes share one ordered Redis connection as on
+ * a node of one loop. Any loop answers hits itself, forwards requests for
+ * other members' keys over its own peer connections, and reads an MGET's
+ * misses of other homes through without caching them; the rest goes to
+ * the key's home over a relay. 1 = done here (served or relayed), 0 =
+ * homes are off.
  *
- * A worker counts itself in home_busy before it looks at `homes`, so the
- * core, which turns homes off before it reads home_busy, either sees this
- * dispatch or is seen by it (both sequentially consistent).
+ * A worker counts itself busy before it looks at `homes`, so the core,
+ * which turns homes off before it reads the workers' busy counts, either
+ * sees this dispatch or is seen by it (both sequentially consistent).
  */
 static int home_dispatch(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
     node_shared_t *sh = s->sh;
+    if (!atomic_load_explicit(&sh->homes, memory_order_relaxed))
+        return 0; /* a hint: checked again below, in order */
+    /* A hit needs no care: it reads the store only, as worker_get does. */
+    int alone = atomic_load_explicit(&sh->alone, memory_order_relaxed);
+    if (alone && rq->op == PC_OP_GET && home_hit(c, rq))
+        return 1;
     int worker = s->core != NULL;
     if (worker)
-        atomic_fetch_add(&sh->home_busy, 1);
+        atomic_fetch_add(&s->busy, 1);
     int done = 0;
     if (atomic_load(&sh->homes)) {
         done = 1;
         if (rq->op == PC_OP_MGET) {
-            handle_mget(c, rq);
-        } else if (rq->op != PC_OP_GET || !home_hit(c, rq)) {
-            size_t h = home_of(sh, rq->key.ptr, rq->key.len);
-            if (h != s->index)
+            handle_mget(c, rq); /* others' keys forwarded, misses of other homes uncached */
+        } else {
+            uint32_t slot = pc_ring_slot(rq->key.ptr, rq->key.len);
+            size_t h = home_for(s, slot);
+            alone = atomic_load_explicit(&sh->alone, memory_order_relaxed);
+            if (!alone && !view_owns(sh, slot)) /* another member's: forwarded from here */
+                rq->op == PC_OP_GET ? handle_get(c, rq) : handle_write(c, rq);
+            else if (!alone && rq->op == PC_OP_GET && home_hit(c, rq))
+                ;
+            else if (h != s->index)
                 relay_to(c, rq, home_relay(s, h));
             else if (rq->op == PC_OP_GET)
                 handle_get(c, rq);
@@ -3038,8 +3158,36 @@ static int home_dispatch(conn_t *c, const pc_request_t *rq)
         }
     }
     if (worker)
-        atomic_fetch_sub(&sh->home_busy, 1);
+        atomic_fetch_sub(&s->busy, 1);
     return done;
+}
+
+/*
+ * A peer's FORWARD on a node of several loops, decided before it is
+ * served: while homes are on, a single-key request for a key we own goes
+ * to the key's home loop, FORWARD and all (hops kept); while they are
+ * off, a worker sends it to the core, as it does every peer operation.
+ * 1 = sent on; 0 = serve it here. The caller counts itself busy.
+ */
+static int home_forward_moved(conn_t *c, const pc_request_t *fw, const pc_request_t *in)
+{
+    pc_server_t *s = c->srv;
+    node_shared_t *sh = s->sh;
+    if (!atomic_load(&sh->homes)) {
+        if (s->core == NULL)
+            return 0;
+        relay_request(c, fw);
+        return 1;
+    }
+    if (in->op == PC_OP_MGET)
+        return 0;
+    uint32_t slot = pc_ring_slot(in->key.ptr, in->key.len);
+    size_t h = home_for(s, slot);
+    if (h == s->index ||
+        (!atomic_load_explicit(&sh->alone, memory_order_relaxed) && !view_owns(sh, slot)))
+        return 0; /* ours, or not ours at all: the handlers answer (RETRY for writes) */
+    relay_to(c, fw, home_relay(s, h));
+    return 1;
 }
 
 static void handle_request(conn_t *c, const pc_request_t *rq)
@@ -3047,11 +3195,15 @@ static void handle_request(conn_t *c, const pc_request_t *rq)
     pc_server_t *s = c->srv;
     if (refuse_unauthorized(c, rq))
         return;
-    if (s->sh->nhomes > 1 && c->hops == 0 && !c->sealed &&
+    if (s->sh->nloops > 1 && c->hops == 0 && !c->sealed &&
         (rq->op == PC_OP_GET || rq->op == PC_OP_MGET || rq->op == PC_OP_SET ||
          rq->op == PC_OP_DEL || rq->op == PC_OP_TOUCH) &&
         home_dispatch(c, rq))
         return;
+    if (s->core != NULL && rq->op == PC_OP_FORWARD) {
+        handle_forward(c, rq); /* home_forward_moved decides where it is served */
+        return;
+    }
     if (s->core != NULL && rq->op != PC_OP_HELLO && rq->op != PC_OP_PING) {
         worker_dispatch(c, rq);
         return;
@@ -3485,8 +3637,9 @@ static void conn_check_limits(conn_t *c, uint64_t now)
 static void drain_cb(uv_timer_t *t)
 {
     pc_server_t *s = t->data;
-    if (atomic_load(&s->sh->home_busy) != 0)
-        return;
+    for (size_t i = 0; i < s->nworkers; i++)
+        if (atomic_load(&s->workers[i]->busy) != 0)
+            return;
     uv_timer_stop(t);
     s->draining = 0;
     pc_log_debug(s->log, "home loops drained: the core serves every key");
@@ -3497,34 +3650,55 @@ static void drain_cb(uv_timer_t *t)
     }
 }
 
+/* On the core: homes off, and nothing read until the workers are idle. */
+static void home_off(pc_server_t *s)
+{
+    if (!atomic_load(&s->sh->homes))
+        return;
+    atomic_store(&s->sh->homes, 0);
+    s->draining = 1;
+    pc_log_debug(s->log, "home loops off: draining");
+    uv_timer_start(&s->drain_timer, drain_cb, 0, 1);
+}
+
 /*
  * On the core: turns home loops on or off (node_shared_t). They are on
- * while the node is alone on its ring and not settling a ring change:
- * then no key needs the core's per-slot state (hand-off, tombstones,
- * replicas, forwarding). Turning on waits until the core has nothing in
- * flight to Redis for keys homed elsewhere; turning off makes the core
- * stop reading until the workers have nothing in flight (home_busy 0),
- * so that no two Redis connections ever carry one key's commands at once.
+ * while the ring is settled: no ring change for a settle window, no slot
+ * gained within one, no hand-off running, and every worker holding a
+ * view of the current ring. Then no key needs the core's per-slot state
+ * (tombstones, settle caps, the hand-off scan), and what the workers
+ * need of the ring is in their view. Turning on waits until the core has
+ * nothing in flight to Redis for keys homed elsewhere; turning off
+ * (home_off, also first thing on a ring change) makes the core stop
+ * reading, and the hand-off wait, until the workers have nothing in
+ * flight (each worker's busy at 0): no two Redis connections ever carry
+ * one key's commands at once, and the hand-off scan sees every write the
+ * homes acknowledged.
  */
 static void home_update(pc_server_t *s)
 {
     node_shared_t *sh = s->sh;
-    if (sh->nhomes < 2 || s->handles_open == 0)
+    if (sh->nloops < 2 || s->handles_open == 0)
         return;
-    int want = atomic_load_explicit(&sh->alone, memory_order_relaxed) &&
-               now_ms(s) >= atomic_load_explicit(&sh->settle_until, memory_order_relaxed) &&
-               !s->shutting_down && !s->workers_stopping;
+    /* In a cluster: settled since the last ring change, the hand-off done
+     * (it reads the store for keys the homes might still be writing), and
+     * every worker routing by the current ring. */
+    uint64_t now = now_ms(s);
+    int want = (s->cluster == NULL || (s->rv != NULL && s->rv->self >= 0 && s->rv_pending == 0)) &&
+               now >= atomic_load_explicit(&sh->settle_until, memory_order_relaxed) &&
+               (s->ring_at == 0 || now >= s->ring_at + s->settle_ms) &&
+               s->handoff_target == NULL && s->handoff_resend == NULL &&
+               s->handoff_inflight == 0 && !s->shutting_down && !s->workers_stopping;
     int on = atomic_load(&sh->homes);
     if (on && !want) {
-        atomic_store(&sh->homes, 0);
-        s->draining = 1;
-        pc_log_debug(s->log, "home loops off: draining");
-        uv_timer_start(&s->drain_timer, drain_cb, 0, 1);
+        home_off(s);
     } else if (!on && want && !s->draining && s->ks_foreign == 0) {
         atomic_store(&sh->homes, 1);
-        pc_log_debug(s->log, "home loops on (%zu)", sh->nhomes);
+        pc_log_debug(s->log, "home loops on (%zu with Redis traffic)", sh->nhomes);
     }
 }
+
+static void rv_refresh(pc_server_t *s);
 
 static void tick_cb(uv_timer_t *t)
 {
@@ -3550,8 +3724,10 @@ static void tick_cb(uv_timer_t *t)
     /* A safety net: the cap is rechecked wherever memory goes down, and
      * here too, so no connection stays paused once memory is free. */
     srv_buffer_check(s);
-    if (s->core == NULL)
+    if (s->core == NULL) {
+        rv_refresh(s);
         home_update(s);
+    }
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -3728,6 +3904,10 @@ static void handoff_step(uv_timer_t *t)
 {
     pc_server_t *s = t->data;
     uint64_t now = now_ms(s);
+    /* Writes the home loops still have in flight land in the store before
+     * the scan reads it (home_update drains them). */
+    if (s->draining)
+        return;
     s->handoff_tokens += (double)(now - s->handoff_last_ms) * (double)s->handoff_rate / 1000.0;
     if (s->handoff_tokens > (double)s->handoff_rate)
         s->handoff_tokens = (double)s->handoff_rate; /* at most a second's burst */
@@ -3970,7 +4150,6 @@ static int conn_attach_internal(pc_server_t *s, int fd, int peer, size_t idx)
     pc_buf_set_account(&c->wbuf, &s->buf_bytes);
     c->authed = 1;
     c->internal = 1;
-    c->trusted_peer = peer;
     c->last_active = now_ms(s);
     snprintf(c->peer, sizeof c->peer, "loop %zu (%s)", idx, peer ? "peers" : "clients");
     int rc = uv_pipe_open(&c->h.pipe, fd);
@@ -3984,9 +4163,10 @@ static int conn_attach_internal(pc_server_t *s, int fd, int peer, size_t idx)
     return 0;
 }
 
-int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backend)
+int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backend,
+                         pc_peer_pool_t *peers)
 {
-    if (core->core != NULL || core->handles_open != 0 ||
+    if (core->core != NULL || core->handles_open != 0 || peers == NULL ||
         (backend == NULL) != (core->backend == NULL))
         return PC_EINVAL;
     pc_server_t **ws = realloc(core->workers, (core->nworkers + 1) * sizeof *ws);
@@ -4001,6 +4181,7 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backe
     w->guard = core->guard;
     w->store = core->store;
     w->backend = backend;
+    w->peers = peers;
     w->sh = core->sh;
     w->core = core;
     w->index = core->nworkers + 1;
@@ -4022,6 +4203,7 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backe
     w->ks_buckets = calloc(w->ks_nbuckets, sizeof *w->ks_buckets);
     w->fds[0] = w->fds[1] = w->fds[2] = w->fds[3] = -1;
     pc_buf_init(&w->fbuf, 0);
+    pc_buf_init(&w->scratch, 0);
     for (int k = 0; k < 2; k++) {
         pc_buf_init(&w->relays[k].out, 0);
         pc_buf_init(&w->relays[k].wbuf, 0);
@@ -4044,6 +4226,158 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backe
     return 0;
 }
 
+/* ---- peer hello (pc_peer_set_hello on every loop's pool) ----------------- */
+
+typedef struct hellomsg {
+    size_t len;
+    uint8_t frame[];
+} hellomsg_t;
+
+static void hello_take(pc_server_t *w, void *arg) /* on a worker */
+{
+    hellomsg_t *m = arg;
+    if (pc_peer_set_hello(w->peers, m->frame, m->len) < 0)
+        pc_log_error(w->log, "loop %zu: no memory for the peer HELLO", w->index);
+    free(m);
+}
+
+int pc_server_set_peer_hello(pc_server_t *s, const uint8_t *frame, size_t len)
+{
+    int rc = pc_peer_set_hello(s->peers, frame, len);
+    for (size_t i = 0; rc == 0 && i < s->nworkers; i++) {
+        pc_server_t *w = s->workers[i];
+        if (s->handles_open == 0) { /* the core not started: no worker runs yet */
+            rc = pc_peer_set_hello(w->peers, frame, len);
+            continue;
+        }
+        hellomsg_t *m = malloc(sizeof *m + (len ? len : 1));
+        if (m == NULL)
+            return PC_ENOMEM;
+        m->len = len;
+        if (len)
+            memcpy(m->frame, frame, len);
+        if (xcall_post(w, hello_take, m) < 0)
+            free(m); /* a stopping worker makes no new connections */
+    }
+    return rc;
+}
+
+/* ---- ring views (ringview_t) ------------------------------------------- */
+
+static void rv_release(ringview_t *v)
+{
+    if (v == NULL || atomic_fetch_sub(&v->refs, 1) != 1)
+        return;
+    for (size_t i = 0; v->addrs != NULL && i < v->n; i++)
+        free(v->addrs[i]);
+    free(v->addrs);
+    free((void *)v->suspect);
+    pc_ring_free(&v->ring);
+    free(v);
+}
+
+/* On the core: the view of the cluster's current ring. NULL: no memory. */
+static ringview_t *rv_new(pc_server_t *s)
+{
+    const pc_ring_t *ring = pc_cluster_ring(s->cluster);
+    size_t n = pc_ring_size(ring);
+    ringview_t *v = calloc(1, sizeof *v);
+    if (v == NULL)
+        return NULL;
+    atomic_init(&v->refs, 1);
+    v->ring = pc_ring_ref(ring);
+    v->self = pc_cluster_self(s->cluster);
+    v->n = n;
+    v->addrs = calloc(n ? n : 1, sizeof *v->addrs);
+    v->suspect = calloc(n ? n : 1, sizeof *v->suspect);
+    for (size_t i = 0; v->addrs != NULL && v->suspect != NULL && i < n; i++) {
+        if ((v->addrs[i] = strdup(pc_cluster_addr(s->cluster, i))) == NULL)
+            break;
+        atomic_init(&v->suspect[i], (uint8_t)(pc_cluster_suspect(s->cluster, i) != 0));
+    }
+    if (v->addrs == NULL || v->suspect == NULL || (n > 0 && v->addrs[n - 1] == NULL)) {
+        rv_release(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* A worker took view number `arg`: it counts if that is still the latest
+ * (an older view's acknowledgement may arrive after a newer was sent). */
+static void rv_taken(pc_server_t *core, void *arg) /* on the core */
+{
+    if (core->rv != NULL && core->rv->gen == (uint64_t)(uintptr_t)arg && core->rv_pending > 0)
+        core->rv_pending--;
+    home_update(core);
+}
+
+static void rv_take(pc_server_t *w, void *arg) /* on a worker */
+{
+    ringview_t *old = w->rv;
+    w->rv = arg;
+    uint64_t gen = w->rv->gen;
+    rv_release(old);
+    if (xcall_post(w->core, rv_taken, (void *)(uintptr_t)gen) < 0)
+        pc_log_error(w->log, "loop %zu took a ring view, but could not tell the core", w->index);
+}
+
+/*
+ * On the core: sends every worker a view of the current ring. Homes stay
+ * off until each has taken it (rv_pending), so no worker routes by an
+ * older ring while it serves keys on its own. Before the workers run, it
+ * is handed over directly. Out of memory, the workers keep the view they
+ * have and homes stay off (rv_pending is left up).
+ */
+static void rv_publish(pc_server_t *s)
+{
+    if (s->nworkers == 0 || s->cluster == NULL)
+        return;
+    ringview_t *v = rv_new(s);
+    if (v == NULL) {
+        pc_log_error(s->log, "no memory for the workers' ring view; the core serves every key");
+        s->rv_pending = SIZE_MAX / 2;
+        return;
+    }
+    v->gen = ++s->rv_gen;
+    rv_release(s->rv);
+    s->rv = v;
+    s->rv_pending = 0;
+    for (size_t i = 0; i < s->nworkers; i++) {
+        pc_server_t *w = s->workers[i];
+        atomic_fetch_add(&v->refs, 1);
+        if (s->handles_open == 0) { /* the core not started: no worker runs yet */
+            rv_release(w->rv);
+            w->rv = v;
+        } else if (xcall_post(w, rv_take, v) == 0) {
+            s->rv_pending++;
+        } else {
+            rv_release(v); /* a worker that stopped routes nothing */
+        }
+    }
+}
+
+/* On the core, every tick: suspicion changes without a ring change; a
+ * member's address may too (then the workers get a new view). */
+static void rv_refresh(pc_server_t *s)
+{
+    ringview_t *v = s->rv;
+    if (v == NULL || s->cluster == NULL)
+        return;
+    if (pc_cluster_ring(s->cluster) != v->ring) { /* a view that failed to build */
+        if (s->rv_pending >= SIZE_MAX / 2)
+            rv_publish(s);
+        return;
+    }
+    for (size_t i = 0; i < v->n; i++) {
+        atomic_store_explicit(&v->suspect[i], (uint8_t)(pc_cluster_suspect(s->cluster, i) != 0),
+                              memory_order_relaxed);
+        if (strcmp(v->addrs[i], pc_cluster_addr(s->cluster, i)) != 0) {
+            rv_publish(s);
+            return;
+        }
+    }
+}
+
 /* On the core, a ring change: the view the workers serve by. */
 static void view_publish(pc_server_t *s, const pc_ring_t *nw, long self)
 {
@@ -4059,7 +4393,8 @@ static void view_publish(pc_server_t *s, const pc_ring_t *nw, long self)
         }
     }
     atomic_store_explicit(&sh->alone, pc_ring_size(nw) <= 1 && self >= 0, memory_order_relaxed);
-    home_update(s);
+    rv_publish(s);
+    home_update(s); /* on again once settled and every worker has the view */
 }
 
 void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw)
@@ -4067,6 +4402,10 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
     pc_server_t *s = arg;
     if (s->slot_epoch == NULL)
         return;
+    /* First of all: the workers stop serving keys on their own (they
+     * would route by the old ring), and the homes drain. */
+    if (s->handles_open != 0)
+        home_off(s);
     long so = old ? pc_ring_find(old, s->name) : -1;
     long sn = pc_ring_find(nw, s->name);
     /* A slot we gain is served only from copies stored from now on: ours
@@ -4111,6 +4450,8 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
             lost++;
         }
     }
+    if (old != NULL)
+        s->ring_at = now;
     pc_log_info(s->log, "ring %016llx: %zu member(s); this node gained %u and lost %u of %u slots",
                 (unsigned long long)pc_ring_fingerprint(nw), pc_ring_size(nw), gained, lost,
                 PC_RING_SLOTS);
@@ -4135,6 +4476,7 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     s->cluster = cluster;
     s->peers = peers;
     pc_buf_init(&s->scratch, 0);
+    pc_buf_init(&s->fbuf, 0);
     pc_proto_limits_default(&s->limits);
     s->limits.max_frame = (uint32_t)cfg->max_frame;
     s->limits.max_key = (uint32_t)cfg->max_key;
@@ -4181,7 +4523,8 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
         s->sh == NULL || (cfg->threads > 1 && cluster != NULL && s->sh->gate == NULL) ||
         (cluster != NULL && (s->slot_epoch == NULL || s->slot_gained == NULL)) ||
         pc_proto_decoder_new(&s->limits, &s->dec) < 0 ||
-        pc_proto_decoder_new(&s->limits, &s->pdec) < 0) {
+        pc_proto_decoder_new(&s->limits, &s->pdec) < 0 ||
+        pc_proto_decoder_new(&s->limits, &s->fdec) < 0) {
         pc_server_free(&s);
         return PC_ENOMEM;
     }
@@ -4394,12 +4737,13 @@ int pc_server_start(pc_server_t *s)
     for (size_t i = 0; i < s->nworkers; i++)
         if ((rc = worker_start(s->workers[i], (struct sockaddr *)&ss, (socklen_t)sslen)) < 0)
             return rc;
+    s->sh->nloops = s->nworkers + 1;
     if (s->sh->has_backend && s->nworkers > 0) {
         s->sh->nhomes = s->nworkers + 1 < MAX_HOMES ? s->nworkers + 1 : MAX_HOMES;
         if ((rc = homes_start(s)) < 0)
             return rc;
-        home_update(s);
     }
+    home_update(s);
     return 0;
 }
 
@@ -4418,6 +4762,7 @@ static void server_handle_closed(uv_handle_t *h) { server_handle_gone(h->data); 
 /* A relay's pipe: its data is the relay. */
 static void relay_pipe_closed(uv_handle_t *h) { server_handle_gone(((relay_t *)h->data)->srv); }
 
+/* A worker's backend or peer pool, closed. */
 static void backend_gone(void *arg) { server_handle_gone(arg); }
 
 static void close_server_handles(pc_server_t *s)
@@ -4449,6 +4794,11 @@ static void close_server_handles(pc_server_t *s)
         s->backend = NULL;
         s->handles_open++;
         pc_backend_close(b, backend_gone, s);
+    }
+    if (s->core != NULL && s->peers != NULL && !s->peers_closing) { /* its own peer pool */
+        s->peers_closing = 1;
+        s->handles_open++;
+        pc_peer_pool_close(s->peers, backend_gone, s);
     }
     xq_close(s);
 }
@@ -4596,16 +4946,22 @@ void pc_server_free(pc_server_t **sp)
         pc_proto_reader_free(&s->hrel[i].rd);
     }
     free(s->hrel);
+    rv_release(s->rv);
+    if (s->core != NULL)
+        pc_peer_pool_free(&s->peers);
     for (size_t i = 0; i < 4; i++)
         if (s->fds[i] >= 0)
             close(s->fds[i]);
     for (size_t i = 0; i < s->nworkers; i++)
         pc_server_free(&s->workers[i]);
     free(s->workers);
-    while (s->xq_head != NULL) { /* posted after the loop stopped: nothing to run them */
+    /* None can be left: xq_close runs what was queued, and posts fail
+     * from then on (and before xq_init). Their arguments are not always
+     * heap blocks, so a leftover is only reported. */
+    while (s->xq_head != NULL) {
         xcall_t *x = s->xq_head;
         s->xq_head = x->next;
-        free(x->arg);
+        pc_log_error(s->log, "loop %zu: a cross-loop call was never run", s->index);
         free(x);
     }
     pthread_mutex_destroy(&s->xq_lock);

@@ -87,11 +87,14 @@ void pc_server_after_handoff(pc_server_t *s, void (*done)(void *arg), void *arg)
  * the core's store, guard and view of the ring; pc_server_start(core)
  * starts it too, each loop accepting on its own SO_REUSEPORT socket.
  *
- * `backend` is the worker's own Redis connection, made on `loop`: NULL
- * exactly when the core has none (else PC_EINVAL). The worker owns it
- * and closes it on its loop when it stops. With it, while the node is
- * alone on its ring, the worker is the home loop of its share of the
- * keys: it reads them through and writes them through Redis itself.
+ * `backend` is the worker's own Redis connection and `peers` its own
+ * peer pool, both made on `loop`; backend is NULL exactly when the core
+ * has none, peers is never NULL (else PC_EINVAL). On success the worker
+ * owns both, closes them on its loop when it stops, and frees them with
+ * itself. While the node is settled (docs/ARCHITECTURE.md "Threads"),
+ * the worker is the home loop of its share of the keys: it reads them
+ * through and writes them through Redis itself, replicates and forwards
+ * over its own peer connections.
  *
  * It also serves store hits in slots this node owns, and on a
  * memory-only node alone, writes; everything else it relays to the core
@@ -102,7 +105,13 @@ void pc_server_after_handoff(pc_server_t *s, void (*done)(void *arg), void *arg)
  * threads are joined. 0, PC_EINVAL (not a core, already started, or a
  * backend where the core has none or the reverse) or PC_ENOMEM.
  */
-int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backend);
+int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backend,
+                         pc_peer_pool_t *peers);
+
+/* The frame every loop's peer pool sends ahead of everything on a new
+ * connection (pc_peer_set_hello), set on the core's pool at once and on
+ * each worker's on its own thread. Core loop thread. 0 or PC_ENOMEM. */
+int pc_server_set_peer_hello(pc_server_t *s, const uint8_t *frame, size_t len);
 
 /* Binds and listens on cfg->listen (and starts the workers). 0 or PC_EIO
  * (message logged). With workers, "address in use" is still an error:

@@ -18,6 +18,7 @@
  */
 #include "pc_ring.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,7 @@ struct member {
 };
 
 struct pc_ring {
+    _Atomic unsigned refs; /* pc_ring_ref / pc_ring_free */
     size_t n;
     unsigned replicas; /* min(requested, n) */
     uint64_t fingerprint;
@@ -573,6 +575,8 @@ int pc_ring_new(const pc_ring_member_t *members, size_t n, unsigned replicas, pc
     if (rc != PC_OK)
         return rc;
     r = calloc(1, sizeof *r);
+    if (r != NULL)
+        atomic_init(&r->refs, 1);
     if (!r)
         return PC_ENOMEM;
     r->n = n;
@@ -615,6 +619,13 @@ fail:
     return rc;
 }
 
+pc_ring_t *pc_ring_ref(const pc_ring_t *r)
+{
+    pc_ring_t *m = (pc_ring_t *)(uintptr_t)r; /* the count is not the ring */
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    return m;
+}
+
 void pc_ring_free(pc_ring_t **rp)
 {
     pc_ring_t *r;
@@ -622,12 +633,14 @@ void pc_ring_free(pc_ring_t **rp)
     if (!rp || !*rp)
         return;
     r = *rp;
+    *rp = NULL;
+    if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
     free(r->m);
     free(r->names);
     free(r->owned);
     free(r->place);
     free(r);
-    *rp = NULL;
 }
 
 /* ------------------------------------------------------------------ */

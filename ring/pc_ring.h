@@ -21,7 +21,7 @@
  * every key lives in every deployed cluster: bump PC_RING_SCHEME then.
  *
  * A ring is immutable once built. Thread rules: every function is safe to
- * call from any thread on a ring nobody is freeing.
+ * call from any thread on a ring whose reference it holds.
  */
 #ifndef PC_RING_H
 #define PC_RING_H
@@ -59,8 +59,14 @@ typedef struct pc_ring_member {
  */
 int pc_ring_new(const pc_ring_member_t *members, size_t n, unsigned replicas, pc_ring_t **out);
 
-/* Frees the ring and sets *r to NULL. NULL-safe. */
+/* Drops a reference and sets *r to NULL; the last one frees the ring.
+ * NULL-safe. */
 void pc_ring_free(pc_ring_t **r);
+
+/* Another reference to r (for a thread that reads the ring while its
+ * maker may move on): each pc_ring_ref needs its own pc_ring_free. The
+ * count is atomic: refs may be taken and dropped on any thread. */
+pc_ring_t *pc_ring_ref(const pc_ring_t *r);
 
 /* The fixed 64-bit hash of a key that places it. Not keyed, not secret:
  * clients and nodes in every process must agree on it (its definition is

@@ -46,10 +46,16 @@ typedef struct cluster {
 
 /* Starts node i joining `seed` (NULL: the first node, alone), on `port`
  * (0: a free one), with the fast timers and --redis. */
+/* Extra arguments for every node_up (NULL = none): a test may set it
+ * before cluster_up and must clear it again. */
+static const char *const *node_extra;
+
 static int node_up(cluster_t *cl, int i, const char *seed, int port)
 {
     const char *args[48];
     int n = 0;
+    for (int k = 0; node_extra && node_extra[k]; k++)
+        args[n++] = node_extra[k];
     args[n++] = "--redis";
     args[n++] = cl->redis.addr;
     for (int k = 0; FAST[k]; k++)
@@ -713,6 +719,114 @@ static void test_graceful_leave_hands_off(void **state)
     cluster_down(&cl);
 }
 
+/* ---- home loops in a cluster ------------------------------------------------ */
+
+typedef struct homes_arg {
+    cluster_t *cl;
+    int64_t want;
+} homes_arg_t;
+
+/* Every running node reports home_loops == want. */
+static int homes_are(void *p)
+{
+    homes_arg_t *a = p;
+    for (int i = 0; i < MAXN; i++)
+        if (a->cl->node[i].pid > 0 && stat_of(&a->cl->node[i], "home_loops") != a->want)
+            return 0;
+    return 1;
+}
+
+/*
+ * Nodes of two loops each, settled: every loop reads and writes its share
+ * of the owned keys through its own Redis connection, and forwards and
+ * replicates over its own peer connections. Seed-only clients make nodes
+ * forward (from whichever loop took the connection), ring-aware ones go
+ * to owners; a fourth node joining turns the homes off while the ring
+ * settles and the keys are handed over, and on again after. Nobody sees
+ * an error or a wrong value, and every acknowledged write is in Redis.
+ */
+static void test_home_loops_in_a_cluster(void **state)
+{
+    (void)state;
+    static const char *const two[] = {"--threads", "2", NULL};
+    node_extra = two;
+    cluster_t cl;
+    cluster_up(&cl, 3);
+    wait_converged(&cl, 3, 10000);
+    homes_arg_t on = {&cl, 2};
+    assert_true(pc_h_poll(homes_are, &on, 15000));
+
+    char nodes[256];
+    snprintf(nodes, sizeof nodes, "%s,%s", cl.node[0].addr, cl.node[1].addr);
+    loadset_t ls;
+    load_start(&ls, nodes);
+    load_progress(&ls, 1000);
+
+    /* Through one node only: most keys are forwarded to their owners.
+     * 24 connections: SO_REUSEPORT puts them all on one loop with odds
+     * of 2^-23. */
+    int64_t fwd0 = stat_of(&cl.node[0], "worker_forwarded");
+    int64_t repl0 = stat_sum(&cl, "replicated"), applied0 = stat_sum(&cl, "replica_applied");
+    enum { SEEDS = 24, KEYS = 480 };
+    pc_client_t *seed[SEEDS];
+    for (int i = 0; i < SEEDS; i++)
+        seed[i] = client(cl.node[0].addr, 0);
+    pc_client_t *other = client(cl.node[1].addr, 0);
+    char k[32], v[32];
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(k, sizeof k, "hf:%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        assert_int_equal(pc_client_set(seed[i % SEEDS], k, strlen(k), v, strlen(v), NULL, NULL),
+                         0);
+    }
+    for (int i = 0; i < KEYS; i++) {
+        snprintf(k, sizeof k, "hf:%d", i);
+        snprintf(v, sizeof v, "v%d", i);
+        pc_value_t got;
+        assert_int_equal(pc_client_get(other, k, strlen(k), &got), 0);
+        assert_int_equal(got.len, strlen(v));
+        assert_memory_equal(got.data, v, got.len);
+        pc_value_free(&got);
+        redisReply *r = redisCommand(cl.rc, "GET %s", k);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_string_equal(r->str, v);
+        freeReplyObject(r);
+    }
+    for (int i = 0; i < SEEDS; i++)
+        pc_client_free(&seed[i]);
+    pc_client_free(&other);
+    int64_t fwd = stat_of(&cl.node[0], "worker_forwarded") - fwd0;
+    int64_t repl = stat_sum(&cl, "replicated") - repl0;
+    int64_t applied = stat_sum(&cl, "replica_applied") - applied0;
+    printf("# homes on: node 0's worker forwarded %lld requests itself; %lld entries "
+           "replicated, %lld applied; %lld requests relayed to a worker home\n",
+           (long long)fwd, (long long)repl, (long long)applied,
+           (long long)stat_sum(&cl, "home_relayed"));
+    assert_true(fwd > 0);
+    assert_true(repl > 0 && applied > 0);
+    assert_int_equal(stat_sum(&cl, "replicate_errors"), 0);
+    assert_int_equal(stat_sum(&cl, "home_loops"), 6);
+    assert_int_equal(stat_sum(&cl, "backend_connections"), 6);
+
+    /* A fourth member: the homes turn off while the ring settles and
+     * keys are handed over, then on again everywhere. */
+    assert_int_equal(node_up(&cl, 3, cl.node[1].addr, 0), 0);
+    homes_arg_t off = {&cl, 1};
+    assert_true(pc_h_poll(homes_are, &off, 10000));
+    wait_converged(&cl, 4, 10000);
+    load_progress(&ls, 1000);
+    assert_true(pc_h_poll(handoffs_idle, &cl, 10000));
+    assert_true(pc_h_poll(homes_are, &on, 15000));
+    load_progress(&ls, 1000);
+    load_stop(&ls);
+    printf("# %ld writes, %ld reads across the join\n", load_writes(&ls),
+           ls.r[0].reads + ls.r[1].reads);
+    assert_load_clean(&cl, &ls);
+    node_extra = NULL;
+    cluster_down(&cl);
+}
+
 /* ---- the hop limit ---------------------------------------------------------- */
 
 static int on_status(void *arg, int i, const pc_response_t *r)
@@ -1065,6 +1179,7 @@ int main(void)
         cmocka_unit_test(test_kill9_under_load_and_rejoin),
         cmocka_unit_test(test_join_under_load_hands_off),
         cmocka_unit_test(test_graceful_leave_hands_off),
+        cmocka_unit_test(test_home_loops_in_a_cluster),
     };
     return cmocka_run_group_tests_name("cluster", tests, NULL, NULL);
 }

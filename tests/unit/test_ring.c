@@ -415,6 +415,28 @@ static void test_placement_golden(void **state)
     pc_ring_free(&r);
 }
 
+/* A reference keeps the ring whole after its maker let go (the node's
+ * loops route by a ring the membership has replaced); the last free
+ * frees it (ASan sees a use after free or a leak). */
+static void test_ref_outlives_free(void **state)
+{
+    (void)state;
+    pc_ring_t *r = build(golden_members, 5, 3);
+    uint64_t fp = pc_ring_fingerprint(r);
+    long owner = pc_ring_owner(r, "k", 1);
+    pc_ring_t *a = pc_ring_ref(r), *b = pc_ring_ref(r);
+    assert_ptr_equal(a, r);
+    pc_ring_free(&r);
+    assert_null(r);
+    pc_ring_free(&a);
+    assert_null(a);
+    assert_int_equal(pc_ring_fingerprint(b), fp);
+    assert_int_equal(pc_ring_owner(b, "k", 1), owner);
+    assert_int_equal(pc_ring_size(b), 5);
+    pc_ring_free(&b);
+    assert_null(b);
+}
+
 /* ------------------------------------------------------------------ */
 /* The table against the reference rule                                */
 /* ------------------------------------------------------------------ */
@@ -964,6 +986,7 @@ int main(void)
         cmocka_unit_test(test_max_members),
         cmocka_unit_test(test_diff_join_leave),
         cmocka_unit_test(test_diff_empty),
+        cmocka_unit_test(test_ref_outlives_free),
         cmocka_unit_test(test_minimal_movement_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
