@@ -3190,6 +3190,41 @@ static int home_forward_moved(conn_t *c, const pc_request_t *fw, const pc_reques
     return 1;
 }
 
+/*
+ * A peer's replicated writes, applied on the loop they arrived at while
+ * homes are on (the ring settled, so no entry is cut by a settle window
+ * or needs a tombstone) when no entry's key holds a copy that may predate
+ * our gaining its slot: that check needs the core's per-slot epochs, so
+ * such a batch goes to the core. Counted busy like home_dispatch, so the
+ * core's drain after a ring change waits for it. 1 = answered here.
+ */
+static int home_replicate(conn_t *c, const pc_request_t *rq)
+{
+    pc_server_t *s = c->srv;
+    node_shared_t *sh = s->sh;
+    if (rq->mode != PC_REPL_WRITE || !atomic_load_explicit(&sh->homes, memory_order_relaxed))
+        return 0;
+    atomic_fetch_add(&s->busy, 1);
+    int done = 0;
+    if (atomic_load(&sh->homes)) {
+        uint32_t emin = atomic_load_explicit(&sh->epoch_min, memory_order_relaxed);
+        uint64_t now = now_ms(s);
+        done = 1;
+        for (uint32_t i = 0; done && i < rq->nentries; i++) {
+            const pc_repl_entry_t *e = &rq->entries[i];
+            pc_item_t *it;
+            if (pc_store_peek(s->store, e->key.ptr, e->key.len, now, &it) == 0) {
+                done = pc_item_epoch(it) >= emin;
+                pc_store_release(s->store, it);
+            }
+        }
+        if (done)
+            handle_replicate(c, rq);
+    }
+    atomic_fetch_sub(&s->busy, 1);
+    return done;
+}
+
 static void handle_request(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
@@ -3199,6 +3234,8 @@ static void handle_request(conn_t *c, const pc_request_t *rq)
         (rq->op == PC_OP_GET || rq->op == PC_OP_MGET || rq->op == PC_OP_SET ||
          rq->op == PC_OP_DEL || rq->op == PC_OP_TOUCH) &&
         home_dispatch(c, rq))
+        return;
+    if (s->core != NULL && rq->op == PC_OP_REPLICATE && home_replicate(c, rq))
         return;
     if (s->core != NULL && rq->op == PC_OP_FORWARD) {
         handle_forward(c, rq); /* home_forward_moved decides where it is served */

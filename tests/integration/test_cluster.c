@@ -985,6 +985,52 @@ static void test_replica_keeps_the_newer_version(void **state)
     cluster_down(&cl);
 }
 
+/* With homes on, a replicated write is applied on whichever loop its
+ * connection reached, not relayed to the core, and still only if newer. */
+static void test_replicas_applied_on_any_loop(void **state)
+{
+    (void)state;
+    static const char *const two[] = {"--threads", "2", NULL};
+    node_extra = two;
+    cluster_t cl;
+    cluster_up(&cl, 2);
+    wait_converged(&cl, 2, 10000);
+    homes_arg_t on = {&cl, 2};
+    assert_true(pc_h_poll(homes_are, &on, 15000));
+    int64_t relayed0 = stat_of(&cl.node[1], "relayed");
+    int64_t work0 = stat_of(&cl.node[1], "worker_requests");
+    /* Four keys node 1 owns, so that either of its loops serves a read. */
+    char keys[4][32], owner[64];
+    for (int k = 0, n = 0; n < 4; k++) {
+        snprintf(keys[n], sizeof keys[n], "anyloop:%d", k);
+        owner_of(&cl.node[0], keys[n], owner, sizeof owner);
+        if (strcmp(owner, cl.node[1].addr) == 0)
+            n++;
+    }
+    /* One connection per call: 40 calls reach both loops (SO_REUSEPORT
+     * hashes each connection's ports). */
+    uint64_t v = (uint64_t)1 << 50;
+    for (int i = 0; i < 40; i++) {
+        char val[32];
+        const char *key = keys[i % 4];
+        snprintf(val, sizeof val, "v%d", i);
+        assert_int_equal(send_replicate(&cl.node[1], key, val, v + (uint64_t)i), 1);
+        assert_int_equal(send_replicate(&cl.node[1], key, "older", v), 0);
+    }
+    /* The STATS call itself may be relayed. */
+    assert_in_range(stat_of(&cl.node[1], "relayed") - relayed0, 0, 1);
+    assert_true(stat_of(&cl.node[1], "worker_requests") > work0);
+    for (int k = 0; k < 4; k++) {
+        char want[32];
+        snprintf(want, sizeof want, "v%d", 36 + k);
+        got_t g = relayed_get(&cl.node[1], keys[k]);
+        assert_int_equal(g.status, PC_ST_OK);
+        assert_string_equal(g.value, want);
+    }
+    cluster_down(&cl);
+    node_extra = NULL;
+}
+
 typedef struct fresh {
     const char *nodes;
     atomic_int stop;
@@ -1174,6 +1220,7 @@ int main(void)
         cmocka_unit_test(test_join_through_a_host_name),
         cmocka_unit_test(test_relayed_request_is_never_relayed_again),
         cmocka_unit_test(test_replica_keeps_the_newer_version),
+        cmocka_unit_test(test_replicas_applied_on_any_loop),
         cmocka_unit_test(test_settle_window_caps_new_copies),
         cmocka_unit_test(test_reads_after_owner_death_are_fresh),
         cmocka_unit_test(test_kill9_under_load_and_rejoin),
