@@ -1144,7 +1144,11 @@ static void req_answer_status(req_t *r, uint32_t status, const char *msg)
 
 /* ---- placement ------------------------------------------------------------ */
 
-enum role { ROLE_NONE = 0, ROLE_OWNER = 1, ROLE_REPLICA = 2 };
+enum role {
+    ROLE_NONE = PC_RING_ROLE_NONE,
+    ROLE_OWNER = PC_RING_ROLE_OWNER,
+    ROLE_REPLICA = PC_RING_ROLE_REPLICA
+};
 
 /* Where a key lives on our ring, and what we are to it. */
 typedef struct route {
@@ -4415,8 +4419,16 @@ static void rv_refresh(pc_server_t *s)
     }
 }
 
-/* On the core, a ring change: the view the workers serve by. */
-static void view_publish(pc_server_t *s, const pc_ring_t *nw, long self)
+/* The role of `self` in a slot: from roles[] (pc_ring_roles) when the
+ * caller could allocate it, else asked of the ring. */
+static enum role role_at(const uint8_t *roles, const pc_ring_t *ring, long self, uint32_t slot)
+{
+    return roles != NULL ? (enum role)roles[slot] : role_on(ring, self, slot);
+}
+
+/* On the core, a ring change: the view the workers serve by. `roles`:
+ * ours on nw per slot, or NULL. */
+static void view_publish(pc_server_t *s, const pc_ring_t *nw, long self, const uint8_t *roles)
 {
     node_shared_t *sh = s->sh;
     atomic_store_explicit(&sh->ring_fp, pc_ring_fingerprint(nw), memory_order_relaxed);
@@ -4425,7 +4437,8 @@ static void view_publish(pc_server_t *s, const pc_ring_t *nw, long self)
                           memory_order_relaxed);
     if (sh->gate != NULL) {
         for (uint32_t slot = 0; slot < PC_RING_SLOTS; slot++) {
-            uint32_t g = role_on(nw, self, slot) == ROLE_OWNER ? s->slot_epoch[slot] : GATE_NONE;
+            uint32_t g =
+                role_at(roles, nw, self, slot) == ROLE_OWNER ? s->slot_epoch[slot] : GATE_NONE;
             atomic_store_explicit(&sh->gate[slot], g, memory_order_relaxed);
         }
     }
@@ -4454,6 +4467,13 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
     uint32_t epoch = 0;
     uint32_t gained = 0, lost = 0;
     uint8_t *lostmap = old ? calloc(PC_RING_SLOTS, 1) : NULL;
+    /* Our roles on both rings, each in one pass over the placement. */
+    uint8_t *roles = malloc(2 * (size_t)PC_RING_SLOTS);
+    const uint8_t *rold = roles, *rnew = roles ? roles + PC_RING_SLOTS : NULL;
+    if (roles != NULL) {
+        pc_ring_roles(old, so, roles);
+        pc_ring_roles(nw, sn, roles + PC_RING_SLOTS);
+    }
     uint64_t now = now_ms(s);
     /* A node that was alone and now has company (it joined a cluster, or
      * the first member joined it) gains every slot it keeps: while alone
@@ -4461,7 +4481,7 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
      * owned them meanwhile may not know of it yet. */
     int joining = old != NULL && pc_ring_size(old) <= 1 && pc_ring_size(nw) > 1;
     for (uint32_t slot = 0; slot < PC_RING_SLOTS; slot++) {
-        enum role ro = role_on(old, so, slot), rn = role_on(nw, sn, slot);
+        enum role ro = role_at(rold, old, so, slot), rn = role_at(rnew, nw, sn, slot);
         int promoted = rn == ROLE_OWNER && ro == ROLE_REPLICA;
         if ((rn == ROLE_OWNER && ro != ROLE_OWNER && !(promoted && s->backend == NULL)) ||
             (rn == ROLE_REPLICA && ro == ROLE_NONE) || (joining && rn != ROLE_NONE)) {
@@ -4492,7 +4512,8 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
     pc_log_info(s->log, "ring %016llx: %zu member(s); this node gained %u and lost %u of %u slots",
                 (unsigned long long)pc_ring_fingerprint(nw), pc_ring_size(nw), gained, lost,
                 PC_RING_SLOTS);
-    view_publish(s, nw, sn);
+    view_publish(s, nw, sn, rnew);
+    free(roles);
     if (lostmap && (lost > 0 || s->handoff_target))
         handoff_start(s, nw, lostmap);
     free(lostmap);

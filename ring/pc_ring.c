@@ -599,14 +599,17 @@ int pc_ring_new(const pc_ring_member_t *members, size_t n, unsigned replicas, pc
          * every slot on its only member: no draws needed (index 0, and
          * replicas is 1). Scoring 65,536 slots would cost the start-up about
          * half a millisecond for nothing. */
-        if (n == 1)
+        if (n == 1) {
             memset(r->place, 0, PC_RING_SLOTS * sizeof *r->place);
-        else if (equal)
-            fill_equal(r);
-        else
-            fill_weighted(r);
-        for (uint32_t s = 0; s < PC_RING_SLOTS; s++)
-            r->owned[r->place[s]]++;
+            r->owned[0] = PC_RING_SLOTS;
+        } else {
+            if (equal)
+                fill_equal(r);
+            else
+                fill_weighted(r);
+            for (uint32_t s = 0; s < PC_RING_SLOTS; s++)
+                r->owned[r->place[s]]++;
+        }
     }
     rc = fingerprint(r);
     if (rc != PC_OK)
@@ -697,6 +700,25 @@ size_t pc_ring_slot_members(const pc_ring_t *r, uint32_t slot, uint32_t *out, si
     for (k = 0; k < max && k < r->replicas; k++)
         out[k] = r->place[k * PC_RING_SLOTS + slot];
     return k;
+}
+
+void pc_ring_roles(const pc_ring_t *r, long self, uint8_t *roles)
+{
+    memset(roles, PC_RING_ROLE_NONE, PC_RING_SLOTS);
+    if (!r || self < 0 || (size_t)self >= r->n)
+        return;
+    const uint16_t me = (uint16_t)self; /* self < n <= PC_RING_MAX_MEMBERS */
+    /* A member holds at most one placement of a slot: the replicas' rows
+     * first, so that the owner's row has the last word anyway. */
+    for (unsigned k = r->replicas; k-- > 1;) {
+        const uint16_t *row = r->place + (size_t)k * PC_RING_SLOTS;
+        for (uint32_t s = 0; s < PC_RING_SLOTS; s++)
+            if (row[s] == me)
+                roles[s] = PC_RING_ROLE_REPLICA;
+    }
+    for (uint32_t s = 0; s < PC_RING_SLOTS; s++)
+        if (r->place[s] == me)
+            roles[s] = PC_RING_ROLE_OWNER;
 }
 
 long pc_ring_slot_owner(const pc_ring_t *r, uint32_t slot)

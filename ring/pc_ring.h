@@ -109,6 +109,19 @@ long pc_ring_find(const pc_ring_t *r, const char *name);
  */
 size_t pc_ring_slot_members(const pc_ring_t *r, uint32_t slot, uint32_t *out, size_t max);
 
+/*
+ * What member `self` is to every slot, in one pass: roles[slot] =
+ * PC_RING_ROLE_OWNER if it owns the slot, PC_RING_ROLE_REPLICA if it is one
+ * of the slot's other placements, else PC_RING_ROLE_NONE (all of them for
+ * a NULL ring or self < 0). roles holds PC_RING_SLOTS bytes; the caller
+ * owns it. The same as asking pc_ring_slot_members per slot, without
+ * 65,536 calls (a node does this on every ring change).
+ */
+#define PC_RING_ROLE_NONE 0u
+#define PC_RING_ROLE_OWNER 1u
+#define PC_RING_ROLE_REPLICA 2u
+void pc_ring_roles(const pc_ring_t *r, long self, uint8_t *roles);
+
 /* Owner of a slot / of a key as a member index, or -1 for an empty ring
  * (or a slot out of range). */
 long pc_ring_slot_owner(const pc_ring_t *r, uint32_t slot);

@@ -575,6 +575,54 @@ static void test_fingerprint(void **state)
     pc_ring_free(&y);
 }
 
+/* pc_ring_roles agrees with pc_ring_slot_members for every member and
+ * slot, and says NONE everywhere for an outsider or no ring. */
+static void test_roles(void **state)
+{
+    static const struct {
+        size_t n;
+        unsigned replicas;
+    } cases[] = {{1, 1}, {1, 3}, {2, 2}, {5, 3}, {9, 8}};
+    static uint8_t roles[PC_RING_SLOTS];
+
+    (void)state;
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        pc_ring_member_t m[16];
+        char names[16][48];
+        for (size_t i = 0; i < cases[c].n; i++) {
+            snprintf(names[i], sizeof names[i], "role%zu", i);
+            m[i] = (pc_ring_member_t){names[i], 1 + (uint32_t)(i % 3)};
+        }
+        pc_ring_t *r = build(m, cases[c].n, cases[c].replicas);
+        for (size_t self = 0; self < cases[c].n; self++) {
+            size_t owned = 0;
+            pc_ring_roles(r, (long)self, roles);
+            for (uint32_t s = 0; s < PC_RING_SLOTS; s++) {
+                uint32_t at[PC_RING_MAX_REPLICAS];
+                size_t k = pc_ring_slot_members(r, s, at, PC_RING_MAX_REPLICAS);
+                unsigned want = PC_RING_ROLE_NONE;
+                for (size_t i = 0; i < k; i++)
+                    if (at[i] == self)
+                        want = i == 0 ? PC_RING_ROLE_OWNER : PC_RING_ROLE_REPLICA;
+                assert_int_equal(roles[s], want);
+                owned += roles[s] == PC_RING_ROLE_OWNER;
+            }
+            assert_int_equal(owned, pc_ring_owned_slots(r, self));
+        }
+        memset(roles, 0xff, sizeof roles);
+        pc_ring_roles(r, (long)cases[c].n, roles); /* not a member */
+        for (uint32_t s = 0; s < PC_RING_SLOTS; s++)
+            assert_int_equal(roles[s], PC_RING_ROLE_NONE);
+        memset(roles, 0xff, sizeof roles);
+        pc_ring_roles(r, -1, roles);
+        assert_int_equal(roles[PC_RING_SLOTS - 1], PC_RING_ROLE_NONE);
+        pc_ring_free(&r);
+    }
+    memset(roles, 0xff, sizeof roles);
+    pc_ring_roles(NULL, 0, roles);
+    assert_int_equal(roles[0], PC_RING_ROLE_NONE);
+}
+
 static void test_replicas(void **state)
 {
     static const struct {
@@ -980,6 +1028,7 @@ int main(void)
         cmocka_unit_test(test_order_independence),
         cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_replicas),
+        cmocka_unit_test(test_roles),
         cmocka_unit_test(test_single_and_empty),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_find_and_owned),
