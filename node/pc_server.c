@@ -2967,6 +2967,31 @@ static int view_valid(const pc_server_t *s, const pc_item_t *it, const uint8_t *
     return e >= atomic_load_explicit(&s->sh->gate[pc_ring_slot(k, n)], memory_order_relaxed);
 }
 
+/* Answers a GET with a valid hit `it` (the reference is consumed): now,
+ * or queued behind the connection's unfinished requests. 0 = out of
+ * memory for the queue entry: the caller serves it another way. */
+static int answer_hit(conn_t *c, const pc_request_t *rq, pc_item_t *it, uint64_t now)
+{
+    pc_server_t *s = c->srv;
+    if (pc_list_empty(&c->reqs)) {
+        pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
+        entry_from_item(&resp.entry, it, now);
+        answer(c, &resp);
+        pc_store_release(s->store, it);
+        return 1;
+    }
+    req_t *r = req_new(c, rq->op, rq->id, 1); /* behind an unfinished one */
+    if (r == NULL) {
+        pc_store_release(s->store, it);
+        return 0;
+    }
+    r->waiting = 1;
+    r->slots[0].item = it;
+    r->slots[0].status = PC_ST_OK;
+    slot_resolved(&r->slots[0]);
+    return 1;
+}
+
 /* A GET a worker answers itself: a valid hit in a slot we own, or a miss
  * with nothing behind the store. 0 = relay it. */
 static int worker_get(conn_t *c, const pc_request_t *rq)
@@ -2990,23 +3015,7 @@ static int worker_get(conn_t *c, const pc_request_t *rq)
         pc_store_release(s->store, it);
         return 0; /* from before we gained the slot: the core drops it */
     }
-    if (pc_list_empty(&c->reqs)) {
-        pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
-        entry_from_item(&resp.entry, it, now);
-        answer(c, &resp);
-        pc_store_release(s->store, it);
-        return 1;
-    }
-    req_t *r = req_new(c, rq->op, rq->id, 1);
-    if (r == NULL) {
-        pc_store_release(s->store, it);
-        return 0;
-    }
-    r->waiting = 1;
-    r->slots[0].item = it;
-    r->slots[0].status = PC_ST_OK;
-    slot_resolved(&r->slots[0]);
-    return 1;
+    return answer_hit(c, rq, it, now);
 }
 
 /* An MGET of keys we all own on a memory-only node. 0 = relay it. */
@@ -3093,23 +3102,7 @@ static int home_hit(conn_t *c, const pc_request_t *rq)
     uint64_t now = now_ms(s);
     if (store_lookup(s, rq->key.ptr, rq->key.len, NO_SLOT, now, &it, 0) != 0)
         return 0;
-    if (pc_list_empty(&c->reqs)) {
-        pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
-        entry_from_item(&resp.entry, it, now);
-        answer(c, &resp);
-        pc_store_release(s->store, it);
-        return 1;
-    }
-    req_t *r = req_new(c, rq->op, rq->id, 1); /* behind an unfinished one */
-    if (r == NULL) {
-        pc_store_release(s->store, it);
-        return 0;
-    }
-    r->waiting = 1;
-    r->slots[0].item = it;
-    r->slots[0].status = PC_ST_OK;
-    slot_resolved(&r->slots[0]);
-    return 1;
+    return answer_hit(c, rq, it, now);
 }
 
 /*

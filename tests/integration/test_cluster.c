@@ -736,6 +736,18 @@ static int homes_are(void *p)
     return 1;
 }
 
+/* n nodes of two loops each, converged and with their homes on. The
+ * caller clears node_extra again (nodes it starts later get two loops). */
+static void two_loop_cluster_up(cluster_t *cl, int n)
+{
+    static const char *const two[] = {"--threads", "2", NULL};
+    node_extra = two;
+    cluster_up(cl, n);
+    wait_converged(cl, n, 10000);
+    homes_arg_t on = {cl, 2};
+    assert_true(pc_h_poll(homes_are, &on, 15000));
+}
+
 /*
  * Nodes of two loops each, settled: every loop reads and writes its share
  * of the owned keys through its own Redis connection, and forwards and
@@ -748,13 +760,9 @@ static int homes_are(void *p)
 static void test_home_loops_in_a_cluster(void **state)
 {
     (void)state;
-    static const char *const two[] = {"--threads", "2", NULL};
-    node_extra = two;
     cluster_t cl;
-    cluster_up(&cl, 3);
-    wait_converged(&cl, 3, 10000);
+    two_loop_cluster_up(&cl, 3);
     homes_arg_t on = {&cl, 2};
-    assert_true(pc_h_poll(homes_are, &on, 15000));
 
     char nodes[256];
     snprintf(nodes, sizeof nodes, "%s,%s", cl.node[0].addr, cl.node[1].addr);
@@ -990,13 +998,8 @@ static void test_replica_keeps_the_newer_version(void **state)
 static void test_replicas_applied_on_any_loop(void **state)
 {
     (void)state;
-    static const char *const two[] = {"--threads", "2", NULL};
-    node_extra = two;
     cluster_t cl;
-    cluster_up(&cl, 2);
-    wait_converged(&cl, 2, 10000);
-    homes_arg_t on = {&cl, 2};
-    assert_true(pc_h_poll(homes_are, &on, 15000));
+    two_loop_cluster_up(&cl, 2);
     int64_t relayed0 = stat_of(&cl.node[1], "relayed");
     int64_t work0 = stat_of(&cl.node[1], "worker_requests");
     /* Four keys node 1 owns, so that either of its loops serves a read. */
