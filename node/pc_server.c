@@ -3215,8 +3215,24 @@ static int home_replicate(conn_t *c, const pc_request_t *rq)
                 pc_store_release(s->store, it);
             }
         }
-        if (done)
+        if (done) {
             handle_replicate(c, rq);
+            /* Homes went off meanwhile: the core may have bumped the
+             * store's epoch for slots it gains before our sets read it,
+             * so these copies could pass for ones stored after the ring
+             * change, uncapped by its settle window. The core would have
+             * applied the batch before the change (and the copies would
+             * have gone stale) or after it (capped); not keeping them is
+             * on the safe side of both. */
+            if (!atomic_load(&sh->homes)) {
+                for (uint32_t i = 0; i < rq->nentries; i++) {
+                    const pc_repl_entry_t *e = &rq->entries[i];
+                    if (e->has_value)
+                        pc_store_del_if_older(s->store, e->key.ptr, e->key.len,
+                                              e->version + 1, now);
+                }
+            }
+        }
     }
     atomic_fetch_sub(&s->busy, 1);
     return done;
