@@ -119,7 +119,13 @@ static void test_peercache_closed_and_open_loop(void **state)
     check_clean(r);
     assert_true(num(r, "rate") == 2000);
     ops = num(r, "ops");
-    assert_true(ops >= 0.9 * 4000 && ops <= 4001);
+    /* The window counts answers that arrive in it: a request scheduled in
+     * the warm-up and answered after it counts too, one scheduled near the
+     * end and answered after it does not. So at most 4,000, plus one per
+     * thread whose schedule has a slot on each edge of the 2 s, plus what
+     * can be outstanding at the window's start (8 connections x pipeline
+     * 1). 4,002 has been seen. */
+    assert_true(ops >= 0.9 * 4000 && ops <= 4000 + 2 + 8);
     assert_true(num(r, "unsent") < 100);
 
     free(r);
