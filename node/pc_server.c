@@ -368,7 +368,27 @@ typedef struct loop_snap {
     int buf_full;
 } loop_snap_t;
 
+/*
+ * What every loop of a node serves by: pc_server_new reads it from the
+ * config, pc_server_add_worker gives each worker the core's copy. (Only
+ * max_buffer_memory is then split between the loops, at start.)
+ */
+typedef struct loop_settings {
+    pc_proto_limits_t limits;
+    uint64_t settle_ms; /* --ring-settle */
+    uint64_t max_connections;
+    uint64_t idle_timeout_ms;
+    uint64_t max_inflight;
+    size_t max_output;
+    uint64_t shutdown_timeout_ms;
+    /* Resource limits across connections (srv_buffer_check). */
+    uint64_t frame_timeout_ms;
+    uint64_t output_timeout_ms;
+    size_t max_buffer_memory;
+} loop_settings_t;
+
 struct pc_server {
+    loop_settings_t set; /* the same on every loop of the node */
     uv_loop_t *loop;
     const pc_log_t *log;
     pc_store_t *store;
@@ -380,7 +400,6 @@ struct pc_server {
     uint64_t auth_window_fails;
     pc_proto_decoder_t *dec;
     pc_proto_decoder_t *pdec; /* replies from peers, outside dispatch */
-    pc_proto_limits_t limits;
     pc_buf_t scratch;         /* frames to peers, encoded then copied */
     /* Per ring slot: the store epoch at which this node last gained the
      * slot (became its owner, or a replica from nothing). Items stored
@@ -392,7 +411,6 @@ struct pc_server {
      * gain: a node still on the old ring may write Redis behind our back
      * until the new ring reaches it (docs/CONSISTENCY.md). */
     uint64_t *slot_gained;
-    uint64_t settle_ms;
     /* The highest slot_epoch[] and the latest slot_gained[]: an item at
      * least this new is valid in every slot, and past last_gained +
      * settle_ms no slot is settling. They spare the hot path a read of
@@ -422,20 +440,13 @@ struct pc_server {
 
     char *listen;
     char *name;
-    uint64_t max_connections;
-    uint64_t idle_timeout_ms;
-    uint64_t max_inflight;
-    size_t max_output;
-    uint64_t shutdown_timeout_ms;
     uint64_t sweep_interval_ms;
 
-    /* Resource limits across connections (see srv_buffer_check and
-     * conn_read_shared). buf_bytes is the allocation of every connection
-     * buffer -- readers, out, wbuf, the answers held in req_t's -- kept
-     * exact by the buffers themselves (pc_buf_set_account). */
-    uint64_t frame_timeout_ms;
-    uint64_t output_timeout_ms;
-    size_t max_buffer_memory;
+    /* Resource use across connections (see srv_buffer_check and
+     * conn_read_shared; the caps are in `set`). buf_bytes is the
+     * allocation of every connection buffer -- readers, out, wbuf, the
+     * answers held in req_t's -- kept exact by the buffers themselves
+     * (pc_buf_set_account). */
     size_t buf_bytes;
     int buf_full;       /* over the cap: nobody reads, newcomers are refused */
     int buf_checking;   /* inside srv_buffer_check */
@@ -702,13 +713,13 @@ static int conn_paused(const conn_t *c)
      * requests at the core. */
     if (c->internal)
         return 0;
-    return c->nreqs >= s->max_inflight || conn_queued(c) + c->held > s->max_output ||
+    return c->nreqs >= s->set.max_inflight || conn_queued(c) + c->held > s->set.max_output ||
            c->auth_pending || c->relayed >= RELAY_MAX_PER_CONN;
 }
 
 static int conn_output_over(const conn_t *c)
 {
-    return conn_queued(c) + c->held > c->srv->max_output;
+    return conn_queued(c) + c->held > c->srv->set.max_output;
 }
 
 /*
@@ -789,7 +800,7 @@ static void conn_update_reading(conn_t *c)
  */
 static unsigned srv_buffer_evict(pc_server_t *s)
 {
-    size_t total = s->buf_bytes, goal = s->max_buffer_memory - s->max_buffer_memory / 8;
+    size_t total = s->buf_bytes, goal = s->set.max_buffer_memory - s->set.max_buffer_memory / 8;
     unsigned closed = 0;
     /* Input of connections already closing is on its way out. */
     for (pc_list_t *n = s->conns.next; n != &s->conns; n = n->next) {
@@ -839,13 +850,13 @@ static void srv_buffer_check(pc_server_t *s)
     if (s->buf_checking)
         return;
     int full = s->buf_full;
-    if (!full && s->buf_bytes > s->max_buffer_memory) {
+    if (!full && s->buf_bytes > s->set.max_buffer_memory) {
         s->buf_checking = 1;
         srv_buffer_evict(s);
         s->buf_checking = 0;
         full = 1; /* until the evicted connections' memory is released */
     }
-    else if (full && s->buf_bytes < s->max_buffer_memory - s->max_buffer_memory / 8)
+    else if (full && s->buf_bytes < s->set.max_buffer_memory - s->set.max_buffer_memory / 8)
         full = 0;
     else if (full) {
         /* Still over 7/8 with nobody reading: the inputs that are left
@@ -1285,11 +1296,11 @@ static int store_get_valid(pc_server_t *s, const uint8_t *k, size_t n, uint32_t 
 static int settling_slot(const pc_server_t *s, uint32_t slot, uint64_t *gained)
 {
     if (s->slot_gained == NULL || s->last_gained == 0 ||
-        now_ms(s) >= s->last_gained + s->settle_ms)
+        now_ms(s) >= s->last_gained + s->set.settle_ms)
         return 0;
     uint64_t g = s->slot_gained[slot];
     *gained = g;
-    return g != 0 && now_ms(s) < g + s->settle_ms;
+    return g != 0 && now_ms(s) < g + s->set.settle_ms;
 }
 
 static int settling(const pc_server_t *s, const uint8_t *k, size_t n, uint64_t *gained)
@@ -1303,7 +1314,7 @@ static uint64_t settle_cap_slot(pc_server_t *s, uint32_t slot, uint64_t expire)
     uint64_t g;
     if (!settling_slot(s, slot, &g))
         return expire;
-    uint64_t cap = g + 2 * s->settle_ms;
+    uint64_t cap = g + 2 * s->set.settle_ms;
     if (expire == 0 || expire > cap) {
         s->stats.settle_capped++;
         return cap;
@@ -1339,7 +1350,7 @@ static void tomb_add(pc_server_t *s, const uint8_t *k, size_t n)
             victim = t;
     }
     victim->hash = h;
-    victim->until = g + 2 * s->settle_ms;
+    victim->until = g + 2 * s->set.settle_ms;
 }
 
 static int tomb_has(pc_server_t *s, const uint8_t *k, size_t n)
@@ -1418,7 +1429,7 @@ static void read_req_finish(req_t *r)
         return;
     }
     size_t fixed = 64 + (size_t)r->nslots * MGET_SHORT_ENTRY;
-    size_t budget = s->limits.max_frame > fixed ? s->limits.max_frame - fixed : 0;
+    size_t budget = s->set.limits.max_frame > fixed ? s->set.limits.max_frame - fixed : 0;
     for (uint32_t i = 0; i < r->nslots; i++) {
         entry_from_slot(&entries[i], &r->slots[i], now);
         if (entries[i].status != PC_ST_OK)
@@ -1464,7 +1475,7 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
     /* Another program may have written a value over our max_value (even
      * over max_frame) to Redis: it is neither cached nor sent, the key
      * answers TOO_LARGE, as a SET of it would have. */
-    int too_large = err == 0 && found && vlen > s->limits.max_value;
+    int too_large = err == 0 && found && vlen > s->set.limits.max_value;
 
     /* Fill the store unless something newer got there first (see the
      * ordering argument at the top: then that entry is what we serve) or
@@ -3556,7 +3567,7 @@ static const char *conn_refusal(pc_server_t *s)
 {
     if (s->shutting_down)
         return "server shutting down";
-    if (atomic_load_explicit(&s->sh->nconns, memory_order_relaxed) > s->max_connections)
+    if (atomic_load_explicit(&s->sh->nconns, memory_order_relaxed) > s->set.max_connections)
         return "too many connections";
     srv_buffer_check(s);
     if (s->buf_full) {
@@ -3584,7 +3595,7 @@ static void on_connection(uv_stream_t *server, int status)
     pc_list_push_back(&s->conns, &c->link);
     /* Sealed peer frames fit too: max-frame leaves room for the seal
      * beside the largest key and value (FRAME_SLACK in pc_config.c). */
-    pc_proto_reader_init(&c->rd, s->limits.max_frame);
+    pc_proto_reader_init(&c->rd, s->set.limits.max_frame);
     c->authed = !token_required(s);
     pc_buf_init(&c->out, 0);
     pc_buf_init(&c->wbuf, 0);
@@ -3654,8 +3665,8 @@ static void conn_check_limits(conn_t *c, uint64_t now)
         conn_trim(c, now);
         return;
     }
-    if (s->frame_timeout_ms > 0 && c->frame_since != 0 &&
-        now - c->frame_since >= s->frame_timeout_ms) {
+    if (s->set.frame_timeout_ms > 0 && c->frame_since != 0 &&
+        now - c->frame_since >= s->set.frame_timeout_ms) {
         s->stats.frame_timeouts++;
         pc_log_info(s->log, "client %s: frame not complete %llu ms after it began; closing",
                     c->peer, (unsigned long long)(now - c->frame_since));
@@ -3666,7 +3677,7 @@ static void conn_check_limits(conn_t *c, uint64_t now)
         conn_close(c, NULL);
         return;
     }
-    if (c->out_since != 0 && now - c->out_since >= s->output_timeout_ms) {
+    if (c->out_since != 0 && now - c->out_since >= s->set.output_timeout_ms) {
         s->stats.output_timeouts++;
         pc_log_info(s->log, "client %s: %zu bytes of replies unread for %llu ms; closing",
                     c->peer, conn_queued(c) + c->held,
@@ -3674,8 +3685,8 @@ static void conn_check_limits(conn_t *c, uint64_t now)
         conn_close(c, "output timeout");
         return;
     }
-    if (s->idle_timeout_ms > 0 && c->nreqs == 0 && !c->writing && !c->auth_pending &&
-        now - c->last_active >= s->idle_timeout_ms) {
+    if (s->set.idle_timeout_ms > 0 && c->nreqs == 0 && !c->writing && !c->auth_pending &&
+        now - c->last_active >= s->set.idle_timeout_ms) {
         s->stats.idle_timeouts++;
         conn_close(c, "idle timeout");
         return;
@@ -3736,7 +3747,7 @@ static void home_update(pc_server_t *s)
     uint64_t now = now_ms(s);
     int want = (s->cluster == NULL || (s->rv != NULL && s->rv->self >= 0 && s->rv_pending == 0)) &&
                now >= atomic_load_explicit(&sh->settle_until, memory_order_relaxed) &&
-               (s->ring_at == 0 || now >= s->ring_at + s->settle_ms) &&
+               (s->ring_at == 0 || now >= s->ring_at + s->set.settle_ms) &&
                s->handoff_target == NULL && s->handoff_resend == NULL &&
                s->handoff_inflight == 0 && !s->shutting_down && !s->workers_stopping;
     int on = atomic_load(&sh->homes);
@@ -4010,10 +4021,10 @@ static void handoff_step(uv_timer_t *t)
     }
     if (!s->handoff_scanning && s->handoff_inflight == 0 && s->handoff_resend == NULL) {
         handoff_finished(s);
-    } else if (s->handoff_done && now - s->handoff_started > s->shutdown_timeout_ms) {
+    } else if (s->handoff_done && now - s->handoff_started > s->set.shutdown_timeout_ms) {
         /* Leaving: do not hold the shutdown hostage to a slow receiver. */
         pc_log_warn(s->log, "hand-off: not done after %llu ms; leaving anyway",
-                    (unsigned long long)s->shutdown_timeout_ms);
+                    (unsigned long long)s->set.shutdown_timeout_ms);
         handoff_finished(s);
     }
 }
@@ -4192,7 +4203,7 @@ static int conn_attach_internal(pc_server_t *s, int fd, int peer, size_t idx)
     c->refs = 1;
     pc_list_init(&c->reqs);
     pc_list_push_back(&s->conns, &c->link);
-    pc_proto_reader_init(&c->rd, s->limits.max_frame);
+    pc_proto_reader_init(&c->rd, s->set.limits.max_frame);
     pc_buf_init(&c->out, 0);
     pc_buf_init(&c->wbuf, 0);
     pc_proto_reader_account(&c->rd, &s->buf_bytes);
@@ -4236,18 +4247,9 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backe
     w->core = core;
     w->index = core->nworkers + 1;
     w->reuseport = 1;
-    w->limits = core->limits;
+    w->set = core->set;
     w->listen = strdup(core->listen);
     w->name = strdup(core->name);
-    w->max_connections = core->max_connections;
-    w->idle_timeout_ms = core->idle_timeout_ms;
-    w->max_inflight = core->max_inflight;
-    w->max_output = core->max_output;
-    w->frame_timeout_ms = core->frame_timeout_ms;
-    w->output_timeout_ms = core->output_timeout_ms;
-    w->max_buffer_memory = core->max_buffer_memory;
-    w->shutdown_timeout_ms = core->shutdown_timeout_ms;
-    w->settle_ms = core->settle_ms;
     w->rbuf = malloc(READ_CHUNK);
     w->ks_nbuckets = 64;
     w->ks_buckets = calloc(w->ks_nbuckets, sizeof *w->ks_buckets);
@@ -4263,9 +4265,9 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backe
     pthread_mutex_init(&w->xq_lock, NULL);
     randombytes_buf(w->ks_hashkey, sizeof w->ks_hashkey);
     if (w->listen == NULL || w->name == NULL || w->rbuf == NULL || w->ks_buckets == NULL ||
-        pc_proto_decoder_new(&w->limits, &w->dec) < 0 ||
-        pc_proto_decoder_new(&w->limits, &w->pdec) < 0 ||
-        pc_proto_decoder_new(&w->limits, &w->fdec) < 0 ||
+        pc_proto_decoder_new(&w->set.limits, &w->dec) < 0 ||
+        pc_proto_decoder_new(&w->set.limits, &w->pdec) < 0 ||
+        pc_proto_decoder_new(&w->set.limits, &w->fdec) < 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fds) < 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fds + 2) < 0) {
         pc_server_free(&w);
@@ -4442,7 +4444,7 @@ static void view_publish(pc_server_t *s, const pc_ring_t *nw, long self, const u
     node_shared_t *sh = s->sh;
     atomic_store_explicit(&sh->ring_fp, pc_ring_fingerprint(nw), memory_order_relaxed);
     atomic_store_explicit(&sh->epoch_min, s->slot_epoch_max, memory_order_relaxed);
-    atomic_store_explicit(&sh->settle_until, s->last_gained ? s->last_gained + s->settle_ms : 0,
+    atomic_store_explicit(&sh->settle_until, s->last_gained ? s->last_gained + s->set.settle_ms : 0,
                           memory_order_relaxed);
     if (sh->gate != NULL) {
         for (uint32_t slot = 0; slot < PC_RING_SLOTS; slot++) {
@@ -4544,29 +4546,29 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     s->peers = peers;
     pc_buf_init(&s->scratch, 0);
     pc_buf_init(&s->fbuf, 0);
-    pc_proto_limits_default(&s->limits);
-    s->limits.max_frame = (uint32_t)cfg->max_frame;
-    s->limits.max_key = (uint32_t)cfg->max_key;
-    s->limits.max_value = (uint32_t)cfg->max_value;
-    s->limits.max_mget_keys = (uint32_t)cfg->max_mget_keys;
+    pc_proto_limits_default(&s->set.limits);
+    s->set.limits.max_frame = (uint32_t)cfg->max_frame;
+    s->set.limits.max_key = (uint32_t)cfg->max_key;
+    s->set.limits.max_value = (uint32_t)cfg->max_value;
+    s->set.limits.max_mget_keys = (uint32_t)cfg->max_mget_keys;
     s->listen = strdup(cfg->listen);
     s->name = strdup(cfg->name ? cfg->name : cfg->listen);
-    s->max_connections = cfg->max_connections;
-    s->idle_timeout_ms = cfg->idle_timeout_ms;
-    s->max_inflight = cfg->max_inflight ? cfg->max_inflight : 1;
-    s->max_output = cfg->max_output;
-    s->frame_timeout_ms = cfg->frame_timeout_ms;
-    s->output_timeout_ms = cfg->output_timeout_ms ? cfg->output_timeout_ms : 1;
-    s->max_buffer_memory = cfg->max_buffer_memory ? cfg->max_buffer_memory : SIZE_MAX;
+    s->set.max_connections = cfg->max_connections;
+    s->set.idle_timeout_ms = cfg->idle_timeout_ms;
+    s->set.max_inflight = cfg->max_inflight ? cfg->max_inflight : 1;
+    s->set.max_output = cfg->max_output;
+    s->set.frame_timeout_ms = cfg->frame_timeout_ms;
+    s->set.output_timeout_ms = cfg->output_timeout_ms ? cfg->output_timeout_ms : 1;
+    s->set.max_buffer_memory = cfg->max_buffer_memory ? cfg->max_buffer_memory : SIZE_MAX;
     s->rbuf = malloc(READ_CHUNK);
-    s->shutdown_timeout_ms = cfg->shutdown_timeout_ms;
+    s->set.shutdown_timeout_ms = cfg->shutdown_timeout_ms;
     s->sweep_interval_ms = cfg->sweep_interval_ms;
     s->ks_nbuckets = 64;
     s->ks_buckets = calloc(s->ks_nbuckets, sizeof *s->ks_buckets);
     pc_list_init(&s->conns);
     pc_list_init(&s->runnable);
     randombytes_buf(s->ks_hashkey, sizeof s->ks_hashkey);
-    s->settle_ms = cfg->ring_settle_ms;
+    s->set.settle_ms = cfg->ring_settle_ms;
     s->handoff_rate = cfg->handoff_rate;
     s->reuseport = cfg->threads > 1;
     pthread_mutex_init(&s->xq_lock, NULL);
@@ -4589,9 +4591,9 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     if (s->listen == NULL || s->name == NULL || s->ks_buckets == NULL || s->rbuf == NULL ||
         s->sh == NULL || (cfg->threads > 1 && cluster != NULL && s->sh->gate == NULL) ||
         (cluster != NULL && (s->slot_epoch == NULL || s->slot_gained == NULL)) ||
-        pc_proto_decoder_new(&s->limits, &s->dec) < 0 ||
-        pc_proto_decoder_new(&s->limits, &s->pdec) < 0 ||
-        pc_proto_decoder_new(&s->limits, &s->fdec) < 0) {
+        pc_proto_decoder_new(&s->set.limits, &s->dec) < 0 ||
+        pc_proto_decoder_new(&s->set.limits, &s->pdec) < 0 ||
+        pc_proto_decoder_new(&s->set.limits, &s->fdec) < 0) {
         pc_server_free(&s);
         return PC_ENOMEM;
     }
@@ -4679,7 +4681,7 @@ static int relay_open(pc_server_t *s, relay_t *rl, int fd, size_t to)
     rl->srv = s;
     rl->to = to;
     pc_list_init(&rl->reqs);
-    pc_proto_reader_init(&rl->rd, s->limits.max_frame);
+    pc_proto_reader_init(&rl->rd, s->set.limits.max_frame);
     uv_pipe_init(s->loop, &rl->pipe, 0);
     rl->pipe.data = rl;
     s->handles_open++;
@@ -4749,7 +4751,7 @@ static int worker_start(pc_server_t *w, const struct sockaddr *sa, socklen_t sal
         return PC_EIO;
     }
     w->listening = 1;
-    w->max_buffer_memory = core->max_buffer_memory; /* the share pc_server_start set */
+    w->set.max_buffer_memory = core->set.max_buffer_memory; /* the share pc_server_start set */
     start_handles(w);
     for (int k = 0; k < 2; k++) {
         rc = relay_open(w, &w->relays[k], w->fds[2 * k], 0);
@@ -4796,7 +4798,7 @@ int pc_server_start(pc_server_t *s)
         uv_timer_start(&s->handoff_timer, handoff_step, HANDOFF_DELAY_MS, 5);
 
     /* The buffer cap is the node's: each loop gets an equal share. */
-    s->max_buffer_memory /= s->nworkers + 1;
+    s->set.max_buffer_memory /= s->nworkers + 1;
     struct sockaddr_storage ss;
     int sslen = sizeof ss;
     if (s->nworkers > 0 && uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &sslen) < 0)
@@ -4874,7 +4876,7 @@ static void shutdown_timeout_cb(uv_timer_t *t)
 {
     pc_server_t *s = t->data;
     pc_log_warn(s->log, "shutdown: %llu connection(s) still busy after %llu ms; closing them",
-                (unsigned long long)s->nconns, (unsigned long long)s->shutdown_timeout_ms);
+                (unsigned long long)s->nconns, (unsigned long long)s->set.shutdown_timeout_ms);
     pc_list_t *n = s->conns.next;
     while (n != &s->conns) {
         conn_t *c = pc_list_entry(n, conn_t, link);
@@ -4965,7 +4967,7 @@ static void shutdown_loop(pc_server_t *s, void (*done)(void *), void *arg)
         c->eof = 1;
         conn_process(c);
     }
-    uv_timer_start(&s->shutdown_timer, shutdown_timeout_cb, s->shutdown_timeout_ms, 0);
+    uv_timer_start(&s->shutdown_timer, shutdown_timeout_cb, s->set.shutdown_timeout_ms, 0);
     uv_timer_start(&s->tick, shutdown_poll_cb, 10, 10);
 }
 
