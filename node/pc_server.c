@@ -2368,9 +2368,11 @@ static void handle_replicate(conn_t *c, const pc_request_t *rq)
         } else {
             int mode = PC_STORE_SET_IF_NEWER;
             pc_item_t *it;
-            if (pc_store_peek(s->store, e->key.ptr, e->key.len, now, &it) == 0) {
-                if (s->slot_epoch != NULL &&
-                    pc_item_epoch(it) < s->slot_epoch[pc_ring_slot(e->key.ptr, e->key.len)])
+            /* (A worker has no per-slot epochs: home_replicate checked the
+             * copy against the newest one before it came here.) */
+            if (s->slot_epoch != NULL &&
+                pc_store_peek(s->store, e->key.ptr, e->key.len, now, &it) == 0) {
+                if (pc_item_epoch(it) < s->slot_epoch[pc_ring_slot(e->key.ptr, e->key.len)])
                     mode = PC_STORE_SET_ALWAYS;
                 pc_store_release(s->store, it);
             }
