@@ -44,7 +44,9 @@
  * before a write is answered before it, so the store sees fills and
  * writes in the order Redis applied them; a fill only inserts when the
  * key is absent (anything present arrived later and is at least as new).
- * A read sent from any other loop is passed on uncached (home_foreign).
+ * A read that reaches Redis from any other loop is passed on uncached
+ * (home_foreign): a safety net for requests that met a homes switch on
+ * their way, since GET and MGET misses go to their key's home.
  */
 #include "pc_server.h"
 
@@ -82,6 +84,17 @@
 typedef struct conn conn_t;
 typedef struct req req_t;
 typedef struct keystate keystate_t;
+
+/* Something waiting on a relay to another loop for its answer (in
+ * relay->waits): a request relayed whole (req_t.rw), or the keys of an
+ * MGET sent to their home loop (mrelay_t). done() runs exactly once: with
+ * the answer (valid during the call only), or with NULL when the relay
+ * failed. */
+typedef struct relay_wait {
+    pc_list_t link;
+    uint64_t id; /* the relay's id for it */
+    void (*done)(struct relay_wait *w, pc_response_t *resp);
+} relay_wait_t;
 
 /* Hand-off: entries per REPLICATE batch, bytes per batch, batches in
  * flight, items examined per step, the pause before streaming starts,
@@ -159,8 +172,7 @@ struct req {
 
     /* forwarded to the key's owner: the owner's answer is relayed as is */
     int forwarded;
-    pc_list_t rlink;   /* relayed to another loop: in relay->reqs */
-    uint64_t relay_id; /* ... under this id (the client's is r->id) */
+    relay_wait_t rw;   /* relayed to another loop (the client's id is r->id) */
     int relay_write;   /* ... and counts in c->relayed_writes */
 
     uint32_t nslots;
@@ -354,7 +366,7 @@ typedef struct relay {
     int writing;
     int open;
     pc_proto_reader_t rd;
-    pc_list_t reqs; /* req_t's relayed, oldest first (rlink) */
+    pc_list_t waits; /* relay_wait_t's, oldest first */
     uint64_t next_id;
 } relay_t;
 
@@ -1702,6 +1714,25 @@ static void mfwd_fallback(mfwd_t *f)
     }
 }
 
+/* An MGET key answered elsewhere (its owner, or its home loop): the
+ * entry's value is copied, the answer it came in is transient. */
+static void slot_take_entry(slot_t *sl, const pc_entry_t *e)
+{
+    sl->status = e->status;
+    if (e->status != PC_ST_OK)
+        return;
+    sl->copy = malloc(e->value.len ? e->value.len : 1);
+    if (sl->copy == NULL) {
+        sl->status = PC_ST_INTERNAL;
+        return;
+    }
+    memcpy(sl->copy, e->value.ptr, e->value.len);
+    sl->copy_len = e->value.len;
+    sl->copy_flags = e->flags;
+    sl->copy_version = e->version;
+    sl->copy_ttl = e->ttl_ms;
+}
+
 static void mfwd_done(void *arg, int err, const uint8_t *body, size_t len)
 {
     mfwd_t *f = arg;
@@ -1721,22 +1752,8 @@ static void mfwd_done(void *arg, int err, const uint8_t *body, size_t len)
     }
     for (uint32_t j = 0; j < f->n; j++) {
         slot_t *sl = &r->slots[f->idx[j]];
-        if (err == 0 && !closing) {
-            const pc_entry_t *e = &resp.entries[j];
-            sl->status = e->status;
-            if (e->status == PC_ST_OK) {
-                sl->copy = malloc(e->value.len ? e->value.len : 1);
-                if (sl->copy == NULL) {
-                    sl->status = PC_ST_INTERNAL;
-                } else {
-                    memcpy(sl->copy, e->value.ptr, e->value.len);
-                    sl->copy_len = e->value.len;
-                    sl->copy_flags = e->flags;
-                    sl->copy_version = e->version;
-                    sl->copy_ttl = e->ttl_ms;
-                }
-            }
-        }
+        if (err == 0 && !closing)
+            slot_take_entry(sl, &resp.entries[j]);
         slot_resolved(sl);
     }
     free(f);
@@ -1792,6 +1809,111 @@ static void mget_forward(conn_t *c, req_t *r, const pc_request_t *rq, const uint
         return;
     }
     s->stats.forwarded++;
+}
+
+/*
+ * The keys of an MGET that missed here and are homed on another loop
+ * (homes on), sent to that loop as one MGET: it reads them through on its
+ * own Redis connection, which orders them among that key's writes, and
+ * caches them, as a GET miss relayed there would be. The answer fills
+ * their slots.
+ */
+typedef struct mrelay {
+    relay_wait_t rw;
+    req_t *r;
+    uint32_t n;
+    uint32_t idx[]; /* slot index in r of each key sent */
+} mrelay_t;
+
+static relay_t *home_relay(pc_server_t *s, size_t h);
+static void relay_wait_add(relay_t *rl, relay_wait_t *w, uint64_t id);
+
+static void mrelay_done(relay_wait_t *w, pc_response_t *resp)
+{
+    mrelay_t *m = pc_list_entry(w, mrelay_t, rw);
+    req_t *r = m->r;
+    conn_t *c = r->c;
+    int ok = resp != NULL && resp->op == PC_OP_MGET && resp->status == PC_ST_OK &&
+             resp->nentries == m->n;
+    c->relayed--;
+    for (uint32_t j = 0; j < m->n; j++) {
+        slot_t *sl = &r->slots[m->idx[j]];
+        if (ok && !c->closing)
+            slot_take_entry(sl, &resp->entries[j]);
+        else
+            sl->status = PC_ST_INTERNAL; /* the node is stopping */
+        slot_resolved(sl); /* may finish (and free) the request on the last */
+    }
+    free(m);
+}
+
+/* Sends keys idx[0..n) of an MGET, all homed on loop h, to that loop. A
+ * peer's FORWARD goes on as one, its hops kept, so that the home never
+ * relays it to another member. If it cannot go, they are read here,
+ * uncached (slot_miss). */
+static void mget_relay(conn_t *c, req_t *r, const pc_request_t *rq, const uint32_t *idx,
+                       uint32_t n, size_t h)
+{
+    pc_server_t *s = c->srv;
+    relay_t *rl = home_relay(s, h);
+    mrelay_t *m = malloc(sizeof *m + n * sizeof *m->idx);
+    pc_bytes_t *keys = malloc(n * sizeof *keys);
+    uint64_t id = rl->next_id + 1;
+    int rc = PC_ENOMEM;
+    if (m != NULL && keys != NULL && rl->open) {
+        for (uint32_t j = 0; j < n; j++) {
+            keys[j] = rq->keys[idx[j]];
+            m->idx[j] = idx[j];
+        }
+        pc_request_t mg = {.op = PC_OP_MGET, .id = id, .nkeys = n, .keys = keys};
+        if (c->hops == 0) {
+            rc = pc_proto_encode_request(&rl->out, &mg);
+        } else {
+            pc_buf_reset(&s->fbuf);
+            rc = pc_proto_encode_request(&s->fbuf, &mg);
+            pc_request_t fw = {.op = PC_OP_FORWARD, .id = id, .hops = c->hops,
+                               .body = {s->fbuf.data + 4, (uint32_t)(s->fbuf.len - 4)}};
+            if (rc == 0)
+                rc = pc_proto_encode_request(&rl->out, &fw);
+        }
+    }
+    free(keys);
+    if (rc < 0) {
+        free(m);
+        for (uint32_t j = 0; j < n; j++)
+            slot_miss(c, &r->slots[idx[j]], &rq->keys[idx[j]]);
+        return;
+    }
+    rl->next_id = id;
+    m->r = r;
+    m->n = n;
+    m->rw.done = mrelay_done;
+    r->waiting += n;
+    c->relayed++;
+    relay_wait_add(rl, &m->rw, id);
+}
+
+/* mget_lookup's answer for a key to be read through on home loop h. */
+#define TARGET_HOME(h) (-2 - (long)(h))
+
+/*
+ * An MGET key this node owns: a hit, or a miss read through here; but
+ * while homes are on, a miss of a key homed on another loop is left to
+ * that loop (TARGET_HOME, for mget_relay), which counts the miss. -1 =
+ * dealt with here.
+ */
+static long mget_lookup(conn_t *c, slot_t *sl, const pc_bytes_t *key)
+{
+    pc_server_t *s = c->srv;
+    int foreign = s->backend != NULL && home_foreign(s, key->ptr, key->len);
+    if (store_lookup(s, key->ptr, key->len, NO_SLOT, now_ms(s), &sl->item, !foreign) == 0) {
+        sl->status = PC_ST_OK;
+        return -1;
+    }
+    if (foreign)
+        return TARGET_HOME(home_of(s->sh, key->ptr, key->len));
+    slot_miss(c, sl, key);
+    return -1;
 }
 
 static void handle_get(conn_t *c, const pc_request_t *rq)
@@ -1855,14 +1977,15 @@ static void handle_mget(conn_t *c, const pc_request_t *rq)
         return;
     }
     r->waiting = 1;
-    if (!loop_clustered(s)) {
+    if (!loop_clustered(s) && !(s->sh->nhomes > 1 && homes_on(s))) {
         for (uint32_t i = 0; i < rq->nkeys; i++)
             slot_lookup(c, &r->slots[i], &rq->keys[i]);
         slot_resolved(&r->slots[0]);
         return;
     }
-    /* Keys we own are looked up here; the others go to their owners, one
-     * MGET per owner, and the answers are put back in request order. */
+    /* Keys we own are looked up here (their misses read through on their
+     * home loop); the others go to their owners, one MGET per owner or
+     * home loop, and the answers are put back in request order. */
     long *target = malloc(rq->nkeys * (sizeof(long) + sizeof(uint32_t)));
     if (target == NULL) {
         for (uint32_t i = 0; i < rq->nkeys; i++)
@@ -1876,12 +1999,12 @@ static void handle_mget(conn_t *c, const pc_request_t *rq)
         route_key(s, rq->keys[i].ptr, rq->keys[i].len, &rt);
         target[i] = -1;
         if (rt.role == ROLE_OWNER)
-            slot_lookup(c, &r->slots[i], &rq->keys[i]);
+            target[i] = mget_lookup(c, &r->slots[i], &rq->keys[i]);
         else if ((target[i] = c->hops == 0 ? route_target(s, &rt, 1) : -1) < 0)
             slot_serve_here(c, &r->slots[i], &rq->keys[i]);
     }
     for (uint32_t i = 0; i < rq->nkeys; i++) {
-        if (target[i] < 0)
+        if (target[i] == -1)
             continue;
         long t = target[i];
         uint32_t n = 0;
@@ -1891,7 +2014,10 @@ static void handle_mget(conn_t *c, const pc_request_t *rq)
                 target[j] = -1;
             }
         }
-        mget_forward(c, r, rq, idx, n, t);
+        if (t >= 0)
+            mget_forward(c, r, rq, idx, n, t);
+        else
+            mget_relay(c, r, rq, idx, n, (size_t)(-2 - t));
     }
     free(target);
     slot_resolved(&r->slots[0]);
@@ -2757,11 +2883,11 @@ static int refuse_unauthorized(conn_t *c, const pc_request_t *rq)
 static void relay_flush(relay_t *rl);
 static void relay_fail_all(relay_t *rl, const char *why);
 
-/* A relayed request's answer, its id put back to the client's (resp NULL:
- * the relay failed). */
-static void relay_answered(relay_t *rl, req_t *r, pc_response_t *resp)
+/* A request relayed whole has its answer: its id put back to the
+ * client's (resp NULL: the relay failed). */
+static void req_relay_done(relay_wait_t *w, pc_response_t *resp)
 {
-    pc_list_remove(&r->rlink);
+    req_t *r = pc_list_entry(w, req_t, rw);
     conn_t *c = r->c;
     r->waiting = 0;
     c->relayed--;
@@ -2786,8 +2912,11 @@ static void relay_fail_all(relay_t *rl, const char *why)
         pc_log_error(rl->srv->log, "loop %zu: relay to loop %zu: %s", rl->srv->index, rl->to, why);
     rl->open = 0;
     uv_read_stop((uv_stream_t *)&rl->pipe);
-    while (!pc_list_empty(&rl->reqs))
-        relay_answered(rl, pc_list_entry(rl->reqs.next, req_t, rlink), NULL);
+    while (!pc_list_empty(&rl->waits)) {
+        relay_wait_t *w = pc_list_entry(rl->waits.next, relay_wait_t, link);
+        pc_list_remove(&w->link);
+        w->done(w, NULL);
+    }
 }
 
 static void relay_write_cb(uv_write_t *w, int status)
@@ -2863,22 +2992,37 @@ static void relay_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
             return;
         }
         /* Mostly in order: the oldest requests are answered first. */
-        req_t *r = NULL;
-        for (pc_list_t *l = rl->reqs.next; l != &rl->reqs; l = l->next) {
-            req_t *q = pc_list_entry(l, req_t, rlink);
-            if (q->relay_id == resp.id) {
-                r = q;
+        relay_wait_t *w = NULL;
+        for (pc_list_t *l = rl->waits.next; l != &rl->waits; l = l->next) {
+            relay_wait_t *q = pc_list_entry(l, relay_wait_t, link);
+            if (q->id == resp.id) {
+                w = q;
                 break;
             }
         }
-        if (r == NULL) {
+        if (w == NULL) {
             relay_fail_all(rl, "an answer nobody asked for");
             return;
         }
-        relay_answered(rl, r, &resp);
+        pc_list_remove(&w->link);
+        w->done(w, &resp);
     }
     if (rc < 0)
         relay_fail_all(rl, "bad frame");
+}
+
+/* w waits on rl for the answer to the frame just queued under id. */
+static void relay_wait_add(relay_t *rl, relay_wait_t *w, uint64_t id)
+{
+    pc_server_t *s = rl->srv;
+    w->id = id;
+    pc_list_push_back(&rl->waits, &w->link);
+    if (rl->to == 0)
+        s->stats.relayed++;
+    else
+        s->stats.home_relayed++;
+    if (!uv_is_active((uv_handle_t *)&s->relay_check))
+        uv_check_start(&s->relay_check, relay_check_cb);
 }
 
 /* Sends the request being dispatched (opened, if it came sealed) over
@@ -2920,18 +3064,12 @@ static void relay_to(conn_t *c, const pc_request_t *rq, relay_t *rl)
                      rc == PC_EINVAL ? "bad request" : "out of memory");
         return;
     }
-    r->relay_id = f.id;
-    if (rl->to == 0)
-        s->stats.relayed++;
-    else
-        s->stats.home_relayed++;
     r->relay_write = rq->op != PC_OP_GET && rq->op != PC_OP_MGET;
     r->waiting = 1;
-    pc_list_push_back(&rl->reqs, &r->rlink);
+    r->rw.done = req_relay_done;
+    relay_wait_add(rl, &r->rw, f.id);
     c->relayed++;
     c->relayed_writes += (unsigned)r->relay_write;
-    if (!uv_is_active((uv_handle_t *)&s->relay_check))
-        uv_check_start(&s->relay_check, relay_check_cb);
 }
 
 /* A worker's relay to the core: the peers' one for a peer connection. */
@@ -3124,9 +3262,9 @@ static int home_hit(conn_t *c, const pc_request_t *rq)
  * key's home, with that loop's own Redis connection and keystate, so a
  * key's reads-through and writes share one ordered Redis connection as on
  * a node of one loop. Any loop answers hits itself, forwards requests for
- * other members' keys over its own peer connections, and reads an MGET's
- * misses of other homes through without caching them; the rest goes to
- * the key's home over a relay. 1 = done here (served or relayed), 0 =
+ * other members' keys over its own peer connections, and sends an MGET's
+ * misses to their homes (mget_relay); the rest goes to the key's home
+ * over a relay. 1 = done here (served or relayed), 0 =
  * homes are off.
  *
  * A worker counts itself busy before it looks at `homes`, so the core,
@@ -3150,7 +3288,7 @@ static int home_dispatch(conn_t *c, const pc_request_t *rq)
     if (atomic_load(&sh->homes)) {
         done = 1;
         if (rq->op == PC_OP_MGET) {
-            handle_mget(c, rq); /* others' keys forwarded, misses of other homes uncached */
+            handle_mget(c, rq); /* others' keys forwarded, misses sent to their homes */
         } else {
             uint32_t slot = pc_ring_slot(rq->key.ptr, rq->key.len);
             size_t h = home_for(s, slot);
@@ -4682,7 +4820,7 @@ static int relay_open(pc_server_t *s, relay_t *rl, int fd, size_t to)
 {
     rl->srv = s;
     rl->to = to;
-    pc_list_init(&rl->reqs);
+    pc_list_init(&rl->waits);
     pc_proto_reader_init(&rl->rd, s->set.limits.max_frame);
     uv_pipe_init(s->loop, &rl->pipe, 0);
     rl->pipe.data = rl;

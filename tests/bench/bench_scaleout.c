@@ -26,8 +26,10 @@
  * probe key read through each node comes back with no expiry), because a
  * copy made inside a settle window expires within 2 x ring-settle
  * (docs/CONSISTENCY.md, section 4) and would show up after the join as
- * misses that have nothing to do with it. The warm-up then checks that
- * no copy it made was capped.
+ * misses that have nothing to do with it; and until every node serves
+ * from all its loops (STATS home_loops == threads), so that the warm-up
+ * never overlaps the moment a node turns its home loops on. The warm-up
+ * then checks that no copy it made was capped.
  *
  * The hit ratio of a window is (hits) / (hits + misses) of the store
  * lookups of all running nodes in it (the 4th node counts from its start:
@@ -227,6 +229,8 @@ enum {
     S_ALIVE,
     S_SUSPECT,
     S_FORWARDED,
+    S_THREADS,
+    S_HOME_LOOPS,
     NSTAT
 };
 
@@ -234,7 +238,7 @@ static const char *const STAT_NAMES[NSTAT] = {
     "hits",          "misses",         "backend_reads",
     "handoff_received", "handoff_refused", "handoff_active",
     "stale_dropped", "settle_capped",  "cluster_members_alive",
-    "cluster_members_suspect", "forwarded",
+    "cluster_members_suspect", "forwarded", "threads", "home_loops",
 };
 
 typedef struct nstats {
@@ -403,6 +407,23 @@ static int converged(void *p)
     for (int i = 0; i < n; i++)
         stats_of(&a->cl->node[i], &s[i]);
     return stats_converged(s, n);
+}
+
+/* Every node in [0, n) serves from all its loops (home loops on, STATS
+ * home_loops == threads): the state in which the hit ratio before the
+ * join is measured. Until then a node turns its homes on at a moment of
+ * its own, and a warm-up that overlapped it would measure that moment. */
+static int homes_on(void *p)
+{
+    converge_arg_t *a = p;
+    int n = a->n < NODES ? a->n : NODES;
+    for (int i = 0; i < n; i++) {
+        nstats_t s = {0};
+        stats_of(&a->cl->node[i], &s);
+        if (!s.ok || s.v[S_THREADS] < 1 || s.v[S_HOME_LOOPS] != s.v[S_THREADS])
+            return 0;
+    }
+    return 1;
 }
 
 /* ---- preload and warm-up ------------------------------------------------- */
@@ -701,6 +722,8 @@ static int round_setup(cluster_t *cl, const params_t *pa, members_t *m3)
         fprintf(stderr, "bench_scaleout: cannot build the 3-member ring\n");
     } else if (!pc_h_poll(settled, &sa, 20000)) {
         fprintf(stderr, "bench_scaleout: settle windows not over within 20 s\n");
+    } else if (!pc_h_poll(homes_on, &ca, 20000)) {
+        fprintf(stderr, "bench_scaleout: home loops not on in every node within 20 s\n");
     } else {
         long capped = warm(c, pa->keys);
         CHECK(capped == 0, "%ld warm-up copies were provisional (settle window)", capped);

@@ -27,6 +27,7 @@
 #include "pc_client.h"
 #include "pc_harness.h"
 #include "pc_proto.h"
+#include "pc_ring.h"
 
 static pc_client_t *client_for(const pc_h_proc_t *node)
 {
@@ -485,6 +486,77 @@ static void test_home_loops_each_talk_to_redis(void **state)
 }
 
 /*
+ * An MGET of keys homed on both loops (homes on, Redis behind): each
+ * miss is read through on its key's home loop, which caches it, whichever
+ * loop the MGET arrived on -- so the same MGET again, from any connection,
+ * is all hits and reads nothing from Redis. (Before the fix, misses of
+ * keys homed on the other loop were read without caching, and every MGET
+ * went to Redis for them again.)
+ */
+static void test_mget_misses_cached_on_their_home(void **state)
+{
+    (void)state;
+    pc_h_proc_t redis, node;
+    assert_int_equal(pc_h_redis_start(&redis, 0), 0);
+    const char *args[] = {"--redis", redis.addr, "--threads", "2", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    redisContext *rc = pc_h_redis_connect(&redis);
+    assert_non_null(rc);
+    enum { N = 4, KEYS = 64 };
+    pc_client_t *cl[N];
+    for (int i = 0; i < N; i++)
+        assert_non_null(cl[i] = client_for(&node));
+    stat_wait_t homes = {cl[0], "home_loops", 2}, up = {cl[0], "backend_up", 1};
+    assert_true(pc_h_poll(stat_is, &homes, 10000));
+    assert_true(pc_h_poll(stat_is, &up, 10000));
+
+    char kbuf[KEYS][16], vbuf[KEYS][16];
+    const void *keys[KEYS];
+    size_t klens[KEYS];
+    int home[2] = {0, 0};
+    for (int j = 0; j < KEYS; j++) {
+        snprintf(kbuf[j], sizeof kbuf[j], "mh:%d", j);
+        snprintf(vbuf[j], sizeof vbuf[j], "v%d", j);
+        keys[j] = kbuf[j];
+        klens[j] = strlen(kbuf[j]);
+        home[pc_ring_slot(kbuf[j], klens[j]) % 2]++;
+        redisReply *rep = redisCommand(rc, "SET %s %s", kbuf[j], vbuf[j]);
+        assert_non_null(rep);
+        freeReplyObject(rep);
+    }
+    assert_true(home[0] > 0 && home[1] > 0); /* keys of both homes */
+
+    for (int round = 0; round <= N; round++) {
+        int64_t misses0 = stat_of(cl[0], "misses"), reads0 = stat_of(cl[0], "backend_reads");
+        pc_mget_item_t *items = NULL;
+        pc_client_t *c = cl[round == 0 ? 0 : round - 1];
+        assert_int_equal(pc_client_mget(c, KEYS, keys, klens, &items), 0);
+        for (int j = 0; j < KEYS; j++) {
+            assert_int_equal(items[j].status, 0);
+            assert_int_equal(items[j].value.len, strlen(vbuf[j]));
+            assert_memory_equal(items[j].value.data, vbuf[j], items[j].value.len);
+        }
+        pc_mget_free(items, KEYS);
+        int64_t misses = stat_of(cl[0], "misses") - misses0;
+        int64_t reads = stat_of(cl[0], "backend_reads") - reads0;
+        fprintf(stderr, "MGET round %d: %lld misses, %lld reads through\n", round,
+                (long long)misses, (long long)reads);
+        if (round == 0) { /* the first: every key missed, each read once */
+            assert_int_equal(misses, KEYS);
+            assert_int_equal(reads, KEYS);
+        } else { /* then: all hits, on every connection */
+            assert_int_equal(misses, 0);
+            assert_int_equal(reads, 0);
+        }
+    }
+    redisFree(rc);
+    for (int i = 0; i < N; i++)
+        pc_client_free(&cl[i]);
+    stop_clean(&node);
+    pc_h_stop(&redis, SIGKILL, 5000);
+}
+
+/*
  * Home loops turn off when the node gains company (a member joins: the
  * core needs every key's writes, for replicas and hand-off) and on again
  * once it is alone and settled. Writers keep writing through both
@@ -634,6 +706,7 @@ int main(void)
         cmocka_unit_test(test_cas_across_loops_loses_nothing),
         cmocka_unit_test(test_cas_across_home_loops_loses_nothing),
         cmocka_unit_test(test_home_loops_each_talk_to_redis),
+        cmocka_unit_test(test_mget_misses_cached_on_their_home),
         cmocka_unit_test(test_homes_drain_when_a_member_joins),
         cmocka_unit_test(test_redis_behind_order_and_read_through),
         cmocka_unit_test(test_port_in_use_is_still_an_error),
