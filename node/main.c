@@ -6,12 +6,15 @@
  * Shutdown (SIGTERM / SIGINT): leave the cluster first, so that the others
  * stop sending us keys while we still answer; then drain the client
  * connections; then close the cluster's socket, the peer connections and
- * Redis.
+ * Redis. All of it within --shutdown-timeout: a drain that had to cut
+ * requests exits 1, and a stop still not over at the deadline logs what
+ * it waits for and exits 1 at once.
  *
  * SIGHUP reloads the cluster key file and the token file (key rotation,
  * docs/SECURITY.md). A file that does not load leaves the old key or
  * token in force.
  */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +50,7 @@ typedef struct app {
     pc_server_t *server;
     pc_guard_t guard;
     uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t deadline; /* the stop's (on_signal) */
     int stopping;
     size_t nworkers;      /* --threads - 1 worker loops, a thread each */
     uv_loop_t *wloops;
@@ -134,6 +138,7 @@ static void peers_closed(void *arg)
     uv_close((uv_handle_t *)&a->sigterm, NULL);
     uv_close((uv_handle_t *)&a->sigint, NULL);
     uv_close((uv_handle_t *)&a->sighup, NULL);
+    uv_close((uv_handle_t *)&a->deadline, NULL);
 }
 
 static void cluster_closed(void *arg)
@@ -163,6 +168,20 @@ static void cluster_left(void *arg)
     pc_server_after_handoff(a->server, handed_off, a);
 }
 
+/* The stop is still not over at its deadline: something waits on what
+ * will never come. Say what, and end without unwinding (the other loops
+ * may be anywhere). */
+static void stop_overdue(uv_timer_t *t)
+{
+    app_t *a = t->data;
+    char what[512];
+    pc_server_pending(a->server, what, sizeof what);
+    pc_log_error(&a->log, "shutdown: not over after --shutdown-timeout (%llu ms); still "
+                 "pending: %s; exiting", (unsigned long long)a->cfg.shutdown_timeout_ms, what);
+    fflush(stderr);
+    _exit(1);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     app_t *a = h->data;
@@ -177,6 +196,8 @@ static void on_signal(uv_signal_t *h, int signum)
     a->stopping = 1;
     pc_log_info(&a->log, "%s: leaving the cluster, draining and shutting down",
                 signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    pc_server_begin_stop(a->server);
+    uv_timer_start(&a->deadline, stop_overdue, a->cfg.shutdown_timeout_ms, 0);
     pc_cluster_leave(a->cluster, cluster_left, a);
 }
 
@@ -249,6 +270,14 @@ int main(int argc, char **argv)
     }
     /* A client that disappears mid-write must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
+    /* glibc raises its mmap threshold each time a large block is freed,
+     * up to 32 MiB, so after clients that held big buffers leave, the
+     * next big buffers come from the heap, whose freed memory is rarely
+     * given back. A fixed threshold keeps every block of 128 KiB or more
+     * (output queues, large frames) in a mapping of its own, returned to
+     * the system when freed: the node's memory comes down after a burst
+     * of slow or hostile clients (docs/OPERATIONS.md). */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     raise_fd_limit(&a.cfg, &a.log);
 
     pc_keyring_t *kr = NULL;
@@ -354,6 +383,8 @@ int main(int argc, char **argv)
     uv_signal_init(&a.loop, &a.sigterm);
     uv_signal_init(&a.loop, &a.sigint);
     uv_signal_init(&a.loop, &a.sighup);
+    uv_timer_init(&a.loop, &a.deadline);
+    a.deadline.data = &a;
     a.sigterm.data = a.sigint.data = a.sighup.data = &a;
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
@@ -387,6 +418,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < a.nworkers; i++)
         uv_thread_join(&a.wthreads[i]);
 
+    int status = pc_server_shutdown_forced(a.server) ? 1 : 0;
     pc_server_free(&a.server);
     pc_cluster_free(&a.cluster);
     pc_peer_pool_free(&a.peers);
@@ -399,7 +431,7 @@ int main(int argc, char **argv)
     free(a.wthreads);
     pc_store_free(&a.store);
     pc_guard_free(&a.guard);
-    pc_log_info(&a.log, "bye");
+    pc_log_info(&a.log, status == 0 ? "bye" : "bye (the drain cut requests in progress)");
     pc_config_free(&a.cfg);
-    return 0;
+    return status;
 }

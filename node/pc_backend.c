@@ -425,6 +425,14 @@ int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log
 
 int pc_backend_up(const pc_backend_t *b) { return b->state == ST_UP; }
 
+void pc_backend_fail_pending(pc_backend_t *b)
+{
+    if (b->state != ST_UP || b->head == NULL)
+        return;
+    pc_log_warn(b->log, "redis %s:%d: giving up on the commands in flight", b->host, b->port);
+    drop_connection(b);
+}
+
 void pc_backend_stats(const pc_backend_t *b, pc_backend_stats_t *out)
 {
     *out = b->stats;

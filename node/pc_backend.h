@@ -88,6 +88,14 @@ int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t tt
 void pc_backend_stats(const pc_backend_t *b, pc_backend_stats_t *out);
 
 /*
+ * Fails every command in flight now (callbacks with PC_EBACKEND, as for a
+ * timeout) by dropping the connection, which then reconnects as after any
+ * loss. For a stop that cannot wait for Redis any longer. Not from inside
+ * a backend callback.
+ */
+void pc_backend_fail_pending(pc_backend_t *b);
+
+/*
  * Fails whatever is in flight (callbacks run with PC_EBACKEND), closes the
  * connection and timers, and calls closed(arg) once every handle is
  * closed; the backend memory is freed just before. Call once.

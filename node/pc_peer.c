@@ -539,6 +539,16 @@ void pc_peer_forget(pc_peer_pool_t *p, const char *addr)
     peer_free_if_quiet(pr);
 }
 
+void pc_peer_pool_fail_all(pc_peer_pool_t *p)
+{
+    pc_list_t *it = p->peers.next;
+    while (it != &p->peers) {
+        peer_t *pr = pc_list_entry(it, peer_t, link);
+        it = it->next;
+        peer_fail(pr, PC_ECLOSED, NULL);
+    }
+}
+
 size_t pc_peer_pending(const pc_peer_pool_t *p, const char *addr)
 {
     const peer_t *pr = peer_find(p, addr);

@@ -78,6 +78,11 @@ int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, s
  * never passed to a caller. len 0 = none. Copied. 0 or PC_ENOMEM. */
 int pc_peer_set_hello(pc_peer_pool_t *p, const uint8_t *frame, size_t len);
 
+/* Fails every waiting request on every peer with PC_ECLOSED and drops
+ * the connections (they are made again on the next request). For a stop
+ * that cannot wait for peers any longer. Not from inside a callback. */
+void pc_peer_pool_fail_all(pc_peer_pool_t *p);
+
 /* Drops the connection to addr (a member that died or left): its waiting
  * requests fail with PC_ECLOSED, and the back-off is reset. No-op for an
  * unknown address. */

@@ -70,6 +70,7 @@
 #include "pc_peer.h"
 #include "pc_proto.h"
 #include "pc_ring.h"
+#include "pc_sched.h"
 
 #define READ_CHUNK (64 * 1024)
 /* Output buffers bigger than this are given back once empty, so a
@@ -219,8 +220,7 @@ struct conn {
     int eof;       /* no more input: finish what was asked, then close */
     int closing;   /* handle closed or closing */
     int processing; /* inside conn_process: no re-entry */
-    int scheduled;  /* in srv->runnable */
-    pc_list_t run_link;
+    pc_sched_entry_t sched; /* its turns on the loop (srv->sched) */
     uint64_t last_active;
     /* While a request is dispatched: its frame body (to forward it as is)
      * and how many nodes relayed it here (FORWARD's hops; 0 = from a
@@ -326,6 +326,11 @@ typedef struct node_shared {
     size_t nloops;
     size_t nhomes; /* 0 = memory-only (or one loop) */
     _Atomic int homes;
+    /* The stop (pc_server_begin_stop): when it began and when it must be
+     * over, in loop ms (0 = not stopping); set before any loop stops.
+     * forced: a loop's drain reached the deadline and cut what was left. */
+    _Atomic uint64_t stop_began, stop_deadline;
+    _Atomic int forced;
     pthread_mutex_t token_lock; /* over the token fields */
     int token_required;
     uint8_t token_hash[crypto_generichash_BYTES]; /* of the client token */
@@ -460,12 +465,15 @@ struct pc_server {
      * answers held in req_t's -- kept exact by the buffers themselves
      * (pc_buf_set_account). */
     size_t buf_bytes;
-    int buf_full;       /* over the cap: nobody reads, newcomers are refused */
+    size_t out_budget;  /* output a connection may queue (conn_budget) */
+    int buf_full;       /* over the cap even after shedding: newcomers refused */
     int buf_checking;   /* inside srv_buffer_check */
     uint8_t *rbuf;      /* the read buffer connections without input share */
     int rbuf_busy;      /* handed to alloc_cb, not yet back in read_cb */
 
     uv_tcp_t listener;
+    uv_tcp_t reject;    /* a connection accepted only to be closed (conn_reject) */
+    int rejecting, reject_waiting;
     uv_timer_t tick;
     uv_timer_t shutdown_timer;
     int handles_open;
@@ -475,11 +483,16 @@ struct pc_server {
     void *on_done_arg;
 
     pc_list_t conns;
-    uint64_t nconns;
+    uint64_t nconns;  /* clients' (and peers') connections open */
+    size_t nconn_all; /* conn_t's alive, internal ones and closing ones too */
 
-    /* Connections to process on the next loop turn (see conn_schedule). */
-    pc_list_t runnable;
+    /* Fair turns (conn_run): connections with work waiting for their turn,
+     * served from run_idle while any wait; the work done since the loop
+     * last polled (reset by turn_prep). */
+    pc_sched_t sched;
     uv_idle_t run_idle;
+    uv_prepare_t turn_prep;
+    uint64_t turn_work;
 
     keystate_t **ks_buckets;
     size_t ks_nbuckets;
@@ -682,7 +695,10 @@ static void ks_release(pc_server_t *s, keystate_t *ks)
 /* ---- connections: output ---------------------------------------------- */
 
 static void conn_close(conn_t *c, const char *why);
+static void conn_reject(pc_server_t *s);
+static void server_handle_gone(pc_server_t *s);
 static void conn_process(conn_t *c);
+static void conn_run(conn_t *c);
 static void conn_flush(conn_t *c);
 static void srv_buffer_check(pc_server_t *s);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
@@ -694,8 +710,8 @@ static void conn_maybe_free(conn_t *c)
         return;
     pc_server_t *s = c->srv;
     pc_list_remove(&c->link);
-    if (c->scheduled)
-        pc_list_remove(&c->run_link);
+    s->nconn_all--;
+    pc_sched_remove(&s->sched, &c->sched);
     pc_proto_reader_free(&c->rd);
     pc_buf_free(&c->out);
     pc_buf_free(&c->wbuf);
@@ -709,6 +725,44 @@ static void conn_maybe_free(conn_t *c)
 }
 
 static size_t conn_queued(const conn_t *c) { return c->out.len + c->wbuf.len; }
+
+/* Output a client that has not sent the token yet may have queued: room
+ * for a few hundred AUTH_REQUIRED answers, not for a flood of them. */
+#define UNAUTH_OUT_BUDGET (16 * 1024)
+/* The least output budget a connection gets, however many share the
+ * loop's buffer memory. */
+#define OUT_BUDGET_MIN (64 * 1024)
+
+/*
+ * How much output a connection may queue before reading from it pauses:
+ * its fair share of the loop's buffer memory (the loop's share of
+ * --max-buffer-memory over its connections), at least OUT_BUDGET_MIN and
+ * at most --max-output; UNAUTH_OUT_BUDGET before a good HELLO. So what a
+ * client that stops reading can hold is its own share, and all of them
+ * together about the cap (srv_buffer_shed takes care of the rest). The
+ * check follows each answer, so one answer may go past it.
+ */
+static size_t conn_budget(const conn_t *c)
+{
+    size_t b = c->srv->out_budget;
+    return c->authed || b < UNAUTH_OUT_BUDGET ? b : UNAUTH_OUT_BUDGET;
+}
+
+/* After the connection count changed: each connection's fair share. */
+static void srv_budget_update(pc_server_t *s)
+{
+    size_t share = s->set.max_buffer_memory / (s->nconns > 0 ? s->nconns : 1);
+    if (share < OUT_BUDGET_MIN)
+        share = OUT_BUDGET_MIN;
+    s->out_budget = share < s->set.max_output ? share : s->set.max_output;
+}
+
+/* Everything a connection holds in buffers: input, queued output, and
+ * the answers held behind its unfinished requests. */
+static size_t conn_usage(const conn_t *c)
+{
+    return c->rd.buf.cap + c->out.cap + c->wbuf.cap + c->held;
+}
 
 /* A worker's requests at the core, per connection: what the core may
  * hold for one client (see internal conns in conn_paused). */
@@ -725,13 +779,13 @@ static int conn_paused(const conn_t *c)
      * requests at the core. */
     if (c->internal)
         return 0;
-    return c->nreqs >= s->set.max_inflight || conn_queued(c) + c->held > s->set.max_output ||
+    return c->nreqs >= s->set.max_inflight || conn_queued(c) + c->held > conn_budget(c) ||
            c->auth_pending || c->relayed >= RELAY_MAX_PER_CONN;
 }
 
 static int conn_output_over(const conn_t *c)
 {
-    return conn_queued(c) + c->held > c->srv->set.max_output;
+    return conn_queued(c) + c->held > conn_budget(c);
 }
 
 /*
@@ -740,16 +794,14 @@ static int conn_output_over(const conn_t *c)
  *
  * Frame deadline. Only a partial frame at the front of the input counts,
  * and only while we are reading it: whole frames waiting because the
- * connection is paused (max-inflight, max-output) are our delay, not the
- * client's, so the clock stops while the connection pauses itself, and
- * restarts when it resumes. A pause for the global buffer cap does not
- * stop it: half-sent frames are what fills that cap, and the deadline is
- * what frees it. The clock restarts whenever a new frame comes to the
+ * connection is paused (max-inflight, its output budget) are our delay,
+ * not the client's, so the clock stops while the connection pauses
+ * itself, and restarts when it resumes. The clock restarts whenever a new frame comes to the
  * front (frame_at moves), so a client that keeps completing frames is
  * never cut, however slow its stream as a whole.
  *
- * Output stall. Since when queued output is over max_output while the
- * client does not take it: the clock runs only while a write is out, and
+ * Output stall. Since when queued output is over the connection's budget
+ * (conn_budget) while the client does not take it: the clock runs only while a write is out, and
  * write_cb stops it each time one completes (the client read). Answers
  * held behind a slow request with nothing being written are waiting on
  * us, not on the client, so they pause reading but are no stall.
@@ -788,7 +840,9 @@ static void conn_update_reading(conn_t *c)
 {
     conn_limits_note(c);
     srv_buffer_check(c->srv);
-    int want = !c->closing && !c->eof && !conn_paused(c) && (!c->srv->buf_full || c->internal);
+    /* While it waits for its turn, input piles up to a chunk, no more. */
+    int want = !c->closing && !c->eof && !conn_paused(c) &&
+               !(pc_sched_queued(&c->sched) && pc_proto_reader_pending(&c->rd) >= READ_CHUNK);
     if (want && !c->reading) {
         if (uv_read_start(&c->h.stream, alloc_cb, read_cb) == 0)
             c->reading = 1;
@@ -798,98 +852,108 @@ static void conn_update_reading(conn_t *c)
     }
 }
 
-/* Input smaller than this is never worth a connection: it is at most a
- * few requests' worth. */
-#define EVICT_MIN_INPUT (64 * 1024)
+typedef struct shed {
+    conn_t *c;
+    size_t use;
+} shed_t;
 
-/*
- * Over the cap, the connections with the most unprocessed input -- a large
- * frame still arriving, which is what an attacker holding memory looks
- * like, and whose request nobody has acknowledged -- are closed first
- * (told BUSY), biggest first, until what remains would be under 7/8 of the
- * cap. Their memory is released when their handles close, a loop turn
- * later. Returns how many were closed.
- */
-static unsigned srv_buffer_evict(pc_server_t *s)
+/* Unauthenticated first, then the biggest. */
+static int shed_order(const void *a, const void *b)
 {
-    size_t total = s->buf_bytes, goal = s->set.max_buffer_memory - s->set.max_buffer_memory / 8;
-    unsigned closed = 0;
-    /* Input of connections already closing is on its way out. */
-    for (pc_list_t *n = s->conns.next; n != &s->conns; n = n->next) {
-        conn_t *c = pc_list_entry(n, conn_t, link);
-        if (c->closing)
-            total -= total < c->rd.buf.cap ? total : c->rd.buf.cap;
-    }
-    while (total > goal) {
-        conn_t *big = NULL;
-        size_t most = EVICT_MIN_INPUT - 1;
-        for (pc_list_t *n = s->conns.next; n != &s->conns; n = n->next) {
-            conn_t *c = pc_list_entry(n, conn_t, link);
-            if (!c->closing && !c->internal && c->rd.buf.cap > most) {
-                most = c->rd.buf.cap;
-                big = c;
-            }
-        }
-        if (big == NULL)
-            break;
-        s->stats.buffer_evictions++;
-        pc_log_warn(s->log, "client %s: closed, its %zu bytes of unfinished input over "
-                    "--max-buffer-memory", big->peer, most);
-        pc_proto_encode_error(&big->out, 0, 0, PC_ST_BUSY, "server buffer memory full");
-        conn_close(big, NULL);
-        total = total > most ? total - most : 0;
-        closed++;
-    }
-    return closed;
+    const shed_t *x = a, *y = b;
+    if (x->c->authed != y->c->authed)
+        return x->c->authed ? 1 : -1;
+    return x->use < y->use ? 1 : x->use > y->use ? -1 : 0;
 }
 
 /*
- * The global cap on connection buffers. Going over max_buffer_memory, the
- * biggest unfinished inputs are closed (srv_buffer_evict); then, until the
- * total is back under 7/8 of the cap, every connection stops reading and
- * new ones are refused. With the evictions that is one loop turn; if what
- * fills the cap is output or many small inputs, it lasts until memory goes
- * down by itself: buffered whole frames are still processed, answers
- * still drain, and partial frames run into the frame deadline. (7/8 is a
- * margin, so that a total hovering at the cap does not stop and restart
- * every connection at each read.) Called wherever the total may have
- * changed (a connection processed, freed, or the tick); pausing and
- * resuming call conn_update_reading, which calls back here: the flag
- * turns that into a no-op.
+ * Near the cap (srv_buffer_check), the connections holding more than
+ * their fair share of the loop's buffer memory -- unread output of a
+ * client that stopped reading, or a large frame still arriving -- are
+ * closed, those that never sent the token first, then the biggest, until
+ * what stays is under 3/4 of the cap. Connections within their share are
+ * never touched, and nobody stops reading: one client's memory is its own
+ * problem. Their memory is released when their handles close, a loop turn
+ * later. Returns what the live connections hold (closing ones left out).
+ */
+static size_t srv_buffer_shed(pc_server_t *s)
+{
+    size_t cap = s->set.max_buffer_memory, goal = cap - cap / 4;
+    size_t fair = cap / (s->nconns > 0 ? s->nconns : 1);
+    size_t total = s->buf_bytes, n = 0;
+    for (pc_list_t *l = s->conns.next; l != &s->conns; l = l->next) {
+        conn_t *c = pc_list_entry(l, conn_t, link);
+        if (c->closing) {
+            size_t u = conn_usage(c);
+            total -= total < u ? total : u; /* on its way out */
+        } else if (!c->internal && conn_usage(c) > fair) {
+            n++;
+        }
+    }
+    if (total <= goal || n == 0)
+        return total;
+    shed_t *v = malloc(n * sizeof *v);
+    if (v == NULL)
+        return total;
+    n = 0;
+    for (pc_list_t *l = s->conns.next; l != &s->conns; l = l->next) {
+        conn_t *c = pc_list_entry(l, conn_t, link);
+        size_t u = conn_usage(c);
+        if (!c->closing && !c->internal && u > fair)
+            v[n++] = (shed_t){c, u};
+    }
+    qsort(v, n, sizeof *v, shed_order);
+    size_t closed = 0, freed = 0, unauth = 0;
+    for (size_t i = 0; i < n && total > goal; i++) {
+        conn_t *c = v[i].c;
+        pc_log_debug(s->log, "client %s: closed, holding %zu bytes of buffers (fair share %zu)",
+                     c->peer, v[i].use, fair);
+        /* Told why, in case it is only slow and reads again. */
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BUSY, "server buffer memory full");
+        conn_close(c, NULL);
+        total -= total < v[i].use ? total : v[i].use;
+        freed += v[i].use;
+        unauth += !c->authed;
+        closed++;
+    }
+    free(v);
+    s->stats.buffer_evictions += closed;
+    pc_log_warn(s->log, "connection buffers at %zu bytes, near --max-buffer-memory: closed %zu "
+                "connection(s) (%zu without the token) holding %zu bytes over their fair share "
+                "of %zu", s->buf_bytes, closed, unauth, freed, fair);
+    return total;
+}
+
+/*
+ * The cap on connection buffers (the loop's share of
+ * --max-buffer-memory). Every connection's output budget is its fair
+ * share of it (conn_budget), so it is mostly kept without help; past 7/8
+ * of it, the connections over their share are shed (srv_buffer_shed).
+ * Only if what is left is still over the cap -- everyone within a share
+ * that has shrunk, say -- are new connections refused (BUSY) until it
+ * comes down; reading never stops. Called wherever the total may have
+ * grown or shrunk (a connection processed, accepted, freed, the tick).
  */
 static void srv_buffer_check(pc_server_t *s)
 {
     if (s->buf_checking)
         return;
-    int full = s->buf_full;
-    if (!full && s->buf_bytes > s->set.max_buffer_memory) {
+    size_t cap = s->set.max_buffer_memory;
+    int full = 0;
+    if (s->buf_bytes > cap - cap / 8) {
         s->buf_checking = 1;
-        srv_buffer_evict(s);
-        s->buf_checking = 0;
-        full = 1; /* until the evicted connections' memory is released */
-    }
-    else if (full && s->buf_bytes < s->set.max_buffer_memory - s->set.max_buffer_memory / 8)
-        full = 0;
-    else if (full) {
-        /* Still over 7/8 with nobody reading: the inputs that are left
-         * would keep it so until their frame deadline. Close the biggest
-         * (beside those already closing) until it will come down. */
-        s->buf_checking = 1;
-        srv_buffer_evict(s);
+        full = srv_buffer_shed(s) > cap;
         s->buf_checking = 0;
     }
     if (full == s->buf_full)
         return;
     s->buf_full = full;
     if (full)
-        pc_log_warn(s->log, "connection buffers at %zu bytes, over --max-buffer-memory: reading "
-                    "paused, new connections refused", s->buf_bytes);
+        pc_log_warn(s->log, "connection buffers at %zu bytes, over --max-buffer-memory: new "
+                    "connections refused", s->buf_bytes);
     else
-        pc_log_info(s->log, "connection buffers down to %zu bytes: reading again", s->buf_bytes);
-    s->buf_checking = 1;
-    for (pc_list_t *n = s->conns.next; n != &s->conns; n = n->next)
-        conn_update_reading(pc_list_entry(n, conn_t, link));
-    s->buf_checking = 0;
+        pc_log_info(s->log, "connection buffers down to %zu bytes: accepting again",
+                    s->buf_bytes);
 }
 
 static void write_cb(uv_write_t *w, int status)
@@ -910,7 +974,7 @@ static void write_cb(uv_write_t *w, int status)
     c->last_active = now_ms(c->srv);
     /* Output drained: buffered frames may now be processed, reading may
      * resume, and a draining connection may be done. */
-    conn_process(c);
+    conn_run(c);
 }
 
 static void conn_flush(conn_t *c)
@@ -934,9 +998,28 @@ static void conn_flush(conn_t *c)
 }
 
 /*
+ * Fair turns. A loop serves many connections, and one that pipelines
+ * without end (or without reading its answers) must not make the others
+ * wait: each connection is served in turns of at most TURN_QUANTUM units
+ * of work (conn_process), and connections with work left wait in the
+ * loop's scheduler (pc_sched.h, start-time fair queuing) for their next
+ * turn, ordered by the work they have had. A connection that was quiet
+ * is next in line when it sends something, whatever the others have
+ * queued. The loop serves waiting connections up to TURN_BUDGET per
+ * iteration, then polls again, so new input and timers are never further
+ * away than that; while nobody waits, a connection is served as soon as
+ * its input is read, as it always was. Work is counted in bytes: a
+ * frame's length, the output it made, and TURN_FRAME_COST per request
+ * (what a request costs beyond its bytes).
+ */
+#define TURN_QUANTUM (64 * 1024)
+#define TURN_BUDGET (1024 * 1024)
+#define TURN_FRAME_COST 128
+
+/*
  * Completions (Redis replies) never process a connection's input
- * themselves: they schedule it for the next loop turn. Processing inline
- * would nest -- a reply completes a request, processing starts the next
+ * themselves: they schedule it (conn_schedule). Processing inline would
+ * nest -- a reply completes a request, processing starts the next
  * request, which may complete at once and process another connection --
  * with unbounded depth, and with callers up the stack (fetch_cb,
  * write_done) still holding per-key state that a nested call could free.
@@ -944,39 +1027,51 @@ static void conn_flush(conn_t *c)
 static void run_idle_cb(uv_idle_t *h)
 {
     pc_server_t *s = h->data;
-    pc_list_t batch;
-    pc_list_init(&batch);
-    /* Take the whole list: connections scheduled while we run wait for the
-     * next turn, so one busy connection cannot starve the loop. */
-    if (!pc_list_empty(&s->runnable)) {
-        batch.next = s->runnable.next;
-        batch.prev = s->runnable.prev;
-        batch.next->prev = &batch;
-        batch.prev->next = &batch;
-        pc_list_init(&s->runnable);
-    }
-    while (!pc_list_empty(&batch)) {
-        conn_t *c = pc_list_entry(batch.next, conn_t, run_link);
-        pc_list_remove(&c->run_link);
-        c->scheduled = 0;
+    s->turn_work = 0;
+    pc_sched_entry_t *e;
+    while (s->turn_work < TURN_BUDGET && (e = pc_sched_pop(&s->sched)) != NULL) {
+        conn_t *c = pc_list_entry(e, conn_t, sched);
         c->refs++; /* processing may close it; keep it until we are done */
         conn_process(c);
         c->refs--;
         conn_maybe_free(c);
     }
-    if (pc_list_empty(&s->runnable))
+    if (pc_sched_count(&s->sched) == 0)
         uv_idle_stop(&s->run_idle);
 }
 
+/* Before the loop polls: a new iteration's budget. */
+static void turn_prep_cb(uv_prepare_t *h)
+{
+    pc_server_t *s = h->data;
+    s->turn_work = 0;
+}
+
+/* c has work: its turn comes in order (heap room is reserved for every
+ * connection when it is accepted, so the push cannot fail). */
 static void conn_schedule(conn_t *c)
 {
     pc_server_t *s = c->srv;
-    if (c->scheduled || c->closing)
+    if (c->closing || pc_sched_queued(&c->sched))
         return;
-    c->scheduled = 1;
-    pc_list_push_back(&s->runnable, &c->run_link);
+    (void)pc_sched_push(&s->sched, &c->sched);
     if (!uv_is_active((uv_handle_t *)&s->run_idle))
         uv_idle_start(&s->run_idle, run_idle_cb);
+}
+
+/* c has input or room to go on: served now if nobody waits and this
+ * iteration's budget is not spent, else in its turn. A relay's internal
+ * connection carries many clients of another loop, each bounded there:
+ * it is always served at once. */
+static void conn_run(conn_t *c)
+{
+    pc_server_t *s = c->srv;
+    if (pc_sched_queued(&c->sched))
+        return; /* its turn will come */
+    if (c->internal || (pc_sched_count(&s->sched) == 0 && s->turn_work < TURN_BUDGET))
+        conn_process(c);
+    else
+        conn_schedule(c);
 }
 
 /* ---- requests ----------------------------------------------------------- */
@@ -1129,6 +1224,10 @@ static void req_deliver(req_t *r, const pc_response_t *resp, const char *errmsg,
                         const uint8_t *raw, size_t rawlen)
 {
     conn_t *c = r->c;
+    /* Answered: nothing calls back for it any more. (An answer held behind
+     * an unfinished request that still counted as waiting was never freed
+     * when its connection closed, and held the connection for ever.) */
+    r->waiting = 0;
     if (c->closing) {
         req_free(r);
         conn_maybe_free(c);
@@ -2101,6 +2200,7 @@ static void write_done(void *arg, int err, int applied)
     keystate_t *ks = r->ks;
     uint64_t now = now_ms(s);
     ks->pending_writes--;
+    r->waiting = 0;
 
     if (err != 0) {
         /* Redis may or may not have applied it (a timeout is ambiguous), so
@@ -2850,7 +2950,7 @@ static void auth_release(conn_t *c)
         conn_close(c, NULL);
         return;
     }
-    conn_process(c);
+    conn_run(c);
 }
 
 /*
@@ -3472,7 +3572,7 @@ static void handle_request(conn_t *c, const pc_request_t *rq)
 
 /* ---- connections: input ----------------------------------------------- */
 
-static void conn_process_frames(conn_t *c);
+static uint64_t conn_process_frames(conn_t *c);
 
 /* A frame we cannot parse: tell the client why (id 0), then hang up. */
 static void conn_bad_frame(conn_t *c, uint32_t status, const char *why)
@@ -3492,11 +3592,17 @@ static void conn_bad_frame(conn_t *c, uint32_t status, const char *why)
  */
 static void conn_process(conn_t *c)
 {
+    pc_server_t *s = c->srv;
     if (c->processing)
         return;
+    pc_sched_remove(&s->sched, &c->sched); /* served now */
     c->processing = 1;
-    conn_process_frames(c);
+    uint64_t work = conn_process_frames(c);
     c->processing = 0;
+    if (work > 0) {
+        pc_sched_charge(&s->sched, &c->sched, work);
+        s->turn_work += work;
+    }
     if (c->closing)
         return;
     conn_flush(c);
@@ -3504,24 +3610,34 @@ static void conn_process(conn_t *c)
         conn_close(c, NULL);
         return;
     }
+    /* Its turn is over with whole frames left: the next comes in order. */
+    if (work >= TURN_QUANTUM && !c->internal && !conn_paused(c) &&
+        pc_proto_reader_pending(&c->rd) > 0 && pc_proto_reader_missing(&c->rd) == 0)
+        conn_schedule(c);
     conn_update_reading(c);
 }
 
-static void conn_process_frames(conn_t *c)
+/* One turn: frames until the input runs out, a limit pauses the
+ * connection, or the turn's work reaches TURN_QUANTUM (a relay's
+ * internal connection has no quantum). Returns the work done. */
+static uint64_t conn_process_frames(conn_t *c)
 {
     pc_server_t *s = c->srv;
-    while (!c->closing && !conn_paused(c)) {
+    uint64_t work = 0;
+    while (!c->closing && !conn_paused(c) && (work < TURN_QUANTUM || c->internal)) {
         const uint8_t *body;
         uint32_t len;
         int rc = pc_proto_reader_next(&c->rd, &body, &len);
         if (rc == 0)
             break;
+        size_t out0 = c->out.len + c->held;
+        work += len + TURN_FRAME_COST;
         if (rc < 0) {
             char why[128];
             snprintf(why, sizeof why, "%s",
                      rc == PC_ETOOBIG ? "frame length over max-frame" : "zero-length frame");
             conn_bad_frame(c, rc == PC_ETOOBIG ? PC_ST_TOO_LARGE : PC_ST_BAD_REQUEST, why);
-            return;
+            return work;
         }
         if (pc_guard_on(s->guard) && (c->sealed || pc_seal_is_sealed(body, len))) {
             /* A peer's frame: opened in place (the reader's buffer is ours
@@ -3537,7 +3653,7 @@ static void conn_process_frames(conn_t *c)
                 pc_log_debug(s->log, "client %s: frame failed the cluster-key check (%s)",
                              c->peer, pc_strerror(rc));
                 conn_close(c, "cluster-key check failed");
-                return;
+                return work;
             }
             if (!c->sealed) {
                 c->sealed = 1;
@@ -3549,7 +3665,7 @@ static void conn_process_frames(conn_t *c)
         } else if (pc_seal_is_sealed(body, len)) {
             conn_bad_frame(c, PC_ST_BAD_REQUEST,
                            "sealed frame, but this node runs without a cluster key");
-            return;
+            return work;
         }
         pc_request_t rq;
         rc = pc_proto_decode_request(s->dec, body, len, &rq);
@@ -3557,7 +3673,7 @@ static void conn_process_frames(conn_t *c)
             s->stats.requests++;
         if (rc == PC_EPROTO || rc == PC_ENOMEM) {
             conn_bad_frame(c, PC_ST_BAD_REQUEST, "malformed frame (not a peercache request)");
-            return;
+            return work;
         } else if (rc == PC_ETOOBIG) {
             answer_error(c, rq.op, rq.id, PC_ST_TOO_LARGE, "key, value or key count over the limit");
         } else if (rc < 0) {
@@ -3567,7 +3683,11 @@ static void conn_process_frames(conn_t *c)
             c->cur_len = len;
             handle_request(c, &rq);
         }
+        size_t out1 = c->out.len + c->held;
+        if (out1 > out0)
+            work += out1 - out0;
     }
+    return work;
 }
 
 /*
@@ -3622,7 +3742,7 @@ static void conn_read_shared(conn_t *c, size_t n)
         conn_close(c, "input buffered while reading into the shared buffer");
         return;
     }
-    conn_process(c);
+    conn_run(c);
     if (c->closing) {
         pc_proto_reader_free(&c->rd); /* forget the rest */
         return;
@@ -3649,13 +3769,13 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
             return;
         }
         pc_proto_reader_commit(&c->rd, (size_t)n);
-        conn_process(c);
+        conn_run(c);
         return;
     }
     if (n == UV_EOF) {
         /* The client may have half-closed and still want its answers. */
         c->eof = 1;
-        conn_process(c);
+        conn_run(c);
         return;
     }
     if (n < 0)
@@ -3683,10 +3803,15 @@ static void conn_close(conn_t *c, const char *why)
         uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
         uv_try_write(&c->h.stream, &b, 1);
     }
+    /* Nothing more is written: what was queued goes now, not when the
+     * last request in flight to Redis comes back (wbuf waits for its
+     * write's cancellation). */
+    pc_buf_free(&c->out);
     c->closing = 1;
     if (!c->internal) {
         s->nconns--;
         atomic_fetch_sub_explicit(&s->sh->nconns, 1, memory_order_relaxed);
+        srv_budget_update(s);
     }
     if (c->reading)
         uv_read_stop(&c->h.stream);
@@ -3717,6 +3842,41 @@ static const char *conn_refusal(pc_server_t *s)
     return NULL;
 }
 
+/*
+ * A connection the node has no memory for. libuv stops a listener whose
+ * connection callback does not accept (and starts it again at the next
+ * uv_accept), so it is accepted into `reject`, a handle of the server's
+ * own, and closed at once; if that handle is still closing from the last
+ * one, the next is taken when it is free (reject_closed), and the
+ * listener waits that long.
+ */
+static void reject_closed(uv_handle_t *h)
+{
+    pc_server_t *s = h->data;
+    s->rejecting = 0;
+    if (s->reject_waiting && s->listening) {
+        s->reject_waiting = 0;
+        conn_reject(s);
+    }
+    server_handle_gone(s);
+}
+
+static void conn_reject(pc_server_t *s)
+{
+    if (s->rejecting) {
+        s->reject_waiting = 1;
+        return;
+    }
+    s->stats.connections_rejected++;
+    uv_tcp_init(s->loop, &s->reject);
+    s->reject.data = s;
+    s->rejecting = 1;
+    s->handles_open++;
+    if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&s->reject) == 0)
+        pc_log_warn(s->log, "accept: out of memory for a new connection; closed it");
+    uv_close((uv_handle_t *)&s->reject, reject_closed);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     pc_server_t *s = server->data;
@@ -3724,15 +3884,21 @@ static void on_connection(uv_stream_t *server, int status)
         pc_log_warn(s->log, "accept: %s", uv_strerror(status));
         return;
     }
-    conn_t *c = calloc(1, sizeof *c);
-    if (c == NULL)
+    /* Room in the scheduler for every connection, so that its turns
+     * never fail to queue. */
+    conn_t *c = pc_sched_reserve(&s->sched, s->nconn_all + 1) == 0 ? calloc(1, sizeof *c) : NULL;
+    if (c == NULL) {
+        conn_reject(s);
         return;
+    }
     uv_tcp_init(s->loop, &c->h.tcp);
     c->h.handle.data = c;
     c->srv = s;
     c->refs = 1; /* the handle */
     pc_list_init(&c->reqs);
     pc_list_push_back(&s->conns, &c->link);
+    s->nconn_all++;
+    pc_sched_entry_init(&c->sched);
     /* Sealed peer frames fit too: max-frame leaves room for the seal
      * beside the largest key and value (FRAME_SLACK in pc_config.c). */
     pc_proto_reader_init(&c->rd, s->set.limits.max_frame);
@@ -3745,6 +3911,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->last_active = now_ms(s);
     s->nconns++;
     atomic_fetch_add_explicit(&s->sh->nconns, 1, memory_order_relaxed);
+    srv_budget_update(s);
     if (uv_accept(server, &c->h.stream) != 0) {
         conn_close(c, "accept failed");
         return;
@@ -4101,10 +4268,35 @@ static void handoff_finished(pc_server_t *s)
     }
 }
 
+/* The stop's deadline (pc_server_begin_stop), or --shutdown-timeout from
+ * now if it was never started. */
+static uint64_t stop_deadline(const pc_server_t *s)
+{
+    uint64_t d = atomic_load(&s->sh->stop_deadline);
+    return d != 0 ? d : now_ms(s) + s->set.shutdown_timeout_ms;
+}
+
+/* A leave's hand-off has the first half of the stop: the drain the rest. */
+static uint64_t stop_handoff_until(const pc_server_t *s)
+{
+    uint64_t b = atomic_load(&s->sh->stop_began);
+    if (b == 0)
+        return s->handoff_started + s->set.shutdown_timeout_ms / 2;
+    return b + s->set.shutdown_timeout_ms / 2;
+}
+
 static void handoff_step(uv_timer_t *t)
 {
     pc_server_t *s = t->data;
     uint64_t now = now_ms(s);
+    if (s->handoff_done && now >= stop_handoff_until(s)) {
+        /* Leaving: do not hold the shutdown hostage to a slow receiver, or
+         * to home loops that cannot drain (a Redis that stopped answering). */
+        pc_log_warn(s->log, "hand-off: not done after %llu ms (half of --shutdown-timeout); "
+                    "leaving anyway", (unsigned long long)(now - s->handoff_started));
+        handoff_finished(s);
+        return;
+    }
     /* Writes the home loops still have in flight land in the store before
      * the scan reads it (home_update drains them). */
     if (s->draining)
@@ -4159,14 +4351,8 @@ static void handoff_step(uv_timer_t *t)
                 handoff_flush(s, tg);
         }
     }
-    if (!s->handoff_scanning && s->handoff_inflight == 0 && s->handoff_resend == NULL) {
+    if (!s->handoff_scanning && s->handoff_inflight == 0 && s->handoff_resend == NULL)
         handoff_finished(s);
-    } else if (s->handoff_done && now - s->handoff_started > s->set.shutdown_timeout_ms) {
-        /* Leaving: do not hold the shutdown hostage to a slow receiver. */
-        pc_log_warn(s->log, "hand-off: not done after %llu ms; leaving anyway",
-                    (unsigned long long)s->set.shutdown_timeout_ms);
-        handoff_finished(s);
-    }
 }
 
 /*
@@ -4334,7 +4520,7 @@ static void xq_init(pc_server_t *s)
  * counted among the connections. */
 static int conn_attach_internal(pc_server_t *s, int fd, int peer, size_t idx)
 {
-    conn_t *c = calloc(1, sizeof *c);
+    conn_t *c = pc_sched_reserve(&s->sched, s->nconn_all + 1) == 0 ? calloc(1, sizeof *c) : NULL;
     if (c == NULL)
         return PC_ENOMEM;
     uv_pipe_init(s->loop, &c->h.pipe, 0);
@@ -4343,6 +4529,8 @@ static int conn_attach_internal(pc_server_t *s, int fd, int peer, size_t idx)
     c->refs = 1;
     pc_list_init(&c->reqs);
     pc_list_push_back(&s->conns, &c->link);
+    s->nconn_all++;
+    pc_sched_entry_init(&c->sched);
     pc_proto_reader_init(&c->rd, s->set.limits.max_frame);
     pc_buf_init(&c->out, 0);
     pc_buf_init(&c->wbuf, 0);
@@ -4401,7 +4589,6 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backe
         pc_buf_init(&w->relays[k].wbuf, 0);
     }
     pc_list_init(&w->conns);
-    pc_list_init(&w->runnable);
     pthread_mutex_init(&w->xq_lock, NULL);
     randombytes_buf(w->ks_hashkey, sizeof w->ks_hashkey);
     if (w->listen == NULL || w->name == NULL || w->rbuf == NULL || w->ks_buckets == NULL ||
@@ -4410,6 +4597,10 @@ int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backe
         pc_proto_decoder_new(&w->set.limits, &w->fdec) < 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fds) < 0 ||
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, w->fds + 2) < 0) {
+        /* Not added: backend and peers stay the caller's (their handles
+         * are on the worker's loop; only its owner may close them). */
+        w->backend = NULL;
+        w->peers = NULL;
         pc_server_free(&w);
         return PC_ENOMEM;
     }
@@ -4706,7 +4897,6 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     s->ks_nbuckets = 64;
     s->ks_buckets = calloc(s->ks_nbuckets, sizeof *s->ks_buckets);
     pc_list_init(&s->conns);
-    pc_list_init(&s->runnable);
     randombytes_buf(s->ks_hashkey, sizeof s->ks_hashkey);
     s->set.settle_ms = cfg->ring_settle_ms;
     s->handoff_rate = cfg->handoff_rate;
@@ -4799,6 +4989,10 @@ static void start_handles(pc_server_t *s)
     uv_idle_init(s->loop, &s->run_idle);
     s->run_idle.data = s;
     s->handles_open++;
+    uv_prepare_init(s->loop, &s->turn_prep);
+    s->turn_prep.data = s;
+    s->handles_open++;
+    uv_prepare_start(&s->turn_prep, turn_prep_cb);
     uv_timer_start(&s->tick, tick_cb, TICK_MS, TICK_MS);
     uv_timer_init(s->loop, &s->shutdown_timer);
     s->shutdown_timer.data = s;
@@ -4892,6 +5086,7 @@ static int worker_start(pc_server_t *w, const struct sockaddr *sa, socklen_t sal
     }
     w->listening = 1;
     w->set.max_buffer_memory = core->set.max_buffer_memory; /* the share pc_server_start set */
+    srv_budget_update(w);
     start_handles(w);
     for (int k = 0; k < 2; k++) {
         rc = relay_open(w, &w->relays[k], w->fds[2 * k], 0);
@@ -4939,6 +5134,7 @@ int pc_server_start(pc_server_t *s)
 
     /* The buffer cap is the node's: each loop gets an equal share. */
     s->set.max_buffer_memory /= s->nworkers + 1;
+    srv_budget_update(s);
     struct sockaddr_storage ss;
     int sslen = sizeof ss;
     if (s->nworkers > 0 && uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &sslen) < 0)
@@ -4974,10 +5170,27 @@ static void relay_pipe_closed(uv_handle_t *h) { server_handle_gone(((relay_t *)h
 /* A worker's backend or peer pool, closed. */
 static void backend_gone(void *arg) { server_handle_gone(arg); }
 
+/*
+ * Closes the sending end of a relay. What still waits on it is answered
+ * now (INTERNAL, "the node is stopping"): the other loop will not answer
+ * any more, and a request left waiting would hold its connection -- and
+ * with it this loop's stop -- for ever.
+ */
+static void relay_close(relay_t *rl)
+{
+    if (rl->srv == NULL || uv_is_closing((uv_handle_t *)&rl->pipe))
+        return;
+    rl->open = 0; /* (relay_fail_all logs only an unexpected end) */
+    relay_fail_all(rl, NULL);
+    uv_close((uv_handle_t *)&rl->pipe, relay_pipe_closed);
+}
+
 static void close_server_handles(pc_server_t *s)
 {
     if (!uv_is_closing((uv_handle_t *)&s->run_idle))
         uv_close((uv_handle_t *)&s->run_idle, server_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)&s->turn_prep))
+        uv_close((uv_handle_t *)&s->turn_prep, server_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&s->tick))
         uv_close((uv_handle_t *)&s->tick, server_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&s->shutdown_timer))
@@ -4988,16 +5201,10 @@ static void close_server_handles(pc_server_t *s)
         uv_close((uv_handle_t *)&s->drain_timer, server_handle_closed);
     if (!uv_is_closing((uv_handle_t *)&s->relay_check))
         uv_close((uv_handle_t *)&s->relay_check, server_handle_closed);
-    for (int k = 0; s->core != NULL && k < 2; k++) {
-        s->relays[k].open = 0;
-        if (s->relays[k].srv && !uv_is_closing((uv_handle_t *)&s->relays[k].pipe))
-            uv_close((uv_handle_t *)&s->relays[k].pipe, relay_pipe_closed);
-    }
-    for (size_t h = 0; h < s->nhrel; h++) {
-        s->hrel[h].open = 0;
-        if (s->hrel[h].srv && !uv_is_closing((uv_handle_t *)&s->hrel[h].pipe))
-            uv_close((uv_handle_t *)&s->hrel[h].pipe, relay_pipe_closed);
-    }
+    for (int k = 0; s->core != NULL && k < 2; k++)
+        relay_close(&s->relays[k]);
+    for (size_t h = 0; h < s->nhrel; h++)
+        relay_close(&s->hrel[h]);
     if (s->core != NULL && s->backend != NULL) { /* a worker's own Redis connection */
         pc_backend_t *b = s->backend;
         s->backend = NULL;
@@ -5012,17 +5219,48 @@ static void close_server_handles(pc_server_t *s)
     xq_close(s);
 }
 
+/* What this loop's stop still waits for, as a phrase for the log. */
+static void loop_pending(const pc_server_t *s, char *buf, size_t len)
+{
+    unsigned long long reqs = 0, relayed = 0, forwarded = 0;
+    for (const pc_list_t *n = s->conns.next; n != &s->conns; n = n->next) {
+        const conn_t *c = pc_list_entry(n, conn_t, link);
+        reqs += c->nreqs;
+        for (const pc_list_t *l = c->reqs.next; l != &c->reqs; l = l->next) {
+            const req_t *r = pc_list_entry(l, req_t, link);
+            relayed += r->waiting && r->rw.done != NULL;
+            forwarded += r->waiting && r->forwarded;
+        }
+    }
+    snprintf(buf, len, "loop %zu: %llu connection(s) open, %llu request(s) unanswered (%llu "
+             "relayed to another loop, %llu forwarded to a peer), %zu key(s) with Redis "
+             "commands in flight%s%s", s->index, (unsigned long long)s->nconns, reqs, relayed,
+             forwarded, s->ks_count, s->draining ? ", home loops draining" : "",
+             s->handoff_target != NULL ? ", a hand-off running" : "");
+}
+
+/* The drain reached the stop's deadline: what is left is cut, and the
+ * node will exit non-zero (pc_server_shutdown_forced). */
 static void shutdown_timeout_cb(uv_timer_t *t)
 {
     pc_server_t *s = t->data;
-    pc_log_warn(s->log, "shutdown: %llu connection(s) still busy after %llu ms; closing them",
-                (unsigned long long)s->nconns, (unsigned long long)s->set.shutdown_timeout_ms);
+    char what[256];
+    loop_pending(s, what, sizeof what);
+    pc_log_warn(s->log, "shutdown: --shutdown-timeout (%llu ms) reached; closing what is left "
+                "(%s)", (unsigned long long)s->set.shutdown_timeout_ms, what);
+    atomic_store(&s->sh->forced, 1);
     pc_list_t *n = s->conns.next;
     while (n != &s->conns) {
         conn_t *c = pc_list_entry(n, conn_t, link);
         n = n->next;
         conn_close(c, "shutdown");
     }
+    /* What the cut requests still wait on ends now too: their callbacks
+     * find closed connections, and the loop can finish. */
+    if (s->backend != NULL)
+        pc_backend_fail_pending(s->backend);
+    if (s->peers != NULL)
+        pc_peer_pool_fail_all(s->peers);
     close_server_handles(s);
 }
 
@@ -5107,8 +5345,34 @@ static void shutdown_loop(pc_server_t *s, void (*done)(void *), void *arg)
         c->eof = 1;
         conn_process(c);
     }
-    uv_timer_start(&s->shutdown_timer, shutdown_timeout_cb, s->set.shutdown_timeout_ms, 0);
+    /* Cut what is left a little before the deadline, so that the node
+     * still closes everything in order and exits before it. */
+    uint64_t now = now_ms(s), grace = s->set.shutdown_timeout_ms / 5;
+    uint64_t cut = stop_deadline(s) - (grace < 1000 ? grace : 1000);
+    uv_timer_start(&s->shutdown_timer, shutdown_timeout_cb, cut > now ? cut - now : 0, 0);
     uv_timer_start(&s->tick, shutdown_poll_cb, 10, 10);
+}
+
+void pc_server_begin_stop(pc_server_t *s)
+{
+    uint64_t now = now_ms(s);
+    uint64_t zero = 0;
+    if (atomic_compare_exchange_strong(&s->sh->stop_began, &zero, now))
+        atomic_store(&s->sh->stop_deadline, now + s->set.shutdown_timeout_ms);
+}
+
+int pc_server_shutdown_forced(const pc_server_t *s) { return atomic_load(&s->sh->forced); }
+
+void pc_server_pending(const pc_server_t *s, char *buf, size_t len)
+{
+    char own[256];
+    loop_pending(s, own, sizeof own);
+    if (s->workers_stopping && s->workers_running > 0)
+        snprintf(buf, len, "%s; %zu worker loop(s) not stopped yet (%llu client connection(s) "
+                 "open on all loops)", own, s->workers_running,
+                 (unsigned long long)atomic_load(&s->sh->nconns));
+    else
+        snprintf(buf, len, "%s", own);
 }
 
 void pc_server_free(pc_server_t **sp)
@@ -5135,6 +5399,7 @@ void pc_server_free(pc_server_t **sp)
         hsend_free(h);
     }
     pc_buf_free(&s->scratch);
+    pc_sched_free(&s->sched);
     if (s->buf_bytes != 0)
         pc_log_error(s->log, "connection buffer accounting is off by %zu bytes", s->buf_bytes);
     free(s->rbuf);

@@ -91,7 +91,7 @@ void pc_server_after_handoff(pc_server_t *s, void (*done)(void *arg), void *arg)
  * peer pool, both made on `loop`; backend is NULL exactly when the core
  * has none, peers is never NULL (else PC_EINVAL). On success the worker
  * owns both, closes them on its loop when it stops, and frees them with
- * itself. While the node is settled (docs/ARCHITECTURE.md "Threads"),
+ * itself; on failure they stay the caller's. While the node is settled (docs/ARCHITECTURE.md "Threads"),
  * the worker is the home loop of its share of the keys: it reads them
  * through and writes them through Redis itself, replicates and forwards
  * over its own peer connections.
@@ -121,11 +121,34 @@ int pc_server_start(pc_server_t *s);
 /*
  * Graceful stop: closes the listener, stops reading, lets requests in
  * flight finish and their answers flush, then closes every connection --
- * or forces them closed after shutdown_timeout. Calls done(arg) once all
- * handles are closed; after that, pc_server_free(). Call once. On a core
- * with workers: the workers stop first, then the core.
+ * or forces them closed as the stop's deadline nears (see
+ * pc_server_begin_stop). Calls done(arg) once all handles are closed;
+ * after that, pc_server_free(). Call once. On a core with workers: the
+ * workers stop first, then the core.
  */
 void pc_server_shutdown(pc_server_t *s, void (*done)(void *arg), void *arg);
+
+/*
+ * A stop begins (SIGTERM): from now, the whole stop -- a leave's
+ * hand-off, then the drain -- must be over within --shutdown-timeout. The
+ * hand-off gives up at half of it (pc_server_after_handoff calls done
+ * then); the drain (pc_server_shutdown, on every loop) closes whatever is
+ * still busy a little before the deadline (a fifth of the timeout, at
+ * most 1 s), logs what that was, and marks the stop forced. Without this
+ * call the deadline runs from pc_server_shutdown. Core loop thread; the
+ * first call counts.
+ */
+void pc_server_begin_stop(pc_server_t *s);
+
+/* After the shutdown's done callback: 1 if a loop's drain reached the
+ * deadline and cut connections with requests still unanswered (the node
+ * should exit non-zero), else 0. */
+int pc_server_shutdown_forced(const pc_server_t *s);
+
+/* One line saying what the stop still waits for (connections, requests,
+ * keys with Redis commands in flight, a hand-off, worker loops not yet
+ * stopped), for the log of a stop that overran. Core loop thread. */
+void pc_server_pending(const pc_server_t *s, char *buf, size_t len);
 
 /* Frees a server whose shutdown completed (or that never started). */
 void pc_server_free(pc_server_t **s);

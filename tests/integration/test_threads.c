@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +48,18 @@ static int64_t stat_of(pc_client_t *c, const char *name)
                 v = st[i].value;
     pc_stats_free(st, n);
     return v;
+}
+
+typedef struct stat_wait {
+    pc_client_t *c;
+    const char *name;
+    int64_t want;
+} stat_wait_t;
+
+static int stat_is(void *p)
+{
+    stat_wait_t *w = p;
+    return stat_of(w->c, w->name) == w->want;
 }
 
 static void stop_clean(pc_h_proc_t *node)
@@ -372,6 +385,129 @@ static void test_stop_under_load(void **state)
     pc_h_stop(&redis, SIGKILL, 5000);
 }
 
+/*
+ * The outside test that hung a node for ever: 20 connections each send 20
+ * SETs, every third followed by 5,000 pipelined PINGs, then all reset at
+ * once (SO_LINGER 0); then SIGTERM. A worker closed its relays to the
+ * other loops while requests it had relayed there still waited for their
+ * answers; those held their (reset) connections, the worker never
+ * finished, and the core waited for it in epoll_wait for ever. Here Redis
+ * is stopped (SIGSTOP) while the SETs are sent, so that every one of them
+ * is in flight -- the relayed ones among them -- when the stop begins
+ * (the PINGs go after the SETs here and queue behind them). Now the node
+ * exits 0, once Redis' timeout has failed them.
+ */
+static void test_stop_after_resets(void **state)
+{
+    (void)state;
+    pc_h_proc_t redis, node;
+    assert_int_equal(pc_h_redis_start(&redis, 0), 0);
+    const char *args[] = {"--redis", redis.addr, "--threads", "2", "--redis-timeout", "3s",
+                          "--shutdown-timeout", "8s", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    pc_client_t *cl = client_for(&node);
+    assert_non_null(cl);
+    stat_wait_t homes = {cl, "home_loops", 2}, up = {cl, "backend_up", 1};
+    assert_true(pc_h_poll(stat_is, &homes, 10000));
+    assert_true(pc_h_poll(stat_is, &up, 10000));
+    int64_t relayed0 = stat_of(cl, "home_relayed");
+    assert_int_equal(kill(redis.pid, SIGSTOP), 0);
+    enum { CONNS = 20, SETS = 20, PINGS = 5000 };
+    int fds[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        assert_true((fds[i] = pc_h_connect(node.port, 5000)) >= 0);
+        pc_buf_t b;
+        pc_buf_init(&b, 0);
+        char k[32];
+        for (int j = 0; j < SETS; j++) {
+            snprintf(k, sizeof k, "reset:%d:%d", i, j);
+            pc_request_t set = {.op = PC_OP_SET, .id = (uint64_t)j + 1,
+                                .key = {(const uint8_t *)k, (uint32_t)strlen(k)},
+                                .value = {(const uint8_t *)"v", 1}};
+            assert_int_equal(pc_proto_encode_request(&b, &set), 0);
+        }
+        /* The PINGs after them: their answers wait behind the SETs (in
+         * order), up to --max-inflight, and the rest waits unread. */
+        for (int p = 0; p < (SETS + 2) / 3 * PINGS; p++) {
+            pc_request_t ping = {.op = PC_OP_PING, .id = 100000 + (uint64_t)p};
+            assert_int_equal(pc_proto_encode_request(&b, &ping), 0);
+        }
+        (void)send(fds[i], b.data, b.len, MSG_DONTWAIT); /* what the node takes */
+        pc_buf_free(&b);
+    }
+    /* every SET has gone to Redis (and waits there), some of them
+     * relayed from one loop to the other first */
+    stat_wait_t sent = {cl, "backend_writes", CONNS * SETS};
+    assert_true(pc_h_poll(stat_is, &sent, 10000));
+    assert_true(stat_of(cl, "home_relayed") > relayed0);
+    for (int i = 0; i < CONNS; i++) {
+        struct linger lg = {1, 0};
+        setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fds[i]); /* reset */
+    }
+    pc_client_free(&cl);
+    uint64_t t0 = pc_h_now_ms();
+    int st = pc_h_stop(&node, SIGTERM, 8000 + 2000); /* exit 0 is checked there */
+    fprintf(stderr, "stopped after resets in %llu ms\n", (unsigned long long)(pc_h_now_ms() - t0));
+    assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    kill(redis.pid, SIGCONT);
+    pc_h_stop(&redis, SIGKILL, 5000);
+}
+
+/*
+ * A stop that cannot drain within --shutdown-timeout: a GET waits on a
+ * Redis that stopped answering (SIGSTOP), with --redis-timeout far longer
+ * than the stop may take. The node cuts it at the deadline, says what was
+ * left, and exits 1 -- within the timeout, not after the Redis timeout.
+ * One loop, so that the GET waits on Redis and nothing else: on several,
+ * a GET relayed between loops is answered ("the node is stopping") when
+ * the relay closes, and the stop is clean.
+ */
+static void test_stop_that_cannot_drain_exits_1_in_time(void **state)
+{
+    (void)state;
+    pc_h_proc_t redis, node;
+    assert_int_equal(pc_h_redis_start(&redis, 0), 0);
+    const char *args[] = {"--redis", redis.addr, "--threads", "1", "--shutdown-timeout", "2s",
+                          "--redis-timeout", "60s", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    pc_client_t *cl = client_for(&node);
+    assert_non_null(cl);
+    stat_wait_t up = {cl, "backend_up", 1};
+    assert_true(pc_h_poll(stat_is, &up, 10000));
+    assert_int_equal(kill(redis.pid, SIGSTOP), 0);
+    int fd = pc_h_connect(node.port, 5000);
+    assert_true(fd >= 0);
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t get = {.op = PC_OP_GET, .id = 1, .key = {(const uint8_t *)"stuck", 5}};
+    assert_int_equal(pc_proto_encode_request(&b, &get), 0);
+    assert_int_equal(pc_h_send_all(fd, &b), 0);
+    pc_buf_free(&b);
+    /* the read is on its way to Redis */
+    stat_wait_t reading = {cl, "backend_reads", 1};
+    assert_true(pc_h_poll(stat_is, &reading, 10000));
+    pc_client_free(&cl);
+    uint64_t t0 = pc_h_now_ms();
+    assert_int_equal(kill(node.pid, SIGTERM), 0);
+    int st = pc_h_stop(&node, 0, 2000 + 2000); /* waits; the status is judged here */
+    uint64_t took = pc_h_now_ms() - t0;
+    fprintf(stderr, "a stop that could not drain ended in %llu ms, status %d\n",
+            (unsigned long long)took, st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 1))
+        fprintf(stderr, "node log: %s\n", node.log);
+    assert_true(st >= 0 && WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 1);
+    assert_true(took < 2000 + 1000);
+    char out[4096];
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "grep -c 'shutdown-timeout (2000 ms) reached' %s", node.log);
+    assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
+    close(fd);
+    kill(redis.pid, SIGCONT);
+    pc_h_stop(&redis, SIGKILL, 5000);
+}
+
 /* Home loops: with Redis behind, each loop has its own Redis connection
  * and reads and writes its share of the keys through it. Every write is
  * sent once and every miss read once, whichever loop the client is on;
@@ -389,18 +525,6 @@ static int redis_clients_with(redisContext *rc, const char *what)
         n++;
     freeReplyObject(rep);
     return n;
-}
-
-typedef struct stat_wait {
-    pc_client_t *c;
-    const char *name;
-    int64_t want;
-} stat_wait_t;
-
-static int stat_is(void *p)
-{
-    stat_wait_t *w = p;
-    return stat_of(w->c, w->name) == w->want;
 }
 
 static void test_home_loops_each_talk_to_redis(void **state)
@@ -711,6 +835,8 @@ int main(void)
         cmocka_unit_test(test_redis_behind_order_and_read_through),
         cmocka_unit_test(test_port_in_use_is_still_an_error),
         cmocka_unit_test(test_stop_under_load),
+        cmocka_unit_test(test_stop_after_resets),
+        cmocka_unit_test(test_stop_that_cannot_drain_exits_1_in_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,580 @@
+/*
+ * bench_slowreaders.c -- what clients that stop reading cost everyone else.
+ *
+ *   bench_slowreaders [--conns N[,N...]] [--kinds K[,K...]] [--seconds S]
+ *                     [--smoke] [--json]
+ *
+ *   no option   kinds get,ping,unauth x conns 100,1000; 10 s phases
+ *   --smoke     kind get, 50 connections, 2 s phases; checks only that
+ *               every figure came out (ctest -L bench)
+ *
+ * One scenario: a memory-only peercached (--insecure --redis none, every
+ * other limit at its default; --threads from PEERCACHE_THREADS or the
+ * node's default) holding a 100-byte key and a 1 MiB key. A probe client
+ * on a connection of its own sends GETs of the small key at 200/s, open
+ * loop: each GET has an intended send time, and its latency counts from
+ * then, so a stalled node shows up in full. Three phases of S seconds:
+ *
+ *   before   the probe alone
+ *   during   N hostile connections that send requests and never read,
+ *            each closed and opened again every 9 s (as the outside test
+ *            did, so that no output timeout ever catches them); and every
+ *            500 ms a new connection that sends PING and wants its answer
+ *            within 2 s (accepted / refused with BUSY / stalled)
+ *   after    the hostile connections gone; the probe alone again
+ *
+ * Kinds of hostile connection:
+ *   get     pipelines 400 GETs of the 1 MiB key (400 MiB of answers)
+ *   ping    pipelines PINGs for as long as the node reads them
+ *   unauth  the node requires a token (--token-file); the connection
+ *           never sends HELLO and pipelines GETs, each answered
+ *           AUTH_REQUIRED, for as long as the node reads them
+ *
+ * Figures per scenario: the probe's p50 / p99 / max in each phase and
+ * p99 during over p99 before; new connections served / refused / stalled;
+ * the node's RSS before, at its highest during (sampled every 100 ms) and
+ * at the end of `after`; the kernel's TCP memory (/proc/net/sockstat) at
+ * its highest; STATS buffer_evictions, buffer_full_rejects,
+ * output_timeouts. The load generator runs in this process on the same
+ * machine: read ratios, not absolutes.
+ *
+ * SLOW_TRACE=1 in the environment prints every probe answer that came
+ * more than 100 ms late, with its intended send time.
+ *
+ * Exits non-zero if the node fails to start or stop, or a figure is
+ * missing; the targets themselves are printed, never checked (timing on a
+ * shared machine is measured, not asserted: tests/integration/test_hostile
+ * checks what can be checked exactly).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pc_harness.h"
+#include "pc_proto.h"
+
+#define PROBE_RATE 200
+#define MAX_SAMPLES 200000
+#define RECONNECT_MS 9000
+#define NEWCONN_EVERY_MS 500
+#define TOKEN "slowreaders-token"
+
+enum kind { K_GET, K_PING, K_UNAUTH, NKINDS };
+static const char *const KIND_NAMES[NKINDS] = {"get", "ping", "unauth"};
+enum phase { P_BEFORE, P_DURING, P_AFTER, NPHASES };
+static const char *const PHASE_NAMES[NPHASES] = {"before", "during", "after"};
+
+typedef struct lat {
+    double *v;
+    size_t n;
+} lat_t;
+
+typedef struct probe {
+    pthread_t tid;
+    int port;
+    int token;
+    atomic_int phase;
+    atomic_int stop;
+    lat_t lat[NPHASES];
+    long errors;
+} probe_t;
+
+typedef struct result {
+    enum kind kind;
+    int conns;
+    double p50[NPHASES], p99[NPHASES], max[NPHASES];
+    int served, refused, stalled;
+    long rss_before_kb, rss_max_kb, rss_after_kb;
+    long tcp_mem_max_kb;
+    long long evictions, full_rejects, output_timeouts;
+    long probe_errors;
+} result_t;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_until(double t)
+{
+    double d = t - now_ms();
+    if (d <= 0)
+        return;
+    struct timespec ts = {(time_t)(d / 1000), (long)((d - (double)(time_t)(d / 1000) * 1000) * 1e6)};
+    nanosleep(&ts, NULL);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(lat_t *l, double p)
+{
+    if (l->n == 0)
+        return -1;
+    qsort(l->v, l->n, sizeof *l->v, cmp_double);
+    size_t i = (size_t)(p * (double)(l->n - 1) + 0.5);
+    return l->v[i];
+}
+
+/* ---- raw protocol helpers --------------------------------------------------- */
+
+static int send_req(int fd, const pc_request_t *rq)
+{
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    int rc = pc_proto_encode_request(&b, rq) == 0 ? pc_h_send_all(fd, &b) : -1;
+    pc_buf_free(&b);
+    return rc;
+}
+
+static int want_ok(void *arg, int index, const pc_response_t *r)
+{
+    (void)index;
+    *(int *)arg = r->status;
+    return 0;
+}
+
+/* One request, one answer (blocking, the socket's timeout): its status,
+ * or -1. */
+static int call(int fd, const pc_request_t *rq)
+{
+    int st = -1;
+    if (send_req(fd, rq) != 0 || pc_h_read_responses(fd, 1, want_ok, &st) != 1)
+        return -1;
+    return st;
+}
+
+static int hello(int fd, int token)
+{
+    pc_request_t h = {.op = PC_OP_HELLO, .id = 1, .proto_version = PC_PROTO_VERSION};
+    if (token)
+        h.token = (pc_bytes_t){(const uint8_t *)TOKEN, sizeof TOKEN - 1};
+    return call(fd, &h) == PC_ST_OK ? 0 : -1;
+}
+
+/* ---- the probe ------------------------------------------------------------- */
+
+static void *probe_main(void *arg)
+{
+    probe_t *p = arg;
+    int fd = pc_h_connect(p->port, 10000);
+    if (fd < 0 || hello(fd, p->token) != 0) {
+        p->errors++;
+        return NULL;
+    }
+    pc_request_t get = {.op = PC_OP_GET, .key = {(const uint8_t *)"small", 5}};
+    double t0 = now_ms();
+    for (uint64_t i = 0; !atomic_load(&p->stop); i++) {
+        double intended = t0 + (double)i * (1000.0 / PROBE_RATE);
+        sleep_until(intended);
+        int ph = atomic_load(&p->phase);
+        get.id = i + 2;
+        if (call(fd, &get) != PC_ST_OK) {
+            p->errors++;
+            close(fd);
+            fd = pc_h_connect(p->port, 10000);
+            if (fd < 0 || hello(fd, p->token) != 0)
+                break;
+            continue;
+        }
+        lat_t *l = &p->lat[ph];
+        double took = now_ms() - intended;
+        if (l->n < MAX_SAMPLES)
+            l->v[l->n++] = took;
+        if (getenv("SLOW_TRACE") && took > 100)
+            fprintf(stderr, "probe: %.0f ms late at %.0f ms\n", took, intended - t0);
+    }
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+/* ---- the hostile connections ------------------------------------------------ */
+
+typedef struct hostile {
+    pthread_t tid;
+    int port;
+    enum kind kind;
+    int n;
+    atomic_int stop;
+} hostile_t;
+
+typedef struct hconn {
+    int fd;
+    double opened;
+    size_t sent; /* of the one-off payload (get) */
+} hconn_t;
+
+/* A connection to the node, or -1. */
+static int hconn_open(int port)
+{
+    return pc_h_connect(port, 1000); /* sends are MSG_DONTWAIT */
+}
+
+static void *hostile_main(void *arg)
+{
+    hostile_t *h = arg;
+    hconn_t *c = calloc((size_t)h->n, sizeof *c);
+    /* get: 400 GETs of the big key, sent once per connection. ping and
+     * unauth: a block of requests sent again and again while the node
+     * takes them. */
+    pc_buf_t once, flood;
+    pc_buf_init(&once, 0);
+    pc_buf_init(&flood, 0);
+    for (int i = 0; i < 400; i++) {
+        pc_request_t g = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
+                          .key = {(const uint8_t *)"big", 3}};
+        pc_proto_encode_request(&once, &g);
+    }
+    for (int i = 0; i < 1024; i++) {
+        pc_request_t r = {.op = h->kind == K_PING ? PC_OP_PING : PC_OP_GET, .id = (uint64_t)i + 1,
+                          .key = {(const uint8_t *)"small", 5}};
+        pc_proto_encode_request(&flood, &r);
+    }
+    const pc_buf_t *payload = h->kind == K_GET ? &once : &flood;
+    struct pollfd *pf = calloc((size_t)h->n, sizeof *pf);
+    double start = now_ms();
+    for (int i = 0; i < h->n; i++) {
+        c[i].fd = -1;
+        /* staggered, so that they do not all reconnect at one moment */
+        c[i].opened = start - (double)RECONNECT_MS * i / h->n - RECONNECT_MS;
+    }
+    while (!atomic_load(&h->stop)) {
+        double now = now_ms();
+        int npf = 0;
+        for (int i = 0; i < h->n; i++) {
+            if (now - c[i].opened >= RECONNECT_MS) {
+                if (c[i].fd >= 0)
+                    close(c[i].fd);
+                c[i].fd = hconn_open(h->port);
+                c[i].opened = now;
+                c[i].sent = 0;
+            }
+            if (c[i].fd < 0)
+                continue;
+            int more = h->kind != K_GET || c[i].sent < payload->len;
+            if (more) {
+                pf[npf].fd = c[i].fd;
+                pf[npf].events = POLLOUT;
+                npf++;
+            }
+        }
+        if (npf == 0 || poll(pf, (nfds_t)npf, 50) <= 0) {
+            if (npf == 0)
+                sleep_until(now_ms() + 50);
+            continue;
+        }
+        for (int k = 0, i = 0; k < npf; k++) {
+            if (!(pf[k].revents & POLLOUT))
+                continue;
+            while (i < h->n && c[i].fd != pf[k].fd)
+                i++;
+            if (i == h->n)
+                break;
+            size_t off = h->kind == K_GET ? c[i].sent : 0;
+            ssize_t w = send(c[i].fd, payload->data + off, payload->len - off,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0 && h->kind == K_GET)
+                c[i].sent += (size_t)w;
+            else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                close(c[i].fd); /* closed by the node: open again next round */
+                c[i].fd = -1;
+            }
+        }
+    }
+    for (int i = 0; i < h->n; i++)
+        if (c[i].fd >= 0)
+            close(c[i].fd);
+    free(c);
+    free(pf);
+    pc_buf_free(&once);
+    pc_buf_free(&flood);
+    return NULL;
+}
+
+/* ---- node-side figures ---------------------------------------------------- */
+
+static long tcp_mem_kb(void)
+{
+    FILE *f = fopen("/proc/net/sockstat", "r");
+    char line[256];
+    long pages = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *m = strstr(line, " mem ");
+        if (strncmp(line, "TCP:", 4) == 0 && m)
+            pages = strtol(m + 5, NULL, 10);
+    }
+    if (f)
+        fclose(f);
+    return pages < 0 ? -1 : pages * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+typedef struct statq {
+    const char *name;
+    long long v;
+} statq_t;
+
+static int on_stats(void *arg, int index, const pc_response_t *r)
+{
+    statq_t *q = arg;
+    (void)index;
+    for (; q->name; q++)
+        for (uint32_t i = 0; i < r->nstats; i++)
+            if (r->stats[i].name.len == strlen(q->name) &&
+                memcmp(r->stats[i].name.ptr, q->name, r->stats[i].name.len) == 0)
+                q->v = r->stats[i].value;
+    return 0;
+}
+
+static int stats(int port, int token, statq_t *q)
+{
+    int fd = pc_h_connect(port, 5000);
+    if (fd < 0 || hello(fd, token) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    pc_request_t st = {.op = PC_OP_STATS, .id = 7};
+    int ok = send_req(fd, &st) == 0 && pc_h_read_responses(fd, 1, on_stats, q) == 1;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+/* A new connection's PING: 0 served, 1 refused (BUSY), 2 no answer in 2 s. */
+static int newconn(int port, int token)
+{
+    int fd = pc_h_connect(port, 2000);
+    if (fd < 0)
+        return 2;
+    int res = 2;
+    pc_request_t h = {.op = PC_OP_HELLO, .id = 1, .proto_version = PC_PROTO_VERSION};
+    if (token)
+        h.token = (pc_bytes_t){(const uint8_t *)TOKEN, sizeof TOKEN - 1};
+    int st = call(fd, &h);
+    if (st == PC_ST_OK)
+        res = 0;
+    else if (st == PC_ST_BUSY)
+        res = 1;
+    close(fd);
+    return res;
+}
+
+/* ---- one scenario --------------------------------------------------------- */
+
+static int run(enum kind kind, int conns, int seconds, result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    res->kind = kind;
+    res->conns = conns;
+    int token = kind == K_UNAUTH;
+    char tokfile[512];
+    snprintf(tokfile, sizeof tokfile, "%s/slowreaders.token", pc_h_tmpdir());
+    if (token) {
+        FILE *f = fopen(tokfile, "w");
+        if (f == NULL)
+            return -1;
+        fprintf(f, "%s\n", TOKEN);
+        fclose(f);
+        chmod(tokfile, 0600);
+    }
+    const char *args_plain[] = {"--insecure", "--redis", "none", NULL};
+    const char *args_tok[] = {"--insecure", "--redis", "none", "--token-file", tokfile, NULL};
+    pc_h_proc_t node;
+    if (pc_h_node_start(&node, token ? args_tok : args_plain) != 0)
+        return -1;
+    int fd = pc_h_connect(node.port, 5000);
+    if (fd < 0 || hello(fd, token) != 0)
+        return -1;
+    size_t big = 1024 * 1024;
+    uint8_t *val = malloc(big);
+    memset(val, 'b', big);
+    pc_request_t s1 = {.op = PC_OP_SET, .id = 2, .key = {(const uint8_t *)"small", 5},
+                       .value = {val, 100}};
+    pc_request_t s2 = {.op = PC_OP_SET, .id = 3, .key = {(const uint8_t *)"big", 3},
+                       .value = {val, (uint32_t)big}};
+    int ok = call(fd, &s1) == PC_ST_OK && call(fd, &s2) == PC_ST_OK;
+    free(val);
+    close(fd);
+    if (!ok)
+        return -1;
+
+    probe_t pr;
+    memset(&pr, 0, sizeof pr);
+    pr.port = node.port;
+    pr.token = token;
+    for (int i = 0; i < NPHASES; i++)
+        pr.lat[i].v = malloc(MAX_SAMPLES * sizeof(double));
+    hostile_t h = {.port = node.port, .kind = kind, .n = conns};
+    pthread_create(&pr.tid, NULL, probe_main, &pr);
+
+    sleep_until(now_ms() + 1000 * seconds);
+    res->rss_before_kb = pc_h_rss_kb(node.pid);
+    atomic_store(&pr.phase, P_DURING);
+    pthread_create(&h.tid, NULL, hostile_main, &h);
+    double end = now_ms() + 1000 * seconds, next_new = now_ms() + NEWCONN_EVERY_MS;
+    while (now_ms() < end) {
+        long rss = pc_h_rss_kb(node.pid), tm = tcp_mem_kb();
+        if (rss > res->rss_max_kb)
+            res->rss_max_kb = rss;
+        if (tm > res->tcp_mem_max_kb)
+            res->tcp_mem_max_kb = tm;
+        if (now_ms() >= next_new) {
+            int r = newconn(node.port, token);
+            res->served += r == 0;
+            res->refused += r == 1;
+            res->stalled += r == 2;
+            next_new += NEWCONN_EVERY_MS;
+        }
+        sleep_until(now_ms() + 100);
+    }
+    atomic_store(&h.stop, 1);
+    pthread_join(h.tid, NULL);
+    atomic_store(&pr.phase, P_AFTER);
+    sleep_until(now_ms() + 1000 * seconds);
+    res->rss_after_kb = pc_h_rss_kb(node.pid);
+    atomic_store(&pr.stop, 1);
+    pthread_join(pr.tid, NULL);
+    res->probe_errors = pr.errors;
+    for (int i = 0; i < NPHASES; i++) {
+        res->p50[i] = pct(&pr.lat[i], 0.50);
+        res->p99[i] = pct(&pr.lat[i], 0.99);
+        res->max[i] = pct(&pr.lat[i], 1.0);
+        free(pr.lat[i].v);
+    }
+    statq_t q[] = {{"buffer_evictions", -1}, {"buffer_full_rejects", -1},
+                   {"output_timeouts", -1}, {NULL, 0}};
+    int srv = stats(node.port, token, q);
+    res->evictions = q[0].v;
+    res->full_rejects = q[1].v;
+    res->output_timeouts = q[2].v;
+    int st = pc_h_stop(&node, SIGTERM, 20000);
+    if (srv != 0 || st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return -1;
+    return 0;
+}
+
+static void print_result(const result_t *r)
+{
+    printf("%-6s %5d  ", KIND_NAMES[r->kind], r->conns);
+    for (int i = 0; i < NPHASES; i++)
+        printf("%7.2f %8.2f %8.1f  ", r->p50[i], r->p99[i], r->max[i]);
+    printf("%5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f  %7.1f  %5lld %4lld %4lld\n",
+           r->p99[P_BEFORE] > 0 ? r->p99[P_DURING] / r->p99[P_BEFORE] : -1, r->served,
+           r->refused, r->stalled, r->rss_before_kb / 1024.0, r->rss_max_kb / 1024.0,
+           r->rss_after_kb / 1024.0, r->tcp_mem_max_kb / 1024.0, r->evictions, r->full_rejects,
+           r->output_timeouts);
+    fflush(stdout);
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    int n = 0;
+    char *copy = strdup(s), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
+        out[n++] = atoi(t);
+    free(copy);
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    int conns[8] = {100, 1000}, nconns = 2, seconds = 10, smoke = 0, json = 0;
+    int kinds[NKINDS] = {K_GET, K_PING, K_UNAUTH}, nkinds = NKINDS;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--smoke") == 0) {
+            smoke = 1;
+            conns[0] = 50;
+            nconns = 1;
+            kinds[0] = K_GET;
+            nkinds = 1;
+            seconds = 2;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+        } else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc) {
+            nconns = parse_list(argv[++i], conns, 8);
+        } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
+            seconds = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--kinds") == 0 && i + 1 < argc) {
+            char *copy = strdup(argv[++i]), *save = NULL;
+            nkinds = 0;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                for (int k = 0; k < NKINDS; k++)
+                    if (strcmp(t, KIND_NAMES[k]) == 0 && nkinds < NKINDS)
+                        kinds[nkinds++] = k;
+            free(copy);
+        } else {
+            fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth] [--seconds S] "
+                            "[--smoke] [--json]\n", argv[0]);
+            return 2;
+        }
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    printf("# bench_slowreaders: probe %d GET/s open loop; %d s per phase; latencies in ms; "
+           "RSS and kernel TCP memory in MiB\n", PROBE_RATE, seconds);
+    printf("%-6s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-20s  %-7s  %s\n", "kind", "conns",
+           "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x",
+           "new s/r/x", "RSS before max after", "tcp mem", "evict full otmo");
+    result_t res[NKINDS * 8];
+    int nres = 0, failed = 0;
+    for (int k = 0; k < nkinds; k++) {
+        for (int c = 0; c < nconns; c++) {
+            result_t *r = &res[nres];
+            if (run(kinds[k], conns[c], seconds, r) != 0) {
+                fprintf(stderr, "bench_slowreaders: %s x %d: the node failed\n",
+                        KIND_NAMES[kinds[k]], conns[c]);
+                failed = 1;
+                continue;
+            }
+            print_result(r);
+            if (r->p99[P_BEFORE] < 0 || r->p99[P_DURING] < 0 || r->p99[P_AFTER] < 0 ||
+                r->rss_max_kb <= 0 || r->served + r->refused + r->stalled == 0) {
+                fprintf(stderr, "bench_slowreaders: a figure is missing\n");
+                failed = 1;
+            }
+            nres++;
+        }
+    }
+    if (json) {
+        printf("{\"results\": [");
+        for (int i = 0; i < nres; i++) {
+            const result_t *r = &res[i];
+            printf("%s{\"kind\": \"%s\", \"conns\": %d", i ? ", " : "", KIND_NAMES[r->kind],
+                   r->conns);
+            for (int p = 0; p < NPHASES; p++)
+                printf(", \"%s_p50_ms\": %.3f, \"%s_p99_ms\": %.3f, \"%s_max_ms\": %.3f",
+                       PHASE_NAMES[p], r->p50[p], PHASE_NAMES[p], r->p99[p], PHASE_NAMES[p],
+                       r->max[p]);
+            printf(", \"new_served\": %d, \"new_refused\": %d, \"new_stalled\": %d"
+                   ", \"rss_before_kb\": %ld, \"rss_max_kb\": %ld, \"rss_after_kb\": %ld"
+                   ", \"tcp_mem_max_kb\": %ld, \"buffer_evictions\": %lld"
+                   ", \"buffer_full_rejects\": %lld, \"output_timeouts\": %lld}",
+                   r->served, r->refused, r->stalled, r->rss_before_kb, r->rss_max_kb,
+                   r->rss_after_kb, r->tcp_mem_max_kb, r->evictions, r->full_rejects,
+                   r->output_timeouts);
+        }
+        printf("]}\n");
+    }
+    (void)smoke;
+    return failed;
+}
