@@ -1019,6 +1019,15 @@ static int req_key(pc_proto_decoder_t *d, const msgpack_object *o, const char *w
     return 0;
 }
 
+/* SET and TOUCH: a TTL the backend can add to its clock (pc_proto.h). */
+static int req_ttl(pc_proto_decoder_t *d, uint64_t ttl)
+{
+    if (ttl > PC_PROTO_MAX_TTL_MS)
+        return refuse(d, PC_EBADREQ, "ttl_ms %" PRIu64 " over the largest TTL, %" PRIu64 " ms", ttl,
+                      PC_PROTO_MAX_TTL_MS);
+    return 0;
+}
+
 static int req_hello(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
 {
     uint64_t v;
@@ -1047,6 +1056,9 @@ static int req_set(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t 
     uint64_t flags, cond;
     if (!opt_uint(elem(a, 4), UINT64_MAX, &out->ttl_ms))
         return refuse(d, PC_EBADREQ, "ttl_ms is not a uint64");
+    rc = req_ttl(d, out->ttl_ms);
+    if (rc != 0)
+        return rc;
     if (!opt_uint(elem(a, 5), UINT32_MAX, &flags))
         return refuse(d, PC_EBADREQ, "flags is not a uint32");
     if (!opt_uint(elem(a, 6), PC_COND_XX, &cond))
@@ -1186,9 +1198,9 @@ static int map_request(pc_proto_decoder_t *d, const msgpack_object *root, pc_req
         rc = req_key(d, elem(root, 2), "key", &out->key);
         if (rc != 0)
             return rc;
-        return as_uint(elem(root, 3), UINT64_MAX, &out->ttl_ms)
-                   ? 0
-                   : refuse(d, PC_EBADREQ, "ttl_ms missing or not a uint64");
+        if (!as_uint(elem(root, 3), UINT64_MAX, &out->ttl_ms))
+            return refuse(d, PC_EBADREQ, "ttl_ms missing or not a uint64");
+        return req_ttl(d, out->ttl_ms);
     default:
         return refuse(d, PC_EBADREQ, "unknown op");
     }
@@ -1484,8 +1496,9 @@ static int check_request(const pc_request_t *req)
         return 0;
     case PC_OP_GET:
     case PC_OP_DEL:
-    case PC_OP_TOUCH:
         return key_ok(req->key) ? 0 : PC_EINVAL;
+    case PC_OP_TOUCH:
+        return key_ok(req->key) && req->ttl_ms <= PC_PROTO_MAX_TTL_MS ? 0 : PC_EINVAL;
     case PC_OP_FORWARD:
         return req->hops > 0 && key_ok(req->body) ? 0 : PC_EINVAL;
     case PC_OP_SYNC:
@@ -1501,8 +1514,10 @@ static int check_request(const pc_request_t *req)
         }
         return 0;
     case PC_OP_SET:
-        return key_ok(req->key) && bytes_ok(req->value) && req->cond <= PC_COND_XX ? 0
-                                                                                    : PC_EINVAL;
+        return key_ok(req->key) && bytes_ok(req->value) && req->cond <= PC_COND_XX &&
+                       req->ttl_ms <= PC_PROTO_MAX_TTL_MS
+                   ? 0
+                   : PC_EINVAL;
     case PC_OP_MGET:
         if (req->nkeys == 0 || req->keys == NULL)
             return PC_EINVAL;

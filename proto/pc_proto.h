@@ -70,6 +70,17 @@
 #define PC_PROTO_MAX_STATS 4096u
 #define PC_PROTO_MAX_MEMBERS 4096u
 
+/*
+ * The largest ttl_ms of SET and TOUCH: 2^62 ms, about 146 million years.
+ * Redis refuses SET PX / PEXPIRE when now_ms + ttl overflows a signed
+ * 64-bit integer (ERR invalid expire time), so a TTL from 2^63 - now up
+ * was refused by the backend after the node had dropped its copy. 2^62 is
+ * the round figure that stays clear of that for any clock this side of
+ * the year 146,000,000, and also leaves the node's own now + ttl in range.
+ * Over it: BAD_REQUEST at decode, PC_EINVAL at encode.
+ */
+#define PC_PROTO_MAX_TTL_MS (UINT64_C(1) << 62)
+
 /* Operations (wire values, never renumber). */
 enum pc_op {
     PC_OP_HELLO = 1,
@@ -192,7 +203,7 @@ typedef struct pc_request {
     uint64_t id;
     pc_bytes_t key;         /* GET SET DEL TOUCH */
     pc_bytes_t value;       /* SET */
-    uint64_t ttl_ms;        /* SET TOUCH; 0 = no expiry */
+    uint64_t ttl_ms;        /* SET TOUCH; 0 = no expiry; <= PC_PROTO_MAX_TTL_MS */
     uint32_t flags;         /* SET: opaque to the server */
     uint32_t cond;          /* SET: enum pc_cond */
     uint64_t cas;           /* SET: expected version, 0 = no check */
@@ -358,8 +369,8 @@ void pc_proto_decoder_free(pc_proto_decoder_t **d);
  *   PC_EPROTO   not a request at all (bad msgpack, not an array, no id):
  *               close the connection; *out is undefined.
  *   PC_EBADREQ  well-formed frame, bad request (unknown op, wrong types,
- *               empty key, bad cond, more elements or values than the
- *               op's budget):
+ *               empty key, bad cond, ttl_ms over PC_PROTO_MAX_TTL_MS,
+ *               more elements or values than the op's budget):
  *               out->op and out->id are set, answer BAD_REQUEST and keep
  *               the connection.
  *   PC_ETOOBIG  key/value/MGET count over the limits: out->op and out->id
@@ -390,7 +401,8 @@ int pc_proto_decode_response(pc_proto_decoder_t *d, const uint8_t *body, size_t 
 /*
  * Why the last decode on d failed, as a short text for logs and for the
  * message of an error answer, e.g. "GET: 12 elements, at most 3 + 8
- * trailing", "MGET: 2000 keys, at most 1024", "GET: key is empty".
+ * trailing", "MGET: 2000 keys, at most 1024", "SET: ttl_ms
+ * 9223372036854775808 over the largest TTL, 4611686018427387904 ms".
  * Once op and id are known the text starts with the op's name ("op 13"
  * for one this build does not know; "... reply" for responses). "" after
  * a successful decode or before the first. Owned by the decoder: valid
@@ -405,9 +417,10 @@ const char *pc_proto_decoder_why(const pc_proto_decoder_t *d);
  * 0, PC_ENOMEM, PC_ETOOBIG (the out buffer's cap), or PC_EINVAL (unknown
  * op). On error *out is left as it was (len and bytes; cap may have grown).
  * Requests: PC_EINVAL also for what every server rejects anyway -- an
- * empty key, an MGET with no keys, cond > 2, or a slice with len > 0 and
- * a NULL ptr -- so a client fails before sending. Trailing optional SET /
- * HELLO arguments that are 0 are omitted from the frame.
+ * empty key, an MGET with no keys, cond > 2, a SET or TOUCH ttl_ms over
+ * PC_PROTO_MAX_TTL_MS, or a slice with len > 0 and a NULL ptr -- so a
+ * client fails before sending. Trailing optional SET / HELLO arguments
+ * that are 0 are omitted from the frame.
  * Responses: status != OK encodes [op, id, status, message] for any op;
  * an empty message is replaced by pc_status_message(status). OK needs a
  * known op, and at most PC_PROTO_MAX_STATS stats or PC_PROTO_MAX_MEMBERS

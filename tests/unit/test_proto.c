@@ -416,7 +416,8 @@ static size_t sample_requests(pc_request_t *r, size_t max)
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 8, .key = bs("k"), .value = bs("v"), .flags = UINT32_MAX};
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 9, .key = bs("k"), .value = bs("v"), .cond = PC_COND_NX};
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 10, .key = bs("key"), .value = bs("value"),
-                            .ttl_ms = UINT64_MAX, .flags = 3, .cond = PC_COND_XX, .cas = 1ull << 40};
+                            .ttl_ms = PC_PROTO_MAX_TTL_MS, .flags = 3, .cond = PC_COND_XX,
+                            .cas = 1ull << 40};
     r[n++] = (pc_request_t){.op = PC_OP_DEL, .id = 11, .key = bs("gone")};
     r[n++] = (pc_request_t){.op = PC_OP_TOUCH, .id = 12, .key = bs("t"), .ttl_ms = 0};
     r[n++] = (pc_request_t){.op = PC_OP_TOUCH, .id = 13, .key = bs("t"), .ttl_ms = 1ull << 33};
@@ -800,7 +801,8 @@ static void test_entry_overhead(void **state)
     free(big);
 }
 
-/* The largest legal SET at default limits fits in a default frame. */
+/* The largest legal SET at default limits fits in a default frame (its
+ * ttl_ms, the largest TTL, takes a uint64's 9 bytes like any above 2^32). */
 static void test_max_sizes_fit(void **state)
 {
     pc_proto_decoder_t *d = *state;
@@ -813,7 +815,7 @@ static void test_max_sizes_fit(void **state)
     pc_request_t set = {.op = PC_OP_SET, .id = UINT64_MAX,
                         .key = {key, PC_PROTO_DEFAULT_MAX_KEY},
                         .value = {val, PC_PROTO_DEFAULT_MAX_VALUE},
-                        .ttl_ms = UINT64_MAX, .flags = UINT32_MAX, .cond = PC_COND_XX,
+                        .ttl_ms = PC_PROTO_MAX_TTL_MS, .flags = UINT32_MAX, .cond = PC_COND_XX,
                         .cas = UINT64_MAX};
     pc_buf_t b;
     pc_buf_init(&b, 4 + (size_t)PC_PROTO_DEFAULT_MAX_FRAME);
@@ -2849,6 +2851,61 @@ static void test_budget_replies(void **state)
     free(ms);
 }
 
+/* ---- the largest TTL -------------------------------------------------- */
+
+static void test_max_ttl(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    static const uint64_t ttls[] = {PC_PROTO_MAX_TTL_MS, PC_PROTO_MAX_TTL_MS + 1,
+                                    (uint64_t)INT64_MAX, 1ull << 63, UINT64_MAX};
+    char want[128];
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    assert_true(PC_PROTO_MAX_TTL_MS == 4611686018427387904ull);
+
+    for (size_t i = 0; i < ARRAY_LEN(ttls); i++) {
+        for (int touch = 0; touch < 2; touch++) {
+            uint32_t op = touch ? PC_OP_TOUCH : PC_OP_SET;
+            mp_t m;
+            mp_init(&m);
+            msgpack_pack_array(&m.pk, touch ? 4 : 5);
+            msgpack_pack_uint32(&m.pk, op);
+            msgpack_pack_uint32(&m.pk, 40 + (uint32_t)i);
+            mp_bin(&m, "k");
+            if (!touch)
+                mp_bin(&m, "v");
+            msgpack_pack_uint64(&m.pk, ttls[i]);
+            pc_request_t req;
+            int rc = decode_mp_request(d, &m, &req);
+            assert_int_equal(req.op, op);
+            assert_int_equal(req.id, 40 + i);
+            if (ttls[i] <= PC_PROTO_MAX_TTL_MS) {
+                assert_int_equal(rc, 0);
+                assert_int_equal(req.ttl_ms, ttls[i]);
+            } else {
+                assert_int_equal(rc, PC_EBADREQ);
+                assert_int_equal(req.ttl_ms, 0);
+                snprintf(want, sizeof want,
+                         "%s: ttl_ms %llu over the largest TTL, 4611686018427387904 ms",
+                         pc_op_name(op), (unsigned long long)ttls[i]);
+                assert_string_equal(pc_proto_decoder_why(d), want);
+            }
+            mp_destroy(&m);
+
+            /* The encoder refuses what the decoder would, leaving b as
+             * it was. */
+            pc_request_t enc = {.op = op, .id = 1, .key = bs("k"), .value = bs("v"),
+                                .ttl_ms = ttls[i]};
+            pc_buf_reset(&b);
+            rc = pc_proto_encode_request(&b, &enc);
+            assert_int_equal(rc, ttls[i] <= PC_PROTO_MAX_TTL_MS ? 0 : PC_EINVAL);
+            if (rc != 0)
+                assert_int_equal(b.len, 0);
+        }
+    }
+    pc_buf_free(&b);
+}
+
 /* pc_proto_decoder_why: one text per failure, "" after a success. */
 static void test_decoder_why(void **state)
 {
@@ -2964,6 +3021,7 @@ int main(void)
                                         teardown_decoder),
         cmocka_unit_test_setup_teardown(test_budget_lists, setup_decoder, teardown_decoder),
         cmocka_unit_test_setup_teardown(test_budget_replies, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_max_ttl, setup_decoder, teardown_decoder),
         cmocka_unit_test_setup_teardown(test_decoder_why, setup_decoder, teardown_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
