@@ -723,8 +723,8 @@ static int refuse(pc_proto_decoder_t *d, int rc, const char *fmt, ...)
  * element is an array of 1.18M nils cost 100 ms of a node's loop. What
  * each op can use is small and known, so step 1 checks the body against
  * it as it walks, and stops at the first value past it -- before
- * msgpack-c sees the body, and after reading no more values than the
- * budget. The budget of a message is
+ * msgpack-c sees the body, having read one value more than the budget
+ * at most. The budget of a message is
  *   elements: what its op defines + PC_PROTO_SLACK_ELEMENTS trailing;
  *   values:   what those elements hold at most (its list, if it has one,
  *             counted from the list's header: PC_PROTO_ITEM_SLACK more per
@@ -1228,8 +1228,8 @@ int pc_proto_decode_request(pc_proto_decoder_t *d, const uint8_t *body, size_t l
         out->op = h.op;
         out->id = h.id;
     }
-    if (rc == PC_ENOMEM && d->why[0] == '\0')
-        refuse(d, rc, "out of memory");
+    if (rc != 0 && d->why[0] == '\0')
+        refuse(d, rc, rc == PC_ENOMEM ? "out of memory" : "fields wrong or missing");
     return rc;
 }
 
