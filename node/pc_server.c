@@ -2448,11 +2448,11 @@ static void handle_forward(conn_t *c, const pc_request_t *rq)
         return;
     }
     if (rc == PC_ETOOBIG) {
-        answer_error(c, in.op, in.id, PC_ST_TOO_LARGE, "key, value or key count over the limit");
+        answer_error(c, in.op, in.id, PC_ST_TOO_LARGE, pc_proto_decoder_why(s->dec));
         return;
     }
     if (rc < 0) {
-        answer_error(c, in.op, in.id, PC_ST_BAD_REQUEST, "bad request: wrong fields");
+        answer_error(c, in.op, in.id, PC_ST_BAD_REQUEST, pc_proto_decoder_why(s->dec));
         return;
     }
     switch (in.op) {
@@ -3675,9 +3675,9 @@ static uint64_t conn_process_frames(conn_t *c)
             conn_bad_frame(c, PC_ST_BAD_REQUEST, "malformed frame (not a peercache request)");
             return work;
         } else if (rc == PC_ETOOBIG) {
-            answer_error(c, rq.op, rq.id, PC_ST_TOO_LARGE, "key, value or key count over the limit");
+            answer_error(c, rq.op, rq.id, PC_ST_TOO_LARGE, pc_proto_decoder_why(s->dec));
         } else if (rc < 0) {
-            answer_error(c, rq.op, rq.id, PC_ST_BAD_REQUEST, "bad request: wrong fields");
+            answer_error(c, rq.op, rq.id, PC_ST_BAD_REQUEST, pc_proto_decoder_why(s->dec));
         } else {
             c->cur_body = body;
             c->cur_len = len;

@@ -4,11 +4,14 @@
  *
  * Decoding runs in three steps, each trusting only what the previous one
  * proved:
- *   1. pc_proto_validate() walks the raw bytes with no allocation and
- *      rejects anything whose headers claim more than the body holds.
- *      msgpack-c's unpacker allocates `count * 16` bytes as soon as it sees
- *      an array header, so without this step a 5-byte body claiming 2^32
- *      elements would make it try to reserve 64 GiB.
+ *   1. shape() walks the raw bytes with no allocation and rejects
+ *      anything whose headers claim more than the body holds (the rules of
+ *      pc_proto_validate()). msgpack-c's unpacker allocates `count * 16`
+ *      bytes as soon as it sees an array header, so without this step a
+ *      5-byte body claiming 2^32 elements would make it try to reserve 64
+ *      GiB. On the way it reads [op, id] and holds the rest to what that
+ *      op can use ("budgets" below), because msgpack-c also spends ~100 ns
+ *      on every value of an honest body, however useless.
  *   2. msgpack_unpack_next() builds a msgpack_object tree. What we found
  *      in msgpack-c 4.0.0 (and pin in the unit tests): str, bin and ext
  *      objects point into the input bytes (zero copy), so only the tree
@@ -24,11 +27,16 @@
  */
 #include "pc_proto.h"
 
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <msgpack.h>
+
+#include "pc_gossip.h" /* PC_GOSSIP_MAX_NODES */
 
 /* ---- names and status mapping ---------------------------------------- */
 
@@ -466,62 +474,140 @@ static struct mp_head classify(uint8_t b)
     }
 }
 
-int pc_proto_validate(const uint8_t *body, size_t len, unsigned max_depth)
-{
-    /* open[i] = values still owed by the i-th open container. uint64 because
-     * a map32 owes 2 * (2^32 - 1) values. */
-    uint64_t open[PC_PROTO_VALIDATE_DEPTH_CAP];
-    unsigned depth = 0;
+/*
+ * A walk over msgpack bytes, one value header at a time, checking the
+ * structural rules as it goes (PROTOCOL.md §3). pc_proto_validate() runs
+ * one to the end; the decoders run one under a budget and may stop it
+ * early (see "budgets" below), which is why it steps instead of looping.
+ */
+struct mp_walk {
+    const uint8_t *p;
+    size_t len;
+    size_t pos;
+    unsigned depth; /* containers open */
+    unsigned max_depth;
     /* Values still to read in total: the sum of open[] plus the top value.
      * Every value takes at least one byte, so owing more than the bytes
      * left is already proof of a lie. */
-    uint64_t owed = 1;
-    size_t pos = 0;
+    uint64_t owed;
+    uint64_t values; /* value headers read so far, containers included */
+    /* open[i] = values still owed by the i-th open container. uint64
+     * because a map32 owes 2 * (2^32 - 1) values. */
+    uint64_t open[PC_PROTO_VALIDATE_DEPTH_CAP];
+};
+
+/* One value as walk_next() found it. */
+struct mp_val {
+    uint8_t kind;   /* HEAD_SCALAR, HEAD_SIZED, HEAD_ARRAY, HEAD_MAP */
+    unsigned depth; /* containers around it: 0 for the body's own value */
+    uint64_t n;     /* array count, map pairs, or str/bin/ext size */
+    size_t at;      /* offset of its first byte */
+};
+
+static void walk_init(struct mp_walk *w, const uint8_t *body, size_t len, unsigned max_depth)
+{
+    w->p = body;
+    w->len = len;
+    w->pos = 0;
+    w->depth = 0;
+    w->max_depth = max_depth > PC_PROTO_VALIDATE_DEPTH_CAP ? PC_PROTO_VALIDATE_DEPTH_CAP
+                                                            : max_depth;
+    w->owed = 1;
+    w->values = 0;
+}
+
+/* 1: *v is the next value (a container's elements come next). 0: the body
+ * ended exactly where its value did. PC_EPROTO: it breaks a rule. */
+static int walk_next(struct mp_walk *w, struct mp_val *v)
+{
+    const uint8_t *body = w->p;
+    size_t len = w->len, pos = w->pos;
+
+    if (w->owed == 0)
+        return pos == len ? 0 : PC_EPROTO;
+    if (pos >= len)
+        return PC_EPROTO;
+    v->at = pos;
+    v->depth = w->depth;
+    struct mp_head h = classify(body[pos++]);
+    if (h.kind == HEAD_BAD)
+        return PC_EPROTO;
+
+    uint64_t n = h.inline_n;
+    if (h.lenbytes > 0) {
+        if (len - pos < h.lenbytes)
+            return PC_EPROTO;
+        n = get_be(body + pos, h.lenbytes);
+        pos += h.lenbytes;
+    }
+    uint64_t skip = h.fixed;
+    if (h.kind == HEAD_SIZED)
+        skip += n;
+    if (skip > len - pos)
+        return PC_EPROTO;
+    pos += (size_t)skip;
+
+    w->owed--;
+    w->values++;
+    if (w->depth > 0)
+        w->open[w->depth - 1]--;
+
+    if (h.kind == HEAD_ARRAY || h.kind == HEAD_MAP) {
+        uint64_t count = h.kind == HEAD_MAP ? 2 * n : n;
+        if (w->depth >= w->max_depth)
+            return PC_EPROTO;
+        if (w->owed + count > len - pos)
+            return PC_EPROTO;
+        w->owed += count;
+        if (count > 0)
+            w->open[w->depth++] = count;
+    }
+    while (w->depth > 0 && w->open[w->depth - 1] == 0)
+        w->depth--;
+    w->pos = pos;
+    v->kind = h.kind;
+    v->n = n;
+    return 1;
+}
+
+int pc_proto_validate(const uint8_t *body, size_t len, unsigned max_depth)
+{
+    struct mp_walk w;
+    struct mp_val v;
+    int rc;
 
     if (body == NULL)
         return PC_EPROTO;
-    if (max_depth > PC_PROTO_VALIDATE_DEPTH_CAP)
-        max_depth = PC_PROTO_VALIDATE_DEPTH_CAP;
+    walk_init(&w, body, len, max_depth);
+    while ((rc = walk_next(&w, &v)) == 1)
+        ;
+    return rc;
+}
 
-    while (owed > 0) {
-        if (pos >= len)
-            return PC_EPROTO;
-        struct mp_head h = classify(body[pos++]);
-        if (h.kind == HEAD_BAD)
-            return PC_EPROTO;
-
-        uint64_t n = h.inline_n;
-        if (h.lenbytes > 0) {
-            if (len - pos < h.lenbytes)
-                return PC_EPROTO;
-            n = get_be(body + pos, h.lenbytes);
-            pos += h.lenbytes;
-        }
-        uint64_t skip = h.fixed;
-        if (h.kind == HEAD_SIZED)
-            skip += n;
-        if (skip > len - pos)
-            return PC_EPROTO;
-        pos += (size_t)skip;
-
-        owed--;
-        if (depth > 0)
-            open[depth - 1]--;
-
-        if (h.kind == HEAD_ARRAY || h.kind == HEAD_MAP) {
-            uint64_t count = h.kind == HEAD_MAP ? 2 * n : n;
-            if (depth >= max_depth)
-                return PC_EPROTO;
-            if (owed + count > len - pos)
-                return PC_EPROTO;
-            owed += count;
-            if (count > 0)
-                open[depth++] = count;
-        }
-        while (depth > 0 && open[depth - 1] == 0)
-            depth--;
+/* The value of a non-negative integer in any int format, as msgpack-c reads
+ * it (it turns a signed form holding a value >= 0 into a positive one).
+ * false for anything else. */
+static bool val_uint(const struct mp_walk *w, const struct mp_val *v, uint64_t *u)
+{
+    uint8_t b = w->p[v->at];
+    const uint8_t *q = w->p + v->at + 1;
+    if (b <= 0x7f) {
+        *u = b;
+        return true;
     }
-    return pos == len ? 0 : PC_EPROTO;
+    if (b >= 0xcc && b <= 0xcf) { /* uint 8..64 */
+        *u = get_be(q, (size_t)1 << (b - 0xcc));
+        return true;
+    }
+    if (b >= 0xd0 && b <= 0xd3) { /* int 8..64 */
+        size_t n = (size_t)1 << (b - 0xd0);
+        uint64_t raw = get_be(q, n);
+        if (raw >> (8 * n - 1))
+            return false;
+        *u = raw;
+        return true;
+    }
+    return false;
 }
 
 /* ---- decoder --------------------------------------------------------- */
@@ -541,6 +627,11 @@ struct pc_proto_decoder {
     uint32_t repl_cap;
     pc_cluster_member_t *members;
     uint32_t members_cap;
+    /* pc_proto_decoder_why(): why the last decode failed, "" after a
+     * success. Once [op, id] are read, `subject` names the op ("GET",
+     * "MGET reply", "op 13") and every reason starts with it. */
+    char why[160];
+    char subject[24];
 };
 
 int pc_proto_decoder_new(const pc_proto_limits_t *limits, pc_proto_decoder_t **out)
@@ -601,15 +692,219 @@ static int grow(void **arr, uint32_t *cap, uint32_t n, size_t size)
     return 0;
 }
 
-/* Steps 1 and 2 of the header comment. On success the tree is d->unp.data
- * and the caller must call msgpack_unpacked_destroy(&d->unp) when done. */
-static int unpack_body(pc_proto_decoder_t *d, const uint8_t *body, size_t len,
-                       const msgpack_object **root)
+const char *pc_proto_decoder_why(const pc_proto_decoder_t *d)
 {
-    if (body == NULL || len == 0 || len > d->lim.max_frame)
-        return PC_EPROTO;
-    if (pc_proto_validate(body, len, PC_PROTO_MAX_DEPTH) != 0)
-        return PC_EPROTO;
+    return d != NULL ? d->why : "";
+}
+
+/* Records why the current decode fails and returns rc, so that a failure
+ * reads `return refuse(d, PC_EBADREQ, "key is empty");`. */
+static int refuse(pc_proto_decoder_t *d, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int refuse(pc_proto_decoder_t *d, int rc, const char *fmt, ...)
+{
+    size_t n = 0;
+    if (d->subject[0] != '\0') {
+        int k = snprintf(d->why, sizeof(d->why), "%s: ", d->subject);
+        n = k > 0 && (size_t)k < sizeof(d->why) ? (size_t)k : 0;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->why + n, sizeof(d->why) - n, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/*
+ * Budgets. msgpack-c builds an object of 24 bytes or more for every value,
+ * at 70-100 ns each, while str and bin bytes are not copied: a 1 MiB
+ * value costs it nothing, but a legal 1.1 MiB body whose ignored last
+ * element is an array of 1.18M nils cost 100 ms of a node's loop. What
+ * each op can use is small and known, so step 1 checks the body against
+ * it as it walks, and stops at the first value past it -- before
+ * msgpack-c sees the body, having read one value more than the budget
+ * at most. The budget of a message is
+ *   elements: what its op defines + PC_PROTO_SLACK_ELEMENTS trailing;
+ *   values:   what those elements hold at most (its list, if it has one,
+ *             counted from the list's header: PC_PROTO_ITEM_SLACK more per
+ *             item) + PC_PROTO_SLACK_VALUES.
+ * A list whose header claims more items than its limit is refused there
+ * too, as TOO_LARGE (a request) or malformed (a reply). A field that
+ * should be a scalar but is a container spends the values it holds, so a
+ * key that is an array of a million nils is refused the same way.
+ * So at default limits a request is never unpacked into more than 8,214
+ * objects (a REPLICATE of 1,024 entries), and one of any other op into
+ * at most 1,044 (a full MGET).
+ */
+enum { LIST_NONE, LIST_MGET_KEYS, LIST_STATS, LIST_MEMBERS };
+
+struct budget {
+    uint8_t elements;  /* elements the op defines, op and id included */
+    uint8_t values;    /* values those elements hold, its list empty */
+    uint8_t list;      /* index of its list element, 0 = it has none */
+    uint8_t list_kind; /* HEAD_ARRAY or HEAD_MAP */
+    uint8_t per_item;  /* values per list item, PC_PROTO_ITEM_SLACK included */
+    uint8_t limit;     /* LIST_*: what bounds the list's length */
+    const char *items; /* what the list holds, for reasons */
+};
+
+/* [key, value, flags, version, ttl_ms], and the same shape for MGET reply
+ * hits and CLUSTER members: the array and its five values. */
+#define RECORD_VALUES (6 + PC_PROTO_ITEM_SLACK)
+
+/* Index 0 is for ops this build does not know: [op, id]. */
+static const struct budget request_budget[PC_OP_MAX + 1] = {
+    [0] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_HELLO] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_PING] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_GET] = {3, 4, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_MGET] = {3, 4, 2, HEAD_ARRAY, 1, LIST_MGET_KEYS, "keys"},
+    [PC_OP_SET] = {8, 9, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_DEL] = {3, 4, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_TOUCH] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_STATS] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_CLUSTER] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_FORWARD] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_SYNC] = {3, 4, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_REPLICATE] = {5, 6, 4, HEAD_ARRAY, RECORD_VALUES, LIST_MGET_KEYS, "entries"},
+};
+
+/* OK replies, the trailing ring fingerprint included (CLUSTER has none). */
+static const struct budget response_budget[PC_OP_MAX + 1] = {
+    [0] = {3, 4, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_HELLO] = {7, 8, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_PING] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_GET] = {8, 9, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_MGET] = {5, 6, 3, HEAD_ARRAY, RECORD_VALUES, LIST_MGET_KEYS, "entries"},
+    [PC_OP_SET] = {5, 6, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_DEL] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_TOUCH] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_STATS] = {5, 6, 3, HEAD_MAP, 2, LIST_STATS, "stats"},
+    [PC_OP_CLUSTER] = {6, 7, 5, HEAD_ARRAY, RECORD_VALUES, LIST_MEMBERS, "members"},
+    [PC_OP_FORWARD] = {5, 6, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_SYNC] = {5, 6, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_REPLICATE] = {5, 6, 0, 0, 0, LIST_NONE, NULL},
+};
+
+/* Any status but OK: [op, id, status, message, ring_fp]. */
+static const struct budget error_budget = {5, 6, 0, 0, 0, LIST_NONE, NULL};
+
+/* Every node a gossip state can name can be a CLUSTER member. */
+_Static_assert(PC_PROTO_MAX_MEMBERS >= PC_GOSSIP_MAX_NODES, "CLUSTER must fit every member");
+
+static uint64_t list_limit(const pc_proto_decoder_t *d, uint8_t limit)
+{
+    switch (limit) {
+    case LIST_MGET_KEYS:
+        return d->lim.max_mget_keys;
+    case LIST_STATS:
+        return PC_PROTO_MAX_STATS;
+    case LIST_MEMBERS:
+        return PC_PROTO_MAX_MEMBERS;
+    default:
+        return 0;
+    }
+}
+
+/* What step 1 reads on its way: the values that say what the rest is. */
+struct head {
+    uint32_t op;
+    uint64_t id;
+    uint32_t status; /* replies */
+};
+
+/*
+ * Step 1: walks the body under the rules of pc_proto_validate(), reads
+ * [op, id] (and a reply's status) on the way -- the one place that
+ * decides whether a body is a message at all -- and then holds the rest
+ * to its op's budget. 0: a message within its budget, safe to unpack.
+ * PC_EPROTO: malformed, or not [op, id, ...]. For a request over its
+ * budget PC_EBADREQ, or PC_ETOOBIG for a list over its limit, *h set; a
+ * reply over its budget is PC_EPROTO (the peer broke the protocol).
+ */
+static int shape(pc_proto_decoder_t *d, const uint8_t *body, size_t len, bool reply,
+                 struct head *h)
+{
+    const int over = reply ? PC_EPROTO : PC_EBADREQ;
+    const int too_long = reply ? PC_EPROTO : PC_ETOOBIG;
+    const unsigned nhead = reply ? 3 : 2;
+    struct mp_walk w;
+    struct mp_val v;
+    uint64_t f[3];
+    int rc;
+
+    walk_init(&w, body, len, PC_PROTO_MAX_DEPTH);
+    if (walk_next(&w, &v) != 1)
+        return refuse(d, PC_EPROTO, "malformed msgpack");
+    if (v.kind != HEAD_ARRAY || v.n < nhead)
+        return refuse(d, PC_EPROTO, "not an array [op, id, %s...]", reply ? "status, " : "");
+    uint64_t n = v.n;
+    for (unsigned i = 0; i < nhead; i++) {
+        if (walk_next(&w, &v) != 1)
+            return refuse(d, PC_EPROTO, "malformed msgpack");
+        if (!val_uint(&w, &v, &f[i]) || (i != 1 && f[i] > UINT32_MAX))
+            return refuse(d, PC_EPROTO, "no %s", i == 0 ? "op" : i == 1 ? "id" : "status");
+    }
+    h->op = (uint32_t)f[0];
+    h->id = f[1];
+    h->status = reply ? (uint32_t)f[2] : 0;
+    if (h->op >= 1 && h->op <= PC_OP_MAX)
+        snprintf(d->subject, sizeof(d->subject), "%s%s", op_names[h->op], reply ? " reply" : "");
+    else
+        snprintf(d->subject, sizeof(d->subject), "op %" PRIu32 "%s", h->op, reply ? " reply" : "");
+
+    const struct budget *b = &error_budget;
+    if (!reply || h->status == PC_ST_OK) {
+        const struct budget *tab = reply ? response_budget : request_budget;
+        b = &tab[h->op <= PC_OP_MAX ? h->op : 0];
+    }
+    if (n > (uint64_t)b->elements + PC_PROTO_SLACK_ELEMENTS)
+        return refuse(d, over, "%" PRIu64 " elements, at most %u + %u trailing", n, b->elements,
+                      PC_PROTO_SLACK_ELEMENTS);
+
+    uint64_t uses = b->values;
+    uint64_t index = nhead; /* of the next element of the body's array */
+    while ((rc = walk_next(&w, &v)) == 1) {
+        if (v.depth == 1) {
+            if (index == b->list && b->list != 0 && v.kind == b->list_kind) {
+                uint64_t max = list_limit(d, b->limit);
+                if (v.n > max)
+                    return refuse(d, too_long, "%" PRIu64 " %s, at most %" PRIu64, v.n, b->items,
+                                  max);
+                uses += v.n * b->per_item;
+            }
+            index++;
+        }
+        if (w.values > uses + PC_PROTO_SLACK_VALUES)
+            return refuse(d, over,
+                          "over %" PRIu64 " msgpack values, at most %" PRIu64
+                          " for its fields + %u ignored",
+                          uses + PC_PROTO_SLACK_VALUES, uses, PC_PROTO_SLACK_VALUES);
+    }
+    if (rc == 0)
+        return 0;
+    if (!reply)
+        d->subject[0] = '\0'; /* not a request after all: no op to name */
+    return refuse(d, PC_EPROTO, "malformed msgpack");
+}
+
+/* Steps 1 and 2 of the header comment. On success the tree is d->unp.data
+ * and the caller must call msgpack_unpacked_destroy(&d->unp) when done;
+ * on PC_EBADREQ / PC_ETOOBIG (a request over its budget) *h is set. */
+static int unpack_body(pc_proto_decoder_t *d, const uint8_t *body, size_t len, bool reply,
+                       struct head *h, const msgpack_object **root)
+{
+    d->why[0] = '\0';
+    d->subject[0] = '\0';
+    if (body == NULL || len == 0)
+        return refuse(d, PC_EPROTO, "empty body");
+    if (len > d->lim.max_frame)
+        return refuse(d, PC_EPROTO, "body of %zu bytes, over max_frame (%" PRIu32 ")", len,
+                      d->lim.max_frame);
+    int rc = shape(d, body, len, reply, h);
+    if (rc != 0)
+        return rc;
 
     size_t off = 0;
     msgpack_unpack_return ret = msgpack_unpack_next(&d->unp, (const char *)body, len, &off);
@@ -617,19 +912,19 @@ static int unpack_body(pc_proto_decoder_t *d, const uint8_t *body, size_t len,
     case MSGPACK_UNPACK_SUCCESS:
         break;
     case MSGPACK_UNPACK_NOMEM_ERROR:
-        return PC_ENOMEM;
+        return refuse(d, PC_ENOMEM, "out of memory");
     case MSGPACK_UNPACK_PARSE_ERROR:
         /* After validation the only parse failure msgpack-c has left is its
          * zone allocation failing (it reports that as a parse error). The
          * fuzz target checks that validate and msgpack-c agree. */
-        return PC_ENOMEM;
+        return refuse(d, PC_ENOMEM, "out of memory");
     default:
         msgpack_unpacked_destroy(&d->unp);
-        return PC_EPROTO;
+        return refuse(d, PC_EPROTO, "malformed msgpack");
     }
     if (off != len) {
         msgpack_unpacked_destroy(&d->unp);
-        return PC_EPROTO;
+        return refuse(d, PC_EPROTO, "malformed msgpack");
     }
     *root = &d->unp.data;
     return 0;
@@ -711,41 +1006,65 @@ static bool opt_bytes(const msgpack_object *o, pc_bytes_t *b)
     return as_bytes(o, b);
 }
 
-static int req_key(const pc_proto_decoder_t *d, const msgpack_object *o, pc_bytes_t *k)
+/* `what` names the field in the reason ("key", "a key", "an entry's key"). */
+static int req_key(pc_proto_decoder_t *d, const msgpack_object *o, const char *what, pc_bytes_t *k)
 {
-    if (!as_bytes(o, k) || k->len == 0)
-        return PC_EBADREQ;
+    if (!as_bytes(o, k))
+        return refuse(d, PC_EBADREQ, "%s missing or not bytes", what);
+    if (k->len == 0)
+        return refuse(d, PC_EBADREQ, "%s is empty", what);
     if (k->len > d->lim.max_key)
-        return PC_ETOOBIG;
+        return refuse(d, PC_ETOOBIG, "%s of %" PRIu32 " bytes, at most %" PRIu32, what, k->len,
+                      d->lim.max_key);
     return 0;
 }
 
-static int req_hello(const pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
+/* SET and TOUCH: a TTL the backend can add to its clock (pc_proto.h). */
+static int req_ttl(pc_proto_decoder_t *d, uint64_t ttl)
+{
+    if (ttl > PC_PROTO_MAX_TTL_MS)
+        return refuse(d, PC_EBADREQ, "ttl_ms %" PRIu64 " over the largest TTL, %" PRIu64 " ms", ttl,
+                      PC_PROTO_MAX_TTL_MS);
+    return 0;
+}
+
+static int req_hello(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
 {
     uint64_t v;
-    if (!as_uint(elem(a, 2), UINT32_MAX, &v) || !opt_bytes(elem(a, 3), &out->token))
-        return PC_EBADREQ;
+    if (!as_uint(elem(a, 2), UINT32_MAX, &v))
+        return refuse(d, PC_EBADREQ, "proto_version missing or not a uint32");
+    if (!opt_bytes(elem(a, 3), &out->token))
+        return refuse(d, PC_EBADREQ, "token is not bytes");
     out->proto_version = (uint32_t)v;
     if (out->token.len > d->lim.max_key)
-        return PC_ETOOBIG;
+        return refuse(d, PC_ETOOBIG, "token of %" PRIu32 " bytes, at most %" PRIu32,
+                      out->token.len, d->lim.max_key);
     return 0;
 }
 
-static int req_set(const pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
+static int req_set(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
 {
-    int rc = req_key(d, elem(a, 2), &out->key);
+    int rc = req_key(d, elem(a, 2), "key", &out->key);
     if (rc != 0)
         return rc;
     if (!as_bytes(elem(a, 3), &out->value))
-        return PC_EBADREQ;
+        return refuse(d, PC_EBADREQ, "value missing or not bytes");
     if (out->value.len > d->lim.max_value)
-        return PC_ETOOBIG;
+        return refuse(d, PC_ETOOBIG, "value of %" PRIu32 " bytes, at most %" PRIu32,
+                      out->value.len, d->lim.max_value);
 
     uint64_t flags, cond;
-    if (!opt_uint(elem(a, 4), UINT64_MAX, &out->ttl_ms) ||
-        !opt_uint(elem(a, 5), UINT32_MAX, &flags) || !opt_uint(elem(a, 6), PC_COND_XX, &cond) ||
-        !opt_uint(elem(a, 7), UINT64_MAX, &out->cas))
-        return PC_EBADREQ;
+    if (!opt_uint(elem(a, 4), UINT64_MAX, &out->ttl_ms))
+        return refuse(d, PC_EBADREQ, "ttl_ms is not a uint64");
+    rc = req_ttl(d, out->ttl_ms);
+    if (rc != 0)
+        return rc;
+    if (!opt_uint(elem(a, 5), UINT32_MAX, &flags))
+        return refuse(d, PC_EBADREQ, "flags is not a uint32");
+    if (!opt_uint(elem(a, 6), PC_COND_XX, &cond))
+        return refuse(d, PC_EBADREQ, "cond is not 0, 1 or 2");
+    if (!opt_uint(elem(a, 7), UINT64_MAX, &out->cas))
+        return refuse(d, PC_EBADREQ, "cas is not a uint64");
     out->flags = (uint32_t)flags;
     out->cond = (uint32_t)cond;
     return 0;
@@ -754,16 +1073,21 @@ static int req_set(const pc_proto_decoder_t *d, const msgpack_object *a, pc_requ
 static int req_mget(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
 {
     const msgpack_object *ks = elem(a, 2);
-    if (ks == NULL || ks->type != MSGPACK_OBJECT_ARRAY || ks->via.array.size == 0)
-        return PC_EBADREQ;
+    if (ks == NULL || ks->type != MSGPACK_OBJECT_ARRAY)
+        return refuse(d, PC_EBADREQ, "keys missing or not an array");
+    if (ks->via.array.size == 0)
+        return refuse(d, PC_EBADREQ, "no keys");
+    /* shape() refused a longer list before unpacking; checked again here
+     * because the scratch array below is sized by it. */
     uint32_t n = ks->via.array.size;
     if (n > d->lim.max_mget_keys)
-        return PC_ETOOBIG;
+        return refuse(d, PC_ETOOBIG, "%" PRIu32 " keys, at most %" PRIu32, n,
+                      d->lim.max_mget_keys);
     int rc = grow((void **)&d->keys, &d->keys_cap, n, sizeof(*d->keys));
     if (rc != 0)
         return rc;
     for (uint32_t i = 0; i < n; i++) {
-        rc = req_key(d, &ks->via.array.ptr[i], &d->keys[i]);
+        rc = req_key(d, &ks->via.array.ptr[i], "a key", &d->keys[i]);
         if (rc != 0)
             return rc;
     }
@@ -774,39 +1098,42 @@ static int req_mget(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t
 
 /* [hops, body]: the relayed request stays opaque here; the receiver
  * decodes it as a request of its own. */
-static int req_forward(const pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
+static int req_forward(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
 {
     uint64_t hops;
-    if (!as_uint(elem(a, 2), UINT32_MAX, &hops) || hops == 0 || !as_bytes(elem(a, 3), &out->body) ||
-        out->body.len == 0)
-        return PC_EBADREQ;
+    if (!as_uint(elem(a, 2), UINT32_MAX, &hops) || hops == 0)
+        return refuse(d, PC_EBADREQ, "hops missing, 0 or not a uint32");
+    if (!as_bytes(elem(a, 3), &out->body) || out->body.len == 0)
+        return refuse(d, PC_EBADREQ, "body missing, empty or not bytes");
     out->hops = (uint32_t)hops;
     return 0;
 }
 
-/* [key, value|nil, flags, version, ttl_ms] */
-static int repl_entry(const pc_proto_decoder_t *d, const msgpack_object *eo, pc_repl_entry_t *e)
+/* [key, value|nil, flags, version, ttl_ms]; i is its index, for reasons. */
+static int repl_entry(pc_proto_decoder_t *d, const msgpack_object *eo, uint32_t i,
+                      pc_repl_entry_t *e)
 {
     uint64_t flags;
     memset(e, 0, sizeof(*e));
     if (eo->type != MSGPACK_OBJECT_ARRAY)
-        return PC_EBADREQ;
-    int rc = req_key(d, elem(eo, 0), &e->key);
+        return refuse(d, PC_EBADREQ, "entry %" PRIu32 " is not an array", i);
+    int rc = req_key(d, elem(eo, 0), "an entry's key", &e->key);
     if (rc != 0)
         return rc;
     const msgpack_object *v = elem(eo, 1);
     if (v == NULL)
-        return PC_EBADREQ;
+        return refuse(d, PC_EBADREQ, "entry %" PRIu32 " has no value", i);
     if (v->type != MSGPACK_OBJECT_NIL) {
         if (!as_bytes(v, &e->value))
-            return PC_EBADREQ;
+            return refuse(d, PC_EBADREQ, "entry %" PRIu32 ": value is not bytes or nil", i);
         if (e->value.len > d->lim.max_value)
-            return PC_ETOOBIG;
+            return refuse(d, PC_ETOOBIG, "entry %" PRIu32 ": value of %" PRIu32
+                          " bytes, at most %" PRIu32, i, e->value.len, d->lim.max_value);
         e->has_value = 1;
     }
     if (!as_uint(elem(eo, 2), UINT32_MAX, &flags) || !as_uint(elem(eo, 3), UINT64_MAX, &e->version) ||
         !as_int64(elem(eo, 4), &e->ttl_ms) || e->ttl_ms < -1)
-        return PC_EBADREQ;
+        return refuse(d, PC_EBADREQ, "entry %" PRIu32 ": flags, version or ttl_ms wrong", i);
     e->flags = (uint32_t)flags;
     return 0;
 }
@@ -815,21 +1142,24 @@ static int repl_entry(const pc_proto_decoder_t *d, const msgpack_object *eo, pc_
 static int req_replicate(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
 {
     uint64_t mode;
-    if (!as_uint(elem(a, 2), PC_REPL_HANDOFF, &mode) || !as_bytes(elem(a, 3), &out->from) ||
-        out->from.len == 0)
-        return PC_EBADREQ;
+    if (!as_uint(elem(a, 2), PC_REPL_HANDOFF, &mode))
+        return refuse(d, PC_EBADREQ, "mode is not 0 or 1");
+    if (!as_bytes(elem(a, 3), &out->from) || out->from.len == 0)
+        return refuse(d, PC_EBADREQ, "from missing, empty or not text");
     out->mode = (uint32_t)mode;
     const msgpack_object *es = elem(a, 4);
     if (es == NULL || es->type != MSGPACK_OBJECT_ARRAY)
-        return PC_EBADREQ;
+        return refuse(d, PC_EBADREQ, "entries missing or not an array");
+    /* Refused by shape() already; the scratch array is sized by it. */
     uint32_t n = es->via.array.size;
     if (n > d->lim.max_mget_keys)
-        return PC_ETOOBIG;
+        return refuse(d, PC_ETOOBIG, "%" PRIu32 " entries, at most %" PRIu32, n,
+                      d->lim.max_mget_keys);
     int rc = grow((void **)&d->repl, &d->repl_cap, n, sizeof(*d->repl));
     if (rc != 0)
         return rc;
     for (uint32_t i = 0; i < n; i++) {
-        rc = repl_entry(d, &es->via.array.ptr[i], &d->repl[i]);
+        rc = repl_entry(d, &es->via.array.ptr[i], i, &d->repl[i]);
         if (rc != 0)
             return rc;
     }
@@ -838,19 +1168,11 @@ static int req_replicate(pc_proto_decoder_t *d, const msgpack_object *a, pc_requ
     return 0;
 }
 
+/* The fields after [op, id]; shape() has read those into *out. */
 static int map_request(pc_proto_decoder_t *d, const msgpack_object *root, pc_request_t *out)
 {
-    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 2)
-        return PC_EPROTO;
-    uint64_t op, id;
-    if (!as_uint(elem(root, 0), UINT32_MAX, &op) || !as_uint(elem(root, 1), UINT64_MAX, &id))
-        return PC_EPROTO;
-    out->op = (uint32_t)op;
-    out->id = id;
-
-    uint64_t ttl;
     int rc;
-    switch (op) {
+    switch (out->op) {
     case PC_OP_HELLO:
         return req_hello(d, root, out);
     case PC_OP_PING:
@@ -859,11 +1181,13 @@ static int map_request(pc_proto_decoder_t *d, const msgpack_object *root, pc_req
         return 0;
     case PC_OP_GET:
     case PC_OP_DEL:
-        return req_key(d, elem(root, 2), &out->key);
+        return req_key(d, elem(root, 2), "key", &out->key);
     case PC_OP_FORWARD:
         return req_forward(d, root, out);
     case PC_OP_SYNC:
-        return as_bytes(elem(root, 2), &out->body) ? 0 : PC_EBADREQ;
+        return as_bytes(elem(root, 2), &out->body)
+                   ? 0
+                   : refuse(d, PC_EBADREQ, "state missing or not bytes");
     case PC_OP_REPLICATE:
         return req_replicate(d, root, out);
     case PC_OP_MGET:
@@ -871,15 +1195,14 @@ static int map_request(pc_proto_decoder_t *d, const msgpack_object *root, pc_req
     case PC_OP_SET:
         return req_set(d, root, out);
     case PC_OP_TOUCH:
-        rc = req_key(d, elem(root, 2), &out->key);
+        rc = req_key(d, elem(root, 2), "key", &out->key);
         if (rc != 0)
             return rc;
-        if (!as_uint(elem(root, 3), UINT64_MAX, &ttl))
-            return PC_EBADREQ;
-        out->ttl_ms = ttl;
-        return 0;
+        if (!as_uint(elem(root, 3), UINT64_MAX, &out->ttl_ms))
+            return refuse(d, PC_EBADREQ, "ttl_ms missing or not a uint64");
+        return req_ttl(d, out->ttl_ms);
     default:
-        return PC_EBADREQ;
+        return refuse(d, PC_EBADREQ, "unknown op");
     }
 }
 
@@ -887,23 +1210,26 @@ int pc_proto_decode_request(pc_proto_decoder_t *d, const uint8_t *body, size_t l
                             pc_request_t *out)
 {
     const msgpack_object *root;
+    struct head h = {0, 0, 0};
     memset(out, 0, sizeof(*out));
-    int rc = unpack_body(d, body, len, &root);
-    if (rc != 0)
-        return rc;
-    rc = map_request(d, root, out);
-    msgpack_unpacked_destroy(&d->unp);
+    int rc = unpack_body(d, body, len, false, &h, &root);
+    if (rc == 0) {
+        out->op = h.op;
+        out->id = h.id;
+        rc = map_request(d, root, out);
+        msgpack_unpacked_destroy(&d->unp);
+    }
     if (rc == PC_EPROTO || rc == PC_ENOMEM) {
         /* Contract: only BADREQ / TOOBIG promise op and id; don't let a
          * caller come to rely on half-filled fields after the others. */
         memset(out, 0, sizeof(*out));
     } else if (rc != 0) {
-        uint32_t op = out->op;
-        uint64_t id = out->id;
         memset(out, 0, sizeof(*out));
-        out->op = op;
-        out->id = id;
+        out->op = h.op;
+        out->id = h.id;
     }
+    if (rc != 0 && d->why[0] == '\0')
+        refuse(d, rc, rc == PC_ENOMEM ? "out of memory" : "fields wrong or missing");
     return rc;
 }
 
@@ -952,8 +1278,7 @@ static int resp_stats(pc_proto_decoder_t *d, const msgpack_object *a, pc_respons
     const msgpack_object *m = elem(a, 3);
     if (m == NULL || m->type != MSGPACK_OBJECT_MAP)
         return PC_EPROTO;
-    /* No count limit of its own: validation already bounds the pairs by
-     * half the frame size. */
+    /* At most PC_PROTO_MAX_STATS pairs: shape() saw to that. */
     uint32_t n = m->via.map.size;
     int rc = grow((void **)&d->stats, &d->stats_cap, n, sizeof(*d->stats));
     if (rc != 0)
@@ -968,8 +1293,8 @@ static int resp_stats(pc_proto_decoder_t *d, const msgpack_object *a, pc_respons
     return 0;
 }
 
-/* [fingerprint, replicas, [[name, addr, state, incarnation, weight], ...]].
- * No count limit of its own: validation bounds it by the frame size. */
+/* [fingerprint, replicas, [[name, addr, state, incarnation, weight], ...]],
+ * at most PC_PROTO_MAX_MEMBERS members (shape() saw to that). */
 static int resp_cluster(pc_proto_decoder_t *d, const msgpack_object *a, pc_response_t *out)
 {
     uint64_t rep;
@@ -1005,28 +1330,21 @@ static int ring_fp_at(const msgpack_object *a, uint32_t i, pc_response_t *out)
     return opt_uint(elem(a, i), UINT64_MAX, &out->ring_fp) ? 0 : PC_EPROTO;
 }
 
+/* The fields after [op, id, status]; shape() has read those into *out. */
 static int map_response(pc_proto_decoder_t *d, const msgpack_object *root, pc_response_t *out)
 {
-    if (root->type != MSGPACK_OBJECT_ARRAY || root->via.array.size < 3)
-        return PC_EPROTO;
-    uint64_t op, id, status, v;
-    if (!as_uint(elem(root, 0), UINT32_MAX, &op) || !as_uint(elem(root, 1), UINT64_MAX, &id) ||
-        !as_uint(elem(root, 2), UINT32_MAX, &status))
-        return PC_EPROTO;
-    out->op = (uint32_t)op;
-    out->id = id;
-    out->status = (uint32_t)status;
+    uint64_t v;
 
     /* Errors decode for any op, including ones this build does not know:
      * a server answers BAD_REQUEST to an op it does not know by echoing it. */
-    if (status != PC_ST_OK) {
+    if (out->status != PC_ST_OK) {
         if (!opt_bytes(elem(root, 3), &out->message))
             return PC_EPROTO;
         return ring_fp_at(root, 4, out);
     }
 
     int rc;
-    switch (op) {
+    switch (out->op) {
     case PC_OP_HELLO:
         if (!as_uint(elem(root, 3), UINT32_MAX, &v) || !as_bytes(elem(root, 4), &out->node_name) ||
             !as_bytes(elem(root, 5), &out->server_version))
@@ -1068,14 +1386,21 @@ int pc_proto_decode_response(pc_proto_decoder_t *d, const uint8_t *body, size_t 
                              pc_response_t *out)
 {
     const msgpack_object *root;
+    struct head h;
     memset(out, 0, sizeof(*out));
-    int rc = unpack_body(d, body, len, &root);
+    int rc = unpack_body(d, body, len, true, &h, &root);
     if (rc != 0)
         return rc;
+    out->op = h.op;
+    out->id = h.id;
+    out->status = h.status;
     rc = map_response(d, root, out);
     msgpack_unpacked_destroy(&d->unp);
-    if (rc != 0)
+    if (rc != 0) {
         memset(out, 0, sizeof(*out));
+        if (d->why[0] == '\0')
+            refuse(d, rc, rc == PC_ENOMEM ? "out of memory" : "fields wrong or missing");
+    }
     return rc;
 }
 
@@ -1171,8 +1496,9 @@ static int check_request(const pc_request_t *req)
         return 0;
     case PC_OP_GET:
     case PC_OP_DEL:
-    case PC_OP_TOUCH:
         return key_ok(req->key) ? 0 : PC_EINVAL;
+    case PC_OP_TOUCH:
+        return key_ok(req->key) && req->ttl_ms <= PC_PROTO_MAX_TTL_MS ? 0 : PC_EINVAL;
     case PC_OP_FORWARD:
         return req->hops > 0 && key_ok(req->body) ? 0 : PC_EINVAL;
     case PC_OP_SYNC:
@@ -1188,8 +1514,10 @@ static int check_request(const pc_request_t *req)
         }
         return 0;
     case PC_OP_SET:
-        return key_ok(req->key) && bytes_ok(req->value) && req->cond <= PC_COND_XX ? 0
-                                                                                    : PC_EINVAL;
+        return key_ok(req->key) && bytes_ok(req->value) && req->cond <= PC_COND_XX &&
+                       req->ttl_ms <= PC_PROTO_MAX_TTL_MS
+                   ? 0
+                   : PC_EINVAL;
     case PC_OP_MGET:
         if (req->nkeys == 0 || req->keys == NULL)
             return PC_EINVAL;
@@ -1349,7 +1677,7 @@ static int check_response(const pc_response_t *r)
     case PC_OP_SYNC:
         return bytes_ok(r->body) ? 0 : PC_EINVAL;
     case PC_OP_CLUSTER:
-        if (r->nmembers > 0 && r->members == NULL)
+        if ((r->nmembers > 0 && r->members == NULL) || r->nmembers > PC_PROTO_MAX_MEMBERS)
             return PC_EINVAL;
         for (uint32_t i = 0; i < r->nmembers; i++) {
             if (!bytes_ok(r->members[i].name) || !bytes_ok(r->members[i].addr))
@@ -1365,7 +1693,7 @@ static int check_response(const pc_response_t *r)
         }
         return 0;
     case PC_OP_STATS:
-        if (r->nstats > 0 && r->stats == NULL)
+        if ((r->nstats > 0 && r->stats == NULL) || r->nstats > PC_PROTO_MAX_STATS)
             return PC_EINVAL;
         for (uint32_t i = 0; i < r->nstats; i++) {
             if (!bytes_ok(r->stats[i].name))

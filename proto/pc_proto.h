@@ -15,10 +15,20 @@
  * decode on the same decoder, or until the body's buffer changes, whichever
  * comes first. Copy what must live longer.
  *
- * Bounds: before msgpack-c sees a body, pc_proto_validate() walks it and
- * checks that every container count fits in the bytes that remain and that
- * nesting is at most PC_PROTO_MAX_DEPTH, so no header can make the decoder
- * allocate more than a small multiple of the frame size.
+ * Bounds: before msgpack-c sees a body, the decoder walks it with the
+ * rules of pc_proto_validate() -- every container count fits in the bytes
+ * that remain, nesting is at most PC_PROTO_MAX_DEPTH -- so no header can
+ * make it allocate more than a small multiple of the frame size. The same
+ * walk holds the body to its op's budget: the elements the op defines plus
+ * PC_PROTO_SLACK_ELEMENTS, and the msgpack values those can hold plus
+ * PC_PROTO_SLACK_VALUES (lists counted from their headers, up to their
+ * limits). msgpack-c builds an object per value (~100 ns each), so this is
+ * what bounds a decode: a 1.1 MiB body of one-byte nils would take ~100 ms
+ * to unpack; now the walk stops at the first value past the budget, and
+ * no request at default limits is unpacked into more than 8,214 objects
+ * (a REPLICATE of 1,024 entries; a full MGET 1,044, any other op 25).
+ * Within the budget the walk reads each value's header once and skips
+ * str/bin payloads, so its cost is bounded per value and per byte alike.
  *
  * Thread rules: a reader or decoder belongs to one thread at a time;
  * encoders and pc_proto_validate are reentrant.
@@ -34,6 +44,42 @@
 
 #define PC_PROTO_VERSION 1
 #define PC_PROTO_MAX_DEPTH 4 /* deepest legal message nests 3 levels */
+
+/*
+ * Forward compatibility, bounded (PROTOCOL.md §4, §8). A receiver ignores
+ * what comes after the elements its op defines, so a newer peer can add
+ * optional trailing arguments; but a body may hold at most
+ *   PC_PROTO_SLACK_ELEMENTS elements after the last one its op defines,
+ *   PC_PROTO_SLACK_VALUES msgpack values beyond what its defined elements
+ *     can hold (whatever holds them: trailing elements, their contents,
+ *     or a container where a scalar belongs),
+ *   PC_PROTO_ITEM_SLACK more values per item of a list of records
+ *     (REPLICATE entries, MGET reply entries, CLUSTER members), so that a
+ *     record can grow a field too.
+ * Version 1's widest op (SET) defines 8 elements; 8 more, 16 values in
+ * all, leave room for a version to double it, or to add a small map of
+ * options, while 16 values cost about 2 us to unpack.
+ */
+#define PC_PROTO_SLACK_ELEMENTS 8u
+#define PC_PROTO_SLACK_VALUES 16u
+#define PC_PROTO_ITEM_SLACK 2u
+
+/* Items in a STATS reply's map, and members in a CLUSTER reply (equal to
+ * PC_GOSSIP_MAX_NODES, which bounds a node's member table). A reply with
+ * more is malformed; the encoder refuses to write one (PC_EINVAL). */
+#define PC_PROTO_MAX_STATS 4096u
+#define PC_PROTO_MAX_MEMBERS 4096u
+
+/*
+ * The largest ttl_ms of SET and TOUCH: 2^62 ms, about 146 million years.
+ * Redis refuses SET PX / PEXPIRE when now_ms + ttl overflows a signed
+ * 64-bit integer (ERR invalid expire time), so a TTL from 2^63 - now up
+ * was refused by the backend after the node had dropped its copy. 2^62 is
+ * the round figure that stays clear of that for any clock this side of
+ * the year 146,000,000, and also leaves the node's own now + ttl in range.
+ * Over it: BAD_REQUEST at decode, PC_EINVAL at encode.
+ */
+#define PC_PROTO_MAX_TTL_MS (UINT64_C(1) << 62)
 
 /* Operations (wire values, never renumber). */
 enum pc_op {
@@ -157,7 +203,7 @@ typedef struct pc_request {
     uint64_t id;
     pc_bytes_t key;         /* GET SET DEL TOUCH */
     pc_bytes_t value;       /* SET */
-    uint64_t ttl_ms;        /* SET TOUCH; 0 = no expiry */
+    uint64_t ttl_ms;        /* SET TOUCH; 0 = no expiry; <= PC_PROTO_MAX_TTL_MS */
     uint32_t flags;         /* SET: opaque to the server */
     uint32_t cond;          /* SET: enum pc_cond */
     uint64_t cas;           /* SET: expected version, 0 = no check */
@@ -323,23 +369,46 @@ void pc_proto_decoder_free(pc_proto_decoder_t **d);
  *   PC_EPROTO   not a request at all (bad msgpack, not an array, no id):
  *               close the connection; *out is undefined.
  *   PC_EBADREQ  well-formed frame, bad request (unknown op, wrong types,
- *               empty key, bad cond): out->op and out->id are set, answer
- *               BAD_REQUEST and keep the connection.
+ *               empty key, bad cond, ttl_ms over PC_PROTO_MAX_TTL_MS,
+ *               more elements or values than the op's budget):
+ *               out->op and out->id are set, answer BAD_REQUEST and keep
+ *               the connection.
  *   PC_ETOOBIG  key/value/MGET count over the limits: out->op and out->id
  *               are set, answer TOO_LARGE and keep the connection.
  *   PC_ENOMEM   out of memory; *out is undefined (close the connection).
  * "No id" includes an op or id that is not a non-negative integer (op
  * must fit in 32 bits), since there would be nothing to echo back.
+ *
+ * Budgets (see the header comment) are checked while the body is walked,
+ * before any field is read, so two things come before field order: the
+ * length of a list (MGET keys, REPLICATE entries) is read from its header,
+ * and over max_mget_keys it is PC_ETOOBIG whatever the fields before it
+ * hold; and the walk stops at the first value past the budget, so a body
+ * over it is PC_EBADREQ even if bytes after that point are malformed (the
+ * frame's length prefix still delimits it: the stream is in step).
  */
 int pc_proto_decode_request(pc_proto_decoder_t *d, const uint8_t *body, size_t len,
                             pc_request_t *out);
 
 /* Decodes one response body. 0, PC_EPROTO (malformed) or PC_ENOMEM.
  * Any status != OK decodes for any op (message may be absent: len 0); an
- * OK response needs a known op and all of its result fields. An MGET
- * reply with more than max_mget_keys entries is PC_EPROTO. */
+ * OK response needs a known op and all of its result fields. A reply over
+ * its budget is PC_EPROTO, as is one with more than max_mget_keys MGET
+ * entries, PC_PROTO_MAX_STATS stats or PC_PROTO_MAX_MEMBERS members. */
 int pc_proto_decode_response(pc_proto_decoder_t *d, const uint8_t *body, size_t len,
                              pc_response_t *out);
+
+/*
+ * Why the last decode on d failed, as a short text for logs and for the
+ * message of an error answer, e.g. "GET: 12 elements, at most 3 + 8
+ * trailing", "MGET: 2000 keys, at most 1024", "SET: ttl_ms
+ * 9223372036854775808 over the largest TTL, 4611686018427387904 ms".
+ * Once op and id are known the text starts with the op's name ("op 13"
+ * for one this build does not know; "... reply" for responses). "" after
+ * a successful decode or before the first. Owned by the decoder: valid
+ * until the next decode on d or pc_proto_decoder_free(). NULL d gives "".
+ */
+const char *pc_proto_decoder_why(const pc_proto_decoder_t *d);
 
 /* ---- message encoding ------------------------------------------------ */
 
@@ -348,12 +417,14 @@ int pc_proto_decode_response(pc_proto_decoder_t *d, const uint8_t *body, size_t 
  * 0, PC_ENOMEM, PC_ETOOBIG (the out buffer's cap), or PC_EINVAL (unknown
  * op). On error *out is left as it was (len and bytes; cap may have grown).
  * Requests: PC_EINVAL also for what every server rejects anyway -- an
- * empty key, an MGET with no keys, cond > 2, or a slice with len > 0 and
- * a NULL ptr -- so a client fails before sending. Trailing optional SET /
- * HELLO arguments that are 0 are omitted from the frame.
+ * empty key, an MGET with no keys, cond > 2, a SET or TOUCH ttl_ms over
+ * PC_PROTO_MAX_TTL_MS, or a slice with len > 0 and a NULL ptr -- so a
+ * client fails before sending. Trailing optional SET / HELLO arguments
+ * that are 0 are omitted from the frame.
  * Responses: status != OK encodes [op, id, status, message] for any op;
  * an empty message is replaced by pc_status_message(status). OK needs a
- * known op. resp->entry.status is ignored for GET.
+ * known op, and at most PC_PROTO_MAX_STATS stats or PC_PROTO_MAX_MEMBERS
+ * members (else PC_EINVAL). resp->entry.status is ignored for GET.
  */
 int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req);
 int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp);

@@ -12,6 +12,12 @@
  * Cross-checks against msgpack-c itself: a body that pc_proto_validate()
  * accepts must unpack with msgpack-c, consuming every byte.
  *
+ * A body pc_proto_validate() rejects is malformed to both decoders, with
+ * one exception (pc_proto.h): a request whose walk crosses its op's
+ * budget before the malformed byte is refused there, BAD_REQUEST (or
+ * TOO_LARGE for a list header over its limit), and the reason says so.
+ * pc_proto_decoder_why() is empty exactly when a decode succeeded.
+ *
  * Any violated property calls abort(), which libFuzzer reports as a crash.
  */
 #include <stdint.h>
@@ -217,9 +223,18 @@ static void same_response(const pc_response_t *a, const pc_response_t *b)
     CHECK(a->applied == b->applied);
 }
 
+/* A refusal that came from the walk's budget, not from a field. */
+static int budget_reason(const char *why)
+{
+    return strstr(why, " trailing") != NULL || strstr(why, " ignored") != NULL ||
+           strstr(why, " keys, at most ") != NULL || strstr(why, " entries, at most ") != NULL;
+}
+
 static void check_request_limits(const pc_request_t *r, const pc_proto_limits_t *l)
 {
     CHECK(r->op >= 1 && r->op <= PC_OP_MAX);
+    if (r->op == PC_OP_SET || r->op == PC_OP_TOUCH)
+        CHECK(r->ttl_ms <= PC_PROTO_MAX_TTL_MS);
     CHECK(r->key.len <= l->max_key && r->value.len <= l->max_value);
     CHECK(r->token.len <= l->max_key && r->cond <= PC_COND_XX);
     CHECK(r->nkeys <= l->max_mget_keys);
@@ -297,9 +312,11 @@ static void check_body(struct decoders *ds, const uint8_t *body, uint32_t len)
     for (int i = 0; i < 2; i++) {
         pc_request_t req;
         int rc = pc_proto_decode_request(ds->d[i], body, len, &req);
+        const char *why = pc_proto_decoder_why(ds->d[i]);
         CHECK(rc == 0 || rc == PC_EPROTO || rc == PC_EBADREQ || rc == PC_ETOOBIG);
+        CHECK((rc == 0) == (why[0] == '\0'));
         if (valid != 0)
-            CHECK(rc == PC_EPROTO);
+            CHECK(rc == PC_EPROTO || budget_reason(why));
         if (rc == 0) {
             check_request_limits(&req, &ds->lim[i]);
             roundtrip_request(ds->again[i], &req);
@@ -316,10 +333,12 @@ static void check_body(struct decoders *ds, const uint8_t *body, uint32_t len)
         pc_response_t resp;
         rc = pc_proto_decode_response(ds->d[i], body, len, &resp);
         CHECK(rc == 0 || rc == PC_EPROTO);
+        CHECK((rc == 0) == (pc_proto_decoder_why(ds->d[i])[0] == '\0'));
         if (valid != 0)
             CHECK(rc == PC_EPROTO);
         if (rc == 0) {
             CHECK(resp.nentries <= ds->lim[i].max_mget_keys);
+            CHECK(resp.nstats <= PC_PROTO_MAX_STATS && resp.nmembers <= PC_PROTO_MAX_MEMBERS);
             roundtrip_response(ds->again[i], &resp);
         }
     }

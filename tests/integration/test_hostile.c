@@ -2,7 +2,9 @@
  * test_hostile.c -- hostile clients against one live node (real
  * redis-server, real peercached, loopback): malformed and oversized input,
  * thousands of idle and half-sent connections, slowloris, a client that
- * never reads its replies, and the global cap on connection buffers.
+ * never reads its replies, the global cap on connection buffers, and
+ * legal frames that must be refused before their work is done (a body
+ * far over what its op can use, a TTL Redis cannot take).
  *
  * What every test holds the node to: the hostile connection is closed (or
  * answered with an error and closed), the node keeps answering, a normal
@@ -920,6 +922,207 @@ static void test_global_buffer_cap(void **state)
     node_down(&node);
 }
 
+/* ---- 6. legal frames the node must refuse before doing their work ------- */
+
+/* One answer, kept past the callback (pc_h_read_responses). */
+typedef struct kept {
+    uint32_t op;
+    uint32_t status;
+    uint64_t id;
+    char text[160]; /* the error message, or a GET's value */
+} kept_t;
+
+typedef struct kept_list {
+    int n;
+    kept_t k[4];
+} kept_list_t;
+
+static int keep(void *arg, int i, const pc_response_t *r)
+{
+    kept_list_t *l = arg;
+    if (i >= 4)
+        return 1;
+    kept_t *k = &l->k[i];
+    pc_bytes_t t = r->status == PC_ST_OK ? r->entry.value : r->message;
+    size_t n = t.len < sizeof k->text - 1 ? t.len : sizeof k->text - 1;
+    k->op = r->op;
+    k->status = r->status;
+    k->id = r->id;
+    if (n > 0)
+        memcpy(k->text, t.ptr, n);
+    k->text[n] = '\0';
+    l->n = i + 1;
+    return 0;
+}
+
+/* Sends b (whole frames) on fd and reads n answers into *l. */
+static void exchange(int fd, const pc_buf_t *b, int n, kept_list_t *l)
+{
+    memset(l, 0, sizeof *l);
+    assert_int_equal(pc_h_send_all(fd, b), 0);
+    assert_int_equal(pc_h_read_responses(fd, n, keep, l), n);
+}
+
+/*
+ * A max-frame SET whose ignored trailing element is an array of ~1.18M
+ * nils: legal msgpack, and it used to be unpacked whole (~100 ms of the
+ * node's loop per frame) and then stored. Now it is BAD_REQUEST with its
+ * id, nothing is stored, and the connection goes on (pipelined PING
+ * answered, and another after).
+ */
+static void test_nil_tail_refused_connection_kept(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    node_up(&node, NULL);
+    normal_t nc = {client_for(&node, 5000), 0, "tail"};
+    normal_step(&nc);
+    int64_t bad0 = stat_of(nc.cl, "bad_frames");
+
+    uint32_t len = PC_PROTO_DEFAULT_MAX_FRAME;
+    static const uint8_t head[] = {0x99, 0x05, 0xcd, 0x10, 0x92, 0xa6, 't',  'a',  'i',
+                                   'l',  ':',  'k',  0xa1, 'v',  0xc0, 0xc0, 0xc0, 0xc0};
+    uint32_t nils = len - (uint32_t)sizeof head - 5;
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    uint8_t pfx[9] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                      (uint8_t)len, 0xdd, (uint8_t)(nils >> 24), (uint8_t)(nils >> 16),
+                      (uint8_t)(nils >> 8), (uint8_t)nils};
+    assert_int_equal(pc_buf_append(&out, pfx, 4), 0);
+    assert_int_equal(pc_buf_append(&out, head, sizeof head), 0);
+    assert_int_equal(pc_buf_append(&out, pfx + 4, 5), 0);
+    assert_int_equal(pc_buf_reserve(&out, nils), 0);
+    memset(out.data + out.len, 0xc0, nils);
+    out.len += nils;
+    assert_int_equal(out.len, 4 + (size_t)len);
+    pc_request_t ping = {.op = PC_OP_PING, .id = 4243};
+    assert_int_equal(pc_proto_encode_request(&out, &ping), 0);
+
+    int fd = pc_h_connect(node.port, 5000);
+    assert_true(fd >= 0);
+    kept_list_t got;
+    exchange(fd, &out, 2, &got);
+    fprintf(stderr, "nil tail: %s \"%s\"\n", pc_status_name(got.k[0].status), got.k[0].text);
+    assert_int_equal(got.k[0].op, PC_OP_SET);
+    assert_int_equal(got.k[0].id, 4242);
+    assert_int_equal(got.k[0].status, PC_ST_BAD_REQUEST);
+    assert_non_null(strstr(got.k[0].text, "SET: over 25 msgpack values"));
+    assert_int_equal(got.k[1].op, PC_OP_PING);
+    assert_int_equal(got.k[1].id, 4243);
+    assert_int_equal(got.k[1].status, PC_ST_OK);
+
+    pc_buf_reset(&out);
+    ping.id = 4244;
+    assert_int_equal(pc_proto_encode_request(&out, &ping), 0);
+    exchange(fd, &out, 1, &got);
+    assert_int_equal(got.k[0].id, 4244);
+    assert_int_equal(got.k[0].status, PC_ST_OK);
+    close(fd);
+    pc_buf_free(&out);
+
+    pc_value_t v;
+    assert_int_equal(pc_client_get(nc.cl, "tail:k", 6, &v), PC_ENOTFOUND);
+    assert_int_equal(stat_of(nc.cl, "bad_frames"), bad0);
+    normal_step(&nc);
+    pc_client_free(&nc.cl);
+    node_down(&node);
+}
+
+/* An encoded SET or TOUCH of `key` whose ttl_ms, its last element, is
+ * rewritten to `ttl` (the encoder refuses TTLs over the largest). */
+static void encode_with_ttl(pc_buf_t *b, uint32_t op, uint64_t id, const char *key, uint64_t ttl)
+{
+    pc_request_t rq = {.op = op, .id = id, .key = {(const uint8_t *)key, (uint32_t)strlen(key)},
+                       .value = {(const uint8_t *)"after", 5}, .ttl_ms = PC_PROTO_MAX_TTL_MS};
+    assert_int_equal(pc_proto_encode_request(b, &rq), 0);
+    uint8_t *p = b->data + b->len - 9;
+    assert_int_equal(p[0], 0xcf); /* uint64 */
+    for (int i = 0; i < 8; i++)
+        p[1 + i] = (uint8_t)(ttl >> (56 - 8 * i));
+}
+
+/*
+ * ttl_ms is a uint64, but Redis refuses a TTL it cannot add to its clock
+ * in a signed 64-bit integer: a SET or TOUCH with 2^63 used to reach it,
+ * be refused, come back as BACKEND_UNAVAILABLE and drop the node's copy.
+ * Now it is BAD_REQUEST, naming the limit, and nothing is touched: the
+ * earlier value and its TTL are still there, in the node and in Redis.
+ * The largest TTL itself (PC_PROTO_MAX_TTL_MS) is one Redis accepts.
+ */
+static void test_ttl_over_the_largest_touches_nothing(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    node_up(&node, NULL);
+    pc_client_t *cl = client_for(&node, 5000);
+    redisContext *rc = pc_h_redis_connect(&redis);
+    assert_non_null(rc);
+    pc_set_options_t minute = {.ttl_ms = 60000};
+    assert_int_equal(pc_client_set(cl, "ttl:k", 5, "before", 6, &minute, NULL), 0);
+
+    int fd = pc_h_connect(node.port, 5000);
+    assert_true(fd >= 0);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    encode_with_ttl(&out, PC_OP_SET, 51, "ttl:k", 1ull << 63);
+    encode_with_ttl(&out, PC_OP_TOUCH, 52, "ttl:k", 1ull << 63);
+    pc_request_t get = {.op = PC_OP_GET, .id = 53, .key = {(const uint8_t *)"ttl:k", 5}};
+    assert_int_equal(pc_proto_encode_request(&out, &get), 0);
+    kept_list_t got;
+    exchange(fd, &out, 3, &got);
+    fprintf(stderr, "ttl 2^63: %s \"%s\"\n", pc_status_name(got.k[0].status), got.k[0].text);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(got.k[i].op, i == 0 ? PC_OP_SET : PC_OP_TOUCH);
+        assert_int_equal(got.k[i].id, 51 + i);
+        assert_int_equal(got.k[i].status, PC_ST_BAD_REQUEST);
+        assert_non_null(strstr(got.k[i].text,
+                               "ttl_ms 9223372036854775808 over the largest TTL, "
+                               "4611686018427387904 ms"));
+    }
+    assert_int_equal(got.k[2].id, 53);
+    assert_int_equal(got.k[2].status, PC_ST_OK);
+    assert_string_equal(got.k[2].text, "before");
+
+    redisReply *r = redisCommand(rc, "GET ttl:k");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "before");
+    freeReplyObject(r);
+    r = redisCommand(rc, "PTTL ttl:k");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    assert_true(r->integer > 0 && r->integer <= 60000);
+    freeReplyObject(r);
+
+    /* The largest TTL: stored, by the node and by Redis. */
+    pc_buf_reset(&out);
+    encode_with_ttl(&out, PC_OP_SET, 61, "ttl:max", PC_PROTO_MAX_TTL_MS);
+    encode_with_ttl(&out, PC_OP_TOUCH, 62, "ttl:k", PC_PROTO_MAX_TTL_MS);
+    exchange(fd, &out, 2, &got);
+    assert_int_equal(got.k[0].status, PC_ST_OK);
+    assert_int_equal(got.k[1].status, PC_ST_OK);
+    r = redisCommand(rc, "PTTL ttl:max");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    assert_true(r->integer > (long long)(PC_PROTO_MAX_TTL_MS - 60000));
+    freeReplyObject(r);
+    pc_value_t v;
+    assert_int_equal(pc_client_get(cl, "ttl:k", 5, &v), 0);
+    assert_int_equal(v.len, 6);
+    pc_value_free(&v);
+
+    /* The client library refuses what the node would, before sending. */
+    pc_set_options_t over = {.ttl_ms = PC_PROTO_MAX_TTL_MS + 1};
+    assert_int_equal(pc_client_set(cl, "ttl:k", 5, "x", 1, &over, NULL), PC_EINVAL);
+    assert_int_equal(pc_client_touch(cl, "ttl:k", 5, PC_PROTO_MAX_TTL_MS + 1), PC_EINVAL);
+
+    close(fd);
+    pc_buf_free(&out);
+    redisFree(rc);
+    pc_client_free(&cl);
+    node_down(&node);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -951,6 +1154,8 @@ int main(void)
         cmocka_unit_test(test_slowloris),
         cmocka_unit_test(test_client_that_never_reads),
         cmocka_unit_test(test_global_buffer_cap),
+        cmocka_unit_test(test_nil_tail_refused_connection_kept),
+        cmocka_unit_test(test_ttl_over_the_largest_touches_nothing),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1229,9 +1229,10 @@ static int check_far_ttl(void *arg, int i, const pc_response_t *r)
 }
 
 /*
- * ttl_ms is a uint64 on the wire. A TTL too long to add to the clock must
- * not wrap into the past (a SET answered OK, then NOT_FOUND) nor come back
- * as a negative remaining TTL (only -1 is legal, and it means "none").
+ * ttl_ms is a uint64 on the wire, at most PC_PROTO_MAX_TTL_MS (2^62; more
+ * is BAD_REQUEST, see test_hostile). The largest legal TTL must not wrap
+ * into the past (a SET answered OK, then NOT_FOUND) nor come back as a
+ * negative remaining TTL (only -1 is legal, and it means "none").
  */
 static void test_far_ttl_does_not_wrap(void **state)
 {
@@ -1244,7 +1245,7 @@ static void test_far_ttl_does_not_wrap(void **state)
     pc_buf_t out;
     pc_buf_init(&out, 0);
     pc_bytes_t k = {(const uint8_t *)"far", 3};
-    const uint64_t ttls[] = {UINT64_MAX, (uint64_t)1 << 63};
+    const uint64_t ttls[] = {PC_PROTO_MAX_TTL_MS, PC_PROTO_MAX_TTL_MS - 1};
     uint64_t id = 1;
     for (size_t i = 0; i < sizeof ttls / sizeof ttls[0]; i++) {
         pc_request_t set = {.op = PC_OP_SET, .id = id++, .key = k,
@@ -1252,10 +1253,10 @@ static void test_far_ttl_does_not_wrap(void **state)
         pc_request_t get = {.op = PC_OP_GET, .id = id++, .key = k};
         pc_request_t touch = {.op = PC_OP_TOUCH, .id = id++, .key = k, .ttl_ms = ttls[i]};
         pc_request_t get2 = {.op = PC_OP_GET, .id = id++, .key = k};
-        pc_proto_encode_request(&out, &set);
-        pc_proto_encode_request(&out, &get);
-        pc_proto_encode_request(&out, &touch);
-        pc_proto_encode_request(&out, &get2);
+        assert_int_equal(pc_proto_encode_request(&out, &set), 0);
+        assert_int_equal(pc_proto_encode_request(&out, &get), 0);
+        assert_int_equal(pc_proto_encode_request(&out, &touch), 0);
+        assert_int_equal(pc_proto_encode_request(&out, &get2), 0);
     }
     assert_int_equal(pc_h_send_all(fd, &out), 0);
     pc_buf_free(&out);

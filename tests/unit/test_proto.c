@@ -8,8 +8,10 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -414,7 +416,8 @@ static size_t sample_requests(pc_request_t *r, size_t max)
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 8, .key = bs("k"), .value = bs("v"), .flags = UINT32_MAX};
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 9, .key = bs("k"), .value = bs("v"), .cond = PC_COND_NX};
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 10, .key = bs("key"), .value = bs("value"),
-                            .ttl_ms = UINT64_MAX, .flags = 3, .cond = PC_COND_XX, .cas = 1ull << 40};
+                            .ttl_ms = PC_PROTO_MAX_TTL_MS, .flags = 3, .cond = PC_COND_XX,
+                            .cas = 1ull << 40};
     r[n++] = (pc_request_t){.op = PC_OP_DEL, .id = 11, .key = bs("gone")};
     r[n++] = (pc_request_t){.op = PC_OP_TOUCH, .id = 12, .key = bs("t"), .ttl_ms = 0};
     r[n++] = (pc_request_t){.op = PC_OP_TOUCH, .id = 13, .key = bs("t"), .ttl_ms = 1ull << 33};
@@ -798,7 +801,8 @@ static void test_entry_overhead(void **state)
     free(big);
 }
 
-/* The largest legal SET at default limits fits in a default frame. */
+/* The largest legal SET at default limits fits in a default frame (its
+ * ttl_ms, the largest TTL, takes a uint64's 9 bytes like any above 2^32). */
 static void test_max_sizes_fit(void **state)
 {
     pc_proto_decoder_t *d = *state;
@@ -811,7 +815,7 @@ static void test_max_sizes_fit(void **state)
     pc_request_t set = {.op = PC_OP_SET, .id = UINT64_MAX,
                         .key = {key, PC_PROTO_DEFAULT_MAX_KEY},
                         .value = {val, PC_PROTO_DEFAULT_MAX_VALUE},
-                        .ttl_ms = UINT64_MAX, .flags = UINT32_MAX, .cond = PC_COND_XX,
+                        .ttl_ms = PC_PROTO_MAX_TTL_MS, .flags = UINT32_MAX, .cond = PC_COND_XX,
                         .cas = UINT64_MAX};
     pc_buf_t b;
     pc_buf_init(&b, 4 + (size_t)PC_PROTO_DEFAULT_MAX_FRAME);
@@ -1407,13 +1411,21 @@ static void test_truncated_everywhere(void **state)
         assert_int_equal(pc_buf_append(&b, "\xc0", 1), 0);
         const uint8_t *body = b.data + 4;
         size_t len = b.len - 5;
+        /* A response read as a request may be over the request's budget
+         * (a STATS map, MGET entries): the walk stops where it crosses
+         * it, and what is cut off after that point is not looked at. */
+        pc_request_t req;
+        int whole = pc_proto_decode_request(d, body, len, &req);
+        bool over = i >= nreq && whole == PC_EBADREQ;
         for (size_t cut = 0; cut <= len + 1; cut++) {
             if (cut == len)
                 continue;
-            pc_request_t req;
             pc_response_t resp;
             assert_int_equal(pc_proto_validate(body, cut, PC_PROTO_MAX_DEPTH), PC_EPROTO);
-            assert_int_equal(pc_proto_decode_request(d, body, cut, &req), PC_EPROTO);
+            int rc = pc_proto_decode_request(d, body, cut, &req);
+            if (rc != PC_EPROTO && !(over && rc == PC_EBADREQ))
+                fail_msg("body %zu cut at %zu of %zu: rc %d (%s)", i, cut, len, rc,
+                         pc_proto_decoder_why(d));
             assert_int_equal(pc_proto_decode_response(d, body, cut, &resp), PC_EPROTO);
             checked++;
         }
@@ -2354,6 +2366,610 @@ static void test_response_zero_copy(void **state)
     pc_buf_free(&b2);
 }
 
+/* ---- budgets: what a body may hold beyond its op's fields --------------- */
+
+/* Every element each op defines, with valid values, after [op, id]. */
+static void pack_fields(mp_t *m, uint32_t op)
+{
+    msgpack_packer *pk = &m->pk;
+    switch (op) {
+    case PC_OP_HELLO:
+        msgpack_pack_uint32(pk, 1);
+        mp_bin(m, "tok");
+        break;
+    case PC_OP_GET:
+    case PC_OP_DEL:
+        mp_bin(m, "k");
+        break;
+    case PC_OP_MGET:
+        msgpack_pack_array(pk, 2);
+        mp_bin(m, "a");
+        mp_bin(m, "b");
+        break;
+    case PC_OP_SET:
+        mp_bin(m, "k");
+        mp_bin(m, "v");
+        msgpack_pack_uint64(pk, 1000);
+        msgpack_pack_uint32(pk, 2);
+        msgpack_pack_uint32(pk, PC_COND_XX);
+        msgpack_pack_uint64(pk, 3);
+        break;
+    case PC_OP_TOUCH:
+        mp_bin(m, "k");
+        msgpack_pack_uint64(pk, 5);
+        break;
+    case PC_OP_FORWARD:
+        msgpack_pack_uint32(pk, 1);
+        mp_bin(m, "\x92\x02\x01");
+        break;
+    case PC_OP_SYNC:
+        mp_bin(m, "state");
+        break;
+    case PC_OP_REPLICATE:
+        msgpack_pack_uint32(pk, PC_REPL_WRITE);
+        mp_str(m, "n1");
+        msgpack_pack_array(pk, 1);
+        msgpack_pack_array(pk, 5);
+        mp_bin(m, "k");
+        mp_bin(m, "v");
+        msgpack_pack_uint32(pk, 0);
+        msgpack_pack_uint64(pk, 1);
+        msgpack_pack_int64(pk, -1);
+        break;
+    default: /* PING STATS CLUSTER */
+        break;
+    }
+}
+
+/* What pack_fields() writes, as the budget sees it. `values` counts the
+ * msgpack values of the body (its array, op and id included); `uses` is
+ * what the budget grants those fields: the same, except that a list is
+ * granted its items' own values plus PC_PROTO_ITEM_SLACK each. */
+static const struct full_request {
+    uint32_t op;
+    uint32_t elements;
+    uint32_t values;
+    uint32_t uses;
+} full_requests[] = {
+    {PC_OP_HELLO, 4, 5, 5},     {PC_OP_PING, 2, 3, 3},     {PC_OP_GET, 3, 4, 4},
+    {PC_OP_MGET, 3, 6, 6},      {PC_OP_SET, 8, 9, 9},      {PC_OP_DEL, 3, 4, 4},
+    {PC_OP_TOUCH, 4, 5, 5},     {PC_OP_STATS, 2, 3, 3},    {PC_OP_CLUSTER, 2, 3, 3},
+    {PC_OP_FORWARD, 4, 5, 5},   {PC_OP_SYNC, 3, 4, 4},     {PC_OP_REPLICATE, 5, 12, 14},
+};
+
+/* [op, id, fields..., tail...]: `nils` trailing nils, or (nils_in < 0 is
+ * none) one trailing array of nils_in nils after them. */
+static int decode_with_tail(pc_proto_decoder_t *d, const struct full_request *f, uint64_t id,
+                            size_t nils, long nils_in, pc_request_t *out)
+{
+    mp_t m;
+    mp_init(&m);
+    msgpack_pack_array(&m.pk, f->elements + nils + (nils_in >= 0));
+    msgpack_pack_uint32(&m.pk, f->op);
+    msgpack_pack_uint64(&m.pk, id);
+    pack_fields(&m, f->op);
+    for (size_t i = 0; i < nils; i++)
+        msgpack_pack_nil(&m.pk);
+    if (nils_in >= 0) {
+        msgpack_pack_array(&m.pk, (size_t)nils_in);
+        for (long i = 0; i < nils_in; i++)
+            msgpack_pack_nil(&m.pk);
+    }
+    int rc = decode_mp_request(d, &m, out);
+    mp_destroy(&m);
+    return rc;
+}
+
+/* Each op at exactly its elements + slack and its values + slack is
+ * decoded; one more of either is BAD_REQUEST, op and id kept. */
+static void test_budget_per_op(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    char want[160];
+    for (size_t i = 0; i < ARRAY_LEN(full_requests); i++) {
+        const struct full_request *f = &full_requests[i];
+        const char *name = pc_op_name(f->op);
+        pc_request_t req;
+        uint64_t id = 7000 + i;
+
+        assert_int_equal(decode_with_tail(d, f, id, 0, -1, &req), 0);
+        assert_string_equal(pc_proto_decoder_why(d), "");
+
+        /* Elements: PC_PROTO_SLACK_ELEMENTS trailing ones, not one more. */
+        assert_int_equal(decode_with_tail(d, f, id, PC_PROTO_SLACK_ELEMENTS, -1, &req), 0);
+        assert_int_equal(req.op, f->op);
+        assert_int_equal(decode_with_tail(d, f, id, PC_PROTO_SLACK_ELEMENTS + 1, -1, &req),
+                         PC_EBADREQ);
+        assert_int_equal(req.op, f->op);
+        assert_int_equal(req.id, id);
+        snprintf(want, sizeof want, "%s: %u elements, at most %u + %u trailing", name,
+                 f->elements + PC_PROTO_SLACK_ELEMENTS + 1, f->elements, PC_PROTO_SLACK_ELEMENTS);
+        assert_string_equal(pc_proto_decoder_why(d), want);
+
+        /* Values: one trailing array (a value itself) whose nils bring the
+         * body to exactly what its fields may use + PC_PROTO_SLACK_VALUES. */
+        long room = (long)(f->uses + PC_PROTO_SLACK_VALUES - f->values) - 1;
+        assert_int_equal(decode_with_tail(d, f, id, 0, room, &req), 0);
+        assert_int_equal(req.op, f->op);
+        assert_int_equal(decode_with_tail(d, f, id, 0, room + 1, &req), PC_EBADREQ);
+        assert_int_equal(req.op, f->op);
+        assert_int_equal(req.id, id);
+        assert_int_equal(req.key.len, 0);
+        snprintf(want, sizeof want,
+                 "%s: over %u msgpack values, at most %u for its fields + %u ignored", name,
+                 f->uses + PC_PROTO_SLACK_VALUES, f->uses, PC_PROTO_SLACK_VALUES);
+        assert_string_equal(pc_proto_decoder_why(d), want);
+    }
+
+    /* An op this build does not know gets [op, id] + the same slack, and
+     * is BAD_REQUEST either way. */
+    mp_t m;
+    pc_request_t req;
+    mp_init(&m);
+    msgpack_pack_array(&m.pk, 2 + PC_PROTO_SLACK_ELEMENTS + 1);
+    msgpack_pack_uint32(&m.pk, 99);
+    msgpack_pack_uint32(&m.pk, 5);
+    for (unsigned i = 0; i <= PC_PROTO_SLACK_ELEMENTS; i++)
+        msgpack_pack_nil(&m.pk);
+    assert_int_equal(decode_mp_request(d, &m, &req), PC_EBADREQ);
+    assert_int_equal(req.op, 99);
+    assert_int_equal(req.id, 5);
+    assert_string_equal(pc_proto_decoder_why(d), "op 99: 11 elements, at most 2 + 8 trailing");
+    mp_destroy(&m);
+}
+
+/* The frame outside testing found: a 1.1 MiB SET whose ignored trailing
+ * element is an array of ~1.18M nils cost 100 ms to unpack. Refused now,
+ * op and id kept, whatever the size of the array. */
+static void test_budget_nil_tail(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    size_t len = PC_PROTO_DEFAULT_MAX_FRAME;
+    uint8_t *body = malloc(len);
+    assert_non_null(body);
+    static const uint8_t head[] = {0x99, 0x05, 0xcd, 0x30, 0x39, 0xa1, 'k', 0xa1, 'v',
+                                   0xc0, 0xc0, 0xc0, 0xc0, 0xdd};
+    memcpy(body, head, sizeof head);
+    uint32_t n = (uint32_t)(len - sizeof head - 4);
+    body[sizeof head] = (uint8_t)(n >> 24);
+    body[sizeof head + 1] = (uint8_t)(n >> 16);
+    body[sizeof head + 2] = (uint8_t)(n >> 8);
+    body[sizeof head + 3] = (uint8_t)n;
+    memset(body + sizeof head + 4, 0xc0, n);
+    assert_int_equal(pc_proto_validate(body, len, PC_PROTO_MAX_DEPTH), 0);
+
+    pc_request_t req;
+    memset(&req, 0xaa, sizeof req);
+    assert_int_equal(pc_proto_decode_request(d, body, len, &req), PC_EBADREQ);
+    assert_int_equal(req.op, PC_OP_SET);
+    assert_int_equal(req.id, 12345);
+    assert_int_equal(req.key.len, 0);
+    assert_int_equal(req.value.len, 0);
+    assert_string_equal(pc_proto_decoder_why(d),
+                        "SET: over 25 msgpack values, at most 9 for its fields + 16 ignored");
+
+    /* The same tail as a reply's ignored element: malformed. */
+    pc_response_t resp;
+    static const uint8_t rhead[] = {0x95, 0x02, 0x01, 0x00, 0xc0, 0xdd};
+    memcpy(body + sizeof head - sizeof rhead, rhead, sizeof rhead);
+    assert_int_equal(pc_proto_validate(body + sizeof head - sizeof rhead,
+                                       len - sizeof head + sizeof rhead, PC_PROTO_MAX_DEPTH), 0);
+    assert_int_equal(pc_proto_decode_response(d, body + sizeof head - sizeof rhead,
+                                              len - sizeof head + sizeof rhead, &resp),
+                     PC_EPROTO);
+    assert_string_equal(pc_proto_decoder_why(d),
+                        "PING reply: over 21 msgpack values, at most 5 for its fields + 16 ignored");
+    free(body);
+}
+
+/* A container where bytes belong spends the values it holds: a key (or
+ * an MGET key, or a value) that is an array of a million nils is refused
+ * before anything is unpacked. */
+static void test_budget_container_fields(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    enum { NILS = 1000000 };
+    static const struct {
+        const char *what;
+        uint8_t head[12];
+        size_t n;
+        uint32_t op;
+        const char *why;
+    } cases[] = {
+        {"GET key", {0x93, 0x03, 0x09, 0xdd}, 4, PC_OP_GET,
+         "GET: over 20 msgpack values, at most 4 for its fields + 16 ignored"},
+        {"MGET key", {0x93, 0x04, 0x09, 0x91, 0xdd}, 5, PC_OP_MGET,
+         "MGET: over 21 msgpack values, at most 5 for its fields + 16 ignored"},
+        {"SET value", {0x94, 0x05, 0x09, 0xa1, 'k', 0xdd}, 6, PC_OP_SET,
+         "SET: over 25 msgpack values, at most 9 for its fields + 16 ignored"},
+        {"DEL key as a map", {0x93, 0x06, 0x09, 0xdf}, 4, PC_OP_DEL,
+         "DEL: over 20 msgpack values, at most 4 for its fields + 16 ignored"},
+    };
+    uint8_t *body = malloc(16 + 2 * (size_t)NILS);
+    assert_non_null(body);
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        size_t len = cases[i].n;
+        memcpy(body, cases[i].head, len);
+        uint32_t count = body[len - 1] == 0xdf ? NILS / 2 : NILS;
+        body[len++] = (uint8_t)(count >> 24);
+        body[len++] = (uint8_t)(count >> 16);
+        body[len++] = (uint8_t)(count >> 8);
+        body[len++] = (uint8_t)count;
+        memset(body + len, 0xc0, NILS);
+        len += NILS;
+        assert_int_equal(pc_proto_validate(body, len, PC_PROTO_MAX_DEPTH), 0);
+        pc_request_t req;
+        int rc = pc_proto_decode_request(d, body, len, &req);
+        if (rc != PC_EBADREQ)
+            fail_msg("%s: rc %d", cases[i].what, rc);
+        assert_int_equal(req.op, cases[i].op);
+        assert_int_equal(req.id, 9);
+        assert_string_equal(pc_proto_decoder_why(d), cases[i].why);
+    }
+    free(body);
+
+    /* The walk stops at the first value over the budget: what follows is
+     * not looked at, so a byte that is never valid (0xc1) after that point
+     * does not make the body malformed (pc_proto.h). Before it, it does. */
+    uint8_t late[40] = {0x94, 0x03, 0x09, 0xc4, 0x01, 'k', 0xdc, 0x00, 30};
+    memset(late + 9, 0xc0, 30);
+    late[9 + 25] = 0xc1;
+    pc_request_t req;
+    assert_int_equal(pc_proto_validate(late, 39, PC_PROTO_MAX_DEPTH), PC_EPROTO);
+    assert_int_equal(pc_proto_decode_request(d, late, 39, &req), PC_EBADREQ);
+    assert_int_equal(req.id, 9);
+    late[9 + 25] = 0xc0;
+    late[9 + 5] = 0xc1;
+    assert_int_equal(pc_proto_decode_request(d, late, 39, &req), PC_EPROTO);
+    assert_int_equal(req.op, 0);
+    assert_string_equal(pc_proto_decoder_why(d), "malformed msgpack");
+}
+
+/* Lists at their limits (default max_mget_keys) are decoded whole, with
+ * the per-item slack for records; one more item is TOO_LARGE before any
+ * unpacking, however many more there are. */
+static void test_budget_lists(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    const uint32_t max = PC_PROTO_DEFAULT_MAX_MGET_KEYS;
+    char want[96];
+    mp_t m;
+    pc_request_t req;
+
+    /* MGET: max keys, then 16 ignored values; one more is over. */
+    for (int extra = 0; extra < 2; extra++) {
+        mp_init(&m);
+        msgpack_pack_array(&m.pk, 4);
+        msgpack_pack_uint32(&m.pk, PC_OP_MGET);
+        msgpack_pack_uint32(&m.pk, 11);
+        msgpack_pack_array(&m.pk, max);
+        for (uint32_t i = 0; i < max; i++)
+            mp_bin(&m, "key");
+        msgpack_pack_array(&m.pk, PC_PROTO_SLACK_VALUES - 1 + (unsigned)extra);
+        for (unsigned i = 0; i < PC_PROTO_SLACK_VALUES - 1 + (unsigned)extra; i++)
+            msgpack_pack_nil(&m.pk);
+        assert_int_equal(decode_mp_request(d, &m, &req), extra ? PC_EBADREQ : 0);
+        assert_int_equal(req.id, 11);
+        if (!extra)
+            assert_int_equal(req.nkeys, max);
+        mp_destroy(&m);
+    }
+    static const uint32_t over[] = {PC_PROTO_DEFAULT_MAX_MGET_KEYS + 1, 2000};
+    for (size_t k = 0; k < ARRAY_LEN(over); k++) {
+        mp_init(&m);
+        msgpack_pack_array(&m.pk, 3);
+        msgpack_pack_uint32(&m.pk, PC_OP_MGET);
+        msgpack_pack_uint32(&m.pk, 12);
+        msgpack_pack_array(&m.pk, over[k]);
+        for (uint32_t i = 0; i < over[k]; i++)
+            mp_bin(&m, "key");
+        assert_int_equal(decode_mp_request(d, &m, &req), PC_ETOOBIG);
+        assert_int_equal(req.op, PC_OP_MGET);
+        assert_int_equal(req.id, 12);
+        snprintf(want, sizeof want, "MGET: %u keys, at most %u", over[k], max);
+        assert_string_equal(pc_proto_decoder_why(d), want);
+        mp_destroy(&m);
+    }
+
+    /* REPLICATE: max entries, each with PC_PROTO_ITEM_SLACK fields more
+     * than the five it defines (ignored), and 16 ignored values after
+     * them; entries with one field more each are over; one entry too
+     * many is TOO_LARGE. */
+    for (unsigned extra = PC_PROTO_ITEM_SLACK; extra <= PC_PROTO_ITEM_SLACK + 1; extra++) {
+        for (uint32_t n = max; n <= max + 1; n++) {
+            mp_init(&m);
+            msgpack_pack_array(&m.pk, 6);
+            msgpack_pack_uint32(&m.pk, PC_OP_REPLICATE);
+            msgpack_pack_uint32(&m.pk, 13);
+            msgpack_pack_uint32(&m.pk, PC_REPL_HANDOFF);
+            mp_str(&m, "n1");
+            msgpack_pack_array(&m.pk, n);
+            for (uint32_t i = 0; i < n; i++) {
+                msgpack_pack_array(&m.pk, 5 + extra);
+                mp_bin(&m, "key");
+                mp_bin(&m, "value");
+                msgpack_pack_uint32(&m.pk, i);
+                msgpack_pack_uint64(&m.pk, 1 + (uint64_t)i);
+                msgpack_pack_int64(&m.pk, -1);
+                for (unsigned e = 0; e < extra; e++)
+                    msgpack_pack_uint32(&m.pk, e);
+            }
+            msgpack_pack_array(&m.pk, PC_PROTO_SLACK_VALUES - 1);
+            for (unsigned i = 0; i < PC_PROTO_SLACK_VALUES - 1; i++)
+                msgpack_pack_nil(&m.pk);
+            int rc = decode_mp_request(d, &m, &req);
+            assert_int_equal(req.op, PC_OP_REPLICATE);
+            assert_int_equal(req.id, 13);
+            if (n > max) {
+                assert_int_equal(rc, PC_ETOOBIG);
+                snprintf(want, sizeof want, "REPLICATE: %u entries, at most %u", n, max);
+                assert_string_equal(pc_proto_decoder_why(d), want);
+            } else if (extra > PC_PROTO_ITEM_SLACK) {
+                assert_int_equal(rc, PC_EBADREQ);
+            } else {
+                assert_int_equal(rc, 0);
+                assert_int_equal(req.nentries, max);
+                assert_int_equal(req.entries[max - 1].flags, max - 1);
+                assert_int_equal(req.entries[max - 1].version, max);
+            }
+            mp_destroy(&m);
+        }
+    }
+}
+
+/* Replies: the same budgets, but over them is malformed; STATS and
+ * CLUSTER lists have limits of their own, which the encoder keeps too. */
+static void test_budget_replies(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    mp_t m;
+    pc_response_t resp;
+
+    /* An error reply: [op, id, status, message, ring_fp] + 8 trailing. */
+    for (unsigned extra = PC_PROTO_SLACK_ELEMENTS; extra <= PC_PROTO_SLACK_ELEMENTS + 1; extra++) {
+        mp_init(&m);
+        msgpack_pack_array(&m.pk, 5 + extra);
+        msgpack_pack_uint32(&m.pk, PC_OP_GET);
+        msgpack_pack_uint32(&m.pk, 4);
+        msgpack_pack_uint32(&m.pk, PC_ST_BUSY);
+        mp_str(&m, "busy");
+        msgpack_pack_uint64(&m.pk, 77);
+        for (unsigned i = 0; i < extra; i++)
+            msgpack_pack_nil(&m.pk);
+        int rc = decode_mp_response(d, &m, &resp);
+        if (extra > PC_PROTO_SLACK_ELEMENTS) {
+            assert_int_equal(rc, PC_EPROTO);
+            assert_string_equal(pc_proto_decoder_why(d),
+                                "GET reply: 14 elements, at most 5 + 8 trailing");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(resp.ring_fp, 77);
+        }
+        mp_destroy(&m);
+    }
+
+    /* MGET: max_mget_keys hits, each with the item slack. */
+    const uint32_t max = PC_PROTO_DEFAULT_MAX_MGET_KEYS;
+    for (uint32_t n = max; n <= max + 1; n++) {
+        mp_init(&m);
+        msgpack_pack_array(&m.pk, 4);
+        msgpack_pack_uint32(&m.pk, PC_OP_MGET);
+        msgpack_pack_uint32(&m.pk, 5);
+        msgpack_pack_uint32(&m.pk, PC_ST_OK);
+        msgpack_pack_array(&m.pk, n);
+        for (uint32_t i = 0; i < n; i++) {
+            msgpack_pack_array(&m.pk, 5 + PC_PROTO_ITEM_SLACK);
+            msgpack_pack_uint32(&m.pk, PC_ST_OK);
+            mp_bin(&m, "v");
+            msgpack_pack_uint32(&m.pk, 0);
+            msgpack_pack_uint64(&m.pk, 1);
+            msgpack_pack_int64(&m.pk, -1);
+            for (unsigned e = 0; e < PC_PROTO_ITEM_SLACK; e++)
+                msgpack_pack_nil(&m.pk);
+        }
+        int rc = decode_mp_response(d, &m, &resp);
+        if (n > max) {
+            assert_int_equal(rc, PC_EPROTO);
+            assert_string_equal(pc_proto_decoder_why(d), "MGET reply: 1025 entries, at most 1024");
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(resp.nentries, max);
+        }
+        mp_destroy(&m);
+    }
+
+    /* STATS and CLUSTER at their limits and one over; the encoder writes
+     * the first and refuses the second. */
+    pc_stat_t *stats = calloc(PC_PROTO_MAX_STATS + 1, sizeof(*stats));
+    pc_cluster_member_t *ms = calloc(PC_PROTO_MAX_MEMBERS + 1, sizeof(*ms));
+    assert_non_null(stats);
+    assert_non_null(ms);
+    for (uint32_t i = 0; i <= PC_PROTO_MAX_STATS; i++)
+        stats[i] = (pc_stat_t){bs("stat"), i};
+    for (uint32_t i = 0; i <= PC_PROTO_MAX_MEMBERS; i++)
+        ms[i] = (pc_cluster_member_t){.name = bs("n"), .addr = bs("127.0.0.1:1"), .weight = 1};
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    uint32_t len;
+    pc_response_t st = {.op = PC_OP_STATS, .id = 6, .nstats = PC_PROTO_MAX_STATS,
+                        .stats = stats};
+    assert_int_equal(pc_proto_encode_response(&b, &st), 0);
+    const uint8_t *body = frame_body(&b, 0, &len);
+    assert_int_equal(pc_proto_decode_response(d, body, len, &resp), 0);
+    assert_int_equal(resp.nstats, PC_PROTO_MAX_STATS);
+    pc_response_t cl = {.op = PC_OP_CLUSTER, .id = 7, .replicas = 1,
+                        .nmembers = PC_PROTO_MAX_MEMBERS, .members = ms};
+    pc_buf_reset(&b);
+    assert_int_equal(pc_proto_encode_response(&b, &cl), 0);
+    body = frame_body(&b, 0, &len);
+    assert_int_equal(pc_proto_decode_response(d, body, len, &resp), 0);
+    assert_int_equal(resp.nmembers, PC_PROTO_MAX_MEMBERS);
+
+    pc_buf_reset(&b);
+    st.nstats++;
+    cl.nmembers++;
+    assert_int_equal(pc_proto_encode_response(&b, &st), PC_EINVAL);
+    assert_int_equal(pc_proto_encode_response(&b, &cl), PC_EINVAL);
+    assert_int_equal(b.len, 0);
+
+    mp_init(&m);
+    msgpack_pack_array(&m.pk, 4);
+    msgpack_pack_uint32(&m.pk, PC_OP_STATS);
+    msgpack_pack_uint32(&m.pk, 6);
+    msgpack_pack_uint32(&m.pk, PC_ST_OK);
+    msgpack_pack_map(&m.pk, PC_PROTO_MAX_STATS + 1);
+    for (uint32_t i = 0; i <= PC_PROTO_MAX_STATS; i++) {
+        mp_str(&m, "s");
+        msgpack_pack_int64(&m.pk, i);
+    }
+    assert_int_equal(decode_mp_response(d, &m, &resp), PC_EPROTO);
+    assert_string_equal(pc_proto_decoder_why(d), "STATS reply: 4097 stats, at most 4096");
+    mp_destroy(&m);
+
+    mp_init(&m);
+    msgpack_pack_array(&m.pk, 6);
+    msgpack_pack_uint32(&m.pk, PC_OP_CLUSTER);
+    msgpack_pack_uint32(&m.pk, 7);
+    msgpack_pack_uint32(&m.pk, PC_ST_OK);
+    msgpack_pack_uint64(&m.pk, 1);
+    msgpack_pack_uint32(&m.pk, 1);
+    msgpack_pack_array(&m.pk, PC_PROTO_MAX_MEMBERS + 1);
+    for (uint32_t i = 0; i <= PC_PROTO_MAX_MEMBERS; i++) {
+        msgpack_pack_array(&m.pk, 5);
+        mp_str(&m, "n");
+        mp_str(&m, "a:1");
+        msgpack_pack_uint32(&m.pk, 0);
+        msgpack_pack_uint64(&m.pk, 1);
+        msgpack_pack_uint32(&m.pk, 1);
+    }
+    assert_int_equal(decode_mp_response(d, &m, &resp), PC_EPROTO);
+    assert_string_equal(pc_proto_decoder_why(d), "CLUSTER reply: 4097 members, at most 4096");
+    mp_destroy(&m);
+
+    pc_buf_free(&b);
+    free(stats);
+    free(ms);
+}
+
+/* ---- the largest TTL -------------------------------------------------- */
+
+static void test_max_ttl(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    static const uint64_t ttls[] = {PC_PROTO_MAX_TTL_MS, PC_PROTO_MAX_TTL_MS + 1,
+                                    (uint64_t)INT64_MAX, 1ull << 63, UINT64_MAX};
+    char want[128];
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    assert_true(PC_PROTO_MAX_TTL_MS == 4611686018427387904ull);
+
+    for (size_t i = 0; i < ARRAY_LEN(ttls); i++) {
+        for (int touch = 0; touch < 2; touch++) {
+            uint32_t op = touch ? PC_OP_TOUCH : PC_OP_SET;
+            mp_t m;
+            mp_init(&m);
+            msgpack_pack_array(&m.pk, touch ? 4 : 5);
+            msgpack_pack_uint32(&m.pk, op);
+            msgpack_pack_uint32(&m.pk, 40 + (uint32_t)i);
+            mp_bin(&m, "k");
+            if (!touch)
+                mp_bin(&m, "v");
+            msgpack_pack_uint64(&m.pk, ttls[i]);
+            pc_request_t req;
+            int rc = decode_mp_request(d, &m, &req);
+            assert_int_equal(req.op, op);
+            assert_int_equal(req.id, 40 + i);
+            if (ttls[i] <= PC_PROTO_MAX_TTL_MS) {
+                assert_int_equal(rc, 0);
+                assert_int_equal(req.ttl_ms, ttls[i]);
+            } else {
+                assert_int_equal(rc, PC_EBADREQ);
+                assert_int_equal(req.ttl_ms, 0);
+                snprintf(want, sizeof want,
+                         "%s: ttl_ms %llu over the largest TTL, 4611686018427387904 ms",
+                         pc_op_name(op), (unsigned long long)ttls[i]);
+                assert_string_equal(pc_proto_decoder_why(d), want);
+            }
+            mp_destroy(&m);
+
+            /* The encoder refuses what the decoder would, leaving b as
+             * it was. */
+            pc_request_t enc = {.op = op, .id = 1, .key = bs("k"), .value = bs("v"),
+                                .ttl_ms = ttls[i]};
+            pc_buf_reset(&b);
+            rc = pc_proto_encode_request(&b, &enc);
+            assert_int_equal(rc, ttls[i] <= PC_PROTO_MAX_TTL_MS ? 0 : PC_EINVAL);
+            if (rc != 0)
+                assert_int_equal(b.len, 0);
+        }
+    }
+    pc_buf_free(&b);
+}
+
+/* pc_proto_decoder_why: one text per failure, "" after a success. */
+static void test_decoder_why(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    pc_request_t req;
+    pc_response_t resp;
+    /* A string literal and its length, without the NUL. */
+#define B(s) s, sizeof(s) - 1
+    static const struct {
+        const char *bytes;
+        size_t len;
+        int rc;
+        const char *why;
+    } cases[] = {
+        {B("\x92\x02\x01"), 0, ""},
+        {B("\x93\x03\x01\xc4\x00"), PC_EBADREQ, "GET: key is empty"},
+        {B("\x92\x03\x01"), PC_EBADREQ, "GET: key missing or not bytes"},
+        {B("\x93\x0d\x01\xa1k"), PC_EBADREQ, "op 13: unknown op"},
+        {B("\x93\x05\x01\xa1k"), PC_EBADREQ, "SET: value missing or not bytes"},
+        {B("\x95\x05\x01\xa1k\xa1v\xa1t"), PC_EBADREQ, "SET: ttl_ms is not a uint64"},
+        {B("\x97\x05\x01\xa1k\xa1v\x00\x00\x03"), PC_EBADREQ, "SET: cond is not 0, 1 or 2"},
+        {B("\x93\x04\x01\x90"), PC_EBADREQ, "MGET: no keys"},
+        {B("\x9c\x03\x01\xa1k\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0"), PC_EBADREQ,
+         "GET: 12 elements, at most 3 + 8 trailing"},
+        {B("\x91\x02"), PC_EPROTO, "not an array [op, id, ...]"},
+        {B("\x92\xa1o\x01"), PC_EPROTO, "no op"},
+        {B("\x92\x02\xff"), PC_EPROTO, "no id"},
+        {B("\x92\x02\x01\xc0"), PC_EPROTO, "malformed msgpack"},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        int rc = pc_proto_decode_request(d, (const uint8_t *)cases[i].bytes, cases[i].len, &req);
+        if (rc != cases[i].rc || strcmp(pc_proto_decoder_why(d), cases[i].why) != 0)
+            fail_msg("case %zu: rc %d \"%s\", want %d \"%s\"", i, rc, pc_proto_decoder_why(d),
+                     cases[i].rc, cases[i].why);
+    }
+#undef B
+
+    /* Keys over max_key and values over max_value say by how much. */
+    pc_proto_decoder_t *small = small_decoder(); /* key 8, value 16 */
+    assert_int_equal(pc_proto_decode_request(small, (const uint8_t *)"\x93\x03\x01\xa9" "123456789",
+                                             13, &req),
+                     PC_ETOOBIG);
+    assert_string_equal(pc_proto_decoder_why(small), "GET: key of 9 bytes, at most 8");
+    assert_int_equal(pc_proto_decode_request(small, (const uint8_t *)"\x92\x02\x01", 3, &req), 0);
+    assert_string_equal(pc_proto_decoder_why(small), "");
+    assert_int_equal(pc_proto_decode_request(small, NULL, 3, &req), PC_EPROTO);
+    assert_string_equal(pc_proto_decoder_why(small), "empty body");
+    uint8_t big[4097] = {0x92, 0x02, 0x01};
+    assert_int_equal(pc_proto_decode_request(small, big, sizeof big, &req), PC_EPROTO);
+    assert_string_equal(pc_proto_decoder_why(small), "body of 4097 bytes, over max_frame (4096)");
+    pc_proto_decoder_free(&small);
+
+    /* Replies say which reply it was. */
+    assert_int_equal(pc_proto_decode_response(d, (const uint8_t *)"\x93\x03\x01\x00", 4, &resp),
+                     PC_EPROTO);
+    assert_string_equal(pc_proto_decoder_why(d), "GET reply: fields wrong or missing");
+    assert_int_equal(pc_proto_decode_response(d, (const uint8_t *)"\x92\x03\x01", 3, &resp),
+                     PC_EPROTO);
+    assert_string_equal(pc_proto_decoder_why(d), "not an array [op, id, status, ...]");
+    assert_int_equal(pc_proto_decode_response(d, (const uint8_t *)"\x93\x02\x01\x00", 4, &resp), 0);
+    assert_string_equal(pc_proto_decoder_why(d), "");
+    assert_string_equal(pc_proto_decoder_why(NULL), "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2399,6 +3015,14 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_peer_ops_roundtrip, setup_decoder, teardown_decoder),
         cmocka_unit_test(test_peer_ops_bad),
         cmocka_unit_test_setup_teardown(test_response_zero_copy, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_budget_per_op, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_budget_nil_tail, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_budget_container_fields, setup_decoder,
+                                        teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_budget_lists, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_budget_replies, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_max_ttl, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_decoder_why, setup_decoder, teardown_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
