@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "pc_addr.h"
 
@@ -85,7 +86,9 @@ typedef struct opt {
     uint64_t min, max;    /* numeric types: allowed range, inclusive */
     opt_check_fn check;   /* OPT_STRING: optional */
     bool not_in_file;     /* only "config": a file cannot name another file */
-    bool not_flag;        /* secrets: environment or file only, not argv */
+    bool not_flag;        /* a secret: environment or file only, not argv
+                             (ps shows argv), and only from a file that
+                             group and others cannot access (load_file) */
     const char *help;     /* one line per '\n', each under ~66 columns */
 } opt_t;
 
@@ -221,7 +224,9 @@ static const opt_t options[] = {
     {.name = "token", .type = OPT_STRING, .metavar = "TOKEN", .def = "",
      .offset = FIELD_STR(token), .not_flag = true,
      .help = "The client token itself. Environment or config file only\n"
-             "(a flag would show in ps); --token-file wins."},
+             "(a flag would show in ps); --token-file wins. A config\n"
+             "file that sets it must be private, like a token file\n"
+             "(chmod 600), or the node refuses to start."},
 
     /* cluster */
     {.name = "join", .type = OPT_STRING, .metavar = "HOST:PORT[,...]", .def = "",
@@ -699,6 +704,13 @@ static char *trim(char *s)
  * surrounding blanks removed: there are no quotes and no trailing
  * comments, because a value such as a Redis key prefix may itself
  * contain '#' or quote characters. "name =" sets the empty string.
+ *
+ * A file that sets a secret (a non-empty token) is held to the rule of
+ * a --token-file (pc_secret_file_read): no access at all for group or
+ * others. Config files are often world-readable, which is fine for the
+ * rest of what they say, so the rule applies only once a secret is
+ * found; the mode is that of the file actually opened (symlinks
+ * followed), so nothing can swap it between the check and the read.
  */
 static int load_file(loader_t *ld, const char *path, char *errbuf, size_t errlen)
 {
@@ -706,10 +718,16 @@ static int load_file(loader_t *ld, const char *path, char *errbuf, size_t errlen
     char *line = NULL;
     size_t cap = 0;
     src_t src = {.kind = SRC_FILE, .file = path, .line = 0};
+    struct stat st;
     int rc = 0;
 
     if (f == NULL) {
         set_err(errbuf, errlen, "config file %s: %s", path, strerror(errno));
+        return PC_EIO;
+    }
+    if (fstat(fileno(f), &st) != 0) {
+        set_err(errbuf, errlen, "config file %s: %s", path, strerror(errno));
+        fclose(f);
         return PC_EIO;
     }
     for (;;) {
@@ -757,6 +775,14 @@ static int load_file(loader_t *ld, const char *path, char *errbuf, size_t errlen
                     "config file %s line %u: '%s' cannot be set in a config file", path,
                     src.line, name);
             rc = PC_EINVAL;
+            break;
+        }
+        if (o->not_flag && *value != '\0' && (st.st_mode & 077) != 0) {
+            set_err(errbuf, errlen,
+                    "config file %s sets %s (line %u) but is readable or writable by "
+                    "group/others (mode %04o): chmod 600 %s, or move it to a token-file",
+                    path, o->name, src.line, (unsigned)(st.st_mode & 07777), path);
+            rc = PC_EPERM;
             break;
         }
         rc = opt_set(ld, o, value, &src, errbuf, errlen);

@@ -11,8 +11,10 @@
  * with '#' are ignored; names are the long option names without "--".
  *
  * Errors: pc_config_load() returns 0, PC_EINVAL (unknown option, bad value,
- * missing argument) with a one-line reason in errbuf, or PC_EIO (config
- * file unreadable). It never prints or exits; main() decides.
+ * missing argument) with a one-line reason in errbuf, PC_EIO (config
+ * file unreadable), or PC_EPERM (the config file sets a secret -- a
+ * non-empty token -- while group or others may access it; errbuf says
+ * "chmod 600"). It never prints or exits; main() decides.
  *
  * Ownership: strings in pc_config_t are owned by the config; free with
  * pc_config_free(). Thread rules: none (used by main only).

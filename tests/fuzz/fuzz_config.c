@@ -40,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pc_addr.h"
@@ -406,6 +407,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (file_fd < 0) {
         file_fd = memfd_create("fuzz_config", MFD_CLOEXEC);
         CHECK(file_fd >= 0);
+        /* A memfd is created mode 0777, and a config file that others
+         * can read may not hold a token (PC_EPERM): make it private, as
+         * a file with secrets is deployed, so tokens in the file load. */
+        CHECK(fchmod(file_fd, 0600) == 0);
         snprintf(file_path, sizeof(file_path), "/proc/self/fd/%d", file_fd);
     }
     struct input in;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "pc_config.h"
@@ -404,6 +405,58 @@ static void test_file_errors(void **state)
     load_fails(PC_EIO, ARGC(dir_argv), dir_argv, no_env, "config file /", NULL);
 }
 
+/*
+ * A token in a config file is a secret at rest, like a --token-file: a
+ * file group or others may read or write is refused as a token file is,
+ * whatever else it says. A file without a secret in it (or with an empty
+ * token, which is none) may be world-readable, as config files usually
+ * are.
+ */
+static void test_file_secret_mode(void **state)
+{
+    static const char *const secret = "memory = 8mb\n# the client token\ntoken = s3cret\n";
+    static const mode_t open_modes[] = {0644, 0640, 0604, 0620, 0602, 0660, 0666};
+    char *path = write_temp(secret);
+    char *argv[] = {"peercached", "--config", path, NULL};
+    char want[PATH_MAX + 128];
+    pc_config_t cfg;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(open_modes) / sizeof(open_modes[0]); i++) {
+        assert_int_equal(chmod(path, open_modes[i]), 0);
+        snprintf(want, sizeof(want),
+                 "config file %s sets token (line 3) but is readable or writable by "
+                 "group/others (mode %04o): chmod 600 %s, or move it to a token-file",
+                 path, (unsigned)open_modes[i], path);
+        load_fails(PC_EPERM, ARGC(argv), argv, no_env, want, NULL);
+    }
+    /* The environment would override the file's token, but the file is
+     * refused all the same: its secret is exposed either way. */
+    {
+        char *env[] = {"PEERCACHE_INSECURE=1", "PEERCACHE_TOKEN=from-env", NULL};
+        load_fails(PC_EPERM, ARGC(argv), argv, env, "chmod 600", NULL);
+    }
+    for (mode_t m = 0400; m <= 0600; m += 0200) {
+        assert_int_equal(chmod(path, m), 0);
+        load_ok(&cfg, ARGC(argv), argv, no_env);
+        assert_string_equal(cfg.token, "s3cret");
+        assert_int_equal(cfg.memory, 8 * MIB);
+        pc_config_free(&cfg);
+    }
+    remove_temp(path);
+
+    /* No secret, or an empty one: any mode loads. */
+    path = write_temp("memory = 8mb\ntoken =\ntoken-file = /run/tok\n");
+    argv[2] = path;
+    assert_int_equal(chmod(path, 0644), 0);
+    load_ok(&cfg, ARGC(argv), argv, no_env);
+    assert_string_equal(cfg.token, "");
+    assert_string_equal(cfg.token_file, "/run/tok");
+    assert_int_equal(cfg.memory, 8 * MIB);
+    pc_config_free(&cfg);
+    remove_temp(path);
+}
+
 static void test_bad_flag_beats_file(void **state)
 {
     /* Flag syntax errors are found before the file is even opened. */
@@ -627,6 +680,7 @@ int main(void)
         cmocka_unit_test(test_flag_errors),
         cmocka_unit_test(test_env_errors),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_file_secret_mode),
         cmocka_unit_test(test_bad_flag_beats_file),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_parse_duration),
