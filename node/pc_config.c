@@ -154,6 +154,16 @@ static const opt_t options[] = {
     {.name = "max-connections", .type = OPT_UINT, .metavar = "N", .def = "10000",
      .offset = FIELD_U64(max_connections), .min = 1, .max = UINT64_MAX,
      .help = "Client connections accepted at once; more are refused."},
+    {.name = "max-conns-per-source", .type = OPT_UINT, .metavar = "N", .def = "1024",
+     .offset = FIELD_U64(max_conns_per_source), .min = 0, .max = UINT64_MAX,
+     .help = "Client connections one source address (an IPv4 address, an\n"
+             "IPv6 /64) may hold at once; more are refused (BUSY). 0 = no\n"
+             "limit but --max-connections."},
+    {.name = "hello-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "3s",
+     .offset = FIELD_U64(hello_timeout_ms), .min = 1, .max = UINT64_MAX,
+     .help = "With a client token required, a connection that has not sent\n"
+             "a good HELLO this long after it opened (or after its last bad\n"
+             "HELLO was answered) is closed."},
     {.name = "idle-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "300000ms",
      .offset = FIELD_U64(idle_timeout_ms), .min = 0, .max = UINT64_MAX,
      .help = "Close client connections idle this long. 0 = never."},
@@ -175,12 +185,14 @@ static const opt_t options[] = {
      .help = "Requests one connection may have in progress at once."},
     {.name = "max-output", .type = OPT_SIZE, .metavar = "SIZE", .def = "4mb",
      .offset = FIELD_SIZE(max_output), .min = 1 * KIB, .max = SIZE_MAX,
-     .help = "Replies queued per connection before reading from it pauses.\n"
-             "At least max-frame."},
+     .help = "Replies queued per connection before reading from it pauses,\n"
+             "at most: each connection's budget is its fair share of\n"
+             "--max-buffer-memory (at least 64kb), 16kb before a client\n"
+             "sends the token. At least max-frame."},
     {.name = "output-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "10s",
      .offset = FIELD_U64(output_timeout_ms), .min = 1, .max = UINT64_MAX,
-     .help = "A connection whose queued replies stay over --max-output\n"
-             "this long (its client stopped reading) is closed."},
+     .help = "A connection whose queued replies stay over its output\n"
+             "budget this long (its client stopped reading) is closed."},
     {.name = "frame-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "10s",
      .offset = FIELD_U64(frame_timeout_ms), .min = 0, .max = UINT64_MAX,
      .help = "A frame must arrive whole within this long of its first\n"
@@ -188,12 +200,16 @@ static const opt_t options[] = {
     {.name = "max-buffer-memory", .type = OPT_SIZE, .metavar = "SIZE", .def = "256mb",
      .offset = FIELD_SIZE(max_buffer_memory), .min = 1 * MIB, .max = SIZE_MAX,
      .help = "Memory all connection buffers together may use (input not\n"
-             "yet processed, replies not yet sent). Over it, the biggest\n"
-             "unfinished inputs are closed; until under 7/8 of it, reading\n"
-             "pauses and new connections are refused."},
+             "yet processed, replies not yet sent), split between the\n"
+             "loops. Past 7/8 of it, the connections holding more than\n"
+             "their fair share are closed (those without the token first,\n"
+             "then the biggest); new connections are refused only while it\n"
+             "stays over."},
     {.name = "shutdown-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "5000ms",
      .offset = FIELD_U64(shutdown_timeout_ms), .min = 0, .max = UINT64_MAX,
-     .help = "On SIGTERM, how long to let requests in progress finish."},
+     .help = "On SIGTERM, how long the whole stop may take: the hand-off of\n"
+             "a leave (at most half of it), then requests in progress\n"
+             "finish. Past it what is left is cut, and the exit status is 1."},
     {.name = "sweep-interval", .type = OPT_DURATION, .metavar = "DURATION", .def = "100ms",
      .offset = FIELD_U64(sweep_interval_ms), .min = 1, .max = UINT64_MAX,
      .help = "How often the background sweep removes expired entries."},

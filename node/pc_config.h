@@ -39,6 +39,8 @@ typedef struct pc_config {
     char *eviction;             /* --eviction s3fifo|lru, default s3fifo */
     uint64_t threads;           /* --threads, default 0 = one per core */
     uint64_t max_connections;   /* --max-connections, default 10000 */
+    uint64_t max_conns_per_source; /* --max-conns-per-source, default 1024 (0 = off) */
+    uint64_t hello_timeout_ms;  /* --hello-timeout, default 3000 */
     uint64_t idle_timeout_ms;   /* --idle-timeout, default 300000 (0 = off) */
     size_t max_frame;           /* --max-frame, default 1mb+128kb */
     size_t max_key;             /* --max-key, default 64kb */

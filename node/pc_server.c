@@ -71,6 +71,7 @@
 #include "pc_proto.h"
 #include "pc_ring.h"
 #include "pc_sched.h"
+#include "pc_sources.h"
 
 #define READ_CHUNK (64 * 1024)
 /* Output buffers bigger than this are given back once empty, so a
@@ -239,6 +240,9 @@ struct conn {
     uint64_t auth_until;
     uint64_t auth_id;
     char peer[64];
+    pc_source_t source;  /* its address, as pc_sources counts it */
+    int source_counted;  /* counted there: release at close */
+    uint64_t hello_since; /* --hello-timeout runs from here: opened, or a failed HELLO answered */
     /* Internal: the receiving end of another loop's relay. Trusted for
      * everything, peer operations included (the sending loop checked the
      * token or opened the frame with the cluster key), exempt from the
@@ -282,6 +286,8 @@ typedef struct server_stats {
     uint64_t settle_capped;    /* entries whose expiry the settle window cut */
     uint64_t auth_failures;    /* HELLOs with a wrong or missing token */
     uint64_t auth_refused;     /* requests refused before a good HELLO */
+    uint64_t hello_timeouts;   /* connections closed: no good HELLO in time */
+    uint64_t source_limit_rejects; /* connections refused: their address holds too many */
     uint64_t peer_refused;     /* peer ops refused: not sealed (or no token) */
     uint64_t peer_rejected;    /* peer connections closed: frame failed the key check */
     uint64_t idle_timeouts;    /* connections closed by the limits ... */
@@ -331,6 +337,10 @@ typedef struct node_shared {
      * forced: a loop's drain reached the deadline and cut what was left. */
     _Atomic uint64_t stop_began, stop_deadline;
     _Atomic int forced;
+    /* Failed HELLOs on all loops in the current second: the second in
+     * the high 32 bits, the count in the low (auth_fail). */
+    _Atomic uint64_t auth_window;
+    pc_sources_t *sources; /* connections and failed HELLOs per address */
     pthread_mutex_t token_lock; /* over the token fields */
     int token_required;
     uint8_t token_hash[crypto_generichash_BYTES]; /* of the client token */
@@ -394,6 +404,8 @@ typedef struct loop_settings {
     pc_proto_limits_t limits;
     uint64_t settle_ms; /* --ring-settle */
     uint64_t max_connections;
+    uint64_t max_conns_per_source; /* 0 = no limit */
+    uint64_t hello_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t max_inflight;
     size_t max_output;
@@ -413,8 +425,6 @@ struct pc_server {
     pc_cluster_t *cluster; /* may be NULL: a node alone, everything local */
     pc_peer_pool_t *peers;
     pc_guard_t *guard;        /* cluster key; NULL or keyless = --insecure */
-    uint64_t auth_window_start; /* failed HELLOs node-wide, per second */
-    uint64_t auth_window_fails;
     pc_proto_decoder_t *dec;
     pc_proto_decoder_t *pdec; /* replies from peers, outside dispatch */
     pc_buf_t scratch;         /* frames to peers, encoded then copied */
@@ -2731,6 +2741,8 @@ static void stats_reply(conn_t *c, req_t *r, uint32_t op, uint64_t id, const loo
         STAT("peer_connects", ps.connects),
         STAT("auth_failures", sum->stats.auth_failures),
         STAT("auth_refused", sum->stats.auth_refused),
+        STAT("hello_timeouts", sum->stats.hello_timeouts),
+        STAT("source_limit_rejects", sum->stats.source_limit_rejects),
         STAT("peer_refused", sum->stats.peer_refused),
         STAT("peer_rejected", sum->stats.peer_rejected),
         STAT("gossip_rejected", cs.gossip_rejected),
@@ -2873,11 +2885,14 @@ static void handle_stats(conn_t *c, const pc_request_t *rq)
 
 /* Failed HELLOs: the answer is held back 100 ms, doubling with each
  * failure on the connection up to 1.6 s; 2 s for everyone while the node
- * sees more than AUTH_STORM failures a second; the connection is closed
- * after AUTH_MAX_FAILS. Nothing else is read from it meanwhile. */
+ * (all its loops) sees more than AUTH_STORM failures a second, and for an
+ * address that makes more than AUTH_SOURCE_STORM a second, however many
+ * connections it spreads them over; the connection is closed after
+ * AUTH_MAX_FAILS. Nothing else is read from it meanwhile. */
 #define AUTH_DELAY_MS 100
 #define AUTH_DELAY_MAX_SHIFT 4
 #define AUTH_STORM 100
+#define AUTH_SOURCE_STORM 10
 #define AUTH_STORM_DELAY_MS 2000
 #define AUTH_MAX_FAILS 5
 
@@ -2912,16 +2927,26 @@ static int is_peer_op(uint32_t op)
     return op == PC_OP_FORWARD || op == PC_OP_SYNC || op == PC_OP_REPLICATE;
 }
 
+/* Failed HELLOs from all loops in the current second, this one included
+ * (node_shared_t.auth_window). */
+static uint32_t auth_window_fail(node_shared_t *sh, uint64_t now)
+{
+    uint64_t sec = now / 1000, w = atomic_load(&sh->auth_window), n;
+    do
+        n = (w >> 32) == sec ? w + 1 : (sec << 32) | 1;
+    while (!atomic_compare_exchange_weak(&sh->auth_window, &w, n));
+    return (uint32_t)n;
+}
+
 static void auth_fail(conn_t *c, const pc_request_t *rq)
 {
     pc_server_t *s = c->srv;
     uint64_t now = now_ms(s);
     s->stats.auth_failures++;
-    if (now - s->auth_window_start >= 1000) {
-        s->auth_window_start = now;
-        s->auth_window_fails = 0;
-    }
-    s->auth_window_fails++;
+    uint32_t node_fails = auth_window_fail(s->sh, now);
+    uint32_t source_fails = c->source_counted ? pc_sources_auth_fail(s->sh->sources, &c->source,
+                                                                     now)
+                                              : 0;
     c->auth_fails++;
     if (c->auth_fails == 1 || c->auth_fails % 5 == 0)
         pc_log_info(s->log, "client %s: bad token (%u failures on this connection)", c->peer,
@@ -2929,7 +2954,7 @@ static void auth_fail(conn_t *c, const pc_request_t *rq)
     unsigned shift = c->auth_fails - 1 < AUTH_DELAY_MAX_SHIFT ? c->auth_fails - 1
                                                              : AUTH_DELAY_MAX_SHIFT;
     uint64_t delay = (uint64_t)AUTH_DELAY_MS << shift;
-    if (s->auth_window_fails > AUTH_STORM)
+    if (node_fails > AUTH_STORM || source_fails > AUTH_SOURCE_STORM)
         delay = AUTH_STORM_DELAY_MS;
     c->auth_pending = 1;
     c->auth_until = now + delay;
@@ -2941,6 +2966,7 @@ static void auth_fail(conn_t *c, const pc_request_t *rq)
 static void auth_release(conn_t *c)
 {
     c->auth_pending = 0;
+    c->hello_since = now_ms(c->srv); /* the next try has its own --hello-timeout */
     answer_error(c, PC_OP_HELLO, c->auth_id, PC_ST_AUTH_REQUIRED, "bad token");
     if (c->closing)
         return;
@@ -3671,7 +3697,19 @@ static uint64_t conn_process_frames(conn_t *c)
         rc = pc_proto_decode_request(s->dec, body, len, &rq);
         if (!c->internal) /* a relayed request was counted by its worker */
             s->stats.requests++;
-        if (rc == PC_EPROTO || rc == PC_ENOMEM) {
+        if (!c->authed && rc < 0 && (rc == PC_EPROTO || rc == PC_ENOMEM ||
+                                     (rq.op != PC_OP_HELLO && rq.op != PC_OP_PING))) {
+            /* Before a good HELLO only HELLO and PING are looked at
+             * (PROTOCOL.md §5.1): anything else, well-formed or not, is
+             * told to authenticate; what is not a request at all ends the
+             * connection, as it would after a HELLO. */
+            s->stats.auth_refused++;
+            if (rc == PC_EPROTO || rc == PC_ENOMEM) {
+                conn_bad_frame(c, PC_ST_AUTH_REQUIRED, "send HELLO with the token first");
+                return work;
+            }
+            answer_error(c, rq.op, rq.id, PC_ST_AUTH_REQUIRED, "send HELLO with the token first");
+        } else if (rc == PC_EPROTO || rc == PC_ENOMEM) {
             conn_bad_frame(c, PC_ST_BAD_REQUEST, "malformed frame (not a peercache request)");
             return work;
         } else if (rc == PC_ETOOBIG) {
@@ -3813,6 +3851,10 @@ static void conn_close(conn_t *c, const char *why)
         atomic_fetch_sub_explicit(&s->sh->nconns, 1, memory_order_relaxed);
         srv_budget_update(s);
     }
+    if (c->source_counted) {
+        pc_sources_close(s->sh->sources, &c->source, now_ms(s));
+        c->source_counted = 0;
+    }
     if (c->reading)
         uv_read_stop(&c->h.stream);
     c->reading = 0;
@@ -3828,12 +3870,21 @@ static void conn_close(conn_t *c, const char *why)
 }
 
 /* Why a new connection is refused (BUSY), or NULL. Counted here. */
-static const char *conn_refusal(pc_server_t *s)
+static const char *conn_refusal(pc_server_t *s, conn_t *c)
 {
     if (s->shutting_down)
         return "server shutting down";
     if (atomic_load_explicit(&s->sh->nconns, memory_order_relaxed) > s->set.max_connections)
         return "too many connections";
+    int rc = pc_sources_open(s->sh->sources, &c->source, (uint32_t)(s->set.max_conns_per_source >
+                             UINT32_MAX ? UINT32_MAX : s->set.max_conns_per_source), now_ms(s));
+    if (rc == PC_EBUSY) {
+        s->stats.source_limit_rejects++;
+        return "too many connections from this address";
+    }
+    if (rc < 0)
+        return "too many client addresses";
+    c->source_counted = 1;
     srv_buffer_check(s);
     if (s->buf_full) {
         s->stats.buffer_full_rejects++;
@@ -3918,7 +3969,9 @@ static void on_connection(uv_stream_t *server, int status)
     }
     struct sockaddr_storage ss;
     int sslen = sizeof ss;
+    c->hello_since = now_ms(s);
     if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+        pc_source_of((struct sockaddr *)&ss, &c->source);
         char host[48] = "?";
         int port = 0;
         if (ss.ss_family == AF_INET6) {
@@ -3932,7 +3985,7 @@ static void on_connection(uv_stream_t *server, int status)
     }
     uv_tcp_nodelay(&c->h.tcp, 1);
     s->stats.connections_total++;
-    const char *refused = conn_refusal(s);
+    const char *refused = conn_refusal(s, c);
     if (refused != NULL) {
         /* Refuse at once, with a reason the client can read. */
         s->stats.connections_rejected++;
@@ -3981,6 +4034,14 @@ static void conn_check_limits(conn_t *c, uint64_t now)
          * slow, and it is still reading. */
         pc_proto_encode_error(&c->out, 0, 0, PC_ST_BAD_REQUEST,
                               "frame not complete within the frame timeout");
+        conn_close(c, NULL);
+        return;
+    }
+    if (!c->authed && !c->auth_pending && now - c->hello_since >= s->set.hello_timeout_ms) {
+        s->stats.hello_timeouts++;
+        pc_log_info(s->log, "client %s: no good HELLO within --hello-timeout; closing", c->peer);
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_AUTH_REQUIRED,
+                              "no HELLO with the token within the hello timeout");
         conn_close(c, NULL);
         return;
     }
@@ -4885,6 +4946,8 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     s->listen = strdup(cfg->listen);
     s->name = strdup(cfg->name ? cfg->name : cfg->listen);
     s->set.max_connections = cfg->max_connections;
+    s->set.max_conns_per_source = cfg->max_conns_per_source;
+    s->set.hello_timeout_ms = cfg->hello_timeout_ms ? cfg->hello_timeout_ms : 1;
     s->set.idle_timeout_ms = cfg->idle_timeout_ms;
     s->set.max_inflight = cfg->max_inflight ? cfg->max_inflight : 1;
     s->set.max_output = cfg->max_output;
@@ -4913,13 +4976,19 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
             atomic_init(&s->sh->gate[i], GATE_NONE);
         /* No cluster: everything is ours, whatever its epoch. */
         atomic_init(&s->sh->alone, cluster == NULL);
+        /* Every connection accepted is counted by address, and no more
+         * than --max-connections (+1, refused on arrival) are open. */
+        uint64_t cap = cfg->max_connections < (1u << 22) ? cfg->max_connections : (1u << 22);
+        if (pc_sources_new((size_t)cap + 64, &s->sh->sources) < 0)
+            s->sh->sources = NULL;
     }
     if (cluster != NULL) {
         s->slot_epoch = calloc(PC_RING_SLOTS, sizeof *s->slot_epoch);
         s->slot_gained = calloc(PC_RING_SLOTS, sizeof *s->slot_gained);
     }
     if (s->listen == NULL || s->name == NULL || s->ks_buckets == NULL || s->rbuf == NULL ||
-        s->sh == NULL || (cfg->threads > 1 && cluster != NULL && s->sh->gate == NULL) ||
+        s->sh == NULL || s->sh->sources == NULL ||
+        (cfg->threads > 1 && cluster != NULL && s->sh->gate == NULL) ||
         (cluster != NULL && (s->slot_epoch == NULL || s->slot_gained == NULL)) ||
         pc_proto_decoder_new(&s->set.limits, &s->dec) < 0 ||
         pc_proto_decoder_new(&s->set.limits, &s->pdec) < 0 ||
@@ -5441,6 +5510,7 @@ void pc_server_free(pc_server_t **sp)
     pthread_mutex_destroy(&s->xq_lock);
     if (s->core == NULL && s->sh != NULL) {
         free((void *)s->sh->gate);
+        pc_sources_free(&s->sh->sources);
         pthread_mutex_destroy(&s->sh->token_lock);
         free(s->sh);
     }

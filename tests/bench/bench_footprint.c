@@ -102,6 +102,8 @@ static void server_argv(const server_t *sv, int port, const char **argv)
         argv[n++] = listen;
         argv[n++] = "--redis";
         argv[n++] = "none";
+        argv[n++] = "--max-conns-per-source"; /* every connection is from 127.0.0.1 */
+        argv[n++] = "0";
         if (sv->keyed) {
             argv[n++] = "--cluster-key";
             argv[n++] = pc_h_cluster_key();

@@ -20,7 +20,8 @@
 #      against one node driven by the same client
 #
 # The nodes run with --insecure: gossip and peer traffic unauthenticated,
-# fine on loopback for a benchmark, never for a deployment.
+# fine on loopback for a benchmark, never for a deployment; and with
+# --max-conns-per-source 0, since every connection comes from 127.0.0.1.
 #
 # Usage: tests/bench/compare.sh [--rounds N] [--duration S] [--quick]
 #            [--json FILE] [--build DIR] [--connections N] [--keys N]
@@ -149,12 +150,12 @@ servers=()
 declare -A proto addr
 
 p=$(free_port)
-start pc-mem "$p" "$PCD" --insecure --redis none --listen "127.0.0.1:$p" --log-level warn \
+start pc-mem "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none --listen "127.0.0.1:$p" --log-level warn \
     "${node_threads[@]}"
 servers+=(peercached); proto[peercached]=peercache; addr[peercached]=127.0.0.1:$p
 for t in $pc_threads; do
     p=$(free_port)
-    start "pc-mem-t$t" "$p" "$PCD" --insecure --redis none --listen "127.0.0.1:$p" \
+    start "pc-mem-t$t" "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none --listen "127.0.0.1:$p" \
         --log-level warn --threads "$t"
     servers+=("peercached-t$t"); proto[peercached-t$t]=peercache; addr[peercached-t$t]=127.0.0.1:$p
 done
@@ -174,7 +175,7 @@ if [ $have_redis = 1 ]; then
     start redis-behind "$rp" redis-server --port "$rp" --bind 127.0.0.1 --save '' \
         --appendonly no --dir "$tmp/redis-behind"
     p=$(free_port)
-    start pc-redis "$p" "$PCD" --insecure --redis "127.0.0.1:$rp" --listen "127.0.0.1:$p" \
+    start pc-redis "$p" "$PCD" --insecure --max-conns-per-source 0 --redis "127.0.0.1:$rp" --listen "127.0.0.1:$p" \
         --log-level warn "${node_threads[@]}"
     servers+=(peercached+redis); proto[peercached+redis]=peercache
     addr[peercached+redis]=127.0.0.1:$p
@@ -261,12 +262,12 @@ if has d; then
     # Three memory-only nodes in one cluster, each key on 2 of them.
     cl=()
     p0=$(free_port)
-    start pc-n0 "$p0" "$PCD" --insecure --redis none --replicas 2 \
+    start pc-n0 "$p0" "$PCD" --insecure --max-conns-per-source 0 --redis none --replicas 2 \
         --listen "127.0.0.1:$p0" --log-level warn "${node_threads[@]}"
     cl+=("127.0.0.1:$p0")
     for i in 1 2; do
         p=$(free_port)
-        start "pc-n$i" "$p" "$PCD" --insecure --redis none --replicas 2 \
+        start "pc-n$i" "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none --replicas 2 \
             --listen "127.0.0.1:$p" --join "127.0.0.1:$p0" --log-level warn "${node_threads[@]}"
         cl+=("127.0.0.1:$p")
     done

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -810,6 +811,271 @@ static void test_insecure_cluster_with_token(void **state)
     assert_int_equal(pc_h_stop(&a, SIGTERM, 10000), 0);
 }
 
+/* ---- per-address limits -------------------------------------------------- */
+
+/* A blocking connection to 127.0.0.1:port from the loopback address
+ * `from` (127.0.0.x: every one of them is this machine, and a separate
+ * source to the node), with a receive timeout; -1 if it fails. */
+static int connect_from(const char *from, int port, int rcv_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, from, &src.sin_addr);
+    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    struct timeval tv = {rcv_ms / 1000, (rcv_ms % 1000) * 1000};
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0 ||
+        connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* PING on fd: the status of the answer, or -1 (none: closed, timed out). */
+static int ping_on(int fd)
+{
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t ping = {.op = PC_OP_PING, .id = 77};
+    encode(&b, &ping);
+    reply_t x = {0};
+    int ok = pc_h_send_all(fd, &b) == 0 && pc_h_read_responses(fd, 1, on_reply, &x) == 1;
+    pc_buf_free(&b);
+    return ok ? (int)x.status : -1;
+}
+
+/*
+ * One host opened 10,050 connections and held every slot until the idle
+ * timeout. Now an address holds at most --max-conns-per-source: the next
+ * is told BUSY and closed, counted in STATS source_limit_rejects, while
+ * other addresses are served; when one of its connections closes, it may
+ * open another.
+ */
+static void test_connections_per_source(void **state)
+{
+    (void)state;
+    enum { LIMIT = 8 };
+    pc_h_proc_t node;
+    const char *args[] = {"--insecure", "--redis", "none", "--max-conns-per-source", "8", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    /* (the harness's own readiness check connected from 127.0.0.1; wait
+     * until that connection is gone) */
+    int fds[LIMIT];
+    for (int i = 0; i < LIMIT; i++) {
+        assert_true((fds[i] = connect_from("127.0.0.1", node.port, 3000)) >= 0);
+        assert_int_equal(ping_on(fds[i]), PC_ST_OK);
+    }
+    int extra = connect_from("127.0.0.1", node.port, 3000);
+    assert_true(extra >= 0);
+    reply_t x = {0};
+    assert_int_equal(pc_h_read_responses(extra, 1, on_reply, &x), 1); /* told at once */
+    assert_int_equal(x.status, PC_ST_BUSY);
+    assert_int_equal(pc_h_wait_closed(extra, NULL, 0, NULL), 1);
+    close(extra);
+    /* another address is served, and can read the counter */
+    int other = connect_from("127.0.0.2", node.port, 3000);
+    assert_true(other >= 0);
+    assert_int_equal(ping_on(other), PC_ST_OK);
+    close(other);
+    int fd3 = connect_from("127.0.0.3", node.port, 3000);
+    assert_true(fd3 >= 0);
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t st = {.op = PC_OP_STATS, .id = 1};
+    encode(&b, &st);
+    stat_q_t q = {.name = "source_limit_rejects", .value = -1, .status = 999};
+    assert_int_equal(pc_h_send_all(fd3, &b), 0);
+    assert_int_equal(pc_h_read_responses(fd3, 1, on_stat, &q), 1);
+    assert_int_equal(q.value, 1);
+    pc_buf_free(&b);
+    close(fd3);
+    /* one of the eight goes: room for one more (the node may take a
+     * moment to see the close) */
+    close(fds[0]);
+    int again = -1;
+    for (uint64_t until = pc_h_now_ms() + 5000; pc_h_now_ms() < until;) {
+        again = connect_from("127.0.0.1", node.port, 3000);
+        assert_true(again >= 0);
+        if (ping_on(again) == PC_ST_OK)
+            break;
+        close(again);
+        again = -1;
+    }
+    assert_true(again >= 0);
+    close(again);
+    for (int i = 1; i < LIMIT; i++)
+        close(fds[i]);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+}
+
+/* A node with a token; HELLO with it on fd. */
+static void hello_ok(int fd, const char *token)
+{
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t h = {.op = PC_OP_HELLO, .id = 1, .proto_version = 1,
+                      .token = {(const uint8_t *)token, (uint32_t)strlen(token)}};
+    encode(&b, &h);
+    reply_t x = {0};
+    assert_int_equal(pc_h_send_all(fd, &b), 0);
+    assert_int_equal(pc_h_read_responses(fd, 1, on_reply, &x), 1);
+    assert_int_equal(x.status, PC_ST_OK);
+    pc_buf_free(&b);
+}
+
+/*
+ * With a token required, a connection that never sends HELLO is closed
+ * after --hello-timeout with AUTH_REQUIRED (id 0); one that sent the
+ * token stays. And before a good HELLO, everything but HELLO and PING is
+ * answered AUTH_REQUIRED -- an unknown op and a request with wrong fields
+ * too (they were BAD_REQUEST) -- and a frame that is no request at all
+ * closes the connection with AUTH_REQUIRED; a malformed HELLO is still
+ * BAD_REQUEST.
+ */
+static void test_hello_deadline_and_auth_first(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *tok = tmp_path("hello.token");
+    write_file(tok, "hello-token\n", 0600);
+    const char *args[] = {"--insecure", "--redis", "none", "--token-file", tok,
+                          "--hello-timeout", "500ms", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    int quiet = pc_h_connect(node.port, 5000), good = pc_h_connect(node.port, 5000);
+    assert_true(quiet >= 0 && good >= 0);
+    hello_ok(good, "hello-token");
+    uint64_t t0 = pc_h_now_ms();
+    reply_t x = {0};
+    assert_int_equal(pc_h_read_responses(quiet, 1, on_reply, &x), 1);
+    uint64_t waited = pc_h_now_ms() - t0;
+    assert_int_equal(x.status, PC_ST_AUTH_REQUIRED);
+    assert_int_equal(pc_h_wait_closed(quiet, NULL, 0, NULL), 1);
+    close(quiet);
+    printf("a connection without HELLO closed after %llu ms (--hello-timeout 500ms)\n",
+           (unsigned long long)waited);
+    assert_true(waited >= 400); /* a lower bound only: a slow machine is later */
+    assert_int_equal(ping_on(good), PC_ST_OK);
+
+    /* before HELLO */
+    struct {
+        const uint8_t *body;
+        size_t len;
+        uint32_t want;
+    } cases[] = {
+        {(const uint8_t *)"\x92\x63\x05", 3, PC_ST_AUTH_REQUIRED},       /* op 99 */
+        {(const uint8_t *)"\x93\x03\x06\x07", 4, PC_ST_AUTH_REQUIRED},   /* GET, key an int */
+        {(const uint8_t *)"\x93\x01\x08\xa1x", 5, PC_ST_BAD_REQUEST},    /* HELLO, version a str */
+        {(const uint8_t *)"\x92\x02\x09", 3, PC_ST_OK},                  /* PING */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pc_buf_t b;
+        pc_buf_init(&b, 0);
+        uint8_t pfx[4] = {0, 0, 0, (uint8_t)cases[i].len};
+        pc_buf_append(&b, pfx, 4);
+        pc_buf_append(&b, cases[i].body, cases[i].len);
+        reply_t r = {0};
+        assert_int_equal(exchange(node.port, &b, 1, NULL, &r, 0, NULL), 1);
+        if (r.status != cases[i].want)
+            fail_msg("case %zu before HELLO: status %u, want %u", i, r.status, cases[i].want);
+        pc_buf_free(&b);
+    }
+    /* not a request at all (a bare int): AUTH_REQUIRED, then closed */
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_buf_append(&b, "\x00\x00\x00\x01\x07", 5);
+    reply_t r = {0};
+    int closed = 0;
+    assert_int_equal(exchange(node.port, &b, 1, NULL, &r, 1, &closed), 1);
+    assert_int_equal(r.status, PC_ST_AUTH_REQUIRED);
+    assert_true(closed);
+    pc_buf_free(&b);
+    close(good);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+}
+
+/*
+ * Failed HELLOs on many connections at once, the answers timed: answers
+ * to the first few in a second come after the per-connection back-off
+ * (100 ms), the rest after 2 s. Per address (AUTH_SOURCE_STORM, 10 a
+ * second): 50 guesses from one address. Node-wide (AUTH_STORM, 100 a
+ * second, over all loops): 300 guesses from 30 addresses, 10 each, on a
+ * node of 4 loops -- about 75 a loop, which a per-loop count let through
+ * at once.
+ */
+/* Sends one bad HELLO on each of naddr * per_addr fresh connections
+ * (per_addr from each of 127.0.0.10, .11, ...), all at once; returns how
+ * many answers came within 1 s of the send, and checks that every one
+ * comes (AUTH_REQUIRED) within 10 s. */
+static int quick_guesses(int port, int naddr, int per_addr)
+{
+    int n = naddr * per_addr, quick = 0, left = n;
+    int *fds = calloc((size_t)n, sizeof *fds);
+    struct pollfd *pf = calloc((size_t)n, sizeof *pf);
+    char ip[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(ip, sizeof ip, "127.0.0.%d", 10 + i / per_addr);
+        assert_true((fds[i] = connect_from(ip, port, 10000)) >= 0);
+        pf[i].fd = fds[i];
+        pf[i].events = POLLIN;
+    }
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t h = {.op = PC_OP_HELLO, .id = 1, .proto_version = 1,
+                      .token = {(const uint8_t *)"guess", 5}};
+    encode(&b, &h);
+    uint64_t t0 = pc_h_now_ms();
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pc_h_send_all(fds[i], &b), 0);
+    while (left > 0 && pc_h_now_ms() < t0 + 10000) {
+        if (poll(pf, (nfds_t)n, 100) <= 0)
+            continue;
+        uint64_t at = pc_h_now_ms();
+        for (int i = 0; i < n; i++) {
+            if (pf[i].fd < 0 || !(pf[i].revents & POLLIN))
+                continue;
+            reply_t x = {0};
+            assert_int_equal(pc_h_read_responses(fds[i], 1, on_reply, &x), 1);
+            assert_int_equal(x.status, PC_ST_AUTH_REQUIRED);
+            quick += at - t0 < 1000;
+            pf[i].fd = -1;
+            left--;
+        }
+    }
+    assert_int_equal(left, 0);
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+    free(fds);
+    free(pf);
+    pc_buf_free(&b);
+    return quick;
+}
+
+static void test_auth_backoff_per_source_and_node_wide(void **state)
+{
+    (void)state;
+    const char *tok = tmp_path("storm.token");
+    write_file(tok, "storm-token\n", 0600);
+    pc_h_proc_t node;
+    const char *args[] = {"--insecure", "--redis", "none", "--token-file", tok, "--threads", "4",
+                          NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    /* one address, 50 guesses: 10 a second get the short back-off (twice
+     * that if the burst straddles a second) */
+    int q1 = quick_guesses(node.port, 1, 50);
+    /* a second later: 30 addresses, 10 guesses each -- no address over its
+     * 10, but 300 on the node, at least 150 of them in one second */
+    int q2 = quick_guesses(node.port, 30, 10);
+    printf("failed HELLOs answered within 1 s: %d of 50 from one address, %d of 300 from 30\n",
+           q1, q2);
+    assert_true(q1 <= 2 * 10);
+    assert_true(q2 <= 2 * 100);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+}
+
 int main(void)
 {
     if (pc_seal_init() != 0)
@@ -821,6 +1087,9 @@ int main(void)
         cmocka_unit_test(test_peer_frames_must_be_sealed),
         cmocka_unit_test(test_key_rotation_under_load),
         cmocka_unit_test(test_insecure_cluster_with_token),
+        cmocka_unit_test(test_connections_per_source),
+        cmocka_unit_test(test_hello_deadline_and_auth_first),
+        cmocka_unit_test(test_auth_backoff_per_source_and_node_wide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
