@@ -74,6 +74,8 @@ struct pc_cluster {
     char **addrs;
     uint8_t *suspect;
     uint64_t member_epoch;
+    struct ring_job *building; /* a ring being built off the loop, or NULL */
+    int build_again;           /* the member set changed meanwhile */
     pc_cluster_ring_cb ring_cb;
     void *ring_arg;
 
@@ -103,10 +105,142 @@ static void free_index(char **addrs, size_t n)
 }
 
 /*
- * Rebuilds the ring from the live (ALIVE or SUSPECT) members. The per-index
- * address and suspect tables are rebuilt every time (a suspicion changes
- * no placement but does change where reads go); the ring itself is swapped
- * and announced only when its fingerprint changes.
+ * Tables indexed by the positions of `ring`: each member's address and
+ * whether it is suspect, from the membership as it is now. A member that
+ * is no longer known (it was reaped while its ring was built) gets an
+ * empty address: nothing reaches it, and the next rebuild drops it.
+ * 0 or PC_ENOMEM (nothing changed).
+ */
+static int index_build(pc_cluster_t *c, const pc_ring_t *ring, char ***addrs_out,
+                       uint8_t **suspect_out)
+{
+    size_t n = pc_ring_size(ring);
+    char **addrs = calloc(n ? n : 1, sizeof *addrs);
+    uint8_t *suspect = calloc(n ? n : 1, 1);
+    for (size_t i = 0; addrs != NULL && suspect != NULL && i < n; i++) {
+        pc_member_info_t mi;
+        int known = pc_member_lookup(c->m, pc_ring_name(ring, i), &mi) == 0;
+        addrs[i] = strdup(known ? mi.addr : "");
+        suspect[i] = known && mi.state == PC_MEMBER_SUSPECT;
+        if (addrs[i] == NULL) {
+            free_index(addrs, n);
+            addrs = NULL;
+        }
+    }
+    if (addrs == NULL || suspect == NULL) {
+        free_index(addrs, n);
+        free(suspect);
+        return PC_ENOMEM;
+    }
+    *addrs_out = addrs;
+    *suspect_out = suspect;
+    return 0;
+}
+
+/* The tables for the current ring, from the membership as it is now (a
+ * suspicion changes no placement, but does change where reads go). */
+static void index_refresh(pc_cluster_t *c)
+{
+    char **addrs;
+    uint8_t *suspect;
+    if (c->ring == NULL || index_build(c, c->ring, &addrs, &suspect) < 0)
+        return; /* keep the old tables: the next event retries */
+    free_index(c->addrs, pc_ring_size(c->ring));
+    free(c->suspect);
+    c->addrs = addrs;
+    c->suspect = suspect;
+}
+
+/* Makes nr the ring (consumed), with its tables, and announces it. */
+static void ring_install(pc_cluster_t *c, pc_ring_t *nr)
+{
+    char **addrs;
+    uint8_t *suspect;
+    if (index_build(c, nr, &addrs, &suspect) < 0) {
+        pc_ring_free(&nr);
+        c->build_again = 1; /* try again with the next event */
+        return;
+    }
+    if (c->ring)
+        free_index(c->addrs, pc_ring_size(c->ring));
+    free(c->suspect);
+    c->addrs = addrs;
+    c->suspect = suspect;
+    pc_ring_t *old = c->ring;
+    c->ring = nr;
+    c->stats.ring_changes++;
+    if (c->ring_cb)
+        c->ring_cb(c->ring_arg, old, nr);
+    pc_ring_free(&old);
+}
+
+/*
+ * A ring built on libuv's thread pool. Placement costs O(PC_RING_SLOTS x
+ * members) hash evaluations -- about half a second for 4,096 members --
+ * and the loop that gossips and serves clients must not wait for it. The
+ * job owns a copy of the member list; the ring it builds is installed on
+ * the loop (ring_job_done), in order: one job at a time, and a change
+ * that comes while one runs is built after it, from the membership as it
+ * is then.
+ */
+typedef struct ring_job {
+    uv_work_t req;
+    pc_cluster_t *c;
+    pc_ring_member_t *rm;
+    size_t n;
+    unsigned replicas;
+    pc_ring_t *ring;
+    int rc;
+} ring_job_t;
+
+static void ring_job_free(ring_job_t *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        free((char *)j->rm[i].name);
+    free(j->rm);
+    pc_ring_free(&j->ring);
+    free(j);
+}
+
+static void ring_job_work(uv_work_t *req)
+{
+    ring_job_t *j = req->data;
+    j->rc = pc_ring_new(j->rm, j->n, j->replicas, &j->ring);
+}
+
+static void rebuild_ring(pc_cluster_t *c);
+static void handle_closed(uv_handle_t *h);
+static void cluster_part_done(pc_cluster_t *c);
+
+static void ring_job_done(uv_work_t *req, int status)
+{
+    ring_job_t *j = req->data;
+    pc_cluster_t *c = j->c;
+    c->building = NULL;
+    if (!c->closing && status == 0 && j->rc == 0) {
+        pc_ring_t *nr = j->ring;
+        j->ring = NULL;
+        if (c->ring == NULL || pc_ring_fingerprint(c->ring) != pc_ring_fingerprint(nr))
+            ring_install(c, nr);
+        else
+            pc_ring_free(&nr);
+    } else if (!c->closing && status == 0) {
+        pc_log_error(c->log, "cluster: cannot build the ring: %s", pc_strerror(j->rc));
+    }
+    ring_job_free(j);
+    if (!c->closing && c->build_again) {
+        c->build_again = 0;
+        rebuild_ring(c);
+    }
+    cluster_part_done(c); /* the job counted as one of the handles */
+}
+
+/*
+ * The ring from the live (ALIVE or SUSPECT) members. When they place
+ * keys as the current ring does (the same names and weights: a suspicion
+ * came or went), only the tables are refreshed. Otherwise a ring of one
+ * member or none is built at once (a node's first ring, and its last when
+ * it leaves); a bigger one off the loop (ring_job_t).
  */
 static void rebuild_ring(pc_cluster_t *c)
 {
@@ -132,50 +266,52 @@ static void rebuild_ring(pc_cluster_t *c)
             c->stats.members_dead++;
         }
     }
-    pc_ring_t *nr = NULL;
-    int rc = pc_ring_new(rm, n, c->replicas, &nr);
-    free(rm);
-    if (rc < 0) {
-        pc_log_error(c->log, "cluster: cannot build the ring: %s", pc_strerror(rc));
+    c->member_epoch = pc_member_epoch(c->m);
+    uint64_t fp = pc_ring_fingerprint_of(rm, n, c->replicas);
+    if (c->building != NULL) {
+        c->build_again = 1; /* after the one being built */
+        index_refresh(c);
+        free(rm);
         return;
     }
-    char **addrs = calloc(n ? n : 1, sizeof *addrs);
-    uint8_t *suspect = calloc(n ? n : 1, 1);
-    if (addrs == NULL || suspect == NULL) {
-        free(addrs);
-        free(suspect);
-        pc_ring_free(&nr);
+    if (c->ring != NULL && fp != 0 && fp == pc_ring_fingerprint(c->ring)) {
+        index_refresh(c);
+        free(rm);
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        pc_member_info_t mi;
-        if (pc_member_lookup(c->m, pc_ring_name(nr, i), &mi) == 0) {
-            addrs[i] = strdup(mi.addr);
-            suspect[i] = mi.state == PC_MEMBER_SUSPECT;
-        }
-        if (addrs[i] == NULL) {
-            free_index(addrs, n);
-            free(suspect);
-            pc_ring_free(&nr);
+    if (n <= 1) {
+        pc_ring_t *nr = NULL;
+        int rc = pc_ring_new(rm, n, c->replicas, &nr);
+        free(rm);
+        if (rc < 0)
+            pc_log_error(c->log, "cluster: cannot build the ring: %s", pc_strerror(rc));
+        else
+            ring_install(c, nr);
+        return;
+    }
+    ring_job_t *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        free(rm);
+        return;
+    }
+    j->c = c;
+    j->rm = rm;
+    j->replicas = c->replicas;
+    for (size_t i = 0; i < n; i++) { /* the names go with the job */
+        if ((rm[i].name = strdup(rm[i].name)) == NULL) {
+            j->n = i;
+            ring_job_free(j);
             return;
         }
     }
-    c->member_epoch = pc_member_epoch(c->m);
-    size_t oldn = c->ring ? pc_ring_size(c->ring) : 0;
-    free_index(c->addrs, oldn);
-    free(c->suspect);
-    c->addrs = addrs;
-    c->suspect = suspect;
-    if (c->ring && pc_ring_fingerprint(c->ring) == pc_ring_fingerprint(nr)) {
-        pc_ring_free(&nr); /* same placement: indexes are the same too */
+    j->n = n;
+    j->req.data = j;
+    if (uv_queue_work(c->loop, &j->req, ring_job_work, ring_job_done) != 0) {
+        ring_job_free(j);
         return;
     }
-    pc_ring_t *old = c->ring;
-    c->ring = nr;
-    c->stats.ring_changes++;
-    if (c->ring_cb)
-        c->ring_cb(c->ring_arg, old, nr);
-    pc_ring_free(&old);
+    c->building = j;
+    c->handles++;
 }
 
 /* ---- datagrams ------------------------------------------------------------ */
@@ -652,15 +788,17 @@ void pc_cluster_leave(pc_cluster_t *c, void (*done)(void *), void *arg)
     uv_timer_start(&c->leave_timer, leave_poll_cb, LEAVE_POLL_MS, LEAVE_POLL_MS);
 }
 
-static void handle_closed(uv_handle_t *h)
+/* One of the handles (or a ring job) is gone: the last calls closed. */
+static void cluster_part_done(pc_cluster_t *c)
 {
-    pc_cluster_t *c = h->data;
     if (--c->handles == 0 && c->closed) {
         void (*done)(void *) = c->closed;
         c->closed = NULL;
         done(c->closed_arg);
     }
 }
+
+static void handle_closed(uv_handle_t *h) { cluster_part_done(h->data); }
 
 void pc_cluster_close(pc_cluster_t *c, void (*done)(void *), void *arg)
 {
@@ -672,6 +810,10 @@ void pc_cluster_close(pc_cluster_t *c, void (*done)(void *), void *arg)
         done(arg);
         return;
     }
+    if (c->building != NULL)
+        uv_cancel((uv_req_t *)&c->building->req); /* if it has not started */
+    if (!c->started) /* only the ring job was open */
+        return;
     uv_close((uv_handle_t *)&c->udp, handle_closed);
     if (c->started) {
         uv_close((uv_handle_t *)&c->timer, handle_closed);

@@ -555,11 +555,16 @@ static uint64_t now_ms(const pc_server_t *s) { return uv_now(s->loop); }
  * wall clock does. Later (cluster) this becomes a full hybrid logical
  * clock; the format already fits one.
  */
-static uint64_t next_version(pc_server_t *s)
+static uint64_t wall_version(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t wall = ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 16;
+    return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 16;
+}
+
+static uint64_t next_version(pc_server_t *s)
+{
+    uint64_t wall = wall_version();
     /* One clock for all the loops of the node: a compare-and-swap, which
      * nobody contends with on a node of one loop. */
     uint64_t last = atomic_load_explicit(&s->sh->last_version, memory_order_relaxed), v;
@@ -568,6 +573,30 @@ static uint64_t next_version(pc_server_t *s)
     while (!atomic_compare_exchange_weak_explicit(&s->sh->last_version, &last, v,
                                                   memory_order_relaxed, memory_order_relaxed));
     return v;
+}
+
+/*
+ * How far ahead of this node's wall clock a version from a peer may be:
+ * a minute (clocks that NTP keeps agree to milliseconds). The clock
+ * follows every version it is shown (version_observe), so one from far
+ * ahead -- 2^64 - 1 made the next write's version wrap to 0 -- would
+ * drag every later version with it; such an entry is refused instead.
+ */
+#define VERSION_AHEAD_MAX ((uint64_t)60000 << 16)
+
+/* Hybrid logical clock, the receiving side: the next version given here
+ * is above v, so a write here after a hand-off outranks the old owner's.
+ * 0 = v is too far ahead to be believed (not observed; refuse it). */
+static int version_observe(node_shared_t *sh, uint64_t v)
+{
+    if (v > wall_version() + VERSION_AHEAD_MAX)
+        return 0;
+    uint64_t last = atomic_load_explicit(&sh->last_version, memory_order_relaxed);
+    while (v > last && !atomic_compare_exchange_weak_explicit(&sh->last_version, &last, v,
+                                                              memory_order_relaxed,
+                                                              memory_order_relaxed))
+        ;
+    return 1;
 }
 
 static int64_t ttl_left(uint64_t expire, uint64_t now)
@@ -2580,16 +2609,11 @@ static void handle_replicate(conn_t *c, const pc_request_t *rq)
     uint32_t applied = 0, notyet = 0;
     for (uint32_t i = 0; i < rq->nentries; i++) {
         const pc_repl_entry_t *e = &rq->entries[i];
-        /* Hybrid logical clock: our next version is above all we have
-         * seen, so a write here after a hand-off outranks the old owner's. */
-        uint64_t last = atomic_load_explicit(&s->sh->last_version, memory_order_relaxed);
-        while (e->version > last &&
-               !atomic_compare_exchange_weak_explicit(&s->sh->last_version, &last, e->version,
-                                                      memory_order_relaxed, memory_order_relaxed))
-            ;
         int rc;
         int handoff = rq->mode == PC_REPL_HANDOFF;
-        if (!e->has_value) {
+        if (!version_observe(s->sh, e->version)) {
+            rc = PC_EEXISTS; /* from a clock too far ahead: never newer than what comes */
+        } else if (!e->has_value) {
             rc = pc_store_del_if_older(s->store, e->key.ptr, e->key.len, e->version, now);
             rc = rc == PC_ENOTFOUND ? 0 : rc;
             if (rc == 0)

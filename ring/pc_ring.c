@@ -473,35 +473,70 @@ static void put_le32(uint8_t *p, uint32_t v)
  * The hash of a canonical encoding of everything placement depends on:
  *   LE32 scheme | LE32 replicas (as built) | LE32 n |
  *   n x (LE32 name length | name bytes | LE32 weight), in name order.
- * 0 is mapped to 1 so that callers may use 0 as "no ring".
+ * 0 is mapped to 1 so that callers may use 0 as "no ring". `name(i)` and
+ * `weight(i)` of member i in name order come through an accessor, so that
+ * a built ring and a member list to be sorted share the encoding.
  */
-static int fingerprint(pc_ring_t *r)
+typedef struct fp_src {
+    const void *base;
+    const char *(*name)(const void *base, size_t i);
+    uint32_t (*weight)(const void *base, size_t i);
+} fp_src_t;
+
+static int fingerprint_of(const fp_src_t *src, size_t n, unsigned replicas, uint64_t *out)
 {
     size_t len = 12;
 
-    for (size_t i = 0; i < r->n; i++)
-        len += 8 + strlen(r->m[i].name);
+    for (size_t i = 0; i < n; i++)
+        len += 8 + strlen(src->name(src->base, i));
 
     uint8_t *buf = malloc(len), *p = buf;
     if (!buf)
         return PC_ENOMEM;
     put_le32(p, PC_RING_SCHEME);
-    put_le32(p + 4, r->replicas);
-    put_le32(p + 8, (uint32_t)r->n);
+    put_le32(p + 4, replicas);
+    put_le32(p + 8, (uint32_t)n);
     p += 12;
-    for (size_t i = 0; i < r->n; i++) {
-        size_t nl = strlen(r->m[i].name);
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = src->name(src->base, i);
+        size_t nl = strlen(nm);
 
         put_le32(p, (uint32_t)nl);
-        memcpy(p + 4, r->m[i].name, nl);
-        put_le32(p + 4 + nl, r->m[i].weight);
+        memcpy(p + 4, nm, nl);
+        put_le32(p + 4 + nl, src->weight(src->base, i));
         p += 8 + nl;
     }
-    r->fingerprint = pc_ring_hash(buf, len);
-    if (r->fingerprint == 0)
-        r->fingerprint = 1;
+    *out = pc_ring_hash(buf, len);
+    if (*out == 0)
+        *out = 1;
     free(buf);
     return PC_OK;
+}
+
+static const char *ring_name(const void *base, size_t i)
+{
+    return ((const pc_ring_t *)base)->m[i].name;
+}
+
+static uint32_t ring_weight(const void *base, size_t i)
+{
+    return ((const pc_ring_t *)base)->m[i].weight;
+}
+
+static const char *sorted_name(const void *base, size_t i)
+{
+    return ((const pc_ring_member_t *const *)base)[i]->name;
+}
+
+static uint32_t sorted_weight(const void *base, size_t i)
+{
+    return ((const pc_ring_member_t *const *)base)[i]->weight;
+}
+
+static int fingerprint(pc_ring_t *r)
+{
+    fp_src_t src = {r, ring_name, ring_weight};
+    return fingerprint_of(&src, r->n, r->replicas, &r->fingerprint);
 }
 
 static int check_args(const pc_ring_member_t *members, size_t n, unsigned replicas)
@@ -620,6 +655,29 @@ int pc_ring_new(const pc_ring_member_t *members, size_t n, unsigned replicas, pc
 fail:
     pc_ring_free(&r);
     return rc;
+}
+
+uint64_t pc_ring_fingerprint_of(const pc_ring_member_t *members, size_t n, unsigned replicas)
+{
+    if (check_args(members, n, replicas) != PC_OK)
+        return 0;
+    const pc_ring_member_t **sorted = malloc((n ? n : 1) * sizeof *sorted);
+    if (!sorted)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = &members[i];
+    qsort(sorted, n, sizeof *sorted, cmp_member_ptr);
+    uint64_t fp = 0;
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0)
+            goto out; /* a duplicate: pc_ring_new would refuse it */
+    }
+    fp_src_t src = {sorted, sorted_name, sorted_weight};
+    if (fingerprint_of(&src, n, n < replicas ? (unsigned)n : replicas, &fp) != PC_OK)
+        fp = 0;
+out:
+    free(sorted);
+    return fp;
 }
 
 pc_ring_t *pc_ring_ref(const pc_ring_t *r)

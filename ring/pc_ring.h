@@ -136,6 +136,15 @@ long pc_ring_owner(const pc_ring_t *r, const void *key, size_t len);
  */
 uint64_t pc_ring_fingerprint(const pc_ring_t *r);
 
+/*
+ * The fingerprint pc_ring_new(members, n, replicas) would give its ring,
+ * without building it: O(n log n), so a caller can tell whether a member
+ * list places anything differently from the ring it has before paying
+ * O(PC_RING_SLOTS * n) for a new one. 0 where pc_ring_new would fail
+ * (invalid arguments, duplicate names) or memory runs out.
+ */
+uint64_t pc_ring_fingerprint_of(const pc_ring_member_t *members, size_t n, unsigned replicas);
+
 /* Slots owned by member i (as owner, not replica). */
 uint32_t pc_ring_owned_slots(const pc_ring_t *r, size_t i);
 

@@ -36,6 +36,7 @@
 #include <cmocka.h>
 
 #include "pc_client.h"
+#include "pc_gossip.h"
 #include "pc_harness.h"
 #include "pc_proto.h"
 #include "pc_seal.h"
@@ -1076,6 +1077,134 @@ static void test_auth_backoff_per_source_and_node_wide(void **state)
     assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
 }
 
+/*
+ * --insecure only, but still: one SYNC naming 4,096 members that do not
+ * exist. Placing 65,536 slots over 4,097 members takes about half a
+ * second; the node built that ring on its event loop, which answered
+ * nobody meanwhile. It builds rings off the loop now: a PING sent right
+ * after the SYNC, on another connection, is answered while the ring is
+ * still being built. (250 ms is a generous bound on a shared machine, for
+ * what a stalled loop makes half a second or more; the figure printed is
+ * the measurement.)
+ */
+static void test_sync_flood_does_not_stall(void **state)
+{
+    (void)state;
+    enum { BOGUS = 4096 };
+    pc_h_proc_t node;
+    /* one loop, so that the PING and the SYNC share it */
+    const char *args[] = {"--insecure", "--redis", "none", "--threads", "1", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    pc_gossip_node_t *nodes = calloc(BOGUS, sizeof *nodes);
+    char (*names)[24] = calloc(BOGUS, sizeof *names);
+    char (*addrs)[24] = calloc(BOGUS, sizeof *addrs);
+    for (int i = 0; i < BOGUS; i++) {
+        snprintf(names[i], sizeof names[i], "bogus-%d", i);
+        snprintf(addrs[i], sizeof addrs[i], "127.0.%d.%d:9", 100 + i / 250, 1 + i % 250);
+        nodes[i].name = (pc_bytes_t){(const uint8_t *)names[i], (uint32_t)strlen(names[i])};
+        nodes[i].addr = (pc_bytes_t){(const uint8_t *)addrs[i], (uint32_t)strlen(addrs[i])};
+        nodes[i].gossip = nodes[i].addr;
+        nodes[i].weight = 1;
+        nodes[i].state = PC_GOSSIP_ST_ALIVE;
+        nodes[i].incarnation = 1;
+    }
+    pc_buf_t st, b;
+    pc_buf_init(&st, 0);
+    pc_buf_init(&b, 0);
+    assert_int_equal(pc_gossip_encode_state(&st, (pc_bytes_t){(const uint8_t *)"bogus-0", 7},
+                                            nodes, BOGUS),
+                     0);
+    pc_request_t sync = {.op = PC_OP_SYNC, .id = 1, .body = {st.data, (uint32_t)st.len}};
+    encode(&b, &sync);
+    int probe = pc_h_connect(node.port, 5000), fd = pc_h_connect(node.port, 10000);
+    assert_true(probe >= 0 && fd >= 0);
+    assert_int_equal(ping_on(probe), PC_ST_OK);
+    /* the SYNC, and at once a PING on the other connection: the loop
+     * reads both in the same turn or the next */
+    assert_int_equal(pc_h_send_all(fd, &b), 0);
+    uint64_t t0 = pc_h_now_ms();
+    assert_int_equal(ping_on(probe), PC_ST_OK);
+    uint64_t took = pc_h_now_ms() - t0;
+    reply_t x = {0};
+    assert_int_equal(pc_h_read_responses(fd, 1, on_reply, &x), 1); /* merged */
+    assert_int_equal(x.status, PC_ST_OK);
+    printf("a PING right after a SYNC of %d members: answered in %llu ms\n", BOGUS,
+           (unsigned long long)took);
+    assert_true(took < 250);
+    /* the ring of 4,097 comes, in time */
+    wait_stat(&node, "cluster_ring_changes", 2, 20000);
+    close(probe);
+    close(fd);
+    pc_buf_free(&st);
+    pc_buf_free(&b);
+    free(nodes);
+    free(names);
+    free(addrs);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 20000), 0);
+}
+
+/* REPLICATE of one entry (mode WRITE) on fd: the answer's `applied`, or
+ * -1. */
+static int on_applied(void *arg, int i, const pc_response_t *r)
+{
+    (void)i;
+    *(int64_t *)arg = r->status == PC_ST_OK ? (int64_t)r->applied : -1;
+    return 0;
+}
+
+static int64_t replicate_one(int fd, const char *key, uint64_t version)
+{
+    pc_repl_entry_t e = {.key = {(const uint8_t *)key, (uint32_t)strlen(key)},
+                         .value = {(const uint8_t *)"v", 1}, .has_value = 1,
+                         .version = version, .ttl_ms = -1};
+    pc_request_t rq = {.op = PC_OP_REPLICATE, .id = 5, .mode = PC_REPL_WRITE,
+                       .from = {(const uint8_t *)"evil", 4}, .nentries = 1, .entries = &e};
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    encode(&b, &rq);
+    int64_t applied = -1;
+    int ok = pc_h_send_all(fd, &b) == 0 && pc_h_read_responses(fd, 1, on_applied, &applied) == 1;
+    pc_buf_free(&b);
+    return ok ? applied : -1;
+}
+
+/*
+ * --insecure only, but still: a REPLICATE carrying version 2^64 - 1 made
+ * the node's clock follow it, and the next SET answered version 0, which
+ * PROTOCOL.md says is never a version. An entry more than a minute ahead
+ * of the node's clock is refused now; one a few seconds ahead (clocks
+ * that disagree a little) is still applied, and versions stay near the
+ * wall clock.
+ */
+static void test_replicate_from_the_future(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    const char *args[] = {"--insecure", "--redis", "none", NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    int fd = pc_h_connect(node.port, 5000);
+    assert_true(fd >= 0);
+    uint64_t wall = pc_h_wall_ms() << 16;
+    assert_int_equal(replicate_one(fd, "far", UINT64_MAX), 0);
+    assert_int_equal(replicate_one(fd, "near", wall + ((uint64_t)5000 << 16)), 1);
+    pc_client_options_t o = {.nodes = node.addr, .timeout_ms = 3000};
+    pc_client_t *c = NULL;
+    assert_int_equal(pc_client_new(&o, &c), 0);
+    uint64_t v = 0;
+    assert_int_equal(pc_client_set(c, "after", 5, "x", 1, NULL, &v), 0);
+    printf("version after a REPLICATE of 2^64-1: %llu (wall clock version %llu)\n",
+           (unsigned long long)v, (unsigned long long)wall);
+    assert_true(v != 0);
+    assert_true((v >> 16) < (wall >> 16) + 60000); /* within the minute the node allows */
+    pc_value_t got;
+    assert_int_equal(pc_client_get(c, "far", 3, &got), PC_ENOTFOUND);
+    assert_int_equal(pc_client_get(c, "near", 4, &got), 0);
+    pc_value_free(&got);
+    pc_client_free(&c);
+    close(fd);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+}
+
 int main(void)
 {
     if (pc_seal_init() != 0)
@@ -1090,6 +1219,8 @@ int main(void)
         cmocka_unit_test(test_connections_per_source),
         cmocka_unit_test(test_hello_deadline_and_auth_first),
         cmocka_unit_test(test_auth_backoff_per_source_and_node_wide),
+        cmocka_unit_test(test_sync_flood_does_not_stall),
+        cmocka_unit_test(test_replicate_from_the_future),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

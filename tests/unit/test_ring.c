@@ -1017,6 +1017,38 @@ static void test_minimal_movement_random(void **state)
     }
 }
 
+/* pc_ring_fingerprint_of gives what a built ring's fingerprint is, for
+ * any member order, replicas over n, weights; 0 where building fails. */
+static void test_fingerprint_of(void **state)
+{
+    (void)state;
+    char names[40][16];
+    pc_ring_member_t m[40], rev[40];
+    uint64_t seed = 99;
+    for (size_t n = 0; n <= 40; n += (n < 4 ? 1 : 9)) {
+        for (size_t i = 0; i < n; i++) {
+            snprintf(names[i], sizeof names[i], "node-%zu", (i * 7919) % 1000);
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            m[i].name = names[i];
+            m[i].weight = 1 + (uint32_t)((seed >> 33) % 5);
+            rev[n - 1 - i] = m[i];
+        }
+        for (unsigned rep = 1; rep <= 5; rep += 2) {
+            pc_ring_t *r = NULL;
+            assert_int_equal(pc_ring_new(m, n, rep, &r), 0);
+            uint64_t want = pc_ring_fingerprint(r);
+            assert_int_equal(pc_ring_fingerprint_of(m, n, rep), want);
+            assert_int_equal(pc_ring_fingerprint_of(rev, n, rep), want);
+            pc_ring_free(&r);
+        }
+    }
+    m[0].name = m[1].name = "twin";
+    assert_int_equal(pc_ring_fingerprint_of(m, 2, 1), 0); /* duplicate */
+    assert_int_equal(pc_ring_fingerprint_of(m, 1, 0), 0); /* replicas 0 */
+    m[0].weight = 0;
+    assert_int_equal(pc_ring_fingerprint_of(m, 1, 1), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1037,6 +1069,7 @@ int main(void)
         cmocka_unit_test(test_diff_empty),
         cmocka_unit_test(test_ref_outlives_free),
         cmocka_unit_test(test_minimal_movement_random),
+        cmocka_unit_test(test_fingerprint_of),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
