@@ -50,7 +50,7 @@
 #define PC_RKEY_FIELD_FLAGS "f"
 #define PC_RKEY_FIELD_DIGEST "d"
 
-/* Characters of a value digest in hex (8 bytes of BLAKE2b). */
+/* Characters of a value digest in hex (8 bytes of SipHash-2-4). */
 #define PC_RKEY_DIGEST_HEX 16u
 
 /* CRC16/XMODEM of len bytes (buf may be NULL when len is 0). */
@@ -80,8 +80,10 @@ const char *pc_rkey_tag(unsigned slot);
  */
 size_t pc_rkey_companion(const void *rkey, size_t rlen, uint8_t *out);
 
-/* The digest of a value as the record's "d" field holds it: 16 lowercase
- * hex characters, NUL-terminated in hex[]. */
+/* The digest of a value as the record's "d" field holds it: SipHash-2-4
+ * of the value under the 16-byte key "peercache-digest", its 8 output
+ * bytes (in the order libsodium gives them) as 16 lowercase hex
+ * characters, NUL-terminated in hex[]. */
 void pc_rkey_digest(const void *val, size_t vlen, char hex[PC_RKEY_DIGEST_HEX + 1]);
 
 /*
