@@ -254,8 +254,11 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         b->ac = NULL;
         return;
     }
-    pc_log_warn(b->log, "redis %s:%d: connection lost%s%s", b->host, b->port,
-                ac->errstr ? ": " : "", ac->errstr ? ac->errstr : "");
+    if (b->state == ST_DRAINING) /* our own close; its reason was logged */
+        pc_log_debug(b->log, "redis %s:%d: closed; reconnecting", b->host, b->port);
+    else
+        pc_log_warn(b->log, "redis %s:%d: connection lost%s%s", b->host, b->port,
+                    ac->errstr ? ": " : "", ac->errstr ? ac->errstr : "");
     schedule_reconnect(b);
 }
 
@@ -400,11 +403,13 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         else if (b->state == ST_UP)
             pc_log_warn(b->log, "redis %s:%d: our scripts are gone (SCRIPT FLUSH?); "
                                 "reconnecting to load them again", b->host, b->port);
+        /* Draining first, so that whatever the failed command's callback
+         * sends next fails fast instead of meeting NOSCRIPT too. */
+        if (noscript && b->state == ST_UP)
+            drain_connection(b, ac);
         b->stats.errors++;
         fail_cmd(c);
         free(c);
-        if (noscript && b->state == ST_UP)
-            drain_connection(b, ac);
         return;
     }
 
