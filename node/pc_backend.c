@@ -18,10 +18,14 @@
  * docs/OPERATIONS.md "What a node keeps in Redis"). Both are passed as
  * KEYS[], as Redis Cluster requires; pc_rkey puts them in one slot.
  *
- * A connection is reported up only once every script is loaded on it
- * (SCRIPT LOAD, pipelined, right after connecting), so a Redis that
- * restarted empty gets them again before any command can miss them. A
- * NOSCRIPT reply means someone flushed the script cache under us: that
+ * Every connection loads the scripts first (SCRIPT LOAD, pipelined, right
+ * after connecting), so a Redis that restarted empty gets them again
+ * before any EVALSHA can miss them, and it is reported up once they are
+ * loaded. Commands are taken from the moment the connection is made,
+ * though, as they always were: one that comes while a script's load is
+ * still unanswered is sent as EVAL with the script's text, behind the
+ * loads on the same connection, so a fresh node does not fail fast for
+ * one more round trip than it needs to. A NOSCRIPT reply means someone flushed the script cache under us: that
  * command fails like any refused one, and the connection is closed
  * gracefully (replies already on their way are still delivered, new
  * commands fail fast) so that the reconnect loads the scripts again. A
@@ -123,8 +127,10 @@ enum cmd_kind { CMD_GET, CMD_SET, CMD_DEL, CMD_EXPIRE };
 
 /*
  * DOWN -> CONNECTING -> LOADING (scripts) -> UP; DRAINING is a graceful
- * close after NOSCRIPT or a failed load. Commands are taken in UP only.
- * CONNECTING, LOADING and DRAINING end by phase_deadline at the latest.
+ * close after NOSCRIPT or a failed load. Commands are taken in LOADING
+ * and UP. CONNECTING, LOADING and DRAINING end by phase_deadline at the
+ * latest (which also bounds the commands sent while LOADING: they were
+ * sent after it started).
  */
 enum state { ST_DOWN, ST_CONNECTING, ST_LOADING, ST_UP, ST_DRAINING, ST_CLOSING };
 
@@ -153,7 +159,7 @@ struct pc_backend {
     enum state state;
     uint64_t phase_deadline;
     uint64_t backoff_ms;
-    char sha[NSCRIPTS][SHA_HEX + 1]; /* of this connection's SCRIPT LOADs */
+    char sha[NSCRIPTS][SHA_HEX + 1]; /* from this connection's SCRIPT LOADs; "" = not yet */
     int loads_pending;
 
     cmd_t *head, *tail; /* commands in flight, oldest first */
@@ -237,6 +243,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
     b->state = ST_LOADING;
     b->phase_deadline = uv_now(b->loop) + b->timeout_ms;
     b->loads_pending = NSCRIPTS;
+    memset(b->sha, 0, sizeof b->sha);
     for (size_t i = 0; i < NSCRIPTS; i++) {
         if (redisAsyncCommand(ac, load_cb, (void *)(uintptr_t)i, "SCRIPT LOAD %b",
                               SCRIPTS[i].text, SCRIPTS[i].len) != REDIS_OK) {
@@ -400,12 +407,12 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         int noscript = reply->len >= 8 && memcmp(reply->str, "NOSCRIPT", 8) == 0;
         if (!noscript)
             pc_log_warn(b->log, "redis: command refused: %.*s", (int)reply->len, reply->str);
-        else if (b->state == ST_UP)
+        else if (b->state == ST_UP || b->state == ST_LOADING)
             pc_log_warn(b->log, "redis %s:%d: our scripts are gone (SCRIPT FLUSH?); "
                                 "reconnecting to load them again", b->host, b->port);
         /* Draining first, so that whatever the failed command's callback
          * sends next fails fast instead of meeting NOSCRIPT too. */
-        if (noscript && b->state == ST_UP)
+        if (noscript && (b->state == ST_UP || b->state == ST_LOADING))
             drain_connection(b, ac);
         b->stats.errors++;
         fail_cmd(c);
@@ -430,14 +437,15 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 /*
- * Queues EVALSHA of one script on key: KEYS[1] = prefix + key, KEYS[2] =
- * its companion record, then nargs ARGV. Fails at once (PC_EBACKEND)
- * unless up. c is consumed either way.
+ * Queues one script on key: KEYS[1] = prefix + key, KEYS[2] = its
+ * companion record, then nargs ARGV. EVALSHA once the script's load has
+ * answered on this connection, EVAL with its text before. Fails at once
+ * (PC_EBACKEND) unless connected. c is consumed either way.
  */
 static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *key, size_t klen,
                        int nargs, const char **args, const size_t *arglens)
 {
-    if (b->state != ST_UP || b->ac == NULL) {
+    if ((b->state != ST_UP && b->state != ST_LOADING) || b->ac == NULL) {
         b->stats.rejected++;
         free(c);
         return PC_EBACKEND;
@@ -457,9 +465,12 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
     size_t mlen = pc_rkey_companion(buf, rlen, buf + rlen);
 
     enum { FIXED = 5, MAXARGS = 5 };
-    const char *argv[FIXED + MAXARGS] = {"EVALSHA", b->sha[sc], "2", (const char *)buf,
-                                         (const char *)buf + rlen};
-    size_t argvlen[FIXED + MAXARGS] = {7, SHA_HEX, 1, rlen, mlen};
+    int loaded = b->sha[sc][0] != '\0';
+    const char *argv[FIXED + MAXARGS] = {loaded ? "EVALSHA" : "EVAL",
+                                         loaded ? b->sha[sc] : SCRIPTS[sc].text, "2",
+                                         (const char *)buf, (const char *)buf + rlen};
+    size_t argvlen[FIXED + MAXARGS] = {loaded ? 7 : 4, loaded ? SHA_HEX : SCRIPTS[sc].len, 1,
+                                       rlen, mlen};
     if (nargs > MAXARGS)
         nargs = MAXARGS; /* never: the callers below pass at most five */
     for (int i = 0; i < nargs; i++) {

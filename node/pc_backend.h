@@ -26,11 +26,14 @@
  * (timeout_ms). A command past its deadline fails every command in flight
  * and drops the connection, since nothing later on it can be trusted to
  * arrive in time either. Reconnects run in the background with backoff
- * (100 ms doubling to 5 s) until Redis answers again. A connection counts
- * as up only once the scripts are loaded on it (SCRIPT LOAD). If Redis
- * loses them (SCRIPT FLUSH), the command that finds them missing fails
- * with PC_EBACKEND, and the connection is closed and made again, which
- * loads them again; commands are never sent twice or out of order.
+ * (100 ms doubling to 5 s) until Redis answers again. Each connection
+ * loads the scripts first (SCRIPT LOAD) and counts as up once they are
+ * loaded; calls are taken from the moment it is made (those that come
+ * before the loads have answered are sent with the script's text). If
+ * Redis loses the scripts (SCRIPT FLUSH), the command that finds them
+ * missing fails with PC_EBACKEND, and the connection is closed and made
+ * again, which loads them again; commands are never sent twice or out
+ * of order.
  *
  * Thread rules: loop thread only.
  */

@@ -18,12 +18,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "pc_client.h"
 #include "pc_harness.h"
+#include "pc_proto.h"
 #include "pc_rkey.h"
 
 typedef struct env {
@@ -230,6 +233,18 @@ static int64_t stat_of(pc_client_t *c, const char *name)
             v = st[i].value;
     pc_stats_free(st, n);
     return v;
+}
+
+typedef struct stat_arg {
+    pc_client_t *cl;
+    const char *name;
+    int64_t want;
+} stat_arg_t;
+
+static int stat_is(void *p)
+{
+    stat_arg_t *a = p;
+    return stat_of(a->cl, a->name) == a->want;
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -537,6 +552,73 @@ static void test_script_flush_reloads(void **state)
     assert_true(pc_h_poll(get_has_flags, &g, 10000));
 }
 
+static int first_status(void *arg, int i, const pc_response_t *r)
+{
+    *(uint32_t *)arg = r->status;
+    return i > 0;
+}
+
+/*
+ * A node takes commands as soon as its Redis connection is made, before
+ * the scripts' loads have answered: those go out with the script's text,
+ * behind the loads. Redis is stopped (SIGSTOP) while the node connects,
+ * so the kernel completes the connection but nothing answers: a SET must
+ * then wait for Redis instead of failing fast. (Until the connection is
+ * made it does fail fast; that is retried.)
+ */
+static void test_commands_while_scripts_load(void **state)
+{
+    (void)state;
+    env_t e;
+    memset(&e, 0, sizeof e);
+    e.prefix = "";
+    assert_int_equal(pc_h_redis_start(&e.redis, 0), 0);
+    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(node_up(&e, &e.a, 0), 0);
+
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    pc_request_t set = {.op = PC_OP_SET, .id = 1, .key = {(const uint8_t *)"early", 5},
+                        .value = {(const uint8_t *)"bird", 4}, .flags = 3};
+    assert_int_equal(pc_proto_encode_request(&out, &set), 0);
+    int fd = -1, waiting = 0;
+    for (int attempt = 0; attempt < 50 && !waiting; attempt++) {
+        fd = pc_h_connect(e.a.port, 10000);
+        assert_true(fd >= 0);
+        assert_int_equal(pc_h_send_all(fd, &out), 0);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 300) == 0) {
+            waiting = 1; /* queued behind the loads */
+        } else {
+            uint32_t st = 0;
+            assert_int_equal(pc_h_read_responses(fd, 1, first_status, &st), 1);
+            assert_int_equal(st, PC_ST_BACKEND_UNAVAILABLE); /* not connected yet */
+            close(fd);
+        }
+    }
+    pc_buf_free(&out);
+    kill(e.redis.pid, SIGCONT);
+    assert_true(waiting);
+    uint32_t st = 0;
+    assert_int_equal(pc_h_read_responses(fd, 1, first_status, &st), 1);
+    assert_int_equal(st, PC_ST_OK);
+    close(fd);
+
+    assert_non_null(e.rc = pc_h_redis_connect(&e.redis));
+    assert_redis_string(e.rc, "early", "bird");
+    names_t n = names_of(&e, "early");
+    assert_record(e.rc, n.m, 3, "bird");
+    e.ca = client_for(&e.a);
+    stat_arg_t up = {e.ca, "backend_up", 1};
+    assert_true(pc_h_poll(stat_is, &up, 10000));
+    assert_int_equal(get_flags(e.ca, "early", "bird"), 3);
+
+    pc_client_free(&e.ca);
+    redisFree(e.rc);
+    node_down(&e.a);
+    pc_h_stop(&e.redis, SIGKILL, 5000);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -551,6 +633,7 @@ int main(void)
     };
     const struct CMUnitTest own[] = {
         cmocka_unit_test(test_prefix),
+        cmocka_unit_test(test_commands_while_scripts_load),
     };
     int failed = cmocka_run_group_tests_name("flags_shared", shared, group_setup, group_teardown);
     failed += cmocka_run_group_tests_name("flags_own", own, NULL, NULL);
