@@ -12,9 +12,29 @@
  * hiredis runs every pending reply callback with a NULL reply, and
  * reply_cb() turns that into PC_EBACKEND for the caller. So each command's
  * callback runs exactly once whatever happens.
+ *
+ * Every command is a script, run by EVALSHA, because each touches two
+ * keys at once: the value R and its companion record (pc_rkey.h, and
+ * docs/OPERATIONS.md "What a node keeps in Redis"). Both are passed as
+ * KEYS[], as Redis Cluster requires; pc_rkey puts them in one slot.
+ *
+ * Every connection loads the scripts first (SCRIPT LOAD, pipelined, right
+ * after connecting), so a Redis that restarted empty gets them again
+ * before any EVALSHA can miss them, and it is reported up once they are
+ * loaded. Commands are taken from the moment the connection is made,
+ * though, as they always were: one that comes while a script's load is
+ * still unanswered is sent as EVAL with the script's text, behind the
+ * loads on the same connection, so a fresh node does not fail fast for
+ * one more round trip than it needs to. A NOSCRIPT reply means someone flushed the script cache under us: that
+ * command fails like any refused one, and the connection is closed
+ * gracefully (replies already on their way are still delivered, new
+ * commands fail fast) so that the reconnect loads the scripts again. A
+ * command is never sent a second time: that could reorder it behind
+ * later commands on the same key, and the server relies on the order.
  */
 #include "pc_backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,29 +43,96 @@
 #include <hiredis/hiredis.h>
 
 #include "pc_proto.h" /* enum pc_cond */
+#include "pc_rkey.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
 /*
- * Reads value and TTL in one round trip, atomically: a pipelined GET +
- * PTTL could see the key expire in between.
+ * In every script KEYS[1] is R (prefix + key) and KEYS[2] its companion
+ * record.
+ *
+ * A record name that holds anything but a hash is not ours: it is some
+ * program's value under a name that happens to look like a record (only
+ * possible when R itself may begin with "pcm:{", e.g. with no
+ * --redis-prefix). The scripts leave such a value alone -- never delete,
+ * expire or overwrite it -- and the key's flags then read as 0.
+ *
+ * GET: value, TTL and the record's fields in one round trip, atomically:
+ * a pipelined GET + PTTL + HMGET could see the key expire or change in
+ * between.
  */
 static const char GET_SCRIPT[] =
     "local v = redis.call('GET', KEYS[1]) "
-    "if v then return {v, redis.call('PTTL', KEYS[1])} end "
-    "return false";
+    "if not v then return false end "
+    "local m = {} "
+    "if redis.call('TYPE', KEYS[2]).ok == 'hash' then "
+    "m = redis.call('HMGET', KEYS[2], '" PC_RKEY_FIELD_FLAGS "', '" PC_RKEY_FIELD_DIGEST "') "
+    "end "
+    "return {v, redis.call('PTTL', KEYS[1]), m}";
 
-/* PERSIST alone cannot tell "no such key" from "had no TTL". */
+/*
+ * SET: ARGV = value, TTL in ms ('0' = none), 'NX' / 'XX' / '', flags,
+ * digest of the value. Only a SET that applied touches the record: it is
+ * replaced (DEL first, so no field or TTL of an older record survives)
+ * with the same expiry as the value when the flags are not 0, and
+ * removed when they are, so a record never outlives the write it
+ * describes. Returns 1 when the SET applied, 0 when its condition failed.
+ */
+static const char SET_SCRIPT[] =
+    "local a = {'SET', KEYS[1], ARGV[1]} "
+    "if ARGV[2] ~= '0' then a[#a + 1] = 'PX' a[#a + 1] = ARGV[2] end "
+    "if ARGV[3] ~= '' then a[#a + 1] = ARGV[3] end "
+    "if not redis.call(unpack(a)) then return 0 end "
+    "local t = redis.call('TYPE', KEYS[2]).ok "
+    "if t == 'hash' then redis.call('DEL', KEYS[2]) elseif t ~= 'none' then return 1 end "
+    "if ARGV[4] ~= '0' then "
+    "redis.call('HSET', KEYS[2], '" PC_RKEY_FIELD_FLAGS "', ARGV[4], '" PC_RKEY_FIELD_DIGEST "', ARGV[5]) "
+    "if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end "
+    "end "
+    "return 1";
+
+/* DEL: applied = R existed; an orphaned record goes either way. */
+static const char DEL_SCRIPT[] =
+    "local n = redis.call('DEL', KEYS[1]) "
+    "if redis.call('TYPE', KEYS[2]).ok == 'hash' then redis.call('DEL', KEYS[2]) end "
+    "return n";
+
+/* EXPIRE: ARGV[1] = new TTL in ms, '0' = none. PERSIST alone cannot tell
+ * "no such key" from "had no TTL". The record follows the value. */
 static const char EXPIRE_SCRIPT[] =
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+    "local rec = redis.call('TYPE', KEYS[2]).ok == 'hash' "
     "if ARGV[1] == '0' then redis.call('PERSIST', KEYS[1]) "
-    "else redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
+    "if rec then redis.call('PERSIST', KEYS[2]) end "
+    "else redis.call('PEXPIRE', KEYS[1], ARGV[1]) "
+    "if rec then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end end "
     "return 1";
+
+enum script { SCRIPT_GET, SCRIPT_SET, SCRIPT_DEL, SCRIPT_EXPIRE, NSCRIPTS };
+
+static const struct {
+    const char *text;
+    size_t len;
+} SCRIPTS[NSCRIPTS] = {
+    [SCRIPT_GET] = {GET_SCRIPT, sizeof GET_SCRIPT - 1},
+    [SCRIPT_SET] = {SET_SCRIPT, sizeof SET_SCRIPT - 1},
+    [SCRIPT_DEL] = {DEL_SCRIPT, sizeof DEL_SCRIPT - 1},
+    [SCRIPT_EXPIRE] = {EXPIRE_SCRIPT, sizeof EXPIRE_SCRIPT - 1},
+};
+
+#define SHA_HEX 40
 
 enum cmd_kind { CMD_GET, CMD_SET, CMD_DEL, CMD_EXPIRE };
 
-enum state { ST_DOWN, ST_CONNECTING, ST_UP, ST_CLOSING };
+/*
+ * DOWN -> CONNECTING -> LOADING (scripts) -> UP; DRAINING is a graceful
+ * close after NOSCRIPT or a failed load. Commands are taken in LOADING
+ * and UP. CONNECTING, LOADING and DRAINING end by phase_deadline at the
+ * latest (which also bounds the commands sent while LOADING: they were
+ * sent after it started).
+ */
+enum state { ST_DOWN, ST_CONNECTING, ST_LOADING, ST_UP, ST_DRAINING, ST_CLOSING };
 
 typedef struct cmd {
     struct cmd *next;
@@ -68,10 +155,12 @@ struct pc_backend {
     size_t prefix_len;
     uint64_t timeout_ms;
 
-    redisAsyncContext *ac; /* NULL unless CONNECTING or UP */
+    redisAsyncContext *ac; /* NULL unless CONNECTING, LOADING, UP or DRAINING */
     enum state state;
-    uint64_t connect_deadline;
+    uint64_t phase_deadline;
     uint64_t backoff_ms;
+    char sha[NSCRIPTS][SHA_HEX + 1]; /* from this connection's SCRIPT LOADs; "" = not yet */
+    int loads_pending;
 
     cmd_t *head, *tail; /* commands in flight, oldest first */
 
@@ -99,22 +188,70 @@ static void schedule_reconnect(pc_backend_t *b)
     b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b->backoff_ms * 2;
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+/* Closes the connection once the replies already due have come (from
+ * inside a hiredis callback too); new commands fail fast meanwhile. */
+static void drain_connection(pc_backend_t *b, redisAsyncContext *ac)
+{
+    b->state = ST_DRAINING;
+    b->stats.up = 0;
+    b->phase_deadline = uv_now(b->loop) + b->timeout_ms;
+    redisAsyncDisconnect(ac);
+}
+
+static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     pc_backend_t *b = ac->data;
-    if (status != REDIS_OK) {
-        /* hiredis frees the context itself after a failed connect. */
-        pc_log_debug(b->log, "redis %s:%d: connect failed: %s", b->host, b->port,
-                     ac->errstr ? ac->errstr : "?");
-        schedule_reconnect(b);
+    redisReply *reply = r;
+    size_t i = (size_t)(uintptr_t)privdata;
+    /* NULL: the connection is going away, and on_disconnect (or the
+     * closing backend) deals with that. */
+    if (reply == NULL || b->state != ST_LOADING)
+        return;
+    if (reply->type != REDIS_REPLY_STRING || reply->len != SHA_HEX) {
+        pc_log_warn(b->log, "redis %s:%d: SCRIPT LOAD refused: %.*s; reconnecting", b->host,
+                    b->port, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 0,
+                    reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        drain_connection(b, ac);
         return;
     }
+    memcpy(b->sha[i], reply->str, SHA_HEX);
+    b->sha[i][SHA_HEX] = '\0';
+    if (--b->loads_pending > 0)
+        return;
     if (b->stats.connects == 0 || b->backoff_ms > BACKOFF_MIN_MS)
         pc_log_info(b->log, "redis %s:%d: connected", b->host, b->port);
     b->state = ST_UP;
     b->stats.up = 1;
     b->stats.connects++;
     b->backoff_ms = BACKOFF_MIN_MS;
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    pc_backend_t *b = cac->data;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context itself after a failed connect. */
+        pc_log_debug(b->log, "redis %s:%d: connect failed: %s", b->host, b->port,
+                     cac->errstr ? cac->errstr : "?");
+        schedule_reconnect(b);
+        return;
+    }
+    /* Up only once the scripts are loaded (and within one more timeout).
+     * The backoff is reset then too, so a Redis that refuses them is not
+     * hammered. */
+    redisAsyncContext *ac = b->ac;
+    b->state = ST_LOADING;
+    b->phase_deadline = uv_now(b->loop) + b->timeout_ms;
+    b->loads_pending = NSCRIPTS;
+    memset(b->sha, 0, sizeof b->sha);
+    for (size_t i = 0; i < NSCRIPTS; i++) {
+        if (redisAsyncCommand(ac, load_cb, (void *)(uintptr_t)i, "SCRIPT LOAD %b",
+                              SCRIPTS[i].text, SCRIPTS[i].len) != REDIS_OK) {
+            /* only a context already closing refuses; its end is on the way */
+            pc_log_debug(b->log, "redis %s:%d: SCRIPT LOAD not sent", b->host, b->port);
+            return;
+        }
+    }
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -124,8 +261,11 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         b->ac = NULL;
         return;
     }
-    pc_log_warn(b->log, "redis %s:%d: connection lost%s%s", b->host, b->port,
-                ac->errstr ? ": " : "", ac->errstr ? ac->errstr : "");
+    if (b->state == ST_DRAINING) /* our own close; its reason was logged */
+        pc_log_debug(b->log, "redis %s:%d: closed; reconnecting", b->host, b->port);
+    else
+        pc_log_warn(b->log, "redis %s:%d: connection lost%s%s", b->host, b->port,
+                    ac->errstr ? ": " : "", ac->errstr ? ac->errstr : "");
     schedule_reconnect(b);
 }
 
@@ -154,7 +294,7 @@ static void start_connect(pc_backend_t *b)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     b->ac = ac;
     b->state = ST_CONNECTING;
-    b->connect_deadline = uv_now(b->loop) + b->timeout_ms;
+    b->phase_deadline = uv_now(b->loop) + b->timeout_ms;
 }
 
 /* Drops the connection from a timer callback; hiredis fails every pending
@@ -162,13 +302,13 @@ static void start_connect(pc_backend_t *b)
 static void drop_connection(pc_backend_t *b)
 {
     redisAsyncContext *ac = b->ac;
-    int was_up = b->state == ST_UP;
+    int connected = b->state == ST_LOADING || b->state == ST_UP || b->state == ST_DRAINING;
     b->ac = NULL;
     if (ac != NULL)
         redisAsyncFree(ac);
     /* A connected context reports through on_disconnect (which schedules
      * the reconnect); a half-open one does not. */
-    if (!was_up)
+    if (!connected)
         schedule_reconnect(b);
 }
 
@@ -176,8 +316,14 @@ static void watchdog_cb(uv_timer_t *t)
 {
     pc_backend_t *b = t->data;
     uint64_t now = uv_now(b->loop);
-    if (b->state == ST_CONNECTING && now >= b->connect_deadline) {
-        pc_log_debug(b->log, "redis %s:%d: connect timed out", b->host, b->port);
+    if ((b->state == ST_CONNECTING || b->state == ST_LOADING || b->state == ST_DRAINING) &&
+        now >= b->phase_deadline) {
+        pc_log_debug(b->log, "redis %s:%d: %s timed out", b->host, b->port,
+                     b->state == ST_CONNECTING ? "connect"
+                     : b->state == ST_LOADING  ? "loading the scripts"
+                                               : "closing");
+        if (b->state == ST_DRAINING && b->head != NULL)
+            b->stats.timeouts++;
         drop_connection(b);
     } else if (b->state == ST_UP && b->head != NULL && now >= b->head->deadline) {
         /* A busy loop may simply not have read replies that Redis sent in
@@ -216,9 +362,32 @@ static cmd_t *cmd_pop(pc_backend_t *b, cmd_t *c)
 static void fail_cmd(cmd_t *c)
 {
     if (c->kind == CMD_GET)
-        c->cb.get(c->arg, PC_EBACKEND, 0, NULL, 0, -1);
+        c->cb.get(c->arg, PC_EBACKEND, 0, NULL, 0, 0, -1);
     else
         c->cb.done(c->arg, PC_EBACKEND, 0);
+}
+
+static int reply_is_str(const redisReply *r) { return r->type == REDIS_REPLY_STRING; }
+
+/* GET_SCRIPT's answer: nil, or [value, pttl, [f, d] or []]. 0 or -1. */
+static int get_reply(cmd_t *c, const redisReply *reply)
+{
+    if (reply->type == REDIS_REPLY_NIL) {
+        c->cb.get(c->arg, 0, 0, NULL, 0, 0, -1);
+        return 0;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        !reply_is_str(reply->element[0]) || reply->element[1]->type != REDIS_REPLY_INTEGER ||
+        reply->element[2]->type != REDIS_REPLY_ARRAY)
+        return -1;
+    const redisReply *v = reply->element[0], *m = reply->element[2];
+    uint32_t flags = 0;
+    if (m->elements == 2 && reply_is_str(m->element[0]) && reply_is_str(m->element[1]))
+        flags = pc_rkey_record_flags(v->str, v->len, m->element[0]->str, m->element[0]->len,
+                                     m->element[1]->str, m->element[1]->len);
+    long long pttl = reply->element[1]->integer;
+    c->cb.get(c->arg, 0, 1, (const uint8_t *)v->str, v->len, flags, pttl < 0 ? -1 : (int64_t)pttl);
+    return 0;
 }
 
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -235,7 +404,16 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        pc_log_warn(b->log, "redis: command refused: %.*s", (int)reply->len, reply->str);
+        int noscript = reply->len >= 8 && memcmp(reply->str, "NOSCRIPT", 8) == 0;
+        if (!noscript)
+            pc_log_warn(b->log, "redis: command refused: %.*s", (int)reply->len, reply->str);
+        else if (b->state == ST_UP || b->state == ST_LOADING)
+            pc_log_warn(b->log, "redis %s:%d: our scripts are gone (SCRIPT FLUSH?); "
+                                "reconnecting to load them again", b->host, b->port);
+        /* Draining first, so that whatever the failed command's callback
+         * sends next fails fast instead of meeting NOSCRIPT too. */
+        if (noscript && (b->state == ST_UP || b->state == ST_LOADING))
+            drain_connection(b, ac);
         b->stats.errors++;
         fail_cmd(c);
         free(c);
@@ -244,23 +422,12 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 
     switch (c->kind) {
     case CMD_GET:
-        if (reply->type == REDIS_REPLY_NIL) {
-            c->cb.get(c->arg, 0, 0, NULL, 0, -1);
-        } else if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-                   reply->element[0]->type == REDIS_REPLY_STRING &&
-                   reply->element[1]->type == REDIS_REPLY_INTEGER) {
-            long long pttl = reply->element[1]->integer;
-            c->cb.get(c->arg, 0, 1, (const uint8_t *)reply->element[0]->str,
-                      reply->element[0]->len, pttl < 0 ? -1 : (int64_t)pttl);
-        } else {
+        if (get_reply(c, reply) < 0) {
             b->stats.errors++;
             fail_cmd(c);
         }
         break;
     case CMD_SET:
-        /* "OK" when stored, nil when NX/XX said no. */
-        c->cb.done(c->arg, 0, reply->type == REDIS_REPLY_STATUS);
-        break;
     case CMD_DEL:
     case CMD_EXPIRE:
         c->cb.done(c->arg, 0, reply->type == REDIS_REPLY_INTEGER && reply->integer > 0);
@@ -270,36 +437,52 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 /*
- * Queues one command. argv[1] is the bare key: the prefix is added here.
- * Fails at once (PC_EBACKEND) unless connected.
+ * Queues one script on key: KEYS[1] = prefix + key, KEYS[2] = its
+ * companion record, then nargs ARGV. EVALSHA once the script's load has
+ * answered on this connection, EVAL with its text before. Fails at once
+ * (PC_EBACKEND) unless connected. c is consumed either way.
  */
-static int send_cmd(pc_backend_t *b, cmd_t *c, int argc, const char **argv, size_t *argvlen,
-                    int key_index)
+static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *key, size_t klen,
+                       int nargs, const char **args, const size_t *arglens)
 {
-    if (b->state != ST_UP || b->ac == NULL) {
+    if ((b->state != ST_UP && b->state != ST_LOADING) || b->ac == NULL) {
         b->stats.rejected++;
         free(c);
         return PC_EBACKEND;
     }
-    char stackkey[512];
-    char *key = stackkey;
-    size_t klen = b->prefix_len + argvlen[key_index];
-    if (b->prefix_len > 0) {
-        if (klen > sizeof stackkey && (key = malloc(klen)) == NULL) {
-            free(c);
-            return PC_ENOMEM;
-        }
-        memcpy(key, b->prefix, b->prefix_len);
-        memcpy(key + b->prefix_len, argv[key_index], argvlen[key_index]);
-        argv[key_index] = key;
-        argvlen[key_index] = klen;
+    /* R and its companion side by side: [R][pcm:{TAG}:R] */
+    uint8_t stackbuf[1024];
+    uint8_t *buf = stackbuf;
+    size_t rlen = b->prefix_len + klen;
+    size_t need = 2 * rlen + PC_RKEY_COMPANION_EXTRA;
+    if (need > sizeof stackbuf && (buf = malloc(need)) == NULL) {
+        free(c);
+        return PC_ENOMEM;
+    }
+    memcpy(buf, b->prefix, b->prefix_len);
+    if (klen > 0)
+        memcpy(buf + b->prefix_len, key, klen);
+    size_t mlen = pc_rkey_companion(buf, rlen, buf + rlen);
+
+    enum { FIXED = 5, MAXARGS = 5 };
+    int loaded = b->sha[sc][0] != '\0';
+    const char *argv[FIXED + MAXARGS] = {loaded ? "EVALSHA" : "EVAL",
+                                         loaded ? b->sha[sc] : SCRIPTS[sc].text, "2",
+                                         (const char *)buf, (const char *)buf + rlen};
+    size_t argvlen[FIXED + MAXARGS] = {loaded ? 7 : 4, loaded ? SHA_HEX : SCRIPTS[sc].len, 1,
+                                       rlen, mlen};
+    if (nargs > MAXARGS)
+        nargs = MAXARGS; /* never: the callers below pass at most five */
+    for (int i = 0; i < nargs; i++) {
+        argv[FIXED + i] = args[i];
+        argvlen[FIXED + i] = arglens[i];
     }
     c->b = b;
     c->next = NULL;
     c->deadline = uv_now(b->loop) + b->timeout_ms;
-    int rc = redisAsyncCommandArgv(b->ac, reply_cb, c, argc, argv, argvlen);
-    if (key != stackkey)
-        free(key);
+    int rc = redisAsyncCommandArgv(b->ac, reply_cb, c, FIXED + nargs, argv, argvlen);
+    if (buf != stackbuf)
+        free(buf);
     if (rc != REDIS_OK) {
         b->stats.rejected++;
         free(c);
@@ -331,34 +514,27 @@ int pc_backend_get(pc_backend_t *b, const void *key, size_t klen, pc_backend_get
     if (c == NULL)
         return PC_ENOMEM;
     c->cb.get = cb;
-    const char *argv[] = {"EVAL", GET_SCRIPT, "1", key};
-    size_t argvlen[] = {4, sizeof GET_SCRIPT - 1, 1, klen};
-    return send_cmd(b, c, 4, argv, argvlen, 3);
+    return send_script(b, c, SCRIPT_GET, key, klen, 0, NULL, NULL);
 }
 
 int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *val, size_t vlen,
-                   uint64_t ttl_ms, int cond, pc_backend_done_cb cb, void *arg)
+                   uint64_t ttl_ms, int cond, uint32_t flags, pc_backend_done_cb cb, void *arg)
 {
     cmd_t *c = cmd_new(CMD_SET, arg);
     if (c == NULL)
         return PC_ENOMEM;
     c->cb.done = cb;
-    const char *argv[6] = {"SET", key, val};
-    size_t argvlen[6] = {3, klen, vlen};
-    int argc = 3;
-    char ttlbuf[24];
-    if (ttl_ms > 0) {
-        argv[argc] = "PX";
-        argvlen[argc++] = 2;
-        int n = snprintf(ttlbuf, sizeof ttlbuf, "%llu", (unsigned long long)ttl_ms);
-        argv[argc] = ttlbuf;
-        argvlen[argc++] = (size_t)n;
-    }
-    if (cond == PC_COND_NX || cond == PC_COND_XX) {
-        argv[argc] = cond == PC_COND_NX ? "NX" : "XX";
-        argvlen[argc++] = 2;
-    }
-    return send_cmd(b, c, argc, argv, argvlen, 1);
+    char ttlbuf[24], flagsbuf[16], digest[PC_RKEY_DIGEST_HEX + 1] = "";
+    int nttl = snprintf(ttlbuf, sizeof ttlbuf, "%llu", (unsigned long long)ttl_ms);
+    int nflags = snprintf(flagsbuf, sizeof flagsbuf, "%lu", (unsigned long)flags);
+    /* The digest is only needed, and only paid for, when there is a
+     * record to write. */
+    if (flags != 0)
+        pc_rkey_digest(val, vlen, digest);
+    const char *condstr = cond == PC_COND_NX ? "NX" : cond == PC_COND_XX ? "XX" : "";
+    const char *args[] = {vlen ? val : "", ttlbuf, condstr, flagsbuf, digest};
+    size_t arglens[] = {vlen, (size_t)nttl, strlen(condstr), (size_t)nflags, strlen(digest)};
+    return send_script(b, c, SCRIPT_SET, key, klen, 5, args, arglens);
 }
 
 int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, pc_backend_done_cb cb,
@@ -368,9 +544,7 @@ int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, pc_backend_don
     if (c == NULL)
         return PC_ENOMEM;
     c->cb.done = cb;
-    const char *argv[] = {"DEL", key};
-    size_t argvlen[] = {3, klen};
-    return send_cmd(b, c, 2, argv, argvlen, 1);
+    return send_script(b, c, SCRIPT_DEL, key, klen, 0, NULL, NULL);
 }
 
 int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t ttl_ms,
@@ -382,9 +556,9 @@ int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t tt
     c->cb.done = cb;
     char ttlbuf[24];
     int n = snprintf(ttlbuf, sizeof ttlbuf, "%llu", (unsigned long long)ttl_ms);
-    const char *argv[] = {"EVAL", EXPIRE_SCRIPT, "1", key, ttlbuf};
-    size_t argvlen[] = {4, sizeof EXPIRE_SCRIPT - 1, 1, klen, (size_t)n};
-    return send_cmd(b, c, 5, argv, argvlen, 3);
+    const char *args[] = {ttlbuf};
+    size_t arglens[] = {(size_t)n};
+    return send_script(b, c, SCRIPT_EXPIRE, key, klen, 1, args, arglens);
 }
 
 int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log_t *log,

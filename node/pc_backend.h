@@ -6,8 +6,14 @@
  * server relies on: a read-through GET and a SET of the same key resolve
  * in the order Redis applied them.
  *
- * Values are plain Redis strings under `prefix` + key, so other programs
- * can read and write them.
+ * Values are plain Redis strings under R = `prefix` + key, so other
+ * programs can read and write them. A value's flags, when not 0, are kept
+ * beside it in a companion record, the Redis hash "pcm:{TAG}:" R in R's
+ * Redis Cluster slot (pc_rkey.h), with a digest of the value they belong
+ * to: a value another program wrote over R reads with flags 0. Every
+ * command is one server-side script over both keys, so value and record
+ * change together. docs/OPERATIONS.md, "What a node keeps in Redis", is
+ * the full account (fields, TTLs, orphans).
  *
  * Callback contract (as libuv's): if a call returns an error, its callback
  * never runs; if it returns 0, the callback runs exactly once, later, from
@@ -20,7 +26,14 @@
  * (timeout_ms). A command past its deadline fails every command in flight
  * and drops the connection, since nothing later on it can be trusted to
  * arrive in time either. Reconnects run in the background with backoff
- * (100 ms doubling to 5 s) until Redis answers again.
+ * (100 ms doubling to 5 s) until Redis answers again. Each connection
+ * loads the scripts first (SCRIPT LOAD) and counts as up once they are
+ * loaded; calls are taken from the moment it is made (those that come
+ * before the loads have answered are sent with the script's text). If
+ * Redis loses the scripts (SCRIPT FLUSH), the command that finds them
+ * missing fails with PC_EBACKEND, and the connection is closed and made
+ * again, which loads them again; commands are never sent twice or out
+ * of order.
  *
  * Thread rules: loop thread only.
  */
@@ -53,11 +66,14 @@ typedef struct pc_backend_stats {
 } pc_backend_stats_t;
 
 /*
- * GET result: found = 1 with the value (valid only during the callback)
- * and pttl_ms (remaining TTL, -1 = none); found = 0 for a missing key.
+ * GET result: found = 1 with the value (valid only during the callback),
+ * its flags and pttl_ms (remaining TTL, -1 = none); found = 0 for a
+ * missing key. flags are those of the last SET through a node, or 0 when
+ * that SET had flags 0, or when the value in Redis is no longer the one
+ * it wrote (another program wrote it; the record's digest tells).
  */
 typedef void (*pc_backend_get_cb)(void *arg, int err, int found, const uint8_t *val, size_t vlen,
-                                  int64_t pttl_ms);
+                                  uint32_t flags, int64_t pttl_ms);
 /*
  * Write result: `applied` is 1 when the write took effect, 0 when its
  * condition failed (SET NX/XX), the key was missing (DEL, EXPIRE).
@@ -72,16 +88,23 @@ int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log
 /* 1 while connected. */
 int pc_backend_up(const pc_backend_t *b);
 
-/* Reads value and remaining TTL atomically (one server-side script). */
+/*
+ * All four copy key (and value) before they return: the caller's buffers
+ * may go at once.
+ */
+/* Reads value, flags and remaining TTL atomically (one script). */
 int pc_backend_get(pc_backend_t *b, const void *key, size_t klen, pc_backend_get_cb cb,
                    void *arg);
-/* SET key value [PX ttl_ms] [NX|XX]; cond is enum pc_cond. */
+/* SET key value [PX ttl_ms] [NX|XX]; cond is enum pc_cond. If it applied,
+ * the record is written in the same script: flags (with the value's
+ * digest, and the same TTL) when flags != 0, removed when flags == 0. */
 int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *val, size_t vlen,
-                   uint64_t ttl_ms, int cond, pc_backend_done_cb cb, void *arg);
+                   uint64_t ttl_ms, int cond, uint32_t flags, pc_backend_done_cb cb, void *arg);
+/* Deletes the value and its record; applied = 1 when the value existed. */
 int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, pc_backend_done_cb cb,
                    void *arg);
-/* New TTL for an existing key (0 = remove the expiry); applied = 0 when the
- * key does not exist. */
+/* New TTL for an existing key (0 = remove the expiry), given to its record
+ * too; applied = 0 when the key does not exist. */
 int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t ttl_ms,
                       pc_backend_done_cb cb, void *arg);
 

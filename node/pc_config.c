@@ -134,7 +134,9 @@ static const opt_t options[] = {
              "backend (a pure memory cache)."},
     {.name = "redis-prefix", .type = OPT_STRING, .metavar = "PREFIX", .def = "",
      .offset = FIELD_STR(redis_prefix),
-     .help = "Prepended to every key in Redis, to share a Redis database."},
+     .help = "Prepended to every key in Redis, to share a Redis database\n"
+             "(flag records are named pcm:{TAG}: + PREFIX + key; see\n"
+             "docs/OPERATIONS.md)."},
     {.name = "redis-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "1000ms",
      .offset = FIELD_U64(redis_timeout_ms), .min = 1, .max = UINT64_MAX,
      .help = "How long a Redis command may take before the request fails."},

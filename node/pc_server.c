@@ -1613,7 +1613,7 @@ static void slot_resolved(slot_t *sl)
 }
 
 static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t vlen,
-                     int64_t pttl)
+                     uint32_t flags, int64_t pttl)
 {
     keystate_t *ks = arg;
     pc_server_t *s = ks->srv;
@@ -1641,7 +1641,7 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
     if (err == 0 && found && !too_large && pttl != 0 && rt.role == ROLE_OWNER && !ks->nocache) {
         version = next_version(s);
         uint64_t exp = settle_cap(s, ks->key, ks->klen, expire_at(s, pttl > 0 ? (uint64_t)pttl : 0));
-        int rc = pc_store_set(s->store, ks->key, ks->klen, val, vlen, 0, version, exp,
+        int rc = pc_store_set(s->store, ks->key, ks->klen, val, vlen, flags, version, exp,
                               PC_STORE_SET_IF_ABSENT, now);
         if (rc == 0 || rc == PC_EEXISTS)
             pc_store_peek(s->store, ks->key, ks->klen, now, &stored);
@@ -1672,6 +1672,7 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
             } else {
                 memcpy(sl->copy, val, vlen);
                 sl->copy_len = vlen;
+                sl->copy_flags = flags;
                 sl->copy_version = version;
                 sl->copy_ttl = ttl;
             }
@@ -1711,7 +1712,7 @@ static void slot_miss(conn_t *c, slot_t *sl, const pc_bytes_t *key)
     s->stats.backend_reads++;
     int rc = pc_backend_get(s->backend, ks->key, ks->klen, fetch_cb, ks);
     if (rc < 0) /* Redis down: fail fast, through the same path */
-        fetch_cb(ks, rc, 0, NULL, 0, -1);
+        fetch_cb(ks, rc, 0, NULL, 0, 0, -1);
 }
 
 static void slot_lookup(conn_t *c, slot_t *sl, const pc_bytes_t *key)
@@ -2310,7 +2311,7 @@ static void write_issue(req_t *r)
     switch (r->op) {
     case PC_OP_SET:
         rc = pc_backend_set(s->backend, r->key, r->klen, r->val, r->vlen, r->ttl_ms, r->cond,
-                            write_done, r);
+                            r->flags, write_done, r);
         break;
     case PC_OP_DEL:
         rc = pc_backend_del(s->backend, r->key, r->klen, write_done, r);
