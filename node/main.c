@@ -14,7 +14,6 @@
  * docs/SECURITY.md). A file that does not load leaves the old key or
  * token in force.
  */
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,14 +269,6 @@ int main(int argc, char **argv)
     }
     /* A client that disappears mid-write must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
-    /* glibc raises its mmap threshold each time a large block is freed,
-     * up to 32 MiB, so after clients that held big buffers leave, the
-     * next big buffers come from the heap, whose freed memory is rarely
-     * given back. A fixed threshold keeps every block of 128 KiB or more
-     * (output queues, large frames) in a mapping of its own, returned to
-     * the system when freed: the node's memory comes down after a burst
-     * of slow or hostile clients (docs/OPERATIONS.md). */
-    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     raise_fd_limit(&a.cfg, &a.log);
 
     pc_keyring_t *kr = NULL;

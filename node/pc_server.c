@@ -52,6 +52,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -221,7 +222,12 @@ struct conn {
     int eof;       /* no more input: finish what was asked, then close */
     int closing;   /* handle closed or closing */
     int processing; /* inside conn_process: no re-entry */
-    pc_sched_entry_t sched; /* its turns on the loop (srv->sched) */
+    /* Its turns on the loop (srv->sched): as a light connection (its last
+     * turn ended before its quantum) or a heavy one (it did not, or it is
+     * new); one entry per class, each with its own virtual time. */
+    pc_sched_entry_t sched[2];
+    int heavy;
+    int read_deferred; /* alloc_cb put a read off (UV_ENOBUFS is ours) */
     uint64_t last_active;
     /* While a request is dispatched: its frame body (to forward it as is)
      * and how many nodes relayed it here (FORWARD's hops; 0 = from a
@@ -475,9 +481,11 @@ struct pc_server {
      * answers held in req_t's -- kept exact by the buffers themselves
      * (pc_buf_set_account). */
     size_t buf_bytes;
+    size_t buf_peak;    /* the most buf_bytes held since the last trim (srv_trim) */
     size_t out_budget;  /* output a connection may queue (conn_budget) */
     int buf_full;       /* over the cap even after shedding: newcomers refused */
-    int buf_checking;   /* inside srv_buffer_check */
+    int buf_checking;   /* inside srv_buffer_sweep */
+    int buf_check_due;  /* near the cap: srv_buffer_sweep has work */
     uint8_t *rbuf;      /* the read buffer connections without input share */
     int rbuf_busy;      /* handed to alloc_cb, not yet back in read_cb */
 
@@ -497,12 +505,13 @@ struct pc_server {
     size_t nconn_all; /* conn_t's alive, internal ones and closing ones too */
 
     /* Fair turns (conn_run): connections with work waiting for their turn,
-     * served from run_idle while any wait; the work done since the loop
-     * last polled (reset by turn_prep). */
-    pc_sched_t sched;
+     * light and heavy ones apart, served from run_idle while any wait; the
+     * work done since the loop last polled (reset by turn_prep). */
+    pc_sched_t sched[2];
     uv_idle_t run_idle;
     uv_prepare_t turn_prep;
-    uint64_t turn_work;
+    uint64_t turn_work; /* ns */
+    uint64_t read_at;   /* alloc_cb's uv_hrtime(): the read() follows */
 
     keystate_t **ks_buckets;
     size_t ks_nbuckets;
@@ -738,8 +747,10 @@ static void conn_reject(pc_server_t *s);
 static void server_handle_gone(pc_server_t *s);
 static void conn_process(conn_t *c);
 static void conn_run(conn_t *c);
+static int conn_waiting(const conn_t *c);
 static void conn_flush(conn_t *c);
 static void srv_buffer_check(pc_server_t *s);
+static void srv_buffer_sweep(pc_server_t *s);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 
@@ -750,7 +761,8 @@ static void conn_maybe_free(conn_t *c)
     pc_server_t *s = c->srv;
     pc_list_remove(&c->link);
     s->nconn_all--;
-    pc_sched_remove(&s->sched, &c->sched);
+    pc_sched_remove(&s->sched[0], &c->sched[0]);
+    pc_sched_remove(&s->sched[1], &c->sched[1]);
     pc_proto_reader_free(&c->rd);
     pc_buf_free(&c->out);
     pc_buf_free(&c->wbuf);
@@ -881,7 +893,7 @@ static void conn_update_reading(conn_t *c)
     srv_buffer_check(c->srv);
     /* While it waits for its turn, input piles up to a chunk, no more. */
     int want = !c->closing && !c->eof && !conn_paused(c) &&
-               !(pc_sched_queued(&c->sched) && pc_proto_reader_pending(&c->rd) >= READ_CHUNK);
+               !(conn_waiting(c) && pc_proto_reader_pending(&c->rd) >= READ_CHUNK);
     if (want && !c->reading) {
         if (uv_read_start(&c->h.stream, alloc_cb, read_cb) == 0)
             c->reading = 1;
@@ -918,16 +930,20 @@ static int shed_order(const void *a, const void *b)
 static size_t srv_buffer_shed(pc_server_t *s)
 {
     size_t cap = s->set.max_buffer_memory, goal = cap - cap / 4;
-    size_t fair = cap / (s->nconns > 0 ? s->nconns : 1);
-    size_t total = s->buf_bytes, n = 0;
+    size_t total = s->buf_bytes, internal = 0, n = 0;
     for (pc_list_t *l = s->conns.next; l != &s->conns; l = l->next) {
         conn_t *c = pc_list_entry(l, conn_t, link);
-        if (c->closing) {
-            size_t u = conn_usage(c);
+        size_t u = conn_usage(c);
+        if (c->closing)
             total -= total < u ? total : u; /* on its way out */
-        } else if (!c->internal && conn_usage(c) > fair) {
-            n++;
-        }
+        else if (c->internal)
+            internal += u;
+    }
+    /* What the relays between loops hold is not the clients' to share. */
+    size_t fair = (cap > internal ? cap - internal : 0) / (s->nconns > 0 ? s->nconns : 1);
+    for (pc_list_t *l = s->conns.next; l != &s->conns; l = l->next) {
+        conn_t *c = pc_list_entry(l, conn_t, link);
+        n += !c->closing && !c->internal && conn_usage(c) > fair;
     }
     if (total <= goal || n == 0)
         return total;
@@ -963,6 +979,8 @@ static size_t srv_buffer_shed(pc_server_t *s)
     return total;
 }
 
+static void srv_buffer_full(pc_server_t *s, int full);
+
 /*
  * The cap on connection buffers (the loop's share of
  * --max-buffer-memory). Every connection's output budget is its fair
@@ -970,13 +988,28 @@ static size_t srv_buffer_shed(pc_server_t *s)
  * of it, the connections over their share are shed (srv_buffer_shed).
  * Only if what is left is still over the cap -- everyone within a share
  * that has shrunk, say -- are new connections refused (BUSY) until it
- * comes down; reading never stops. Called wherever the total may have
- * grown or shrunk (a connection processed, accepted, freed, the tick).
+ * comes down; reading never stops.
+ *
+ * srv_buffer_check is called wherever the total may have grown or shrunk
+ * (a connection processed, accepted, freed), and is cheap: the shedding
+ * scans every connection, so it runs once per loop iteration at most
+ * (srv_buffer_sweep, before the loop polls, and on the tick). Memory a
+ * shed connection held is released a turn later anyway.
  */
 static void srv_buffer_check(pc_server_t *s)
 {
-    if (s->buf_checking)
+    size_t cap = s->set.max_buffer_memory;
+    if (s->buf_bytes > cap - cap / 8)
+        s->buf_check_due = 1;
+    else if (s->buf_full)
+        srv_buffer_full(s, 0);
+}
+
+static void srv_buffer_sweep(pc_server_t *s)
+{
+    if (!s->buf_check_due || s->buf_checking)
         return;
+    s->buf_check_due = 0;
     size_t cap = s->set.max_buffer_memory;
     int full = 0;
     if (s->buf_bytes > cap - cap / 8) {
@@ -984,6 +1017,11 @@ static void srv_buffer_check(pc_server_t *s)
         full = srv_buffer_shed(s) > cap;
         s->buf_checking = 0;
     }
+    srv_buffer_full(s, full);
+}
+
+static void srv_buffer_full(pc_server_t *s, int full)
+{
     if (full == s->buf_full)
         return;
     s->buf_full = full;
@@ -1038,22 +1076,64 @@ static void conn_flush(conn_t *c)
 
 /*
  * Fair turns. A loop serves many connections, and one that pipelines
- * without end (or without reading its answers) must not make the others
- * wait: each connection is served in turns of at most TURN_QUANTUM units
- * of work (conn_process), and connections with work left wait in the
- * loop's scheduler (pc_sched.h, start-time fair queuing) for their next
- * turn, ordered by the work they have had. A connection that was quiet
- * is next in line when it sends something, whatever the others have
- * queued. The loop serves waiting connections up to TURN_BUDGET per
- * iteration, then polls again, so new input and timers are never further
- * away than that; while nobody waits, a connection is served as soon as
- * its input is read, as it always was. Work is counted in bytes: a
- * frame's length, the output it made, and TURN_FRAME_COST per request
- * (what a request costs beyond its bytes).
+ * without end, asks for large values, or never reads its answers must not
+ * make the others wait. Each connection is served in turns of at most
+ * TURN_QUANTUM_NS of the loop's time (conn_process; at least one frame),
+ * and those with work left wait in the loop's scheduler for their next
+ * turn.
+ * There are two classes:
+ *
+ *   light  connections whose last turn ended before its quantum -- a
+ *          client sending a request or a pipeline at a time and reading
+ *          the answers;
+ *   heavy  those whose last turn used its quantum (a flood, a large
+ *          answer), and new connections until their first light turn.
+ *
+ * Each class is ordered by start-time fair queuing (pc_sched.h): by the
+ * time its connections have had. An iteration of the loop serves light
+ * turns for up to half of TURN_BUDGET_NS, then heavy turns -- at least
+ * one, up to the budget -- then light ones again, and polls again: a
+ * light client's request waits for at most one iteration, however many
+ * heavy clients there are and however large their answers, and the heavy
+ * ones share what is left, fairly, without starving. While nobody waits,
+ * a connection is served as soon as its input is read, as it always was.
+ *
+ * Work is the loop's time, measured (uv_hrtime, about 25 ns a read on
+ * these machines; see conn_process_frames for how often): decoding, serving, encoding, handing
+ * the answers to the kernel, and reading the socket. Time is what the
+ * others wait for; counting bytes instead misjudged it by an order of
+ * magnitude both ways (a PING's cost is nearly all per request, a 1 MiB
+ * answer's nearly all per byte).
  */
-#define TURN_QUANTUM (64 * 1024)
-#define TURN_BUDGET (1024 * 1024)
-#define TURN_FRAME_COST 128
+#define TURN_QUANTUM_NS ((uint64_t)50 * 1000)
+#define TURN_BUDGET_NS ((uint64_t)500 * 1000)
+#define TURN_CLOCK_EVERY 8
+#define TURN_CLOCK_BYTES ((size_t)16 * 1024)
+enum { LIGHT = 0, HEAVY = 1 };
+
+static int conn_waiting(const conn_t *c)
+{
+    return pc_sched_queued(&c->sched[LIGHT]) || pc_sched_queued(&c->sched[HEAVY]);
+}
+
+static void conn_turn(conn_t *c)
+{
+    c->refs++; /* processing may close it; keep it until we are done */
+    conn_process(c);
+    c->refs--;
+    conn_maybe_free(c);
+}
+
+/* Serves the next connection of a class; 0 if none waits. */
+static int serve_next(pc_server_t *s, int cls)
+{
+    pc_sched_entry_t *e = pc_sched_pop(&s->sched[cls]);
+    if (e == NULL)
+        return 0;
+    conn_turn(cls == LIGHT ? pc_list_entry(e, conn_t, sched[LIGHT])
+                           : pc_list_entry(e, conn_t, sched[HEAVY]));
+    return 1;
+}
 
 /*
  * Completions (Redis replies) never process a connection's input
@@ -1067,47 +1147,53 @@ static void run_idle_cb(uv_idle_t *h)
 {
     pc_server_t *s = h->data;
     s->turn_work = 0;
-    pc_sched_entry_t *e;
-    while (s->turn_work < TURN_BUDGET && (e = pc_sched_pop(&s->sched)) != NULL) {
-        conn_t *c = pc_list_entry(e, conn_t, sched);
-        c->refs++; /* processing may close it; keep it until we are done */
-        conn_process(c);
-        c->refs--;
-        conn_maybe_free(c);
-    }
-    if (pc_sched_count(&s->sched) == 0)
+    while (s->turn_work < TURN_BUDGET_NS / 2 && serve_next(s, LIGHT))
+        ;
+    if (serve_next(s, HEAVY))
+        while (s->turn_work < TURN_BUDGET_NS && serve_next(s, HEAVY))
+            ;
+    while (s->turn_work < TURN_BUDGET_NS && serve_next(s, LIGHT))
+        ;
+    if (pc_sched_count(&s->sched[LIGHT]) + pc_sched_count(&s->sched[HEAVY]) == 0)
         uv_idle_stop(&s->run_idle);
 }
 
-/* Before the loop polls: a new iteration's budget. */
+/* Before the loop polls: a new iteration's budget, and the buffer cap. */
 static void turn_prep_cb(uv_prepare_t *h)
 {
     pc_server_t *s = h->data;
     s->turn_work = 0;
+    srv_buffer_sweep(s);
 }
 
-/* c has work: its turn comes in order (heap room is reserved for every
- * connection when it is accepted, so the push cannot fail). */
+/* c has work: its turn comes in order, in its class (heap room is
+ * reserved for every connection when it is accepted, so the push cannot
+ * fail). */
 static void conn_schedule(conn_t *c)
 {
     pc_server_t *s = c->srv;
-    if (c->closing || pc_sched_queued(&c->sched))
+    if (c->closing || conn_waiting(c))
         return;
-    (void)pc_sched_push(&s->sched, &c->sched);
+    (void)pc_sched_push(&s->sched[c->heavy], &c->sched[c->heavy]);
     if (!uv_is_active((uv_handle_t *)&s->run_idle))
         uv_idle_start(&s->run_idle, run_idle_cb);
 }
 
-/* c has input or room to go on: served now if nobody waits and this
- * iteration's budget is not spent, else in its turn. A relay's internal
- * connection carries many clients of another loop, each bounded there:
- * it is always served at once. */
+/* c has input or room to go on: a light one is served now unless light
+ * ones wait (their turns are short, and they come in order); a heavy one
+ * only if nobody waits and this iteration's budget is not spent, else in
+ * its turn. A relay's internal connection carries many clients of another
+ * loop, each bounded there: it is always served at once. */
 static void conn_run(conn_t *c)
 {
     pc_server_t *s = c->srv;
-    if (pc_sched_queued(&c->sched))
+    if (conn_waiting(c))
         return; /* its turn will come */
-    if (c->internal || (pc_sched_count(&s->sched) == 0 && s->turn_work < TURN_BUDGET))
+    int now = c->internal || (!c->heavy ? pc_sched_count(&s->sched[LIGHT]) == 0
+                                        : pc_sched_count(&s->sched[LIGHT]) == 0 &&
+                                              pc_sched_count(&s->sched[HEAVY]) == 0 &&
+                                              s->turn_work < TURN_BUDGET_NS);
+    if (now)
         conn_process(c);
     else
         conn_schedule(c);
@@ -3623,7 +3709,7 @@ static void handle_request(conn_t *c, const pc_request_t *rq)
 
 /* ---- connections: input ----------------------------------------------- */
 
-static uint64_t conn_process_frames(conn_t *c);
+static void conn_process_frames(conn_t *c, uint64_t t0);
 
 /* A frame we cannot parse: tell the client why (id 0), then hang up. */
 static void conn_bad_frame(conn_t *c, uint32_t status, const char *why)
@@ -3646,49 +3732,67 @@ static void conn_process(conn_t *c)
     pc_server_t *s = c->srv;
     if (c->processing)
         return;
-    pc_sched_remove(&s->sched, &c->sched); /* served now */
+    pc_sched_remove(&s->sched[LIGHT], &c->sched[LIGHT]); /* served now */
+    pc_sched_remove(&s->sched[HEAVY], &c->sched[HEAVY]);
     c->processing = 1;
-    uint64_t work = conn_process_frames(c);
+    uint64_t t0 = uv_hrtime();
+    conn_process_frames(c, t0);
     c->processing = 0;
-    if (work > 0) {
-        pc_sched_charge(&s->sched, &c->sched, work);
-        s->turn_work += work;
-    }
+    if (!c->closing)
+        conn_flush(c);
+    uint64_t work = uv_hrtime() - t0;
+    pc_sched_charge(&s->sched[c->heavy], &c->sched[c->heavy], work);
+    s->turn_work += work;
     if (c->closing)
         return;
-    conn_flush(c);
+    /* A turn that used its quantum and left whole frames waiting makes the
+     * connection heavy -- also when a limit paused it (a client that
+     * never reads pauses after every large answer); one that ran out of
+     * input makes it light, however long it took (the kernel may have
+     * preempted the loop during a one-frame turn). */
+    int more = pc_proto_reader_pending(&c->rd) > 0 && pc_proto_reader_missing(&c->rd) == 0;
+    c->heavy = !c->internal && work >= TURN_QUANTUM_NS && more;
     if (c->eof && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
         conn_close(c, NULL);
         return;
     }
-    /* Its turn is over with whole frames left: the next comes in order. */
-    if (work >= TURN_QUANTUM && !c->internal && !conn_paused(c) &&
-        pc_proto_reader_pending(&c->rd) > 0 && pc_proto_reader_missing(&c->rd) == 0)
-        conn_schedule(c);
+    if (c->heavy && !conn_paused(c))
+        conn_schedule(c); /* its next turn, in order */
     conn_update_reading(c);
 }
 
-/* One turn: frames until the input runs out, a limit pauses the
- * connection, or the turn's work reaches TURN_QUANTUM (a relay's
- * internal connection has no quantum). Returns the work done. */
-static uint64_t conn_process_frames(conn_t *c)
+/* One turn, begun at t0 (uv_hrtime): frames until the input runs out, a
+ * limit pauses the connection, or the turn has lasted TURN_QUANTUM_NS (a
+ * relay's internal connection has no quantum). */
+static void conn_process_frames(conn_t *c, uint64_t t0)
 {
     pc_server_t *s = c->srv;
-    uint64_t work = 0;
-    while (!c->closing && !conn_paused(c) && (work < TURN_QUANTUM || c->internal)) {
+    /* The clock is read every TURN_CLOCK_EVERY frames, and after any frame
+     * that made TURN_CLOCK_BYTES of output (a large answer is what makes
+     * a frame slow): a read per frame cost pipelined throughput 3.5%. */
+    unsigned frames = 0;
+    size_t out_at = c->out.len + c->held;
+    for (;;) {
+        if (c->closing || conn_paused(c))
+            break;
+        size_t out_now = c->out.len + c->held;
+        if (!c->internal && (++frames % TURN_CLOCK_EVERY == 0 ||
+                             out_now - out_at > TURN_CLOCK_BYTES || out_now < out_at)) {
+            if (uv_hrtime() - t0 >= TURN_QUANTUM_NS)
+                break;
+            out_at = out_now;
+        }
         const uint8_t *body;
         uint32_t len;
         int rc = pc_proto_reader_next(&c->rd, &body, &len);
         if (rc == 0)
             break;
-        size_t out0 = c->out.len + c->held;
-        work += len + TURN_FRAME_COST;
         if (rc < 0) {
             char why[128];
             snprintf(why, sizeof why, "%s",
                      rc == PC_ETOOBIG ? "frame length over max-frame" : "zero-length frame");
             conn_bad_frame(c, rc == PC_ETOOBIG ? PC_ST_TOO_LARGE : PC_ST_BAD_REQUEST, why);
-            return work;
+            return;
         }
         if (pc_guard_on(s->guard) && (c->sealed || pc_seal_is_sealed(body, len))) {
             /* A peer's frame: opened in place (the reader's buffer is ours
@@ -3704,7 +3808,7 @@ static uint64_t conn_process_frames(conn_t *c)
                 pc_log_debug(s->log, "client %s: frame failed the cluster-key check (%s)",
                              c->peer, pc_strerror(rc));
                 conn_close(c, "cluster-key check failed");
-                return work;
+                return;
             }
             if (!c->sealed) {
                 c->sealed = 1;
@@ -3716,7 +3820,7 @@ static uint64_t conn_process_frames(conn_t *c)
         } else if (pc_seal_is_sealed(body, len)) {
             conn_bad_frame(c, PC_ST_BAD_REQUEST,
                            "sealed frame, but this node runs without a cluster key");
-            return work;
+            return;
         }
         pc_request_t rq;
         rc = pc_proto_decode_request(s->dec, body, len, &rq);
@@ -3731,12 +3835,12 @@ static uint64_t conn_process_frames(conn_t *c)
             s->stats.auth_refused++;
             if (rc == PC_EPROTO || rc == PC_ENOMEM) {
                 conn_bad_frame(c, PC_ST_AUTH_REQUIRED, "send HELLO with the token first");
-                return work;
+                return;
             }
             answer_error(c, rq.op, rq.id, PC_ST_AUTH_REQUIRED, "send HELLO with the token first");
         } else if (rc == PC_EPROTO || rc == PC_ENOMEM) {
             conn_bad_frame(c, PC_ST_BAD_REQUEST, "malformed frame (not a peercache request)");
-            return work;
+            return;
         } else if (rc == PC_ETOOBIG) {
             answer_error(c, rq.op, rq.id, PC_ST_TOO_LARGE, pc_proto_decoder_why(s->dec));
         } else if (rc < 0) {
@@ -3746,11 +3850,7 @@ static uint64_t conn_process_frames(conn_t *c)
             c->cur_len = len;
             handle_request(c, &rq);
         }
-        size_t out1 = c->out.len + c->held;
-        if (out1 > out0)
-            work += out1 - out0;
     }
-    return work;
 }
 
 /*
@@ -3767,6 +3867,17 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     conn_t *c = h->data;
     pc_server_t *s = c->srv;
     (void)suggested;
+    /* Input of a connection that waits for its turn, or of a heavy one
+     * once this iteration's budget is spent, stays in the kernel until
+     * its turn (TCP flow control holds its sender back meanwhile): read
+     * now, it would only be copied and held. An empty buffer is libuv's
+     * "not now" (read_cb sees UV_ENOBUFS; the socket stays readable). */
+    if (!c->internal && (conn_waiting(c) || (c->heavy && s->turn_work >= TURN_BUDGET_NS))) {
+        c->read_deferred = 1;
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    s->read_at = uv_hrtime(); /* the read() comes next: read_cb charges it */
     if (pc_proto_reader_pending(&c->rd) == 0 && s->rbuf != NULL && !s->rbuf_busy) {
         s->rbuf_busy = 1;
         *buf = uv_buf_init((char *)s->rbuf, READ_CHUNK);
@@ -3824,9 +3935,14 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     int shared = buf->base != NULL && buf->base == (char *)c->srv->rbuf;
     if (shared)
         c->srv->rbuf_busy = 0;
+    if (n == UV_ENOBUFS && c->read_deferred) {
+        c->read_deferred = 0; /* alloc_cb: not now (else: no memory, below) */
+        return;
+    }
     if (n > 0) {
         c->bytes_in += (uint64_t)n;
         c->last_active = now_ms(c->srv);
+        c->srv->turn_work += uv_hrtime() - c->srv->read_at; /* reading is work too */
         if (shared) {
             conn_read_shared(c, (size_t)n);
             return;
@@ -3962,7 +4078,10 @@ static void on_connection(uv_stream_t *server, int status)
     }
     /* Room in the scheduler for every connection, so that its turns
      * never fail to queue. */
-    conn_t *c = pc_sched_reserve(&s->sched, s->nconn_all + 1) == 0 ? calloc(1, sizeof *c) : NULL;
+    conn_t *c = pc_sched_reserve(&s->sched[LIGHT], s->nconn_all + 1) == 0 &&
+                        pc_sched_reserve(&s->sched[HEAVY], s->nconn_all + 1) == 0
+                    ? calloc(1, sizeof *c)
+                    : NULL;
     if (c == NULL) {
         conn_reject(s);
         return;
@@ -3974,7 +4093,14 @@ static void on_connection(uv_stream_t *server, int status)
     pc_list_init(&c->reqs);
     pc_list_push_back(&s->conns, &c->link);
     s->nconn_all++;
-    pc_sched_entry_init(&c->sched);
+    /* A newcomer is heavy until its first light turn, and starts a turn
+     * behind the heavy ones' clock: the clients already here are not
+     * queued behind a crowd that connects at once (each of whose first
+     * turns may be a 1 MiB answer). */
+    pc_sched_entry_init(&c->sched[LIGHT]);
+    pc_sched_entry_init(&c->sched[HEAVY]);
+    c->heavy = 1;
+    c->sched[HEAVY].vtime = s->sched[HEAVY].vclock + TURN_QUANTUM_NS;
     /* Sealed peer frames fit too: max-frame leaves room for the seal
      * beside the largest key and value (FRAME_SLACK in pc_config.c). */
     pc_proto_reader_init(&c->rd, s->set.limits.max_frame);
@@ -4154,10 +4280,31 @@ static void home_update(pc_server_t *s)
 
 static void rv_refresh(pc_server_t *s);
 
+/*
+ * Buffers under the mmap threshold (main.c) come from malloc's arenas,
+ * which give freed memory back to the system only from their top: after
+ * a crowd of connections that held buffers leaves, their holes stay
+ * resident. Once the buffers have come down by TRIM_DROP and to under
+ * half their peak, malloc_trim releases the free pages of every arena
+ * (a walk of the heap, so not on every drop).
+ */
+#define TRIM_DROP ((size_t)8 << 20)
+
+static void srv_trim(pc_server_t *s)
+{
+    if (s->buf_bytes > s->buf_peak)
+        s->buf_peak = s->buf_bytes;
+    if (s->buf_peak - s->buf_bytes >= TRIM_DROP && s->buf_bytes < s->buf_peak / 2) {
+        malloc_trim(0);
+        s->buf_peak = s->buf_bytes;
+    }
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     pc_server_t *s = t->data;
     uint64_t now = now_ms(s);
+    srv_trim(s);
     if (s->sweep_interval_ms > 0 && now - s->last_sweep >= s->sweep_interval_ms) {
         /* Bounded work per tick: the loop never stalls on a big sweep. */
         pc_store_sweep(s->store, now, 1000);
@@ -4176,8 +4323,9 @@ static void tick_cb(uv_timer_t *t)
         conn_check_limits(c, now);
     }
     /* A safety net: the cap is rechecked wherever memory goes down, and
-     * here too, so no connection stays paused once memory is free. */
+     * here too, so that newcomers are not refused once memory is free. */
     srv_buffer_check(s);
+    srv_buffer_sweep(s);
     if (s->core == NULL) {
         rv_refresh(s);
         home_update(s);
@@ -4606,7 +4754,10 @@ static void xq_init(pc_server_t *s)
  * counted among the connections. */
 static int conn_attach_internal(pc_server_t *s, int fd, int peer, size_t idx)
 {
-    conn_t *c = pc_sched_reserve(&s->sched, s->nconn_all + 1) == 0 ? calloc(1, sizeof *c) : NULL;
+    conn_t *c = pc_sched_reserve(&s->sched[LIGHT], s->nconn_all + 1) == 0 &&
+                        pc_sched_reserve(&s->sched[HEAVY], s->nconn_all + 1) == 0
+                    ? calloc(1, sizeof *c)
+                    : NULL;
     if (c == NULL)
         return PC_ENOMEM;
     uv_pipe_init(s->loop, &c->h.pipe, 0);
@@ -4616,7 +4767,8 @@ static int conn_attach_internal(pc_server_t *s, int fd, int peer, size_t idx)
     pc_list_init(&c->reqs);
     pc_list_push_back(&s->conns, &c->link);
     s->nconn_all++;
-    pc_sched_entry_init(&c->sched);
+    pc_sched_entry_init(&c->sched[LIGHT]);
+    pc_sched_entry_init(&c->sched[HEAVY]);
     pc_proto_reader_init(&c->rd, s->set.limits.max_frame);
     pc_buf_init(&c->out, 0);
     pc_buf_init(&c->wbuf, 0);
@@ -5493,7 +5645,8 @@ void pc_server_free(pc_server_t **sp)
         hsend_free(h);
     }
     pc_buf_free(&s->scratch);
-    pc_sched_free(&s->sched);
+    pc_sched_free(&s->sched[LIGHT]);
+    pc_sched_free(&s->sched[HEAVY]);
     if (s->buf_bytes != 0)
         pc_log_error(s->log, "connection buffer accounting is off by %zu bytes", s->buf_bytes);
     free(s->rbuf);

@@ -628,10 +628,13 @@ struct pc_proto_decoder {
     pc_cluster_member_t *members;
     uint32_t members_cap;
     /* pc_proto_decoder_why(): why the last decode failed, "" after a
-     * success. Once [op, id] are read, `subject` names the op ("GET",
-     * "MGET reply", "op 13") and every reason starts with it. */
+     * success. Once [op, id] are read, the subject (subj_op, subj_reply)
+     * names the op ("GET", "MGET reply", "op 13") and every reason starts
+     * with it; it is formatted only when a decode fails (refuse), never
+     * on the path of a good frame. */
     char why[160];
-    char subject[24];
+    bool subj_set, subj_reply;
+    uint32_t subj_op;
 };
 
 int pc_proto_decoder_new(const pc_proto_limits_t *limits, pc_proto_decoder_t **out)
@@ -705,8 +708,11 @@ static int refuse(pc_proto_decoder_t *d, int rc, const char *fmt, ...)
 static int refuse(pc_proto_decoder_t *d, int rc, const char *fmt, ...)
 {
     size_t n = 0;
-    if (d->subject[0] != '\0') {
-        int k = snprintf(d->why, sizeof(d->why), "%s: ", d->subject);
+    if (d->subj_set) {
+        const char *re = d->subj_reply ? " reply" : "";
+        int k = d->subj_op >= 1 && d->subj_op <= PC_OP_MAX
+                    ? snprintf(d->why, sizeof(d->why), "%s%s: ", op_names[d->subj_op], re)
+                    : snprintf(d->why, sizeof(d->why), "op %" PRIu32 "%s: ", d->subj_op, re);
         n = k > 0 && (size_t)k < sizeof(d->why) ? (size_t)k : 0;
     }
     va_list ap;
@@ -849,10 +855,9 @@ static int shape(pc_proto_decoder_t *d, const uint8_t *body, size_t len, bool re
     h->op = (uint32_t)f[0];
     h->id = f[1];
     h->status = reply ? (uint32_t)f[2] : 0;
-    if (h->op >= 1 && h->op <= PC_OP_MAX)
-        snprintf(d->subject, sizeof(d->subject), "%s%s", op_names[h->op], reply ? " reply" : "");
-    else
-        snprintf(d->subject, sizeof(d->subject), "op %" PRIu32 "%s", h->op, reply ? " reply" : "");
+    d->subj_set = true;
+    d->subj_op = h->op;
+    d->subj_reply = reply;
 
     const struct budget *b = &error_budget;
     if (!reply || h->status == PC_ST_OK) {
@@ -885,7 +890,7 @@ static int shape(pc_proto_decoder_t *d, const uint8_t *body, size_t len, bool re
     if (rc == 0)
         return 0;
     if (!reply)
-        d->subject[0] = '\0'; /* not a request after all: no op to name */
+        d->subj_set = false; /* not a request after all: no op to name */
     return refuse(d, PC_EPROTO, "malformed msgpack");
 }
 
@@ -896,7 +901,7 @@ static int unpack_body(pc_proto_decoder_t *d, const uint8_t *body, size_t len, b
                        struct head *h, const msgpack_object **root)
 {
     d->why[0] = '\0';
-    d->subject[0] = '\0';
+    d->subj_set = false;
     if (body == NULL || len == 0)
         return refuse(d, PC_EPROTO, "empty body");
     if (len > d->lim.max_frame)

@@ -7,6 +7,10 @@
  *   no option   kinds get,ping,unauth x conns 100,1000; 10 s phases
  *   --smoke     kind get, 50 connections, 2 s phases; checks only that
  *               every figure came out (ctest -L bench)
+ *   --pin       the node (all its threads) on CPU 0, this process -- the
+ *               probe and the hostile clients -- on CPU 1, so that what
+ *               the probe sees is the node's doing, not the generator
+ *               competing with it for a core (taskset must be installed)
  *
  * One scenario: a memory-only peercached (--insecure --redis none, every
  * other limit at its default; --threads from PEERCACHE_THREADS or the
@@ -46,8 +50,10 @@
  * shared machine is measured, not asserted: tests/integration/test_hostile
  * checks what can be checked exactly).
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -185,6 +191,7 @@ static void *probe_main(void *arg)
         sleep_until(intended);
         int ph = atomic_load(&p->phase);
         get.id = i + 2;
+        double sent_at = now_ms();
         if (call(fd, &get) != PC_ST_OK) {
             p->errors++;
             close(fd);
@@ -197,8 +204,9 @@ static void *probe_main(void *arg)
         double took = now_ms() - intended;
         if (l->n < MAX_SAMPLES)
             l->v[l->n++] = took;
-        if (getenv("SLOW_TRACE") && took > 100)
-            fprintf(stderr, "probe: %.0f ms late at %.0f ms\n", took, intended - t0);
+        if (getenv("SLOW_TRACE") && took > atof(getenv("SLOW_TRACE")))
+            fprintf(stderr, "probe: %.0f ms late at %.0f ms (sent %.0f ms late, answered in %.0f ms)\n",
+                    took, intended - t0, sent_at - intended, now_ms() - sent_at);
     }
     if (fd >= 0)
         close(fd);
@@ -377,6 +385,17 @@ static int newconn(int port, int token)
 
 /* ---- one scenario --------------------------------------------------------- */
 
+static int pin = 0; /* --pin: the node on CPU 0, this process on CPU 1 */
+
+static void pin_to(pid_t pid, int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(pid, sizeof set, &set) != 0)
+        perror("bench_slowreaders: sched_setaffinity");
+}
+
 static int run(enum kind kind, int conns, int seconds, result_t *res)
 {
     memset(res, 0, sizeof *res);
@@ -398,6 +417,14 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
     pc_h_proc_t node;
     if (pc_h_node_start(&node, token ? args_tok : args_plain) != 0)
         return -1;
+    if (pin) {
+        /* every thread of the node (its loops were made at start) */
+        char cmd[160];
+        snprintf(cmd, sizeof cmd, "taskset -a -p -c 0 %d >/dev/null", (int)node.pid);
+        if (system(cmd) != 0)
+            fprintf(stderr, "bench_slowreaders: taskset failed\n");
+        pin_to(0, 1); /* this thread; the probe and the flood inherit it */
+    }
     int fd = pc_h_connect(node.port, 5000);
     if (fd < 0 || hello(fd, token) != 0)
         return -1;
@@ -506,6 +533,8 @@ int main(int argc, char **argv)
             seconds = 2;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
+        } else if (strcmp(argv[i], "--pin") == 0) {
+            pin = 1;
         } else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc) {
             nconns = parse_list(argv[++i], conns, 8);
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
@@ -520,7 +549,7 @@ int main(int argc, char **argv)
             free(copy);
         } else {
             fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth] [--seconds S] "
-                            "[--smoke] [--json]\n", argv[0]);
+                            "[--pin] [--smoke] [--json]\n", argv[0]);
             return 2;
         }
     }
