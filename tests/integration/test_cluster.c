@@ -1119,6 +1119,15 @@ static void *fresh_reader(void *p)
     return NULL;
 }
 
+static int each_key_written(void *p)
+{
+    fresh_t *f = p;
+    for (int k = 0; k < 20; k++)
+        if (atomic_load(&f->acked[k]) < 100)
+            return 0;
+    return 1;
+}
+
 static int fresh_reads(void *p)
 {
     return ((fresh_t *)p)->reads_after >= 2000;
@@ -1141,9 +1150,11 @@ static void test_reads_after_owner_death_are_fresh(void **state)
     pthread_create(&tw, NULL, fresh_writer, &f);
     pthread_create(&tr, NULL, fresh_reader, &f);
     /* Let every key be written a few times, so each node holds copies. */
-    for (int k = 0; k < 20; k++) {
-        while (atomic_load(&f.acked[k]) < 100)
-            usleep(1000);
+    if (!pc_h_poll(each_key_written, &f, 30000)) {
+        f.stop = 1; /* they use f: stopped before the test returns */
+        pthread_join(tw, NULL);
+        pthread_join(tr, NULL);
+        fail_msg("the writer did not write every key 100 times within 30 s");
     }
     char name[64];
     snprintf(name, sizeof name, "%s", cl.node[2].addr);
