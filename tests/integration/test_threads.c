@@ -662,9 +662,11 @@ static void test_homes_drain_when_a_member_joins(void **state)
     (void)state;
     pc_h_proc_t redis, a, b;
     assert_int_equal(pc_h_redis_start(&redis, 0), 0);
+    /* The homes stay off for at least ring-settle after each ring change:
+     * 2 s, so that a poll cannot miss that state on a loaded machine. */
     const char *common[] = {"--redis", redis.addr, "--threads", "2", "--probe-interval", "200ms",
                             "--probe-timeout", "100ms", "--gossip-interval", "50ms",
-                            "--ring-settle", "500ms", NULL};
+                            "--ring-settle", "2s", NULL};
     assert_int_equal(pc_h_node_start(&a, common), 0);
     pc_client_t *ca = client_for(&a);
     assert_non_null(ca);
@@ -695,8 +697,12 @@ static void test_homes_drain_when_a_member_joins(void **state)
     assert_true(pc_h_poll(stat_is, &hw, 10000));
     writers_progress(w, W);
 
-    /* b leaves: a is alone again, and once settled its homes are back */
+    /* b leaves: a is alone again, and once settled its homes are back --
+     * after a has taken in the leave (its homes went off with the ring
+     * change), or their being on would say nothing */
     stop_clean(&b);
+    stat_wait_t alone = {ca, "cluster_members_alive", 1};
+    assert_true(pc_h_poll(stat_is, &alone, 10000));
     hw.want = 2;
     assert_true(pc_h_poll(stat_is, &hw, 10000));
     writers_progress(w, W);
