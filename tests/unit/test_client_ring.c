@@ -704,6 +704,14 @@ static void test_write_timeout_not_retried(void **state)
     F.node[2].blackhole_writes = true;
     pthread_mutex_unlock(&F.mu);
     assert_int_equal(pc_client_set(c, key, strlen(key), "v", 1, NULL, NULL), PC_ETIMEDOUT);
+    /* The fake counts the SET when its thread reads it, which the client's
+     * timeout does not wait for: waited for (with a deadline), then held
+     * to exactly one. */
+    int64_t until = now_ms() + 10000;
+    while (count(&F.node[0].n_set) < 1 && now_ms() < until) {
+        struct timespec ms = {0, 1000000L};
+        nanosleep(&ms, NULL);
+    }
     assert_int_equal(count(&F.node[0].n_set), 1);
     assert_int_equal(counters(c).retries, 0);
     pc_client_free(&c);
