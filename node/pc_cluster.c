@@ -633,7 +633,9 @@ int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peer
         .indirect_probes = (uint32_t)cfg->indirect_probes,
         .suspicion_mult = (uint32_t)cfg->suspicion_mult,
         .gossip_interval_ms = (uint32_t)cfg->gossip_interval_ms,
-        .pushpull_interval_ms = (uint32_t)cfg->pushpull_interval_ms,
+        /* 0 on the command line is "only on join" (--help) */
+        .pushpull_interval_ms = cfg->pushpull_interval_ms == 0 ? PC_MEMBER_PUSHPULL_NEVER
+                                                               : (uint32_t)cfg->pushpull_interval_ms,
     };
     uint64_t seed;
     randombytes_buf(&seed, sizeof seed);

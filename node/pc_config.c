@@ -285,7 +285,7 @@ static const opt_t options[] = {
      .offset = FIELD_U64(gossip_interval_ms), .min = 1, .max = 3600000,
      .help = "How often membership news is sent to a few members."},
     {.name = "pushpull-interval", .type = OPT_DURATION, .metavar = "DURATION",
-     .def = "30000ms", .offset = FIELD_U64(pushpull_interval_ms), .min = 0, .max = UINT64_MAX,
+     .def = "30000ms", .offset = FIELD_U64(pushpull_interval_ms), .min = 0, .max = 3600000,
      .help = "How often the full member list is exchanged with one member\n"
              "over TCP. 0 = only on join."},
     {.name = "peer-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "2000ms",

@@ -1183,6 +1183,8 @@ static void relays_expire(pc_member_t *m, uint64_t now)
  * doubling, so the cluster's total push/pull load grows slowly. */
 static uint64_t pushpull_interval(const pc_member_t *m)
 {
+    if (m->cfg.pushpull_interval_ms == PC_MEMBER_PUSHPULL_NEVER)
+        return UINT64_MAX / 2; /* never, and `now + it` cannot wrap */
     uint64_t mult = 1;
     for (size_t v = 32; v < m->n; v *= 2)
         mult++;
@@ -1847,7 +1849,9 @@ int pc_member_new(const pc_member_config_t *cfg, uint64_t seed, uint64_t now, pc
     emit(m, self, PC_MEMBER_ALIVE, true);
     m->next_probe = now + m->cfg.probe_interval_ms;
     m->next_gossip = now + m->cfg.gossip_interval_ms;
-    m->next_pushpull = now + 1 + rng_below(&m->rng, m->cfg.pushpull_interval_ms);
+    m->next_pushpull = m->cfg.pushpull_interval_ms == PC_MEMBER_PUSHPULL_NEVER
+                           ? UINT64_MAX / 2
+                           : now + 1 + rng_below(&m->rng, m->cfg.pushpull_interval_ms);
     *out = m;
     return 0;
 }

@@ -102,10 +102,14 @@ typedef struct pc_member_config {
     uint32_t gossip_nodes;         /* 3: members per gossip round */
     uint32_t gossip_dead_ms;       /* 30000: keep gossiping to dead members */
     uint32_t awareness_max;        /* 8: health score is 0..awareness_max-1 */
-    uint32_t pushpull_interval_ms; /* 30000 (scaled up above 32 members) */
+    uint32_t pushpull_interval_ms; /* 30000 (scaled up above 32 members);
+                                      PC_MEMBER_PUSHPULL_NEVER: only on join */
     uint32_t max_packet;           /* 1400: UDP payload bytes before sealing */
     uint32_t dead_reap_ms;         /* 60000: forget DEAD/LEFT members after */
 } pc_member_config_t;
+
+/* pushpull_interval_ms meaning "never periodically" (0 means the default). */
+#define PC_MEMBER_PUSHPULL_NEVER UINT32_MAX
 
 /* Fills *cfg's timer fields with the defaults above (self fields are left
  * alone), so a caller can show or tweak them. */

@@ -1320,6 +1320,34 @@ static void test_restart_same_incarnation(void **state)
         pc_member_free(&ms[i]);
 }
 
+/* PC_MEMBER_PUSHPULL_NEVER: after the join's follow-up, no periodic
+ * push/pull at all (--pushpull-interval 0, "only on join"; it used to
+ * fall back to the 30 s default). */
+static void test_pushpull_never(void **state)
+{
+    (void)state;
+    pc_member_config_t c;
+    memset(&c, 0, sizeof(c));
+    c.pushpull_interval_ms = PC_MEMBER_PUSHPULL_NEVER;
+    pc_member_t *ms[2] = {make(0, 1, &c, 100, 0), make(1, 1, &c, 101, 0)};
+    char addr[PC_MEMBER_ADDR_MAX + 1];
+    uint64_t now = 1000;
+    exchange(ms[1], ms[0], now);
+    int syncs = 0;
+    for (uint64_t end = now + 5 * 60000; now < end;) {
+        now += 10;
+        if (pc_member_next_deadline(ms[0]) <= now)
+            pc_member_tick(ms[0], now);
+        syncs += pc_member_next_sync(ms[0], addr, sizeof(addr)) == 1;
+        respond(ms[0], now);
+    }
+    /* the one follow-up a join with news asks for, and nothing in the
+     * 5 minutes after (the default would have made 10) */
+    assert_true(syncs <= 1);
+    for (int i = 0; i < 2; i++)
+        pc_member_free(&ms[i]);
+}
+
 static void test_sync(void **state)
 {
     (void)state;
@@ -2099,6 +2127,7 @@ int main(void)
         cmocka_unit_test(test_leave_and_reap),
         cmocka_unit_test(test_restart_same_incarnation),
         cmocka_unit_test(test_sync),
+        cmocka_unit_test(test_pushpull_never),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_limits_and_quiescence),
         cmocka_unit_test(test_sim_converge_and_detect),
