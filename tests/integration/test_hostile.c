@@ -1324,6 +1324,55 @@ static void test_1000_clients_that_stop_reading(void **state)
     readers_that_stop(1000, 1);
 }
 
+/* ---- 7. no memory for a new connection ------------------------------------ */
+
+/*
+ * A connection the node has no memory for (calloc fails: pc_failcalloc,
+ * preloaded into the node). libuv stops a listener whose connection
+ * callback does not accept, and the node used to return without accepting:
+ * the listener was stopped for good, and every later connection waited
+ * unanswered. Now it is accepted and closed at once, counted as rejected,
+ * and once memory is back the node serves new connections.
+ */
+static void test_accept_without_memory(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip(); /* the shim cannot come before ASan's allocator */
+#else
+    char trigger[512];
+    snprintf(trigger, sizeof trigger, "%s/failcalloc.on", pc_h_tmpdir());
+    unlink(trigger);
+    setenv("LD_PRELOAD", PC_FAILCALLOC, 1);
+    setenv("PC_FAILCALLOC_FILE", trigger, 1);
+    pc_h_proc_t node;
+    node_up(&node, "--threads", "1", NULL);
+    unsetenv("LD_PRELOAD");
+    unsetenv("PC_FAILCALLOC_FILE");
+    normal_t nc = {client_for(&node, 5000), 0, "nomem"};
+    normal_step(&nc);
+    int64_t rejected0 = stat_of(nc.cl, "connections_rejected");
+
+    FILE *f = fopen(trigger, "w"); /* from now on every calloc fails */
+    assert_non_null(f);
+    fclose(f);
+    int fd = pc_h_connect(node.port, 3000);
+    assert_true(fd >= 0);
+    assert_int_equal(pc_h_wait_closed(fd, NULL, 0, NULL), 1); /* accepted, then closed */
+    close(fd);
+    unlink(trigger); /* memory is back */
+
+    /* the listener still listens: a new connection is served */
+    pc_client_t *again = client_for(&node, 3000);
+    assert_int_equal(pc_client_ping(again), 0);
+    pc_client_free(&again);
+    assert_true(stat_of(nc.cl, "connections_rejected") >= rejected0 + 1);
+    normal_step(&nc);
+    pc_client_free(&nc.cl);
+    node_down(&node);
+#endif
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -1357,6 +1406,7 @@ int main(void)
         cmocka_unit_test(test_global_buffer_cap),
         cmocka_unit_test(test_100_clients_that_stop_reading),
         cmocka_unit_test(test_1000_clients_that_stop_reading),
+        cmocka_unit_test(test_accept_without_memory),
         cmocka_unit_test(test_nil_tail_refused_connection_kept),
         cmocka_unit_test(test_ttl_over_the_largest_touches_nothing),
     };
