@@ -1284,6 +1284,11 @@ static void readers_that_stop(int conns, int pings)
     }
     int64_t evicted = stat_of(nc.cl, "buffer_evictions");
     int64_t refused = stat_of(nc.cl, "buffer_full_rejects");
+    /* the flood stops before anything is asserted: a failed assertion
+     * leaves this function, and the thread must not outlive `f` */
+    atomic_store(&f.stop, 1);
+    pthread_join(f.tid, NULL);
+    pc_buf_free(&payload);
     fprintf(stderr, "%d clients that stop reading (%s): normal client's worst p99 %llu us; "
             "%d of 4 new connections served; RSS %ld KiB before, at most %ld KiB with them; "
             "%lld shed, %lld refused\n", conns, pings ? "PINGs" : "1 MiB GETs",
@@ -1292,18 +1297,19 @@ static void readers_that_stop(int conns, int pings)
     assert_true(p99 < 1000 * 1000);
     assert_int_equal(served, 4);
     assert_int_equal(refused, 0);
-    assert_true(rss_max - rss0 < (64 + 48) * 1024 + RSS_SLACK_KB);
+    /* (Under ASan freed memory stays in its quarantine, 256 MiB by
+     * default: RSS says nothing about what the node holds. The plain
+     * build checks the bounds.) */
+    if (RSS_SLACK_KB == 0)
+        assert_true(rss_max - rss0 < (64 + 48) * 1024);
 
-    atomic_store(&f.stop, 1);
-    pthread_join(f.tid, NULL);
-    pc_buf_free(&payload);
     stat_arg_t gone = {nc.cl, "connections", 1};
     assert_true(pc_h_poll(stat_is, &gone, 20000));
     /* memory back: buffers at once, RSS as the mappings go */
     stat_arg_t small = {nc.cl, "buffer_memory", 256 * 1024};
     assert_true(pc_h_poll(stat_below, &small, 10000));
-    rss_arg_t back = {node.pid, rss0 + 16 * 1024 + RSS_SLACK_KB};
-    int returned = pc_h_poll(rss_below, &back, 10000);
+    rss_arg_t back = {node.pid, rss0 + 16 * 1024};
+    int returned = RSS_SLACK_KB == 0 ? pc_h_poll(rss_below, &back, 10000) : 1;
     fprintf(stderr, "after they left: RSS %ld KiB\n", pc_h_rss_kb(node.pid));
     assert_true(returned);
     normal_step(&nc);
