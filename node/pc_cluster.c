@@ -238,10 +238,13 @@ static void ring_job_done(uv_work_t *req, int status)
 /*
  * The ring from the live (ALIVE or SUSPECT) members. When they place
  * keys as the current ring does (the same names and weights: a suspicion
- * came or went), only the tables are refreshed. Otherwise a ring of one
- * member or none is built at once (a node's first ring, and its last when
- * it leaves); a bigger one off the loop (ring_job_t).
+ * came or went), only the tables are refreshed. Otherwise a ring of up to
+ * RING_INLINE_MAX members is built at once -- a few milliseconds, and
+ * every node switches in the same turn it learns of the change, as a
+ * node always did -- and a bigger one off the loop (ring_job_t), where
+ * it would hold the loop for up to half a second.
  */
+#define RING_INLINE_MAX 16
 static void rebuild_ring(pc_cluster_t *c)
 {
     size_t total = pc_member_count(c->m);
@@ -279,7 +282,7 @@ static void rebuild_ring(pc_cluster_t *c)
         free(rm);
         return;
     }
-    if (n <= 1) {
+    if (n <= RING_INLINE_MAX) {
         pc_ring_t *nr = NULL;
         int rc = pc_ring_new(rm, n, c->replicas, &nr);
         free(rm);

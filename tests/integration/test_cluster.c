@@ -458,8 +458,11 @@ static void *load_run(void *p)
             } else {
                 l->ok[n] = 2;
                 l->unknown++;
-                if (rc != PC_ETIMEDOUT && rc != PC_ECONN && rc != PC_EBACKEND)
+                if (rc != PC_ETIMEDOUT && rc != PC_ECONN && rc != PC_EBACKEND) {
                     l->other_errors++;
+                    fprintf(stderr, "# writer %d: SET %s failed: %s (%s)\n", l->id, key,
+                            pc_strerror(rc), pc_client_errmsg(c));
+                }
             }
         } else {
             load_t *w = l->src;
