@@ -54,11 +54,28 @@ typedef struct app {
     size_t nworkers;      /* --threads - 1 worker loops, a thread each */
     uv_loop_t *wloops;
     uv_thread_t *wthreads;
+    /* Each worker loop's own Redis connection and peer pool: made here on
+     * that loop, closed on its thread once it stopped serving
+     * (worker_stopped), freed after the thread is joined. */
+    pc_backend_t **wbackends;
+    pc_peer_pool_t **wpeers;
 } app_t;
 
 static void worker_thread(void *arg)
 {
     uv_run(arg, UV_RUN_DEFAULT);
+}
+
+/* On worker loop `index`'s thread: it serves nothing more, so its Redis
+ * connection and peer pool close (then its loop ends). */
+static void worker_stopped(void *arg, size_t index)
+{
+    app_t *a = arg;
+    if (a->wbackends[index - 1] != NULL) {
+        pc_backend_close(a->wbackends[index - 1], NULL, NULL);
+        a->wbackends[index - 1] = NULL;
+    }
+    pc_peer_pool_close(a->wpeers[index - 1], NULL, NULL);
 }
 
 #define TOKEN_MAX 4096
@@ -342,24 +359,25 @@ int main(int argc, char **argv)
     a.nworkers = (size_t)a.cfg.threads - 1;
     a.wloops = calloc(a.nworkers + 1, sizeof *a.wloops);
     a.wthreads = calloc(a.nworkers + 1, sizeof *a.wthreads);
-    if (a.wloops == NULL || a.wthreads == NULL) {
+    a.wbackends = calloc(a.nworkers + 1, sizeof *a.wbackends);
+    a.wpeers = calloc(a.nworkers + 1, sizeof *a.wpeers);
+    if (a.wloops == NULL || a.wthreads == NULL || a.wbackends == NULL || a.wpeers == NULL) {
         fprintf(stderr, "peercached: out of memory\n");
         startup_failed(1);
     }
     for (size_t i = 0; i < a.nworkers; i++) {
         uv_loop_init(&a.wloops[i]);
-        /* Each loop its own Redis connection (the worker owns it). */
-        pc_backend_t *wb = NULL;
-        if (a.backend != NULL && (rc = pc_backend_new(&a.wloops[i], &bcfg, &a.log, &wb)) < 0) {
+        /* Each loop its own Redis connection and peer pool. */
+        if (a.backend != NULL &&
+            (rc = pc_backend_new(&a.wloops[i], &bcfg, &a.log, &a.wbackends[i])) < 0) {
             fprintf(stderr, "peercached: redis: %s\n", pc_strerror(rc));
             startup_failed(1);
         }
-        pc_peer_pool_t *wp = NULL;
-        if ((rc = pc_peer_pool_new(&a.wloops[i], &pcfg, &a.log, &a.guard, &wp)) < 0) {
+        if ((rc = pc_peer_pool_new(&a.wloops[i], &pcfg, &a.log, &a.guard, &a.wpeers[i])) < 0) {
             fprintf(stderr, "peercached: peers: %s\n", pc_strerror(rc));
             startup_failed(1);
         }
-        if ((rc = pc_server_add_worker(a.server, &a.wloops[i], wb, wp)) < 0) {
+        if ((rc = pc_server_add_worker(a.server, &a.wloops[i], a.wbackends[i], a.wpeers[i])) < 0) {
             fprintf(stderr, "peercached: worker loop: %s\n", pc_strerror(rc));
             startup_failed(1);
         }
@@ -368,6 +386,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "peercached: %s\n", err);
         startup_failed(2);
     }
+    pc_server_on_loop_stopped(a.server, worker_stopped, &a);
     pc_cluster_set_ring_cb(a.cluster, pc_server_ring_changed, a.server);
     /* Signals before the listener: once a client (or a test) can connect,
      * SIGTERM must already mean a graceful stop, not the default kill. */
@@ -415,11 +434,15 @@ int main(int argc, char **argv)
     pc_peer_pool_free(&a.peers);
     if (uv_loop_close(&a.loop) != 0)
         pc_log_warn(&a.log, "event loop closed with handles still open");
-    for (size_t i = 0; i < a.nworkers; i++)
+    for (size_t i = 0; i < a.nworkers; i++) {
+        pc_peer_pool_free(&a.wpeers[i]);
         if (uv_loop_close(&a.wloops[i]) != 0)
             pc_log_warn(&a.log, "event loop %zu closed with handles still open", i + 1);
+    }
     free(a.wloops);
     free(a.wthreads);
+    free(a.wbackends);
+    free(a.wpeers);
     pc_store_free(&a.store);
     pc_guard_free(&a.guard);
     pc_log_info(&a.log, status == 0 ? "bye" : "bye (the drain cut requests in progress)");

@@ -1,27 +1,29 @@
 /*
- * pc_server.h -- the client-protocol server of a node: TCP listener,
- * connections, request dispatch, read-through and write-through.
+ * pc_server.h -- the client-protocol server of a node: its event loops
+ * (one core, --threads - 1 workers), wired from the modules of node/
+ * (docs/ARCHITECTURE.md "node/" has the table): connections
+ * (pc_conn, pc_conns), dispatch and routing (pc_dispatch, pc_route), key
+ * operations (pc_keys, pc_write, pc_mget, pc_forward), replication and
+ * hand-off (pc_replicate, pc_handoff), the loops together (pc_loops,
+ * pc_relay, pc_view) and the per-slot state of ring changes (pc_slots).
+ * This module makes the loops, starts them, turns the home loops on and
+ * off (when the ring has settled), and stops them.
  *
- * Request paths (see docs/ARCHITECTURE.md):
+ * Request paths (docs/ARCHITECTURE.md):
  *   GET   store hit -> answer. Miss -> one Redis read per key however many
  *         requests wait for it (coalescing), fill the store, answer all.
  *   SET   Redis first; only on its acknowledgement update the store and
  *         answer OK. DEL and TOUCH likewise.
  * Responses on a connection leave in request order, whatever order the
- * backend answers in.
+ * backend answers in. docs/OPERATIONS.md lists the resource limits.
  *
- * Resource bounds per connection: input buffer (a partial frame, at most
- * one max frame; whole requests are read from one buffer all connections
- * share), requests in flight (max_inflight; reading pauses at the limit),
- * queued output (max_output; reading pauses until the client drains it,
- * and a client that takes nothing for output_timeout is dropped), a frame
- * deadline (frame_timeout) and idle timeout. Across connections: their
- * buffers together (max_buffer_memory; over it nobody is read and new
- * connections are refused). docs/OPERATIONS.md lists them all.
+ * Ownership: the store, the guard, the log, the cluster, and every
+ * loop's Redis connection and peer pool are the caller's; the server
+ * borrows them, and tells the caller when a worker loop no longer uses
+ * its own (pc_server_on_loop_stopped).
  *
- * Thread rules: each server (core or worker) on its own loop's thread.
- * pc_server_set_token may be called from the core's thread at any time.
- * Everything the loops share is synchronised inside.
+ * Thread rules: each loop on its own thread; every function here on the
+ * core loop's thread. Everything the loops share is synchronised inside.
  */
 #ifndef PC_SERVER_H
 #define PC_SERVER_H
@@ -41,9 +43,10 @@
 typedef struct pc_server pc_server_t;
 
 /*
- * Creates a server on `loop`. `store` and `log` must outlive it; `backend`
- * may be NULL (pure memory cache: misses are NOT_FOUND, writes go to the
- * store only) and is owned by the caller. `cluster` and `peers` (both or
+ * Creates a server on `loop` (its core loop). `store` and `log` must
+ * outlive it; `backend` may be NULL (pure memory cache: misses are
+ * NOT_FOUND, writes go to the store only); it and `peers` stay the
+ * caller's, who closes them after the shutdown. `cluster` and `peers` (both or
  * neither) make it a cluster member: keys it does not own are forwarded
  * to their owners, writes are replicated; NULL = a node alone that owns
  * everything. `guard` (may be NULL; must outlive the server) holds the
@@ -82,31 +85,36 @@ void pc_server_after_handoff(pc_server_t *s, void (*done)(void *arg), void *arg)
 
 /*
  * A multi-threaded node (docs/ARCHITECTURE.md "Threads"): adds a worker
- * loop to the core server `core` (made by pc_server_new with cfg->threads
- * > 1), after pc_server_new and before pc_server_start. The worker shares
- * the core's store, guard and view of the ring; pc_server_start(core)
- * starts it too, each loop accepting on its own SO_REUSEPORT socket.
+ * loop to the server (made by pc_server_new with cfg->threads > 1),
+ * after pc_server_new and before pc_server_start. The worker shares the
+ * core's store, guard and view of the ring; pc_server_start starts it
+ * too, each loop accepting on its own SO_REUSEPORT socket.
  *
- * `backend` is the worker's own Redis connection and `peers` its own
- * peer pool, both made on `loop`; backend is NULL exactly when the core
- * has none, peers is never NULL (else PC_EINVAL). On success the worker
- * owns both, closes them on its loop when it stops, and frees them with
- * itself; on failure they stay the caller's. While the node is settled (docs/ARCHITECTURE.md "Threads"),
- * the worker is the home loop of its share of the keys: it reads them
- * through and writes them through Redis itself, replicates and forwards
- * over its own peer connections.
+ * `backend` is the worker's own Redis connection and `peers` its own peer
+ * pool, both made on `loop` by the caller, who keeps them: backend is
+ * NULL exactly when the core has none, peers is never NULL (else
+ * PC_EINVAL). The caller closes them on the worker's thread once the
+ * worker stopped serving (pc_server_on_loop_stopped), and frees them
+ * after the thread is joined. While the node is settled the worker is the
+ * home loop of its share of the keys: it reads them through and writes
+ * them through Redis itself, replicates and forwards over its own peer
+ * connections; otherwise it serves store hits and relays the rest to the
+ * core loop over a socketpair.
  *
- * It also serves store hits in slots this node owns, and on a
- * memory-only node alone, writes; everything else it relays to the core
- * loop (or to the key's home loop) over a socketpair. After
- * pc_server_start, run `loop` on a thread of its own. The core owns the
- * worker: pc_server_shutdown(core) stops the workers first (their loops
- * then end), and pc_server_free(core) frees them -- after the worker
- * threads are joined. 0, PC_EINVAL (not a core, already started, or a
- * backend where the core has none or the reverse) or PC_ENOMEM.
+ * After pc_server_start, run `loop` on a thread of its own.
+ * pc_server_shutdown stops the workers first (their loops then end once
+ * the caller has closed their backend and pool), and pc_server_free frees
+ * them -- after the worker threads are joined. 0, PC_EINVAL (already
+ * started, or a backend where the core has none or the reverse) or
+ * PC_ENOMEM.
  */
-int pc_server_add_worker(pc_server_t *core, uv_loop_t *loop, pc_backend_t *backend,
+int pc_server_add_worker(pc_server_t *s, uv_loop_t *loop, pc_backend_t *backend,
                          pc_peer_pool_t *peers);
+
+/* Called on worker loop `index`'s own thread (1..threads-1) once it has
+ * stopped serving: its Redis connection and peer pool are no longer used,
+ * and the caller closes them there. Set before pc_server_start. */
+void pc_server_on_loop_stopped(pc_server_t *s, void (*cb)(void *arg, size_t index), void *arg);
 
 /* The frame every loop's peer pool sends ahead of everything on a new
  * connection (pc_peer_set_hello), set on the core's pool at once and on

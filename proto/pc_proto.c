@@ -1833,3 +1833,31 @@ int pc_proto_encode_error(pc_buf_t *out, uint32_t op, uint64_t id, uint32_t stat
     }
     return pc_proto_encode_response(out, &r);
 }
+
+int pc_proto_append_frame(pc_buf_t *out, const uint8_t *body, size_t len)
+{
+    if (len > UINT32_MAX)
+        return PC_ETOOBIG;
+    uint8_t pfx[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+                      (uint8_t)len};
+    size_t before = out->len;
+    int rc = pc_buf_append(out, pfx, sizeof pfx);
+    if (rc == 0 && len > 0)
+        rc = pc_buf_append(out, body, len);
+    if (rc < 0)
+        out->len = before;
+    return rc;
+}
+
+int pc_proto_encode_forward(pc_buf_t *out, uint32_t hops, const pc_request_t *inner,
+                            pc_buf_t *tmp)
+{
+    pc_buf_reset(tmp);
+    int rc = pc_proto_encode_request(tmp, inner);
+    if (rc < 0)
+        return rc;
+    /* The body of the frame just encoded: past its length prefix. */
+    pc_request_t fw = {.op = PC_OP_FORWARD, .id = inner->id, .hops = hops,
+                       .body = {tmp->data + 4, (uint32_t)(tmp->len - 4)}};
+    return pc_proto_encode_request(out, &fw);
+}

@@ -434,6 +434,22 @@ int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp);
 int pc_proto_encode_error(pc_buf_t *out, uint32_t op, uint64_t id, uint32_t status,
                           const char *message);
 
+/* Appends `body` as one whole frame: its 4-byte big-endian length, then
+ * the body as it is (an answer relayed untouched). 0, PC_ENOMEM or
+ * PC_ETOOBIG (over 2^32 - 1 bytes, or the buffer's cap); on error *out is
+ * left as it was. */
+int pc_proto_append_frame(pc_buf_t *out, const uint8_t *body, size_t len);
+
+/*
+ * Appends a FORWARD of `inner` (PROTOCOL.md §7): the request re-encoded
+ * as the FORWARD's body, both under inner->id, with `hops`. `tmp` is the
+ * caller's scratch buffer for the inner frame (its contents are
+ * undefined afterwards). Errors as pc_proto_encode_request; on error
+ * *out is left as it was.
+ */
+int pc_proto_encode_forward(pc_buf_t *out, uint32_t hops, const pc_request_t *inner,
+                            pc_buf_t *tmp);
+
 /* Bytes that the fixed parts of a GET/MGET entry can take at most; lets a
  * server budget an MGET reply against max_frame before encoding. */
 #define PC_PROTO_ENTRY_OVERHEAD 48

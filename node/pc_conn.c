@@ -1,0 +1,878 @@
+/*
+ * pc_conn.c -- one client connection: input and framing, fair turns,
+ * answers in order, output and back-pressure, limits, close.
+ */
+#include "pc_conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define READ_CHUNK (64 * 1024)
+/* Output buffers bigger than this are given back once the connection is
+ * quiet, so one that once fetched a large value does not keep its memory. */
+#define CONN_BUF_KEEP (16 * 1024)
+#define TICK_QUIET_MS 100
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static int conn_waiting(const pc_conn_t *c);
+
+static uint64_t now_ms(const pc_conns_t *cs) { return uv_now(cs->loop); }
+
+int pc_conn_new(pc_conns_t *cs, pc_conn_t **out)
+{
+    pc_conn_t *c = pc_sched_reserve(&cs->sched[PC_CONN_LIGHT], cs->nconn_all + 1) == 0 &&
+                           pc_sched_reserve(&cs->sched[PC_CONN_HEAVY], cs->nconn_all + 1) == 0
+                       ? calloc(1, sizeof *c)
+                       : NULL;
+    if (c == NULL)
+        return PC_ENOMEM;
+    c->cs = cs;
+    c->owner = cs->owner;
+    c->refs = 1; /* the handle */
+    pc_list_init(&c->reqs);
+    pc_list_push_back(&cs->conns, &c->link);
+    cs->nconn_all++;
+    pc_sched_entry_init(&c->sched[PC_CONN_LIGHT]);
+    pc_sched_entry_init(&c->sched[PC_CONN_HEAVY]);
+    /* Sealed peer frames fit too: max-frame leaves room for the seal
+     * beside the largest key and value (FRAME_SLACK in pc_config.c). */
+    pc_proto_reader_init(&c->rd, cs->set.proto.max_frame);
+    pc_buf_init(&c->out, 0);
+    pc_buf_init(&c->wbuf, 0);
+    pc_proto_reader_account(&c->rd, &cs->buf_bytes);
+    pc_buf_set_account(&c->out, &cs->buf_bytes);
+    pc_buf_set_account(&c->wbuf, &cs->buf_bytes);
+    c->last_active = now_ms(cs);
+    *out = c;
+    return 0;
+}
+
+static void conn_maybe_free(pc_conn_t *c)
+{
+    if (c->refs > 0)
+        return;
+    pc_conns_t *cs = c->cs;
+    pc_list_remove(&c->link);
+    cs->nconn_all--;
+    pc_sched_remove(&cs->sched[PC_CONN_LIGHT], &c->sched[PC_CONN_LIGHT]);
+    pc_sched_remove(&cs->sched[PC_CONN_HEAVY], &c->sched[PC_CONN_HEAVY]);
+    pc_proto_reader_free(&c->rd);
+    pc_buf_free(&c->out);
+    pc_buf_free(&c->wbuf);
+    free(c);
+    pc_conns_buffer_check(cs); /* what it held may let newcomers in again */
+    if (cs->hooks->gone)
+        cs->hooks->gone(cs->owner);
+}
+
+/* ---- output and back-pressure ------------------------------------------- */
+
+static size_t conn_queued(const pc_conn_t *c) { return c->out.len + c->wbuf.len; }
+
+/* Output a client that has not sent the token yet may have queued: room
+ * for a few hundred AUTH_REQUIRED answers, not for a flood of them. */
+#define UNAUTH_OUT_BUDGET (16 * 1024)
+/* The least output budget a connection gets, however many share the
+ * loop's buffer memory. */
+#define OUT_BUDGET_MIN (64 * 1024)
+
+/*
+ * How much output a connection may queue before reading from it pauses:
+ * its fair share of the loop's buffer memory (the loop's share of
+ * --max-buffer-memory over its connections), at least OUT_BUDGET_MIN and
+ * at most --max-output; UNAUTH_OUT_BUDGET before a good HELLO. So what a
+ * client that stops reading can hold is its own share, and all of them
+ * together about the cap (the shedding in pc_conns.c takes care of the
+ * rest). The check follows each answer, so one answer may go past it.
+ */
+static size_t conn_budget(const pc_conn_t *c)
+{
+    size_t b = c->cs->out_budget;
+    return c->authed || b < UNAUTH_OUT_BUDGET ? b : UNAUTH_OUT_BUDGET;
+}
+
+void pc_conns_budget_update(pc_conns_t *cs)
+{
+    size_t share = cs->set.max_buffer_memory / (cs->nconns > 0 ? cs->nconns : 1);
+    if (share < OUT_BUDGET_MIN)
+        share = OUT_BUDGET_MIN;
+    cs->out_budget = share < cs->set.max_output ? share : cs->set.max_output;
+}
+
+static int conn_paused(const pc_conn_t *c)
+{
+    const pc_conns_t *cs = c->cs;
+    if (cs->held) /* pc_conns_hold: nothing is read (the homes' drain) */
+        return 1;
+    /* The receiving end of a relay carries many clients' requests:
+     * pausing it for one would stall them all. Each client is bounded
+     * where it is read instead, on its own loop, which also stops at
+     * PC_CONN_RELAY_MAX requests out at other loops. */
+    if (c->internal)
+        return 0;
+    return c->nreqs >= cs->set.max_inflight || conn_queued(c) + c->held > conn_budget(c) ||
+           c->auth.pending || c->relayed >= PC_CONN_RELAY_MAX;
+}
+
+static int conn_output_over(const pc_conn_t *c)
+{
+    return conn_queued(c) + c->held > conn_budget(c);
+}
+
+/*
+ * Brings the limit clocks up to date after the connection's state changed
+ * (bytes came in, frames were processed, output drained):
+ *
+ * Frame deadline. Only a partial frame at the front of the input counts,
+ * and only while we are reading it: whole frames waiting because the
+ * connection is paused (max-inflight, its output budget) are our delay,
+ * not the client's, so the clock stops while the connection pauses
+ * itself, and restarts when it resumes. The clock restarts whenever a new
+ * frame comes to the front (frame_at moves), so a client that keeps
+ * completing frames is never cut, however slow its stream as a whole.
+ *
+ * Output stall. Since when queued output is over the connection's budget
+ * (conn_budget) while the client does not take it: the clock runs only
+ * while a write is out, and write_cb stops it each time one completes
+ * (the client read). Answers held behind a slow request with nothing
+ * being written are waiting on us, not on the client, so they pause
+ * reading but are no stall.
+ *
+ * Idle input. Outside processing (no frame body is in use), an empty
+ * reader gives its buffer back, so an idle connection holds no input
+ * buffer (reads go to the shared one). Output buffers are trimmed by the
+ * tick instead (pc_conn_check_limits), once the connection is quiet: here
+ * they are empty after every flush, and freeing them then would make a
+ * streaming client grow them again, page by page, for every batch.
+ */
+static void conn_limits_note(pc_conn_t *c)
+{
+    uint64_t now = now_ms(c->cs);
+    size_t pending = pc_proto_reader_pending(&c->rd);
+    if (pending == 0 || pc_proto_reader_missing(&c->rd) == 0 || c->eof || c->closing ||
+        conn_paused(c)) {
+        c->frame_since = 0;
+    } else if (c->frame_since == 0 || c->frame_at != c->bytes_in - pending) {
+        c->frame_since = now;
+        c->frame_at = c->bytes_in - pending;
+    }
+    if (!conn_output_over(c) || !c->writing)
+        c->out_since = 0;
+    else if (c->out_since == 0)
+        c->out_since = now;
+    if (c->processing)
+        return;
+    if (pending == 0)
+        pc_proto_reader_free(&c->rd);
+}
+
+void pc_conn_update_reading(pc_conn_t *c)
+{
+    conn_limits_note(c);
+    pc_conns_buffer_check(c->cs);
+    /* While it waits for its turn, input piles up to a chunk, no more. */
+    int want = !c->closing && !c->eof && !conn_paused(c) &&
+               !(conn_waiting(c) && pc_proto_reader_pending(&c->rd) >= READ_CHUNK);
+    if (want && !c->reading) {
+        if (uv_read_start(&c->h.stream, alloc_cb, read_cb) == 0)
+            c->reading = 1;
+    } else if (!want && c->reading) {
+        uv_read_stop(&c->h.stream);
+        c->reading = 0;
+    }
+}
+
+/*
+ * The cap on connection buffers (the loop's share of
+ * --max-buffer-memory). Every connection's output budget is its fair
+ * share of it (conn_budget), so it is mostly kept without help; past 7/8
+ * of it, the connections over their share are shed (pc_conns.c). Only if
+ * what is left is still over the cap -- everyone within a share that has
+ * shrunk, say -- are new connections refused (BUSY) until it comes down;
+ * reading never stops.
+ *
+ * This check is called wherever the total may have grown or shrunk (a
+ * connection processed, accepted, freed), and is cheap: the shedding
+ * scans every connection, so it runs once per loop iteration at most
+ * (before the loop polls, and on the tick).
+ */
+void pc_conns_buffer_check(pc_conns_t *cs)
+{
+    size_t cap = cs->set.max_buffer_memory;
+    if (cs->buf_bytes > cap - cap / 8)
+        cs->buf_check_due = 1;
+    else if (cs->buf_full)
+        pc_conns_buffer_full(cs, 0);
+}
+
+void pc_conns_buffer_full(pc_conns_t *cs, int full)
+{
+    if (full == cs->buf_full)
+        return;
+    cs->buf_full = full;
+    if (full)
+        pc_log_warn(cs->log, "connection buffers at %zu bytes, over --max-buffer-memory: new "
+                    "connections refused", cs->buf_bytes);
+    else
+        pc_log_info(cs->log, "connection buffers down to %zu bytes: accepting again",
+                    cs->buf_bytes);
+}
+
+static void write_cb(uv_write_t *w, int status)
+{
+    pc_conn_t *c = w->data;
+    c->writing = 0;
+    c->out_since = 0; /* the client took a write: not stalled (conn_limits_note) */
+    pc_buf_reset(&c->wbuf);
+    c->refs--;
+    if (c->closing) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (status < 0) {
+        pc_conn_close(c, uv_strerror(status));
+        return;
+    }
+    c->last_active = now_ms(c->cs);
+    /* Output drained: buffered frames may now be processed, reading may
+     * resume, and a draining connection may be done. */
+    pc_conn_run(c);
+}
+
+void pc_conn_flush(pc_conn_t *c)
+{
+    if (c->closing || c->writing || c->out.len == 0)
+        return;
+    /* Double buffering: new answers go to `out` while `wbuf` is written, so
+     * every answer produced during one loop turn leaves in one write. */
+    pc_buf_t t = c->wbuf;
+    c->wbuf = c->out;
+    c->out = t;
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, write_cb);
+    if (rc < 0) {
+        pc_conn_close(c, uv_strerror(rc));
+        return;
+    }
+    c->writing = 1;
+    c->refs++;
+}
+
+/* ---- fair turns ----------------------------------------------------------- */
+
+/*
+ * A loop serves many connections, and one that pipelines without end,
+ * asks for large values, or never reads its answers must not make the
+ * others wait. Each connection is served in turns of at most
+ * TURN_QUANTUM_NS of the loop's time (pc_conn_process; at least one frame),
+ * and those with work left wait in the loop's scheduler for their next
+ * turn. There are two classes:
+ *
+ *   light  connections whose last turn ended before its quantum -- a
+ *          client sending a request or a pipeline at a time and reading
+ *          the answers;
+ *   heavy  those whose last turn used its quantum (a flood, a large
+ *          answer), and new connections until their first light turn.
+ *
+ * Each class is ordered by start-time fair queuing (pc_sched.h): by the
+ * time its connections have had. An iteration of the loop serves light
+ * turns for up to half of TURN_BUDGET_NS, then heavy turns -- at least
+ * one, up to the budget -- then light ones again, and polls again: a
+ * light client's request waits for at most one iteration, however many
+ * heavy clients there are and however large their answers, and the heavy
+ * ones share what is left, fairly, without starving. While nobody waits,
+ * a connection is served as soon as its input is read.
+ *
+ * Work is the loop's time, measured (uv_hrtime, about 25 ns a read on
+ * these machines; see conn_process_frames for how often): decoding,
+ * serving, encoding, handing the answers to the kernel, and reading the
+ * socket. Time is what the others wait for; counting bytes instead
+ * misjudged it by an order of magnitude both ways (a PING's cost is
+ * nearly all per request, a 1 MiB answer's nearly all per byte).
+ */
+#define TURN_QUANTUM_NS PC_CONN_TURN_QUANTUM_NS
+#define TURN_BUDGET_NS ((uint64_t)500 * 1000)
+#define TURN_CLOCK_EVERY 8
+#define TURN_CLOCK_BYTES ((size_t)16 * 1024)
+enum { LIGHT = PC_CONN_LIGHT, HEAVY = PC_CONN_HEAVY };
+
+static int conn_waiting(const pc_conn_t *c)
+{
+    return pc_sched_queued(&c->sched[LIGHT]) || pc_sched_queued(&c->sched[HEAVY]);
+}
+
+static void conn_turn(pc_conn_t *c)
+{
+    c->refs++; /* processing may close it; keep it until we are done */
+    pc_conn_process(c);
+    c->refs--;
+    conn_maybe_free(c);
+}
+
+/* Serves the next connection of a class; 0 if none waits. */
+static int serve_next(pc_conns_t *cs, int cls)
+{
+    pc_sched_entry_t *e = pc_sched_pop(&cs->sched[cls]);
+    if (e == NULL)
+        return 0;
+    conn_turn(cls == LIGHT ? pc_list_entry(e, pc_conn_t, sched[LIGHT])
+                           : pc_list_entry(e, pc_conn_t, sched[HEAVY]));
+    return 1;
+}
+
+/*
+ * Completions (Redis replies) never process a connection's input
+ * themselves: they schedule it (pc_conn_schedule). Processing inline
+ * would nest -- a reply completes a request, processing starts the next
+ * request, which may complete at once and process another connection --
+ * with unbounded depth, and with callers up the stack still holding
+ * per-key state that a nested call could free.
+ */
+static void run_idle_cb(uv_idle_t *h)
+{
+    pc_conns_t *cs = h->data;
+    cs->turn_work = 0;
+    while (cs->turn_work < TURN_BUDGET_NS / 2 && serve_next(cs, LIGHT))
+        ;
+    if (serve_next(cs, HEAVY))
+        while (cs->turn_work < TURN_BUDGET_NS && serve_next(cs, HEAVY))
+            ;
+    while (cs->turn_work < TURN_BUDGET_NS && serve_next(cs, LIGHT))
+        ;
+    if (pc_sched_count(&cs->sched[LIGHT]) + pc_sched_count(&cs->sched[HEAVY]) == 0)
+        uv_idle_stop(&cs->run_idle);
+}
+
+/* (Heap room is reserved for every connection when it is made, so the
+ * push cannot fail.) */
+void pc_conn_schedule(pc_conn_t *c)
+{
+    pc_conns_t *cs = c->cs;
+    if (c->closing || conn_waiting(c))
+        return;
+    (void)pc_sched_push(&cs->sched[c->heavy], &c->sched[c->heavy]);
+    if (!uv_is_active((uv_handle_t *)&cs->run_idle))
+        uv_idle_start(&cs->run_idle, run_idle_cb);
+}
+
+/* A light one is served now unless light ones wait (their turns are
+ * short, and they come in order); a heavy one only if nobody waits and
+ * this iteration's budget is not spent, else in its turn. A relay's
+ * internal connection carries many clients of another loop, each bounded
+ * there: it is always served at once. */
+void pc_conn_run(pc_conn_t *c)
+{
+    pc_conns_t *cs = c->cs;
+    if (conn_waiting(c))
+        return; /* its turn will come */
+    int now = c->internal || (!c->heavy ? pc_sched_count(&cs->sched[LIGHT]) == 0
+                                        : pc_sched_count(&cs->sched[LIGHT]) == 0 &&
+                                              pc_sched_count(&cs->sched[HEAVY]) == 0 &&
+                                              cs->turn_work < TURN_BUDGET_NS);
+    if (now)
+        pc_conn_process(c);
+    else
+        pc_conn_schedule(c);
+}
+
+/* ---- requests and answers ---------------------------------------------- */
+
+pc_req_t *pc_req_new(pc_conn_t *c, uint32_t op, uint64_t id, size_t size)
+{
+    pc_req_t *r = calloc(1, size);
+    if (r == NULL)
+        return NULL;
+    r->c = c;
+    r->op = op;
+    r->id = id;
+    pc_buf_init(&r->resp, 0);
+    pc_buf_set_account(&r->resp, &c->cs->buf_bytes); /* held answers count */
+    pc_list_push_back(&c->reqs, &r->link);
+    c->nreqs++;
+    c->refs++;
+    return r;
+}
+
+void pc_req_free(pc_req_t *r)
+{
+    pc_conn_t *c = r->c;
+    if (r->cleanup)
+        r->cleanup(r);
+    c->held -= r->resp.len;
+    pc_buf_free(&r->resp);
+    pc_list_remove(&r->link);
+    c->nreqs--;
+    c->refs--;
+    free(r);
+}
+
+int pc_req_gone(pc_req_t *r)
+{
+    pc_conn_t *c = r->c;
+    if (!c->closing)
+        return 0;
+    pc_req_free(r);
+    conn_maybe_free(c);
+    return 1;
+}
+
+static int req_is_head(const pc_req_t *r) { return r->c->reqs.next == &r->link; }
+
+/* Moves finished answers from the head of the queue to the output. */
+static void conn_flush_ready(pc_conn_t *c)
+{
+    while (!pc_list_empty(&c->reqs)) {
+        pc_req_t *r = pc_list_entry(c->reqs.next, pc_req_t, link);
+        if (!r->done)
+            break;
+        if (r->resp.len > 0 && pc_buf_append(&c->out, r->resp.data, r->resp.len) < 0) {
+            pc_req_free(r);
+            pc_conn_close(c, "out of memory");
+            return;
+        }
+        pc_req_free(r);
+    }
+}
+
+/*
+ * Where to encode an answer for (op, id) that is ready now: straight into
+ * the output when nothing is queued ahead, else into a finished request
+ * that waits its turn. NULL on allocation failure.
+ */
+static pc_buf_t *answer_target(pc_conn_t *c, uint32_t op, uint64_t id)
+{
+    if (pc_list_empty(&c->reqs) || c->internal)
+        return &c->out;
+    pc_req_t *r = pc_req_new(c, op, id, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->done = 1;
+    return &r->resp;
+}
+
+/* On a peer's (sealed) connection, seals the frame just appended at
+ * b->data[start..]; passes rc through otherwise. */
+static int seal_answer(pc_conn_t *c, pc_buf_t *b, size_t start, int rc)
+{
+    if (rc < 0 || !c->sealed)
+        return rc;
+    rc = pc_guard_seal_frame(c->cs->guard, &c->seal, PC_SEAL_PEER_RESP, b, start);
+    if (rc < 0)
+        b->len = start;
+    return rc;
+}
+
+/* Every answer carries our ring's fingerprint (PROTOCOL.md §6). */
+static int encode_answer(pc_conn_t *c, pc_buf_t *b, const pc_response_t *resp, const char *errmsg)
+{
+    pc_response_t r = *resp;
+    size_t start = b->len;
+    r.ring_fp = atomic_load_explicit(c->cs->ring_fp, memory_order_relaxed);
+    if (r.status != PC_ST_OK && errmsg != NULL) {
+        r.message.ptr = (const uint8_t *)errmsg;
+        r.message.len = (uint32_t)strlen(errmsg);
+    }
+    return seal_answer(c, b, start, pc_proto_encode_response(b, &r));
+}
+
+static void answer_with(pc_conn_t *c, const pc_response_t *resp, const char *errmsg)
+{
+    pc_buf_t *b = answer_target(c, resp->op, resp->id);
+    int rc = b ? encode_answer(c, b, resp, errmsg) : PC_ENOMEM;
+    if (b != NULL && b != &c->out)
+        c->held += b->len;
+    if (rc < 0)
+        pc_conn_close(c, "out of memory encoding a reply");
+}
+
+void pc_conn_answer(pc_conn_t *c, const pc_response_t *resp) { answer_with(c, resp, NULL); }
+
+void pc_conn_answer_error(pc_conn_t *c, uint32_t op, uint64_t id, uint32_t status,
+                          const char *msg)
+{
+    pc_response_t resp = {.op = op, .id = id, .status = status};
+    answer_with(c, &resp, msg);
+}
+
+/* A queued request has its answer: resp encoded here, or (raw != NULL) a
+ * response body already encoded. If the client is gone the answer is
+ * dropped; if the request is at the head it goes out now. */
+static void req_deliver(pc_req_t *r, const pc_response_t *resp, const char *errmsg,
+                        const uint8_t *raw, size_t rawlen)
+{
+    pc_conn_t *c = r->c;
+    /* Answered: nothing calls back for it any more. (An answer held behind
+     * an unfinished request that still counted as waiting was never freed
+     * when its connection closed, and held the connection for ever.) */
+    r->waiting = 0;
+    if (pc_req_gone(r))
+        return;
+    /* The receiving end of a relay answers as soon as it can: the relay's
+     * requests are many clients', each put back in order by its loop. */
+    pc_buf_t *b = req_is_head(r) || c->internal ? &c->out : &r->resp;
+    size_t start = b->len;
+    int rc = raw ? seal_answer(c, b, start, pc_proto_append_frame(b, raw, rawlen))
+                 : encode_answer(c, b, resp, errmsg);
+    r->done = 1;
+    if (b == &c->out)
+        pc_req_free(r);
+    else
+        c->held += b->len;
+    if (rc < 0) {
+        pc_conn_close(c, "out of memory encoding a reply");
+        return;
+    }
+    conn_flush_ready(c);
+    pc_conn_flush(c);
+    pc_conn_schedule(c);
+}
+
+void pc_req_answer(pc_req_t *r, const pc_response_t *resp, const char *errmsg)
+{
+    req_deliver(r, resp, errmsg, NULL, 0);
+}
+
+void pc_req_answer_status(pc_req_t *r, uint32_t status, const char *msg)
+{
+    pc_response_t resp = {.op = r->op, .id = r->id, .status = status};
+    pc_req_answer(r, &resp, msg ? msg : pc_status_message(status));
+}
+
+void pc_req_answer_raw(pc_req_t *r, const uint8_t *body, size_t len)
+{
+    req_deliver(r, NULL, NULL, body, len);
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+void pc_conn_bad_frame(pc_conn_t *c, uint32_t status, const char *why)
+{
+    c->cs->stats->bad_frames++;
+    pc_log_info(c->cs->log, "client %s: %s; closing the connection", c->peer, why);
+    /* Best effort: answers still queued behind a Redis call are dropped. */
+    pc_proto_encode_error(&c->out, 0, 0, status, why);
+    pc_conn_close(c, NULL);
+}
+
+/* One turn, begun at t0 (uv_hrtime): frames until the input runs out, a
+ * limit pauses the connection, or the turn has lasted TURN_QUANTUM_NS (a
+ * relay's internal connection has no quantum). */
+static void conn_process_frames(pc_conn_t *c, uint64_t t0)
+{
+    pc_conns_t *cs = c->cs;
+    /* The clock is read every TURN_CLOCK_EVERY frames, and after any frame
+     * that made TURN_CLOCK_BYTES of output (a large answer is what makes
+     * a frame slow): a read per frame cost pipelined throughput 3.5%. */
+    unsigned frames = 0;
+    size_t out_at = c->out.len + c->held;
+    for (;;) {
+        if (c->closing || conn_paused(c))
+            break;
+        size_t out_now = c->out.len + c->held;
+        if (!c->internal && (++frames % TURN_CLOCK_EVERY == 0 ||
+                             out_now - out_at > TURN_CLOCK_BYTES || out_now < out_at)) {
+            if (uv_hrtime() - t0 >= TURN_QUANTUM_NS)
+                break;
+            out_at = out_now;
+        }
+        const uint8_t *body;
+        uint32_t len;
+        int rc = pc_proto_reader_next(&c->rd, &body, &len);
+        if (rc == 0)
+            break;
+        if (rc < 0) {
+            char why[128];
+            snprintf(why, sizeof why, "%s",
+                     rc == PC_ETOOBIG ? "frame length over max-frame" : "zero-length frame");
+            pc_conn_bad_frame(c, rc == PC_ETOOBIG ? PC_ST_TOO_LARGE : PC_ST_BAD_REQUEST, why);
+            return;
+        }
+        if (pc_guard_on(cs->guard) && (c->sealed || pc_seal_is_sealed(body, len))) {
+            /* A peer's frame: opened in place (the reader's buffer is ours
+             * to write); anything that fails the key check ends the
+             * connection without a word (the guard counts why). */
+            uint8_t *plain;
+            size_t plen;
+            rc = pc_guard_open(cs->guard, PC_SEAL_PEER_REQ, (uint8_t *)(uintptr_t)body, len,
+                               &plain, &plen);
+            if (rc < 0) {
+                cs->stats->peer_rejected++;
+                cs->stats->bad_frames++;
+                pc_log_debug(cs->log, "client %s: frame failed the cluster-key check (%s)",
+                             c->peer, pc_strerror(rc));
+                pc_conn_close(c, "cluster-key check failed");
+                return;
+            }
+            if (!c->sealed) {
+                c->sealed = 1;
+                c->authed = 1;
+                pc_seal_stream_init(&c->seal);
+            }
+            body = plain;
+            len = (uint32_t)plen;
+        } else if (pc_seal_is_sealed(body, len)) {
+            pc_conn_bad_frame(c, PC_ST_BAD_REQUEST,
+                              "sealed frame, but this node runs without a cluster key");
+            return;
+        }
+        cs->hooks->frame(c, body, len);
+    }
+}
+
+/*
+ * Processes buffered frames until the buffer is empty, a limit pauses the
+ * connection, or its turn is up; then writes and adjusts reading. Answers
+ * that complete during dispatch call back in here; the guard turns that
+ * into a no-op, since the outer loop is still running.
+ */
+void pc_conn_process(pc_conn_t *c)
+{
+    pc_conns_t *cs = c->cs;
+    if (c->processing)
+        return;
+    pc_sched_remove(&cs->sched[LIGHT], &c->sched[LIGHT]); /* served now */
+    pc_sched_remove(&cs->sched[HEAVY], &c->sched[HEAVY]);
+    c->processing = 1;
+    uint64_t t0 = uv_hrtime();
+    conn_process_frames(c, t0);
+    c->processing = 0;
+    if (!c->closing)
+        pc_conn_flush(c);
+    uint64_t work = uv_hrtime() - t0;
+    pc_sched_charge(&cs->sched[c->heavy], &c->sched[c->heavy], work);
+    cs->turn_work += work;
+    if (c->closing)
+        return;
+    /* A turn that used its quantum and left whole frames waiting makes the
+     * connection heavy -- also when a limit paused it (a client that
+     * never reads pauses after every large answer); one that ran out of
+     * input makes it light, however long it took (the kernel may have
+     * preempted the loop during a one-frame turn). */
+    int more = pc_proto_reader_pending(&c->rd) > 0 && pc_proto_reader_missing(&c->rd) == 0;
+    c->heavy = !c->internal && work >= TURN_QUANTUM_NS && more;
+    if (c->eof && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
+        pc_conn_close(c, NULL);
+        return;
+    }
+    if (c->heavy && !conn_paused(c))
+        pc_conn_schedule(c); /* its next turn, in order */
+    pc_conn_update_reading(c);
+}
+
+/*
+ * Where a read goes. A connection with no buffered input reads into the
+ * loop's one shared buffer (conn_read_shared), so idle connections, and
+ * those whose requests arrive whole, hold no input memory. One with a
+ * partial frame reads into its own reader, and no further than the end of
+ * that frame: the rest of the stream goes to the shared buffer again.
+ * libuv calls read_cb right after alloc_cb, before any other callback, so
+ * one shared buffer serves every connection of the loop.
+ */
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    pc_conn_t *c = h->data;
+    pc_conns_t *cs = c->cs;
+    (void)suggested;
+    /* Input of a connection that waits for its turn, or of a heavy one
+     * once this iteration's budget is spent, stays in the kernel until
+     * its turn (TCP flow control holds its sender back meanwhile): read
+     * now, it would only be copied and held. An empty buffer is libuv's
+     * "not now" (read_cb sees UV_ENOBUFS; the socket stays readable). */
+    if (!c->internal && (conn_waiting(c) || (c->heavy && cs->turn_work >= TURN_BUDGET_NS))) {
+        c->read_deferred = 1;
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    cs->read_at = uv_hrtime(); /* the read() comes next: read_cb charges it */
+    if (pc_proto_reader_pending(&c->rd) == 0 && cs->rbuf != NULL && !cs->rbuf_busy) {
+        cs->rbuf_busy = 1;
+        *buf = uv_buf_init((char *)cs->rbuf, READ_CHUNK);
+        return;
+    }
+    size_t want = pc_proto_reader_missing(&c->rd);
+    if (want == 0 || want > READ_CHUNK)
+        want = READ_CHUNK;
+    uint8_t *p = NULL;
+    size_t avail = 0;
+    if (pc_proto_reader_reserve(&c->rd, want, &p, &avail) < 0)
+        avail = 0; /* libuv reports UV_ENOBUFS to read_cb */
+    *buf = uv_buf_init((char *)p, (unsigned)(avail < want ? avail : want));
+}
+
+/*
+ * n bytes arrived in the shared buffer: whole frames are dispatched
+ * straight from it, and what is left -- a partial frame, or frames not
+ * processed because the connection paused -- moves to the connection's
+ * own reader before the next read reuses the buffer.
+ *
+ * That is safe because nothing keeps a pointer into a frame body once
+ * the frame hook returns (the reader's contract: a body moves on the next
+ * reserve); what outlives dispatch is copied by whoever keeps it (see
+ * pc_dispatch.h).
+ */
+static void conn_read_shared(pc_conn_t *c, size_t n)
+{
+    if (pc_proto_reader_lend(&c->rd, c->cs->rbuf, n) < 0) {
+        pc_conn_close(c, "input buffered while reading into the shared buffer");
+        return;
+    }
+    pc_conn_run(c);
+    if (c->closing) {
+        pc_proto_reader_free(&c->rd); /* forget the rest */
+        return;
+    }
+    if (pc_proto_reader_keep(&c->rd) < 0) {
+        pc_conn_close(c, "out of memory keeping a partial frame");
+        return;
+    }
+    /* The copy is new memory: the cap, and the trim, see it now. */
+    pc_conn_update_reading(c);
+}
+
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    pc_conn_t *c = st->data;
+    pc_conns_t *cs = c->cs;
+    int shared = buf->base != NULL && buf->base == (char *)cs->rbuf;
+    if (shared)
+        cs->rbuf_busy = 0;
+    if (n == UV_ENOBUFS && c->read_deferred) {
+        c->read_deferred = 0; /* alloc_cb: not now (else: no memory, below) */
+        return;
+    }
+    if (n > 0) {
+        c->bytes_in += (uint64_t)n;
+        c->last_active = now_ms(cs);
+        cs->turn_work += uv_hrtime() - cs->read_at; /* reading is work too */
+        if (shared) {
+            conn_read_shared(c, (size_t)n);
+            return;
+        }
+        pc_proto_reader_commit(&c->rd, (size_t)n);
+        pc_conn_run(c);
+        return;
+    }
+    if (n == UV_EOF) {
+        /* The client may have half-closed and still want its answers. */
+        c->eof = 1;
+        pc_conn_run(c);
+        return;
+    }
+    if (n < 0)
+        pc_conn_close(c, uv_strerror((int)n));
+}
+
+/* ---- close ---------------------------------------------------------------- */
+
+static void conn_closed_cb(uv_handle_t *h)
+{
+    pc_conn_t *c = h->data;
+    c->refs--;
+    conn_maybe_free(c);
+}
+
+void pc_conn_close(pc_conn_t *c, const char *why)
+{
+    if (c->closing)
+        return;
+    pc_conns_t *cs = c->cs;
+    if (why)
+        pc_log_debug(cs->log, "client %s: closing: %s", c->peer, why);
+    /* Orderly close after a bad frame: push out what is queued first. */
+    if (why == NULL && c->out.len > 0 && !c->writing) {
+        uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+        uv_try_write(&c->h.stream, &b, 1);
+    }
+    /* Nothing more is written: what was queued goes now, not when the
+     * last request in flight comes back (wbuf waits for its write's
+     * cancellation). */
+    pc_buf_free(&c->out);
+    c->closing = 1;
+    if (!c->internal) {
+        cs->nconns--;
+        atomic_fetch_sub_explicit(cs->node_conns, 1, memory_order_relaxed);
+        pc_conns_budget_update(cs);
+    }
+    if (c->source_counted) {
+        pc_sources_close(cs->sources, &c->source, now_ms(cs));
+        c->source_counted = 0;
+    }
+    if (c->reading)
+        uv_read_stop(&c->h.stream);
+    c->reading = 0;
+    /* Answers that are ready go nowhere now. */
+    pc_list_t *n = c->reqs.next;
+    while (n != &c->reqs) {
+        pc_req_t *r = pc_list_entry(n, pc_req_t, link);
+        n = n->next;
+        if (r->waiting == 0) /* else a callback will still come for it */
+            pc_req_free(r);
+    }
+    uv_close(&c->h.handle, conn_closed_cb);
+}
+
+/* ---- limits --------------------------------------------------------------- */
+
+/* Quiet for a tick with nothing queued: large output buffers go (see
+ * conn_limits_note), so a connection that once fetched a large value
+ * does not keep its memory while idle. */
+static void conn_trim(pc_conn_t *c, uint64_t now)
+{
+    if (!c->writing && c->out.len == 0 && now - c->last_active >= TICK_QUIET_MS) {
+        if (c->out.cap > CONN_BUF_KEEP)
+            pc_buf_free(&c->out);
+        if (c->wbuf.cap > CONN_BUF_KEEP)
+            pc_buf_free(&c->wbuf);
+    }
+}
+
+/* The clocks are kept by conn_limits_note; a clock not running is 0. The
+ * tick checks them, so they fire within a tick of their due time. */
+void pc_conn_check_limits(pc_conn_t *c, uint64_t now)
+{
+    pc_conns_t *cs = c->cs;
+    if (c->closing)
+        return;
+    if (c->internal) { /* another loop's relay: none of the clients' limits */
+        conn_trim(c, now);
+        return;
+    }
+    if (cs->set.frame_timeout_ms > 0 && c->frame_since != 0 &&
+        now - c->frame_since >= cs->set.frame_timeout_ms) {
+        cs->stats->frame_timeouts++;
+        pc_log_info(cs->log, "client %s: frame not complete %llu ms after it began; closing",
+                    c->peer, (unsigned long long)(now - c->frame_since));
+        /* Tell it why, like a bad frame: it may be a client that is only
+         * slow, and it is still reading. */
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BAD_REQUEST,
+                              "frame not complete within the frame timeout");
+        pc_conn_close(c, NULL);
+        return;
+    }
+    if (!c->authed && !c->auth.pending && now - c->hello_since >= cs->set.hello_timeout_ms) {
+        cs->stats->hello_timeouts++;
+        pc_log_info(cs->log, "client %s: no good HELLO within --hello-timeout; closing", c->peer);
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_AUTH_REQUIRED,
+                              "no HELLO with the token within the hello timeout");
+        pc_conn_close(c, NULL);
+        return;
+    }
+    if (c->out_since != 0 && now - c->out_since >= cs->set.output_timeout_ms) {
+        cs->stats->output_timeouts++;
+        pc_log_info(cs->log, "client %s: %zu bytes of replies unread for %llu ms; closing",
+                    c->peer, conn_queued(c) + c->held,
+                    (unsigned long long)(now - c->out_since));
+        pc_conn_close(c, "output timeout");
+        return;
+    }
+    if (cs->set.idle_timeout_ms > 0 && c->nreqs == 0 && !c->writing && !c->auth.pending &&
+        now - c->last_active >= cs->set.idle_timeout_ms) {
+        cs->stats->idle_timeouts++;
+        pc_conn_close(c, "idle timeout");
+        return;
+    }
+    conn_trim(c, now);
+}

@@ -1,0 +1,323 @@
+/*
+ * pc_conn.h -- client connections of one event loop: reading and framing,
+ * fair turns, answers in request order, output and back-pressure, the
+ * per-connection limits, and closing. What the frames mean is not known
+ * here: each request frame goes up through a hooks table (pc_conn_hooks_t)
+ * to whoever serves the loop (pc_dispatch), which answers through
+ * pc_conn_answer* and pc_req_*.
+ *
+ * Shapes:
+ *
+ *  pc_conn_t  one connection. Embeds its handle (TCP for a client or peer;
+ *           a pipe for the receiving end of another loop's relay, an
+ *           *internal* connection). Counts references -- 1 for the handle
+ *           and 1 per live request -- and frees itself when the last goes,
+ *           so an answer that arrives after the client left still finds
+ *           valid memory.
+ *
+ *  pc_req_t   a request that cannot be answered the moment it is decoded
+ *           (it waits on Redis, a peer or another loop, or an earlier
+ *           request on the same connection still does). Requests sit in
+ *           c->reqs in arrival order; answers move to the output only from
+ *           the head, so they leave in request order. A request answered at
+ *           once while nothing is queued ahead of it never gets one: the
+ *           GET-hit path allocates nothing. Modules that need more state
+ *           per request embed pc_req_t first in a struct of their own and
+ *           pass its size to pc_req_new (pc_keys.h, pc_relay.h).
+ *
+ *  pc_conns_t the loop's connections together: the list, the buffer-memory
+ *           cap they share, and the fair-turn scheduler (pc_conns.h has
+ *           the loop-wide operations: accept, shedding, the tick).
+ *
+ * Thread rules: everything here runs on the loop's thread. The shared
+ * pieces the config points to (the node's connection count, the per-
+ * source table, the ring fingerprint) are synchronised where they live.
+ *
+ * Errors: functions that can fail return 0 or a negative PC_E* code; a
+ * connection that cannot go on (out of memory for an answer, a write
+ * error) is closed, and its owner learns it from c->closing.
+ */
+#ifndef PC_CONN_H
+#define PC_CONN_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "pc_guard.h"
+#include "pc_list.h"
+#include "pc_log.h"
+#include "pc_metrics.h"
+#include "pc_proto.h"
+#include "pc_sched.h"
+#include "pc_sources.h"
+
+typedef struct pc_conn pc_conn_t;
+typedef struct pc_req pc_req_t;
+
+/* The limits of docs/OPERATIONS.md "Limits" that connections enforce. */
+typedef struct pc_conn_limits {
+    pc_proto_limits_t proto;
+    uint64_t max_connections;
+    uint64_t max_conns_per_source; /* 0 = no limit */
+    uint64_t hello_timeout_ms;
+    uint64_t idle_timeout_ms; /* 0 = none */
+    uint64_t max_inflight;
+    size_t max_output;
+    uint64_t frame_timeout_ms; /* 0 = none */
+    uint64_t output_timeout_ms;
+    size_t max_buffer_memory; /* this loop's share */
+} pc_conn_limits_t;
+
+/*
+ * What connections call upward. frame() is required; the others may be
+ * NULL.
+ */
+typedef struct pc_conn_hooks {
+    /* A request frame arrived on c, opened if it came sealed: body is
+     * valid during the call only. Runs inside c's turn; it may answer,
+     * queue requests, or close c. */
+    void (*frame)(pc_conn_t *c, const uint8_t *body, uint32_t len);
+    /* A client connection was accepted (before it is read). */
+    void (*opened)(pc_conn_t *c);
+    /* Every tick, for each open connection, before its limits are
+     * checked: 1 = dealt with it this tick (it may be closed now). */
+    int (*tick)(pc_conn_t *c, uint64_t now);
+    /* A connection was freed, or a handle of the set closed: the owner
+     * may be waiting for both to reach 0 (pc_conns_idle). */
+    void (*gone)(void *owner);
+} pc_conn_hooks_t;
+
+/* Fair-turn classes, and the longest turn (pc_conn.c explains them). */
+enum { PC_CONN_LIGHT = 0, PC_CONN_HEAVY = 1 };
+#define PC_CONN_TURN_QUANTUM_NS ((uint64_t)50 * 1000)
+
+typedef struct pc_conns {
+    pc_conn_limits_t set;
+    uv_loop_t *loop;
+    const pc_log_t *log;
+    pc_guard_t *guard;               /* seals peers' answers; may be NULL */
+    pc_counters_t *stats;            /* the loop's */
+    const pc_conn_hooks_t *hooks;
+    void *owner;                     /* hooks' context: pc_conn_owner() */
+    _Atomic uint64_t *node_conns;    /* client connections of all loops */
+    pc_sources_t *sources;           /* connections per address, node-wide */
+    const _Atomic uint64_t *ring_fp; /* sent with every answer */
+
+    pc_list_t conns;  /* every pc_conn_t alive, closing and internal ones too */
+    uint64_t nconns;  /* clients' (and peers') connections open */
+    size_t nconn_all; /* pc_conn_t's alive */
+
+    /* Buffer memory (pc_conns_buffer_check): buf_bytes is the allocation
+     * of every connection buffer -- readers, out, wbuf, the answers held
+     * in requests -- kept exact by the buffers themselves
+     * (pc_buf_set_account). */
+    size_t buf_bytes;
+    size_t buf_peak;   /* the most buf_bytes held since the last trim */
+    size_t out_budget; /* output a connection may queue (conn_budget) */
+    int buf_full;      /* over the cap even after shedding: newcomers refused */
+    int buf_checking;  /* inside the sweep */
+    int buf_check_due; /* near the cap: the sweep has work */
+    uint8_t *rbuf;     /* the read buffer connections without input share */
+    int rbuf_busy;     /* handed to alloc_cb, not yet back in read_cb */
+
+    /* Fair turns: connections with work waiting for their turn, light
+     * and heavy ones apart, served from run_idle while any wait; the work
+     * done since the loop last polled (reset before it polls). */
+    pc_sched_t sched[2];
+    uv_idle_t run_idle;
+    uv_prepare_t turn_prep;
+    uint64_t turn_work; /* ns */
+    uint64_t read_at;   /* alloc_cb's uv_hrtime(): the read() follows */
+
+    uv_tcp_t reject; /* a connection accepted only to be closed */
+    int rejecting;
+    uv_stream_t *reject_next; /* a listener with one more to reject */
+    int held;     /* pc_conns_hold: nothing is read */
+    int stopping; /* pc_conns_stop: newcomers refused, each closes once drained */
+    int handles_open;
+} pc_conns_t;
+
+struct pc_req {
+    pc_list_t link; /* in c->reqs */
+    pc_conn_t *c;
+    uint32_t op;
+    uint64_t id;
+    int done;         /* resp holds the encoded answer */
+    unsigned waiting; /* callbacks still to come for it (its owner's count) */
+    pc_buf_t resp;
+    /* What it waits on, for the log of a stop that overran. */
+    enum { PC_REQ_LOCAL, PC_REQ_RELAYED, PC_REQ_FORWARDED } waits_on;
+    /* Frees what the embedding module added (NULL: nothing). */
+    void (*cleanup)(pc_req_t *r);
+};
+
+struct pc_conn {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;   /* a client's or peer's connection */
+        uv_pipe_t pipe; /* internal: another loop's relay (receiving end) */
+    } h;
+    pc_conns_t *cs;
+    void *owner; /* cs->owner */
+    pc_list_t link; /* in cs->conns */
+    pc_list_t reqs;
+    unsigned nreqs;
+    unsigned refs;
+    pc_proto_reader_t rd;
+    pc_buf_t out;  /* answers not yet handed to the kernel */
+    pc_buf_t wbuf; /* answers being written */
+    uv_write_t wreq;
+    /* Answers encoded in requests that wait behind an unfinished one:
+     * queued output as much as `out` is, so they count against the output
+     * budget. Sum of r->resp.len over reqs. */
+    size_t held;
+    int writing;
+    int reading;
+    int eof;        /* no more input: finish what was asked, then close */
+    int closing;    /* handle closed or closing */
+    int processing; /* inside its turn: no re-entry */
+    pc_sched_entry_t sched[2];
+    int heavy;         /* its next turn is a heavy one */
+    int read_deferred; /* alloc_cb put a read off (UV_ENOBUFS is ours) */
+    uint64_t last_active;
+    char peer[64]; /* "host:port", for the log */
+    pc_source_t source;  /* its address, as pc_sources counts it */
+    int source_counted;  /* counted there: released at close */
+    /* Internal: the receiving end of another loop's relay. Trusted for
+     * everything (the sending loop checked the token or the cluster key),
+     * exempt from the per-connection limits and the connection count,
+     * always served at once. */
+    int internal;
+    /* Resource limits (see conn_limits_note): the frame deadline and the
+     * output stall; a clock at 0 is not running. */
+    uint64_t bytes_in;
+    uint64_t frame_at;
+    uint64_t frame_since;
+    uint64_t out_since;
+
+    /* Security (docs/SECURITY.md). A connection whose first frame opened
+     * with the cluster key is a peer's: all its frames must be sealed,
+     * its answers are sealed, and it needs no token. */
+    int sealed;
+    pc_seal_stream_t seal; /* our answers on a sealed connection */
+    int authed;            /* sent the token (or sealed, or none needed) */
+    uint64_t hello_since;  /* --hello-timeout runs from here */
+    /* Owned by pc_auth: failed HELLOs; one whose answer is held back
+     * until auth.until (the connection is not read meanwhile). */
+    struct {
+        unsigned fails;
+        int pending;
+        uint64_t until;
+        uint64_t id;
+    } auth;
+    /* Owned by pc_relay: requests of this connection out at other loops,
+     * and of those the writes and peer operations. Reading pauses at
+     * PC_CONN_RELAY_MAX. */
+    unsigned relayed;
+    unsigned relayed_writes;
+    /* Owned by pc_dispatch, valid while a request is dispatched: its
+     * frame body (to forward it as is) and how many members relayed it
+     * here (a FORWARD's hops; 0 = from a client). */
+    const uint8_t *cur_body;
+    uint32_t cur_len;
+    uint32_t hops;
+};
+
+/* A worker's requests at other loops, per connection: what they may hold
+ * for one client. */
+#define PC_CONN_RELAY_MAX 64
+
+static inline void *pc_conn_owner(const pc_conn_t *c) { return c->owner; }
+
+/* Everything a connection holds in buffers: input, queued output, and
+ * the answers held behind its unfinished requests. */
+static inline size_t pc_conn_usage(const pc_conn_t *c)
+{
+    return c->rd.buf.cap + c->out.cap + c->wbuf.cap + c->held;
+}
+
+/* A connection in `cs`, not yet attached to a socket (*out; the caller
+ * initialises c->h and calls pc_conn_update_reading once it is open).
+ * Its scheduler room is reserved here, so its turns never fail to queue.
+ * PC_ENOMEM. */
+int pc_conn_new(pc_conns_t *cs, pc_conn_t **out);
+
+/* Closes c; requests still waiting on a callback keep its memory alive
+ * until they are answered. why NULL = orderly: what is queued is pushed
+ * out first (best effort). Idempotent. */
+void pc_conn_close(pc_conn_t *c, const char *why);
+
+/* A frame that cannot be parsed: tells the client why (id 0), counts it
+ * in bad_frames, and closes. */
+void pc_conn_bad_frame(pc_conn_t *c, uint32_t status, const char *why);
+
+/* Starts or stops reading to match c's state (limits, turns, holds). */
+void pc_conn_update_reading(pc_conn_t *c);
+
+/* c has input or room to go on: processed now or in its turn. */
+void pc_conn_run(pc_conn_t *c);
+
+/* Processes c's buffered input now, whatever the turns (the stop). */
+void pc_conn_process(pc_conn_t *c);
+
+/* c has work: its turn comes in order, in its class. */
+void pc_conn_schedule(pc_conn_t *c);
+
+/* Hands queued output to the kernel (one write at a time). */
+void pc_conn_flush(pc_conn_t *c);
+
+/* Checks c's time limits at `now` (the tick): frame deadline, HELLO
+ * deadline, output stall, idleness; closes it if one is over. */
+void pc_conn_check_limits(pc_conn_t *c, uint64_t now);
+
+/* After the connection count changed: each connection's fair share of
+ * the buffer memory. */
+void pc_conns_budget_update(pc_conns_t *cs);
+
+/* Wherever buffer memory may have grown or shrunk: notes the sweep is
+ * due near the cap, or lifts the refusal of newcomers under it. Cheap. */
+void pc_conns_buffer_check(pc_conns_t *cs);
+
+/* Sets whether newcomers are refused for buffer memory (logged once). */
+void pc_conns_buffer_full(pc_conns_t *cs, int full);
+
+/* ---- answers ------------------------------------------------------------ */
+
+/* Answers a request that is ready now, with nothing to wait for: encoded
+ * straight into the output if nothing is queued ahead, else held in a
+ * finished pc_req_t until its turn. On allocation failure c is closed. */
+void pc_conn_answer(pc_conn_t *c, const pc_response_t *resp);
+void pc_conn_answer_error(pc_conn_t *c, uint32_t op, uint64_t id, uint32_t status,
+                          const char *msg);
+
+/*
+ * A request that will be answered later, queued on c: `size` bytes (at
+ * least sizeof(pc_req_t); the rest zeroed is the caller's, with pc_req_t
+ * first). Holds a reference to c. NULL when out of memory.
+ */
+pc_req_t *pc_req_new(pc_conn_t *c, uint32_t op, uint64_t id, size_t size);
+
+/* Frees r (its cleanup first) and drops its reference; c may be freed by
+ * it only through pc_req_gone. */
+void pc_req_free(pc_req_t *r);
+
+/* If r's connection is closing, frees r -- and the connection if that
+ * was its last reference -- and returns 1: the answer would go nowhere.
+ * Else 0. */
+int pc_req_gone(pc_req_t *r);
+
+/* r has its answer (resp encoded here; errmsg for a status other than
+ * OK, or NULL): it leaves now if r is at the head, else waits its turn.
+ * r is freed (now or when it leaves). If c is closing, r is dropped. */
+void pc_req_answer(pc_req_t *r, const pc_response_t *resp, const char *errmsg);
+void pc_req_answer_status(pc_req_t *r, uint32_t status, const char *msg);
+
+/* As pc_req_answer, with a response body already encoded -- a member's
+ * answer to a forwarded request, relayed as it came (it carries the
+ * client's op and id, since the request went as it came). */
+void pc_req_answer_raw(pc_req_t *r, const uint8_t *body, size_t len);
+
+#endif

@@ -1,0 +1,415 @@
+/*
+ * pc_conns.c -- the connections of one loop together: accept and refuse,
+ * the shared buffer cap and shedding, the tick, hold, stop.
+ */
+#include "pc_conns.h"
+
+#include <arpa/inet.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define READ_CHUNK (64 * 1024)
+
+static uint64_t now_ms(const pc_conns_t *cs) { return uv_now(cs->loop); }
+
+int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg)
+{
+    memset(cs, 0, sizeof *cs);
+    cs->set = cfg->limits;
+    cs->loop = cfg->loop;
+    cs->log = cfg->log;
+    cs->guard = cfg->guard;
+    cs->stats = cfg->stats;
+    cs->hooks = cfg->hooks;
+    cs->owner = cfg->owner;
+    cs->node_conns = cfg->node_conns;
+    cs->sources = cfg->sources;
+    cs->ring_fp = cfg->ring_fp;
+    pc_list_init(&cs->conns);
+    cs->rbuf = malloc(READ_CHUNK);
+    return cs->rbuf != NULL ? 0 : PC_ENOMEM;
+}
+
+/* Before the loop polls: a new iteration's budget, and the buffer cap. */
+static void shed_sweep(pc_conns_t *cs);
+
+static void turn_prep_cb(uv_prepare_t *h)
+{
+    pc_conns_t *cs = h->data;
+    cs->turn_work = 0;
+    shed_sweep(cs);
+}
+
+void pc_conns_start(pc_conns_t *cs)
+{
+    uv_idle_init(cs->loop, &cs->run_idle);
+    cs->run_idle.data = cs;
+    uv_prepare_init(cs->loop, &cs->turn_prep);
+    cs->turn_prep.data = cs;
+    cs->handles_open += 2;
+    uv_prepare_start(&cs->turn_prep, turn_prep_cb);
+    pc_conns_budget_update(cs);
+}
+
+/* ---- the buffer cap: shedding ------------------------------------------- */
+
+typedef struct shed {
+    pc_conn_t *c;
+    size_t use;
+} shed_t;
+
+/* Unauthenticated first, then the biggest. */
+static int shed_order(const void *a, const void *b)
+{
+    const shed_t *x = a, *y = b;
+    if (x->c->authed != y->c->authed)
+        return x->c->authed ? 1 : -1;
+    return x->use < y->use ? 1 : x->use > y->use ? -1 : 0;
+}
+
+/*
+ * Near the cap (pc_conns_buffer_check), the connections holding more
+ * than their fair share of the loop's buffer memory -- unread output of a
+ * client that stopped reading, or a large frame still arriving -- are
+ * closed, those that never sent the token first, then the biggest, until
+ * what stays is under 3/4 of the cap. Connections within their share are
+ * never touched, and nobody stops reading: one client's memory is its own
+ * problem. Their memory is released when their handles close, a loop turn
+ * later. Returns what the live connections hold (closing ones left out).
+ */
+static size_t shed(pc_conns_t *cs)
+{
+    size_t cap = cs->set.max_buffer_memory, goal = cap - cap / 4;
+    size_t total = cs->buf_bytes, internal = 0, n = 0;
+    for (pc_list_t *l = cs->conns.next; l != &cs->conns; l = l->next) {
+        pc_conn_t *c = pc_list_entry(l, pc_conn_t, link);
+        size_t u = pc_conn_usage(c);
+        if (c->closing)
+            total -= total < u ? total : u; /* on its way out */
+        else if (c->internal)
+            internal += u;
+    }
+    /* What the relays between loops hold is not the clients' to share. */
+    size_t fair = (cap > internal ? cap - internal : 0) / (cs->nconns > 0 ? cs->nconns : 1);
+    for (pc_list_t *l = cs->conns.next; l != &cs->conns; l = l->next) {
+        pc_conn_t *c = pc_list_entry(l, pc_conn_t, link);
+        n += !c->closing && !c->internal && pc_conn_usage(c) > fair;
+    }
+    if (total <= goal || n == 0)
+        return total;
+    shed_t *v = malloc(n * sizeof *v);
+    if (v == NULL)
+        return total;
+    n = 0;
+    for (pc_list_t *l = cs->conns.next; l != &cs->conns; l = l->next) {
+        pc_conn_t *c = pc_list_entry(l, pc_conn_t, link);
+        size_t u = pc_conn_usage(c);
+        if (!c->closing && !c->internal && u > fair)
+            v[n++] = (shed_t){c, u};
+    }
+    qsort(v, n, sizeof *v, shed_order);
+    size_t closed = 0, freed = 0, unauth = 0;
+    for (size_t i = 0; i < n && total > goal; i++) {
+        pc_conn_t *c = v[i].c;
+        pc_log_debug(cs->log, "client %s: closed, holding %zu bytes of buffers (fair share %zu)",
+                     c->peer, v[i].use, fair);
+        /* Told why, in case it is only slow and reads again. */
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BUSY, "server buffer memory full");
+        pc_conn_close(c, NULL);
+        total -= total < v[i].use ? total : v[i].use;
+        freed += v[i].use;
+        unauth += !c->authed;
+        closed++;
+    }
+    free(v);
+    cs->stats->buffer_evictions += closed;
+    pc_log_warn(cs->log, "connection buffers at %zu bytes, near --max-buffer-memory: closed %zu "
+                "connection(s) (%zu without the token) holding %zu bytes over their fair share "
+                "of %zu", cs->buf_bytes, closed, unauth, freed, fair);
+    return total;
+}
+
+static void shed_sweep(pc_conns_t *cs)
+{
+    if (!cs->buf_check_due || cs->buf_checking)
+        return;
+    cs->buf_check_due = 0;
+    size_t cap = cs->set.max_buffer_memory;
+    int full = 0;
+    if (cs->buf_bytes > cap - cap / 8) {
+        cs->buf_checking = 1;
+        full = shed(cs) > cap;
+        cs->buf_checking = 0;
+    }
+    pc_conns_buffer_full(cs, full);
+}
+
+/* ---- accepting ---------------------------------------------------------- */
+
+/* Why a new connection is refused (BUSY), or NULL. Counted here. */
+static const char *refusal(pc_conns_t *cs, pc_conn_t *c)
+{
+    if (cs->stopping)
+        return "server shutting down";
+    if (atomic_load_explicit(cs->node_conns, memory_order_relaxed) > cs->set.max_connections)
+        return "too many connections";
+    int rc = pc_sources_open(cs->sources, &c->source,
+                             (uint32_t)(cs->set.max_conns_per_source > UINT32_MAX
+                                            ? UINT32_MAX
+                                            : cs->set.max_conns_per_source),
+                             now_ms(cs));
+    if (rc == PC_EBUSY) {
+        cs->stats->source_limit_rejects++;
+        return "too many connections from this address";
+    }
+    if (rc < 0)
+        return "too many client addresses";
+    c->source_counted = 1;
+    pc_conns_buffer_check(cs);
+    if (cs->buf_full) {
+        cs->stats->buffer_full_rejects++;
+        return "server buffer memory full";
+    }
+    return NULL;
+}
+
+/*
+ * A connection the node has no memory for. libuv stops a listener whose
+ * connection callback does not accept (and starts it again at the next
+ * uv_accept), so it is accepted into `reject`, a handle of the set's
+ * own, and closed at once; if that handle is still closing from the last
+ * one, the next is taken when it is free (reject_closed), and the
+ * listener waits that long.
+ */
+static void reject(pc_conns_t *cs, uv_stream_t *server);
+
+static void reject_closed(uv_handle_t *h)
+{
+    pc_conns_t *cs = h->data;
+    cs->rejecting = 0;
+    cs->handles_open--;
+    uv_stream_t *next = cs->reject_next;
+    cs->reject_next = NULL;
+    if (next != NULL && !uv_is_closing((uv_handle_t *)next))
+        reject(cs, next);
+    if (cs->hooks->gone)
+        cs->hooks->gone(cs->owner);
+}
+
+static void reject(pc_conns_t *cs, uv_stream_t *server)
+{
+    if (cs->rejecting) {
+        cs->reject_next = server;
+        return;
+    }
+    cs->stats->connections_rejected++;
+    uv_tcp_init(cs->loop, &cs->reject);
+    cs->reject.data = cs;
+    cs->rejecting = 1;
+    cs->handles_open++;
+    if (uv_accept(server, (uv_stream_t *)&cs->reject) == 0)
+        pc_log_warn(cs->log, "accept: out of memory for a new connection; closed it");
+    uv_close((uv_handle_t *)&cs->reject, reject_closed);
+}
+
+void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server)
+{
+    pc_conn_t *c;
+    if (pc_conn_new(cs, &c) < 0) {
+        reject(cs, server);
+        return;
+    }
+    uv_tcp_init(cs->loop, &c->h.tcp);
+    c->h.handle.data = c;
+    /* A newcomer is heavy until its first light turn, and starts a turn
+     * behind the heavy ones' clock: the clients already here are not
+     * queued behind a crowd that connects at once (each of whose first
+     * turns may be a 1 MiB answer). */
+    c->heavy = 1;
+    c->sched[PC_CONN_HEAVY].vtime = cs->sched[PC_CONN_HEAVY].vclock + PC_CONN_TURN_QUANTUM_NS;
+    if (cs->hooks->opened)
+        cs->hooks->opened(c);
+    cs->nconns++;
+    atomic_fetch_add_explicit(cs->node_conns, 1, memory_order_relaxed);
+    pc_conns_budget_update(cs);
+    if (uv_accept(server, &c->h.stream) != 0) {
+        pc_conn_close(c, "accept failed");
+        return;
+    }
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    c->hello_since = now_ms(cs);
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &sslen) == 0) {
+        pc_source_of((struct sockaddr *)&ss, &c->source);
+        char host[48] = "?";
+        int port = 0;
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+        snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    }
+    uv_tcp_nodelay(&c->h.tcp, 1);
+    cs->stats->connections_total++;
+    const char *refused = refusal(cs, c);
+    if (refused != NULL) {
+        /* Refuse at once, with a reason the client can read. */
+        cs->stats->connections_rejected++;
+        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BUSY, refused);
+        pc_conn_close(c, NULL);
+        return;
+    }
+    pc_conn_update_reading(c);
+}
+
+int pc_conns_attach_internal(pc_conns_t *cs, int fd, const char *name)
+{
+    pc_conn_t *c;
+    if (pc_conn_new(cs, &c) < 0) {
+        close(fd);
+        return PC_ENOMEM;
+    }
+    uv_pipe_init(cs->loop, &c->h.pipe, 0);
+    c->h.handle.data = c;
+    c->authed = 1;
+    c->internal = 1;
+    snprintf(c->peer, sizeof c->peer, "%s", name);
+    int rc = uv_pipe_open(&c->h.pipe, fd);
+    if (rc < 0) {
+        pc_log_error(cs->log, "relay %s: %s", name, uv_strerror(rc));
+        close(fd);
+        pc_conn_close(c, "relay failed");
+        return PC_EIO;
+    }
+    pc_conn_update_reading(c);
+    return 0;
+}
+
+/* ---- the tick, holds, the stop ------------------------------------------ */
+
+/*
+ * Buffers under the mmap threshold come from malloc's arenas, which give
+ * freed memory back to the system only from their top: after a crowd of
+ * connections that held buffers leaves, their holes stay resident. Once
+ * the buffers have come down by TRIM_DROP and to under half their peak,
+ * malloc_trim releases the free pages of every arena (a walk of the
+ * heap, so not on every drop).
+ */
+#define TRIM_DROP ((size_t)8 << 20)
+
+static void trim(pc_conns_t *cs)
+{
+    if (cs->buf_bytes > cs->buf_peak)
+        cs->buf_peak = cs->buf_bytes;
+    if (cs->buf_peak - cs->buf_bytes >= TRIM_DROP && cs->buf_bytes < cs->buf_peak / 2) {
+        malloc_trim(0);
+        cs->buf_peak = cs->buf_bytes;
+    }
+}
+
+void pc_conns_tick(pc_conns_t *cs, uint64_t now)
+{
+    trim(cs);
+    pc_list_t *n = cs->conns.next;
+    while (n != &cs->conns) {
+        pc_conn_t *c = pc_list_entry(n, pc_conn_t, link);
+        n = n->next;
+        /* A hook may close c, but a closing connection stays listed until
+         * its handle's close callback, so n is still good. */
+        if (!c->closing && cs->hooks->tick && cs->hooks->tick(c, now))
+            continue;
+        pc_conn_check_limits(c, now);
+    }
+    /* A safety net: the cap is rechecked wherever memory goes down, and
+     * here too, so that newcomers are not refused once memory is free. */
+    pc_conns_buffer_check(cs);
+    shed_sweep(cs);
+}
+
+void pc_conns_hold(pc_conns_t *cs, int on)
+{
+    cs->held = on;
+    if (on)
+        return;
+    for (pc_list_t *n = cs->conns.next; n != &cs->conns; n = n->next) {
+        pc_conn_t *c = pc_list_entry(n, pc_conn_t, link);
+        pc_conn_update_reading(c);
+        pc_conn_schedule(c);
+    }
+}
+
+void pc_conns_stop(pc_conns_t *cs)
+{
+    cs->stopping = 1;
+    pc_list_t *n = cs->conns.next;
+    while (n != &cs->conns) {
+        pc_conn_t *c = pc_list_entry(n, pc_conn_t, link);
+        n = n->next;
+        if (c->closing)
+            continue;
+        c->eof = 1;
+        pc_conn_process(c);
+    }
+}
+
+void pc_conns_cut(pc_conns_t *cs)
+{
+    pc_list_t *n = cs->conns.next;
+    while (n != &cs->conns) {
+        pc_conn_t *c = pc_list_entry(n, pc_conn_t, link);
+        n = n->next;
+        pc_conn_close(c, "shutdown");
+    }
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    pc_conns_t *cs = h->data;
+    cs->handles_open--;
+    if (cs->hooks->gone)
+        cs->hooks->gone(cs->owner);
+}
+
+void pc_conns_close(pc_conns_t *cs)
+{
+    if (cs->run_idle.data == cs && !uv_is_closing((uv_handle_t *)&cs->run_idle))
+        uv_close((uv_handle_t *)&cs->run_idle, handle_closed);
+    if (cs->turn_prep.data == cs && !uv_is_closing((uv_handle_t *)&cs->turn_prep))
+        uv_close((uv_handle_t *)&cs->turn_prep, handle_closed);
+}
+
+int pc_conns_idle(const pc_conns_t *cs)
+{
+    return cs->handles_open == 0 && pc_list_empty(&cs->conns);
+}
+
+void pc_conns_pending(const pc_conns_t *cs, unsigned long long *reqs,
+                      unsigned long long *relayed, unsigned long long *forwarded)
+{
+    *reqs = *relayed = *forwarded = 0;
+    for (const pc_list_t *n = cs->conns.next; n != &cs->conns; n = n->next) {
+        const pc_conn_t *c = pc_list_entry(n, pc_conn_t, link);
+        *reqs += c->nreqs;
+        for (const pc_list_t *l = c->reqs.next; l != &c->reqs; l = l->next) {
+            const pc_req_t *r = pc_list_entry(l, pc_req_t, link);
+            *relayed += r->waiting && r->waits_on == PC_REQ_RELAYED;
+            *forwarded += r->waiting && r->waits_on == PC_REQ_FORWARDED;
+        }
+    }
+}
+
+void pc_conns_free(pc_conns_t *cs)
+{
+    pc_sched_free(&cs->sched[PC_CONN_LIGHT]);
+    pc_sched_free(&cs->sched[PC_CONN_HEAVY]);
+    if (cs->buf_bytes != 0)
+        pc_log_error(cs->log, "connection buffer accounting is off by %zu bytes", cs->buf_bytes);
+    free(cs->rbuf);
+    cs->rbuf = NULL;
+}
