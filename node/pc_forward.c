@@ -3,9 +3,6 @@
  */
 #include "pc_forward.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 #include "pc_keys.h"
 #include "pc_loop.h"
 #include "pc_view.h"
@@ -64,15 +61,11 @@ static void fwd_done(void *arg, int err, const uint8_t *body, size_t len)
 void pc_forward_request(pc_conn_t *c, const pc_request_t *rq, long target)
 {
     pc_loop_t *l = pc_loop_of(c);
-    pc_keyreq_t *r = pc_keyreq_new(c, rq->op, rq->id, rq->op == PC_OP_GET ? 1 : 0);
-    if (r == NULL || (r->key = malloc(rq->key.len)) == NULL) {
-        if (r)
-            pc_req_free(&r->req);
-        pc_conn_answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+    /* The key is kept for a GET whose owner does not answer: it is then
+     * served here. */
+    pc_keyreq_t *r = pc_keyreq_copy(c, rq, rq->op == PC_OP_GET ? 1 : 0, 0);
+    if (r == NULL)
         return;
-    }
-    memcpy(r->key, rq->key.ptr, rq->key.len);
-    r->klen = rq->key.len;
     r->req.waits_on = PC_REQ_FORWARDED;
     pc_request_t f = {.op = PC_OP_FORWARD, .id = rq->id, .hops = c->hops + 1,
                       .body = {c->cur_body, c->cur_len}};

@@ -175,6 +175,25 @@ pc_keyreq_t *pc_keyreq_new(pc_conn_t *c, uint32_t op, uint64_t id, uint32_t nslo
     return r;
 }
 
+pc_keyreq_t *pc_keyreq_copy(pc_conn_t *c, const pc_request_t *rq, uint32_t nslots, int value)
+{
+    pc_keyreq_t *r = pc_keyreq_new(c, rq->op, rq->id, nslots);
+    uint32_t vlen = value && rq->op == PC_OP_SET ? rq->value.len : 0;
+    if (r == NULL || (r->key = malloc((size_t)rq->key.len + vlen + 1)) == NULL) {
+        if (r)
+            pc_req_free(&r->req);
+        pc_conn_answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+        return NULL;
+    }
+    memcpy(r->key, rq->key.ptr, rq->key.len);
+    r->klen = rq->key.len;
+    r->val = r->key + r->klen;
+    if (vlen)
+        memcpy(r->val, rq->value.ptr, vlen);
+    r->vlen = vlen;
+    return r;
+}
+
 /* ---- lookups valid for this node's ownership -------------------------------- */
 
 /*

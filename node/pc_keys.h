@@ -96,6 +96,11 @@ void pc_keys_state_release(pc_loop_t *l, pc_keystate_t *ks);
  * NULL when out of memory. */
 pc_keyreq_t *pc_keyreq_new(pc_conn_t *c, uint32_t op, uint64_t id, uint32_t nslots);
 
+/* The same, keeping its own copy of rq's key (r->key, r->klen) -- and of
+ * a SET's value (r->val, r->vlen) with `value` -- for after the frame
+ * buffer has moved on. Out of memory: answers INTERNAL and returns NULL. */
+pc_keyreq_t *pc_keyreq_copy(pc_conn_t *c, const pc_request_t *rq, uint32_t nslots, int value);
+
 /* The next version of this node's clock. */
 uint64_t pc_keys_version(pc_loop_t *l);
 

@@ -3,9 +3,6 @@
  */
 #include "pc_write.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 #include "pc_keys.h"
 #include "pc_loop.h"
 #include "pc_replicate.h"
@@ -187,22 +184,11 @@ void pc_write_request(pc_conn_t *c, const pc_request_t *rq)
         pc_write_local(c, rq);
         return;
     }
-    pc_keyreq_t *r = pc_keyreq_new(c, rq->op, rq->id, 0);
-    uint32_t vlen = rq->op == PC_OP_SET ? rq->value.len : 0;
-    if (r == NULL || (r->key = malloc((size_t)rq->key.len + vlen + 1)) == NULL) {
-        if (r)
-            pc_req_free(&r->req);
-        pc_conn_answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
-        return;
-    }
     /* The frame buffer moves on; the store update after Redis' ack needs
      * its own copy of key and value. */
-    memcpy(r->key, rq->key.ptr, rq->key.len);
-    r->klen = rq->key.len;
-    r->val = r->key + r->klen;
-    if (vlen)
-        memcpy(r->val, rq->value.ptr, vlen);
-    r->vlen = vlen;
+    pc_keyreq_t *r = pc_keyreq_copy(c, rq, 0, 1);
+    if (r == NULL)
+        return;
     r->ttl_ms = rq->ttl_ms;
     r->flags = rq->flags;
     r->cond = rq->cond;
