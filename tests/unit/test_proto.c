@@ -2970,6 +2970,60 @@ static void test_decoder_why(void **state)
     assert_string_equal(pc_proto_decoder_why(NULL), "");
 }
 
+/* pc_proto_append_frame: a body relayed as it came, behind its length;
+ * pc_proto_encode_forward: a request wrapped as a FORWARD, both under the
+ * inner request's id -- what the node relays between loops and members. */
+static void test_frame_helpers(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    pc_buf_t b, tmp;
+    pc_buf_init(&b, 0);
+    pc_buf_init(&tmp, 0);
+    uint32_t len;
+
+    assert_int_equal(pc_proto_append_frame(&b, (const uint8_t *)"abc", 3), 0);
+    const uint8_t *body = frame_body(&b, 0, &len);
+    assert_int_equal(len, 3);
+    assert_memory_equal(body, "abc", 3);
+    /* Appended, not replaced; an empty body is a bare prefix. */
+    assert_int_equal(pc_proto_append_frame(&b, NULL, 0), 0);
+    assert_int_equal(b.len, 4 + 3 + 4);
+    assert_memory_equal(b.data + 7, "\0\0\0\0", 4);
+    /* Over the buffer's cap: refused, and the buffer is as it was. */
+    pc_buf_free(&b);
+    pc_buf_init(&b, 6);
+    assert_int_equal(pc_proto_append_frame(&b, (const uint8_t *)"abc", 3), PC_ETOOBIG);
+    assert_int_equal(b.len, 0);
+    pc_buf_free(&b);
+    pc_buf_init(&b, 0);
+
+    pc_bytes_t keys[2] = {bs("a"), bs("bb")};
+    pc_request_t in = {.op = PC_OP_MGET, .id = 900, .nkeys = 2, .keys = keys};
+    assert_int_equal(pc_proto_encode_forward(&b, 2, &in, &tmp), 0);
+    pc_request_t fw, got;
+    body = frame_body(&b, 0, &len);
+    assert_int_equal(pc_proto_decode_request(d, body, len, &fw), 0);
+    assert_int_equal(fw.op, PC_OP_FORWARD);
+    assert_int_equal(fw.id, 900);
+    assert_int_equal(fw.hops, 2);
+    /* Copy the body out: decoding the inner request reuses the decoder. */
+    uint8_t inner[64];
+    assert_true(fw.body.len <= sizeof inner);
+    memcpy(inner, fw.body.ptr, fw.body.len);
+    assert_int_equal(pc_proto_decode_request(d, inner, fw.body.len, &got), 0);
+    assert_int_equal(got.op, PC_OP_MGET);
+    assert_int_equal(got.id, 900);
+    assert_int_equal(got.nkeys, 2);
+    assert_bytes_equal(got.keys[1], keys[1]);
+    /* An inner request the encoder refuses: nothing appended. */
+    size_t before = b.len;
+    pc_request_t bad = {.op = PC_OP_GET, .id = 1}; /* empty key */
+    assert_int_equal(pc_proto_encode_forward(&b, 1, &bad, &tmp), PC_EINVAL);
+    assert_int_equal(b.len, before);
+    pc_buf_free(&b);
+    pc_buf_free(&tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -3023,6 +3077,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_budget_replies, setup_decoder, teardown_decoder),
         cmocka_unit_test_setup_teardown(test_max_ttl, setup_decoder, teardown_decoder),
         cmocka_unit_test_setup_teardown(test_decoder_why, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_frame_helpers, setup_decoder, teardown_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
