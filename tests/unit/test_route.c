@@ -271,7 +271,8 @@ static void check_rows(const route_row_t *rows, size_t n,
 #define TOUCH .op = PC_OP_TOUCH
 #define MGET .op = PC_OP_MGET
 
-#define ROW(nm, kd, hf, t, ...) {.name = (nm), .f = {__VA_ARGS__}, .kind = (kd), .hits_first = (hf), .to = (t)}
+#define ROW(nm, kd, hf, t, ...)                                                                \
+    {.name = (nm), .f = {__VA_ARGS__}, .kind = (kd), .hits_first = (hf), .to = (t)}
 
 static void test_decide_homes_on(void **state)
 {
