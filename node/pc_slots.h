@@ -32,7 +32,12 @@ typedef struct pc_slots pc_slots_t;
 /* What a ring change does to one slot of this node (pc_slots_diff). */
 #define PC_SLOT_GAINED 1u     /* serve only copies stored from now on */
 #define PC_SLOT_HAND_OFF 2u   /* no longer its owner: hand its keys over */
-#define PC_SLOT_PURGE 4u      /* no place in it any more: drop its copies */
+#define PC_SLOT_PURGE 4u      /* a replica no more: drop its copies */
+/* HAND_OFF and PURGE never come together: an owner that loses every role
+ * in a slot gets HAND_OFF alone, and the hand-off plan (pc_handoff_plan)
+ * streams its copies to the new owner, or drops them when it sends
+ * nothing. Copies streamed stay until evicted, never served again: a slot
+ * gained later is a new epoch (pc_slots_stale). */
 
 /*
  * The slot diff of a ring change, for one slot, pure: `ro` and `rn` are

