@@ -2,9 +2,11 @@
  * pc_store.c -- sharded, refcounted, memory-bounded item store.
  *
  * The contract is in pc_store.h; the design, with measurements, is in
- * docs/STORE.md. This file follows one naming rule from memcached: a
- * function whose name starts with do_ expects the caller to hold the
- * shard's lock. Everything else takes the lock itself or needs none.
+ * docs/STORE.md. The eviction policies are in pc_evict.c (pc_evict.h);
+ * the item layout both files use is in pc_store_int.h. This file follows
+ * one naming rule from memcached: a function whose name starts with do_
+ * expects the caller to hold the shard's lock. Everything else takes the
+ * lock itself or needs none.
  */
 #include "pc_store.h"
 
@@ -17,99 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * Item layout: one malloc() block, header then key then value.
- *
- *   off size field
- *     0   8  hnext    hash-chain link
- *     8   8  prev     eviction queue links (LRU list or S3-FIFO queue)
- *    16   8  next
- *    24   8  version  replication version (set IF_NEWER, IF_VERSION compare it)
- *    32   8  expire   absolute expiry on the caller's clock, 0 = never
- *    40   4  refs     the table's reference + one per reader
- *    44   4  hash     low 32 bits of the SipHash: bucket index, ghost tag
- *    48   4  flags    opaque to the store
- *    52   4  klen
- *    56   4  vlen
- *    60   4  epoch    the store's epoch when the item was linked
- *    64   1  meta     S3-FIFO frequency (2 bits) and queue (1 bit)
- *    65      data     klen key bytes, then vlen value bytes
- *
- * `epoch` sits in the 4 bytes where `meta` was, and `meta` moves behind
- * it: a 4-byte field after the 60 bytes of 8- and 4-byte fields needs no
- * padding, and `meta` and the data need no alignment, so the header grows
- * by exactly the 4 bytes added (61 -> 65). No existing field can absorb
- * it: the epoch is part of the contract as 32 bits, and `meta` cannot
- * share a word that readers load without the lock.
- *
- * Everything but `expire` and `meta` is written once before the item is
- * published and never again, which is what lets readers use an item they
- * hold a reference to without a lock. `expire` is the one field touch()
- * changes in place (copying a possibly large value to extend a TTL would be
- * absurd); it is atomic so a reader sees the old or the new value, never a
- * torn one. `meta` is only read and written under the shard lock, and
- * readers never look at it. The hash is stored so a resize and a ghost
- * insertion never need to run SipHash again.
- */
-struct pc_item {
-    pc_item_t *hnext;
-    pc_item_t *prev;
-    pc_item_t *next;
-    uint64_t version;
-    _Atomic uint64_t expire;
-    atomic_uint refs;
-    uint32_t hash;
-    uint32_t flags;
-    uint32_t klen;
-    uint32_t vlen;
-    uint32_t epoch;
-    uint8_t meta;
-    uint8_t data[];
-};
+#include "pc_evict.h"
+#include "pc_store_int.h"
 
-#define ITEM_HDR offsetof(struct pc_item, data)
-
-_Static_assert(sizeof(atomic_uint) == 4, "refs is expected to be 4 bytes");
-_Static_assert(sizeof(_Atomic uint64_t) == 8, "expire is expected to be 8 bytes");
-_Static_assert(offsetof(struct pc_item, data) == 65, "item header layout changed: update "
-                                                      "the table above and docs/STORE.md");
 _Static_assert(crypto_shorthash_KEYBYTES == 16, "hash_key is documented as 16 bytes");
 _Static_assert(crypto_shorthash_BYTES == 8, "the hash is used as a 64-bit value");
 
-/*
- * What one item costs beyond its key and value, in bytes. Each term is an
- * estimate of real memory, not a guess rounded in our favour:
- *
- *   ITEM_HDR     65  the header above.
- *   MALLOC_EST   16  glibc keeps an 8-byte size word per chunk and rounds
- *                    chunks to 16 bytes: 8 + 0..15 bytes, 15.5 on average
- *                    for sizes spread evenly.
- *   SLOT_SHARE   11  one 8-byte bucket pointer per bucket; a table doubles
- *                    when the load passes 1.5, so right after a doubling it
- *                    holds 8 / 0.75 = 10.7 bytes of buckets per item (the
- *                    worst steady state), 5.3 just before the next one.
- *   GHOST_SHARE   8  S3-FIFO's ghost: 4-byte slots, at most two per item of
- *                    the main queue (its size is rounded up to a power of
- *                    two). Charged under LRU too, so one constant holds.
- *
- * Total 100 (96 before the epoch: only ITEM_HDR depends on the header).
- * Not covered: the transient old bucket array while a shard is mid-resize
- * (8 bytes per item of that one shard, freed within a few hundred
- * operations on the shard) and tables that stay large after most items
- * are deleted (tables never shrink, as in memcached).
- */
-#define MALLOC_EST 16u
-#define SLOT_SHARE 11u
-#define GHOST_SHARE 8u
-#define ITEM_OVERHEAD (ITEM_HDR + MALLOC_EST + SLOT_SHARE + GHOST_SHARE)
 const size_t PC_STORE_ITEM_OVERHEAD = ITEM_OVERHEAD;
-
-#define META_FREQ 0x03u /* S3-FIFO access count, saturating at 3 */
-#define META_MAIN 0x04u /* in the main queue (else small; LRU uses small) */
-#define FREQ_MAX 3u
-
-#define Q_SMALL 0 /* S3-FIFO small queue; the only list under LRU */
-#define Q_MAIN 1
 
 #define DEFAULT_SHARDS 64u
 #define MAX_SHARDS 65536u
@@ -125,41 +41,6 @@ const size_t PC_STORE_ITEM_OVERHEAD = ITEM_OVERHEAD;
 #define MIGRATE_STEP 8u
 /* sweep(): buckets visited per unit of budget, so sparse tables stay cheap. */
 #define SWEEP_VISITS_PER_ITEM 16u
-
-#define GHOST_WAYS 8u
-#define GHOST_MIN 64u
-#define GHOST_EPOCHS 4u
-
-/* A doubly linked queue; head is the newest item, tail the oldest. */
-struct queue {
-    pc_item_t *head;
-    pc_item_t *tail;
-    size_t items;
-    size_t bytes; /* charged bytes of the items in it */
-};
-
-/*
- * The ghost remembers the hashes of items recently evicted from the small
- * queue, so that a key coming back soon after is admitted straight to main.
- *
- * It is a set-associative table of 32-bit slots, GHOST_WAYS per bucket:
- * each slot holds a 24-bit fingerprint of the hash and the 8-bit epoch it
- * was added in. Epochs advance every window/GHOST_EPOCHS insertions, and a
- * slot is live while it is less than GHOST_EPOCHS epochs old, so the ghost
- * answers "was this evicted within the last ~window evictions?" -- a FIFO
- * with quarter-window granularity -- with O(1) insert, lookup and no
- * deletion sweep: stale slots are simply reused. A full bucket overwrites
- * its oldest slot, which only shortens that entry's life. The window is the
- * number of items in the main queue (as in the S3-FIFO paper); the table is
- * reallocated, forgetting its contents, only when the window outgrows it,
- * which in practice happens while the cache warms up.
- */
-struct ghost {
-    uint32_t *slot;
-    size_t nslots;   /* power of two, >= GHOST_WAYS; 0 before first use */
-    size_t inserts;  /* insertions in the current epoch */
-    uint8_t epoch;
-};
 
 /*
  * One shard: its own lock, table, queues, budget and counters.
@@ -195,8 +76,7 @@ struct shard {
 
     alignas(64) size_t items;
     size_t bytes; /* charged bytes, including the fixed share */
-    struct queue q[2];
-    struct ghost ghost;
+    pc_evict_t evict; /* the queues and the ghost */
     uint64_t sets, deletes, evictions, expirations;
 };
 
@@ -235,11 +115,6 @@ _Static_assert(offsetof(struct pc_store, sweep_lock) == 64,
 /* Items                                                               */
 /* ------------------------------------------------------------------ */
 
-static size_t item_charge(const pc_item_t *it)
-{
-    return (size_t)it->klen + it->vlen + ITEM_OVERHEAD;
-}
-
 /* Live while now < expire: at now == expire the item is gone. */
 static bool item_expired(const pc_item_t *it, uint64_t now_ms)
 {
@@ -250,21 +125,6 @@ static bool item_expired(const pc_item_t *it, uint64_t now_ms)
 static bool item_matches(const pc_item_t *it, uint32_t hash, const void *key, size_t klen)
 {
     return it->hash == hash && it->klen == klen && (klen == 0 || memcmp(it->data, key, klen) == 0);
-}
-
-static int item_queue(const pc_item_t *it)
-{
-    return (it->meta & META_MAIN) ? Q_MAIN : Q_SMALL;
-}
-
-static unsigned item_freq(const pc_item_t *it)
-{
-    return it->meta & META_FREQ;
-}
-
-static void item_set_freq(pc_item_t *it, unsigned f)
-{
-    it->meta = (uint8_t)((it->meta & ~META_FREQ) | (f & META_FREQ));
 }
 
 /*
@@ -311,124 +171,6 @@ static uint64_t key_hash(const pc_store_t *s, const void *key, size_t klen)
 static struct shard *shard_of(const pc_store_t *s, uint64_t h)
 {
     return &s->shards[(uint32_t)(h >> 32) & s->shard_mask];
-}
-
-/* ------------------------------------------------------------------ */
-/* Queues                                                              */
-/* ------------------------------------------------------------------ */
-
-static void do_queue_push(struct shard *sh, pc_item_t *it, int qi)
-{
-    struct queue *q = &sh->q[qi];
-
-    it->meta = (uint8_t)(qi == Q_MAIN ? (it->meta | META_MAIN) : (it->meta & ~META_MAIN));
-    it->prev = NULL;
-    it->next = q->head;
-    if (q->head)
-        q->head->prev = it;
-    else
-        q->tail = it;
-    q->head = it;
-    q->items++;
-    q->bytes += item_charge(it);
-}
-
-static void do_queue_remove(struct shard *sh, pc_item_t *it)
-{
-    struct queue *q = &sh->q[item_queue(it)];
-
-    if (it->prev)
-        it->prev->next = it->next;
-    else
-        q->head = it->next;
-    if (it->next)
-        it->next->prev = it->prev;
-    else
-        q->tail = it->prev;
-    it->prev = it->next = NULL;
-    q->items--;
-    q->bytes -= item_charge(it);
-}
-
-/* ------------------------------------------------------------------ */
-/* Ghost (S3-FIFO)                                                     */
-/* ------------------------------------------------------------------ */
-
-static bool ghost_live(const struct ghost *g, uint32_t slot)
-{
-    return slot != 0 && (uint8_t)(g->epoch - (uint8_t)slot) < GHOST_EPOCHS;
-}
-
-static uint32_t *ghost_bucket(const struct ghost *g, uint32_t hash)
-{
-    size_t nbuckets = g->nslots / GHOST_WAYS;
-    return &g->slot[(hash & (nbuckets - 1)) * GHOST_WAYS];
-}
-
-static size_t ghost_window(const struct shard *sh)
-{
-    return sh->q[Q_MAIN].items > GHOST_MIN ? sh->q[Q_MAIN].items : GHOST_MIN;
-}
-
-/* Remembers that an item with this hash was just evicted from small. */
-static void do_ghost_add(struct shard *sh, uint32_t hash)
-{
-    struct ghost *g = &sh->ghost;
-    size_t window = ghost_window(sh);
-    uint32_t fp = hash >> 8;
-    uint32_t *b, *pick = NULL;
-    unsigned oldest_age = 0;
-
-    if (g->nslots < window) {
-        size_t n = GHOST_MIN;
-        uint32_t *slots;
-
-        while (n < window)
-            n *= 2;
-        slots = calloc(n, sizeof *slots);
-        if (!slots)
-            return; /* the ghost is advice: without it we only lose hit ratio */
-        free(g->slot);
-        g->slot = slots;
-        g->nslots = n;
-    }
-    /* Same fingerprint first (refresh), else a dead slot, else the oldest. */
-    b = ghost_bucket(g, hash);
-    for (unsigned i = 0; i < GHOST_WAYS; i++) {
-        if (ghost_live(g, b[i]) && (b[i] >> 8) == fp) {
-            pick = &b[i];
-            break;
-        }
-        unsigned age = ghost_live(g, b[i]) ? (uint8_t)(g->epoch - (uint8_t)b[i]) : 256u;
-        if (!pick || age > oldest_age) {
-            pick = &b[i];
-            oldest_age = age;
-        }
-    }
-    *pick = (fp << 8) | g->epoch;
-    if (++g->inserts >= window / GHOST_EPOCHS) {
-        g->epoch++;
-        g->inserts = 0;
-    }
-}
-
-/* True if the hash was evicted recently; forgets it (it is being readmitted). */
-static bool do_ghost_take(struct shard *sh, uint32_t hash)
-{
-    struct ghost *g = &sh->ghost;
-    uint32_t fp = hash >> 8;
-    uint32_t *b;
-
-    if (!g->slot)
-        return false;
-    b = ghost_bucket(g, hash);
-    for (unsigned i = 0; i < GHOST_WAYS; i++) {
-        if (ghost_live(g, b[i]) && (b[i] >> 8) == fp) {
-            b[i] = 0;
-            return true;
-        }
-    }
-    return false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -537,7 +279,7 @@ static void do_unlink(struct shard *sh, pc_item_t **link, pc_item_t **reap)
     pc_item_t *it = *link;
 
     *link = it->hnext;
-    do_queue_remove(sh, it);
+    pc_evict_remove(&sh->evict, it);
     sh->items--;
     sh->bytes -= item_charge(it);
     if (item_unref(it)) {
@@ -552,7 +294,7 @@ static void do_insert(struct shard *sh, pc_item_t *it, int qi)
 
     it->hnext = *slot;
     *slot = it;
-    do_queue_push(sh, it, qi);
+    pc_evict_push(&sh->evict, it, qi);
     sh->items++;
     sh->bytes += item_charge(it);
     do_maybe_grow(sh);
@@ -562,72 +304,18 @@ static void do_insert(struct shard *sh, pc_item_t *it, int qi)
 /* Eviction                                                            */
 /* ------------------------------------------------------------------ */
 
-/* A hit: LRU moves the item to the head, S3-FIFO only counts it. */
-static void do_hit(struct shard *sh, pc_item_t *it)
-{
-    if (sh->policy == PC_EVICT_LRU) {
-        if (sh->q[Q_SMALL].head != it) {
-            do_queue_remove(sh, it);
-            do_queue_push(sh, it, Q_SMALL);
-        }
-    } else if (item_freq(it) < FREQ_MAX) {
-        item_set_freq(it, item_freq(it) + 1);
-    }
-}
-
-/*
- * S3-FIFO victim choice. Small is drained while it holds at least its 10%
- * share (or main is empty): an item hit while in small moves to main with
- * its count cleared, one never hit is the victim. Otherwise main's tail is
- * the victim unless it was hit, in which case it goes back to the head with
- * its count decremented (a 2-bit CLOCK). Each pass around main decrements a
- * count that only hits raise, so the loop ends; its cost is paid for by
- * earlier hits.
- */
-static pc_item_t *do_s3fifo_victim(struct shard *sh)
-{
-    struct queue *small = &sh->q[Q_SMALL], *main_q = &sh->q[Q_MAIN];
-
-    if (small->tail && (small->bytes >= sh->small_target || !main_q->tail)) {
-        while (small->tail) {
-            pc_item_t *it = small->tail;
-
-            if (item_freq(it) == 0)
-                return it;
-            do_queue_remove(sh, it);
-            item_set_freq(it, 0);
-            do_queue_push(sh, it, Q_MAIN);
-        }
-    }
-    while (main_q->tail) {
-        pc_item_t *it = main_q->tail;
-
-        if (item_freq(it) == 0)
-            return it;
-        do_queue_remove(sh, it);
-        item_set_freq(it, item_freq(it) - 1);
-        do_queue_push(sh, it, Q_MAIN);
-    }
-    return NULL;
-}
-
 /* Evicts one item; false if the shard is empty. */
 static bool do_evict_one(struct shard *sh, pc_item_t **reap)
 {
     pc_item_t *victim;
     pc_item_t **link;
 
-    if (sh->policy == PC_EVICT_LRU)
-        victim = sh->q[Q_SMALL].tail;
-    else
-        victim = do_s3fifo_victim(sh);
+    victim = pc_evict_victim(&sh->evict, sh->policy, sh->small_target);
     if (!victim)
         return false;
     link = do_link_of(sh, victim);
     if (!link)
         abort(); /* queue and table disagree: accounting is lost, stop here */
-    if (sh->policy == PC_EVICT_S3FIFO && item_queue(victim) == Q_SMALL)
-        do_ghost_add(sh, victim->hash);
     do_unlink(sh, link, reap);
     sh->evictions++;
     return true;
@@ -655,7 +343,7 @@ static void shard_destroy(struct shard *sh)
         }
         free(tabs[t]);
     }
-    free(sh->ghost.slot);
+    pc_evict_free(&sh->evict);
     pthread_mutex_destroy(&sh->lock);
 }
 
@@ -681,9 +369,7 @@ int pc_store_new(const pc_store_config_t *cfg, pc_store_t **out)
      * initial bucket array, its minimum ghost and its part of this struct.
      */
     fixed = sizeof(struct shard) + INITIAL_BUCKETS * sizeof(pc_item_t *) +
-            (sizeof(pc_store_t) + n - 1) / n;
-    if (cfg->policy == PC_EVICT_S3FIFO)
-        fixed += GHOST_MIN * sizeof(uint32_t);
+            (sizeof(pc_store_t) + n - 1) / n + pc_evict_fixed(cfg->policy);
     budget = cfg->memory_limit / n;
     if (budget <= fixed)
         return PC_EINVAL;
@@ -791,7 +477,7 @@ static int store_lookup(pc_store_t *s, const void *key, size_t klen, uint64_t no
         atomic_fetch_add_explicit(&(*link)->refs, 1, memory_order_relaxed);
         *out = *link;
         if (count != COUNT_NONE)
-            do_hit(sh, *link);
+            pc_evict_hit(&sh->evict, sh->policy, *link);
         rc = PC_OK;
     }
     if (rc == PC_OK && count != COUNT_NONE)
@@ -859,7 +545,7 @@ int pc_store_set_if(pc_store_t *s, const void *key, size_t klen, const void *val
     struct shard *sh;
     pc_item_t *it, **link, *reap = NULL;
     size_t charge;
-    int qi = Q_SMALL, rc;
+    int qi, rc;
 
     if (!s || (!key && klen) || (!val && vlen))
         return PC_EINVAL;
@@ -910,11 +596,10 @@ int pc_store_set_if(pc_store_t *s, const void *key, size_t klen, const void *val
              * A replacement keeps the old item's place in the policy: the
              * key has proven itself (or not) regardless of its new value.
              */
-            qi = item_queue(*link);
-            item_set_freq(it, item_freq(*link));
+            qi = pc_evict_replace(it, *link);
             do_unlink(sh, link, &reap);
-        } else if (sh->policy == PC_EVICT_S3FIFO && do_ghost_take(sh, it->hash)) {
-            qi = Q_MAIN;
+        } else {
+            qi = pc_evict_admit(&sh->evict, sh->policy, it->hash);
         }
         /* Cannot run dry: the size check above guarantees an empty shard fits. */
         while (sh->bytes + charge > sh->budget && do_evict_one(sh, &reap))
@@ -1421,7 +1106,7 @@ void pc_store_stats(pc_store_t *s, pc_store_stats_t *out)
 static bool do_verify_shard(const pc_store_t *s, struct shard *sh, unsigned idx,
                             uint64_t *count)
 {
-    size_t n = 0, charged = 0, qn[2] = {0, 0}, qb[2] = {0, 0};
+    size_t n = 0, charged = 0, queued, queued_bytes;
     pc_item_t **tabs[2] = {sh->tab, sh->old};
     size_t nbs[2] = {sh->nb, sh->old_nb};
 
@@ -1438,29 +1123,15 @@ static bool do_verify_shard(const pc_store_t *s, struct shard *sh, unsigned idx,
                     ((uint32_t)(h >> 32) & s->shard_mask) != idx ||
                     atomic_load(&it->refs) == 0)
                     return false;
-                if (sh->policy == PC_EVICT_LRU && it->meta != 0)
-                    return false;
                 n++;
                 charged += item_charge(it);
             }
         }
     }
-    for (int q = 0; q < 2; q++) {
-        const pc_item_t *prev = NULL;
-
-        for (const pc_item_t *it = sh->q[q].head; it; prev = it, it = it->next) {
-            if (it->prev != prev || item_queue(it) != q)
-                return false;
-            qn[q]++;
-            qb[q] += item_charge(it);
-        }
-        if (sh->q[q].tail != prev || qn[q] != sh->q[q].items || qb[q] != sh->q[q].bytes)
-            return false;
-    }
-    if (sh->policy == PC_EVICT_LRU && qn[Q_MAIN] != 0)
+    if (pc_evict_verify(&sh->evict, sh->policy, &queued, &queued_bytes) != PC_OK)
         return false;
-    if (n != sh->items || qn[0] + qn[1] != n || sh->bytes != s->fixed + charged ||
-        qb[0] + qb[1] != charged || sh->bytes > sh->budget)
+    if (n != sh->items || queued != n || sh->bytes != s->fixed + charged ||
+        queued_bytes != charged || sh->bytes > sh->budget)
         return false;
     *count += n;
     return true;

@@ -74,7 +74,7 @@ typedef struct pc_store_stats {
 } pc_store_stats_t;
 
 /* Bytes charged per item beyond its key and value: header, allocator,
- * hash-table slot and ghost share (the breakdown is in pc_store.c). */
+ * hash-table slot and ghost share (the breakdown is in pc_store_int.h). */
 extern const size_t PC_STORE_ITEM_OVERHEAD;
 
 /*
