@@ -1,15 +1,22 @@
 /*
- * pc_store_int.h -- the store's private layouts, shared by the files of
- * the store only: pc_store.c and pc_evict.c. Nothing else may include it;
- * the store's contract is pc_store.h.
+ * pc_store_int.h -- the store's private layouts (items, shards, the
+ * store) and the helpers on them that more than one of its files needs.
+ * Shared by the files of the store only: pc_store.c, pc_store_scan.c and
+ * pc_evict.c. Nothing else may include it; the store's contract is
+ * pc_store.h.
  */
 #ifndef PC_STORE_INT_H
 #define PC_STORE_INT_H
 
+#include <pthread.h>
+#include <sodium.h>
+#include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pc_evict.h"
 #include "pc_store.h"
 
 /*
@@ -99,6 +106,102 @@ _Static_assert(offsetof(struct pc_item, data) == 65, "item header layout changed
 static inline size_t item_charge(const pc_item_t *it)
 {
     return (size_t)it->klen + it->vlen + ITEM_OVERHEAD;
+}
+
+/*
+ * One shard: its own lock, table, queues, budget and counters.
+ *
+ * Fields are grouped by who writes them, one group per cache line, because
+ * on two cores the cost of a call is mostly lines moving between caches:
+ *   line 0  the lock and the counters every get() bumps -- written by
+ *           every call, so it moves once per call and carries both;
+ *   line 1  what every lookup reads but only a resize writes -- stays
+ *           shared in every core's cache instead of following the lock;
+ *   rest    what set/del/eviction write (and LRU hits: its queue).
+ * The alignment also keeps neighbouring shards off each other's lines.
+ *
+ * Memory is budgeted per shard (limit / shards), not globally: an insert
+ * only ever evicts from its own shard, under the one lock it already holds,
+ * and never needs a global counter or a second lock. The price is that the
+ * largest item is about limit / shards, and a shard may evict while another
+ * has room; with keys spread by SipHash the shards fill evenly, so the
+ * waste is a few per cent at most.
+ */
+struct shard {
+    alignas(64) pthread_mutex_t lock;
+    uint64_t hits, misses;
+
+    alignas(64) pc_item_t **tab; /* current table */
+    size_t nb;                   /* its bucket count, a power of two */
+    pc_item_t **old;             /* previous table while resizing, else NULL */
+    size_t old_nb;               /* = nb / 2 while resizing */
+    size_t migrate;              /* old buckets below this are moved */
+    pc_evict_policy_t policy;
+    size_t budget;               /* limit / shards */
+    size_t small_target;         /* S3-FIFO: 10% of the budget left for items */
+
+    alignas(64) size_t items;
+    size_t bytes; /* charged bytes, including the fixed share */
+    pc_evict_t evict; /* the queues and the ghost */
+    uint64_t sets, deletes, evictions, expirations;
+};
+
+_Static_assert(offsetof(struct shard, tab) == 64 && offsetof(struct shard, items) == 128,
+               "shard fields are grouped by cache line: see the comment above");
+
+struct pc_store {
+    struct shard *shards;
+    unsigned nshards;
+    uint32_t shard_mask;
+    size_t limit;
+    size_t fixed;       /* bytes charged to each shard at creation */
+    size_t item_budget; /* budget - fixed: room for items in one shard */
+    uint8_t hash_key[crypto_shorthash_KEYBYTES];
+    /*
+     * Read by every set(), written only by epoch_bump() (once per ring
+     * change), so it belongs on this read-mostly line.
+     */
+    _Atomic uint32_t epoch;
+    unsigned shard_bits; /* log2(nshards), for scan() positions */
+    /*
+     * sweep() cursor; sweep_lock serializes sweepers only, never readers.
+     * On its own line: a sweep writing here must not evict the fields
+     * above, which every call reads, from the other cores' caches.
+     */
+    alignas(64) pthread_mutex_t sweep_lock;
+    unsigned sweep_shard;
+    size_t sweep_bucket;
+    size_t sweep_pos;
+};
+
+_Static_assert(offsetof(struct pc_store, sweep_lock) == 64,
+               "the fields every call reads, epoch included, share the store's first line");
+
+/* Live while now < expire: at now == expire the item is gone. */
+static inline bool item_expired(const pc_item_t *it, uint64_t now_ms)
+{
+    uint64_t exp = atomic_load_explicit(&it->expire, memory_order_relaxed);
+    return exp != 0 && now_ms >= exp;
+}
+
+_Static_assert(crypto_shorthash_KEYBYTES == 16, "hash_key is documented as 16 bytes");
+_Static_assert(crypto_shorthash_BYTES == 8, "the hash is used as a 64-bit value");
+
+/*
+ * SipHash-2-4 of the key under the store's secret key, read little-endian
+ * so placement is the same on every host. Bits 32..63 pick the shard and
+ * bits 0..31 the bucket and ghost slot, so the two never correlate.
+ */
+static inline uint64_t key_hash(const pc_store_t *s, const void *key, size_t klen)
+{
+    static const unsigned char empty[1] = {0};
+    unsigned char out[crypto_shorthash_BYTES];
+    uint64_t h = 0;
+
+    crypto_shorthash(out, klen ? key : empty, klen, s->hash_key);
+    for (unsigned i = 0; i < sizeof out; i++)
+        h |= (uint64_t)out[i] << (8 * i);
+    return h;
 }
 
 #endif
