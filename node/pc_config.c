@@ -1,12 +1,7 @@
 /*
- * pc_config.c -- the option table and the three sources that feed it.
- *
- * Every option is described exactly once, in options[] below. The flag
- * parser, the environment reader, the config-file reader, the defaults and
- * --help all walk that one table, so an option cannot exist in one place
- * and be missing (or spelled differently, or documented with a stale
- * default) in another. Adding an option = one field in pc_config_t plus
- * one row here.
+ * pc_config.c -- the loader: the three sources that feed the option table
+ * (pc_config_opts.c; the row format is in the private pc_config_int.h),
+ * the checks between options, and the size and duration parsers.
  *
  * Loading order (later wins): defaults, file, environment, flags. Every
  * value goes through the same opt_set(), which parses, range-checks and
@@ -30,15 +25,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "pc_addr.h"
-
-#ifndef PC_VERSION_STRING
-#define PC_VERSION_STRING "unknown"
-#endif
-
-#define KIB ((uint64_t)1024)
-#define MIB (KIB * 1024)
-#define GIB (MIB * 1024)
+#include "pc_config_int.h"
 
 /*
  * Bytes a frame needs besides one key and value. A client's SET: array
@@ -51,262 +38,6 @@
  * larger frame limit than clients get.
  */
 #define FRAME_SLACK 512
-
-/* Host names in addresses: the longest DNS name is 253 characters. */
-#define HOST_MAX 256
-
-/* Names are short; this bounds "PEERCACHE_" + the longest name. */
-#define ENV_NAME_MAX 64
-
-enum opt_type {
-    OPT_STRING,   /* char *, any text (maybe checked by opt->check) */
-    OPT_UINT,     /* uint64_t, plain decimal */
-    OPT_SIZE,     /* size_t, pc_parse_size() */
-    OPT_DURATION, /* uint64_t milliseconds, pc_parse_duration_ms() */
-    OPT_ENUM,     /* char *, one of opt->choices (stored canonical) */
-    OPT_BOOL,     /* int 0/1: a flag alone ("--insecure") means 1; values
-                     true/false, yes/no, on/off, 1/0 (any case) */
-};
-
-/*
- * Extra validation for string options. Returns NULL if `value` is fine,
- * else the end of a sentence that starts with "'value' " ("is not a
- * HOST:PORT address").
- */
-typedef const char *(*opt_check_fn)(const char *value);
-
-typedef struct opt {
-    const char *name;     /* long name without "--"; also the file key */
-    enum opt_type type;
-    const char *metavar;  /* shown in --help after the flag; NULL for enums */
-    const char *def;      /* default as a user would write it; NULL = unset */
-    const char *def_help; /* --help text for the default when def is NULL */
-    size_t offset;        /* of the field in pc_config_t */
-    const char *const *choices; /* OPT_ENUM: NULL-terminated */
-    uint64_t min, max;    /* numeric types: allowed range, inclusive */
-    opt_check_fn check;   /* OPT_STRING: optional */
-    bool not_in_file;     /* only "config": a file cannot name another file */
-    bool not_flag;        /* a secret: environment or file only, not argv
-                             (ps shows argv), and only from a file that
-                             group and others cannot access (load_file) */
-    const char *help;     /* one line per '\n', each under ~66 columns */
-} opt_t;
-
-/*
- * Field offsets with a type check: _Generic has no branch for any other
- * type, so a row whose option type and struct field disagree (a size_t
- * option pointed at a uint64_t field, say) fails to compile instead of
- * scribbling over the struct at run time. The expression is unevaluated.
- */
-#define FIELD_STR(f) \
-    (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, char *: 1)))
-#define FIELD_U64(f) \
-    (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, uint64_t: 1)))
-#define FIELD_SIZE(f) \
-    (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, size_t: 1)))
-#define FIELD_BOOL(f) \
-    (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, int: 1)))
-
-static const char *check_addr(const char *value);
-static const char *check_addr_or_none(const char *value);
-static const char *check_addr_list(const char *value);
-
-static const char *const eviction_choices[] = {"s3fifo", "lru", NULL};
-static const char *const log_level_choices[] = {"error", "warn", "info", "debug", NULL};
-
-/* The wire format carries lengths and counts as 32-bit numbers. */
-#define WIRE_MAX ((uint64_t)UINT32_MAX)
-
-static const opt_t options[] = {
-    {.name = "config", .type = OPT_STRING, .metavar = "FILE", .def_help = "none",
-     .offset = FIELD_STR(config_file), .not_in_file = true,
-     .help = "Config file of \"name = value\" lines ('#' starts a comment\n"
-             "line). Read before the environment and the flags. Empty = none."},
-    {.name = "listen", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "127.0.0.1:7400",
-     .offset = FIELD_STR(listen), .check = check_addr,
-     .help = "Address to accept client connections on."},
-    {.name = "name", .type = OPT_STRING, .metavar = "NAME", .def_help = "the --listen value",
-     .offset = FIELD_STR(name),
-     .help = "This node's name, as reported to clients and in logs."},
-    {.name = "redis", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "127.0.0.1:6379",
-     .offset = FIELD_STR(redis), .check = check_addr_or_none,
-     .help = "Redis server behind the cache, or \"none\" to run without a\n"
-             "backend (a pure memory cache)."},
-    {.name = "redis-prefix", .type = OPT_STRING, .metavar = "PREFIX", .def = "",
-     .offset = FIELD_STR(redis_prefix),
-     .help = "Prepended to every key in Redis, to share a Redis database\n"
-             "(flag records are named pcm:{TAG}: + PREFIX + key; see\n"
-             "docs/OPERATIONS.md)."},
-    {.name = "redis-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "1000ms",
-     .offset = FIELD_U64(redis_timeout_ms), .min = 1, .max = UINT64_MAX,
-     .help = "How long a Redis command may take before the request fails."},
-    {.name = "memory", .type = OPT_SIZE, .metavar = "SIZE", .def = "64mb",
-     .offset = FIELD_SIZE(memory), .min = MIB, .max = SIZE_MAX,
-     .help = "Memory limit of the store: keys, values and overhead.\n"
-             "At least 1mb."},
-    {.name = "eviction", .type = OPT_ENUM, .def = "s3fifo", .offset = FIELD_STR(eviction),
-     .choices = eviction_choices,
-     .help = "What to evict when memory is full."},
-    {.name = "threads", .type = OPT_UINT, .metavar = "N", .def = "0",
-     .offset = FIELD_U64(threads), .min = 0, .max = 64,
-     .help = "Event loops serving clients, one thread each, each accepting\n"
-             "on its own SO_REUSEPORT socket, with its own Redis and peer\n"
-             "connections (docs/ARCHITECTURE.md \"Threads\"). 0 = one per\n"
-             "core."},
-    {.name = "max-connections", .type = OPT_UINT, .metavar = "N", .def = "10000",
-     .offset = FIELD_U64(max_connections), .min = 1, .max = UINT64_MAX,
-     .help = "Client connections accepted at once; more are refused."},
-    {.name = "max-conns-per-source", .type = OPT_UINT, .metavar = "N", .def = "1024",
-     .offset = FIELD_U64(max_conns_per_source), .min = 0, .max = UINT64_MAX,
-     .help = "Client connections one source address (an IPv4 address, an\n"
-             "IPv6 /64) may hold at once; more are refused (BUSY). 0 = no\n"
-             "limit but --max-connections."},
-    {.name = "hello-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "3s",
-     .offset = FIELD_U64(hello_timeout_ms), .min = 1, .max = UINT64_MAX,
-     .help = "With a client token required, a connection that has not sent\n"
-             "a good HELLO this long after it opened (or after its last bad\n"
-             "HELLO was answered) is closed."},
-    {.name = "idle-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "300000ms",
-     .offset = FIELD_U64(idle_timeout_ms), .min = 0, .max = UINT64_MAX,
-     .help = "Close client connections idle this long. 0 = never."},
-    {.name = "max-frame", .type = OPT_SIZE, .metavar = "SIZE", .def = "1179648",
-     .offset = FIELD_SIZE(max_frame), .min = 1 * KIB, .max = WIRE_MAX,
-     .help = "Largest request frame (1mb+128kb by default). Must hold\n"
-             "max-key + max-value + 512 bytes."},
-    {.name = "max-key", .type = OPT_SIZE, .metavar = "SIZE", .def = "64kb",
-     .offset = FIELD_SIZE(max_key), .min = 1, .max = WIRE_MAX,
-     .help = "Longest key accepted."},
-    {.name = "max-value", .type = OPT_SIZE, .metavar = "SIZE", .def = "1mb",
-     .offset = FIELD_SIZE(max_value), .min = 1, .max = WIRE_MAX,
-     .help = "Largest value accepted."},
-    {.name = "max-mget-keys", .type = OPT_UINT, .metavar = "N", .def = "1024",
-     .offset = FIELD_U64(max_mget_keys), .min = 1, .max = WIRE_MAX,
-     .help = "Most keys in one MGET request."},
-    {.name = "max-inflight", .type = OPT_UINT, .metavar = "N", .def = "1024",
-     .offset = FIELD_U64(max_inflight), .min = 1, .max = UINT64_MAX,
-     .help = "Requests one connection may have in progress at once."},
-    {.name = "max-output", .type = OPT_SIZE, .metavar = "SIZE", .def = "4mb",
-     .offset = FIELD_SIZE(max_output), .min = 1 * KIB, .max = SIZE_MAX,
-     .help = "Replies queued per connection before reading from it pauses,\n"
-             "at most: each connection's budget is its fair share of\n"
-             "--max-buffer-memory (at least 64kb), 16kb before a client\n"
-             "sends the token. At least max-frame."},
-    {.name = "output-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "10s",
-     .offset = FIELD_U64(output_timeout_ms), .min = 1, .max = UINT64_MAX,
-     .help = "A connection whose queued replies stay over its output\n"
-             "budget this long (its client stopped reading) is closed."},
-    {.name = "frame-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "10s",
-     .offset = FIELD_U64(frame_timeout_ms), .min = 0, .max = UINT64_MAX,
-     .help = "A frame must arrive whole within this long of its first\n"
-             "byte, or the connection is closed (slowloris). 0 = no limit."},
-    {.name = "max-buffer-memory", .type = OPT_SIZE, .metavar = "SIZE", .def = "256mb",
-     .offset = FIELD_SIZE(max_buffer_memory), .min = 1 * MIB, .max = SIZE_MAX,
-     .help = "Memory all connection buffers together may use (input not\n"
-             "yet processed, replies not yet sent), split between the\n"
-             "loops. Past 7/8 of it, the connections holding more than\n"
-             "their fair share are closed (those without the token first,\n"
-             "then the biggest); new connections are refused only while it\n"
-             "stays over."},
-    {.name = "shutdown-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "5000ms",
-     .offset = FIELD_U64(shutdown_timeout_ms), .min = 0, .max = UINT64_MAX,
-     .help = "On SIGTERM, how long the whole stop may take: the hand-off of\n"
-             "a leave (at most half of it), then requests in progress\n"
-             "finish. Past it what is left is cut, and the exit status is 1."},
-    {.name = "sweep-interval", .type = OPT_DURATION, .metavar = "DURATION", .def = "100ms",
-     .offset = FIELD_U64(sweep_interval_ms), .min = 1, .max = UINT64_MAX,
-     .help = "How often the background sweep removes expired entries."},
-    {.name = "log-level", .type = OPT_ENUM, .def = "info", .offset = FIELD_STR(log_level),
-     .choices = log_level_choices,
-     .help = "Least severe messages written to stderr."},
-
-    /* security (docs/SECURITY.md) */
-    {.name = "cluster-key", .type = OPT_STRING, .metavar = "FILE", .def = "",
-     .offset = FIELD_STR(cluster_key),
-     .help = "Key file (peercache-cli keygen; mode 0600) that seals all\n"
-             "gossip and peer traffic. One key per line: the first seals,\n"
-             "all open. Reloaded on SIGHUP (key rotation)."},
-    {.name = "insecure", .type = OPT_BOOL, .metavar = "", .def = "false",
-     .offset = FIELD_BOOL(insecure),
-     .help = "Run without --cluster-key: gossip and peer traffic are\n"
-             "neither authenticated nor encrypted. Required to start\n"
-             "without a key."},
-    {.name = "replay-window", .type = OPT_DURATION, .metavar = "DURATION", .def = "60s",
-     .offset = FIELD_U64(replay_window_ms), .min = 1000, .max = 3600000,
-     .help = "Sealed messages stamped further than this from this node's\n"
-             "clock are dropped, and repeats within it. Keep member\n"
-             "clocks closer than this."},
-    {.name = "token-file", .type = OPT_STRING, .metavar = "FILE", .def = "",
-     .offset = FIELD_STR(token_file),
-     .help = "File whose first line is the token clients must send in\n"
-             "HELLO before any other request but PING (mode 0600)."},
-    {.name = "token", .type = OPT_STRING, .metavar = "TOKEN", .def = "",
-     .offset = FIELD_STR(token), .not_flag = true,
-     .help = "The client token itself. Environment or config file only\n"
-             "(a flag would show in ps); --token-file wins. A config\n"
-             "file that sets it must be private, like a token file\n"
-             "(chmod 600), or the node refuses to start."},
-
-    /* cluster */
-    {.name = "join", .type = OPT_STRING, .metavar = "HOST:PORT[,...]", .def = "",
-     .offset = FIELD_STR(join), .check = check_addr_list,
-     .help = "Members (or one DNS name with many addresses, such as a\n"
-             "Kubernetes headless service) to join through. Empty = start\n"
-             "a new cluster alone. Unreachable seeds are retried."},
-    {.name = "advertise", .type = OPT_STRING, .metavar = "HOST:PORT",
-     .def_help = "the --listen value", .offset = FIELD_STR(advertise), .check = check_addr,
-     .help = "Address other members and clients use to reach this node\n"
-             "(set it when --listen is a wildcard such as 0.0.0.0)."},
-    {.name = "gossip", .type = OPT_STRING, .metavar = "HOST:PORT",
-     .def_help = "the --listen value, over UDP", .offset = FIELD_STR(gossip),
-     .check = check_addr,
-     .help = "UDP address for membership gossip."},
-    {.name = "replicas", .type = OPT_UINT, .metavar = "R", .def = "2",
-     .offset = FIELD_U64(replicas), .min = 1, .max = 8,
-     .help = "Copies of each key in the cluster, owner included (1..8).\n"
-             "Every member must use the same value."},
-    {.name = "weight", .type = OPT_UINT, .metavar = "W", .def = "1",
-     .offset = FIELD_U64(weight), .min = 1, .max = 1000,
-     .help = "This node's share of the keyspace relative to the others."},
-    {.name = "probe-interval", .type = OPT_DURATION, .metavar = "DURATION", .def = "1000ms",
-     .offset = FIELD_U64(probe_interval_ms), .min = 10, .max = 3600000,
-     .help = "How often this node probes one other member."},
-    {.name = "probe-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "500ms",
-     .offset = FIELD_U64(probe_timeout_ms), .min = 1, .max = 3600000,
-     .help = "How long a probe waits for its ack before asking others\n"
-             "to probe indirectly. Less than --probe-interval."},
-    {.name = "indirect-probes", .type = OPT_UINT, .metavar = "K", .def = "3",
-     .offset = FIELD_U64(indirect_probes), .min = 0, .max = 16,
-     .help = "Members asked to probe a member that missed its ack."},
-    {.name = "suspicion-mult", .type = OPT_UINT, .metavar = "N", .def = "4",
-     .offset = FIELD_U64(suspicion_mult), .min = 1, .max = 100,
-     .help = "A suspect is declared dead after about N x log10(members)\n"
-             "probe intervals (sooner as others confirm it)."},
-    {.name = "gossip-interval", .type = OPT_DURATION, .metavar = "DURATION", .def = "200ms",
-     .offset = FIELD_U64(gossip_interval_ms), .min = 1, .max = 3600000,
-     .help = "How often membership news is sent to a few members."},
-    {.name = "pushpull-interval", .type = OPT_DURATION, .metavar = "DURATION",
-     .def = "30000ms", .offset = FIELD_U64(pushpull_interval_ms), .min = 0, .max = 3600000,
-     .help = "How often the full member list is exchanged with one member\n"
-             "over TCP. 0 = only on join."},
-    {.name = "peer-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "2000ms",
-     .offset = FIELD_U64(peer_timeout_ms), .min = 1, .max = UINT64_MAX,
-     .help = "How long a request to another member may take. Keep it\n"
-             "above --redis-timeout: a relayed write waits for the owner's\n"
-             "Redis round trip."},
-    {.name = "ring-settle", .type = OPT_DURATION, .metavar = "DURATION", .def = "5000ms",
-     .offset = FIELD_U64(ring_settle_ms), .min = 1, .max = 3600000,
-     .help = "How long after gaining keys a node treats what it caches\n"
-             "for them as provisional (kept at most twice this long), since\n"
-             "members still on the old ring may write Redis meanwhile.\n"
-             "Set it above the time membership news takes to spread."},
-    {.name = "handoff-rate", .type = OPT_SIZE, .metavar = "SIZE", .def = "64mb",
-     .offset = FIELD_SIZE(handoff_rate), .min = 0, .max = SIZE_MAX,
-     .help = "Bytes per second a node streams to the new owners of keys\n"
-             "it no longer owns (after a join or when it leaves).\n"
-             "0 = no hand-off: new owners read the moved keys from Redis."},
-};
-
-#define NOPTIONS (sizeof(options) / sizeof(options[0]))
 
 /* Where a value came from, for error messages. */
 enum src_kind { SRC_DEFAULT, SRC_FILE, SRC_ENV, SRC_FLAG };
@@ -323,7 +54,7 @@ typedef struct src {
  */
 typedef struct loader {
     pc_config_t cfg;
-    src_t origin[NOPTIONS]; /* indexed like options[] */
+    src_t origin[NOPTIONS_MAX]; /* indexed like pc_opt_table[] */
 } loader_t;
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -357,24 +88,6 @@ static size_t *field_size(pc_config_t *cfg, const opt_t *o)
     return (size_t *)(void *)((char *)cfg + o->offset);
 }
 
-static const opt_t *find_option(const char *name, size_t len)
-{
-    for (size_t i = 0; i < NOPTIONS; i++) {
-        if (strlen(options[i].name) == len && memcmp(options[i].name, name, len) == 0)
-            return &options[i];
-    }
-    return NULL;
-}
-
-/* "redis-timeout" -> "PEERCACHE_REDIS_TIMEOUT". */
-static void env_name(const opt_t *o, char *buf, size_t len)
-{
-    size_t n = (size_t)snprintf(buf, len, "PEERCACHE_%s", o->name);
-
-    for (size_t i = sizeof("PEERCACHE_") - 1; i < n && i < len; i++)
-        buf[i] = buf[i] == '-' ? '_' : (char)toupper((unsigned char)buf[i]);
-}
-
 /* The first "NAME=value" in envp, like getenv(), but on any array. */
 static const char *env_get(char **envp, const char *name)
 {
@@ -397,7 +110,7 @@ static void describe_source(const src_t *src, const opt_t *o, char *buf, size_t 
         snprintf(buf, len, "--%s", o->name);
         break;
     case SRC_ENV:
-        env_name(o, env, sizeof(env));
+        pc_opt_env_name(o, env, sizeof(env));
         snprintf(buf, len, "%s", env);
         break;
     case SRC_FILE:
@@ -408,60 +121,6 @@ static void describe_source(const src_t *src, const opt_t *o, char *buf, size_t 
         snprintf(buf, len, "default of %s", o->name);
         break;
     }
-}
-
-/* Prints a number the way a user would write it for this option type. */
-static void format_value(enum opt_type type, uint64_t v, char *buf, size_t len)
-{
-    if (type == OPT_SIZE && v != 0 && v % GIB == 0)
-        snprintf(buf, len, "%" PRIu64 "gb", v / GIB);
-    else if (type == OPT_SIZE && v != 0 && v % MIB == 0)
-        snprintf(buf, len, "%" PRIu64 "mb", v / MIB);
-    else if (type == OPT_SIZE && v != 0 && v % KIB == 0)
-        snprintf(buf, len, "%" PRIu64 "kb", v / KIB);
-    else if (type == OPT_DURATION)
-        snprintf(buf, len, "%" PRIu64 "ms", v);
-    else
-        snprintf(buf, len, "%" PRIu64, v);
-}
-
-static const char *check_addr(const char *value)
-{
-    char host[HOST_MAX];
-    int port;
-    int rc = pc_addr_parse(value, host, sizeof(host), &port);
-
-    if (rc == PC_ERANGE)
-        return "has a host name that is too long";
-    if (rc != 0)
-        return "is not a HOST:PORT address (e.g. 127.0.0.1:7400 or [::1]:7400)";
-    return NULL;
-}
-
-static const char *check_addr_or_none(const char *value)
-{
-    if (strcmp(value, "none") == 0)
-        return NULL;
-    if (check_addr(value) == NULL)
-        return NULL;
-    return "is neither a HOST:PORT address (e.g. 127.0.0.1:6379) nor \"none\"";
-}
-
-static int addr_ok(void *arg, const char *host, int port)
-{
-    (void)arg;
-    (void)host;
-    (void)port;
-    return 0;
-}
-
-static const char *check_addr_list(const char *value)
-{
-    if (value[0] == '\0')
-        return NULL;
-    if (pc_addr_parse_list(value, addr_ok, NULL) != 0)
-        return "is not a comma-separated list of HOST:PORT addresses";
-    return NULL;
 }
 
 /*
@@ -616,7 +275,7 @@ static int opt_set(loader_t *ld, const opt_t *o, const char *value, const src_t 
     int rc;
 
     describe_source(src, o, where, sizeof(where));
-    ld->origin[o - options] = *src;
+    ld->origin[o - pc_opt_table] = *src;
 
     switch (o->type) {
     case OPT_STRING:
@@ -665,12 +324,12 @@ static int opt_set(loader_t *ld, const opt_t *o, const char *value, const src_t 
             return PC_EINVAL;
         }
         if (n < o->min) {
-            format_value(o->type, o->min, lim, sizeof(lim));
+            pc_opt_format_value(o->type, o->min, lim, sizeof(lim));
             set_err(errbuf, errlen, "%s: '%s' is below the minimum of %s", where, value, lim);
             return PC_EINVAL;
         }
         if (n > o->max) {
-            format_value(o->type, o->max, lim, sizeof(lim));
+            pc_opt_format_value(o->type, o->max, lim, sizeof(lim));
             set_err(errbuf, errlen, "%s: '%s' is above the maximum of %s", where, value, lim);
             return PC_EINVAL;
         }
@@ -690,14 +349,14 @@ static int load_defaults(loader_t *ld, char *errbuf, size_t errlen)
 {
     const src_t src = {.kind = SRC_DEFAULT};
 
-    for (size_t i = 0; i < NOPTIONS; i++) {
+    for (size_t i = 0; i < pc_opt_count; i++) {
         int rc;
 
-        if (options[i].def == NULL)
+        if (pc_opt_table[i].def == NULL)
             continue;
-        /* A failure here is a bad row in options[]; test_config's
+        /* A failure here is a bad row in pc_opt_table[]; test_config's
          * defaults test catches it before anyone else can. */
-        rc = opt_set(ld, &options[i], options[i].def, &src, errbuf, errlen);
+        rc = opt_set(ld, &pc_opt_table[i], pc_opt_table[i].def, &src, errbuf, errlen);
         if (rc != 0)
             return rc == PC_EINVAL ? PC_EINTERNAL : rc;
     }
@@ -781,7 +440,7 @@ static int load_file(loader_t *ld, const char *path, char *errbuf, size_t errlen
             rc = PC_EINVAL;
             break;
         }
-        o = find_option(name, strlen(name));
+        o = pc_opt_find(name, strlen(name));
         if (o == NULL) {
             set_err(errbuf, errlen, "config file %s line %u: unknown option '%s'", path,
                     src.line, name);
@@ -824,15 +483,15 @@ static int load_env(loader_t *ld, char **envp, char *errbuf, size_t errlen)
     const src_t src = {.kind = SRC_ENV};
     char name[ENV_NAME_MAX];
 
-    for (size_t i = 0; i < NOPTIONS; i++) {
+    for (size_t i = 0; i < pc_opt_count; i++) {
         const char *value;
         int rc;
 
-        env_name(&options[i], name, sizeof(name));
+        pc_opt_env_name(&pc_opt_table[i], name, sizeof(name));
         value = env_get(envp, name);
         if (value == NULL)
             continue;
-        rc = opt_set(ld, &options[i], value, &src, errbuf, errlen);
+        rc = opt_set(ld, &pc_opt_table[i], value, &src, errbuf, errlen);
         if (rc != 0)
             return rc;
     }
@@ -871,7 +530,7 @@ static int scan_flag(int argc, char **argv, int *i, const opt_t **opt, const cha
     name = arg + 2;
     eq = strchr(name, '=');
     len = eq ? (size_t)(eq - name) : strlen(name);
-    *opt = find_option(name, len);
+    *opt = pc_opt_find(name, len);
     if (*opt == NULL) {
         if ((len == 4 && memcmp(name, "help", 4) == 0) ||
             (len == 7 && memcmp(name, "version", 7) == 0))
@@ -883,7 +542,7 @@ static int scan_flag(int argc, char **argv, int *i, const opt_t **opt, const cha
     if ((*opt)->not_flag) {
         char env[ENV_NAME_MAX];
 
-        env_name(*opt, env, sizeof(env));
+        pc_opt_env_name(*opt, env, sizeof(env));
         set_err(errbuf, errlen,
                 "--%s cannot be a flag (it would show in ps): set %s or use a file", (*opt)->name,
                 env);
@@ -971,13 +630,13 @@ static int load_flags(loader_t *ld, int argc, char **argv, char *errbuf, size_t 
 /* "--max-key 2mb (from PEERCACHE_MAX_KEY)", for cross-check messages. */
 static void describe_value(loader_t *ld, const char *name, char *buf, size_t len)
 {
-    const opt_t *o = find_option(name, strlen(name));
-    const src_t *src = &ld->origin[o - options];
+    const opt_t *o = pc_opt_find(name, strlen(name));
+    const src_t *src = &ld->origin[o - pc_opt_table];
     char value[32], where[512];
     uint64_t v = o->type == OPT_SIZE ? (uint64_t)*field_size(&ld->cfg, o)
                                      : *field_u64(&ld->cfg, o);
 
-    format_value(o->type, v, value, sizeof(value));
+    pc_opt_format_value(o->type, v, value, sizeof(value));
     if (src->kind == SRC_DEFAULT)
         snprintf(where, sizeof(where), "default");
     else if (src->kind == SRC_FILE)
@@ -987,7 +646,7 @@ static void describe_value(loader_t *ld, const char *name, char *buf, size_t len
     else {
         char env[ENV_NAME_MAX];
 
-        env_name(o, env, sizeof(env));
+        pc_opt_env_name(o, env, sizeof(env));
         snprintf(where, sizeof(where), "from %s", env);
     }
     snprintf(buf, len, "--%s %s (%s)", o->name, value, where);
@@ -1121,80 +780,13 @@ void pc_config_free(pc_config_t *cfg)
 {
     if (cfg == NULL)
         return;
-    for (size_t i = 0; i < NOPTIONS; i++) {
-        if (options[i].type == OPT_STRING || options[i].type == OPT_ENUM) {
-            char **field = field_str(cfg, &options[i]);
+    for (size_t i = 0; i < pc_opt_count; i++) {
+        if (pc_opt_table[i].type == OPT_STRING || pc_opt_table[i].type == OPT_ENUM) {
+            char **field = field_str(cfg, &pc_opt_table[i]);
 
             free(*field);
             *field = NULL;
         }
     }
     memset(cfg, 0, sizeof(*cfg));
-}
-
-/* Writes `text` with every line indented by `indent` spaces. */
-static void print_indented(FILE *out, const char *text, int indent)
-{
-    while (*text != '\0') {
-        const char *nl = strchr(text, '\n');
-        int len = nl ? (int)(nl - text) : (int)strlen(text);
-
-        fprintf(out, "%*s%.*s\n", indent, "", len, text);
-        text += len + (nl ? 1 : 0);
-    }
-}
-
-void pc_config_usage(FILE *out, const char *prog)
-{
-    char env[ENV_NAME_MAX];
-
-    if (prog == NULL || prog[0] == '\0')
-        prog = "peercached";
-    fprintf(out,
-            "Usage: %s [OPTIONS]\n"
-            "\n"
-            "peercached is a cache node in front of Redis (version %s).\n"
-            "\n"
-            "Every option can be given as a flag (--name VALUE or --name=VALUE),\n"
-            "as an environment variable (shown below each option), or as a\n"
-            "\"name = value\" line in the config file. Flags override the\n"
-            "environment, which overrides the config file, which overrides the\n"
-            "defaults.\n"
-            "\n"
-            "Options:\n",
-            prog, PC_VERSION_STRING);
-    for (size_t i = 0; i < NOPTIONS; i++) {
-        const opt_t *o = &options[i];
-
-        if (o->not_flag) {
-            fprintf(out, "  (%s %s)\n", o->name, o->metavar);
-        } else if (o->type == OPT_BOOL) {
-            fprintf(out, "  --%s\n", o->name);
-        } else if (o->type == OPT_ENUM) {
-            fprintf(out, "  --%s ", o->name);
-            for (size_t j = 0; o->choices[j] != NULL; j++)
-                fprintf(out, "%s%s", j ? "|" : "", o->choices[j]);
-            fputc('\n', out);
-        } else {
-            fprintf(out, "  --%s %s\n", o->name, o->metavar);
-        }
-        print_indented(out, o->help, 6);
-        env_name(o, env, sizeof(env));
-        if (o->def == NULL)
-            fprintf(out, "      env %s, default: %s\n", env, o->def_help);
-        else if (o->def[0] == '\0')
-            fprintf(out, "      env %s, default: \"\" (empty)\n", env);
-        else
-            fprintf(out, "      env %s, default: %s\n", env, o->def);
-    }
-    fprintf(out,
-            "  -h, --help\n"
-            "      Print this help and exit.\n"
-            "  --version\n"
-            "      Print the version and exit.\n"
-            "\n"
-            "SIZE is a number of bytes with an optional unit b, k/kb, m/mb or g/gb\n"
-            "(powers of 1024, any case): 65536, 512k, 64mb, 1g.\n"
-            "DURATION is milliseconds, or a number with a unit ms, s, m or h:\n"
-            "500, 250ms, 2s, 5m.\n");
 }
