@@ -37,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
@@ -47,6 +49,12 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+
+/* Write fencing (docs/CONSISTENCY.md "Failed writes stay failed"). */
+#define CLOCK_EVERY_MS 10000        /* Redis' clock is read again this often */
+#define FENCE_SLACK_US 2000         /* under every fence, for what the clocks drift between reads */
+#define FENCE_UNMEASURED_US 250000  /* the offset's uncertainty before Redis' clock was ever read */
+#define CLOCK_WARN_US 100000        /* an offset this large is logged as a warning */
 
 /*
  * In every script KEYS[1] is R (prefix + key) and KEYS[2] its companion
@@ -72,14 +80,27 @@ static const char GET_SCRIPT[] =
     "return {v, redis.call('PTTL', KEYS[1]), m}";
 
 /*
+ * The fence every write script begins with: its last ARGV is the last
+ * moment, in ms on Redis' own clock, at which the node that sent it may
+ * still apply it (it gives up on the command then). Later, the script
+ * changes nothing and returns -1: a write that reached Redis after the
+ * node told its client it failed is never applied.
+ */
+#define FENCE(n)                                                                               \
+    "local t = redis.call('TIME') "                                                            \
+    "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[" #n "]) "  \
+    "then return -1 end "
+
+/*
  * SET: ARGV = value, TTL in ms ('0' = none), 'NX' / 'XX' / '', flags,
- * digest of the value. Only a SET that applied touches the record: it is
+ * digest of the value, fence. Only a SET that applied touches the record: it is
  * replaced (DEL first, so no field or TTL of an older record survives)
  * with the same expiry as the value when the flags are not 0, and
  * removed when they are, so a record never outlives the write it
  * describes. Returns 1 when the SET applied, 0 when its condition failed.
  */
 static const char SET_SCRIPT[] =
+    FENCE(6)
     "local a = {'SET', KEYS[1], ARGV[1]} "
     "if ARGV[2] ~= '0' then a[#a + 1] = 'PX' a[#a + 1] = ARGV[2] end "
     "if ARGV[3] ~= '' then a[#a + 1] = ARGV[3] end "
@@ -92,15 +113,18 @@ static const char SET_SCRIPT[] =
     "end "
     "return 1";
 
-/* DEL: applied = R existed; an orphaned record goes either way. */
+/* DEL: ARGV = fence. applied = R existed; an orphaned record goes either
+ * way. */
 static const char DEL_SCRIPT[] =
+    FENCE(1)
     "local n = redis.call('DEL', KEYS[1]) "
     "if redis.call('TYPE', KEYS[2]).ok == 'hash' then redis.call('DEL', KEYS[2]) end "
     "return n";
 
-/* EXPIRE: ARGV[1] = new TTL in ms, '0' = none. PERSIST alone cannot tell
- * "no such key" from "had no TTL". The record follows the value. */
+/* EXPIRE: ARGV = new TTL in ms ('0' = none), fence. PERSIST alone cannot
+ * tell "no such key" from "had no TTL". The record follows the value. */
 static const char EXPIRE_SCRIPT[] =
+    FENCE(2)
     "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
     "local rec = redis.call('TYPE', KEYS[2]).ok == 'hash' "
     "if ARGV[1] == '0' then redis.call('PERSIST', KEYS[1]) "
@@ -138,7 +162,7 @@ typedef struct cmd {
     struct cmd *next;
     struct pc_backend *b;
     enum cmd_kind kind;
-    uint64_t deadline;
+    uint64_t deadline; /* loop clock, ms: given up on then */
     union {
         pc_backend_get_cb get;
         pc_backend_done_cb done;
@@ -163,6 +187,19 @@ struct pc_backend {
     int loads_pending;
 
     cmd_t *head, *tail; /* commands in flight, oldest first */
+    /* Writes whose connection was dropped before their deadline: Redis
+     * may still apply them until then, so their callbacks wait for it
+     * (the watchdog runs them), oldest first. */
+    cmd_t *held_head, *held_tail;
+
+    /* Redis' clock against ours, for the fence: offset_us = Redis' time
+     * minus ours, known to within unc_us; kept across reconnects. */
+    int64_t offset_us;
+    int64_t unc_us;
+    int have_offset;
+    int clock_pending;     /* a TIME in flight */
+    int64_t clock_sent_us; /* our wall clock when it was sent */
+    uint64_t clock_at;     /* loop clock when it was sent */
 
     uv_timer_t watchdog;  /* deadlines */
     uv_timer_t reconnect; /* backoff */
@@ -174,6 +211,77 @@ struct pc_backend {
 };
 
 static void start_connect(pc_backend_t *b);
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/*
+ * The fence of a command whose loop-clock deadline is deadline_ms: the
+ * wall time at which the loop's clock reaches it (uv_now() is a cached,
+ * coarse reading of the monotonic clock, so the node gives up no earlier
+ * than that), moved onto Redis' clock and made earlier by everything the
+ * offset may be wrong by. In ms.
+ */
+static int64_t fence_ms(const pc_backend_t *b, uint64_t deadline_ms)
+{
+    int64_t now_mono_us = (int64_t)(uv_hrtime() / 1000);
+    int64_t give_up_us = wall_us() + ((int64_t)deadline_ms * 1000 - now_mono_us);
+    int64_t off = b->have_offset ? b->offset_us : 0;
+    int64_t unc = b->have_offset ? b->unc_us : FENCE_UNMEASURED_US;
+    return (give_up_us + off - unc - FENCE_SLACK_US) / 1000;
+}
+
+static void clock_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    pc_backend_t *b = privdata;
+    redisReply *reply = r;
+    b->clock_pending = 0;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    int64_t back = wall_us();
+    int64_t redis_us = strtoll(reply->element[0]->str, NULL, 10) * 1000000 +
+                       strtoll(reply->element[1]->str, NULL, 10);
+    int64_t rtt = back - b->clock_sent_us;
+    if (rtt < 0)
+        return; /* our clock stepped back meanwhile: try again next time */
+    /* Redis read its clock somewhere within the round trip. */
+    int64_t off = redis_us - (b->clock_sent_us + rtt / 2);
+    int64_t unc = rtt / 2 + 1;
+    int64_t was = b->offset_us;
+    int first = !b->have_offset;
+    b->offset_us = off;
+    b->unc_us = unc;
+    b->have_offset = 1;
+    int64_t mag = off < 0 ? -off : off;
+    if (first || (was - off > CLOCK_WARN_US / 2 || off - was > CLOCK_WARN_US / 2)) {
+        if (mag >= CLOCK_WARN_US)
+            pc_log_warn(b->log,
+                        "redis %s:%d: its clock is %lld ms %s ours (+-%lld us): "
+                        "writes are fenced by it (docs/CONSISTENCY.md)",
+                        b->host, b->port, (long long)(mag / 1000), off < 0 ? "behind" : "ahead of",
+                        (long long)unc);
+        else
+            pc_log_debug(b->log, "redis %s:%d: clock offset %lld us (+-%lld us)", b->host,
+                         b->port, (long long)off, (long long)unc);
+    }
+}
+
+/* Reads Redis' clock (TIME) on the connection, for the fence. */
+static void clock_read(pc_backend_t *b, redisAsyncContext *ac)
+{
+    if (b->clock_pending)
+        return;
+    b->clock_sent_us = wall_us();
+    b->clock_at = uv_now(b->loop);
+    if (redisAsyncCommand(ac, clock_cb, b, "TIME") == REDIS_OK)
+        b->clock_pending = 1;
+}
 
 static void reconnect_cb(uv_timer_t *t) { start_connect(t->data); }
 
@@ -252,6 +360,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
             return;
         }
     }
+    b->clock_pending = 0; /* one on a connection gone was answered with NULL */
+    clock_read(b, ac);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -304,18 +414,47 @@ static void drop_connection(pc_backend_t *b)
     redisAsyncContext *ac = b->ac;
     int connected = b->state == ST_LOADING || b->state == ST_UP || b->state == ST_DRAINING;
     b->ac = NULL;
-    if (ac != NULL)
+    if (ac != NULL) {
+        /* Closed with a reset: what the kernel has not sent yet dies with
+         * the connection instead of reaching Redis much later (a node cut
+         * off from Redis would retransmit it for minutes). The fence keeps
+         * late bytes from being applied anyway; this keeps them from
+         * being sent. */
+        if (ac->c.fd >= 0) {
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            (void)setsockopt(ac->c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
         redisAsyncFree(ac);
+    }
     /* A connected context reports through on_disconnect (which schedules
      * the reconnect); a half-open one does not. */
     if (!connected)
         schedule_reconnect(b);
 }
 
+static void fail_cmd(cmd_t *c);
+
+/* Runs the callbacks of the held writes whose deadline has come. */
+static void release_held(pc_backend_t *b, uint64_t now, int all)
+{
+    while (b->held_head != NULL && (all || now >= b->held_head->deadline)) {
+        cmd_t *c = b->held_head;
+        b->held_head = c->next;
+        if (b->held_head == NULL)
+            b->held_tail = NULL;
+        b->stats.errors++;
+        fail_cmd(c);
+        free(c);
+    }
+}
+
 static void watchdog_cb(uv_timer_t *t)
 {
     pc_backend_t *b = t->data;
     uint64_t now = uv_now(b->loop);
+    release_held(b, now, 0);
+    if (b->state == ST_UP && now - b->clock_at >= CLOCK_EVERY_MS)
+        clock_read(b, b->ac);
     if ((b->state == ST_CONNECTING || b->state == ST_LOADING || b->state == ST_DRAINING) &&
         now >= b->phase_deadline) {
         pc_log_debug(b->log, "redis %s:%d: %s timed out", b->host, b->port,
@@ -398,6 +537,18 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     cmd_pop(b, c);
 
     if (reply == NULL) {
+        /* A write may still reach Redis and be applied until its fence:
+         * its failure is told no earlier than that. */
+        if (c->kind != CMD_GET && b->state != ST_CLOSING && uv_now(b->loop) < c->deadline) {
+            c->next = NULL;
+            if (b->held_tail)
+                b->held_tail->next = c;
+            else
+                b->held_head = c;
+            b->held_tail = c;
+            b->stats.held++;
+            return;
+        }
         b->stats.errors++;
         fail_cmd(c);
         free(c);
@@ -430,6 +581,14 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     case CMD_SET:
     case CMD_DEL:
     case CMD_EXPIRE:
+        if (reply->type == REDIS_REPLY_INTEGER && reply->integer < 0) {
+            /* past its fence: not applied (and the node has given up
+             * on it by now, unless the clocks moved) */
+            b->stats.late++;
+            b->stats.errors++;
+            fail_cmd(c);
+            break;
+        }
         c->cb.done(c->arg, 0, reply->type == REDIS_REPLY_INTEGER && reply->integer > 0);
         break;
     }
@@ -464,15 +623,15 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
         memcpy(buf + b->prefix_len, key, klen);
     size_t mlen = pc_rkey_companion(buf, rlen, buf + rlen);
 
-    enum { FIXED = 5, MAXARGS = 5 };
+    enum { FIXED = 5, MAXARGS = 6 };
     int loaded = b->sha[sc][0] != '\0';
     const char *argv[FIXED + MAXARGS] = {loaded ? "EVALSHA" : "EVAL",
                                          loaded ? b->sha[sc] : SCRIPTS[sc].text, "2",
                                          (const char *)buf, (const char *)buf + rlen};
     size_t argvlen[FIXED + MAXARGS] = {loaded ? 7 : 4, loaded ? SHA_HEX : SCRIPTS[sc].len, 1,
                                        rlen, mlen};
-    if (nargs > MAXARGS)
-        nargs = MAXARGS; /* never: the callers below pass at most five */
+    if (nargs > MAXARGS - 1)
+        nargs = MAXARGS - 1; /* never: the callers pass at most five; a write adds its fence */
     for (int i = 0; i < nargs; i++) {
         argv[FIXED + i] = args[i];
         argvlen[FIXED + i] = arglens[i];
@@ -480,6 +639,13 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
     c->b = b;
     c->next = NULL;
     c->deadline = uv_now(b->loop) + b->timeout_ms;
+    char fencebuf[24];
+    if (c->kind != CMD_GET) { /* a write's last ARGV is its fence */
+        int n = snprintf(fencebuf, sizeof fencebuf, "%lld", (long long)fence_ms(b, c->deadline));
+        argv[FIXED + nargs] = fencebuf;
+        argvlen[FIXED + nargs] = (size_t)n;
+        nargs++;
+    }
     int rc = redisAsyncCommandArgv(b->ac, reply_cb, c, FIXED + nargs, argv, argvlen);
     if (buf != stackbuf)
         free(buf);
@@ -534,7 +700,7 @@ int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *va
     const char *condstr = cond == PC_COND_NX ? "NX" : cond == PC_COND_XX ? "XX" : "";
     const char *args[] = {vlen ? val : "", ttlbuf, condstr, flagsbuf, digest};
     size_t arglens[] = {vlen, (size_t)nttl, strlen(condstr), (size_t)nflags, strlen(digest)};
-    return send_script(b, c, SCRIPT_SET, key, klen, 5, args, arglens);
+    return send_script(b, c, SCRIPT_SET, key, klen, 5, args, arglens); /* + the fence */
 }
 
 int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, pc_backend_done_cb cb,
@@ -638,6 +804,7 @@ void pc_backend_close(pc_backend_t *b, void (*closed)(void *arg), void *arg)
      * handle on its own (and frees it in its own close callback). */
     if (ac != NULL)
         redisAsyncFree(ac);
+    release_held(b, 0, 1);
     uv_close((uv_handle_t *)&b->watchdog, handle_closed);
     uv_close((uv_handle_t *)&b->reconnect, handle_closed);
 }

@@ -24,8 +24,14 @@
  *
  * Liveness: the connection is watched with a per-command deadline
  * (timeout_ms). A command past its deadline fails every command in flight
- * and drops the connection, since nothing later on it can be trusted to
- * arrive in time either. Reconnects run in the background with backoff
+ * and drops the connection (with a reset, so unsent bytes die with it),
+ * since nothing later on it can be trusted to arrive in time either.
+ * Fencing (docs/CONSISTENCY.md "Failed writes stay failed"): every write
+ * carries its deadline, moved onto Redis' clock (read with TIME at each
+ * connect and every 10 s), and its script changes nothing once Redis'
+ * clock is past it. A write's callback never reports a failure before
+ * that deadline: the writes of a dropped connection are held until then.
+ * So a write reported failed is never applied afterwards. Reconnects run in the background with backoff
  * (100 ms doubling to 5 s) until Redis answers again. Each connection
  * loads the scripts first (SCRIPT LOAD) and counts as up once they are
  * loaded; calls are taken from the moment it is made (those that come
@@ -62,6 +68,8 @@ typedef struct pc_backend_stats {
     uint64_t timeouts;    /* of which timed out */
     uint64_t rejected;    /* refused at once because Redis was down */
     uint64_t connects;    /* successful (re)connections */
+    uint64_t late;        /* writes Redis refused as past their fence (also in errors) */
+    uint64_t held;        /* writes whose connection was dropped, failed only at their deadline */
     int up;               /* 1 while connected */
 } pc_backend_stats_t;
 

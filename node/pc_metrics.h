@@ -64,6 +64,8 @@
     V(backend_timeouts, v->backend.timeouts)                                                   \
     V(backend_rejected, v->backend.rejected)                                                   \
     V(backend_connects, v->backend.connects)                                                   \
+    V(backend_writes_late, v->backend.late)                                                    \
+    V(backend_writes_held, v->backend.held)                                                    \
     V(cluster_members_alive, v->cluster.members_alive)                                         \
     V(cluster_members_suspect, v->cluster.members_suspect)                                     \
     V(cluster_members_dead, v->cluster.members_dead)                                           \

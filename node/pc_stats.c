@@ -108,6 +108,8 @@ static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
     sum->backend.timeouts += x->backend.timeouts;
     sum->backend.rejected += x->backend.rejected;
     sum->backend.connects += x->backend.connects;
+    sum->backend.late += x->backend.late;
+    sum->backend.held += x->backend.held;
     sum->backend.up += x->backend.up;
     sum->nbackends += x->nbackends;
     sum->nconns += x->nconns;

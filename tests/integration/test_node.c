@@ -895,6 +895,123 @@ static void test_redis_stalled_times_out(void **state)
     env_down(&e);
 }
 
+/* Calls of the write scripts Redis has run (applied or refused). */
+static long long script_calls(redisContext *rc)
+{
+    redisReply *r = rcmd(rc, "INFO commandstats");
+    long long n = 0;
+    const char *names[] = {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="};
+    for (size_t i = 0; i < 2; i++) {
+        const char *at = r->type == REDIS_REPLY_STRING ? strstr(r->str, names[i]) : NULL;
+        if (at != NULL)
+            n += atoll(at + strlen(names[i]));
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+typedef struct calls_arg {
+    redisContext *rc;
+    long long want;
+} calls_arg_t;
+
+static int calls_reached(void *p)
+{
+    calls_arg_t *a = p;
+    return script_calls(a->rc) >= a->want;
+}
+
+typedef struct timed {
+    uint32_t status[2];
+    uint64_t at[2];
+} timed_t;
+
+static int note_answer(void *arg, int i, const pc_response_t *r)
+{
+    timed_t *t = arg;
+    if (i > 1 || r->id != (uint64_t)i + 1)
+        return 1;
+    t->status[i] = r->status;
+    t->at[i] = pc_h_now_ms();
+    return 0;
+}
+
+/*
+ * A write the node reported failed is never applied afterwards (issue 15;
+ * docs/CONSISTENCY.md "Failed writes stay failed"). Redis stalls (SIGSTOP)
+ * with two writes of one connection in it, the second sent a second after
+ * the first. The first times out and the node drops the connection; the
+ * second's failure is held until its own deadline (Redis could still apply
+ * it until then). When Redis wakes, it reads both scripts from the dead
+ * connection and runs them -- and each changes nothing, being past its
+ * fence. Without the fence Redis would now hold "late" and "late2" while
+ * the node had told the client both failed.
+ */
+static void test_failed_writes_stay_failed(void **state)
+{
+    (void)state;
+    env_t e;
+    /* one loop: both keys on one Redis connection (with several, each
+     * key's home loop has its own) */
+    assert_int_equal(env_up(&e, "--redis-timeout", "3000", "--threads", "1", NULL), 0);
+    assert_int_equal(set_str(e.cl, "fence:1", "old", NULL, NULL), 0);
+    int64_t writes0 = stat_of(e.cl, "backend_writes");
+    int64_t held0 = stat_of(e.cl, "backend_writes_held");
+    long long calls0 = script_calls(e.rc);
+
+    kill(e.redis.pid, SIGSTOP);
+    int fd = pc_h_connect(e.node.port, 30000);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    pc_request_t a = {.op = PC_OP_SET, .id = 1, .key = {(const uint8_t *)"fence:1", 7},
+                      .value = {(const uint8_t *)"late", 4}};
+    pc_proto_encode_request(&out, &a);
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    stat_arg_t sent1 = {e.cl, "backend_writes", writes0 + 1};
+    assert_true(pc_h_poll(stat_reached, &sent1, 10000));
+    usleep(1000 * 1000); /* shapes the scenario: the second write's deadline is 1 s later */
+    out.len = 0;
+    pc_request_t b = {.op = PC_OP_SET, .id = 2, .key = {(const uint8_t *)"fence:2", 7},
+                      .value = {(const uint8_t *)"late2", 5}};
+    pc_proto_encode_request(&out, &b);
+    uint64_t t2 = pc_h_now_ms();
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    pc_buf_free(&out);
+    stat_arg_t sent2 = {e.cl, "backend_writes", writes0 + 2};
+    int second_sent = pc_h_poll(stat_reached, &sent2, 10000);
+
+    timed_t t = {{0}, {0}};
+    int got = pc_h_read_responses(fd, 2, note_answer, &t);
+    close(fd);
+    kill(e.redis.pid, SIGCONT);
+    assert_true(second_sent); /* both were in flight at Redis */
+    assert_int_equal(got, 2);
+    assert_int_equal(t.status[0], PC_ST_BACKEND_UNAVAILABLE);
+    assert_int_equal(t.status[1], PC_ST_BACKEND_UNAVAILABLE);
+    fprintf(stderr, "failed writes: the second answered %llu ms after it was sent\n",
+            (unsigned long long)(t.at[1] - t2));
+    /* held to its own deadline (3 s after the node sent it), not failed
+     * with the first one's 1 s earlier */
+    assert_true(t.at[1] - t2 >= 2900);
+    assert_int_equal(stat_of(e.cl, "backend_writes_held"), held0 + 1);
+
+    /* Redis runs both late scripts (the node's new connection runs none) */
+    calls_arg_t ran = {e.rc, calls0 + 2};
+    assert_true(pc_h_poll(calls_reached, &ran, 10000));
+    assert_redis_string(e.rc, "fence:1", "old");
+    assert_redis_string(e.rc, "fence:2", NULL);
+    stat_arg_t ba = {e.cl, "backend_up", 1};
+    assert_true(pc_h_poll(stat_is, &ba, 10000));
+    pc_value_t v;
+    assert_int_equal(pc_client_get(e.cl, "fence:1", 7, &v), 0);
+    assert_int_equal(v.len, 3);
+    assert_memory_equal(v.data, "old", 3);
+    pc_value_free(&v);
+    assert_int_equal(set_str(e.cl, "fence:1", "new", NULL, NULL), 0);
+    assert_redis_string(e.rc, "fence:1", "new");
+    env_down(&e);
+}
+
 typedef struct burst {
     pid_t redis;
     int ok, unavailable;
@@ -1747,6 +1864,7 @@ int main(void)
         cmocka_unit_test(test_misses_coalesce_into_one_redis_read),
         cmocka_unit_test(test_redis_down_and_back),
         cmocka_unit_test(test_redis_stalled_times_out),
+        cmocka_unit_test(test_failed_writes_stay_failed),
         cmocka_unit_test(test_burst_through_redis_stall),
         cmocka_unit_test(test_answers_behind_a_slow_request_count_as_output),
         cmocka_unit_test(test_mget_reply_never_exceeds_max_frame),
