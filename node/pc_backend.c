@@ -163,6 +163,7 @@ typedef struct cmd {
     struct pc_backend *b;
     enum cmd_kind kind;
     uint64_t deadline; /* loop clock, ms: given up on then */
+    uint64_t until_ms; /* a write: wall-clock ms it may be applied until; 0 = deadline only */
     union {
         pc_backend_get_cb get;
         pc_backend_done_cb done;
@@ -226,10 +227,12 @@ static int64_t wall_us(void)
  * than that), moved onto Redis' clock and made earlier by everything the
  * offset may be wrong by. In ms.
  */
-static int64_t fence_ms(const pc_backend_t *b, uint64_t deadline_ms)
+static int64_t fence_ms(const pc_backend_t *b, uint64_t deadline_ms, uint64_t until_ms)
 {
     int64_t now_mono_us = (int64_t)(uv_hrtime() / 1000);
     int64_t give_up_us = wall_us() + ((int64_t)deadline_ms * 1000 - now_mono_us);
+    if (until_ms != 0 && (int64_t)until_ms * 1000 < give_up_us)
+        give_up_us = (int64_t)until_ms * 1000;
     int64_t off = b->have_offset ? b->offset_us : 0;
     int64_t unc = b->have_offset ? b->unc_us : FENCE_UNMEASURED_US;
     return (give_up_us + off - unc - FENCE_SLACK_US) / 1000;
@@ -641,7 +644,8 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
     c->deadline = uv_now(b->loop) + b->timeout_ms;
     char fencebuf[24];
     if (c->kind != CMD_GET) { /* a write's last ARGV is its fence */
-        int n = snprintf(fencebuf, sizeof fencebuf, "%lld", (long long)fence_ms(b, c->deadline));
+        int n = snprintf(fencebuf, sizeof fencebuf, "%lld",
+                         (long long)fence_ms(b, c->deadline, c->until_ms));
         argv[FIXED + nargs] = fencebuf;
         argvlen[FIXED + nargs] = (size_t)n;
         nargs++;
@@ -684,12 +688,14 @@ int pc_backend_get(pc_backend_t *b, const void *key, size_t klen, pc_backend_get
 }
 
 int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *val, size_t vlen,
-                   uint64_t ttl_ms, int cond, uint32_t flags, pc_backend_done_cb cb, void *arg)
+                   uint64_t ttl_ms, int cond, uint32_t flags, uint64_t until_ms,
+                   pc_backend_done_cb cb, void *arg)
 {
     cmd_t *c = cmd_new(CMD_SET, arg);
     if (c == NULL)
         return PC_ENOMEM;
     c->cb.done = cb;
+    c->until_ms = until_ms;
     char ttlbuf[24], flagsbuf[16], digest[PC_RKEY_DIGEST_HEX + 1] = "";
     int nttl = snprintf(ttlbuf, sizeof ttlbuf, "%llu", (unsigned long long)ttl_ms);
     int nflags = snprintf(flagsbuf, sizeof flagsbuf, "%lu", (unsigned long)flags);
@@ -703,23 +709,25 @@ int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *va
     return send_script(b, c, SCRIPT_SET, key, klen, 5, args, arglens); /* + the fence */
 }
 
-int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, pc_backend_done_cb cb,
-                   void *arg)
+int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, uint64_t until_ms,
+                   pc_backend_done_cb cb, void *arg)
 {
     cmd_t *c = cmd_new(CMD_DEL, arg);
     if (c == NULL)
         return PC_ENOMEM;
     c->cb.done = cb;
+    c->until_ms = until_ms;
     return send_script(b, c, SCRIPT_DEL, key, klen, 0, NULL, NULL);
 }
 
 int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t ttl_ms,
-                      pc_backend_done_cb cb, void *arg)
+                      uint64_t until_ms, pc_backend_done_cb cb, void *arg)
 {
     cmd_t *c = cmd_new(CMD_EXPIRE, arg);
     if (c == NULL)
         return PC_ENOMEM;
     c->cb.done = cb;
+    c->until_ms = until_ms;
     char ttlbuf[24];
     int n = snprintf(ttlbuf, sizeof ttlbuf, "%llu", (unsigned long long)ttl_ms);
     const char *args[] = {ttlbuf};

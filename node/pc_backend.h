@@ -98,7 +98,10 @@ int pc_backend_up(const pc_backend_t *b);
 
 /*
  * All four copy key (and value) before they return: the caller's buffers
- * may go at once.
+ * may go at once. The writes take `until_ms`: a wall-clock moment (Unix
+ * ms; 0 = none) after which Redis must not apply them even if the
+ * backend's own deadline is later -- a forwarded write's, whose relaying
+ * node gives up then. It tightens the write's fence (above).
  */
 /* Reads value, flags and remaining TTL atomically (one script). */
 int pc_backend_get(pc_backend_t *b, const void *key, size_t klen, pc_backend_get_cb cb,
@@ -107,14 +110,15 @@ int pc_backend_get(pc_backend_t *b, const void *key, size_t klen, pc_backend_get
  * the record is written in the same script: flags (with the value's
  * digest, and the same TTL) when flags != 0, removed when flags == 0. */
 int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *val, size_t vlen,
-                   uint64_t ttl_ms, int cond, uint32_t flags, pc_backend_done_cb cb, void *arg);
+                   uint64_t ttl_ms, int cond, uint32_t flags, uint64_t until_ms,
+                   pc_backend_done_cb cb, void *arg);
 /* Deletes the value and its record; applied = 1 when the value existed. */
-int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, pc_backend_done_cb cb,
-                   void *arg);
+int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, uint64_t until_ms,
+                   pc_backend_done_cb cb, void *arg);
 /* New TTL for an existing key (0 = remove the expiry), given to its record
  * too; applied = 0 when the key does not exist. */
 int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t ttl_ms,
-                      pc_backend_done_cb cb, void *arg);
+                      uint64_t until_ms, pc_backend_done_cb cb, void *arg);
 
 void pc_backend_stats(const pc_backend_t *b, pc_backend_stats_t *out);
 

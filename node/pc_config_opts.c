@@ -229,9 +229,10 @@ const opt_t pc_opt_table[] = {
              "over TCP. 0 = only on join."},
     {.name = "peer-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "2000ms",
      .offset = FIELD_U64(peer_timeout_ms), .min = 1, .max = UINT64_MAX,
-     .help = "How long a request to another member may take. Keep it\n"
-             "above --redis-timeout: a relayed write waits for the owner's\n"
-             "Redis round trip."},
+     .help = "How long a request to another member may take. A relayed\n"
+             "write is applied by its owner only within it. Keep it above\n"
+             "--redis-timeout: a relayed write waits for the owner's Redis\n"
+             "round trip."},
     {.name = "ring-settle", .type = OPT_DURATION, .metavar = "DURATION", .def = "5000ms",
      .offset = FIELD_U64(ring_settle_ms), .min = 1, .max = 3600000,
      .help = "How long after gaining keys a node treats what it caches\n"

@@ -115,6 +115,7 @@ typedef struct pc_conns {
      * (pc_buf_set_account). */
     size_t buf_bytes;
     size_t buf_peak;   /* the most buf_bytes held since the last trim */
+    size_t buf_trimmed; /* buf_bytes at the last trim (0 = none pending) */
     size_t out_budget; /* output a connection may queue (conn_budget) */
     int buf_full;      /* over the cap even after shedding: newcomers refused */
     int buf_checking;  /* inside the sweep */
@@ -219,11 +220,13 @@ struct pc_conn {
     unsigned relayed;
     unsigned relayed_writes;
     /* Owned by pc_dispatch, valid while a request is dispatched: its
-     * frame body (to forward it as is) and how many members relayed it
-     * here (a FORWARD's hops; 0 = from a client). */
+     * frame body (to forward it as is), how many members relayed it
+     * here (a FORWARD's hops; 0 = from a client) and the FORWARD's
+     * deadline (wall-clock ms; 0 = none, PROTOCOL.md §5.10). */
     const uint8_t *cur_body;
     uint32_t cur_len;
     uint32_t hops;
+    uint64_t fwd_deadline;
 };
 
 /* A worker's requests at other loops, per connection: what they may hold

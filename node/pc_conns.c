@@ -299,17 +299,23 @@ int pc_conns_attach_internal(pc_conns_t *cs, int fd, const char *name)
  * connections that held buffers leaves, their holes stay resident. Once
  * the buffers have come down by TRIM_DROP and to under half their peak,
  * malloc_trim releases the free pages of every arena (a walk of the
- * heap, so not on every drop).
+ * heap, so not on every drop). A crowd rarely leaves at once: what was
+ * still held at that trim is trimmed again once it has halved and gone
+ * down by TRIM_TAIL, so the tail of the crowd's memory goes back too.
  */
 #define TRIM_DROP ((size_t)8 << 20)
+#define TRIM_TAIL ((size_t)1 << 20)
 
 static void trim(pc_conns_t *cs)
 {
     if (cs->buf_bytes > cs->buf_peak)
         cs->buf_peak = cs->buf_bytes;
-    if (cs->buf_peak - cs->buf_bytes >= TRIM_DROP && cs->buf_bytes < cs->buf_peak / 2) {
+    int drop = cs->buf_peak - cs->buf_bytes >= TRIM_DROP && cs->buf_bytes < cs->buf_peak / 2;
+    int tail = cs->buf_trimmed - cs->buf_bytes >= TRIM_TAIL && cs->buf_bytes < cs->buf_trimmed / 2;
+    if (drop || (cs->buf_trimmed > cs->buf_bytes && tail)) {
         malloc_trim(0);
         cs->buf_peak = cs->buf_bytes;
+        cs->buf_trimmed = cs->buf_bytes;
     }
 }
 

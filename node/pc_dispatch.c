@@ -211,6 +211,7 @@ static void forward_in(pc_conn_t *c, const pc_request_t *fw)
     if (refuse_invalid(c, &in))
         return;
     c->hops = fw->hops;
+    c->fwd_deadline = fw->deadline_ms;
     pc_route_facts_t f;
     pc_dispatch_facts(c, in.op, in.op != PC_OP_MGET ? &in.key : NULL, &f);
     pc_route_action_t a = pc_route_decide(&f);
@@ -221,6 +222,7 @@ static void forward_in(pc_conn_t *c, const pc_request_t *fw)
     }
     act(c, &in, fw, a);
     c->hops = 0;
+    c->fwd_deadline = 0;
 }
 
 static void dispatch(pc_conn_t *c, const pc_request_t *rq)

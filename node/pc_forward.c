@@ -5,6 +5,7 @@
 
 #include "pc_keys.h"
 #include "pc_loop.h"
+#include "pc_vclock.h"
 #include "pc_view.h"
 
 /* A forwarded request whose owner did not answer. */
@@ -58,6 +59,24 @@ static void fwd_done(void *arg, int err, const uint8_t *body, size_t len)
     pc_req_answer_raw(&r->req, body, len);
 }
 
+int pc_forward_too_late(pc_conn_t *c, const pc_request_t *rq, uint64_t *until_ms)
+{
+    *until_ms = 0;
+    if (c->fwd_deadline == 0)
+        return 0;
+    if (c->fwd_deadline <= PC_FORWARD_CLOCK_SKEW_MS ||
+        (pc_vclock_wall() >> 16) >= c->fwd_deadline - PC_FORWARD_CLOCK_SKEW_MS) {
+        pc_loop_t *l = pc_loop_of(c);
+        l->stats.forwarded_late++;
+        pc_conn_answer_error(c, rq->op, rq->id, PC_ST_RETRY,
+                             "the forwarded write arrived after the relaying node gave up on "
+                             "it: nothing was applied, retry");
+        return 1;
+    }
+    *until_ms = c->fwd_deadline - PC_FORWARD_CLOCK_SKEW_MS;
+    return 0;
+}
+
 void pc_forward_request(pc_conn_t *c, const pc_request_t *rq, long target)
 {
     pc_loop_t *l = pc_loop_of(c);
@@ -67,13 +86,21 @@ void pc_forward_request(pc_conn_t *c, const pc_request_t *rq, long target)
     if (r == NULL)
         return;
     r->req.waits_on = PC_REQ_FORWARDED;
+    /* A write carries the moment this node gives up on it: the owner
+     * applies nothing after that, and this node tells its client of a
+     * failure no earlier (docs/CONSISTENCY.md §1). */
+    int write = rq->op != PC_OP_GET;
     pc_request_t f = {.op = PC_OP_FORWARD, .id = rq->id, .hops = c->hops + 1,
+                      .deadline_ms = write ? pc_peer_deadline_wall_ms(l->peers) : 0,
                       .body = {c->cur_body, c->cur_len}};
     pc_buf_reset(&l->scratch);
     int rc = pc_proto_encode_request(&l->scratch, &f);
+    const char *addr = pc_view_addr(l, (size_t)target);
     if (rc == 0)
-        rc = pc_peer_request(l->peers, pc_view_addr(l, (size_t)target), l->scratch.data,
-                             l->scratch.len, fwd_done, r);
+        rc = write ? pc_peer_request_write(l->peers, addr, l->scratch.data, l->scratch.len,
+                                           fwd_done, r)
+                   : pc_peer_request(l->peers, addr, l->scratch.data, l->scratch.len, fwd_done,
+                                     r);
     if (rc < 0) {
         if (r->req.op != PC_OP_GET) {
             /* Nothing left this node: a definite "not applied". */

@@ -57,6 +57,7 @@ struct pc_keyreq {
     uint32_t flags;
     uint32_t cond;
     uint64_t cas;
+    uint64_t until_ms; /* writes: a forwarded write's deadline (wall ms), 0 = none */
     uint32_t nslots;
     pc_slot_t slots[];
 };

@@ -80,6 +80,7 @@
     C(forwarded)       /* requests relayed to their owner */                                   \
     C(forward_errors)  /* ... that failed (owner unreachable) */                               \
     C(forwarded_in)    /* FORWARD requests served here */                                      \
+    C(forwarded_late)  /* forwarded writes refused: past their deadline */                     \
     C(not_owner_reads) /* reads served here as a replica / from Redis */                       \
     C(retry_answers)   /* writes refused: relayed to a non-owner */                            \
     C(replicated)      /* entries sent to replicas */                                          \
@@ -100,6 +101,7 @@
     V(peer_errors, v->peers.errors)                                                            \
     V(peer_timeouts, v->peers.timeouts)                                                        \
     V(peer_connects, v->peers.connects)                                                        \
+    V(peer_writes_held, v->peers.held)                                                         \
     C(auth_failures)        /* HELLOs with a wrong or missing token */                         \
     C(auth_refused)         /* requests refused before a good HELLO */                         \
     C(hello_timeouts)       /* connections closed: no good HELLO in time */                    \

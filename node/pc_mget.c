@@ -92,7 +92,7 @@ static void mget_forward(pc_conn_t *c, pc_keyreq_t *r, const pc_request_t *rq,
     r->req.waiting += n;
     pc_request_t m = {.op = PC_OP_MGET, .id = rq->id, .nkeys = n, .keys = f->keys};
     pc_buf_reset(&l->scratch);
-    int rc = pc_proto_encode_forward(&l->scratch, c->hops + 1, &m, &l->fbuf);
+    int rc = pc_proto_encode_forward(&l->scratch, c->hops + 1, 0, &m, &l->fbuf);
     if (rc == 0)
         rc = pc_peer_request(l->peers, pc_view_addr(l, (size_t)target), l->scratch.data,
                              l->scratch.len, mfwd_done, f);

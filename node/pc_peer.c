@@ -21,6 +21,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "pc_addr.h"
 #include "pc_buf.h"
@@ -40,6 +41,8 @@ typedef struct pend {
     pc_peer_cb cb;
     void *arg;
     uint64_t deadline;
+    int hold; /* a write: a failure before the deadline is told at the deadline */
+    int err;  /* while held: the failure to tell */
 } pend_t;
 
 typedef struct peer {
@@ -74,6 +77,7 @@ struct pc_peer_pool {
     pc_buf_t hello;    /* sent first on every new connection; may be empty */
     pc_list_t peers;
     uv_timer_t tick;
+    pend_t *held; /* failed writes waiting for their deadline, any order */
     int closing;
     int tick_open;
     void (*done)(void *);
@@ -132,20 +136,59 @@ static void peer_fail(peer_t *pr, int err, const char *why)
         pr->backoff_ms = pr->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pr->backoff_ms * 2;
         pc_log_info(p->log, "peer %s: %s", pr->addr, why);
     }
-    if (pr->state == P_CONNECTING || pr->state == P_UP) {
+    if (pr->state == P_UP && err != PC_ECLOSED) {
+        /* Reset, not closed: bytes the kernel has not sent yet (a
+         * forwarded write, to a peer cut off) die here instead of
+         * reaching it much later. */
+        pr->state = P_CLOSING;
+        if (uv_tcp_close_reset(&pr->tcp, tcp_closed_cb) != 0)
+            uv_close((uv_handle_t *)&pr->tcp, tcp_closed_cb);
+    } else if (pr->state == P_CONNECTING || pr->state == P_UP) {
         pr->state = P_CLOSING;
         uv_close((uv_handle_t *)&pr->tcp, tcp_closed_cb);
     } else if (pr->state == P_RESOLVING) {
         pr->state = P_IDLE; /* the getaddrinfo callback sees the new gen */
     }
+    uint64_t now = now_ms(p);
     while (list) {
         pend_t *n = list->next;
         p->stats.errors++;
         if (err == PC_ETIMEDOUT)
             p->stats.timeouts++;
-        list->cb(list->arg, err, NULL, 0);
-        free(list);
+        if (list->hold && !p->closing && now < list->deadline) {
+            /* The peer may still apply it until its deadline: the caller
+             * hears of the failure only then (pc_peer_request_write). */
+            list->err = err;
+            list->next = p->held;
+            p->held = list;
+            p->stats.held++;
+        } else {
+            list->cb(list->arg, err, NULL, 0);
+            free(list);
+        }
         list = n;
+    }
+}
+
+/* Tells the held failures whose deadline has come (all of them: `all`). */
+static void release_held(pc_peer_pool_t *p, uint64_t now, int all)
+{
+    pend_t *due = NULL, **at = &p->held;
+    while (*at != NULL) {
+        pend_t *pd = *at;
+        if (all || now >= pd->deadline) {
+            *at = pd->next;
+            pd->next = due;
+            due = pd;
+        } else {
+            at = &pd->next;
+        }
+    }
+    while (due != NULL) {
+        pend_t *n = due->next;
+        due->cb(due->arg, due->err, NULL, 0);
+        free(due);
+        due = n;
     }
 }
 
@@ -340,6 +383,7 @@ static void tick_cb(uv_timer_t *t)
 {
     pc_peer_pool_t *p = t->data;
     uint64_t now = now_ms(p);
+    release_held(p, now, 0);
     pc_list_t *it = p->peers.next;
     while (it != &p->peers) {
         peer_t *pr = pc_list_entry(it, peer_t, link);
@@ -457,8 +501,8 @@ int pc_peer_set_hello(pc_peer_pool_t *p, const uint8_t *frame, size_t len)
     return len > 0 ? pc_buf_append(&p->hello, frame, len) : 0;
 }
 
-int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, size_t len,
-                    pc_peer_cb cb, void *arg)
+static int request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, size_t len,
+                   int hold, pc_peer_cb cb, void *arg)
 {
     if (p->closing)
         return PC_ECLOSED;
@@ -523,10 +567,35 @@ int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, s
     pd->cb = cb;
     pd->arg = arg;
     pd->deadline = now + p->cfg.request_timeout_ms;
+    pd->hold = hold;
+    pd->err = 0;
     pend_push(pr, pd);
     p->stats.requests++;
     peer_flush(pr);
     return 0;
+}
+
+int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, size_t len,
+                    pc_peer_cb cb, void *arg)
+{
+    return request(p, addr, frame, len, 0, cb, arg);
+}
+
+int pc_peer_request_write(pc_peer_pool_t *p, const char *addr, const uint8_t *frame,
+                          size_t len, pc_peer_cb cb, void *arg)
+{
+    return request(p, addr, frame, len, 1, cb, arg);
+}
+
+uint64_t pc_peer_deadline_wall_ms(const pc_peer_pool_t *p)
+{
+    /* uv_now() is a cached, coarse reading of the monotonic clock, so a
+     * request queued now times out no earlier than this. */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    int64_t lag_us = (int64_t)(uv_hrtime() / 1000) - (int64_t)now_ms(p) * 1000;
+    return (uint64_t)((wall_us - lag_us) / 1000) + p->cfg.request_timeout_ms;
 }
 
 void pc_peer_forget(pc_peer_pool_t *p, const char *addr)
@@ -577,6 +646,7 @@ void pc_peer_pool_close(pc_peer_pool_t *p, void (*done)(void *), void *arg)
         peer_fail(pr, PC_ECLOSED, NULL);
         peer_free_if_quiet(pr); /* may free pr; `it` is already past it */
     }
+    release_held(p, 0, 1);
     uv_close((uv_handle_t *)&p->tick, tick_closed_cb);
 }
 

@@ -50,6 +50,7 @@ typedef struct pc_peer_stats {
     uint64_t errors;   /* requests failed for any reason */
     uint64_t timeouts; /* of which by a deadline */
     uint64_t connects; /* connections established */
+    uint64_t held;     /* failed writes told only at their deadline */
 } pc_peer_stats_t;
 
 /* 0 or PC_ENOMEM. cfg may be NULL (defaults); it is copied. log must
@@ -71,6 +72,22 @@ int pc_peer_pool_new(uv_loop_t *loop, const pc_peer_config_t *cfg, const pc_log_
  */
 int pc_peer_request(pc_peer_pool_t *p, const char *addr, const uint8_t *frame, size_t len,
                     pc_peer_cb cb, void *arg);
+
+/*
+ * The same for a write the peer applies (a FORWARD of a SET, DEL or
+ * TOUCH): should the request fail before its deadline (a broken or
+ * timed-out connection fails everything on it at once), cb runs only at
+ * the deadline, because until then the peer may still apply it. The
+ * deadline is pc_peer_deadline_wall_ms() as read when the request is
+ * queued, which the caller puts in the frame (PROTOCOL.md §5.10), so the
+ * peer applies nothing after it. A closing pool tells at once.
+ */
+int pc_peer_request_write(pc_peer_pool_t *p, const char *addr, const uint8_t *frame,
+                          size_t len, pc_peer_cb cb, void *arg);
+
+/* Wall-clock ms (Unix) at which a request queued now will have timed out,
+ * at the earliest. */
+uint64_t pc_peer_deadline_wall_ms(const pc_peer_pool_t *p);
 
 /* A frame (e.g. a HELLO carrying the client token, for a cluster that
  * runs --insecure with --token-file) sent ahead of everything else on

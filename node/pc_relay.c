@@ -391,7 +391,7 @@ static void relay_to(pc_conn_t *c, const pc_request_t *rq, relay_t *rl)
     if (r != NULL) {
         if (inner) {
             in.id = rid;
-            rc = pc_proto_encode_forward(&rl->out, rq->hops, &in, &l->fbuf);
+            rc = pc_proto_encode_forward(&rl->out, rq->hops, rq->deadline_ms, &in, &l->fbuf);
         } else {
             pc_request_t f = *rq;
             f.id = rid;
@@ -442,7 +442,7 @@ int pc_relay_mget(pc_loop_t *l, size_t h, uint32_t hops, const pc_bytes_t *keys,
     /* A peer's FORWARD goes on as one, its hops kept, so that the home
      * never relays it to another member. */
     int rc = hops == 0 ? pc_proto_encode_request(&rl->out, &mg)
-                       : pc_proto_encode_forward(&rl->out, hops, &mg, &l->fbuf);
+                       : pc_proto_encode_forward(&rl->out, hops, 0, &mg, &l->fbuf);
     if (rc < 0)
         return rc;
     rl->next_id = id;

@@ -3,6 +3,8 @@
  */
 #include "pc_write.h"
 
+#include "pc_forward.h"
+
 #include "pc_keys.h"
 #include "pc_loop.h"
 #include "pc_replicate.h"
@@ -106,13 +108,14 @@ static void write_issue(pc_keyreq_t *r)
     switch (r->req.op) {
     case PC_OP_SET:
         rc = pc_backend_set(l->backend, r->key, r->klen, r->val, r->vlen, r->ttl_ms, r->cond,
-                            r->flags, write_done, r);
+                            r->flags, r->until_ms, write_done, r);
         break;
     case PC_OP_DEL:
-        rc = pc_backend_del(l->backend, r->key, r->klen, write_done, r);
+        rc = pc_backend_del(l->backend, r->key, r->klen, r->until_ms, write_done, r);
         break;
     default:
-        rc = pc_backend_expire(l->backend, r->key, r->klen, r->ttl_ms, write_done, r);
+        rc = pc_backend_expire(l->backend, r->key, r->klen, r->ttl_ms, r->until_ms, write_done,
+                               r);
         break;
     }
     if (rc < 0) {
@@ -128,6 +131,9 @@ static void write_issue(pc_keyreq_t *r)
 void pc_write_local(pc_conn_t *c, const pc_request_t *rq)
 {
     pc_loop_t *l = pc_loop_of(c);
+    uint64_t until;
+    if (pc_forward_too_late(c, rq, &until))
+        return;
     uint64_t now = pc_loop_now(l);
     pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
     if (rq->op == PC_OP_SET) {
@@ -184,6 +190,9 @@ void pc_write_request(pc_conn_t *c, const pc_request_t *rq)
         pc_write_local(c, rq);
         return;
     }
+    uint64_t until;
+    if (pc_forward_too_late(c, rq, &until))
+        return;
     /* The frame buffer moves on; the store update after Redis' ack needs
      * its own copy of key and value. */
     pc_keyreq_t *r = pc_keyreq_copy(c, rq, 0, 1);
@@ -193,6 +202,7 @@ void pc_write_request(pc_conn_t *c, const pc_request_t *rq)
     r->flags = rq->flags;
     r->cond = rq->cond;
     r->cas = rq->op == PC_OP_SET ? rq->cas : 0;
+    r->until_ms = until;
 
     r->ks = pc_keys_state(l, r->key, r->klen);
     if (r->ks == NULL) {

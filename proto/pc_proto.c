@@ -771,7 +771,7 @@ static const struct budget request_budget[PC_OP_MAX + 1] = {
     [PC_OP_TOUCH] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_STATS] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_CLUSTER] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
-    [PC_OP_FORWARD] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_FORWARD] = {5, 6, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_SYNC] = {3, 4, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_REPLICATE] = {5, 6, 4, HEAD_ARRAY, RECORD_VALUES, LIST_MGET_KEYS, "entries"},
 };
@@ -1101,8 +1101,8 @@ static int req_mget(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t
     return 0;
 }
 
-/* [hops, body]: the relayed request stays opaque here; the receiver
- * decodes it as a request of its own. */
+/* [hops, body, deadline_ms?]: the relayed request stays opaque here; the
+ * receiver decodes it as a request of its own. */
 static int req_forward(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
 {
     uint64_t hops;
@@ -1110,6 +1110,8 @@ static int req_forward(pc_proto_decoder_t *d, const msgpack_object *a, pc_reques
         return refuse(d, PC_EBADREQ, "hops missing, 0 or not a uint32");
     if (!as_bytes(elem(a, 3), &out->body) || out->body.len == 0)
         return refuse(d, PC_EBADREQ, "body missing, empty or not bytes");
+    if (!opt_uint(elem(a, 4), UINT64_MAX, &out->deadline_ms))
+        return refuse(d, PC_EBADREQ, "deadline_ms is not a uint64");
     out->hops = (uint32_t)hops;
     return 0;
 }
@@ -1564,11 +1566,13 @@ int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req)
         msgpack_pack_uint64(pk, req->id);
         break;
     case PC_OP_FORWARD:
-        msgpack_pack_array(pk, 4);
+        msgpack_pack_array(pk, req->deadline_ms != 0 ? 5 : 4);
         msgpack_pack_uint32(pk, req->op);
         msgpack_pack_uint64(pk, req->id);
         msgpack_pack_uint32(pk, req->hops);
         pack_bin(pk, req->body);
+        if (req->deadline_ms != 0)
+            msgpack_pack_uint64(pk, req->deadline_ms);
         break;
     case PC_OP_SYNC:
         msgpack_pack_array(pk, 3);
@@ -1849,8 +1853,8 @@ int pc_proto_append_frame(pc_buf_t *out, const uint8_t *body, size_t len)
     return rc;
 }
 
-int pc_proto_encode_forward(pc_buf_t *out, uint32_t hops, const pc_request_t *inner,
-                            pc_buf_t *tmp)
+int pc_proto_encode_forward(pc_buf_t *out, uint32_t hops, uint64_t deadline_ms,
+                            const pc_request_t *inner, pc_buf_t *tmp)
 {
     pc_buf_reset(tmp);
     int rc = pc_proto_encode_request(tmp, inner);
@@ -1858,6 +1862,7 @@ int pc_proto_encode_forward(pc_buf_t *out, uint32_t hops, const pc_request_t *in
         return rc;
     /* The body of the frame just encoded: past its length prefix. */
     pc_request_t fw = {.op = PC_OP_FORWARD, .id = inner->id, .hops = hops,
+                       .deadline_ms = deadline_ms,
                        .body = {tmp->data + 4, (uint32_t)(tmp->len - 4)}};
     return pc_proto_encode_request(out, &fw);
 }

@@ -212,6 +212,8 @@ typedef struct pc_request {
     uint32_t nkeys;         /* MGET */
     const pc_bytes_t *keys; /* MGET: nkeys slices */
     uint32_t hops;          /* FORWARD: relays so far, >= 1 */
+    uint64_t deadline_ms;   /* FORWARD: wall-clock ms (Unix) after which the relaying node
+                               has given up; 0 = none (PROTOCOL.md §5.10) */
     pc_bytes_t body;        /* FORWARD: the relayed request body; SYNC: state */
     uint32_t mode;          /* REPLICATE: enum pc_repl_mode */
     pc_bytes_t from;        /* REPLICATE: the sending member's name */
@@ -442,13 +444,14 @@ int pc_proto_append_frame(pc_buf_t *out, const uint8_t *body, size_t len);
 
 /*
  * Appends a FORWARD of `inner` (PROTOCOL.md §7): the request re-encoded
- * as the FORWARD's body, both under inner->id, with `hops`. `tmp` is the
+ * as the FORWARD's body, both under inner->id, with `hops` and
+ * `deadline_ms` (0 = none). `tmp` is the
  * caller's scratch buffer for the inner frame (its contents are
  * undefined afterwards). Errors as pc_proto_encode_request; on error
  * *out is left as it was.
  */
-int pc_proto_encode_forward(pc_buf_t *out, uint32_t hops, const pc_request_t *inner,
-                            pc_buf_t *tmp);
+int pc_proto_encode_forward(pc_buf_t *out, uint32_t hops, uint64_t deadline_ms,
+                            const pc_request_t *inner, pc_buf_t *tmp);
 
 /* Bytes that the fixed parts of a GET/MGET entry can take at most; lets a
  * server budget an MGET reply against max_frame before encoding. */

@@ -122,11 +122,13 @@ static void test_peercache_closed_and_open_loop(void **state)
     ops = num(r, "ops");
     /* The window counts answers that arrive in it: a request scheduled in
      * the warm-up and answered after it counts too, one scheduled near the
-     * end and answered after it does not. So at most 4,000, plus one per
-     * thread whose schedule has a slot on each edge of the 2 s, plus what
-     * can be outstanding at the window's start (8 connections x pipeline
-     * 1). 4,002 has been seen. */
-    assert_true(ops >= 0.9 * 4000 && ops <= 4000 + 2 + 8);
+     * end and answered after it does not. On a machine that keeps up that
+     * is at most 4,000 plus a few (4,002 has been seen); on one that falls
+     * behind, requests of the warm-up still waiting to be sent when the
+     * window opens are answered in it too (4,074 seen at load average 7).
+     * Never more than were scheduled: 2,000/s over warm-up and window, plus
+     * one per thread on each edge. */
+    assert_true(ops >= 0.9 * 4000 && ops <= 2000 * (2 + 0.5) + 2 * 2);
     assert_true(num(r, "unsent") < 100);
 
     free(r);

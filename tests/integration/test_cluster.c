@@ -912,6 +912,120 @@ static void test_relayed_request_is_never_relayed_again(void **state)
     cluster_down(&cl);
 }
 
+static void owner_of(const pc_h_proc_t *node, const char *key, char *name, size_t cap);
+
+/* A key that `owner` owns on `node`'s ring, "<prefix><n>". */
+static void key_owned_by(const pc_h_proc_t *node, const pc_h_proc_t *owner, const char *prefix,
+                         char *key, size_t cap)
+{
+    char name[64];
+    for (int k = 0;; k++) {
+        snprintf(key, cap, "%s%d", prefix, k);
+        owner_of(node, key, name, sizeof name);
+        if (strcmp(name, owner->addr) == 0)
+            return;
+    }
+}
+
+/* `inner` in a FORWARD carrying `deadline_ms`; the reply status. */
+static uint32_t send_forward_until(const pc_h_proc_t *node, const pc_request_t *inner,
+                                   uint64_t deadline_ms)
+{
+    pc_buf_t in;
+    pc_buf_init(&in, 0);
+    assert_int_equal(pc_proto_encode_request(&in, inner), 0);
+    pc_request_t f = {.op = PC_OP_FORWARD, .id = 78, .hops = 1, .deadline_ms = deadline_ms,
+                      .body = {in.data + 4, (uint32_t)(in.len - 4)}};
+    one_t o = {.status = 999};
+    assert_int_equal(call1(node, &f, on_status, &o), 0);
+    pc_buf_free(&in);
+    return o.status;
+}
+
+/*
+ * A forwarded write carries the moment its relaying node gives up
+ * (PROTOCOL.md §5.10): the owner applies it only before that, less the
+ * clock skew it allows (100 ms), and answers RETRY (nothing applied)
+ * after.
+ */
+static void test_forwarded_write_past_its_deadline_is_refused(void **state)
+{
+    (void)state;
+    cluster_t cl;
+    cluster_up(&cl, 2);
+    wait_converged(&cl, 2, 10000);
+    char key[32];
+    key_owned_by(&cl.node[0], &cl.node[1], "dl:", key, sizeof key);
+    pc_bytes_t k = {(const uint8_t *)key, (uint32_t)strlen(key)};
+    pc_request_t set = {.op = PC_OP_SET, .id = 1, .key = k, .value = {(const uint8_t *)"v", 1}};
+    int64_t late0 = stat_of(&cl.node[1], "forwarded_late");
+
+    assert_int_equal(send_forward_until(&cl.node[1], &set, pc_h_wall_ms() - 1), PC_ST_RETRY);
+    /* inside the skew the owner allows: refused too */
+    assert_int_equal(send_forward_until(&cl.node[1], &set, pc_h_wall_ms() + 50), PC_ST_RETRY);
+    pc_request_t del = {.op = PC_OP_DEL, .id = 2, .key = k};
+    assert_int_equal(send_forward_until(&cl.node[1], &del, 1), PC_ST_RETRY);
+    assert_int_equal(stat_of(&cl.node[1], "forwarded_late"), late0 + 3);
+    redisReply *r = redisCommand(cl.rc, "EXISTS %s", key);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+
+    /* a deadline well ahead, and none at all: applied */
+    assert_int_equal(send_forward_until(&cl.node[1], &set, pc_h_wall_ms() + 30000), PC_ST_OK);
+    set.value = (pc_bytes_t){(const uint8_t *)"w", 1};
+    assert_int_equal(send_forward_until(&cl.node[1], &set, 0), PC_ST_OK);
+    r = redisCommand(cl.rc, "GET %s", key);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "w");
+    freeReplyObject(r);
+    assert_int_equal(stat_of(&cl.node[1], "forwarded_late"), late0 + 3);
+    cluster_down(&cl);
+}
+
+typedef struct late_arg {
+    const pc_h_proc_t *node;
+    int64_t want;
+} late_arg_t;
+
+static int late_reached(void *p)
+{
+    late_arg_t *a = p;
+    return stat_of(a->node, "forwarded_late") >= a->want;
+}
+
+/*
+ * Issue 15's stalled owner: a write relayed to an owner that is stopped
+ * (SIGSTOP) fails at the relaying node after --peer-timeout; when the
+ * owner wakes it reads the FORWARD still waiting in its socket -- and
+ * refuses it, its deadline being past. Before, it applied it with a fresh
+ * version, after the client had been told it failed.
+ */
+static void test_stalled_owner_does_not_apply_a_failed_relay(void **state)
+{
+    (void)state;
+    cluster_t cl;
+    cluster_up(&cl, 2);
+    wait_converged(&cl, 2, 10000);
+    char key[32];
+    key_owned_by(&cl.node[0], &cl.node[1], "stall:", key, sizeof key);
+    int64_t late0 = stat_of(&cl.node[1], "forwarded_late");
+    pc_request_t set = {.op = PC_OP_SET, .id = 1,
+                        .key = {(const uint8_t *)key, (uint32_t)strlen(key)},
+                        .value = {(const uint8_t *)"late", 4}};
+    kill(cl.node[1].pid, SIGSTOP);
+    one_t o = {.status = 999};
+    int rc = call1(&cl.node[0], &set, on_status, &o); /* relayed by node 0 */
+    kill(cl.node[1].pid, SIGCONT);
+    assert_int_equal(rc, 0);
+    assert_int_equal(o.status, PC_ST_BACKEND_UNAVAILABLE);
+    late_arg_t la = {&cl.node[1], late0 + 1};
+    assert_true(pc_h_poll(late_reached, &la, 10000));
+    redisReply *r = redisCommand(cl.rc, "EXISTS %s", key);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    cluster_down(&cl);
+}
+
 /* ---- versions, freshness, settle window ----------------------------------- */
 
 static int on_applied(void *arg, int i, const pc_response_t *r)
@@ -1294,6 +1408,8 @@ int main(void)
         cmocka_unit_test(test_ring_aware_client_routes_directly),
         cmocka_unit_test(test_join_through_a_host_name),
         cmocka_unit_test(test_relayed_request_is_never_relayed_again),
+        cmocka_unit_test(test_forwarded_write_past_its_deadline_is_refused),
+        cmocka_unit_test(test_stalled_owner_does_not_apply_a_failed_relay),
         cmocka_unit_test(test_replica_keeps_the_newer_version),
         cmocka_unit_test(test_replicas_applied_on_any_loop),
         cmocka_unit_test(test_settle_window_caps_new_copies),

@@ -2401,6 +2401,7 @@ static void pack_fields(mp_t *m, uint32_t op)
     case PC_OP_FORWARD:
         msgpack_pack_uint32(pk, 1);
         mp_bin(m, "\x92\x02\x01");
+        msgpack_pack_uint64(pk, 1767225600000ull); /* deadline_ms */
         break;
     case PC_OP_SYNC:
         mp_bin(m, "state");
@@ -2434,7 +2435,7 @@ static const struct full_request {
     {PC_OP_HELLO, 4, 5, 5},     {PC_OP_PING, 2, 3, 3},     {PC_OP_GET, 3, 4, 4},
     {PC_OP_MGET, 3, 6, 6},      {PC_OP_SET, 8, 9, 9},      {PC_OP_DEL, 3, 4, 4},
     {PC_OP_TOUCH, 4, 5, 5},     {PC_OP_STATS, 2, 3, 3},    {PC_OP_CLUSTER, 2, 3, 3},
-    {PC_OP_FORWARD, 4, 5, 5},   {PC_OP_SYNC, 3, 4, 4},     {PC_OP_REPLICATE, 5, 12, 14},
+    {PC_OP_FORWARD, 5, 6, 6},   {PC_OP_SYNC, 3, 4, 4},     {PC_OP_REPLICATE, 5, 12, 14},
 };
 
 /* [op, id, fields..., tail...]: `nils` trailing nils, or (nils_in < 0 is
@@ -2999,13 +3000,14 @@ static void test_frame_helpers(void **state)
 
     pc_bytes_t keys[2] = {bs("a"), bs("bb")};
     pc_request_t in = {.op = PC_OP_MGET, .id = 900, .nkeys = 2, .keys = keys};
-    assert_int_equal(pc_proto_encode_forward(&b, 2, &in, &tmp), 0);
+    assert_int_equal(pc_proto_encode_forward(&b, 2, 0, &in, &tmp), 0);
     pc_request_t fw, got;
     body = frame_body(&b, 0, &len);
     assert_int_equal(pc_proto_decode_request(d, body, len, &fw), 0);
     assert_int_equal(fw.op, PC_OP_FORWARD);
     assert_int_equal(fw.id, 900);
     assert_int_equal(fw.hops, 2);
+    assert_int_equal(fw.deadline_ms, 0); /* none: four elements, as before */
     /* Copy the body out: decoding the inner request reuses the decoder. */
     uint8_t inner[64];
     assert_true(fw.body.len <= sizeof inner);
@@ -3018,15 +3020,59 @@ static void test_frame_helpers(void **state)
     /* An inner request the encoder refuses: nothing appended. */
     size_t before = b.len;
     pc_request_t bad = {.op = PC_OP_GET, .id = 1}; /* empty key */
-    assert_int_equal(pc_proto_encode_forward(&b, 1, &bad, &tmp), PC_EINVAL);
+    assert_int_equal(pc_proto_encode_forward(&b, 1, 0, &bad, &tmp), PC_EINVAL);
     assert_int_equal(b.len, before);
     pc_buf_free(&b);
     pc_buf_free(&tmp);
 }
 
+/* FORWARD's optional deadline (PROTOCOL.md §5.10): carried when set, 0
+ * when absent or nil, refused when not a uint64. */
+static void test_forward_deadline(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    pc_buf_t b, tmp;
+    pc_buf_init(&b, 0);
+    pc_buf_init(&tmp, 0);
+    pc_request_t in = {.op = PC_OP_SET, .id = 7, .key = bs("k"), .value = bs("v")};
+    assert_int_equal(pc_proto_encode_forward(&b, 1, 1767225600123ull, &in, &tmp), 0);
+    uint32_t len;
+    const uint8_t *body = frame_body(&b, 0, &len);
+    pc_request_t fw;
+    assert_int_equal(pc_proto_decode_request(d, body, len, &fw), 0);
+    assert_int_equal(fw.hops, 1);
+    assert_int_equal(fw.deadline_ms, 1767225600123ull);
+    pc_buf_free(&b);
+    pc_buf_free(&tmp);
+
+    /* by hand: [10, 1, 1, body, nil] and [10, 1, 1, body, "x"] */
+    for (int bad = 0; bad <= 1; bad++) {
+        mp_t m;
+        mp_init(&m);
+        msgpack_pack_array(&m.pk, 5);
+        msgpack_pack_uint32(&m.pk, PC_OP_FORWARD);
+        msgpack_pack_uint64(&m.pk, 1);
+        msgpack_pack_uint32(&m.pk, 1);
+        mp_bin(&m, "opaque");
+        if (bad)
+            mp_str(&m, "x");
+        else
+            msgpack_pack_nil(&m.pk);
+        int rc = pc_proto_decode_request(d, mp_data(&m), m.sb.size, &fw);
+        if (bad) {
+            assert_int_equal(rc, PC_EBADREQ);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(fw.deadline_ms, 0);
+        }
+        mp_destroy(&m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_forward_deadline, setup_decoder, teardown_decoder),
         cmocka_unit_test(test_error_names),
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_status_mapping),
