@@ -125,6 +125,12 @@ typedef struct ep {
     pc_proto_reader_t reader;
     uint64_t failed_call;  /* == c->call_seq: failed during this call */
     uint64_t refresh_seq;  /* == c->refresh_seq: asked in this refresh */
+    /* The node's wall clock against ours, from its HELLO answer
+     * (PROTOCOL.md §5.1): off_ms = its clock minus ours, known to within
+     * unc_ms. Writes carry their deadline on its clock. */
+    bool has_clock;
+    int64_t off_ms;
+    int64_t unc_ms;
 } ep_t;
 
 struct pc_client {
@@ -183,6 +189,28 @@ static int64_t now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * A write's deadline on e's clock: when this call gives up (`deadline`,
+ * on the monotonic clock), moved onto the node's wall clock and made
+ * earlier by what the offset may be wrong by. The node applies nothing
+ * after it (PROTOCOL.md §5.5). 0 = none (the node sent no clock).
+ */
+static uint64_t write_deadline(const ep_t *e, int64_t deadline)
+{
+    if (!e->has_clock)
+        return 0;
+    int64_t at = wall_ms() + (deadline - now_ms()) + e->off_ms - e->unc_ms;
+    return at > 0 ? (uint64_t)at : 1;
 }
 
 static void sleep_ms(int ms)
@@ -612,6 +640,8 @@ static int exchange(pc_client_t *c, ep_t *e, pc_request_t *req, pc_response_t *r
     int rc;
 
     req->id = c->next_id++;
+    if (req->op == PC_OP_SET || req->op == PC_OP_DEL || req->op == PC_OP_TOUCH)
+        req->deadline_ms = write_deadline(e, deadline);
     pc_buf_reset(&c->out);
     if (c->out.cap > OUT_KEEP)
         pc_buf_free(&c->out);
@@ -668,7 +698,15 @@ static int hello(pc_client_t *c, ep_t *e, int64_t deadline)
         req.token.ptr = (const uint8_t *)c->token;
         req.token.len = (uint32_t)c->token_len;
     }
+    int64_t sent_at = wall_ms();
     rc = exchange(c, e, &req, &resp, deadline, &sent);
+    int64_t back_at = wall_ms();
+    if (rc == 0 && resp.status == PC_ST_OK && resp.now_ms != 0 && back_at >= sent_at) {
+        /* the node read its clock somewhere within the round trip */
+        e->has_clock = true;
+        e->off_ms = (int64_t)resp.now_ms - (sent_at + (back_at - sent_at) / 2);
+        e->unc_ms = (back_at - sent_at) / 2 + 1;
+    }
     if (rc == PC_ETOOBIG || rc == PC_EPROTO) {
         /* Garbage in answer to the very first request is most likely a
          * different service on that port (an HTTP server's "HTTP" reads

@@ -69,7 +69,10 @@
  *    (PC_ECONN / PC_ETIMEDOUT). Once a byte may have been sent, a write
  *    is never sent again: a timeout or a broken connection is returned
  *    as it is (the outcome is unknown), and the ring is refreshed on the
- *    next call.
+ *    next call. Each write carries the moment the call gives up, on the
+ *    node's clock (measured from its HELLO answer; PROTOCOL.md §5.5),
+ *    so a write returned PC_ETIMEDOUT is applied, if at all, before that
+ *    moment: never after a later write that succeeded.
  *  - RETRY (PC_ERETRY) means the node applied nothing because the
  *    cluster is changing. Reads and writes alike are then retried after
  *    a refresh from the node that answered: up to 3 more times, after

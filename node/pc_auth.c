@@ -7,6 +7,7 @@
 
 #include "pc_loop.h"
 #include "pc_loops.h"
+#include "pc_vclock.h"
 
 #define AUTH_DELAY_MS 100
 #define AUTH_DELAY_MAX_SHIFT 4
@@ -131,7 +132,9 @@ void pc_auth_hello(pc_conn_t *c, const pc_request_t *rq)
         .op = rq->op, .id = rq->id, .status = PC_ST_OK, .proto_version = PC_PROTO_VERSION,
         .node_name = {(const uint8_t *)l->name, (uint32_t)strlen(l->name)},
         .server_version = {(const uint8_t *)PC_VERSION_STRING,
-                           (uint32_t)strlen(PC_VERSION_STRING)}};
+                           (uint32_t)strlen(PC_VERSION_STRING)},
+        /* the client sets its writes' deadlines by it (PROTOCOL.md §5.1) */
+        .now_ms = pc_vclock_wall() >> 16};
     pc_conn_answer(c, &resp);
 }
 

@@ -5,7 +5,6 @@
 
 #include "pc_keys.h"
 #include "pc_loop.h"
-#include "pc_vclock.h"
 #include "pc_view.h"
 
 /* A forwarded request whose owner did not answer. */
@@ -57,24 +56,6 @@ static void fwd_done(void *arg, int err, const uint8_t *body, size_t len)
         return;
     }
     pc_req_answer_raw(&r->req, body, len);
-}
-
-int pc_forward_too_late(pc_conn_t *c, const pc_request_t *rq, uint64_t *until_ms)
-{
-    *until_ms = 0;
-    if (c->fwd_deadline == 0)
-        return 0;
-    if (c->fwd_deadline <= PC_FORWARD_CLOCK_SKEW_MS ||
-        (pc_vclock_wall() >> 16) >= c->fwd_deadline - PC_FORWARD_CLOCK_SKEW_MS) {
-        pc_loop_t *l = pc_loop_of(c);
-        l->stats.forwarded_late++;
-        pc_conn_answer_error(c, rq->op, rq->id, PC_ST_RETRY,
-                             "the forwarded write arrived after the relaying node gave up on "
-                             "it: nothing was applied, retry");
-        return 1;
-    }
-    *until_ms = c->fwd_deadline - PC_FORWARD_CLOCK_SKEW_MS;
-    return 0;
 }
 
 void pc_forward_request(pc_conn_t *c, const pc_request_t *rq, long target)

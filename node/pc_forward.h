@@ -19,14 +19,6 @@
  */
 #define PC_FORWARD_CLOCK_SKEW_MS 100
 
-/*
- * For a write being dispatched on c: 0 when it may be applied, else 1 --
- * it came in a FORWARD whose deadline (less the skew) has passed, so the
- * node that relayed it has given up; it was answered RETRY and counted
- * (forwarded_late). *until_ms gets the moment it may be applied until
- * (wall-clock ms; 0 = no limit but the node's own).
- */
-int pc_forward_too_late(pc_conn_t *c, const pc_request_t *rq, uint64_t *until_ms);
 
 /* Sends the single-key request being dispatched on c (its frame body,
  * c->cur_body) to ring member `target`, as it came. */

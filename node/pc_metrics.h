@@ -81,6 +81,7 @@
     C(forward_errors)  /* ... that failed (owner unreachable) */                               \
     C(forwarded_in)    /* FORWARD requests served here */                                      \
     C(forwarded_late)  /* forwarded writes refused: past their deadline */                     \
+    C(writes_late)     /* client writes refused: past the client's deadline */                 \
     C(not_owner_reads) /* reads served here as a replica / from Redis */                       \
     C(retry_answers)   /* writes refused: relayed to a non-owner */                            \
     C(replicated)      /* entries sent to replicas */                                          \

@@ -9,6 +9,7 @@
 #include "pc_loop.h"
 #include "pc_replicate.h"
 #include "pc_slots.h"
+#include "pc_vclock.h"
 
 static void write_issue(pc_keyreq_t *r);
 
@@ -128,11 +129,57 @@ static void write_issue(pc_keyreq_t *r)
     ks->pending_writes++;
 }
 
+/*
+ * For a write being dispatched on c: 0 when it may be applied, else 1 --
+ * whoever sent it has given up on it by now, so it was answered RETRY
+ * (nothing applied) and counted. Two deadlines may say so
+ * (PROTOCOL.md §5.5, §5.10): the FORWARD's, from the member that relayed
+ * it, and the request's own, from the client, given on the clock of the
+ * node it sent it to -- this one, or the relaying member. Another
+ * member's clock may be PC_FORWARD_CLOCK_SKEW_MS off ours. *until_ms
+ * gets the moment it may be applied until (wall-clock ms; 0 = no limit
+ * but the node's own), for Redis' fence.
+ */
+static int too_late(pc_conn_t *c, const pc_request_t *rq, uint64_t *until_ms)
+{
+    uint64_t until = 0;
+    int forwarded_late = 0;
+    if (c->fwd_deadline != 0) {
+        until = c->fwd_deadline > PC_FORWARD_CLOCK_SKEW_MS
+                    ? c->fwd_deadline - PC_FORWARD_CLOCK_SKEW_MS
+                    : 1;
+        forwarded_late = 1;
+    }
+    if (rq->deadline_ms != 0) {
+        uint64_t skew = c->hops > 0 ? PC_FORWARD_CLOCK_SKEW_MS : 0;
+        uint64_t own = rq->deadline_ms > skew ? rq->deadline_ms - skew : 1;
+        if (until == 0 || own < until) {
+            until = own;
+            forwarded_late = 0;
+        }
+    }
+    *until_ms = until;
+    if (until == 0 || (pc_vclock_wall() >> 16) < until)
+        return 0;
+    pc_loop_t *l = pc_loop_of(c);
+    if (forwarded_late)
+        l->stats.forwarded_late++;
+    else
+        l->stats.writes_late++;
+    pc_conn_answer_error(c, rq->op, rq->id, PC_ST_RETRY,
+                         forwarded_late
+                             ? "the forwarded write arrived after the relaying node gave up on "
+                               "it: nothing was applied, retry"
+                             : "the write arrived after its deadline (the client had given up "
+                               "on it): nothing was applied, retry");
+    return 1;
+}
+
 void pc_write_local(pc_conn_t *c, const pc_request_t *rq)
 {
     pc_loop_t *l = pc_loop_of(c);
     uint64_t until;
-    if (pc_forward_too_late(c, rq, &until))
+    if (too_late(c, rq, &until))
         return;
     uint64_t now = pc_loop_now(l);
     pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
@@ -191,7 +238,7 @@ void pc_write_request(pc_conn_t *c, const pc_request_t *rq)
         return;
     }
     uint64_t until;
-    if (pc_forward_too_late(c, rq, &until))
+    if (too_late(c, rq, &until))
         return;
     /* The frame buffer moves on; the store update after Redis' ack needs
      * its own copy of key and value. */

@@ -766,9 +766,9 @@ static const struct budget request_budget[PC_OP_MAX + 1] = {
     [PC_OP_PING] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_GET] = {3, 4, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_MGET] = {3, 4, 2, HEAD_ARRAY, 1, LIST_MGET_KEYS, "keys"},
-    [PC_OP_SET] = {8, 9, 0, 0, 0, LIST_NONE, NULL},
-    [PC_OP_DEL] = {3, 4, 0, 0, 0, LIST_NONE, NULL},
-    [PC_OP_TOUCH] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_SET] = {9, 10, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_DEL] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_TOUCH] = {5, 6, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_STATS] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_CLUSTER] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_FORWARD] = {5, 6, 0, 0, 0, LIST_NONE, NULL},
@@ -779,7 +779,7 @@ static const struct budget request_budget[PC_OP_MAX + 1] = {
 /* OK replies, the trailing ring fingerprint included (CLUSTER has none). */
 static const struct budget response_budget[PC_OP_MAX + 1] = {
     [0] = {3, 4, 0, 0, 0, LIST_NONE, NULL},
-    [PC_OP_HELLO] = {7, 8, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_HELLO] = {8, 9, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_PING] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_GET] = {8, 9, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_MGET] = {5, 6, 3, HEAD_ARRAY, RECORD_VALUES, LIST_MGET_KEYS, "entries"},
@@ -1070,6 +1070,8 @@ static int req_set(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t 
         return refuse(d, PC_EBADREQ, "cond is not 0, 1 or 2");
     if (!opt_uint(elem(a, 7), UINT64_MAX, &out->cas))
         return refuse(d, PC_EBADREQ, "cas is not a uint64");
+    if (!opt_uint(elem(a, 8), UINT64_MAX, &out->deadline_ms))
+        return refuse(d, PC_EBADREQ, "deadline_ms is not a uint64");
     out->flags = (uint32_t)flags;
     out->cond = (uint32_t)cond;
     return 0;
@@ -1187,8 +1189,12 @@ static int map_request(pc_proto_decoder_t *d, const msgpack_object *root, pc_req
     case PC_OP_CLUSTER:
         return 0;
     case PC_OP_GET:
-    case PC_OP_DEL:
         return req_key(d, elem(root, 2), "key", &out->key);
+    case PC_OP_DEL:
+        rc = req_key(d, elem(root, 2), "key", &out->key);
+        if (rc == 0 && !opt_uint(elem(root, 3), UINT64_MAX, &out->deadline_ms))
+            return refuse(d, PC_EBADREQ, "deadline_ms is not a uint64");
+        return rc;
     case PC_OP_FORWARD:
         return req_forward(d, root, out);
     case PC_OP_SYNC:
@@ -1207,6 +1213,8 @@ static int map_request(pc_proto_decoder_t *d, const msgpack_object *root, pc_req
             return rc;
         if (!as_uint(elem(root, 3), UINT64_MAX, &out->ttl_ms))
             return refuse(d, PC_EBADREQ, "ttl_ms missing or not a uint64");
+        if (!opt_uint(elem(root, 4), UINT64_MAX, &out->deadline_ms))
+            return refuse(d, PC_EBADREQ, "deadline_ms is not a uint64");
         return req_ttl(d, out->ttl_ms);
     default:
         return refuse(d, PC_EBADREQ, "unknown op");
@@ -1357,6 +1365,8 @@ static int map_response(pc_proto_decoder_t *d, const msgpack_object *root, pc_re
             !as_bytes(elem(root, 5), &out->server_version))
             return PC_EPROTO;
         out->proto_version = (uint32_t)v;
+        if (!opt_uint(elem(root, 7), UINT64_MAX, &out->now_ms))
+            return PC_EPROTO;
         return ring_fp_at(root, 6, out);
     case PC_OP_PING:
     case PC_OP_DEL:
@@ -1601,18 +1611,24 @@ int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req)
         }
         break;
     case PC_OP_GET:
-    case PC_OP_DEL:
-        msgpack_pack_array(pk, 3);
+    case PC_OP_DEL: {
+        int dl = req->op == PC_OP_DEL && req->deadline_ms != 0;
+        msgpack_pack_array(pk, 3 + dl);
         msgpack_pack_uint32(pk, req->op);
         msgpack_pack_uint64(pk, req->id);
         pack_bin(pk, req->key);
+        if (dl)
+            msgpack_pack_uint64(pk, req->deadline_ms);
         break;
+    }
     case PC_OP_TOUCH:
-        msgpack_pack_array(pk, 4);
+        msgpack_pack_array(pk, req->deadline_ms != 0 ? 5 : 4);
         msgpack_pack_uint32(pk, req->op);
         msgpack_pack_uint64(pk, req->id);
         pack_bin(pk, req->key);
         msgpack_pack_uint64(pk, req->ttl_ms);
+        if (req->deadline_ms != 0)
+            msgpack_pack_uint64(pk, req->deadline_ms);
         break;
     case PC_OP_MGET:
         msgpack_pack_array(pk, 3);
@@ -1625,7 +1641,8 @@ int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req)
     case PC_OP_SET: {
         /* Trailing optional args that are 0 are left out: the decoder reads
          * them back as 0, and a plain SET stays 4 elements long. */
-        size_t n = req->cas != 0     ? 8
+        size_t n = req->deadline_ms != 0 ? 9
+                   : req->cas != 0   ? 8
                    : req->cond != 0  ? 7
                    : req->flags != 0 ? 6
                    : req->ttl_ms != 0 ? 5
@@ -1643,6 +1660,8 @@ int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req)
             msgpack_pack_uint32(pk, req->cond);
         if (n > 7)
             msgpack_pack_uint64(pk, req->cas);
+        if (n > 8)
+            msgpack_pack_uint64(pk, req->deadline_ms);
         break;
     }
     default:
@@ -1745,7 +1764,7 @@ int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp)
 
     switch (resp->op) {
     case PC_OP_HELLO:
-        pack_head(pk, 6 + fp, resp->op, resp->id, PC_ST_OK);
+        pack_head(pk, 6 + fp + (fp && resp->now_ms != 0), resp->op, resp->id, PC_ST_OK);
         msgpack_pack_uint32(pk, resp->proto_version);
         pack_str(pk, resp->node_name.ptr, resp->node_name.len);
         pack_str(pk, resp->server_version.ptr, resp->server_version.len);
@@ -1815,6 +1834,10 @@ int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp)
     }
     if (fp)
         msgpack_pack_uint64(pk, resp->ring_fp);
+    /* HELLO's clock comes after the fingerprint, so that the fingerprint
+     * stays the element after the op's own for every reader. */
+    if (fp && resp->op == PC_OP_HELLO && resp->now_ms != 0)
+        msgpack_pack_uint64(pk, resp->now_ms);
     return frame_end(&f);
 }
 

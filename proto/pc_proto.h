@@ -213,7 +213,8 @@ typedef struct pc_request {
     const pc_bytes_t *keys; /* MGET: nkeys slices */
     uint32_t hops;          /* FORWARD: relays so far, >= 1 */
     uint64_t deadline_ms;   /* FORWARD: wall-clock ms (Unix) after which the relaying node
-                               has given up; 0 = none (PROTOCOL.md §5.10) */
+                               has given up; SET DEL TOUCH: the same for the client, on
+                               the node's clock; 0 = none (PROTOCOL.md §5.10, §5.5) */
     pc_bytes_t body;        /* FORWARD: the relayed request body; SYNC: state */
     uint32_t mode;          /* REPLICATE: enum pc_repl_mode */
     pc_bytes_t from;        /* REPLICATE: the sending member's name */
@@ -245,6 +246,8 @@ typedef struct pc_response {
     uint32_t proto_version;    /* HELLO */
     pc_bytes_t node_name;      /* HELLO */
     pc_bytes_t server_version; /* HELLO */
+    uint64_t now_ms;           /* HELLO: the node's wall clock, Unix ms (0 = not sent; only
+                                  sent with a ring fingerprint, after it) */
     uint32_t nentries;         /* MGET */
     const pc_entry_t *entries; /* MGET: nentries, in request order */
     uint32_t nstats;           /* STATS */

@@ -1018,7 +1018,7 @@ static void test_nil_tail_refused_connection_kept(void **state)
     assert_int_equal(got.k[0].op, PC_OP_SET);
     assert_int_equal(got.k[0].id, 4242);
     assert_int_equal(got.k[0].status, PC_ST_BAD_REQUEST);
-    assert_non_null(strstr(got.k[0].text, "SET: over 25 msgpack values"));
+    assert_non_null(strstr(got.k[0].text, "SET: over 26 msgpack values"));
     assert_int_equal(got.k[1].op, PC_OP_PING);
     assert_int_equal(got.k[1].id, 4243);
     assert_int_equal(got.k[1].status, PC_ST_OK);

@@ -1012,6 +1012,34 @@ static void test_failed_writes_stay_failed(void **state)
     env_down(&e);
 }
 
+/*
+ * A client gives up on a write (its own 300 ms timeout) sent to a node
+ * that is stopped (SIGSTOP); the node wakes with the write still in its
+ * socket -- and refuses it: the write carries the client's deadline on
+ * the node's clock (measured at HELLO; PROTOCOL.md §5.1, §5.5). Before,
+ * the node applied it after the client had been told it timed out.
+ */
+static void test_write_past_the_clients_deadline_is_refused(void **state)
+{
+    (void)state;
+    env_t e;
+    assert_int_equal(env_up(&e, NULL), 0);
+    pc_client_t *quick = client_for(&e.node, 300);
+    pc_value_t v;
+    assert_int_equal(pc_client_get(quick, "dl:x", 4, &v), PC_ENOTFOUND); /* connected, HELLO done */
+    int64_t late0 = stat_of(e.cl, "writes_late");
+
+    kill(e.node.pid, SIGSTOP);
+    int rc = set_str(quick, "dl:1", "late", NULL, NULL);
+    kill(e.node.pid, SIGCONT);
+    assert_int_equal(rc, PC_ETIMEDOUT);
+    stat_arg_t la = {e.cl, "writes_late", late0 + 1};
+    assert_true(pc_h_poll(stat_reached, &la, 10000));
+    assert_redis_string(e.rc, "dl:1", NULL);
+    pc_client_free(&quick);
+    env_down(&e);
+}
+
 typedef struct burst {
     pid_t redis;
     int ok, unavailable;
@@ -1865,6 +1893,7 @@ int main(void)
         cmocka_unit_test(test_redis_down_and_back),
         cmocka_unit_test(test_redis_stalled_times_out),
         cmocka_unit_test(test_failed_writes_stay_failed),
+        cmocka_unit_test(test_write_past_the_clients_deadline_is_refused),
         cmocka_unit_test(test_burst_through_redis_stall),
         cmocka_unit_test(test_answers_behind_a_slow_request_count_as_output),
         cmocka_unit_test(test_mget_reply_never_exceeds_max_frame),

@@ -1717,14 +1717,14 @@ static void test_request_forward_compat(void **state)
     assert_bytes_equal(req.key, bs("k"));
     mp_destroy(&m);
 
-    /* SET with a 9th element. */
+    /* SET with a 10th element (after the deadline). */
     mp_init(&m);
-    msgpack_pack_array(&m.pk, 9);
+    msgpack_pack_array(&m.pk, 10);
     msgpack_pack_uint32(&m.pk, PC_OP_SET);
     msgpack_pack_uint32(&m.pk, 3);
     mp_bin(&m, "k");
     mp_bin(&m, "v");
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         msgpack_pack_uint32(&m.pk, 1);
     msgpack_pack_true(&m.pk);
     assert_int_equal(decode_mp_request(d, &m, &req), 0);
@@ -2378,8 +2378,11 @@ static void pack_fields(mp_t *m, uint32_t op)
         mp_bin(m, "tok");
         break;
     case PC_OP_GET:
+        mp_bin(m, "k");
+        break;
     case PC_OP_DEL:
         mp_bin(m, "k");
+        msgpack_pack_uint64(pk, 1767225600000ull); /* deadline_ms */
         break;
     case PC_OP_MGET:
         msgpack_pack_array(pk, 2);
@@ -2393,10 +2396,12 @@ static void pack_fields(mp_t *m, uint32_t op)
         msgpack_pack_uint32(pk, 2);
         msgpack_pack_uint32(pk, PC_COND_XX);
         msgpack_pack_uint64(pk, 3);
+        msgpack_pack_uint64(pk, 1767225600000ull); /* deadline_ms */
         break;
     case PC_OP_TOUCH:
         mp_bin(m, "k");
         msgpack_pack_uint64(pk, 5);
+        msgpack_pack_uint64(pk, 1767225600000ull); /* deadline_ms */
         break;
     case PC_OP_FORWARD:
         msgpack_pack_uint32(pk, 1);
@@ -2433,8 +2438,8 @@ static const struct full_request {
     uint32_t uses;
 } full_requests[] = {
     {PC_OP_HELLO, 4, 5, 5},     {PC_OP_PING, 2, 3, 3},     {PC_OP_GET, 3, 4, 4},
-    {PC_OP_MGET, 3, 6, 6},      {PC_OP_SET, 8, 9, 9},      {PC_OP_DEL, 3, 4, 4},
-    {PC_OP_TOUCH, 4, 5, 5},     {PC_OP_STATS, 2, 3, 3},    {PC_OP_CLUSTER, 2, 3, 3},
+    {PC_OP_MGET, 3, 6, 6},      {PC_OP_SET, 9, 10, 10},    {PC_OP_DEL, 4, 5, 5},
+    {PC_OP_TOUCH, 5, 6, 6},     {PC_OP_STATS, 2, 3, 3},    {PC_OP_CLUSTER, 2, 3, 3},
     {PC_OP_FORWARD, 5, 6, 6},   {PC_OP_SYNC, 3, 4, 4},     {PC_OP_REPLICATE, 5, 12, 14},
 };
 
@@ -2547,7 +2552,7 @@ static void test_budget_nil_tail(void **state)
     assert_int_equal(req.key.len, 0);
     assert_int_equal(req.value.len, 0);
     assert_string_equal(pc_proto_decoder_why(d),
-                        "SET: over 25 msgpack values, at most 9 for its fields + 16 ignored");
+                        "SET: over 26 msgpack values, at most 10 for its fields + 16 ignored");
 
     /* The same tail as a reply's ignored element: malformed. */
     pc_response_t resp;
@@ -2582,9 +2587,9 @@ static void test_budget_container_fields(void **state)
         {"MGET key", {0x93, 0x04, 0x09, 0x91, 0xdd}, 5, PC_OP_MGET,
          "MGET: over 21 msgpack values, at most 5 for its fields + 16 ignored"},
         {"SET value", {0x94, 0x05, 0x09, 0xa1, 'k', 0xdd}, 6, PC_OP_SET,
-         "SET: over 25 msgpack values, at most 9 for its fields + 16 ignored"},
+         "SET: over 26 msgpack values, at most 10 for its fields + 16 ignored"},
         {"DEL key as a map", {0x93, 0x06, 0x09, 0xdf}, 4, PC_OP_DEL,
-         "DEL: over 20 msgpack values, at most 4 for its fields + 16 ignored"},
+         "DEL: over 21 msgpack values, at most 5 for its fields + 16 ignored"},
     };
     uint8_t *body = malloc(16 + 2 * (size_t)NILS);
     assert_non_null(body);
