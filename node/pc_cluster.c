@@ -315,6 +315,7 @@ static void rebuild_ring(pc_cluster_t *c)
     }
     c->building = j;
     c->handles++;
+    c->stats.ring_builds_offloop++;
 }
 
 /* ---- datagrams ------------------------------------------------------------ */

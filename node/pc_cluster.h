@@ -36,6 +36,7 @@ typedef struct pc_cluster_stats {
     uint64_t members_suspect;
     uint64_t members_dead; /* dead or left, not yet forgotten */
     uint64_t ring_changes;
+    uint64_t ring_builds_offloop; /* rings too big to build on the loop, built on the pool */
     uint64_t gossip_in;      /* datagrams received */
     uint64_t gossip_out;     /* datagrams sent */
     uint64_t gossip_bad;     /* datagrams dropped as malformed */

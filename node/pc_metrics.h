@@ -70,6 +70,7 @@
     V(cluster_members_suspect, v->cluster.members_suspect)                                     \
     V(cluster_members_dead, v->cluster.members_dead)                                           \
     V(cluster_ring_changes, v->cluster.ring_changes)                                           \
+    V(cluster_ring_builds_offloop, v->cluster.ring_builds_offloop)                             \
     V(cluster_incarnation, v->cluster.incarnation)                                             \
     V(cluster_health, v->cluster.health)                                                       \
     V(gossip_in, v->cluster.gossip_in)                                                         \
