@@ -145,18 +145,25 @@ static int call1(const pc_h_proc_t *node, const pc_request_t *rq, pc_h_response_
     return ok ? 0 : -1;
 }
 
-/* `inner` relayed to a node as another member would (FORWARD, hops). */
-static int forward1(const pc_h_proc_t *node, uint32_t hops, const pc_request_t *inner,
-                    pc_h_response_fn fn, void *arg)
+/* `inner` relayed to a node as another member would (FORWARD, hops, and
+ * the relaying node's deadline, 0 = none). */
+static int forward_until(const pc_h_proc_t *node, uint32_t hops, uint64_t deadline_ms,
+                         const pc_request_t *inner, pc_h_response_fn fn, void *arg)
 {
     pc_buf_t in;
     pc_buf_init(&in, 0);
     assert_int_equal(pc_proto_encode_request(&in, inner), 0);
-    pc_request_t f = {.op = PC_OP_FORWARD, .id = 77, .hops = hops,
+    pc_request_t f = {.op = PC_OP_FORWARD, .id = 77, .hops = hops, .deadline_ms = deadline_ms,
                       .body = {in.data + 4, (uint32_t)(in.len - 4)}};
     int rc = call1(node, &f, fn, arg);
     pc_buf_free(&in);
     return rc;
+}
+
+static int forward1(const pc_h_proc_t *node, uint32_t hops, const pc_request_t *inner,
+                    pc_h_response_fn fn, void *arg)
+{
+    return forward_until(node, hops, 0, inner, fn, arg);
 }
 
 static int on_cluster(void *arg, int i, const pc_response_t *r)
@@ -931,14 +938,8 @@ static void key_owned_by(const pc_h_proc_t *node, const pc_h_proc_t *owner, cons
 static uint32_t send_forward_until(const pc_h_proc_t *node, const pc_request_t *inner,
                                    uint64_t deadline_ms)
 {
-    pc_buf_t in;
-    pc_buf_init(&in, 0);
-    assert_int_equal(pc_proto_encode_request(&in, inner), 0);
-    pc_request_t f = {.op = PC_OP_FORWARD, .id = 78, .hops = 1, .deadline_ms = deadline_ms,
-                      .body = {in.data + 4, (uint32_t)(in.len - 4)}};
     one_t o = {.status = 999};
-    assert_int_equal(call1(node, &f, on_status, &o), 0);
-    pc_buf_free(&in);
+    assert_int_equal(forward_until(node, 1, deadline_ms, inner, on_status, &o), 0);
     return o.status;
 }
 
