@@ -1,0 +1,692 @@
+#!/usr/bin/env python3
+"""check.py -- the fault-injection suite's checker (tests/chaos/README.md).
+
+Reads one scenario's run directory, as tests/chaos/run.sh leaves it:
+
+  history.tsv      every operation of pc_chaos_load (thread, op, key, value,
+                   start_ns, end_ns, result), the quiescence reads (op qget)
+  redis/appendonlydir/   Redis' append-only file: every write Redis applied,
+                   in the order it applied them (appendfsync always)
+  redis_final.tsv  key, value (empty = none) from redis-cli after the run
+  n1.log .. n5.log the nodes' logs
+  events           "name ns" lines: load_start, fault_start, fault_end, ...
+  heal_ms          ms from the fault's end to one ring (or "timeout")
+
+and counts, each by name (README.md defines each one precisely):
+
+  (a) acked writes missing from Redis, applied twice, or applied out of
+      real-time order
+  (b) failed writes applied after a later acknowledged write
+  (c) values never written / not yet written / never applied, read
+  (d) stale reads, their age, those over the bound
+  (e) nodes disagreeing with Redis after quiescence
+  (f) false deaths
+  (g) time to one ring after the fault ends
+  and the throughput before / during / after the fault.
+
+Prints the details, writes one table row (--row) and check.json, and exits
+1 on any violation, 0 otherwise (2 when the inputs are unusable).
+"""
+import argparse
+import bisect
+import datetime
+import json
+import os
+import re
+import statistics
+import sys
+
+ACK = "ok"
+NO_EFFECT = {"retry"}  # the node said nothing was applied (PROTOCOL.md §7)
+KEY_RE = re.compile(rb"^chaos:\d{3}$")
+
+
+class Op:
+    __slots__ = ("thread", "op", "key", "value", "start", "end", "result", "pos")
+
+    def __init__(self, f):
+        self.thread, self.op, self.key, v, s, e, self.result = f
+        self.value = None if v == "-" else unescape(v)
+        self.start, self.end = int(s), int(e)
+        self.pos = None  # AOF position of its SET entry, if any
+
+
+def unescape(s):
+    if "\\x" not in s:
+        return s.encode()
+    out = bytearray()
+    i = 0
+    while i < len(s):
+        if s.startswith("\\x", i) and i + 4 <= len(s):
+            out.append(int(s[i + 2:i + 4], 16))
+            i += 4
+        elif s.startswith("\\x", i):  # "\x" alone: an empty value
+            i += 2
+        else:
+            out += s[i].encode()
+            i += 1
+    return bytes(out)
+
+
+def die(msg):
+    print("check: " + msg, file=sys.stderr)
+    sys.exit(2)
+
+
+# ---- inputs ----------------------------------------------------------------
+
+def read_history(path):
+    ops = []
+    with open(path, encoding="ascii", errors="replace") as f:
+        for line in f:
+            if line.startswith("#") or not line.strip():
+                continue
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 7:
+                die("%s: bad line %r" % (path, line))
+            ops.append(Op(fields))
+    return ops
+
+
+def resp_commands(data, warnings, name):
+    """Yields each command (a list of bytes) of an AOF in RESP form."""
+    i, n = 0, len(data)
+    while i < n:
+        if data[i:i + 1] == b"#":  # annotation (#TS:...)
+            j = data.find(b"\r\n", i)
+            if j < 0:
+                break
+            i = j + 2
+            continue
+        if data[i:i + 1] != b"*":
+            warnings.append("%s: unexpected byte at %d; rest ignored" % (name, i))
+            return
+        j = data.find(b"\r\n", i)
+        if j < 0:
+            warnings.append("%s: truncated command at %d" % (name, i))
+            return
+        argc = int(data[i + 1:j])
+        i = j + 2
+        args = []
+        for _ in range(argc):
+            j = data.find(b"\r\n", i)
+            if j < 0 or data[i:i + 1] != b"$":
+                warnings.append("%s: truncated command at %d" % (name, i))
+                return
+            ln = int(data[i + 1:j])
+            i = j + 2
+            if i + ln + 2 > n:
+                warnings.append("%s: truncated command at %d" % (name, i))
+                return
+            args.append(data[i:i + ln])
+            i += ln + 2
+        yield args
+
+
+def read_aof(dirpath, prefix, warnings):
+    """Returns the ordered list of entries (kind, key, value) touching the
+    workload's keys, kind 'set' or 'del', and counts of the rest."""
+    manifest = os.path.join(dirpath, "appendonly.aof.manifest")
+    if not os.path.exists(manifest):
+        die("no AOF manifest in " + dirpath)
+    files = []
+    with open(manifest) as f:
+        for line in f:
+            parts = line.split()
+            d = dict(zip(parts[0::2], parts[1::2]))
+            files.append((0 if d.get("type") == "b" else 1, int(d.get("seq", 0)), d["file"]))
+    files.sort()
+    entries, other = [], {}
+    for kind, _, name in files:
+        path = os.path.join(dirpath, name)
+        if name.endswith(".rdb"):
+            # The base of a fresh AOF is an empty RDB (automatic rewrites are
+            # off), so every write is in the incremental files.
+            if os.path.getsize(path) > 200:
+                warnings.append("%s: a non-empty RDB base; writes before it are not seen" % name)
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        for args in resp_commands(data, warnings, name):
+            cmd = args[0].upper()
+            if cmd in (b"MULTI", b"EXEC", b"SELECT"):
+                continue
+            if cmd == b"SET" and len(args) >= 3:
+                keys = [args[1]]
+            elif cmd in (b"DEL", b"UNLINK"):
+                keys = args[1:]
+            else:
+                keys = args[1:2]
+            for k in keys:
+                if not k.startswith(prefix) or not KEY_RE.match(k[len(prefix):]):
+                    tag = "records (pcm:*)" if k.startswith(b"pcm:") else "other keys"
+                    other[tag] = other.get(tag, 0) + 1
+                    continue
+                key = k[len(prefix):].decode()
+                if cmd == b"SET":
+                    entries.append(("set", key, args[2]))
+                    if len(args) > 3:
+                        other["SET with options"] = other.get("SET with options", 0) + 1
+                elif cmd in (b"DEL", b"UNLINK"):
+                    entries.append(("del", key, None))
+                else:
+                    other[cmd.decode(errors="replace")] = other.get(cmd.decode(errors="replace"), 0) + 1
+    return entries, other
+
+
+def read_events(path):
+    ev = {}
+    with open(path) as f:
+        for line in f:
+            p = line.split()
+            if len(p) == 2 and p[1].isdigit():
+                ev.setdefault(p[0], int(p[1]))
+    return ev
+
+
+LOG_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z \w+\s+peercached\[([^\]]+)\] "
+                    r"cluster: (\S+) is (dead|suspect) \(was (\w+)\)")
+
+
+def read_deaths(run):
+    """(ns, observer, subject, state) for every 'is dead' / 'is suspect' line."""
+    out = []
+    for name in sorted(os.listdir(run)):
+        if not re.match(r"^n\d+\.log$", name):
+            continue
+        with open(os.path.join(run, name), errors="replace") as f:
+            for line in f:
+                m = LOG_RE.match(line)
+                if not m:
+                    continue
+                t = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(
+                    tzinfo=datetime.timezone.utc)
+                ns = int(t.timestamp()) * 10**9 + int(m.group(2)) * 10**6
+                out.append((ns, m.group(3), m.group(4), m.group(5)))
+    return out
+
+
+# ---- the checks ------------------------------------------------------------
+
+def fmt_s(ns):
+    return "%.1f" % (ns / 1e9)
+
+
+def check(args):
+    run = args.run
+    warnings = []
+    ops = read_history(os.path.join(run, "history.tsv"))
+    if not ops:
+        die("empty history")
+    prefix = args.prefix.encode()
+    entries, other = read_aof(os.path.join(run, "redis", "appendonlydir"), prefix, warnings)
+    ev = read_events(os.path.join(run, "events"))
+    for need in ("load_start", "fault_start", "fault_end"):
+        if need not in ev:
+            die("events: no " + need)
+    load_ops = [o for o in ops if o.op in ("set", "get", "del")]
+    qops = [o for o in ops if o.op == "qget"]
+    load_end = ev.get("load_end") or max(o.end for o in load_ops)
+    t_fs, t_fe, t_ls = ev["fault_start"], ev["fault_end"], ev["load_start"]
+
+    res = {"scenario": args.scenario, "violations": {}, "info": {}, "warnings": warnings}
+    V, I = res["violations"], res["info"]
+    details = []
+
+    def example(name, text):
+        details.append("  %-22s %s" % (name, text))
+
+    # -- the AOF, per key ------------------------------------------------------
+    set_pos = {}      # (key, value) -> first position
+    dup = 0
+    del_pos = {}      # key -> sorted positions of DEL entries
+    final = {}        # key -> value or None (replay)
+    for pos, (kind, key, val) in enumerate(entries):
+        if kind == "set":
+            if (key, val) in set_pos:
+                dup += 1
+                if dup <= 3:
+                    example("applied twice", "%s %r at %d and %d" % (key, val, set_pos[(key, val)], pos))
+            else:
+                set_pos[(key, val)] = pos
+            final[key] = val
+        else:
+            del_pos.setdefault(key, []).append(pos)
+            final[key] = None
+    I["aof_entries"] = len(entries)
+    I["aof_other"] = other
+
+    writes = {}   # key -> [ops]
+    for o in load_ops:
+        if o.op == "set":
+            o.pos = set_pos.get((o.key, o.value))
+        if o.op in ("set", "del"):
+            writes.setdefault(o.key, []).append(o)
+    writer = {}   # (key, value) -> op
+    for o in load_ops:
+        if o.op == "set":
+            writer[(o.key, o.value)] = o
+
+    keys = sorted(set(o.key for o in ops) | set(final))
+
+    # -- (a) acknowledged writes missing, applied twice, reordered ----------------
+    a_missing = a_del_missing = a_reorder = 0
+    retry_applied = 0
+    failed_applied = 0
+    for key in keys:
+        ws = writes.get(key, [])
+        acked_sets = sorted((o for o in ws if o.op == "set" and o.result == ACK), key=lambda o: o.end)
+        ends = [o.end for o in acked_sets]
+        pmax = []  # prefix max of positions, by end
+        m = -1
+        for o in acked_sets:
+            if o.pos is None:
+                a_missing += 1
+                if a_missing <= 3:
+                    example("acked missing", "%s %r acked at %s s" % (key, o.value, fmt_s(o.end - t_ls)))
+            else:
+                m = max(m, o.pos)
+            pmax.append(m)
+        for o in acked_sets:
+            if o.pos is None:
+                continue
+            i = bisect.bisect_left(ends, o.start)
+            if i > 0 and pmax[i - 1] > o.pos:
+                a_reorder += 1
+                if a_reorder <= 3:
+                    example("acked reordered", "%s %r applied before an earlier acked write" % (key, o.value))
+        # acked DELs (answered OK: something was deleted)
+        starts_sorted = sorted((o for o in ws if o.op == "set" and o.pos is not None), key=lambda o: o.start)
+        st = [o.start for o in starts_sorted]
+        smin = [0] * len(starts_sorted)  # suffix min of positions, by start
+        m = float("inf")
+        for j in range(len(starts_sorted) - 1, -1, -1):
+            m = min(m, starts_sorted[j].pos)
+            smin[j] = m
+        dl = del_pos.get(key, [])
+        for o in ws:
+            if o.op == "set" and o.pos is not None:
+                if o.result in NO_EFFECT:
+                    retry_applied += 1
+                elif o.result != ACK:
+                    failed_applied += 1
+            if o.op != "del" or o.result != ACK:
+                continue
+            i = bisect.bisect_left(ends, o.start)
+            lo = pmax[i - 1] if i > 0 else -1
+            j = bisect.bisect_right(st, o.end)
+            hi = smin[j] if j < len(smin) else float("inf")
+            k = bisect.bisect_right(dl, lo)
+            if not (k < len(dl) and dl[k] < hi):
+                a_del_missing += 1
+                if a_del_missing <= 3:
+                    example("acked DEL missing", "%s at %s s" % (key, fmt_s(o.end - t_ls)))
+    V["a_acked_missing"] = a_missing + a_del_missing
+    V["a_applied_twice"] = dup
+    V["a_acked_reordered"] = a_reorder
+    V["b_retry_applied"] = retry_applied
+    I["failed_writes_applied"] = failed_applied
+
+    # -- (b) failed writes applied after a later acknowledged write ---------------
+    b_late = b_overlap = b_del_late = b_del_unexplained = b_final = 0
+    late_lag = []
+    for key in keys:
+        ws = writes.get(key, [])
+        acked = sorted((o for o in ws if o.op == "set" and o.result == ACK and o.pos is not None),
+                       key=lambda o: o.start)
+        ast = [o.start for o in acked]
+        sufmin = [0] * len(acked)
+        m = float("inf")
+        for j in range(len(acked) - 1, -1, -1):
+            m = min(m, acked[j].pos)
+            sufmin[j] = m
+        for f in ws:
+            if f.op != "set" or f.result == ACK or f.pos is None:
+                continue
+            j = bisect.bisect_right(ast, f.end)
+            if j < len(acked) and sufmin[j] < f.pos:
+                b_late += 1
+                first = min((a for a in acked[j:] if a.pos < f.pos), key=lambda a: a.start)
+                late_lag.append(first.end - f.end)
+                if b_late <= 5:
+                    example("failed applied late", "%s %r (%s, answered at %s s) landed after %r "
+                            "(invoked %s s later, acked at %s s)" % (
+                                key, f.value, f.result, fmt_s(f.end - t_ls), first.value,
+                                fmt_s(first.start - f.end), fmt_s(first.end - t_ls)))
+            else:
+                lo = bisect.bisect_right(ast, f.start)
+                if any(a.pos < f.pos for a in acked[lo:j]):
+                    b_overlap += 1
+        # DEL entries: who can have made each one?
+        by_pos = sorted(acked, key=lambda o: o.pos)
+        bp = [o.pos for o in by_pos]
+        pm, m = [], -1
+        for o in by_pos:
+            m = max(m, o.start)
+            pm.append(m)
+        dels = [o for o in ws if o.op == "del"]
+        for p in del_pos.get(key, []):
+            i = bisect.bisect_left(bp, p)
+            if i == 0:
+                continue
+            M = pm[i - 1]  # latest invocation among acked writes applied before it
+            producers = [d for d in dels if d.result not in NO_EFFECT and d.result != "notfound" and d.end >= M]
+            if producers:
+                continue
+            if any(d.result != ACK and d.result not in NO_EFFECT and d.result != "notfound" for d in dels):
+                b_del_late += 1
+                if b_del_late <= 3:
+                    example("failed DEL late", "%s: a DEL landed after an acked SET invoked after "
+                            "every DEL that could have made it had failed" % key)
+            else:
+                b_del_unexplained += 1
+                if b_del_unexplained <= 3:
+                    example("DEL unexplained", "%s: a DEL at %d that no operation can have made" % (key, p))
+        # the final value: superseded by an acknowledged write invoked after it was answered?
+        fv = final.get(key)
+        if fv is not None and (key, fv) in writer:
+            w = writer[(key, fv)]
+            later = [o for o in ws if o.result == ACK and o.start > w.end and o is not w]
+            if later:
+                b_final += 1
+                if b_final <= 5:
+                    example("Redis ends stale", "%s holds %r (%s, answered at %s s); %d acked write(s) "
+                            "invoked after that, first %r" % (
+                                key, fv, w.result, fmt_s(w.end - t_ls), len(later),
+                                min(later, key=lambda o: o.start).value))
+    V["b_failed_applied_late"] = b_late + b_del_late
+    V["b_del_unexplained"] = b_del_unexplained
+    V["b_redis_final_superseded"] = b_final
+    I["b_failed_applied_after_overlapping_ack"] = b_overlap
+    if late_lag:
+        I["b_late_ack_after_failure_s"] = "%.1f..%.1f" % (min(late_lag) / 1e9, max(late_lag) / 1e9)
+
+    # -- (c) values never written --------------------------------------------
+    c_never = c_future = c_dirty = 0
+    for r in load_ops + qops:
+        if r.op not in ("get", "qget") or r.result != ACK:
+            continue
+        w = writer.get((r.key, r.value))
+        if w is None:
+            c_never += 1
+            if c_never <= 3:
+                example("value never written", "%s %r read by %s" % (r.key, r.value, r.thread))
+        elif w.start > r.end:
+            c_future += 1
+            if c_future <= 3:
+                example("value not yet written", "%s %r" % (r.key, r.value))
+        elif w.pos is None:
+            c_dirty += 1
+            if c_dirty <= 3:
+                example("value never applied", "%s %r (%s) read by %s at %s s" % (
+                    r.key, r.value, w.result, r.thread, fmt_s(r.start - t_ls)))
+    V["c_never_written"] = c_never
+    V["c_read_before_written"] = c_future
+    V["c_never_in_redis"] = c_dirty
+
+    # -- (d) stale reads -----------------------------------------------------
+    ages, stale_in = [], {"before": 0, "during": 0, "after": 0}
+    reads = {}
+    for r in load_ops:
+        if r.op == "get":
+            reads.setdefault(r.key, []).append(r)
+    for key in keys:
+        ws = writes.get(key, [])
+        # acknowledged writes by ack time, with the AOF position they are
+        # known to be at or after (an OK DEL: after every acked SET that
+        # ended before it began)
+        acked_sets_end = sorted((o for o in ws if o.op == "set" and o.result == ACK and o.pos is not None),
+                                key=lambda o: o.end)
+        ae = [o.end for o in acked_sets_end]
+        apm, m = [], -1
+        for o in acked_sets_end:
+            m = max(m, o.pos)
+            apm.append(m)
+        sup = []
+        for o in acked_sets_end:
+            sup.append((o.end, o.pos))
+        for o in ws:
+            if o.op == "del" and o.result == ACK:
+                i = bisect.bisect_left(ae, o.start)
+                lo = apm[i - 1] if i > 0 else -1
+                sup.append((o.end, lo + 0.5))
+        sup.sort()
+        s_end = [e for e, _ in sup]
+        s_pm, m = [], -1
+        for _, p in sup:
+            m = max(m, p)
+            s_pm.append(m)
+        set_pm = apm  # SETs only, for reads that found nothing
+        # for reads of nothing: SET entries by invocation, suffix min position
+        sets_by_start = sorted((o for o in ws if o.op == "set" and o.pos is not None), key=lambda o: o.start)
+        sbs = [o.start for o in sets_by_start]
+        sbs_min = [0] * len(sets_by_start)
+        m = float("inf")
+        for j in range(len(sets_by_start) - 1, -1, -1):
+            m = min(m, sets_by_start[j].pos)
+            sbs_min[j] = m
+        dl = del_pos.get(key, [])
+        for r in reads.get(key, ()):
+            if r.result not in (ACK, "notfound"):
+                continue
+            if r.result == ACK:
+                w = writer.get((key, r.value))
+                if w is None or w.pos is None:
+                    continue  # counted in (c)
+                pv = w.pos
+                ends, pm = s_end, s_pm
+            else:
+                j = bisect.bisect_right(sbs, r.end)
+                bound = sbs_min[j] if j < len(sbs_min) else float("inf")
+                k = bisect.bisect_left(dl, bound)
+                pv = dl[k - 1] if k > 0 else -1
+                ends, pm = ae, set_pm
+            i = bisect.bisect_left(ends, r.start)
+            if i == 0 or pm[i - 1] <= pv:
+                continue
+            first = bisect.bisect_right(pm, pv)  # first superseding ack, by ack time
+            age = r.start - ends[first]
+            ages.append(age)
+            phase = "before" if r.start < t_fs else ("during" if r.start < t_fe else "after")
+            stale_in[phase] += 1
+            if len(ages) <= 3 or age == max(ages):
+                last_stale = "%s read %s at %s s (%s), %.1f s old" % (
+                    key, r.value.decode() if r.value else "nothing", fmt_s(r.start - t_ls), phase, age / 1e9)
+                if len(ages) <= 3:
+                    example("stale read", last_stale)
+                else:
+                    I["d_oldest_stale_read"] = last_stale
+    bound = args.stale_bound_ms * 10**6
+    over = sum(1 for a in ages if a > bound)
+    I["d_stale_reads"] = len(ages)
+    I["d_stale_by_phase"] = stale_in
+    I["d_stale_age_max_s"] = round(max(ages) / 1e9, 2) if ages else 0
+    I["d_stale_age_median_s"] = round(statistics.median(ages) / 1e9, 2) if ages else 0
+    V["d_stale_over_bound"] = over
+
+    # -- (e) nodes vs Redis after quiescence -----------------------------------
+    rf = {}
+    with open(os.path.join(run, "redis_final.tsv"), encoding="ascii", errors="replace") as f:
+        for line in f:
+            p = line.rstrip("\n").split("\t", 1)
+            if len(p) == 2:
+                rf[p[0]] = p[1].encode() if p[1] != "" else None
+    mism = [k for k in rf if rf[k] != final.get(k)]
+    if mism:
+        warnings.append("AOF replay differs from redis-cli for %d keys (e.g. %s: %r vs %r): "
+                        "the AOF is incomplete or misread" % (len(mism), mism[0], final.get(mism[0]), rf[mism[0]]))
+        V["checker_aof_mismatch"] = len(mism)
+    e_diff = e_err = 0
+    per_node = {}
+    for q in qops:
+        node = q.thread[2:]
+        got = q.value if q.result == ACK else (None if q.result == "notfound" else "ERR")
+        if got == "ERR":
+            e_err += 1
+            per_node[node] = per_node.get(node, 0) + 1
+        elif got != rf.get(q.key):
+            e_diff += 1
+            per_node[node] = per_node.get(node, 0) + 1
+            if e_diff <= 5:
+                example("node != Redis", "%s: %s answers %r, Redis holds %r" % (node, q.key, got, rf.get(q.key)))
+    if not qops:
+        warnings.append("no quiescence reads in the history")
+    V["e_node_differs_from_redis"] = e_diff
+    V["e_node_no_answer"] = e_err
+    if per_node:
+        I["e_by_node"] = per_node
+
+    # -- (f) false deaths --------------------------------------------------------
+    slack = args.death_slack_ms * 10**6
+    sides = {}
+    if args.partition:
+        for n, side in enumerate(args.partition.split("/")):
+            for name in side.split(","):
+                sides[name] = n
+    false_d, suspects, true_d = [], 0, 0
+    for ns, obs, subj, state in read_deaths(run):
+        if state == "suspect":
+            suspects += 1
+            continue
+        in_window = t_fs <= ns <= t_fe + slack
+        ok = False
+        if args.victim and subj == args.victim and in_window:
+            ok = True
+        if sides and in_window and obs in sides and subj in sides and sides[obs] != sides[subj]:
+            ok = True
+        if ok:
+            true_d += 1
+        else:
+            false_d.append((ns, obs, subj))
+    for ns, obs, subj in false_d[:5]:
+        example("false death", "%s declared %s dead at %s s" % (obs, subj, fmt_s(ns - t_ls)))
+    V["f_false_deaths"] = len(false_d)
+    I["f_expected_deaths"] = true_d
+    I["f_suspicions"] = suspects
+
+    # -- (g) one ring after the fault ----------------------------------------------
+    heal = None
+    try:
+        with open(os.path.join(run, "heal_ms")) as f:
+            heal = f.read().strip()
+    except OSError:
+        pass
+    if heal is None or not heal.isdigit():
+        V["g_no_ring_after_heal"] = 1
+        I["g_heal_s"] = heal or "not measured"
+    else:
+        I["g_heal_s"] = round(int(heal) / 1000, 2)
+        V["g_heal_over_bound"] = int(int(heal) > args.heal_bound_ms)
+
+    # -- throughput ---------------------------------------------------------------
+    good = sorted(o.end for o in load_ops if o.result in (ACK, "notfound"))
+
+    def rate(a, b):
+        if b <= a:
+            return 0.0
+        return (bisect.bisect_left(good, b) - bisect.bisect_left(good, a)) / ((b - a) / 1e9)
+
+    tp = {"before": rate(t_ls, t_fs), "during": rate(t_fs, t_fe), "after": rate(t_fe, load_end)}
+    settled = rate(t_fs + 2 * 10**9, t_fe)
+    I["throughput_ok_per_s"] = {k: round(v) for k, v in tp.items()}
+    I["throughput_during_from_2s"] = round(settled)
+    fails = {}
+    for o in load_ops:
+        if o.result not in (ACK, "notfound"):
+            fails[o.result] = fails.get(o.result, 0) + 1
+    I["errors_by_result"] = fails
+    errs_after = [o.start for o in load_ops if o.result not in (ACK, "notfound") and o.start >= t_fe]
+    I["errors_after_fault_end_s"] = round((max(errs_after) - t_fe) / 1e9, 2) if errs_after else 0
+    targets = {}
+    if args.tput_floor is not None and tp["before"] > 0:
+        ratio = settled / tp["before"]
+        targets["throughput_during_vs_before"] = "%.2f (target >= %.2f)" % (ratio, args.tput_floor)
+        V["t_throughput_below_target"] = int(ratio < args.tput_floor)
+    if args.error_tail_ms is not None:
+        tail = (max(errs_after) - t_fe) / 1e6 if errs_after else 0
+        targets["errors_after_fault_end"] = "%.1f s (target <= %.1f s)" % (tail / 1e3, args.error_tail_ms / 1e3)
+        V["t_errors_after_fault_over_target"] = int(tail > args.error_tail_ms)
+    if targets:
+        I["targets"] = targets
+    drain = None
+    try:
+        with open(os.path.join(run, "drain_ms")) as f:
+            drain = f.read().strip()
+    except OSError:
+        pass
+    I["redis_queue_drain_ms"] = drain
+    I["operations"] = len(load_ops)
+    I["acked_writes"] = sum(1 for o in load_ops if o.op in ("set", "del") and o.result == ACK)
+
+    return res, details, tp
+
+
+HEADER = ("%-10s %5s %5s %5s %5s %17s %5s %5s %6s %16s %s" % (
+    "scenario", "a", "b", "b~", "c", "d stale/max/over", "e", "f", "g s",
+    "ops/s bef/dur/aft", "violations"))
+
+
+def row(res, tp):
+    V, I = res["violations"], res["info"]
+    bad = sorted(k for k, v in V.items() if v)
+    b = V["b_failed_applied_late"] + V["b_del_unexplained"] + V["b_redis_final_superseded"] + V["b_retry_applied"]
+    a = V["a_acked_missing"] + V["a_applied_twice"] + V["a_acked_reordered"]
+    c = V["c_never_written"] + V["c_read_before_written"] + V["c_never_in_redis"]
+    e = V["e_node_differs_from_redis"] + V["e_node_no_answer"]
+    d = "%d/%.1f/%d" % (I["d_stale_reads"], I["d_stale_age_max_s"], V["d_stale_over_bound"])
+    g = I["g_heal_s"]
+    g = ("%.1f" % g) if isinstance(g, float) else str(g)
+    t = "%d/%d/%d" % (tp["before"], tp["during"], tp["after"])
+    return "%-10s %5d %5d %5d %5d %17s %5d %5d %6s %16s %s" % (
+        res["scenario"], a, b, I["b_failed_applied_after_overlapping_ack"], c, d, e,
+        V["f_false_deaths"], g, t, ",".join(bad) if bad else "none")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", help="the scenario's run directory")
+    ap.add_argument("--scenario", default="?")
+    ap.add_argument("--prefix", default="", help="the nodes' --redis-prefix (default empty)")
+    ap.add_argument("--stale-bound-ms", type=int, default=10000)
+    ap.add_argument("--heal-bound-ms", type=int, default=3000)
+    ap.add_argument("--death-slack-ms", type=int, default=30000,
+                    help="deaths of a faulted node accepted this long after the fault ends")
+    ap.add_argument("--victim", help="the node killed or stopped")
+    ap.add_argument("--partition", help="the sides, e.g. n1,n2/n3,n4,n5")
+    ap.add_argument("--tput-floor", type=float, default=None,
+                    help="throughput during the fault (from its 2nd second) over before, at least")
+    ap.add_argument("--error-tail-ms", type=int, default=None,
+                    help="no failed operation starts later than this after the fault ends")
+    ap.add_argument("--row", help="write the table row to this file")
+    ap.add_argument("--header", action="store_true", help="print the table header and exit")
+    args = ap.parse_args()
+    if args.header:
+        print(HEADER)
+        return 0
+    if not args.run:
+        ap.error("--run is required")
+    res, details, tp = check(args)
+    r = row(res, tp)
+    if args.row:
+        with open(args.row, "w") as f:
+            f.write(r + "\n")
+    with open(os.path.join(args.run, "check.json"), "w") as f:
+        json.dump(res, f, indent=1, default=str)
+    print(HEADER)
+    print(r)
+    print("violations:")
+    for k, v in res["violations"].items():
+        print("  %-40s %s%s" % (k, v, "   <-- VIOLATION" if v else ""))
+    print("measured:")
+    for k, v in res["info"].items():
+        print("  %-40s %s" % (k, v))
+    for w in res["warnings"]:
+        print("warning: " + w)
+    if details:
+        print("examples:")
+        print("\n".join(details))
+    return 1 if any(res["violations"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
