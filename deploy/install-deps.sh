@@ -14,6 +14,9 @@ pkgs=(
   # clang + its runtime build the libFuzzer targets (optional for users,
   # used by the test command)
   clang libclang-rt-dev
+  # the fault-injection suite (tests/chaos/): network namespaces (ip,
+  # ss), iptables for loss and partitions, python3 for its checker
+  iproute2 iptables python3
 )
 
 missing=()
