@@ -69,7 +69,12 @@ static struct {
     int timeout_ms;
     int pct_get, pct_set, pct_del;
     uint64_t seed;
+    int watch_ring, expect;
+    long max_ms;
+    uint64_t since_ns;
 } opt = {
+    .expect = 5,
+    .max_ms = 120000,
     .threads = 10,
     .keys = 200,
     .duration_ms = 30000,
@@ -300,6 +305,83 @@ static void write_history(worker_t *ws, int nw)
     free(refs);
 }
 
+/* --watch-ring: see the top of the file. */
+static int watch_ring(void)
+{
+    uint64_t t0 = opt.since_ns ? opt.since_ns : now_ns();
+    uint64_t deadline = now_ns() + (uint64_t)opt.max_ms * 1000000u;
+    char *list = strdup(opt.nodes);
+    if (list == NULL)
+        return 2;
+    enum { MAXN = 64 };
+    const char *addr[MAXN];
+    pc_client_t *cl[MAXN];
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok != NULL && n < MAXN;
+         tok = strtok_r(NULL, ",", &save)) {
+        pc_client_options_t co = {.nodes = tok, .timeout_ms = opt.timeout_ms ? opt.timeout_ms : 1000,
+                                  .no_ring = 1};
+        if (pc_client_new(&co, &cl[n]) != 0) {
+            fprintf(stderr, "pc_chaos_load: bad node %s\n", tok);
+            return 2;
+        }
+        addr[n++] = tok;
+    }
+    char why[512] = "", last[512] = "";
+    for (;;) {
+        int ok = 1;
+        uint64_t fp0 = 0;
+        for (int i = 0; i < n && ok; i++) {
+            pc_cluster_info_t *ci = NULL;
+            int rc = pc_client_cluster(cl[i], &ci);
+            if (rc != 0) {
+                snprintf(why, sizeof why, "%s: %s", addr[i], pc_client_errmsg(cl[i]));
+                ok = 0;
+                break;
+            }
+            size_t alive = 0;
+            for (size_t m = 0; m < ci->nmembers; m++)
+                alive += ci->members[m].state == PC_CLIENT_MEMBER_ALIVE;
+            if ((int)ci->nmembers != opt.expect || (int)alive != opt.expect) {
+                int off = snprintf(why, sizeof why, "%s:", addr[i]);
+                for (size_t m = 0; m < ci->nmembers && off < (int)sizeof why - 1; m++)
+                    off += snprintf(why + off, sizeof why - (size_t)off, " %s=%s", ci->members[m].name,
+                                    pc_client_member_state_name(ci->members[m].state));
+                ok = 0;
+            } else if (i == 0) {
+                fp0 = ci->fingerprint;
+            } else if (ci->fingerprint != fp0) {
+                snprintf(why, sizeof why, "%s: ring %016" PRIx64 ", %s has %016" PRIx64, addr[i],
+                         ci->fingerprint, addr[0], fp0);
+                ok = 0;
+            }
+            pc_cluster_info_free(&ci);
+        }
+        uint64_t now = now_ns();
+        if (ok) {
+            printf("%" PRIu64 "\n", now > t0 ? (now - t0) / 1000000u : 0);
+            break;
+        }
+        if (strcmp(why, last) != 0) {
+            fprintf(stderr, "+%" PRId64 " ms %s\n", (int64_t)(now - t0) / 1000000, why);
+            memcpy(last, why, sizeof last);
+        }
+        if (now >= deadline) {
+            printf("timeout\n");
+            for (int i = 0; i < n; i++)
+                pc_client_free(&cl[i]);
+            free(list);
+            return 1;
+        }
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    for (int i = 0; i < n; i++)
+        pc_client_free(&cl[i]);
+    free(list);
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -315,6 +397,8 @@ static void usage(FILE *f)
             "  --timeout-ms MS        client timeout (0 = the library's, 2000 ms)\n"
             "  --mix GET:SET:DEL      percentages (50:45:5)\n"
             "  --seed N               random seed (default: time)\n"
+            "pc_chaos_load --watch-ring --nodes LIST [--expect N] [--max-ms MS] [--since-ns NS]\n"
+            "                         waits for one ring (see the top of the source)\n"
             "SIGINT/SIGTERM end the load early; the history is still written.\n");
 }
 
@@ -369,6 +453,14 @@ int main(int argc, char **argv)
             opt.quiesce_ms = atol(v);
         } else if (ARG("--timeout-ms")) {
             opt.timeout_ms = atoi(v);
+        } else if (strcmp(a, "--watch-ring") == 0) {
+            opt.watch_ring = 1;
+        } else if (ARG("--expect")) {
+            opt.expect = atoi(v);
+        } else if (ARG("--max-ms")) {
+            opt.max_ms = atol(v);
+        } else if (ARG("--since-ns")) {
+            opt.since_ns = strtoull(v, NULL, 10);
         } else if (ARG("--seed")) {
             opt.seed = strtoull(v, NULL, 10);
         } else if (ARG("--mix")) {
@@ -385,6 +477,8 @@ int main(int argc, char **argv)
         }
 #undef ARG
     }
+    if (opt.watch_ring && opt.nodes != NULL)
+        return watch_ring();
     if (opt.nodes == NULL || opt.out == NULL || opt.threads < 1 || opt.threads > 1000 ||
         opt.keys < 1 || opt.keys > 1000 || opt.duration_ms < 0 || opt.quiesce_ms < 0) {
         usage(stderr);

@@ -145,6 +145,23 @@ cleanup() {
   set +e
   kill_started
   net_down
+  [ "$BASHPID" != "$$" ] || rm -f "$LOCK"
+}
+
+# The pids of a running suite (this shell and its scenario's subshell), so
+# that a run can end what an aborted one (killed with -9) left running.
+LOCK=/run/pcx-chaos.pids
+kill_previous() {
+  local p
+  [ -f "$LOCK" ] || return 0
+  for p in $(cat "$LOCK"); do
+    [ "$p" != "$$" ] || continue
+    if tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q 'chaos/run\.sh'; then
+      log "ending an earlier run's process $p"
+      kill_tree "$p"
+    fi
+  done
+  rm -f "$LOCK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -206,31 +223,15 @@ start_node() {
   poll 20 "n$i listening" in_ns pcx-c "$CLI" --timeout 500 --nodes "$NET.$i:7400" ping
 }
 
-# Every node answers CLUSTER with the same fingerprint and all five
-# members alive.
-one_ring() {
-  local i outp fp first=
-  for i in "${NODES[@]}"; do
-    outp=$(in_ns pcx-c "$CLI" --timeout 1000 --nodes "$NET.$i:7400" cluster 2>/dev/null) || return 1
-    fp=$(printf '%s\n' "$outp" | awk 'NR == 1 {print $2}')
-    [ -n "$fp" ] || return 1
-    [ "$(printf '%s\n' "$outp" | awk -F'\t' 'NR > 1 && $3 == "alive"' | wc -l)" -eq ${#NODES[@]} ] || return 1
-    [ "$(printf '%s\n' "$outp" | awk -F'\t' 'NR > 1' | wc -l)" -eq ${#NODES[@]} ] || return 1
-    if [ -z "$first" ]; then first=$fp; elif [ "$fp" != "$first" ]; then return 1; fi
-  done
-}
-
 event() { echo "$1 ${2:-$(now_ns)}" >>"$RUN/events"; }
 
-# Polls one_ring from now on; writes the milliseconds since T0_NS (the end
-# of the fault) to $RUN/heal_ms, or "timeout".
+# Every node answers CLUSTER with the same ring fingerprint and all five
+# members alive: pc_chaos_load --watch-ring polls that every 20 ms (in one
+# process, so the busy machine does not slow the polling down) and prints
+# the milliseconds since $1 (ns), or "timeout". Why it waited: heal.log.
 measure_heal() {
-  local t0_ns=$1 end=$(( $(now_ms) + 120000 ))
-  while ! one_ring; do
-    if [ "$(now_ms)" -gt "$end" ]; then echo timeout >"$RUN/heal_ms"; return 0; fi
-    sleep 0.05
-  done
-  echo $(( ($(now_ns) - t0_ns) / 1000000 )) >"$RUN/heal_ms"
+  in_ns pcx-c "$LOAD" --watch-ring --nodes "$NODE_LIST" --expect ${#NODES[@]} \
+    --since-ns "$1" --max-ms 120000 >"$RUN/heal_ms" 2>"$RUN/heal.log" || true
 }
 
 # Bytes a node still has queued to Redis (a dropped connection's unsent
@@ -313,7 +314,11 @@ run_scenario() {
   start_node 1
   local i
   for i in 2 3 4 5; do start_node "$i" "$NET.1:7400"; done
-  poll 60 "one ring of 5 nodes" one_ring
+  if ! in_ns pcx-c "$LOAD" --watch-ring --nodes "$NODE_LIST" --expect ${#NODES[@]} \
+      --max-ms 60000 >/dev/null 2>"$RUN/ready.log"; then
+    log "$sc: no ring of ${#NODES[@]} nodes within 60 s (ready.log)"
+    return 1
+  fi
   event cluster_ready
 
   local dur_ms=$(( (PRE + fault_s + POST) * 1000 ))
@@ -369,33 +374,43 @@ run_scenario() {
     --heal-bound-ms "$heal_bound_ms" $(check_args "$sc") --row "$RUN/row.txt" >"$RUN/check.txt" 2>&1
 }
 
-[ -n "$out" ] || out=/tmp/pcx-chaos/$(date -u +%Y%m%d-%H%M%S)
-mkdir -p "$out"
-log "run directory $out"
-net_down   # leftovers of an aborted run
+# All of it in a function, read whole before it runs: editing this file
+# while it runs cannot change what a running suite does.
+main() {
+  [ -n "$out" ] || out=/tmp/pcx-chaos/$(date -u +%Y%m%d-%H%M%S)
+  mkdir -p "$out"
+  log "run directory $out"
+  kill_previous   # leftovers of an aborted run: its shells,
+  net_down        # then whatever runs in pcx-* namespaces
+  echo "$$" >"$LOCK"
 
-failed=0
-rows=()
-for sc in "${scenarios[@]}"; do
-  t_sc=$(now_ms)
-  # Each scenario in a subshell of its own, so that `set -e` holds inside
-  # it (it would not in a function called from an `if`); its EXIT trap
-  # kills what it started. Waiting in the background keeps this shell
-  # answering INT/TERM at once (its trap kills the subshell's tree).
-  ( trap cleanup EXIT; run_scenario "$sc" ) &
-  PIDS[scenario]=$!
-  rc=0
-  wait "${PIDS[scenario]}" || rc=$?
-  unset "PIDS[scenario]"
-  if [ $rc = 0 ]; then status=pass; else status=FAIL; failed=1; fi
-  secs=$(( ($(now_ms) - t_sc) / 1000 ))
-  log "$sc: $status in $secs s (details: $out/$sc/check.txt)"
-  row=$(cat "$out/$sc/row.txt" 2>/dev/null || echo "$sc  (no result: see $out/$sc)")
-  rows+=("$row  ${secs}s")
-  sed 's/^/    /' "$out/$sc/check.txt" >&2 2>/dev/null || true
-done
+  failed=0
+  rows=()
+  for sc in "${scenarios[@]}"; do
+    t_sc=$(now_ms)
+    # Each scenario in a subshell of its own, so that `set -e` holds inside
+    # it (it would not in a function called from an `if`); its EXIT trap
+    # kills what it started. Waiting in the background keeps this shell
+    # answering INT/TERM at once (its trap kills the subshell's tree).
+    ( trap cleanup EXIT; run_scenario "$sc" ) &
+    PIDS[scenario]=$!
+    echo "$$ ${PIDS[scenario]}" >"$LOCK"
+    rc=0
+    wait "${PIDS[scenario]}" || rc=$?
+    unset "PIDS[scenario]"
+    if [ $rc = 0 ]; then status=pass; else status=FAIL; failed=1; fi
+    secs=$(( ($(now_ms) - t_sc) / 1000 ))
+    log "$sc: $status in $secs s (details: $out/$sc/check.txt)"
+    row=$(cat "$out/$sc/row.txt" 2>/dev/null || echo "$sc  (no result: see $out/$sc)")
+    rows+=("$row  ${secs}s")
+    sed 's/^/    /' "$out/$sc/check.txt" >&2 2>/dev/null || true
+  done
 
-python3 "$here/check.py" --header
-printf '%s\n' "${rows[@]}"
-if [ $failed = 0 ]; then echo "chaos: all scenarios passed"; else echo "chaos: violations found (see above)"; fi
-exit $failed
+  python3 "$here/check.py" --header
+  printf '%s\n' "${rows[@]}"
+  if [ $failed = 0 ]; then echo "chaos: all scenarios passed"; else echo "chaos: violations found (see above)"; fi
+  return $failed
+}
+
+main
+exit $?
