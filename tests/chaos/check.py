@@ -520,6 +520,9 @@ def check(args):
     per_node = {}
     for q in qops:
         node = q.thread[2:]
+        m = re.match(r"^10\.99\.0\.(\d+):7400$", node)
+        if m:
+            node = "n" + m.group(1)
         got = q.value if q.result == ACK else (None if q.result == "notfound" else "ERR")
         if got == "ERR":
             e_err += 1
@@ -642,6 +645,106 @@ def row(res, tp):
         V["f_false_deaths"], g, t, ",".join(bad) if bad else "none")
 
 
+# ---- self-test: the checker on made-up runs ---------------------------------
+
+def _selftest():
+    """Builds small run directories, each with one known fault, and checks
+    that exactly the expected counts come out. python3 check.py --selftest"""
+    import tempfile
+    S = 10**9
+    t0 = 1_700_000_000 * S
+
+    def resp(*args):
+        out = b"*%d\r\n" % len(args)
+        for a in args:
+            a = a if isinstance(a, bytes) else a.encode()
+            out += b"$%d\r\n%s\r\n" % (len(a), a)
+        return out
+
+    def make(d, hist, aof, final, logs=(), heal="100"):
+        os.makedirs(os.path.join(d, "redis", "appendonlydir"))
+        with open(os.path.join(d, "history.tsv"), "w") as f:
+            f.write("#thread\top\tkey\tvalue\tstart_ns\tend_ns\tresult\n")
+            for th, op, key, val, a, b, r in hist:
+                f.write("%s\t%s\t%s\t%s\t%d\t%d\t%s\n" % (th, op, key, val, t0 + int(a * S), t0 + int(b * S), r))
+        ad = os.path.join(d, "redis", "appendonlydir")
+        with open(os.path.join(ad, "appendonly.aof.manifest"), "w") as f:
+            f.write("file appendonly.aof.1.base.rdb seq 1 type b\nfile appendonly.aof.1.incr.aof seq 1 type i\n")
+        with open(os.path.join(ad, "appendonly.aof.1.base.rdb"), "wb") as f:
+            f.write(b"REDIS0010")
+        with open(os.path.join(ad, "appendonly.aof.1.incr.aof"), "wb") as f:
+            f.write(b"#TS:1700000000\r\n" + resp("SELECT", "0"))
+            for cmd in aof:
+                f.write(resp(*cmd))
+        with open(os.path.join(d, "redis_final.tsv"), "w") as f:
+            for k, v in final.items():
+                f.write("%s\t%s\n" % (k, v or ""))
+        with open(os.path.join(d, "events"), "w") as f:
+            for name, at in (("load_start", 0), ("fault_start", 20), ("fault_end", 30), ("load_end", 40)):
+                f.write("%s %d\n" % (name, t0 + at * S))
+        with open(os.path.join(d, "n1.log"), "w") as f:
+            for line in logs:
+                f.write(line + "\n")
+        with open(os.path.join(d, "heal_ms"), "w") as f:
+            f.write(heal + "\n")
+
+    K = "chaos:001"
+    Q = ("q:10.99.0.1:7400", "qget", K)
+    cases = [
+        ("clean", [("t0", "set", K, "w0-1", 1, 2, "ok"), ("t1", "get", K, "w0-1", 3, 4, "ok"),
+                   ("t1", "del", K, "-", 5, 6, "ok"), ("t1", "get", K, "-", 7, 8, "notfound"),
+                   ("t0", "set", K, "w0-2", 9, 10, "timeout"), Q + ("w0-2", 50, 51, "ok")],
+         [("SET", K, "w0-1"), ("DEL", K), ("SET", K, "w0-2")], {K: "w0-2"}, {}),
+        ("acked missing", [("t0", "set", K, "w0-1", 1, 2, "ok"), Q + ("-", 50, 51, "notfound")],
+         [], {K: None}, {"a_acked_missing": 1}),
+        ("failed applied late", [("t0", "set", K, "w0-1", 1, 2, "timeout"), ("t1", "set", K, "w1-1", 3, 4, "ok"),
+                                 Q + ("w1-1", 50, 51, "ok")],
+         [("SET", K, "w1-1"), ("SET", K, "w0-1")], {K: "w0-1"},
+         {"b_failed_applied_late": 1, "b_redis_final_superseded": 1, "e_node_differs_from_redis": 1}),
+        ("retry applied", [("t0", "set", K, "w0-1", 1, 2, "retry"), Q + ("w0-1", 50, 51, "ok")],
+         [("SET", K, "w0-1")], {K: "w0-1"}, {"b_retry_applied": 1}),
+        ("phantom value", [("t0", "get", K, "zz", 1, 2, "ok"), Q + ("-", 50, 51, "notfound")],
+         [], {K: None}, {"c_never_written": 1}),
+        ("stale read", [("t0", "set", K, "w0-1", 1, 2, "ok"), ("t1", "set", K, "w1-1", 3, 4, "ok"),
+                        ("t2", "get", K, "w0-1", 12, 13, "ok"), Q + ("w1-1", 50, 51, "ok")],
+         [("SET", K, "w0-1"), ("SET", K, "w1-1")], {K: "w1-1"}, {"d_stale_over_bound": 1}),
+        ("stale absent", [("t0", "set", K, "w0-1", 1, 2, "ok"), ("t2", "get", K, "-", 12, 13, "notfound"),
+                          Q + ("w0-1", 50, 51, "ok")],
+         [("SET", K, "w0-1")], {K: "w0-1"}, {"d_stale_over_bound": 1}),
+        ("failed DEL late", [("t0", "set", K, "w0-1", 1, 2, "ok"), ("t1", "del", K, "-", 3, 4, "timeout"),
+                             ("t0", "set", K, "w0-2", 5, 6, "ok"), Q + ("w0-2", 50, 51, "ok")],
+         [("SET", K, "w0-1"), ("SET", K, "w0-2"), ("DEL", K)], {K: None},
+         {"b_failed_applied_late": 1, "e_node_differs_from_redis": 1}),
+        ("never in Redis", [("t0", "set", K, "w0-1", 1, 2, "backend"), ("t1", "get", K, "w0-1", 3, 4, "ok"),
+                            Q + ("-", 50, 51, "notfound")],
+         [], {K: None}, {"c_never_in_redis": 1}),
+        ("acked reordered", [("t0", "set", K, "w0-1", 1, 2, "ok"), ("t1", "set", K, "w1-1", 3, 4, "ok"),
+                             Q + ("w0-1", 50, 51, "ok")],
+         [("SET", K, "w1-1"), ("SET", K, "w0-1")], {K: "w0-1"},
+         {"a_acked_reordered": 1, "b_redis_final_superseded": 1}),
+        ("false death", [Q + ("-", 50, 51, "notfound")], [], {K: None},
+         {"f_false_deaths": 1}, ["2023-11-14T22:13:25.000Z INFO  peercached[n1] cluster: n2 is dead (was suspect), incarnation 1"]),
+        ("slow heal", [Q + ("-", 50, 51, "notfound")], [], {K: None}, {"g_heal_over_bound": 1}, [], "9000"),
+    ]
+    bad = 0
+    for case in cases:
+        name, hist, aof, final, want = case[:5]
+        logs = case[5] if len(case) > 5 else []
+        heal = case[6] if len(case) > 6 else "100"
+        with tempfile.TemporaryDirectory() as d:
+            make(d, hist, aof, final, logs, heal)
+            a = argparse.Namespace(run=d, scenario=name, prefix="", stale_bound_ms=5000, heal_bound_ms=3000,
+                                   death_slack_ms=30000, victim=None, partition=None, tput_floor=None,
+                                   error_tail_ms=None)
+            res, _, _ = check(a)
+            got = {k: v for k, v in res["violations"].items() if v}
+            ok = got == want
+            bad += not ok
+            print("selftest %-20s %s%s" % (name, "ok" if ok else "FAILED", "" if ok else ": %r, wanted %r" % (got, want)))
+    print("selftest: %d passed, %d failed" % (len(cases) - bad, bad))
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", help="the scenario's run directory")
@@ -659,7 +762,10 @@ def main():
                     help="no failed operation starts later than this after the fault ends")
     ap.add_argument("--row", help="write the table row to this file")
     ap.add_argument("--header", action="store_true", help="print the table header and exit")
+    ap.add_argument("--selftest", action="store_true", help="check the checker on made-up runs")
     args = ap.parse_args()
+    if args.selftest:
+        return _selftest()
     if args.header:
         print(HEADER)
         return 0
