@@ -536,6 +536,15 @@ def check(args):
         warnings.append("no quiescence reads in the history")
     V["e_node_differs_from_redis"] = e_diff
     V["e_node_no_answer"] = e_err
+    # the same reads once more, after the nodes' queued bytes to Redis were
+    # delivered or given up (run.sh): a difference that lasts
+    fpath = os.path.join(run, "history_final.tsv")
+    if os.path.exists(fpath):
+        late = [q for q in read_history(fpath) if q.op == "qget"]
+        V["e_differs_after_drain"] = sum(
+            1 for q in late
+            if (q.value if q.result == ACK else None if q.result == "notfound" else "ERR") != rf.get(q.key))
+        I["e_final_reads"] = len(late)
     if per_node:
         I["e_by_node"] = per_node
 
@@ -546,7 +555,7 @@ def check(args):
         for n, side in enumerate(args.partition.split("/")):
             for name in side.split(","):
                 sides[name] = n
-    false_d, suspects, true_d = [], 0, 0
+    false_d, suspects, true_d, same_side = [], 0, 0, []
     for ns, obs, subj, state in read_deaths(run):
         if state == "suspect":
             suspects += 1
@@ -555,8 +564,13 @@ def check(args):
         ok = False
         if args.victim and subj == args.victim and in_window:
             ok = True
-        if sides and in_window and obs in sides and subj in sides and sides[obs] != sides[subj]:
+        if sides and in_window and subj in sides:
+            # every member of a partition is cut off from some others; a
+            # death declared by its own side (news from the other side,
+            # taken on gossip) is shown apart
             ok = True
+            if obs in sides and sides[obs] == sides[subj]:
+                same_side.append((ns, obs, subj))
         if ok:
             true_d += 1
         else:
@@ -564,6 +578,10 @@ def check(args):
     for ns, obs, subj in false_d[:5]:
         example("false death", "%s declared %s dead at %s s" % (obs, subj, fmt_s(ns - t_ls)))
     V["f_false_deaths"] = len(false_d)
+    if sides:
+        I["f_deaths_declared_by_own_side"] = len(same_side)
+        for ns, obs, subj in same_side[:3]:
+            example("death by own side", "%s declared %s dead at %s s" % (obs, subj, fmt_s(ns - t_ls)))
     I["f_expected_deaths"] = true_d
     I["f_suspicions"] = suspects
 
@@ -635,7 +653,7 @@ def row(res, tp):
     b = V["b_failed_applied_late"] + V["b_del_unexplained"] + V["b_redis_final_superseded"] + V["b_retry_applied"]
     a = V["a_acked_missing"] + V["a_applied_twice"] + V["a_acked_reordered"]
     c = V["c_never_written"] + V["c_read_before_written"] + V["c_never_in_redis"]
-    e = V["e_node_differs_from_redis"] + V["e_node_no_answer"]
+    e = V["e_node_differs_from_redis"] + V["e_node_no_answer"] + V.get("e_differs_after_drain", 0)
     d = "%d/%.1f/%d" % (I["d_stale_reads"], I["d_stale_age_max_s"], V["d_stale_over_bound"])
     g = I["g_heal_s"]
     g = ("%.1f" % g) if isinstance(g, float) else str(g)

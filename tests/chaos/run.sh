@@ -363,6 +363,10 @@ run_scenario() {
   local keys=()
   for ((i = 0; i < 200; i++)); do keys+=("$(printf 'chaos:%03d' "$i")"); done
   redis_cli --raw MGET "${keys[@]}" | paste <(printf '%s\n' "${keys[@]}") - >"$RUN/redis_final.tsv"
+  # Every key from every node once more, now that nothing can still land
+  # in Redis: a difference that lasts (history_final.tsv, qget only).
+  in_ns pcx-c "$LOAD" --nodes "$NODE_LIST" --out "$RUN/history_final.tsv" --threads 1 \
+    --duration-ms 0 --quiesce-ms 0 >"$RUN/load_final.log" 2>&1 || log "$sc: final reads failed (load_final.log)"
   for i in "${NODES[@]}"; do
     in_ns pcx-c "$CLI" --timeout 2000 --nodes "$NET.$i:7400" stats >"$RUN/n$i.stats" 2>&1 || true
   done
@@ -412,5 +416,4 @@ main() {
   return $failed
 }
 
-main
-exit $?
+main; exit $?   # one line: read before main runs
