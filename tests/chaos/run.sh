@@ -85,8 +85,10 @@ for b in "$PEERCACHED" "$CLI" "$LOAD"; do
     exit 2
   fi
 done
-# Default timings and settings: nothing from the environment.
+# Default timings and settings: nothing from the environment. The C
+# locale: $EPOCHREALTIME's decimal point is a '.'.
 for v in ${!PEERCACHE_@}; do unset "$v"; done
+export LC_ALL=C
 
 # ---- timeline (seconds) ---------------------------------------------------
 if [ $short = 1 ]; then
@@ -101,7 +103,6 @@ NET=10.99.0
 REDIS=$NET.10:6379
 NODES=(1 2 3 4 5)
 NODE_LIST=$(printf "$NET.%s:7400," "${NODES[@]}"); NODE_LIST=${NODE_LIST%,}
-NSS=(pcx-br pcx-r pcx-c pcx-n1 pcx-n2 pcx-n3 pcx-n4 pcx-n5)
 
 now_ns() { local t=$EPOCHREALTIME; echo "${t/./}000"; }   # µs resolution, as ns
 now_ms() { local t=$EPOCHREALTIME; t=${t/./}; echo $((t / 1000)); }
@@ -285,8 +286,8 @@ begin_cutoff() {
 }
 end_cutoff() { in_ns pcx-r iptables -F INPUT; in_ns "pcx-n$VICTIM" iptables -F INPUT; }
 
-# What the checker may excuse: who may be declared dead by whom.
-# Targets of issue 15, requirement 3 (README.md): throughput with a node
+# The checker's arguments for a scenario: who may be declared dead, and
+# issue 15's targets (requirement 3, README.md): throughput with a node
 # stopped and at 10% loss, and errors ending within 1 s of Redis' return.
 check_args() {
   case $1 in
