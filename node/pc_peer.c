@@ -136,10 +136,10 @@ static void peer_fail(peer_t *pr, int err, const char *why)
         pr->backoff_ms = pr->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pr->backoff_ms * 2;
         pc_log_info(p->log, "peer %s: %s", pr->addr, why);
     }
-    if (pr->state == P_UP && err != PC_ECLOSED) {
+    if (pr->state == P_UP) {
         /* Reset, not closed: bytes the kernel has not sent yet (a
-         * forwarded write, to a peer cut off) die here instead of
-         * reaching it much later. */
+         * forwarded write, to a peer cut off or forgotten) die here
+         * instead of reaching it much later. */
         pr->state = P_CLOSING;
         if (uv_tcp_close_reset(&pr->tcp, tcp_closed_cb) != 0)
             uv_close((uv_handle_t *)&pr->tcp, tcp_closed_cb);
