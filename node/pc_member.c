@@ -331,6 +331,7 @@ struct pc_member {
     uint64_t next_probe;
     uint64_t next_gossip;
     uint64_t next_pushpull;
+    uint64_t next_reconnect;
     uint64_t followup_at; /* extra push/pull after a merge with news; 0 = none */
     struct relay relays[RELAYS_MAX];
     uint32_t nrelays;
@@ -1225,6 +1226,27 @@ static void pushpull_due(pc_member_t *m)
 }
 
 /*
+ * Every reconnect_interval_ms, a push/pull with one DEAD member picked at
+ * random, unless one is already due. A member declared DEAD in a
+ * partition stays DEAD on the other side until the two exchange states;
+ * the periodic push/pull above reaches the dead only now and then (every
+ * 30 s, and then only by chance), which made partitions take 10-30 s to
+ * heal. This one reaches some DEAD member every second, so the first
+ * exchange after a heal comes within about a second. Where the member
+ * really is gone, it costs one failed connection a second, until it is
+ * reaped (dead_reap_ms).
+ */
+static void reconnect_due(pc_member_t *m)
+{
+    if (m->sync_due || pick(m, 1, NULL, ok_dead) == 0)
+        return;
+    strcpy(m->sync_addr, m->scratch[0]->addr);
+    m->sync_due = true;
+    m->st.pushpulls++;
+    m->st.reconnects++;
+}
+
+/*
  * When the next ping to a suspect is due: a reminder every REMIND_PERIODS
  * probe intervals, then LAST_CHANCE_PINGS in the last probe timeouts
  * before the deadline, one timeout apart. UINT64_MAX when none is left.
@@ -1350,6 +1372,11 @@ void pc_member_tick(pc_member_t *m, uint64_t now)
         if (!m->left)
             pushpull_due(m);
     }
+    if (now >= m->next_reconnect) {
+        if (!m->left)
+            reconnect_due(m);
+        m->next_reconnect = now + m->cfg.reconnect_interval_ms;
+    }
     reap(m, now);
 }
 
@@ -1357,7 +1384,7 @@ uint64_t pc_member_next_deadline(const pc_member_t *m)
 {
     if (m == NULL)
         return UINT64_MAX;
-    uint64_t d = m->next_pushpull;
+    uint64_t d = u64_min(m->next_pushpull, m->next_reconnect);
     if (m->followup_at != 0)
         d = u64_min(d, m->followup_at);
     if (!m->left)
@@ -1765,6 +1792,7 @@ void pc_member_config_defaults(pc_member_config_t *c)
     c->pushpull_interval_ms = 30000;
     c->max_packet = 1400;
     c->dead_reap_ms = 60000;
+    c->reconnect_interval_ms = 1000;
 }
 
 static int resolve_config(const pc_member_config_t *in, pc_member_config_t *c)
@@ -1790,6 +1818,7 @@ static int resolve_config(const pc_member_config_t *in, pc_member_config_t *c)
     DEFAULT(pushpull_interval_ms);
     DEFAULT(max_packet);
     DEFAULT(dead_reap_ms);
+    DEFAULT(reconnect_interval_ms);
 #undef DEFAULT
     if (c->weight == 0)
         c->weight = 1;
@@ -1852,6 +1881,7 @@ int pc_member_new(const pc_member_config_t *cfg, uint64_t seed, uint64_t now, pc
     m->next_pushpull = m->cfg.pushpull_interval_ms == PC_MEMBER_PUSHPULL_NEVER
                            ? UINT64_MAX / 2
                            : now + 1 + rng_below(&m->rng, m->cfg.pushpull_interval_ms);
+    m->next_reconnect = now + m->cfg.reconnect_interval_ms;
     *out = m;
     return 0;
 }

@@ -106,6 +106,8 @@ typedef struct pc_member_config {
                                       PC_MEMBER_PUSHPULL_NEVER: only on join */
     uint32_t max_packet;           /* 1400: UDP payload bytes before sealing */
     uint32_t dead_reap_ms;         /* 60000: forget DEAD/LEFT members after */
+    uint32_t reconnect_interval_ms; /* 1000: push/pull with one DEAD member this
+                                       often, so a healed partition heals fast */
 } pc_member_config_t;
 
 /* pushpull_interval_ms meaning "never periodically" (0 means the default). */
@@ -179,6 +181,7 @@ typedef struct pc_member_stats {
     uint64_t packets_dropped;  /* outgoing queue full */
     uint64_t events_dropped;   /* event queue full: rebuild from the list */
     uint64_t pushpulls;        /* syncs requested */
+    uint64_t reconnects;       /* ... of those, the once-a-second one with a DEAD member */
     uint64_t merges;           /* states merged */
     uint32_t members;          /* known now, self included */
     uint32_t alive, suspect, dead, left;

@@ -670,6 +670,58 @@ static void test_health(void **state)
         pc_member_free(&ms[i]);
 }
 
+/* {0, 1} | {2, 3}: nothing crosses. */
+static bool cut_halves(int from, int to)
+{
+    return (from < 2) != (to < 2);
+}
+
+static int all_alive(pc_member_t **ms, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            if (state_of(ms[i], j) != PC_MEMBER_ALIVE)
+                return 0;
+    return 1;
+}
+
+/*
+ * A partition that outlasts the suspicion timeout: each half holds the
+ * other DEAD and stops gossiping to it. Healed, the halves find each other
+ * again through the once-a-second push/pull with a DEAD member
+ * (reconnect_interval_ms), so every member sees every other ALIVE within
+ * 3 s -- with push/pull alone (every 30 s, to the dead only by chance) it
+ * took 10-30 s (issue 15).
+ */
+static void test_partition_heals_within_3s(void **state)
+{
+    (void)state;
+    pc_member_config_t c;
+    memset(&c, 0, sizeof(c));
+    c.dead_reap_ms = 600000;
+    pc_member_t *ms[4];
+    for (int i = 0; i < 4; i++)
+        ms[i] = make(i, 1, &c, (uint64_t)i + 50, 0);
+    for (int i = 1; i < 4; i++)
+        exchange(ms[i], ms[0], 0);
+    uint64_t now = 0;
+    run_small(ms, 4, &now, 3000, cut_none);
+    assert_true(all_alive(ms, 4));
+    run_small(ms, 4, &now, 3000 + 40000, cut_halves);
+    assert_int_equal(state_of(ms[0], 2), PC_MEMBER_DEAD);
+    assert_int_equal(state_of(ms[2], 0), PC_MEMBER_DEAD);
+    uint64_t healed = now;
+    while (!all_alive(ms, 4) && now < healed + 60000)
+        run_small(ms, 4, &now, now + 10, cut_none);
+    fprintf(stderr, "partition of 40 s healed in %llu ms (simulated)\n",
+            (unsigned long long)(now - healed));
+    assert_true(all_alive(ms, 4));
+    assert_true(now - healed <= 3000);
+    assert_true(stats_of(ms[0]).reconnects + stats_of(ms[2]).reconnects > 0);
+    for (int i = 0; i < 4; i++)
+        pc_member_free(&ms[i]);
+}
+
 static void test_refute(void **state)
 {
     (void)state;
@@ -2116,6 +2168,7 @@ int main(void)
         cmocka_unit_test(test_suspect_then_dead),
         cmocka_unit_test(test_indirect_probe),
         cmocka_unit_test(test_health),
+        cmocka_unit_test(test_partition_heals_within_3s),
         cmocka_unit_test(test_refute),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_merge_precedence),
