@@ -78,6 +78,10 @@ struct pc_cluster {
     int build_again;           /* the member set changed meanwhile */
     pc_cluster_ring_cb ring_cb;
     void *ring_arg;
+    pc_cluster_regain_cb regain_cb;
+    void *regain_arg;
+    uint64_t declared_dead; /* pc_member's counts, as last seen */
+    uint64_t dead_came_back;
 
     pc_cluster_member_t *mlist; /* CLUSTER answer scratch */
     size_t mlist_cap;
@@ -359,6 +363,17 @@ static void join_schedule(pc_cluster_t *c);
 /* Empties the state machine's outputs; see the file comment. */
 static void drain(pc_cluster_t *c)
 {
+    pc_member_stats_t ms;
+    pc_member_stats(c->m, &ms);
+    if (ms.declared_dead != c->declared_dead || ms.dead_came_back != c->dead_came_back) {
+        c->declared_dead = ms.declared_dead;
+        c->dead_came_back = ms.dead_came_back;
+        pc_log_warn(c->log, "cluster: a partition healed (members held dead came back, or "
+                            "had held this node dead): its cached copies of its keys are "
+                            "dropped from use");
+        if (c->regain_cb && c->ring)
+            c->regain_cb(c->regain_arg, c->ring);
+    }
     char to[PC_MEMBER_ADDR_MAX + 1];
     while (pc_member_next_packet(c->m, to, sizeof to, &c->pkt) == 1) {
         if (c->started && !c->closing)
@@ -656,6 +671,12 @@ int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peer
     }
     *out = c;
     return 0;
+}
+
+void pc_cluster_set_regain_cb(pc_cluster_t *c, pc_cluster_regain_cb cb, void *arg)
+{
+    c->regain_cb = cb;
+    c->regain_arg = arg;
 }
 
 void pc_cluster_set_ring_cb(pc_cluster_t *c, pc_cluster_ring_cb cb, void *arg)

@@ -63,6 +63,17 @@ int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peer
 
 void pc_cluster_set_ring_cb(pc_cluster_t *c, pc_cluster_ring_cb cb, void *arg);
 
+/*
+ * Called when a partition has healed: this node learns that other
+ * members had declared it DEAD, or a member it held DEAD comes back in
+ * the same life (pc_member_stats_t declared_dead, dead_came_back). They
+ * owned its keys meanwhile and may have written them to Redis, so what it
+ * cached for them is not to be trusted (pc_server_regain). `ring` is the current
+ * ring, valid during the call.
+ */
+typedef void (*pc_cluster_regain_cb)(void *arg, const pc_ring_t *ring);
+void pc_cluster_set_regain_cb(pc_cluster_t *c, pc_cluster_regain_cb cb, void *arg);
+
 /* Binds the gossip socket, starts the timers, and starts joining through
  * the seeds (retried until one answers). 0 or PC_EIO (message logged). */
 int pc_cluster_start(pc_cluster_t *c);

@@ -844,6 +844,8 @@ static void refute(pc_member_t *m, uint64_t inc)
  * (same incarnation): the reply to a last-chance ping then carries it
  * straight back to the member that was about to declare us dead.
  */
+#define REFUTE_SPAN 1000
+
 static void claim_about_self(pc_member_t *m, uint64_t inc)
 {
     if (m->left)
@@ -984,6 +986,13 @@ static void alive_node(pc_member_t *m, const struct upd *u, bool direct, uint64_
         (u->incarnation == mb->incarnation && !(direct && mb->state != PC_MEMBER_ALIVE)))
         return;
     pc_member_state_t prev = mb->state;
+    /* Back from DEAD in the same life: it refuted (each refutation adds
+     * one; fewer than REFUTE_SPAN in a life) rather than restarted (a new
+     * life starts from the wall clock in ms, pc_member.h, so a restart
+     * less than a second after the last start is taken for a refutation:
+     * that errs towards distrust). */
+    if (prev == PC_MEMBER_DEAD && u->incarnation - mb->incarnation < REFUTE_SPAN)
+        m->st.dead_came_back++;
     bool changed = set_str(&mb->addr, u->addr);
     changed |= set_str(&mb->gossip, u->gossip);
     changed |= mb->weight != u->weight;
@@ -1046,6 +1055,10 @@ static void dead_node(pc_member_t *m, pc_bytes_t name, uint64_t inc, pc_bytes_t 
     if (mb == NULL)
         return;
     if (mb == self_of(m)) {
+        /* A current claim (not one we refuted already): some members
+         * held us gone, so others owned our keys meanwhile. */
+        if (!m->left && inc >= mb->incarnation)
+            m->st.declared_dead++;
         claim_about_self(m, inc);
         return;
     }
@@ -1641,7 +1654,11 @@ int pc_member_merge_state(pc_member_t *m, uint64_t now, const uint8_t *p, size_t
             dead_node(m, nd->name, nd->incarnation, nd->name, true, now);
             break;
         default:
-            /* A remote DEAD may be stale: let our own timer decide. */
+            /* A remote DEAD may be stale: let our own timer decide. A
+             * current one about us still says the sender held us gone. */
+            if (nd->state == PC_GOSSIP_ST_DEAD && !m->left &&
+                find(m, nd->name) == self_of(m) && nd->incarnation >= self_of(m)->incarnation)
+                m->st.declared_dead++;
             suspect_node(m, nd->name, nd->incarnation, s.sender, now);
             break;
         }

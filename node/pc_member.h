@@ -182,6 +182,11 @@ typedef struct pc_member_stats {
     uint64_t events_dropped;   /* event queue full: rebuild from the list */
     uint64_t pushpulls;        /* syncs requested */
     uint64_t reconnects;       /* ... of those, the once-a-second one with a DEAD member */
+    uint64_t declared_dead;    /* current claims that we are DEAD or LEFT (refuted): others
+                                  held us gone, and took our keys meanwhile */
+    uint64_t dead_came_back;   /* members we held DEAD back ALIVE in the same life (their
+                                  incarnation refuted, not restarted): a partition healed,
+                                  and they may have taken our keys meanwhile */
     uint64_t merges;           /* states merged */
     uint32_t members;          /* known now, self included */
     uint32_t alive, suspect, dead, left;

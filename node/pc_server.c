@@ -335,6 +335,26 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
     free(lost);
 }
 
+void pc_server_regain(void *arg, const pc_ring_t *ring)
+{
+    pc_server_t *s = arg;
+    pc_loop_t *core = core_of(s);
+    if (core->slots == NULL || core->backend == NULL)
+        return;
+    long sn = pc_ring_find(ring, s->name);
+    uint8_t *roles = malloc(PC_RING_SLOTS);
+    if (roles == NULL)
+        return; /* the copies stay in use: as before this existed */
+    if (core->handles_open != 0)
+        pc_loops_homes_off(core);
+    pc_ring_roles(ring, sn, roles);
+    pc_slots_regain(core, roles);
+    pc_view_publish(core, ring, sn, roles, pc_slots_epochs(core), pc_slots_epoch_max(core),
+                    pc_slots_settle_until(core));
+    homes_update(core);
+    free(roles);
+}
+
 void pc_server_after_handoff(pc_server_t *s, void (*done)(void *), void *arg)
 {
     pc_handoff_after(core_of(s), done, arg);

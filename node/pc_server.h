@@ -78,6 +78,11 @@ int pc_server_set_token(pc_server_t *s, const char *token, size_t len);
  */
 void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw);
 
+/* pc_cluster_regain_cb: a partition healed (pc_cluster.h), so this node's
+ * cached copies of its keys are not served any more (pc_slots_regain); the
+ * loops get the new epochs as on a ring change. Core loop. */
+void pc_server_regain(void *arg, const pc_ring_t *ring);
+
 /* Calls done(arg) once no hand-off is running (at once if none is); for a
  * graceful leave: leave, wait for the hand-off the leave caused, then
  * shut down. Only the latest caller is remembered. */

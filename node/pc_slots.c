@@ -115,6 +115,27 @@ uint32_t pc_slots_ring_changed(pc_loop_t *core, const pc_ring_t *old, const pc_r
     return nlost;
 }
 
+uint32_t pc_slots_regain(pc_loop_t *core, const uint8_t *roles)
+{
+    pc_slots_t *st = core->slots;
+    if (st == NULL || core->backend == NULL)
+        return 0;
+    uint64_t now = pc_loop_now(core);
+    uint32_t epoch = pc_store_epoch_bump(core->store), n = 0;
+    for (uint32_t slot = 0; slot < PC_RING_SLOTS; slot++) {
+        if (roles[slot] == PC_ROLE_NONE)
+            continue;
+        st->epoch[slot] = epoch;
+        st->gained[slot] = now;
+        n++;
+    }
+    if (epoch > st->epoch_max)
+        st->epoch_max = epoch;
+    st->last_gained = now;
+    pc_log_info(core->log, "after the partition: %u slots gained again", n);
+    return n;
+}
+
 int pc_slots_stale(const pc_loop_t *l, const pc_item_t *it, const uint8_t *k, size_t n,
                    uint32_t slot)
 {

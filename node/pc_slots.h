@@ -66,6 +66,16 @@ void pc_slots_free(pc_loop_t *core);
 uint32_t pc_slots_ring_changed(pc_loop_t *core, const pc_ring_t *old, const pc_ring_t *nw,
                                const uint8_t *rold, const uint8_t *rnew, uint8_t *lost);
 
+/*
+ * The core, after a partition healed (pc_cluster_regain_cb): others
+ * owned its keys meanwhile and may have written Redis, so
+ * every slot it holds a role in (roles[], PC_RING_SLOTS bytes, on the
+ * current ring) is gained again, as on a join: copies stored before are
+ * not served, and new ones are capped by the settle window. Returns how
+ * many slots. Not with memory only (the copies are all there is).
+ */
+uint32_t pc_slots_regain(pc_loop_t *core, const uint8_t *roles);
+
 /* Is `it`, an item of a key in `slot` (UINT32_MAX: compute it from k),
  * from before this node gained the slot? Then it must not be served. */
 int pc_slots_stale(const pc_loop_t *l, const pc_item_t *it, const uint8_t *k, size_t n,

@@ -718,6 +718,10 @@ static void test_partition_heals_within_3s(void **state)
     assert_true(all_alive(ms, 4));
     assert_true(now - healed <= 3000);
     assert_true(stats_of(ms[0]).reconnects + stats_of(ms[2]).reconnects > 0);
+    /* each half learns that the other had declared it DEAD (the node then
+     * stops trusting its cached copies: pc_server_regain) */
+    assert_true(stats_of(ms[0]).declared_dead + stats_of(ms[1]).declared_dead > 0);
+    assert_true(stats_of(ms[2]).declared_dead + stats_of(ms[3]).declared_dead > 0);
     for (int i = 0; i < 4; i++)
         pc_member_free(&ms[i]);
 }
