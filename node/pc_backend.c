@@ -48,7 +48,7 @@
 #include "pc_rkey.h"
 
 #define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS 500 /* Redis back within about half a second (issue 15) */
 
 /* Write fencing (docs/CONSISTENCY.md "Failed writes stay failed"). */
 #define CLOCK_EVERY_MS 10000        /* Redis' clock is read again this often */

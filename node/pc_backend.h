@@ -32,7 +32,7 @@
  * clock is past it. A write's callback never reports a failure before
  * that deadline: the writes of a dropped connection are held until then.
  * So a write reported failed is never applied afterwards. Reconnects run in the background with backoff
- * (100 ms doubling to 5 s) until Redis answers again. Each connection
+ * (100 ms doubling to 500 ms) until Redis answers again. Each connection
  * loads the scripts first (SCRIPT LOAD) and counts as up once they are
  * loaded; calls are taken from the moment it is made (those that come
  * before the loads have answered are sent with the script's text). If
