@@ -38,7 +38,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
@@ -46,6 +45,7 @@
 
 #include "pc_proto.h" /* enum pc_cond */
 #include "pc_rkey.h"
+#include "pc_vclock.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 500 /* Redis back within about half a second (issue 15) */
@@ -213,13 +213,6 @@ struct pc_backend {
 
 static void start_connect(pc_backend_t *b);
 
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 /*
  * The fence of a command whose loop-clock deadline is deadline_ms: the
  * wall time at which the loop's clock reaches it (uv_now() is a cached,
@@ -229,8 +222,8 @@ static int64_t wall_us(void)
  */
 static int64_t fence_ms(const pc_backend_t *b, uint64_t deadline_ms, uint64_t until_ms)
 {
-    int64_t now_mono_us = (int64_t)(uv_hrtime() / 1000);
-    int64_t give_up_us = wall_us() + ((int64_t)deadline_ms * 1000 - now_mono_us);
+    int64_t give_up_us =
+        pc_vclock_wall_at_us((int64_t)deadline_ms * 1000, (int64_t)(uv_hrtime() / 1000));
     if (until_ms != 0 && (int64_t)until_ms * 1000 < give_up_us)
         give_up_us = (int64_t)until_ms * 1000;
     int64_t off = b->have_offset ? b->offset_us : 0;
@@ -247,7 +240,7 @@ static void clock_cb(redisAsyncContext *ac, void *r, void *privdata)
         reply->element[0]->type != REDIS_REPLY_STRING ||
         reply->element[1]->type != REDIS_REPLY_STRING)
         return;
-    int64_t back = wall_us();
+    int64_t back = pc_vclock_wall_us();
     int64_t redis_us = strtoll(reply->element[0]->str, NULL, 10) * 1000000 +
                        strtoll(reply->element[1]->str, NULL, 10);
     int64_t rtt = back - b->clock_sent_us;
@@ -280,7 +273,7 @@ static void clock_read(pc_backend_t *b, redisAsyncContext *ac)
 {
     if (b->clock_pending)
         return;
-    b->clock_sent_us = wall_us();
+    b->clock_sent_us = pc_vclock_wall_us();
     b->clock_at = uv_now(b->loop);
     if (redisAsyncCommand(ac, clock_cb, b, "TIME") == REDIS_OK)
         b->clock_pending = 1;

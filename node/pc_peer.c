@@ -21,13 +21,13 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "pc_addr.h"
 #include "pc_buf.h"
 #include "pc_list.h"
 #include "pc_proto.h"
 #include "pc_seal.h"
+#include "pc_vclock.h"
 
 #define TICK_MS 50
 #define BACKOFF_MIN_MS 100
@@ -591,11 +591,8 @@ uint64_t pc_peer_deadline_wall_ms(const pc_peer_pool_t *p)
 {
     /* uv_now() is a cached, coarse reading of the monotonic clock, so a
      * request queued now times out no earlier than this. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t wall_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-    int64_t lag_us = (int64_t)(uv_hrtime() / 1000) - (int64_t)now_ms(p) * 1000;
-    return (uint64_t)((wall_us - lag_us) / 1000) + p->cfg.request_timeout_ms;
+    int64_t at_us = (int64_t)(now_ms(p) + p->cfg.request_timeout_ms) * 1000;
+    return (uint64_t)(pc_vclock_wall_at_us(at_us, (int64_t)(uv_hrtime() / 1000)) / 1000);
 }
 
 void pc_peer_forget(pc_peer_pool_t *p, const char *addr)

@@ -12,6 +12,18 @@ uint64_t pc_vclock_wall(void)
     return ((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000) << 16;
 }
 
+int64_t pc_vclock_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t pc_vclock_wall_at_us(int64_t mono_at_us, int64_t mono_now_us)
+{
+    return pc_vclock_wall_us() + (mono_at_us - mono_now_us);
+}
+
 uint64_t pc_vclock_next(pc_vclock_t *vc, uint64_t wall)
 {
     uint64_t last = atomic_load_explicit(&vc->last, memory_order_relaxed), v;

@@ -34,6 +34,15 @@ typedef struct pc_vclock {
 /* The wall clock as a version: CLOCK_REALTIME milliseconds << 16. */
 uint64_t pc_vclock_wall(void);
 
+/* CLOCK_REALTIME in microseconds since the Unix epoch. */
+int64_t pc_vclock_wall_us(void);
+
+/* The wall-clock time (µs, Unix) at which a monotonic clock that reads
+ * mono_now_us now will read mono_at_us: how a deadline kept on the loop's
+ * clock (uv_now, uv_hrtime) is given to another machine (write deadlines,
+ * docs/CONSISTENCY.md §1). */
+int64_t pc_vclock_wall_at_us(int64_t mono_at_us, int64_t mono_now_us);
+
 /* The next version, given the wall clock `wall` (pc_vclock_wall()):
  * above every version given or observed so far. */
 uint64_t pc_vclock_next(pc_vclock_t *vc, uint64_t wall);

@@ -4,7 +4,6 @@
 #include "pc_write.h"
 
 #include "pc_forward.h"
-
 #include "pc_keys.h"
 #include "pc_loop.h"
 #include "pc_replicate.h"

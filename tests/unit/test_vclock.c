@@ -189,9 +189,22 @@ static void test_threads(void **state)
     free(all);
 }
 
+/* A monotonic deadline given on the wall clock: now plus what is left. */
+static void test_wall_at(void **state)
+{
+    (void)state;
+    int64_t before = pc_vclock_wall_us();
+    int64_t at = pc_vclock_wall_at_us(1000000 + 5000, 1000000);
+    int64_t after = pc_vclock_wall_us();
+    assert_true(at >= before + 5000 && at <= after + 5000);
+    at = pc_vclock_wall_at_us(1000000, 1000000 + 2000); /* already past */
+    assert_true(at <= pc_vclock_wall_us() - 2000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wall_at),
         cmocka_unit_test(test_wall),          cmocka_unit_test(test_next),
         cmocka_unit_test(test_observe),       cmocka_unit_test(test_observe_bound),
         cmocka_unit_test(test_threads),
