@@ -177,6 +177,7 @@ static void decide_and_act(pc_conn_t *c, const pc_request_t *rq, const pc_reques
     pc_dispatch_facts(c, rq->op, is_key_op(rq->op) && rq->op != PC_OP_MGET ? &rq->key : NULL,
                       &f);
     f.repl_write = rq->op == PC_OP_REPLICATE && rq->mode == PC_REPL_WRITE;
+    f.here = rq->op == PC_OP_GET && rq->here;
     act(c, rq, whole, pc_route_decide(&f));
 }
 
@@ -214,6 +215,7 @@ static void forward_in(pc_conn_t *c, const pc_request_t *fw)
     c->fwd_deadline = fw->deadline_ms;
     pc_route_facts_t f;
     pc_dispatch_facts(c, in.op, in.op != PC_OP_MGET ? &in.key : NULL, &f);
+    f.here = in.op == PC_OP_GET && in.here;
     pc_route_action_t a = pc_route_decide(&f);
     if (a.kind != PC_ROUTE_HOME && a.kind != PC_ROUTE_CORE) {
         l->stats.forwarded_in++;

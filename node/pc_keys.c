@@ -536,6 +536,8 @@ void pc_keys_get_here(pc_conn_t *c, const pc_request_t *rq)
         pc_conn_answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
         return;
     }
+    if (rq->here) /* a part of not_owner_reads, counted beside it */
+        pc_loop_of(c)->stats.here_reads++;
     r->req.waiting = 1;
     pc_keys_slot_here(c, &r->slots[0], &rq->key);
     pc_keys_slot_resolved(&r->slots[0]);

@@ -113,7 +113,8 @@ void pc_keys_drop(pc_loop_t *l, const uint8_t *k, size_t n);
 void pc_keys_get(pc_conn_t *c, const pc_request_t *rq);
 
 /* GET of a key this node does not own, served here: a replica's copy,
- * or a read from Redis that is not cached. */
+ * or a read from Redis that is not cached. One that said `here` counts in
+ * here_reads as well as not_owner_reads. */
 void pc_keys_get_here(pc_conn_t *c, const pc_request_t *rq);
 
 /* Answers a GET with a valid hit in the store, if there is one, without

@@ -84,6 +84,7 @@
     C(forwarded_late)  /* forwarded writes refused: past their deadline */                     \
     C(writes_late)     /* client writes refused: past the client's deadline */                 \
     C(not_owner_reads) /* reads served here as a replica / from Redis */                       \
+    C(here_reads)      /* ... of them, GETs that said `here` (hedged reads) */                 \
     C(retry_answers)   /* writes refused: relayed to a non-owner */                            \
     C(replicated)      /* entries sent to replicas */                                          \
     C(replicate_errors)                                                                        \

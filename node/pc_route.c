@@ -76,7 +76,10 @@ static pc_route_action_t serve(const pc_route_facts_t *f)
     if (f->op == PC_OP_MGET)
         return act(PC_ROUTE_SPLIT, -1);
     if (f->role != PC_ROLE_OWNER) {
-        if (f->hops == 0 && f->target >= 0)
+        /* A GET that says `here` is a hedged read: its client asks this
+         * node because the owner is slow to answer, so relaying it there
+         * would wait on the very member it is meant to avoid. */
+        if (f->hops == 0 && f->target >= 0 && !(f->here && f->op == PC_OP_GET))
             return act(PC_ROUTE_FORWARD, f->target);
         return act(is_write(f->op) ? PC_ROUTE_RETRY_RING : PC_ROUTE_SERVE_HERE, -1);
     }

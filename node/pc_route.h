@@ -79,6 +79,8 @@ typedef struct pc_route_action {
 typedef struct pc_route_facts {
     uint32_t op;    /* PC_OP_*; a FORWARD is decided by the request inside it */
     uint32_t hops;  /* > 0: a member relayed it (the request inside a FORWARD) */
+    int here;       /* a GET that asks to be answered by this node, never relayed to the
+                       key's owner (PROTOCOL.md §5.3); 0 for every other op */
     int sealed;     /* it came on a peer's connection */
     int repl_write; /* a REPLICATE of writes (not a hand-off) */
     int relayed_writes; /* a worker: a write of this connection waits at the core */
@@ -107,19 +109,24 @@ typedef struct pc_route_facts {
  *    RETRY_RING.
  *  - Homes on, a key operation from a client on any loop: another
  *    member's key is forwarded from here (or served here if its member
- *    is unreachable, for reads); a GET of ours answers a valid hit here
- *    and otherwise goes to the key's home; any other operation of ours
- *    goes to its home; an MGET is split here.
+ *    is unreachable, for reads, or if a GET says `here`); a GET of ours
+ *    answers a valid hit here and otherwise goes to the key's home; any
+ *    other operation of ours goes to its home; an MGET is split here.
  *  - Homes off, on a worker: a GET of a slot we own answers a valid hit
  *    here (LOCAL on a memory-only node), everything else goes to the
  *    core, and so does everything after a write of the connection that
  *    is still at the core.
  *  - On the core (or a node of one loop): served here as owner, or as
- *    not-owner (SERVE_HERE / FORWARD as the ring says); a write whose
- *    key's Redis traffic is another loop's is RETRY_HOME.
+ *    not-owner (SERVE_HERE / FORWARD as the ring says; a GET that says
+ *    `here` is never forwarded: SERVE_HERE); a write whose key's Redis
+ *    traffic is another loop's is RETRY_HOME.
  *  - STATS, CLUSTER, SYNC, a hand-off, and unknown operations go to the
  *    core; a worker applies a REPLICATE of writes itself while homes
  *    are on (LOCAL), else it goes to the core. HELLO and PING anywhere.
+ *
+ * So a GET that says `here`, at a node that does not own its key, ends in
+ * SERVE_HERE on whichever loop serves it: the one that read it, its home,
+ * or the core (`here` is a GET's alone: it changes nothing for other ops).
  */
 pc_route_action_t pc_route_decide(const pc_route_facts_t *f);
 

@@ -764,7 +764,7 @@ static const struct budget request_budget[PC_OP_MAX + 1] = {
     [0] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_HELLO] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_PING] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
-    [PC_OP_GET] = {3, 4, 0, 0, 0, LIST_NONE, NULL},
+    [PC_OP_GET] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_MGET] = {3, 4, 2, HEAD_ARRAY, 1, LIST_MGET_KEYS, "keys"},
     [PC_OP_SET] = {9, 10, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_DEL] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
@@ -1024,6 +1024,24 @@ static int req_key(pc_proto_decoder_t *d, const msgpack_object *o, const char *w
     return 0;
 }
 
+/*
+ * [key, here?]. `here` is an int, 0 or 1, like every other flag of the
+ * protocol (cond, mode): bool is the wrong type for every field (§3), and
+ * one rule for all fields keeps every client's encoder simple. Absent or
+ * nil is 0, so a version-1 GET of three elements reads as it always did.
+ */
+static int req_get(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t *out)
+{
+    int rc = req_key(d, elem(a, 2), "key", &out->key);
+    if (rc != 0)
+        return rc;
+    uint64_t here;
+    if (!opt_uint(elem(a, 3), 1, &here))
+        return refuse(d, PC_EBADREQ, "here is not 0 or 1");
+    out->here = (uint8_t)here;
+    return 0;
+}
+
 /* SET and TOUCH: a TTL the backend can add to its clock (pc_proto.h). */
 static int req_ttl(pc_proto_decoder_t *d, uint64_t ttl)
 {
@@ -1189,7 +1207,7 @@ static int map_request(pc_proto_decoder_t *d, const msgpack_object *root, pc_req
     case PC_OP_CLUSTER:
         return 0;
     case PC_OP_GET:
-        return req_key(d, elem(root, 2), "key", &out->key);
+        return req_get(d, root, out);
     case PC_OP_DEL:
         rc = req_key(d, elem(root, 2), "key", &out->key);
         if (rc == 0 && !opt_uint(elem(root, 3), UINT64_MAX, &out->deadline_ms))
@@ -1512,6 +1530,7 @@ static int check_request(const pc_request_t *req)
     case PC_OP_CLUSTER:
         return 0;
     case PC_OP_GET:
+        return key_ok(req->key) && req->here <= 1 ? 0 : PC_EINVAL;
     case PC_OP_DEL:
         return key_ok(req->key) ? 0 : PC_EINVAL;
     case PC_OP_TOUCH:
@@ -1611,8 +1630,17 @@ int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req)
         }
         break;
     case PC_OP_GET:
+        /* here = 0 is left out: a plain GET stays the three elements every
+         * version-1 node reads. */
+        msgpack_pack_array(pk, req->here != 0 ? 4 : 3);
+        msgpack_pack_uint32(pk, req->op);
+        msgpack_pack_uint64(pk, req->id);
+        pack_bin(pk, req->key);
+        if (req->here != 0)
+            msgpack_pack_uint32(pk, req->here);
+        break;
     case PC_OP_DEL: {
-        int dl = req->op == PC_OP_DEL && req->deadline_ms != 0;
+        int dl = req->deadline_ms != 0;
         msgpack_pack_array(pk, 3 + dl);
         msgpack_pack_uint32(pk, req->op);
         msgpack_pack_uint64(pk, req->id);

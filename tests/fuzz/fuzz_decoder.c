@@ -155,7 +155,7 @@ static void same_request(const pc_request_t *a, const pc_request_t *b)
     same_bytes(a->key, b->key);
     same_bytes(a->value, b->value);
     CHECK(a->ttl_ms == b->ttl_ms && a->flags == b->flags && a->cond == b->cond);
-    CHECK(a->cas == b->cas && a->proto_version == b->proto_version);
+    CHECK(a->cas == b->cas && a->proto_version == b->proto_version && a->here == b->here);
     same_bytes(a->token, b->token);
     CHECK(a->nkeys == b->nkeys);
     for (uint32_t i = 0; i < a->nkeys; i++)
@@ -236,7 +236,9 @@ static void check_request_limits(const pc_request_t *r, const pc_proto_limits_t 
     if (r->op == PC_OP_SET || r->op == PC_OP_TOUCH)
         CHECK(r->ttl_ms <= PC_PROTO_MAX_TTL_MS);
     CHECK(r->key.len <= l->max_key && r->value.len <= l->max_value);
-    CHECK(r->token.len <= l->max_key && r->cond <= PC_COND_XX);
+    CHECK(r->token.len <= l->max_key && r->cond <= PC_COND_XX && r->here <= 1);
+    if (r->op != PC_OP_GET)
+        CHECK(r->here == 0);
     CHECK(r->nkeys <= l->max_mget_keys);
     for (uint32_t i = 0; i < r->nkeys; i++)
         CHECK(r->keys[i].len >= 1 && r->keys[i].len <= l->max_key);

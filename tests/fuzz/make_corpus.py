@@ -124,6 +124,8 @@ SEEDS = {
     "req_ping": msg(PING, 4),
     "req_get": msg(GET, 5, K),
     "req_get_str_key": msg(GET, 6, "user:42"),
+    "req_get_here": msg(GET, 6, K, 1),
+    "req_get_here_nil": msg(GET, 6, K, None, "future"),
     "req_mget": msg(MGET, 7, [K, Bin(b"b"), "c", Bin(b"\x00\xff")]),
     "req_set": msg(SET, 8, K, V),
     "req_set_ttl": msg(SET, 9, K, V, 60000),
@@ -142,6 +144,8 @@ SEEDS = {
     "bad_empty_key": msg(GET, 17, Bin(b"")),
     "bad_key_type": msg(GET, 18, 5),
     "bad_cond": msg(SET, 19, K, V, 0, 0, 3),
+    "bad_get_here_bool": msg(GET, 19, K, True),
+    "bad_get_here_2": msg(GET, 19, K, 2),
     "bad_mget_empty": msg(MGET, 20, []),
     "long_key_bin16": msg(GET, 21, Bin(b"k" * 300)),
     # Short keys, so the fuzzer's tiny-limit decoder (max_key 4, max_value

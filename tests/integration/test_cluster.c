@@ -51,21 +51,22 @@ typedef struct cluster {
 /* Starts node i joining `seed` (NULL: the first node, alone), on `port`
  * (0: a free one), with the fast timers and --redis. */
 /* Extra arguments for every node_up (NULL = none): a test may set it
- * before cluster_up and must clear it again. */
+ * before cluster_up and must clear it again. They come after the fast
+ * timers, so they may override one (the last of a flag wins). */
 static const char *const *node_extra;
 
 static int node_up(cluster_t *cl, int i, const char *seed, int port)
 {
     const char *args[48];
     int n = 0;
-    for (int k = 0; node_extra && node_extra[k]; k++)
-        args[n++] = node_extra[k];
     args[n++] = "--redis";
     args[n++] = cl->redis.addr;
     for (int k = 0; FAST[k]; k++)
         args[n++] = FAST[k];
     args[n++] = "--ring-settle";
     args[n++] = ring_settle;
+    for (int k = 0; node_extra && node_extra[k]; k++)
+        args[n++] = node_extra[k];
     if (seed) {
         args[n++] = "--join";
         args[n++] = seed;
@@ -1401,6 +1402,159 @@ static void test_settle_window_caps_new_copies(void **state)
     ring_settle = "2s";
 }
 
+/* ---- hedged reads ----------------------------------------------------------- */
+
+/* The node a test stopped with SIGSTOP: its teardown continues it even
+ * when an assertion ended the test early (0 = none). */
+static pid_t stopped_pid;
+
+static int continue_stopped(void **state)
+{
+    (void)state;
+    if (stopped_pid > 0)
+        kill(stopped_pid, SIGCONT);
+    stopped_pid = 0;
+    node_extra = NULL;
+    return 0;
+}
+
+/* A GET sent on a new connection to `node` (here: PROTOCOL.md §5.3), its
+ * answer not read yet: the socket (receive timeout rcv_ms), or -1. */
+static int get_sent(const pc_h_proc_t *node, const char *key, uint8_t here, int rcv_ms)
+{
+    int fd = pc_h_connect(node->port, rcv_ms);
+    if (fd < 0)
+        return -1;
+    pc_request_t get = {.op = PC_OP_GET, .id = 60 + here,
+                        .key = {(const uint8_t *)key, (uint32_t)strlen(key)}, .here = here};
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    int ok = pc_proto_encode_request(&b, &get) == 0 && pc_h_send_all(fd, &b) == 0;
+    pc_buf_free(&b);
+    if (!ok) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The answer to get_sent's GET (status 999: none within the socket's
+ * timeout); closes fd. */
+static got_t get_answer(int fd)
+{
+    got_t g = {.status = 999};
+    if (fd >= 0) {
+        pc_h_read_responses(fd, 1, on_get, &g);
+        close(fd);
+    }
+    return g;
+}
+
+typedef struct applied_arg {
+    const pc_h_proc_t *node;
+    int64_t want;
+} applied_arg_t;
+
+static int replica_has_it(void *p)
+{
+    applied_arg_t *a = p;
+    return stat_of(a->node, "replica_applied") >= a->want;
+}
+
+/*
+ * A hedged read: the owner of a key is stalled (SIGSTOP), and a GET that
+ * says `here`, sent to the key's replica, is answered by the replica at
+ * once -- never relayed to the owner, on whichever of the replica's loops
+ * it lands -- while a plain GET sent there meanwhile waits for the owner
+ * until --peer-timeout (5 s here) and only then is served by the replica.
+ * Probes are slowed to one per 10 minutes so that nobody suspects the
+ * stalled owner during the test: a suspect owner's reads go to the
+ * replica anyway, and the plain GET would not wait.
+ */
+static void test_here_get_at_a_replica_skips_a_stalled_owner(void **state)
+{
+    (void)state;
+    enum { HEDGES = 4, ANSWER_MS = 1000, PEER_TIMEOUT_MS = 5000 };
+    static const char *const args[] = {"--peer-timeout", "5000ms", "--probe-interval", "600s",
+                                       "--replicas", "2", NULL};
+    node_extra = args;
+    cluster_t cl;
+    cluster_up(&cl, 3);
+    wait_converged(&cl, 3, 10000);
+
+    /* A key, its owner and its replica, by node 0's ring. */
+    view_t v;
+    assert_int_equal(cluster_view(&cl.node[0], NULL, &v), 0);
+    pc_ring_t *ring = NULL;
+    assert_int_equal(pc_ring_new(v.ring, (size_t)v.nring, 2, &ring), 0);
+    char key[32] = "hedge:0";
+    uint32_t at[2];
+    assert_int_equal(pc_ring_slot_members(ring, pc_ring_slot(key, strlen(key)), at, 2), 2);
+    int owner = -1, replica = -1;
+    for (int i = 0; i < cl.n; i++) {
+        if (strcmp(pc_ring_name(ring, at[0]), cl.node[i].addr) == 0)
+            owner = i;
+        if (strcmp(pc_ring_name(ring, at[1]), cl.node[i].addr) == 0)
+            replica = i;
+    }
+    pc_ring_free(&ring);
+    assert_true(owner >= 0 && replica >= 0 && owner != replica);
+    const pc_h_proc_t *rn = &cl.node[replica];
+
+    /* Written at the owner, and replicated before the owner stalls. */
+    applied_arg_t aa = {rn, stat_of(rn, "replica_applied") + 1};
+    pc_client_t *c = client(cl.node[owner].addr, 0);
+    assert_int_equal(pc_client_set(c, key, strlen(key), "hedged", 6, NULL, NULL), 0);
+    pc_client_free(&c);
+    if (!pc_h_poll(replica_has_it, &aa, 10000))
+        fail_msg("the replica did not apply the owner's write within 10 s");
+
+    int64_t here0 = stat_of(rn, "here_reads"), nor0 = stat_of(rn, "not_owner_reads");
+    int64_t fwd0 = stat_of(rn, "forwarded"), ferr0 = stat_of(rn, "forward_errors");
+    stopped_pid = cl.node[owner].pid;
+    assert_int_equal(kill(stopped_pid, SIGSTOP), 0);
+
+    /* The plain GET first: it is relayed to the stalled owner and waits. */
+    uint64_t plain_t0 = pc_h_now_ms();
+    int plain = get_sent(rn, key, 0, 4 * PEER_TIMEOUT_MS);
+    assert_true(plain >= 0);
+    /* Each on its own connection, so that both loops of a two-loop
+     * replica serve some (the kernel spreads connections over them). */
+    uint64_t slowest = 0;
+    for (int i = 0; i < HEDGES; i++) {
+        uint64_t t0 = pc_h_now_ms();
+        got_t g = get_answer(get_sent(rn, key, 1, 3000));
+        uint64_t ms = pc_h_now_ms() - t0;
+        if (g.status != PC_ST_OK || strcmp(g.value, "hedged") != 0 || ms >= ANSWER_MS)
+            fail_msg("GET with here at the replica, #%d: status %u value \"%s\" after %llu ms "
+                     "(want OK \"hedged\" within %d ms)",
+                     i, g.status, g.value, (unsigned long long)ms, ANSWER_MS);
+        if (ms > slowest)
+            slowest = ms;
+    }
+    got_t g = get_answer(plain);
+    uint64_t plain_ms = pc_h_now_ms() - plain_t0;
+    assert_int_equal(kill(stopped_pid, SIGCONT), 0);
+    stopped_pid = 0;
+    printf("# owner stalled: %d GETs with here answered by the replica in %llu ms at most; the "
+           "plain GET in %llu ms (--peer-timeout %d ms)\n",
+           HEDGES, (unsigned long long)slowest, (unsigned long long)plain_ms, PEER_TIMEOUT_MS);
+    /* The plain GET waited for the owner, then was served by the replica
+     * (PROTOCOL.md §5.10: reads stay available). A timer may fire a
+     * little early on a loop's cached clock: 4 s is well inside 5 s. */
+    assert_int_equal(g.status, PC_ST_OK);
+    assert_string_equal(g.value, "hedged");
+    assert_true(plain_ms >= PEER_TIMEOUT_MS - 1000);
+
+    /* Only the plain GET was relayed; the hedges were counted as such. */
+    assert_int_equal(stat_of(rn, "forwarded"), fwd0 + 1);
+    assert_true(stat_of(rn, "forward_errors") >= ferr0 + 1);
+    assert_int_equal(stat_of(rn, "here_reads"), here0 + HEDGES);
+    assert_true(stat_of(rn, "not_owner_reads") >= nor0 + HEDGES + 1);
+    node_extra = NULL;
+    cluster_down(&cl);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1412,6 +1566,8 @@ int main(void)
         cmocka_unit_test(test_forwarded_write_past_its_deadline_is_refused),
         cmocka_unit_test(test_stalled_owner_does_not_apply_a_failed_relay),
         cmocka_unit_test(test_replica_keeps_the_newer_version),
+        cmocka_unit_test_teardown(test_here_get_at_a_replica_skips_a_stalled_owner,
+                                  continue_stopped),
         cmocka_unit_test(test_replicas_applied_on_any_loop),
         cmocka_unit_test(test_settle_window_caps_new_copies),
         cmocka_unit_test(test_reads_after_owner_death_are_fresh),

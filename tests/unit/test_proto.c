@@ -399,16 +399,17 @@ static const pc_bytes_t mget_keys[] = {
     {(const uint8_t *)"\x00\xff\x00", 3},
 };
 
-/* One request of every op, and every optional-arg shape of SET/HELLO. */
+/* One request of every op, and every optional-arg shape of SET/HELLO/GET. */
 static size_t sample_requests(pc_request_t *r, size_t max)
 {
     size_t n = 0;
-    assert_true(max >= 14);
+    assert_true(max >= 16);
     memset(r, 0, max * sizeof(*r));
     r[n++] = (pc_request_t){.op = PC_OP_HELLO, .id = 1, .proto_version = PC_PROTO_VERSION};
     r[n++] = (pc_request_t){.op = PC_OP_HELLO, .id = 2, .proto_version = 7, .token = bs("s3cret")};
     r[n++] = (pc_request_t){.op = PC_OP_PING, .id = 0};
     r[n++] = (pc_request_t){.op = PC_OP_GET, .id = UINT64_MAX, .key = bs("user:42")};
+    r[n++] = (pc_request_t){.op = PC_OP_GET, .id = 4, .key = bs("user:42"), .here = 1};
     r[n++] = (pc_request_t){.op = PC_OP_MGET, .id = 300, .nkeys = 3, .keys = mget_keys};
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 5, .key = bs("k"), .value = bs("v")};
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 6, .key = bs("k"), .value = {NULL, 0}};
@@ -437,6 +438,7 @@ static void assert_request_equal(const pc_request_t *a, const pc_request_t *b)
     assert_int_equal(a->cas, b->cas);
     assert_int_equal(a->proto_version, b->proto_version);
     assert_bytes_equal(a->token, b->token);
+    assert_int_equal(a->here, b->here);
     assert_int_equal(a->nkeys, b->nkeys);
     for (uint32_t i = 0; i < a->nkeys; i++)
         assert_bytes_equal(a->keys[i], b->keys[i]);
@@ -501,6 +503,14 @@ static void test_golden_frames(void **state)
                                         0x07, 'u',  's',  'e',  'r',  ':',  '4',  '2'};
     assert_int_equal(b.len, sizeof(get_bytes));
     assert_memory_equal(b.data, get_bytes, sizeof(get_bytes));
+
+    pc_buf_reset(&b);
+    get.here = 1;
+    assert_int_equal(pc_proto_encode_request(&b, &get), 0);
+    static const uint8_t here_bytes[] = {0x00, 0x00, 0x00, 0x0d, 0x94, 0x03, 0x08, 0xc4, 0x07,
+                                         'u',  's',  'e',  'r',  ':',  '4',  '2',  0x01};
+    assert_int_equal(b.len, sizeof(here_bytes));
+    assert_memory_equal(b.data, here_bytes, sizeof(here_bytes));
 
     /* The responses shown next to them in the document. */
     pc_buf_reset(&b);
@@ -1437,7 +1447,7 @@ static void test_truncated_everywhere(void **state)
 /* ---- requests: field-level checks ------------------------------------- */
 
 /* The kinds of argument a request has, by position. */
-enum slot { S_KEY, S_VAL, S_U64, S_U32, S_OU64, S_OU32, S_OCOND, S_OTOK, S_KEYS, S_END };
+enum slot { S_KEY, S_VAL, S_U64, S_U32, S_OU64, S_OU32, S_OCOND, S_OTOK, S_OFLAG, S_KEYS, S_END };
 
 /* Values that are wrong for some kind. */
 enum wrong {
@@ -1464,6 +1474,9 @@ static void pack_good(mp_t *m, enum slot s)
         break;
     case S_OCOND:
         msgpack_pack_uint32(&m->pk, PC_COND_XX);
+        break;
+    case S_OFLAG:
+        msgpack_pack_uint32(&m->pk, 1);
         break;
     case S_OTOK:
         mp_str(m, "tok");
@@ -1541,6 +1554,8 @@ static const enum wrong wrong_for[S_END][10] = {
     [S_OU32] = {W_STR, W_NEG, W_FLOAT, W_BIG32, W_TRUE, W_ARR0, W_END},
     [S_OCOND] = {W_COND3, W_STR, W_NEG, W_BIG32, W_FLOAT, W_TRUE, W_END},
     [S_OTOK] = {W_INT, W_TRUE, W_FLOAT, W_ARR0, W_MAP0, W_NEG, W_END},
+    /* a 0-or-1 flag (GET's here): a msgpack bool is not one (PROTOCOL.md §3) */
+    [S_OFLAG] = {W_TRUE, W_COND3, W_STR, W_BIN, W_NEG, W_FLOAT, W_BIG32, W_ARR0, W_MAP0, W_END},
     [S_KEYS] = {W_NIL, W_STR, W_INT, W_MAP0, W_ARR0, W_ARR_INT, W_ARR_EMPTYKEY, W_END},
 };
 
@@ -1549,7 +1564,7 @@ static const struct layout {
     enum slot slots[7];
 } layouts[] = {
     {PC_OP_HELLO, {S_U32, S_OTOK, S_END}},
-    {PC_OP_GET, {S_KEY, S_END}},
+    {PC_OP_GET, {S_KEY, S_OFLAG, S_END}},
     {PC_OP_MGET, {S_KEYS, S_END}},
     {PC_OP_SET, {S_KEY, S_VAL, S_OU64, S_OU32, S_OCOND, S_OU64, S_END}},
     {PC_OP_DEL, {S_KEY, S_END}},
@@ -1700,10 +1715,11 @@ static void test_request_forward_compat(void **state)
     pc_request_t req;
 
     mp_init(&m);
-    msgpack_pack_array(&m.pk, 6);
+    msgpack_pack_array(&m.pk, 7);
     msgpack_pack_uint32(&m.pk, PC_OP_GET);
     msgpack_pack_uint32(&m.pk, 3);
     mp_str(&m, "k");
+    msgpack_pack_nil(&m.pk); /* here */
     mp_str(&m, "future");
     msgpack_pack_array(&m.pk, 2);
     msgpack_pack_int(&m.pk, 1);
@@ -1715,6 +1731,7 @@ static void test_request_forward_compat(void **state)
     assert_int_equal(decode_mp_request(d, &m, &req), 0);
     assert_int_equal(req.op, PC_OP_GET);
     assert_bytes_equal(req.key, bs("k"));
+    assert_int_equal(req.here, 0);
     mp_destroy(&m);
 
     /* SET with a 10th element (after the deadline). */
@@ -2379,6 +2396,7 @@ static void pack_fields(mp_t *m, uint32_t op)
         break;
     case PC_OP_GET:
         mp_bin(m, "k");
+        msgpack_pack_uint32(pk, 1); /* here */
         break;
     case PC_OP_DEL:
         mp_bin(m, "k");
@@ -2437,7 +2455,7 @@ static const struct full_request {
     uint32_t values;
     uint32_t uses;
 } full_requests[] = {
-    {PC_OP_HELLO, 4, 5, 5},     {PC_OP_PING, 2, 3, 3},     {PC_OP_GET, 3, 4, 4},
+    {PC_OP_HELLO, 4, 5, 5},     {PC_OP_PING, 2, 3, 3},     {PC_OP_GET, 4, 5, 5},
     {PC_OP_MGET, 3, 6, 6},      {PC_OP_SET, 9, 10, 10},    {PC_OP_DEL, 4, 5, 5},
     {PC_OP_TOUCH, 5, 6, 6},     {PC_OP_STATS, 2, 3, 3},    {PC_OP_CLUSTER, 2, 3, 3},
     {PC_OP_FORWARD, 5, 6, 6},   {PC_OP_SYNC, 3, 4, 4},     {PC_OP_REPLICATE, 5, 12, 14},
@@ -2583,7 +2601,7 @@ static void test_budget_container_fields(void **state)
         const char *why;
     } cases[] = {
         {"GET key", {0x93, 0x03, 0x09, 0xdd}, 4, PC_OP_GET,
-         "GET: over 20 msgpack values, at most 4 for its fields + 16 ignored"},
+         "GET: over 21 msgpack values, at most 5 for its fields + 16 ignored"},
         {"MGET key", {0x93, 0x04, 0x09, 0x91, 0xdd}, 5, PC_OP_MGET,
          "MGET: over 21 msgpack values, at most 5 for its fields + 16 ignored"},
         {"SET value", {0x94, 0x05, 0x09, 0xa1, 'k', 0xdd}, 6, PC_OP_SET,
@@ -2934,8 +2952,10 @@ static void test_decoder_why(void **state)
         {B("\x95\x05\x01\xa1k\xa1v\xa1t"), PC_EBADREQ, "SET: ttl_ms is not a uint64"},
         {B("\x97\x05\x01\xa1k\xa1v\x00\x00\x03"), PC_EBADREQ, "SET: cond is not 0, 1 or 2"},
         {B("\x93\x04\x01\x90"), PC_EBADREQ, "MGET: no keys"},
-        {B("\x9c\x03\x01\xa1k\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0"), PC_EBADREQ,
-         "GET: 12 elements, at most 3 + 8 trailing"},
+        {B("\x9d\x03\x01\xa1k\x01\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0\xc0"), PC_EBADREQ,
+         "GET: 13 elements, at most 4 + 8 trailing"},
+        {B("\x94\x03\x01\xa1k\xc3"), PC_EBADREQ, "GET: here is not 0 or 1"},
+        {B("\x94\x03\x01\xa1k\x02"), PC_EBADREQ, "GET: here is not 0 or 1"},
         {B("\x91\x02"), PC_EPROTO, "not an array [op, id, ...]"},
         {B("\x92\xa1o\x01"), PC_EPROTO, "no op"},
         {B("\x92\x02\xff"), PC_EPROTO, "no id"},
@@ -3074,10 +3094,127 @@ static void test_forward_deadline(void **state)
     }
 }
 
+/* GET's optional here (PROTOCOL.md §5.3): an int, 0 or 1, sent only when
+ * set, so a plain GET is the three elements a version-1 node has always
+ * read; anything else in its place is BAD_REQUEST. Other ops have no such
+ * argument, and a FORWARD's inner GET keeps it (the relays between a
+ * node's loops re-encode requests). */
+static void test_get_here(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    pc_buf_t b, tmp;
+    pc_buf_init(&b, 0);
+    pc_buf_init(&tmp, 0);
+    uint32_t len;
+    const uint8_t *body;
+    pc_request_t got;
+
+    /* Round trips: 3 elements without it, 4 with it. */
+    for (uint8_t here = 0; here <= 1; here++) {
+        pc_request_t get = {.op = PC_OP_GET, .id = 40 + here, .key = bs("k"), .here = here};
+        pc_buf_reset(&b);
+        assert_int_equal(pc_proto_encode_request(&b, &get), 0);
+        body = frame_body(&b, 0, &len);
+        assert_int_equal(body[0], 0x93 + here);
+        assert_int_equal(pc_proto_decode_request(d, body, len, &got), 0);
+        assert_int_equal(got.op, PC_OP_GET);
+        assert_int_equal(got.id, 40 + here);
+        assert_bytes_equal(got.key, bs("k"));
+        assert_int_equal(got.here, here);
+    }
+
+    /* What a sender may put there: absent (an old-style GET), nil, or 0/1
+     * in any int form; and what it may not. */
+    static const struct {
+        const char *what;
+        const char *bytes;
+        size_t len;
+        int rc;
+        uint8_t here;
+    } cases[] = {
+        {"3 elements, as before", "\x93\x03\x01\xa1k", 5, 0, 0},
+        {"nil", "\x94\x03\x01\xa1k\xc0", 6, 0, 0},
+        {"0", "\x94\x03\x01\xa1k\x00", 6, 0, 0},
+        {"1", "\x94\x03\x01\xa1k\x01", 6, 0, 1},
+        {"1 as uint 16", "\x94\x03\x01\xa1k\xcd\x00\x01", 8, 0, 1},
+        {"1 as int 8", "\x94\x03\x01\xa1k\xd0\x01", 7, 0, 1},
+        {"1, then an element a newer version adds", "\x95\x03\x01\xa1k\x01\xa1x", 8, 0, 1},
+        {"true", "\x94\x03\x01\xa1k\xc3", 6, PC_EBADREQ, 0},
+        {"false", "\x94\x03\x01\xa1k\xc2", 6, PC_EBADREQ, 0},
+        {"2", "\x94\x03\x01\xa1k\x02", 6, PC_EBADREQ, 0},
+        {"-1", "\x94\x03\x01\xa1k\xff", 6, PC_EBADREQ, 0},
+        {"a string", "\x94\x03\x01\xa1k\xa1\x31", 7, PC_EBADREQ, 0},
+        {"a float", "\x94\x03\x01\xa1k\xca\x3f\x80\x00\x00", 10, PC_EBADREQ, 0},
+        {"an array", "\x94\x03\x01\xa1k\x91\x01", 7, PC_EBADREQ, 0},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        memset(&got, 0xaa, sizeof got);
+        int rc = pc_proto_decode_request(d, (const uint8_t *)cases[i].bytes, cases[i].len, &got);
+        if (rc != cases[i].rc)
+            fail_msg("%s: rc %d (%s), want %d", cases[i].what, rc, pc_proto_decoder_why(d),
+                     cases[i].rc);
+        assert_int_equal(got.op, PC_OP_GET);
+        assert_int_equal(got.id, 1);
+        assert_int_equal(got.here, cases[i].here);
+        if (rc != 0)
+            assert_string_equal(pc_proto_decoder_why(d), "GET: here is not 0 or 1");
+    }
+
+    /* The encoder refuses what the decoder would, leaving b as it was. */
+    pc_buf_reset(&b);
+    pc_request_t two = {.op = PC_OP_GET, .id = 1, .key = bs("k"), .here = 2};
+    assert_int_equal(pc_proto_encode_request(&b, &two), PC_EINVAL);
+    assert_int_equal(b.len, 0);
+
+    /* Not an argument of any other op: never sent, never read. */
+    pc_bytes_t keys[1] = {bs("k")};
+    pc_request_t others[] = {
+        {.op = PC_OP_DEL, .id = 2, .key = bs("k"), .here = 1},
+        {.op = PC_OP_MGET, .id = 3, .nkeys = 1, .keys = keys, .here = 1},
+        {.op = PC_OP_SET, .id = 4, .key = bs("k"), .value = bs("v"), .here = 1},
+        {.op = PC_OP_TOUCH, .id = 5, .key = bs("k"), .ttl_ms = 9, .here = 1},
+    };
+    static const uint8_t heads[] = {0x93, 0x93, 0x94, 0x94}; /* as without it */
+    for (size_t i = 0; i < ARRAY_LEN(others); i++) {
+        pc_buf_reset(&b);
+        assert_int_equal(pc_proto_encode_request(&b, &others[i]), 0);
+        body = frame_body(&b, 0, &len);
+        assert_int_equal(body[0], heads[i]);
+        assert_int_equal(pc_proto_decode_request(d, body, len, &got), 0);
+        assert_int_equal(got.op, others[i].op);
+        assert_int_equal(got.here, 0);
+    }
+    /* [4, id, keys, 1]: an element after MGET's last, ignored. */
+    assert_int_equal(
+        pc_proto_decode_request(d, (const uint8_t *)"\x94\x04\x01\x91\xa1k\x01", 7, &got), 0);
+    assert_int_equal(got.nkeys, 1);
+    assert_int_equal(got.here, 0);
+
+    /* Wrapped in a FORWARD (as a node relays a request to another of its
+     * loops), the inner GET keeps it. */
+    pc_buf_reset(&b);
+    pc_request_t in = {.op = PC_OP_GET, .id = 6, .key = bs("k"), .here = 1};
+    assert_int_equal(pc_proto_encode_forward(&b, 1, 0, &in, &tmp), 0);
+    pc_request_t fw;
+    body = frame_body(&b, 0, &len);
+    assert_int_equal(pc_proto_decode_request(d, body, len, &fw), 0);
+    uint8_t inner[32];
+    assert_true(fw.body.len <= sizeof inner);
+    memcpy(inner, fw.body.ptr, fw.body.len);
+    assert_int_equal(pc_proto_decode_request(d, inner, fw.body.len, &got), 0);
+    assert_int_equal(got.op, PC_OP_GET);
+    assert_int_equal(got.id, 6);
+    assert_int_equal(got.here, 1);
+
+    pc_buf_free(&b);
+    pc_buf_free(&tmp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_forward_deadline, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_get_here, setup_decoder, teardown_decoder),
         cmocka_unit_test(test_error_names),
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_status_mapping),

@@ -264,6 +264,8 @@ static void check_rows(const route_row_t *rows, size_t n,
 #define REPLICA_OF(t) .owns = 0, .role = PC_ROLE_REPLICA, .target = (t), .home = 2
 /* a member's FORWARD (the request inside it), on a peer's connection */
 #define PEER .hops = 1, .sealed = 1
+/* a GET that says `here` (PROTOCOL.md §5.3): a hedged read */
+#define HERE .here = 1
 
 #define GET .op = PC_OP_GET
 #define SET .op = PC_OP_SET
@@ -335,6 +337,45 @@ static void test_decide_homes_on(void **state)
             CORE_LOOP, TOUCH, THEIRS(3)),
         ROW("on, memory-only: SET of another member's key", PC_ROUTE_FORWARD, 0, 3, ON_MEM,
             WORKER, SET, THEIRS(3)),
+        /* a GET that says `here`, at a node that does not own its key:
+         * served on the loop that read it, never forwarded */
+        ROW("on: here-GET of another member's key", PC_ROUTE_SERVE_HERE, 0, -1, ON, WORKER, GET,
+            HERE, THEIRS(3)),
+        ROW("on: here-GET of a key we replicate", PC_ROUTE_SERVE_HERE, 0, -1, ON, WORKER, GET,
+            HERE, REPLICA_OF(3)),
+        ROW("on: here-GET of a key we replicate, on the core", PC_ROUTE_SERVE_HERE, 0, -1, ON,
+            CORE_LOOP, GET, HERE, REPLICA_OF(3)),
+        ROW("on: here-GET of another's key homed here", PC_ROUTE_SERVE_HERE, 0, -1, ON, WORKER,
+            GET, HERE, .owns = 0, .role = PC_ROLE_NONE, .target = 3, .home = 1),
+        ROW("on: here-GET of a key we replicate, owner suspect", PC_ROUTE_SERVE_HERE, 0, -1, ON,
+            WORKER, GET, HERE, REPLICA_OF(-1)),
+        ROW("on, memory-only: here-GET of another member's key", PC_ROUTE_SERVE_HERE, 0, -1,
+            ON_MEM, WORKER, GET, HERE, THEIRS(3)),
+        /* ... the gate says ours but the ring does not (it is moving): a
+         * hit here, else its home, which serves it as not-owner */
+        ROW("on: here-GET, gate ours, ring not, homed elsewhere", PC_ROUTE_HOME, 1, 2, ON,
+            WORKER, GET, HERE, .owns = 1, .role = PC_ROLE_REPLICA, .target = 3, .home = 2),
+        ROW("on: here-GET, gate ours, ring not, on its home", PC_ROUTE_SERVE_HERE, 0, -1, ON,
+            WORKER, GET, HERE, .owns = 1, .role = PC_ROLE_REPLICA, .target = 3, .home = 1),
+        ROW("on: GET, gate ours, ring not, on its home", PC_ROUTE_FORWARD, 0, 3, ON, WORKER, GET,
+            .owns = 1, .role = PC_ROLE_REPLICA, .target = 3, .home = 1),
+        /* on a peer's connection a worker sends it to the core, which
+         * serves it as not-owner */
+        ROW("on: here-GET on a peer's connection", PC_ROUTE_CORE, 0, -1, ON, WORKER, .sealed = 1,
+            GET, HERE, THEIRS(3)),
+        ROW("on: here-GET on a peer relay to the core", PC_ROUTE_SERVE_HERE, 0, -1, ON,
+            CORE_LOOP, .sealed = 1, GET, HERE, THEIRS(3)),
+        /* for the owner nothing changes */
+        ROW("on: here-GET of ours homed elsewhere: hit here, else its home", PC_ROUTE_HOME, 1, 2,
+            ON, WORKER, GET, HERE, OURS_HOMED_AT(2)),
+        ROW("on: here-GET of ours homed here", PC_ROUTE_SERVE, 0, -1, ON, WORKER, GET, HERE,
+            OURS_HOMED_HERE(1)),
+        /* `here` is a GET's alone: on a write it changes nothing */
+        ROW("on: SET of another member's key, here set", PC_ROUTE_FORWARD, 0, 3, ON, WORKER, SET,
+            HERE, THEIRS(3)),
+        ROW("on: DEL of a key we replicate, here set", PC_ROUTE_FORWARD, 0, 3, ON, WORKER, DEL,
+            HERE, REPLICA_OF(3)),
+        ROW("on: MGET, here set", PC_ROUTE_SPLIT, 0, -1, ON, WORKER, MGET, HERE, .target = -1),
         /* "MGET | split on the loop that read it" */
         ROW("on: MGET", PC_ROUTE_SPLIT, 0, -1, ON, WORKER, MGET, .target = -1),
         ROW("on: MGET, on the core", PC_ROUTE_SPLIT, 0, -1, ON, CORE_LOOP, MGET, .target = -1),
@@ -468,6 +509,18 @@ static void test_decide_homes_off(void **state)
             .target = -1),
         ROW("off, worker, memory-only: peer's FORWARD of GET of ours", PC_ROUTE_CORE, 0, -1,
             OFF_MEM, WORKER, PEER, GET, OURS_HOMED_HERE(1)),
+        /* a here-GET on a worker goes as a GET does: not ours, to the core
+         * (relayed, `here` and all); ours, a hit here first */
+        ROW("off, worker: here-GET not ours", PC_ROUTE_CORE, 0, -1, OFF, WORKER, GET, HERE,
+            THEIRS(3)),
+        ROW("off, worker: here-GET of a key we replicate", PC_ROUTE_CORE, 0, -1, OFF, WORKER, GET,
+            HERE, REPLICA_OF(3)),
+        ROW("off, worker: here-GET of ours: hit here, else the core", PC_ROUTE_CORE, 1, -1, OFF,
+            WORKER, GET, HERE, OURS_HOMED_AT(2)),
+        ROW("off, worker, memory-only: here-GET of ours", PC_ROUTE_LOCAL, 0, -1, OFF_MEM, WORKER,
+            GET, HERE, OURS_HOMED_HERE(1)),
+        ROW("off, worker, memory-only: here-GET not ours", PC_ROUTE_CORE, 0, -1, OFF_MEM, WORKER,
+            GET, HERE, THEIRS(3)),
 
         /* "On the core (or a node of one loop): served here as owner, or as
          * not-owner (SERVE_HERE / FORWARD as the ring says)" */
@@ -502,6 +555,17 @@ static void test_decide_homes_off(void **state)
             CORE_LOOP, PEER, SET, THEIRS(3)),
         ROW("off, core: peer's FORWARD of MGET", PC_ROUTE_SPLIT, 0, -1, OFF, CORE_LOOP, PEER,
             MGET, .target = -1),
+        /* ... where a here-GET of a key not ours is served as not-owner */
+        ROW("off, core: here-GET another member's key", PC_ROUTE_SERVE_HERE, 0, -1, OFF,
+            CORE_LOOP, GET, HERE, THEIRS(3)),
+        ROW("off, core: here-GET a key we replicate, owner fine", PC_ROUTE_SERVE_HERE, 0, -1, OFF,
+            CORE_LOOP, GET, HERE, REPLICA_OF(3)),
+        ROW("off, core: here-GET relayed by a worker (sealed peer relay)", PC_ROUTE_SERVE_HERE, 0,
+            -1, OFF, CORE_LOOP, .sealed = 1, GET, HERE, REPLICA_OF(3)),
+        ROW("off, core: here-GET of ours", PC_ROUTE_SERVE, 0, -1, OFF, CORE_LOOP, GET, HERE,
+            OURS_HOMED_AT(2)),
+        ROW("off, core: TOUCH a key we replicate, here set", PC_ROUTE_FORWARD, 0, 3, OFF,
+            CORE_LOOP, TOUCH, HERE, REPLICA_OF(3)),
 
         /* a node of one loop */
         ROW("one loop: GET of ours", PC_ROUTE_SERVE, 0, -1, ONE_LOOP, CORE_LOOP, GET,
@@ -523,6 +587,16 @@ static void test_decide_homes_off(void **state)
             CORE_LOOP, PEER, SET, OURS_HOMED_HERE(0)),
         ROW("one loop, no cluster: SET", PC_ROUTE_SERVE, 0, -1, ONE_LOOP, CORE_LOOP, SET,
             .alone = 1, .owns = 1, .role = PC_ROLE_OWNER, .target = -1),
+        ROW("one loop: here-GET another member's key", PC_ROUTE_SERVE_HERE, 0, -1, ONE_LOOP,
+            CORE_LOOP, GET, HERE, THEIRS(3)),
+        ROW("one loop: here-GET a key we replicate", PC_ROUTE_SERVE_HERE, 0, -1, ONE_LOOP,
+            CORE_LOOP, GET, HERE, REPLICA_OF(3)),
+        ROW("one loop: here-GET of ours", PC_ROUTE_SERVE, 0, -1, ONE_LOOP, CORE_LOOP, GET, HERE,
+            OURS_HOMED_HERE(0)),
+        ROW("one loop: peer's FORWARD of a here-GET not ours", PC_ROUTE_SERVE_HERE, 0, -1,
+            ONE_LOOP, CORE_LOOP, PEER, GET, HERE, THEIRS(3)),
+        ROW("one loop: SET another member's key, here set", PC_ROUTE_FORWARD, 0, 3, ONE_LOOP,
+            CORE_LOOP, SET, HERE, THEIRS(3)),
     };
     check_rows(rows, sizeof rows / sizeof rows[0], pc_route_decide);
 }
@@ -643,6 +717,9 @@ static void test_mget_key(void **state)
             GET, REPLICA_OF(3)),
         ROW("mget: peer's MGET, another's key, one loop", PC_ROUTE_SERVE_HERE, 0, -1, ONE_LOOP,
             CORE_LOOP, PEER, GET, THEIRS(3)),
+        /* an MGET has no `here` (a GET's field): its keys go as ever */
+        ROW("mget: another member's key, here set", PC_ROUTE_FORWARD, 0, 3, ON, WORKER, GET,
+            HERE, THEIRS(3)),
     };
     check_rows(rows, sizeof rows / sizeof rows[0], pc_route_mget_key);
 }
