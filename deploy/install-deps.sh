@@ -15,7 +15,8 @@ pkgs=(
   # used by the test command)
   clang libclang-rt-dev
   # the fault-injection suite (tests/chaos/): network namespaces (ip,
-  # ss), iptables for loss and partitions, python3 for its checker
+  # ss), iptables for loss and partitions, python3 for its checker;
+  # test_tcp_rto reads the node's sockets with ss (skips without it)
   iproute2 iptables python3
 )
 

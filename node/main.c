@@ -14,6 +14,7 @@
  * docs/SECURITY.md). A file that does not load leaves the old key or
  * token in force.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@
 #include "pc_peer.h"
 #include "pc_proto.h"
 #include "pc_server.h"
+#include "pc_sock.h"
 #include "pc_store.h"
 
 extern char **environ;
@@ -247,6 +249,41 @@ static void raise_fd_limit(const pc_config_t *cfg, const pc_log_t *log)
 }
 
 /*
+ * --tcp-rto-min is tried once here, on a scratch socket, so that the
+ * sockets made later need no error handling and the log says once (not
+ * per connection) what the kernel made of it. A kernel without the
+ * option is no reason not to start: the node runs as it did before it,
+ * on the kernel's floor (cfg's value becomes 0, nothing is set). One
+ * under the kernel's own floor is raised to it.
+ */
+static void check_rto_min(pc_config_t *cfg, const pc_log_t *log)
+{
+    uint64_t want = cfg->tcp_rto_min_ms, effective_us = 0;
+    if (want == 0)
+        return;
+    int rc = pc_sock_rto_min_check(&cfg->tcp_rto_min_ms, &effective_us);
+    if (rc == PC_ENOTSUP) {
+        pc_log_info(log, "--tcp-rto-min %llums: not supported by this kernel (TCP_RTO_MIN_US "
+                    "needs Linux 6.15+); TCP connections keep the kernel's retransmission "
+                    "timeout floor (200 ms unless a route sets rto_min)",
+                    (unsigned long long)want);
+        cfg->tcp_rto_min_ms = 0;
+    } else if (rc < 0) {
+        pc_log_warn(log, "--tcp-rto-min %llums: %s (%s); TCP connections keep the kernel's "
+                    "retransmission timeout floor", (unsigned long long)want, pc_strerror(rc),
+                    strerror(errno));
+        cfg->tcp_rto_min_ms = 0;
+    } else if (cfg->tcp_rto_min_ms != want) {
+        pc_log_info(log, "--tcp-rto-min %llums is below this kernel's floor (two clock ticks); "
+                    "using %llums (%llu us)", (unsigned long long)want,
+                    (unsigned long long)cfg->tcp_rto_min_ms, (unsigned long long)effective_us);
+    } else {
+        pc_log_debug(log, "--tcp-rto-min %llums: the kernel uses %llu us",
+                     (unsigned long long)want, (unsigned long long)effective_us);
+    }
+}
+
+/*
  * Startup failed (the reason is printed or logged): exit at once. What was
  * allocated so far is still referenced from main's frame -- LeakSanitizer
  * does not count it as leaked -- and the system reclaims it; unwinding
@@ -287,6 +324,7 @@ int main(int argc, char **argv)
     /* A client that disappears mid-write must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(&a.cfg, &a.log);
+    check_rto_min(&a.cfg, &a.log);
 
     pc_keyring_t *kr = NULL;
     if (!a.cfg.insecure) {
@@ -323,7 +361,8 @@ int main(int argc, char **argv)
 
     char host[256];
     pc_backend_config_t bcfg = {.host = host, .prefix = a.cfg.redis_prefix,
-                                .timeout_ms = a.cfg.redis_timeout_ms};
+                                .timeout_ms = a.cfg.redis_timeout_ms,
+                                .tcp_rto_min_ms = a.cfg.tcp_rto_min_ms};
     if (strcasecmp(a.cfg.redis, "none") != 0) {
         if (pc_addr_parse(a.cfg.redis, host, sizeof host, &bcfg.port) < 0) {
             fprintf(stderr, "peercached: --redis: bad address '%s'\n", a.cfg.redis);
@@ -337,7 +376,8 @@ int main(int argc, char **argv)
 
     pc_peer_config_t pcfg = {.connect_timeout_ms = a.cfg.peer_timeout_ms,
                              .request_timeout_ms = a.cfg.peer_timeout_ms,
-                             .max_frame = (uint32_t)a.cfg.max_frame};
+                             .max_frame = (uint32_t)a.cfg.max_frame,
+                             .tcp_rto_min_ms = a.cfg.tcp_rto_min_ms};
     if ((rc = pc_peer_pool_new(&a.loop, &pcfg, &a.log, &a.guard, &a.peers)) < 0) {
         fprintf(stderr, "peercached: peers: %s\n", pc_strerror(rc));
         startup_failed(1);

@@ -45,6 +45,7 @@
 
 #include "pc_proto.h" /* enum pc_cond */
 #include "pc_rkey.h"
+#include "pc_sock.h"
 #include "pc_vclock.h"
 
 #define BACKOFF_MIN_MS 100
@@ -179,6 +180,7 @@ struct pc_backend {
     char *prefix;
     size_t prefix_len;
     uint64_t timeout_ms;
+    uint64_t tcp_rto_min_ms; /* 0 = the kernel's */
 
     redisAsyncContext *ac; /* NULL unless CONNECTING, LOADING, UP or DRAINING */
     enum state state;
@@ -340,6 +342,11 @@ static void on_connect(const redisAsyncContext *cac, int status)
         schedule_reconnect(b);
         return;
     }
+    /* Before the first command, so that none waits the kernel's 200 ms
+     * for a resend. Ignored on failure: it only shortens that wait, and
+     * main's start-up check (check_rto_min) found the kernel takes this
+     * value or made it 0. */
+    (void)pc_sock_set_rto_min(cac->c.fd, b->tcp_rto_min_ms);
     /* Up only once the scripts are loaded (and within one more timeout).
      * The backoff is reset then too, so a Redis that refuses them is not
      * hammered. */
@@ -749,6 +756,7 @@ int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log
     b->port = cfg->port;
     b->prefix_len = strlen(b->prefix);
     b->timeout_ms = cfg->timeout_ms;
+    b->tcp_rto_min_ms = cfg->tcp_rto_min_ms;
     b->backoff_ms = BACKOFF_MIN_MS;
     b->state = ST_DOWN;
 

@@ -60,6 +60,7 @@ typedef struct pc_backend_config {
     int port;
     const char *prefix;   /* copied; "" = none */
     uint64_t timeout_ms;  /* per command and for connecting */
+    uint64_t tcp_rto_min_ms; /* set on each connection; 0 = the kernel's */
 } pc_backend_config_t;
 
 typedef struct pc_backend_stats {

@@ -56,6 +56,7 @@ typedef struct pc_config {
     size_t max_buffer_memory;   /* --max-buffer-memory, all connections, 256mb */
     uint64_t shutdown_timeout_ms; /* --shutdown-timeout, default 5000 */
     uint64_t sweep_interval_ms; /* --sweep-interval, default 100 */
+    uint64_t tcp_rto_min_ms;    /* --tcp-rto-min, default 10 (0 = the kernel's) */
     char *log_level;            /* --log-level error|warn|info|debug, default info */
 
     /* security (docs/SECURITY.md) */

@@ -23,6 +23,7 @@
 
 #include "pc_addr.h"
 #include "pc_config_int.h"
+#include "pc_sock.h"
 
 #ifndef PC_VERSION_STRING
 #define PC_VERSION_STRING "unknown"
@@ -154,6 +155,15 @@ const opt_t pc_opt_table[] = {
     {.name = "sweep-interval", .type = OPT_DURATION, .metavar = "DURATION", .def = "100ms",
      .offset = FIELD_U64(sweep_interval_ms), .min = 1, .max = UINT64_MAX,
      .help = "How often the background sweep removes expired entries."},
+    /* The upper bound is the kernel's (pc_sock.h): it only lowers its
+     * 200 ms floor and refuses more. 0 is the one value below 1ms. */
+    {.name = "tcp-rto-min", .type = OPT_DURATION, .metavar = "DURATION", .def = "10ms",
+     .offset = FIELD_U64(tcp_rto_min_ms), .min = 0, .max = PC_SOCK_RTO_MIN_MAX_MS,
+     .help = "Least time this node's TCP connections (clients', other\n"
+             "members', Redis) wait before resending a lost packet, in\n"
+             "place of the kernel's 200 ms (Linux 6.15+; older kernels\n"
+             "keep theirs, said once at start). 0 = the kernel's. At most\n"
+             "200ms; the kernel rounds it up to its clock tick."},
     {.name = "log-level", .type = OPT_ENUM, .def = "info", .offset = FIELD_STR(log_level),
      .choices = log_level_choices,
      .help = "Least severe messages written to stderr."},

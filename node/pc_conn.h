@@ -68,6 +68,7 @@ typedef struct pc_conn_limits {
     uint64_t frame_timeout_ms; /* 0 = none */
     uint64_t output_timeout_ms;
     size_t max_buffer_memory; /* this loop's share */
+    uint64_t tcp_rto_min_ms;  /* set on each accepted socket; 0 = the kernel's */
 } pc_conn_limits_t;
 
 /*

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pc_sock.h"
+
 #define READ_CHUNK (64 * 1024)
 
 static uint64_t now_ms(const pc_conns_t *cs) { return uv_now(cs->loop); }
@@ -256,6 +258,12 @@ void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server)
         snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
     }
     uv_tcp_nodelay(&c->h.tcp, 1);
+    /* Ignored on failure: it only shortens the wait for a resend,
+     * and main's start-up check (check_rto_min) found the kernel takes
+     * this value or made it 0. */
+    uv_os_fd_t fd;
+    if (uv_fileno(&c->h.handle, &fd) == 0)
+        (void)pc_sock_set_rto_min(fd, cs->set.tcp_rto_min_ms);
     cs->stats->connections_total++;
     const char *refused = refusal(cs, c);
     if (refused != NULL) {

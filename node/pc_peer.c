@@ -27,6 +27,7 @@
 #include "pc_list.h"
 #include "pc_proto.h"
 #include "pc_seal.h"
+#include "pc_sock.h"
 #include "pc_vclock.h"
 
 #define TICK_MS 50
@@ -316,6 +317,12 @@ static void connect_cb(uv_connect_t *req, int status)
     pr->retry_at = 0;
     pr->pool->stats.connects++;
     uv_tcp_nodelay(&pr->tcp, 1);
+    /* Ignored on failure: it only shortens the wait for a resend,
+     * and main's start-up check (check_rto_min) found the kernel takes
+     * this value or made it 0. */
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&pr->tcp, &fd) == 0)
+        (void)pc_sock_set_rto_min(fd, pr->pool->cfg.tcp_rto_min_ms);
     int rc = uv_read_start((uv_stream_t *)&pr->tcp, alloc_cb, read_cb);
     if (rc < 0) {
         peer_fail(pr, PC_ECONN, uv_strerror(rc));

@@ -43,6 +43,7 @@ typedef struct pc_peer_config {
     uint64_t request_timeout_ms; /* default 1000: from hand-over to reply */
     uint32_t max_frame;          /* largest reply accepted; default as pc_proto */
     uint32_t max_pending;        /* per peer; more is PC_EBUSY; default 4096 */
+    uint64_t tcp_rto_min_ms;     /* set on each connection; 0 = the kernel's */
 } pc_peer_config_t;
 
 typedef struct pc_peer_stats {

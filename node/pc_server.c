@@ -198,6 +198,7 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     lim->frame_timeout_ms = cfg->frame_timeout_ms;
     lim->output_timeout_ms = cfg->output_timeout_ms ? cfg->output_timeout_ms : 1;
     lim->max_buffer_memory = cfg->max_buffer_memory ? cfg->max_buffer_memory : SIZE_MAX;
+    lim->tcp_rto_min_ms = cfg->tcp_rto_min_ms;
     l->set.settle_ms = cfg->ring_settle_ms;
     l->set.shutdown_timeout_ms = cfg->shutdown_timeout_ms;
     l->uv = loop;

@@ -41,6 +41,7 @@ static const struct err_info err_table[] = {
     [-PC_EAUTH] = {"PC_EAUTH", "authentication failed"},
     [-PC_ESTALE] = {"PC_ESTALE", "outside the replay window"},
     [-PC_EREPLAY] = {"PC_EREPLAY", "replayed message"},
+    [-PC_ENOTSUP] = {"PC_ENOTSUP", "not supported by this kernel or platform"},
 };
 
 #define ERR_COUNT (sizeof(err_table) / sizeof(err_table[0]))

@@ -37,6 +37,7 @@ enum pc_err {
     PC_EAUTH = -21,     /* authentication failed: tampered or wrong key */
     PC_ESTALE = -22,    /* outside the replay window */
     PC_EREPLAY = -23,   /* a message seen before */
+    PC_ENOTSUP = -24,   /* not supported by this kernel or platform */
 };
 
 /* Name-like human message for an error code ("not found"). Static storage. */

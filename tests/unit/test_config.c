@@ -111,6 +111,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.max_output, 4 * MIB);
     assert_int_equal(cfg.shutdown_timeout_ms, 5000);
     assert_int_equal(cfg.sweep_interval_ms, 100);
+    assert_int_equal(cfg.tcp_rto_min_ms, 10);
     assert_string_equal(cfg.log_level, "info");
     pc_config_free(&cfg);
     assert_null(cfg.listen);
@@ -360,6 +361,42 @@ static void test_flag_errors(void **state)
     FLAG_FAILS("--max-frame", "--max-key", "--max-key=1mb");
     FLAG_FAILS("--max-frame", "--max-value", "--max-value=2mb");
     FLAG_FAILS("--max-output", "--max-frame", "--max-output=1mb");
+}
+
+/* --tcp-rto-min: 0 (the kernel's), or 1ms up to the kernel's own 200 ms
+ * floor, which the socket option may only lower; from every source. */
+static void test_tcp_rto_min(void **state)
+{
+    static const struct {
+        const char *value;
+        uint64_t ms;
+    } good[] = {{"0", 0}, {"1ms", 1}, {"1", 1}, {"12ms", 12}, {"200ms", 200}};
+    char *env[] = {"PEERCACHE_INSECURE=1", "PEERCACHE_TCP_RTO_MIN=25ms", NULL};
+    char *bare[] = {"peercached", NULL};
+    char *file_argv[] = {"peercached", "--config", NULL, NULL};
+    pc_config_t cfg;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char *argv[] = {"peercached", "--tcp-rto-min", (char *)good[i].value, NULL};
+
+        load_ok(&cfg, ARGC(argv), argv, no_env);
+        assert_int_equal(cfg.tcp_rto_min_ms, good[i].ms);
+        pc_config_free(&cfg);
+    }
+    load_ok(&cfg, ARGC(bare), bare, env);
+    assert_int_equal(cfg.tcp_rto_min_ms, 25);
+    pc_config_free(&cfg);
+    file_argv[2] = write_temp("tcp-rto-min = 40ms\n");
+    load_ok(&cfg, ARGC(file_argv), file_argv, no_env);
+    assert_int_equal(cfg.tcp_rto_min_ms, 40);
+    pc_config_free(&cfg);
+    remove_temp(file_argv[2]);
+
+    FLAG_FAILS("--tcp-rto-min", "'201ms' is above the maximum of 200ms", "--tcp-rto-min=201ms");
+    FLAG_FAILS("--tcp-rto-min", "'1s' is above the maximum of 200ms", "--tcp-rto-min", "1s");
+    FLAG_FAILS("--tcp-rto-min", "'5us' is not a duration", "--tcp-rto-min", "5us");
+    FLAG_FAILS("--tcp-rto-min", "'-1' is not a duration", "--tcp-rto-min=-1");
 }
 
 static void test_env_errors(void **state)
@@ -641,6 +678,7 @@ static void test_usage_lists_every_option(void **state)
         "--max-output",       "PEERCACHE_MAX_OUTPUT",
         "--shutdown-timeout", "PEERCACHE_SHUTDOWN_TIMEOUT",
         "--sweep-interval",   "PEERCACHE_SWEEP_INTERVAL",
+        "--tcp-rto-min DURATION", "PEERCACHE_TCP_RTO_MIN",  "default: 10ms",
         "--log-level error|warn|info|debug",              "PEERCACHE_LOG_LEVEL",
         "--help",             "--version",
     };
@@ -678,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_config_flag_beats_config_env),
         cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_flag_errors),
+        cmocka_unit_test(test_tcp_rto_min),
         cmocka_unit_test(test_env_errors),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_file_secret_mode),

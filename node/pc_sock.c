@@ -1,0 +1,74 @@
+/*
+ * pc_sock.c -- TCP options the node sets on its own sockets (pc_sock.h).
+ */
+#include "pc_sock.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+/* Linux 6.15's <linux/tcp.h> has it; C library headers older than that
+ * (Debian 12's) do not. The number is the kernel's ABI. */
+#ifndef TCP_RTO_MIN_US
+#define TCP_RTO_MIN_US 45
+#endif
+#endif
+
+int pc_sock_set_rto_min(int fd, uint64_t rto_min_ms)
+{
+    if (rto_min_ms == 0)
+        return 0;
+    if (rto_min_ms > PC_SOCK_RTO_MIN_MAX_MS)
+        return PC_ERANGE;
+#ifdef __linux__
+    int us = (int)(rto_min_ms * 1000);
+    if (setsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &us, sizeof us) == 0)
+        return 0;
+    if (errno == ENOPROTOOPT)
+        return PC_ENOTSUP;
+    return errno == EINVAL ? PC_ERANGE : PC_EIO;
+#else
+    /* Elsewhere the option number may mean something else entirely. */
+    (void)fd;
+    return PC_ENOTSUP;
+#endif
+}
+
+int pc_sock_rto_min_check(uint64_t *rto_min_ms, uint64_t *effective_us)
+{
+    if (rto_min_ms == NULL || effective_us == NULL || *rto_min_ms == 0 ||
+        *rto_min_ms > PC_SOCK_RTO_MIN_MAX_MS)
+        return PC_EINVAL;
+#ifdef __linux__
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) /* a host without IPv4 */
+        fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return PC_EIO;
+    /* The kernel's floor is two of its ticks, 20 ms at the coarsest
+     * (HZ=100), and does not say which: walking up from the value asked
+     * for takes at most that many tries, once. */
+    uint64_t ms = *rto_min_ms;
+    int rc;
+    while ((rc = pc_sock_set_rto_min(fd, ms)) == PC_ERANGE && ms < PC_SOCK_RTO_MIN_MAX_MS)
+        ms++;
+    int err = errno;
+    if (rc == 0) {
+        int us = 0;
+        socklen_t len = sizeof us;
+        *rto_min_ms = ms;
+        *effective_us = getsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &us, &len) == 0 && us > 0
+                            ? (uint64_t)us
+                            : ms * 1000;
+    }
+    close(fd);
+    errno = err;
+    return rc;
+#else
+    return PC_ENOTSUP;
+#endif
+}

@@ -1,0 +1,49 @@
+/*
+ * pc_sock.h -- TCP options the node sets on its own sockets: the one place
+ * that sets them, for the client connections it accepts (pc_conns), its
+ * connections to other members (pc_peer) and to Redis (pc_backend), so
+ * that all three are set up alike.
+ *
+ * The retransmission timeout floor (--tcp-rto-min, docs/OPERATIONS.md
+ * "Lost packets"): a connection that loses its only segment in flight --
+ * the usual case for request/response traffic -- waits for the kernel's
+ * retransmission timer, whose floor is 200 ms on Linux, two hundred LAN
+ * round trips. Linux 6.15+ lets a socket lower it (TCP_RTO_MIN_US). The
+ * kernel takes 2 of its clock ticks (8 ms at HZ=250) up to 200 ms, rounded
+ * up to a tick, and refuses anything else with EINVAL; older kernels do
+ * not know the option (ENOPROTOOPT).
+ *
+ * Errors: 0; PC_ENOTSUP (this kernel or platform has no such option);
+ * PC_ERANGE (the kernel refuses the value); PC_EIO (another failure of
+ * the system call; errno says which).
+ *
+ * Thread rules: none; system calls on the caller's sockets only.
+ */
+#ifndef PC_SOCK_H
+#define PC_SOCK_H
+
+#include <stdint.h>
+
+#include "pc_error.h"
+
+/* The highest floor a socket may ask for: the kernel's own default
+ * (TCP_RTO_MIN, 200 ms), which the option may only lower. */
+#define PC_SOCK_RTO_MIN_MAX_MS 200
+
+/* Sets the retransmission timeout floor of TCP socket fd to rto_min_ms
+ * milliseconds. 0 = leave the kernel's: nothing is called, and 0 is
+ * returned. */
+int pc_sock_set_rto_min(int fd, uint64_t rto_min_ms);
+
+/*
+ * At start-up, before any connection: whether this kernel takes
+ * *rto_min_ms (1..PC_SOCK_RTO_MIN_MAX_MS), tried on a scratch TCP socket.
+ * One under the kernel's floor (two clock ticks) is raised in *rto_min_ms
+ * to the least whole number of milliseconds it takes. *effective_us is
+ * what the kernel then uses, read back (its clock tick rounds it up).
+ * 0, PC_ENOTSUP, PC_ERANGE (not even the maximum is taken), PC_EIO; on
+ * failure *rto_min_ms is not changed.
+ */
+int pc_sock_rto_min_check(uint64_t *rto_min_ms, uint64_t *effective_us);
+
+#endif
