@@ -8,11 +8,15 @@
  * minutes on a node that vanished without a RST.
  *
  * Request/response pairing is the next thing this file is careful about.
- * There is never more than one request on the wire (on all connections
- * together), every request has a fresh id, and any failure after a byte
- * was sent (timeout, broken connection, a reply that does not match)
- * closes that connection. A reply that arrives late therefore lands on a
- * closed socket and can never be taken as the answer to a later request.
+ * A call waits for one request at a time -- two during a hedged read,
+ * on two connections -- and every request has a fresh id. A request we
+ * stopped waiting for without closing its connection (the loser of a
+ * hedged read, or a probe) is that connection's orphan: its reply, when
+ * it comes, is read and dropped by id before anything else is taken from
+ * the connection. Any other failure after a byte was sent (timeout,
+ * broken connection, a reply that does not match) closes the connection,
+ * so a reply that arrives late lands on a closed socket. Either way a
+ * late reply can never be taken as the answer to a later request.
  *
  * Endpoints. Every node the client may talk to is an endpoint with its own
  * connection: first the seeds from the node list, in order, then the ring
@@ -32,6 +36,10 @@
  *    the server may have closed the idle connection just as we wrote.
  *    Reads are idempotent, so this is safe.
  *  - Routed reads that fail on a node go to the key's next placement.
+ *  - A GET its owner has not answered within a hedge delay also goes to
+ *    the next placement (hedged_get); the first answer wins. Nodes that
+ *    stop answering are left alone for a back-off (pc_health.h): reads go
+ *    past them, writes for them fail unsent.
  *  - A write is sent again only when we know no byte of it left (the
  *    connect failed), or when the node said RETRY, which guarantees that
  *    nothing was applied. Once it may have left, only the caller can
@@ -61,6 +69,7 @@
 #include <unistd.h>
 
 #include "pc_addr.h"
+#include "pc_health.h"
 #include "pc_proto.h"
 #include "pc_ring.h"
 
@@ -101,6 +110,18 @@ static const int retry_pause_ms[RETRY_ROUNDS] = {20, 50, 100};
  * raise SIGPIPE, which would kill a program that does not handle it. BSDs
  * have a socket option for the same thing instead of the send() flag.
  */
+/*
+ * The floor of a connection's retransmission timeout, lowered from
+ * Linux's 200 ms as the node lowers its own (--tcp-rto-min,
+ * docs/OPERATIONS.md "Lost packets"): a request lost on the way waits for
+ * this timer, and 200 ms is two hundred LAN round trips. Linux 6.15+;
+ * elsewhere the setsockopt fails and the kernel's floor stays.
+ */
+#define RTO_MIN_US 10000
+#if defined(__linux__) && !defined(TCP_RTO_MIN_US)
+#define TCP_RTO_MIN_US 45
+#endif
+
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
 #define PC_USE_SO_NOSIGPIPE 1
@@ -131,6 +152,12 @@ typedef struct ep {
     bool has_clock;
     int64_t off_ms;
     int64_t unc_ms;
+    pc_health_t health;
+    /* A request on this connection whose answer we stopped waiting for
+     * (a hedged read that another node answered first, or a probe): its
+     * reply is read and dropped before the next one. 0 = none. */
+    uint64_t orphan_id;
+    int64_t orphan_at_ms; /* when it was sent */
 } ep_t;
 
 struct pc_client {
@@ -191,6 +218,14 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int64_t wall_ms(void)
 {
     struct timespec ts;
@@ -244,6 +279,7 @@ static void conn_close(ep_t *e)
         close(e->fd);
         e->fd = -1;
     }
+    e->orphan_id = 0; /* its reply dies with the connection */
     pc_proto_reader_free(&e->reader);
 }
 
@@ -290,6 +326,7 @@ static ep_t *ep_new(const pc_client_t *c, const char *host, int port)
     }
     e->port = port;
     e->fd = -1;
+    pc_health_init(&e->health);
     snprintf(e->label, lablen, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
     pc_proto_reader_init(&e->reader, c->max_frame);
     return e;
@@ -336,13 +373,16 @@ static bool failed(const pc_client_t *c, const ep_t *e)
     return e->failed_call == c->call_seq;
 }
 
-/* A node failed during this call: do not use it again in this call, and
- * learn what the cluster thinks of it before the next request is routed
- * (see REFRESH_HOLD_MS). */
+/* A node failed during this call: do not use it again in this call, nor
+ * in the next ones until its breaker lets a probe through (pc_health.h),
+ * and learn what the cluster thinks of it before the next request is
+ * routed (see REFRESH_HOLD_MS). */
 static void node_failed(pc_client_t *c, ep_t *e)
 {
     e->failed_call = c->call_seq;
     c->counters.node_failures++;
+    if (pc_health_fail(&e->health, now_ms()))
+        c->counters.breaker_opens++;
     c->ring_doubt = c->ring_aware;
 }
 
@@ -396,6 +436,10 @@ static int set_socket_options(int fd)
     /* Requests are single small writes answered before the next one:
      * Nagle would only add a delayed-ACK round trip to each. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+#ifdef TCP_RTO_MIN_US
+    int rto_min = RTO_MIN_US;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &rto_min, sizeof(rto_min));
+#endif
 #ifdef PC_USE_SO_NOSIGPIPE
     (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
 #endif
@@ -624,19 +668,9 @@ static int explain_send_failure(pc_client_t *c, ep_t *e, const pc_request_t *req
     return 0;
 }
 
-/*
- * Sends one request to e and reads its reply into *resp (slices valid
- * until the next exchange on e, or the next decode). Returns 0 when a
- * matching reply arrived, whatever its status. Any error after the first
- * byte could have been sent closes the connection; an error while
- * encoding leaves it open. *sent is set (never cleared) once a byte of
- * the request left.
- */
-static int exchange(pc_client_t *c, ep_t *e, pc_request_t *req, pc_response_t *resp,
-                    int64_t deadline, bool *sent)
+/* Encodes req under a fresh id into c->out, for e. */
+static int encode_request(pc_client_t *c, const ep_t *e, pc_request_t *req, int64_t deadline)
 {
-    const uint8_t *body;
-    uint32_t len;
     int rc;
 
     req->id = c->next_id++;
@@ -646,41 +680,101 @@ static int exchange(pc_client_t *c, ep_t *e, pc_request_t *req, pc_response_t *r
     if (c->out.cap > OUT_KEEP)
         pc_buf_free(&c->out);
     rc = pc_proto_encode_request(&c->out, req);
-    if (rc != 0) {
+    if (rc != 0)
         set_msg(c, "cannot encode %s request: %s", pc_op_name(req->op), pc_strerror(rc));
-        return rc;
-    }
-    rc = send_all(c, e, c->out.data, c->out.len, deadline, sent);
+    return rc;
+}
+
+/*
+ * Sends the request encode_request() left in c->out. *sent is set (never
+ * cleared) once a byte of it left. Never closes the connection: the
+ * caller does.
+ */
+static int send_request(pc_client_t *c, ep_t *e, const pc_request_t *req, pc_response_t *resp,
+                        int64_t deadline, bool *sent)
+{
+    int rc = send_all(c, e, c->out.data, c->out.len, deadline, sent);
+
     if (rc == PC_ECONN) {
         int why = explain_send_failure(c, e, req, resp);
 
-        if (why != 0) {
-            conn_close(e);
+        if (why != 0)
             return why;
-        }
     }
-    if (rc == 0)
-        rc = recv_frame(c, e, &body, &len, deadline);
-    if (rc == 0) {
-        rc = pc_proto_decode_response(c->dec, body, len, resp);
-        if (rc == PC_EPROTO)
-            set_msg(c, "%s: malformed %s reply", e->label, pc_op_name(req->op));
-        else if (rc != 0)
-            set_msg(c, "decoding reply: %s", pc_strerror(rc));
-    }
-    if (rc == 0 && resp->id != req->id && resp->id == 0 && resp->status != PC_ST_OK) {
-        /* Not an answer but the server speaking for the connection (for
-         * example refusing it while overloaded): report what it said. */
-        rc = status_error(c, resp->status, resp->message);
-    } else if (rc == 0 && (resp->id != req->id || resp->op != req->op)) {
-        set_msg(c, "%s: reply %s #%llu does not match request %s #%llu", e->label,
-                pc_op_name(resp->op), (unsigned long long)resp->id, pc_op_name(req->op),
-                (unsigned long long)req->id);
-        rc = PC_EPROTO;
-    }
-    if (rc != 0)
-        conn_close(e);
     return rc;
+}
+
+/*
+ * Reads until the reply to req is decoded into *resp (slices valid until
+ * the next read on e, or the next decode), dropping on the way the reply
+ * to e's orphan, which also shows that the node answers. 0 when the reply
+ * arrived, whatever its status; PC_ETIMEDOUT at the deadline (one already
+ * passed: only what can be read now); or an error. Never closes the
+ * connection.
+ */
+static int await_reply(pc_client_t *c, ep_t *e, const pc_request_t *req, pc_response_t *resp,
+                       int64_t deadline)
+{
+    for (;;) {
+        const uint8_t *body;
+        uint32_t len;
+        int rc = recv_frame(c, e, &body, &len, deadline);
+
+        if (rc != 0)
+            return rc;
+        rc = pc_proto_decode_response(c->dec, body, len, resp);
+        if (rc == PC_EPROTO) {
+            set_msg(c, "%s: malformed %s reply", e->label, pc_op_name(req->op));
+            return rc;
+        }
+        if (rc != 0) {
+            set_msg(c, "decoding reply: %s", pc_strerror(rc));
+            return rc;
+        }
+        if (e->orphan_id != 0 && resp->id == e->orphan_id) {
+            e->orphan_id = 0;
+            pc_health_ok(&e->health, -1);
+            continue;
+        }
+        if (resp->id != req->id && resp->id == 0 && resp->status != PC_ST_OK) {
+            /* Not an answer but the server speaking for the connection
+             * (for example refusing it while overloaded): report what it
+             * said. */
+            return status_error(c, resp->status, resp->message);
+        }
+        if (resp->id != req->id || resp->op != req->op) {
+            set_msg(c, "%s: reply %s #%llu does not match request %s #%llu", e->label,
+                    pc_op_name(resp->op), (unsigned long long)resp->id, pc_op_name(req->op),
+                    (unsigned long long)req->id);
+            return PC_EPROTO;
+        }
+        return 0;
+    }
+}
+
+/*
+ * Sends one request to e and reads its reply into *resp. Returns 0 when
+ * a matching reply arrived, whatever its status (and takes its round trip
+ * into e's health). Any error after the first byte could have been sent
+ * closes the connection; an error while encoding leaves it open.
+ */
+static int exchange(pc_client_t *c, ep_t *e, pc_request_t *req, pc_response_t *resp,
+                    int64_t deadline, bool *sent)
+{
+    int64_t t0 = now_us();
+    int rc = encode_request(c, e, req, deadline);
+
+    if (rc != 0)
+        return rc;
+    rc = send_request(c, e, req, resp, deadline, sent);
+    if (rc == 0)
+        rc = await_reply(c, e, req, resp, deadline);
+    if (rc != 0) {
+        conn_close(e);
+        return rc;
+    }
+    pc_health_ok(&e->health, now_us() - t0);
+    return 0;
 }
 
 /* HELLO: the first exchange on every connection. */
@@ -777,6 +871,61 @@ static bool is_read_op(uint32_t op)
 }
 
 /*
+ * Reads the reply to e's orphan if it has come (or comes before the
+ * deadline; one already passed: only what can be read now) and drops it.
+ * 0 when no orphan is left; PC_ETIMEDOUT while it is still unanswered. A
+ * connection that broke or sent anything else is closed, the orphan with
+ * it. The call's message is left as it was.
+ */
+static int orphan_settle(pc_client_t *c, ep_t *e, int64_t deadline)
+{
+    char saved[ERRMSG_MAX];
+    int rc = 0;
+
+    memcpy(saved, c->errmsg, sizeof(saved));
+    while (e->fd >= 0 && e->orphan_id != 0) {
+        const uint8_t *body;
+        uint32_t len;
+        pc_response_t resp;
+
+        rc = recv_frame(c, e, &body, &len, deadline);
+        if (rc == PC_ETIMEDOUT)
+            break;
+        if (rc == 0 && pc_proto_decode_response(c->dec, body, len, &resp) == 0 &&
+            resp.id == e->orphan_id) {
+            e->orphan_id = 0;
+            pc_health_ok(&e->health, -1);
+            break;
+        }
+        conn_close(e);
+        rc = 0;
+    }
+    memcpy(c->errmsg, saved, sizeof(saved));
+    return rc;
+}
+
+/* Before a request goes on e's open connection: drops what its orphan
+ * left, and closes a connection the node closed while it was idle. */
+static void ep_check(pc_client_t *c, ep_t *e)
+{
+    if (e->fd >= 0 && e->orphan_id != 0)
+        (void)orphan_settle(c, e, 0);
+    /* An orphan still out may answer any moment: only a closed connection
+     * (found by orphan_settle) is a reason to drop it then. */
+    if (e->fd >= 0 && e->orphan_id == 0 && !conn_usable(e))
+        conn_close(e);
+}
+
+/* Makes e ready to carry a request: checked, or opened. *reused says a
+ * connection that was already open will carry it. */
+static int ep_ready(pc_client_t *c, ep_t *e, bool *reused)
+{
+    ep_check(c, e);
+    *reused = e->fd >= 0;
+    return *reused ? 0 : ep_open(c, e);
+}
+
+/*
  * One request to one node: opens its connection if needed, replaces an
  * idle one the node closed, and sends a read once more on a fresh
  * connection if a reused one broke. 0 when a reply arrived (its status is
@@ -787,14 +936,10 @@ static int ep_call(pc_client_t *c, ep_t *e, pc_request_t *req, pc_response_t *re
 {
     *sent = false;
     for (int attempt = 0;; attempt++) {
-        bool reused = false;
-        int rc;
+        bool reused;
+        int rc = ep_ready(c, e, &reused);
 
-        if (e->fd >= 0 && !conn_usable(e))
-            conn_close(e);
-        if (e->fd >= 0)
-            reused = true;
-        else if ((rc = ep_open(c, e)) != 0)
+        if (rc != 0)
             return rc;
         rc = exchange(c, e, req, resp, now_ms() + c->timeout_ms, sent);
         if (rc == PC_ECONN && reused && attempt == 0 && is_read_op(req->op))
@@ -1049,7 +1194,10 @@ static int ring_remap(pc_client_t *c, const pc_response_t *resp)
  */
 static ep_t *refresh_source(pc_client_t *c, ep_t *prefer)
 {
-#define USABLE(e) ((e)->refresh_seq != c->refresh_seq && !failed(c, (e)))
+#define USABLE(e)                                                                        \
+    ((e)->refresh_seq != c->refresh_seq && !failed(c, (e)) &&                             \
+     pc_health_state(&(e)->health, now) != PC_HEALTH_OPEN)
+    int64_t now = now_ms();
     size_t n = c->ring != NULL ? pc_ring_size(c->ring) : 0;
 
     if (prefer != NULL && USABLE(prefer))
@@ -1196,8 +1344,7 @@ static int seed_open(pc_client_t *c)
         size_t idx = (c->cur + k) % c->nseeds;
         ep_t *e = c->eps[idx];
 
-        if (e->fd >= 0 && !conn_usable(e))
-            conn_close(e);
+        ep_check(c, e);
         rc = e->fd >= 0 ? 0 : ep_open(c, e);
         if (rc == 0) {
             c->cur = idx;
@@ -1227,8 +1374,7 @@ static int seed_call(pc_client_t *c, pc_request_t *req, pc_response_t *resp, ep_
         ep_t *e = c->eps[c->cur];
         int rc;
 
-        if (e->fd >= 0 && !conn_usable(e))
-            conn_close(e);
+        ep_check(c, e);
         if (e->fd >= 0)
             reused = true;
         else if ((rc = seed_open(c)) != 0)
@@ -1260,6 +1406,219 @@ static size_t placements(const pc_client_t *c, pc_bytes_t key, uint32_t *out)
 }
 
 /*
+ * A probe of a node whose breaker is open (pc_health.h): a PING that is
+ * not waited for (its answer, read before e's next request, closes the
+ * breaker), or, without a connection, a connect + HELLO within the stall
+ * limit, whose success closes it at once. Nothing of the call's is sent.
+ */
+static void probe(pc_client_t *c, ep_t *e, int64_t now, int64_t stall)
+{
+    char saved[ERRMSG_MAX];
+    pc_request_t req;
+    pc_response_t resp;
+    bool sent = false;
+    int rc;
+
+    c->counters.probes++;
+    pc_health_probed(&e->health, now);
+    if (e->fd >= 0 && e->orphan_id != 0) {
+        /* The last one is still unanswered: the node still is not. */
+        (void)pc_health_fail(&e->health, now);
+        return;
+    }
+    memcpy(saved, c->errmsg, sizeof(saved));
+    if (e->fd >= 0) {
+        memset(&req, 0, sizeof(req));
+        req.op = PC_OP_PING;
+        rc = encode_request(c, e, &req, now + stall);
+        if (rc == 0)
+            rc = send_request(c, e, &req, &resp, now + stall, &sent);
+        if (rc == 0) {
+            e->orphan_id = req.id;
+            e->orphan_at_ms = now;
+        } else {
+            conn_close(e);
+            (void)pc_health_fail(&e->health, now_ms());
+        }
+    } else {
+        rc = connect_node(c, e, now + stall);
+        if (rc == 0)
+            rc = hello(c, e, now + stall);
+        if (rc != 0) {
+            conn_close(e);
+            (void)pc_health_fail(&e->health, now_ms());
+        }
+    }
+    memcpy(c->errmsg, saved, sizeof(saved));
+}
+
+/*
+ * Whether e is to be left alone now: its breaker is open, or a request it
+ * was sent has gone unanswered for the stall limit (which opens the
+ * breaker). With `wait` (a write, which would queue behind it), a younger
+ * unanswered request is first waited for, up to that limit. When a probe
+ * is due, sends it, and says no only if it already closed the breaker.
+ */
+static bool unresponsive(pc_client_t *c, ep_t *e, bool wait)
+{
+    int64_t stall = pc_health_stall_ms(&e->health, c->timeout_ms);
+    int64_t now;
+
+    if (e->fd >= 0 && e->orphan_id != 0)
+        (void)orphan_settle(c, e, wait ? e->orphan_at_ms + stall : 0);
+    now = now_ms();
+    if (e->fd >= 0 && e->orphan_id != 0 && now - e->orphan_at_ms >= stall &&
+        pc_health_state(&e->health, now) == PC_HEALTH_CLOSED) {
+        (void)pc_health_fail(&e->health, now);
+        c->counters.breaker_opens++;
+        c->ring_doubt = c->ring_aware;
+    }
+    switch (pc_health_state(&e->health, now)) {
+    case PC_HEALTH_CLOSED:
+        return false;
+    case PC_HEALTH_OPEN:
+        return true;
+    default:
+        probe(c, e, now, stall);
+        return pc_health_state(&e->health, now_ms()) != PC_HEALTH_CLOSED;
+    }
+}
+
+/* A read is better sent elsewhere: e stopped answering, or has not yet
+ * answered one we gave up on. */
+static bool avoid(pc_client_t *c, ep_t *e)
+{
+    return unresponsive(c, e, false) || e->orphan_id != 0;
+}
+
+/*
+ * A GET to e, the key's owner, that also goes to `alt`, a replica (with
+ * `here` set, so that it answers itself instead of relaying to the
+ * owner), if e has not answered within its hedge delay. The first answer
+ * wins; the other request becomes its node's orphan, whose reply is
+ * dropped when it comes. 0 with *resp from *who; else the error, with
+ * every node that failed marked so.
+ */
+static int hedged_get(pc_client_t *c, ep_t *e, ep_t *alt, pc_request_t *req,
+                      pc_response_t *resp, ep_t **who)
+{
+    int64_t t0 = now_us(), t0_ms = now_ms(), t2 = 0, deadline = t0_ms + c->timeout_ms;
+    pc_request_t r2;
+    bool reused = false, sent = false, sent2 = false;
+    int rc = ep_ready(c, e, &reused), last = 0;
+
+    *who = e;
+    if (rc == 0)
+        rc = encode_request(c, e, req, deadline);
+    if (rc == 0)
+        rc = send_request(c, e, req, resp, deadline, &sent);
+    if (rc == 0)
+        rc = await_reply(c, e, req, resp, t0_ms + pc_health_hedge_ms(&e->health, c->timeout_ms));
+    if (rc == 0) {
+        pc_health_ok(&e->health, now_us() - t0);
+        return 0;
+    }
+    if (rc != PC_ETIMEDOUT) {
+        if (e->fd >= 0)
+            conn_close(e);
+        if (rc == PC_ECONN && reused) /* closed while idle: once more, as ep_call does */
+            rc = ep_call(c, e, req, resp, &sent);
+        if (rc != 0 && try_next_node(rc))
+            node_failed(c, e);
+        return rc;
+    }
+
+    /* No answer yet: ask the replica too. */
+    c->counters.hedged_reads++;
+    r2 = *req;
+    r2.here = 1;
+    rc = ep_ready(c, alt, &reused);
+    t2 = now_us();
+    if (rc == 0)
+        rc = encode_request(c, alt, &r2, deadline);
+    if (rc == 0)
+        rc = send_request(c, alt, &r2, resp, deadline, &sent2);
+    if (rc != 0) {
+        if (alt->fd >= 0)
+            conn_close(alt);
+        if (try_next_node(rc))
+            node_failed(c, alt);
+        alt = NULL;
+    }
+    for (;;) {
+        struct pollfd pfd[2];
+        ep_t *on[2];
+        nfds_t n = 0;
+        int64_t left = deadline - now_ms();
+
+        for (int i = 0; i < 2; i++) {
+            ep_t *x = i == 0 ? e : alt;
+
+            if (x != NULL) {
+                on[n] = x;
+                pfd[n++] = (struct pollfd){.fd = x->fd, .events = POLLIN};
+            }
+        }
+        if (n == 0)
+            return last;
+        if (left <= 0)
+            break;
+        if (poll(pfd, n, left > INT_MAX ? INT_MAX : (int)left) < 0 && errno != EINTR) {
+            set_msg(c, "poll: %s", strerror(errno));
+            return PC_EIO; /* both connections are left as they are */
+        }
+        for (nfds_t i = 0; i < n; i++) {
+            bool first = on[i] == e;
+            ep_t *x = on[i], *other = first ? alt : e;
+
+            if (pfd[i].revents == 0)
+                continue;
+            rc = await_reply(c, x, first ? req : &r2, resp, 0);
+            if (rc == PC_ETIMEDOUT)
+                continue; /* not a whole frame yet */
+            if (rc == 0) {
+                if (other != NULL) {
+                    other->orphan_id = first ? r2.id : req->id;
+                    other->orphan_at_ms = first ? t2 / 1000 : t0_ms;
+                }
+                if (!first)
+                    c->counters.hedge_wins++;
+                pc_health_ok(&x->health, now_us() - (first ? t0 : t2));
+                *who = x;
+                return 0;
+            }
+            conn_close(x);
+            if (try_next_node(rc))
+                node_failed(c, x);
+            last = rc;
+            *who = x;
+            if (first)
+                e = NULL;
+            else
+                alt = NULL;
+        }
+    }
+    /* Neither answered in time: as after any timeout, their connections
+     * go (a late reply must never be taken for a later request's). */
+    set_msg(c, "%s: no reply within %d ms", (e != NULL ? e : alt)->label, c->timeout_ms);
+    if (e != NULL && alt != NULL) {
+        size_t used = strlen(c->errmsg);
+
+        snprintf(c->errmsg + used, sizeof(c->errmsg) - used, ", nor from %s asked after %lld ms",
+                 alt->label, (long long)(t2 / 1000 - t0_ms));
+    }
+    for (int i = 0; i < 2; i++) {
+        ep_t *x = i == 0 ? e : alt;
+
+        if (x != NULL) {
+            conn_close(x);
+            node_failed(c, x);
+        }
+    }
+    return PC_ETIMEDOUT;
+}
+
+/*
  * One single-key request in ring-aware mode (see pc_client.h for the
  * rules). Maps a non-OK status to its error like seed_call().
  */
@@ -1273,7 +1632,7 @@ static int routed_call(pc_client_t *c, pc_request_t *req, pc_response_t *resp)
         uint32_t pl[PC_RING_MAX_REPLICAS];
         size_t np, k = 0;
         bool sent = false;
-        ep_t *e;
+        ep_t *e, *alt = NULL;
         int rc = ring_ensure(c);
 
         if (rc != 0) {
@@ -1302,6 +1661,43 @@ static int routed_call(pc_client_t *c, pc_request_t *req, pc_response_t *resp)
             return last;
         }
         e = c->member_ep[pl[k]];
+        if (read) {
+            /* Past a node that stopped answering to the first that has
+             * not; if none has, the first one not failed in this call. */
+            size_t j = k;
+
+            while (j < np && (failed(c, c->member_ep[pl[j]]) || avoid(c, c->member_ep[pl[j]])))
+                j++;
+            if (j < np && j != k) {
+                c->counters.unresponsive_skips++;
+                k = j;
+                e = c->member_ep[pl[k]];
+            }
+            /* A GET to the owner goes to the next such placement too if
+             * the owner is slow to answer (hedged_get). */
+            for (j = k + 1; k == 0 && req->op == PC_OP_GET && alt == NULL && j < np; j++) {
+                if (!failed(c, c->member_ep[pl[j]]) && !avoid(c, c->member_ep[pl[j]]))
+                    alt = c->member_ep[pl[j]];
+            }
+        } else if (unresponsive(c, e, true)) {
+            /* Known not to answer: the write fails now, unsent, rather
+             * than after the whole timeout with an unknown outcome. Once
+             * the cluster declares the node dead, the refreshed ring
+             * names another owner, and the write goes there. */
+            c->counters.fast_failures++;
+            e->failed_call = c->call_seq;
+            c->ring_doubt = true;
+            first = false; /* going elsewhere after this counts as a retry */
+            last = PC_ECONN;
+            set_msg(c, "%s: the key's owner has not answered for %lld ms or more; the write was "
+                       "not sent",
+                    e->label, (long long)pc_health_stall_ms(&e->health, c->timeout_ms));
+            memcpy(lastmsg, c->errmsg, sizeof(lastmsg));
+            continue;
+        }
+        /* A read not sent to the owner is answered by the node it reaches,
+         * not relayed to an owner that is failing (PROTOCOL.md §5.3). */
+        req->here = k > 0 && req->op == PC_OP_GET;
         if (k == 0)
             c->counters.owner_requests++;
         else
@@ -1310,7 +1706,13 @@ static int routed_call(pc_client_t *c, pc_request_t *req, pc_response_t *resp)
             c->counters.retries++;
         first = false;
 
-        rc = ep_call(c, e, req, resp, &sent);
+        if (alt != NULL) {
+            rc = hedged_get(c, e, alt, req, resp, &e);
+        } else {
+            rc = ep_call(c, e, req, resp, &sent);
+            if (rc != 0 && try_next_node(rc))
+                node_failed(c, e);
+        }
         if (rc == 0) {
             note_fp(c, e, resp->ring_fp);
             if (resp->status == PC_ST_RETRY) {
@@ -1329,7 +1731,6 @@ static int routed_call(pc_client_t *c, pc_request_t *req, pc_response_t *resp)
         }
         if (!try_next_node(rc))
             return rc;
-        node_failed(c, e);
         last = rc;
         memcpy(lastmsg, c->errmsg, sizeof(lastmsg));
         if (!read && sent)

@@ -73,6 +73,38 @@
  *    node's clock (measured from its HELLO answer; PROTOCOL.md §5.5),
  *    so a write returned PC_ETIMEDOUT is applied, if at all, before that
  *    moment: never after a later write that succeeded.
+ *  - Riding through a slow or stopped node (client/pc_health.h). The
+ *    client keeps, per node, a smoothed round trip and its variation,
+ *    and a breaker:
+ *     - A GET whose owner has not answered within the hedge delay
+ *       (smoothed round trip + 4 x its variation, at least 10 ms, at most
+ *       timeout_ms / 4; 50 ms before anything was measured) is sent to
+ *       the key's next placement too, with `here` set (PROTOCOL.md §5.3)
+ *       so that node answers itself rather than relaying to the owner;
+ *       the first answer wins. The other request's late reply is read and
+ *       dropped before that connection's next request.
+ *     - A node is unresponsive when a request to it failed (no reply
+ *       within timeout_ms, a refused or broken connection) or has gone
+ *       unanswered for the stall limit (4 hedge delays, at least 300 ms,
+ *       at most timeout_ms / 2). Its breaker then opens for 200 ms,
+ *       doubling with each failure in a row up to 2 s. While it is open,
+ *       reads go to the next placement that is not unresponsive (a node
+ *       still owing an answer is passed over too), and a write for the
+ *       node fails at once with PC_ECONN and a message saying it was not
+ *       sent (nothing was applied) -- after a refresh of the ring, within
+ *       the 100 ms limit above, in case the cluster already named a new
+ *       owner. A write for a node that still owes an answer waits for it
+ *       up to the stall limit first.
+ *     - When the back-off has passed, the next call that would use the
+ *       node sends it a PING without waiting for it (or, with no
+ *       connection, connects and says HELLO within the stall limit); any
+ *       answer from the node closes the breaker.
+ *    So with a key's owner stopped, reads of it take about one hedge
+ *    delay, and writes fail fast once the stall limit has passed, until
+ *    the cluster declares the owner dead and the ring names another.
+ *  - TCP: every connection lowers its retransmission timeout floor to
+ *    10 ms where the kernel allows it (TCP_RTO_MIN_US, Linux 6.15+; as the
+ *    node's --tcp-rto-min, docs/OPERATIONS.md "Lost packets").
  *  - RETRY (PC_ERETRY) means the node applied nothing because the
  *    cluster is changing. Reads and writes alike are then retried after
  *    a refresh from the node that answered: up to 3 more times, after
@@ -286,6 +318,19 @@ typedef struct pc_client_counters {
     uint64_t retry_answers;       /* RETRY statuses received */
     uint64_t node_failures;       /* nodes that could not be reached, broke
                                      or timed out during a call */
+    uint64_t hedged_reads;        /* GETs also sent to a replica because the
+                                     owner had not answered within its hedge
+                                     delay */
+    uint64_t hedge_wins;          /* of those, the ones the replica answered
+                                     first */
+    uint64_t breaker_opens;       /* times a node was found not answering
+                                     (its breaker opened) */
+    uint64_t unresponsive_skips;  /* reads sent past such a node (or one
+                                     still owing an answer) to a later
+                                     placement */
+    uint64_t fast_failures;       /* writes failed without being sent: their
+                                     owner was not answering */
+    uint64_t probes;              /* probes of a node whose breaker was open */
 } pc_client_counters_t;
 
 /* Copies the counters into *out. */

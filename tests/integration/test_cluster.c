@@ -1461,6 +1461,27 @@ static int replica_has_it(void *p)
     return stat_of(a->node, "replica_applied") >= a->want;
 }
 
+/* The key's owner and first replica (indexes into cl->node), by node 0's
+ * ring with 2 replicas. */
+static void owner_and_replica(cluster_t *cl, const char *key, int *owner, int *replica)
+{
+    view_t v;
+    assert_int_equal(cluster_view(&cl->node[0], NULL, &v), 0);
+    pc_ring_t *ring = NULL;
+    assert_int_equal(pc_ring_new(v.ring, (size_t)v.nring, 2, &ring), 0);
+    uint32_t at[2];
+    assert_int_equal(pc_ring_slot_members(ring, pc_ring_slot(key, strlen(key)), at, 2), 2);
+    *owner = *replica = -1;
+    for (int i = 0; i < cl->n; i++) {
+        if (strcmp(pc_ring_name(ring, at[0]), cl->node[i].addr) == 0)
+            *owner = i;
+        if (strcmp(pc_ring_name(ring, at[1]), cl->node[i].addr) == 0)
+            *replica = i;
+    }
+    pc_ring_free(&ring);
+    assert_true(*owner >= 0 && *replica >= 0 && *owner != *replica);
+}
+
 /*
  * A hedged read: the owner of a key is stalled (SIGSTOP), and a GET that
  * says `here`, sent to the key's replica, is answered by the replica at
@@ -1482,23 +1503,9 @@ static void test_here_get_at_a_replica_skips_a_stalled_owner(void **state)
     cluster_up(&cl, 3);
     wait_converged(&cl, 3, 10000);
 
-    /* A key, its owner and its replica, by node 0's ring. */
-    view_t v;
-    assert_int_equal(cluster_view(&cl.node[0], NULL, &v), 0);
-    pc_ring_t *ring = NULL;
-    assert_int_equal(pc_ring_new(v.ring, (size_t)v.nring, 2, &ring), 0);
     char key[32] = "hedge:0";
-    uint32_t at[2];
-    assert_int_equal(pc_ring_slot_members(ring, pc_ring_slot(key, strlen(key)), at, 2), 2);
-    int owner = -1, replica = -1;
-    for (int i = 0; i < cl.n; i++) {
-        if (strcmp(pc_ring_name(ring, at[0]), cl.node[i].addr) == 0)
-            owner = i;
-        if (strcmp(pc_ring_name(ring, at[1]), cl.node[i].addr) == 0)
-            replica = i;
-    }
-    pc_ring_free(&ring);
-    assert_true(owner >= 0 && replica >= 0 && owner != replica);
+    int owner, replica;
+    owner_and_replica(&cl, key, &owner, &replica);
     const pc_h_proc_t *rn = &cl.node[replica];
 
     /* Written at the owner, and replicated before the owner stalls. */
@@ -1555,6 +1562,114 @@ static void test_here_get_at_a_replica_skips_a_stalled_owner(void **state)
     cluster_down(&cl);
 }
 
+static int write_goes_through(void *p)
+{
+    pc_client_t *c = p;
+    return pc_client_set(c, "hedge:1", 7, "new", 3, NULL, NULL) == 0;
+}
+
+/*
+ * The ring-aware client rides through a stalled owner (issue 15, req. 3):
+ * with the owner SIGSTOPped and nobody in the cluster suspecting it yet
+ * (probes slowed to one per 10 minutes, --peer-timeout 5 s, longer than
+ * the client's 2 s timeout), a GET of its key is answered by the replica
+ * the client asks after its hedge delay, not after the timeout; a write
+ * then fails at once without being sent (the owner still owes the first
+ * GET its answer past the stall limit), and the next GET goes straight to
+ * the replica. After SIGCONT the owner's late answers (or a probe) close
+ * the breaker and writes reach it again; the refused write was never
+ * applied.
+ */
+static void test_client_rides_through_a_stalled_owner(void **state)
+{
+    (void)state;
+    enum { TIMEOUT_MS = 2000 };
+    static const char *const args[] = {"--peer-timeout", "5000ms", "--probe-interval", "600s",
+                                       "--replicas", "2", NULL};
+    node_extra = args;
+    cluster_t cl;
+    cluster_up(&cl, 3);
+    wait_converged(&cl, 3, 10000);
+
+    const char *key = "hedge:1";
+    int owner, replica;
+    owner_and_replica(&cl, key, &owner, &replica);
+    const pc_h_proc_t *rn = &cl.node[replica];
+    char seeds[256];
+    snprintf(seeds, sizeof seeds, "%s,%s,%s", cl.node[0].addr, cl.node[1].addr,
+             cl.node[2].addr);
+    pc_client_options_t o = {.nodes = seeds, .timeout_ms = TIMEOUT_MS};
+    pc_client_t *c = NULL;
+    assert_int_equal(pc_client_new(&o, &c), 0);
+
+    applied_arg_t aa = {rn, stat_of(rn, "replica_applied") + 1};
+    assert_int_equal(pc_client_set(c, key, strlen(key), "old", 3, NULL, NULL), 0);
+    if (!pc_h_poll(replica_has_it, &aa, 10000))
+        fail_msg("the replica did not apply the owner's write within 10 s");
+    pc_value_t v = {0};
+    assert_int_equal(pc_client_get(c, key, strlen(key), &v), 0); /* a round trip measured */
+    pc_value_free(&v);
+
+    stopped_pid = cl.node[owner].pid;
+    assert_int_equal(kill(stopped_pid, SIGSTOP), 0);
+    pc_client_counters_t k0;
+    pc_client_counters(c, &k0);
+
+    /* 1. The GET: the owner says nothing, the replica answers. */
+    uint64_t t0 = pc_h_now_ms();
+    assert_int_equal(pc_client_get(c, key, strlen(key), &v), 0);
+    uint64_t get_ms = pc_h_now_ms() - t0;
+    assert_string_equal((const char *)v.data, "old");
+    pc_value_free(&v);
+    pc_client_counters_t k1;
+    pc_client_counters(c, &k1);
+    /* Hedged, and the replica won; or, if the owner was already slow with
+     * the GET before (a busy machine), sent past it to the replica. */
+    assert_true(k1.hedge_wins == k0.hedge_wins + 1 ||
+                k1.unresponsive_skips == k0.unresponsive_skips + 1);
+    assert_true(get_ms < TIMEOUT_MS);
+
+    /* 2. A write for the stalled owner: refused unsent, before the timeout. */
+    t0 = pc_h_now_ms();
+    assert_int_equal(pc_client_set(c, key, strlen(key), "lost", 4, NULL, NULL), PC_ECONN);
+    uint64_t set_ms = pc_h_now_ms() - t0;
+    assert_non_null(strstr(pc_client_errmsg(c), "not sent"));
+    pc_client_counters_t k2;
+    pc_client_counters(c, &k2);
+    assert_int_equal(k2.fast_failures, k1.fast_failures + 1);
+    assert_true(k2.breaker_opens >= k1.breaker_opens + 1);
+    assert_true(set_ms < TIMEOUT_MS);
+
+    /* 3. The next GET goes past the owner without waiting for it. */
+    assert_int_equal(pc_client_get(c, key, strlen(key), &v), 0);
+    assert_string_equal((const char *)v.data, "old");
+    pc_value_free(&v);
+    pc_client_counters_t k3;
+    pc_client_counters(c, &k3);
+    assert_int_equal(k3.hedged_reads, k2.hedged_reads);
+    assert_true(k3.unresponsive_skips >= k2.unresponsive_skips + 1);
+    printf("# owner stalled: GET answered in %llu ms, SET refused unsent in %llu ms "
+           "(client timeout %d ms)\n",
+           (unsigned long long)get_ms, (unsigned long long)set_ms, TIMEOUT_MS);
+
+    /* 4. Back: writes reach the owner again. */
+    assert_int_equal(kill(stopped_pid, SIGCONT), 0);
+    stopped_pid = 0;
+    if (!pc_h_poll(write_goes_through, c, 10000))
+        fail_msg("writes did not reach the owner within 10 s of SIGCONT: %s",
+                 pc_client_errmsg(c));
+    /* Redis holds the write that went through: the refused one, had it
+     * been sent, would have been applied on the same connection before. */
+    redisReply *r = redisCommand(cl.rc, "GET %s", key);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "new");
+    freeReplyObject(r);
+    pc_client_free(&c);
+    node_extra = NULL;
+    cluster_down(&cl);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1568,6 +1683,7 @@ int main(void)
         cmocka_unit_test(test_replica_keeps_the_newer_version),
         cmocka_unit_test_teardown(test_here_get_at_a_replica_skips_a_stalled_owner,
                                   continue_stopped),
+        cmocka_unit_test_teardown(test_client_rides_through_a_stalled_owner, continue_stopped),
         cmocka_unit_test(test_replicas_applied_on_any_loop),
         cmocka_unit_test(test_settle_window_caps_new_copies),
         cmocka_unit_test(test_reads_after_owner_death_are_fresh),
