@@ -641,6 +641,13 @@ def check(args):
         V["t_errors_after_fault_over_target"] = int(tail > args.error_tail_ms)
     if targets:
         I["targets"] = targets
+    if args.targets_report_only:
+        # Speed is measured, not asserted, where the machine is shared (CI):
+        # a missed target is reported, not a violation.
+        missed = [k for k in ("t_throughput_below_target", "t_errors_after_fault_over_target")
+                  if V.pop(k, 0)]
+        if missed:
+            I["targets_missed_report_only"] = missed
     drain = None
     try:
         with open(os.path.join(run, "drain_ms")) as f:
@@ -672,7 +679,9 @@ def row(res, tp):
     t = "%d/%d/%d" % (tp["before"], tp["during"], tp["after"])
     return "%-10s %5d %5d %5d %5d %17s %5d %5d %6s %16s %s" % (
         res["scenario"], a, b, I["b_failed_applied_after_overlapping_ack"], c, d, e,
-        V["f_false_deaths"], g, t, ",".join(bad) if bad else "none")
+        V["f_false_deaths"], g, t, (",".join(bad) if bad else "none") +
+        "".join(" (missed, report-only: %s)" % ",".join(I.get("targets_missed_report_only", []))
+                for _ in [0] if I.get("targets_missed_report_only")))
 
 
 # ---- self-test: the checker on made-up runs ---------------------------------
@@ -765,7 +774,7 @@ def _selftest():
             make(d, hist, aof, final, logs, heal)
             a = argparse.Namespace(run=d, scenario=name, prefix="", stale_bound_ms=5000, heal_bound_ms=3000,
                                    death_slack_ms=30000, victim=None, partition=None, tput_floor=None,
-                                   error_tail_ms=None)
+                                   error_tail_ms=None, targets_report_only=False)
             res, _, _ = check(a)
             got = {k: v for k, v in res["violations"].items() if v}
             ok = got == want
@@ -791,6 +800,8 @@ def main():
     ap.add_argument("--error-tail-ms", type=int, default=None,
                     help="failures after the fault's end stop within this (the burst that "
                          "follows the fault: until a whole second without one)")
+    ap.add_argument("--targets-report-only", action="store_true",
+                    help="report missed throughput / recovery targets without failing on them")
     ap.add_argument("--row", help="write the table row to this file")
     ap.add_argument("--header", action="store_true", help="print the table header and exit")
     ap.add_argument("--selftest", action="store_true", help="check the checker on made-up runs")

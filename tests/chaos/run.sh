@@ -32,6 +32,10 @@ Options:
   --threads N    client threads of the load (default 10)
   --stale-bound-ms MS, --heal-bound-ms MS, --quiesce-ms MS
                  passed on (defaults: 10000, 3000, 10000; see README.md)
+  --targets-report-only
+                 report missed throughput / recovery targets (issue 15
+                 req. 3) without failing on them: what CI runs, on a
+                 shared machine where speed is measured, not asserted
 EOF
 }
 
@@ -42,6 +46,7 @@ threads=10
 stale_bound_ms=10000
 heal_bound_ms=3000
 quiesce_ms=10000
+targets_flag=
 scenarios=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -52,6 +57,7 @@ while [ $# -gt 0 ]; do
     --stale-bound-ms) stale_bound_ms=$2; shift ;;
     --heal-bound-ms) heal_bound_ms=$2; shift ;;
     --quiesce-ms) quiesce_ms=$2; shift ;;
+    --targets-report-only) targets_flag=--targets-report-only ;;
     -h|--help) usage; exit 0 ;;
     all) scenarios+=("${ALL_SCENARIOS[@]}") ;;
     -*) echo "chaos: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -376,7 +382,7 @@ run_scenario() {
   net_down
 
   python3 "$here/check.py" --run "$RUN" --scenario "$sc" --stale-bound-ms "$stale_bound_ms" \
-    --heal-bound-ms "$heal_bound_ms" $(check_args "$sc") --row "$RUN/row.txt" >"$RUN/check.txt" 2>&1
+    --heal-bound-ms "$heal_bound_ms" $(check_args "$sc") $targets_flag --row "$RUN/row.txt" >"$RUN/check.txt" 2>&1
 }
 
 # All of it in a function, read whole before it runs: editing this file
