@@ -390,6 +390,9 @@ run_scenario() {
 main() {
   [ -n "$out" ] || out=/tmp/pcx-chaos/$(date -u +%Y%m%d-%H%M%S)
   mkdir -p "$out"
+  # Absolute: the processes of a scenario start in other directories
+  # (redis-server's --dir, the nodes' files) and must find it.
+  out=$(cd "$out" && pwd)
   log "run directory $out"
   kill_previous   # leftovers of an aborted run: its shells,
   net_down        # then whatever runs in pcx-* namespaces
