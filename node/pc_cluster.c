@@ -80,6 +80,8 @@ struct pc_cluster {
     void *ring_arg;
     pc_cluster_regain_cb regain_cb;
     void *regain_arg;
+    pc_cluster_cut_off_cb cut_off_cb;
+    void *cut_off_arg;
     uint64_t declared_dead; /* pc_member's counts, as last seen */
     uint64_t dead_came_back;
 
@@ -249,8 +251,34 @@ static void ring_job_done(uv_work_t *req, int status)
  * it would hold the loop for up to half a second.
  */
 #define RING_INLINE_MAX 16
+/* The partition lease: tells the server when this node loses or regains
+ * a majority of the members it knows (pc_member_cut_off). */
+static void check_cut_off(pc_cluster_t *c)
+{
+    size_t alive, known;
+    int cut = pc_member_cut_off(c->m, &alive, &known);
+    if ((uint64_t)cut == c->stats.cut_off)
+        return;
+    c->stats.cut_off = (uint64_t)cut;
+    if (cut) {
+        pc_log_warn(c->log, "cluster: this node hears from %zu of the %zu members it knows, no "
+                            "majority: it serves no cached copies and takes no writes until it "
+                            "does (docs/CONSISTENCY.md §4)",
+                    alive, known);
+    } else {
+        pc_log_warn(c->log, "cluster: a majority again (%zu of %zu members): serving copies "
+                            "and taking writes; what it cached before is read through again",
+                    alive, known);
+        if (c->regain_cb && c->ring)
+            c->regain_cb(c->regain_arg, c->ring);
+    }
+    if (c->cut_off_cb)
+        c->cut_off_cb(c->cut_off_arg, cut);
+}
+
 static void rebuild_ring(pc_cluster_t *c)
 {
+    check_cut_off(c);
     size_t total = pc_member_count(c->m);
     pc_ring_member_t *rm = calloc(total ? total : 1, sizeof *rm);
     if (rm == NULL)
@@ -671,6 +699,12 @@ int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peer
     }
     *out = c;
     return 0;
+}
+
+void pc_cluster_set_cut_off_cb(pc_cluster_t *c, pc_cluster_cut_off_cb cb, void *arg)
+{
+    c->cut_off_cb = cb;
+    c->cut_off_arg = arg;
 }
 
 void pc_cluster_set_regain_cb(pc_cluster_t *c, pc_cluster_regain_cb cb, void *arg)

@@ -45,6 +45,7 @@ typedef struct pc_cluster_stats {
     uint64_t sync_errors;
     uint64_t health;         /* local health score (0 = healthy) */
     uint64_t incarnation;    /* this node's */
+    uint64_t cut_off;        /* 1 while this node hears from no majority (pc_member_cut_off) */
 } pc_cluster_stats_t;
 
 /* Called after every ring change; old is valid during the call only (it
@@ -73,6 +74,15 @@ void pc_cluster_set_ring_cb(pc_cluster_t *c, pc_cluster_ring_cb cb, void *arg);
  */
 typedef void (*pc_cluster_regain_cb)(void *arg, const pc_ring_t *ring);
 void pc_cluster_set_regain_cb(pc_cluster_t *c, pc_cluster_regain_cb cb, void *arg);
+
+/*
+ * Called when this node becomes cut off from the majority of the members
+ * it knows (pc_member_cut_off), and when it hears from a majority again
+ * (cut_off 0; the regain callback has run just before: what it cached
+ * meanwhile is not to be trusted either). Each transition is logged.
+ */
+typedef void (*pc_cluster_cut_off_cb)(void *arg, int cut_off);
+void pc_cluster_set_cut_off_cb(pc_cluster_t *c, pc_cluster_cut_off_cb cb, void *arg);
 
 /* Binds the gossip socket, starts the timers, and starts joining through
  * the seeds (retried until one answers). 0 or PC_EIO (message logged). */

@@ -196,6 +196,11 @@ pc_keyreq_t *pc_keyreq_copy(pc_conn_t *c, const pc_request_t *rq, uint32_t nslot
 
 /* ---- lookups valid for this node's ownership -------------------------------- */
 
+int pc_keys_cut_off(const pc_loop_t *l)
+{
+    return l->sh->has_backend && atomic_load_explicit(&l->sh->cut_off, memory_order_relaxed);
+}
+
 /*
  * A store lookup that refuses copies stored before we gained the key's
  * slot (pc_slots.h on the core; the gate on a worker). Such a copy is
@@ -205,6 +210,8 @@ pc_keyreq_t *pc_keyreq_copy(pc_conn_t *c, const pc_request_t *rq, uint32_t nslot
 static int store_lookup(pc_loop_t *l, const uint8_t *k, size_t n, uint32_t slot, uint64_t now,
                         pc_item_t **out, int count_miss)
 {
+    if (pc_keys_cut_off(l))
+        return PC_ENOTFOUND; /* read through: the other side may have written it */
     if ((count_miss ? pc_store_get(l->store, k, n, now, out)
                     : pc_store_get_hit(l->store, k, n, now, out)) != 0)
         return PC_ENOTFOUND;

@@ -125,6 +125,11 @@ int pc_keys_hit(pc_conn_t *c, const pc_request_t *rq);
  * GET and MGET from the store by the gate. 0 = not here (a copy too old
  * for the gate, a slot not ours): relay it. */
 int pc_keys_local_get(pc_conn_t *c, const pc_request_t *rq);
+
+/* The partition lease is taken away (pc_loops.h cut_off) and Redis is
+ * behind: no cached copy is served (a lookup finds nothing, so the read
+ * goes to Redis) and no write is taken (pc_write). Any loop. */
+int pc_keys_cut_off(const pc_loop_t *l);
 int pc_keys_local_mget(pc_conn_t *c, const pc_request_t *rq);
 
 /* ---- the slots of waiting requests (pc_mget, pc_forward) ---------------- */

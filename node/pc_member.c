@@ -1942,6 +1942,24 @@ size_t pc_member_count(const pc_member_t *m)
     return m != NULL ? m->n : 0;
 }
 
+bool pc_member_cut_off(const pc_member_t *m, size_t *alive, size_t *known)
+{
+    size_t a = 0, k = 0;
+    for (size_t i = 0; m != NULL && i < m->n; i++) {
+        pc_member_info_t mi;
+        if (pc_member_get(m, i, &mi) != 0 || mi.state == PC_MEMBER_LEFT)
+            continue;
+        k++;
+        if (mi.state == PC_MEMBER_ALIVE)
+            a++;
+    }
+    if (alive != NULL)
+        *alive = a;
+    if (known != NULL)
+        *known = k;
+    return k >= 3 && 2 * a <= k;
+}
+
 int pc_member_get(const pc_member_t *m, size_t i, pc_member_info_t *out)
 {
     if (m == NULL || out == NULL || i >= m->n)

@@ -293,6 +293,18 @@ bool pc_member_leave_done(const pc_member_t *m);
 
 /* Members known, self included (index 0 is always self). */
 size_t pc_member_count(const pc_member_t *m);
+
+/*
+ * The partition lease's rule (docs/CONSISTENCY.md §4 point 5): true when
+ * this member hears from no majority of the members it knows -- ALIVE
+ * ones, self included, are at most half of those not LEFT (ALIVE, SUSPECT
+ * and DEAD not yet reaped) -- and it knows at least 3 (with 2, the
+ * survivor of a crash could never tell it from a partition, and would
+ * stop). A node that is cut off serves no cached copies and takes no
+ * writes, so that no side of a partition holds or makes a copy the other
+ * side cannot see. *alive and *known (either may be NULL) get the counts.
+ */
+bool pc_member_cut_off(const pc_member_t *m, size_t *alive, size_t *known);
 /* Member i (0 <= i < count; order changes only when members are added or
  * reaped). 0 or PC_ENOTFOUND. Strings as for pc_member_info_t. */
 int pc_member_get(const pc_member_t *m, size_t i, pc_member_info_t *out);

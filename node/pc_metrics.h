@@ -73,6 +73,7 @@
     V(cluster_ring_builds_offloop, v->cluster.ring_builds_offloop)                             \
     V(cluster_incarnation, v->cluster.incarnation)                                             \
     V(cluster_health, v->cluster.health)                                                       \
+    V(cluster_cut_off, v->cluster.cut_off)                                                     \
     V(gossip_in, v->cluster.gossip_in)                                                         \
     V(gossip_out, v->cluster.gossip_out)                                                       \
     V(gossip_bad, v->cluster.gossip_bad)                                                       \
@@ -83,6 +84,7 @@
     C(forwarded_in)    /* FORWARD requests served here */                                      \
     C(forwarded_late)  /* forwarded writes refused: past their deadline */                     \
     C(writes_late)     /* client writes refused: past the client's deadline */                 \
+    C(writes_cut_off)  /* writes refused: the node hears from no majority */                   \
     C(not_owner_reads) /* reads served here as a replica / from Redis */                       \
     C(here_reads)      /* ... of them, GETs that said `here` (hedged reads) */                 \
     C(retry_answers)   /* writes refused: relayed to a non-owner */                            \

@@ -356,6 +356,12 @@ void pc_server_regain(void *arg, const pc_ring_t *ring)
     free(roles);
 }
 
+void pc_server_cut_off(void *arg, int cut_off)
+{
+    pc_server_t *s = arg;
+    atomic_store_explicit(&s->sh->cut_off, cut_off, memory_order_relaxed);
+}
+
 void pc_server_after_handoff(pc_server_t *s, void (*done)(void *), void *arg)
 {
     pc_handoff_after(core_of(s), done, arg);

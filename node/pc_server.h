@@ -83,6 +83,10 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
  * loops get the new epochs as on a ring change. Core loop. */
 void pc_server_regain(void *arg, const pc_ring_t *ring);
 
+/* pc_cluster_cut_off_cb: the partition lease (pc_member_cut_off) taken
+ * away or given back; every loop sees it at once. Core loop. */
+void pc_server_cut_off(void *arg, int cut_off);
+
 /* Calls done(arg) once no hand-off is running (at once if none is); for a
  * graceful leave: leave, wait for the hand-off the leave caused, then
  * shut down. Only the latest caller is remembered. */

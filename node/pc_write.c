@@ -239,6 +239,15 @@ void pc_write_request(pc_conn_t *c, const pc_request_t *rq)
     uint64_t until;
     if (too_late(c, rq, &until))
         return;
+    if (pc_keys_cut_off(l)) {
+        /* The other side of a partition may own this key now and cache
+         * it: a write from here would go to Redis behind its back. */
+        l->stats.writes_cut_off++;
+        pc_conn_answer_error(c, rq->op, rq->id, PC_ST_RETRY,
+                             "this node hears from no majority of the cluster (a partition?): "
+                             "it takes no writes until it does; nothing was applied, retry");
+        return;
+    }
     /* The frame buffer moves on; the store update after Redis' ack needs
      * its own copy of key and value. */
     pc_keyreq_t *r = pc_keyreq_copy(c, rq, 0, 1);

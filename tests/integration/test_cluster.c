@@ -984,15 +984,17 @@ static void test_forwarded_write_past_its_deadline_is_refused(void **state)
     cluster_down(&cl);
 }
 
-typedef struct late_arg {
+/* For pc_h_poll: the node's STATS counter `name` has reached `want`. */
+typedef struct stat_goal {
     const pc_h_proc_t *node;
+    const char *name;
     int64_t want;
-} late_arg_t;
+} stat_goal_t;
 
-static int late_reached(void *p)
+static int stat_reached(void *p)
 {
-    late_arg_t *a = p;
-    return stat_of(a->node, "forwarded_late") >= a->want;
+    stat_goal_t *a = p;
+    return stat_of(a->node, a->name) >= a->want;
 }
 
 /*
@@ -1020,8 +1022,8 @@ static void test_stalled_owner_does_not_apply_a_failed_relay(void **state)
     kill(cl.node[1].pid, SIGCONT);
     assert_int_equal(rc, 0);
     assert_int_equal(o.status, PC_ST_BACKEND_UNAVAILABLE);
-    late_arg_t la = {&cl.node[1], late0 + 1};
-    assert_true(pc_h_poll(late_reached, &la, 10000));
+    stat_goal_t la = {&cl.node[1], "forwarded_late", late0 + 1};
+    assert_true(pc_h_poll(stat_reached, &la, 10000));
     redisReply *r = redisCommand(cl.rc, "EXISTS %s", key);
     assert_int_equal(r->integer, 0);
     freeReplyObject(r);
@@ -1450,16 +1452,6 @@ static got_t get_answer(int fd)
     return g;
 }
 
-typedef struct applied_arg {
-    const pc_h_proc_t *node;
-    int64_t want;
-} applied_arg_t;
-
-static int replica_has_it(void *p)
-{
-    applied_arg_t *a = p;
-    return stat_of(a->node, "replica_applied") >= a->want;
-}
 
 /* The key's owner and first replica (indexes into cl->node), by node 0's
  * ring with 2 replicas. */
@@ -1509,11 +1501,11 @@ static void test_here_get_at_a_replica_skips_a_stalled_owner(void **state)
     const pc_h_proc_t *rn = &cl.node[replica];
 
     /* Written at the owner, and replicated before the owner stalls. */
-    applied_arg_t aa = {rn, stat_of(rn, "replica_applied") + 1};
+    stat_goal_t aa = {rn, "replica_applied", stat_of(rn, "replica_applied") + 1};
     pc_client_t *c = client(cl.node[owner].addr, 0);
     assert_int_equal(pc_client_set(c, key, strlen(key), "hedged", 6, NULL, NULL), 0);
     pc_client_free(&c);
-    if (!pc_h_poll(replica_has_it, &aa, 10000))
+    if (!pc_h_poll(stat_reached, &aa, 10000))
         fail_msg("the replica did not apply the owner's write within 10 s");
 
     int64_t here0 = stat_of(rn, "here_reads"), nor0 = stat_of(rn, "not_owner_reads");
@@ -1602,9 +1594,9 @@ static void test_client_rides_through_a_stalled_owner(void **state)
     pc_client_t *c = NULL;
     assert_int_equal(pc_client_new(&o, &c), 0);
 
-    applied_arg_t aa = {rn, stat_of(rn, "replica_applied") + 1};
+    stat_goal_t aa = {rn, "replica_applied", stat_of(rn, "replica_applied") + 1};
     assert_int_equal(pc_client_set(c, key, strlen(key), "old", 3, NULL, NULL), 0);
-    if (!pc_h_poll(replica_has_it, &aa, 10000))
+    if (!pc_h_poll(stat_reached, &aa, 10000))
         fail_msg("the replica did not apply the owner's write within 10 s");
     pc_value_t v = {0};
     assert_int_equal(pc_client_get(c, key, strlen(key), &v), 0); /* a round trip measured */

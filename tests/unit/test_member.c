@@ -726,6 +726,102 @@ static void test_partition_heals_within_3s(void **state)
         pc_member_free(&ms[i]);
 }
 
+static bool cut_two_three(int from, int to)
+{
+    return (from < 2) != (to < 2);
+}
+
+/*
+ * The partition lease's rule: 5 members split 2|3. Once the sides
+ * suspect each other, the two (hearing from 2 of 5) are cut off and the
+ * three (3 of 5) are not; both stay so while the other side is DEAD (it
+ * still counts until reaped); healed, nobody is. A 2|2 split of 4 cuts
+ * both halves off (no majority anywhere); a crash of 1 of 3 cuts nobody
+ * off, and a cluster of 2 never uses the rule.
+ */
+static void test_cut_off_without_a_majority(void **state)
+{
+    (void)state;
+    pc_member_config_t c;
+    memset(&c, 0, sizeof(c));
+    c.dead_reap_ms = 600000;
+    pc_member_t *ms[5];
+    for (int i = 0; i < 5; i++)
+        ms[i] = make(i, 1, &c, (uint64_t)i + 70, 0);
+    for (int i = 1; i < 5; i++)
+        exchange(ms[i], ms[0], 0);
+    uint64_t now = 0;
+    run_small(ms, 5, &now, 3000, cut_none);
+    assert_true(all_alive(ms, 5));
+    size_t alive, known;
+    for (int i = 0; i < 5; i++) {
+        assert_false(pc_member_cut_off(ms[i], &alive, &known));
+        assert_int_equal(alive, 5);
+        assert_int_equal(known, 5);
+    }
+    run_small(ms, 5, &now, 3000 + 20000, cut_two_three);
+    assert_int_equal(state_of(ms[0], 3), PC_MEMBER_DEAD);
+    for (int i = 0; i < 5; i++) {
+        bool cut = pc_member_cut_off(ms[i], &alive, &known);
+        assert_int_equal(cut, i < 2);
+        assert_int_equal(alive, i < 2 ? 2 : 3);
+        assert_int_equal(known, 5);
+    }
+    uint64_t healed = now;
+    while (!all_alive(ms, 5) && now < healed + 60000)
+        run_small(ms, 5, &now, now + 10, cut_none);
+    assert_true(all_alive(ms, 5));
+    for (int i = 0; i < 5; i++)
+        assert_false(pc_member_cut_off(ms[i], NULL, NULL));
+    for (int i = 0; i < 5; i++)
+        pc_member_free(&ms[i]);
+
+    /* 2|2: nobody has a majority */
+    pc_member_t *four[4];
+    for (int i = 0; i < 4; i++)
+        four[i] = make(i, 1, &c, (uint64_t)i + 90, 0);
+    for (int i = 1; i < 4; i++)
+        exchange(four[i], four[0], 0);
+    now = 0;
+    run_small(four, 4, &now, 3000, cut_none);
+    run_small(four, 4, &now, 3000 + 20000, cut_halves);
+    for (int i = 0; i < 4; i++)
+        assert_true(pc_member_cut_off(four[i], NULL, NULL));
+    for (int i = 0; i < 4; i++)
+        pc_member_free(&four[i]);
+
+    /* 1 of 3 crashes: the two others keep their majority */
+    pc_member_t *three[3];
+    for (int i = 0; i < 3; i++)
+        three[i] = make(i, 1, &c, (uint64_t)i + 110, 0);
+    for (int i = 1; i < 3; i++)
+        exchange(three[i], three[0], 0);
+    now = 0;
+    run_small(three, 3, &now, 3000, cut_none);
+    pc_member_free(&three[2]);
+    run_small(three, 3, &now, 3000 + 20000, cut_none);
+    assert_int_equal(state_of(three[0], 2), PC_MEMBER_DEAD);
+    assert_false(pc_member_cut_off(three[0], &alive, &known));
+    assert_int_equal(alive, 2);
+    assert_int_equal(known, 3);
+    for (int i = 0; i < 2; i++)
+        pc_member_free(&three[i]);
+
+    /* 2 members, one gone: never cut off */
+    pc_member_t *two[2];
+    for (int i = 0; i < 2; i++)
+        two[i] = make(i, 1, &c, (uint64_t)i + 130, 0);
+    exchange(two[1], two[0], 0);
+    now = 0;
+    run_small(two, 2, &now, 3000, cut_none);
+    pc_member_free(&two[1]);
+    run_small(two, 2, &now, 3000 + 20000, cut_none);
+    assert_false(pc_member_cut_off(two[0], &alive, &known));
+    assert_int_equal(alive, 1);
+    assert_int_equal(known, 2);
+    pc_member_free(&two[0]);
+}
+
 static void test_refute(void **state)
 {
     (void)state;
@@ -2173,6 +2269,7 @@ int main(void)
         cmocka_unit_test(test_indirect_probe),
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_partition_heals_within_3s),
+        cmocka_unit_test(test_cut_off_without_a_majority),
         cmocka_unit_test(test_refute),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_merge_precedence),
