@@ -198,7 +198,9 @@ pc_keyreq_t *pc_keyreq_copy(pc_conn_t *c, const pc_request_t *rq, uint32_t nslot
 
 int pc_keys_cut_off(const pc_loop_t *l)
 {
-    return l->sh->has_backend && atomic_load_explicit(&l->sh->cut_off, memory_order_relaxed);
+    /* acquire: pairs with pc_server_cut_off's release, so a loop that
+     * sees the lease back also sees the regained view published before. */
+    return l->sh->has_backend && atomic_load_explicit(&l->sh->cut_off, memory_order_acquire);
 }
 
 /*

@@ -359,7 +359,9 @@ void pc_server_regain(void *arg, const pc_ring_t *ring)
 void pc_server_cut_off(void *arg, int cut_off)
 {
     pc_server_t *s = arg;
-    atomic_store_explicit(&s->sh->cut_off, cut_off, memory_order_relaxed);
+    /* release: the view pc_server_regain published just before (when the
+     * lease comes back) is seen by any loop that sees cut_off == 0. */
+    atomic_store_explicit(&s->sh->cut_off, cut_off, memory_order_release);
 }
 
 void pc_server_after_handoff(pc_server_t *s, void (*done)(void *), void *arg)
