@@ -1577,7 +1577,11 @@ static int hedged_get(pc_client_t *c, ep_t *e, ep_t *alt, pc_request_t *req,
             if (rc == PC_ETIMEDOUT)
                 continue; /* not a whole frame yet */
             if (rc == 0) {
-                if (other != NULL) {
+                if (other != NULL && other->orphan_id != 0) {
+                    /* It owes an older answer too, and one orphan is all
+                     * a connection keeps track of: start it afresh. */
+                    conn_close(other);
+                } else if (other != NULL) {
                     other->orphan_id = first ? r2.id : req->id;
                     other->orphan_at_ms = first ? t2 / 1000 : t0_ms;
                 }
@@ -1673,10 +1677,12 @@ static int routed_call(pc_client_t *c, pc_request_t *req, pc_response_t *resp)
                 k = j;
                 e = c->member_ep[pl[k]];
             }
-            /* A GET to the owner goes to the next such placement too if
-             * the owner is slow to answer (hedged_get). */
+            /* A GET to the owner goes to the next placement that is not
+             * unresponsive too if the owner is slow to answer
+             * (hedged_get); one still owing an answer will do. */
             for (j = k + 1; k == 0 && req->op == PC_OP_GET && alt == NULL && j < np; j++) {
-                if (!failed(c, c->member_ep[pl[j]]) && !avoid(c, c->member_ep[pl[j]]))
+                if (!failed(c, c->member_ep[pl[j]]) &&
+                    !unresponsive(c, c->member_ep[pl[j]], false))
                     alt = c->member_ep[pl[j]];
             }
         } else if (unresponsive(c, e, true)) {
