@@ -1477,7 +1477,7 @@ static int all_threads_stopped(void *arg)
     while (all && (de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.')
             continue;
-        char stat[128], buf[512];
+        char stat[sizeof path + sizeof de->d_name + 8], buf[512];
         snprintf(stat, sizeof stat, "%s/%s/stat", path, de->d_name);
         FILE *f = fopen(stat, "r");
         size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
