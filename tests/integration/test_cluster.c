@@ -1521,6 +1521,18 @@ static void owner_and_replica(cluster_t *cl, const char *key, int *owner, int *r
     assert_true(*owner >= 0 && *replica >= 0 && *owner != *replica);
 }
 
+/* Three nodes with 2 replicas for the stalled-owner tests: probes slowed
+ * to one per 10 minutes (nobody suspects the stopped owner) and
+ * --peer-timeout 5 s, longer than a client's 2 s timeout. */
+static void stall_cluster_up(cluster_t *cl)
+{
+    static const char *const args[] = {"--peer-timeout", "5000ms", "--probe-interval", "600s",
+                                       "--replicas", "2", NULL};
+    node_extra = args;
+    cluster_up(cl, 3);
+    wait_converged(cl, 3, 10000);
+}
+
 /*
  * A hedged read: the owner of a key is stalled (SIGSTOP), and a GET that
  * says `here`, sent to the key's replica, is answered by the replica at
@@ -1535,12 +1547,8 @@ static void test_here_get_at_a_replica_skips_a_stalled_owner(void **state)
 {
     (void)state;
     enum { HEDGES = 4, ANSWER_MS = 1000, PEER_TIMEOUT_MS = 5000 };
-    static const char *const args[] = {"--peer-timeout", "5000ms", "--probe-interval", "600s",
-                                       "--replicas", "2", NULL};
-    node_extra = args;
     cluster_t cl;
-    cluster_up(&cl, 3);
-    wait_converged(&cl, 3, 10000);
+    stall_cluster_up(&cl);
 
     char key[32] = "hedge:0";
     int owner, replica;
@@ -1622,12 +1630,8 @@ static void test_client_rides_through_a_stalled_owner(void **state)
 {
     (void)state;
     enum { TIMEOUT_MS = 2000 };
-    static const char *const args[] = {"--peer-timeout", "5000ms", "--probe-interval", "600s",
-                                       "--replicas", "2", NULL};
-    node_extra = args;
     cluster_t cl;
-    cluster_up(&cl, 3);
-    wait_converged(&cl, 3, 10000);
+    stall_cluster_up(&cl);
 
     const char *key = "hedge:1";
     int owner, replica;
