@@ -429,7 +429,7 @@ int main(int argc, char **argv)
     pc_server_on_loop_stopped(a.server, worker_stopped, &a);
     pc_cluster_set_ring_cb(a.cluster, pc_server_ring_changed, a.server);
     pc_cluster_set_regain_cb(a.cluster, pc_server_regain, a.server);
-    pc_cluster_set_cut_off_cb(a.cluster, pc_server_cut_off, a.server);
+    pc_cluster_set_lease_cb(a.cluster, pc_server_lease, a.server);
     /* Signals before the listener: once a client (or a test) can connect,
      * SIGTERM must already mean a graceful stop, not the default kill. */
     uv_signal_init(&a.loop, &a.sigterm);

@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <sodium.h>
@@ -80,8 +81,10 @@ struct pc_cluster {
     void *ring_arg;
     pc_cluster_regain_cb regain_cb;
     void *regain_arg;
-    pc_cluster_cut_off_cb cut_off_cb;
-    void *cut_off_arg;
+    pc_cluster_lease_cb lease_cb;
+    void *lease_arg;
+    uint64_t lease_until; /* as last published; UINT64_MAX = none needed */
+    int lease_held;       /* the lease was ever valid */
     uint64_t declared_dead; /* pc_member's counts, as last seen */
     uint64_t dead_came_back;
 
@@ -251,34 +254,8 @@ static void ring_job_done(uv_work_t *req, int status)
  * it would hold the loop for up to half a second.
  */
 #define RING_INLINE_MAX 16
-/* The partition lease: tells the server when this node loses or regains
- * a majority of the members it knows (pc_member_cut_off). */
-static void check_cut_off(pc_cluster_t *c)
-{
-    size_t alive, known;
-    int cut = pc_member_cut_off(c->m, &alive, &known);
-    if ((uint64_t)cut == c->stats.cut_off)
-        return;
-    c->stats.cut_off = (uint64_t)cut;
-    if (cut) {
-        pc_log_warn(c->log, "cluster: this node hears from %zu of the %zu members it knows, no "
-                            "majority: it serves no cached copies and takes no writes until it "
-                            "does (docs/CONSISTENCY.md §4)",
-                    alive, known);
-    } else {
-        pc_log_warn(c->log, "cluster: a majority again (%zu of %zu members): serving copies "
-                            "and taking writes; what it cached before is read through again",
-                    alive, known);
-        if (c->regain_cb && c->ring)
-            c->regain_cb(c->regain_arg, c->ring);
-    }
-    if (c->cut_off_cb)
-        c->cut_off_cb(c->cut_off_arg, cut);
-}
-
 static void rebuild_ring(pc_cluster_t *c)
 {
-    check_cut_off(c);
     size_t total = pc_member_count(c->m);
     pc_ring_member_t *rm = calloc(total ? total : 1, sizeof *rm);
     if (rm == NULL)
@@ -388,6 +365,58 @@ static void start_sync(pc_cluster_t *c, const char *addr, int join);
 static void timer_cb(uv_timer_t *t);
 static void join_schedule(pc_cluster_t *c);
 
+/*
+ * The partition lease (pc_member_lease_until): publishes it to the server
+ * and logs when it runs out and comes back. The data loops compare it
+ * with their own clock, so they stop serving copies the moment it runs
+ * out even if this loop is late. When a new lease follows one that ran
+ * out -- or may have, for a loop whose clock read a little later than
+ * ours -- whatever the node cached meanwhile is not to be trusted: the
+ * regain callback runs before the new lease is published.
+ */
+#define LEASE_SKEW_MS 100
+static uint64_t add_ms(uint64_t t, uint64_t ms) { return t > UINT64_MAX - ms ? UINT64_MAX : t + ms; }
+
+static void lease_check(pc_cluster_t *c)
+{
+    uint64_t now = now_ms(c), until = pc_member_lease_until(c->m);
+    int cut = now >= until;
+    size_t alive, known, acked;
+    if (!cut && until != c->lease_until && c->lease_until <= add_ms(now, LEASE_SKEW_MS)) {
+        pc_member_cut_off(c->m, now, &alive, &known, &acked);
+        if (!c->lease_held) {
+            pc_log_info(c->log, "cluster: in touch with a majority (%zu of the %zu members "
+                                "it knows answered): serving copies and taking writes",
+                        acked + 1, known);
+        } else {
+            if (c->stats.cut_off)
+                pc_log_warn(c->log, "cluster: in touch with a majority again (%zu of the %zu "
+                                    "members it knows answered): serving copies and taking "
+                                    "writes; what it cached before is read through again",
+                            acked + 1, known);
+            if (c->regain_cb && c->ring)
+                c->regain_cb(c->regain_arg, c->ring);
+        }
+    }
+    if (!cut)
+        c->lease_held = 1;
+    if (cut && !c->stats.cut_off && c->lease_held) {
+        pc_member_cut_off(c->m, now, &alive, &known, &acked);
+        c->stats.lease_lapses++;
+        pc_log_warn(c->log, "cluster: cut off -- %zu of the %zu members it knows answered in "
+                            "the last %llu ms and %zu are alive, no majority: it serves no "
+                            "cached copies and takes no writes until it hears from one "
+                            "(docs/CONSISTENCY.md §4)",
+                    acked + 1, known, (unsigned long long)pc_member_lease_ms(c->m), alive);
+    }
+    c->stats.cut_off = (uint64_t)cut;
+    if (until != c->lease_until) {
+        c->lease_until = until;
+        if (c->lease_cb)
+            c->lease_cb(c->lease_arg, until);
+    }
+}
+
 /* Empties the state machine's outputs; see the file comment. */
 static void drain(pc_cluster_t *c)
 {
@@ -422,6 +451,7 @@ static void drain(pc_cluster_t *c)
     }
     if (pc_member_epoch(c->m) != c->member_epoch)
         rebuild_ring(c);
+    lease_check(c);
     char addr[PC_MEMBER_ADDR_MAX + 1];
     if (pc_member_next_sync(c->m, addr, sizeof addr) == 1 && !c->closing)
         start_sync(c, addr, 0);
@@ -640,6 +670,8 @@ int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peer
         return PC_EINVAL;
     }
     pc_cluster_t *c = calloc(1, sizeof *c);
+    if (c != NULL)
+        c->lease_until = UINT64_MAX; /* alone: none needed */
     if (c == NULL)
         return PC_ENOMEM;
     c->loop = loop;
@@ -683,6 +715,8 @@ int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peer
         /* 0 on the command line is "only on join" (--help) */
         .pushpull_interval_ms = cfg->pushpull_interval_ms == 0 ? PC_MEMBER_PUSHPULL_NEVER
                                                                : (uint32_t)cfg->pushpull_interval_ms,
+        /* Without Redis behind, the copies are all there is: no lease. */
+        .lease_ms = strcasecmp(cfg->redis, "none") == 0 ? PC_MEMBER_LEASE_NEVER : 0,
     };
     uint64_t seed;
     randombytes_buf(&seed, sizeof seed);
@@ -701,10 +735,12 @@ int pc_cluster_new(uv_loop_t *loop, const pc_config_t *cfg, pc_peer_pool_t *peer
     return 0;
 }
 
-void pc_cluster_set_cut_off_cb(pc_cluster_t *c, pc_cluster_cut_off_cb cb, void *arg)
+void pc_cluster_set_lease_cb(pc_cluster_t *c, pc_cluster_lease_cb cb, void *arg)
 {
-    c->cut_off_cb = cb;
-    c->cut_off_arg = arg;
+    c->lease_cb = cb;
+    c->lease_arg = arg;
+    if (cb)
+        cb(arg, c->lease_until);
 }
 
 void pc_cluster_set_regain_cb(pc_cluster_t *c, pc_cluster_regain_cb cb, void *arg)

@@ -45,7 +45,8 @@ typedef struct pc_cluster_stats {
     uint64_t sync_errors;
     uint64_t health;         /* local health score (0 = healthy) */
     uint64_t incarnation;    /* this node's */
-    uint64_t cut_off;        /* 1 while this node hears from no majority (pc_member_cut_off) */
+    uint64_t cut_off;        /* 1 while this node holds no partition lease (pc_member.h) */
+    uint64_t lease_lapses;   /* times a lease it held ran out */
 } pc_cluster_stats_t;
 
 /* Called after every ring change; old is valid during the call only (it
@@ -76,13 +77,16 @@ typedef void (*pc_cluster_regain_cb)(void *arg, const pc_ring_t *ring);
 void pc_cluster_set_regain_cb(pc_cluster_t *c, pc_cluster_regain_cb cb, void *arg);
 
 /*
- * Called when this node becomes cut off from the majority of the members
- * it knows (pc_member_cut_off), and when it hears from a majority again
- * (cut_off 0; the regain callback has run just before: what it cached
- * meanwhile is not to be trusted either). Each transition is logged.
+ * The partition lease (pc_member_lease_until): called with its new end
+ * (this loop's uv_now() clock, milliseconds; UINT64_MAX = none needed, 0 =
+ * none held) whenever it changes, and once when set. Until that time the
+ * node may serve cached copies and take writes; from then on it is cut
+ * off, without another call. When a lease follows one that ran out, the
+ * regain callback has run just before: what the node cached meanwhile is
+ * not to be trusted either. Running out and coming back are logged.
  */
-typedef void (*pc_cluster_cut_off_cb)(void *arg, int cut_off);
-void pc_cluster_set_cut_off_cb(pc_cluster_t *c, pc_cluster_cut_off_cb cb, void *arg);
+typedef void (*pc_cluster_lease_cb)(void *arg, uint64_t until_ms);
+void pc_cluster_set_lease_cb(pc_cluster_t *c, pc_cluster_lease_cb cb, void *arg);
 
 /* Binds the gossip socket, starts the timers, and starts joining through
  * the seeds (retried until one answers). 0 or PC_EIO (message logged). */

@@ -198,9 +198,10 @@ pc_keyreq_t *pc_keyreq_copy(pc_conn_t *c, const pc_request_t *rq, uint32_t nslot
 
 int pc_keys_cut_off(const pc_loop_t *l)
 {
-    /* acquire: pairs with pc_server_cut_off's release, so a loop that
-     * sees the lease back also sees the regained view published before. */
-    return l->sh->has_backend && atomic_load_explicit(&l->sh->cut_off, memory_order_acquire);
+    /* acquire: pairs with pc_server_lease's release, so a loop that sees
+     * the lease back also sees the regained view published before. */
+    return l->sh->has_backend &&
+           pc_loop_now(l) >= atomic_load_explicit(&l->sh->lease_until, memory_order_acquire);
 }
 
 /*

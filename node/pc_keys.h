@@ -126,7 +126,7 @@ int pc_keys_hit(pc_conn_t *c, const pc_request_t *rq);
  * for the gate, a slot not ours): relay it. */
 int pc_keys_local_get(pc_conn_t *c, const pc_request_t *rq);
 
-/* The partition lease is taken away (pc_loops.h cut_off) and Redis is
+/* The partition lease ran out (pc_loops.h lease_until, by this loop's clock) and Redis is
  * behind: no cached copy is served (a lookup finds nothing, so the read
  * goes to Redis) and no write is taken (pc_write). Any loop. */
 int pc_keys_cut_off(const pc_loop_t *l);

@@ -47,10 +47,10 @@ struct pc_shared {
      * others. Writes are local only when alone and past settle_until. */
     _Atomic int alone;
     _Atomic uint32_t epoch_min;
-    /* The partition lease (pc_member_cut_off): 1 while this node hears
-     * from no majority of its members. With Redis behind, no loop serves
-     * a cached copy or takes a write then (pc_keys, pc_write). */
-    _Atomic int cut_off;
+    /* The partition lease's end (pc_cluster_lease_cb; uv_now() ms,
+     * UINT64_MAX = none needed). With Redis behind, from then on no loop
+     * serves a cached copy or takes a write (pc_keys_cut_off). */
+    _Atomic uint64_t lease_until;
     _Atomic uint64_t settle_until;
     _Atomic uint32_t *gate; /* PC_RING_SLOTS; NULL with one loop or no cluster */
     int has_backend;

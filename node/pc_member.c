@@ -50,6 +50,13 @@ _Static_assert(PC_MEMBER_NAME_MAX == PC_GOSSIP_MAX_NAME &&
 /* A graceful leave tells at most this many members directly (the rest
  * hear it by gossip), well inside the outgoing queue's bound. */
 #define LEAVE_DIRECT_MAX 512u
+/* Lease pings waiting for their ACK (lease_renew()); the oldest is
+ * forgotten when full. */
+#define LEASE_PINGS_MAX 32u
+/* Up to this many members known (self included) the lease is renewed by
+ * ACKs -- at most about LEASE_MAX_KNOWN / 2 lease pings per half lease
+ * per member; beyond, only the membership rule applies (pc_member.h). */
+#define LEASE_MAX_KNOWN 64u
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -254,6 +261,13 @@ struct member {
     uint64_t incarnation;
     uint64_t since_ms;
 
+    /* The partition lease: when we sent the latest PING it ACKed itself
+     * (0 = none yet), and when we last sent it a lease ping. */
+    bool acked;
+    uint64_t acked_ms;
+    bool lease_pinged;
+    uint64_t lease_pinged_at;
+
     /* Suspicion timer, while state == SUSPECT. */
     uint64_t susp_start;
     uint64_t susp_min;
@@ -278,6 +292,8 @@ struct probe {
     bool active; /* waiting for an ACK */
     bool indirect_sent;
     uint32_t seq;
+    uint64_t inc; /* the target's incarnation when probed */
+    uint64_t sent_at;
     uint64_t timeout_at; /* PING_REQs go out */
     uint64_t end_at;     /* period over: no ACK means failure */
     uint32_t expected_nacks;
@@ -291,6 +307,13 @@ struct relay {
     uint64_t deadline;
     bool nack;
     char to[PC_MEMBER_ADDR_MAX + 1];
+};
+
+struct lease_ping {
+    bool used;
+    uint32_t seq;
+    uint64_t hash; /* of the member's name */
+    uint64_t sent_at;
 };
 
 struct outpkt {
@@ -311,6 +334,7 @@ struct event {
 struct pc_member {
     pc_member_config_t cfg; /* timers resolved; self strings not kept */
     struct rng rng;
+    struct rng lease_rng; /* the lease's own, so SWIM's choices stay as they were */
     uint64_t now;
     uint32_t seq;
     uint64_t epoch;
@@ -335,6 +359,10 @@ struct pc_member {
     uint64_t followup_at; /* extra push/pull after a merge with news; 0 = none */
     struct relay relays[RELAYS_MAX];
     uint32_t nrelays;
+    uint64_t lease_until; /* pc_member_lease_until() */
+    uint64_t next_lease;  /* lease_renew() runs */
+    struct lease_ping lps[LEASE_PINGS_MAX];
+    uint32_t lps_next; /* the slot the next lease ping takes */
 
     struct fifo out;    /* struct outpkt */
     struct fifo events; /* struct event */
@@ -443,14 +471,19 @@ static int index_rebuild(pc_member_t *m, size_t want)
 
 /* ---- probe order ------------------------------------------------------ */
 
-static void shuffle(pc_member_t *m, struct member **a, size_t n)
+static void shuffle_with(struct rng *r, struct member **a, size_t n)
 {
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)rng_below(&m->rng, i);
+        size_t j = (size_t)rng_below(r, i);
         struct member *t = a[i - 1];
         a[i - 1] = a[j];
         a[j] = t;
     }
+}
+
+static void shuffle(pc_member_t *m, struct member **a, size_t n)
+{
+    shuffle_with(&m->rng, a, n);
 }
 
 /* A new round: every member but self, shuffled. The array has room for
@@ -1091,10 +1124,12 @@ static void probe_start(pc_member_t *m, uint64_t now)
     p->active = true;
     p->indirect_sent = false;
     p->seq = ++m->seq;
+    p->sent_at = now;
     p->timeout_at = now + scaled(m, m->cfg.probe_timeout_ms);
     p->end_at = m->next_probe;
     p->expected_nacks = p->nacks = 0;
     strcpy(p->target, mb->name);
+    p->inc = mb->incarnation;
     m->st.probes++;
 
     pc_gossip_msg_t msgs[2];
@@ -1156,9 +1191,11 @@ static void probe_fail(pc_member_t *m, uint64_t now)
 {
     struct probe *p = &m->probe;
     p->active = false;
-    /* It left or was declared dead meanwhile: nothing failed. */
+    /* It left or was declared dead meanwhile, or is in a newer life (a
+     * restart, or a refutation) than the one we asked: nothing failed
+     * that a suspicion of it now could be about. */
     struct member *target = find_str(m, p->target);
-    if (target == NULL || !is_live(target))
+    if (target == NULL || !is_live(target) || target->incarnation != p->inc)
         return;
     m->st.probe_failures++;
     if (p->expected_nacks > 0)
@@ -1353,6 +1390,128 @@ static void reap(pc_member_t *m, uint64_t now)
     order_reset(m);
 }
 
+/* ---- the partition lease ---------------------------------------------- */
+
+static int cmp_acked_desc(const void *a, const void *b)
+{
+    const struct member *x = *(struct member *const *)a, *y = *(struct member *const *)b;
+    return x->acked_ms < y->acked_ms ? 1 : x->acked_ms > y->acked_ms ? -1 : 0;
+}
+
+/*
+ * Recomputes lease_until (pc_member_lease_until()). `known` counts self
+ * and every member not LEFT; a majority of them is known / 2 peers
+ * besides self. The lease runs lease_ms from the send time of the PING
+ * that the last of the known / 2 most recently acking live peers ACKed.
+ */
+static void lease_update(pc_member_t *m)
+{
+    size_t known = 1, alive = 1, k = 0;
+    for (size_t i = 1; i < m->n; i++) {
+        struct member *mb = m->mv[i];
+        if (mb->state == PC_MEMBER_LEFT)
+            continue;
+        known++;
+        alive += mb->state == PC_MEMBER_ALIVE;
+        if (mb->acked && is_live(mb))
+            m->scratch[k++] = mb;
+    }
+    if (known < 3 || m->cfg.lease_ms == PC_MEMBER_LEASE_NEVER) {
+        m->lease_until = UINT64_MAX;
+        return;
+    }
+    size_t need = known / 2;
+    if (known > LEASE_MAX_KNOWN) {
+        m->lease_until = 2 * alive <= known ? 0 : UINT64_MAX;
+        return;
+    }
+    if (2 * alive <= known || k < need) {
+        m->lease_until = 0;
+        return;
+    }
+    qsort(m->scratch, k, sizeof(*m->scratch), cmp_acked_desc);
+    m->lease_until = add_sat(m->scratch[need - 1]->acked_ms, m->cfg.lease_ms);
+}
+
+static void lease_ping(pc_member_t *m, struct member *mb, uint64_t now)
+{
+    struct lease_ping *lp = &m->lps[m->lps_next];
+    m->lps_next = (m->lps_next + 1) % LEASE_PINGS_MAX;
+    lp->used = true;
+    lp->seq = ++m->seq;
+    lp->hash = mb->hash;
+    lp->sent_at = now;
+    mb->lease_pinged = true;
+    mb->lease_pinged_at = now;
+    pc_gossip_msg_t msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.type = PC_GOSSIP_PING;
+    msg.seq = lp->seq;
+    msg.name = str_bytes(mb->name);
+    send_packet(m, mb->gossip, &msg, 1, 1);
+    m->st.lease_pings++;
+}
+
+/*
+ * Keeps the lease from running out while a majority is reachable:
+ * probes alone reach one member per probe interval (slower on a node in
+ * poor health), so when fewer than a majority plus one live peers have
+ * ACKed a PING sent within the last half lease, PING some of the others,
+ * chosen at random. A peer whose ACK is lost is pinged again an eighth of
+ * a lease later, so it has four chances before its part runs out; the
+ * spare peer covers the rare one that misses all four.
+ */
+static void lease_renew(pc_member_t *m, uint64_t now)
+{
+    size_t known = 1, live = 0, fresh = 0, k = 0;
+    uint64_t renew = m->cfg.lease_ms / 2, retry = m->cfg.lease_ms / 8;
+    for (size_t i = 1; i < m->n; i++) {
+        struct member *mb = m->mv[i];
+        if (mb->state == PC_MEMBER_LEFT)
+            continue;
+        known++;
+        if (!is_live(mb))
+            continue;
+        live++;
+        if ((mb->acked && mb->acked_ms + renew > now) ||
+            (mb->lease_pinged && now < mb->lease_pinged_at + retry))
+            fresh++; /* renewed, or its ACK may be on the way */
+        else
+            m->scratch[k++] = mb;
+    }
+    size_t want = known / 2 + 1;
+    if (want > live)
+        want = live;
+    if (known < 3 || known > LEASE_MAX_KNOWN || fresh >= want ||
+        m->cfg.lease_ms == PC_MEMBER_LEASE_NEVER)
+        return;
+    shuffle_with(&m->lease_rng, m->scratch, k);
+    /* send_packet() reuses scratch (piggyback): take the choice out first. */
+    struct member *to[LEASE_MAX_KNOWN];
+    size_t nto = 0;
+    for (size_t j = 0; j < k && fresh + nto < want; j++)
+        to[nto++] = m->scratch[j];
+    for (size_t j = 0; j < nto; j++)
+        lease_ping(m, to[j], now);
+}
+
+/* After every call that may change acks, states or members. */
+static void lease_run(pc_member_t *m, uint64_t now)
+{
+    lease_renew(m, now);
+    lease_update(m);
+}
+
+uint64_t pc_member_lease_until(const pc_member_t *m)
+{
+    return m != NULL ? m->lease_until : 0;
+}
+
+uint32_t pc_member_lease_ms(const pc_member_t *m)
+{
+    return m != NULL ? m->cfg.lease_ms : 0;
+}
+
 void pc_member_tick(pc_member_t *m, uint64_t now)
 {
     if (m == NULL)
@@ -1391,6 +1550,9 @@ void pc_member_tick(pc_member_t *m, uint64_t now)
         m->next_reconnect = now + m->cfg.reconnect_interval_ms;
     }
     reap(m, now);
+    if (now >= m->next_lease)
+        m->next_lease = now + m->cfg.lease_ms / 16;
+    lease_run(m, now);
 }
 
 uint64_t pc_member_next_deadline(const pc_member_t *m)
@@ -1419,6 +1581,11 @@ uint64_t pc_member_next_deadline(const pc_member_t *m)
     }
     if (updates)
         d = u64_min(d, m->next_gossip);
+    if (m->lease_until != UINT64_MAX) {
+        d = u64_min(d, m->next_lease);
+        if (m->lease_until > m->now)
+            d = u64_min(d, m->lease_until); /* the caller sees it run out */
+    }
     return d;
 }
 
@@ -1509,13 +1676,37 @@ static void tell_suspect(pc_member_t *m, pc_bytes_t sender, const char *from, ui
     send_packet(m, from, &msg, 1, 1);
 }
 
-static void on_ack(pc_member_t *m, uint32_t seq)
+/* An ACK from `sender` itself to a PING we sent at sent_at renews its
+ * part of the lease. */
+static void lease_credit(pc_member_t *m, pc_bytes_t sender, uint64_t sent_at)
+{
+    struct member *mb = find(m, sender);
+    if (mb != NULL && mb != self_of(m) && (!mb->acked || sent_at > mb->acked_ms)) {
+        mb->acked = true;
+        mb->acked_ms = sent_at;
+    }
+}
+
+static void on_ack(pc_member_t *m, uint32_t seq, pc_bytes_t sender)
 {
     struct probe *p = &m->probe;
     if (p->active && seq == p->seq) {
         p->active = false;
         m->st.probe_acks++;
         health_add(m, -1);
+        /* Relayed ACKs come from the relay: no proof we reach the target. */
+        if (bytes_eq_str(sender, p->target))
+            lease_credit(m, sender, p->sent_at);
+        return;
+    }
+    uint64_t h = fnv1a(sender.ptr, sender.len);
+    for (uint32_t i = 0; i < LEASE_PINGS_MAX; i++) {
+        struct lease_ping *lp = &m->lps[i];
+        if (!lp->used || lp->seq != seq || lp->hash != h)
+            continue;
+        lease_credit(m, sender, lp->sent_at);
+        lp->used = false;
+        m->st.lease_acks++;
         return;
     }
     for (uint32_t i = 0; i < m->nrelays; i++) {
@@ -1578,7 +1769,7 @@ int pc_member_recv(pc_member_t *m, uint64_t now, const char *from, const uint8_t
             on_ping_req(m, from, g, now);
             break;
         case PC_GOSSIP_ACK:
-            on_ack(m, g->seq);
+            on_ack(m, g->seq, pk.sender);
             break;
         case PC_GOSSIP_NACK:
             /* At most one per PING_REQ sent: a duplicated or replayed
@@ -1595,6 +1786,7 @@ int pc_member_recv(pc_member_t *m, uint64_t now, const char *from, const uint8_t
             break;
         }
     }
+    lease_run(m, now);
     return 0;
 }
 
@@ -1679,6 +1871,7 @@ int pc_member_merge_state(pc_member_t *m, uint64_t now, const uint8_t *p, size_t
         if (m->followup_at == 0 || soon < m->followup_at)
             m->followup_at = soon;
     }
+    lease_run(m, now);
     return 0;
 }
 
@@ -1722,6 +1915,7 @@ int pc_member_leave(pc_member_t *m, uint64_t now)
     }
     gossip_round(m);
     m->next_gossip = now + m->cfg.gossip_interval_ms;
+    lease_run(m, now);
     return 0;
 }
 
@@ -1810,6 +2004,7 @@ void pc_member_config_defaults(pc_member_config_t *c)
     c->max_packet = 1400;
     c->dead_reap_ms = 60000;
     c->reconnect_interval_ms = 1000;
+    c->lease_ms = 2000;
 }
 
 static int resolve_config(const pc_member_config_t *in, pc_member_config_t *c)
@@ -1837,6 +2032,8 @@ static int resolve_config(const pc_member_config_t *in, pc_member_config_t *c)
     DEFAULT(dead_reap_ms);
     DEFAULT(reconnect_interval_ms);
 #undef DEFAULT
+    if (c->lease_ms == 0)
+        c->lease_ms = (uint32_t)((uint64_t)c->suspicion_mult * c->probe_interval_ms / 2);
     if (c->weight == 0)
         c->weight = 1;
     if (!cstr_ok(c->name, PC_MEMBER_NAME_MAX) || !cstr_ok(c->addr, PC_MEMBER_ADDR_MAX) ||
@@ -1846,7 +2043,9 @@ static int resolve_config(const pc_member_config_t *in, pc_member_config_t *c)
         c->suspicion_max_mult > KNOB_MAX || c->awareness_max > 64 ||
         c->max_packet < MIN_PACKET || c->max_packet > PC_GOSSIP_MAX_PACKET ||
         c->indirect_probes > KNOB_MAX || c->gossip_nodes > KNOB_MAX ||
-        c->retransmit_mult > KNOB_MAX)
+        c->retransmit_mult > KNOB_MAX ||
+        (c->lease_ms != PC_MEMBER_LEASE_NEVER &&
+         (c->lease_ms < 8 || c->lease_ms > (uint64_t)c->suspicion_mult * c->probe_interval_ms)))
         return PC_ERANGE;
     return 0;
 }
@@ -1867,6 +2066,7 @@ int pc_member_new(const pc_member_config_t *cfg, uint64_t seed, uint64_t now, pc
         return rc;
     }
     rng_seed(&m->rng, seed);
+    rng_seed(&m->lease_rng, seed ^ 0x6c65617365ULL);
     m->now = now;
     fifo_init(&m->out, sizeof(struct outpkt), OUT_MAX);
     fifo_init(&m->events, sizeof(struct event), EVENTS_MAX);
@@ -1899,6 +2099,8 @@ int pc_member_new(const pc_member_config_t *cfg, uint64_t seed, uint64_t now, pc
                            ? UINT64_MAX / 2
                            : now + 1 + rng_below(&m->rng, m->cfg.pushpull_interval_ms);
     m->next_reconnect = now + m->cfg.reconnect_interval_ms;
+    m->next_lease = now;
+    lease_update(m);
     *out = m;
     return 0;
 }
@@ -1942,22 +2144,28 @@ size_t pc_member_count(const pc_member_t *m)
     return m != NULL ? m->n : 0;
 }
 
-bool pc_member_cut_off(const pc_member_t *m, size_t *alive, size_t *known)
+bool pc_member_cut_off(const pc_member_t *m, uint64_t now_ms, size_t *alive, size_t *known,
+                       size_t *acked)
 {
-    size_t a = 0, k = 0;
-    for (size_t i = 0; m != NULL && i < m->n; i++) {
-        pc_member_info_t mi;
-        if (pc_member_get(m, i, &mi) != 0 || mi.state == PC_MEMBER_LEFT)
+    size_t a = 1, k = 1, h = 0;
+    if (m == NULL)
+        return true;
+    uint64_t since = now_ms > m->cfg.lease_ms ? now_ms - m->cfg.lease_ms : 0;
+    for (size_t i = 1; i < m->n; i++) {
+        const struct member *mb = m->mv[i];
+        if (mb->state == PC_MEMBER_LEFT)
             continue;
         k++;
-        if (mi.state == PC_MEMBER_ALIVE)
-            a++;
+        a += mb->state == PC_MEMBER_ALIVE;
+        h += mb->acked && is_live(mb) && mb->acked_ms >= since;
     }
     if (alive != NULL)
         *alive = a;
     if (known != NULL)
         *known = k;
-    return k >= 3 && 2 * a <= k;
+    if (acked != NULL)
+        *acked = h;
+    return now_ms >= m->lease_until;
 }
 
 int pc_member_get(const pc_member_t *m, size_t i, pc_member_info_t *out)

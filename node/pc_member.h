@@ -108,10 +108,18 @@ typedef struct pc_member_config {
     uint32_t dead_reap_ms;         /* 60000: forget DEAD/LEFT members after */
     uint32_t reconnect_interval_ms; /* 1000: push/pull with one DEAD member this
                                        often, so a healed partition heals fast */
+    uint32_t lease_ms; /* suspicion_mult * probe_interval / 2 (2000): the
+                          partition lease, pc_member_lease_until(); 8 ..
+                          suspicion_mult * probe_interval, or
+                          PC_MEMBER_LEASE_NEVER */
 } pc_member_config_t;
 
 /* pushpull_interval_ms meaning "never periodically" (0 means the default). */
 #define PC_MEMBER_PUSHPULL_NEVER UINT32_MAX
+/* lease_ms meaning "no lease": pc_member_lease_until() is always
+ * UINT64_MAX and no lease pings are sent (a cluster with nothing behind
+ * it, whose copies are all there is). */
+#define PC_MEMBER_LEASE_NEVER UINT32_MAX
 
 /* Fills *cfg's timer fields with the defaults above (self fields are left
  * alone), so a caller can show or tweak them. */
@@ -188,6 +196,8 @@ typedef struct pc_member_stats {
                                   incarnation refuted, not restarted): a partition healed,
                                   and they may have taken our keys meanwhile */
     uint64_t merges;           /* states merged */
+    uint64_t lease_pings;      /* PINGs sent only to renew the lease */
+    uint64_t lease_acks;       /* ... ACKed by the member itself */
     uint32_t members;          /* known now, self included */
     uint32_t alive, suspect, dead, left;
     uint32_t health;           /* pc_member_health() */
@@ -295,16 +305,40 @@ bool pc_member_leave_done(const pc_member_t *m);
 size_t pc_member_count(const pc_member_t *m);
 
 /*
- * The partition lease's rule (docs/CONSISTENCY.md §4 point 5): true when
- * this member hears from no majority of the members it knows -- ALIVE
- * ones, self included, are at most half of those not LEFT (ALIVE, SUSPECT
- * and DEAD not yet reaped) -- and it knows at least 3 (with 2, the
- * survivor of a crash could never tell it from a partition, and would
- * stop). A node that is cut off serves no cached copies and takes no
- * writes, so that no side of a partition holds or makes a copy the other
- * side cannot see. *alive and *known (either may be NULL) get the counts.
+ * The partition lease (docs/CONSISTENCY.md §4 point 5): until the time
+ * this returns, this member is in touch with a majority of the members it
+ * knows, and may serve cached copies and take writes; from then on it is
+ * cut off. Let `known` be self and every member not LEFT (ALIVE, SUSPECT,
+ * and DEAD ones not yet reaped):
+ *  - known < 3, or lease_ms is PC_MEMBER_LEASE_NEVER: UINT64_MAX (with 2,
+ *    the survivor of a crash could never tell it from a partition, and
+ *    would stop);
+ *  - ALIVE members, self included, at most half of known: 0;
+ *  - known over 64: UINT64_MAX (renewing by ACKs would cost each member
+ *    about known / 2 pings per half lease; only the rule above applies);
+ *  - else the time lease_ms after we sent the PING (a probe's or a lease
+ *    ping's) ACKed by the member itself -- not through a relay -- that
+ *    makes known / 2 live peers, with self a majority, heard since; 0 if
+ *    fewer ever ACKed.
+ * The lease counts from when the PING was sent, so an ACK that waited in
+ * a socket while this process was stopped renews nothing it should not.
+ * While a majority answers, it is renewed before it runs out: when fewer
+ * than known / 2 + 1 live peers ACKed a PING sent within the last half
+ * lease, the state machine sends some of the others lease pings (stats
+ * lease_pings; each peer at most once per eighth of a lease).
+ * pc_member_next_deadline() includes the time it runs out. It changes
+ * only in pc_member_new/tick/recv/merge_state/leave.
  */
-bool pc_member_cut_off(const pc_member_t *m, size_t *alive, size_t *known);
+uint64_t pc_member_lease_until(const pc_member_t *m);
+/* The lease's length in ms (the resolved lease_ms). */
+uint32_t pc_member_lease_ms(const pc_member_t *m);
+
+/* true when now_ms is at or past pc_member_lease_until() (m non-NULL).
+ * For the log: *alive (ALIVE, self included), *known (as above) and
+ * *acked (live peers that ACKed a PING sent within lease_ms before
+ * now_ms); each may be NULL. */
+bool pc_member_cut_off(const pc_member_t *m, uint64_t now_ms, size_t *alive, size_t *known,
+                       size_t *acked);
 /* Member i (0 <= i < count; order changes only when members are added or
  * reaped). 0 or PC_ENOTFOUND. Strings as for pc_member_info_t. */
 int pc_member_get(const pc_member_t *m, size_t i, pc_member_info_t *out);

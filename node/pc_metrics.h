@@ -74,6 +74,7 @@
     V(cluster_incarnation, v->cluster.incarnation)                                             \
     V(cluster_health, v->cluster.health)                                                       \
     V(cluster_cut_off, v->cluster.cut_off)                                                     \
+    V(cluster_lease_lapses, v->cluster.lease_lapses)                                           \
     V(gossip_in, v->cluster.gossip_in)                                                         \
     V(gossip_out, v->cluster.gossip_out)                                                       \
     V(gossip_bad, v->cluster.gossip_bad)                                                       \

@@ -165,6 +165,7 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     sh->recheck = homes_update;
     /* No cluster: everything is ours, whatever its epoch. */
     atomic_init(&sh->alone, cluster == NULL);
+    atomic_init(&sh->lease_until, UINT64_MAX);
     /* Every connection accepted is counted by address, and no more than
      * --max-connections (+1, refused on arrival) are open. */
     uint64_t cap = cfg->max_connections < (1u << 22) ? cfg->max_connections : (1u << 22);
@@ -356,12 +357,12 @@ void pc_server_regain(void *arg, const pc_ring_t *ring)
     free(roles);
 }
 
-void pc_server_cut_off(void *arg, int cut_off)
+void pc_server_lease(void *arg, uint64_t until_ms)
 {
     pc_server_t *s = arg;
     /* release: the view pc_server_regain published just before (when the
-     * lease comes back) is seen by any loop that sees cut_off == 0. */
-    atomic_store_explicit(&s->sh->cut_off, cut_off, memory_order_release);
+     * lease comes back) is seen by any loop that sees the new lease. */
+    atomic_store_explicit(&s->sh->lease_until, until_ms, memory_order_release);
 }
 
 void pc_server_after_handoff(pc_server_t *s, void (*done)(void *), void *arg)

@@ -83,9 +83,9 @@ void pc_server_ring_changed(void *arg, const pc_ring_t *old, const pc_ring_t *nw
  * loops get the new epochs as on a ring change. Core loop. */
 void pc_server_regain(void *arg, const pc_ring_t *ring);
 
-/* pc_cluster_cut_off_cb: the partition lease (pc_member_cut_off) taken
- * away or given back; every loop sees it at once. Core loop. */
-void pc_server_cut_off(void *arg, int cut_off);
+/* pc_cluster_lease_cb: the partition lease's new end; every loop compares
+ * it with its own clock (pc_keys_cut_off). Core loop. */
+void pc_server_lease(void *arg, uint64_t until_ms);
 
 /* Calls done(arg) once no hand-off is running (at once if none is); for a
  * graceful leave: leave, wait for the hand-off the leave caused, then

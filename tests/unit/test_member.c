@@ -385,6 +385,7 @@ static void test_new_and_defaults(void **state)
     assert_int_equal(d.pushpull_interval_ms, 30000);
     assert_int_equal(d.max_packet, 1400);
     assert_int_equal(d.dead_reap_ms, 60000);
+    assert_int_equal(d.lease_ms, 2000);
     assert_null(d.name);
 
     c.incarnation = 1234;
@@ -731,95 +732,200 @@ static bool cut_two_three(int from, int to)
     return (from < 2) != (to < 2);
 }
 
+/* run_small in 10 ms steps, noting for each member the first time from
+ * now on that it is cut off (UINT64_MAX: never). */
+static void run_lease(pc_member_t **ms, int n, uint64_t *now, uint64_t end, cut_fn cut,
+                      uint64_t *first_cut)
+{
+    for (int i = 0; i < n; i++)
+        first_cut[i] = UINT64_MAX;
+    while (*now < end) {
+        run_small(ms, n, now, *now + 10, cut);
+        for (int i = 0; i < n; i++) {
+            if (ms[i] != NULL && first_cut[i] == UINT64_MAX &&
+                pc_member_cut_off(ms[i], *now, NULL, NULL, NULL))
+                first_cut[i] = *now;
+        }
+    }
+}
+
+static pc_member_t **lease_cluster(pc_member_t **ms, int n, uint64_t seed, uint64_t *now)
+{
+    pc_member_config_t c;
+    memset(&c, 0, sizeof(c));
+    c.dead_reap_ms = 600000;
+    for (int i = 0; i < n; i++)
+        ms[i] = make(i, 1, &c, seed + (uint64_t)i, 0);
+    for (int i = 1; i < n; i++)
+        exchange(ms[i], ms[0], 0);
+    *now = 0;
+    run_small(ms, n, now, 3000, cut_none);
+    assert_true(all_alive(ms, n));
+    return ms;
+}
+
 /*
- * The partition lease's rule: 5 members split 2|3. Once the sides
- * suspect each other, the two (hearing from 2 of 5) are cut off and the
- * three (3 of 5) are not; both stay so while the other side is DEAD (it
- * still counts until reaped); healed, nobody is. A 2|2 split of 4 cuts
- * both halves off (no majority anywhere); a crash of 1 of 3 cuts nobody
- * off, and a cluster of 2 never uses the rule.
+ * The partition lease (pc_member_lease_until): 5 members, healthy for a
+ * minute -- nobody is ever cut off, and lease pings are what keeps it so
+ * (probes alone reach one member a second). Split 2|3: the two are cut
+ * off within the lease (2 s at default timings) of the split, long before
+ * they could suspect anyone, and the three never are; healed, nobody is
+ * within 3 s. A 2|2 split of 4 cuts everyone off; a crash of 1 of 3 cuts
+ * nobody off; a cluster of 2 needs no lease.
  */
 static void test_cut_off_without_a_majority(void **state)
 {
     (void)state;
-    pc_member_config_t c;
-    memset(&c, 0, sizeof(c));
-    c.dead_reap_ms = 600000;
     pc_member_t *ms[5];
-    for (int i = 0; i < 5; i++)
-        ms[i] = make(i, 1, &c, (uint64_t)i + 70, 0);
-    for (int i = 1; i < 5; i++)
-        exchange(ms[i], ms[0], 0);
-    uint64_t now = 0;
-    run_small(ms, 5, &now, 3000, cut_none);
-    assert_true(all_alive(ms, 5));
-    size_t alive, known;
+    uint64_t now, first_cut[5];
+    lease_cluster(ms, 5, 70, &now);
+    size_t alive, known, acked;
     for (int i = 0; i < 5; i++) {
-        assert_false(pc_member_cut_off(ms[i], &alive, &known));
+        assert_false(pc_member_cut_off(ms[i], now, &alive, &known, &acked));
         assert_int_equal(alive, 5);
         assert_int_equal(known, 5);
+        assert_true(acked >= 2);
+        assert_int_equal(pc_member_lease_ms(ms[i]), 2000);
+        assert_true(pc_member_lease_until(ms[i]) > now);
+        assert_true(pc_member_lease_until(ms[i]) <= now + 2000);
     }
-    run_small(ms, 5, &now, 3000 + 20000, cut_two_three);
+    run_lease(ms, 5, &now, now + 60000, cut_none, first_cut);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(first_cut[i], UINT64_MAX);
+        assert_true(stats_of(ms[i]).lease_pings > 0);
+        assert_true(stats_of(ms[i]).lease_acks > 0);
+        assert_int_equal(stats_of(ms[i]).suspicions, 0);
+    }
+
+    uint64_t split = now;
+    run_lease(ms, 5, &now, split + 20000, cut_two_three, first_cut);
     assert_int_equal(state_of(ms[0], 3), PC_MEMBER_DEAD);
     for (int i = 0; i < 5; i++) {
-        bool cut = pc_member_cut_off(ms[i], &alive, &known);
-        assert_int_equal(cut, i < 2);
+        if (i < 2) {
+            fprintf(stderr, "n%d cut off %llu ms after the split (simulated)\n", i,
+                    (unsigned long long)(first_cut[i] - split));
+            assert_true(first_cut[i] <= split + 2000 + 10);
+        } else {
+            assert_int_equal(first_cut[i], UINT64_MAX);
+        }
+        assert_int_equal(pc_member_cut_off(ms[i], now, &alive, &known, NULL), i < 2);
         assert_int_equal(alive, i < 2 ? 2 : 3);
         assert_int_equal(known, 5);
     }
     uint64_t healed = now;
-    while (!all_alive(ms, 5) && now < healed + 60000)
+    while (now < healed + 60000) {
         run_small(ms, 5, &now, now + 10, cut_none);
+        int cut = 0;
+        for (int i = 0; i < 5; i++)
+            cut += pc_member_cut_off(ms[i], now, NULL, NULL, NULL);
+        if (cut == 0 && all_alive(ms, 5))
+            break;
+    }
     assert_true(all_alive(ms, 5));
-    for (int i = 0; i < 5; i++)
-        assert_false(pc_member_cut_off(ms[i], NULL, NULL));
+    assert_true(now - healed <= 3000);
     for (int i = 0; i < 5; i++)
         pc_member_free(&ms[i]);
 
     /* 2|2: nobody has a majority */
     pc_member_t *four[4];
-    for (int i = 0; i < 4; i++)
-        four[i] = make(i, 1, &c, (uint64_t)i + 90, 0);
-    for (int i = 1; i < 4; i++)
-        exchange(four[i], four[0], 0);
-    now = 0;
-    run_small(four, 4, &now, 3000, cut_none);
-    run_small(four, 4, &now, 3000 + 20000, cut_halves);
-    for (int i = 0; i < 4; i++)
-        assert_true(pc_member_cut_off(four[i], NULL, NULL));
+    uint64_t fc4[4];
+    lease_cluster(four, 4, 90, &now);
+    split = now;
+    run_lease(four, 4, &now, split + 20000, cut_halves, fc4);
+    for (int i = 0; i < 4; i++) {
+        assert_true(fc4[i] <= split + 2000 + 10);
+        assert_true(pc_member_cut_off(four[i], now, NULL, NULL, NULL));
+    }
     for (int i = 0; i < 4; i++)
         pc_member_free(&four[i]);
 
     /* 1 of 3 crashes: the two others keep their majority */
     pc_member_t *three[3];
-    for (int i = 0; i < 3; i++)
-        three[i] = make(i, 1, &c, (uint64_t)i + 110, 0);
-    for (int i = 1; i < 3; i++)
-        exchange(three[i], three[0], 0);
-    now = 0;
-    run_small(three, 3, &now, 3000, cut_none);
+    uint64_t fc3[3];
+    lease_cluster(three, 3, 110, &now);
     pc_member_free(&three[2]);
-    run_small(three, 3, &now, 3000 + 20000, cut_none);
+    run_lease(three, 3, &now, now + 20000, cut_none, fc3);
     assert_int_equal(state_of(three[0], 2), PC_MEMBER_DEAD);
-    assert_false(pc_member_cut_off(three[0], &alive, &known));
+    assert_int_equal(fc3[0], UINT64_MAX);
+    assert_int_equal(fc3[1], UINT64_MAX);
+    assert_false(pc_member_cut_off(three[0], now, &alive, &known, NULL));
     assert_int_equal(alive, 2);
     assert_int_equal(known, 3);
     for (int i = 0; i < 2; i++)
         pc_member_free(&three[i]);
 
-    /* 2 members, one gone: never cut off */
+    /* 2 members, one gone: no lease needed */
     pc_member_t *two[2];
-    for (int i = 0; i < 2; i++)
-        two[i] = make(i, 1, &c, (uint64_t)i + 130, 0);
-    exchange(two[1], two[0], 0);
-    now = 0;
-    run_small(two, 2, &now, 3000, cut_none);
+    uint64_t fc2[2];
+    lease_cluster(two, 2, 130, &now);
+    assert_int_equal(pc_member_lease_until(two[0]), UINT64_MAX);
     pc_member_free(&two[1]);
-    run_small(two, 2, &now, 3000 + 20000, cut_none);
-    assert_false(pc_member_cut_off(two[0], &alive, &known));
+    run_lease(two, 2, &now, now + 20000, cut_none, fc2);
+    assert_int_equal(fc2[0], UINT64_MAX);
+    assert_false(pc_member_cut_off(two[0], now, &alive, &known, NULL));
     assert_int_equal(alive, 1);
     assert_int_equal(known, 2);
     pc_member_free(&two[0]);
+}
+
+/*
+ * The lease counts from when a PING was sent, not from when its ACK came
+ * in: a member that was stopped (SIGSTOP) finds, when it runs again, the
+ * lease it held run out, and the ACKs that waited in its socket meanwhile
+ * renew nothing; fresh ones do.
+ */
+static void test_lease_counts_from_the_ping(void **state)
+{
+    (void)state;
+    pc_member_t *ms[3];
+    uint64_t now;
+    lease_cluster(ms, 3, 150, &now);
+    assert_false(pc_member_cut_off(ms[0], now, NULL, NULL, NULL));
+
+    /* Member 0 sends lease pings (to both others: neither answered one
+     * sent in the last half lease), then stops for 10 s; the ACKs wait. */
+    now += 1500;
+    uint64_t pings0 = stats_of(ms[0]).lease_pings;
+    pc_member_tick(ms[0], now);
+    uint64_t sent = now;
+    char to[PC_MEMBER_ADDR_MAX + 1];
+    pc_buf_t b, acks[16];
+    int ackfrom[16];
+    size_t nacks = 0;
+    pc_buf_init(&b, 0);
+    while (pc_member_next_packet(ms[0], to, sizeof(to), &b) == 1) {
+        int j = index_of_gossip(to);
+        assert_true(j == 1 || j == 2);
+        assert_int_equal(pc_member_recv(ms[j], now, ident(0).gossip, b.data, b.len), 0);
+        while (pc_member_next_packet(ms[j], to, sizeof(to), &b) == 1) {
+            if (index_of_gossip(to) != 0 || nacks == 16)
+                continue;
+            pc_buf_init(&acks[nacks], 0);
+            assert_int_equal(pc_buf_append(&acks[nacks], b.data, b.len), 0);
+            ackfrom[nacks++] = j;
+        }
+    }
+    assert_true(stats_of(ms[0]).lease_pings > pings0);
+    assert_true(nacks > 0);
+
+    now = sent + 10000;
+    assert_true(pc_member_cut_off(ms[0], now, NULL, NULL, NULL));
+    uint64_t acks0 = stats_of(ms[0]).lease_acks;
+    for (size_t i = 0; i < nacks; i++) {
+        assert_int_equal(
+            pc_member_recv(ms[0], now, ident(ackfrom[i]).gossip, acks[i].data, acks[i].len), 0);
+        pc_buf_free(&acks[i]);
+    }
+    assert_true(stats_of(ms[0]).lease_acks > acks0);
+    assert_true(pc_member_lease_until(ms[0]) <= sent + 2000);
+    assert_true(pc_member_cut_off(ms[0], now, NULL, NULL, NULL));
+
+    /* Running again, with the others: a new lease at once. */
+    run_small(ms, 3, &now, now + 50, cut_none);
+    assert_false(pc_member_cut_off(ms[0], now, NULL, NULL, NULL));
+    pc_buf_free(&b);
+    for (int i = 0; i < 3; i++)
+        pc_member_free(&ms[i]);
 }
 
 static void test_refute(void **state)
@@ -1309,7 +1415,10 @@ static void test_suspect_pings(void **state)
 static void test_tell_suspect(void **state)
 {
     (void)state;
-    pc_member_t *m = make(0, 1, NULL, 73, 0);
+    pc_member_config_t c;
+    memset(&c, 0, sizeof(c));
+    c.lease_ms = PC_MEMBER_LEASE_NEVER; /* its pings would tell it too */
+    pc_member_t *m = make(0, 1, &c, 73, 0);
     pc_gossip_msg_t g = m_alive(1, 1, 1);
     assert_int_equal(inject(m, 0, 1, &g, 1), 0);
     g = m_alive(2, 1, 1);
@@ -1339,6 +1448,7 @@ static void test_nack_accounting(void **state)
     pc_member_config_t c;
     memset(&c, 0, sizeof(c));
     c.indirect_probes = 2;
+    c.lease_ms = PC_MEMBER_LEASE_NEVER; /* only the probe's PINGs */
     pc_member_t *m = make(0, 1, &c, 74, 0);
     for (int i = 1; i <= 3; i++) {
         pc_gossip_msg_t g = m_alive(i, 1, 1);
@@ -1623,6 +1733,7 @@ static void test_limits_and_quiescence(void **state)
     pc_member_config_t c;
     memset(&c, 0, sizeof(c));
     c.max_packet = 1200;
+    c.lease_ms = PC_MEMBER_LEASE_NEVER; /* its pings would carry updates too */
     pc_member_t *m = make(0, 1, &c, 120, 0);
     pc_gossip_msg_t g[32];
     char names[32][32], addrs[32][32];
@@ -1714,6 +1825,7 @@ typedef struct simnode {
     int group;         /* partition: packets cross only within a group */
     uint64_t in_delay; /* extra latency on every packet it receives */
     unsigned health_max;
+    bool cut; /* its partition lease had run out at the last step */
 } simnode_t;
 
 typedef struct flight {
@@ -1742,6 +1854,7 @@ typedef struct sim {
     uint64_t suspect_events;  /* SUSPECT events, all observers */
     uint64_t suspected[SIM_N]; /* ... per subject */
     uint64_t packets, lost;
+    uint64_t lease_lapses; /* up members whose lease ran out, since sim_clear() */
 } sim_t;
 
 static uint64_t sim_rand(sim_t *s)
@@ -1801,6 +1914,7 @@ static void sim_clear(sim_t *s)
     s->false_deaths = 0;
     s->suspect_events = 0;
     memset(s->suspected, 0, sizeof(s->suspected));
+    s->lease_lapses = 0;
 }
 
 static void sim_events(sim_t *s, int obs)
@@ -1897,6 +2011,9 @@ static void sim_step(sim_t *s)
         unsigned h = pc_member_health(nd->m);
         if (h > nd->health_max)
             nd->health_max = h;
+        bool cut = pc_member_cut_off(nd->m, s->now, NULL, NULL, NULL);
+        s->lease_lapses += cut && !nd->cut;
+        nd->cut = cut;
     }
 }
 
@@ -2116,6 +2233,15 @@ static void test_sim_loss(void **state)
     assert_true(max_s * 1000 <= DETECT_BOUND_MS);
     /* Suspicions of healthy members happened and were all refuted. */
     assert_true(ref > 0);
+    /* The partition lease held everywhere all along (pc_member_lease_until),
+     * at this cost. */
+    uint64_t lp = 0;
+    for (int i = 0; i < s.n; i++)
+        lp += stats_of(s.nodes[i].m).lease_pings;
+    print_message("sim: ... lease lapses %llu, lease pings %.1f per member per second\n",
+                  (unsigned long long)s.lease_lapses,
+                  (double)lp / s.n / ((double)s.now / 1000.0));
+    assert_int_equal(s.lease_lapses, 0);
     sim_stop(&s);
 }
 
@@ -2270,6 +2396,7 @@ int main(void)
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_partition_heals_within_3s),
         cmocka_unit_test(test_cut_off_without_a_majority),
+        cmocka_unit_test(test_lease_counts_from_the_ping),
         cmocka_unit_test(test_refute),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_merge_precedence),
