@@ -381,9 +381,9 @@ static void lease_check(pc_cluster_t *c)
 {
     uint64_t now = now_ms(c), until = pc_member_lease_until(c->m);
     int cut = now >= until;
-    size_t alive, known, acked;
+    size_t live, known, acked;
     if (!cut && until != c->lease_until && c->lease_until <= add_ms(now, LEASE_SKEW_MS)) {
-        pc_member_cut_off(c->m, now, &alive, &known, &acked);
+        pc_member_cut_off(c->m, now, &live, &known, &acked);
         if (!c->lease_held) {
             pc_log_info(c->log, "cluster: in touch with a majority (%zu of the %zu members "
                                 "it knows answered): serving copies and taking writes",
@@ -398,16 +398,16 @@ static void lease_check(pc_cluster_t *c)
                 c->regain_cb(c->regain_arg, c->ring);
         }
     }
-    if (!cut)
+    if (!cut && until != UINT64_MAX)
         c->lease_held = 1;
     if (cut && !c->stats.cut_off && c->lease_held) {
-        pc_member_cut_off(c->m, now, &alive, &known, &acked);
+        pc_member_cut_off(c->m, now, &live, &known, &acked);
         c->stats.lease_lapses++;
         pc_log_warn(c->log, "cluster: cut off -- %zu of the %zu members it knows answered in "
-                            "the last %llu ms and %zu are alive, no majority: it serves no "
-                            "cached copies and takes no writes until it hears from one "
-                            "(docs/CONSISTENCY.md §4)",
-                    acked + 1, known, (unsigned long long)pc_member_lease_ms(c->m), alive);
+                            "the last %llu ms and %zu are alive or suspect, no majority: it "
+                            "serves no cached copies and takes no writes until it hears from "
+                            "one (docs/CONSISTENCY.md §4)",
+                    acked + 1, known, (unsigned long long)pc_member_lease_ms(c->m), live);
     }
     c->stats.cut_off = (uint64_t)cut;
     if (until != c->lease_until) {

@@ -305,7 +305,18 @@ static void handoff_step(uv_timer_t *t)
         size_t n = pc_store_scan(core->store, &h->cursor, now, want_key, h, items, HANDOFF_STEP);
         for (size_t i = 0; i < n; i++) {
             const pc_item_t *it = items[i];
-            uint16_t dst = h->target[pc_ring_slot(pc_item_key(it), pc_item_klen(it))];
+            uint32_t slot = pc_ring_slot(pc_item_key(it), pc_item_klen(it));
+            uint16_t dst = h->target[slot];
+            if (dst != PC_HANDOFF_PURGE &&
+                pc_slots_stale(core, it, pc_item_key(it), pc_item_klen(it), slot)) {
+                /* A copy this node no longer trusts (made before it gained
+                 * the slot, or before a partition healed: pc_slots_regain)
+                 * is nobody's last word: handing it over could bring back
+                 * a value the other side overwrote or deleted meanwhile. */
+                core->stats.handoff_untrusted++;
+                pc_store_release(core->store, items[i]);
+                continue;
+            }
             if (dst == PC_HANDOFF_PURGE) {
                 /* Exactly this version: a newer copy stored meanwhile stays. */
                 if (pc_item_version(it) < UINT64_MAX &&

@@ -204,11 +204,24 @@ int pc_keys_cut_off(const pc_loop_t *l)
            pc_loop_now(l) >= atomic_load_explicit(&l->sh->lease_until, memory_order_acquire);
 }
 
+/* 1 if this node must not serve `it`: stored before it gained the key's
+ * slot (pc_slots.h on the core; the gate on a worker), or a slot a worker
+ * no longer owns. */
+static int copy_untrusted(const pc_loop_t *l, const pc_item_t *it, const uint8_t *k, size_t n,
+                          uint32_t slot)
+{
+    if (pc_loop_is_core(l))
+        return pc_slots_stale(l, it, k, n, slot);
+    int alone; /* a worker (as a home loop): by the core's gate */
+    uint32_t gate = pc_view_gate(l, k, n, &alone);
+    return gate == PC_GATE_NONE || !pc_view_valid(l, it, k, n, gate, alone);
+}
+
 /*
- * A store lookup that refuses copies stored before we gained the key's
- * slot (pc_slots.h on the core; the gate on a worker). Such a copy is
- * dropped so that a read-through can replace it. `slot` is the key's slot
- * if the caller has it, else NO_SLOT (computed here, and only if needed).
+ * A store lookup that refuses untrusted copies (copy_untrusted). Such a
+ * copy is dropped so that a read-through can replace it. `slot` is the
+ * key's slot if the caller has it, else NO_SLOT (computed here, and only
+ * if needed).
  */
 static int store_lookup(pc_loop_t *l, const uint8_t *k, size_t n, uint32_t slot, uint64_t now,
                         pc_item_t **out, int count_miss)
@@ -219,18 +232,13 @@ static int store_lookup(pc_loop_t *l, const uint8_t *k, size_t n, uint32_t slot,
                     : pc_store_get_hit(l->store, k, n, now, out)) != 0)
         return PC_ENOTFOUND;
     int stale;
-    if (!pc_loop_is_core(l)) { /* a worker (as a home loop): by the core's gate */
-        int alone;
-        uint32_t gate = pc_view_gate(l, k, n, &alone);
-        if (gate == PC_GATE_NONE) { /* the ring moved on: not ours to serve */
-            pc_store_release(l->store, *out);
-            *out = NULL;
-            return PC_ENOTFOUND;
-        }
-        stale = !pc_view_valid(l, *out, k, n, gate, alone);
-    } else {
-        stale = pc_slots_stale(l, *out, k, n, slot);
+    if (!pc_loop_is_core(l) && pc_view_gate(l, k, n, &(int){0}) == PC_GATE_NONE) {
+        /* the ring moved on: not ours to serve (nor to drop) */
+        pc_store_release(l->store, *out);
+        *out = NULL;
+        return PC_ENOTFOUND;
     }
+    stale = copy_untrusted(l, *out, k, n, slot);
     if (stale) {
         pc_store_del_if_older(l->store, k, n, pc_item_version(*out) + 1, now);
         pc_store_release(l->store, *out);
@@ -378,13 +386,27 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
      * passes the value on without keeping a copy nobody keeps current. */
     pc_route_t rt;
     pc_view_route(l, ks->key, ks->klen, &rt);
+    /* Cut off (the partition lease ran out), nothing is cached: the copy
+     * would not be served, and may be stale when the lease comes back. */
     if (err == 0 && found && !too_large && pttl != 0 && rt.role == PC_ROLE_OWNER &&
-        !ks->nocache) {
+        !ks->nocache && !pc_keys_cut_off(l)) {
         version = pc_keys_version(l);
         uint64_t exp = pc_slots_cap_key(l, ks->key, ks->klen,
                                         pc_loop_expire_at(l, pttl > 0 ? (uint64_t)pttl : 0));
         int rc = pc_store_set(l->store, ks->key, ks->klen, val, vlen, flags, version, exp,
                               PC_STORE_SET_IF_ABSENT, now);
+        pc_item_t *old = NULL;
+        if (rc == PC_EEXISTS && pc_store_peek(l->store, ks->key, ks->klen, now, &old) == 0) {
+            /* What is there may be a copy no lookup dropped (one made
+             * before the lease ran out, or before a gain): never newer
+             * than Redis, so Redis' value replaces it. */
+            if (copy_untrusted(l, old, ks->key, ks->klen, NO_SLOT)) {
+                pc_store_del_if_older(l->store, ks->key, ks->klen, pc_item_version(old) + 1, now);
+                rc = pc_store_set(l->store, ks->key, ks->klen, val, vlen, flags, version, exp,
+                                  PC_STORE_SET_IF_ABSENT, now);
+            }
+            pc_store_release(l->store, old);
+        }
         if (rc == 0 || rc == PC_EEXISTS)
             pc_store_peek(l->store, ks->key, ks->klen, now, &stored);
     }

@@ -1406,13 +1406,14 @@ static int cmp_acked_desc(const void *a, const void *b)
  */
 static void lease_update(pc_member_t *m)
 {
-    size_t known = 1, alive = 1, k = 0;
+    size_t known = 1, alive = 1, live = 1, k = 0;
     for (size_t i = 1; i < m->n; i++) {
         struct member *mb = m->mv[i];
         if (mb->state == PC_MEMBER_LEFT)
             continue;
         known++;
         alive += mb->state == PC_MEMBER_ALIVE;
+        live += is_live(mb);
         if (mb->acked && is_live(mb))
             m->scratch[k++] = mb;
     }
@@ -1425,7 +1426,7 @@ static void lease_update(pc_member_t *m)
         m->lease_until = 2 * alive <= known ? 0 : UINT64_MAX;
         return;
     }
-    if (2 * alive <= known || k < need) {
+    if (2 * live <= known || k < need) {
         m->lease_until = 0;
         return;
     }
@@ -2144,23 +2145,22 @@ size_t pc_member_count(const pc_member_t *m)
     return m != NULL ? m->n : 0;
 }
 
-bool pc_member_cut_off(const pc_member_t *m, uint64_t now_ms, size_t *alive, size_t *known,
+bool pc_member_cut_off(const pc_member_t *m, uint64_t now_ms, size_t *live, size_t *known,
                        size_t *acked)
 {
     size_t a = 1, k = 1, h = 0;
     if (m == NULL)
         return true;
-    uint64_t since = now_ms > m->cfg.lease_ms ? now_ms - m->cfg.lease_ms : 0;
     for (size_t i = 1; i < m->n; i++) {
         const struct member *mb = m->mv[i];
         if (mb->state == PC_MEMBER_LEFT)
             continue;
         k++;
-        a += mb->state == PC_MEMBER_ALIVE;
-        h += mb->acked && is_live(mb) && mb->acked_ms >= since;
+        a += is_live(mb);
+        h += mb->acked && is_live(mb) && add_sat(mb->acked_ms, m->cfg.lease_ms) > now_ms;
     }
-    if (alive != NULL)
-        *alive = a;
+    if (live != NULL)
+        *live = a;
     if (known != NULL)
         *known = k;
     if (acked != NULL)

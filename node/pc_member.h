@@ -313,9 +313,13 @@ size_t pc_member_count(const pc_member_t *m);
  *  - known < 3, or lease_ms is PC_MEMBER_LEASE_NEVER: UINT64_MAX (with 2,
  *    the survivor of a crash could never tell it from a partition, and
  *    would stop);
- *  - ALIVE members, self included, at most half of known: 0;
- *  - known over 64: UINT64_MAX (renewing by ACKs would cost each member
- *    about known / 2 pings per half lease; only the rule above applies);
+ *  - known over 64: 0 when ALIVE members, self included, are at most half
+ *    of known, else UINT64_MAX (renewing by ACKs would cost each member
+ *    about known / 2 pings per half lease; only this membership rule
+ *    applies);
+ *  - live (ALIVE or SUSPECT: in the ring) members, self included, at most
+ *    half of known: 0 (a node that holds most members DEAD places keys
+ *    unlike the others);
  *  - else the time lease_ms after we sent the PING (a probe's or a lease
  *    ping's) ACKed by the member itself -- not through a relay -- that
  *    makes known / 2 live peers, with self a majority, heard since; 0 if
@@ -334,10 +338,10 @@ uint64_t pc_member_lease_until(const pc_member_t *m);
 uint32_t pc_member_lease_ms(const pc_member_t *m);
 
 /* true when now_ms is at or past pc_member_lease_until() (m non-NULL).
- * For the log: *alive (ALIVE, self included), *known (as above) and
- * *acked (live peers that ACKed a PING sent within lease_ms before
+ * For the log: *live (ALIVE or SUSPECT, self included), *known (as above)
+ * and *acked (live peers that ACKed a PING sent less than lease_ms before
  * now_ms); each may be NULL. */
-bool pc_member_cut_off(const pc_member_t *m, uint64_t now_ms, size_t *alive, size_t *known,
+bool pc_member_cut_off(const pc_member_t *m, uint64_t now_ms, size_t *live, size_t *known,
                        size_t *acked);
 /* Member i (0 <= i < count; order changes only when members are added or
  * reaped). 0 or PC_ENOTFOUND. Strings as for pc_member_info_t. */

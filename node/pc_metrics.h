@@ -98,6 +98,7 @@
     C(handoff_received)                                                                        \
     C(handoff_refused)   /* entries the receiver kept its own for */                           \
     C(handoff_confirmed) /* ... of which confirmed it (same value) */                          \
+    C(handoff_untrusted) /* copies not handed off: made before a gain or a heal */             \
     C(purged)            /* copies dropped from slots we left */                               \
     C(handoff_errors)    /* batches that failed to send */                                     \
     C(handoffs)          /* hand-offs completed */                                             \

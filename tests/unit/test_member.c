@@ -769,8 +769,8 @@ static pc_member_t **lease_cluster(pc_member_t **ms, int n, uint64_t seed, uint6
  * minute -- nobody is ever cut off, and lease pings are what keeps it so
  * (probes alone reach one member a second). Split 2|3: the two are cut
  * off within the lease (2 s at default timings) of the split, long before
- * they could suspect anyone, and the three never are; healed, nobody is
- * within 3 s. A 2|2 split of 4 cuts everyone off; a crash of 1 of 3 cuts
+ * they could suspect anyone, and the three never are, not even while the
+ * two come back; healed, nobody is within 3 s. A 2|2 split of 4 cuts everyone off; a crash of 1 of 3 cuts
  * nobody off; a cluster of 2 needs no lease.
  */
 static void test_cut_off_without_a_majority(void **state)
@@ -779,7 +779,7 @@ static void test_cut_off_without_a_majority(void **state)
     pc_member_t *ms[5];
     uint64_t now, first_cut[5];
     lease_cluster(ms, 5, 70, &now);
-    size_t alive, known, acked;
+    size_t alive, known, acked; /* alive: ALIVE or SUSPECT */
     for (int i = 0; i < 5; i++) {
         assert_false(pc_member_cut_off(ms[i], now, &alive, &known, &acked));
         assert_int_equal(alive, 5);
@@ -809,15 +809,27 @@ static void test_cut_off_without_a_majority(void **state)
             assert_int_equal(first_cut[i], UINT64_MAX);
         }
         assert_int_equal(pc_member_cut_off(ms[i], now, &alive, &known, NULL), i < 2);
-        assert_int_equal(alive, i < 2 ? 2 : 3);
+        /* the two may still hold one of the three SUSPECT (no confirmations
+         * come to them, so their suspicions take up to 24 s): the lease cut
+         * them off regardless */
+        if (i < 2)
+            assert_true(alive == 2 || alive == 3);
+        else
+            assert_int_equal(alive, 3);
         assert_int_equal(known, 5);
     }
     uint64_t healed = now;
     while (now < healed + 60000) {
         run_small(ms, 5, &now, now + 10, cut_none);
         int cut = 0;
-        for (int i = 0; i < 5; i++)
-            cut += pc_member_cut_off(ms[i], now, NULL, NULL, NULL);
+        for (int i = 0; i < 5; i++) {
+            bool c = pc_member_cut_off(ms[i], now, NULL, NULL, NULL);
+            /* the majority keeps its lease while the two come back, though
+             * their states make it suspect some of its own for a moment */
+            if (i >= 2)
+                assert_false(c);
+            cut += c;
+        }
         if (cut == 0 && all_alive(ms, 5))
             break;
     }
