@@ -789,7 +789,14 @@ static void test_cut_off_without_a_majority(void **state)
         assert_true(pc_member_lease_until(ms[i]) > now);
         assert_true(pc_member_lease_until(ms[i]) <= now + 2000);
     }
+    uint64_t lp0 = 0, lp1 = 0;
+    for (int i = 0; i < 5; i++)
+        lp0 += stats_of(ms[i]).lease_pings;
     run_lease(ms, 5, &now, now + 60000, cut_none, first_cut);
+    for (int i = 0; i < 5; i++)
+        lp1 += stats_of(ms[i]).lease_pings;
+    print_message("lease: 5 members, 60 s healthy: %.2f lease pings per member per second\n",
+                  (double)(lp1 - lp0) / 5 / 60);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(first_cut[i], UINT64_MAX);
         assert_true(stats_of(ms[i]).lease_pings > 0);
