@@ -25,7 +25,11 @@
  * though, as they always were: one that comes while a script's load is
  * still unanswered is sent as EVAL with the script's text, behind the
  * loads on the same connection, so a fresh node does not fail fast for
- * one more round trip than it needs to. A NOSCRIPT reply means someone flushed the script cache under us: that
+ * one more round trip than it needs to -- except after a connection was
+ * dropped because Redis did not answer in time (`unanswered`): a stopped
+ * Redis still accepts connections (its kernel does the handshake), so
+ * until one has loaded the scripts, calls fail at once rather than wait
+ * out another timeout each. A NOSCRIPT reply means someone flushed the script cache under us: that
  * command fails like any refused one, and the connection is closed
  * gracefully (replies already on their way are still delivered, new
  * commands fail fast) so that the reconnect loads the scripts again. A
@@ -188,6 +192,11 @@ struct pc_backend {
     uint64_t backoff_ms;
     char sha[NSCRIPTS][SHA_HEX + 1]; /* from this connection's SCRIPT LOADs; "" = not yet */
     int loads_pending;
+    /* The last connection was dropped because Redis did not answer in
+     * time: until a new one has loaded the scripts (Redis answered),
+     * calls fail at once instead of waiting on a Redis that may still be
+     * stopped -- whose kernel completes the TCP handshake all the same. */
+    int unanswered;
 
     cmd_t *head, *tail; /* commands in flight, oldest first */
     /* Writes whose connection was dropped before their deadline: Redis
@@ -327,6 +336,7 @@ static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (b->stats.connects == 0 || b->backoff_ms > BACKOFF_MIN_MS)
         pc_log_info(b->log, "redis %s:%d: connected", b->host, b->port);
     b->state = ST_UP;
+    b->unanswered = 0;
     b->stats.up = 1;
     b->stats.connects++;
     b->backoff_ms = BACKOFF_MIN_MS;
@@ -486,6 +496,8 @@ static void watchdog_cb(uv_timer_t *t)
                                                : "closing");
         if (b->state == ST_DRAINING && b->head != NULL)
             b->stats.timeouts++;
+        if (b->state == ST_LOADING)
+            b->unanswered = 1;
         drop_connection(b);
     } else if (b->state == ST_UP && b->head != NULL && now >= b->head->deadline) {
         /* A busy loop may simply not have read replies that Redis sent in
@@ -497,6 +509,7 @@ static void watchdog_cb(uv_timer_t *t)
         pc_log_warn(b->log, "redis %s:%d: no reply within %llu ms; dropping the connection",
                     b->host, b->port, (unsigned long long)b->timeout_ms);
         b->stats.timeouts++;
+        b->unanswered = 1;
         drop_connection(b);
         /* on_disconnect reported "connection lost"; the reason was ours. */
     }
@@ -627,7 +640,7 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *key, size_t klen,
                        int nargs, const char **args, const size_t *arglens)
 {
-    if ((b->state != ST_UP && b->state != ST_LOADING) || b->ac == NULL) {
+    if ((b->state != ST_UP && (b->state != ST_LOADING || b->unanswered)) || b->ac == NULL) {
         b->stats.rejected++;
         free(c);
         return PC_EBACKEND;

@@ -39,7 +39,10 @@
  * Redis loses the scripts (SCRIPT FLUSH), the command that finds them
  * missing fails with PC_EBACKEND, and the connection is closed and made
  * again, which loads them again; commands are never sent twice or out
- * of order.
+ * of order. After a connection was dropped for a timeout, calls fail at
+ * once (PC_EBACKEND, stats `rejected`) until a new connection has loaded
+ * the scripts, i.e. until Redis answers again: a stopped Redis still
+ * accepts connections.
  *
  * Thread rules: loop thread only.
  */

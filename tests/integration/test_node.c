@@ -851,6 +851,51 @@ static void test_redis_down_and_back(void **state)
     env_down(&e);
 }
 
+/* Local ports of the ESTABLISHED TCP connections to 127.0.0.1:port, from
+ * /proc/net/tcp (the kernel's table: it has them even while the process
+ * at the other end is stopped). Returns how many (at most cap). */
+static size_t conns_to(int port, unsigned *local, size_t cap)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    assert_non_null(f);
+    char line[512];
+    size_t n = 0;
+    if (fgets(line, sizeof line, f) == NULL) { /* the header */
+        fclose(f);
+        return 0;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned lip, lport, rip, rport, st;
+        if (sscanf(line, " %*u: %8X:%4X %8X:%4X %2X", &lip, &lport, &rip, &rport, &st) == 5 &&
+            rport == (unsigned)port && st == 0x01 && n < cap)
+            local[n++] = lport;
+    }
+    fclose(f);
+    return n;
+}
+
+typedef struct newconn_arg {
+    int port;
+    const unsigned *old;
+    size_t nold;
+} newconn_arg_t;
+
+/* 1 once some connection to the port is not one of those in old[]. */
+static int new_conn_to(void *p)
+{
+    newconn_arg_t *a = p;
+    unsigned now[64];
+    size_t n = conns_to(a->port, now, 64);
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < a->nold && a->old[j] != now[i])
+            j++;
+        if (j == a->nold)
+            return 1;
+    }
+    return 0;
+}
+
 static void test_redis_stalled_times_out(void **state)
 {
     (void)state;
@@ -865,6 +910,9 @@ static void test_redis_stalled_times_out(void **state)
      * needs, so the answer's lateness on a loaded one cannot fail this. */
     pc_client_t *patient = client_for(&e.node, 30000);
     int64_t timeouts0 = stat_of(e.cl, "backend_timeouts");
+    unsigned before[64];
+    size_t nbefore = conns_to(e.redis.port, before, 64);
+    assert_true(nbefore >= 2); /* the node's and this test's own */
     kill(e.redis.pid, SIGSTOP);
     uint64_t t0 = pc_h_now_ms();
     assert_int_equal(set_str(patient, "stall:2", "v", NULL, NULL), PC_EBACKEND);
@@ -878,6 +926,18 @@ static void test_redis_stalled_times_out(void **state)
     /* A write that timed out is ambiguous: Redis may still apply it. The
      * node must not keep serving its old cached copy. */
     assert_int_equal(set_str(patient, "stall:1", "v-new", NULL, NULL), PC_EBACKEND);
+    /* Once a connection was dropped for a timeout, writes fail at once
+     * until Redis answers again -- also on the new connection that the
+     * stopped Redis' kernel accepts (waited for here), which before
+     * would have taken them and let each wait out another --redis-timeout
+     * (issue 15, the redis_stop scenario). */
+    newconn_arg_t na = {e.redis.port, before, nbefore};
+    assert_true(pc_h_poll(new_conn_to, &na, 10000));
+    int64_t rejected0 = stat_of(e.cl, "backend_rejected");
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(set_str(patient, "stall:4", "v", NULL, NULL), PC_EBACKEND);
+    assert_int_equal(stat_of(e.cl, "backend_rejected"), rejected0 + 5);
+    assert_int_equal(stat_of(e.cl, "backend_timeouts"), timeouts0 + 1);
     pc_client_free(&patient);
     kill(e.redis.pid, SIGCONT);
 
