@@ -231,14 +231,19 @@ static int store_lookup(pc_loop_t *l, const uint8_t *k, size_t n, uint32_t slot,
     if ((count_miss ? pc_store_get(l->store, k, n, now, out)
                     : pc_store_get_hit(l->store, k, n, now, out)) != 0)
         return PC_ENOTFOUND;
-    int stale;
-    if (!pc_loop_is_core(l) && pc_view_gate(l, k, n, &(int){0}) == PC_GATE_NONE) {
-        /* the ring moved on: not ours to serve (nor to drop) */
-        pc_store_release(l->store, *out);
-        *out = NULL;
-        return PC_ENOTFOUND;
+    int stale; /* copy_untrusted, with the gate read once on this hot path */
+    if (!pc_loop_is_core(l)) {
+        int alone;
+        uint32_t gate = pc_view_gate(l, k, n, &alone);
+        if (gate == PC_GATE_NONE) { /* the ring moved on: not ours to serve (nor to drop) */
+            pc_store_release(l->store, *out);
+            *out = NULL;
+            return PC_ENOTFOUND;
+        }
+        stale = !pc_view_valid(l, *out, k, n, gate, alone);
+    } else {
+        stale = pc_slots_stale(l, *out, k, n, slot);
     }
-    stale = copy_untrusted(l, *out, k, n, slot);
     if (stale) {
         pc_store_del_if_older(l->store, k, n, pc_item_version(*out) + 1, now);
         pc_store_release(l->store, *out);

@@ -51,8 +51,9 @@ _Static_assert(PC_MEMBER_NAME_MAX == PC_GOSSIP_MAX_NAME &&
  * hear it by gossip), well inside the outgoing queue's bound. */
 #define LEAVE_DIRECT_MAX 512u
 /* Lease pings waiting for their ACK (lease_renew()); the oldest is
- * forgotten when full. */
-#define LEASE_PINGS_MAX 32u
+ * forgotten when full. Room for four rounds to LEASE_MAX_KNOWN / 2 + 1
+ * members (one lease's worth of retries). */
+#define LEASE_PINGS_MAX 160u
 /* Up to this many members known (self included) the lease is renewed by
  * ACKs -- at most about LEASE_MAX_KNOWN / 2 lease pings per half lease
  * per member; beyond, only the membership rule applies (pc_member.h). */
@@ -261,8 +262,9 @@ struct member {
     uint64_t incarnation;
     uint64_t since_ms;
 
-    /* The partition lease: when we sent the latest PING it ACKed itself
-     * (0 = none yet), and when we last sent it a lease ping. */
+    /* The partition lease: whether it ever ACKed a PING of ours itself
+     * and when we sent the latest such PING; when we last sent it a
+     * lease ping. */
     bool acked;
     uint64_t acked_ms;
     bool lease_pinged;
