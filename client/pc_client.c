@@ -151,7 +151,7 @@ static void probe(pc_client_t *c, ep_t *e, int64_t now, int64_t stall)
  * unanswered request is first waited for, up to that limit. When a probe
  * is due, sends it, and says no only if it already closed the breaker.
  */
-static bool unresponsive(pc_client_t *c, ep_t *e, bool wait)
+bool pc_cl_unresponsive(pc_client_t *c, ep_t *e, bool wait)
 {
     int64_t stall = pc_health_stall_ms(&e->health, c->timeout_ms);
     int64_t now;
@@ -178,9 +178,9 @@ static bool unresponsive(pc_client_t *c, ep_t *e, bool wait)
 
 /* A read is better sent elsewhere: e stopped answering, or has not yet
  * answered one we gave up on. */
-static bool avoid(pc_client_t *c, ep_t *e)
+bool pc_cl_avoid(pc_client_t *c, ep_t *e)
 {
-    return unresponsive(c, e, false) || e->orphan_id != 0;
+    return pc_cl_unresponsive(c, e, false) || e->orphan_id != 0;
 }
 
 /*
@@ -364,7 +364,7 @@ static int routed_call(pc_client_t *c, pc_request_t *req, pc_response_t *resp)
             size_t j = k;
 
             while (j < np &&
-                   (pc_cl_failed(c, c->member_ep[pl[j]]) || avoid(c, c->member_ep[pl[j]])))
+                   (pc_cl_failed(c, c->member_ep[pl[j]]) || pc_cl_avoid(c, c->member_ep[pl[j]])))
                 j++;
             if (j < np && j != k) {
                 c->counters.unresponsive_skips++;
@@ -376,10 +376,10 @@ static int routed_call(pc_client_t *c, pc_request_t *req, pc_response_t *resp)
              * (hedged_get); one still owing an answer will do. */
             for (j = k + 1; k == 0 && req->op == PC_OP_GET && alt == NULL && j < np; j++) {
                 if (!pc_cl_failed(c, c->member_ep[pl[j]]) &&
-                    !unresponsive(c, c->member_ep[pl[j]], false))
+                    !pc_cl_unresponsive(c, c->member_ep[pl[j]], false))
                     alt = c->member_ep[pl[j]];
             }
-        } else if (unresponsive(c, e, true)) {
+        } else if (pc_cl_unresponsive(c, e, true)) {
             /* Known not to answer: the write fails now, unsent, rather
              * than after the whole timeout with an unknown outcome. Once
              * the cluster declares the node dead, the refreshed ring

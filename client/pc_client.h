@@ -113,10 +113,18 @@
  *    is no ring to refresh, and PC_ERETRY is returned at once.
  *  - MGET groups the keys by owner and sends one MGET per owner, one
  *    after the other, then puts the answers back in request order. Keys
- *    of a node that fails fall back to their next placements as for GET;
- *    a key with no placement left gets its own error status (the last
- *    failure, e.g. PC_ECONN), and a key still answered RETRY after the
- *    retries gets PC_ERETRY. The call itself fails only if no node
+ *    whose owner is unresponsive go to their next placement, as a GET's
+ *    do. An owner that has not answered its MGET within its stall limit
+ *    is given up on (not after the whole timeout: an MGET's time grows
+ *    with its keys, so the hedge delay of single reads would not fit
+ *    it): the request is left as that connection's orphan, the node's
+ *    breaker opens, and its keys go to their next placements (at most
+ *    once per key and call; counted in mget_hedges). An MGET sent to a
+ *    node for keys it does not own says `here` (PROTOCOL.md §5.4), so
+ *    that node answers them itself. Keys of a node that fails fall back
+ *    to their next placements as for GET; a key with no placement left
+ *    gets its own error status (the last failure, e.g. PC_ECONN), and a
+ *    key still answered RETRY after the retries gets PC_ERETRY. The call itself fails only if no node
  *    answered at all (the code of the last failure), or if a node rejects
  *    the request itself (PC_ETOOBIG for more keys than a node takes,
  *    PC_EBADREQ, PC_EINVAL, PC_ENOMEM).
@@ -331,6 +339,9 @@ typedef struct pc_client_counters {
     uint64_t fast_failures;       /* writes failed without being sent: their
                                      owner was not answering */
     uint64_t probes;              /* probes of a node whose breaker was open */
+    uint64_t mget_hedges;         /* MGETs to a key's owner given up on at
+                                     the owner's stall limit, their keys
+                                     sent to their next placements */
 } pc_client_counters_t;
 
 /* Copies the counters into *out. */

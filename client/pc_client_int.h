@@ -2,8 +2,8 @@
  * pc_client_int.h -- the internal contract between the files of
  * libpeercache: the layouts of an endpoint and of the client, and the
  * functions that more than one of those files needs. Shared by
- * pc_client.c (routed calls, argument checks, the public API, the
- * cluster), pc_client_conn.c (endpoints and their connections),
+ * pc_client.c (routed calls, breakers, argument checks, the public API,
+ * the cluster), pc_client_conn.c (endpoints and their connections),
  * pc_client_ring.c (the ring, calls through the seeds) and
  * pc_client_mget.c (MGET) only. Nothing else may include it, and it is
  * not installed; the library's contract is pc_client.h.
@@ -146,9 +146,11 @@ int pc_cl_ring_ensure(pc_client_t *c);
 void pc_cl_end_call(pc_client_t *c);
 int pc_cl_seed_call(pc_client_t *c, pc_request_t *req, pc_response_t *resp, ep_t **via);
 
-/* ---- pc_client.c: placements, argument checks and copies -------------------- */
+/* ---- pc_client.c: placements, breakers, argument checks and copies ---------- */
 
 size_t pc_cl_placements(const pc_client_t *c, pc_bytes_t key, uint32_t *out);
+bool pc_cl_unresponsive(pc_client_t *c, ep_t *e, bool wait);
+bool pc_cl_avoid(pc_client_t *c, ep_t *e);
 int pc_cl_check_key(pc_client_t *c, const void *key, size_t klen);
 pc_bytes_t pc_cl_bytes(const void *p, size_t len);
 int pc_cl_copy_value(pc_value_t *dst, const pc_entry_t *e);

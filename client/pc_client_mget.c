@@ -18,10 +18,16 @@
 
 /* Per-key state of a routed MGET. */
 enum {
-    K_DONE = 1 << 0,  /* items[i] holds the answer or the key's error */
-    K_RETRY = 1 << 1, /* answered RETRY in this round */
-    K_SENT = 1 << 2,  /* sent at least once: sending again is a retry */
+    K_DONE = 1 << 0,   /* items[i] holds the answer or the key's error */
+    K_RETRY = 1 << 1,  /* answered RETRY in this round */
+    K_SENT = 1 << 2,   /* sent at least once: sending again is a retry */
+    K_HEDGED = 1 << 3, /* its owner was given up on at the stall limit in this
+                          call: it is not waited for that way again */
 };
+
+/* mget_send: the owner did not answer within its stall limit; its request
+ * is that connection's orphan now, and the keys are still pending. */
+#define HEDGED 1
 
 typedef struct mget {
     size_t n;
@@ -30,6 +36,7 @@ typedef struct mget {
     uint8_t *st;          /* K_* per key */
     uint32_t *target;     /* ring member per pending key, this round */
     bool *owner;          /* target is the key's owner */
+    bool *spare;          /* the key has a placement after its target */
     size_t *idx;          /* keys of the group being sent */
     pc_bytes_t *group;    /* their slices */
 } mget_t;
@@ -42,14 +49,72 @@ static int item_status(uint32_t status)
 }
 
 /*
- * Sends one MGET of the keys m->idx[0..cnt) to e (NULL: through the
- * seeds) and files the answers. Keys answered RETRY get K_RETRY and stay
- * pending. 0 when the node answered the MGET (*retry: some keys were
- * RETRY); PC_ERETRY when it answered RETRY for the whole request (all
- * keys K_RETRY, *via set); else the error, which the caller judges with
- * pc_cl_try_next_node().
+ * pc_cl_ep_call() for an MGET to its keys' owner, waiting for the answer
+ * only up to e's stall limit (pc_health.h) rather than the whole timeout.
+ * An MGET's time grows with its keys and their misses, so the hedge delay
+ * learned from single round trips would give up on a node that is merely
+ * busy; past the stall limit the node counts as unresponsive anyway.
+ * HEDGED when the answer did not come by then: the request is left as
+ * e's orphan (its late reply is dropped), or, if e already owes one, the
+ * connection is closed; either way e's breaker opens, so the keys go to
+ * their next placements. Else as pc_cl_ep_call().
  */
-static int mget_send(pc_client_t *c, mget_t *m, ep_t *e, size_t cnt, bool *retry, ep_t **via)
+static int call_or_hedge(pc_client_t *c, ep_t *e, pc_request_t *req, pc_response_t *resp)
+{
+    for (int attempt = 0;; attempt++) {
+        int64_t t0 = pc_cl_now_us(), t0_ms = t0 / 1000;
+        int64_t stall = pc_health_stall_ms(&e->health, c->timeout_ms);
+        bool reused, sent = false;
+        int rc = pc_cl_ep_ready(c, e, &reused);
+
+        if (rc == 0)
+            rc = pc_cl_encode_request(c, e, req, t0_ms + c->timeout_ms);
+        if (rc != 0)
+            return rc; /* nothing sent: e's connection is as it was */
+        rc = pc_cl_send_request(c, e, req, resp, t0_ms + c->timeout_ms, &sent);
+        if (rc == 0) {
+            rc = pc_cl_await_reply(c, e, req, resp, t0_ms + stall);
+            if (rc == 0) {
+                pc_health_ok(&e->health, pc_cl_now_us() - t0);
+                return 0;
+            }
+            if (rc == PC_ETIMEDOUT) {
+                int64_t now = pc_cl_now_ms();
+
+                if (e->orphan_id == 0) {
+                    e->orphan_id = req->id;
+                    e->orphan_at_ms = t0_ms;
+                } else {
+                    pc_cl_conn_close(e); /* one orphan is all it keeps track of */
+                }
+                if (pc_health_state(&e->health, now) == PC_HEALTH_CLOSED) {
+                    (void)pc_health_fail(&e->health, now);
+                    c->counters.breaker_opens++;
+                    c->ring_doubt = true;
+                }
+                c->counters.mget_hedges++;
+                return HEDGED;
+            }
+        }
+        pc_cl_conn_close(e);
+        if (rc == PC_ECONN && reused && attempt == 0)
+            continue; /* closed while idle: once more, as pc_cl_ep_call does */
+        return rc;
+    }
+}
+
+/*
+ * Sends one MGET of the keys m->idx[0..cnt) to e (NULL: through the
+ * seeds) and files the answers. `here` asks e to answer every key itself
+ * (PROTOCOL.md §5.4); `hedge` gives e up at its stall limit
+ * (call_or_hedge). Keys answered RETRY get K_RETRY and stay pending. 0
+ * when the node answered the MGET (*retry: some keys were RETRY);
+ * PC_ERETRY when it answered RETRY for the whole request (all keys
+ * K_RETRY, *via set); HEDGED (keys K_HEDGED, still pending); else the
+ * error, which the caller judges with pc_cl_try_next_node().
+ */
+static int mget_send(pc_client_t *c, mget_t *m, ep_t *e, size_t cnt, bool here, bool hedge,
+                     bool *retry, ep_t **via)
 {
     pc_request_t req;
     pc_response_t resp;
@@ -65,6 +130,7 @@ static int mget_send(pc_client_t *c, mget_t *m, ep_t *e, size_t cnt, bool *retry
     req.op = PC_OP_MGET;
     req.nkeys = (uint32_t)cnt;
     req.keys = m->group;
+    req.here = here;
     if (e == NULL) {
         rc = pc_cl_seed_call(c, &req, &resp, via);
         if (rc != 0 && rc != PC_ERETRY)
@@ -72,7 +138,11 @@ static int mget_send(pc_client_t *c, mget_t *m, ep_t *e, size_t cnt, bool *retry
         e = *via; /* RETRY is filed below */
     } else {
         *via = e;
-        rc = pc_cl_ep_call(c, e, &req, &resp, &sent);
+        rc = hedge ? call_or_hedge(c, e, &req, &resp) : pc_cl_ep_call(c, e, &req, &resp, &sent);
+        if (rc == HEDGED) {
+            for (size_t j = 0; j < cnt; j++)
+                m->st[m->idx[j]] |= K_HEDGED;
+        }
         if (rc != 0)
             return rc;
         pc_cl_note_fp(c, e, resp.ring_fp);
@@ -115,14 +185,15 @@ static int mget_send(pc_client_t *c, mget_t *m, ep_t *e, size_t cnt, bool *retry
 
 /*
  * Picks this round's node for every pending key: its first placement
- * that has not failed in this call. A key with none left is done, with
- * error `last`.
+ * that has not failed in this call, and past one that stopped answering
+ * (or still owes an answer) to the first that has not, as for a GET. A
+ * key with none left is done, with error `last`.
  */
 static void mget_assign(pc_client_t *c, mget_t *m, int last)
 {
     for (size_t i = 0; i < m->n; i++) {
         uint32_t pl[PC_RING_MAX_REPLICAS];
-        size_t np, k = 0;
+        size_t np, k = 0, j;
 
         m->target[i] = UINT32_MAX;
         if (m->st[i] & K_DONE)
@@ -135,8 +206,19 @@ static void mget_assign(pc_client_t *c, mget_t *m, int last)
             m->items[i].status = last != 0 ? last : PC_ECONN;
             continue;
         }
+        for (j = k; j < np; j++) {
+            ep_t *x = c->member_ep[pl[j]];
+
+            if (!pc_cl_failed(c, x) && !pc_cl_avoid(c, x))
+                break;
+        }
+        if (j < np && j != k) {
+            c->counters.unresponsive_skips++;
+            k = j;
+        }
         m->target[i] = pl[k];
         m->owner[i] = k == 0;
+        m->spare[i] = k + 1 < np;
     }
 }
 
@@ -182,7 +264,7 @@ static int mget_routed(pc_client_t *c, mget_t *m)
             }
             if (resend)
                 c->counters.retries++;
-            rc = mget_send(c, m, NULL, cnt, &retry, &retry_from);
+            rc = mget_send(c, m, NULL, cnt, false, false, &retry, &retry_from);
             if (rc == PC_ERETRY) {
                 retry = true;
                 memcpy(retrymsg, c->errmsg, sizeof(retrymsg));
@@ -200,7 +282,7 @@ static int mget_routed(pc_client_t *c, mget_t *m)
             for (size_t i = 0; i < m->n; i++) {
                 uint32_t t = m->target[i];
                 size_t cnt = 0;
-                bool resend = false, fallback = false;
+                bool resend = false, fallback = false, hedge = true, spare = false;
                 bool group_retry;
                 ep_t *e, *via;
 
@@ -210,6 +292,8 @@ static int mget_routed(pc_client_t *c, mget_t *m)
                     if (m->target[j] == t) {
                         resend = resend || (m->st[j] & K_SENT);
                         fallback = fallback || !m->owner[j];
+                        hedge = hedge && !(m->st[j] & K_HEDGED);
+                        spare = spare || m->spare[j];
                         m->idx[cnt++] = j;
                         m->target[j] = UINT32_MAX;
                     }
@@ -221,7 +305,13 @@ static int mget_routed(pc_client_t *c, mget_t *m)
                     c->counters.owner_requests++;
                 if (resend)
                     c->counters.retries++;
-                rc = mget_send(c, m, e, cnt, &group_retry, &via);
+                /* Keys sent to a later placement are answered there, not
+                 * relayed to the owner passed over (PROTOCOL.md §5.4); an
+                 * owner is given up on at its stall limit, once per key. */
+                rc = mget_send(c, m, e, cnt, fallback, hedge && spare && !fallback, &group_retry,
+                               &via);
+                if (rc == HEDGED)
+                    continue; /* its keys go to their next placements next round */
                 if (rc == 0 || rc == PC_ERETRY) {
                     if (rc == 0)
                         answered = true;
@@ -289,7 +379,7 @@ static int mget_seeds(pc_client_t *c, mget_t *m)
 
     for (size_t i = 0; i < m->n; i++)
         m->idx[i] = i;
-    rc = mget_send(c, m, NULL, m->n, &retry, &via);
+    rc = mget_send(c, m, NULL, m->n, false, false, &retry, &via);
     if (rc != 0)
         return rc;
     for (size_t i = 0; retry && i < m->n; i++) {
@@ -325,9 +415,10 @@ int pc_client_mget(pc_client_t *c, size_t n, const void *const *keys, const size
     m.st = calloc(n, sizeof(*m.st));
     m.target = malloc(n * sizeof(*m.target));
     m.owner = malloc(n * sizeof(*m.owner));
+    m.spare = malloc(n * sizeof(*m.spare));
     m.idx = malloc(n * sizeof(*m.idx));
     if (slices == NULL || m.group == NULL || m.items == NULL || m.st == NULL ||
-        m.target == NULL || m.owner == NULL || m.idx == NULL) {
+        m.target == NULL || m.owner == NULL || m.spare == NULL || m.idx == NULL) {
         pc_cl_set_msg(c, "out of memory");
         rc = PC_ENOMEM;
     }
@@ -347,6 +438,7 @@ int pc_client_mget(pc_client_t *c, size_t n, const void *const *keys, const size
     free(m.st);
     free(m.target);
     free(m.owner);
+    free(m.spare);
     free(m.idx);
     if (rc != 0) {
         pc_mget_free(m.items, m.items != NULL ? n : 0);

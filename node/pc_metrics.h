@@ -87,7 +87,7 @@
     C(writes_late)     /* client writes refused: past the client's deadline */                 \
     C(writes_cut_off)  /* writes refused: the node hears from no majority */                   \
     C(not_owner_reads) /* reads served here as a replica / from Redis */                       \
-    C(here_reads)      /* ... of them, GETs that said `here` (hedged reads) */                 \
+    C(here_reads)      /* ... of them, GETs and MGET keys that said `here` (hedged reads) */    \
     C(retry_answers)   /* writes refused: relayed to a non-owner */                            \
     C(replicated)      /* entries sent to replicas */                                          \
     C(replicate_errors)                                                                        \

@@ -204,6 +204,7 @@ void pc_mget_request(pc_conn_t *c, const pc_request_t *rq)
         pc_slot_t *sl = &r->slots[i];
         pc_route_facts_t f;
         pc_dispatch_facts(c, PC_OP_GET, k, &f);
+        f.here = rq->here;
         pc_route_action_t a = pc_route_mget_key(&f);
         target[i] = DONE_HERE;
         switch (a.kind) {
@@ -218,6 +219,8 @@ void pc_mget_request(pc_conn_t *c, const pc_request_t *rq)
             target[i] = a.to;
             break;
         default:
+            if (rq->here) /* a part of not_owner_reads, as a GET's (pc_keys_get_here) */
+                l->stats.here_reads++;
             pc_keys_slot_here(c, sl, k);
             break;
         }

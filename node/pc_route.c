@@ -98,7 +98,7 @@ pc_route_action_t pc_route_mget_key(const pc_route_facts_t *f)
         }
         return act(PC_ROUTE_SERVE, -1);
     }
-    if (f->hops == 0 && f->target >= 0)
+    if (f->hops == 0 && f->target >= 0 && !f->here) /* `here`: as a GET's, in serve() */
         return act(PC_ROUTE_FORWARD, f->target);
     return act(PC_ROUTE_SERVE_HERE, -1);
 }

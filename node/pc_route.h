@@ -79,8 +79,9 @@ typedef struct pc_route_action {
 typedef struct pc_route_facts {
     uint32_t op;    /* PC_OP_*; a FORWARD is decided by the request inside it */
     uint32_t hops;  /* > 0: a member relayed it (the request inside a FORWARD) */
-    int here;       /* a GET that asks to be answered by this node, never relayed to the
-                       key's owner (PROTOCOL.md §5.3); 0 for every other op */
+    int here;       /* a GET (or an MGET, for each of its keys) that asks to be answered by
+                       this node, never relayed to the key's owner (PROTOCOL.md §5.3, §5.4);
+                       0 for every other op */
     int sealed;     /* it came on a peer's connection */
     int repl_write; /* a REPLICATE of writes (not a hand-off) */
     int relayed_writes; /* a worker: a write of this connection waits at the core */
@@ -126,13 +127,15 @@ typedef struct pc_route_facts {
  *
  * So a GET that says `here`, at a node that does not own its key, ends in
  * SERVE_HERE on whichever loop serves it: the one that read it, its home,
- * or the core (`here` is a GET's alone: it changes nothing for other ops).
+ * or the core (`here` is a GET's and an MGET's alone: it changes nothing
+ * for other ops).
  */
 pc_route_action_t pc_route_decide(const pc_route_facts_t *f);
 
-/* One key of an MGET split on this loop (the facts as for a GET of it):
- * SERVE (look it up, a miss read through here), HOME with hits_first (a
- * miss read through on its home loop), FORWARD, or SERVE_HERE. */
+/* One key of an MGET split on this loop (the facts as for a GET of it,
+ * `here` the MGET's): SERVE (look it up, a miss read through here), HOME
+ * with hits_first (a miss read through on its home loop), FORWARD (never
+ * with `here`), or SERVE_HERE. */
 pc_route_action_t pc_route_mget_key(const pc_route_facts_t *f);
 
 #endif

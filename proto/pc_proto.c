@@ -765,7 +765,7 @@ static const struct budget request_budget[PC_OP_MAX + 1] = {
     [PC_OP_HELLO] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_PING] = {2, 3, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_GET] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
-    [PC_OP_MGET] = {3, 4, 2, HEAD_ARRAY, 1, LIST_MGET_KEYS, "keys"},
+    [PC_OP_MGET] = {4, 5, 2, HEAD_ARRAY, 1, LIST_MGET_KEYS, "keys"},
     [PC_OP_SET] = {9, 10, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_DEL] = {4, 5, 0, 0, 0, LIST_NONE, NULL},
     [PC_OP_TOUCH] = {5, 6, 0, 0, 0, LIST_NONE, NULL},
@@ -1116,6 +1116,10 @@ static int req_mget(pc_proto_decoder_t *d, const msgpack_object *a, pc_request_t
         if (rc != 0)
             return rc;
     }
+    uint64_t here;
+    if (!opt_uint(elem(a, 3), 1, &here))
+        return refuse(d, PC_EBADREQ, "here is not 0 or 1");
+    out->here = (uint8_t)here;
     out->nkeys = n;
     out->keys = d->keys;
     return 0;
@@ -1555,7 +1559,7 @@ static int check_request(const pc_request_t *req)
                    ? 0
                    : PC_EINVAL;
     case PC_OP_MGET:
-        if (req->nkeys == 0 || req->keys == NULL)
+        if (req->nkeys == 0 || req->keys == NULL || req->here > 1)
             return PC_EINVAL;
         for (uint32_t i = 0; i < req->nkeys; i++) {
             if (!key_ok(req->keys[i]))
@@ -1659,12 +1663,14 @@ int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req)
             msgpack_pack_uint64(pk, req->deadline_ms);
         break;
     case PC_OP_MGET:
-        msgpack_pack_array(pk, 3);
+        msgpack_pack_array(pk, req->here != 0 ? 4 : 3); /* as GET's here */
         msgpack_pack_uint32(pk, req->op);
         msgpack_pack_uint64(pk, req->id);
         msgpack_pack_array(pk, req->nkeys);
         for (uint32_t i = 0; i < req->nkeys; i++)
             pack_bin(pk, req->keys[i]);
+        if (req->here != 0)
+            msgpack_pack_uint32(pk, req->here);
         break;
     case PC_OP_SET: {
         /* Trailing optional args that are 0 are left out: the decoder reads

@@ -220,9 +220,9 @@ typedef struct pc_request {
     pc_bytes_t from;        /* REPLICATE: the sending member's name */
     uint32_t nentries;      /* REPLICATE */
     const pc_repl_entry_t *entries; /* REPLICATE: nentries */
-    uint8_t here;           /* GET: 1 = answer from this node, never relay it to the key's
-                               owner (a hedged read at a replica, PROTOCOL.md §5.3); 0 or 1.
-                               Not defined for other ops: ignored there */
+    uint8_t here;           /* GET, MGET: 1 = answer from this node, never relay a key to
+                               its owner (a hedged read at a replica, PROTOCOL.md §5.3,
+                               §5.4); 0 or 1. Not defined for other ops: ignored there */
 } pc_request_t;
 
 /* One value as returned by GET and by each MGET entry. */
@@ -377,7 +377,7 @@ void pc_proto_decoder_free(pc_proto_decoder_t **d);
  *   PC_EPROTO   not a request at all (bad msgpack, not an array, no id):
  *               close the connection; *out is undefined.
  *   PC_EBADREQ  well-formed frame, bad request (unknown op, wrong types,
- *               empty key, bad cond, a GET's here not 0 or 1, ttl_ms
+ *               empty key, bad cond, here not 0 or 1, ttl_ms
  *               over PC_PROTO_MAX_TTL_MS, more elements or values than
  *               the op's budget):
  *               out->op and out->id are set, answer BAD_REQUEST and keep
@@ -426,11 +426,10 @@ const char *pc_proto_decoder_why(const pc_proto_decoder_t *d);
  * 0, PC_ENOMEM, PC_ETOOBIG (the out buffer's cap), or PC_EINVAL (unknown
  * op). On error *out is left as it was (len and bytes; cap may have grown).
  * Requests: PC_EINVAL also for what every server rejects anyway -- an
- * empty key, an MGET with no keys, cond > 2, a GET's here > 1, a SET or
- * TOUCH ttl_ms over PC_PROTO_MAX_TTL_MS, or a slice with len > 0 and a
- * NULL ptr -- so a client fails before sending. Trailing optional
- * arguments that are 0 (SET, HELLO, GET's here ...) are omitted from the
- * frame.
+ * empty key, an MGET with no keys, cond > 2, a GET's or MGET's here > 1,
+ * a SET or TOUCH ttl_ms over PC_PROTO_MAX_TTL_MS, or a slice with len > 0
+ * and a NULL ptr -- so a client fails before sending. Trailing optional
+ * arguments that are 0 (SET, HELLO, here ...) are omitted from the frame.
  * Responses: status != OK encodes [op, id, status, message] for any op;
  * an empty message is replaced by pc_status_message(status). OK needs a
  * known op, and at most PC_PROTO_MAX_STATS stats or PC_PROTO_MAX_MEMBERS

@@ -1428,15 +1428,21 @@ static int continue_stopped(void **state)
     return 0;
 }
 
-/* A GET sent on a new connection to `node` (here: PROTOCOL.md §5.3), its
- * answer not read yet: the socket (receive timeout rcv_ms), or -1. */
-static int get_sent(const pc_h_proc_t *node, const char *key, uint8_t here, int rcv_ms)
+/* A GET (or an MGET of the one key) sent on a new connection to `node`
+ * (here: PROTOCOL.md §5.3, §5.4), its answer not read yet: the socket
+ * (receive timeout rcv_ms), or -1. */
+static int read_sent(const pc_h_proc_t *node, uint32_t op, const char *key, uint8_t here,
+                     int rcv_ms)
 {
     int fd = pc_h_connect(node->port, rcv_ms);
     if (fd < 0)
         return -1;
-    pc_request_t get = {.op = PC_OP_GET, .id = 60 + here,
-                        .key = {(const uint8_t *)key, (uint32_t)strlen(key)}, .here = here};
+    pc_bytes_t k = {(const uint8_t *)key, (uint32_t)strlen(key)};
+    pc_request_t get = {.op = op, .id = 60 + here, .key = k, .here = here};
+    if (op == PC_OP_MGET) {
+        get.nkeys = 1;
+        get.keys = &k;
+    }
     pc_buf_t b;
     pc_buf_init(&b, 0);
     int ok = pc_proto_encode_request(&b, &get) == 0 && pc_h_send_all(fd, &b) == 0;
@@ -1448,16 +1454,41 @@ static int get_sent(const pc_h_proc_t *node, const char *key, uint8_t here, int 
     return fd;
 }
 
-/* The answer to get_sent's GET (status 999: none within the socket's
- * timeout); closes fd. */
-static got_t get_answer(int fd)
+static int get_sent(const pc_h_proc_t *node, const char *key, uint8_t here, int rcv_ms)
+{
+    return read_sent(node, PC_OP_GET, key, here, rcv_ms);
+}
+
+/* An MGET answer's first entry, as on_get takes a GET's. */
+static int on_mget1(void *arg, int i, const pc_response_t *r)
+{
+    got_t *g = arg;
+    (void)i;
+    g->status = r->status;
+    if (r->status == PC_ST_OK && r->nentries == 1) {
+        pc_response_t one = *r;
+        one.status = r->entries[0].status;
+        one.entry = r->entries[0];
+        return on_get(arg, i, &one);
+    }
+    return 0;
+}
+
+/* The answer to read_sent's request (status 999: none within the socket's
+ * timeout; an MGET's: its entry's); closes fd. */
+static got_t read_answer(int fd, uint32_t op)
 {
     got_t g = {.status = 999};
     if (fd >= 0) {
-        pc_h_read_responses(fd, 1, on_get, &g);
+        pc_h_read_responses(fd, 1, op == PC_OP_MGET ? on_mget1 : on_get, &g);
         close(fd);
     }
     return g;
+}
+
+static got_t get_answer(int fd)
+{
+    return read_answer(fd, PC_OP_GET);
 }
 
 
@@ -1533,12 +1564,25 @@ static void stall_cluster_up(cluster_t *cl)
     wait_converged(cl, 3, 10000);
 }
 
+/* A ring-aware client of the three nodes of stall_cluster_up(). */
+static pc_client_t *ring_client(const cluster_t *cl, int timeout_ms)
+{
+    char seeds[256];
+    snprintf(seeds, sizeof seeds, "%s,%s,%s", cl->node[0].addr, cl->node[1].addr,
+             cl->node[2].addr);
+    pc_client_options_t o = {.nodes = seeds, .timeout_ms = timeout_ms};
+    pc_client_t *c = NULL;
+    assert_int_equal(pc_client_new(&o, &c), 0);
+    return c;
+}
+
 /*
- * A hedged read: the owner of a key is stalled (SIGSTOP), and a GET that
- * says `here`, sent to the key's replica, is answered by the replica at
- * once -- never relayed to the owner, on whichever of the replica's loops
- * it lands -- while a plain GET sent there meanwhile waits for the owner
- * until --peer-timeout (5 s here) and only then is served by the replica.
+ * A hedged read: the owner of a key is stalled (SIGSTOP), and a GET (or
+ * an MGET) that says `here`, sent to the key's replica, is answered by the
+ * replica at once -- never relayed to the owner, on whichever of the
+ * replica's loops it lands -- while a plain GET sent there meanwhile
+ * waits for the owner until --peer-timeout (5 s here) and only then is
+ * served by the replica.
  * Probes are slowed to one per 10 minutes so that nobody suspects the
  * stalled owner during the test: a suspect owner's reads go to the
  * replica anyway, and the plain GET would not wait.
@@ -1575,13 +1619,14 @@ static void test_here_get_at_a_replica_skips_a_stalled_owner(void **state)
      * replica serve some (the kernel spreads connections over them). */
     uint64_t slowest = 0;
     for (int i = 0; i < HEDGES; i++) {
+        uint32_t op = i % 2 ? PC_OP_MGET : PC_OP_GET;
         uint64_t t0 = pc_h_now_ms();
-        got_t g = get_answer(get_sent(rn, key, 1, 3000));
+        got_t g = read_answer(read_sent(rn, op, key, 1, 3000), op);
         uint64_t ms = pc_h_now_ms() - t0;
         if (g.status != PC_ST_OK || strcmp(g.value, "hedged") != 0 || ms >= ANSWER_MS)
-            fail_msg("GET with here at the replica, #%d: status %u value \"%s\" after %llu ms "
+            fail_msg("%s with here at the replica, #%d: status %u value \"%s\" after %llu ms "
                      "(want OK \"hedged\" within %d ms)",
-                     i, g.status, g.value, (unsigned long long)ms, ANSWER_MS);
+                     pc_op_name(op), i, g.status, g.value, (unsigned long long)ms, ANSWER_MS);
         if (ms > slowest)
             slowest = ms;
     }
@@ -1589,8 +1634,8 @@ static void test_here_get_at_a_replica_skips_a_stalled_owner(void **state)
     uint64_t plain_ms = pc_h_now_ms() - plain_t0;
     assert_int_equal(kill(stopped_pid, SIGCONT), 0);
     stopped_pid = 0;
-    printf("# owner stalled: %d GETs with here answered by the replica in %llu ms at most; the "
-           "plain GET in %llu ms (--peer-timeout %d ms)\n",
+    printf("# owner stalled: %d GETs and MGETs with here answered by the replica in %llu ms at "
+           "most; the plain GET in %llu ms (--peer-timeout %d ms)\n",
            HEDGES, (unsigned long long)slowest, (unsigned long long)plain_ms, PEER_TIMEOUT_MS);
     /* The plain GET waited for the owner, then was served by the replica
      * (PROTOCOL.md §5.10: reads stay available). A timer may fire a
@@ -1637,12 +1682,7 @@ static void test_client_rides_through_a_stalled_owner(void **state)
     int owner, replica;
     owner_and_replica(&cl, key, &owner, &replica);
     const pc_h_proc_t *rn = &cl.node[replica];
-    char seeds[256];
-    snprintf(seeds, sizeof seeds, "%s,%s,%s", cl.node[0].addr, cl.node[1].addr,
-             cl.node[2].addr);
-    pc_client_options_t o = {.nodes = seeds, .timeout_ms = TIMEOUT_MS};
-    pc_client_t *c = NULL;
-    assert_int_equal(pc_client_new(&o, &c), 0);
+    pc_client_t *c = ring_client(&cl, TIMEOUT_MS);
 
     stat_goal_t aa = {rn, "replica_applied", stat_of(rn, "replica_applied") + 1};
     assert_int_equal(pc_client_set(c, key, strlen(key), "old", 3, NULL, NULL), 0);
@@ -1719,6 +1759,88 @@ static void test_client_rides_through_a_stalled_owner(void **state)
     cluster_down(&cl);
 }
 
+/*
+ * MGET rides through a stalled owner too: with one of three nodes
+ * SIGSTOPped (nobody suspecting it, as above), an MGET of keys owned by
+ * every node answers all of them well before the client's timeout -- the
+ * stalled owner's part is given up on at its stall limit and sent to the
+ * keys' replicas with `here`, which answer it themselves -- and the next
+ * MGET goes past the owner at once, its breaker open.
+ */
+static void test_client_mget_rides_through_a_stalled_owner(void **state)
+{
+    (void)state;
+    enum { TIMEOUT_MS = 2000, PER_NODE = 3, NKEYS = 3 * PER_NODE };
+    cluster_t cl;
+    stall_cluster_up(&cl);
+
+    /* PER_NODE keys owned by each node; the stalled one is node 0. */
+    char names[NKEYS][32];
+    const void *keys[NKEYS];
+    size_t klens[NKEYS];
+    int per[3] = {0, 0, 0}, n = 0;
+    for (int i = 0; n < NKEYS; i++) {
+        char k[32];
+        int owner, replica;
+        snprintf(k, sizeof k, "mhedge:%d", i);
+        owner_and_replica(&cl, k, &owner, &replica);
+        if (per[owner] == PER_NODE)
+            continue;
+        per[owner]++;
+        snprintf(names[n], sizeof names[n], "%s", k);
+        keys[n] = names[n];
+        klens[n] = strlen(names[n]);
+        n++;
+    }
+    pc_client_t *c = ring_client(&cl, TIMEOUT_MS);
+    for (int i = 0; i < NKEYS; i++)
+        assert_int_equal(pc_client_set(c, keys[i], klens[i], keys[i], klens[i], NULL, NULL), 0);
+    pc_mget_item_t *items = NULL;
+    assert_int_equal(pc_client_mget(c, NKEYS, keys, klens, &items), 0); /* round trips measured */
+    pc_mget_free(items, NKEYS);
+
+    int64_t here0 = stat_of(&cl.node[1], "here_reads") + stat_of(&cl.node[2], "here_reads");
+    stop_node(cl.node[0].pid);
+    pc_client_counters_t k0, k1, k2;
+    pc_client_counters(c, &k0);
+    uint64_t ms[2];
+    for (int round = 0; round < 2; round++) {
+        uint64_t t0 = pc_h_now_ms();
+        assert_int_equal(pc_client_mget(c, NKEYS, keys, klens, &items), 0);
+        ms[round] = pc_h_now_ms() - t0;
+        for (int i = 0; i < NKEYS; i++) {
+            if (items[i].status != 0 || items[i].value.len != klens[i] ||
+                memcmp(items[i].value.data, keys[i], klens[i]) != 0)
+                fail_msg("MGET #%d with the owner stalled, key %s: status %d (%s)", round,
+                         names[i], items[i].status, pc_client_errmsg(c));
+        }
+        pc_mget_free(items, NKEYS);
+        pc_client_counters(c, round == 0 ? &k1 : &k2);
+        if (ms[round] >= TIMEOUT_MS)
+            fail_msg("MGET #%d with the owner stalled took %llu ms, the whole timeout", round,
+                     (unsigned long long)ms[round]);
+    }
+    printf("# owner stalled: MGET of %d keys (%d the stalled node's) answered in %llu ms, "
+           "then in %llu ms (client timeout %d ms)\n",
+           NKEYS, PER_NODE, (unsigned long long)ms[0], (unsigned long long)ms[1], TIMEOUT_MS);
+    /* The first gave the owner up at its stall limit; the second did not
+     * wait for it at all. */
+    assert_int_equal(k1.mget_hedges, k0.mget_hedges + 1);
+    assert_true(k1.breaker_opens >= k0.breaker_opens + 1);
+    assert_int_equal(k2.mget_hedges, k1.mget_hedges);
+    assert_true(k2.unresponsive_skips >= k1.unresponsive_skips + PER_NODE);
+    /* Both times the owner's keys were answered by their replicas, asked
+     * with `here`. */
+    int64_t here1 = stat_of(&cl.node[1], "here_reads") + stat_of(&cl.node[2], "here_reads");
+    assert_int_equal(here1, here0 + 2 * PER_NODE);
+
+    assert_int_equal(kill(stopped_pid, SIGCONT), 0);
+    stopped_pid = 0;
+    pc_client_free(&c);
+    node_extra = NULL;
+    cluster_down(&cl);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1733,6 +1855,8 @@ int main(void)
         cmocka_unit_test_teardown(test_here_get_at_a_replica_skips_a_stalled_owner,
                                   continue_stopped),
         cmocka_unit_test_teardown(test_client_rides_through_a_stalled_owner, continue_stopped),
+        cmocka_unit_test_teardown(test_client_mget_rides_through_a_stalled_owner,
+                                  continue_stopped),
         cmocka_unit_test(test_replicas_applied_on_any_loop),
         cmocka_unit_test(test_settle_window_caps_new_copies),
         cmocka_unit_test(test_reads_after_owner_death_are_fresh),

@@ -399,11 +399,14 @@ static const pc_bytes_t mget_keys[] = {
     {(const uint8_t *)"\x00\xff\x00", 3},
 };
 
-/* One request of every op, and every optional-arg shape of SET/HELLO/GET. */
+/* One request of every op, and every optional-arg shape of
+ * SET/HELLO/GET/MGET: this many. */
+#define SAMPLE_REQUESTS 17
+
 static size_t sample_requests(pc_request_t *r, size_t max)
 {
     size_t n = 0;
-    assert_true(max >= 16);
+    assert_true(max >= SAMPLE_REQUESTS);
     memset(r, 0, max * sizeof(*r));
     r[n++] = (pc_request_t){.op = PC_OP_HELLO, .id = 1, .proto_version = PC_PROTO_VERSION};
     r[n++] = (pc_request_t){.op = PC_OP_HELLO, .id = 2, .proto_version = 7, .token = bs("s3cret")};
@@ -411,6 +414,7 @@ static size_t sample_requests(pc_request_t *r, size_t max)
     r[n++] = (pc_request_t){.op = PC_OP_GET, .id = UINT64_MAX, .key = bs("user:42")};
     r[n++] = (pc_request_t){.op = PC_OP_GET, .id = 4, .key = bs("user:42"), .here = 1};
     r[n++] = (pc_request_t){.op = PC_OP_MGET, .id = 300, .nkeys = 3, .keys = mget_keys};
+    r[n++] = (pc_request_t){.op = PC_OP_MGET, .id = 301, .nkeys = 3, .keys = mget_keys, .here = 1};
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 5, .key = bs("k"), .value = bs("v")};
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 6, .key = bs("k"), .value = {NULL, 0}};
     r[n++] = (pc_request_t){.op = PC_OP_SET, .id = 7, .key = bs("k"), .value = bs("v"), .ttl_ms = 60000};
@@ -447,7 +451,7 @@ static void assert_request_equal(const pc_request_t *a, const pc_request_t *b)
 static void test_request_roundtrip(void **state)
 {
     pc_proto_decoder_t *d = *state;
-    pc_request_t reqs[16];
+    pc_request_t reqs[SAMPLE_REQUESTS];
     size_t n = sample_requests(reqs, ARRAY_LEN(reqs));
     for (size_t i = 0; i < n; i++) {
         pc_buf_t b;
@@ -873,7 +877,7 @@ static void test_max_sizes_fit(void **state)
 
 static void encode_all_requests(pc_buf_t *b, pc_request_t *reqs, size_t *n)
 {
-    *n = sample_requests(reqs, 16);
+    *n = sample_requests(reqs, SAMPLE_REQUESTS);
     pc_buf_init(b, 0);
     for (size_t i = 0; i < *n; i++)
         assert_int_equal(pc_proto_encode_request(b, &reqs[i]), 0);
@@ -882,7 +886,7 @@ static void encode_all_requests(pc_buf_t *b, pc_request_t *reqs, size_t *n)
 static void test_reader_byte_at_a_time(void **state)
 {
     pc_proto_decoder_t *d = *state;
-    pc_request_t reqs[16];
+    pc_request_t reqs[SAMPLE_REQUESTS];
     size_t n;
     pc_buf_t all;
     encode_all_requests(&all, reqs, &n);
@@ -916,7 +920,7 @@ static void test_reader_byte_at_a_time(void **state)
 static void test_reader_chunks_and_batches(void **state)
 {
     pc_proto_decoder_t *d = *state;
-    pc_request_t reqs[16];
+    pc_request_t reqs[SAMPLE_REQUESTS];
     size_t n;
     pc_buf_t all;
     encode_all_requests(&all, reqs, &n);
@@ -924,8 +928,8 @@ static void test_reader_chunks_and_batches(void **state)
 
     pc_proto_reader_t r;
     pc_proto_reader_init(&r, 0);
-    const uint8_t *bodies[16];
-    uint32_t lens[16];
+    const uint8_t *bodies[SAMPLE_REQUESTS];
+    uint32_t lens[SAMPLE_REQUESTS];
     size_t got = 0;
     size_t pos = 0;
     for (size_t c = 0; pos < all.len; c++) {
@@ -1152,7 +1156,7 @@ static void test_reader_missing(void **state)
 static void test_reader_lend_keep(void **state)
 {
     pc_proto_decoder_t *d = *state;
-    pc_request_t reqs[16];
+    pc_request_t reqs[SAMPLE_REQUESTS];
     size_t n;
     pc_buf_t all;
     encode_all_requests(&all, reqs, &n);
@@ -1405,7 +1409,7 @@ static void test_malformed_decode(void **state)
 static void test_truncated_everywhere(void **state)
 {
     pc_proto_decoder_t *d = *state;
-    pc_request_t reqs[16];
+    pc_request_t reqs[SAMPLE_REQUESTS];
     pc_response_t resps[32];
     size_t nreq = sample_requests(reqs, ARRAY_LEN(reqs));
     size_t nresp = sample_responses(resps, ARRAY_LEN(resps));
@@ -2406,6 +2410,7 @@ static void pack_fields(mp_t *m, uint32_t op)
         msgpack_pack_array(pk, 2);
         mp_bin(m, "a");
         mp_bin(m, "b");
+        msgpack_pack_uint32(pk, 1); /* here */
         break;
     case PC_OP_SET:
         mp_bin(m, "k");
@@ -2456,7 +2461,7 @@ static const struct full_request {
     uint32_t uses;
 } full_requests[] = {
     {PC_OP_HELLO, 4, 5, 5},     {PC_OP_PING, 2, 3, 3},     {PC_OP_GET, 4, 5, 5},
-    {PC_OP_MGET, 3, 6, 6},      {PC_OP_SET, 9, 10, 10},    {PC_OP_DEL, 4, 5, 5},
+    {PC_OP_MGET, 4, 7, 7},      {PC_OP_SET, 9, 10, 10},    {PC_OP_DEL, 4, 5, 5},
     {PC_OP_TOUCH, 5, 6, 6},     {PC_OP_STATS, 2, 3, 3},    {PC_OP_CLUSTER, 2, 3, 3},
     {PC_OP_FORWARD, 5, 6, 6},   {PC_OP_SYNC, 3, 4, 4},     {PC_OP_REPLICATE, 5, 12, 14},
 };
@@ -2603,7 +2608,7 @@ static void test_budget_container_fields(void **state)
         {"GET key", {0x93, 0x03, 0x09, 0xdd}, 4, PC_OP_GET,
          "GET: over 21 msgpack values, at most 5 for its fields + 16 ignored"},
         {"MGET key", {0x93, 0x04, 0x09, 0x91, 0xdd}, 5, PC_OP_MGET,
-         "MGET: over 21 msgpack values, at most 5 for its fields + 16 ignored"},
+         "MGET: over 22 msgpack values, at most 6 for its fields + 16 ignored"},
         {"SET value", {0x94, 0x05, 0x09, 0xa1, 'k', 0xdd}, 6, PC_OP_SET,
          "SET: over 26 msgpack values, at most 10 for its fields + 16 ignored"},
         {"DEL key as a map", {0x93, 0x06, 0x09, 0xdf}, 4, PC_OP_DEL,
@@ -2660,15 +2665,16 @@ static void test_budget_lists(void **state)
     mp_t m;
     pc_request_t req;
 
-    /* MGET: max keys, then 16 ignored values; one more is over. */
+    /* MGET: max keys and here, then 16 ignored values; one more is over. */
     for (int extra = 0; extra < 2; extra++) {
         mp_init(&m);
-        msgpack_pack_array(&m.pk, 4);
+        msgpack_pack_array(&m.pk, 5);
         msgpack_pack_uint32(&m.pk, PC_OP_MGET);
         msgpack_pack_uint32(&m.pk, 11);
         msgpack_pack_array(&m.pk, max);
         for (uint32_t i = 0; i < max; i++)
             mp_bin(&m, "key");
+        msgpack_pack_uint32(&m.pk, 1); /* here */
         msgpack_pack_array(&m.pk, PC_PROTO_SLACK_VALUES - 1 + (unsigned)extra);
         for (unsigned i = 0; i < PC_PROTO_SLACK_VALUES - 1 + (unsigned)extra; i++)
             msgpack_pack_nil(&m.pk);
@@ -3094,11 +3100,11 @@ static void test_forward_deadline(void **state)
     }
 }
 
-/* GET's optional here (PROTOCOL.md §5.3): an int, 0 or 1, sent only when
- * set, so a plain GET is the three elements a version-1 node has always
- * read; anything else in its place is BAD_REQUEST. Other ops have no such
- * argument, and a FORWARD's inner GET keeps it (the relays between a
- * node's loops re-encode requests). */
+/* GET's and MGET's optional here (PROTOCOL.md §5.3, §5.4): an int, 0 or
+ * 1, sent only when set, so a plain GET or MGET is the three elements a
+ * version-1 node has always read; anything else in its place is
+ * BAD_REQUEST. Other ops have no such argument, and a FORWARD's inner GET
+ * keeps it (the relays between a node's loops re-encode requests). */
 static void test_get_here(void **state)
 {
     pc_proto_decoder_t *d = *state;
@@ -3166,15 +3172,56 @@ static void test_get_here(void **state)
     assert_int_equal(pc_proto_encode_request(&b, &two), PC_EINVAL);
     assert_int_equal(b.len, 0);
 
-    /* Not an argument of any other op: never sent, never read. */
+    /* MGET: the same field at the same place, after the keys. */
     pc_bytes_t keys[1] = {bs("k")};
+    for (uint8_t here = 0; here <= 1; here++) {
+        pc_request_t mget = {.op = PC_OP_MGET, .id = 50 + here, .nkeys = 1, .keys = keys,
+                             .here = here};
+        pc_buf_reset(&b);
+        assert_int_equal(pc_proto_encode_request(&b, &mget), 0);
+        body = frame_body(&b, 0, &len);
+        assert_int_equal(body[0], 0x93 + here);
+        assert_int_equal(pc_proto_decode_request(d, body, len, &got), 0);
+        assert_int_equal(got.op, PC_OP_MGET);
+        assert_int_equal(got.nkeys, 1);
+        assert_bytes_equal(got.keys[0], bs("k"));
+        assert_int_equal(got.here, here);
+    }
+    static const struct {
+        const char *bytes;
+        size_t len;
+        int rc;
+        uint8_t here;
+    } mcases[] = {
+        {"\x93\x04\x01\x91\xa1k", 6, 0, 0},
+        {"\x94\x04\x01\x91\xa1k\xc0", 7, 0, 0},
+        {"\x94\x04\x01\x91\xa1k\x01", 7, 0, 1},
+        {"\x94\x04\x01\x91\xa1k\xc3", 7, PC_EBADREQ, 0},
+        {"\x94\x04\x01\x91\xa1k\x02", 7, PC_EBADREQ, 0},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(mcases); i++) {
+        memset(&got, 0xaa, sizeof got);
+        assert_int_equal(
+            pc_proto_decode_request(d, (const uint8_t *)mcases[i].bytes, mcases[i].len, &got),
+            mcases[i].rc);
+        assert_int_equal(got.op, PC_OP_MGET);
+        if (mcases[i].rc == 0)
+            assert_int_equal(got.here, mcases[i].here);
+        else
+            assert_string_equal(pc_proto_decoder_why(d), "MGET: here is not 0 or 1");
+    }
+    pc_buf_reset(&b);
+    pc_request_t mtwo = {.op = PC_OP_MGET, .id = 1, .nkeys = 1, .keys = keys, .here = 2};
+    assert_int_equal(pc_proto_encode_request(&b, &mtwo), PC_EINVAL);
+    assert_int_equal(b.len, 0);
+
+    /* Not an argument of any other op: never sent, never read. */
     pc_request_t others[] = {
         {.op = PC_OP_DEL, .id = 2, .key = bs("k"), .here = 1},
-        {.op = PC_OP_MGET, .id = 3, .nkeys = 1, .keys = keys, .here = 1},
         {.op = PC_OP_SET, .id = 4, .key = bs("k"), .value = bs("v"), .here = 1},
         {.op = PC_OP_TOUCH, .id = 5, .key = bs("k"), .ttl_ms = 9, .here = 1},
     };
-    static const uint8_t heads[] = {0x93, 0x93, 0x94, 0x94}; /* as without it */
+    static const uint8_t heads[] = {0x93, 0x94, 0x94}; /* as without it */
     for (size_t i = 0; i < ARRAY_LEN(others); i++) {
         pc_buf_reset(&b);
         assert_int_equal(pc_proto_encode_request(&b, &others[i]), 0);
@@ -3184,11 +3231,6 @@ static void test_get_here(void **state)
         assert_int_equal(got.op, others[i].op);
         assert_int_equal(got.here, 0);
     }
-    /* [4, id, keys, 1]: an element after MGET's last, ignored. */
-    assert_int_equal(
-        pc_proto_decode_request(d, (const uint8_t *)"\x94\x04\x01\x91\xa1k\x01", 7, &got), 0);
-    assert_int_equal(got.nkeys, 1);
-    assert_int_equal(got.here, 0);
 
     /* Wrapped in a FORWARD (as a node relays a request to another of its
      * loops), the inner GET keeps it. */

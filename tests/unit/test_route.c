@@ -717,9 +717,18 @@ static void test_mget_key(void **state)
             GET, REPLICA_OF(3)),
         ROW("mget: peer's MGET, another's key, one loop", PC_ROUTE_SERVE_HERE, 0, -1, ONE_LOOP,
             CORE_LOOP, PEER, GET, THEIRS(3)),
-        /* an MGET has no `here` (a GET's field): its keys go as ever */
-        ROW("mget: another member's key, here set", PC_ROUTE_FORWARD, 0, 3, ON, WORKER, GET,
+        /* an MGET that says `here` (PROTOCOL.md §5.4): its keys of other
+         * members are served here, as a here-GET's; its own go as ever */
+        ROW("mget here: another member's key", PC_ROUTE_SERVE_HERE, 0, -1, ON, WORKER, GET,
             HERE, THEIRS(3)),
+        ROW("mget here: a key we replicate", PC_ROUTE_SERVE_HERE, 0, -1, ON, CORE_LOOP, GET,
+            HERE, REPLICA_OF(3)),
+        ROW("mget here: another member's key, homes off", PC_ROUTE_SERVE_HERE, 0, -1, OFF,
+            CORE_LOOP, GET, HERE, THEIRS(3)),
+        ROW("mget here: ours homed elsewhere", PC_ROUTE_HOME, 1, 2, ON, WORKER, GET, HERE,
+            OURS_HOMED_AT(2)),
+        ROW("mget here: ours, one loop", PC_ROUTE_SERVE, 0, -1, ONE_LOOP, CORE_LOOP, GET, HERE,
+            OURS_HOMED_HERE(0)),
     };
     check_rows(rows, sizeof rows / sizeof rows[0], pc_route_mget_key);
 }
