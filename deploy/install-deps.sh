@@ -7,6 +7,8 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config
   libuv1-dev libmsgpack-dev libhiredis-dev libsodium-dev libcmocka-dev
+  # the operators' HTTP endpoint parses requests with http-parser
+  libhttp-parser-dev
   redis-server redis-tools
   # peercache-bench's memcache protocol is tested against a real one
   # (test_bench_tool skips that part without it)
@@ -18,6 +20,9 @@ pkgs=(
   # ss), iptables for loss and partitions, python3 for its checker;
   # test_tcp_rto reads the node's sockets with ss (skips without it)
   iproute2 iptables python3
+  # promtool checks the node's /metrics (test_http); the package's own
+  # server is stopped and disabled below
+  prometheus
 )
 
 missing=()
@@ -38,6 +43,11 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts the prometheus package's server (on every address, port
+# 9090) where systemd runs; nothing here wants it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled prometheus >/dev/null 2>&1; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
 # Debian starts a redis-server service on 6379 (and memcached on 11211)
 # when one is installed; the demo and the tests start their own on other
 # loopback ports and do not use or need them.

@@ -167,6 +167,11 @@ const opt_t pc_opt_table[] = {
     {.name = "log-level", .type = OPT_ENUM, .def = "info", .offset = FIELD_STR(log_level),
      .choices = log_level_choices,
      .help = "Least severe messages written to stderr."},
+    {.name = "http", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "none",
+     .offset = FIELD_STR(http), .check = check_addr_or_none,
+     .help = "Operators' HTTP endpoint: /metrics (Prometheus), /healthz,\n"
+             "/readyz. Off by default; give a loopback address unless the\n"
+             "scraper is on another host (it has no token)."},
 
     /* security (docs/SECURITY.md) */
     {.name = "cluster-key", .type = OPT_STRING, .metavar = "FILE", .def = "",

@@ -3,12 +3,19 @@
  *
  * PC_STATS(C, V) lists every STATS field, in the order STATS sends them:
  *
- *   C(name)        a counter each event loop keeps for itself, a plain
+ *   C(name, help)  a counter each event loop keeps for itself, a plain
  *                  uint64_t of pc_counters_t (no atomics on the hot path);
  *                  STATS sends the sum over the loops (pc_counters_add).
- *   V(name, expr)  a value read when STATS is answered: expr is written
+ *   V(name, kind, expr, help)
+ *                  a value read when STATS is answered: expr is written
  *                  over `v`, the snapshot pc_stats.c assembles (the store,
- *                  the Redis connections, the membership, the guard ...).
+ *                  the Redis connections, the membership, the guard ...);
+ *                  kind is COUNTER (it only grows) or GAUGE.
+ *
+ * `help` is the one-line description the metrics endpoint sends (HELP
+ * lines of /metrics, docs/OPERATIONS.md "HTTP endpoint"), where every
+ * field is a metric named peercache_<name>, with _total added to a
+ * counter's name.
  *
  * The counters struct, the per-loop sum and the STATS list are all made
  * from it, so a counter cannot be added to one and forgotten in another;
@@ -25,112 +32,133 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PC_STATS(C, V)                                                                         \
-    V(uptime_s, v->uptime_s)                                                                   \
-    V(connections, v->nconns)                                                                  \
-    C(connections_total)                                                                       \
-    C(connections_rejected)                                                                    \
-    C(idle_timeouts)                                                                           \
-    C(frame_timeouts)                                                                          \
-    C(output_timeouts)                                                                         \
-    V(buffer_memory, v->buf_bytes)                                                             \
-    V(buffer_full, v->buf_full)                                                                \
-    C(buffer_full_rejects) /* connections refused: buffers over the cap */                     \
-    C(buffer_evictions)    /* connections closed to bring the buffers under it */              \
-    C(requests)                                                                                \
-    V(threads, v->threads)                                                                     \
-    C(worker_requests)  /* worker loops' `requests`, set when STATS gathers */                 \
-    C(relayed)          /* worker: requests relayed to the core loop */                        \
-    C(home_relayed)     /* requests relayed to their key's home loop */                        \
-    C(worker_forwarded) /* worker loops' `forwarded`, set when STATS gathers */                \
-    V(home_loops, v->home_loops)                                                               \
-    C(bad_frames)                                                                              \
-    V(items, v->store.items)                                                                   \
-    V(bytes, v->store.bytes)                                                                   \
-    V(memory_limit, v->store.limit)                                                            \
-    V(hits, v->store.hits)                                                                     \
-    V(misses, v->store.misses)                                                                 \
-    V(sets, v->store.sets)                                                                     \
-    V(deletes, v->store.deletes)                                                               \
-    V(evictions, v->store.evictions)                                                           \
-    V(expirations, v->store.expirations)                                                       \
-    V(backend_enabled, v->backend_enabled)                                                     \
-    V(backend_up, v->nbackends > 0 && (uint64_t)v->backend.up == v->nbackends)                 \
-    V(backend_connections, v->nbackends)                                                       \
-    C(backend_reads)                                                                           \
-    C(backend_reads_coalesced)                                                                 \
-    C(backend_writes)                                                                          \
-    V(backend_errors, v->backend.errors)                                                       \
-    V(backend_timeouts, v->backend.timeouts)                                                   \
-    V(backend_rejected, v->backend.rejected)                                                   \
-    V(backend_connects, v->backend.connects)                                                   \
-    V(backend_writes_late, v->backend.late)                                                    \
-    V(backend_writes_held, v->backend.held)                                                    \
-    V(cluster_members_alive, v->cluster.members_alive)                                         \
-    V(cluster_members_suspect, v->cluster.members_suspect)                                     \
-    V(cluster_members_dead, v->cluster.members_dead)                                           \
-    V(cluster_ring_changes, v->cluster.ring_changes)                                           \
-    V(cluster_ring_builds_offloop, v->cluster.ring_builds_offloop)                             \
-    V(cluster_incarnation, v->cluster.incarnation)                                             \
-    V(cluster_health, v->cluster.health)                                                       \
-    V(cluster_cut_off, v->cluster.cut_off)                                                     \
-    V(cluster_lease_lapses, v->cluster.lease_lapses)                                           \
-    V(gossip_in, v->cluster.gossip_in)                                                         \
-    V(gossip_out, v->cluster.gossip_out)                                                       \
-    V(gossip_bad, v->cluster.gossip_bad)                                                       \
-    V(syncs, v->cluster.syncs)                                                                 \
-    V(sync_errors, v->cluster.sync_errors)                                                     \
-    C(forwarded)       /* requests relayed to their owner */                                   \
-    C(forward_errors)  /* ... that failed (owner unreachable) */                               \
-    C(forwarded_in)    /* FORWARD requests served here */                                      \
-    C(forwarded_late)  /* forwarded writes refused: past their deadline */                     \
-    C(writes_late)     /* client writes refused: past the client's deadline */                 \
-    C(writes_cut_off)  /* writes refused: the node hears from no majority */                   \
-    C(not_owner_reads) /* reads served here as a replica / from Redis */                       \
-    C(here_reads)      /* ... of them, GETs and MGET keys that said `here` (hedged reads) */    \
-    C(retry_answers)   /* writes refused: relayed to a non-owner */                            \
-    C(replicated)      /* entries sent to replicas */                                          \
-    C(replicate_errors)                                                                        \
-    C(replica_applied) /* entries received and applied */                                      \
-    C(replica_ignored) /* ... refused (older, or not ours) */                                  \
-    C(stale_dropped)   /* copies from before this node gained a slot */                        \
-    C(handoff_sent)                                                                            \
-    C(handoff_received)                                                                        \
-    C(handoff_refused)   /* entries the receiver kept its own for */                           \
-    C(handoff_confirmed) /* ... of which confirmed it (same value) */                          \
-    C(handoff_untrusted) /* copies not handed off: made before a gain or a heal */             \
-    C(purged)            /* copies dropped from slots we left */                               \
-    C(handoff_errors)    /* batches that failed to send */                                     \
-    C(handoffs)          /* hand-offs completed */                                             \
-    V(handoff_active, v->handoff_active)                                                       \
-    C(settle_capped) /* entries whose expiry the settle window cut */                          \
-    V(peer_requests, v->peers.requests)                                                        \
-    V(peer_errors, v->peers.errors)                                                            \
-    V(peer_timeouts, v->peers.timeouts)                                                        \
-    V(peer_connects, v->peers.connects)                                                        \
-    V(peer_writes_held, v->peers.held)                                                         \
-    C(auth_failures)        /* HELLOs with a wrong or missing token */                         \
-    C(auth_refused)         /* requests refused before a good HELLO */                         \
-    C(hello_timeouts)       /* connections closed: no good HELLO in time */                    \
-    C(source_limit_rejects) /* connections refused: their address holds too many */           \
-    C(peer_refused)         /* peer ops refused: not sealed (or no token) */                   \
-    C(peer_rejected)        /* peer connections closed: frame failed the key check */          \
-    V(gossip_rejected, v->cluster.gossip_rejected)                                             \
-    V(seal_enabled, v->guard != NULL)                                                          \
-    V(sealed_out, v->guard ? v->guard->sealed : 0)                                             \
-    V(sealed_in, v->guard ? v->guard->opened : 0)                                              \
-    V(seal_unsealed, v->guard ? v->guard->unsealed : 0)                                        \
-    V(seal_bad, v->guard ? v->guard->bad_seal : 0)                                             \
-    V(seal_unknown_key, v->guard ? v->guard->unknown_key : 0)                                  \
-    V(seal_wrong_kind, v->guard ? v->guard->wrong_kind : 0)                                    \
-    V(seal_stale, v->guard ? v->guard->stale : 0)                                              \
-    V(seal_replayed, v->guard ? v->guard->replayed : 0)                                        \
-    V(seal_overflow, v->guard ? v->guard->overflow : 0)                                        \
-    V(seal_key_id, v->key_id)                                                                  \
-    V(seal_keys, v->nkeys)
+#define PC_STATS(C, V)                                                                             \
+    V(uptime_s, GAUGE, v->uptime_s, "Seconds since the node started")                              \
+    V(connections, GAUGE, v->nconns, "Client and peer connections open now")                       \
+    C(connections_total, "Connections accepted")                                                   \
+    C(connections_rejected, "Connections refused (over a limit)")                                  \
+    C(idle_timeouts, "Connections closed for being idle too long")                                 \
+    C(frame_timeouts, "Connections closed because a frame did not arrive whole in time")           \
+    C(output_timeouts, "Connections closed because their client stopped reading answers")          \
+    V(buffer_memory, GAUGE, v->buf_bytes, "Bytes all connection buffers hold now")                 \
+    V(buffer_full, GAUGE, v->buf_full, "1 while connection buffers are over --max-buffer-memory")  \
+    C(buffer_full_rejects, "Connections refused while the buffers were over their cap")            \
+    C(buffer_evictions, "Connections closed to bring the buffers under their cap")                 \
+    C(requests, "Frames decoded")                                                                  \
+    V(threads, GAUGE, v->threads, "Event loops (--threads)")                                       \
+    C(worker_requests, "Requests read by the worker loops")                                        \
+    C(relayed, "Requests a worker loop relayed to the core loop")                                  \
+    C(home_relayed, "Requests relayed to their key's home loop")                                   \
+    C(worker_forwarded, "Requests the worker loops relayed to their owners")                       \
+    V(home_loops, GAUGE, v->home_loops, "Loops that serve this node's keys themselves now")        \
+    C(bad_frames, "Frames that closed a connection")                                               \
+    V(items, GAUGE, v->store.items, "Items in the store")                                          \
+    V(bytes, GAUGE, v->store.bytes, "Bytes the store holds")                                       \
+    V(memory_limit, GAUGE, v->store.limit, "The store limit in bytes (--memory)")                  \
+    V(hits, COUNTER, v->store.hits, "Store lookups that found a valid item")                       \
+    V(misses, COUNTER, v->store.misses, "Store lookups that found none")                           \
+    V(sets, COUNTER, v->store.sets, "Items stored")                                                \
+    V(deletes, COUNTER, v->store.deletes, "Items deleted")                                         \
+    V(evictions, COUNTER, v->store.evictions, "Items evicted to stay under the memory limit")      \
+    V(expirations, COUNTER, v->store.expirations, "Items dropped because their TTL ran out")       \
+    V(backend_enabled, GAUGE, v->backend_enabled, "1 if Redis is behind the node")                 \
+    V(backend_up, GAUGE, v->nbackends > 0 && (uint64_t)v->backend.up == v->nbackends,              \
+        "1 while every loop's Redis connection is up")                                             \
+    V(backend_connections, GAUGE, v->nbackends, "Redis connections (one per loop)")                \
+    C(backend_reads, "Redis reads (misses read through)")                                          \
+    C(backend_reads_coalesced,                                                                     \
+        "Reads that waited for a Redis read of the same key already on its way")                   \
+    C(backend_writes, "Redis writes")                                                              \
+    V(backend_errors, COUNTER, v->backend.errors, "Redis commands that failed")                    \
+    V(backend_timeouts, COUNTER, v->backend.timeouts,                                              \
+        "Redis commands not answered within --redis-timeout")                                      \
+    V(backend_rejected, COUNTER, v->backend.rejected,                                              \
+        "Redis commands refused at once while Redis was down")                                     \
+    V(backend_connects, COUNTER, v->backend.connects, "Redis connections made")                    \
+    V(backend_writes_late, COUNTER, v->backend.late,                                               \
+        "Writes Redis refused because they reached it after their deadline")                       \
+    V(backend_writes_held, COUNTER, v->backend.held,                                               \
+        "Writes whose Redis connection dropped, reported failed once their deadline passed")\
+    V(cluster_members_alive, GAUGE, v->cluster.members_alive, "Members this node sees alive")      \
+    V(cluster_members_suspect, GAUGE, v->cluster.members_suspect, "Members this node suspects")    \
+    V(cluster_members_dead, GAUGE, v->cluster.members_dead,                                        \
+        "Members this node sees dead or left, not yet forgotten")                                  \
+    V(cluster_ring_changes, COUNTER, v->cluster.ring_changes, "Ring rebuilds")                     \
+    V(cluster_ring_builds_offloop, COUNTER, v->cluster.ring_builds_offloop,                        \
+        "Ring rebuilds done off the event loop")                                                   \
+    V(cluster_incarnation, GAUGE, v->cluster.incarnation, "This node's incarnation number")        \
+    V(cluster_health, GAUGE, v->cluster.health,                                                    \
+        "This node's Lifeguard health score (0 = healthy; it rises when this node is slow)")       \
+    V(cluster_cut_off, GAUGE, v->cluster.cut_off, "1 while this node holds no partition lease")    \
+    V(cluster_lease_lapses, COUNTER, v->cluster.lease_lapses,                                      \
+        "Times the partition lease ran out")                                                       \
+    V(gossip_in, COUNTER, v->cluster.gossip_in, "Gossip datagrams received")                       \
+    V(gossip_out, COUNTER, v->cluster.gossip_out, "Gossip datagrams sent")                         \
+    V(gossip_bad, COUNTER, v->cluster.gossip_bad, "Malformed gossip datagrams")                    \
+    V(syncs, COUNTER, v->cluster.syncs, "Full-state exchanges done")                               \
+    V(sync_errors, COUNTER, v->cluster.sync_errors, "Full-state exchanges that failed")            \
+    C(forwarded, "Requests relayed to their owner")                                                \
+    C(forward_errors, "Relayed requests that failed (owner unreachable)")                          \
+    C(forwarded_in, "FORWARD requests served here")                                                \
+    C(forwarded_late, "Forwarded writes refused: past their deadline")                             \
+    C(writes_late, "Client writes refused: past the client's deadline")                            \
+    C(writes_cut_off, "Writes refused while this node held no partition lease")                    \
+    C(not_owner_reads, "Reads served here for keys this node does not own")                        \
+    C(here_reads, "Of those, GETs and MGET keys that said here (hedged reads)")                    \
+    C(retry_answers, "Relayed writes refused with RETRY")                                          \
+    C(replicated, "Entries sent to replicas")                                                      \
+    C(replicate_errors, "Entries that could not be sent to a replica")                             \
+    C(replica_applied, "Replicated entries received and applied")                                  \
+    C(replica_ignored, "Replicated entries refused (older, or not ours)")                          \
+    C(stale_dropped, "Copies refused because they predate this node gaining the slot")             \
+    C(handoff_sent, "Entries handed to new owners")                                                \
+    C(handoff_received, "Entries received in hand-offs")                                           \
+    C(handoff_refused, "Handed-off entries the receiver kept its own copy for")                    \
+    C(handoff_confirmed, "Of those, the ones with the same value")                                 \
+    C(handoff_untrusted, "Copies not handed off: made before a gain or a heal")                    \
+    C(purged, "Copies dropped from slots this node left")                                          \
+    C(handoff_errors, "Hand-off batches that failed to send")                                      \
+    C(handoffs, "Hand-offs completed")                                                             \
+    V(handoff_active, GAUGE, v->handoff_active, "1 while a hand-off runs")                         \
+    C(settle_capped, "Entries whose expiry the settle window cut")                                 \
+    V(peer_requests, COUNTER, v->peers.requests, "Requests sent to other members")                 \
+    V(peer_errors, COUNTER, v->peers.errors, "Requests to other members that failed")              \
+    V(peer_timeouts, COUNTER, v->peers.timeouts,                                                   \
+        "Requests to other members not answered within --peer-timeout")                            \
+    V(peer_connects, COUNTER, v->peers.connects, "Connections made to other members")              \
+    V(peer_writes_held, COUNTER, v->peers.held,                                                    \
+        "Forwarded writes whose connection failed before their deadline, answered once it passed") \
+    C(auth_failures, "HELLOs with a wrong or missing token")                                       \
+    C(auth_refused, "Requests refused before a good HELLO")                                        \
+    C(hello_timeouts, "Connections closed: no good HELLO in time")                                 \
+    C(source_limit_rejects, "Connections refused: their address holds too many")                   \
+    C(peer_refused, "Peer operations refused: not sealed")                                         \
+    C(peer_rejected, "Peer connections closed: a frame failed the key check")                      \
+    V(gossip_rejected, COUNTER, v->cluster.gossip_rejected,                                        \
+        "Gossip datagrams dropped by the key check")                                               \
+    V(seal_enabled, GAUGE, v->guard != NULL, "1 if the node has a cluster key")                    \
+    V(sealed_out, COUNTER, v->guard ? v->guard->sealed : 0, "Sealed messages sent")                \
+    V(sealed_in, COUNTER, v->guard ? v->guard->opened : 0,                                         \
+        "Sealed messages received and accepted")                                                   \
+    V(seal_unsealed, COUNTER, v->guard ? v->guard->unsealed : 0,                                   \
+        "Messages dropped: not sealed where they must be")                                         \
+    V(seal_bad, COUNTER, v->guard ? v->guard->bad_seal : 0,                                        \
+        "Sealed messages dropped: tampered or malformed")                                          \
+    V(seal_unknown_key, COUNTER, v->guard ? v->guard->unknown_key : 0,                             \
+        "Sealed messages dropped: a key not in the keyring")                                       \
+    V(seal_wrong_kind, COUNTER, v->guard ? v->guard->wrong_kind : 0,                               \
+        "Sealed messages dropped: sealed for another use")                                         \
+    V(seal_stale, COUNTER, v->guard ? v->guard->stale : 0,                                         \
+        "Sealed messages dropped: stamped outside --replay-window")                                \
+    V(seal_replayed, COUNTER, v->guard ? v->guard->replayed : 0,                                   \
+        "Sealed messages dropped: seen before")                                                    \
+    V(seal_overflow, COUNTER, v->guard ? v->guard->overflow : 0,                                   \
+        "Sealed messages dropped: the replay filter was full")                                     \
+    V(seal_key_id, GAUGE, v->key_id, "The primary cluster key's id")                               \
+    V(seal_keys, GAUGE, v->nkeys, "Keys in the cluster keyring")
 
-#define PC_METRICS_FIELD_(name) uint64_t name;
-#define PC_METRICS_NONE_(name, expr)
+#define PC_METRICS_FIELD_(name, help) uint64_t name;
+#define PC_METRICS_NONE_(name, kind, expr, help)
 
 /* One loop's counters. Owned by the loop; read by another thread only
  * through a cross-loop call (pc_stats.c). */
@@ -141,7 +169,7 @@ typedef struct pc_counters {
 /* sum += x, counter by counter. */
 static inline void pc_counters_add(pc_counters_t *sum, const pc_counters_t *x)
 {
-#define PC_METRICS_ADD_(name) sum->name += x->name;
+#define PC_METRICS_ADD_(name, help) sum->name += x->name;
     PC_STATS(PC_METRICS_ADD_, PC_METRICS_NONE_)
 #undef PC_METRICS_ADD_
 }

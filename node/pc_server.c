@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "pc_addr.h"
+#include "pc_sock.h"
+#include "pc_admin.h"
 #include "pc_auth.h"
 #include "pc_conns.h"
 #include "pc_dispatch.h"
@@ -31,6 +33,8 @@ struct pc_server {
     pc_shared_t *sh; /* sh->loops[0] is the core */
     char *listen;
     char *name;
+    char *http;         /* --http, NULL = none */
+    pc_admin_t *admin;  /* its endpoint, on the core, once started */
     int reuseport; /* listen with SO_REUSEPORT (more than one loop) */
     uint64_t sweep_interval_ms;
     void (*loop_stopped)(void *arg, size_t index);
@@ -179,6 +183,9 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     }
     s->listen = strdup(cfg->listen);
     s->name = strdup(cfg->name ? cfg->name : cfg->listen);
+    if (cfg->http != NULL && cfg->http[0] != '\0' && strcmp(cfg->http, "none") != 0 &&
+        (s->http = strdup(cfg->http)) == NULL)
+        rc = PC_ENOMEM;
     s->reuseport = cfg->threads > 1;
     s->sweep_interval_ms = cfg->sweep_interval_ms;
     if (s->listen == NULL || s->name == NULL)
@@ -487,22 +494,26 @@ int pc_server_start(pc_server_t *s)
 {
     pc_shared_t *sh = s->sh;
     pc_loop_t *core = core_of(s);
-    char host[256];
-    int port;
-    if (pc_addr_parse(s->listen, host, sizeof host, &port) < 0) {
-        pc_log_error(core->log, "listen: bad address '%s'", s->listen);
-        return PC_EINVAL;
-    }
-    char portstr[16];
-    snprintf(portstr, sizeof portstr, "%d", port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    char why[320];
     struct addrinfo *ai = NULL;
-    int grc = getaddrinfo(host, portstr, &hints, &ai);
-    if (grc != 0) {
-        pc_log_error(core->log, "listen %s: %s", s->listen, gai_strerror(grc));
-        return PC_EIO;
+    int lrc = pc_sock_listen_addr(s->listen, &ai, why, sizeof why);
+    if (lrc != 0) {
+        pc_log_error(core->log, "listen: %s", why);
+        return lrc;
     }
+    /* The operators' endpoint first: once clients can connect, it
+     * answers too (a start-up check may poll the client port). */
+    if (s->http != NULL) {
+        int arc = pc_admin_start(core, s->http, s->name, &s->admin);
+        if (arc < 0) {
+            freeaddrinfo(ai);
+            return arc == PC_EINVAL ? PC_EINVAL : PC_EIO;
+        }
+        core->handles_open++;
+    }
+    int port = ntohs(ai->ai_family == AF_INET6
+                         ? ((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_port
+                         : ((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_port);
     int rc = s->reuseport && port != 0 ? port_free(ai->ai_addr, ai->ai_addrlen) : 0;
     if (rc == 0)
         rc = listen_on(s, core, ai->ai_addr, ai->ai_addrlen);
@@ -531,6 +542,11 @@ int pc_server_start(pc_server_t *s)
     }
     homes_update(core);
     return 0;
+}
+
+int pc_server_http_port(const pc_server_t *s)
+{
+    return s->admin != NULL ? pc_admin_port(s->admin) : -1;
 }
 
 /* ---- stopping ----------------------------------------------------------------- */
@@ -649,10 +665,16 @@ static void worker_stop_call(pc_loop_t *w, void *arg)
     loop_shutdown(w, worker_stopped, w);
 }
 
+static void admin_closed(void *arg) { handle_gone(arg); }
+
 void pc_server_shutdown(pc_server_t *s, void (*done)(void *), void *arg)
 {
     pc_shared_t *sh = s->sh;
     pc_loop_t *core = core_of(s);
+    if (s->admin != NULL) { /* operators see the node go at once */
+        pc_admin_close(s->admin, admin_closed, core);
+        s->admin = NULL;
+    }
     if (sh->nworkers == 0 || core->workers_stopping || core->handles_open == 0) {
         loop_shutdown(core, done, arg);
         return;
@@ -712,6 +734,7 @@ void pc_server_free(pc_server_t **sp)
     free(sh);
     free(s->listen);
     free(s->name);
+    free(s->http);
     free(s);
     *sp = NULL;
 }

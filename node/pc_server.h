@@ -130,10 +130,15 @@ void pc_server_on_loop_stopped(pc_server_t *s, void (*cb)(void *arg, size_t inde
  * each worker's on its own thread. Core loop thread. 0 or PC_ENOMEM. */
 int pc_server_set_peer_hello(pc_server_t *s, const uint8_t *frame, size_t len);
 
-/* Binds and listens on cfg->listen (and starts the workers). 0 or PC_EIO
- * (message logged). With workers, "address in use" is still an error:
- * SO_REUSEPORT does not let a second process share the port. */
+/* Binds and listens on cfg->listen (and starts the workers), and on
+ * cfg->http for operators (pc_admin.h) if set. 0 or PC_EIO (message
+ * logged). With workers, "address in use" is still an error:
+ * SO_REUSEPORT does not let a second process share the port. The HTTP
+ * endpoint closes when pc_server_shutdown begins. */
 int pc_server_start(pc_server_t *s);
+
+/* The port the HTTP endpoint listens on; -1 without one. */
+int pc_server_http_port(const pc_server_t *s);
 
 /*
  * Graceful stop: closes the listener, stops reading, lets requests in

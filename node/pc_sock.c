@@ -4,12 +4,15 @@
 #include "pc_sock.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #ifdef __linux__
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+
+#include "pc_addr.h"
 
 /* Linux 6.15's <linux/tcp.h> has it; C library headers older than that
  * (Debian 12's) do not. The number is the kernel's ABI. */
@@ -71,4 +74,25 @@ int pc_sock_rto_min_check(uint64_t *rto_min_ms, uint64_t *effective_us)
 #else
     return PC_ENOTSUP;
 #endif
+}
+
+int pc_sock_listen_addr(const char *addr, struct addrinfo **out, char *why, size_t whylen)
+{
+    char host[256], portstr[16];
+    int port;
+    *out = NULL;
+    if (pc_addr_parse(addr, host, sizeof host, &port) < 0) {
+        snprintf(why, whylen, "bad address '%s'", addr);
+        return PC_EINVAL;
+    }
+    snprintf(portstr, sizeof portstr, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    int rc = getaddrinfo(host, portstr, &hints, out);
+    if (rc != 0) {
+        *out = NULL;
+        snprintf(why, whylen, "%s: %s", addr, gai_strerror(rc));
+        return PC_EIO;
+    }
+    return 0;
 }

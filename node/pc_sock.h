@@ -17,11 +17,15 @@
  * PC_ERANGE (the kernel refuses the value); PC_EIO (another failure of
  * the system call; errno says which).
  *
+ * It also resolves the HOST:PORT a listener binds to (pc_sock_listen_addr).
+ *
  * Thread rules: none; system calls on the caller's sockets only.
  */
 #ifndef PC_SOCK_H
 #define PC_SOCK_H
 
+#include <netdb.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "pc_error.h"
@@ -45,5 +49,13 @@ int pc_sock_set_rto_min(int fd, uint64_t rto_min_ms);
  * failure *rto_min_ms is not changed.
  */
 int pc_sock_rto_min_check(uint64_t *rto_min_ms, uint64_t *effective_us);
+
+/*
+ * The address a listener on `addr` (HOST:PORT) binds to, resolved for a
+ * passive TCP socket: 0 with *out (free it with freeaddrinfo), PC_EINVAL
+ * (not HOST:PORT) or PC_EIO (the name does not resolve); then why[] says
+ * so.
+ */
+int pc_sock_listen_addr(const char *addr, struct addrinfo **out, char *why, size_t whylen);
 
 #endif

@@ -37,8 +37,8 @@ typedef struct stats_view {
 
 const char *const *pc_metrics_names(size_t *n)
 {
-#define NAME_C(name) #name,
-#define NAME_V(name, expr) #name,
+#define NAME_C(name, help) #name,
+#define NAME_V(name, kind, expr, help) #name,
     static const char *const names[] = {PC_STATS(NAME_C, NAME_V)};
 #undef NAME_C
 #undef NAME_V
@@ -46,12 +46,27 @@ const char *const *pc_metrics_names(size_t *n)
     return names;
 }
 
-/* Encodes the STATS answer from the loops' sum: into r if given (it
- * waited for the workers), else straight to c. */
-static void stats_reply(pc_conn_t *c, pc_req_t *r, uint32_t op, uint64_t id,
-                        const loop_snap_t *sum)
+/* Every field's kind and help, in table order (pc_metrics.h). */
+#define META_C(name, help) {1, help},
+#define META_V(name, kind, expr, help) {PC_METRICS_##kind, help},
+#define PC_METRICS_COUNTER 1
+#define PC_METRICS_GAUGE 0
+static const struct {
+    int counter;
+    const char *help;
+} meta[] = {PC_STATS(META_C, META_V)};
+#undef META_C
+#undef META_V
+
+#define NSTATS (sizeof meta / sizeof meta[0])
+
+struct pc_stats {
+    pc_stat_t stat[NSTATS]; /* name and value, in table order */
+};
+
+/* Fills st from the loops' sum and what the core reports. */
+static void stats_fill(pc_loop_t *l, const loop_snap_t *sum, pc_stats_t *st)
 {
-    pc_loop_t *l = pc_loop_of(c);
     pc_shared_t *sh = l->sh;
     stats_view_t view = {0}, *v = &view;
     pc_guard_stats_t gstats = {0};
@@ -75,13 +90,80 @@ static void stats_reply(pc_conn_t *c, pc_req_t *r, uint32_t op, uint64_t id,
     }
     v->handoff_active = pc_handoff_active(l);
     const pc_counters_t *s = &sum->counters;
-#define STAT_C(name) {{(const uint8_t *)#name, sizeof #name - 1}, (int64_t)s->name},
-#define STAT_V(name, expr) {{(const uint8_t *)#name, sizeof #name - 1}, (int64_t)(expr)},
-    pc_stat_t stats[] = {PC_STATS(STAT_C, STAT_V)};
+#define STAT_C(name, help) {{(const uint8_t *)#name, sizeof #name - 1}, (int64_t)s->name},
+#define STAT_V(name, kind, expr, help) {{(const uint8_t *)#name, sizeof #name - 1}, (int64_t)(expr)},
+    const pc_stat_t stats[] = {PC_STATS(STAT_C, STAT_V)};
 #undef STAT_C
 #undef STAT_V
-    pc_response_t resp = {.op = op, .id = id, .status = PC_ST_OK,
-                          .nstats = sizeof stats / sizeof stats[0], .stats = stats};
+    memcpy(st->stat, stats, sizeof stats);
+}
+
+int64_t pc_stats_get(const pc_stats_t *st, const char *name)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < NSTATS; i++) {
+        const pc_bytes_t *n = &st->stat[i].name;
+        if (n->len == len && memcmp(n->ptr, name, len) == 0)
+            return st->stat[i].value;
+    }
+    return -1;
+}
+
+/* Prometheus label values escape backslash, quote and newline. */
+static int put_label(pc_buf_t *out, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        const char *esc = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
+        int rc = esc != NULL ? pc_buf_append(out, esc, 2) : pc_buf_append(out, s, 1);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int pc_stats_prometheus(const pc_stats_t *st, const char *node, uint64_t ring_fp, pc_buf_t *out)
+{
+    char line[512];
+    int rc = 0;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        int n_ = snprintf(line, sizeof line, __VA_ARGS__);                                         \
+        if (rc == 0)                                                                               \
+            rc = n_ > 0 && (size_t)n_ < sizeof line ? pc_buf_append(out, line, (size_t)n_)        \
+                                                     : PC_EINVAL;                                  \
+    } while (0)
+    PUT("# HELP peercache_info The node's version, name and ring fingerprint (always 1)\n"
+        "# TYPE peercache_info gauge\npeercache_info{version=\"%s\",node=\"", PC_VERSION_STRING);
+    if (rc == 0)
+        rc = put_label(out, node);
+    PUT("\",ring_fingerprint=\"%016llx\"} 1\n", (unsigned long long)ring_fp);
+    for (size_t i = 0; i < NSTATS; i++) {
+        const pc_stat_t *s = &st->stat[i];
+        int n = (int)s->name.len;
+        const char *name = (const char *)s->name.ptr;
+        /* Counters end in _total (a STATS name may already); a unit
+         * is spelled out (uptime_s: peercache_uptime_seconds). */
+        const char *suffix =
+            meta[i].counter && !(n > 6 && memcmp(name + n - 6, "_total", 6) == 0) ? "_total" : "";
+        if (n > 2 && memcmp(name + n - 2, "_s", 2) == 0) {
+            n--;
+            suffix = meta[i].counter ? "seconds_total" : "seconds";
+        }
+        const char *type = meta[i].counter ? "counter" : "gauge";
+        PUT("# HELP peercache_%.*s%s %s\n# TYPE peercache_%.*s%s %s\npeercache_%.*s%s %lld\n", n,
+            name, suffix, meta[i].help, n, name, suffix, type, n, name, suffix,
+            (long long)s->value);
+    }
+#undef PUT
+    return rc;
+}
+
+/* Encodes the STATS answer: into r if given (it waited for the workers),
+ * else straight to c. */
+static void stats_reply(pc_conn_t *c, pc_req_t *r, uint32_t op, uint64_t id, const pc_stats_t *st)
+{
+    pc_response_t resp = {.op = op, .id = id, .status = PC_ST_OK, .nstats = NSTATS,
+                          .stats = st->stat};
     if (r != NULL)
         pc_req_answer(r, &resp, NULL);
     else
@@ -117,12 +199,14 @@ static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
     sum->buf_full |= x->buf_full;
 }
 
-/* STATS on a node of several loops: the counters of each are read on its
- * own thread, summed on the core, and then answered. */
+/* A gathering: the counters of each loop are read on its own thread,
+ * summed on the core, and then handed to cb. */
 typedef struct gather {
-    pc_req_t *r;
+    pc_loop_t *core;
     size_t pending;
     loop_snap_t sum;
+    pc_stats_cb cb;
+    void *arg;
 } gather_t;
 
 typedef struct snapmsg {
@@ -134,10 +218,11 @@ static void gather_one(gather_t *g)
 {
     if (--g->pending > 0)
         return;
-    pc_req_t *r = g->r;
-    r->waiting = 0;
-    if (!pc_req_gone(r))
-        stats_reply(r->c, r, r->op, r->id, &g->sum);
+    pc_stats_t *st = malloc(sizeof *st);
+    if (st != NULL)
+        stats_fill(g->core, &g->sum, st);
+    g->cb(g->arg, st);
+    free(st);
     free(g);
 }
 
@@ -160,26 +245,16 @@ static void snap_take(pc_loop_t *w, void *arg) /* on a worker */
         free(m); /* the core stops last: cannot happen */
 }
 
-void pc_stats_request(pc_conn_t *c, const pc_request_t *rq)
+int pc_stats_gather(pc_loop_t *core, pc_stats_cb cb, void *arg)
 {
-    pc_loop_t *l = pc_loop_of(c);
-    pc_shared_t *sh = l->sh;
-    gather_t *g = NULL;
-    pc_req_t *r = NULL;
-    if (sh->nworkers > 0 && (g = calloc(1, sizeof *g)) != NULL &&
-        (r = pc_req_new(c, rq->op, rq->id, sizeof *r)) == NULL) {
-        free(g);
-        g = NULL;
-    }
-    if (g == NULL) { /* one loop (or out of memory: this loop's counters) */
-        loop_snap_t own;
-        snap_own(l, &own);
-        stats_reply(c, NULL, rq->op, rq->id, &own);
-        return;
-    }
-    g->r = r;
-    r->waiting = 1;
-    snap_own(l, &g->sum);
+    pc_shared_t *sh = core->sh;
+    gather_t *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        return PC_ENOMEM;
+    g->core = core;
+    g->cb = cb;
+    g->arg = arg;
+    snap_own(core, &g->sum);
     g->pending = 1 + sh->nworkers;
     for (size_t i = 1; i <= sh->nworkers; i++) {
         snapmsg_t *m = calloc(1, sizeof *m);
@@ -192,4 +267,41 @@ void pc_stats_request(pc_conn_t *c, const pc_request_t *rq)
         g->pending--; /* a stopped loop has nothing to add */
     }
     gather_one(g);
+    return 0;
+}
+
+/* STATS after a gathering: r waited for it. */
+static void stats_gathered(void *arg, const pc_stats_t *st)
+{
+    pc_req_t *r = arg;
+    r->waiting = 0;
+    if (pc_req_gone(r))
+        return;
+    if (st != NULL)
+        stats_reply(r->c, r, r->op, r->id, st);
+    else
+        pc_req_answer_status(r, PC_ST_INTERNAL, "out of memory");
+}
+
+void pc_stats_request(pc_conn_t *c, const pc_request_t *rq)
+{
+    pc_loop_t *l = pc_loop_of(c);
+    if (l->sh->nworkers == 0) { /* one loop: at once */
+        loop_snap_t own;
+        pc_stats_t st;
+        snap_own(l, &own);
+        stats_fill(l, &own, &st);
+        stats_reply(c, NULL, rq->op, rq->id, &st);
+        return;
+    }
+    pc_req_t *r = pc_req_new(c, rq->op, rq->id, sizeof *r);
+    if (r == NULL) {
+        pc_conn_answer_error(c, rq->op, rq->id, PC_ST_INTERNAL, "out of memory");
+        return;
+    }
+    r->waiting = 1;
+    if (pc_stats_gather(l, stats_gathered, r) != 0) {
+        r->waiting = 0;
+        pc_req_answer_status(r, PC_ST_INTERNAL, "out of memory");
+    }
 }

@@ -1,0 +1,283 @@
+/*
+ * test_http.c -- the operators' HTTP endpoint (--http, node/pc_admin.h,
+ * docs/OPERATIONS.md "HTTP endpoint") of a real peercached with a real
+ * redis-server behind it, spoken to over raw sockets:
+ *  - /healthz, /readyz and /metrics answer, and anything else is refused
+ *    with the status the contract names (404, 405, 413, 414, 431, 400);
+ *  - /metrics of a busy node passes `promtool check metrics` (Debian's
+ *    prometheus package), and its request counter grows with the load;
+ *  - /readyz turns 503 with the reason when Redis stops, and 200 again
+ *    when it is back;
+ *  - the connection limit and the request timeout hold.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pc_client.h"
+#include "pc_harness.h"
+
+/* As node/pc_admin.c: connections at once, and the time a request has. */
+#define MAX_CONNS 16
+#define TIMEOUT_MS 5000
+
+typedef struct node {
+    pc_h_proc_t redis, node;
+    int http_port;
+} node_t;
+
+static void node_up(node_t *n, int redis_port)
+{
+    char http[64];
+    assert_int_equal(pc_h_redis_start(&n->redis, redis_port), 0);
+    /* Two free ports, not the same one twice (neither is bound until the
+     * node binds both). */
+    int port = pc_h_free_port();
+    do
+        n->http_port = pc_h_free_port();
+    while (n->http_port == port);
+    snprintf(http, sizeof http, "127.0.0.1:%d", n->http_port);
+    const char *args[] = {"--redis", n->redis.addr, "--http", http, "--insecure", NULL};
+    assert_int_equal(pc_h_node_start_port(&n->node, port, args), 0);
+}
+
+static void node_down(node_t *n)
+{
+    assert_int_equal(pc_h_stop(&n->node, SIGTERM, 10000), 0);
+    if (n->redis.pid > 0)
+        pc_h_stop(&n->redis, SIGTERM, 5000);
+}
+
+/* An answer: status, its headers and body, NUL terminated. */
+typedef struct answer {
+    int status;
+    char raw[65536];
+    const char *body;
+    size_t body_len;
+} answer_t;
+
+/* Sends `req` (raw bytes) on a new connection and reads the answer to
+ * EOF. status -1 when there was none. */
+static void exchange(int port, const char *req, size_t len, answer_t *a)
+{
+    memset(a, 0, sizeof *a);
+    a->status = -1;
+    int fd = pc_h_connect(port, 10000);
+    assert_true(fd >= 0);
+    pc_buf_t b;
+    memset(&b, 0, sizeof b);
+    b.data = (uint8_t *)req;
+    b.len = b.cap = len;
+    if (len > 0)
+        assert_int_equal(pc_h_send_all(fd, &b), 0);
+    size_t got = 0;
+    pc_h_wait_closed(fd, (uint8_t *)a->raw, sizeof a->raw - 1, &got);
+    close(fd);
+    a->raw[got < sizeof a->raw ? got : sizeof a->raw - 1] = '\0';
+    if (sscanf(a->raw, "HTTP/1.1 %d ", &a->status) != 1)
+        a->status = -1;
+    const char *end = strstr(a->raw, "\r\n\r\n");
+    a->body = end != NULL ? end + 4 : "";
+    a->body_len = strlen(a->body);
+}
+
+static void get(int port, const char *path, answer_t *a)
+{
+    char req[1024];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    exchange(port, req, (size_t)n, a);
+}
+
+static answer_t ans; /* large: not on the stack */
+
+static void test_endpoints_and_refusals(void **state)
+{
+    (void)state;
+    node_t n;
+    node_up(&n, 0);
+
+    get(n.http_port, "/healthz", &ans);
+    assert_int_equal(ans.status, 200);
+    assert_string_equal(ans.body, "ok\n");
+    assert_non_null(strstr(ans.raw, "Connection: close\r\n"));
+    get(n.http_port, "/readyz", &ans);
+    assert_int_equal(ans.status, 200);
+    assert_string_equal(ans.body, "ready\n");
+    get(n.http_port, "/metrics?ignored=1", &ans);
+    assert_int_equal(ans.status, 200);
+    assert_non_null(strstr(ans.raw, "Content-Type: text/plain; version=0.0.4"));
+    get(n.http_port, "/nothing", &ans);
+    assert_int_equal(ans.status, 404);
+
+    /* HEAD: the headers of a GET, no body. */
+    static const char head[] = "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    exchange(n.http_port, head, sizeof head - 1, &ans);
+    assert_int_equal(ans.status, 200);
+    assert_non_null(strstr(ans.raw, "Content-Length: 3\r\n"));
+    assert_int_equal(ans.body_len, 0);
+
+    static const char post[] = "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+    exchange(n.http_port, post, sizeof post - 1, &ans);
+    assert_int_equal(ans.status, 405);
+    assert_non_null(strstr(ans.raw, "Allow: GET, HEAD\r\n"));
+    static const char body[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+    exchange(n.http_port, body, sizeof body - 1, &ans);
+    assert_int_equal(ans.status, 413);
+    static const char chunked[] =
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+    exchange(n.http_port, chunked, sizeof chunked - 1, &ans);
+    assert_int_equal(ans.status, 413);
+    static const char junk[] = "this is not HTTP\r\n\r\n";
+    exchange(n.http_port, junk, sizeof junk - 1, &ans);
+    assert_int_equal(ans.status, 400);
+
+    /* A path over 1,024 bytes; headers over 8 KiB. */
+    char *big = malloc(16384);
+    assert_non_null(big);
+    int len = snprintf(big, 16384, "GET /%01100d HTTP/1.1\r\nHost: x\r\n\r\n", 0);
+    exchange(n.http_port, big, (size_t)len, &ans);
+    assert_int_equal(ans.status, 414);
+    len = snprintf(big, 16384, "GET /metrics HTTP/1.1\r\nX-Big: %09000d\r\n\r\n", 0);
+    exchange(n.http_port, big, (size_t)len, &ans);
+    assert_int_equal(ans.status, 431);
+    free(big);
+
+    /* Still serving after all that. */
+    get(n.http_port, "/healthz", &ans);
+    assert_int_equal(ans.status, 200);
+    node_down(&n);
+}
+
+/* The value of a sample line "name value" in a /metrics body, or -1. */
+static long long sample(const char *body, const char *name)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    const char *p = strstr(body, pat);
+    return p != NULL ? atoll(p + strlen(pat)) : -1;
+}
+
+static void test_metrics_pass_promtool(void **state)
+{
+    (void)state;
+    enum { OPS = 200 };
+    node_t n;
+    node_up(&n, 0);
+    pc_client_options_t o = {.nodes = n.node.addr, .timeout_ms = 5000};
+    pc_client_t *c = NULL;
+    assert_int_equal(pc_client_new(&o, &c), 0);
+
+    get(n.http_port, "/metrics", &ans);
+    assert_int_equal(ans.status, 200);
+    long long before = sample(ans.raw, "peercache_requests_total");
+    assert_true(before >= 0);
+    for (int i = 0; i < OPS; i++) {
+        char key[32];
+        pc_value_t v = {0};
+        int kl = snprintf(key, sizeof key, "m:%d", i % 20);
+        assert_int_equal(pc_client_set(c, key, (size_t)kl, "v", 1, NULL, NULL), 0);
+        assert_int_equal(pc_client_get(c, key, (size_t)kl, &v), 0);
+        pc_value_free(&v);
+    }
+    pc_client_free(&c);
+
+    get(n.http_port, "/metrics", &ans);
+    assert_int_equal(ans.status, 200);
+    long long after = sample(ans.raw, "peercache_requests_total");
+    if (after < before + 2 * OPS)
+        fail_msg("peercache_requests_total went from %lld to %lld over %d requests", before,
+                 after, 2 * OPS);
+    assert_true(sample(ans.raw, "peercache_hits_total") >= OPS / 2);
+    assert_non_null(strstr(ans.raw, "# TYPE peercache_items gauge\n"));
+    assert_non_null(strstr(ans.raw, "# TYPE peercache_uptime_seconds gauge\n"));
+    assert_non_null(strstr(ans.raw, "\npeercache_info{version=\""));
+
+    /* promtool reads the body from stdin; its findings go to stdout. */
+    char path[512], cmd[1200], out[4096];
+    snprintf(path, sizeof path, "%s/metrics.txt", pc_h_tmpdir());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(ans.body, 1, ans.body_len, f), ans.body_len);
+    assert_int_equal(fclose(f), 0);
+    snprintf(cmd, sizeof cmd, "promtool check metrics < '%s' 2>&1", path);
+    int rc = pc_h_run(cmd, out, sizeof out);
+    if (rc != 0)
+        fail_msg("promtool check metrics: exit %d\n%s", rc, out);
+    node_down(&n);
+}
+
+static int readyz_is(void *arg)
+{
+    const int *want = arg; /* {port, status} */
+    get(want[0], "/readyz", &ans);
+    return ans.status == want[1];
+}
+
+static void test_readyz_follows_redis(void **state)
+{
+    (void)state;
+    node_t n;
+    node_up(&n, 0);
+    int redis_port = n.redis.port;
+    int ready[2] = {n.http_port, 200}, unready[2] = {n.http_port, 503};
+    assert_true(pc_h_poll(readyz_is, ready, 10000));
+
+    pc_h_stop(&n.redis, SIGTERM, 5000);
+    n.redis.pid = 0;
+    if (!pc_h_poll(readyz_is, unready, 10000))
+        fail_msg("/readyz still %d 10 s after Redis stopped: %s", ans.status, ans.body);
+    assert_non_null(strstr(ans.body, "redis: not connected"));
+
+    assert_int_equal(pc_h_redis_start(&n.redis, redis_port), 0);
+    if (!pc_h_poll(readyz_is, ready, 10000))
+        fail_msg("/readyz still %d 10 s after Redis came back: %s", ans.status, ans.body);
+    node_down(&n);
+}
+
+static void test_connection_limit_and_timeout(void **state)
+{
+    (void)state;
+    node_t n;
+    node_up(&n, 0);
+    int fds[MAX_CONNS];
+    for (int i = 0; i < MAX_CONNS; i++) {
+        fds[i] = pc_h_connect(n.http_port, 10000);
+        assert_true(fds[i] >= 0);
+    }
+    /* One more is accepted after them, and closed at once, unanswered. */
+    get(n.http_port, "/healthz", &ans);
+    assert_int_equal(ans.status, -1);
+
+    /* The silent ones are closed at the timeout (each socket waits up to
+     * 10 s for that). */
+    uint64_t t0 = pc_h_now_ms();
+    for (int i = 0; i < MAX_CONNS; i++) {
+        assert_int_equal(pc_h_wait_closed(fds[i], NULL, 0, NULL), 1);
+        close(fds[i]);
+    }
+    printf("# %d silent connections closed within %llu ms (timeout %d ms)\n", MAX_CONNS,
+           (unsigned long long)(pc_h_now_ms() - t0), TIMEOUT_MS);
+    get(n.http_port, "/healthz", &ans); /* room again */
+    assert_int_equal(ans.status, 200);
+    node_down(&n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_endpoints_and_refusals),
+        cmocka_unit_test(test_metrics_pass_promtool),
+        cmocka_unit_test(test_readyz_follows_redis),
+        cmocka_unit_test(test_connection_limit_and_timeout),
+    };
+    return cmocka_run_group_tests_name("http", tests, NULL, NULL);
+}
