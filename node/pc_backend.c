@@ -169,6 +169,7 @@ typedef struct cmd {
     enum cmd_kind kind;
     uint64_t deadline; /* loop clock, ms: given up on then */
     uint64_t until_ms; /* a write: wall-clock ms it may be applied until; 0 = deadline only */
+    uint64_t sent_ns;  /* uv_hrtime() when it was queued for Redis */
     union {
         pc_backend_get_cb get;
         pc_backend_done_cb done;
@@ -571,6 +572,8 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     pc_backend_t *b = c->b;
     redisReply *reply = r;
     cmd_pop(b, c);
+    if (reply != NULL)
+        pc_hist_add(&b->stats.rtt, uv_hrtime() - c->sent_ns, 1);
 
     if (reply == NULL) {
         /* A write may still reach Redis and be applied until its fence:
@@ -675,6 +678,7 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
     c->b = b;
     c->next = NULL;
     c->deadline = uv_now(b->loop) + b->timeout_ms;
+    c->sent_ns = uv_hrtime();
     char fencebuf[24];
     if (c->kind != CMD_GET) { /* a write's last ARGV is its fence */
         int n = snprintf(fencebuf, sizeof fencebuf, "%lld",

@@ -54,6 +54,7 @@
 #include <uv.h>
 
 #include "pc_error.h"
+#include "pc_hist.h"
 #include "pc_log.h"
 
 typedef struct pc_backend pc_backend_t;
@@ -75,6 +76,7 @@ typedef struct pc_backend_stats {
     uint64_t late;        /* writes Redis refused as past their fence (also in errors) */
     uint64_t held;        /* writes whose connection was dropped, failed only at their deadline */
     int up;               /* 1 while connected */
+    pc_hist_t rtt;        /* round trips of the commands Redis answered (error answers too) */
 } pc_backend_stats_t;
 
 /*

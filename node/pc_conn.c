@@ -380,6 +380,58 @@ void pc_conn_run(pc_conn_t *c)
 
 /* ---- requests and answers ---------------------------------------------- */
 
+/* ---- latency (pc_metrics.h, enum pc_lat_op) ---- */
+
+/* The class an answer of op is timed as: `now` = given in the turn that
+ * read the request. */
+static uint8_t lat_class(uint32_t op, int now)
+{
+    switch (op) {
+    case PC_OP_GET: return now ? PC_LAT_GET_HIT : PC_LAT_GET_MISS;
+    case PC_OP_SET: return PC_LAT_SET;
+    case PC_OP_DEL: return PC_LAT_DEL;
+    default: return PC_LAT_NONE;
+    }
+}
+
+/* An answer of class k given now, in c's turn: timed at the end of the
+ * turn, with the others (no clock read per answer). */
+static void lat_in_turn(pc_conn_t *c, uint8_t k)
+{
+    if (k < PC_LAT_OPS && c->processing && !c->internal && c->turn_answers[k] < UINT16_MAX)
+        c->turn_answers[k]++;
+}
+
+/* The answers of the turn that began at c->turn_t0 and ends at `end`. */
+static void lat_turn_done(pc_conn_t *c, uint64_t end)
+{
+    pc_hist_t *lat = c->cs->lat;
+    for (size_t k = 0; k < PC_LAT_OPS; k++) {
+        if (c->turn_answers[k] > 0 && lat != NULL)
+            pc_hist_add(&lat[k], end - c->turn_t0, c->turn_answers[k]);
+        c->turn_answers[k] = 0;
+    }
+}
+
+/* A queued request's answer: in the turn that read it, as above; later,
+ * timed now. */
+static void lat_answered(pc_req_t *r)
+{
+    pc_conn_t *c = r->c;
+    if (r->lat >= PC_LAT_OPS || c->internal || c->cs->lat == NULL)
+        return;
+    if (c->processing && r->t0 == c->turn_t0) {
+        lat_in_turn(c, r->lat == PC_LAT_GET_MISS ? PC_LAT_GET_HIT : r->lat);
+        return;
+    }
+    pc_hist_add(&c->cs->lat[r->lat], uv_hrtime() - r->t0, 1);
+}
+
+void pc_req_time_as(pc_req_t *r, unsigned k)
+{
+    r->lat = (uint8_t)(k < PC_LAT_OPS ? k : PC_LAT_NONE);
+}
+
 pc_req_t *pc_req_new(pc_conn_t *c, uint32_t op, uint64_t id, size_t size)
 {
     pc_req_t *r = calloc(1, size);
@@ -388,6 +440,8 @@ pc_req_t *pc_req_new(pc_conn_t *c, uint32_t op, uint64_t id, size_t size)
     r->c = c;
     r->op = op;
     r->id = id;
+    r->lat = lat_class(op, 0);
+    r->t0 = c->processing ? c->turn_t0 : uv_hrtime();
     pc_buf_init(&r->resp, 0);
     pc_buf_set_account(&r->resp, &c->cs->buf_bytes); /* held answers count */
     pc_list_push_back(&c->reqs, &r->link);
@@ -480,6 +534,7 @@ static int encode_answer(pc_conn_t *c, pc_buf_t *b, const pc_response_t *resp, c
 
 static void answer_with(pc_conn_t *c, const pc_response_t *resp, const char *errmsg)
 {
+    lat_in_turn(c, lat_class(resp->op, 1));
     pc_buf_t *b = answer_target(c, resp->op, resp->id);
     int rc = b ? encode_answer(c, b, resp, errmsg) : PC_ENOMEM;
     if (b != NULL && b != &c->out)
@@ -510,6 +565,7 @@ static void req_deliver(pc_req_t *r, const pc_response_t *resp, const char *errm
     r->waiting = 0;
     if (pc_req_gone(r))
         return;
+    lat_answered(r);
     /* The receiving end of a relay answers as soon as it can: the relay's
      * requests are many clients', each put back in order by its loop. */
     pc_buf_t *b = req_is_head(r) || c->internal ? &c->out : &r->resp;
@@ -637,11 +693,13 @@ void pc_conn_process(pc_conn_t *c)
     pc_sched_remove(&cs->sched[HEAVY], &c->sched[HEAVY]);
     c->processing = 1;
     uint64_t t0 = uv_hrtime();
+    c->turn_t0 = t0;
     conn_process_frames(c, t0);
     c->processing = 0;
     if (!c->closing)
         pc_conn_flush(c);
-    uint64_t work = uv_hrtime() - t0;
+    uint64_t end = uv_hrtime(), work = end - t0;
+    lat_turn_done(c, end);
     pc_sched_charge(&cs->sched[c->heavy], &c->sched[c->heavy], work);
     cs->turn_work += work;
     if (c->closing)

@@ -100,6 +100,7 @@ typedef struct pc_conns {
     const pc_log_t *log;
     pc_guard_t *guard;               /* seals peers' answers; may be NULL */
     pc_counters_t *stats;            /* the loop's */
+    pc_hist_t *lat;                  /* the loop's latency per operation (PC_LAT_OPS) */
     const pc_conn_hooks_t *hooks;
     void *owner;                     /* hooks' context: pc_conn_owner() */
     _Atomic uint64_t *node_conns;    /* client connections of all loops */
@@ -148,6 +149,8 @@ struct pc_req {
     uint64_t id;
     int done;         /* resp holds the encoded answer */
     unsigned waiting; /* callbacks still to come for it (its owner's count) */
+    uint8_t lat;      /* enum pc_lat_op its answer is timed as (PC_LAT_NONE: not) */
+    uint64_t t0;      /* the start of the turn that read it (uv_hrtime) */
     pc_buf_t resp;
     /* What it waits on, for the log of a stop that overran. */
     enum { PC_REQ_LOCAL, PC_REQ_RELAYED, PC_REQ_FORWARDED } waits_on;
@@ -181,6 +184,8 @@ struct pc_conn {
     int eof;        /* no more input: finish what was asked, then close */
     int closing;    /* handle closed or closing */
     int processing; /* inside its turn: no re-entry */
+    uint64_t turn_t0; /* uv_hrtime() at the start of its current (or last) turn */
+    uint16_t turn_answers[PC_LAT_OPS]; /* answers given in this turn, per class */
     pc_sched_entry_t sched[2];
     int heavy;         /* its next turn is a heavy one */
     int read_deferred; /* alloc_cb put a read off (UV_ENOBUFS is ours) */
@@ -303,6 +308,11 @@ void pc_conn_answer_error(pc_conn_t *c, uint32_t op, uint64_t id, uint32_t statu
  * first). Holds a reference to c. NULL when out of memory.
  */
 pc_req_t *pc_req_new(pc_conn_t *c, uint32_t op, uint64_t id, size_t size);
+
+/* Times r's answer as operation k of enum pc_lat_op (pc_metrics.h) --
+ * say PC_LAT_FORWARD once it is relayed to its owner -- instead of what
+ * its op says; PC_LAT_NONE: not at all. */
+void pc_req_time_as(pc_req_t *r, unsigned k);
 
 /* Frees r (its cleanup first) and drops its reference; c may be freed by
  * it only through pc_req_gone. */

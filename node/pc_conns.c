@@ -25,6 +25,7 @@ int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg)
     cs->log = cfg->log;
     cs->guard = cfg->guard;
     cs->stats = cfg->stats;
+    cs->lat = cfg->lat;
     cs->hooks = cfg->hooks;
     cs->owner = cfg->owner;
     cs->node_conns = cfg->node_conns;

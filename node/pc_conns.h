@@ -23,6 +23,7 @@ typedef struct pc_conns_config {
     const pc_log_t *log;
     pc_guard_t *guard;
     pc_counters_t *stats;
+    pc_hist_t *lat; /* PC_LAT_OPS of them: the loop's */
     const pc_conn_hooks_t *hooks;
     void *owner;
     _Atomic uint64_t *node_conns;

@@ -95,5 +95,6 @@ void pc_forward_request(pc_conn_t *c, const pc_request_t *rq, long target)
         return;
     }
     r->req.waiting = 1;
+    pc_req_time_as(&r->req, PC_LAT_FORWARD);
     l->stats.forwarded++;
 }

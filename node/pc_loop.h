@@ -67,6 +67,7 @@ struct pc_loop {
     pc_cluster_t *cluster;  /* the core's, in a cluster; NULL on workers */
     const char *name;       /* the node's */
     pc_counters_t stats;
+    pc_hist_t lat[PC_LAT_OPS]; /* per operation (pc_metrics.h); this loop's */
     uint64_t start_ms;
 
     /* Codec scratch (pc_loop_init). */

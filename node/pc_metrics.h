@@ -32,6 +32,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pc_hist.h"
+
 #define PC_STATS(C, V)                                                                             \
     V(uptime_s, GAUGE, v->uptime_s, "Seconds since the node started")                              \
     V(connections, GAUGE, v->nconns, "Client and peer connections open now")                       \
@@ -173,6 +175,25 @@ static inline void pc_counters_add(pc_counters_t *sum, const pc_counters_t *x)
     PC_STATS(PC_METRICS_ADD_, PC_METRICS_NONE_)
 #undef PC_METRICS_ADD_
 }
+
+/*
+ * Server-side latency, per operation (docs/OPERATIONS.md "HTTP
+ * endpoint"): one pc_hist_t per class in each loop, recorded by the
+ * connection that read the request, from the start of the event-loop
+ * turn that read it to the moment its answer was queued (for an answer
+ * given in that same turn: the end of the turn, so a hit costs no clock
+ * read of its own). Names are the `op` label's values.
+ */
+enum pc_lat_op {
+    PC_LAT_GET_HIT,  /* GET answered in the turn that read it (a hit; or absent without Redis) */
+    PC_LAT_GET_MISS, /* GET answered later: read through Redis (here or on its home loop) */
+    PC_LAT_SET,      /* SET, whatever the answer */
+    PC_LAT_DEL,      /* DEL, whatever the answer */
+    PC_LAT_FORWARD,  /* a single-key request relayed to its owner, until its answer came */
+    PC_LAT_OPS,
+    PC_LAT_NONE = PC_LAT_OPS /* not recorded (MGET, TOUCH, STATS ...) */
+};
+#define PC_LAT_NAMES {"get_hit", "get_miss", "set", "del", "forward"}
 
 /* Every STATS name, in order, and how many: for tests and for readers of
  * the table that are not STATS (a metrics endpoint). Static storage. */

@@ -118,7 +118,8 @@ static int loop_setup(pc_server_t *s, pc_loop_t *l)
     pthread_mutex_init(&l->xq_lock, NULL);
     int rc = pc_loop_init(l);
     pc_conns_config_t cc = {.limits = l->set.conn, .loop = l->uv, .log = l->log,
-                            .guard = l->guard, .stats = &l->stats, .hooks = &conn_hooks,
+                            .guard = l->guard, .stats = &l->stats, .lat = l->lat,
+                            .hooks = &conn_hooks,
                             .owner = l, .node_conns = &sh->nconns, .sources = sh->sources,
                             .ring_fp = &sh->ring_fp};
     if (rc == 0)

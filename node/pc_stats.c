@@ -3,6 +3,7 @@
  */
 #include "pc_stats.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@
 /* What one loop adds to STATS. */
 typedef struct loop_snap {
     pc_counters_t counters;
+    pc_hist_t lat[PC_LAT_OPS];
     pc_backend_stats_t backend; /* summed over the loops' Redis connections */
     uint64_t nbackends;
     uint64_t nconns;
@@ -62,6 +64,8 @@ static const struct {
 
 struct pc_stats {
     pc_stat_t stat[NSTATS]; /* name and value, in table order */
+    pc_hist_t lat[PC_LAT_OPS];
+    pc_hist_t redis_rtt;
 };
 
 /* Fills st from the loops' sum and what the core reports. */
@@ -96,6 +100,8 @@ static void stats_fill(pc_loop_t *l, const loop_snap_t *sum, pc_stats_t *st)
 #undef STAT_C
 #undef STAT_V
     memcpy(st->stat, stats, sizeof stats);
+    memcpy(st->lat, sum->lat, sizeof st->lat);
+    st->redis_rtt = sum->backend.rtt;
 }
 
 int64_t pc_stats_get(const pc_stats_t *st, const char *name)
@@ -154,6 +160,19 @@ int pc_stats_prometheus(const pc_stats_t *st, const char *node, uint64_t ring_fp
             name, suffix, meta[i].help, n, name, suffix, type, n, name, suffix,
             (long long)s->value);
     }
+    static const char *const ops[PC_LAT_OPS] = PC_LAT_NAMES;
+    PUT("# HELP peercache_op_duration_seconds Time to answer, per operation, from the start of "
+        "the event-loop turn that read the request\n"
+        "# TYPE peercache_op_duration_seconds histogram\n");
+    for (size_t k = 0; k < PC_LAT_OPS && rc == 0; k++) {
+        char label[32];
+        snprintf(label, sizeof label, "op=\"%s\"", ops[k]);
+        rc = pc_hist_prometheus(out, "peercache_op_duration_seconds", label, &st->lat[k]);
+    }
+    PUT("# HELP peercache_redis_duration_seconds Round trips of the commands Redis answered\n"
+        "# TYPE peercache_redis_duration_seconds histogram\n");
+    if (rc == 0)
+        rc = pc_hist_prometheus(out, "peercache_redis_duration_seconds", "", &st->redis_rtt);
 #undef PUT
     return rc;
 }
@@ -173,6 +192,7 @@ static void stats_reply(pc_conn_t *c, pc_req_t *r, uint32_t op, uint64_t id, con
 static void snap_own(const pc_loop_t *l, loop_snap_t *out)
 {
     out->counters = l->stats;
+    memcpy(out->lat, l->lat, sizeof out->lat);
     memset(&out->backend, 0, sizeof out->backend);
     out->nbackends = l->backend != NULL;
     if (l->backend)
@@ -185,6 +205,9 @@ static void snap_own(const pc_loop_t *l, loop_snap_t *out)
 static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
 {
     pc_counters_add(&sum->counters, &x->counters);
+    for (size_t k = 0; k < PC_LAT_OPS; k++)
+        pc_hist_merge(&sum->lat[k], &x->lat[k]);
+    pc_hist_merge(&sum->backend.rtt, &x->backend.rtt);
     sum->backend.commands += x->backend.commands;
     sum->backend.errors += x->backend.errors;
     sum->backend.timeouts += x->backend.timeouts;

@@ -35,9 +35,12 @@ int64_t pc_stats_get(const pc_stats_t *st, const char *name);
 
 /*
  * Appends st to out in the Prometheus text format (version 0.0.4): every
- * field as peercache_<name> (counters with _total) with its HELP and TYPE
- * lines, after peercache_info{version,node,ring_fingerprint} 1. 0, or
- * PC_ENOMEM (out may hold part of it).
+ * field as peercache_<name> (counters with _total, a unit _s spelled
+ * _seconds) with its HELP and TYPE lines, after
+ * peercache_info{version,node,ring_fingerprint} 1; then the latency
+ * histograms summed over the loops (peercache_op_duration_seconds{op},
+ * peercache_redis_duration_seconds). 0, or PC_ENOMEM (out may hold part
+ * of it).
  */
 int pc_stats_prometheus(const pc_stats_t *st, const char *node, uint64_t ring_fp, pc_buf_t *out);
 

@@ -5,7 +5,8 @@
  *  - /healthz, /readyz and /metrics answer, and anything else is refused
  *    with the status the contract names (404, 405, 413, 414, 431, 400);
  *  - /metrics of a busy node passes `promtool check metrics` (Debian's
- *    prometheus package), and its request counter grows with the load;
+ *    prometheus package), and its request counter and latency
+ *    histograms grow with the load;
  *  - /readyz turns 503 with the reason when Redis stops, and 200 again
  *    when it is back;
  *  - the connection limit and the request timeout hold.
@@ -197,6 +198,17 @@ static void test_metrics_pass_promtool(void **state)
         fail_msg("peercache_requests_total went from %lld to %lld over %d requests", before,
                  after, 2 * OPS);
     assert_true(sample(ans.raw, "peercache_hits_total") >= OPS / 2);
+    /* Every GET was a hit (its SET just filled the store), and every SET
+     * went to Redis: the histograms counted each. */
+    long long hits = sample(ans.raw, "peercache_op_duration_seconds_count{op=\"get_hit\"}");
+    long long sets = sample(ans.raw, "peercache_op_duration_seconds_count{op=\"set\"}");
+    long long redis = sample(ans.raw, "peercache_redis_duration_seconds_count");
+    if (hits < OPS || sets < OPS || redis < OPS)
+        fail_msg("histogram counts: get_hit %lld, set %lld, redis %lld; want >= %d each", hits,
+                 sets, redis, OPS);
+    assert_non_null(strstr(ans.raw, "# TYPE peercache_op_duration_seconds histogram\n"));
+    assert_non_null(
+        strstr(ans.raw, "\npeercache_op_duration_seconds_bucket{op=\"get_hit\",le=\"+Inf\"} "));
     assert_non_null(strstr(ans.raw, "# TYPE peercache_items gauge\n"));
     assert_non_null(strstr(ans.raw, "# TYPE peercache_uptime_seconds gauge\n"));
     assert_non_null(strstr(ans.raw, "\npeercache_info{version=\""));
