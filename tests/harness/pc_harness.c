@@ -99,6 +99,14 @@ static pid_t spawn(const char *const *argv, const char *log)
     _exit(127);
 }
 
+int pc_h_spawn(pc_h_proc_t *p, const char *const *argv, const char *name)
+{
+    memset(p, 0, sizeof *p);
+    snprintf(p->log, sizeof p->log, "%s/%s.log", pc_h_tmpdir(), name);
+    p->pid = spawn(argv, p->log);
+    return p->pid > 0 ? 0 : -1;
+}
+
 static void print_log(const pc_h_proc_t *p)
 {
     FILE *f = fopen(p->log, "r");

@@ -80,6 +80,11 @@ int pc_h_node_start_port(pc_h_proc_t *p, int port, const char *const *args);
  */
 int pc_h_stop(pc_h_proc_t *p, int sig, int timeout_ms);
 
+/* Starts any program (argv[0] looked up in PATH) with stdout and stderr
+ * in pc_h_tmpdir()/<name>.log; it dies with the test process. pc_h_stop
+ * ends it. 0 or -1. */
+int pc_h_spawn(pc_h_proc_t *p, const char *const *argv, const char *name);
+
 /* Synchronous hiredis connection to a started redis. */
 redisContext *pc_h_redis_connect(const pc_h_proc_t *redis);
 
