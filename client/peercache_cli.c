@@ -29,7 +29,9 @@
 
 #include <sodium.h>
 
+#include "pc_buf.h"
 #include "pc_client.h"
+#include "pc_json.h"
 #include "pc_seal.h"
 
 #ifndef PC_VERSION_STRING
@@ -81,76 +83,18 @@ typedef struct cmd {
 
 /* ---- output helpers ------------------------------------------------------------ */
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, <= U+10FFFF. */
-static bool utf8_valid(const uint8_t *p, size_t n)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        uint8_t b = p[i];
-        size_t len;
-        uint32_t cp, min;
-
-        if (b < 0x80) {
-            i++;
-            continue;
-        }
-        if ((b & 0xe0) == 0xc0) {
-            len = 2, cp = b & 0x1f, min = 0x80;
-        } else if ((b & 0xf0) == 0xe0) {
-            len = 3, cp = b & 0x0f, min = 0x800;
-        } else if ((b & 0xf8) == 0xf0) {
-            len = 4, cp = b & 0x07, min = 0x10000;
-        } else {
-            return false;
-        }
-        if (n - i < len)
-            return false;
-        for (size_t k = 1; k < len; k++) {
-            if ((p[i + k] & 0xc0) != 0x80)
-                return false;
-            cp = cp << 6 | (p[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += len;
-    }
-    return true;
-}
-
-/* Writes p[0..n) as a JSON string; the bytes must be valid UTF-8. */
+/* Writes p[0..n) as a JSON string; the bytes must be valid UTF-8
+ * (pc_json.h). */
 static void json_string(FILE *out, const uint8_t *p, size_t n)
 {
-    fputc('"', out);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t ch = p[i];
+    pc_buf_t b;
 
-        switch (ch) {
-        case '"':
-            fputs("\\\"", out);
-            break;
-        case '\\':
-            fputs("\\\\", out);
-            break;
-        case '\n':
-            fputs("\\n", out);
-            break;
-        case '\r':
-            fputs("\\r", out);
-            break;
-        case '\t':
-            fputs("\\t", out);
-            break;
-        default:
-            /* DEL is legal raw JSON but escaped so that output shown on a
-             * terminal cannot carry control characters. */
-            if (ch < 0x20 || ch == 0x7f)
-                fprintf(out, "\\u%04x", ch);
-            else
-                fputc(ch, out);
-        }
-    }
-    fputc('"', out);
+    pc_buf_init(&b, 0);
+    if (pc_json_string(&b, p, n) == 0)
+        fwrite(b.data, 1, b.len, out);
+    else
+        fputs("\"?\"", out); /* out of memory */
+    pc_buf_free(&b);
 }
 
 static void base64(FILE *out, const uint8_t *p, size_t n)
@@ -179,7 +123,7 @@ static void base64(FILE *out, const uint8_t *p, size_t n)
  */
 static void json_bytes(FILE *out, const char *field, const void *p, size_t n)
 {
-    if (utf8_valid(p, n)) {
+    if (pc_json_utf8_valid(p, n)) {
         fprintf(out, "\"%s\":", field);
         json_string(out, p, n);
     } else {
@@ -193,27 +137,16 @@ static void json_bytes(FILE *out, const char *field, const void *p, size_t n)
  * bytes that are not UTF-8 become '?'. */
 static void json_text(FILE *out, const char *s)
 {
-    size_t n = strlen(s);
-    char *copy;
+    pc_buf_t b;
 
-    if (utf8_valid((const uint8_t *)s, n)) {
-        json_string(out, (const uint8_t *)s, n);
-        return;
-    }
-    copy = strdup(s);
-    if (copy == NULL) {
-        fputs("\"?\"", out);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if ((uint8_t)copy[i] >= 0x80)
-            copy[i] = '?';
-    }
-    json_string(out, (const uint8_t *)copy, n);
-    free(copy);
+    pc_buf_init(&b, 0);
+    if (pc_json_text(&b, s) == 0)
+        fwrite(b.data, 1, b.len, out);
+    else
+        fputs("\"?\"", out); /* out of memory */
+    pc_buf_free(&b);
 }
 
-/* {"key":..,"found":true,"value":..,...} for one value. */
 static void json_value(FILE *out, const char *key, const pc_value_t *v)
 {
     fputc('{', out);

@@ -170,8 +170,9 @@ const opt_t pc_opt_table[] = {
     {.name = "http", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "none",
      .offset = FIELD_STR(http), .check = check_addr_or_none,
      .help = "Operators' HTTP endpoint: /metrics (Prometheus), /healthz,\n"
-             "/readyz. Off by default; give a loopback address unless the\n"
-             "scraper is on another host (it has no token)."},
+             "/readyz, /cluster (JSON). Off by default; give a loopback\n"
+             "address unless the scraper is on another host (it has no\n"
+             "token)."},
 
     /* security (docs/SECURITY.md) */
     {.name = "cluster-key", .type = OPT_STRING, .metavar = "FILE", .def = "",

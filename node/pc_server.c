@@ -505,7 +505,7 @@ int pc_server_start(pc_server_t *s)
     /* The operators' endpoint first: once clients can connect, it
      * answers too (a start-up check may poll the client port). */
     if (s->http != NULL) {
-        int arc = pc_admin_start(core, s->http, s->name, &s->admin);
+        int arc = pc_admin_start(core, s->http, s->name, s->listen, &s->admin);
         if (arc < 0) {
             freeaddrinfo(ai);
             return arc == PC_EINVAL ? PC_EINVAL : PC_EIO;

@@ -11,7 +11,8 @@
  *    when it is back;
  *  - the connection limit and the request timeout hold;
  *  - a real Prometheus server scraping a 3-node cluster reports up == 1
- *    for each, and their request counters growing.
+ *    for each, and their request counters growing;
+ *  - /cluster is what `peercache-cli cluster --json` prints.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -356,6 +357,32 @@ static int prom_sum_reached(void *arg)
     return prom_query(&now) && now.value >= q->value;
 }
 
+static char cli_out[8192];
+
+typedef struct cluster_json {
+    int http_port;
+    const char *addr; /* the node's, as the CLI is given it */
+    int alive;        /* members that must be alive */
+} cluster_json_t;
+
+/* The node's /cluster and the CLI's `cluster --json` for that node are
+ * the same text, with every member alive. */
+static int cluster_json_agrees(void *arg)
+{
+    const cluster_json_t *cj = arg;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "'%s' --nodes %s cluster --json", getenv("PC_CLI"), cj->addr);
+    if (pc_h_run(cmd, cli_out, sizeof cli_out) != 0)
+        return 0;
+    get(cj->http_port, "/cluster", &ans);
+    if (ans.status != 200 || strstr(ans.raw, "Content-Type: application/json\r\n") == NULL)
+        return 0;
+    int alive = 0;
+    for (const char *p = ans.body; (p = strstr(p, "\"state\":\"alive\"")) != NULL; p++)
+        alive++;
+    return alive == cj->alive && strcmp(ans.body, cli_out) == 0;
+}
+
 static void test_prometheus_scrapes_a_cluster(void **state)
 {
     (void)state;
@@ -427,6 +454,12 @@ static void test_prometheus_scrapes_a_cluster(void **state)
     printf("# Prometheus: up == 1 for %d nodes %llu ms after it started; "
            "sum(peercache_requests_total) %.0f -> >= %.0f\n",
            N, (unsigned long long)up_ms, before, before + OPS);
+
+    /* /cluster is what the CLI prints for the same node. */
+    cluster_json_t cj = {http[0], node[0].addr, N};
+    if (!pc_h_poll(cluster_json_agrees, &cj, 10000))
+        fail_msg("/cluster of %s never matched `peercache-cli cluster --json` with %d members "
+                 "alive:\n%s\nCLI:\n%s", node[0].addr, N, ans.body, cli_out);
 
     pc_h_stop(&prom, SIGTERM, 10000);
     for (int i = N - 1; i >= 0; i--)
