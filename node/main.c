@@ -317,6 +317,7 @@ int main(int argc, char **argv)
     a.log.out = stderr;
     a.log.level = pc_log_level_parse(a.cfg.log_level);
     a.log.name = a.cfg.name;
+    a.log.json = strcmp(a.cfg.log_format, "json") == 0;
     if (sodium_init() < 0) {
         fprintf(stderr, "peercached: libsodium failed to initialise\n");
         startup_failed(1);

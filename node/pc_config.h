@@ -58,6 +58,7 @@ typedef struct pc_config {
     uint64_t sweep_interval_ms; /* --sweep-interval, default 100 */
     uint64_t tcp_rto_min_ms;    /* --tcp-rto-min, default 10 (0 = the kernel's) */
     char *log_level;            /* --log-level error|warn|info|debug, default info */
+    char *log_format;           /* --log-format text|json, default text */
     char *http;                 /* --http HOST:PORT or "none", default none */
 
     /* security (docs/SECURITY.md) */

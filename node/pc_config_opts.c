@@ -53,6 +53,7 @@ static const char *check_addr_list(const char *value);
 
 static const char *const eviction_choices[] = {"s3fifo", "lru", NULL};
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_format_choices[] = {"text", "json", NULL};
 
 /* The wire format carries lengths and counts as 32-bit numbers. */
 #define WIRE_MAX ((uint64_t)UINT32_MAX)
@@ -167,6 +168,10 @@ const opt_t pc_opt_table[] = {
     {.name = "log-level", .type = OPT_ENUM, .def = "info", .offset = FIELD_STR(log_level),
      .choices = log_level_choices,
      .help = "Least severe messages written to stderr."},
+    {.name = "log-format", .type = OPT_ENUM, .def = "text", .offset = FIELD_STR(log_format),
+     .choices = log_format_choices,
+     .help = "text: one line per message; json: one JSON object per line\n"
+             "(time, level, node, msg), for log shippers."},
     {.name = "http", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "none",
      .offset = FIELD_STR(http), .check = check_addr_or_none,
      .help = "Operators' HTTP endpoint: /metrics (Prometheus), /healthz,\n"

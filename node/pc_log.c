@@ -5,6 +5,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "pc_json.h"
+
 static const char *const level_names[] = {"ERROR", "WARN ", "INFO ", "DEBUG"};
 
 int pc_log_level_parse(const char *s)
@@ -36,7 +38,28 @@ void pc_log_write(const pc_log_t *log, int level, const char *fmt, ...)
 
     /* One fprintf per line: stdio locks the stream for the call, so lines
      * from different threads never interleave. */
-    fprintf(log->out, "%s.%03ldZ %s peercached[%s] %s\n", when, ts.tv_nsec / 1000000L,
-            level_names[level], log->name ? log->name : "-", msg);
+    if (log->json) {
+        static const char *const lower[] = {"error", "warn", "info", "debug"};
+        char head[96];
+        pc_buf_t b;
+        pc_buf_init(&b, 0);
+        snprintf(head, sizeof head, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"node\":", when,
+                 ts.tv_nsec / 1000000L, lower[level]);
+        int rc = pc_buf_append(&b, head, strlen(head));
+        if (rc == 0)
+            rc = pc_json_text(&b, log->name ? log->name : "-");
+        if (rc == 0)
+            rc = pc_buf_append(&b, ",\"msg\":", 7);
+        if (rc == 0)
+            rc = pc_json_text(&b, msg);
+        if (rc == 0)
+            rc = pc_buf_append(&b, "}\n", 3); /* with its NUL */
+        if (rc == 0)
+            fputs((const char *)b.data, log->out);
+        pc_buf_free(&b);
+    } else {
+        fprintf(log->out, "%s.%03ldZ %s peercached[%s] %s\n", when, ts.tv_nsec / 1000000L,
+                level_names[level], log->name ? log->name : "-", msg);
+    }
     fflush(log->out);
 }

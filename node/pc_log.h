@@ -5,6 +5,10 @@
  * every subsystem at init, so there is no global logger and tests can log
  * to a memory stream. Lines look like:
  *   2026-11-27T17:40:00.123Z WARN  peercached[n1] redis: connection lost
+ * or, with `json` (--log-format json, for log shippers), one object each:
+ *   {"time":"2026-11-27T17:40:00.123Z","level":"warn","node":"n1",
+ *    "msg":"redis: connection lost"}
+ * (on one line; strings escaped as pc_json.h writes them).
  *
  * Thread rules: pc_log_write() may be called from any thread; each line is
  * written with one fprintf so lines never interleave mid-line.
@@ -25,6 +29,7 @@ typedef struct pc_log {
     FILE *out;
     int level;        /* lines above this level are dropped */
     const char *name; /* node name shown on every line; not owned */
+    int json;         /* one JSON object per line instead of text */
 } pc_log_t;
 
 /* "error", "warn", "info", "debug" -> level; -1 if unknown. */

@@ -12,7 +12,9 @@
  *  - the connection limit and the request timeout hold;
  *  - a real Prometheus server scraping a 3-node cluster reports up == 1
  *    for each, and their request counters growing;
- *  - /cluster is what `peercache-cli cluster --json` prints.
+ *  - /cluster is what `peercache-cli cluster --json` prints;
+ *  - with --log-format json, every line of a node's log is one JSON
+ *    object (time, level, node, msg).
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -51,13 +53,38 @@ static void node_up(node_t *n, int redis_port)
         n->http_port = pc_h_free_port();
     while (n->http_port == port);
     snprintf(http, sizeof http, "127.0.0.1:%d", n->http_port);
-    const char *args[] = {"--redis", n->redis.addr, "--http", http, "--insecure", NULL};
+    const char *args[] = {"--redis", n->redis.addr, "--http",       http,
+                          "--insecure", "--log-format", "json", NULL};
     assert_int_equal(pc_h_node_start_port(&n->node, port, args), 0);
+}
+
+/* Every line of a --log-format json log is one JSON object with time,
+ * level, node and msg (python3's parser judges); the harness's log also
+ * holds the node's stdout, whose one line says "ready ADDR". */
+static void check_json_log(const char *path)
+{
+    char cmd[1024], out[2048];
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import json,sys\n"
+             "n=0\n"
+             "for line in open(sys.argv[1]):\n"
+             "    if line.startswith(\"ready \"): continue\n"
+             "    o=json.loads(line); n+=1\n"
+             "    assert sorted(o)==[\"level\",\"msg\",\"node\",\"time\"], line\n"
+             "assert n>0\n"
+             "print(n)' '%s' 2>&1",
+             path);
+    int rc = pc_h_run(cmd, out, sizeof out);
+    if (rc != 0)
+        fail_msg("%s is not one JSON object per line: %s", path, out);
 }
 
 static void node_down(node_t *n)
 {
+    char log[sizeof n->node.log];
+    memcpy(log, n->node.log, sizeof log);
     assert_int_equal(pc_h_stop(&n->node, SIGTERM, 10000), 0);
+    check_json_log(log);
     if (n->redis.pid > 0)
         pc_h_stop(&n->redis, SIGTERM, 5000);
 }
