@@ -33,6 +33,7 @@
 #include "pc_client.h"
 #include "pc_json.h"
 #include "pc_seal.h"
+#include "peercache_cli_top.h"
 
 #ifndef PC_VERSION_STRING
 #define PC_VERSION_STRING "unknown"
@@ -506,6 +507,15 @@ static int cmd_cluster(pc_client_t *c, const cli_t *cli)
     }
     pc_cluster_info_free(&ci);
     return EXIT_OK;
+}
+
+static int cmd_top(pc_client_t *c, const cli_t *cli)
+{
+    if (cli->json) {
+        fprintf(stderr, "%s: top: --json does not apply (the view is for a terminal)\n", PROG);
+        return EXIT_ERR;
+    }
+    return cli_top_run(c, cli->token, cli->timeout_ms);
 }
 
 /* ---- key files ------------------------------------------------------------------- */
@@ -987,6 +997,7 @@ static const cmd_t cmds[] = {
     {"ping", 0, 0, 0, "no arguments", cmd_ping},
     {"stats", 0, 0, 0, "no arguments", cmd_stats},
     {"cluster", 0, 0, 0, "no arguments", cmd_cluster},
+    {"top", 0, 0, 0, "no arguments", cmd_top},
     {"keygen", 1, 1, LOCAL, "FILE", cmd_keygen},
     {"keyring", 2, 3, LOCAL, "list|add FILE, or use|remove FILE ID", cmd_keyring},
 };
@@ -1031,6 +1042,13 @@ static void usage(FILE *out)
             "                    INCARNATION WEIGHT SHARE; STATE is alive,\n"
             "                    suspect, dead or left, SHARE the part of the\n"
             "                    keyspace it owns (e.g. 33.4%%).\n"
+            "  top               A live view of the cluster, refreshed every\n"
+            "                    second until 'q': per member its state,\n"
+            "                    requests/s, hit ratio, memory used of its\n"
+            "                    limit, connections, Redis (up, DOWN, none)\n"
+            "                    and the 99th percentile of its answer times\n"
+            "                    (the bucket bound it is under), each over the\n"
+            "                    last second.\n"
             "\n"
             "Cluster key files (peercached --cluster-key FILE; one key per line,\n"
             "the first one seals, every one opens; docs/SECURITY.md):\n"

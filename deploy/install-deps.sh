@@ -23,6 +23,8 @@ pkgs=(
   # promtool checks the node's /metrics (test_http); the package's own
   # server is stopped and disabled below
   prometheus
+  # test_cli_top runs peercache-cli top on a terminal tmux provides
+  tmux
 )
 
 missing=()

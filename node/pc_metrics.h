@@ -195,6 +195,37 @@ enum pc_lat_op {
 };
 #define PC_LAT_NAMES {"get_hit", "get_miss", "set", "del", "forward"}
 
+/*
+ * STATS fields after those of PC_STATS, and only in STATS (/metrics has
+ * the histograms themselves): L(name, i) is how many timed operations,
+ * of every class and loop, were answered within pc_hist_bounds_ns[i]
+ * (i = PC_HIST_BOUNDS: all of them), cumulative as Prometheus' `le`.
+ * Two readings a second apart give that second's percentiles
+ * (peercache-cli top).
+ */
+#define PC_STATS_LAT(L)                                                                            \
+    L(lat_le_10us, 0)                                                                              \
+    L(lat_le_25us, 1)                                                                              \
+    L(lat_le_50us, 2)                                                                              \
+    L(lat_le_100us, 3)                                                                             \
+    L(lat_le_250us, 4)                                                                             \
+    L(lat_le_500us, 5)                                                                             \
+    L(lat_le_1ms, 6)                                                                               \
+    L(lat_le_2500us, 7)                                                                            \
+    L(lat_le_5ms, 8)                                                                               \
+    L(lat_le_10ms, 9)                                                                              \
+    L(lat_le_25ms, 10)                                                                             \
+    L(lat_le_50ms, 11)                                                                             \
+    L(lat_le_100ms, 12)                                                                            \
+    L(lat_le_250ms, 13)                                                                            \
+    L(lat_le_500ms, 14)                                                                            \
+    L(lat_le_1s, 15)                                                                               \
+    L(lat_le_2500ms, 16)                                                                           \
+    L(lat_le_5s, 17)                                                                               \
+    L(lat_le_10s, 18)                                                                              \
+    L(lat_le_inf, 19)
+
+
 /* Every STATS name, in order, and how many: for tests and for readers of
  * the table that are not STATS (a metrics endpoint). Static storage. */
 const char *const *pc_metrics_names(size_t *n);

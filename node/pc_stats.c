@@ -41,7 +41,9 @@ const char *const *pc_metrics_names(size_t *n)
 {
 #define NAME_C(name, help) #name,
 #define NAME_V(name, kind, expr, help) #name,
-    static const char *const names[] = {PC_STATS(NAME_C, NAME_V)};
+#define NAME_L(name, i) #name,
+    static const char *const names[] = {PC_STATS(NAME_C, NAME_V) PC_STATS_LAT(NAME_L)};
+#undef NAME_L
 #undef NAME_C
 #undef NAME_V
     *n = sizeof names / sizeof names[0];
@@ -61,9 +63,10 @@ static const struct {
 #undef META_V
 
 #define NSTATS (sizeof meta / sizeof meta[0])
+#define NLAT (PC_HIST_BOUNDS + 1) /* PC_STATS_LAT's fields */
 
 struct pc_stats {
-    pc_stat_t stat[NSTATS]; /* name and value, in table order */
+    pc_stat_t stat[NSTATS + NLAT]; /* name and value, in table order, then PC_STATS_LAT's */
     pc_hist_t lat[PC_LAT_OPS];
     pc_hist_t redis_rtt;
 };
@@ -101,13 +104,21 @@ static void stats_fill(pc_loop_t *l, const loop_snap_t *sum, pc_stats_t *st)
 #undef STAT_V
     memcpy(st->stat, stats, sizeof stats);
     memcpy(st->lat, sum->lat, sizeof st->lat);
+    /* Every class together, cumulative. */
+    uint64_t cum = 0;
+#define LAT_L(name, i)                                                                             \
+    for (size_t k = 0; k < PC_LAT_OPS; k++)                                                        \
+        cum += sum->lat[k].bucket[i];                                                              \
+    st->stat[NSTATS + (i)] = (pc_stat_t){{(const uint8_t *)#name, sizeof #name - 1}, (int64_t)cum};
+    PC_STATS_LAT(LAT_L)
+#undef LAT_L
     st->redis_rtt = sum->backend.rtt;
 }
 
 int64_t pc_stats_get(const pc_stats_t *st, const char *name)
 {
     size_t len = strlen(name);
-    for (size_t i = 0; i < NSTATS; i++) {
+    for (size_t i = 0; i < NSTATS + NLAT; i++) {
         const pc_bytes_t *n = &st->stat[i].name;
         if (n->len == len && memcmp(n->ptr, name, len) == 0)
             return st->stat[i].value;
@@ -181,7 +192,7 @@ int pc_stats_prometheus(const pc_stats_t *st, const char *node, uint64_t ring_fp
  * else straight to c. */
 static void stats_reply(pc_conn_t *c, pc_req_t *r, uint32_t op, uint64_t id, const pc_stats_t *st)
 {
-    pc_response_t resp = {.op = op, .id = id, .status = PC_ST_OK, .nstats = NSTATS,
+    pc_response_t resp = {.op = op, .id = id, .status = PC_ST_OK, .nstats = NSTATS + NLAT,
                           .stats = st->stat};
     if (r != NULL)
         pc_req_answer(r, &resp, NULL);
