@@ -25,6 +25,8 @@ pkgs=(
   prometheus
   # test_cli_top runs peercache-cli top on a terminal tmux provides
   tmux
+  # tests/deploy/check_k8s.py reads the Kubernetes manifests
+  python3-yaml
 )
 
 missing=()

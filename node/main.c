@@ -313,6 +313,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "peercached: %s\n(see peercached --help)\n", err);
         return 2;
     }
+    if (a.cfg.check_config) {
+        printf("peercached: configuration OK\n");
+        pc_config_free(&a.cfg);
+        return 0;
+    }
 
     a.log.out = stderr;
     a.log.level = pc_log_level_parse(a.cfg.log_level);

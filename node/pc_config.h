@@ -30,6 +30,7 @@
 
 typedef struct pc_config {
     char *config_file;          /* --config */
+    int check_config;           /* --check-config: check, say so, start nothing */
     char *listen;               /* --listen HOST:PORT, default 127.0.0.1:7400 */
     char *name;                 /* --name, default = listen */
     char *redis;                /* --redis HOST:PORT or "none", default 127.0.0.1:6379 */

@@ -63,6 +63,11 @@ const opt_t pc_opt_table[] = {
      .offset = FIELD_STR(config_file), .not_in_file = true,
      .help = "Config file of \"name = value\" lines ('#' starts a comment\n"
              "line). Read before the environment and the flags. Empty = none."},
+    {.name = "check-config", .type = OPT_BOOL, .metavar = "", .def = "false",
+     .offset = FIELD_BOOL(check_config), .not_in_file = true,
+     .help = "Read the configuration (file, environment, flags), check\n"
+             "every value, print \"configuration OK\" and exit 0 -- or the\n"
+             "first error, exit 2. Starts nothing."},
     {.name = "listen", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "127.0.0.1:7400",
      .offset = FIELD_STR(listen), .check = check_addr,
      .help = "Address to accept client connections on."},
