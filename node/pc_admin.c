@@ -16,7 +16,6 @@
 #include "pc_keys.h"
 #include "pc_log.h"
 #include "pc_ring.h"
-#include "pc_slots.h"
 #include "pc_sock.h"
 #include "pc_stats.h"
 #include "pc_view.h"
@@ -75,10 +74,11 @@ static void ready_answer(const pending_t *p, const pc_stats_t *st)
     } while (0)
     if (pc_stats_get(st, "backend_enabled") == 1 && pc_stats_get(st, "backend_up") != 1)
         WHY("redis: not connected");
+    /* Settled: joined, and every loop routes by the current ring. Not
+     * the --ring-settle window after a change: that would take every
+     * node out of its load balancer at once whenever a member joins. */
     if (!pc_view_settled(core))
-        WHY("ring: this node has not joined it yet");
-    else if (core->cluster != NULL && !pc_slots_settled(core, pc_loop_now(core)))
-        WHY("ring: changed within --ring-settle");
+        WHY("ring: this node has not joined it, or its loops do not all hold the current one yet");
     if (pc_keys_cut_off(core))
         WHY("cluster: cut off (no partition lease: it hears from no majority)");
 #undef WHY

@@ -9,9 +9,9 @@
  *             their state, incarnation, weight and share of the ring)
  *   /healthz  200 "ok": the process serves
  *   /readyz   200 "ready", or 503 with the reasons, one per line: Redis
- *             unreachable (with Redis behind), not settled (the ring
- *             changed within --ring-settle, or the node has not joined
- *             yet), cut off (no partition lease)
+ *             unreachable (with Redis behind), not settled (not joined
+ *             yet, or its loops do not all route by the current ring),
+ *             cut off (no partition lease)
  *   anything else: 404
  *
  * Ownership: the endpoint borrows the core loop. Thread rules: the core
