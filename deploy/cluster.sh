@@ -31,6 +31,9 @@ Commands:
   add         Start one more node (node N+1), joining the running nodes;
               wait as for restart.
   nodes       Print the node addresses, comma-separated (for --nodes).
+  prometheus  Start a Prometheus server (Debian's prometheus package) on
+              a free 127.0.0.1 port, scraping every node's /metrics each
+              second; print its address. `stop` stops it too.
   -h, --help  Print this help.
 
 Environment:
@@ -43,7 +46,9 @@ Environment:
 
 Nodes get --probe-interval 200ms --probe-timeout 100ms (loopback is
 fast; a killed node is declared dead in about a second); pass other
-values after `--` to override. Nodes also read PEERCACHE_* variables
+values after `--` to override. Each node also serves its HTTP endpoint
+(--http: /metrics, /healthz, /readyz, /cluster) on a free 127.0.0.1
+port, listed by start and status. Nodes also read PEERCACHE_* variables
 from the environment, as always (flags win).
 
 Run as root, the nodes and redis-server run as the unprivileged system
@@ -55,7 +60,9 @@ as that user.
 State directory: cluster.key (made by peercache-cli keygen on the first
 start; every node gets --cluster-key with it), nodes (the addresses,
 "127.0.0.1:P1,127.0.0.1:P2,..."), count, args, redis.port, redis.pid, redis.log, and per node nodeI.port,
-nodeI.pid, nodeI.log (stderr), nodeI.out (stdout).
+nodeI.http (its HTTP port), nodeI.pid, nodeI.log (stderr), nodeI.out (stdout); with
+prometheus: prometheus.yml, prometheus.port, prometheus.pid, prometheus.log and
+prometheus-data/.
 
 Example:
   deploy/cluster.sh start 3
@@ -128,6 +135,7 @@ running() {
 
 get() { cat "$dir/$1" 2>/dev/null || true; }
 node_port() { get "node$1.port"; }
+node_http() { get "node$1.http"; }
 node_pid() { get "node$1.pid"; }
 node_addr() { echo "$host:$(node_port "$1")"; }
 node_running() { running "$(node_pid "$1")" "--listen $(node_addr "$1")"; }
@@ -177,7 +185,10 @@ pick_port() {
     taken=0
     port_used "$p" && taken=1
     [ "$p" = "$(get redis.port)" ] && taken=1
-    for ((i = 1; i <= $(count); i++)); do [ "$p" = "$(node_port "$i")" ] && taken=1; done
+    [ "$p" = "$(get prometheus.port)" ] && taken=1
+    for ((i = 1; i <= $(count); i++)); do
+      { [ "$p" = "$(node_port "$i")" ] || [ "$p" = "$(node_http "$i")" ]; } && taken=1
+    done
     [ $taken = 1 ] || { echo "$p"; return; }
     p=$((p + 1))
     [ "$p" -lt 65536 ] || die "no free port found"
@@ -231,11 +242,14 @@ wait_members() {
 # launch I PORT JOIN: start node I and wait for its "ready" line. Returns 1
 # if it exited first (its log is left in the state directory).
 launch() {
-  local i=$1 port=$2 join=$3 addr=$host:$2 pid deadline args=()
+  local i=$1 port=$2 join=$3 addr=$host:$2 pid deadline args=() http
   if [ -s "$dir/args" ]; then mapfile -t args <"$dir/args"; fi
   echo "$port" >"$dir/node$i.port"
+  # Its HTTP port: kept across restarts, picked on the first start.
+  http=$(node_http "$i")
+  [ -n "$http" ] || { http=$(pick_port 9400) && echo "$http" >"$dir/node$i.http"; }
   "${as_user[@]}" "$node_bin" --name "node$i" --listen "$addr" --join "$join" \
-    --redis "$host:$(get redis.port)" --cluster-key "$dir/cluster.key" \
+    --redis "$host:$(get redis.port)" --cluster-key "$dir/cluster.key" --http "$host:$http" \
     "${default_args[@]}" "${args[@]}" \
     </dev/null >"$dir/node$i.out" 2>"$dir/node$i.log" 9>&- &
   pid=$!
@@ -299,7 +313,8 @@ start_node() {
     port=$(pick_port 7400)
     launch "$i" "$port" "$join" && return
     grep -q "address already in use" "$dir/node$i.log" || break
-    [ $tries -lt 3 ] && echo "cluster.sh: retrying node$i on another port" >&2
+    rm -f "$dir/node$i.http" # it may be the HTTP port that was taken
+    [ $tries -lt 3 ] && echo "cluster.sh: retrying node$i on other ports" >&2
   done
   die "could not start node$i"
 }
@@ -324,7 +339,7 @@ print_nodes() {
   local i
   for ((i = 1; i <= $(count); i++)); do
     if node_running "$i"; then
-      echo "node$i $(node_addr "$i") pid $(node_pid "$i")"
+      echo "node$i $(node_addr "$i") pid $(node_pid "$i") http $host:$(node_http "$i")"
     else
       echo "node$i $(node_addr "$i") (not running)"
     fi
@@ -349,6 +364,7 @@ cmd_start() {
       die "a cluster is already running in $dir (deploy/cluster.sh stop first)"
   fi
   rm -f "$dir"/node*.* "$dir"/redis.* "$dir"/count "$dir"/nodes "$dir"/args "$dir"/dump.rdb
+  rm -rf "$dir"/prometheus.* "$dir"/prometheus-data
   printf '%s\n' "$@" >"$dir/args"
   [ $# -gt 0 ] || : >"$dir/args"
   echo 0 >"$dir/count"
@@ -385,7 +401,50 @@ cmd_stop() {
     echo "stopping redis-server"
     stop_pids 10 "redis-server" "$(get redis.pid)"
   fi
+  if prometheus_running; then
+    echo "stopping prometheus"
+    stop_pids 10 "prometheus" "$(get prometheus.pid)"
+  fi
   echo "stopped (logs in $dir)"
+}
+
+prometheus_running() { running "$(get prometheus.pid)" "prometheus"; }
+
+cmd_prometheus() {
+  need_cluster
+  command -v prometheus >/dev/null ||
+    die "prometheus not found (apt-get install prometheus; bash deploy/install-deps.sh has it)"
+  prometheus_running && die "prometheus already runs: http://$host:$(get prometheus.port)"
+  local i targets=() port pid deadline
+  for ((i = 1; i <= $(count); i++)); do targets+=("'$host:$(node_http "$i")'"); done
+  {
+    echo "# written by deploy/cluster.sh prometheus"
+    echo "global:"
+    echo "  scrape_interval: 1s"
+    echo "  scrape_timeout: 1s"
+    echo "scrape_configs:"
+    echo "  - job_name: peercache"
+    echo "    static_configs:"
+    echo "      - targets: [$(IFS=,; echo "${targets[*]}")]"
+  } >"$dir/prometheus.yml"
+  port=$(pick_port 9090)
+  echo "$port" >"$dir/prometheus.port"
+  mkdir -p "$dir/prometheus-data"
+  [ ${#as_user[@]} -eq 0 ] ||
+    chown "$PEERCACHE_USER:$PEERCACHE_USER" "$dir/prometheus-data" "$dir/prometheus.yml"
+  "${as_user[@]}" prometheus --config.file="$dir/prometheus.yml" \
+    --storage.tsdb.path="$dir/prometheus-data" --web.listen-address="$host:$port" \
+    </dev/null >"$dir/prometheus.log" 2>&1 9>&- &
+  pid=$!
+  echo "$pid" >"$dir/prometheus.pid"
+  deadline=$((SECONDS + wait_s))
+  until curl -fs "http://$host:$port/-/ready" >/dev/null 2>&1; do
+    running "$pid" "" || die "prometheus exited (log: $dir/prometheus.log)"
+    [ $SECONDS -lt $deadline ] || die "prometheus not ready after ${wait_s}s (log: $dir/prometheus.log)"
+    sleep 0.1
+  done
+  echo "prometheus http://$host:$port scraping ${#targets[@]} node(s) every second, e.g.:"
+  echo "  curl -s 'http://$host:$port/api/v1/query?query=sum(rate(peercache_requests_total[1m]))'"
 }
 
 cmd_status() {
@@ -439,7 +498,7 @@ cmd=$1
 shift
 case $cmd in
   -h | --help | help) usage; exit 0 ;;
-  start | stop | status | kill | restart | add | nodes) ;;
+  start | stop | status | kill | restart | add | nodes | prometheus) ;;
   *) usage_error "unknown command '$cmd'" ;;
 esac
 case $cmd in
@@ -467,4 +526,5 @@ case $cmd in
   restart) cmd_restart "$1" ;;
   add) cmd_add ;;
   nodes) [ -s "$dir/nodes" ] || die "no cluster in $dir"; get nodes ;;
+  prometheus) cmd_prometheus ;;
 esac

@@ -27,6 +27,8 @@ pkgs=(
   tmux
   # tests/deploy/check_k8s.py reads the Kubernetes manifests
   python3-yaml
+  # deploy/cluster.sh prometheus waits for the server with it
+  curl
 )
 
 missing=()
