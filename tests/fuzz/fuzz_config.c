@@ -46,16 +46,9 @@
 #include "pc_addr.h"
 #include "pc_config.h"
 #include "pc_error.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define MAX_ARGS 64 /* more than there are options */
 #define KIB ((uint64_t)1024)

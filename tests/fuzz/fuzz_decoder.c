@@ -28,19 +28,12 @@
 #include <msgpack.h>
 
 #include "pc_proto.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Small enough that a fuzzer-sized input can cross it. */
 #define FUZZ_MAX_FRAME 2048
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 struct frames {
     uint8_t **body;

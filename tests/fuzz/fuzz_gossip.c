@@ -28,16 +28,9 @@
 #include "pc_buf.h"
 #include "pc_error.h"
 #include "pc_gossip.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Two decoders: `dec` for the input, `again` for what we re-encode, so
  * the first one's messages stay valid while the second one works. They

@@ -20,16 +20,9 @@
 #include "pc_buf.h"
 #include "pc_error.h"
 #include "pc_resp.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static const pc_resp_limits_t lim = {.max_args = 8, .max_bulk = 64, .max_inline = 128};
 

@@ -38,16 +38,9 @@
 #include "pc_gossip.h"
 #include "pc_proto.h"
 #include "pc_seal.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* The fixed keys: ring [K1, K2] seals with K1; ring [K2, K1] with K2. */
 #define K1 "6b1e0c9a4f2d8e7b3a5c1f0e9d8c7b6a5f4e3d2c1b0a99887766554433221100"
