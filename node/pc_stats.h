@@ -40,7 +40,7 @@ int64_t pc_stats_get(const pc_stats_t *st, const char *name);
  * peercache_info{version,node,ring_fingerprint} 1; then the latency
  * histograms summed over the loops (peercache_op_duration_seconds{op},
  * peercache_redis_duration_seconds). 0, or PC_ENOMEM (out may hold part
- * of it).
+ * of it); PC_EINVAL only if a line outgrew its fixed buffer (a bug).
  */
 int pc_stats_prometheus(const pc_stats_t *st, const char *node, uint64_t ring_fp, pc_buf_t *out);
 
