@@ -245,6 +245,9 @@ void pc_view_refresh(pc_loop_t *core)
 
 int pc_view_settled(const pc_loop_t *core)
 {
-    return core->cluster == NULL ||
-           (core->view != NULL && core->view->self >= 0 && core->view_pending == 0);
+    if (core->cluster == NULL)
+        return 1;
+    if (core->sh->nworkers == 0) /* the core alone routes, by the ring itself */
+        return pc_cluster_self(core->cluster) >= 0;
+    return core->view != NULL && core->view->self >= 0 && core->view_pending == 0;
 }

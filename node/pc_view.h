@@ -83,8 +83,9 @@ void pc_view_publish(pc_loop_t *core, const pc_ring_t *nw, long self, const uint
  * member's address may too (then the workers get a new view). */
 void pc_view_refresh(pc_loop_t *core);
 
-/* On the core: every worker holds a view of the current ring, and this
- * node is in it (or there is no cluster). */
+/* On the core: this node is in the current ring and every worker holds a
+ * view of it (with no workers, the ring alone decides), or there is no
+ * cluster. */
 int pc_view_settled(const pc_loop_t *core);
 
 /* Drops the loop's reference to its view (at free). */
