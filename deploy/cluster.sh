@@ -31,6 +31,9 @@ Commands:
   add         Start one more node (node N+1), joining the running nodes;
               wait as for restart.
   nodes       Print the node addresses, comma-separated (for --nodes).
+  resp-port [I]
+              Print the port of node I's Redis-protocol front door
+              (--resp; default node 1), e.g. redis-cli -p "$(... resp-port)".
   prometheus  Start a Prometheus server (Debian's prometheus package) on
               a free 127.0.0.1 port, scraping every node's /metrics each
               second; print its address. `stop` stops it too.
@@ -47,8 +50,9 @@ Environment:
 Nodes get --probe-interval 200ms --probe-timeout 100ms (loopback is
 fast; a killed node is declared dead in about a second); pass other
 values after `--` to override. Each node also serves its HTTP endpoint
-(--http: /metrics, /healthz, /readyz, /cluster) on a free 127.0.0.1
-port, listed by start and status. Nodes also read PEERCACHE_* variables
+(--http: /metrics, /healthz, /readyz, /cluster) and the Redis protocol
+(--resp, docs/REDIS.md) on free 127.0.0.1 ports, listed by start and
+status. Nodes also read PEERCACHE_* variables
 from the environment, as always (flags win).
 
 Run as root, the nodes and redis-server run as the unprivileged system
@@ -60,7 +64,7 @@ as that user.
 State directory: cluster.key (made by peercache-cli keygen on the first
 start; every node gets --cluster-key with it), nodes (the addresses,
 "127.0.0.1:P1,127.0.0.1:P2,..."), count, args, redis.port, redis.pid, redis.log, and per node nodeI.port,
-nodeI.http (its HTTP port), nodeI.pid, nodeI.log (stderr), nodeI.out (stdout); with
+nodeI.http (its HTTP port), nodeI.resp (its Redis-protocol port), nodeI.pid, nodeI.log (stderr), nodeI.out (stdout); with
 prometheus: prometheus.yml, prometheus.port, prometheus.pid, prometheus.log and
 prometheus-data/.
 
@@ -136,6 +140,7 @@ running() {
 get() { cat "$dir/$1" 2>/dev/null || true; }
 node_port() { get "node$1.port"; }
 node_http() { get "node$1.http"; }
+node_resp() { get "node$1.resp"; }
 node_pid() { get "node$1.pid"; }
 node_addr() { echo "$host:$(node_port "$1")"; }
 node_running() { running "$(node_pid "$1")" "--listen $(node_addr "$1")"; }
@@ -187,7 +192,8 @@ pick_port() {
     [ "$p" = "$(get redis.port)" ] && taken=1
     [ "$p" = "$(get prometheus.port)" ] && taken=1
     for ((i = 1; i <= $(count); i++)); do
-      { [ "$p" = "$(node_port "$i")" ] || [ "$p" = "$(node_http "$i")" ]; } && taken=1
+      { [ "$p" = "$(node_port "$i")" ] || [ "$p" = "$(node_http "$i")" ] ||
+        [ "$p" = "$(node_resp "$i")" ]; } && taken=1
     done
     [ $taken = 1 ] || { echo "$p"; return; }
     p=$((p + 1))
@@ -242,14 +248,17 @@ wait_members() {
 # launch I PORT JOIN: start node I and wait for its "ready" line. Returns 1
 # if it exited first (its log is left in the state directory).
 launch() {
-  local i=$1 port=$2 join=$3 addr=$host:$2 pid deadline args=() http
+  local i=$1 port=$2 join=$3 addr=$host:$2 pid deadline args=() http resp
   if [ -s "$dir/args" ]; then mapfile -t args <"$dir/args"; fi
   echo "$port" >"$dir/node$i.port"
   # Its HTTP port: kept across restarts, picked on the first start.
   http=$(node_http "$i")
   [ -n "$http" ] || { http=$(pick_port 9400) && echo "$http" >"$dir/node$i.http"; }
+  resp=$(node_resp "$i")
+  [ -n "$resp" ] || { resp=$(pick_port 6400) && echo "$resp" >"$dir/node$i.resp"; }
   "${as_user[@]}" "$node_bin" --name "node$i" --listen "$addr" --join "$join" \
     --redis "$host:$(get redis.port)" --cluster-key "$dir/cluster.key" --http "$host:$http" \
+    --resp "$host:$resp" \
     "${default_args[@]}" "${args[@]}" \
     </dev/null >"$dir/node$i.out" 2>"$dir/node$i.log" 9>&- &
   pid=$!
@@ -313,7 +322,7 @@ start_node() {
     port=$(pick_port 7400)
     launch "$i" "$port" "$join" && return
     grep -q "address already in use" "$dir/node$i.log" || break
-    rm -f "$dir/node$i.http" # it may be the HTTP port that was taken
+    rm -f "$dir/node$i.http" "$dir/node$i.resp" # one of them may be the port that was taken
     [ $tries -lt 3 ] && echo "cluster.sh: retrying node$i on other ports" >&2
   done
   die "could not start node$i"
@@ -339,7 +348,7 @@ print_nodes() {
   local i
   for ((i = 1; i <= $(count); i++)); do
     if node_running "$i"; then
-      echo "node$i $(node_addr "$i") pid $(node_pid "$i") http $host:$(node_http "$i")"
+      echo "node$i $(node_addr "$i") pid $(node_pid "$i") http $host:$(node_http "$i") resp $host:$(node_resp "$i")"
     else
       echo "node$i $(node_addr "$i") (not running)"
     fi
@@ -498,12 +507,13 @@ cmd=$1
 shift
 case $cmd in
   -h | --help | help) usage; exit 0 ;;
-  start | stop | status | kill | restart | add | nodes | prometheus) ;;
+  start | stop | status | kill | restart | add | nodes | resp-port | prometheus) ;;
   *) usage_error "unknown command '$cmd'" ;;
 esac
 case $cmd in
   start) [ $# -le 1 ] || [ "${1:-}" = -- ] || [ "${2:-}" = -- ] || usage_error "start: too many arguments" ;;
   kill | restart) [ $# -eq 1 ] || usage_error "$cmd: expected a node number" ;;
+  resp-port) [ $# -le 1 ] || usage_error "resp-port: expected at most a node number" ;;
   *) [ $# -eq 0 ] || usage_error "$cmd: takes no arguments" ;;
 esac
 
@@ -526,5 +536,9 @@ case $cmd in
   restart) cmd_restart "$1" ;;
   add) cmd_add ;;
   nodes) [ -s "$dir/nodes" ] || die "no cluster in $dir"; get nodes ;;
+  resp-port)
+    need_index "${1:-1}"
+    [ -s "$dir/node${1:-1}.resp" ] || die "node${1:-1} has no Redis-protocol port yet (start it)"
+    node_resp "${1:-1}" ;;
   prometheus) cmd_prometheus ;;
 esac

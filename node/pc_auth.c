@@ -60,12 +60,15 @@ static int token_ok(pc_auth_shared_t *a, const pc_bytes_t *tok)
     return sodium_memcmp(h, want, sizeof h) == 0;
 }
 
-void pc_auth_opened(pc_conn_t *c)
+void pc_auth_opened(pc_conn_t *c) { c->authed = !pc_auth_required(c); }
+
+int pc_auth_required(pc_conn_t *c)
 {
     pc_auth_shared_t *a = &pc_loop_of(c)->sh->auth;
     pthread_mutex_lock(&a->lock);
-    c->authed = !a->required;
+    int req = a->required;
     pthread_mutex_unlock(&a->lock);
+    return req;
 }
 
 int pc_auth_is_peer_op(uint32_t op)
@@ -148,7 +151,7 @@ int pc_auth_tick(pc_conn_t *c, uint64_t now)
     if (c->closing)
         return 1;
     if (c->auth.fails >= PC_AUTH_MAX_FAILS) {
-        pc_proto_encode_error(&c->out, 0, 0, PC_ST_AUTH_REQUIRED, "too many bad tokens");
+        pc_conn_say_error(c, PC_ST_AUTH_REQUIRED, "too many bad tokens");
         pc_conn_flush(c);
         pc_conn_close(c, NULL);
         return 1;

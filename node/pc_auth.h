@@ -53,6 +53,9 @@ uint64_t pc_auth_delay(unsigned fails, uint32_t node_fails, uint32_t source_fail
  * node requires no token. */
 void pc_auth_opened(pc_conn_t *c);
 
+/* Does the node require the token now (--token-file)? */
+int pc_auth_required(pc_conn_t *c);
+
 /* HELLO: checks the token (constant time) and answers with the node's
  * name and versions; a bad token's answer is held back (pc_auth_delay),
  * and nothing else is read from the connection meanwhile. */

@@ -61,6 +61,7 @@ typedef struct pc_config {
     char *log_level;            /* --log-level error|warn|info|debug, default info */
     char *log_format;           /* --log-format text|json, default text */
     char *http;                 /* --http HOST:PORT or "none", default none */
+    char *resp;                 /* --resp HOST:PORT or "none", default none */
 
     /* security (docs/SECURITY.md) */
     char *cluster_key;          /* --cluster-key FILE, default "" */

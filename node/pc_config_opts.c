@@ -177,6 +177,12 @@ const opt_t pc_opt_table[] = {
      .choices = log_format_choices,
      .help = "text: one line per message; json: one JSON object per line\n"
              "(time, level, node, msg), for log shippers."},
+    {.name = "resp", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "none",
+     .offset = FIELD_STR(resp), .check = check_addr_or_none,
+     .help = "Also serve Redis clients (RESP2, RESP3 after HELLO 3) on this\n"
+             "address: the same keys, routing, write-through, limits and\n"
+             "token (as AUTH) as the client port. Off by default.\n"
+             "Commands and differences: docs/REDIS.md."},
     {.name = "http", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "none",
      .offset = FIELD_STR(http), .check = check_addr_or_none,
      .help = "Operators' HTTP endpoint: /metrics (Prometheus), /healthz,\n"

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pc_resp.h"
+
 #define READ_CHUNK (64 * 1024)
 /* Output buffers bigger than this are given back once the connection is
  * quiet, so one that once fetched a large value does not keep its memory. */
@@ -61,6 +63,8 @@ static void conn_maybe_free(pc_conn_t *c)
     pc_proto_reader_free(&c->rd);
     pc_buf_free(&c->out);
     pc_buf_free(&c->wbuf);
+    if (c->redis != NULL && cs->hooks->redis_free)
+        cs->hooks->redis_free(c);
     free(c);
     pc_conns_buffer_check(cs); /* what it held may let newcomers in again */
     if (cs->hooks->gone)
@@ -147,11 +151,19 @@ static int conn_output_over(const pc_conn_t *c)
  * they are empty after every flush, and freeing them then would make a
  * streaming client grow them again, page by page, for every batch.
  */
+/* The input ends in a frame (or Redis command) not whole yet. */
+static int conn_partial(const pc_conn_t *c)
+{
+    if (c->redis != NULL)
+        return c->partial && pc_proto_reader_pending(&c->rd) > 0;
+    return pc_proto_reader_missing(&c->rd) > 0;
+}
+
 static void conn_limits_note(pc_conn_t *c)
 {
     uint64_t now = now_ms(c->cs);
     size_t pending = pc_proto_reader_pending(&c->rd);
-    if (pending == 0 || pc_proto_reader_missing(&c->rd) == 0 || c->eof || c->closing ||
+    if (pending == 0 || !conn_partial(c) || c->eof || c->closing ||
         conn_paused(c)) {
         c->frame_since = 0;
     } else if (c->frame_since == 0 || c->frame_at != c->bytes_in - pending) {
@@ -482,7 +494,12 @@ static void conn_flush_ready(pc_conn_t *c)
         pc_req_t *r = pc_list_entry(c->reqs.next, pc_req_t, link);
         if (!r->done)
             break;
-        if (r->resp.len > 0 && pc_buf_append(&c->out, r->resp.data, r->resp.len) < 0) {
+        int rc = 0;
+        if (c->redis != NULL && r->resp.len > 4) /* the native frame, rendered */
+            rc = c->cs->hooks->redis_answer(c, NULL, NULL, r->resp.data + 4, r->resp.len - 4);
+        else if (r->resp.len > 0)
+            rc = pc_buf_append(&c->out, r->resp.data, r->resp.len);
+        if (rc < 0) {
             pc_req_free(r);
             pc_conn_close(c, "out of memory");
             return;
@@ -536,7 +553,13 @@ static void answer_with(pc_conn_t *c, const pc_response_t *resp, const char *err
 {
     lat_in_turn(c, lat_class(resp->op, 1));
     pc_buf_t *b = answer_target(c, resp->op, resp->id);
-    int rc = b ? encode_answer(c, b, resp, errmsg) : PC_ENOMEM;
+    int rc;
+    if (b == NULL)
+        rc = PC_ENOMEM;
+    else if (b == &c->out && c->redis != NULL)
+        rc = c->cs->hooks->redis_answer(c, resp, errmsg, NULL, 0);
+    else
+        rc = encode_answer(c, b, resp, errmsg);
     if (b != NULL && b != &c->out)
         c->held += b->len;
     if (rc < 0)
@@ -570,7 +593,11 @@ static void req_deliver(pc_req_t *r, const pc_response_t *resp, const char *errm
      * requests are many clients', each put back in order by its loop. */
     pc_buf_t *b = req_is_head(r) || c->internal ? &c->out : &r->resp;
     size_t start = b->len;
-    int rc = raw ? seal_answer(c, b, start, pc_proto_append_frame(b, raw, rawlen))
+    int rc;
+    if (b == &c->out && c->redis != NULL)
+        rc = c->cs->hooks->redis_answer(c, raw ? NULL : resp, errmsg, raw, rawlen);
+    else
+        rc = raw ? seal_answer(c, b, start, pc_proto_append_frame(b, raw, rawlen))
                  : encode_answer(c, b, resp, errmsg);
     r->done = 1;
     if (b == &c->out)
@@ -609,8 +636,43 @@ void pc_conn_bad_frame(pc_conn_t *c, uint32_t status, const char *why)
     c->cs->stats->bad_frames++;
     pc_log_info(c->cs->log, "client %s: %s; closing the connection", c->peer, why);
     /* Best effort: answers still queued behind a Redis call are dropped. */
-    pc_proto_encode_error(&c->out, 0, 0, status, why);
+    pc_conn_say_error(c, status, why);
     pc_conn_close(c, NULL);
+}
+
+void pc_conn_say_error(pc_conn_t *c, uint32_t status, const char *why)
+{
+    if (c->redis == NULL) {
+        (void)pc_proto_encode_error(&c->out, 0, 0, status, why);
+        return;
+    }
+    char line[256];
+    snprintf(line, sizeof line, "ERR %s", why);
+    (void)pc_resp_error(&c->out, line);
+}
+
+/* A Redis-protocol connection's next command, if whole: 1 = one was
+ * taken (go on), 0 = stop (none whole yet, or c was closed). A command
+ * that cannot fit the input buffer ends the connection. */
+static int conn_redis_command(pc_conn_t *c)
+{
+    size_t n = pc_proto_reader_pending(&c->rd), used = 0;
+    if (n == 0) {
+        c->partial = 0;
+        return 0;
+    }
+    int rc = c->cs->hooks->redis_command(c, pc_proto_reader_peek(&c->rd), n, &used);
+    if (rc < 0 || c->closing)
+        return 0;
+    if (rc == 0) {
+        c->partial = 1;
+        if (n >= pc_proto_reader_cap(&c->rd))
+            pc_conn_bad_frame(c, PC_ST_TOO_LARGE, "Protocol error: command over max-frame bytes");
+        return 0;
+    }
+    c->partial = 0;
+    pc_proto_reader_skip(&c->rd, used);
+    return 1;
 }
 
 /* One turn, begun at t0 (uv_hrtime): frames until the input runs out, a
@@ -633,6 +695,11 @@ static void conn_process_frames(pc_conn_t *c, uint64_t t0)
             if (uv_hrtime() - t0 >= TURN_QUANTUM_NS)
                 break;
             out_at = out_now;
+        }
+        if (c->redis != NULL) {
+            if (!conn_redis_command(c))
+                return;
+            continue;
         }
         const uint8_t *body;
         uint32_t len;
@@ -709,7 +776,7 @@ void pc_conn_process(pc_conn_t *c)
      * never reads pauses after every large answer); one that ran out of
      * input makes it light, however long it took (the kernel may have
      * preempted the loop during a one-frame turn). */
-    int more = pc_proto_reader_pending(&c->rd) > 0 && pc_proto_reader_missing(&c->rd) == 0;
+    int more = pc_proto_reader_pending(&c->rd) > 0 && !conn_partial(c);
     c->heavy = !c->internal && work >= TURN_QUANTUM_NS && more;
     if (c->eof && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
         pc_conn_close(c, NULL);
@@ -905,16 +972,15 @@ void pc_conn_check_limits(pc_conn_t *c, uint64_t now)
                     c->peer, (unsigned long long)(now - c->frame_since));
         /* Tell it why, like a bad frame: it may be a client that is only
          * slow, and it is still reading. */
-        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BAD_REQUEST,
-                              "frame not complete within the frame timeout");
+        pc_conn_say_error(c, PC_ST_BAD_REQUEST, "frame not complete within the frame timeout");
         pc_conn_close(c, NULL);
         return;
     }
     if (!c->authed && !c->auth.pending && now - c->hello_since >= cs->set.hello_timeout_ms) {
         cs->stats->hello_timeouts++;
         pc_log_info(cs->log, "client %s: no good HELLO within --hello-timeout; closing", c->peer);
-        pc_proto_encode_error(&c->out, 0, 0, PC_ST_AUTH_REQUIRED,
-                              "no HELLO with the token within the hello timeout");
+        pc_conn_say_error(c, PC_ST_AUTH_REQUIRED,
+                          "no HELLO with the token within the hello timeout");
         pc_conn_close(c, NULL);
         return;
     }

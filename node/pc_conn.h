@@ -88,6 +88,21 @@ typedef struct pc_conn_hooks {
     /* A connection was freed, or a handle of the set closed: the owner
      * may be waiting for both to reach 0 (pc_conns_idle). */
     void (*gone)(void *owner);
+
+    /* The Redis-protocol front door (pc_redis.h); NULL without one. */
+    /* A connection accepted on its port: sets c->redis. 0 or PC_ENOMEM. */
+    int (*redis_open)(pc_conn_t *c);
+    /* One command from the front of in[0..n) (valid during the call
+     * only): 1 = taken, *used bytes long; 0 = not whole yet; < 0 = c was
+     * closed (bytes that are not the protocol). */
+    int (*redis_command)(pc_conn_t *c, const uint8_t *in, size_t n, size_t *used);
+    /* An answer leaves, in request order: resp (errmsg for a status other
+     * than OK, or NULL), or with resp NULL a native response body[0..len).
+     * Rendered into c->out. 0 or PC_ENOMEM. */
+    int (*redis_answer)(pc_conn_t *c, const pc_response_t *resp, const char *errmsg,
+                        const uint8_t *body, size_t len);
+    /* Frees c->redis. */
+    void (*redis_free)(pc_conn_t *c);
 } pc_conn_hooks_t;
 
 /* Fair-turn classes, and the longest turn (pc_conn.c explains them). */
@@ -233,6 +248,14 @@ struct pc_conn {
     uint32_t cur_len;
     uint32_t hops;
     uint64_t fwd_deadline;
+
+    /* A connection of the Redis-protocol port: pc_redis' state (owned
+     * there, freed through hooks->redis_free), else NULL. Its input is an
+     * unframed stream (pc_proto_reader_unframed) that hooks->redis_command
+     * splits; every answer leaves through hooks->redis_answer; `partial`:
+     * the input ends in a command not whole yet. */
+    void *redis;
+    int partial;
 };
 
 /* A worker's requests at other loops, per connection: what they may hold
@@ -262,6 +285,11 @@ void pc_conn_close(pc_conn_t *c, const char *why);
 /* A frame that cannot be parsed: tells the client why (id 0), counts it
  * in bad_frames, and closes. */
 void pc_conn_bad_frame(pc_conn_t *c, uint32_t status, const char *why);
+
+/* Tells c why it is about to be closed, ahead of any queued answer: an
+ * error frame with id 0 (a Redis-protocol connection: "-ERR why").
+ * Best effort. */
+void pc_conn_say_error(pc_conn_t *c, uint32_t status, const char *why);
 
 /* Starts or stops reading to match c's state (limits, turns, holds). */
 void pc_conn_update_reading(pc_conn_t *c);

@@ -120,7 +120,7 @@ static size_t shed(pc_conns_t *cs)
         pc_log_debug(cs->log, "client %s: closed, holding %zu bytes of buffers (fair share %zu)",
                      c->peer, v[i].use, fair);
         /* Told why, in case it is only slow and reads again. */
-        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BUSY, "server buffer memory full");
+        pc_conn_say_error(c, PC_ST_BUSY, "server buffer memory full");
         pc_conn_close(c, NULL);
         total -= total < v[i].use ? total : v[i].use;
         freed += v[i].use;
@@ -218,13 +218,14 @@ static void reject(pc_conns_t *cs, uv_stream_t *server)
     uv_close((uv_handle_t *)&cs->reject, reject_closed);
 }
 
-void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server)
+void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis)
 {
     pc_conn_t *c;
     if (pc_conn_new(cs, &c) < 0) {
         reject(cs, server);
         return;
     }
+
     uv_tcp_init(cs->loop, &c->h.tcp);
     c->h.handle.data = c;
     /* A newcomer is heavy until its first light turn, and starts a turn
@@ -240,6 +241,10 @@ void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server)
     pc_conns_budget_update(cs);
     if (uv_accept(server, &c->h.stream) != 0) {
         pc_conn_close(c, "accept failed");
+        return;
+    }
+    if (redis && (cs->hooks->redis_open == NULL || cs->hooks->redis_open(c) < 0)) {
+        pc_conn_close(c, "out of memory for a Redis-protocol connection");
         return;
     }
     struct sockaddr_storage ss;
@@ -270,7 +275,7 @@ void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server)
     if (refused != NULL) {
         /* Refuse at once, with a reason the client can read. */
         cs->stats->connections_rejected++;
-        pc_proto_encode_error(&c->out, 0, 0, PC_ST_BUSY, refused);
+        pc_conn_say_error(c, PC_ST_BUSY, refused);
         pc_conn_close(c, NULL);
         return;
     }

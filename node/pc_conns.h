@@ -37,12 +37,12 @@ int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg);
 /* Starts the set's handles on its loop (its idle and prepare handles). */
 void pc_conns_start(pc_conns_t *cs);
 
-/* The listener `server` has a connection: accepts it, or refuses it with
- * BUSY and a reason (too many, too many from its address, buffers full,
+/* The listener `server` has a connection (`redis`: on the Redis-protocol
+ * port, pc_redis.h): accepts it, or refuses it with BUSY and a reason (too many, too many from its address, buffers full,
  * stopping); without memory for it, accepts and closes it at once so the
  * listener goes on (libuv stops a listener whose callback leaves one
  * pending). */
-void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server);
+void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis);
 
 /* The receiving end of another loop's relay on socket fd (taken: closed
  * on failure): an internal connection named `name`. 0, PC_ENOMEM, PC_EIO. */

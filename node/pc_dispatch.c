@@ -274,3 +274,15 @@ void pc_dispatch_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
         dispatch(c, &rq);
     }
 }
+
+void pc_dispatch_request(pc_conn_t *c, const pc_request_t *rq)
+{
+    pc_loop_of(c)->stats.requests++;
+    c->cur_body = NULL;
+    c->cur_len = 0;
+    if (refuse_invalid(c, rq))
+        return;
+    pc_loops_enter(pc_loop_of(c));
+    decide_and_act(c, rq, rq);
+    pc_loops_leave(pc_loop_of(c));
+}

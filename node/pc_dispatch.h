@@ -8,7 +8,8 @@
  * Lifetimes: a frame body is valid during dispatch only (the shared read
  * buffer moves on, pc_conn.c). What outlives it is copied by whoever
  * keeps it: a FORWARD goes out as a frame copied into the peer pool's
- * queue (from c->cur_body); MGET keys sent to other members are copied
+ * queue (from c->cur_body, or encoded from the request when it came
+ * without a frame); MGET keys sent to other members are copied
  * with the request; a read-through waits on the keystate's copy of its
  * key; writes copy key and value before they wait on Redis (and hiredis
  * formats its command at once); replication and the hand-off encode into
@@ -25,6 +26,13 @@
 
 /* The conn hook: a request frame arrived on c. */
 void pc_dispatch_frame(pc_conn_t *c, const uint8_t *body, uint32_t len);
+
+/* A request that came without a frame -- translated from the Redis
+ * protocol by pc_redis, which checked it as the decoder checks a frame
+ * (limits, non-empty keys) and authorised it: served exactly as a
+ * decoded frame of the same request is. Its slices are valid during the
+ * call only; a FORWARD of it is encoded from *rq. */
+void pc_dispatch_request(pc_conn_t *c, const pc_request_t *rq);
 
 /* The facts pc_route_decide is made of, for operation `op` of `key`
  * (NULL: not a key operation) on c's loop, now. */

@@ -75,7 +75,11 @@ void pc_forward_request(pc_conn_t *c, const pc_request_t *rq, long target)
                       .deadline_ms = write ? pc_peer_deadline_wall_ms(l->peers) : 0,
                       .body = {c->cur_body, c->cur_len}};
     pc_buf_reset(&l->scratch);
-    int rc = pc_proto_encode_request(&l->scratch, &f);
+    /* A request that came without a frame (pc_dispatch_request) is
+     * encoded into the FORWARD here. */
+    int rc = c->cur_body != NULL
+                 ? pc_proto_encode_request(&l->scratch, &f)
+                 : pc_proto_encode_forward(&l->scratch, f.hops, f.deadline_ms, rq, &l->fbuf);
     const char *addr = pc_view_addr(l, (size_t)target);
     if (rc == 0)
         rc = write ? pc_peer_request_write(l->peers, addr, l->scratch.data, l->scratch.len,

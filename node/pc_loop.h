@@ -74,6 +74,7 @@ struct pc_loop {
     pc_proto_decoder_t *dec;  /* requests, as dispatch decodes them */
     pc_proto_decoder_t *pdec; /* answers from peers and other loops */
     pc_proto_decoder_t *fdec; /* the request inside a FORWARD that is relayed */
+    pc_proto_decoder_t *rdec; /* answers rendered for Redis clients (pc_redis) */
     pc_buf_t scratch;         /* frames to peers, encoded then copied */
     pc_buf_t fbuf;            /* the inner frame of a FORWARD being built */
 
@@ -104,6 +105,8 @@ struct pc_loop {
     void *server;
     uv_tcp_t listener;
     int listening;
+    uv_tcp_t resp_listener; /* --resp: the Redis-protocol port (pc_redis.h) */
+    int resp_listening;
     uv_timer_t tick;
     uv_timer_t shutdown_timer;
     int handles_open; /* the server's own handles on this loop */

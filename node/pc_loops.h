@@ -69,6 +69,7 @@ struct pc_shared {
     _Atomic int forced;
     pc_auth_shared_t auth;
     pc_sources_t *sources; /* connections and failed HELLOs per address */
+    _Atomic uint64_t redis_ids; /* Redis-protocol connections numbered (CLIENT ID) */
     /* The server's homes decision, asked again when something it depends
      * on changed on another loop (a worker took the latest view). */
     void (*recheck)(pc_loop_t *core);

@@ -46,7 +46,8 @@
     V(buffer_full, GAUGE, v->buf_full, "1 while connection buffers are over --max-buffer-memory")  \
     C(buffer_full_rejects, "Connections refused while the buffers were over their cap")            \
     C(buffer_evictions, "Connections closed to bring the buffers under their cap")                 \
-    C(requests, "Frames decoded")                                                                  \
+    C(requests, "Requests: frames decoded, and those made from Redis commands")                   \
+    C(redis_commands, "Commands read on the Redis-protocol port (--resp)")                         \
     V(threads, GAUGE, v->threads, "Event loops (--threads)")                                       \
     C(worker_requests, "Requests read by the worker loops")                                        \
     C(relayed, "Requests a worker loop relayed to the core loop")                                  \

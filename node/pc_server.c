@@ -21,6 +21,7 @@
 #include "pc_dispatch.h"
 #include "pc_handoff.h"
 #include "pc_keys.h"
+#include "pc_redis.h"
 #include "pc_loop.h"
 #include "pc_loops.h"
 #include "pc_relay.h"
@@ -34,6 +35,7 @@ struct pc_server {
     char *listen;
     char *name;
     char *http;         /* --http, NULL = none */
+    char *resp;         /* --resp, NULL = none */
     pc_admin_t *admin;  /* its endpoint, on the core, once started */
     int reuseport; /* listen with SO_REUSEPORT (more than one loop) */
     uint64_t sweep_interval_ms;
@@ -71,6 +73,10 @@ static const pc_conn_hooks_t conn_hooks = {
     .opened = pc_auth_opened,
     .tick = pc_auth_tick,
     .gone = conn_gone,
+    .redis_open = pc_redis_open,
+    .redis_command = pc_redis_command,
+    .redis_answer = pc_redis_answer,
+    .redis_free = pc_redis_free,
 };
 
 /* ---- home loops on and off ------------------------------------------------ */
@@ -184,6 +190,9 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     }
     s->listen = strdup(cfg->listen);
     s->name = strdup(cfg->name ? cfg->name : cfg->listen);
+    if (cfg->resp != NULL && cfg->resp[0] != '\0' && strcmp(cfg->resp, "none") != 0 &&
+        (s->resp = strdup(cfg->resp)) == NULL)
+        rc = PC_ENOMEM;
     if (cfg->http != NULL && cfg->http[0] != '\0' && strcmp(cfg->http, "none") != 0 &&
         (s->http = strdup(cfg->http)) == NULL)
         rc = PC_ENOMEM;
@@ -387,19 +396,21 @@ static void on_connection(uv_stream_t *server, int status)
         pc_log_warn(l->log, "accept: %s", uv_strerror(status));
         return;
     }
-    pc_conns_accept(&l->conns, server);
+    pc_conns_accept(&l->conns, server, server == (uv_stream_t *)&l->resp_listener);
 }
 
-/* Binds and listens; with SO_REUSEPORT when the node has several loops,
- * each loop on its own socket. A libuv error code. */
-static int listen_on(pc_server_t *s, pc_loop_t *l, const struct sockaddr *sa, socklen_t salen)
+/* Binds and listens on h (the loop's client or Redis-protocol listener);
+ * with SO_REUSEPORT when the node has several loops, each loop on its own
+ * socket. A libuv error code. */
+static int listen_on(pc_server_t *s, pc_loop_t *l, uv_tcp_t *h, const struct sockaddr *sa,
+                     socklen_t salen)
 {
-    uv_tcp_init(l->uv, &l->listener);
-    l->listener.data = l;
+    uv_tcp_init(l->uv, h);
+    h->data = l;
     l->handles_open++;
     int rc;
     if (!s->reuseport) {
-        rc = uv_tcp_bind(&l->listener, sa, 0);
+        rc = uv_tcp_bind(h, sa, 0);
     } else {
         int one = 1, fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
@@ -411,13 +422,13 @@ static int listen_on(pc_server_t *s, pc_loop_t *l, const struct sockaddr *sa, so
             close(fd);
             return rc;
         }
-        if ((rc = uv_tcp_open(&l->listener, fd)) < 0) {
+        if ((rc = uv_tcp_open(h, fd)) < 0) {
             close(fd);
             return rc;
         }
     }
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->listener, 1024, on_connection);
+        rc = uv_listen((uv_stream_t *)h, 1024, on_connection);
     return rc;
 }
 
@@ -473,17 +484,36 @@ static void start_handles(pc_loop_t *l)
     pc_loops_open_calls(l);
 }
 
-/* A worker's listener on the core's address (its port, if that was 0),
- * and its two relays, whose core ends become internal connections. */
-static int worker_start(pc_server_t *s, pc_loop_t *w, const struct sockaddr *sa, socklen_t salen)
+/* A worker's listener on the core's address of h (its port, if that
+ * was 0). 0 or PC_EIO. */
+static int worker_listen(pc_server_t *s, pc_loop_t *w, uv_tcp_t *h, const uv_tcp_t *core_h,
+                         const char *addr)
 {
-    pc_loop_t *core = core_of(s);
-    int rc = listen_on(s, w, sa, salen);
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    int rc = uv_tcp_getsockname(core_h, (struct sockaddr *)&ss, &sslen);
+    if (rc == 0)
+        rc = listen_on(s, w, h, (struct sockaddr *)&ss, (socklen_t)sslen);
     if (rc < 0) {
-        pc_log_error(w->log, "listen %s (loop %zu): %s", s->listen, w->index, uv_strerror(rc));
+        pc_log_error(w->log, "listen %s (loop %zu): %s", addr, w->index, uv_strerror(rc));
         return PC_EIO;
     }
+    return 0;
+}
+
+/* A worker's listeners, and its two relays, whose core ends become
+ * internal connections. */
+static int worker_start(pc_server_t *s, pc_loop_t *w)
+{
+    pc_loop_t *core = core_of(s);
+    if (worker_listen(s, w, &w->listener, &core->listener, s->listen) < 0)
+        return PC_EIO;
     w->listening = 1;
+    if (s->resp != NULL) {
+        if (worker_listen(s, w, &w->resp_listener, &core->resp_listener, s->resp) < 0)
+            return PC_EIO;
+        w->resp_listening = 1;
+    }
     /* The share pc_server_start set. */
     w->set.conn.max_buffer_memory = core->set.conn.max_buffer_memory;
     w->conns.set.max_buffer_memory = core->set.conn.max_buffer_memory;
@@ -491,49 +521,60 @@ static int worker_start(pc_server_t *s, pc_loop_t *w, const struct sockaddr *sa,
     return pc_relays_start_worker(w, core);
 }
 
-int pc_server_start(pc_server_t *s)
+/* The core's listener h on addr, checked free first when the loops
+ * share it. 0, the address' error (pc_sock_listen_addr), or PC_EIO. */
+static int core_listen(pc_server_t *s, pc_loop_t *core, uv_tcp_t *h, const char *addr)
 {
-    pc_shared_t *sh = s->sh;
-    pc_loop_t *core = core_of(s);
     char why[320];
     struct addrinfo *ai = NULL;
-    int lrc = pc_sock_listen_addr(s->listen, &ai, why, sizeof why);
+    int lrc = pc_sock_listen_addr(addr, &ai, why, sizeof why);
     if (lrc != 0) {
         pc_log_error(core->log, "listen: %s", why);
         return lrc;
-    }
-    /* The operators' endpoint first: once clients can connect, it
-     * answers too (a start-up check may poll the client port). */
-    if (s->http != NULL) {
-        int arc = pc_admin_start(core, s->http, s->name, s->listen, &s->admin);
-        if (arc < 0) {
-            freeaddrinfo(ai);
-            return arc == PC_EINVAL ? PC_EINVAL : PC_EIO;
-        }
-        core->handles_open++;
     }
     int port = ntohs(ai->ai_family == AF_INET6
                          ? ((const struct sockaddr_in6 *)(const void *)ai->ai_addr)->sin6_port
                          : ((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_port);
     int rc = s->reuseport && port != 0 ? port_free(ai->ai_addr, ai->ai_addrlen) : 0;
     if (rc == 0)
-        rc = listen_on(s, core, ai->ai_addr, ai->ai_addrlen);
+        rc = listen_on(s, core, h, ai->ai_addr, ai->ai_addrlen);
     freeaddrinfo(ai);
     if (rc < 0) {
-        pc_log_error(core->log, "listen %s: %s", s->listen, uv_strerror(rc));
+        pc_log_error(core->log, "listen %s: %s", addr, uv_strerror(rc));
         return PC_EIO;
     }
+    return 0;
+}
+
+int pc_server_start(pc_server_t *s)
+{
+    pc_shared_t *sh = s->sh;
+    pc_loop_t *core = core_of(s);
+    /* The operators' endpoint first: once clients can connect, it
+     * answers too (a start-up check may poll the client port). */
+    if (s->http != NULL) {
+        int arc = pc_admin_start(core, s->http, s->name, s->listen, &s->admin);
+        if (arc < 0)
+            return arc == PC_EINVAL ? PC_EINVAL : PC_EIO;
+        core->handles_open++;
+    }
+    /* The Redis-protocol port before the client port, whose "listening"
+     * line a start-up check waits for. */
+    int rc;
+    if (s->resp != NULL) {
+        if ((rc = core_listen(s, core, &core->resp_listener, s->resp)) < 0)
+            return rc;
+        core->resp_listening = 1;
+    }
+    if ((rc = core_listen(s, core, &core->listener, s->listen)) < 0)
+        return rc;
     core->listening = 1;
     /* The buffer cap is the node's: each loop gets an equal share. */
     core->set.conn.max_buffer_memory /= sh->nworkers + 1;
     core->conns.set.max_buffer_memory = core->set.conn.max_buffer_memory;
     start_handles(core);
-    struct sockaddr_storage ss;
-    int sslen = sizeof ss;
-    if (sh->nworkers > 0 && uv_tcp_getsockname(&core->listener, (struct sockaddr *)&ss, &sslen) < 0)
-        return PC_EIO;
     for (size_t i = 1; i <= sh->nworkers; i++)
-        if ((rc = worker_start(s, sh->loops[i], (struct sockaddr *)&ss, (socklen_t)sslen)) < 0)
+        if ((rc = worker_start(s, sh->loops[i])) < 0)
             return rc;
     sh->nloops = sh->nworkers + 1;
     if (sh->has_backend && sh->nworkers > 0) {
@@ -551,6 +592,18 @@ int pc_server_http_port(const pc_server_t *s)
 }
 
 /* ---- stopping ----------------------------------------------------------------- */
+
+static void close_listeners(pc_loop_t *l)
+{
+    if (l->listening) {
+        uv_close((uv_handle_t *)&l->listener, handle_closed);
+        l->listening = 0;
+    }
+    if (l->resp_listening) {
+        uv_close((uv_handle_t *)&l->resp_listener, handle_closed);
+        l->resp_listening = 0;
+    }
+}
 
 static void close_handles(pc_loop_t *l)
 {
@@ -626,10 +679,7 @@ static void loop_shutdown(pc_loop_t *l, void (*done)(void *), void *arg)
         done(arg);
         return;
     }
-    if (l->listening) {
-        uv_close((uv_handle_t *)&l->listener, handle_closed);
-        l->listening = 0;
-    }
+    close_listeners(l);
     /* Stop taking requests; each connection closes once its answers are
      * out. */
     pc_conns_stop(&l->conns);
@@ -684,10 +734,7 @@ void pc_server_shutdown(pc_server_t *s, void (*done)(void *), void *arg)
     core->on_done = done;
     core->on_done_arg = arg;
     homes_update(core); /* the core serves every key from now on */
-    if (core->listening) { /* no new connections here either meanwhile */
-        uv_close((uv_handle_t *)&core->listener, handle_closed);
-        core->listening = 0;
-    }
+    close_listeners(core); /* no new connections here either meanwhile */
     core->workers_running = sh->nworkers;
     for (size_t i = 1; i <= sh->nworkers; i++)
         if (pc_loops_call(sh->loops[i], worker_stop_call, NULL) < 0)
@@ -736,6 +783,7 @@ void pc_server_free(pc_server_t **sp)
     free(s->listen);
     free(s->name);
     free(s->http);
+    free(s->resp);
     free(s);
     *sp = NULL;
 }

@@ -183,6 +183,7 @@ void pc_proto_reader_init(pc_proto_reader_t *r, uint32_t max_frame)
     pc_buf_init(&r->buf, cap);
     r->lent = NULL;
     r->lent_len = 0;
+    r->unframed = 0;
 }
 
 void pc_proto_reader_free(pc_proto_reader_t *r)
@@ -265,7 +266,7 @@ int pc_proto_reader_reserve(pc_proto_reader_t *r, size_t want, uint8_t **p, size
      * the caller asks for no more than its rest: a partial frame then
      * costs its own size, not up to twice that. */
     size_t max = r->buf.max, end = 0;
-    if (r->buf.len >= 4) {
+    if (r->buf.len >= 4 && !r->unframed) {
         uint32_t n = get_be32(r->buf.data);
         if (n != 0 && n <= r->max_frame)
             end = 4 + (size_t)n;
@@ -333,7 +334,7 @@ size_t pc_proto_reader_missing(const pc_proto_reader_t *r)
     size_t have;
     const uint8_t *bytes = reader_bytes(r, &have);
     size_t pending = have - r->off;
-    if (pending == 0)
+    if (pending == 0 || r->unframed)
         return 0;
     if (pending < 4)
         return 4 - pending;
@@ -343,6 +344,22 @@ size_t pc_proto_reader_missing(const pc_proto_reader_t *r)
     size_t whole = 4 + (size_t)n;
     return pending >= whole ? 0 : whole - pending;
 }
+
+void pc_proto_reader_unframed(pc_proto_reader_t *r) { r->unframed = 1; }
+
+const uint8_t *pc_proto_reader_peek(const pc_proto_reader_t *r)
+{
+    size_t have;
+    return reader_bytes(r, &have) + r->off;
+}
+
+void pc_proto_reader_skip(pc_proto_reader_t *r, size_t n)
+{
+    size_t pending = pc_proto_reader_pending(r);
+    r->off += n < pending ? n : pending;
+}
+
+size_t pc_proto_reader_cap(const pc_proto_reader_t *r) { return r->buf.max; }
 
 /* ---- validation ------------------------------------------------------ */
 

@@ -286,6 +286,7 @@ typedef struct pc_proto_reader {
     uint32_t max_frame; /* largest body accepted */
     const uint8_t *lent; /* pc_proto_reader_lend: the caller's bytes, or NULL */
     size_t lent_len;
+    int unframed; /* pc_proto_reader_unframed: a byte stream, not frames */
 } pc_proto_reader_t;
 
 /* No allocation. max_frame 0 = PC_PROTO_DEFAULT_MAX_FRAME. The buffer is
@@ -344,6 +345,23 @@ size_t pc_proto_reader_missing(const pc_proto_reader_t *r);
  */
 int pc_proto_reader_lend(pc_proto_reader_t *r, const uint8_t *p, size_t n);
 int pc_proto_reader_keep(pc_proto_reader_t *r);
+
+/*
+ * Unframed use: the reader's buffering (reserve, commit, lend, keep, its
+ * cap) for a stream that another parser splits -- the Redis protocol of
+ * the node's front door. After unframed(), next() is not called and
+ * missing() is 0; the parser looks at peek() and takes what it parsed
+ * with skip() (bytes stay valid as next()'s bodies do). A command must fit
+ * the buffer's cap as a frame must.
+ */
+void pc_proto_reader_unframed(pc_proto_reader_t *r);
+/* The bytes not yet skipped: *p, pending() of them. */
+const uint8_t *pc_proto_reader_peek(const pc_proto_reader_t *r);
+/* Consumes n of them (n <= pending()). */
+void pc_proto_reader_skip(pc_proto_reader_t *r, size_t n);
+/* The most bytes the reader buffers (one whole frame or command and a
+ * read's worth). */
+size_t pc_proto_reader_cap(const pc_proto_reader_t *r);
 
 /* ---- message decoding ------------------------------------------------ */
 

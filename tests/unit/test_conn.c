@@ -347,7 +347,7 @@ static void listener_cb(uv_stream_t *server, int status)
     fx_t *f = server->data;
     if (status < 0)
         return;
-    pc_conns_accept(&f->cs, server);
+    pc_conns_accept(&f->cs, server, 0);
 }
 
 static void listen_local(fx_t *f)
