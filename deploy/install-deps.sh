@@ -27,6 +27,9 @@ pkgs=(
   tmux
   # tests/deploy/check_k8s.py reads the Kubernetes manifests
   python3-yaml
+  # tests/integration/test_redis_tools.py talks to peercached --resp with
+  # redis-py (and drives redis-tools' redis-cli and redis-benchmark)
+  python3-redis
   # deploy/cluster.sh prometheus waits for the server with it
   curl
 )

@@ -117,7 +117,7 @@ static int conn_paused(const pc_conn_t *c)
     if (c->internal)
         return 0;
     return c->nreqs >= cs->set.max_inflight || conn_queued(c) + c->held > conn_budget(c) ||
-           c->auth.pending || c->relayed >= PC_CONN_RELAY_MAX;
+           c->auth.pending || c->relayed >= PC_CONN_RELAY_MAX || c->blocked;
 }
 
 static int conn_output_over(const pc_conn_t *c)
@@ -664,6 +664,11 @@ static int conn_redis_command(pc_conn_t *c)
     int rc = c->cs->hooks->redis_command(c, pc_proto_reader_peek(&c->rd), n, &used);
     if (rc < 0 || c->closing)
         return 0;
+    if (rc == 2) { /* it waits for answers still out: one leaving schedules c */
+        c->partial = 0;
+        c->blocked = 1;
+        return 0;
+    }
     if (rc == 0) {
         c->partial = 1;
         if (n >= pc_proto_reader_cap(&c->rd))
@@ -759,6 +764,7 @@ void pc_conn_process(pc_conn_t *c)
     pc_sched_remove(&cs->sched[LIGHT], &c->sched[LIGHT]); /* served now */
     pc_sched_remove(&cs->sched[HEAVY], &c->sched[HEAVY]);
     c->processing = 1;
+    c->blocked = 0; /* asked again */
     uint64_t t0 = uv_hrtime();
     c->turn_t0 = t0;
     conn_process_frames(c, t0);

@@ -93,8 +93,10 @@ typedef struct pc_conn_hooks {
     /* A connection accepted on its port: sets c->redis. 0 or PC_ENOMEM. */
     int (*redis_open)(pc_conn_t *c);
     /* One command from the front of in[0..n) (valid during the call
-     * only): 1 = taken, *used bytes long; 0 = not whole yet; < 0 = c was
-     * closed (bytes that are not the protocol). */
+     * only): 1 = taken, *used bytes long; 0 = not whole yet; 2 = whole,
+     * but not to be served before answers still out (read nothing more
+     * until one of them leaves); < 0 = c was closed (bytes that are not
+     * the protocol). */
     int (*redis_command)(pc_conn_t *c, const uint8_t *in, size_t n, size_t *used);
     /* An answer leaves, in request order: resp (errmsg for a status other
      * than OK, or NULL), or with resp NULL a native response body[0..len).
@@ -256,6 +258,7 @@ struct pc_conn {
      * the input ends in a command not whole yet. */
     void *redis;
     int partial;
+    int blocked; /* hooks->redis_command said 2: paused until an answer leaves */
 };
 
 /* A worker's requests at other loops, per connection: what they may hold

@@ -30,6 +30,7 @@ enum kind {
     K_TTL,       /* GET: the remaining time to live, in s */
     K_PTTL,      /* ... in ms */
     K_SET,       /* SET: +OK, or null when NX/XX held it back */
+    K_GONE,      /* DEL made of a SET whose time is past: +OK */
     K_SAVE,      /* GET kept for the next slot (GETDEL, GETEX, SET GET) */
     K_SET_SAVED, /* SET after K_SAVE: the saved value, or the error */
     K_RET_SAVED, /* DEL or TOUCH after K_SAVE: the saved value */
@@ -45,11 +46,20 @@ enum kind {
 
 typedef struct slot {
     uint8_t kind;
-    uint8_t r3;   /* HELLO 3 was in force when the command was read */
-    uint8_t last; /* the last answer of its command */
-    uint8_t *lit; /* K_LIT, K_HELLO, K_INFO: owned */
+    uint8_t r3;    /* HELLO 3 was in force when the command was read */
+    uint8_t last;  /* the last answer of its command */
+    uint8_t write; /* a write: 1 = its key's hash is in wkeys, 2 = counted in wover */
+    uint64_t wkey; /* the hash of a write's key */
+    uint8_t *lit;  /* K_LIT, K_HELLO, K_INFO: owned */
     size_t litlen;
 } slot_t;
+
+/* Writes of a connection still out, by key: a read of one of those keys
+ * waits until they are answered, so a pipeline reads its own writes, as
+ * Redis serves a connection's commands one after the other. (The node
+ * answers a cached key at once while a write of it waits on Redis:
+ * docs/CONSISTENCY.md.) Past WTRACK_MAX writes out, every read waits. */
+#define WTRACK_MAX 64
 
 typedef struct redis_conn {
     pc_resp_parser_t parser;
@@ -68,7 +78,59 @@ typedef struct redis_conn {
     uint32_t saved_status;
     pc_buf_t saved_val;
     pc_buf_t tmp; /* literal replies are built here */
+    uint64_t wkeys[WTRACK_MAX];
+    uint32_t nw;    /* of wkeys in use */
+    uint32_t wover; /* writes out beyond them */
 } redis_conn_t;
+
+static uint64_t key_hash(const pc_bytes_t *k)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (uint32_t i = 0; i < k->len; i++)
+        h = (h ^ k->ptr[i]) * 1099511628211ull;
+    return h;
+}
+
+static void write_out(redis_conn_t *r, slot_t *s, const pc_bytes_t *key)
+{
+    if (r->nw < WTRACK_MAX) {
+        s->wkey = key_hash(key);
+        r->wkeys[r->nw++] = s->wkey;
+        s->write = 1;
+    } else {
+        r->wover++;
+        s->write = 2;
+    }
+}
+
+static void write_done(redis_conn_t *r, const slot_t *s)
+{
+    if (s->write == 2) {
+        r->wover--;
+        return;
+    }
+    for (uint32_t i = 0; i < r->nw; i++)
+        if (r->wkeys[i] == s->wkey) {
+            r->wkeys[i] = r->wkeys[--r->nw];
+            return;
+        }
+}
+
+/* Does a read of these keys have to wait for this connection's writes? */
+static int read_waits(const redis_conn_t *r, const pc_bytes_t *keys, uint32_t n)
+{
+    if (r->wover > 0)
+        return 1;
+    if (r->nw == 0)
+        return 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint64_t h = key_hash(&keys[k]);
+        for (uint32_t i = 0; i < r->nw; i++)
+            if (r->wkeys[i] == h)
+                return 1;
+    }
+    return 0;
+}
 
 static redis_conn_t *rc_of(pc_conn_t *c) { return c->redis; }
 
@@ -252,6 +314,8 @@ static int render(pc_conn_t *c, redis_conn_t *r, const slot_t *s, const pc_respo
         if (st == PC_ST_EXISTS || st == PC_ST_NOT_STORED)
             return pc_resp_null(b, s->r3);
         return put_error(b, st, msg, 0);
+    case K_GONE:
+        return ok || st == PC_ST_NOT_FOUND ? pc_resp_simple(b, "OK") : put_error(b, st, msg, 0);
     case K_SAVE:
         r->saved = ok;
         r->saved_status = st;
@@ -322,6 +386,8 @@ int pc_redis_answer(pc_conn_t *c, const pc_response_t *resp, const char *errmsg,
         pc_log_error(c->cs->log, "client %s: a Redis reply with no command to answer", c->peer);
         return pc_resp_error(&c->out, "ERR internal: reply without a command");
     }
+    if (s.write)
+        write_done(r, &s);
     pc_bytes_t msg = resp->message;
     if (errmsg != NULL && resp->status != PC_ST_OK)
         msg = (pc_bytes_t){(const uint8_t *)errmsg, (uint32_t)strlen(errmsg)};
@@ -399,6 +465,8 @@ static int submit(cmdctx_t *x, pc_request_t *rq, uint8_t kind, int last, uint8_t
 {
     slot_t s = {.kind = kind, .r3 = (uint8_t)x->r->r3, .last = (uint8_t)last, .lit = lit,
                 .litlen = litlen};
+    if (rq->op == PC_OP_SET || rq->op == PC_OP_DEL || rq->op == PC_OP_TOUCH)
+        write_out(x->r, &s, &rq->key);
     if (q_push(x->r, s) < 0) {
         free(lit);
         pc_conn_close(x->c, "out of memory for a request");
@@ -544,9 +612,18 @@ static void cmd_set(cmdctx_t *x)
     }
     if (key_ok(x, k) < 0 || value_ok(x, v) < 0)
         return;
-    if (gone) /* EXAT or PXAT in the past: stored, and gone at once */
-        ttl = 1;
     pc_request_t rq = {.op = PC_OP_SET, .key = *k, .value = *v, .ttl_ms = ttl, .cond = cond};
+    if (gone && cond == PC_COND_NONE) {
+        /* EXAT or PXAT already past: Redis stores the key and it is gone
+         * at once -- a delete. */
+        rq = (pc_request_t){.op = PC_OP_DEL, .key = *k};
+        if (!get) {
+            (void)submit(x, &rq, K_GONE, 1, NULL, 0);
+            return;
+        }
+    } else if (gone) { /* with NX or XX the condition decides: stored, 1 ms to live */
+        rq.ttl_ms = 1;
+    }
     if (get) {
         pc_request_t g = {.op = PC_OP_GET, .key = *k};
         if (submit(x, &g, K_SAVE, 0, NULL, 0) < 0)
@@ -907,12 +984,26 @@ static void cmd_client(cmdctx_t *x)
 /* COMMAND [COUNT|DOCS|INFO ...]: enough for clients' start-up. */
 static void cmd_command(cmdctx_t *x);
 
-/* CONFIG GET pattern: no parameters are shown (redis-benchmark asks). */
+/* CONFIG GET name...: "save" and "appendonly" (what redis-benchmark asks
+ * at start: nothing is saved here); any other name is not shown. */
 static void cmd_config(cmdctx_t *x)
 {
     pc_buf_t *b = tmp(x);
     if (arg_is(x, 1, "GET")) {
-        (void)pc_resp_map(b, 0, x->r->r3);
+        int save = 0, aof = 0;
+        for (uint32_t i = 2; i < x->cmd->argc; i++) {
+            save |= arg_is(x, i, "save");
+            aof |= arg_is(x, i, "appendonly");
+        }
+        (void)pc_resp_map(b, (size_t)(save + aof), x->r->r3);
+        if (save) {
+            (void)put_str(b, "save");
+            (void)put_str(b, "");
+        }
+        if (aof) {
+            (void)put_str(b, "appendonly");
+            (void)put_str(b, "no");
+        }
         reply_lit(x, b);
         return;
     }
@@ -960,45 +1051,48 @@ typedef struct command {
     int arity; /* as Redis counts: n = exactly n arguments with the name, -n = at least n */
     void (*fn)(cmdctx_t *x);
     int noauth; /* allowed before AUTH */
+    int reads;  /* the keys it reads: R_KEY argv[1], R_KEYS argv[1..], R_SET with GET */
 } command_t;
 
+enum { R_NONE = 0, R_KEY, R_KEYS, R_SET };
+
 static const command_t commands[] = {
-    {"get", 2, cmd_get, 0},
-    {"set", -3, cmd_set, 0},
-    {"setex", 4, cmd_setex, 0},
-    {"psetex", 4, cmd_setex, 0},
-    {"del", -2, cmd_del, 0},
-    {"unlink", -2, cmd_del, 0},
-    {"exists", -2, cmd_mget, 0},
-    {"touch", -2, cmd_mget, 0},
-    {"mget", -2, cmd_mget, 0},
-    {"mset", -3, cmd_mset, 0},
-    {"expire", -3, cmd_expire, 0},
-    {"pexpire", -3, cmd_expire, 0},
-    {"expireat", -3, cmd_expire, 0},
-    {"pexpireat", -3, cmd_expire, 0},
-    {"persist", 2, cmd_expire, 0},
-    {"ttl", 2, cmd_get, 0},
-    {"pttl", 2, cmd_get, 0},
-    {"getdel", 2, cmd_getdel, 0},
-    {"getex", -2, cmd_getex, 0},
-    {"incr", 2, cmd_unsupported, 0},
-    {"decr", 2, cmd_unsupported, 0},
-    {"incrby", 3, cmd_unsupported, 0},
-    {"decrby", 3, cmd_unsupported, 0},
-    {"incrbyfloat", 3, cmd_unsupported, 0},
-    {"append", 3, cmd_unsupported, 0},
-    {"ping", -1, cmd_ping, 0},
-    {"echo", 2, cmd_echo, 0},
-    {"select", 2, cmd_select, 0},
-    {"quit", -1, cmd_quit, 1},
-    {"auth", -2, cmd_auth, 1},
-    {"hello", -1, cmd_hello, 1},
-    {"client", -2, cmd_client, 0},
-    {"info", -1, cmd_info, 0},
-    {"dbsize", 1, cmd_dbsize, 0},
-    {"command", -1, cmd_command, 0},
-    {"config", -2, cmd_config, 0},
+    {"get", 2, cmd_get, 0, R_KEY},
+    {"set", -3, cmd_set, 0, R_SET},
+    {"setex", 4, cmd_setex, 0, R_NONE},
+    {"psetex", 4, cmd_setex, 0, R_NONE},
+    {"del", -2, cmd_del, 0, R_NONE},
+    {"unlink", -2, cmd_del, 0, R_NONE},
+    {"exists", -2, cmd_mget, 0, R_KEYS},
+    {"touch", -2, cmd_mget, 0, R_KEYS},
+    {"mget", -2, cmd_mget, 0, R_KEYS},
+    {"mset", -3, cmd_mset, 0, R_NONE},
+    {"expire", -3, cmd_expire, 0, R_NONE},
+    {"pexpire", -3, cmd_expire, 0, R_NONE},
+    {"expireat", -3, cmd_expire, 0, R_NONE},
+    {"pexpireat", -3, cmd_expire, 0, R_NONE},
+    {"persist", 2, cmd_expire, 0, R_NONE},
+    {"ttl", 2, cmd_get, 0, R_KEY},
+    {"pttl", 2, cmd_get, 0, R_KEY},
+    {"getdel", 2, cmd_getdel, 0, R_KEY},
+    {"getex", -2, cmd_getex, 0, R_KEY},
+    {"incr", 2, cmd_unsupported, 0, R_NONE},
+    {"decr", 2, cmd_unsupported, 0, R_NONE},
+    {"incrby", 3, cmd_unsupported, 0, R_NONE},
+    {"decrby", 3, cmd_unsupported, 0, R_NONE},
+    {"incrbyfloat", 3, cmd_unsupported, 0, R_NONE},
+    {"append", 3, cmd_unsupported, 0, R_NONE},
+    {"ping", -1, cmd_ping, 0, R_NONE},
+    {"echo", 2, cmd_echo, 0, R_NONE},
+    {"select", 2, cmd_select, 0, R_NONE},
+    {"quit", -1, cmd_quit, 1, R_NONE},
+    {"auth", -2, cmd_auth, 1, R_NONE},
+    {"hello", -1, cmd_hello, 1, R_NONE},
+    {"client", -2, cmd_client, 0, R_NONE},
+    {"info", -1, cmd_info, 0, R_NONE},
+    {"dbsize", 1, cmd_dbsize, 0, R_NONE},
+    {"command", -1, cmd_command, 0, R_NONE},
+    {"config", -2, cmd_config, 0, R_NONE},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -1048,6 +1142,19 @@ static void unknown_command(cmdctx_t *x)
     reply_error(x, "ERR unknown command '%s', with args beginning with: %s", name, args);
 }
 
+/* Does command `cmd` read a key this connection's writes still hold? */
+static int reads_own_write(const redis_conn_t *r, const command_t *k, const pc_resp_cmd_t *cmd)
+{
+    if (k->reads == R_SET) {
+        int get = 0;
+        for (uint32_t i = 3; i < cmd->argc; i++)
+            get |= cmd->argv[i].len == 3 && strncasecmp((const char *)cmd->argv[i].ptr, "GET", 3) == 0;
+        if (!get)
+            return 0;
+    }
+    return read_waits(r, &cmd->argv[1], k->reads == R_KEYS ? cmd->argc - 1 : 1);
+}
+
 int pc_redis_command(pc_conn_t *c, const uint8_t *in, size_t n, size_t *used)
 {
     redis_conn_t *r = rc_of(c);
@@ -1064,9 +1171,12 @@ int pc_redis_command(pc_conn_t *c, const uint8_t *in, size_t n, size_t *used)
     }
     if (cmd.argc == 0) /* an empty inline line */
         return 1;
+    const command_t *k = lookup(&cmd.argv[0]);
+    if (k != NULL && k->reads != R_NONE && cmd.argc >= 2 && r->nw + r->wover > 0 &&
+        reads_own_write(r, k, &cmd))
+        return 2; /* read again when this connection's writes are answered */
     l->stats.redis_commands++;
     cmdctx_t x = {.c = c, .r = r, .cmd = &cmd};
-    const command_t *k = lookup(&cmd.argv[0]);
     if (k == NULL) {
         x.name = "?";
         unknown_command(&x);
@@ -1153,7 +1263,19 @@ static int put_info(pc_conn_t *c, pc_buf_t *b, const slot_t *s, const pc_respons
         LINE("\r\n");
     }
 #undef LINE
-    int rc = t.len >= 2 ? pc_resp_bulk(b, t.data, t.len - 2) : pc_resp_bulk(b, "", 0);
+    size_t n = t.len >= 2 ? t.len - 2 : 0;
+    int rc;
+    if (s->r3) { /* a verbatim string, as Redis sends INFO in RESP3 */
+        char head[32];
+        int h = snprintf(head, sizeof head, "=%zu\r\ntxt:", n + 4);
+        rc = pc_buf_append(b, head, (size_t)h);
+        if (rc == 0 && n > 0)
+            rc = pc_buf_append(b, t.data, n);
+        if (rc == 0)
+            rc = pc_buf_append(b, "\r\n", 2);
+    } else {
+        rc = n > 0 ? pc_resp_bulk(b, t.data, n) : pc_resp_bulk(b, "", 0);
+    }
     pc_buf_free(&t);
     return rc;
 }

@@ -214,6 +214,13 @@ static void test_commands(void **state)
     want_int_in(c, 198, 200, "TTL t3");
     want_status(c, "OK", "SET t4 x PXAT %lld", (long long)(pc_h_wall_ms() + 300000));
     want_int_in(c, 298000, 300000, "PTTL t4");
+    /* a time already past: stored and gone at once, as in Redis */
+    want_status(c, "OK", "SET past x PXAT 1");
+    want_str(c, NULL, "GET past");
+    want_status(c, "OK", "SET past x");
+    want_str(c, "x", "SET past y EXAT 1 GET");
+    want_str(c, NULL, "GET past");
+    want_direct(&n, "past", NULL);
     want_int(c, -1, "TTL k1");
     want_int(c, -2, "TTL nothing");
     want_int(c, -2, "PTTL nothing");
@@ -445,6 +452,77 @@ static void test_pipeline_order(void **state)
     node_down(&n, 1);
 }
 
+/* A pipeline reads its own writes, as Redis serves a connection's
+ * commands one after another -- also of a key the node has cached, which
+ * it could answer at once while the write still waits on Redis. */
+static void test_pipeline_reads_own_writes(void **state)
+{
+    (void)state;
+    node_t n;
+    node_up(&n, NULL, NULL, NULL);
+    redisContext *c = resp_connect(&n);
+    for (int i = 0; i < 30; i++) {
+        want_status(c, "OK", "SET own:%d old", i);
+        want_str(c, "old", "GET own:%d", i); /* cached now */
+        redisAppendCommand(c, "SET own:%d new", i);
+        redisAppendCommand(c, "GET own:%d", i);
+        redisAppendCommand(c, "MGET own:%d other", i);
+        redisAppendCommand(c, "DEL own:%d", i);
+        redisAppendCommand(c, "GET own:%d", i);
+        redisAppendCommand(c, "EXISTS own:%d", i);
+        redisAppendCommand(c, "SET own:%d again EX 100", i);
+        redisAppendCommand(c, "TTL own:%d", i);
+        redisAppendCommand(c, "GETDEL own:%d", i);
+        redisAppendCommand(c, "GET own:%d", i);
+        redisReply *r;
+        const char *want[] = {"+OK", "new", "new", ":1", NULL, ":0", "+OK", ":100", "again", NULL};
+        for (int k = 0; k < 10; k++) {
+            assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+            if (r->type == REDIS_REPLY_ARRAY) { /* MGET */
+                assert_int_equal(r->element[0]->type, REDIS_REPLY_STRING);
+                if (strcmp(r->element[0]->str, want[k]) != 0)
+                    fail_msg("round %d reply %d: MGET saw \"%s\", want \"%s\"", i, k,
+                             r->element[0]->str, want[k]);
+            } else if (want[k] == NULL) {
+                if (r->type != REDIS_REPLY_NIL)
+                    fail_msg("round %d reply %d: want nil, got type %d '%s'", i, k, r->type,
+                             r->str ? r->str : "");
+            } else if (want[k][0] == '+') {
+                assert_int_equal(r->type, REDIS_REPLY_STATUS);
+            } else if (want[k][0] == ':') {
+                if (r->type != REDIS_REPLY_INTEGER || r->integer != atoll(want[k] + 1))
+                    fail_msg("round %d reply %d: want %s, got type %d %lld", i, k, want[k],
+                             r->type, r->integer);
+            } else if (r->type != REDIS_REPLY_STRING || strcmp(r->str, want[k]) != 0) {
+                fail_msg("round %d reply %d: want \"%s\", got type %d '%s'", i, k, want[k],
+                         r->type, r->str ? r->str : "");
+            }
+            freeReplyObject(r);
+        }
+    }
+    /* More writes out than the connection tracks by key: reads wait for
+     * all of them. */
+    for (int i = 0; i < 100; i++)
+        want_status(c, "OK", "SET many:%d old", i);
+    for (int i = 0; i < 100; i++)
+        redisAppendCommand(c, "SET many:%d new%d", i, i);
+    for (int i = 0; i < 100; i++)
+        redisAppendCommand(c, "GET many:%d", i);
+    for (int i = 0; i < 200; i++) {
+        redisReply *r;
+        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+        if (i >= 100) {
+            char want[16];
+            snprintf(want, sizeof want, "new%d", i - 100);
+            assert_int_equal(r->type, REDIS_REPLY_STRING);
+            assert_string_equal(r->str, want);
+        }
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    node_down(&n, 1);
+}
+
 /* Raw bytes: RESP3 types, and what ends a connection. */
 static void send_str(int fd, const char *s)
 {
@@ -487,7 +565,11 @@ static void test_resp3_and_raw(void **state)
     read_until(fd, "_\r\n", buf, sizeof buf);
     assert_string_equal(buf, "_\r\n");
     send_str(fd, "*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nsave\r\n");
-    read_until(fd, "%0\r\n", buf, sizeof buf);
+    read_until(fd, "%1\r\n$4\r\nsave\r\n$0\r\n\r\n", buf, sizeof buf);
+    /* INFO is a verbatim string in RESP3 */
+    send_str(fd, "INFO keyspace\r\n");
+    read_until(fd, "txt:# Keyspace\r\ndb0:keys=", buf, sizeof buf);
+    assert_memory_equal(buf, "=", 1); /* (its tail may come with the next reply) */
     /* inline commands, as typed at telnet */
     send_str(fd, "SET inl ine\r\nGET inl\r\n");
     read_until(fd, "+OK\r\n$3\r\nine\r\n", buf, sizeof buf);
@@ -636,7 +718,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commands),       cmocka_unit_test(test_cross_protocol),
-        cmocka_unit_test(test_pipeline_order), cmocka_unit_test(test_resp3_and_raw),
+        cmocka_unit_test(test_pipeline_order), cmocka_unit_test(test_pipeline_reads_own_writes),
+        cmocka_unit_test(test_resp3_and_raw),
         cmocka_unit_test(test_auth),           cmocka_unit_test(test_limits),
         cmocka_unit_test(test_cluster_any_node),
     };
