@@ -1164,9 +1164,8 @@ int pc_redis_command(pc_conn_t *c, const uint8_t *in, size_t n, size_t *used)
     if (rc == 0)
         return 0;
     if (rc < 0) {
-        char why[192];
-        snprintf(why, sizeof why, "Protocol error: %s", pc_resp_why(&r->parser));
-        pc_conn_bad_frame(c, rc == PC_ETOOBIG ? PC_ST_TOO_LARGE : PC_ST_BAD_REQUEST, why);
+        pc_conn_bad_frame(c, rc == PC_ETOOBIG ? PC_ST_TOO_LARGE : PC_ST_BAD_REQUEST,
+                          pc_resp_why(&r->parser)); /* "Protocol error: ..." */
         return rc;
     }
     if (cmd.argc == 0) /* an empty inline line */

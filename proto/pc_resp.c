@@ -223,12 +223,38 @@ int pc_resp_error(pc_buf_t *b, const char *s)
     return one_line(b, '-', s);
 }
 
-static int number(pc_buf_t *b, char type, int64_t v)
+/* v in decimal at the end of s[0..24): its first byte (no printf: a
+ * bulk header is on every reply's path). */
+static char *decimal(char s[24], int64_t v)
 {
-    char s[24];
-    int n = snprintf(s, sizeof s, "%" PRId64, v);
-    return line(b, type, s, (size_t)n);
+    char *p = s + 24;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--p = '-';
+    return p;
 }
+
+/* <type><v>\r\n, and room reserved for `more` bytes after it. */
+static int number_and(pc_buf_t *b, char type, int64_t v, size_t more)
+{
+    char s[24], *d = decimal(s, v);
+    size_t n = (size_t)(s + 24 - d);
+    int rc = pc_buf_reserve(b, 1 + n + 2 + more);
+    if (rc != 0)
+        return rc;
+    uint8_t *w = b->data + b->len;
+    w[0] = (uint8_t)type;
+    memcpy(w + 1, d, n);
+    w[1 + n] = '\r';
+    w[2 + n] = '\n';
+    b->len += 3 + n;
+    return 0;
+}
+
+static int number(pc_buf_t *b, char type, int64_t v) { return number_and(b, type, v, 0); }
 
 int pc_resp_int(pc_buf_t *b, int64_t v)
 {
@@ -237,10 +263,14 @@ int pc_resp_int(pc_buf_t *b, int64_t v)
 
 int pc_resp_bulk(pc_buf_t *b, const void *p, size_t n)
 {
-    int rc = number(b, '$', (int64_t)n);
-    if (rc == 0 && n > 0)
-        rc = pc_buf_append(b, p, n);
-    return rc == 0 ? pc_buf_append(b, "\r\n", 2) : rc;
+    int rc = number_and(b, '$', (int64_t)n, n + 2); /* one reservation for all of it */
+    if (rc != 0)
+        return rc;
+    if (n > 0)
+        memcpy(b->data + b->len, p, n);
+    memcpy(b->data + b->len + n, "\r\n", 2);
+    b->len += n + 2;
+    return 0;
 }
 
 int pc_resp_null(pc_buf_t *b, int resp3)

@@ -145,6 +145,20 @@ static void test_replies(void **state)
     expect(&b, S("-ERR no\r\n"));
     assert_int_equal(pc_resp_int(&b, -42), 0);
     expect(&b, S(":-42\r\n"));
+    assert_int_equal(pc_resp_int(&b, 0), 0);
+    expect(&b, S(":0\r\n"));
+    assert_int_equal(pc_resp_int(&b, INT64_MAX), 0);
+    expect(&b, S(":9223372036854775807\r\n"));
+    assert_int_equal(pc_resp_int(&b, INT64_MIN), 0);
+    expect(&b, S(":-9223372036854775808\r\n"));
+    /* a bulk into a buffer whose cap is exactly its size, then one over */
+    pc_buf_t small;
+    pc_buf_init(&small, 9);
+    assert_int_equal(pc_resp_bulk(&small, "abc", 3), 0);
+    expect(&small, S("$3\r\nabc\r\n"));
+    assert_int_equal(pc_resp_bulk(&small, "abcd", 4), PC_ETOOBIG);
+    assert_int_equal(small.len, 0); /* nothing of it written */
+    pc_buf_free(&small);
     assert_int_equal(pc_resp_bulk(&b, "a\r\nb", 4), 0);
     expect(&b, S("$4\r\na\r\nb\r\n"));
     assert_int_equal(pc_resp_bulk(&b, NULL, 0), 0);
