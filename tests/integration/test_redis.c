@@ -644,6 +644,38 @@ static void test_limits(void **state)
     want_err(c, "ERR exists of 5 keys is over max-mget-keys", "EXISTS a b c d e");
     want_status(c, "OK", "SET k %b", big, (size_t)1000);
     want_status(c, "PONG", "PING");
+
+    /* A command larger than the input buffer (--max-frame + 64 KiB): 3,000
+     * arguments of 500 bytes. The connection is closed (told why, if the
+     * client still reads); the node counts it in bad_frames. */
+    static char huge[3000 * 508 + 16];
+    size_t at = (size_t)snprintf(huge, sizeof huge, "*3000\r\n");
+    for (int i = 0; i < 3000; i++) {
+        at += (size_t)snprintf(huge + at, sizeof huge - at, "$500\r\n");
+        memset(huge + at, 'a', 500);
+        at += 500;
+        memcpy(huge + at, "\r\n", 2);
+        at += 2;
+    }
+    int fd = pc_h_connect(n.resp_port, 10000);
+    assert_true(fd >= 0);
+    size_t sent = 0;
+    while (sent < at) {
+        ssize_t k = send(fd, huge + sent, at - sent, MSG_NOSIGNAL);
+        if (k <= 0)
+            break; /* closed under us: that is the point */
+        sent += (size_t)k;
+    }
+    char buf[256];
+    size_t got = 0;
+    assert_int_equal(pc_h_wait_closed(fd, (uint8_t *)buf, sizeof buf - 1, &got), 1);
+    buf[got] = 0;
+    if (got > 0 && strncmp(buf, "-ERR Protocol error: command over max-frame", 43) != 0)
+        fail_msg("an oversized command was answered \"%s\"", buf);
+    close(fd);
+    redisReply *r = cmd(c, "INFO peercache");
+    assert_non_null(strstr(r->str, "\r\nbad_frames:1\r\n"));
+    freeReplyObject(r);
     redisFree(c);
     node_down(&n, 1);
 }
