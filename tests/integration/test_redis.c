@@ -397,6 +397,19 @@ static void test_cross_protocol(void **state)
     node_down(&n, 1);
 }
 
+/* The next pipelined reply: of `type`, with text `str` (strings and
+ * statuses) or value `integer` (integers). */
+static void next_reply(redisContext *c, int type, const char *str, long long integer)
+{
+    redisReply *r;
+    assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+    if (r->type != type || (str != NULL && strcmp(r->str, str) != 0) ||
+        (type == REDIS_REPLY_INTEGER && r->integer != integer))
+        fail_msg("want type %d '%s' %lld, got type %d '%s' %lld", type, str ? str : "", integer,
+                 r->type, r->str ? r->str : "", r->integer);
+    freeReplyObject(r);
+}
+
 /* 600 pipelined commands, some waiting on Redis (keys only Redis holds),
  * some answered at once, some of several requests: replies in order. */
 static void test_pipeline_order(void **state)
@@ -419,34 +432,16 @@ static void test_pipeline_order(void **state)
         redisAppendCommand(c, "GET hot:%d", i);
     }
     for (int i = 0; i < 100; i++) {
-        redisReply *r;
         char want[32];
-        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
         snprintf(want, sizeof want, "c%d", i);
-        assert_int_equal(r->type, REDIS_REPLY_STRING);
-        assert_string_equal(r->str, want);
-        freeReplyObject(r);
-        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+        next_reply(c, REDIS_REPLY_STRING, want, 0);
         snprintf(want, sizeof want, "%d", i);
-        assert_int_equal(r->type, REDIS_REPLY_STRING);
-        assert_string_equal(r->str, want);
-        freeReplyObject(r);
-        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
-        assert_int_equal(r->type, REDIS_REPLY_STATUS);
-        freeReplyObject(r);
-        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
-        assert_int_equal(r->type, REDIS_REPLY_STATUS);
-        assert_string_equal(r->str, "OK");
-        freeReplyObject(r);
-        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
-        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-        assert_int_equal(r->integer, 2);
-        freeReplyObject(r);
-        assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+        next_reply(c, REDIS_REPLY_STRING, want, 0);
+        next_reply(c, REDIS_REPLY_STATUS, "OK", 0);
+        next_reply(c, REDIS_REPLY_STATUS, "OK", 0);
+        next_reply(c, REDIS_REPLY_INTEGER, NULL, 2);
         snprintf(want, sizeof want, "h%d", i);
-        assert_int_equal(r->type, REDIS_REPLY_STRING);
-        assert_string_equal(r->str, want);
-        freeReplyObject(r);
+        next_reply(c, REDIS_REPLY_STRING, want, 0);
     }
     redisFree(c);
     node_down(&n, 1);
