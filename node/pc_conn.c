@@ -257,6 +257,24 @@ void pc_conn_flush(pc_conn_t *c)
 {
     if (c->closing || c->writing || c->out.len == 0)
         return;
+    /* Straight to the socket when it takes it all, as it nearly always
+     * does: a queued uv_write would arm the descriptor for writing and
+     * disarm it once done, an epoll_ctl each way per answer. Only what
+     * the socket does not take now waits for it (uv_write, below). */
+    uv_buf_t now = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+    int n = uv_try_write(&c->h.stream, &now, 1);
+    if (n == (int)c->out.len) {
+        pc_buf_reset(&c->out);
+        c->out_since = 0; /* the client took it: not stalled */
+        c->last_active = now_ms(c->cs);
+        return;
+    }
+    if (n > 0) {
+        pc_buf_consume(&c->out, (size_t)n);
+    } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+        pc_conn_close(c, uv_strerror(n));
+        return;
+    }
     /* Double buffering: new answers go to `out` while `wbuf` is written, so
      * every answer produced during one loop turn leaves in one write. */
     pc_buf_t t = c->wbuf;
