@@ -57,6 +57,8 @@ static void conn_maybe_free(pc_conn_t *c)
         return;
     pc_conns_t *cs = c->cs;
     pc_list_remove(&c->link);
+    if (c->flush_queued)
+        pc_list_remove(&c->flush_link);
     cs->nconn_all--;
     pc_sched_remove(&cs->sched[PC_CONN_LIGHT], &c->sched[PC_CONN_LIGHT]);
     pc_sched_remove(&cs->sched[PC_CONN_HEAVY], &c->sched[PC_CONN_HEAVY]);
@@ -251,6 +253,26 @@ static void write_cb(uv_write_t *w, int status)
     /* Output drained: buffered frames may now be processed, reading may
      * resume, and a draining connection may be done. */
     pc_conn_run(c);
+}
+
+/* Answers came outside c's turn: written before the loop polls, with
+ * whatever else comes for c until then (pc_conns_flush_deferred). */
+static void conn_flush_later(pc_conn_t *c)
+{
+    if (c->flush_queued || c->closing)
+        return;
+    pc_list_push_back(&c->cs->flushq, &c->flush_link);
+    c->flush_queued = 1;
+}
+
+void pc_conns_flush_deferred(pc_conns_t *cs)
+{
+    while (!pc_list_empty(&cs->flushq)) {
+        pc_conn_t *c = pc_list_entry(cs->flushq.next, pc_conn_t, flush_link);
+        pc_list_remove(&c->flush_link);
+        c->flush_queued = 0;
+        pc_conn_flush(c);
+    }
 }
 
 void pc_conn_flush(pc_conn_t *c)
@@ -627,7 +649,7 @@ static void req_deliver(pc_req_t *r, const pc_response_t *resp, const char *errm
         return;
     }
     conn_flush_ready(c);
-    pc_conn_flush(c);
+    conn_flush_later(c);
     pc_conn_schedule(c);
 }
 

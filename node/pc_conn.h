@@ -150,6 +150,10 @@ typedef struct pc_conns {
     uv_prepare_t turn_prep;
     uint64_t turn_work; /* ns */
     uint64_t read_at;   /* alloc_cb's uv_hrtime(): the read() follows */
+    /* Connections with answers that came outside their turn (Redis, a
+     * peer, another loop): written together before the loop polls
+     * (pc_conns_flush_deferred), one write each for all that came. */
+    pc_list_t flushq;
 
     uv_tcp_t reject; /* a connection accepted only to be closed */
     int rejecting;
@@ -185,6 +189,8 @@ struct pc_conn {
     pc_conns_t *cs;
     void *owner; /* cs->owner */
     pc_list_t link; /* in cs->conns */
+    pc_list_t flush_link; /* in cs->flushq while flush_queued */
+    int flush_queued;
     pc_list_t reqs;
     unsigned nreqs;
     unsigned refs;
@@ -308,6 +314,10 @@ void pc_conn_schedule(pc_conn_t *c);
 
 /* Hands queued output to the kernel (one write at a time). */
 void pc_conn_flush(pc_conn_t *c);
+
+/* Flushes the connections whose answers came outside their turn (before
+ * the loop polls, and before the set closes). */
+void pc_conns_flush_deferred(pc_conns_t *cs);
 
 /* Checks c's time limits at `now` (the tick): frame deadline, HELLO
  * deadline, output stall, idleness; closes it if one is over. */

@@ -32,6 +32,7 @@ int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg)
     cs->sources = cfg->sources;
     cs->ring_fp = cfg->ring_fp;
     pc_list_init(&cs->conns);
+    pc_list_init(&cs->flushq);
     cs->rbuf = malloc(READ_CHUNK);
     return cs->rbuf != NULL ? 0 : PC_ENOMEM;
 }
@@ -42,6 +43,7 @@ static void shed_sweep(pc_conns_t *cs);
 static void turn_prep_cb(uv_prepare_t *h)
 {
     pc_conns_t *cs = h->data;
+    pc_conns_flush_deferred(cs); /* before the loop waits: one write each */
     cs->turn_work = 0;
     shed_sweep(cs);
 }
@@ -398,6 +400,7 @@ static void handle_closed(uv_handle_t *h)
 
 void pc_conns_close(pc_conns_t *cs)
 {
+    pc_conns_flush_deferred(cs);
     if (cs->run_idle.data == cs && !uv_is_closing((uv_handle_t *)&cs->run_idle))
         uv_close((uv_handle_t *)&cs->run_idle, handle_closed);
     if (cs->turn_prep.data == cs && !uv_is_closing((uv_handle_t *)&cs->turn_prep))
