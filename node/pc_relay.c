@@ -173,6 +173,13 @@ static void relay_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     relay_t *rl = st->data;
     (void)buf;
     if (n < 0) {
+        pc_loop_t *l = rl->loop;
+        if (n == UV_EOF && pc_list_empty(&rl->waits) && (l->shutting_down || l->workers_stopping)) {
+            /* the other loop stopped first, as a stop does: nothing lost */
+            pc_log_debug(l->log, "loop %zu: relay to loop %zu closed (stopping)", l->index,
+                         rl->to);
+            rl->open = 0;
+        }
         relay_fail_all(rl, n == UV_EOF ? "the other end closed it" : uv_strerror((int)n));
         return;
     }
