@@ -21,6 +21,9 @@ A redis-server of its own and a 3-node peercached cluster in front of it
   6. redis-benchmark through one node (plain and -P 16): exit status,
      a requests-per-second figure per test, no errors, and INFO's command
      count grew. The figures are printed, never judged.
+  7. 5,000 random commands (mostly wrong arguments) on one connection,
+     and random bytes on 100 others: every command answered, the node
+     still serving.
 
 Differences between the node and Redis that docs/REDIS.md documents are
 printed as "DOCUMENTED DIFFERENCE" when the test meets them, and do not
@@ -826,6 +829,54 @@ def part6_bench(ctx):
           f"MGET of 10 random keys {m1:.0f}/{m2:.0f}; node1 INFO redis_commands +{grew}")
 
 
+def part7_random(ctx):
+    """Random commands from the table, with random words and keys for
+    arguments (most of them wrong), on one connection: every one gets a
+    reply and the connection stays open. Then random bytes on 100 other
+    connections: the node answers or closes them, and still serves."""
+    rnd = random.Random(7)
+    names = ["GET", "SET", "SETEX", "PSETEX", "DEL", "UNLINK", "EXISTS", "TOUCH", "MGET", "MSET",
+             "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT", "PERSIST", "TTL", "PTTL", "GETDEL",
+             "GETEX", "INCR", "PING", "ECHO", "SELECT", "HELLO", "CLIENT", "INFO", "DBSIZE",
+             "CONFIG", "AUTH", "FOO", "set", "get"]
+    words = ["NX", "XX", "GET", "EX", "PX", "EXAT", "PXAT", "KEEPTTL", "PERSIST", "SETNAME",
+             "GETNAME", "INFO", "ID", "LIST", "SETINFO", "2", "0", "-1", "1", "100",
+             "99999999999999999999", "abc", "", "AUTH", "default", "x" * 70000, "peercache",
+             "all", "keyspace", "save"]
+    r = redis.Redis(host=HOST, port=ctx["resp"][1], socket_timeout=10,
+                    single_connection_client=True)
+    errors = 0
+    for _ in range(5000):
+        args = [rnd.choice(words) if rnd.random() < 0.6 else f"t7:{rnd.randrange(20)}"
+                for _ in range(rnd.randrange(0, 6))]
+        try:
+            r.execute_command(rnd.choice(names), *args)
+        except redis.ConnectionError as e:
+            raise Failure(f"random commands: the connection was lost: {e}")
+        except redis.ResponseError:
+            errors += 1
+        except (TypeError, ValueError, AttributeError, IndexError):
+            pass  # redis-py's own callback choking on an odd (but well-formed) reply
+    for _ in range(100):
+        junk = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 300)))
+        if rnd.random() < 0.5:
+            junk = b"*" + str(rnd.randrange(-3, 10)).encode() + b"\r\n" + junk
+        with socket.create_connection((HOST, ctx["resp"][1]), timeout=5) as sk:
+            try:
+                sk.sendall(junk)
+                sk.shutdown(socket.SHUT_WR)
+                while sk.recv(4096):
+                    pass
+            except OSError:
+                pass  # reset: the node closed it
+    check(r.ping() is True, "random commands: the connection no longer answers PING")
+    check(redis.Redis(host=HOST, port=ctx["resp"][1], socket_timeout=10).ping() is True,
+          "after random bytes, a new connection is not answered")
+    r.close()
+    print(f"part 7 ok: 5000 random commands on one connection ({errors} error replies), "
+          "100 connections of random bytes; node2 still serves")
+
+
 # ---- main ----------------------------------------------------------------------
 
 
@@ -871,6 +922,7 @@ def main():
         part4_pipe(ctx)
         part5_tmux(ctx)
         part6_bench(ctx)
+        part7_random(ctx)
         for n in ctx["nodes"]:
             check(n.alive(), f"{n.name} exited during the test:\n{n.tail()}")
         failed = False
