@@ -127,6 +127,14 @@ static int conn_output_over(const pc_conn_t *c)
     return conn_queued(c) + c->held > conn_budget(c);
 }
 
+/* The input ends in a frame (or Redis command) not whole yet. */
+static int conn_partial(const pc_conn_t *c)
+{
+    if (c->redis != NULL)
+        return c->partial && pc_proto_reader_pending(&c->rd) > 0;
+    return pc_proto_reader_missing(&c->rd) > 0;
+}
+
 /*
  * Brings the limit clocks up to date after the connection's state changed
  * (bytes came in, frames were processed, output drained):
@@ -153,14 +161,6 @@ static int conn_output_over(const pc_conn_t *c)
  * they are empty after every flush, and freeing them then would make a
  * streaming client grow them again, page by page, for every batch.
  */
-/* The input ends in a frame (or Redis command) not whole yet. */
-static int conn_partial(const pc_conn_t *c)
-{
-    if (c->redis != NULL)
-        return c->partial && pc_proto_reader_pending(&c->rd) > 0;
-    return pc_proto_reader_missing(&c->rd) > 0;
-}
-
 static void conn_limits_note(pc_conn_t *c)
 {
     uint64_t now = now_ms(c->cs);
