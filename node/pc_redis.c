@@ -1148,7 +1148,8 @@ static int reads_own_write(const redis_conn_t *r, const command_t *k, const pc_r
     if (k->reads == R_SET) {
         int get = 0;
         for (uint32_t i = 3; i < cmd->argc; i++)
-            get |= cmd->argv[i].len == 3 && strncasecmp((const char *)cmd->argv[i].ptr, "GET", 3) == 0;
+            get |= cmd->argv[i].len == 3 &&
+                   strncasecmp((const char *)cmd->argv[i].ptr, "GET", 3) == 0;
         if (!get)
             return 0;
     }
