@@ -1026,7 +1026,8 @@ void pc_conn_check_limits(pc_conn_t *c, uint64_t now)
         cs->stats->hello_timeouts++;
         pc_log_info(cs->log, "client %s: no good HELLO within --hello-timeout; closing", c->peer);
         pc_conn_say_error(c, PC_ST_AUTH_REQUIRED,
-                          "no HELLO with the token within the hello timeout");
+                          c->redis != NULL ? "no AUTH with the token within the hello timeout"
+                                           : "no HELLO with the token within the hello timeout");
         pc_conn_close(c, NULL);
         return;
     }

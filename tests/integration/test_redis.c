@@ -599,9 +599,19 @@ static void test_auth(void **state)
     fputs("resp-s3cret\n", f);
     fclose(f);
     assert_int_equal(chmod(tok, 0600), 0);
-    const char *more[] = {"--token-file", tok, NULL};
+    const char *more[] = {"--token-file", tok, "--hello-timeout", "1500ms", NULL};
     node_t n;
     node_up(&n, NULL, NULL, more);
+    /* Silent, it is told why it is closed after --hello-timeout. */
+    int fd = pc_h_connect(n.resp_port, 10000);
+    assert_true(fd >= 0);
+    char buf[256];
+    size_t got = 0;
+    assert_int_equal(pc_h_wait_closed(fd, (uint8_t *)buf, sizeof buf - 1, &got), 1);
+    buf[got] = 0;
+    assert_string_equal(buf, "-ERR no AUTH with the token within the hello timeout\r\n");
+    close(fd);
+
     redisContext *c = resp_connect(&n);
     want_err(c, "NOAUTH Authentication required", "GET k");
     want_err(c, "NOAUTH Authentication required", "PING");
