@@ -72,6 +72,7 @@ struct pc_cluster {
 
     /* The ring and, per ring index, what the server needs to reach it. */
     pc_ring_t *ring;
+    long self; /* this node's index in ring, -1 = not in it (kept with ring) */
     char **addrs;
     uint8_t *suspect;
     uint64_t member_epoch;
@@ -177,6 +178,7 @@ static void ring_install(pc_cluster_t *c, pc_ring_t *nr)
     c->suspect = suspect;
     pc_ring_t *old = c->ring;
     c->ring = nr;
+    c->self = pc_ring_find(nr, c->name); /* asked for every request: found once here */
     c->stats.ring_changes++;
     if (c->ring_cb)
         c->ring_cb(c->ring_arg, old, nr);
@@ -784,7 +786,7 @@ int pc_cluster_start(pc_cluster_t *c)
 
 const pc_ring_t *pc_cluster_ring(const pc_cluster_t *c) { return c->ring; }
 
-long pc_cluster_self(const pc_cluster_t *c) { return pc_ring_find(c->ring, c->name); }
+long pc_cluster_self(const pc_cluster_t *c) { return c->ring != NULL ? c->self : -1; }
 
 const char *pc_cluster_name(const pc_cluster_t *c) { return c->name; }
 
