@@ -230,7 +230,7 @@ static void check_request_limits(const pc_request_t *r, const pc_proto_limits_t 
         CHECK(r->ttl_ms <= PC_PROTO_MAX_TTL_MS);
     CHECK(r->key.len <= l->max_key && r->value.len <= l->max_value);
     CHECK(r->token.len <= l->max_key && r->cond <= PC_COND_XX && r->here <= 1);
-    if (r->op != PC_OP_GET)
+    if (r->op != PC_OP_GET && r->op != PC_OP_MGET) /* the two that have it (§5.3, §5.4) */
         CHECK(r->here == 0);
     CHECK(r->nkeys <= l->max_mget_keys);
     for (uint32_t i = 0; i < r->nkeys; i++)
