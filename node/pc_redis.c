@@ -19,10 +19,6 @@
 #include "pc_resp.h"
 #include "pc_vclock.h"
 
-#ifndef PC_VERSION_STRING
-#define PC_VERSION_STRING "0.0.0"
-#endif
-
 /* How an answer is rendered (its slot's kind). */
 enum kind {
     K_LIT,       /* the slot's literal reply, whatever the answer */
@@ -323,7 +319,7 @@ static int render(pc_conn_t *c, redis_conn_t *r, const slot_t *s, const pc_respo
         pc_buf_reset(&r->agg_msg);
         if (ok)
             return pc_buf_append(&r->saved_val, a->entry.value.ptr, a->entry.value.len);
-        if (!ok && msg->len > 0)
+        if (msg->len > 0)
             return pc_buf_append(&r->agg_msg, msg->ptr, msg->len);
         return 0;
     case K_SET_SAVED:
@@ -519,9 +515,10 @@ static int key_ok(cmdctx_t *x, const pc_bytes_t *k)
     return 0;
 }
 
-static int keys_ok(cmdctx_t *x, uint32_t from, uint32_t step)
+/* Every argument from the first after the name is a key. */
+static int keys_ok(cmdctx_t *x)
 {
-    for (uint32_t i = from; i < x->cmd->argc; i += step)
+    for (uint32_t i = 1; i < x->cmd->argc; i++)
         if (key_ok(x, arg(x, i)) < 0)
             return -1;
     return 0;
@@ -654,7 +651,7 @@ static void cmd_setex(cmdctx_t *x)
 /* DEL, UNLINK: one native DEL per key, counted. */
 static void cmd_del(cmdctx_t *x)
 {
-    if (keys_ok(x, 1, 1) < 0)
+    if (keys_ok(x) < 0)
         return;
     for (uint32_t i = 1; i < x->cmd->argc; i++) {
         pc_request_t rq = {.op = PC_OP_DEL, .key = *arg(x, i)};
@@ -671,7 +668,7 @@ static void cmd_mget(cmdctx_t *x)
         reply_error(x, "ERR %s of %u keys is over max-mget-keys (%u)", x->name, n, max);
         return;
     }
-    if (keys_ok(x, 1, 1) < 0)
+    if (keys_ok(x) < 0)
         return;
     pc_request_t rq = {.op = PC_OP_MGET, .nkeys = n, .keys = x->cmd->argv + 1};
     (void)submit(x, &rq, strcmp(x->name, "mget") == 0 ? K_MGET : K_MGET_NUM, 1, NULL, 0);
