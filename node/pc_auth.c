@@ -86,12 +86,15 @@ uint64_t pc_auth_delay(unsigned fails, uint32_t node_fails, uint32_t source_fail
     return (uint64_t)AUTH_DELAY_MS << shift;
 }
 
-/* Failed HELLOs from all loops in the current second, this one included. */
-static uint32_t window_fail(pc_auth_shared_t *a, uint64_t now)
+uint32_t pc_auth_window_fail(pc_auth_shared_t *a, uint64_t now_ms)
 {
-    uint64_t sec = now / 1000, w = atomic_load(&a->window), n;
+    uint64_t sec = now_ms / 1000, w = atomic_load(&a->window), n;
+    /* Only a later second starts a new count: a loop whose cached time
+     * is still in the previous second adds to the current one. (Resetting
+     * on any other second let two loops a second apart zero each other's
+     * count for as long as their clocks straddled the boundary.) */
     do
-        n = (w >> 32) == sec ? w + 1 : (sec << 32) | 1;
+        n = (w >> 32) >= sec ? w + 1 : (sec << 32) | 1;
     while (!atomic_compare_exchange_weak(&a->window, &w, n));
     return (uint32_t)n;
 }
@@ -101,7 +104,7 @@ static void auth_fail(pc_conn_t *c, const pc_request_t *rq)
     pc_loop_t *l = pc_loop_of(c);
     uint64_t now = pc_loop_now(l);
     l->stats.auth_failures++;
-    uint32_t node_fails = window_fail(&l->sh->auth, now);
+    uint32_t node_fails = pc_auth_window_fail(&l->sh->auth, now);
     uint32_t source_fails =
         c->source_counted ? pc_sources_auth_fail(l->sh->sources, &c->source, now) : 0;
     c->auth.fails++;

@@ -46,6 +46,12 @@ void pc_auth_set_token(pc_auth_shared_t *a, const char *token, size_t len);
  */
 uint64_t pc_auth_delay(unsigned fails, uint32_t node_fails, uint32_t source_fails);
 
+/* Counts one failed HELLO at `now_ms` (a loop's clock) and returns the
+ * node's count for the current second, this one included. The window only
+ * moves forward: a loop whose clock is behind another's (its cached time
+ * from before the second turned) counts into the newer second. Any thread. */
+uint32_t pc_auth_window_fail(pc_auth_shared_t *a, uint64_t now_ms);
+
 /* Failed HELLOs after which the connection is closed. */
 #define PC_AUTH_MAX_FAILS 5
 

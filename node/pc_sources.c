@@ -191,7 +191,7 @@ uint32_t pc_sources_auth_fail(pc_sources_t *t, const pc_source_t *src, uint64_t 
     size_t i = find(t, src);
     if (t->slots[i].used) {
         entry_t *e = &t->slots[i];
-        if (e->fail_sec != sec) {
+        if (sec > e->fail_sec) { /* loops' clocks differ: never back */
             e->fail_sec = sec;
             e->fail_n = 0;
         }

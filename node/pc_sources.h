@@ -58,7 +58,9 @@ void pc_sources_close(pc_sources_t *t, const pc_source_t *src, uint64_t now_ms);
 uint32_t pc_sources_conns(pc_sources_t *t, const pc_source_t *src);
 
 /* A failed HELLO from src (which holds a connection) at now_ms: returns
- * how many src has had in the same second, this one included. */
+ * how many src has had in the current second, this one included. Only a
+ * later second starts a new count; a now_ms from an earlier one (a loop
+ * whose clock is behind) counts into the current second. */
 uint32_t pc_sources_auth_fail(pc_sources_t *t, const pc_source_t *src, uint64_t now_ms);
 
 /* Sources in the table (for tests and STATS). */

@@ -57,12 +57,32 @@ static void test_source_storm(void **state)
     assert_int_equal(pc_auth_delay(1, 101, 11), 2000);
 }
 
+/* The node's count of failed HELLOs a second, over all loops. Each loop
+ * passes its own cached time, and loops' clocks straddle a second's turn:
+ * one behind must count into the newer second, never start the count
+ * again (which let 267 of 300 guesses through a 4-loop node at once). */
+static void test_node_window_forward_only(void **state)
+{
+    (void)state;
+    pc_auth_shared_t a;
+    pc_auth_shared_init(&a);
+    assert_int_equal(pc_auth_window_fail(&a, 5000), 1);
+    assert_int_equal(pc_auth_window_fail(&a, 5999), 2);
+    assert_int_equal(pc_auth_window_fail(&a, 6000), 1); /* a new second */
+    for (uint32_t i = 0; i < 200; i++) /* two loops, a second apart */
+        assert_int_equal(pc_auth_window_fail(&a, i % 2 ? 5998 : 6001), 2 + i);
+    assert_true(pc_auth_delay(1, 201, 0) == 2000);
+    assert_int_equal(pc_auth_window_fail(&a, 7000), 1);
+    pc_auth_shared_destroy(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_doubling),
         cmocka_unit_test(test_node_storm),
         cmocka_unit_test(test_source_storm),
+        cmocka_unit_test(test_node_window_forward_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -92,6 +92,11 @@ static void test_failures_per_second_survive_a_reconnect(void **state)
     assert_int_equal(pc_sources_open(t, &a, 0, 10700), 0);
     assert_int_equal(pc_sources_auth_fail(t, &a, 10800), 3);
     assert_int_equal(pc_sources_auth_fail(t, &a, 11000), 1); /* a new second */
+    /* a loop whose clock is still in the last second adds to this one's
+     * count: it must not start the count again */
+    assert_int_equal(pc_sources_auth_fail(t, &a, 10999), 2);
+    assert_int_equal(pc_sources_auth_fail(t, &a, 11001), 3);
+    assert_int_equal(pc_sources_auth_fail(t, &a, 10998), 4);
     pc_sources_close(t, &a, 12500); /* a second later: gone */
     assert_int_equal(pc_sources_count(t), 0);
     pc_sources_free(&t);
