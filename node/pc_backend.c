@@ -1,6 +1,6 @@
 /*
- * pc_backend.c -- Redis behind the node, on hiredis' async API and its
- * libuv adapter.
+ * pc_backend.c -- Redis behind the node, on hiredis' async API and the
+ * node's own libuv adapter for it (pc_hiredis_uv.h).
  *
  * Every command we send gets a struct cmd, kept in a FIFO that mirrors
  * hiredis' own reply queue. The FIFO lets one repeating timer enforce the
@@ -43,10 +43,10 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "pc_hiredis_uv.h"
 #include "pc_proto.h" /* enum pc_cond */
 #include "pc_rkey.h"
 #include "pc_sock.h"
@@ -409,7 +409,7 @@ static void start_connect(pc_backend_t *b)
         return;
     }
     ac->data = b;
-    if (redisLibuvAttach(ac, b->loop) != REDIS_OK) {
+    if (pc_hiredis_uv_attach(ac, b->loop) != 0) {
         redisAsyncFree(ac);
         schedule_reconnect(b);
         return;
@@ -462,31 +462,11 @@ static void release_held(pc_backend_t *b, uint64_t now, int all)
     }
 }
 
-/*
- * A refused connect, which hiredis 0.14's libuv adapter never reports: it
- * drops the poll error libuv gives it (status != 0), and the connect
- * callback never runs. Without this check a Redis that is down costs each
- * attempt the whole connect timeout instead of its back-off, and a Redis
- * that returns waits that long to be noticed.
- */
-static int connect_failed(const redisAsyncContext *ac)
-{
-    int err = 0;
-    socklen_t len = sizeof err;
-    return ac->c.fd >= 0 && getsockopt(ac->c.fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
-           err != 0;
-}
-
 static void watchdog_cb(uv_timer_t *t)
 {
     pc_backend_t *b = t->data;
     uint64_t now = uv_now(b->loop);
     release_held(b, now, 0);
-    if (b->state == ST_CONNECTING && b->ac != NULL && connect_failed(b->ac)) {
-        pc_log_debug(b->log, "redis %s:%d: connect failed", b->host, b->port);
-        drop_connection(b);
-        return;
-    }
     if (b->state == ST_UP && now - b->clock_at >= CLOCK_EVERY_MS)
         clock_read(b, b->ac);
     if ((b->state == ST_CONNECTING || b->state == ST_LOADING || b->state == ST_DRAINING) &&
