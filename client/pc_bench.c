@@ -674,3 +674,35 @@ int pc_bench_parse_reply(enum pc_bench_proto p, enum pc_bench_op op, const uint8
     }
     return PC_EPROTO;
 }
+
+/* ---- server CPU time ------------------------------------------------- */
+
+int pc_bench_proc_cpu_ticks(const char *stat, uint64_t *ticks)
+{
+    const char *p = strrchr(stat, ')');
+    if (p == NULL || p[1] != ' ')
+        return PC_EPROTO;
+    p += 2; /* field 3, the state */
+    uint64_t utime = 0;
+    for (int field = 3; field <= 15; field++) {
+        const char *end = p + strcspn(p, " \n");
+        if (end == p)
+            return PC_EPROTO;
+        if (field == 14 || field == 15) {
+            uint64_t v = 0;
+            for (const char *q = p; q < end; q++) {
+                if (*q < '0' || *q > '9' || v > (UINT64_MAX - 9) / 10)
+                    return PC_EPROTO;
+                v = v * 10 + (uint64_t)(*q - '0');
+            }
+            if (field == 14)
+                utime = v;
+            else
+                *ticks = utime + v;
+        }
+        if (*end != ' ' && field < 15)
+            return PC_EPROTO;
+        p = end + 1;
+    }
+    return 0;
+}

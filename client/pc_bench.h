@@ -185,4 +185,15 @@ typedef struct pc_bench_reply {
 int pc_bench_parse_reply(enum pc_bench_proto p, enum pc_bench_op op, const uint8_t *buf,
                          size_t len, size_t max_reply, size_t *used, pc_bench_reply_t *out);
 
+/* ---- server CPU time ------------------------------------------------- */
+
+/*
+ * The CPU time a process has used, user and system, all its threads, in
+ * clock ticks (sysconf(_SC_CLK_TCK) a second), from the text of its
+ * /proc/PID/stat: fields 14 and 15, counted after the last ')' (the
+ * command name, field 2, may hold spaces and parentheses). 0, or
+ * PC_EPROTO when the text is not such a line.
+ */
+int pc_bench_proc_cpu_ticks(const char *stat, uint64_t *ticks);
+
 #endif

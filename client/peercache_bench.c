@@ -98,6 +98,7 @@ enum exit_code { EXIT_DONE = 0, EXIT_NOCONN = 1, EXIT_USAGE = 2, EXIT_INTERRUPTE
 #define MAX_THREADS 256u
 #define MAX_VALUE (1024u * 1024u) /* a node's default --max-value */
 #define MAX_MEMORY ((uint64_t)4 << 30) /* buffers, all sockets together */
+#define MAX_SERVER_PIDS 16
 
 /* ---- options ---------------------------------------------------------------- */
 
@@ -119,12 +120,14 @@ typedef struct opts {
     bool json, quiet;
     uint64_t seed;
     const char *ratio_arg, *dist_arg;
+    unsigned npids; /* --server-pid */
+    int pids[MAX_SERVER_PIDS];
 } opts_t;
 
 enum opt_id {
     O_PROTOCOL = 1000, O_NODES, O_CONNECTIONS, O_THREADS, O_PIPELINE, O_RATIO, O_VALUE_SIZE,
     O_KEYS, O_DISTRIBUTION, O_DURATION, O_WARMUP, O_RATE, O_PREFILL, O_NO_PREFILL, O_RING,
-    O_NO_RING, O_TOKEN, O_TOKEN_FILE, O_JSON, O_QUIET, O_SEED, O_HELP, O_VERSION,
+    O_NO_RING, O_TOKEN, O_TOKEN_FILE, O_SERVER_PID, O_JSON, O_QUIET, O_SEED, O_HELP, O_VERSION,
 };
 
 /* The one table of options: getopt_long's list and --help come from it. */
@@ -169,6 +172,10 @@ static const optdef_t OPTIONS[] = {
      "peercache: client token sent in HELLO on every connection\n"
      "(also $PEERCACHE_TOKEN, which keeps it out of ps)."},
     {"token-file", "FILE", O_TOKEN_FILE, "peercache: the token is the first line of FILE (mode 0600)."},
+    {"server-pid", "PID[,...]", O_SERVER_PID,
+     "Also report the CPU time (user + system, every thread) these\n"
+     "local server processes used in the measured window, and per\n"
+     "operation: steadier than ops/s on a shared machine."},
     {"json", NULL, O_JSON, "Summary as one JSON object on stdout (text goes to stderr)."},
     {"quiet", NULL, O_QUIET, "No progress lines."},
     {"seed", "N", O_SEED, "Seed of the key and operation choices (default 1)."},
@@ -202,7 +209,8 @@ static void usage(FILE *f)
     fprintf(f,
             "\nOutput: a progress line every second on stderr (elapsed, ops/s and\n"
             "p99 of the last second, errors, sockets up), then throughput, hit\n"
-            "ratio (GET hits / GETs), errors and p50/p90/p99/p99.9/max latency.\n"
+            "ratio (GET hits / GETs), errors, p50/p90/p99/p99.9/max latency and\n"
+            "(--server-pid) the servers' CPU time.\n"
             "Errors are error replies, requests lost in a connection that\n"
             "closed, and failed or broken connections (which reconnect).\n\n"
             "Exit status: 0 the run completed, 1 no connection could be made (or\n"
@@ -359,6 +367,23 @@ static int apply_option(opts_t *o, int id, const char *v)
     case O_TOKEN_FILE:
         o->token_flag = true;
         return read_token_file(o, v);
+    case O_SERVER_PID:
+        for (const char *p = v;;) {
+            char one[24];
+            size_t n = strcspn(p, ",");
+            if (n == 0 || n >= sizeof one || o->npids == MAX_SERVER_PIDS)
+                return usage_error("--server-pid: '%s' is not a list of up to %d process ids", v,
+                                   MAX_SERVER_PIDS);
+            memcpy(one, p, n);
+            one[n] = '\0';
+            if (!parse_u64(one, 1, INT_MAX, &u))
+                return usage_error("--server-pid: '%s' is not a process id", one);
+            o->pids[o->npids++] = (int)u;
+            if (p[n] == '\0')
+                break;
+            p += n + 1;
+        }
+        return 0;
     case O_JSON:
         o->json = true;
         return 0;
@@ -1302,6 +1327,30 @@ static void on_signal(int sig)
     interrupted = 1;
 }
 
+/* The CPU time of every --server-pid process, in ticks; -1 when one of
+ * them could not be read (gone, or not ours to see). */
+static int64_t servers_cpu(const opts_t *o)
+{
+    uint64_t sum = 0;
+    for (unsigned i = 0; i < o->npids; i++) {
+        char path[64], line[1024];
+        snprintf(path, sizeof path, "/proc/%d/stat", o->pids[i]);
+        FILE *f = fopen(path, "r");
+        uint64_t t;
+        int ok = f != NULL && fgets(line, sizeof line, f) != NULL &&
+                 pc_bench_proc_cpu_ticks(line, &t) == 0;
+        if (f != NULL)
+            fclose(f);
+        if (!ok) {
+            fprintf(stderr, "%s: --server-pid: cannot read the CPU time of %d\n", PROG,
+                    o->pids[i]);
+            return -1;
+        }
+        sum += t;
+    }
+    return (int64_t)sum;
+}
+
 static void sleep_until(uint64_t t)
 {
     struct timespec ts = {.tv_sec = (time_t)(t / NS_PER_S), .tv_nsec = (long)(t % NS_PER_S)};
@@ -1332,6 +1381,7 @@ typedef struct summary {
     uint64_t pf_errors, unsent;
     size_t sockets, nodes;
     bool ring, interrupted;
+    double server_cpu_s; /* --server-pid: < 0 when not measured */
 } summary_t;
 
 static double us(uint64_t ns)
@@ -1369,6 +1419,9 @@ static void print_text(FILE *f, const opts_t *o, const char *nodes, const summar
             errors, c->fail_replies, c->lost, c->conn_errors);
     if (o->rate > 0)
         fprintf(f, "  unsent       %" PRIu64 " (scheduled but never sent)\n", s->unsent);
+    if (s->server_cpu_s >= 0)
+        fprintf(f, "  server CPU   %.2f s (%.2f us per operation)\n", s->server_cpu_s,
+                ops > 0 ? s->server_cpu_s * 1e6 / (double)ops : 0.0);
     const pc_bench_hist_t *h = s->hist;
     fprintf(f, "  latency us   p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n",
             us(pc_bench_hist_percentile(h, 50)), us(pc_bench_hist_percentile(h, 90)),
@@ -1409,6 +1462,11 @@ static void print_json(FILE *f, const opts_t *o, const char *nodes, const summar
             s->duration_s > 0 ? (double)ops / s->duration_s : 0.0, c->gets, c->sets, c->hits,
             c->misses, c->gets ? (double)c->hits / (double)c->gets : 0.0, errors,
             c->fail_replies, c->lost, c->conn_errors);
+    if (s->server_cpu_s >= 0)
+        fprintf(f, "\"server_cpu_s\": %.3f, \"server_cpu_us_per_op\": %.3f, ", s->server_cpu_s,
+                ops > 0 ? s->server_cpu_s * 1e6 / (double)ops : 0.0);
+    else
+        fprintf(f, "\"server_cpu_s\": null, \"server_cpu_us_per_op\": null, ");
     fprintf(f, "\"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"p999_us\": %.1f, "
                "\"max_us\": %.1f, \"mean_us\": %.1f}\n",
             us(pc_bench_hist_percentile(h, 50)), us(pc_bench_hist_percentile(h, 90)),
@@ -1652,7 +1710,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     int code = EXIT_DONE;
-    summary_t sum = {.prefill_s = -1, .sockets = nsocks, .nodes = use->n, .ring = ring};
+    summary_t sum = {
+        .prefill_s = -1, .sockets = nsocks, .nodes = use->n, .ring = ring, .server_cpu_s = -1};
     uint64_t *prev = calloc(PC_BENCH_HIST_BUCKETS, sizeof *prev);
     uint64_t *cur = calloc(PC_BENCH_HIST_BUCKETS, sizeof *cur);
     sum.hist = malloc(sizeof *sum.hist);
@@ -1679,9 +1738,19 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < o.threads; i++)
         prev_ops += atomic_load_explicit(&w[i]->live_ops, memory_order_relaxed);
     atomic_store_explicit(&sh->phase, PH_RUN, memory_order_release);
+    /* the servers' CPU time, read when the measured window opens and closes */
+    int64_t cpu0 = -1;
+    bool cpu_due = o.npids > 0;
     while (!interrupted) {
-        sleep_until(tick < sh->t_end ? tick : sh->t_end);
+        uint64_t next = tick < sh->t_end ? tick : sh->t_end;
+        if (cpu_due && sh->t_warm_end < next)
+            next = sh->t_warm_end;
+        sleep_until(next);
         uint64_t now = now_ns();
+        if (cpu_due && now >= sh->t_warm_end) {
+            cpu0 = servers_cpu(&o);
+            cpu_due = false;
+        }
         if (interrupted || now >= sh->t_end)
             break;
         if (now < tick)
@@ -1691,7 +1760,10 @@ int main(int argc, char **argv)
         tick += NS_PER_S;
     }
     uint64_t stop = now_ns();
+    int64_t cpu1 = cpu0 >= 0 ? servers_cpu(&o) : -1;
     stop_workers(sh, w, started);
+    if (cpu0 >= 0 && cpu1 >= cpu0)
+        sum.server_cpu_s = (double)(cpu1 - cpu0) / (double)sysconf(_SC_CLK_TCK);
 
     pc_bench_hist_reset(sum.hist);
     for (unsigned i = 0; i < o.threads; i++) {

@@ -19,6 +19,20 @@
 #   d  3 memory-only nodes (--replicas 2) driven by the ring-aware client,
 #      against one node driven by the same client
 #
+# Two modes:
+#   per machine (the default): every server uses the machine as it likes
+#      (the node one loop per core, memcached -t 2 and -t 4), and so does
+#      the generator.
+#   --pinned: per core. Every server single-threaded (peercached
+#      --threads 1, memcached -t 1, redis-server) and pinned to CPU 0,
+#      the generator to CPU 1 (the Redis behind the node shares CPU 1 with
+#      the generator); workload d, a cluster, is not run.
+# In both, every run also reads the server's CPU time (user + system, all
+# threads, from /proc) over the measured window (peercache-bench
+# --server-pid), printed as CPU-seconds per million operations (the same
+# number as microseconds per operation): on a shared machine that is
+# steadier than ops/s. For d it is the three nodes' CPU together.
+#
 # The nodes run with --insecure: gossip and peer traffic unauthenticated,
 # fine on loopback for a benchmark, never for a deployment; and with
 # --max-conns-per-source 0, since every connection comes from 127.0.0.1.
@@ -26,7 +40,7 @@
 # Usage: tests/bench/compare.sh [--rounds N] [--duration S] [--quick]
 #            [--json FILE] [--build DIR] [--connections N] [--keys N]
 #            [--memcached-threads "2 4"] [--peercached-threads "1"]
-#            [--node-threads N] [--workloads abcd] [--install]
+#            [--node-threads N] [--workloads abcd] [--pinned] [--install]
 #
 # "peercached" is a node with its default --threads (one loop per core),
 # or --node-threads N for every node started (also (d)'s three);
@@ -48,6 +62,7 @@ pc_threads=
 node_threads=()
 workloads=abcd
 install=0
+pinned=0
 rounds_set=0
 duration_set=0
 
@@ -66,6 +81,7 @@ while [ $# -gt 0 ]; do
     --peercached-threads) pc_threads=$2; shift 2 ;;
     --node-threads) node_threads=(--threads "$2"); shift 2 ;;
     --workloads) workloads=$2; shift 2 ;;
+    --pinned) pinned=1; shift ;;
     --install) install=1; shift ;;
     -h|--help) usage 0 ;;
     *) echo "compare.sh: unknown option $1" >&2; usage 2 >&2 ;;
@@ -76,6 +92,16 @@ if [ "${quick:-0}" = 1 ]; then
     [ $rounds_set = 1 ] || rounds=2
     [ $duration_set = 1 ] || duration=3
     warmup=1
+fi
+
+# Pinned: one core each; the cluster workload needs more than one.
+srv_cpu=(); gen_cpu=()
+if [ $pinned = 1 ]; then
+    [ "$(nproc)" -ge 2 ] || { echo "compare.sh: --pinned needs 2 CPUs" >&2; exit 2; }
+    command -v taskset >/dev/null || { echo "compare.sh: --pinned needs taskset (util-linux)" >&2; exit 2; }
+    srv_cpu=(taskset -c 0); gen_cpu=(taskset -c 1)
+    mc_threads=1; pc_threads=; node_threads=(--threads 1)
+    workloads=${workloads//d/}
 fi
 
 PCD=$build/node/peercached
@@ -134,12 +160,15 @@ wait_port() {
     return 1
 }
 
-# start NAME PORT CMD...: runs CMD in the background, logs to $tmp/NAME.log
+# start NAME PORT CMD...: runs CMD in the background (on CPU 0 when
+# pinned), logs to $tmp/NAME.log; its pid goes in spid[NAME]
+declare -A spid
 start() {
     local name=$1 port=$2
     shift 2
-    "$@" >"$tmp/$name.log" 2>&1 &
+    "${srv_cpu[@]}" "$@" >"$tmp/$name.log" 2>&1 &
     pids+=($!)
+    spid[$name]=$!
     wait_port "$port" || { echo "compare.sh: $name did not start:" >&2; cat "$tmp/$name.log" >&2; exit 1; }
 }
 
@@ -153,11 +182,14 @@ p=$(free_port)
 start pc-mem "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none --listen "127.0.0.1:$p" --log-level warn \
     "${node_threads[@]}"
 servers+=(peercached); proto[peercached]=peercache; addr[peercached]=127.0.0.1:$p
+declare -A cpupid
+cpupid[peercached]=${spid[pc-mem]}
 for t in $pc_threads; do
     p=$(free_port)
     start "pc-mem-t$t" "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none --listen "127.0.0.1:$p" \
         --log-level warn --threads "$t"
     servers+=("peercached-t$t"); proto[peercached-t$t]=peercache; addr[peercached-t$t]=127.0.0.1:$p
+    cpupid[peercached-t$t]=${spid[pc-mem-t$t]}
 done
 
 if [ $have_redis = 1 ]; then
@@ -167,18 +199,23 @@ if [ $have_redis = 1 ]; then
     start redis "$p" redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no \
         --dir "$tmp/redis"
     servers+=(redis-server); proto[redis-server]=redis; addr[redis-server]=127.0.0.1:$p
+    cpupid[redis-server]=${spid[redis]}
 
     # The node with Redis behind it gets its own Redis, so the two
     # measurements do not share a dataset.
     rp=$(free_port)
     mkdir -p "$tmp/redis-behind"
+    # (pinned: on the generator's CPU, so that CPU 0 is the node's alone)
+    srv_cpu_was=("${srv_cpu[@]}")
+    [ $pinned = 1 ] && srv_cpu=(taskset -c 1)
     start redis-behind "$rp" redis-server --port "$rp" --bind 127.0.0.1 --save '' \
         --appendonly no --dir "$tmp/redis-behind"
+    srv_cpu=("${srv_cpu_was[@]}")
     p=$(free_port)
     start pc-redis "$p" "$PCD" --insecure --max-conns-per-source 0 --redis "127.0.0.1:$rp" --listen "127.0.0.1:$p" \
         --log-level warn "${node_threads[@]}"
     servers+=(peercached+redis); proto[peercached+redis]=peercache
-    addr[peercached+redis]=127.0.0.1:$p
+    addr[peercached+redis]=127.0.0.1:$p; cpupid[peercached+redis]=${spid[pc-redis]}
 fi
 
 if [ $have_mc = 1 ]; then
@@ -189,7 +226,7 @@ if [ $have_mc = 1 ]; then
         start "memcached-t$t" "$p" memcached -l 127.0.0.1 -p "$p" -U 0 -c 4096 -m 256 \
             -t "$t" "${mcuser[@]}"
         servers+=("memcached-t$t"); proto[memcached-t$t]=memcache
-        addr[memcached-t$t]=127.0.0.1:$p
+        addr[memcached-t$t]=127.0.0.1:$p; cpupid[memcached-t$t]=${spid[memcached-t$t]}
     done
 fi
 
@@ -203,9 +240,9 @@ runs=$tmp/runs
 bench() {
     local w=$1 s=$2 r=$3 out
     shift 3
-    local cmd=("$BENCH" --protocol "${proto[$s]}" --nodes "${addr[$s]}" --connections "$conns"
-        --threads 1 --ratio 7:3 --value-size 100 --keys "$keys" --duration "$duration"
-        --warmup "$warmup" --json --quiet "$@")
+    local cmd=("${gen_cpu[@]}" "$BENCH" --protocol "${proto[$s]}" --nodes "${addr[$s]}"
+        --connections "$conns" --threads 1 --ratio 7:3 --value-size 100 --keys "$keys"
+        --duration "$duration" --warmup "$warmup" --server-pid "${cpupid[$s]}" --json --quiet "$@")
     [ "$r" = 1 ] && echo "  $w $s: ${cmd[*]#$here/}" >&2
     if ! out=$("${cmd[@]}" 2>"$tmp/bench.err"); then
         echo "compare.sh: $w against $s failed:" >&2
@@ -285,6 +322,7 @@ if has d; then
     [ $n = 3 ] || { echo "compare.sh: the 3-node cluster did not form" >&2; exit 1; }
     servers_d=(peercached 3-nodes)
     proto[3-nodes]=peercache; addr[3-nodes]=$nodes
+    cpupid[3-nodes]=${spid[pc-n0]},${spid[pc-n1]},${spid[pc-n2]}
     for r in $(seq "$rounds"); do
         for s in "${servers_d[@]}"; do bench d "$s" "$r" --pipeline 1 --ring; done
     done
@@ -306,6 +344,7 @@ ref_mc() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == "nan" || b == 0 || a == "nan") print "-"; else printf "%.2f", a / b }'; }
 fmt_int() { awk -v x="$1" 'BEGIN { if (x == "nan") print "-"; else printf "%d", x + 0.5 }'; }
+fmt_cpu() { awk -v x="$1" 'BEGIN { if (x == "nan") print "-"; else printf "%.2f", x }'; }
 fmt_us() { awk -v x="$1" 'BEGIN { if (x == "nan") print "-"; else printf "%.0f", x }'; }
 
 title() {
@@ -318,9 +357,12 @@ title() {
 }
 
 echo
-printf '%-26s %-17s %10s %9s %9s %9s %8s %8s\n' workload server "ops/s" "p50 us" "p99 us" \
-    "p99.9 us" "/ mc" "/ redis"
-printf '%s\n' "---------------------------------------------------------------------------------------------------"
+mode="per machine (unpinned)"
+[ $pinned = 1 ] && mode="per core (servers on CPU 0, single-threaded; generator on CPU 1)"
+echo "$mode"
+printf '%-26s %-17s %10s %9s %9s %9s %9s %7s %7s %7s %7s\n' workload server "ops/s" "p50 us" \
+    "p99 us" "p99.9 us" "cpu s/Mop" "/ mc" "/ redis" "cpu mc" "cpu rd"
+printf '%s\n' "-----------------------------------------------------------------------------------------------------------------------"
 json_rows=()
 for w in a b c d; do
     has $w || continue
@@ -335,6 +377,10 @@ for w in a b c d; do
     [ $have_redis = 1 ] && [ $w != d ] && rd=$(median "$w" redis-server $key)
     one=nan
     [ $w = d ] && one=$(median d peercached ops_per_sec)
+    # CPU per operation: the reference's over the row's (higher is better)
+    cmc=$(ref_mc "$w" server_cpu_us_per_op 1)
+    crd=nan
+    [ $have_redis = 1 ] && [ $w != d ] && crd=$(median "$w" redis-server server_cpu_us_per_op)
     for s in "${list[@]}"; do
         ops=$(median "$w" "$s" ops_per_sec)
         p50=$(median "$w" "$s" p50_us)
@@ -342,27 +388,33 @@ for w in a b c d; do
         p999=$(median "$w" "$s" p999_us)
         errs=$(median "$w" "$s" errors)
         mine=$(median "$w" "$s" $key)
+        cpu=$(median "$w" "$s" server_cpu_us_per_op)
         if [ $w = d ]; then
-            r1=$(ratio "$ops" "$one"); r2="-"
+            r1=$(ratio "$ops" "$one"); r2="-"; c1="-"; c2="-"
         else
             r1=$(ratio "$mine" "$mc"); r2=$(ratio "$mine" "$rd")
+            c1=$(ratio "$cmc" "$cpu"); c2=$(ratio "$crd" "$cpu")
         fi
-        printf '%-26s %-17s %10s %9s %9s %9s %8s %8s\n' "$(title $w)" "$s" "$(fmt_int "$ops")" \
-            "$(fmt_us "$p50")" "$(fmt_us "$p99")" "$(fmt_us "$p999")" "$r1" "$r2"
-        json_rows+=("{\"workload\": \"$w\", \"server\": \"$s\", \"ops_per_sec\": $ops, \"p50_us\": $p50, \"p99_us\": $p99, \"p999_us\": $p999, \"errors\": $errs, \"ratio_mc\": \"$r1\", \"ratio_redis\": \"$r2\"}")
+        printf '%-26s %-17s %10s %9s %9s %9s %9s %7s %7s %7s %7s\n' "$(title $w)" "$s" \
+            "$(fmt_int "$ops")" "$(fmt_us "$p50")" "$(fmt_us "$p99")" "$(fmt_us "$p999")" \
+            "$(fmt_cpu "$cpu")" "$r1" "$r2" "$c1" "$c2"
+        json_rows+=("{\"workload\": \"$w\", \"server\": \"$s\", \"ops_per_sec\": $ops, \"p50_us\": $p50, \"p99_us\": $p99, \"p999_us\": $p999, \"cpu_s_per_mop\": $cpu, \"errors\": $errs, \"ratio_mc\": \"$r1\", \"ratio_redis\": \"$r2\", \"cpu_ratio_mc\": \"$c1\", \"cpu_ratio_redis\": \"$c2\"}")
     done
 done
 echo
 echo "Medians of $rounds rounds. Ratios: ops/s of the row over memcached's (its best thread"
 echo "count) and over redis-server's; for c (same rate for all) of p99, lower is better;"
-echo "for d over one node driven by the same ring-aware client."
+echo "for d over one node driven by the same ring-aware client. cpu s/Mop: the server's"
+echo "CPU-seconds per million operations (user + system, all threads, over the measured"
+echo "window; for d the three nodes'); cpu mc / cpu rd: memcached's (its best) and Redis'"
+echo "CPU per operation over the row's, higher is better."
 errors=$(cut -d' ' -f4- "$runs" | while read -r l; do echo "$l" | field errors; done |
     awk '{ s += $1 } END { print s + 0 }')
 [ "$errors" = 0 ] || echo "compare.sh: $errors errors in all runs (see --json)" >&2
 
 if [ -n "$json_out" ]; then
     {
-        echo "{\"rounds\": $rounds, \"duration_s\": $duration, \"connections\": $conns, \"keys\": $keys,"
+        echo "{\"rounds\": $rounds, \"duration_s\": $duration, \"connections\": $conns, \"keys\": $keys, \"pinned\": $pinned,"
         echo " \"open_loop_rate\": ${rate:-null}, \"medians\": ["
         (IFS=$'\n'; echo "${json_rows[*]}") | sed '$!s/$/,/'
         echo " ], \"runs\": ["

@@ -620,6 +620,30 @@ static void test_parse_memcache(void **state)
     assert_int_equal(parse_rc(M, PC_BENCH_HELLO, "STORED\r\n", 1000), PC_EPROTO);
 }
 
+/* --server-pid reads utime + stime (fields 14, 15) of /proc/PID/stat,
+ * counted after the last ')': the command name may hold both. */
+static void test_proc_cpu_ticks(void **state)
+{
+    (void)state;
+    uint64_t t = 0;
+    const char *plain = "4242 (peercached) S 1 4242 4242 0 -1 4194560 1520 0 0 0 731 269 0 0 "
+                        "20 0 3 0 123 45678 910 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 "
+                        "17 0 0 0 0 0 0\n";
+    assert_int_equal(pc_bench_proc_cpu_ticks(plain, &t), 0);
+    assert_int_equal(t, 731 + 269);
+    const char *odd = "7 (a) b (c) d) R 1 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 1 1 1";
+    assert_int_equal(pc_bench_proc_cpu_ticks(odd, &t), 0);
+    assert_int_equal(t, 11);
+    uint64_t keep = 99;
+    assert_int_equal(pc_bench_proc_cpu_ticks("", &keep), PC_EPROTO);
+    assert_int_equal(pc_bench_proc_cpu_ticks("12 (x) S 1 2 3", &keep), PC_EPROTO); /* short */
+    assert_int_equal(pc_bench_proc_cpu_ticks("12 (x) S 1 2 3 4 5 6 7 8 9 10 x 12 13", &keep),
+                     PC_EPROTO); /* not a number */
+    assert_int_equal(pc_bench_proc_cpu_ticks("12 (x)S 1", &keep), PC_EPROTO);
+    assert_int_equal(pc_bench_proc_cpu_ticks("no parenthesis at all", &keep), PC_EPROTO);
+    assert_int_equal(keep, 99);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_parse_peercache),
         cmocka_unit_test(test_parse_redis),
         cmocka_unit_test(test_parse_memcache),
+        cmocka_unit_test(test_proc_cpu_ticks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
