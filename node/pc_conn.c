@@ -731,6 +731,14 @@ static void conn_process_frames(pc_conn_t *c, uint64_t t0)
      * a frame slow): a read per frame cost pipelined throughput 3.5%. */
     unsigned frames = 0;
     size_t out_at = c->out.len + c->held;
+    /* A pipelined batch: its store lookups are hinted before the first is
+     * served (not a peer's sealed frames, nor a stranger's before HELLO). */
+    if (cs->hooks->ahead != NULL && c->authed && !c->sealed && c->redis == NULL) {
+        pc_bytes_t bodies[PC_CONN_AHEAD];
+        size_t n = pc_proto_reader_ahead(&c->rd, bodies, PC_CONN_AHEAD);
+        if (n > 1)
+            cs->hooks->ahead(c, bodies, n);
+    }
     for (;;) {
         if (c->closing || conn_paused(c))
             break;

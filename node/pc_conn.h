@@ -80,6 +80,11 @@ typedef struct pc_conn_hooks {
      * valid during the call only. Runs inside c's turn; it may answer,
      * queue requests, or close c. */
     void (*frame)(pc_conn_t *c, const uint8_t *body, uint32_t len);
+    /* Before a turn, when more than one whole frame is buffered: their
+     * bodies (up to PC_CONN_AHEAD), for hints only -- the frame hook
+     * still runs for each, in its turn. Must not answer, change state or
+     * keep the pointers. NULL: no look-ahead. */
+    void (*ahead)(pc_conn_t *c, const pc_bytes_t *bodies, size_t n);
     /* A client connection was accepted (before it is read). */
     void (*opened)(pc_conn_t *c);
     /* Every tick, for each open connection, before its limits are
@@ -110,6 +115,8 @@ typedef struct pc_conn_hooks {
 /* Fair-turn classes, and the longest turn (pc_conn.c explains them). */
 enum { PC_CONN_LIGHT = 0, PC_CONN_HEAVY = 1 };
 #define PC_CONN_TURN_QUANTUM_NS ((uint64_t)50 * 1000)
+/* The most frames a turn looks ahead at (hooks->ahead). */
+#define PC_CONN_AHEAD 32
 
 typedef struct pc_conns {
     pc_conn_limits_t set;

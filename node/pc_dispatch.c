@@ -243,6 +243,21 @@ static void dispatch(pc_conn_t *c, const pc_request_t *rq)
     pc_loops_leave(l);
 }
 
+void pc_dispatch_ahead(pc_conn_t *c, const pc_bytes_t *bodies, size_t n)
+{
+    const void *keys[PC_STORE_PREFETCH_MAX];
+    size_t klens[PC_STORE_PREFETCH_MAX], m = 0;
+    for (size_t i = 0; i < n && m < PC_STORE_PREFETCH_MAX; i++) {
+        pc_bytes_t k;
+        if (pc_proto_peek_get_key(bodies[i].ptr, bodies[i].len, &k)) {
+            keys[m] = k.ptr;
+            klens[m++] = k.len;
+        }
+    }
+    if (m > 1)
+        pc_store_prefetch(pc_loop_of(c)->store, keys, klens, m);
+}
+
 void pc_dispatch_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
 {
     pc_loop_t *l = pc_loop_of(c);

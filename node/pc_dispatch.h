@@ -27,6 +27,11 @@
 /* The conn hook: a request frame arrived on c. */
 void pc_dispatch_frame(pc_conn_t *c, const uint8_t *body, uint32_t len);
 
+/* The conn hook ahead: the GETs among the frames a turn is about to serve
+ * have their store lookups prefetched (pc_store_prefetch). Looks only at
+ * the head of each body; changes nothing. */
+void pc_dispatch_ahead(pc_conn_t *c, const pc_bytes_t *bodies, size_t n);
+
 /* A request that came without a frame -- translated from the Redis
  * protocol by pc_redis, which checked it as the decoder checks a frame
  * (limits, non-empty keys) and authorised it: served exactly as a

@@ -70,6 +70,7 @@ static void conn_gone(void *owner) { loop_maybe_done(owner); }
 
 static const pc_conn_hooks_t conn_hooks = {
     .frame = pc_dispatch_frame,
+    .ahead = pc_dispatch_ahead,
     .opened = pc_auth_opened,
     .tick = pc_auth_tick,
     .gone = conn_gone,

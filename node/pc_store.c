@@ -135,8 +135,9 @@ static void do_maybe_grow(struct shard *sh)
     sh->old = sh->tab;
     sh->old_nb = sh->nb;
     sh->migrate = 0;
-    sh->tab = t;
-    sh->nb *= 2;
+    /* atomic stores: pc_store_prefetch reads both without the lock */
+    __atomic_store_n(&sh->tab, t, __ATOMIC_RELAXED);
+    __atomic_store_n(&sh->nb, sh->nb * 2, __ATOMIC_RELAXED);
 }
 
 /*
@@ -393,6 +394,49 @@ static int store_lookup(pc_store_t *s, const void *key, size_t klen, uint64_t no
     pthread_mutex_unlock(&sh->lock);
     reap_free(reap);
     return rc;
+}
+
+/*
+ * Two passes, so that the misses of one pass are in flight together: the
+ * first hashes every key and prefetches its bucket, the second reads the
+ * buckets (arrived meanwhile) and prefetches the item each points at -- its
+ * first line (links, expiry, refs, hash, lengths) and the next (the key).
+ *
+ * The first pass takes no lock: it only computes an address to prefetch,
+ * from the table pointer and size read atomically (do_maybe_grow stores
+ * them atomically too); a stale or mismatched pair gives a useless address,
+ * and a prefetch never faults. The second dereferences the table, which a
+ * resize may free, so it holds the shard's lock -- one another thread
+ * holds is not waited for. An item freed before its lookup makes its
+ * prefetch useless, nothing more.
+ */
+void pc_store_prefetch(pc_store_t *s, const void *const *keys, const size_t *klens, size_t n)
+{
+    uint32_t hash[PC_STORE_PREFETCH_MAX];
+    struct shard *shs[PC_STORE_PREFETCH_MAX];
+
+    if (n > PC_STORE_PREFETCH_MAX)
+        n = PC_STORE_PREFETCH_MAX;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = key_hash(s, keys[i], klens[i]);
+        struct shard *sh = shard_of(s, h);
+        uintptr_t tab = (uintptr_t)__atomic_load_n(&sh->tab, __ATOMIC_RELAXED);
+        size_t nb = __atomic_load_n(&sh->nb, __ATOMIC_RELAXED);
+        hash[i] = (uint32_t)h;
+        shs[i] = sh;
+        __builtin_prefetch((const void *)(tab + (hash[i] & (nb - 1)) * sizeof(pc_item_t *)));
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct shard *sh = shs[i];
+        if (pthread_mutex_trylock(&sh->lock) != 0)
+            continue;
+        pc_item_t *it = sh->tab[hash[i] & (sh->nb - 1)];
+        pthread_mutex_unlock(&sh->lock);
+        if (it != NULL) {
+            __builtin_prefetch(it);
+            __builtin_prefetch((const char *)it + 64);
+        }
+    }
 }
 
 int pc_store_get(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms, pc_item_t **out)

@@ -108,6 +108,19 @@ int pc_store_new(const pc_store_config_t *cfg, pc_store_t **out);
  * be outstanding. NULL-safe. */
 void pc_store_free(pc_store_t **s);
 
+/* The most keys pc_store_prefetch takes at once. */
+#define PC_STORE_PREFETCH_MAX 32
+
+/*
+ * A hint: these keys will be looked up soon (the GETs of a pipelined batch,
+ * before it is served). Their buckets are prefetched, then the first item
+ * of each, so that the batch's cache misses overlap instead of coming one
+ * lookup after another. Changes nothing and counts nothing; a shard whose
+ * lock another thread holds is skipped rather than waited for. Keys past
+ * PC_STORE_PREFETCH_MAX are ignored. Any thread.
+ */
+void pc_store_prefetch(pc_store_t *s, const void *const *keys, const size_t *klens, size_t n);
+
 /*
  * Looks up a key. On a hit returns 0 and a new reference in *out (release
  * it with pc_store_release). An expired item counts as a miss and is

@@ -322,6 +322,85 @@ int pc_proto_reader_next(pc_proto_reader_t *r, const uint8_t **body, uint32_t *l
     return 1;
 }
 
+size_t pc_proto_reader_ahead(const pc_proto_reader_t *r, pc_bytes_t *out, size_t max)
+{
+    size_t have, n = 0;
+    const uint8_t *bytes = reader_bytes(r, &have);
+    if (r->unframed)
+        return 0;
+    for (size_t off = r->off; n < max && have - off >= 4;) {
+        uint32_t len = get_be32(bytes + off);
+        if (len == 0 || len > r->max_frame || have - off - 4 < len)
+            break;
+        out[n].ptr = bytes + off + 4;
+        out[n].len = len;
+        n++;
+        off += 4 + (size_t)len;
+    }
+    return n;
+}
+
+/* A msgpack unsigned integer at *p (positive fixint, uint 8/16/32/64). */
+static int peek_uint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    if (*p >= end)
+        return 0;
+    uint8_t b = *(*p)++;
+    size_t n;
+    if (b < 0x80) {
+        *v = b;
+        return 1;
+    }
+    switch (b) {
+    case 0xcc: n = 1; break;
+    case 0xcd: n = 2; break;
+    case 0xce: n = 4; break;
+    case 0xcf: n = 8; break;
+    default: return 0;
+    }
+    if ((size_t)(end - *p) < n)
+        return 0;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++)
+        x = x << 8 | (*p)[i];
+    *p += n;
+    *v = x;
+    return 1;
+}
+
+int pc_proto_peek_get_key(const uint8_t *body, size_t len, pc_bytes_t *key)
+{
+    const uint8_t *p = body, *end = body + len;
+    uint64_t op, id;
+    /* a fixarray of 3.. elements (a GET has 3 or 4) */
+    if (len < 4 || *p < 0x93 || *p > 0x9f)
+        return 0;
+    p++;
+    if (!peek_uint(&p, end, &op) || op != PC_OP_GET || !peek_uint(&p, end, &id) || p >= end)
+        return 0;
+    uint8_t b = *p++;
+    size_t klen;
+    if ((b & 0xe0) == 0xa0) { /* fixstr */
+        klen = b & 0x1f;
+    } else if (b == 0xc4 || b == 0xd9) { /* bin 8, str 8 */
+        if (p >= end)
+            return 0;
+        klen = *p++;
+    } else if (b == 0xc5 || b == 0xda) { /* bin 16, str 16 */
+        if (end - p < 2)
+            return 0;
+        klen = (size_t)p[0] << 8 | p[1];
+        p += 2;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) < klen)
+        return 0;
+    key->ptr = p;
+    key->len = (uint32_t)klen;
+    return 1;
+}
+
 size_t pc_proto_reader_pending(const pc_proto_reader_t *r)
 {
     size_t have;

@@ -355,6 +355,20 @@ int pc_proto_reader_keep(pc_proto_reader_t *r);
  * the buffer's cap as a frame must.
  */
 void pc_proto_reader_unframed(pc_proto_reader_t *r);
+/* The bodies of the whole frames buffered after the next one to be read,
+ * that one included, without reading them: up to max, in order, into
+ * out; returns how many. Stops at a frame not yet whole or one next()
+ * would refuse. 0 on an unframed reader. For looking ahead only (a
+ * prefetch hint): next() still returns each of them. */
+size_t pc_proto_reader_ahead(const pc_proto_reader_t *r, pc_bytes_t *out, size_t max);
+
+/* The key of a GET request, from the head of its body alone
+ * ([op = GET, id, key, ...], the key a bin or str of up to 65,535 bytes):
+ * 1 and *key pointing into body; 0 for anything else. Reads no further
+ * than the key and checks nothing else: the decoder judges the request
+ * when it is served. Pure, and far cheaper than decoding. */
+int pc_proto_peek_get_key(const uint8_t *body, size_t len, pc_bytes_t *key);
+
 /* The bytes not yet skipped: *p, pending() of them. */
 const uint8_t *pc_proto_reader_peek(const pc_proto_reader_t *r);
 /* Consumes n of them (n <= pending()). */

@@ -1,10 +1,10 @@
 /*
  * bench_store.c -- micro-benchmark of node/pc_store.
  *
- *   bench_store [--smoke] [memory] [throughput] [hitratio] [threads]
+ *   bench_store [--smoke] [memory] [throughput] [hitratio] [threads] [prefetch]
  *               [--threads N] [--rounds R] [--duration S]
  *
- *   no option           full run of all four (about 4 minutes on 2 cores;
+ *   no option           full run of all five (about 4 minutes on 2 cores;
  *                       use a Release build)
  *   --smoke             tiny run for CI (a second, fine under sanitizers)
  *   memory ...          only the named sections
@@ -16,7 +16,7 @@
  * Exits non-zero if a sanity check fails (hit ratio in (0,1), bytes within
  * the limit, counters adding up, pc_store_verify() clean).
  *
- * Four measurements:
+ * Five measurements:
  *   1. memory: the charged overhead per item (PC_STORE_ITEM_OVERHEAD) next
  *      to the measured one, (heap or RSS growth) / items - key - value,
  *      for many small items;
@@ -26,7 +26,11 @@
  *      a read-through cache would (GET; on a miss, SET);
  *   4. scaling: 1..N threads hammering one shared store for a fixed time,
  *      70% get / 30% set, 100-byte values, uniform and Zipf(0.99) keys,
- *      thread counts alternated over several rounds, medians reported.
+ *      thread counts alternated over several rounds, medians reported;
+ *   5. prefetch: GETs in batches of 16 (a pipelined connection's turn),
+ *      with and without pc_store_prefetch() of each batch first, on one
+ *      thread, over key spaces that fit the caches and that do not;
+ *      rounds alternated, median ns per GET.
  *
  * Every random choice comes from a fixed seed and the store's hash key is
  * fixed, so hit ratios are reproducible to the last digit; timings are not.
@@ -67,6 +71,8 @@ struct params {
     int mt_threads;   /* 1..mt_threads are measured */
     int mt_rounds;
     double mt_duration; /* seconds per run */
+    size_t pf_batches;  /* section 5: batches of 16 GETs per run */
+    int pf_rounds;
 };
 
 static unsigned failures;
@@ -806,6 +812,78 @@ static void bench_scaling(const struct params *p)
 }
 
 /* A whole number in [lo, hi], or exit 2. */
+/* ------------------------------------------------------------------ */
+/* 5. Prefetch                                                         */
+/* ------------------------------------------------------------------ */
+
+#define PF_BATCH 16
+#define PF_VLEN 100
+
+/* ns per GET over p->pf_batches batches of random keys; each batch is
+ * prefetched first when `prefetch`. */
+static double pf_once(pc_store_t *s, const char *keys, size_t nkeys, const struct params *p,
+                      bool prefetch, uint64_t seed)
+{
+    uint64_t rng = seed;
+    size_t hits = 0;
+    double t0 = now_s();
+    for (size_t b = 0; b < p->pf_batches; b++) {
+        const void *k[PF_BATCH];
+        size_t kl[PF_BATCH];
+        for (int i = 0; i < PF_BATCH; i++) {
+            k[i] = keys + (rng_next(&rng) % nkeys) * KLEN;
+            kl[i] = KLEN;
+        }
+        if (prefetch)
+            pc_store_prefetch(s, k, kl, PF_BATCH);
+        for (int i = 0; i < PF_BATCH; i++) {
+            pc_item_t *it;
+            if (pc_store_get(s, k[i], kl[i], 0, &it) == PC_OK) {
+                hits += pc_item_value(it)[0] == 'v';
+                pc_store_release(s, it);
+            }
+        }
+    }
+    double t = now_s() - t0;
+    CHECK(hits == p->pf_batches * PF_BATCH);
+    return t * 1e9 / (double)(p->pf_batches * PF_BATCH);
+}
+
+static void bench_prefetch(const struct params *p)
+{
+    static const size_t sizes[] = {10000, 100000, 1000000};
+    uint8_t v[PF_VLEN];
+    memset(v, 'v', sizeof v);
+    printf("## 5. prefetch: GETs in batches of %d, %d-byte values, uniform keys, 1 thread\n\n",
+           PF_BATCH, PF_VLEN);
+    printf("| keys | ns/GET plain | ns/GET prefetched | ratio |\n|---|---|---|---|\n");
+    for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+        size_t n = p->smoke ? sizes[z] / 100 : sizes[z];
+        char *keys = make_keys(n);
+        pc_store_t *s = open_store((size_t)1 << 30, 64, PC_EVICT_S3FIFO);
+        for (size_t i = 0; i < n; i++)
+            CHECK(pc_store_set(s, keys + i * KLEN, KLEN, v, sizeof v, 0, 0, 0,
+                               PC_STORE_SET_ALWAYS, 0) == PC_OK);
+        double plain[64], pre[64];
+        int r = p->pf_rounds < 64 ? p->pf_rounds : 64;
+        for (int i = 0; i < r; i++) { /* alternated, the order swapped every round */
+            uint64_t seed = 1000 + (uint64_t)i;
+            if (i % 2) {
+                pre[i] = pf_once(s, keys, n, p, true, seed);
+                plain[i] = pf_once(s, keys, n, p, false, seed);
+            } else {
+                plain[i] = pf_once(s, keys, n, p, false, seed);
+                pre[i] = pf_once(s, keys, n, p, true, seed);
+            }
+        }
+        double mp = median(plain, r), mf = median(pre, r);
+        printf("| %zu | %.1f | %.1f | %.2f |\n", n, mp, mf, mf / mp);
+        pc_store_free(&s);
+        free(keys);
+    }
+    printf("\n");
+}
+
 static long arg_long(const char *opt, const char *v, long lo, long hi)
 {
     char *end;
@@ -834,10 +912,13 @@ int main(int argc, char **argv)
         .mt_threads = 2,
         .mt_rounds = 5,
         .mt_duration = 2.0,
+        .pf_batches = 200000,
+        .pf_rounds = 7,
     };
 
-    bool sel[4] = {false, false, false, false}, any = false, mt_opt = false;
-    static const char *const names[4] = {"memory", "throughput", "hitratio", "threads"};
+    bool sel[5] = {false, false, false, false, false}, any = false, mt_opt = false;
+    static const char *const names[5] = {"memory", "throughput", "hitratio", "threads",
+                                         "prefetch"};
     int threads = 0, rounds = 0;
     double duration = 0;
 
@@ -869,13 +950,13 @@ int main(int argc, char **argv)
             i++;
             continue;
         }
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             if (strcmp(argv[i], names[k]) == 0)
                 sel[k] = any = known = true;
         }
         if (!known) {
             fprintf(stderr,
-                    "usage: %s [--smoke] [memory] [throughput] [hitratio] [threads]\n"
+                    "usage: %s [--smoke] [memory] [throughput] [hitratio] [threads] [prefetch]\n"
                     "       [--threads N] [--rounds R] [--duration S]\n",
                     argv[0]);
             return 2;
@@ -885,7 +966,7 @@ int main(int argc, char **argv)
         /* --threads, --rounds or --duration alone: only the section they tune */
         sel[3] = true;
         if (!mt_opt)
-            sel[0] = sel[1] = sel[2] = true;
+            sel[0] = sel[1] = sel[2] = sel[4] = true;
     }
     if (p.smoke) {
         p = (struct params){
@@ -901,6 +982,8 @@ int main(int argc, char **argv)
             .mt_threads = 2,
             .mt_rounds = 1,
             .mt_duration = 0.05,
+            .pf_batches = 200,
+            .pf_rounds = 1,
         };
     }
     if (threads)
@@ -920,6 +1003,8 @@ int main(int argc, char **argv)
         bench_hit_ratio(&p);
     if (sel[3])
         bench_scaling(&p);
+    if (sel[4])
+        bench_prefetch(&p);
     if (failures) {
         fprintf(stderr, "bench_store: %u sanity check(s) failed\n", failures);
         return 1;

@@ -77,12 +77,19 @@ static int drain(pc_proto_reader_t *r, struct frames *f)
     const uint8_t *body;
     uint32_t len;
     int rc;
+    /* the look-ahead shows exactly the frames next() is about to return */
+    pc_bytes_t ahead[64];
+    size_t nahead = pc_proto_reader_ahead(r, ahead, 64);
     while ((rc = pc_proto_reader_next(r, &body, &len)) == 1) {
         CHECK(len >= 1 && len <= FUZZ_MAX_FRAME);
+        size_t k = f->n - first;
+        if (k < nahead)
+            CHECK(ahead[k].ptr == body && ahead[k].len == len);
         frames_add(f, body, len);
         if (nlive < 64)
             live[nlive++] = body;
     }
+    CHECK(f->n - first >= nahead);
     for (size_t i = 0; i < nlive; i++)
         CHECK(memcmp(live[i], f->body[first + i], f->len[first + i]) == 0);
     CHECK(rc == 0 || rc == PC_ETOOBIG || rc == PC_EPROTO);
@@ -304,9 +311,19 @@ static void check_body(struct decoders *ds, const uint8_t *body, uint32_t len)
         msgpack_unpacked_destroy(&u);
     }
 
+    /* the GET key peeked for prefetching lies inside the body, and is the
+     * decoder's key whenever both see a GET */
+    pc_bytes_t pk = {0};
+    int peeked = pc_proto_peek_get_key(body, len, &pk);
+    CHECK(peeked == 0 || peeked == 1);
+    if (peeked)
+        CHECK(pk.ptr > body && pk.ptr + pk.len <= body + len);
+
     for (int i = 0; i < 2; i++) {
         pc_request_t req;
         int rc = pc_proto_decode_request(ds->d[i], body, len, &req);
+        if (rc == 0 && req.op == PC_OP_GET && peeked)
+            CHECK(pk.len == req.key.len && memcmp(pk.ptr, req.key.ptr, pk.len) == 0);
         const char *why = pc_proto_decoder_why(ds->d[i]);
         CHECK(rc == 0 || rc == PC_EPROTO || rc == PC_EBADREQ || rc == PC_ETOOBIG);
         CHECK((rc == 0) == (why[0] == '\0'));

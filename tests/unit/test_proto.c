@@ -972,6 +972,130 @@ static void test_reader_chunks_and_batches(void **state)
     pc_buf_free(&all);
 }
 
+/* The look-ahead for prefetching: ahead() sees the same bodies next()
+ * will return, stops at a partial or refused frame, never consumes. */
+static void test_reader_ahead(void **state)
+{
+    (void)state;
+    pc_request_t reqs[SAMPLE_REQUESTS];
+    size_t n;
+    pc_buf_t all;
+    encode_all_requests(&all, reqs, &n);
+    pc_proto_reader_t r;
+    pc_proto_reader_init(&r, 0);
+    pc_bytes_t ahead[SAMPLE_REQUESTS];
+    assert_int_equal(pc_proto_reader_ahead(&r, ahead, SAMPLE_REQUESTS), 0);
+    /* all but the last byte: every frame but the last is whole */
+    assert_int_equal(pc_proto_reader_feed(&r, all.data, all.len - 1), 0);
+    assert_int_equal(pc_proto_reader_ahead(&r, ahead, SAMPLE_REQUESTS), n - 1);
+    assert_int_equal(pc_proto_reader_ahead(&r, ahead, 3), 3); /* at most max */
+    assert_int_equal(pc_proto_reader_ahead(&r, ahead, SAMPLE_REQUESTS), n - 1); /* kept */
+    assert_int_equal(pc_proto_reader_feed(&r, all.data + all.len - 1, 1), 0);
+    assert_int_equal(pc_proto_reader_ahead(&r, ahead, SAMPLE_REQUESTS), n);
+    for (size_t i = 0; i < n; i++) {
+        /* from each frame on, ahead() starts where next() is */
+        assert_int_equal(pc_proto_reader_ahead(&r, ahead, SAMPLE_REQUESTS), n - i);
+        const uint8_t *body;
+        uint32_t len;
+        assert_int_equal(pc_proto_reader_next(&r, &body, &len), 1);
+        assert_ptr_equal(ahead[0].ptr, body);
+        assert_int_equal(ahead[0].len, len);
+    }
+    assert_int_equal(pc_proto_reader_ahead(&r, ahead, SAMPLE_REQUESTS), 0);
+    /* a frame next() refuses ends the look-ahead before it */
+    static const uint8_t zero[4] = {0, 0, 0, 0};
+    assert_int_equal(pc_proto_reader_feed(&r, all.data, all.len), 0);
+    assert_int_equal(pc_proto_reader_feed(&r, zero, 4), 0);
+    assert_int_equal(pc_proto_reader_feed(&r, all.data, all.len), 0);
+    assert_int_equal(pc_proto_reader_ahead(&r, ahead, SAMPLE_REQUESTS), n);
+    pc_proto_reader_free(&r);
+    /* an unframed reader has no frames to show */
+    pc_proto_reader_init(&r, 0);
+    pc_proto_reader_unframed(&r);
+    assert_int_equal(pc_proto_reader_feed(&r, all.data, all.len), 0);
+    assert_int_equal(pc_proto_reader_ahead(&r, ahead, SAMPLE_REQUESTS), 0);
+    pc_proto_reader_free(&r);
+    pc_buf_free(&all);
+}
+
+/* pc_proto_peek_get_key agrees with the decoder: 1 exactly for a GET, with
+ * its key, whatever the id's and the key's encodings; 0, reading nothing
+ * past the body (ASan), for every truncation that cuts the key. */
+static void test_peek_get_key(void **state)
+{
+    pc_proto_decoder_t *d = *state;
+    pc_request_t reqs[SAMPLE_REQUESTS];
+    size_t n;
+    pc_buf_t all;
+    encode_all_requests(&all, reqs, &n);
+    pc_proto_reader_t r;
+    pc_proto_reader_init(&r, 0);
+    assert_int_equal(pc_proto_reader_feed(&r, all.data, all.len), 0);
+    const uint8_t *body;
+    uint32_t len;
+    size_t gets = 0;
+    while (pc_proto_reader_next(&r, &body, &len) == 1) {
+        pc_request_t req;
+        pc_bytes_t k = {0};
+        assert_int_equal(pc_proto_decode_request(d, body, len, &req), 0);
+        int got = pc_proto_peek_get_key(body, len, &k);
+        assert_int_equal(got, req.op == PC_OP_GET);
+        if (got) {
+            gets++;
+            assert_int_equal(k.len, req.key.len);
+            assert_memory_equal(k.ptr, req.key.ptr, k.len);
+        }
+    }
+    assert_true(gets > 0);
+    pc_proto_reader_free(&r);
+    pc_buf_free(&all);
+
+    static const uint64_t ids[] = {0, 1, 127, 128, 255, 256, 65535, 65536, UINT32_MAX,
+                                   (uint64_t)UINT32_MAX + 1, UINT64_MAX};
+    static const size_t klens[] = {1, 31, 32, 255, 256, 1000, 65535};
+    static uint8_t key[65535];
+    for (size_t i = 0; i < sizeof key; i++)
+        key[i] = (uint8_t)(i * 7 + 1);
+    for (size_t a = 0; a < ARRAY_LEN(ids); a++)
+        for (size_t b = 0; b < ARRAY_LEN(klens); b++)
+            for (int here = 0; here <= 1; here++) {
+                pc_request_t g = {.op = PC_OP_GET, .id = ids[a], .here = (uint8_t)here,
+                                  .key = {key, (uint32_t)klens[b]}};
+                pc_buf_t e;
+                pc_buf_init(&e, 0);
+                assert_int_equal(pc_proto_encode_request(&e, &g), 0);
+                const uint8_t *bd = e.data + 4; /* past the length prefix */
+                size_t bl = e.len - 4;
+                pc_bytes_t k = {0};
+                assert_int_equal(pc_proto_peek_get_key(bd, bl, &k), 1);
+                assert_int_equal(k.len, klens[b]);
+                assert_true(k.ptr > bd && k.ptr + k.len <= bd + bl);
+                assert_memory_equal(k.ptr, key, k.len);
+                /* truncated anywhere before the key's end: 0 */
+                size_t key_end = (size_t)(k.ptr - bd) + k.len;
+                for (size_t cut = 0; cut < key_end; cut += cut < 64 ? 1 : 997) {
+                    uint8_t *copy = malloc(cut ? cut : 1);
+                    memcpy(copy, bd, cut);
+                    assert_int_equal(pc_proto_peek_get_key(copy, cut, &k), 0);
+                    free(copy);
+                }
+                pc_buf_free(&e);
+            }
+    /* a str key, as other clients may send one: [3, 9, "ab"] */
+    static const uint8_t str_key[] = {0x93, 0x03, 0x09, 0xa2, 'a', 'b'};
+    pc_bytes_t k = {0};
+    assert_int_equal(pc_proto_peek_get_key(str_key, sizeof str_key, &k), 1);
+    assert_int_equal(k.len, 2);
+    assert_memory_equal(k.ptr, "ab", 2);
+    /* not a GET: a SET, a map, an array too short */
+    static const uint8_t set_req[] = {0x94, 0x05, 0x09, 0xa2, 'a', 'b'};
+    static const uint8_t map_req[] = {0x83, 0x03, 0x09, 0xa2, 'a', 'b'};
+    static const uint8_t short_arr[] = {0x92, 0x03, 0x09, 0xa2, 'a', 'b'};
+    assert_int_equal(pc_proto_peek_get_key(set_req, sizeof set_req, &k), 0);
+    assert_int_equal(pc_proto_peek_get_key(map_req, sizeof map_req, &k), 0);
+    assert_int_equal(pc_proto_peek_get_key(short_arr, sizeof short_arr, &k), 0);
+}
+
 static void expect_reader_error(uint32_t max_frame, const uint8_t *bytes, size_t n, int want)
 {
     pc_proto_reader_t r;
@@ -3308,6 +3432,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_ttl, setup_decoder, teardown_decoder),
         cmocka_unit_test_setup_teardown(test_decoder_why, setup_decoder, teardown_decoder),
         cmocka_unit_test_setup_teardown(test_frame_helpers, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_reader_ahead, setup_decoder, teardown_decoder),
+        cmocka_unit_test_setup_teardown(test_peek_get_key, setup_decoder, teardown_decoder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

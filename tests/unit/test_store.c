@@ -1775,6 +1775,92 @@ static void test_multithreaded(void **state)
     mt_run(PC_EVICT_LRU);
 }
 
+/* pc_store_prefetch is a hint: whatever it is given (absent keys, an
+ * empty one, more than PC_STORE_PREFETCH_MAX), every counter and every
+ * answer stays as it was. */
+static void test_prefetch_changes_nothing(void **state)
+{
+    (void)state;
+    pc_store_t *s = new_store((size_t)64 << 20, 4, PC_EVICT_S3FIFO);
+    char names[40][16];
+    const void *keys[40];
+    size_t klens[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof names[i], "key:%d", i);
+        keys[i] = names[i];
+        klens[i] = strlen(names[i]);
+        if (i % 2 == 0)
+            assert_int_equal(set_kv(s, names[i], "v", 0, 0), PC_OK);
+    }
+    klens[39] = 0; /* the empty key */
+    pc_store_stats_t before = stats(s);
+    pc_store_prefetch(s, keys, klens, 40);
+    pc_store_prefetch(s, keys, klens, 1);
+    pc_store_prefetch(s, keys, klens, 0);
+    pc_store_stats_t after = stats(s);
+    assert_memory_equal(&before, &after, sizeof before);
+    for (int i = 0; i < 39; i++) {
+        pc_item_t *it = NULL;
+        int rc = pc_store_get(s, names[i], strlen(names[i]), 0, &it);
+        assert_int_equal(rc, i % 2 == 0 ? PC_OK : PC_ENOTFOUND);
+        if (it != NULL)
+            pc_store_release(s, it);
+    }
+    pc_store_free(&s);
+}
+
+/* Prefetching while another thread grows the tables (every shard doubles
+ * several times, old tables freed as they are migrated) and deletes:
+ * no read of a freed table (ASan), no race (TSan). */
+struct prefetch_arg {
+    pc_store_t *s;
+    atomic_int done;
+};
+
+static void *prefetch_writer(void *p)
+{
+    struct prefetch_arg *a = p;
+    char k[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(k, sizeof k, "grow:%d", i);
+        (void)pc_store_set(a->s, k, strlen(k), "v", 1, 0, 0, 0, PC_STORE_SET_ALWAYS, 0);
+        if (i % 3 == 0) {
+            snprintf(k, sizeof k, "grow:%d", i / 2);
+            (void)pc_store_del(a->s, k, strlen(k), 0);
+        }
+    }
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+static void test_prefetch_while_growing(void **state)
+{
+    (void)state;
+    struct prefetch_arg a = {.s = new_store((size_t)256 << 20, 2, PC_EVICT_S3FIFO)};
+    atomic_init(&a.done, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, prefetch_writer, &a), 0);
+    char names[PC_STORE_PREFETCH_MAX][32];
+    const void *keys[PC_STORE_PREFETCH_MAX];
+    size_t klens[PC_STORE_PREFETCH_MAX];
+    uint64_t rng = 7;
+    unsigned rounds = 0;
+    while (!atomic_load(&a.done) || rounds < 100) {
+        for (int i = 0; i < PC_STORE_PREFETCH_MAX; i++) {
+            snprintf(names[i], sizeof names[i], "grow:%u", (unsigned)(rng_next(&rng) % 20000));
+            keys[i] = names[i];
+            klens[i] = strlen(names[i]);
+        }
+        pc_store_prefetch(a.s, keys, klens, PC_STORE_PREFETCH_MAX);
+        rounds++;
+    }
+    assert_int_equal(pthread_join(th, NULL), 0);
+    pc_item_t *it = NULL;
+    assert_int_equal(pc_store_get(a.s, "grow:19999", 10, 0, &it), PC_OK);
+    pc_store_release(a.s, it);
+    pc_store_free(&a.s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1814,6 +1900,8 @@ int main(void)
         cmocka_unit_test(test_scan_expired_and_untouched),
         cmocka_unit_test(test_scan_hash_collision),
         cmocka_unit_test(test_multithreaded),
+        cmocka_unit_test(test_prefetch_changes_nothing),
+        cmocka_unit_test(test_prefetch_while_growing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
