@@ -273,6 +273,12 @@ int pc_resp_bulk(pc_buf_t *b, const void *p, size_t n)
     return 0;
 }
 
+int pc_resp_bulk_int(pc_buf_t *b, int64_t v)
+{
+    char s[24], *d = decimal(s, v);
+    return pc_resp_bulk(b, d, (size_t)(s + 24 - d));
+}
+
 int pc_resp_null(pc_buf_t *b, int resp3)
 {
     return resp3 ? pc_buf_append(b, "_\r\n", 3) : pc_buf_append(b, "$-1\r\n", 5);

@@ -83,6 +83,7 @@ int pc_resp_simple(pc_buf_t *b, const char *s);          /* +s */
 int pc_resp_error(pc_buf_t *b, const char *s);           /* -s; s like "ERR ..." */
 int pc_resp_int(pc_buf_t *b, int64_t v);                 /* :v */
 int pc_resp_bulk(pc_buf_t *b, const void *p, size_t n);  /* $n ... */
+int pc_resp_bulk_int(pc_buf_t *b, int64_t v);            /* v in decimal, as a bulk */
 int pc_resp_null(pc_buf_t *b, int resp3);                /* _ or $-1 */
 int pc_resp_null_array(pc_buf_t *b, int resp3);          /* _ or *-1 */
 int pc_resp_array(pc_buf_t *b, size_t n);                /* *n, then n replies */

@@ -151,6 +151,13 @@ static void test_replies(void **state)
     expect(&b, S(":9223372036854775807\r\n"));
     assert_int_equal(pc_resp_int(&b, INT64_MIN), 0);
     expect(&b, S(":-9223372036854775808\r\n"));
+    /* a number as a command's argument: a bulk of its digits */
+    assert_int_equal(pc_resp_bulk_int(&b, 0), 0);
+    expect(&b, S("$1\r\n0\r\n"));
+    assert_int_equal(pc_resp_bulk_int(&b, 4611686018427387904), 0); /* 2^62 */
+    expect(&b, S("$19\r\n4611686018427387904\r\n"));
+    assert_int_equal(pc_resp_bulk_int(&b, -15), 0);
+    expect(&b, S("$3\r\n-15\r\n"));
     /* a bulk into a buffer whose cap is exactly its size, then one over */
     pc_buf_t small;
     pc_buf_init(&small, 9);
