@@ -15,7 +15,8 @@
 # ops/s, server CPU µs per operation and p99, and the ratios. Then (unless
 # --no-redis-benchmark) redis-benchmark -t set,get against the front
 # door and against redis-server, interleaved the same way (plus MGET of
-# 10 keys, as an arbitrary command: redis-benchmark has no MGET test).
+# 10 keys, as an arbitrary command: redis-benchmark has no MGET test),
+# 100,000 requests a test times the pipeline depth.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --pipelines) pipelines=$2; shift 2 ;;
     --keys) keys=$2; shift 2 ;;
     --no-redis-benchmark) rbench=0; shift ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "resp_compare.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -153,13 +154,18 @@ rb=$tmp/rb
 : >"$rb"
 for ((r = 0; r < rounds; r++)); do
   for pl in $pipelines; do
-    for t in resp redis; do
+    # which goes first alternates, round by round
+    order="resp redis"
+    [ $((r % 2)) = 1 ] && order="redis resp"
+    for t in $order; do
       port=${addr[$t]##*:}
       # SET then GET of the same keys; then MGET of 10 (redis-benchmark
-      # has no MGET test: an arbitrary command, named by its words)
-      { taskset -c 1 redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -n $((20000 * pl)) \
+      # has no MGET test: an arbitrary command, named by its words).
+      # 100,000 requests a test (times the depth): about a second or more
+      # each, so that connecting is a small part of it.
+      { taskset -c 1 redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -n $((100000 * pl)) \
           -c "$conns" -r "$keys" -d 100 -P "$pl" --csv 2>/dev/null
-        taskset -c 1 redis-benchmark -h 127.0.0.1 -p "$port" -n $((10000 * pl)) -c "$conns" \
+        taskset -c 1 redis-benchmark -h 127.0.0.1 -p "$port" -n $((50000 * pl)) -c "$conns" \
           -r "$keys" -P "$pl" --csv MGET $(printf 'key:__rand_int__ %.0s' $(seq 10)) 2>/dev/null |
           sed 's/^"MGET[^"]*"/"MGET"/'
       } | tr -d '"' | awk -F, -v p="$pl" -v t="$t" '$1!="test" {print p "|" t "|" $1 "|" $2}' >>"$rb"
