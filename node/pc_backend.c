@@ -643,12 +643,6 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     cmd_free(c->b, c);
 }
 
-/*
- * Queues one script on key: KEYS[1] = prefix + key, KEYS[2] = its
- * companion record, then nargs ARGV. EVALSHA once the script's load has
- * answered on this connection, EVAL with its text before. Fails at once
- * (PC_EBACKEND) unless connected. c is consumed either way.
- */
 /* One ARGV of a script: bytes, or (p NULL) a number in decimal. */
 typedef struct script_arg {
     const void *p;
@@ -687,6 +681,12 @@ static int format_script(pc_backend_t *b, const cmd_t *c, enum script sc, const 
     return rc;
 }
 
+/*
+ * Queues one script on key: KEYS[1] = prefix + key, KEYS[2] = its
+ * companion record, then nargs ARGV. EVALSHA once the script's load has
+ * answered on this connection, EVAL with its text before. Fails at once
+ * (PC_EBACKEND) unless connected; PC_ENOMEM. c is consumed either way.
+ */
 static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *key, size_t klen,
                        int nargs, const script_arg_t *args)
 {

@@ -37,8 +37,8 @@
 /* Attaches ac (fresh from redisAsyncConnect) to loop. The adapter's state
  * is owned by the context: redisAsyncFree (or hiredis' own disconnect)
  * runs its cleanup, which closes its handles and frees it. 0 on success;
- * a negative value if ac already has event hooks or memory ran out (ac is
- * then untouched and still the caller's to free). */
+ * PC_EINVAL if ac already has event hooks or libuv refuses its socket,
+ * PC_ENOMEM (ac is then untouched and still the caller's to free). */
 int pc_hiredis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 
 #endif
