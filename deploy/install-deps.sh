@@ -10,6 +10,8 @@ pkgs=(
   # the operators' HTTP endpoint parses requests with http-parser
   libhttp-parser-dev
   redis-server redis-tools
+  # test_sentinel's sentinels; Debian starts its service on 26379, which the tests do not use
+  redis-sentinel
   # peercache-bench's memcache protocol is tested against a real one
   # (test_bench_tool skips that part without it)
   memcached

@@ -10,9 +10,10 @@
  * requests exits 1, and a stop still not over at the deadline logs what
  * it waits for and exits 1 at once.
  *
- * SIGHUP reloads the cluster key file and the token file (key rotation,
- * docs/SECURITY.md). A file that does not load leaves the old key or
- * token in force.
+ * SIGHUP reloads the cluster key file, the token file (key rotation,
+ * docs/SECURITY.md) and the Redis password file (used from the next
+ * connection to Redis on). A file that does not load leaves the old key,
+ * token or password in force.
  */
 #include <errno.h>
 #include <signal.h>
@@ -46,6 +47,7 @@ typedef struct app {
     pc_log_t log;
     pc_store_t *store;
     pc_backend_t *backend;
+    pc_backend_cred_t *cred; /* Redis' AUTH, shared by every loop's backend */
     pc_peer_pool_t *peers;
     pc_cluster_t *cluster;
     pc_server_t *server;
@@ -116,6 +118,23 @@ static int load_token(app_t *a, char *err, size_t errlen)
     return 0;
 }
 
+#define REDIS_PASSWORD_MAX 4096
+
+/* --redis-user and the first line of --redis-password-file into the
+ * backends' credentials. 0, or < 0 with err set. */
+static int load_redis_password(app_t *a, char *err, size_t errlen)
+{
+    if (a->cfg.redis_password_file[0] == '\0')
+        return 0;
+    char pw[REDIS_PASSWORD_MAX];
+    int rc = pc_secret_file_line(a->cfg.redis_password_file, "redis password file", pw,
+                                 sizeof pw, err, errlen);
+    if (rc == 0 && (rc = pc_backend_cred_set(a->cred, a->cfg.redis_user, pw)) < 0)
+        snprintf(err, errlen, "redis password: %s", pc_strerror(rc));
+    sodium_memzero(pw, sizeof pw);
+    return rc;
+}
+
 /* SIGHUP: a new keyring and token, or the old ones if they do not load. */
 static void reload(app_t *a)
 {
@@ -139,6 +158,13 @@ static void reload(app_t *a)
             pc_log_error(&a->log, "SIGHUP: %s; keeping the current token", err);
         else
             pc_log_info(&a->log, "SIGHUP: client token reloaded");
+    }
+    if (a->cfg.redis_password_file[0] != '\0') {
+        if (load_redis_password(a, err, sizeof err) < 0)
+            pc_log_error(&a->log, "SIGHUP: %s; keeping the current Redis password", err);
+        else
+            pc_log_info(&a->log, "SIGHUP: Redis password reloaded (used from the next "
+                                 "connection to Redis)");
     }
 }
 
@@ -365,15 +391,36 @@ int main(int argc, char **argv)
     }
     uv_loop_init(&a.loop);
 
-    char host[256];
-    pc_backend_config_t bcfg = {.host = host, .prefix = a.cfg.redis_prefix,
+    pc_backend_addr_t raddr;
+    if (pc_backend_addr_parse(a.cfg.redis, &raddr, err, sizeof err) < 0) {
+        fprintf(stderr, "peercached: --redis: %s\n", err);
+        startup_failed(2);
+    }
+    if (raddr.mode == PC_BACKEND_CLUSTER) {
+        fprintf(stderr, "peercached: --redis: cluster:// is not supported yet (a single Redis, "
+                        "unix://, or sentinel://; docs/OPERATIONS.md)\n");
+        startup_failed(2);
+    }
+    if (pc_backend_cred_new(&a.cred) < 0 || load_redis_password(&a, err, sizeof err) < 0) {
+        fprintf(stderr, "peercached: %s\n", a.cred ? err : "out of memory");
+        startup_failed(2);
+    }
+    pc_backend_config_t bcfg = {.addr = &raddr, .cred = a.cred, .prefix = a.cfg.redis_prefix,
                                 .timeout_ms = a.cfg.redis_timeout_ms,
-                                .tcp_rto_min_ms = a.cfg.tcp_rto_min_ms};
-    if (strcasecmp(a.cfg.redis, "none") != 0) {
-        if (pc_addr_parse(a.cfg.redis, host, sizeof host, &bcfg.port) < 0) {
-            fprintf(stderr, "peercached: --redis: bad address '%s'\n", a.cfg.redis);
+                                .tcp_rto_min_ms = a.cfg.tcp_rto_min_ms,
+                                .wait_replicas = (unsigned)a.cfg.redis_wait};
+    if (raddr.mode != PC_BACKEND_NONE) {
+        /* Credentials Redis refuses, a database it does not have, a master
+         * no sentinel knows: an operator's mistake, said now rather than
+         * as a node that never comes up. An unreachable Redis is not: the
+         * node starts and keeps trying (fail fast meanwhile). */
+        rc = pc_backend_probe(&bcfg, err, sizeof err);
+        if (rc == PC_EPERM || rc == PC_EINVAL) {
+            fprintf(stderr, "peercached: redis: %s\n", err);
             startup_failed(2);
         }
+        if (rc < 0)
+            pc_log_warn(&a.log, "redis: %s; starting anyway, and trying again", err);
         if ((rc = pc_backend_new(&a.loop, &bcfg, &a.log, &a.backend)) < 0) {
             fprintf(stderr, "peercached: redis: %s\n", pc_strerror(rc));
             startup_failed(1);
@@ -494,6 +541,7 @@ int main(int argc, char **argv)
     pc_store_free(&a.store);
     pc_guard_free(&a.guard);
     pc_log_info(&a.log, status == 0 ? "bye" : "bye (the drain cut requests in progress)");
+    pc_backend_cred_free(&a.cred);
     pc_config_free(&a.cfg);
     return status;
 }

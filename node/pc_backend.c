@@ -38,9 +38,13 @@
  */
 #include "pc_backend.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+
+#include <sodium.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -49,6 +53,7 @@
 #include "pc_proto.h" /* enum pc_cond */
 #include "pc_resp.h"
 #include "pc_rkey.h"
+#include "pc_sentinel.h"
 #include "pc_sock.h"
 #include "pc_vclock.h"
 
@@ -152,16 +157,98 @@ static const struct {
 
 #define SHA_HEX 40
 
-enum cmd_kind { CMD_GET, CMD_SET, CMD_DEL, CMD_EXPIRE };
+enum cmd_kind { CMD_GET, CMD_SET, CMD_DEL, CMD_EXPIRE, CMD_WAIT };
 
 /*
- * DOWN -> CONNECTING -> LOADING (scripts) -> UP; DRAINING is a graceful
- * close after NOSCRIPT or a failed load. Commands are taken in LOADING
- * and UP. CONNECTING, LOADING and DRAINING end by phase_deadline at the
- * latest (which also bounds the commands sent while LOADING: they were
- * sent after it started).
+ * DOWN -> [RESOLVING (Sentinel mode: asking the sentinels) ->] CONNECTING
+ * -> LOADING (AUTH, SELECT, ROLE, the scripts) -> UP; DRAINING is a
+ * graceful close after NOSCRIPT, a refusal or a failed load. Commands are
+ * taken in UP, and in LOADING outside Sentinel mode. CONNECTING, LOADING
+ * and DRAINING end by phase_deadline at the latest (which also bounds the
+ * commands sent while LOADING: they were sent after it started);
+ * RESOLVING by the sentinels' own deadlines.
  */
-enum state { ST_DOWN, ST_CONNECTING, ST_LOADING, ST_UP, ST_DRAINING, ST_CLOSING };
+enum state { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_LOADING, ST_UP, ST_DRAINING, ST_CLOSING };
+
+struct pc_backend_cred {
+    uv_mutex_t lock;
+    char *user;     /* NULL = none */
+    char *password; /* NULL = no AUTH */
+};
+
+int pc_backend_cred_new(pc_backend_cred_t **out)
+{
+    pc_backend_cred_t *c = calloc(1, sizeof *c);
+    if (c == NULL || uv_mutex_init(&c->lock) != 0) {
+        free(c);
+        return PC_ENOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
+static void secret_free(char *p)
+{
+    if (p != NULL) {
+        sodium_memzero(p, strlen(p));
+        free(p);
+    }
+}
+
+int pc_backend_cred_set(pc_backend_cred_t *c, const char *user, const char *password)
+{
+    char *u = user != NULL && user[0] != '\0' ? strdup(user) : NULL;
+    char *p = password != NULL && password[0] != '\0' ? strdup(password) : NULL;
+    if ((user != NULL && user[0] != '\0' && u == NULL) ||
+        (password != NULL && password[0] != '\0' && p == NULL)) {
+        free(u);
+        secret_free(p);
+        return PC_ENOMEM;
+    }
+    uv_mutex_lock(&c->lock);
+    char *ou = c->user, *op = c->password;
+    c->user = u;
+    c->password = p;
+    uv_mutex_unlock(&c->lock);
+    free(ou);
+    secret_free(op);
+    return 0;
+}
+
+void pc_backend_cred_free(pc_backend_cred_t **cp)
+{
+    if (cp == NULL || *cp == NULL)
+        return;
+    pc_backend_cred_t *c = *cp;
+    free(c->user);
+    secret_free(c->password);
+    uv_mutex_destroy(&c->lock);
+    free(c);
+    *cp = NULL;
+}
+
+/* The AUTH command for the credentials now, formatted (RESP) into out;
+ * 0 when there is none to send, 1 when out holds it, PC_ENOMEM. */
+static int cred_auth(pc_backend_cred_t *c, pc_buf_t *out)
+{
+    if (c == NULL)
+        return 0;
+    int rc = 0;
+    uv_mutex_lock(&c->lock);
+    if (c->password != NULL) {
+        int user = c->user != NULL;
+        rc = pc_resp_array(out, user ? 3 : 2);
+        if (rc == 0)
+            rc = pc_resp_bulk(out, "AUTH", 4);
+        if (rc == 0 && user)
+            rc = pc_resp_bulk(out, c->user, strlen(c->user));
+        if (rc == 0)
+            rc = pc_resp_bulk(out, c->password, strlen(c->password));
+        rc = rc == 0 ? 1 : PC_ENOMEM;
+    }
+    uv_mutex_unlock(&c->lock);
+    return rc;
+}
 
 typedef struct cmd {
     struct cmd *next;
@@ -170,6 +257,7 @@ typedef struct cmd {
     uint64_t deadline; /* loop clock, ms: given up on then */
     uint64_t until_ms; /* a write: wall-clock ms it may be applied until; 0 = deadline only */
     uint64_t sent_ns;  /* uv_hrtime() when it was queued for Redis */
+    int applied;       /* a write waiting for its WAIT: what Redis answered */
     union {
         pc_backend_get_cb get;
         pc_backend_done_cb done;
@@ -180,8 +268,26 @@ typedef struct cmd {
 struct pc_backend {
     uv_loop_t *loop;
     const pc_log_t *log;
-    char *host;
+    pc_backend_addr_t addr;
+    /* Where the connection goes: the TCP address (in Sentinel mode the
+     * primary the sentinels named last) or the Unix socket; and as
+     * logged. */
+    char host[sizeof ((pc_backend_host_t *)0)->host];
     int port;
+    char name[sizeof ((pc_backend_host_t *)0)->host + sizeof ((pc_backend_addr_t *)0)->master + 16];
+    pc_backend_cred_t *cred;
+    pc_sentinel_t *sentinel; /* Sentinel mode */
+    int need_resolve;        /* ask the sentinels before the next connect */
+    int reconnect_now;       /* the next reconnect without backoff (a failover) */
+    /* The last refusal logged (AUTH, SELECT, ROLE, NOAUTH...): a repeat is
+     * logged at debug level until a connection is up again. */
+    char last_refusal[128];
+    unsigned wait_replicas;
+    uint64_t wait_timeout_ms;
+    int writes_unwaited;     /* writes sent since the last WAIT */
+    /* Writes Redis applied whose WAIT has not answered yet, oldest first. */
+    cmd_t *await_head, *await_tail;
+    pc_buf_t auth;           /* this connection's AUTH, formatted */
     char *prefix;
     size_t prefix_len;
     uint64_t timeout_ms;
@@ -253,6 +359,7 @@ static void cmd_free(pc_backend_t *b, cmd_t *c)
 }
 
 static void start_connect(pc_backend_t *b);
+static cmd_t *cmd_new(pc_backend_t *b, enum cmd_kind kind, void *arg);
 
 /*
  * The fence of a command whose loop-clock deadline is deadline_ms: the
@@ -299,13 +406,12 @@ static void clock_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (first || (was - off > CLOCK_WARN_US / 2 || off - was > CLOCK_WARN_US / 2)) {
         if (mag >= CLOCK_WARN_US)
             pc_log_warn(b->log,
-                        "redis %s:%d: its clock is %lld ms %s ours (+-%lld us): "
+                        "redis %s: its clock is %lld ms %s ours (+-%lld us): "
                         "writes are fenced by it (docs/CONSISTENCY.md)",
-                        b->host, b->port, (long long)(mag / 1000), off < 0 ? "behind" : "ahead of",
+                        b->name, (long long)(mag / 1000), off < 0 ? "behind" : "ahead of",
                         (long long)unc);
         else
-            pc_log_debug(b->log, "redis %s:%d: clock offset %lld us (+-%lld us)", b->host,
-                         b->port, (long long)off, (long long)unc);
+            pc_log_debug(b->log, "redis %s: clock offset %lld us (+-%lld us)", b->name, (long long)off, (long long)unc);
     }
 }
 
@@ -322,6 +428,22 @@ static void clock_read(pc_backend_t *b, redisAsyncContext *ac)
 
 static void reconnect_cb(uv_timer_t *t) { start_connect(t->data); }
 
+static void fail_cmd(cmd_t *c);
+
+/* Fails the writes that wait for a WAIT which will not answer now (the
+ * connection went): Redis applied them, but no replica was seen to. */
+static void fail_awaiting(pc_backend_t *b)
+{
+    while (b->await_head != NULL) {
+        cmd_t *c = b->await_head;
+        b->await_head = c->next;
+        b->stats.errors++;
+        fail_cmd(c);
+        cmd_free(b, c);
+    }
+    b->await_tail = NULL;
+}
+
 static void schedule_reconnect(pc_backend_t *b)
 {
     if (b->state == ST_CLOSING)
@@ -329,6 +451,16 @@ static void schedule_reconnect(pc_backend_t *b)
     b->state = ST_DOWN;
     b->ac = NULL;
     b->stats.up = 0;
+    b->writes_unwaited = 0;
+    fail_awaiting(b);
+    if (b->reconnect_now) {
+        /* a failover: the sentinels named the new primary already */
+        b->reconnect_now = 0;
+        uv_timer_start(&b->reconnect, reconnect_cb, 0, 0);
+        return;
+    }
+    if (b->sentinel != NULL)
+        b->need_resolve = 1;
     uv_timer_start(&b->reconnect, reconnect_cb, b->backoff_ms, 0);
     b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b->backoff_ms * 2;
 }
@@ -343,6 +475,86 @@ static void drain_connection(pc_backend_t *b, redisAsyncContext *ac)
     redisAsyncDisconnect(ac);
 }
 
+/* What an operator can do about an error Redis answered, or "". */
+static const char *refusal_hint(const redisReply *reply)
+{
+    if (reply == NULL || reply->type != REDIS_REPLY_ERROR)
+        return "";
+    if (strncmp(reply->str, "NOAUTH", 6) == 0)
+        return " (Redis wants a password: --redis-password-file)";
+    if (strncmp(reply->str, "WRONGPASS", 9) == 0)
+        return " (check --redis-user and --redis-password-file)";
+    if (strncmp(reply->str, "NOPERM", 6) == 0)
+        return " (the user lacks a permission the node needs: docs/OPERATIONS.md)";
+    if (strncmp(reply->str, "READONLY", 8) == 0)
+        return " (a replica, not the primary)";
+    return "";
+}
+
+/* An error that makes the connection useless for us: its end and a new
+ * one (in Sentinel mode to the primary the sentinels name then). */
+static int refusal_error(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ERROR &&
+           (strncmp(reply->str, "NOAUTH", 6) == 0 || strncmp(reply->str, "WRONGPASS", 9) == 0 ||
+            strncmp(reply->str, "NOPERM", 6) == 0 || strncmp(reply->str, "READONLY", 8) == 0);
+}
+
+/* Logs why a connection is given up, or cannot be made: a warning the
+ * first time, at debug level while the same reason repeats (until a
+ * connection is up again). */
+static void log_once(pc_backend_t *b, const char *msg, const char *hint)
+{
+    if (strcmp(msg, b->last_refusal) == 0) {
+        pc_log_debug(b->log, "redis %s: %s%s; reconnecting", b->name, msg, hint);
+        return;
+    }
+    snprintf(b->last_refusal, sizeof b->last_refusal, "%s", msg);
+    pc_log_warn(b->log, "redis %s: %s%s; reconnecting", b->name, msg, hint);
+}
+
+/* A refusal by Redis (stats `refusals`), logged once. */
+static void log_refusal(pc_backend_t *b, const char *what, const redisReply *reply)
+{
+    char msg[sizeof b->last_refusal];
+    int elen = reply != NULL && reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 0;
+    snprintf(msg, sizeof msg, "%s%s%.*s", what, elen ? ": " : "", elen,
+             elen ? reply->str : "");
+    b->stats.refusals++;
+    log_once(b, msg, refusal_hint(reply));
+}
+
+enum setup { SETUP_AUTH, SETUP_SELECT };
+
+/* AUTH and SELECT: any error ends the connection. */
+static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    pc_backend_t *b = ac->data;
+    redisReply *reply = r;
+    if (reply == NULL || b->state != ST_LOADING || reply->type != REDIS_REPLY_ERROR)
+        return;
+    log_refusal(b, (uintptr_t)privdata == SETUP_AUTH ? "AUTH refused" : "SELECT refused", reply);
+    drain_connection(b, ac);
+}
+
+/* ROLE (Sentinel mode): at connect, and every CLOCK_EVERY_MS after. */
+static void role_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    pc_backend_t *b = ac->data;
+    redisReply *reply = r;
+    (void)privdata;
+    if (reply == NULL || (b->state != ST_LOADING && b->state != ST_UP))
+        return;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+        reply->element[0]->type == REDIS_REPLY_STRING && reply->element[0]->len == 6 &&
+        memcmp(reply->element[0]->str, "master", 6) == 0)
+        return;
+    log_refusal(b, reply->type == REDIS_REPLY_ERROR ? "ROLE refused"
+                                                    : "not the primary (ROLE); asking the sentinels again",
+                reply);
+    drain_connection(b, ac);
+}
+
 static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     pc_backend_t *b = ac->data;
@@ -353,9 +565,7 @@ static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (reply == NULL || b->state != ST_LOADING)
         return;
     if (reply->type != REDIS_REPLY_STRING || reply->len != SHA_HEX) {
-        pc_log_warn(b->log, "redis %s:%d: SCRIPT LOAD refused: %.*s; reconnecting", b->host,
-                    b->port, reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 0,
-                    reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        log_refusal(b, "SCRIPT LOAD refused", reply);
         drain_connection(b, ac);
         return;
     }
@@ -363,13 +573,40 @@ static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
     b->sha[i][SHA_HEX] = '\0';
     if (--b->loads_pending > 0)
         return;
-    if (b->stats.connects == 0 || b->backoff_ms > BACKOFF_MIN_MS)
-        pc_log_info(b->log, "redis %s:%d: connected", b->host, b->port);
+    if (b->stats.connects == 0 || b->backoff_ms > BACKOFF_MIN_MS || b->last_refusal[0] != '\0')
+        pc_log_info(b->log, "redis %s: connected", b->name);
     b->state = ST_UP;
     b->unanswered = 0;
+    b->last_refusal[0] = '\0';
     b->stats.up = 1;
     b->stats.connects++;
     b->backoff_ms = BACKOFF_MIN_MS;
+}
+
+/* AUTH (when there are credentials), SELECT (a database but 0) and ROLE
+ * (Sentinel mode) on a new connection, before the scripts' loads. 0, or
+ * -1 when the context refused a command (it is closing). */
+static int send_setup(pc_backend_t *b, redisAsyncContext *ac)
+{
+    int rc = cred_auth(b->cred, &b->auth);
+    if (rc < 0) {
+        pc_log_warn(b->log, "redis %s: out of memory for AUTH", b->name);
+        return -1;
+    }
+    if (rc == 1) {
+        rc = redisAsyncFormattedCommand(ac, setup_cb, (void *)(uintptr_t)SETUP_AUTH,
+                                        (const char *)b->auth.data, b->auth.len);
+        sodium_memzero(b->auth.data, b->auth.len);
+        pc_buf_free(&b->auth);
+        if (rc != REDIS_OK)
+            return -1;
+    }
+    if (b->addr.db != 0 && redisAsyncCommand(ac, setup_cb, (void *)(uintptr_t)SETUP_SELECT,
+                                             "SELECT %d", b->addr.db) != REDIS_OK)
+        return -1;
+    if (b->sentinel != NULL && redisAsyncCommand(ac, role_cb, NULL, "ROLE") != REDIS_OK)
+        return -1;
+    return 0;
 }
 
 static void on_connect(const redisAsyncContext *cac, int status)
@@ -377,16 +614,17 @@ static void on_connect(const redisAsyncContext *cac, int status)
     pc_backend_t *b = cac->data;
     if (status != REDIS_OK) {
         /* hiredis frees the context itself after a failed connect. */
-        pc_log_debug(b->log, "redis %s:%d: connect failed: %s", b->host, b->port,
+        pc_log_debug(b->log, "redis %s: connect failed: %s", b->name,
                      cac->errstr ? cac->errstr : "?");
         schedule_reconnect(b);
         return;
     }
     /* Before the first command, so that none waits the kernel's 200 ms
-     * for a resend. Ignored on failure: it only shortens that wait, and
-     * main's start-up check (check_rto_min) found the kernel takes this
-     * value or made it 0. */
-    (void)pc_sock_set_rto_min(cac->c.fd, b->tcp_rto_min_ms);
+     * for a resend. Ignored on failure (a Unix socket has no RTO): it
+     * only shortens that wait, and main's start-up check (check_rto_min)
+     * found the kernel takes this value or made it 0. */
+    if (b->addr.path[0] == '\0')
+        (void)pc_sock_set_rto_min(cac->c.fd, b->tcp_rto_min_ms);
     /* Up only once the scripts are loaded (and within one more timeout).
      * The backoff is reset then too, so a Redis that refuses them is not
      * hammered. */
@@ -394,12 +632,16 @@ static void on_connect(const redisAsyncContext *cac, int status)
     b->state = ST_LOADING;
     b->phase_deadline = uv_now(b->loop) + b->timeout_ms;
     b->loads_pending = NSCRIPTS;
+    b->writes_unwaited = 0;
     memset(b->sha, 0, sizeof b->sha);
+    if (send_setup(b, ac) != 0) {
+        pc_log_debug(b->log, "redis %s: setup not sent", b->name);
+        return; /* only a context already closing refuses; its end is on the way */
+    }
     for (size_t i = 0; i < NSCRIPTS; i++) {
         if (redisAsyncCommand(ac, load_cb, (void *)(uintptr_t)i, "SCRIPT LOAD %b",
                               SCRIPTS[i].text, SCRIPTS[i].len) != REDIS_OK) {
-            /* only a context already closing refuses; its end is on the way */
-            pc_log_debug(b->log, "redis %s:%d: SCRIPT LOAD not sent", b->host, b->port);
+            pc_log_debug(b->log, "redis %s: SCRIPT LOAD not sent", b->name);
             return;
         }
     }
@@ -410,29 +652,44 @@ static void on_connect(const redisAsyncContext *cac, int status)
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     pc_backend_t *b = ac->data;
+    (void)status;
     if (b->state == ST_CLOSING) {
         b->ac = NULL;
         return;
     }
-    if (b->state == ST_DRAINING) /* our own close; its reason was logged */
-        pc_log_debug(b->log, "redis %s:%d: closed; reconnecting", b->host, b->port);
+    if (b->state == ST_DRAINING || b->reconnect_now) /* our own close; its reason was logged */
+        pc_log_debug(b->log, "redis %s: closed; reconnecting", b->name);
     else
-        pc_log_warn(b->log, "redis %s:%d: connection lost%s%s", b->host, b->port,
+        pc_log_warn(b->log, "redis %s: connection lost%s%s", b->name,
                     ac->errstr ? ": " : "", ac->errstr ? ac->errstr : "");
     schedule_reconnect(b);
 }
 
-static void start_connect(pc_backend_t *b)
+/* The next connections go to host:port (Sentinel mode). */
+static void set_target(pc_backend_t *b, const char *host, int port)
 {
-    if (b->state == ST_CLOSING)
+    if (strcmp(host, b->host) == 0 && port == b->port)
         return;
-    redisAsyncContext *ac = redisAsyncConnect(b->host, b->port);
+    if (b->host[0] != '\0' || b->stats.connects == 0)
+        pc_log_info(b->log, "redis: the sentinels name %s:%d as the primary of %s", host, port,
+                    b->addr.master);
+    snprintf(b->host, sizeof b->host, "%s", host);
+    b->port = port;
+    snprintf(b->name, sizeof b->name, "%s:%d (%s)", host, port, b->addr.master);
+}
+
+static void before_write(void *arg);
+
+static void connect_now(pc_backend_t *b)
+{
+    redisAsyncContext *ac = b->addr.path[0] != '\0' ? redisAsyncConnectUnix(b->addr.path)
+                                                     : redisAsyncConnect(b->host, b->port);
     if (ac == NULL) {
         schedule_reconnect(b);
         return;
     }
     if (ac->err) {
-        pc_log_debug(b->log, "redis %s:%d: %s", b->host, b->port, ac->errstr);
+        pc_log_debug(b->log, "redis %s: %s", b->name, ac->errstr);
         redisAsyncFree(ac);
         schedule_reconnect(b);
         return;
@@ -443,6 +700,8 @@ static void start_connect(pc_backend_t *b)
         schedule_reconnect(b);
         return;
     }
+    if (b->wait_replicas > 0)
+        pc_hiredis_uv_before_write(ac, before_write, b);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     b->ac = ac;
@@ -450,8 +709,42 @@ static void start_connect(pc_backend_t *b)
     b->phase_deadline = uv_now(b->loop) + b->timeout_ms;
 }
 
-/* Drops the connection from a timer callback; hiredis fails every pending
- * command through reply_cb with a NULL reply. */
+/* Sentinel mode: the sentinels' answer. */
+static void resolved(void *arg, int err, const char *host, int port)
+{
+    pc_backend_t *b = arg;
+    if (b->state != ST_RESOLVING)
+        return;
+    if (err != 0) {
+        char what[sizeof b->last_refusal];
+        snprintf(what, sizeof what, err == PC_ENOTFOUND ? "no sentinel knows a master named %s"
+                                                        : "no sentinel answered for %s",
+                 b->addr.master);
+        log_once(b, what, "");
+        schedule_reconnect(b);
+        return;
+    }
+    b->need_resolve = 0;
+    set_target(b, host, port);
+    connect_now(b);
+}
+
+static void start_connect(pc_backend_t *b)
+{
+    if (b->state == ST_CLOSING)
+        return;
+    if (b->sentinel != NULL && (b->need_resolve || b->host[0] == '\0')) {
+        b->state = ST_RESOLVING;
+        if (pc_sentinel_ask(b->sentinel, resolved, b) != 0)
+            schedule_reconnect(b); /* an ask in progress: not while RESOLVING is left */
+        return;
+    }
+    connect_now(b);
+}
+
+/* Drops the connection from a timer callback (or any callback but this
+ * connection's own); hiredis fails every pending command through
+ * reply_cb with a NULL reply. */
 static void drop_connection(pc_backend_t *b)
 {
     redisAsyncContext *ac = b->ac;
@@ -475,7 +768,44 @@ static void drop_connection(pc_backend_t *b)
         schedule_reconnect(b);
 }
 
-static void fail_cmd(cmd_t *c);
+/* Sentinel mode: a failover ended (host NULL: the subscription was made
+ * again, and one may have been missed). */
+static void sentinel_moved(void *arg, const char *host, int port)
+{
+    pc_backend_t *b = arg;
+    if (b->state == ST_CLOSING)
+        return;
+    if (host == NULL) {
+        if (b->state == ST_UP)
+            (void)redisAsyncCommand(b->ac, role_cb, NULL, "ROLE");
+        return;
+    }
+    int same = strcmp(host, b->host) == 0 && port == b->port;
+    set_target(b, host, port);
+    b->need_resolve = 0;
+    if (same && b->state != ST_DOWN && b->state != ST_DRAINING)
+        return;
+    b->stats.switches++;
+    switch (b->state) {
+    case ST_CONNECTING:
+    case ST_LOADING:
+    case ST_UP:
+    case ST_DRAINING:
+        /* The writes on the old connection are held to their fences as
+         * for any drop: none is reported failed before it can no longer
+         * be applied. */
+        b->reconnect_now = 1;
+        drop_connection(b);
+        break;
+    case ST_DOWN:
+        uv_timer_stop(&b->reconnect);
+        start_connect(b);
+        break;
+    case ST_RESOLVING: /* its answer comes; it names the new one too */
+    case ST_CLOSING:
+        break;
+    }
+}
 
 /* Runs the callbacks of the held writes whose deadline has come. */
 static void release_held(pc_backend_t *b, uint64_t now, int all)
@@ -496,11 +826,15 @@ static void watchdog_cb(uv_timer_t *t)
     pc_backend_t *b = t->data;
     uint64_t now = uv_now(b->loop);
     release_held(b, now, 0);
-    if (b->state == ST_UP && now - b->clock_at >= CLOCK_EVERY_MS)
+    if (b->state == ST_UP && now - b->clock_at >= CLOCK_EVERY_MS) {
         clock_read(b, b->ac);
+        /* a failover whose +switch-master we missed */
+        if (b->sentinel != NULL)
+            (void)redisAsyncCommand(b->ac, role_cb, NULL, "ROLE");
+    }
     if ((b->state == ST_CONNECTING || b->state == ST_LOADING || b->state == ST_DRAINING) &&
         now >= b->phase_deadline) {
-        pc_log_debug(b->log, "redis %s:%d: %s timed out", b->host, b->port,
+        pc_log_debug(b->log, "redis %s: %s timed out", b->name,
                      b->state == ST_CONNECTING ? "connect"
                      : b->state == ST_LOADING  ? "loading the scripts"
                                                : "closing");
@@ -516,8 +850,8 @@ static void watchdog_cb(uv_timer_t *t)
         redisAsyncHandleRead(b->ac);
         if (b->state != ST_UP || b->head == NULL || now < b->head->deadline)
             return;
-        pc_log_warn(b->log, "redis %s:%d: no reply within %llu ms; dropping the connection",
-                    b->host, b->port, (unsigned long long)b->timeout_ms);
+        pc_log_warn(b->log, "redis %s: no reply within %llu ms; dropping the connection",
+                    b->name, (unsigned long long)b->timeout_ms);
         b->stats.timeouts++;
         b->unanswered = 1;
         drop_connection(b);
@@ -575,6 +909,33 @@ static int get_reply(cmd_t *c, const redisReply *reply)
     return 0;
 }
 
+/* A WAIT's answer decides the writes that wait for it: all those sent
+ * before it whose own answers came (and said applied or not). */
+static void wait_reply(pc_backend_t *b, redisAsyncContext *ac, const redisReply *reply)
+{
+    int ok = reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
+             reply->integer >= (long long)b->wait_replicas;
+    if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
+        log_refusal(b, "WAIT refused", reply);
+        if (b->state == ST_UP || b->state == ST_LOADING)
+            drain_connection(b, ac);
+    }
+    while (b->await_head != NULL) {
+        cmd_t *c = b->await_head;
+        b->await_head = c->next;
+        if (ok) {
+            c->cb.done(c->arg, 0, c->applied);
+        } else {
+            b->stats.errors++;
+            if (reply != NULL && reply->type == REDIS_REPLY_INTEGER)
+                b->stats.wait_short++;
+            fail_cmd(c);
+        }
+        cmd_free(b, c);
+    }
+    b->await_tail = NULL;
+}
+
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     cmd_t *c = privdata;
@@ -583,6 +944,11 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     cmd_pop(b, c);
     if (reply != NULL)
         pc_hist_add(&b->stats.rtt, uv_hrtime() - c->sent_ns, 1);
+    if (c->kind == CMD_WAIT) {
+        wait_reply(b, ac, reply);
+        cmd_free(b, c);
+        return;
+    }
 
     if (reply == NULL) {
         /* A write may still reach Redis and be applied until its fence:
@@ -604,14 +970,21 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         int noscript = reply->len >= 8 && memcmp(reply->str, "NOSCRIPT", 8) == 0;
-        if (!noscript)
+        int live = b->state == ST_UP || b->state == ST_LOADING;
+        if (refusal_error(reply)) {
+            /* AUTH or ACLs changed, or the server became a replica: the
+             * connection is no use; say so once, not per command */
+            if (live)
+                log_refusal(b, "command refused", reply);
+        } else if (!noscript) {
             pc_log_warn(b->log, "redis: command refused: %.*s", (int)reply->len, reply->str);
-        else if (b->state == ST_UP || b->state == ST_LOADING)
-            pc_log_warn(b->log, "redis %s:%d: our scripts are gone (SCRIPT FLUSH?); "
-                                "reconnecting to load them again", b->host, b->port);
+        } else if (live) {
+            pc_log_warn(b->log, "redis %s: our scripts are gone (SCRIPT FLUSH?); "
+                                "reconnecting to load them again", b->name);
+        }
         /* Draining first, so that whatever the failed command's callback
-         * sends next fails fast instead of meeting NOSCRIPT too. */
-        if (noscript && (b->state == ST_UP || b->state == ST_LOADING))
+         * sends next fails fast instead of meeting the same error. */
+        if ((noscript || refusal_error(reply)) && live)
             drain_connection(b, ac);
         b->stats.errors++;
         fail_cmd(c);
@@ -637,10 +1010,64 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
             fail_cmd(c);
             break;
         }
-        c->cb.done(c->arg, 0, reply->type == REDIS_REPLY_INTEGER && reply->integer > 0);
+        c->applied = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
+        if (b->wait_replicas > 0) {
+            /* done once the WAIT behind it says enough replicas have it */
+            c->next = NULL;
+            if (b->await_tail)
+                b->await_tail->next = c;
+            else
+                b->await_head = c;
+            b->await_tail = c;
+            return;
+        }
+        c->cb.done(c->arg, 0, c->applied);
+        break;
+    case CMD_WAIT:
         break;
     }
     cmd_free(c->b, c);
+}
+
+/* Before the adapter writes (pc_hiredis_uv_before_write): one WAIT after
+ * the writes of this turn, in the same write. */
+static void before_write(void *arg)
+{
+    pc_backend_t *b = arg;
+    if (b->writes_unwaited == 0 || b->ac == NULL)
+        return;
+    b->writes_unwaited = 0;
+    cmd_t *c = cmd_new(b, CMD_WAIT, NULL);
+    pc_buf_t *f = &b->fmt;
+    pc_buf_reset(f);
+    int rc = c == NULL ? PC_ENOMEM : pc_resp_array(f, 3);
+    if (rc == 0)
+        rc = pc_resp_bulk(f, "WAIT", 4);
+    if (rc == 0)
+        rc = pc_resp_bulk_int(f, (int64_t)b->wait_replicas);
+    if (rc == 0)
+        rc = pc_resp_bulk_int(f, (int64_t)b->wait_timeout_ms);
+    if (rc == 0 && redisAsyncFormattedCommand(b->ac, reply_cb, c, (const char *)f->data,
+                                              f->len) != REDIS_OK)
+        rc = PC_EBACKEND;
+    if (rc != 0) {
+        /* The writes before it can never be confirmed: end the connection
+         * (they fail when it is gone, fail_awaiting). */
+        if (c != NULL)
+            cmd_free(b, c);
+        if (b->state == ST_UP || b->state == ST_LOADING)
+            drain_connection(b, b->ac);
+        return;
+    }
+    c->b = b;
+    c->deadline = uv_now(b->loop) + b->timeout_ms;
+    c->sent_ns = uv_hrtime();
+    if (b->tail)
+        b->tail->next = c;
+    else
+        b->head = c;
+    b->tail = c;
+    b->stats.commands++;
 }
 
 /* One ARGV of a script: bytes, or (p NULL) a number in decimal. */
@@ -690,7 +1117,8 @@ static int format_script(pc_backend_t *b, const cmd_t *c, enum script sc, const 
 static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *key, size_t klen,
                        int nargs, const script_arg_t *args)
 {
-    if ((b->state != ST_UP && (b->state != ST_LOADING || b->unanswered)) || b->ac == NULL) {
+    if ((b->state != ST_UP && (b->state != ST_LOADING || b->unanswered || b->sentinel != NULL)) ||
+        b->ac == NULL) {
         b->stats.rejected++;
         cmd_free(b, c);
         return PC_EBACKEND;
@@ -734,6 +1162,8 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
         b->head = c;
     b->tail = c;
     b->stats.commands++;
+    if (c->kind != CMD_GET && b->wait_replicas > 0)
+        b->writes_unwaited++;
     return 0;
 }
 
@@ -814,28 +1244,48 @@ int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t tt
 int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log_t *log,
                    pc_backend_t **out)
 {
-    if (cfg == NULL || cfg->host == NULL || cfg->port <= 0 || cfg->timeout_ms == 0)
+    if (cfg == NULL || cfg->addr == NULL || cfg->timeout_ms == 0 ||
+        (cfg->addr->mode != PC_BACKEND_SINGLE && cfg->addr->mode != PC_BACKEND_SENTINEL) ||
+        (cfg->addr->path[0] == '\0' && cfg->addr->nhosts == 0))
         return PC_EINVAL;
     pc_backend_t *b = calloc(1, sizeof *b);
     if (b == NULL)
         return PC_ENOMEM;
-    b->host = strdup(cfg->host);
     b->prefix = strdup(cfg->prefix ? cfg->prefix : "");
-    if (b->host == NULL || b->prefix == NULL) {
-        free(b->host);
-        free(b->prefix);
+    if (b->prefix == NULL) {
         free(b);
         return PC_ENOMEM;
     }
+    b->addr = *cfg->addr;
     b->loop = loop;
     b->log = log;
-    b->port = cfg->port;
+    b->cred = cfg->cred;
+    if (b->addr.mode == PC_BACKEND_SENTINEL) {
+        snprintf(b->name, sizeof b->name, "(%s, not found yet)", b->addr.master);
+        int rc = pc_sentinel_new(loop, &b->addr, cfg->timeout_ms, log, sentinel_moved, b,
+                                 &b->sentinel);
+        if (rc < 0) {
+            free(b->prefix);
+            free(b);
+            return rc;
+        }
+        b->need_resolve = 1;
+    } else if (b->addr.path[0] != '\0') {
+        snprintf(b->name, sizeof b->name, "unix:%s", b->addr.path);
+    } else {
+        snprintf(b->host, sizeof b->host, "%s", b->addr.hosts[0].host);
+        b->port = b->addr.hosts[0].port;
+        snprintf(b->name, sizeof b->name, "%s:%d", b->host, b->port);
+    }
     b->prefix_len = strlen(b->prefix);
     b->timeout_ms = cfg->timeout_ms;
     b->tcp_rto_min_ms = cfg->tcp_rto_min_ms;
+    b->wait_replicas = cfg->wait_replicas;
+    b->wait_timeout_ms = cfg->timeout_ms / 2 > 0 ? cfg->timeout_ms / 2 : 1;
     b->backoff_ms = BACKOFF_MIN_MS;
     b->state = ST_DOWN;
     pc_buf_init(&b->fmt, 0);
+    pc_buf_init(&b->auth, 0);
 
     uv_timer_init(loop, &b->watchdog);
     uv_timer_init(loop, &b->reconnect);
@@ -855,7 +1305,7 @@ void pc_backend_fail_pending(pc_backend_t *b)
 {
     if (b->state != ST_UP || b->head == NULL)
         return;
-    pc_log_warn(b->log, "redis %s:%d: giving up on the commands in flight", b->host, b->port);
+    pc_log_warn(b->log, "redis %s: giving up on the commands in flight", b->name);
     drop_connection(b);
 }
 
@@ -872,9 +1322,9 @@ static void handle_closed(uv_handle_t *h)
         return;
     void (*closed)(void *) = b->closed;
     void *arg = b->closed_arg;
-    free(b->host);
     free(b->prefix);
     pc_buf_free(&b->fmt);
+    pc_buf_free(&b->auth);
     while (b->pool != NULL) {
         cmd_t *c = b->pool;
         b->pool = c->next;
@@ -890,13 +1340,151 @@ void pc_backend_close(pc_backend_t *b, void (*closed)(void *arg), void *arg)
     b->closed = closed;
     b->closed_arg = arg;
     b->state = ST_CLOSING;
+    pc_sentinel_close(b->sentinel);
+    b->sentinel = NULL;
     redisAsyncContext *ac = b->ac;
     b->ac = NULL;
     /* Fails pending commands through reply_cb; the adapter closes its poll
      * handle on its own (and frees it in its own close callback). */
     if (ac != NULL)
         redisAsyncFree(ac);
+    fail_awaiting(b);
     release_held(b, 0, 1);
     uv_close((uv_handle_t *)&b->watchdog, handle_closed);
     uv_close((uv_handle_t *)&b->reconnect, handle_closed);
+}
+
+/* ---- the start-up check (blocking) ---- */
+
+static redisReply *probe_cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    void *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* Sentinel mode: the primary's address from the first sentinel that
+ * knows the master. 0, PC_EINVAL (those that answered do not know it),
+ * PC_EBACKEND (none answered). */
+static int probe_sentinels(const pc_backend_addr_t *a, const struct timeval *tv, char *host,
+                           size_t hostlen, int *port, char *err, size_t errlen)
+{
+    int answered = 0;
+    for (size_t i = 0; i < a->nhosts; i++) {
+        redisContext *c = redisConnectWithTimeout(a->hosts[i].host, a->hosts[i].port, *tv);
+        if (c == NULL || c->err) {
+            redisFree(c);
+            continue;
+        }
+        (void)redisSetTimeout(c, *tv);
+        redisReply *r = probe_cmd(c, "SENTINEL get-master-addr-by-name %s", a->master);
+        int found = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                    r->element[0]->type == REDIS_REPLY_STRING &&
+                    r->element[1]->type == REDIS_REPLY_STRING && r->element[0]->len < hostlen;
+        if (r != NULL)
+            answered = 1;
+        if (found) {
+            memcpy(host, r->element[0]->str, r->element[0]->len);
+            host[r->element[0]->len] = '\0';
+            *port = atoi(r->element[1]->str);
+        }
+        freeReplyObject(r);
+        redisFree(c);
+        if (found && *port > 0 && *port <= 65535)
+            return 0;
+    }
+    snprintf(err, errlen, answered ? "no sentinel knows a master named '%s'"
+                                   : "no sentinel answered (asking for '%s')",
+             a->master);
+    return answered ? PC_EINVAL : PC_EBACKEND;
+}
+
+int pc_backend_probe(const pc_backend_config_t *cfg, char *err, size_t errlen)
+{
+    const pc_backend_addr_t *a = cfg->addr;
+    struct timeval tv = {.tv_sec = (time_t)(cfg->timeout_ms / 1000),
+                         .tv_usec = (suseconds_t)(cfg->timeout_ms % 1000) * 1000};
+    char host[sizeof a->hosts[0].host];
+    int port = 0;
+    char name[sizeof host + sizeof a->master + 32];
+    if (a->mode == PC_BACKEND_SENTINEL) {
+        int rc = probe_sentinels(a, &tv, host, sizeof host, &port, err, errlen);
+        if (rc < 0)
+            return rc;
+        snprintf(name, sizeof name, "%s:%d (the primary of %s)", host, port, a->master);
+    } else if (a->path[0] != '\0') {
+        snprintf(name, sizeof name, "unix:%s", a->path);
+    } else {
+        snprintf(host, sizeof host, "%s", a->hosts[0].host);
+        port = a->hosts[0].port;
+        snprintf(name, sizeof name, "%s:%d", host, port);
+    }
+    redisContext *c = a->path[0] != '\0' && a->mode != PC_BACKEND_SENTINEL
+                          ? redisConnectUnixWithTimeout(a->path, tv)
+                          : redisConnectWithTimeout(host, port, tv);
+    if (c == NULL || c->err) {
+        snprintf(err, errlen, "cannot connect to Redis at %s: %s", name,
+                 c != NULL ? c->errstr : "out of memory");
+        redisFree(c);
+        return PC_EBACKEND;
+    }
+    (void)redisSetTimeout(c, tv);
+    int rc = 0;
+    redisReply *r = NULL;
+    pc_buf_t auth;
+    pc_buf_init(&auth, 0);
+    int have = cred_auth(cfg->cred, &auth);
+    if (have == 1) {
+        if (redisAppendFormattedCommand(c, (const char *)auth.data, auth.len) != REDIS_OK ||
+            redisGetReply(c, (void **)&r) != REDIS_OK)
+            r = NULL;
+        sodium_memzero(auth.data, auth.len);
+        if (r == NULL) {
+            snprintf(err, errlen, "Redis at %s did not answer AUTH: %s", name, c->errstr);
+            rc = PC_EBACKEND;
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "Redis at %s refused the credentials: %s", name, r->str);
+            rc = PC_EPERM;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    pc_buf_free(&auth);
+    if (rc == 0 && a->db != 0) {
+        r = probe_cmd(c, "SELECT %d", a->db);
+        if (r == NULL) {
+            snprintf(err, errlen, "Redis at %s did not answer SELECT: %s", name, c->errstr);
+            rc = PC_EBACKEND;
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "Redis at %s refused SELECT %d: %s%s", name, a->db, r->str,
+                     refusal_hint(r));
+            rc = strncmp(r->str, "NOAUTH", 6) == 0 ? PC_EPERM : PC_EINVAL;
+        }
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (rc == 0) {
+        r = a->mode == PC_BACKEND_SENTINEL ? probe_cmd(c, "ROLE") : probe_cmd(c, "PING");
+        if (r == NULL) {
+            snprintf(err, errlen, "Redis at %s did not answer: %s", name, c->errstr);
+            rc = PC_EBACKEND;
+        } else if (r->type == REDIS_REPLY_ERROR) {
+            snprintf(err, errlen, "Redis at %s: %s%s", name, r->str, refusal_hint(r));
+            rc = strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0
+                     ? PC_EPERM
+                     : PC_EBACKEND;
+        } else if (a->mode == PC_BACKEND_SENTINEL &&
+                   !(r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                     r->element[0]->type == REDIS_REPLY_STRING &&
+                     strcmp(r->element[0]->str, "master") == 0)) {
+            /* a failover in progress, most likely: the backend asks again */
+            snprintf(err, errlen, "the sentinels name %s, which is not a primary (yet?)", name);
+            rc = PC_EBACKEND;
+        }
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return rc;
 }

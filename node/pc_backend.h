@@ -31,8 +31,9 @@
  * connect and every 10 s), and its script changes nothing once Redis'
  * clock is past it. A write's callback never reports a failure before
  * that deadline: the writes of a dropped connection are held until then.
- * So a write reported failed is never applied afterwards. Reconnects run in the background with backoff
- * (100 ms doubling to 500 ms) until Redis answers again. Each connection
+ * So a write reported failed is never applied afterwards. Reconnects run
+ * in the background with backoff (100 ms doubling to 250 ms) until Redis
+ * answers again. Each connection
  * loads the scripts first (SCRIPT LOAD) and counts as up once they are
  * loaded; calls are taken from the moment it is made (those that come
  * before the loads have answered are sent with the script's text). If
@@ -44,7 +45,16 @@
  * the scripts, i.e. until Redis answers again: a stopped Redis still
  * accepts connections.
  *
- * Thread rules: loop thread only.
+ * Each connection opens with AUTH (when credentials are set) and SELECT
+ * (a database other than 0), and in Sentinel mode ROLE; a refusal of any
+ * of them, or NOAUTH, WRONGPASS, NOPERM or READONLY on a later command,
+ * closes the connection (logged once per connection; a repeat of the same
+ * refusal at debug level), and the backend reconnects -- in Sentinel mode
+ * after asking the sentinels again. Commands are taken during those
+ * loads only outside Sentinel mode: there, only once ROLE said primary.
+ *
+ * Thread rules: loop thread only (pc_backend_cred_* and pc_backend_probe
+ * excepted, as they say).
  */
 #ifndef PC_BACKEND_H
 #define PC_BACKEND_H
@@ -53,18 +63,45 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "pc_backend_addr.h"
 #include "pc_error.h"
 #include "pc_hist.h"
 #include "pc_log.h"
 
 typedef struct pc_backend pc_backend_t;
 
+/*
+ * Credentials for Redis (AUTH), shared by every loop's backend and
+ * replaced on SIGHUP: each backend reads them when it (re)connects, so a
+ * new password is used from the next connection on; connections already
+ * authenticated stay. Any thread (a mutex inside). The password is
+ * zeroed when replaced and when freed.
+ */
+typedef struct pc_backend_cred pc_backend_cred_t;
+
+/* 0 or PC_ENOMEM. Starts empty: no AUTH is sent. */
+int pc_backend_cred_new(pc_backend_cred_t **out);
+/* user may be NULL or "" (AUTH password, the default user); password NULL
+ * or "" means no AUTH. Copied. 0 or PC_ENOMEM (the old ones stay). */
+int pc_backend_cred_set(pc_backend_cred_t *c, const char *user, const char *password);
+/* NULL-safe; sets *c to NULL. */
+void pc_backend_cred_free(pc_backend_cred_t **c);
+
 typedef struct pc_backend_config {
-    const char *host;     /* copied */
-    int port;
-    const char *prefix;   /* copied; "" = none */
-    uint64_t timeout_ms;  /* per command and for connecting */
+    /* PC_BACKEND_SINGLE (TCP or a Unix socket) or PC_BACKEND_SENTINEL;
+     * copied. In Sentinel mode the backend asks the sentinels for the
+     * primary before each connection, checks it with ROLE, and follows
+     * +switch-master (pc_sentinel.h). */
+    const pc_backend_addr_t *addr;
+    pc_backend_cred_t *cred; /* NULL = no AUTH; must outlive the backend */
+    const char *prefix;      /* copied; "" = none */
+    uint64_t timeout_ms;     /* per command and for connecting */
     uint64_t tcp_rto_min_ms; /* set on each connection; 0 = the kernel's */
+    /* > 0: after the writes of a loop turn, WAIT wait_replicas
+     * (timeout_ms / 2); the writes are reported done only when that many
+     * replicas confirmed them, else failed with PC_EBACKEND -- though the
+     * primary applied them (docs/CONSISTENCY.md "--redis-wait"). */
+    unsigned wait_replicas;
 } pc_backend_config_t;
 
 typedef struct pc_backend_stats {
@@ -75,6 +112,10 @@ typedef struct pc_backend_stats {
     uint64_t connects;    /* successful (re)connections */
     uint64_t late;        /* writes Redis refused as past their fence (also in errors) */
     uint64_t held;        /* writes whose connection was dropped, failed only at their deadline */
+    uint64_t wait_short;  /* writes applied but confirmed by fewer replicas than --redis-wait (failed) */
+    uint64_t refusals;    /* connections given up because Redis refused AUTH, SELECT or ROLE, or
+                             answered NOAUTH, WRONGPASS, NOPERM or READONLY */
+    uint64_t switches;    /* Sentinel mode: moves to a new primary */
     int up;               /* 1 while connected */
     pc_hist_t rtt;        /* round trips of the commands Redis answered (error answers too) */
 } pc_backend_stats_t;
@@ -98,6 +139,19 @@ typedef void (*pc_backend_done_cb)(void *arg, int err, int applied);
  * `log` must outlive the backend. */
 int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log_t *log,
                    pc_backend_t **out);
+
+/*
+ * A synchronous check for start-up, before the loops run: connects (in
+ * Sentinel mode, asks the sentinels first), sends AUTH and SELECT as a
+ * backend would, and PING (ROLE in Sentinel mode). 0 when Redis took
+ * them; PC_EPERM when Redis refused the credentials (or wants some and
+ * none are configured); PC_EINVAL when it refused SELECT, or no sentinel
+ * knows the master name, or the sentinels name a server that is not a
+ * primary; PC_EBACKEND when nothing answered within cfg->timeout_ms (the
+ * node may start anyway: the backend keeps trying). err says which, and
+ * what Redis said.
+ */
+int pc_backend_probe(const pc_backend_config_t *cfg, char *err, size_t errlen);
 
 /* 1 while connected. */
 int pc_backend_up(const pc_backend_t *b);

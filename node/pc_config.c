@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "pc_backend_addr.h"
 #include "pc_config_int.h"
 
 /*
@@ -269,7 +270,7 @@ static int opt_set(loader_t *ld, const opt_t *o, const char *value, const src_t 
                    char *errbuf, size_t errlen)
 {
     pc_config_t *cfg = &ld->cfg;
-    char where[512], lim[32];
+    char where[512], lim[32], whybuf[320];
     const char *why = NULL;
     uint64_t n = 0;
     int rc;
@@ -279,8 +280,15 @@ static int opt_set(loader_t *ld, const opt_t *o, const char *value, const src_t 
 
     switch (o->type) {
     case OPT_STRING:
-        if (o->check != NULL && (why = o->check(value)) != NULL) {
-            set_err(errbuf, errlen, "%s: '%s' %s", where, value, why);
+        if (o->check != NULL && (why = o->check(value, whybuf, sizeof whybuf)) != NULL) {
+            /* The message goes to stderr and from there to logs. A value
+             * with an '@' (a URL's "user:password@") or a '?' (a query
+             * such as "?password=") may hold a secret: it is not quoted. */
+            if (strpbrk(value, "@?") != NULL)
+                set_err(errbuf, errlen, "%s: the value given (not repeated here) %s", where,
+                        why);
+            else
+                set_err(errbuf, errlen, "%s: '%s' %s", where, value, why);
             return PC_EINVAL;
         }
         return set_string(cfg, o, value);
@@ -627,29 +635,89 @@ static int load_flags(loader_t *ld, int argc, char **argv, char *errbuf, size_t 
     return 0;
 }
 
+/* Where o's current value came from: "default", "from --redis", "from
+ * PEERCACHE_REDIS" or "from config file f line 3". */
+static void describe_origin(loader_t *ld, const opt_t *o, char *buf, size_t len)
+{
+    const src_t *src = &ld->origin[o - pc_opt_table];
+
+    if (src->kind == SRC_DEFAULT)
+        snprintf(buf, len, "default");
+    else if (src->kind == SRC_FILE)
+        snprintf(buf, len, "from config file %s line %u", src->file, src->line);
+    else if (src->kind == SRC_FLAG)
+        snprintf(buf, len, "from --%s", o->name);
+    else {
+        char env[ENV_NAME_MAX];
+
+        pc_opt_env_name(o, env, sizeof(env));
+        snprintf(buf, len, "from %s", env);
+    }
+}
+
 /* "--max-key 2mb (from PEERCACHE_MAX_KEY)", for cross-check messages. */
 static void describe_value(loader_t *ld, const char *name, char *buf, size_t len)
 {
     const opt_t *o = pc_opt_find(name, strlen(name));
-    const src_t *src = &ld->origin[o - pc_opt_table];
     char value[32], where[512];
     uint64_t v = o->type == OPT_SIZE ? (uint64_t)*field_size(&ld->cfg, o)
                                      : *field_u64(&ld->cfg, o);
 
     pc_opt_format_value(o->type, v, value, sizeof(value));
-    if (src->kind == SRC_DEFAULT)
-        snprintf(where, sizeof(where), "default");
-    else if (src->kind == SRC_FILE)
-        snprintf(where, sizeof(where), "from config file %s line %u", src->file, src->line);
-    else if (src->kind == SRC_FLAG)
-        snprintf(where, sizeof(where), "from --%s", o->name);
-    else {
-        char env[ENV_NAME_MAX];
-
-        pc_opt_env_name(o, env, sizeof(env));
-        snprintf(where, sizeof(where), "from %s", env);
-    }
+    describe_origin(ld, o, where, sizeof(where));
     snprintf(buf, len, "--%s %s (%s)", o->name, value, where);
+}
+
+/* "--redis-user (from PEERCACHE_REDIS_USER)": a string option, named
+ * without its value (which may be a path or a name nobody needs echoed). */
+static void describe_set(loader_t *ld, const char *name, char *buf, size_t len)
+{
+    const opt_t *o = pc_opt_find(name, strlen(name));
+    char where[512];
+
+    describe_origin(ld, o, where, sizeof(where));
+    snprintf(buf, len, "--%s (%s)", o->name, where);
+}
+
+/*
+ * The Redis options among themselves. --redis has been checked by then
+ * (opt_set), so it parses; whether it is "none" is pc_backend_addr's
+ * decision, not a second string compare here.
+ */
+static int check_redis_options(loader_t *ld, char *errbuf, size_t errlen)
+{
+    pc_config_t *cfg = &ld->cfg;
+    pc_backend_addr_t addr;
+    bool none = pc_backend_addr_parse(cfg->redis, &addr, NULL, 0) == 0 &&
+                addr.mode == PC_BACKEND_NONE;
+    char a[600], b[600];
+
+    if (none) {
+        describe_set(ld, "redis", b, sizeof(b));
+        if (cfg->redis_password_file[0] != '\0' || cfg->redis_user[0] != '\0') {
+            describe_set(ld, cfg->redis_password_file[0] != '\0' ? "redis-password-file"
+                                                                  : "redis-user",
+                         a, sizeof(a));
+            set_err(errbuf, errlen,
+                    "%s is set but %s is none: there is no Redis to authenticate to", a, b);
+            return PC_EINVAL;
+        }
+        if (cfg->redis_wait > 0) {
+            describe_value(ld, "redis-wait", a, sizeof(a));
+            set_err(errbuf, errlen,
+                    "%s needs a Redis whose replicas to wait for, but %s is none", a, b);
+            return PC_EINVAL;
+        }
+    }
+    if (cfg->redis_user[0] != '\0' && cfg->redis_password_file[0] == '\0') {
+        describe_set(ld, "redis-user", a, sizeof(a));
+        set_err(errbuf, errlen,
+                "%s needs --redis-password-file: a Redis user authenticates with a "
+                "password (AUTH user password)",
+                a);
+        return PC_EINVAL;
+    }
+    return 0;
 }
 
 /*
@@ -725,7 +793,7 @@ static int check_merged(loader_t *ld, char *errbuf, size_t errlen)
                 "%s is smaller than %s: a whole reply must fit in the output queue", a, b);
         return PC_EINVAL;
     }
-    return 0;
+    return check_redis_options(ld, errbuf, errlen);
 }
 
 /* ---- public API ----------------------------------------------------------- */

@@ -33,9 +33,16 @@ typedef struct pc_config {
     int check_config;           /* --check-config: check, say so, start nothing */
     char *listen;               /* --listen HOST:PORT, default 127.0.0.1:7400 */
     char *name;                 /* --name, default = listen */
-    char *redis;                /* --redis HOST:PORT or "none", default 127.0.0.1:6379 */
+    char *redis;                /* --redis ADDRESS, default 127.0.0.1:6379: one that
+                                   pc_backend_addr_parse() accepts (checked) */
     char *redis_prefix;         /* --redis-prefix, default "" */
     uint64_t redis_timeout_ms;  /* --redis-timeout, default 1000 */
+    char *redis_user;           /* --redis-user, default "" = the default user
+                                   (AUTH password); needs redis_password_file */
+    char *redis_password_file;  /* --redis-password-file FILE, default "" = no
+                                   AUTH; only the path: main reads the file */
+    uint64_t redis_wait;        /* --redis-wait N, default 0 = off: replicas
+                                   each write waits for (Redis WAIT) */
     size_t memory;              /* --memory, default 64mb */
     char *eviction;             /* --eviction s3fifo|lru, default s3fifo */
     uint64_t threads;           /* --threads, default 0 = one per core */

@@ -43,9 +43,10 @@ enum opt_type {
 /*
  * Extra validation for string options. Returns NULL if `value` is fine,
  * else the end of a sentence that starts with "'value' " ("is not a
- * HOST:PORT address").
+ * HOST:PORT address"): a constant, or one written into buf (len bytes)
+ * when it names the problem in more detail.
  */
-typedef const char *(*opt_check_fn)(const char *value);
+typedef const char *(*opt_check_fn)(const char *value, char *buf, size_t len);
 
 typedef struct opt {
     const char *name;     /* long name without "--"; also the file key */

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "pc_addr.h"
+#include "pc_backend_addr.h"
 #include "pc_config_int.h"
 #include "pc_sock.h"
 
@@ -47,9 +48,10 @@
 #define FIELD_BOOL(f) \
     (offsetof(pc_config_t, f) + 0 * sizeof(_Generic(((pc_config_t *)0)->f, int: 1)))
 
-static const char *check_addr(const char *value);
-static const char *check_addr_or_none(const char *value);
-static const char *check_addr_list(const char *value);
+static const char *check_addr(const char *value, char *buf, size_t len);
+static const char *check_addr_or_none(const char *value, char *buf, size_t len);
+static const char *check_addr_list(const char *value, char *buf, size_t len);
+static const char *check_redis(const char *value, char *buf, size_t len);
 
 static const char *const eviction_choices[] = {"s3fifo", "lru", NULL};
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", NULL};
@@ -74,10 +76,15 @@ const opt_t pc_opt_table[] = {
     {.name = "name", .type = OPT_STRING, .metavar = "NAME", .def_help = "the --listen value",
      .offset = FIELD_STR(name),
      .help = "This node's name, as reported to clients and in logs."},
-    {.name = "redis", .type = OPT_STRING, .metavar = "HOST:PORT", .def = "127.0.0.1:6379",
-     .offset = FIELD_STR(redis), .check = check_addr_or_none,
-     .help = "Redis server behind the cache, or \"none\" to run without a\n"
-             "backend (a pure memory cache)."},
+    {.name = "redis", .type = OPT_STRING, .metavar = "ADDRESS", .def = "127.0.0.1:6379",
+     .offset = FIELD_STR(redis), .check = check_redis,
+     .help = "The Redis behind the cache: one server as HOST:PORT,\n"
+             "redis://HOST[:PORT][/DB] or unix:///PATH[?db=N]; the master\n"
+             "Sentinel names, sentinel://HOST[:PORT][,...]/MASTER[/DB];\n"
+             "a Redis Cluster through its seeds, cluster://HOST[:PORT][,...];\n"
+             "or \"none\" to run without a backend (a pure memory cache).\n"
+             "Never a user or password (see --redis-password-file).\n"
+             "Details: docs/OPERATIONS.md \"Redis behind the nodes\"."},
     {.name = "redis-prefix", .type = OPT_STRING, .metavar = "PREFIX", .def = "",
      .offset = FIELD_STR(redis_prefix),
      .help = "Prepended to every key in Redis, to share a Redis database\n"
@@ -86,6 +93,24 @@ const opt_t pc_opt_table[] = {
     {.name = "redis-timeout", .type = OPT_DURATION, .metavar = "DURATION", .def = "1000ms",
      .offset = FIELD_U64(redis_timeout_ms), .min = 1, .max = UINT64_MAX,
      .help = "How long a Redis command may take before the request fails."},
+    {.name = "redis-user", .type = OPT_STRING, .metavar = "NAME", .def = "",
+     .offset = FIELD_STR(redis_user),
+     .help = "Redis user (an ACL user, Redis 6+) to authenticate as, with\n"
+             "AUTH NAME PASSWORD. Needs --redis-password-file. Empty = the\n"
+             "default user (plain AUTH PASSWORD)."},
+    {.name = "redis-password-file", .type = OPT_STRING, .metavar = "FILE", .def = "",
+     .offset = FIELD_STR(redis_password_file),
+     .help = "File whose first line is the Redis password (mode 0600;\n"
+             "refused otherwise, as a --token-file is). Reloaded on SIGHUP,\n"
+             "used from the next connection to Redis. The password itself\n"
+             "is never given on the command line. Empty = no AUTH."},
+    {.name = "redis-wait", .type = OPT_UINT, .metavar = "N", .def = "0",
+     .offset = FIELD_U64(redis_wait), .min = 0, .max = 64,
+     .help = "After each write, wait until N replicas have it (Redis WAIT).\n"
+             "A write that fewer replicas confirmed within half of\n"
+             "--redis-timeout is answered BACKEND_UNAVAILABLE (it may have\n"
+             "been applied on the primary). 0 = off. docs/CONSISTENCY.md\n"
+             "says what it guarantees."},
     {.name = "memory", .type = OPT_SIZE, .metavar = "SIZE", .def = "64mb",
      .offset = FIELD_SIZE(memory), .min = MIB, .max = SIZE_MAX,
      .help = "Memory limit of the store: keys, values and overhead.\n"
@@ -317,8 +342,10 @@ void pc_opt_format_value(enum opt_type type, uint64_t v, char *buf, size_t len)
         snprintf(buf, len, "%" PRIu64, v);
 }
 
-static const char *check_addr(const char *value)
+static const char *check_addr(const char *value, char *buf, size_t len)
 {
+    (void)buf;
+    (void)len;
     char host[HOST_MAX];
     int port;
     int rc = pc_addr_parse(value, host, sizeof(host), &port);
@@ -330,13 +357,31 @@ static const char *check_addr(const char *value)
     return NULL;
 }
 
-static const char *check_addr_or_none(const char *value)
+static const char *check_addr_or_none(const char *value, char *buf, size_t len)
 {
     if (strcmp(value, "none") == 0)
         return NULL;
-    if (check_addr(value) == NULL)
+    if (check_addr(value, buf, len) == NULL)
         return NULL;
     return "is neither a HOST:PORT address (e.g. 127.0.0.1:6379) nor \"none\"";
+}
+
+/* pc_backend_addr_parse's own message, which names the part that is wrong
+ * (and never repeats a password). */
+static const char *check_redis(const char *value, char *buf, size_t len)
+{
+    pc_backend_addr_t a;
+    char err[200];
+    int rc = pc_backend_addr_parse(value, &a, err, sizeof err);
+
+    if (rc == PC_EPERM)
+        return "holds a user or password, which are never given in --redis or on the "
+               "command line: use --redis-user and --redis-password-file";
+    if (rc != 0) {
+        snprintf(buf, len, "is not a Redis address: %s (the forms: peercached --help)", err);
+        return buf;
+    }
+    return NULL;
 }
 
 static int addr_ok(void *arg, const char *host, int port)
@@ -347,8 +392,10 @@ static int addr_ok(void *arg, const char *host, int port)
     return 0;
 }
 
-static const char *check_addr_list(const char *value)
+static const char *check_addr_list(const char *value, char *buf, size_t len)
 {
+    (void)buf;
+    (void)len;
     if (value[0] == '\0')
         return NULL;
     if (pc_addr_parse_list(value, addr_ok, NULL) != 0)

@@ -17,6 +17,8 @@ typedef struct adapter {
     int pollout;        /* connecting, or the socket took only part of the buffer */
     int writing;        /* inside redisAsyncHandleWrite */
     int open_handles;   /* freed when both are closed */
+    void (*before_write)(void *arg); /* pc_hiredis_uv_before_write */
+    void *before_write_arg;
 } adapter_t;
 
 static void poll_cb(uv_poll_t *h, int status, int events);
@@ -39,6 +41,11 @@ static void update_poll(adapter_t *a)
  * addWrite again (with `writing` set), which asks for POLLOUT. */
 static void handle_write(adapter_t *a)
 {
+    /* Whatever the owner appends now leaves in this write. */
+    if (a->before_write != NULL && (a->ac->c.flags & REDIS_CONNECTED))
+        a->before_write(a->before_write_arg);
+    if (a->ac == NULL)
+        return;
     a->writing = 1;
     redisAsyncHandleWrite(a->ac);
     a->writing = 0;
@@ -68,9 +75,10 @@ static void poll_cb(uv_poll_t *h, int status, int events)
 static void flush_cb(uv_prepare_t *h)
 {
     adapter_t *a = h->data;
-    (void)uv_prepare_stop(h);
     if (a->ac != NULL && !a->pollout)
         handle_write(a);
+    else
+        (void)uv_prepare_stop(h);
 }
 
 static void add_read(void *privdata)
@@ -123,6 +131,13 @@ static void cleanup(void *privdata)
     a->ac = NULL;
     uv_close((uv_handle_t *)&a->poll, closed_cb);
     uv_close((uv_handle_t *)&a->flush, closed_cb);
+}
+
+void pc_hiredis_uv_before_write(redisAsyncContext *ac, void (*fn)(void *arg), void *arg)
+{
+    adapter_t *a = ac->ev.data;
+    a->before_write = fn;
+    a->before_write_arg = arg;
 }
 
 int pc_hiredis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop)

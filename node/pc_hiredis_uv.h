@@ -41,4 +41,13 @@
  * PC_ENOMEM (ac is then untouched and still the caller's to free). */
 int pc_hiredis_uv_attach(redisAsyncContext *ac, uv_loop_t *loop);
 
+/*
+ * fn(arg) runs just before each write of the queued commands to the socket
+ * (once the connection is made), so that what it queues -- a command that
+ * must follow everything else of the turn, such as WAIT -- leaves in the
+ * same write. It may queue commands; it must not free the context. ac
+ * must be attached. fn NULL removes it.
+ */
+void pc_hiredis_uv_before_write(redisAsyncContext *ac, void (*fn)(void *arg), void *arg);
+
 #endif

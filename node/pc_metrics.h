@@ -82,6 +82,12 @@
         "Writes Redis refused because they reached it after their deadline")                       \
     V(backend_writes_held, COUNTER, v->backend.held,                                               \
         "Writes whose Redis connection dropped, reported failed once their deadline passed")\
+    V(backend_writes_unreplicated, COUNTER, v->backend.wait_short,                                 \
+        "Writes Redis applied but fewer replicas than --redis-wait confirmed (reported failed)")   \
+    V(backend_refusals, COUNTER, v->backend.refusals,                                              \
+        "Redis connections given up on a refusal (AUTH, SELECT, ROLE, NOAUTH, READONLY, ...)")     \
+    V(backend_primary_switches, COUNTER, v->backend.switches,                                      \
+        "Moves to a new Redis primary announced by Sentinel (summed over the loops)")              \
     V(cluster_members_alive, GAUGE, v->cluster.members_alive, "Members this node sees alive")      \
     V(cluster_members_suspect, GAUGE, v->cluster.members_suspect, "Members this node suspects")    \
     V(cluster_members_dead, GAUGE, v->cluster.members_dead,                                        \

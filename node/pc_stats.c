@@ -226,6 +226,9 @@ static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
     sum->backend.connects += x->backend.connects;
     sum->backend.late += x->backend.late;
     sum->backend.held += x->backend.held;
+    sum->backend.wait_short += x->backend.wait_short;
+    sum->backend.refusals += x->backend.refusals;
+    sum->backend.switches += x->backend.switches;
     sum->backend.up += x->backend.up;
     sum->nbackends += x->nbackends;
     sum->nconns += x->nconns;

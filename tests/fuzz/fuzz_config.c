@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "pc_addr.h"
+#include "pc_backend_addr.h"
 #include "pc_config.h"
 #include "pc_error.h"
 #include "fuzz_check.h"
@@ -211,7 +212,8 @@ static void check_loaded(const pc_config_t *c)
     CHECK(c->insecure == 0 || c->insecure == 1);
 
     CHECK(is_addr(c->listen) && is_addr(c->advertise) && is_addr(c->gossip));
-    CHECK(strcmp(c->redis, "none") == 0 || is_addr(c->redis));
+    pc_backend_addr_t ra;
+    CHECK(pc_backend_addr_parse(c->redis, &ra, NULL, 0) == 0);
     int n = 0;
     CHECK(c->join[0] == '\0' || (pc_addr_parse_list(c->join, count_addr, &n) == 0 && n > 0));
     CHECK(c->name[0] != '\0' && strlen(c->name) <= 255);

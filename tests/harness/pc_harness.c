@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,7 +154,8 @@ static int proc_ready(void *arg)
         int ok = 0;
         if (c && !c->err) {
             redisReply *r = redisCommand(c, "PING");
-            ok = r && r->type == REDIS_REPLY_STATUS;
+            /* An error is an answer too (-NOAUTH, -LOADING): it is up. */
+            ok = r && (r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR);
             if (r)
                 freeReplyObject(r);
         }
@@ -190,16 +192,38 @@ static int wait_ready(pc_h_proc_t *p, int redis)
 
 int pc_h_redis_start(pc_h_proc_t *p, int port)
 {
+    return pc_h_redis_start_args(p, port, NULL);
+}
+
+static const char *redis_server_bin(void)
+{
+    const char *bin = getenv("PC_REDIS_SERVER");
+    return bin ? bin : "redis-server";
+}
+
+int pc_h_redis_start_args(pc_h_proc_t *p, int port, const char *const *extra)
+{
     memset(p, 0, sizeof *p);
     p->port = port > 0 ? port : pc_h_free_port();
     snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", p->port);
     snprintf(p->log, sizeof p->log, "%s/redis-%d.log", pc_h_tmpdir(), p->port);
-    char portstr[16];
+    char portstr[16], rdb[32];
     snprintf(portstr, sizeof portstr, "%d", p->port);
-    const char *bin = getenv("PC_REDIS_SERVER");
-    const char *argv[] = {bin ? bin : "redis-server", "--port", portstr, "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no", "--dir", pc_h_tmpdir(),
-                          "--protected-mode", "yes", NULL};
+    /* A replica writes the RDB of its full sync to disk: one file each, or
+     * a server started later in the same directory loads another's. */
+    snprintf(rdb, sizeof rdb, "redis-%d.rdb", p->port);
+    const char *argv[64] = {redis_server_bin(), "--port", portstr, "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--dir", pc_h_tmpdir(),
+                            "--dbfilename", rdb, "--protected-mode", "yes"};
+    int n = 15;
+    for (int i = 0; extra && extra[i]; i++) {
+        if (n == 63) {
+            fprintf(stderr, "pc_h_redis_start_args: too many extra arguments\n");
+            return -1;
+        }
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
     p->pid = spawn(argv, p->log);
     return p->pid > 0 ? wait_ready(p, 1) : -1;
 }
@@ -374,6 +398,298 @@ redisContext *pc_h_redis_connect(const pc_h_proc_t *redis)
     }
     redisSetTimeout(c, tv);
     return c;
+}
+
+redisContext *pc_h_redis_connect_auth(const pc_h_proc_t *redis, const char *user,
+                                      const char *password)
+{
+    redisContext *c = pc_h_redis_connect(redis);
+    if (c == NULL || password == NULL)
+        return c;
+    redisReply *r = user ? redisCommand(c, "AUTH %s %s", user, password)
+                         : redisCommand(c, "AUTH %s", password);
+    if (r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0) {
+        freeReplyObject(r);
+        return c;
+    }
+    fprintf(stderr, "AUTH on %s: %s\n", redis->addr,
+            r == NULL ? c->errstr : r->type == REDIS_REPLY_ERROR ? r->str : "not +OK");
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return NULL;
+}
+
+/* ---- Redis Sentinel --------------------------------------------------------- */
+
+/* 1 if name (no '/') is an executable file in a PATH directory. */
+static int in_path(const char *name)
+{
+    const char *path = getenv("PATH");
+    char dir[4096], file[4352];
+    while (path && *path) {
+        size_t len = strcspn(path, ":");
+        if (len == 0)
+            snprintf(dir, sizeof dir, ".");
+        else
+            snprintf(dir, sizeof dir, "%.*s", (int)len, path);
+        snprintf(file, sizeof file, "%s/%s", dir, name);
+        if (access(file, X_OK) == 0)
+            return 1;
+        path += len;
+        if (*path == ':')
+            path++;
+    }
+    return 0;
+}
+
+/* How sentinels start: redis-sentinel (*flag 0), or redis-server with
+ * --sentinel (*flag 1); NULL if neither is there. */
+static const char *sentinel_bin(int *flag)
+{
+    *flag = 0;
+    if (in_path("redis-sentinel"))
+        return "redis-sentinel";
+    *flag = 1;
+    const char *bin = redis_server_bin();
+    if (strchr(bin, '/') ? access(bin, X_OK) == 0 : in_path(bin))
+        return bin;
+    return NULL;
+}
+
+int pc_h_sentinel_available(void)
+{
+    int flag;
+    return sentinel_bin(&flag) != NULL;
+}
+
+/* One command on a fresh connection to 127.0.0.1:port (1 s timeouts); the
+ * reply or NULL. */
+static redisReply *port_command(int port, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static redisReply *port_command(int port, const char *fmt, ...)
+{
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    redisReply *r = NULL;
+    if (c && !c->err && redisSetTimeout(c, tv) == REDIS_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        r = redisvCommand(c, fmt, ap);
+        va_end(ap);
+    }
+    if (c)
+        redisFree(c);
+    return r;
+}
+
+/* What a group still waits for, for the message when it never comes. */
+struct group_wait {
+    const pc_h_sentinel_group_t *g;
+    char why[512];
+};
+
+static int replication_up(void *arg)
+{
+    struct group_wait *w = arg;
+    const pc_h_sentinel_group_t *g = w->g;
+    redisReply *r = port_command(g->redis[0].port, "INFO replication");
+    int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "connected_slaves:2\r\n");
+    if (!ok)
+        snprintf(w->why, sizeof w->why, "primary %s has not 2 connected replicas",
+                 g->redis[0].addr);
+    if (r)
+        freeReplyObject(r);
+    for (int i = 1; ok && i < 3; i++) {
+        r = port_command(g->redis[i].port, "INFO replication");
+        ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "master_link_status:up\r\n");
+        if (!ok)
+            snprintf(w->why, sizeof w->why, "replica %s: master_link_status not up",
+                     g->redis[i].addr);
+        if (r)
+            freeReplyObject(r);
+    }
+    return ok;
+}
+
+/* A field of SENTINEL master's reply (a flat name/value array), or NULL. */
+static const char *master_field(const redisReply *r, const char *name)
+{
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, name) == 0 &&
+            r->element[i + 1]->type == REDIS_REPLY_STRING)
+            return r->element[i + 1]->str;
+    return NULL;
+}
+
+static int sentinels_see_all(void *arg)
+{
+    struct group_wait *w = arg;
+    const pc_h_sentinel_group_t *g = w->g;
+    for (int i = 0; i < 3; i++) {
+        redisReply *r = port_command(g->sentinel[i].port, "SENTINEL master %s", g->master);
+        const char *slaves = NULL, *others = NULL;
+        if (r && r->type == REDIS_REPLY_ARRAY) {
+            slaves = master_field(r, "num-slaves");
+            others = master_field(r, "num-other-sentinels");
+        }
+        int ok = slaves && others && strcmp(slaves, "2") == 0 && strcmp(others, "2") == 0;
+        if (!ok)
+            snprintf(w->why, sizeof w->why,
+                     "sentinel %s: num-slaves %s, num-other-sentinels %s (want 2 and 2)%s%s",
+                     g->sentinel[i].addr, slaves ? slaves : "?", others ? others : "?",
+                     r && r->type == REDIS_REPLY_ERROR ? ": " : "",
+                     r && r->type == REDIS_REPLY_ERROR ? r->str : "");
+        if (r)
+            freeReplyObject(r);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+static int start_sentinel(pc_h_proc_t *p, const pc_h_sentinel_group_t *g, int down_after_ms,
+                          int failover_timeout_ms)
+{
+    int port = pc_h_free_port();
+    char conf[600], name[64];
+    snprintf(name, sizeof name, "sentinel-%d", port);
+    snprintf(conf, sizeof conf, "%s/%s.conf", pc_h_tmpdir(), name);
+    /* Sentinel refuses a config file it cannot rewrite: one each. */
+    FILE *f = fopen(conf, "w");
+    if (f == NULL) {
+        fprintf(stderr, "cannot write %s: %s\n", conf, strerror(errno));
+        return -1;
+    }
+    fprintf(f,
+            "port %d\n"
+            "bind 127.0.0.1\n"
+            "daemonize no\n"
+            "logfile \"\"\n"
+            "dir \"%s\"\n"
+            "sentinel monitor %s 127.0.0.1 %d 2\n"
+            "sentinel down-after-milliseconds %s %d\n"
+            "sentinel failover-timeout %s %d\n"
+            "sentinel parallel-syncs %s 1\n",
+            port, pc_h_tmpdir(), g->master, g->redis[0].port, g->master, down_after_ms,
+            g->master, failover_timeout_ms, g->master);
+    if (fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s: %s\n", conf, strerror(errno));
+        return -1;
+    }
+    int flag;
+    const char *bin = sentinel_bin(&flag);
+    if (bin == NULL) {
+        fprintf(stderr, "neither redis-sentinel nor redis-server found\n");
+        return -1;
+    }
+    const char *argv[] = {bin, conf, flag ? "--sentinel" : NULL, NULL};
+    if (pc_h_spawn(p, argv, name) != 0)
+        return -1;
+    p->port = port;
+    snprintf(p->addr, sizeof p->addr, "127.0.0.1:%d", port);
+    return wait_ready(p, 1);
+}
+
+static int master_name_ok(const char *m)
+{
+    size_t n = strlen(m);
+    if (n == 0 || n >= sizeof((pc_h_sentinel_group_t *)0)->master)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((m[i] >= 'a' && m[i] <= 'z') || (m[i] >= 'A' && m[i] <= 'Z') ||
+              (m[i] >= '0' && m[i] <= '9') || m[i] == '-' || m[i] == '_' || m[i] == '.'))
+            return 0;
+    return 1;
+}
+
+int pc_h_sentinel_group_start(pc_h_sentinel_group_t *g, const char *master, int down_after_ms,
+                              int failover_timeout_ms)
+{
+    memset(g, 0, sizeof *g);
+    if (!master_name_ok(master)) {
+        fprintf(stderr, "pc_h_sentinel_group_start: bad master name '%s'\n", master);
+        return -1;
+    }
+    snprintf(g->master, sizeof g->master, "%s", master);
+    struct group_wait w = {g, ""};
+    char port0[16];
+    /* Any of them may become the primary: none waits 5 s for more
+     * replicas before a full sync. */
+    const char *primary_args[] = {"--repl-diskless-sync-delay", "0", NULL};
+    const char *replica_args[] = {"--repl-diskless-sync-delay", "0", "--replicaof", "127.0.0.1",
+                                  port0, NULL};
+    size_t off = 0;
+
+    if (pc_h_redis_start_args(&g->redis[0], 0, primary_args) != 0)
+        goto fail;
+    snprintf(port0, sizeof port0, "%d", g->redis[0].port);
+    for (int i = 1; i < 3; i++)
+        if (pc_h_redis_start_args(&g->redis[i], 0, replica_args) != 0)
+            goto fail;
+    if (!pc_h_poll(replication_up, &w, 15000)) {
+        fprintf(stderr, "sentinel group: replication not up within 15 s: %s\n", w.why);
+        goto fail_logs;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (start_sentinel(&g->sentinel[i], g, down_after_ms, failover_timeout_ms) != 0)
+            goto fail;
+        off += (size_t)snprintf(g->sentinels + off, sizeof g->sentinels - off, "%s%s",
+                                i ? "," : "", g->sentinel[i].addr);
+    }
+    if (!pc_h_poll(sentinels_see_all, &w, 20000)) {
+        fprintf(stderr,
+                "sentinel group: the sentinels did not all see 2 replicas and 2 other "
+                "sentinels within 20 s: %s\n",
+                w.why);
+        goto fail_logs;
+    }
+    return 0;
+fail_logs:
+    for (int i = 0; i < 3; i++)
+        print_log(&g->redis[i]);
+    for (int i = 0; i < 3; i++)
+        print_log(&g->sentinel[i]);
+fail:
+    pc_h_sentinel_group_stop(g);
+    return -1;
+}
+
+int pc_h_sentinel_primary_port(const pc_h_sentinel_group_t *g)
+{
+    for (int i = 0; i < 3; i++) {
+        if (g->sentinel[i].pid <= 0)
+            continue;
+        redisReply *r =
+            port_command(g->sentinel[i].port, "SENTINEL get-master-addr-by-name %s", g->master);
+        int port = -1;
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+            r->element[1]->type == REDIS_REPLY_STRING)
+            port = atoi(r->element[1]->str);
+        if (r)
+            freeReplyObject(r);
+        if (port > 0)
+            return port;
+    }
+    return -1;
+}
+
+int pc_h_sentinel_group_index(const pc_h_sentinel_group_t *g, int port)
+{
+    for (int i = 0; i < 3; i++)
+        if (port > 0 && g->redis[i].port == port)
+            return i;
+    return -1;
+}
+
+void pc_h_sentinel_group_stop(pc_h_sentinel_group_t *g)
+{
+    for (int i = 0; i < 3; i++)
+        if (g->sentinel[i].pid > 0)
+            pc_h_stop(&g->sentinel[i], SIGTERM, 5000);
+    for (int i = 0; i < 3; i++)
+        if (g->redis[i].pid > 0)
+            pc_h_stop(&g->redis[i], SIGTERM, 5000);
 }
 
 int pc_h_wait_closed(int fd, uint8_t *buf, size_t keep, size_t *got)

@@ -7,7 +7,8 @@
  * (PR_SET_PDEATHSIG), so a crashed test leaves nothing running.
  *
  * The peercached binary comes from $PC_PEERCACHED, the CLI from $PC_CLI
- * (ctest sets both); redis-server from $PC_REDIS_SERVER or the PATH.
+ * (ctest sets both); redis-server from $PC_REDIS_SERVER or the PATH;
+ * redis-sentinel from the PATH.
  *
  * Thread rules: call from the test's main thread.
  */
@@ -41,9 +42,19 @@ const char *pc_h_tmpdir(void);
  * (a node gossips over UDP on its listen port). */
 int pc_h_free_port(void);
 
-/* Starts redis-server on a free port (or `port` if > 0); waits until it
+/* Starts redis-server on a free port (or `port` if > 0), with no
+ * persistence and a dump file of its own (redis-<port>.rdb in
+ * pc_h_tmpdir(); a replica's full sync writes one); waits until it
  * answers PING (deadline 10 s). 0 or -1. */
 int pc_h_redis_start(pc_h_proc_t *p, int port);
+/* The same with the NULL-terminated `extra` arguments (or NULL) appended
+ * to redis-server's command line, e.g. {"--requirepass", "pw", NULL} or
+ * {"--replicaof", "127.0.0.1", "6400", NULL}; they override the harness'
+ * own (--save "", --appendonly no, --dbfilename, ...). Any answer
+ * to PING counts as ready, an error too (-NOAUTH under --requirepass,
+ * -LOADING): the server is up. 0 or -1 (the log is printed; also -1 for
+ * more than 48 extra arguments). */
+int pc_h_redis_start_args(pc_h_proc_t *p, int port, const char *const *extra);
 
 /* Writes a key file of nkeys fresh random keys (mode 0600). 0 or -1. */
 int pc_h_write_key_file(const char *path, int nkeys);
@@ -87,6 +98,63 @@ int pc_h_spawn(pc_h_proc_t *p, const char *const *argv, const char *name);
 
 /* Synchronous hiredis connection to a started redis. */
 redisContext *pc_h_redis_connect(const pc_h_proc_t *redis);
+/* The same, then AUTH password (user NULL) or AUTH user password; NULL
+ * if it cannot connect or AUTH is not answered +OK (the error is
+ * printed). password NULL: no AUTH, as pc_h_redis_connect. */
+redisContext *pc_h_redis_connect_auth(const pc_h_proc_t *redis, const char *user,
+                                      const char *password);
+
+/*
+ * Redis Sentinel on loopback: a primary, two replicas and three sentinels
+ * (quorum 2) that monitor them, all on free ports, in pc_h_tmpdir(). The
+ * sentinels run as `redis-sentinel <conf>` if redis-sentinel (Debian's
+ * package redis-sentinel) is in the PATH, else as `redis-server <conf>
+ * --sentinel` (redis-server as for pc_h_redis_start). Each has its own
+ * config file, sentinel-<port>.conf, which it rewrites as it learns the
+ * topology; its log is sentinel-<port>.log. Like the harness' other
+ * processes they die with the test process.
+ */
+typedef struct pc_h_sentinel_group {
+    pc_h_proc_t redis[3];    /* [0] the first primary, [1] [2] its replicas */
+    pc_h_proc_t sentinel[3];
+    char master[32];         /* the master name the sentinels monitor */
+    char sentinels[256];     /* "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3" */
+} pc_h_sentinel_group_t;
+
+/* 1 if sentinels can be started (redis-sentinel, or redis-server for
+ * --sentinel, found), else 0: tests skip without. */
+int pc_h_sentinel_available(void);
+
+/*
+ * Starts a group monitored as `master` (letters, digits, '-', '_', '.';
+ * under 32 bytes) with the sentinels' down-after-milliseconds and
+ * failover-timeout (parallel-syncs 1). The replicas are started with
+ * --replicaof the primary, all three with --repl-diskless-sync-delay 0
+ * (Redis 7 waits 5 s for more replicas before a first full sync
+ * otherwise). Waits until
+ *   - the primary's INFO replication shows connected_slaves:2 and each
+ *     replica's master_link_status:up (deadline 15 s), then each sentinel
+ *     answers PING (10 s each), then
+ *   - every sentinel's SENTINEL master <master> shows num-slaves 2 and
+ *     num-other-sentinels 2 (20 s): from then on a failover can happen.
+ * 0, or -1 with what was missing and the logs printed and everything
+ * started stopped again.
+ */
+int pc_h_sentinel_group_start(pc_h_sentinel_group_t *g, const char *master, int down_after_ms,
+                              int failover_timeout_ms);
+
+/* The primary the sentinels name now: asks the running sentinels in turn
+ * (SENTINEL get-master-addr-by-name) and returns the port of the first
+ * answer, or -1 if none answers. During a failover a sentinel names the
+ * promoted replica once that replica reports itself primary. */
+int pc_h_sentinel_primary_port(const pc_h_sentinel_group_t *g);
+
+/* Index into g->redis[] of the process with that port, or -1. */
+int pc_h_sentinel_group_index(const pc_h_sentinel_group_t *g, int port);
+
+/* Stops the sentinels, then the Redis servers, that still run (SIGTERM,
+ * 5 s each, then SIGKILL). */
+void pc_h_sentinel_group_stop(pc_h_sentinel_group_t *g);
 
 /* A connected blocking TCP socket to 127.0.0.1:port with a receive
  * timeout, or -1. */

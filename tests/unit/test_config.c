@@ -98,6 +98,9 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.redis, "127.0.0.1:6379");
     assert_string_equal(cfg.redis_prefix, "");
     assert_int_equal(cfg.redis_timeout_ms, 1000);
+    assert_string_equal(cfg.redis_user, "");
+    assert_string_equal(cfg.redis_password_file, "");
+    assert_int_equal(cfg.redis_wait, 0);
     assert_int_equal(cfg.memory, 64 * MIB);
     assert_string_equal(cfg.eviction, "s3fifo");
     assert_int_equal(cfg.max_connections, 10000);
@@ -342,7 +345,8 @@ static void test_flag_errors(void **state)
     FLAG_FAILS("--listen", "'localhost' is not a HOST:PORT", "--listen", "localhost");
     FLAG_FAILS("--listen", "'h:0'", "--listen=h:0");
     FLAG_FAILS("--listen", "'::1:80'", "--listen=::1:80");
-    FLAG_FAILS("--redis", "nor \"none\"", "--redis", "nowhere");
+    FLAG_FAILS("--redis: 'nowhere' is not a Redis address", "has no port", "--redis",
+               "nowhere");
     FLAG_FAILS("--eviction: 'fifo' is not one of s3fifo|lru", NULL, "--eviction", "fifo");
     FLAG_FAILS("--log-level", "error|warn|info|debug", "--log-level=loud");
     FLAG_FAILS("--max-connections", "'-1' is not a whole number", "--max-connections", "-1");
@@ -397,6 +401,148 @@ static void test_tcp_rto_min(void **state)
     FLAG_FAILS("--tcp-rto-min", "'1s' is above the maximum of 200ms", "--tcp-rto-min", "1s");
     FLAG_FAILS("--tcp-rto-min", "'5us' is not a duration", "--tcp-rto-min", "5us");
     FLAG_FAILS("--tcp-rto-min", "'-1' is not a duration", "--tcp-rto-min=-1");
+}
+
+/*
+ * --redis in its URL forms, and the options that go with it: each from a
+ * flag, the environment and a file, and the rules between them.
+ */
+static void test_redis_options(void **state)
+{
+    char *flags[] = {"peercached", "--redis", "sentinel://s1,s2:26380/mymaster/2",
+                     "--redis-user", "app", "--redis-password-file=/run/redis.pw",
+                     "--redis-wait", "2", NULL};
+    char *bare[] = {"peercached", NULL};
+    char *env[] = {"PEERCACHE_INSECURE=1", "PEERCACHE_REDIS=unix:///run/redis.sock?db=2",
+                   "PEERCACHE_REDIS_USER=env-user",
+                   "PEERCACHE_REDIS_PASSWORD_FILE=/run/env.pw", "PEERCACHE_REDIS_WAIT=1",
+                   NULL};
+    char *file_argv[] = {"peercached", "--config", NULL, NULL};
+    static const char *const good[] = {"redis://r1", "redis://[::1]:6380/3", "REDIS://r1/",
+                                       "cluster://r1:7000,r2:7000", "unix:///run/r.sock",
+                                       "NONE", "10.0.0.9:6379"};
+    pc_config_t cfg;
+
+    (void)state;
+    load_ok(&cfg, ARGC(flags), flags, no_env);
+    assert_string_equal(cfg.redis, "sentinel://s1,s2:26380/mymaster/2");
+    assert_string_equal(cfg.redis_user, "app");
+    assert_string_equal(cfg.redis_password_file, "/run/redis.pw");
+    assert_int_equal(cfg.redis_wait, 2);
+    pc_config_free(&cfg);
+
+    load_ok(&cfg, ARGC(bare), bare, env);
+    assert_string_equal(cfg.redis, "unix:///run/redis.sock?db=2");
+    assert_string_equal(cfg.redis_user, "env-user");
+    assert_string_equal(cfg.redis_password_file, "/run/env.pw");
+    assert_int_equal(cfg.redis_wait, 1);
+    pc_config_free(&cfg);
+
+    file_argv[2] = write_temp("redis = cluster://r1:7000,r2:7000\n"
+                              "redis-user = file-user\n"
+                              "redis-password-file = /etc/peercache/redis.pw\n"
+                              "redis-wait = 64\n");
+    load_ok(&cfg, ARGC(file_argv), file_argv, no_env);
+    assert_string_equal(cfg.redis, "cluster://r1:7000,r2:7000");
+    assert_string_equal(cfg.redis_user, "file-user");
+    assert_string_equal(cfg.redis_password_file, "/etc/peercache/redis.pw");
+    assert_int_equal(cfg.redis_wait, 64);
+    pc_config_free(&cfg);
+    remove_temp(file_argv[2]);
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char *argv[] = {"peercached", "--redis", (char *)good[i], NULL};
+
+        load_ok(&cfg, ARGC(argv), argv, no_env);
+        assert_string_equal(cfg.redis, good[i]);
+        pc_config_free(&cfg);
+    }
+    /* A password file without a user is the default user's; --redis-wait
+     * 0 is off, and so fine without a Redis. */
+    {
+        char *argv[] = {"peercached", "--redis-password-file", "/run/pw", NULL};
+        char *none_wait0[] = {"peercached", "--redis", "none", "--redis-wait", "0", NULL};
+
+        load_ok(&cfg, ARGC(argv), argv, no_env);
+        assert_string_equal(cfg.redis_user, "");
+        pc_config_free(&cfg);
+        load_ok(&cfg, ARGC(none_wait0), none_wait0, no_env);
+        pc_config_free(&cfg);
+    }
+
+    FLAG_FAILS("--redis-wait", "above the maximum of 64", "--redis-wait=65");
+    FLAG_FAILS("--redis-wait", "'x' is not a whole number", "--redis-wait", "x");
+    FLAG_FAILS("--redis: 'redis://r1:0' is not a Redis address", "out of range 1..65535", "--redis",
+               "redis://r1:0");
+    FLAG_FAILS("--redis", "is not a Redis address", "--redis=sentinel://a:1,,b:2/m");
+    FLAG_FAILS("--redis", "is not a Redis address", "--redis=sentinel://a:1");
+    FLAG_FAILS("--redis", "is not a Redis address", "--redis=cluster://r1/2");
+    FLAG_FAILS("--redis", "is not a Redis address", "--redis=unix://run/redis.sock");
+}
+
+/* A user or password in --redis is refused, and not repeated in the
+ * message (it is printed, and logged). */
+static void test_redis_secret_refused(void **state)
+{
+    static const char *const values[] = {"redis://app:s3cret@r1:6379", "redis://:s3cret@r1",
+                                         "s3cret@r1:6379", "unix:///run/r.sock?password=s3cret"};
+    char env_value[128];
+    char *env[] = {"PEERCACHE_INSECURE=1", env_value, NULL};
+    char *bare[] = {"peercached", NULL};
+    char err[512];
+    pc_config_t cfg;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        char *argv[] = {"peercached", "--redis", (char *)values[i], NULL};
+
+        assert_int_equal(pc_config_load(&cfg, ARGC(argv), argv, no_env, err, sizeof(err)),
+                         PC_EINVAL);
+        assert_non_null(strstr(err, "--redis:"));
+        assert_non_null(strstr(err, "--redis-user and --redis-password-file"));
+        assert_null(strstr(err, "s3cret"));
+
+        snprintf(env_value, sizeof(env_value), "PEERCACHE_REDIS=%s", values[i]);
+        assert_int_equal(pc_config_load(&cfg, ARGC(bare), bare, env, err, sizeof(err)),
+                         PC_EINVAL);
+        assert_non_null(strstr(err, "PEERCACHE_REDIS:"));
+        assert_null(strstr(err, "s3cret"));
+    }
+}
+
+static void test_redis_cross_errors(void **state)
+{
+    char *none_env[] = {"PEERCACHE_INSECURE=1", "PEERCACHE_REDIS=none", NULL};
+    char *user_only[] = {"peercached", "--redis-user", "app", NULL};
+    char *file_argv[] = {"peercached", "--config", NULL, NULL};
+    char *pwfile[] = {"peercached", "--redis-password-file", "/run/pw", NULL};
+    char *wait[] = {"peercached", "--redis-wait=3", NULL};
+
+    (void)state;
+    FLAG_FAILS("--redis-user (from --redis-user) needs --redis-password-file", NULL,
+               "--redis-user", "app");
+    FLAG_FAILS("--redis-password-file (from --redis-password-file) is set but --redis "
+               "(from --redis) is none",
+               "no Redis to authenticate to", "--redis", "none", "--redis-password-file",
+               "/run/pw");
+    /* With no Redis, that is the mistake to report, not the missing file. */
+    FLAG_FAILS("--redis-user (from --redis-user) is set but --redis (from --redis) is none",
+               NULL, "--redis", "none", "--redis-user", "app");
+    FLAG_FAILS("--redis-wait 1 (from --redis-wait)", "--redis (from --redis) is none",
+               "--redis=None", "--redis-wait", "1");
+
+    /* The sources of both options are named, whichever they are. */
+    load_fails(PC_EINVAL, ARGC(pwfile), pwfile, none_env, "--redis (from PEERCACHE_REDIS)",
+               "--redis-password-file (from --redis-password-file)", NULL);
+    load_fails(PC_EINVAL, ARGC(wait), wait, none_env, "--redis-wait 3 (from --redis-wait)",
+               "--redis (from PEERCACHE_REDIS) is none", NULL);
+    file_argv[2] = write_temp("redis-user = app\n");
+    load_fails(PC_EINVAL, ARGC(file_argv), file_argv, no_env, "--redis-user (from config file",
+               "line 1) needs --redis-password-file", NULL);
+    load_fails(PC_EINVAL, ARGC(file_argv), file_argv, none_env, "is set but --redis", NULL);
+    remove_temp(file_argv[2]);
+    load_fails(PC_EINVAL, ARGC(user_only), user_only, none_env,
+               "--redis-user (from --redis-user) is set", NULL);
 }
 
 static void test_env_errors(void **state)
@@ -663,9 +809,13 @@ static void test_usage_lists_every_option(void **state)
         "--config FILE",      "PEERCACHE_CONFIG",
         "--listen HOST:PORT", "PEERCACHE_LISTEN",         "default: 127.0.0.1:7400",
         "--name NAME",        "default: the --listen value",
-        "--redis HOST:PORT",  "PEERCACHE_REDIS,",         "default: 127.0.0.1:6379",
+        "--redis ADDRESS",    "PEERCACHE_REDIS,",         "default: 127.0.0.1:6379",
+        "sentinel://HOST[:PORT][,...]/MASTER[/DB]",       "\"Redis behind the nodes\"",
         "--redis-prefix",     "PEERCACHE_REDIS_PREFIX",
         "--redis-timeout",    "PEERCACHE_REDIS_TIMEOUT",
+        "--redis-user NAME",  "PEERCACHE_REDIS_USER,",
+        "--redis-password-file FILE",                     "PEERCACHE_REDIS_PASSWORD_FILE,",
+        "--redis-wait N",     "PEERCACHE_REDIS_WAIT,",    "Redis WAIT",
         "--memory SIZE",      "PEERCACHE_MEMORY",         "default: 64mb",
         "--eviction s3fifo|lru",                          "PEERCACHE_EVICTION",
         "--max-connections",  "PEERCACHE_MAX_CONNECTIONS",
@@ -715,6 +865,9 @@ int main(void)
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_config_flag_beats_config_env),
         cmocka_unit_test(test_help_and_version),
+        cmocka_unit_test(test_redis_options),
+        cmocka_unit_test(test_redis_secret_refused),
+        cmocka_unit_test(test_redis_cross_errors),
         cmocka_unit_test(test_flag_errors),
         cmocka_unit_test(test_tcp_rto_min),
         cmocka_unit_test(test_env_errors),
