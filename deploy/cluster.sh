@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs a local peercache cluster on loopback: one redis-server of its own
-# and N peercached nodes. See `deploy/cluster.sh --help`.
+# (or a Sentinel-managed group of them) and N peercached nodes. See
+# `deploy/cluster.sh --help`.
 set -euo pipefail
 
 usage() {
@@ -12,22 +13,38 @@ of its own (never 6379) and peercached nodes named node1, node2, ...,
 each on a free 127.0.0.1 port (TCP for clients, UDP for gossip).
 
 Commands:
-  start [N] [-- OPTION...]
+  start [N] [--redis-mode MODE] [-- OPTION...]
               Start redis-server and N nodes (default 3): node1 first,
               the others --join node1. Waits until every node sees all
               N members alive, then prints the node addresses. OPTIONs
               are extra peercached flags for every node (they come
               last, so they win), remembered for restart and add, e.g.
               `start 5 -- --replicas 3 --memory 16mb`.
+              MODE is how the nodes reach Redis (remembered for restart
+              and add):
+                single    one redis-server, --redis 127.0.0.1:PORT
+                          (the default)
+                sentinel  a primary, two replicas and three sentinels
+                          (redis-sentinel) monitoring it as master
+                          "peercache" (down-after-milliseconds 1000,
+                          failover-timeout 3000, quorum 2); the nodes get
+                          --redis sentinel://S1,S2,S3/peercache and follow
+                          a failover (kill -9 the primary to see one)
+              (cluster, a Redis Cluster, is refused: peercached does
+              not support one yet.)
   stop        SIGTERM every node (each leaves the cluster and hands its
               keys over), SIGKILL what is still running after 20 s,
-              then stop redis-server. Logs stay in the state directory.
-  status      Which processes run, then `peercache-cli cluster` from
-              the first node that answers.
+              then stop the sentinels, the replicas and redis-server.
+              Logs stay in the state directory.
+  status      Which processes run (in sentinel mode also each server's
+              role and the primary the sentinels name now), then
+              `peercache-cli cluster` from the first node that answers.
   kill I      kill -9 node I (no leave: the others detect the failure).
   restart I   Stop node I if it runs (SIGTERM), start it again on the
               same port and name, joining the running nodes; wait until
-              every running node sees the same members alive.
+              every running node sees the same members alive. Needs
+              redis-server running (in sentinel mode: a sentinel; the
+              first primary may have been replaced).
   add         Start one more node (node N+1), joining the running nodes;
               wait as for restart.
   nodes       Print the node addresses, comma-separated (for --nodes).
@@ -44,8 +61,9 @@ Environment:
                          client/peercache-cli (default: build, relative
                          to the repository root)
   PEERCACHE_CLUSTER_DIR  state directory (default: /tmp/peercache-cluster)
-  PEERCACHE_CLUSTER_WAIT seconds to wait for a node or for membership to
-                         settle before giving up (default: 30)
+  PEERCACHE_CLUSTER_WAIT seconds to wait for a node, for membership to
+                         settle, or (sentinel mode) for replication and
+                         the sentinels, before giving up (default: 30)
 
 Nodes get --probe-interval 200ms --probe-timeout 100ms (loopback is
 fast; a killed node is declared dead in about a second); pass other
@@ -55,15 +73,20 @@ values after `--` to override. Each node also serves its HTTP endpoint
 status. Nodes also read PEERCACHE_* variables
 from the environment, as always (flags win).
 
-Run as root, the nodes and redis-server run as the unprivileged system
-user peercache instead (created if missing; started through setpriv):
-the state directory is then owned by peercache with mode 0700 and the
-key file by peercache with mode 0600. Run as any other user, they run
+Run as root, the nodes and redis-server (and its replicas and sentinels)
+run as the unprivileged system user peercache instead (created if
+missing; started through setpriv): the state directory is then owned by
+peercache with mode 0700, the key file by peercache with mode 0600, and
+the sentinels' config files by peercache. Run as any other user, they run
 as that user.
 
 State directory: cluster.key (made by peercache-cli keygen on the first
 start; every node gets --cluster-key with it), nodes (the addresses,
-"127.0.0.1:P1,127.0.0.1:P2,..."), count, args, redis.port, redis.pid, redis.log, and per node nodeI.port,
+"127.0.0.1:P1,127.0.0.1:P2,..."), count, args, redis.mode (single or
+sentinel), redis.port, redis.pid, redis.log (the primary, in sentinel
+mode the first one); in sentinel mode also redis-replicaK.port, .pid,
+.log (K = 1, 2), and sentinelK.conf (the sentinel rewrites it), .port,
+.pid, .log (K = 1, 2, 3); and per node nodeI.port,
 nodeI.http (its HTTP port), nodeI.resp (its Redis-protocol port), nodeI.pid, nodeI.log (stderr), nodeI.out (stdout); with
 prometheus: prometheus.yml, prometheus.port, prometheus.pid, prometheus.log and
 prometheus-data/.
@@ -74,6 +97,9 @@ Example:
   deploy/cluster.sh kill 2; deploy/cluster.sh status
   deploy/cluster.sh restart 2
   deploy/cluster.sh stop
+  deploy/cluster.sh start 3 --redis-mode sentinel
+  kill -9 "$(cat /tmp/peercache-cluster/redis.pid)"   # a failover
+  deploy/cluster.sh status    # the primary the sentinels name now
 EOF
 }
 
@@ -88,6 +114,11 @@ dir=${PEERCACHE_CLUSTER_DIR:-/tmp/peercache-cluster}
 wait_s=${PEERCACHE_CLUSTER_WAIT:-30}
 host=127.0.0.1
 default_args=(--probe-interval 200ms --probe-timeout 100ms)
+# Sentinel mode: the master name, and the state names of the replicas and
+# the sentinels (the primary is redis, as in single mode).
+master=peercache
+replicas=(redis-replica1 redis-replica2)
+sentinels=(sentinel1 sentinel2 sentinel3)
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 usage_error() { echo "cluster.sh: $*" >&2; echo "Try 'deploy/cluster.sh --help'." >&2; exit 2; }
@@ -146,6 +177,56 @@ node_addr() { echo "$host:$(node_port "$1")"; }
 node_running() { running "$(node_pid "$1")" "--listen $(node_addr "$1")"; }
 redis_running() { running "$(get redis.pid)" "redis-server"; }
 count() { local n; n=$(get count); echo "${n:-0}"; }
+# redis_mode: single or sentinel (a state directory from before modes
+# has no redis.mode: single).
+redis_mode() { local m; m=$(get redis.mode); echo "${m:-single}"; }
+
+# server_running NAME: the redis-server (redis, redis-replicaK) or
+# sentinel (sentinelK) whose state is NAME.port, NAME.pid runs.
+server_running() {
+  case $1 in
+    sentinel*) running "$(get "$1.pid")" "sentinel" ;;
+    *) running "$(get "$1.pid")" "redis-server" ;;
+  esac
+}
+live_servers() { # the names of the replicas and sentinels that run
+  local name
+  for name in "${replicas[@]}" "${sentinels[@]}"; do server_running "$name" && echo "$name"; done
+  return 0
+}
+sentinel_list() { # 127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3
+  local name list=()
+  for name in "${sentinels[@]}"; do list+=("$host:$(get "$name.port")"); done
+  (IFS=,; echo "${list[*]}")
+}
+# redis_addr: the nodes' --redis.
+redis_addr() {
+  if [ "$(redis_mode)" = sentinel ]; then
+    echo "sentinel://$(sentinel_list)/$master"
+  else
+    echo "$host:$(get redis.port)"
+  fi
+}
+# redis_ask PORT ARG...: redis-cli's answer (no CRs), empty if none.
+redis_ask() {
+  local port=$1
+  shift
+  redis-cli -h "$host" -p "$port" "$@" 2>/dev/null | tr -d '\r' || true
+}
+# sentinel_primary: HOST:PORT of the primary the first sentinel that
+# answers names now; empty if none answers.
+sentinel_primary() {
+  local name port out
+  for name in "${sentinels[@]}"; do
+    port=$(get "$name.port")
+    { [ -n "$port" ] && server_running "$name"; } || continue
+    out=$(redis_ask "$port" SENTINEL get-master-addr-by-name "$master")
+    [[ $out =~ ^([^[:space:]]+)$'\n'([0-9]+)$ ]] || continue
+    echo "${BASH_REMATCH[1]}:${BASH_REMATCH[2]}"
+    return 0
+  done
+  return 0
+}
 
 # stop_pids SECONDS PATTERN PID...: SIGTERM, wait up to SECONDS, then SIGKILL.
 stop_pids() {
@@ -185,12 +266,15 @@ port_used() {
 # pick_port FROM: the first port from FROM up that no socket uses and this
 # cluster has not handed out already.
 pick_port() {
-  local p=$1 i taken
+  local p=$1 i taken name
   while :; do
     taken=0
     port_used "$p" && taken=1
     [ "$p" = "$(get redis.port)" ] && taken=1
     [ "$p" = "$(get prometheus.port)" ] && taken=1
+    for name in "${replicas[@]}" "${sentinels[@]}"; do
+      [ "$p" = "$(get "$name.port")" ] && taken=1
+    done
     for ((i = 1; i <= $(count); i++)); do
       { [ "$p" = "$(node_port "$i")" ] || [ "$p" = "$(node_http "$i")" ] ||
         [ "$p" = "$(node_resp "$i")" ]; } && taken=1
@@ -257,7 +341,7 @@ launch() {
   resp=$(node_resp "$i")
   [ -n "$resp" ] || { resp=$(pick_port 6400) && echo "$resp" >"$dir/node$i.resp"; }
   "${as_user[@]}" "$node_bin" --name "node$i" --listen "$addr" --join "$join" \
-    --redis "$host:$(get redis.port)" --cluster-key "$dir/cluster.key" --http "$host:$http" \
+    --redis "$(redis_addr)" --cluster-key "$dir/cluster.key" --http "$host:$http" \
     --resp "$host:$resp" \
     "${default_args[@]}" "${args[@]}" \
     </dev/null >"$dir/node$i.out" 2>"$dir/node$i.log" 9>&- &
@@ -280,18 +364,57 @@ launch() {
   done
 }
 
-# start_redis: redis-server on a free port, again on another one if that
-# was taken meanwhile. Ready when the server answering on the port says it
-# has our pid (not some other redis that won the port).
-start_redis() {
-  local tries port pid deadline
+# server_argv NAME PORT: sets argv (the caller's) to the command line of
+# NAME: redis (the primary; in single mode exactly as ever), redis-replicaK
+# or sentinelK, whose config file it writes.
+server_argv() {
+  local name=$1 port=$2 conf
+  case $name in
+    sentinel*)
+      conf=$dir/$name.conf
+      {
+        echo "# written by deploy/cluster.sh start --redis-mode sentinel; the sentinel rewrites it"
+        echo "port $port"
+        echo "bind $host"
+        echo "daemonize no"
+        echo "dir \"$dir\""
+        echo "sentinel monitor $master $host $(get redis.port) 2"
+        echo "sentinel down-after-milliseconds $master 1000"
+        echo "sentinel failover-timeout $master 3000"
+        echo "sentinel parallel-syncs $master 1"
+      } >"$conf"
+      # A sentinel refuses a config file it cannot rewrite.
+      [ ${#as_user[@]} -eq 0 ] || chown "$PEERCACHE_USER:$PEERCACHE_USER" "$conf"
+      if command -v redis-sentinel >/dev/null; then
+        argv=(redis-sentinel "$conf")
+      else
+        argv=(redis-server "$conf" --sentinel)
+      fi
+      return ;;
+  esac
+  argv=(redis-server --port "$port" --bind "$host" --save "" --appendonly no --dir "$dir")
+  [ "$(redis_mode)" = sentinel ] || return 0
+  # Each its own RDB file (a replica writes the one it syncs from); any of
+  # them may become the primary: none waits 5 s for more replicas before
+  # a full sync.
+  argv+=(--dbfilename "$name.rdb" --repl-diskless-sync-delay 0)
+  [ "$name" = redis ] || argv+=(--replicaof "$host" "$(get redis.port)")
+}
+
+# start_server NAME FROM: start NAME (see server_argv) on the first free
+# port from FROM up, again on another one if that was taken meanwhile;
+# state NAME.port, NAME.pid, NAME.log. Ready when the server answering on
+# the port says it has our pid (not some other redis that won the port).
+start_server() {
+  local name=$1 from=$2 what=$1 tries port pid deadline argv=()
+  [ "$name" != redis ] || what=redis-server
   for tries in 1 2 3; do
-    port=$(pick_port 6390)
-    echo "$port" >"$dir/redis.port"
-    "${as_user[@]}" redis-server --port "$port" --bind "$host" --save "" --appendonly no --dir "$dir" \
-      </dev/null >"$dir/redis.log" 2>&1 9>&- &
+    port=$(pick_port "$from")
+    echo "$port" >"$dir/$name.port"
+    server_argv "$name" "$port"
+    "${as_user[@]}" "${argv[@]}" </dev/null >"$dir/$name.log" 2>&1 9>&- &
     pid=$!
-    echo "$pid" >"$dir/redis.pid"
+    echo "$pid" >"$dir/$name.pid"
     deadline=$((SECONDS + wait_s))
     while running "$pid" ""; do
       if redis-cli -h "$host" -p "$port" info server 2>/dev/null | tr -d '\r' | grep -qx "process_id:$pid"; then
@@ -299,14 +422,71 @@ start_redis() {
       fi
       if [ $SECONDS -ge $deadline ]; then
         kill -KILL "$pid" 2>/dev/null || true
-        die "redis-server not answering after ${wait_s}s (log: $dir/redis.log)"
+        die "$what not answering after ${wait_s}s (log: $dir/$name.log)"
       fi
       sleep 0.05
     done
-    echo "cluster.sh: redis-server on port $port exited:" >&2
-    tail -n 3 "$dir/redis.log" >&2
+    echo "cluster.sh: $what on port $port exited:" >&2
+    tail -n 3 "$dir/$name.log" >&2
   done
-  die "could not start redis-server (log: $dir/redis.log)"
+  die "could not start $what (log: $dir/$name.log)"
+}
+
+# wait_replication: until the primary has both replicas connected and
+# each replica's link to it is up.
+wait_replication() {
+  local deadline=$((SECONDS + wait_s)) name why
+  while :; do
+    why=''
+    [[ $'\n'$(redis_ask "$(get redis.port)" info replication)$'\n' == *$'\nconnected_slaves:2\n'* ]] ||
+      why="redis-server $host:$(get redis.port) has not 2 replicas connected"
+    for name in "${replicas[@]}"; do
+      [ -z "$why" ] || break
+      [[ $'\n'$(redis_ask "$(get "$name.port")" info replication)$'\n' == *$'\nmaster_link_status:up\n'* ]] ||
+        why="$name $host:$(get "$name.port"): master_link_status not up"
+    done
+    [ -n "$why" ] || return 0
+    if [ $SECONDS -ge $deadline ]; then
+      echo "cluster.sh: after ${wait_s}s, $why" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# wait_sentinels: until every sentinel's SENTINEL master shows both
+# replicas and the two other sentinels.
+wait_sentinels() {
+  local deadline=$((SECONDS + wait_s)) name seen why
+  while :; do
+    why=''
+    for name in "${sentinels[@]}"; do
+      # The answer is name and value on alternate lines.
+      seen=$(redis_ask "$(get "$name.port")" SENTINEL master "$master" |
+        awk 'NR % 2 { k = $0; next } k == "num-slaves" { s = $0 } k == "num-other-sentinels" { o = $0 }
+             END { print (s == "" ? "?" : s) " " (o == "" ? "?" : o) }')
+      [ "$seen" = "2 2" ] || { why="$name $host:$(get "$name.port") sees ${seen% *} replicas and ${seen#* } other sentinels (want 2 and 2)"; break; }
+    done
+    [ -n "$why" ] || return 0
+    if [ $SECONDS -ge $deadline ]; then
+      echo "cluster.sh: after ${wait_s}s, $why" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# start_redis: single mode, redis-server; sentinel mode, the primary, its
+# two replicas once it answers, and three sentinels once replication is
+# up; then wait until every sentinel knows every other process.
+start_redis() {
+  local name
+  start_server redis 6390
+  [ "$(redis_mode)" = sentinel ] || return 0
+  for name in "${replicas[@]}"; do start_server "$name" 6390; done
+  wait_replication || die "replication did not come up (logs: $dir)"
+  for name in "${sentinels[@]}"; do start_server "$name" 26390; done
+  wait_sentinels || die "the sentinels did not see each other and both replicas (logs: $dir)"
 }
 
 # start_node I JOIN [PORT]: launch node I on PORT, or on a newly picked
@@ -336,6 +516,16 @@ join_list() { # the addresses of the running nodes other than node $1
 
 need_cluster() {
   [ -f "$dir/count" ] || die "no cluster in $dir (run: deploy/cluster.sh start)"
+  if [ "$(redis_mode)" = sentinel ]; then
+    # The first primary may be gone (replaced in a failover); the nodes
+    # need a sentinel that names the one there is now.
+    local name up=0
+    for name in "${sentinels[@]}"; do
+      if server_running "$name"; then up=1; else echo "cluster.sh: $name is not running" >&2; fi
+    done
+    [ $up = 1 ] || die "no sentinel of $dir is running (run: deploy/cluster.sh stop, then start)"
+    return 0
+  fi
   redis_running || die "redis-server of $dir is not running (run: deploy/cluster.sh stop, then start)"
 }
 
@@ -357,25 +547,52 @@ print_nodes() {
 
 # ---- commands --------------------------------------------------------------
 
+# parse_start ARG...: start's arguments into start_n, start_mode and
+# start_opts (the node options after --). Called before anything is
+# touched, so a bad argument starts nothing.
+start_n=3 start_mode=single start_opts=()
+parse_start() {
+  local n_seen=0
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --) shift; start_opts=("$@"); break ;;
+      --redis-mode)
+        [ $# -ge 2 ] || usage_error "start: --redis-mode needs a value: single or sentinel"
+        start_mode=$2
+        shift 2 ;;
+      --redis-mode=*) start_mode=${1#*=}; shift ;;
+      -*) usage_error "start: unexpected '$1' (node options go after --)" ;;
+      *)
+        [ $n_seen = 0 ] || usage_error "start: too many arguments"
+        start_n=$1 n_seen=1
+        shift ;;
+    esac
+  done
+  [[ $start_n =~ ^[1-9][0-9]*$ ]] || usage_error "start: N must be a number from 1 up, got '$start_n'"
+  case $start_mode in
+    single | sentinel) ;;
+    cluster)
+      usage_error "start: --redis-mode cluster: peercached does not support Redis Cluster yet (it refuses cluster:// at start-up); use single or sentinel" ;;
+    *) usage_error "start: unknown --redis-mode '$start_mode' (single or sentinel)" ;;
+  esac
+}
+
 cmd_start() {
-  local n=3 i
-  if [ $# -gt 0 ] && [ "$1" != -- ]; then n=$1; shift; fi
-  [[ $n =~ ^[1-9][0-9]*$ ]] || usage_error "start: N must be a number from 1 up, got '$n'"
-  if [ $# -gt 0 ]; then
-    [ "$1" = -- ] || usage_error "start: unexpected '$1' (node options go after --)"
-    shift
-  fi
+  local n=$start_n i
   { [ -x "$node_bin" ] && [ -x "$cli_bin" ]; } ||
     die "no binaries in $build (build first: bash deploy/build.sh, or set PEERCACHE_BUILD)"
   command -v redis-server >/dev/null || die "redis-server not found (bash deploy/install-deps.sh)"
+  command -v redis-cli >/dev/null || die "redis-cli not found (bash deploy/install-deps.sh)"
   if [ -f "$dir/count" ]; then
-    { redis_running || [ -n "$(live_nodes)" ]; } &&
+    { redis_running || [ -n "$(live_servers)" ] || [ -n "$(live_nodes)" ]; } &&
       die "a cluster is already running in $dir (deploy/cluster.sh stop first)"
   fi
   rm -f "$dir"/node*.* "$dir"/redis.* "$dir"/count "$dir"/nodes "$dir"/args "$dir"/dump.rdb
+  rm -f "$dir"/redis-replica*.* "$dir"/sentinel*.*
   rm -rf "$dir"/prometheus.* "$dir"/prometheus-data
-  printf '%s\n' "$@" >"$dir/args"
-  [ $# -gt 0 ] || : >"$dir/args"
+  echo "$start_mode" >"$dir/redis.mode"
+  printf '%s\n' "${start_opts[@]}" >"$dir/args"
+  [ ${#start_opts[@]} -gt 0 ] || : >"$dir/args"
   echo 0 >"$dir/count"
   # The key every node seals its gossip and peer traffic with (kept across
   # stop/start; delete it for a new one).
@@ -393,7 +610,14 @@ cmd_start() {
   done
   wait_members || die "the cluster did not settle (logs: $dir)"
   trap - EXIT
-  echo "redis-server $host:$(get redis.port)"
+  if [ "$(redis_mode)" = sentinel ]; then
+    echo "redis mode: sentinel (master $master; nodes use --redis $(redis_addr))"
+    echo "redis-server $host:$(get redis.port) (primary)"
+    for i in "${replicas[@]}"; do echo "$i $host:$(get "$i.port") (replica)"; done
+    echo "sentinels: $(sentinel_list)"
+  else
+    echo "redis-server $host:$(get redis.port)"
+  fi
   print_nodes
   echo "nodes: $(get nodes)"
 }
@@ -406,6 +630,19 @@ cmd_stop() {
     echo "stopping ${#pids[@]} node(s)"
     stop_pids 20 "peercached" "${pids[@]}"
   fi
+  # Sentinels before the servers they watch, or they fail one over.
+  local name what
+  for what in sentinel replica; do
+    pids=()
+    if [ $what = sentinel ]; then
+      for name in "${sentinels[@]}"; do server_running "$name" && pids+=("$(get "$name.pid")"); done
+    else
+      for name in "${replicas[@]}"; do server_running "$name" && pids+=("$(get "$name.pid")"); done
+    fi
+    [ ${#pids[@]} -gt 0 ] || continue
+    echo "stopping ${#pids[@]} $what(s)"
+    if [ $what = sentinel ]; then stop_pids 10 "sentinel" "${pids[@]}"; else stop_pids 10 "redis-server" "${pids[@]}"; fi
+  done
   if redis_running; then
     echo "stopping redis-server"
     stop_pids 10 "redis-server" "$(get redis.pid)"
@@ -456,9 +693,45 @@ cmd_prometheus() {
   echo "  curl -s 'http://$host:$port/api/v1/query?query=sum(rate(peercache_requests_total[1m]))'"
 }
 
+# print_servers: the primary, replicas and sentinels of sentinel mode,
+# each server's role, and the primary the sentinels name now.
+print_servers() {
+  local name label role primary p
+  echo "redis mode: sentinel (master $master; nodes use --redis $(redis_addr))"
+  for name in redis "${replicas[@]}" "${sentinels[@]}"; do
+    label=$name
+    [ "$name" != redis ] || label=redis-server
+    if ! server_running "$name"; then
+      echo "$label $host:$(get "$name.port") (not running)"
+      continue
+    fi
+    role=''
+    case $name in
+      sentinel*) ;;
+      *)
+        role=$(redis_ask "$(get "$name.port")" info replication | sed -n 's/^role:master$/ role primary/p; s/^role:slave$/ role replica/p') ;;
+    esac
+    echo "$label $host:$(get "$name.port") pid $(get "$name.pid")$role"
+  done
+  primary=$(sentinel_primary)
+  if [ -z "$primary" ]; then
+    echo "primary: (no sentinel answers)"
+    return 0
+  fi
+  label=''
+  for name in redis "${replicas[@]}"; do
+    p=$(get "$name.port")
+    [ "$primary" != "$host:$p" ] || label=" ($name)"
+  done
+  [ "$label" != " (redis)" ] || label=" (redis-server)"
+  echo "primary: $primary$label, as the sentinels name $master now"
+}
+
 cmd_status() {
   [ -f "$dir/count" ] || die "no cluster in $dir"
-  if redis_running; then
+  if [ "$(redis_mode)" = sentinel ]; then
+    print_servers
+  elif redis_running; then
     echo "redis-server $host:$(get redis.port) pid $(get redis.pid)"
   else
     echo "redis-server $host:$(get redis.port) (not running)"
@@ -511,7 +784,7 @@ case $cmd in
   *) usage_error "unknown command '$cmd'" ;;
 esac
 case $cmd in
-  start) [ $# -le 1 ] || [ "${1:-}" = -- ] || [ "${2:-}" = -- ] || usage_error "start: too many arguments" ;;
+  start) parse_start "$@" ;;
   kill | restart) [ $# -eq 1 ] || usage_error "$cmd: expected a node number" ;;
   resp-port) [ $# -le 1 ] || usage_error "resp-port: expected at most a node number" ;;
   *) [ $# -eq 0 ] || usage_error "$cmd: takes no arguments" ;;
@@ -529,7 +802,7 @@ exec 9>"$dir/lock"
 flock -w "$wait_s" 9 || die "another cluster.sh is busy with $dir"
 
 case $cmd in
-  start) cmd_start "$@" ;;
+  start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
   kill) cmd_kill "$1" ;;
