@@ -396,11 +396,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "peercached: --redis: %s\n", err);
         startup_failed(2);
     }
-    if (raddr.mode == PC_BACKEND_CLUSTER) {
-        fprintf(stderr, "peercached: --redis: cluster:// is not supported yet (a single Redis, "
-                        "unix://, or sentinel://; docs/OPERATIONS.md)\n");
-        startup_failed(2);
-    }
     if (pc_backend_cred_new(&a.cred) < 0 || load_redis_password(&a, err, sizeof err) < 0) {
         fprintf(stderr, "peercached: %s\n", a.cred ? err : "out of memory");
         startup_failed(2);

@@ -37,6 +37,7 @@
  * later commands on the same key, and the server relies on the order.
  */
 #include "pc_backend.h"
+#include "pc_backend_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -258,6 +259,11 @@ typedef struct cmd {
     uint64_t until_ms; /* a write: wall-clock ms it may be applied until; 0 = deadline only */
     uint64_t sent_ns;  /* uv_hrtime() when it was queued for Redis */
     int applied;       /* a write waiting for its WAIT: what Redis answered */
+    /* A cluster link's command: as sent, but for a write's fence (the
+     * last argument), to send it again on the node an -ASK names. */
+    uint8_t *wire;
+    size_t wire_len;
+    int redirected;    /* sent after an -ASK: never redirected again */
     union {
         pc_backend_get_cb get;
         pc_backend_done_cb done;
@@ -268,6 +274,8 @@ typedef struct cmd {
 struct pc_backend {
     uv_loop_t *loop;
     const pc_log_t *log;
+    pc_rcluster_t *rc;     /* cluster mode: this backend only routes (pc_backend_int.h) */
+    pc_rcluster_t *router; /* a cluster link: the router it reports to */
     pc_backend_addr_t addr;
     /* Where the connection goes: the TCP address (in Sentinel mode the
      * primary the sentinels named last) or the Unix socket; and as
@@ -330,6 +338,7 @@ struct pc_backend {
      * hiredis whole: its own formatting (redisFormatSdsCommandArgv) cost
      * an sds, sdscatfmt and strlen per argument. */
     pc_buf_t fmt;
+    size_t fmt_fence; /* where in fmt a write's fence begins */
     /* Spent commands kept for the next ones (cmd_new, cmd_free): at
      * pipeline depth hundreds are in flight at once, more than glibc's
      * per-thread cache holds, and a calloc each was 4.5% of a write's CPU. */
@@ -345,6 +354,8 @@ struct pc_backend {
  * end of one is still caught. */
 static void cmd_free(pc_backend_t *b, cmd_t *c)
 {
+    free(c->wire);
+    c->wire = NULL;
 #if !defined(__SANITIZE_ADDRESS__)
     if (b->npool < CMD_POOL_MAX) {
         c->next = b->pool;
@@ -453,6 +464,8 @@ static void schedule_reconnect(pc_backend_t *b)
     b->stats.up = 0;
     b->writes_unwaited = 0;
     fail_awaiting(b);
+    if (b->router != NULL)
+        pc_rcluster_link_down(b->router, b);
     if (b->reconnect_now) {
         /* a failover: the sentinels named the new primary already */
         b->reconnect_now = 0;
@@ -878,13 +891,15 @@ static cmd_t *cmd_pop(pc_backend_t *b, cmd_t *c)
     return c;
 }
 
-static void fail_cmd(cmd_t *c)
+static void fail_cmd_err(cmd_t *c, int err)
 {
     if (c->kind == CMD_GET)
-        c->cb.get(c->arg, PC_EBACKEND, 0, NULL, 0, 0, -1);
+        c->cb.get(c->arg, err, 0, NULL, 0, 0, -1);
     else
-        c->cb.done(c->arg, PC_EBACKEND, 0);
+        c->cb.done(c->arg, err, 0);
 }
+
+static void fail_cmd(cmd_t *c) { fail_cmd_err(c, PC_EBACKEND); }
 
 static int reply_is_str(const redisReply *r) { return r->type == REDIS_REPLY_STRING; }
 
@@ -966,6 +981,17 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         b->stats.errors++;
         fail_cmd(c);
         cmd_free(c->b, c);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && b->router != NULL && pc_rcluster_is_redirect(reply)) {
+        /* -MOVED, -ASK, -TRYAGAIN, -CLUSTERDOWN: nothing was applied */
+        b->stats.redirects++;
+        int err = pc_rcluster_redirect(b->router, b, c, reply);
+        if (err == 0)
+            return; /* sent on to the node the -ASK named */
+        b->stats.errors++;
+        fail_cmd_err(c, err);
+        cmd_free(b, c);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -1103,6 +1129,7 @@ static int format_script(pc_backend_t *b, const cmd_t *c, enum script sc, const 
     for (int i = 0; i < nargs && rc == 0; i++)
         rc = args[i].p != NULL ? pc_resp_bulk(f, args[i].p, args[i].len)
                                : pc_resp_bulk_int(f, args[i].num);
+    b->fmt_fence = f->len;
     if (rc == 0 && write) /* a write's last ARGV is its fence */
         rc = pc_resp_bulk_int(f, fence_ms(b, c->deadline, c->until_ms));
     return rc;
@@ -1144,6 +1171,14 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
     int rc = format_script(b, c, sc, buf, rlen, mlen, nargs, args);
     if (buf != stackbuf)
         free(buf);
+    if (rc == 0 && b->router != NULL) {
+        /* kept for an -ASK: all but the fence, which is the target's */
+        c->wire_len = c->kind == CMD_GET ? b->fmt.len : b->fmt_fence;
+        if ((c->wire = malloc(c->wire_len)) == NULL)
+            rc = PC_ENOMEM;
+        else
+            memcpy(c->wire, b->fmt.data, c->wire_len);
+    }
     if (rc != 0) {
         cmd_free(b, c);
         return PC_ENOMEM;
@@ -1167,6 +1202,16 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
     return 0;
 }
 
+/* Cluster mode: the link of key's primary (NULL: its slot is not mapped
+ * yet; counted as rejected). */
+static pc_backend_t *route(pc_backend_t *b, const void *key, size_t klen)
+{
+    pc_backend_t *l = pc_rcluster_route(b->rc, key, klen);
+    if (l == NULL)
+        b->stats.rejected++;
+    return l;
+}
+
 static cmd_t *cmd_new(pc_backend_t *b, enum cmd_kind kind, void *arg)
 {
     cmd_t *c = b->pool;
@@ -1187,6 +1232,8 @@ static cmd_t *cmd_new(pc_backend_t *b, enum cmd_kind kind, void *arg)
 int pc_backend_get(pc_backend_t *b, const void *key, size_t klen, pc_backend_get_cb cb,
                    void *arg)
 {
+    if (b->rc != NULL && (b = route(b, key, klen)) == NULL)
+        return PC_EBACKEND;
     cmd_t *c = cmd_new(b, CMD_GET, arg);
     if (c == NULL)
         return PC_ENOMEM;
@@ -1198,6 +1245,8 @@ int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *va
                    uint64_t ttl_ms, int cond, uint32_t flags, uint64_t until_ms,
                    pc_backend_done_cb cb, void *arg)
 {
+    if (b->rc != NULL && (b = route(b, key, klen)) == NULL)
+        return PC_EBACKEND;
     cmd_t *c = cmd_new(b, CMD_SET, arg);
     if (c == NULL)
         return PC_ENOMEM;
@@ -1221,6 +1270,8 @@ int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *va
 int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, uint64_t until_ms,
                    pc_backend_done_cb cb, void *arg)
 {
+    if (b->rc != NULL && (b = route(b, key, klen)) == NULL)
+        return PC_EBACKEND;
     cmd_t *c = cmd_new(b, CMD_DEL, arg);
     if (c == NULL)
         return PC_ENOMEM;
@@ -1232,6 +1283,8 @@ int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, uint64_t until
 int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t ttl_ms,
                       uint64_t until_ms, pc_backend_done_cb cb, void *arg)
 {
+    if (b->rc != NULL && (b = route(b, key, klen)) == NULL)
+        return PC_EBACKEND;
     cmd_t *c = cmd_new(b, CMD_EXPIRE, arg);
     if (c == NULL)
         return PC_ENOMEM;
@@ -1241,9 +1294,31 @@ int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t tt
     return send_script(b, c, SCRIPT_EXPIRE, key, klen, 1, args);
 }
 
+/* Cluster mode: the backend is a shell around the router. */
+static int cluster_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log_t *log,
+                       pc_backend_t **out)
+{
+    pc_backend_t *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return PC_ENOMEM;
+    b->loop = loop;
+    b->log = log;
+    b->state = ST_DOWN;
+    int rc = pc_rcluster_new(loop, cfg, log, &b->rc);
+    if (rc < 0) {
+        free(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
 int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log_t *log,
                    pc_backend_t **out)
 {
+    if (cfg != NULL && cfg->addr != NULL && cfg->addr->mode == PC_BACKEND_CLUSTER &&
+        cfg->timeout_ms != 0 && cfg->addr->nhosts > 0)
+        return cluster_new(loop, cfg, log, out);
     if (cfg == NULL || cfg->addr == NULL || cfg->timeout_ms == 0 ||
         (cfg->addr->mode != PC_BACKEND_SINGLE && cfg->addr->mode != PC_BACKEND_SENTINEL) ||
         (cfg->addr->path[0] == '\0' && cfg->addr->nhosts == 0))
@@ -1299,10 +1374,82 @@ int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log
     return 0;
 }
 
-int pc_backend_up(const pc_backend_t *b) { return b->state == ST_UP; }
+int pc_backend_link_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log_t *log,
+                        pc_rcluster_t *rc, pc_backend_t **out)
+{
+    if (cfg->addr->mode != PC_BACKEND_SINGLE || cfg->addr->path[0] != '\0')
+        return PC_EINVAL;
+    int err = pc_backend_new(loop, cfg, log, out);
+    if (err == 0)
+        (*out)->router = rc; /* before any callback: those come from the loop */
+    return err;
+}
+
+const char *pc_backend_link_host(const pc_backend_t *l) { return l->host; }
+
+int pc_backend_link_port(const pc_backend_t *l) { return l->port; }
+
+int pc_backend_link_idle(const pc_backend_t *l)
+{
+    return l->head == NULL && l->held_head == NULL && l->await_head == NULL;
+}
+
+int pc_backend_link_command(pc_backend_t *l, redisCallbackFn *fn, void *priv, const char *fmt,
+                            ...)
+{
+    if (l->state != ST_UP || l->ac == NULL)
+        return PC_EBACKEND;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAsyncCommand(l->ac, fn, priv, fmt, ap);
+    va_end(ap);
+    return rc == REDIS_OK ? 0 : PC_EBACKEND;
+}
+
+int pc_backend_cmd_redirected(const struct cmd *c) { return c->redirected; }
+
+int pc_backend_link_ask(pc_backend_t *l, struct cmd *c)
+{
+    if (l->state != ST_UP || l->ac == NULL || c->wire == NULL)
+        return PC_EBACKEND;
+    pc_buf_t *f = &l->fmt;
+    pc_buf_reset(f);
+    int rc = pc_buf_append(f, c->wire, c->wire_len);
+    if (rc == 0 && c->kind != CMD_GET)
+        rc = pc_resp_bulk_int(f, fence_ms(l, c->deadline, c->until_ms));
+    if (rc != 0)
+        return PC_EBACKEND;
+    /* ASKING's +OK is not ours to read (NULL callback); the command's
+     * answer follows it in order. */
+    if (redisAsyncCommand(l->ac, NULL, NULL, "ASKING") != REDIS_OK ||
+        redisAsyncFormattedCommand(l->ac, reply_cb, c, (const char *)f->data, f->len) !=
+            REDIS_OK)
+        return PC_EBACKEND;
+    c->b = l;
+    c->next = NULL;
+    c->redirected = 1;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    l->stats.commands++;
+    if (c->kind != CMD_GET && l->wait_replicas > 0)
+        l->writes_unwaited++;
+    return 0;
+}
+
+int pc_backend_up(const pc_backend_t *b)
+{
+    return b->rc != NULL ? pc_rcluster_up(b->rc) : b->state == ST_UP;
+}
 
 void pc_backend_fail_pending(pc_backend_t *b)
 {
+    if (b->rc != NULL) {
+        pc_rcluster_fail_pending(b->rc);
+        return;
+    }
     if (b->state != ST_UP || b->head == NULL)
         return;
     pc_log_warn(b->log, "redis %s: giving up on the commands in flight", b->name);
@@ -1311,6 +1458,11 @@ void pc_backend_fail_pending(pc_backend_t *b)
 
 void pc_backend_stats(const pc_backend_t *b, pc_backend_stats_t *out)
 {
+    if (b->rc != NULL) {
+        pc_rcluster_stats(b->rc, out);
+        out->rejected += b->stats.rejected; /* keys of slots not mapped yet */
+        return;
+    }
     *out = b->stats;
     out->up = b->state == ST_UP;
 }
@@ -1335,10 +1487,24 @@ static void handle_closed(uv_handle_t *h)
         closed(arg);
 }
 
+static void cluster_closed(void *arg)
+{
+    pc_backend_t *b = arg;
+    void (*closed)(void *) = b->closed;
+    void *carg = b->closed_arg;
+    free(b);
+    if (closed)
+        closed(carg);
+}
+
 void pc_backend_close(pc_backend_t *b, void (*closed)(void *arg), void *arg)
 {
     b->closed = closed;
     b->closed_arg = arg;
+    if (b->rc != NULL) {
+        pc_rcluster_close(b->rc, cluster_closed, b);
+        return;
+    }
     b->state = ST_CLOSING;
     pc_sentinel_close(b->sentinel);
     b->sentinel = NULL;
@@ -1401,27 +1567,13 @@ static int probe_sentinels(const pc_backend_addr_t *a, const struct timeval *tv,
     return answered ? PC_EINVAL : PC_EBACKEND;
 }
 
-int pc_backend_probe(const pc_backend_config_t *cfg, char *err, size_t errlen)
+/* The checks of pc_backend_probe on one server: host:port, or the Unix
+ * socket of a SINGLE address. */
+static int probe_one(const pc_backend_config_t *cfg, const struct timeval tv, const char *host,
+                     int port, const char *name, char *err, size_t errlen)
 {
     const pc_backend_addr_t *a = cfg->addr;
-    struct timeval tv = {.tv_sec = (time_t)(cfg->timeout_ms / 1000),
-                         .tv_usec = (suseconds_t)(cfg->timeout_ms % 1000) * 1000};
-    char host[sizeof a->hosts[0].host];
-    int port = 0;
-    char name[sizeof host + sizeof a->master + 32];
-    if (a->mode == PC_BACKEND_SENTINEL) {
-        int rc = probe_sentinels(a, &tv, host, sizeof host, &port, err, errlen);
-        if (rc < 0)
-            return rc;
-        snprintf(name, sizeof name, "%s:%d (the primary of %s)", host, port, a->master);
-    } else if (a->path[0] != '\0') {
-        snprintf(name, sizeof name, "unix:%s", a->path);
-    } else {
-        snprintf(host, sizeof host, "%s", a->hosts[0].host);
-        port = a->hosts[0].port;
-        snprintf(name, sizeof name, "%s:%d", host, port);
-    }
-    redisContext *c = a->path[0] != '\0' && a->mode != PC_BACKEND_SENTINEL
+    redisContext *c = a->path[0] != '\0' && a->mode == PC_BACKEND_SINGLE
                           ? redisConnectUnixWithTimeout(a->path, tv)
                           : redisConnectWithTimeout(host, port, tv);
     if (c == NULL || c->err) {
@@ -1466,7 +1618,9 @@ int pc_backend_probe(const pc_backend_config_t *cfg, char *err, size_t errlen)
         r = NULL;
     }
     if (rc == 0) {
-        r = a->mode == PC_BACKEND_SENTINEL ? probe_cmd(c, "ROLE") : probe_cmd(c, "PING");
+        r = a->mode == PC_BACKEND_SENTINEL  ? probe_cmd(c, "ROLE")
+            : a->mode == PC_BACKEND_CLUSTER ? probe_cmd(c, "CLUSTER SLOTS")
+                                            : probe_cmd(c, "PING");
         if (r == NULL) {
             snprintf(err, errlen, "Redis at %s did not answer: %s", name, c->errstr);
             rc = PC_EBACKEND;
@@ -1474,6 +1628,8 @@ int pc_backend_probe(const pc_backend_config_t *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "Redis at %s: %s%s", name, r->str, refusal_hint(r));
             rc = strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0
                      ? PC_EPERM
+                 : a->mode == PC_BACKEND_CLUSTER && strstr(r->str, "cluster support disabled")
+                     ? PC_EINVAL /* cluster:// names a server that is not in a cluster */
                      : PC_EBACKEND;
         } else if (a->mode == PC_BACKEND_SENTINEL &&
                    !(r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
@@ -1487,4 +1643,37 @@ int pc_backend_probe(const pc_backend_config_t *cfg, char *err, size_t errlen)
     }
     redisFree(c);
     return rc;
+}
+
+int pc_backend_probe(const pc_backend_config_t *cfg, char *err, size_t errlen)
+{
+    const pc_backend_addr_t *a = cfg->addr;
+    struct timeval tv = {.tv_sec = (time_t)(cfg->timeout_ms / 1000),
+                         .tv_usec = (suseconds_t)(cfg->timeout_ms % 1000) * 1000};
+    char host[sizeof a->hosts[0].host];
+    int port = 0;
+    char name[sizeof host + sizeof a->master + 32];
+    if (a->mode == PC_BACKEND_CLUSTER) {
+        /* the first seed that answers speaks for the cluster */
+        int rc = PC_EBACKEND;
+        for (size_t i = 0; i < a->nhosts && rc == PC_EBACKEND; i++) {
+            snprintf(name, sizeof name, "%s:%d (cluster seed)", a->hosts[i].host,
+                     a->hosts[i].port);
+            rc = probe_one(cfg, tv, a->hosts[i].host, a->hosts[i].port, name, err, errlen);
+        }
+        return rc;
+    }
+    if (a->mode == PC_BACKEND_SENTINEL) {
+        int rc = probe_sentinels(a, &tv, host, sizeof host, &port, err, errlen);
+        if (rc < 0)
+            return rc;
+        snprintf(name, sizeof name, "%s:%d (the primary of %s)", host, port, a->master);
+    } else if (a->path[0] != '\0') {
+        snprintf(name, sizeof name, "unix:%s", a->path);
+    } else {
+        snprintf(host, sizeof host, "%s", a->hosts[0].host);
+        port = a->hosts[0].port;
+        snprintf(name, sizeof name, "%s:%d", host, port);
+    }
+    return probe_one(cfg, tv, host, port, name, err, errlen);
 }

@@ -88,10 +88,13 @@ int pc_backend_cred_set(pc_backend_cred_t *c, const char *user, const char *pass
 void pc_backend_cred_free(pc_backend_cred_t **c);
 
 typedef struct pc_backend_config {
-    /* PC_BACKEND_SINGLE (TCP or a Unix socket) or PC_BACKEND_SENTINEL;
-     * copied. In Sentinel mode the backend asks the sentinels for the
-     * primary before each connection, checks it with ROLE, and follows
-     * +switch-master (pc_sentinel.h). */
+    /* PC_BACKEND_SINGLE (TCP or a Unix socket), PC_BACKEND_SENTINEL or
+     * PC_BACKEND_CLUSTER; copied. In Sentinel mode the backend asks the
+     * sentinels for the primary before each connection, checks it with
+     * ROLE, and follows +switch-master (pc_sentinel.h). In cluster mode
+     * it routes each key by its slot to one connection per primary, each
+     * as described above, and a command whose slot moved fails with
+     * PC_ERETRY: nothing was applied (pc_backend_int.h). */
     const pc_backend_addr_t *addr;
     pc_backend_cred_t *cred; /* NULL = no AUTH; must outlive the backend */
     const char *prefix;      /* copied; "" = none */
@@ -116,6 +119,7 @@ typedef struct pc_backend_stats {
     uint64_t refusals;    /* connections given up because Redis refused AUTH, SELECT or ROLE, or
                              answered NOAUTH, WRONGPASS, NOPERM or READONLY */
     uint64_t switches;    /* Sentinel mode: moves to a new primary */
+    uint64_t redirects;   /* Cluster mode: -MOVED, -ASK, -TRYAGAIN, -CLUSTERDOWN answers */
     int up;               /* 1 while connected */
     pc_hist_t rtt;        /* round trips of the commands Redis answered (error answers too) */
 } pc_backend_stats_t;
@@ -129,6 +133,11 @@ typedef struct pc_backend_stats {
  */
 typedef void (*pc_backend_get_cb)(void *arg, int err, int found, const uint8_t *val, size_t vlen,
                                   uint32_t flags, int64_t pttl_ms);
+/*
+ * err, in both callbacks: 0; PC_EBACKEND (above); or, in cluster mode
+ * only, PC_ERETRY: the key's slot moved between primaries and the command
+ * was not applied -- the client may send it again.
+ */
 /*
  * Write result: `applied` is 1 when the write took effect, 0 when its
  * condition failed (SET NX/XX), the key was missing (DEL, EXPIRE).

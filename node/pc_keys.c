@@ -421,7 +421,8 @@ static void fetch_cb(void *arg, int err, int found, const uint8_t *val, size_t v
         waiters = sl->next_waiter;
         sl->next_waiter = NULL;
         if (err != 0) {
-            sl->status = PC_ST_BACKEND_UNAVAILABLE;
+            /* PC_ERETRY: Redis Cluster moved the key's slot; ask again */
+            sl->status = err == PC_ERETRY ? PC_ST_RETRY : PC_ST_BACKEND_UNAVAILABLE;
         } else if (!found) {
             sl->status = PC_ST_NOT_FOUND;
         } else if (too_large) {

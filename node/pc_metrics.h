@@ -88,6 +88,8 @@
         "Redis connections given up on a refusal (AUTH, SELECT, ROLE, NOAUTH, READONLY, ...)")     \
     V(backend_primary_switches, COUNTER, v->backend.switches,                                      \
         "Moves to a new Redis primary announced by Sentinel (summed over the loops)")              \
+    V(backend_redirects, COUNTER, v->backend.redirects,                                            \
+        "Redis Cluster redirections (-MOVED, -ASK, -TRYAGAIN, -CLUSTERDOWN) the node was answered") \
     V(cluster_members_alive, GAUGE, v->cluster.members_alive, "Members this node sees alive")      \
     V(cluster_members_suspect, GAUGE, v->cluster.members_suspect, "Members this node suspects")    \
     V(cluster_members_dead, GAUGE, v->cluster.members_dead,                                        \

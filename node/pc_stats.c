@@ -229,6 +229,7 @@ static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
     sum->backend.wait_short += x->backend.wait_short;
     sum->backend.refusals += x->backend.refusals;
     sum->backend.switches += x->backend.switches;
+    sum->backend.redirects += x->backend.redirects;
     sum->backend.up += x->backend.up;
     sum->nbackends += x->nbackends;
     sum->nconns += x->nconns;

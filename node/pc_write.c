@@ -35,7 +35,12 @@ static void write_done(void *arg, int err, int applied)
     ks->pending_writes--;
     r->req.waiting = 0;
 
-    if (err != 0) {
+    if (err == PC_ERETRY) {
+        /* Redis Cluster moved the key's slot under the write: nothing was
+         * applied, and the client may send it again (pc_backend_int.h). */
+        pc_req_answer_status(&r->req, PC_ST_RETRY,
+                             "redis cluster: the key's slot is moving; not applied");
+    } else if (err != 0) {
         /* Redis may or may not have applied it (a timeout is ambiguous), so
          * the cached copy can no longer be trusted: drop it, and the next
          * read goes to Redis. */
