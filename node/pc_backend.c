@@ -1645,11 +1645,18 @@ static int probe_one(const pc_backend_config_t *cfg, const struct timeval tv, co
     return rc;
 }
 
+/* The probe waits at most this long for a server (or --redis-timeout if
+ * shorter): it is there to catch configuration mistakes, and a Redis that
+ * is slow to answer must not hold up the node's start (it starts anyway
+ * and keeps trying). */
+#define PROBE_MAX_MS 1000
+
 int pc_backend_probe(const pc_backend_config_t *cfg, char *err, size_t errlen)
 {
     const pc_backend_addr_t *a = cfg->addr;
-    struct timeval tv = {.tv_sec = (time_t)(cfg->timeout_ms / 1000),
-                         .tv_usec = (suseconds_t)(cfg->timeout_ms % 1000) * 1000};
+    uint64_t ms = cfg->timeout_ms < PROBE_MAX_MS ? cfg->timeout_ms : PROBE_MAX_MS;
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+                         .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     char host[sizeof a->hosts[0].host];
     int port = 0;
     char name[sizeof host + sizeof a->master + 32];

@@ -152,13 +152,15 @@ int pc_backend_new(uv_loop_t *loop, const pc_backend_config_t *cfg, const pc_log
 /*
  * A synchronous check for start-up, before the loops run: connects (in
  * Sentinel mode, asks the sentinels first), sends AUTH and SELECT as a
- * backend would, and PING (ROLE in Sentinel mode). 0 when Redis took
+ * backend would, and PING (ROLE in Sentinel mode, CLUSTER SLOTS in
+ * cluster mode). 0 when Redis took
  * them; PC_EPERM when Redis refused the credentials (or wants some and
  * none are configured); PC_EINVAL when it refused SELECT, or no sentinel
- * knows the master name, or the sentinels name a server that is not a
- * primary; PC_EBACKEND when nothing answered within cfg->timeout_ms (the
- * node may start anyway: the backend keeps trying). err says which, and
- * what Redis said.
+ * knows the master name, or a cluster:// seed is not in cluster mode;
+ * PC_EBACKEND when nothing answered within cfg->timeout_ms or 1 s,
+ * whichever is shorter, per server asked (the node may start anyway: the
+ * backend keeps trying; a sentinel naming a server that is not a primary
+ * yet is that too). err says which, and what Redis said.
  */
 int pc_backend_probe(const pc_backend_config_t *cfg, char *err, size_t errlen);
 
