@@ -619,7 +619,8 @@ static void test_reshard_under_load(void **state)
 }
 
 /*
- * kill -9 of the primary of slot 0 under a stream of writes: writes to
+ * Three nodes; kill -9 of the primary of slot 0 under a stream of writes
+ * (each followed by a read of an earlier one): writes to
  * its slots fail with BACKEND_UNAVAILABLE until its replica is promoted
  * and the node's map names it (and, while its slots have no owner, so do
  * the others': Redis' cluster-require-full-coverage). Every
@@ -633,13 +634,13 @@ static void test_failover_under_load(void **state)
     (void)state;
     need_rcluster();
     start_cluster(NULL);
-    pc_client_t *c = start_nodes(1, NULL);
+    pc_client_t *c = start_nodes(3, NULL);
     int owner0[16384];
     assert_int_equal(pc_h_rcluster_slots(&rc, owner0), 0);
     int victim = owner0[0];
     static uint8_t acked[NW_MAX];
     memset(acked, 0, sizeof acked);
-    int i = 0, nacked = 0, failed = 0, failed_other_shards = 0, after = 0;
+    int i = 0, nacked = 0, failed = 0, failed_other_shards = 0, after = 0, bad_reads = 0;
     uint64_t killed = 0, back = 0, t_end = pc_h_now_ms() + 90000;
     for (; i < NW_MAX && pc_h_now_ms() < t_end && after < 300; i++) {
         char k[32], v[32];
@@ -663,12 +664,27 @@ static void test_failover_under_load(void **state)
             if (!on_victim)
                 failed_other_shards++;
         }
+        if (i > 0 && acked[i / 2]) { /* an earlier write, read back */
+            char k2[32], v2[32];
+            snprintf(k2, sizeof k2, "fk-%d", i / 2);
+            snprintf(v2, sizeof v2, "%d", i / 2);
+            pc_value_t got;
+            int g = pc_client_get(c, k2, strlen(k2), &got);
+            if (g == 0) {
+                if (got.len != strlen(v2) || memcmp(got.data, v2, got.len) != 0)
+                    bad_reads++;
+                pc_value_free(&got);
+            } else if (g != PC_EBACKEND && g != PC_ERETRY) {
+                bad_reads++; /* a miss while its primary is down is unavailable, never wrong */
+            }
+        }
         if (killed == 0 && nacked == 300) {
             killed = pc_h_now_ms();
             pc_h_stop(&rc.redis[victim], SIGKILL, 5000);
         }
     }
     assert_true(back != 0);
+    assert_int_equal(bad_reads, 0);
     assert_true(pc_h_rcluster_wait_ok(&rc, 30000));
     int owner[16384];
     assert_int_equal(pc_h_rcluster_slots(&rc, owner), 0);
