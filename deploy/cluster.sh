@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a local peercache cluster on loopback: one redis-server of its own
-# (or a Sentinel-managed group of them) and N peercached nodes. See
-# `deploy/cluster.sh --help`.
+# (or a Sentinel-managed group of them, or a Redis Cluster of six) and N
+# peercached nodes. See `deploy/cluster.sh --help`.
 set -euo pipefail
 
 usage() {
@@ -30,21 +30,30 @@ Commands:
                           failover-timeout 3000, quorum 2); the nodes get
                           --redis sentinel://S1,S2,S3/peercache and follow
                           a failover (kill -9 the primary to see one)
-              (cluster, a Redis Cluster, is refused: peercached does
-              not support one yet.)
+                cluster   a Redis Cluster of six redis-servers, three
+                          primaries with a replica each (redis-cli
+                          --cluster create, cluster-node-timeout 2000);
+                          the nodes get --redis cluster://P1,P2,P3 (the
+                          first three servers as seeds), route each key
+                          to its slot's primary and follow a failover
+                          (kill -9 a primary to see one)
   stop        SIGTERM every node (each leaves the cluster and hands its
               keys over), SIGKILL what is still running after 20 s,
-              then stop the sentinels, the replicas and redis-server.
+              then stop the sentinels, the replicas and redis-server
+              (in cluster mode the six cluster servers).
               Logs stay in the state directory.
   status      Which processes run (in sentinel mode also each server's
-              role and the primary the sentinels name now), then
-              `peercache-cli cluster` from the first node that answers.
+              role and the primary the sentinels name now; in cluster
+              mode each server's role and the slots of each primary),
+              then `peercache-cli cluster` from the first node that
+              answers.
   kill I      kill -9 node I (no leave: the others detect the failure).
   restart I   Stop node I if it runs (SIGTERM), start it again on the
               same port and name, joining the running nodes; wait until
               every running node sees the same members alive. Needs
               redis-server running (in sentinel mode: a sentinel; the
-              first primary may have been replaced).
+              first primary may have been replaced; in cluster mode:
+              one of the six cluster servers).
   add         Start one more node (node N+1), joining the running nodes;
               wait as for restart.
   nodes       Print the node addresses, comma-separated (for --nodes).
@@ -63,7 +72,8 @@ Environment:
   PEERCACHE_CLUSTER_DIR  state directory (default: /tmp/peercache-cluster)
   PEERCACHE_CLUSTER_WAIT seconds to wait for a node, for membership to
                          settle, or (sentinel mode) for replication and
-                         the sentinels, before giving up (default: 30)
+                         the sentinels, or (cluster mode) for the Redis
+                         Cluster to form, before giving up (default: 30)
 
 Nodes get --probe-interval 200ms --probe-timeout 100ms (loopback is
 fast; a killed node is declared dead in about a second); pass other
@@ -73,20 +83,24 @@ values after `--` to override. Each node also serves its HTTP endpoint
 status. Nodes also read PEERCACHE_* variables
 from the environment, as always (flags win).
 
-Run as root, the nodes and redis-server (and its replicas and sentinels)
-run as the unprivileged system user peercache instead (created if
-missing; started through setpriv): the state directory is then owned by
-peercache with mode 0700, the key file by peercache with mode 0600, and
-the sentinels' config files by peercache. Run as any other user, they run
-as that user.
+Run as root, the nodes and redis-server (and its replicas and sentinels,
+or the cluster servers) run as the unprivileged system user peercache
+instead (created if missing; started through setpriv): the state
+directory is then owned by peercache with mode 0700 (the cluster servers
+write their nodes-PORT.conf in it), the key file by peercache with mode
+0600, and the sentinels' config files by peercache. Run as any other
+user, they run as that user.
 
 State directory: cluster.key (made by peercache-cli keygen on the first
 start; every node gets --cluster-key with it), nodes (the addresses,
-"127.0.0.1:P1,127.0.0.1:P2,..."), count, args, redis.mode (single or
-sentinel), redis.port, redis.pid, redis.log (the primary, in sentinel
-mode the first one); in sentinel mode also redis-replicaK.port, .pid,
-.log (K = 1, 2), and sentinelK.conf (the sentinel rewrites it), .port,
-.pid, .log (K = 1, 2, 3); and per node nodeI.port,
+"127.0.0.1:P1,127.0.0.1:P2,..."), count, args, redis.mode (single,
+sentinel or cluster), redis.port, redis.pid, redis.log (the primary, in
+sentinel mode the first one; none in cluster mode); in sentinel mode also
+redis-replicaK.port, .pid, .log (K = 1, 2), and sentinelK.conf (the
+sentinel rewrites it), .port, .pid, .log (K = 1, 2, 3); in cluster mode
+redis-clusterK.port, .pid, .log, .bus (its cluster bus port) and .rdb,
+and nodes-PORT.conf (Redis' own cluster state; K = 1..6), and
+redis-cluster-create.log (redis-cli --cluster create); and per node nodeI.port,
 nodeI.http (its HTTP port), nodeI.resp (its Redis-protocol port), nodeI.pid, nodeI.log (stderr), nodeI.out (stdout); with
 prometheus: prometheus.yml, prometheus.port, prometheus.pid, prometheus.log and
 prometheus-data/.
@@ -100,6 +114,9 @@ Example:
   deploy/cluster.sh start 3 --redis-mode sentinel
   kill -9 "$(cat /tmp/peercache-cluster/redis.pid)"   # a failover
   deploy/cluster.sh status    # the primary the sentinels name now
+  deploy/cluster.sh stop
+  deploy/cluster.sh start 3 --redis-mode cluster
+  deploy/cluster.sh status    # each server's role, each primary's slots
 EOF
 }
 
@@ -119,6 +136,9 @@ default_args=(--probe-interval 200ms --probe-timeout 100ms)
 master=peercache
 replicas=(redis-replica1 redis-replica2)
 sentinels=(sentinel1 sentinel2 sentinel3)
+# Cluster mode: the state names of the six cluster servers (the first
+# three are the nodes' seeds).
+cservers=(redis-cluster1 redis-cluster2 redis-cluster3 redis-cluster4 redis-cluster5 redis-cluster6)
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
 usage_error() { echo "cluster.sh: $*" >&2; echo "Try 'deploy/cluster.sh --help'." >&2; exit 2; }
@@ -177,21 +197,22 @@ node_addr() { echo "$host:$(node_port "$1")"; }
 node_running() { running "$(node_pid "$1")" "--listen $(node_addr "$1")"; }
 redis_running() { running "$(get redis.pid)" "redis-server"; }
 count() { local n; n=$(get count); echo "${n:-0}"; }
-# redis_mode: single or sentinel (a state directory from before modes
-# has no redis.mode: single).
+# redis_mode: single, sentinel or cluster (a state directory from before
+# modes has no redis.mode: single).
 redis_mode() { local m; m=$(get redis.mode); echo "${m:-single}"; }
 
-# server_running NAME: the redis-server (redis, redis-replicaK) or
-# sentinel (sentinelK) whose state is NAME.port, NAME.pid runs.
+# server_running NAME: the redis-server (redis, redis-replicaK,
+# redis-clusterK) or sentinel (sentinelK) whose state is NAME.port,
+# NAME.pid runs.
 server_running() {
   case $1 in
     sentinel*) running "$(get "$1.pid")" "sentinel" ;;
     *) running "$(get "$1.pid")" "redis-server" ;;
   esac
 }
-live_servers() { # the names of the replicas and sentinels that run
+live_servers() { # the names of the replicas, sentinels and cluster servers that run
   local name
-  for name in "${replicas[@]}" "${sentinels[@]}"; do server_running "$name" && echo "$name"; done
+  for name in "${replicas[@]}" "${sentinels[@]}" "${cservers[@]}"; do server_running "$name" && echo "$name"; done
   return 0
 }
 sentinel_list() { # 127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3
@@ -199,13 +220,18 @@ sentinel_list() { # 127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3
   for name in "${sentinels[@]}"; do list+=("$host:$(get "$name.port")"); done
   (IFS=,; echo "${list[*]}")
 }
+seed_list() { # 127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3 (the first three cluster servers)
+  local name list=()
+  for name in "${cservers[@]:0:3}"; do list+=("$host:$(get "$name.port")"); done
+  (IFS=,; echo "${list[*]}")
+}
 # redis_addr: the nodes' --redis.
 redis_addr() {
-  if [ "$(redis_mode)" = sentinel ]; then
-    echo "sentinel://$(sentinel_list)/$master"
-  else
-    echo "$host:$(get redis.port)"
-  fi
+  case $(redis_mode) in
+    sentinel) echo "sentinel://$(sentinel_list)/$master" ;;
+    cluster) echo "cluster://$(seed_list)" ;;
+    *) echo "$host:$(get redis.port)" ;;
+  esac
 }
 # redis_ask PORT ARG...: redis-cli's answer (no CRs), empty if none.
 redis_ask() {
@@ -274,6 +300,9 @@ pick_port() {
     [ "$p" = "$(get prometheus.port)" ] && taken=1
     for name in "${replicas[@]}" "${sentinels[@]}"; do
       [ "$p" = "$(get "$name.port")" ] && taken=1
+    done
+    for name in "${cservers[@]}"; do
+      { [ "$p" = "$(get "$name.port")" ] || [ "$p" = "$(get "$name.bus")" ]; } && taken=1
     done
     for ((i = 1; i <= $(count); i++)); do
       { [ "$p" = "$(node_port "$i")" ] || [ "$p" = "$(node_http "$i")" ] ||
@@ -366,9 +395,10 @@ launch() {
 
 # server_argv NAME PORT: sets argv (the caller's) to the command line of
 # NAME: redis (the primary; in single mode exactly as ever), redis-replicaK
-# or sentinelK, whose config file it writes.
+# or sentinelK, whose config file it writes, or redis-clusterK, whose
+# cluster bus port it picks (NAME.bus).
 server_argv() {
-  local name=$1 port=$2 conf
+  local name=$1 port=$2 conf bus
   case $name in
     sentinel*)
       conf=$dir/$name.conf
@@ -393,12 +423,23 @@ server_argv() {
       return ;;
   esac
   argv=(redis-server --port "$port" --bind "$host" --save "" --appendonly no --dir "$dir")
-  [ "$(redis_mode)" = sentinel ] || return 0
+  [ "$(redis_mode)" != single ] || return 0
   # Each its own RDB file (a replica writes the one it syncs from); any of
   # them may become the primary: none waits 5 s for more replicas before
   # a full sync.
   argv+=(--dbfilename "$name.rdb" --repl-diskless-sync-delay 0)
-  [ "$name" = redis ] || argv+=(--replicaof "$host" "$(get redis.port)")
+  case $name in
+    redis) ;;
+    redis-cluster*)
+      # The cluster bus on a port of its own, picked like the others and
+      # again on each try (Redis' default, PORT + 10000, may be taken or
+      # beyond 65535). Redis writes nodes-PORT.conf (its node table).
+      bus=$(pick_port 16390)
+      echo "$bus" >"$dir/$name.bus"
+      argv+=(--cluster-enabled yes --cluster-config-file "$dir/nodes-$port.conf"
+        --cluster-port "$bus" --cluster-node-timeout 2000) ;;
+    *) argv+=(--replicaof "$host" "$(get redis.port)") ;;
+  esac
 }
 
 # start_server NAME FROM: start NAME (see server_argv) on the first free
@@ -476,11 +517,64 @@ wait_sentinels() {
   done
 }
 
+# wait_rcluster: until every cluster server says cluster_state:ok,
+# cluster_slots_assigned:16384 and cluster_known_nodes:6, and each
+# replica's link to its primary is up (a replica that never synced would
+# not be failed over to).
+wait_rcluster() {
+  local deadline=$((SECONDS + wait_s)) name port seen repl why
+  while :; do
+    why=''
+    for name in "${cservers[@]}"; do
+      port=$(get "$name.port")
+      seen=$(redis_ask "$port" cluster info |
+        awk -F: '$1 == "cluster_state" { s = $2 } $1 == "cluster_slots_assigned" { a = $2 }
+                 $1 == "cluster_known_nodes" { k = $2 }
+                 END { print "cluster_state:" (s == "" ? "?" : s) " cluster_slots_assigned:" (a == "" ? "?" : a) \
+                         " cluster_known_nodes:" (k == "" ? "?" : k) }')
+      [ "$seen" = "cluster_state:ok cluster_slots_assigned:16384 cluster_known_nodes:6" ] ||
+        { why="$name $host:$port says $seen (want ok, 16384, 6)"; break; }
+      repl=$'\n'$(redis_ask "$port" info replication)$'\n'
+      [[ $repl != *$'\nrole:slave\n'* || $repl == *$'\nmaster_link_status:up\n'* ]] ||
+        { why="$name $host:$port (a replica): master_link_status not up"; break; }
+    done
+    [ -n "$why" ] || return 0
+    if [ $SECONDS -ge $deadline ]; then
+      echo "cluster.sh: after ${wait_s}s, $why" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# start_rcluster: the six cluster servers, then redis-cli --cluster create
+# (three primaries, a replica each; TERM=dumb: no colours in its log),
+# then wait until every server sees the cluster formed.
+start_rcluster() {
+  local name addrs=()
+  for name in "${cservers[@]}"; do
+    start_server "$name" 6390
+    addrs+=("$host:$(get "$name.port")")
+  done
+  env TERM=dumb redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+    </dev/null >"$dir/redis-cluster-create.log" 2>&1 9>&- || {
+    echo "cluster.sh: redis-cli --cluster create failed; last lines of $dir/redis-cluster-create.log:" >&2
+    tail -n 5 "$dir/redis-cluster-create.log" >&2
+    return 1
+  }
+  wait_rcluster
+}
+
 # start_redis: single mode, redis-server; sentinel mode, the primary, its
 # two replicas once it answers, and three sentinels once replication is
-# up; then wait until every sentinel knows every other process.
+# up; then wait until every sentinel knows every other process; cluster
+# mode, the Redis Cluster (start_rcluster).
 start_redis() {
   local name
+  if [ "$(redis_mode)" = cluster ]; then
+    start_rcluster || die "the Redis Cluster did not form (logs: $dir)"
+    return 0
+  fi
   start_server redis 6390
   [ "$(redis_mode)" = sentinel ] || return 0
   for name in "${replicas[@]}"; do start_server "$name" 6390; done
@@ -516,17 +610,21 @@ join_list() { # the addresses of the running nodes other than node $1
 
 need_cluster() {
   [ -f "$dir/count" ] || die "no cluster in $dir (run: deploy/cluster.sh start)"
-  if [ "$(redis_mode)" = sentinel ]; then
+  local name up=0 names=() what
+  case $(redis_mode) in
     # The first primary may be gone (replaced in a failover); the nodes
     # need a sentinel that names the one there is now.
-    local name up=0
-    for name in "${sentinels[@]}"; do
-      if server_running "$name"; then up=1; else echo "cluster.sh: $name is not running" >&2; fi
-    done
-    [ $up = 1 ] || die "no sentinel of $dir is running (run: deploy/cluster.sh stop, then start)"
-    return 0
-  fi
-  redis_running || die "redis-server of $dir is not running (run: deploy/cluster.sh stop, then start)"
+    sentinel) names=("${sentinels[@]}") what=sentinel ;;
+    # Any primary may have been replaced; the nodes learn the slots from
+    # whichever server answers.
+    cluster) names=("${cservers[@]}") what="Redis Cluster server" ;;
+    *) redis_running || die "redis-server of $dir is not running (run: deploy/cluster.sh stop, then start)"
+       return 0 ;;
+  esac
+  for name in "${names[@]}"; do
+    if server_running "$name"; then up=1; else echo "cluster.sh: $name is not running" >&2; fi
+  done
+  [ $up = 1 ] || die "no $what of $dir is running (run: deploy/cluster.sh stop, then start)"
 }
 
 need_index() {
@@ -557,7 +655,7 @@ parse_start() {
     case $1 in
       --) shift; start_opts=("$@"); break ;;
       --redis-mode)
-        [ $# -ge 2 ] || usage_error "start: --redis-mode needs a value: single or sentinel"
+        [ $# -ge 2 ] || usage_error "start: --redis-mode needs a value: single, sentinel or cluster"
         start_mode=$2
         shift 2 ;;
       --redis-mode=*) start_mode=${1#*=}; shift ;;
@@ -570,10 +668,8 @@ parse_start() {
   done
   [[ $start_n =~ ^[1-9][0-9]*$ ]] || usage_error "start: N must be a number from 1 up, got '$start_n'"
   case $start_mode in
-    single | sentinel) ;;
-    cluster)
-      usage_error "start: --redis-mode cluster: peercached does not support Redis Cluster yet (it refuses cluster:// at start-up); use single or sentinel" ;;
-    *) usage_error "start: unknown --redis-mode '$start_mode' (single or sentinel)" ;;
+    single | sentinel | cluster) ;;
+    *) usage_error "start: unknown --redis-mode '$start_mode' (single, sentinel or cluster)" ;;
   esac
 }
 
@@ -587,8 +683,10 @@ cmd_start() {
     { redis_running || [ -n "$(live_servers)" ] || [ -n "$(live_nodes)" ]; } &&
       die "a cluster is already running in $dir (deploy/cluster.sh stop first)"
   fi
-  rm -f "$dir"/node*.* "$dir"/redis.* "$dir"/count "$dir"/nodes "$dir"/args "$dir"/dump.rdb
-  rm -f "$dir"/redis-replica*.* "$dir"/sentinel*.*
+  # No data nor Redis Cluster node table of an earlier start (a cluster
+  # server that knows other nodes refuses to join a new cluster).
+  rm -f "$dir"/node*.* "$dir"/redis.* "$dir"/count "$dir"/nodes "$dir"/args "$dir"/*.rdb
+  rm -f "$dir"/redis-replica*.* "$dir"/sentinel*.* "$dir"/redis-cluster*.* "$dir"/nodes-*.conf
   rm -rf "$dir"/prometheus.* "$dir"/prometheus-data
   echo "$start_mode" >"$dir/redis.mode"
   printf '%s\n' "${start_opts[@]}" >"$dir/args"
@@ -615,6 +713,8 @@ cmd_start() {
     echo "redis-server $host:$(get redis.port) (primary)"
     for i in "${replicas[@]}"; do echo "$i $host:$(get "$i.port") (replica)"; done
     echo "sentinels: $(sentinel_list)"
+  elif [ "$(redis_mode)" = cluster ]; then
+    print_rcluster
   else
     echo "redis-server $host:$(get redis.port)"
   fi
@@ -646,6 +746,12 @@ cmd_stop() {
   if redis_running; then
     echo "stopping redis-server"
     stop_pids 10 "redis-server" "$(get redis.pid)"
+  fi
+  pids=()
+  for name in "${cservers[@]}"; do server_running "$name" && pids+=("$(get "$name.pid")"); done
+  if [ ${#pids[@]} -gt 0 ]; then
+    echo "stopping ${#pids[@]} Redis Cluster server(s)"
+    stop_pids 10 "redis-server" "${pids[@]}"
   fi
   if prometheus_running; then
     echo "stopping prometheus"
@@ -727,10 +833,47 @@ print_servers() {
   echo "primary: $primary$label, as the sentinels name $master now"
 }
 
+# print_rcluster: the mode and the seeds, each cluster server and its
+# role, and the slots of each primary as the first server that answers
+# sees them (CLUSTER NODES: one line per server, its flags and slots).
+print_rcluster() {
+  local name port role nodes
+  echo "redis mode: cluster (nodes use --redis $(redis_addr))"
+  echo "seeds: $(seed_list)"
+  nodes=''
+  for name in "${cservers[@]}"; do
+    port=$(get "$name.port")
+    if ! server_running "$name"; then
+      echo "$name $host:$port (not running)"
+      continue
+    fi
+    role=$(redis_ask "$port" role | head -n 1)
+    case $role in master) role=primary ;; slave) role=replica ;; '') role='?' ;; esac
+    echo "$name $host:$port pid $(get "$name.pid") bus $(get "$name.bus") role $role"
+    [ -n "$nodes" ] || nodes=$(redis_ask "$port" cluster nodes)
+  done
+  if [ -z "$nodes" ]; then
+    echo "slots: (no cluster server answers)"
+    return 0
+  fi
+  # id addr@bus[,hostname] flags primary ping pong epoch link slot...; a
+  # slot is N or N-M ([N->-id] and [N-<-id]: migrating, left out).
+  awk '$3 ~ /(^|,)master(,|$)/ {
+         s = ""
+         for (i = 9; i <= NF; i++) if ($i !~ /^\[/) s = s (s == "" ? "" : ",") $i
+         if (s == "") next
+         split($2, a, "@")
+         f = $3 ~ /fail\?/ ? " (failing?)" : $3 ~ /fail/ ? " (failed)" : ""
+         print "primary " a[1] " slots " s f
+       }' <<<"$nodes" | sort -t' ' -k4,4n
+}
+
 cmd_status() {
   [ -f "$dir/count" ] || die "no cluster in $dir"
   if [ "$(redis_mode)" = sentinel ]; then
     print_servers
+  elif [ "$(redis_mode)" = cluster ]; then
+    print_rcluster
   elif redis_running; then
     echo "redis-server $host:$(get redis.port) pid $(get redis.pid)"
   else

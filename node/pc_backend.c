@@ -369,6 +369,22 @@ static void cmd_free(pc_backend_t *b, cmd_t *c)
     free(c);
 }
 
+/* c, just handed to hiredis, joins the commands in flight (in the order
+ * Redis will answer them); a write also waits for the turn's WAIT. */
+static void cmd_sent(pc_backend_t *b, cmd_t *c)
+{
+    c->b = b;
+    c->next = NULL;
+    if (b->tail)
+        b->tail->next = c;
+    else
+        b->head = c;
+    b->tail = c;
+    b->stats.commands++;
+    if (c->kind != CMD_GET && c->kind != CMD_WAIT && b->wait_replicas > 0)
+        b->writes_unwaited++;
+}
+
 static void start_connect(pc_backend_t *b);
 static cmd_t *cmd_new(pc_backend_t *b, enum cmd_kind kind, void *arg);
 
@@ -1085,15 +1101,9 @@ static void before_write(void *arg)
             drain_connection(b, b->ac);
         return;
     }
-    c->b = b;
     c->deadline = uv_now(b->loop) + b->timeout_ms;
     c->sent_ns = uv_hrtime();
-    if (b->tail)
-        b->tail->next = c;
-    else
-        b->head = c;
-    b->tail = c;
-    b->stats.commands++;
+    cmd_sent(b, c);
 }
 
 /* One ARGV of a script: bytes, or (p NULL) a number in decimal. */
@@ -1191,14 +1201,7 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
         cmd_free(b, c);
         return PC_EBACKEND;
     }
-    if (b->tail)
-        b->tail->next = c;
-    else
-        b->head = c;
-    b->tail = c;
-    b->stats.commands++;
-    if (c->kind != CMD_GET && b->wait_replicas > 0)
-        b->writes_unwaited++;
+    cmd_sent(b, c);
     return 0;
 }
 
@@ -1425,17 +1428,8 @@ int pc_backend_link_ask(pc_backend_t *l, struct cmd *c)
         redisAsyncFormattedCommand(l->ac, reply_cb, c, (const char *)f->data, f->len) !=
             REDIS_OK)
         return PC_EBACKEND;
-    c->b = l;
-    c->next = NULL;
     c->redirected = 1;
-    if (l->tail)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
-    l->stats.commands++;
-    if (c->kind != CMD_GET && l->wait_replicas > 0)
-        l->writes_unwaited++;
+    cmd_sent(l, c);
     return 0;
 }
 

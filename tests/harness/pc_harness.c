@@ -1391,3 +1391,19 @@ int pc_h_send_all(int fd, const pc_buf_t *b)
     }
     return 0;
 }
+
+int64_t pc_h_stat(pc_client_t *c, const char *name)
+{
+    pc_stat_entry_t *st = NULL;
+    size_t n = 0;
+    if (pc_client_stats(c, &st, &n) != 0)
+        return -1;
+    int64_t v = -1;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(st[i].name, name) == 0)
+            v = st[i].value;
+    pc_stats_free(st, n);
+    return v;
+}
+
+int pc_h_backend_up(void *client) { return pc_h_stat(client, "backend_up") == 1; }

@@ -21,6 +21,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "pc_client.h"
 #include "pc_proto.h"
 #include "pc_seal.h"
 
@@ -298,6 +299,15 @@ long pc_h_rss_kb(pid_t pid);
 /* Runs a shell command line, captures stdout (up to cap-1 bytes, NUL
  * terminated) and returns the exit status (0..255), or -1. */
 int pc_h_run(const char *cmdline, char *out, size_t cap);
+
+/* A node's STATS counter `name` through client c (the first node it
+ * reaches), or -1 if it cannot be read or there is no such counter. */
+int64_t pc_h_stat(pc_client_t *c, const char *name);
+
+/* For pc_h_poll with a pc_client_t *: 1 once the node's STATS say
+ * backend_up 1 (every loop's Redis connection is up; a node listens
+ * before they are). */
+int pc_h_backend_up(void *client);
 
 /* Polls fn(arg) every 10 ms until it returns non-zero or timeout_ms
  * passes; returns the last value. */

@@ -72,22 +72,6 @@ static int count_lines(const char *path, const char *n1, const char *n2)
     return n;
 }
 
-static int64_t stat_of(pc_client_t *c, const char *name)
-{
-    pc_stat_entry_t *st = NULL;
-    size_t n = 0;
-    if (pc_client_stats(c, &st, &n) != 0)
-        return -1;
-    int64_t v = -1;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(st[i].name, name) == 0)
-            v = st[i].value;
-    pc_stats_free(st, n);
-    return v;
-}
-
-static int backend_up(void *arg) { return stat_of(arg, "backend_up") == 1; }
-
 /* A client of the node, once every loop's Redis connection is up (the
  * node listens before they are). */
 static pc_client_t *client_for(const pc_h_proc_t *node)
@@ -95,7 +79,7 @@ static pc_client_t *client_for(const pc_h_proc_t *node)
     pc_client_options_t o = {.nodes = node->addr, .timeout_ms = 5000};
     pc_client_t *c = NULL;
     assert_int_equal(pc_client_new(&o, &c), 0);
-    assert_true(pc_h_poll(backend_up, c, 15000));
+    assert_true(pc_h_poll(pc_h_backend_up, c, 15000));
     return c;
 }
 
@@ -108,7 +92,7 @@ typedef struct stat_arg {
 static int stat_reached(void *p)
 {
     stat_arg_t *a = p;
-    return stat_of(a->cl, a->name) >= a->want;
+    return pc_h_stat(a->cl, a->name) >= a->want;
 }
 
 static redisReply *rcmd(redisContext *rc, const char *fmt, ...)
@@ -212,7 +196,7 @@ static void test_password_and_acl_user(void **state)
     assert_get(c, "pw-k4", "from-redis");
     assert_int_equal(pc_client_del(c, "pw-k2", 5), 0);
     assert_redis_string(rc, "app:pw-k2", NULL);
-    assert_int_equal(stat_of(c, "backend_errors"), 0);
+    assert_int_equal(pc_h_stat(c, "backend_errors"), 0);
     /* The connection is the app user's. */
     redisReply *r = rcmd(rc, "CLIENT LIST");
     assert_non_null(strstr(r->str, "user=app"));
@@ -298,7 +282,7 @@ static void test_sighup_reloads_the_password(void **state)
     assert_int_equal(set_str(c, "rot-1", "a"), 0);
 
     freeReplyObject(rcmd(rc, "CONFIG SET requirepass pw-two"));
-    int64_t refusals0 = stat_of(c, "backend_refusals");
+    int64_t refusals0 = pc_h_stat(c, "backend_refusals");
     freeReplyObject(rcmd(rc, "CLIENT KILL TYPE normal SKIPME yes"));
     /* Both loops retry every 100-250 ms and are refused each time. */
     stat_arg_t sa = {c, "backend_refusals", refusals0 + 6};
@@ -307,11 +291,11 @@ static void test_sighup_reloads_the_password(void **state)
     /* one warning per loop, whatever the number of attempts */
     int warns = count_lines(node.log, "AUTH refused", "WRONGPASS");
     fprintf(stderr, "%lld refusals, %d logged\n",
-            (long long)(stat_of(c, "backend_refusals") - refusals0), warns);
+            (long long)(pc_h_stat(c, "backend_refusals") - refusals0), warns);
     assert_true(warns >= 1 && warns <= 2);
 
     write_file(pwf, "pw-two\n", 0600);
-    int64_t connects0 = stat_of(c, "backend_connects");
+    int64_t connects0 = pc_h_stat(c, "backend_connects");
     assert_int_equal(kill(node.pid, SIGHUP), 0);
     stat_arg_t ca = {c, "backend_connects", connects0 + 2}; /* both loops */
     assert_true(pc_h_poll(stat_reached, &ca, 15000));
@@ -410,7 +394,7 @@ static void test_redis_wait(void **state)
             (unsigned long long)took);
     assert_true(took >= 190); /* WAIT's timeout: half of 400 ms */
     assert_redis_string(rc, "w-alone", "applied"); /* applied on the primary */
-    assert_true(stat_of(c, "backend_writes_unreplicated") >= 1);
+    assert_true(pc_h_stat(c, "backend_writes_unreplicated") >= 1);
     /* and not served from the cache: the next read goes to Redis */
     freeReplyObject(rcmd(rc, "SET w-alone changed-in-redis"));
     assert_get(c, "w-alone", "changed-in-redis");
@@ -423,7 +407,7 @@ static void test_redis_wait(void **state)
     assert_non_null(rr);
     /* The replica is in sync once it holds what the primary holds. */
     assert_true(pc_h_poll(replica_synced, rr, 15000));
-    int64_t short0 = stat_of(c, "backend_writes_unreplicated");
+    int64_t short0 = pc_h_stat(c, "backend_writes_unreplicated");
     for (int i = 0; i < 20; i++) {
         char k[32];
         snprintf(k, sizeof k, "w-rep-%d", i);
@@ -433,7 +417,7 @@ static void test_redis_wait(void **state)
         assert_string_equal(r->str, "on-both");
         freeReplyObject(r);
     }
-    assert_int_equal(stat_of(c, "backend_writes_unreplicated"), short0);
+    assert_int_equal(pc_h_stat(c, "backend_writes_unreplicated"), short0);
 
     pc_client_free(&c);
     stop_node(&node);

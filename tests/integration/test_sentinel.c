@@ -106,20 +106,6 @@ static void test_group_fails_over(void **state)
     assert_true(is_master(&g, now));
 }
 
-static int64_t stat_of(pc_client_t *c, const char *name)
-{
-    pc_stat_entry_t *st = NULL;
-    size_t n = 0;
-    if (pc_client_stats(c, &st, &n) != 0)
-        return -1;
-    int64_t v = -1;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(st[i].name, name) == 0)
-            v = st[i].value;
-    pc_stats_free(st, n);
-    return v;
-}
-
 static int log_has(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");
@@ -132,8 +118,6 @@ static int log_has(const char *path, const char *needle)
     fclose(f);
     return found;
 }
-
-static int backend_up(void *arg) { return stat_of(arg, "backend_up") == 1; }
 
 #define NWRITES_MAX 200000
 
@@ -162,7 +146,7 @@ static void node_follows_failover(int wait)
     assert_int_equal(pc_client_new(&o, &c), 0);
     /* The node listens before its loops have asked the sentinels and
      * checked ROLE: wait for every loop's Redis connection. */
-    assert_true(pc_h_poll(backend_up, c, 15000));
+    assert_true(pc_h_poll(pc_h_backend_up, c, 15000));
 
     static uint8_t acked[NWRITES_MAX];
     memset(acked, 0, sizeof acked);
@@ -256,7 +240,7 @@ typedef struct switched {
 static int switches_reached(void *arg)
 {
     switched_t *s = arg;
-    return stat_of(s->c, "backend_primary_switches") >= s->want;
+    return pc_h_stat(s->c, "backend_primary_switches") >= s->want;
 }
 
 /*
@@ -285,7 +269,7 @@ static void node_follows_manual_failover(int wait)
     assert_int_equal(pc_client_new(&o, &c), 0);
     /* The node listens before its loops have asked the sentinels and
      * checked ROLE: wait for every loop's Redis connection. */
-    assert_true(pc_h_poll(backend_up, c, 15000));
+    assert_true(pc_h_poll(pc_h_backend_up, c, 15000));
 
     static uint8_t acked[NWRITES_MAX];
     memset(acked, 0, sizeof acked);
@@ -298,7 +282,7 @@ static void node_follows_manual_failover(int wait)
         acked[i] = 1;
     }
     before = i;
-    int64_t sw0 = stat_of(c, "backend_primary_switches");
+    int64_t sw0 = pc_h_stat(c, "backend_primary_switches");
     redisContext *sc = redisConnect("127.0.0.1", g.sentinel[0].port);
     assert_true(sc != NULL && sc->err == 0);
     redisReply *r = redisCommand(sc, "SENTINEL FAILOVER %s", g.master);
@@ -349,7 +333,7 @@ static void node_follows_manual_failover(int wait)
             "FAILOVER; %d writes failed (%lld unreplicated); of %d acknowledged, %d lost "
             "(all from the switch-over)\n",
             wait ? 2 : 0, (unsigned long long)(moved - t0), failed,
-            (long long)stat_of(c, "backend_writes_unreplicated"), nacked, lost_during);
+            (long long)pc_h_stat(c, "backend_writes_unreplicated"), nacked, lost_during);
     assert_int_equal(lost_before, 0);
     if (wait)
         assert_int_equal(lost_during, 0);
