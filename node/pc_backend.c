@@ -293,6 +293,7 @@ struct pc_backend {
     unsigned wait_replicas;
     uint64_t wait_timeout_ms;
     int writes_unwaited;     /* writes sent since the last WAIT */
+    int wait_warned;         /* a short WAIT was logged; again after one that was not */
     /* Writes Redis applied whose WAIT has not answered yet, oldest first. */
     cmd_t *await_head, *await_tail;
     pc_buf_t auth;           /* this connection's AUTH, formatted */
@@ -946,6 +947,15 @@ static void wait_reply(pc_backend_t *b, redisAsyncContext *ac, const redisReply 
 {
     int ok = reply != NULL && reply->type == REDIS_REPLY_INTEGER &&
              reply->integer >= (long long)b->wait_replicas;
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER) {
+        if (!ok && !b->wait_warned)
+            pc_log_warn(b->log,
+                        "redis %s: WAIT: %lld of %u replicas confirmed within %llu ms; such "
+                        "writes are answered BACKEND_UNAVAILABLE (--redis-wait)",
+                        b->name, reply->integer, b->wait_replicas,
+                        (unsigned long long)b->wait_timeout_ms);
+        b->wait_warned = !ok;
+    }
     if (reply != NULL && reply->type == REDIS_REPLY_ERROR) {
         log_refusal(b, "WAIT refused", reply);
         if (b->state == ST_UP || b->state == ST_LOADING)

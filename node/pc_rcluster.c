@@ -68,6 +68,7 @@ struct pc_rcluster {
     size_t rr;         /* where the next refresh looks for a link that is up */
     uint64_t last_up;  /* loop ms when a link was last seen up */
     char last_err[128]; /* a bad map, logged once */
+    int down_warned;    /* -CLUSTERDOWN logged; again after a full map */
 
     pc_backend_stats_t gone; /* the counters of links closed */
     uv_timer_t timer;
@@ -270,6 +271,8 @@ static void slots_cb(redisAsyncContext *ac, void *r, void *privdata)
     rc->next_refresh = uv_now(rc->loop) + REFRESH_EVERY_MS;
     /* A map with holes (a failover under way) is used, and asked again. */
     rc->refresh_wanted = pc_slotmap_covered(&nm) < PC_SLOTMAP_SLOTS;
+    if (!rc->refresh_wanted)
+        rc->down_warned = 0;
     if (rc->shard != NULL && pc_slotmap_same(&rc->map, &nm)) {
         pc_slotmap_free(&nm);
         retire_unused(rc);
@@ -361,6 +364,10 @@ int pc_rcluster_redirect(pc_rcluster_t *rc, pc_backend_t *from, struct cmd *c,
     if (strncmp(reply->str, "TRYAGAIN", 8) == 0)
         return PC_ERETRY;
     if (strncmp(reply->str, "CLUSTERDOWN", 11) == 0) {
+        if (!rc->down_warned)
+            pc_log_warn(rc->log, "redis cluster: %s:%d answered %s", pc_backend_link_host(from),
+                        pc_backend_link_port(from), reply->str);
+        rc->down_warned = 1;
         rc->refresh_wanted = 1;
         return PC_EBACKEND;
     }

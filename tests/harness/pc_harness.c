@@ -495,8 +495,14 @@ static int replication_up(void *arg)
     const pc_h_sentinel_group_t *g = w->g;
     redisReply *r = port_command(g->redis[0].port, "INFO replication");
     int ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "connected_slaves:2\r\n");
+    /* both online on the primary's side too (what WAIT counts): after a
+     * sync, that is the replica's first ACK, up to a second later */
+    if (ok) {
+        const char *p = strstr(r->str, "state=online");
+        ok = p != NULL && strstr(p + 1, "state=online") != NULL;
+    }
     if (!ok)
-        snprintf(w->why, sizeof w->why, "primary %s has not 2 connected replicas",
+        snprintf(w->why, sizeof w->why, "primary %s has not 2 replicas online",
                  g->redis[0].addr);
     if (r)
         freeReplyObject(r);
@@ -928,9 +934,19 @@ static int rc_formed(void *arg)
         r = rc_command(w, i, "INFO replication");
         info_field(r, "role", role, sizeof role);
         info_field(r, "master_link_status", link, sizeof link);
+        /* A primary counts its replica for WAIT only once it is online on
+         * its side too: after a sync that is the replica's first ACK,
+         * up to a second after the replica says its link is up. */
+        int online = r != NULL && r->type == REDIS_REPLY_STRING &&
+                     strstr(r->str, "state=online") != NULL;
         if (r)
             freeReplyObject(r);
         const char *want = i < 3 ? "master" : "slave";
+        if (i < 3 && strcmp(role, want) == 0 && !online) {
+            snprintf(w->why, sizeof w->why, "node %d (%s): its replica is not online yet", i,
+                     c->redis[i].addr);
+            return 0;
+        }
         if (strcmp(role, want) != 0 || (i >= 3 && strcmp(link, "up") != 0)) {
             snprintf(w->why, sizeof w->why, "node %d (%s): role:%s (want %s)%s%s", i,
                      c->redis[i].addr, role, want, i >= 3 ? " master_link_status:" : "",
@@ -979,6 +995,35 @@ static int rc_cli_argv(const pc_h_rcluster_t *c, const char **argv, char *authva
     return n;
 }
 
+/* Starts node i of c on port (its bus port, node timeout and password
+ * from c), keeping a node table already there. */
+static int rc_node_start(pc_h_rcluster_t *c, int i, int port)
+{
+    char conf[600], busstr[16], timeout[16];
+    snprintf(conf, sizeof conf, "%s/nodes-%d.conf", pc_h_tmpdir(), port);
+    snprintf(busstr, sizeof busstr, "%d", c->bus_port[i]);
+    snprintf(timeout, sizeof timeout, "%d", c->node_timeout_ms);
+    const char *args[20] = {"--cluster-enabled", "yes", "--cluster-config-file", conf,
+                            "--cluster-port", busstr, "--cluster-node-timeout", timeout,
+                            "--repl-diskless-sync-delay", "0"};
+    int n = 10;
+    if (c->password[0] != '\0') {
+        args[n++] = "--requirepass";
+        args[n++] = c->password;
+        args[n++] = "--masterauth";
+        args[n++] = c->password;
+    }
+    args[n] = NULL;
+    return pc_h_redis_start_args(&c->redis[i], port, args);
+}
+
+int pc_h_rcluster_restart(pc_h_rcluster_t *c, int i)
+{
+    if (i < 0 || i >= c->n || c->redis[i].pid > 0 || c->redis[i].port <= 0)
+        return -1;
+    return rc_node_start(c, i, c->redis[i].port);
+}
+
 int pc_h_rcluster_start(pc_h_rcluster_t *c, int node_timeout_ms, const char *password)
 {
     memset(c, 0, sizeof *c);
@@ -988,10 +1033,9 @@ int pc_h_rcluster_start(pc_h_rcluster_t *c, int node_timeout_ms, const char *pas
         return -1;
     }
     snprintf(c->password, sizeof c->password, "%s", password ? password : "");
+    c->node_timeout_ms = node_timeout_ms;
     struct rc_conns w = {c, {NULL}, ""};
     pc_h_proc_t create = {0};
-    char timeout[16];
-    snprintf(timeout, sizeof timeout, "%d", node_timeout_ms);
     int taken[12], ntaken = 0;
     size_t off = 0;
 
@@ -1006,8 +1050,7 @@ int pc_h_rcluster_start(pc_h_rcluster_t *c, int node_timeout_ms, const char *pas
         }
         taken[ntaken++] = bus;
         c->bus_port[i] = bus;
-        char conf[600], rdb[600], busstr[16];
-        snprintf(busstr, sizeof busstr, "%d", bus);
+        char conf[600], rdb[600];
         /* A node table left by an earlier cluster on this port would make
          * the node rejoin it; a dump of a replica's full sync would load
          * keys ("Node is not empty" to --cluster create). */
@@ -1015,18 +1058,7 @@ int pc_h_rcluster_start(pc_h_rcluster_t *c, int node_timeout_ms, const char *pas
         snprintf(rdb, sizeof rdb, "%s/redis-%d.rdb", pc_h_tmpdir(), port);
         unlink(conf);
         unlink(rdb);
-        const char *args[20] = {"--cluster-enabled", "yes", "--cluster-config-file", conf,
-                                "--cluster-port", busstr, "--cluster-node-timeout", timeout,
-                                "--repl-diskless-sync-delay", "0"};
-        int n = 10;
-        if (password != NULL) {
-            args[n++] = "--requirepass";
-            args[n++] = password;
-            args[n++] = "--masterauth";
-            args[n++] = password;
-        }
-        args[n] = NULL;
-        if (pc_h_redis_start_args(&c->redis[i], port, args) != 0)
+        if (rc_node_start(c, i, port) != 0)
             goto fail;
         if (i < 3)
             off += (size_t)snprintf(c->seeds + off, sizeof c->seeds - off, "%s%s", i ? "," : "",

@@ -133,7 +133,8 @@ int pc_h_sentinel_available(void);
  * --replicaof the primary, all three with --repl-diskless-sync-delay 0
  * (Redis 7 waits 5 s for more replicas before a first full sync
  * otherwise). Waits until
- *   - the primary's INFO replication shows connected_slaves:2 and each
+ *   - the primary's INFO replication shows connected_slaves:2, both
+ *     online (state=online: replicas WAIT counts), and each
  *     replica's master_link_status:up (deadline 15 s), then each sentinel
  *     answers PING (10 s each), then
  *   - every sentinel's SENTINEL master <master> shows num-slaves 2 and
@@ -180,6 +181,7 @@ typedef struct pc_h_rcluster {
     int n;                /* 6 */
     char seeds[256];      /* "127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3": redis[0..2] */
     char password[64];    /* "" or every node's requirepass and masterauth */
+    int node_timeout_ms;  /* every node's --cluster-node-timeout */
 } pc_h_rcluster_t;
 
 /* 1 if redis-server and redis-cli are there (the PATH, or $PC_REDIS_SERVER
@@ -196,7 +198,8 @@ int pc_h_rcluster_available(void);
  * output in rcluster-create-<port of redis[0]>.log). Waits (30 s) until
  * every node's CLUSTER INFO says cluster_state:ok,
  * cluster_slots_assigned:16384 and cluster_known_nodes:6, redis[0..2] are
- * primaries and redis[3..5] replicas with master_link_status:up, and all
+ * primaries whose replica is online on their side (state=online: one that
+ * WAIT counts), redis[3..5] replicas with master_link_status:up, and all
  * six name the same primary for every slot (CLUSTER SLOTS). 0, or -1
  * with what was missing and the logs printed and everything started
  * stopped again.
@@ -214,6 +217,11 @@ unsigned pc_h_rcluster_keyslot(const char *key, size_t len);
  * answered. The nodes may disagree for a while after a change:
  * pc_h_rcluster_wait_ok first. */
 int pc_h_rcluster_slots(const pc_h_rcluster_t *c, int owner[16384]);
+
+/* Starts node i again (stopped: pid 0) on its port, bus port and node
+ * table: a killed primary comes back as a replica of the one that
+ * replaced it. Waits as pc_h_redis_start does. 0 or -1. */
+int pc_h_rcluster_restart(pc_h_rcluster_t *c, int i);
 
 /* The same for one slot (< 16384): an index into c->redis[], or -1. */
 int pc_h_rcluster_owner(const pc_h_rcluster_t *c, unsigned slot);

@@ -125,12 +125,13 @@ static int log_has(const char *path, const char *needle)
  * A node in front of the group (sentinel://), under a stream of writes of
  * fresh keys (w-<i> = <i>, one at a time); kill -9 of the primary after
  * the first 300 acknowledged (without --redis-wait, of the first sentinel
- * too). Checks: the node follows the failover
- * (writes succeed again, within 30 s; the time is printed), and every
- * acknowledged write is in the new primary -- with --redis-wait 1 all of
- * them; without, all but at most the one in flight at the kill (Redis'
- * replication is asynchronous: docs/CONSISTENCY.md). The node's cache
- * agrees with the new primary afterwards.
+ * too). Checks: the node follows the failover (writes succeed again,
+ * within 30 s; the time is printed), and every acknowledged write is in
+ * the new primary. With --redis-wait 1 the node made sure of that before
+ * it acknowledged; without, the test does (WAIT 2 on the primary before
+ * the kill): Redis' replication is asynchronous, and how far a replica
+ * lags under load is not bounded (docs/CONSISTENCY.md section 6). The
+ * node's cache agrees with the new primary afterwards.
  */
 static void node_follows_failover(int wait)
 {
@@ -171,13 +172,21 @@ static void node_follows_failover(int wait)
             failed++;
             assert_true(killed != 0); /* no failure before the fault */
             assert_int_equal(rc, PC_EBACKEND); /* BACKEND_UNAVAILABLE, never a hang */
+            i--; /* the same key again: failures come fast, the time bounds the loop */
         }
         if (killed == 0 && nacked == 300) {
             /* Without --redis-wait, the first sentinel dies too: the node's
              * subscription moves on and its asks go to the others (two of
              * three still make the quorum and elect a leader). */
-            if (!wait)
+            if (!wait) {
+                redisContext *pc = pc_h_redis_connect(&g.redis[0]);
+                assert_non_null(pc);
+                redisReply *w = redisCommand(pc, "WAIT 2 10000");
+                assert_true(w != NULL && w->type == REDIS_REPLY_INTEGER && w->integer == 2);
+                freeReplyObject(w);
+                redisFree(pc);
                 pc_h_stop(&g.sentinel[0], SIGKILL, 5000);
+            }
             killed = pc_h_now_ms();
             pc_h_stop(&g.redis[0], SIGKILL, 5000);
         }
@@ -209,7 +218,7 @@ static void node_follows_failover(int wait)
         freeReplyObject(r);
     }
     fprintf(stderr, "%d of %d acknowledged writes lost\n", lost, nacked);
-    assert_true(wait ? lost == 0 : lost <= 1);
+    assert_int_equal(lost, 0);
     /* The cache agrees with the new primary. */
     for (int j = 0; j < i; j += 7) {
         char k[32];
@@ -314,6 +323,7 @@ static void node_follows_manual_failover(int wait)
         } else {
             failed++;
             assert_int_equal(rc, PC_EBACKEND);
+            i--; /* the same key again */
         }
     }
     assert_true(moved != 0);
