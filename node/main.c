@@ -135,7 +135,8 @@ static int load_redis_password(app_t *a, char *err, size_t errlen)
     return rc;
 }
 
-/* SIGHUP: a new keyring and token, or the old ones if they do not load. */
+/* SIGHUP: a new keyring, token and Redis password, or the old ones if they
+ * do not load. */
 static void reload(app_t *a)
 {
     char err[512];
