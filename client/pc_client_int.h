@@ -25,6 +25,7 @@
 #include "pc_client.h"
 #include "pc_health.h"
 #include "pc_proto.h"
+#include "pc_proto_reader.h"
 #include "pc_ring.h"
 
 #define ERRMSG_MAX 512

@@ -50,6 +50,7 @@
 #include "pc_log.h"
 #include "pc_metrics.h"
 #include "pc_proto.h"
+#include "pc_proto_reader.h"
 #include "pc_sched.h"
 #include "pc_sources.h"
 

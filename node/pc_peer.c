@@ -26,6 +26,7 @@
 #include "pc_buf.h"
 #include "pc_list.h"
 #include "pc_proto.h"
+#include "pc_proto_reader.h"
 #include "pc_seal.h"
 #include "pc_sock.h"
 #include "pc_vclock.h"

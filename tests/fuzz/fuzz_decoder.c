@@ -28,6 +28,7 @@
 #include <msgpack.h>
 
 #include "pc_proto.h"
+#include "pc_proto_reader.h"
 #include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

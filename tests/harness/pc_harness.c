@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pc_proto_reader.h"
+
 uint64_t pc_h_now_ms(void)
 {
     struct timespec ts;

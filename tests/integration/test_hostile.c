@@ -42,6 +42,7 @@
 #include "pc_client.h"
 #include "pc_harness.h"
 #include "pc_proto.h"
+#include "pc_proto_reader.h"
 
 /* AddressSanitizer (the node is built like this test) keeps freed memory
  * in quarantine and adds shadow memory, so the node's RSS grows with what

@@ -39,6 +39,7 @@
 
 #include "pc_client.h"
 #include "pc_proto.h"
+#include "pc_proto_reader.h"
 #include "pc_ring.h"
 
 #define NNODES 3

@@ -29,6 +29,7 @@
 #include "pc_buf.h"
 #include "pc_error.h"
 #include "pc_proto.h"
+#include "pc_proto_reader.h"
 #include "pc_seal.h"
 
 /* Keys as a key file spells them. */
