@@ -27,7 +27,6 @@
 #include <sodium.h>
 #include <uv.h>
 
-#include "pc_addr.h"
 #include "pc_backend.h"
 #include "pc_cluster.h"
 #include "pc_config.h"
