@@ -473,19 +473,14 @@ start_server() {
   die "could not start $what (log: $dir/$name.log)"
 }
 
-# wait_replication: until the primary has both replicas connected and
-# each replica's link to it is up.
-wait_replication() {
-  local deadline=$((SECONDS + wait_s)) name why
+# wait_until CHECK: runs CHECK every 0.1 s until it leaves `why` empty
+# (0), or for $wait_s, then says the last `why` (1). CHECK sets `why` to
+# what is not there yet.
+wait_until() {
+  local deadline=$((SECONDS + wait_s))
   while :; do
     why=''
-    [[ $'\n'$(redis_ask "$(get redis.port)" info replication)$'\n' == *$'\nconnected_slaves:2\n'* ]] ||
-      why="redis-server $host:$(get redis.port) has not 2 replicas connected"
-    for name in "${replicas[@]}"; do
-      [ -z "$why" ] || break
-      [[ $'\n'$(redis_ask "$(get "$name.port")" info replication)$'\n' == *$'\nmaster_link_status:up\n'* ]] ||
-        why="$name $host:$(get "$name.port"): master_link_status not up"
-    done
+    "$1"
     [ -n "$why" ] || return 0
     if [ $SECONDS -ge $deadline ]; then
       echo "cluster.sh: after ${wait_s}s, $why" >&2
@@ -495,55 +490,49 @@ wait_replication() {
   done
 }
 
-# wait_sentinels: until every sentinel's SENTINEL master shows both
-# replicas and the two other sentinels.
-wait_sentinels() {
-  local deadline=$((SECONDS + wait_s)) name seen why
-  while :; do
-    why=''
-    for name in "${sentinels[@]}"; do
-      # The answer is name and value on alternate lines.
-      seen=$(redis_ask "$(get "$name.port")" SENTINEL master "$master" |
-        awk 'NR % 2 { k = $0; next } k == "num-slaves" { s = $0 } k == "num-other-sentinels" { o = $0 }
-             END { print (s == "" ? "?" : s) " " (o == "" ? "?" : o) }')
-      [ "$seen" = "2 2" ] || { why="$name $host:$(get "$name.port") sees ${seen% *} replicas and ${seen#* } other sentinels (want 2 and 2)"; break; }
-    done
-    [ -n "$why" ] || return 0
-    if [ $SECONDS -ge $deadline ]; then
-      echo "cluster.sh: after ${wait_s}s, $why" >&2
-      return 1
-    fi
-    sleep 0.1
+# replication_up: the primary has both replicas connected and each
+# replica's link to it is up.
+replication_up() {
+  local name
+  [[ $'\n'$(redis_ask "$(get redis.port)" info replication)$'\n' == *$'\nconnected_slaves:2\n'* ]] ||
+    { why="redis-server $host:$(get redis.port) has not 2 replicas connected"; return; }
+  for name in "${replicas[@]}"; do
+    [[ $'\n'$(redis_ask "$(get "$name.port")" info replication)$'\n' == *$'\nmaster_link_status:up\n'* ]] ||
+      { why="$name $host:$(get "$name.port"): master_link_status not up"; return; }
   done
 }
 
-# wait_rcluster: until every cluster server says cluster_state:ok,
+# sentinels_ready: every sentinel's SENTINEL master shows both replicas
+# and the two other sentinels.
+sentinels_ready() {
+  local name seen
+  for name in "${sentinels[@]}"; do
+    # The answer is name and value on alternate lines.
+    seen=$(redis_ask "$(get "$name.port")" SENTINEL master "$master" |
+      awk 'NR % 2 { k = $0; next } k == "num-slaves" { s = $0 } k == "num-other-sentinels" { o = $0 }
+           END { print (s == "" ? "?" : s) " " (o == "" ? "?" : o) }')
+    [ "$seen" = "2 2" ] || { why="$name $host:$(get "$name.port") sees ${seen% *} replicas and ${seen#* } other sentinels (want 2 and 2)"; return; }
+  done
+}
+
+# rcluster_formed: every cluster server says cluster_state:ok,
 # cluster_slots_assigned:16384 and cluster_known_nodes:6, and each
 # replica's link to its primary is up (a replica that never synced would
 # not be failed over to).
-wait_rcluster() {
-  local deadline=$((SECONDS + wait_s)) name port seen repl why
-  while :; do
-    why=''
-    for name in "${cservers[@]}"; do
-      port=$(get "$name.port")
-      seen=$(redis_ask "$port" cluster info |
-        awk -F: '$1 == "cluster_state" { s = $2 } $1 == "cluster_slots_assigned" { a = $2 }
-                 $1 == "cluster_known_nodes" { k = $2 }
-                 END { print "cluster_state:" (s == "" ? "?" : s) " cluster_slots_assigned:" (a == "" ? "?" : a) \
-                         " cluster_known_nodes:" (k == "" ? "?" : k) }')
-      [ "$seen" = "cluster_state:ok cluster_slots_assigned:16384 cluster_known_nodes:6" ] ||
-        { why="$name $host:$port says $seen (want ok, 16384, 6)"; break; }
-      repl=$'\n'$(redis_ask "$port" info replication)$'\n'
-      [[ $repl != *$'\nrole:slave\n'* || $repl == *$'\nmaster_link_status:up\n'* ]] ||
-        { why="$name $host:$port (a replica): master_link_status not up"; break; }
-    done
-    [ -n "$why" ] || return 0
-    if [ $SECONDS -ge $deadline ]; then
-      echo "cluster.sh: after ${wait_s}s, $why" >&2
-      return 1
-    fi
-    sleep 0.1
+rcluster_formed() {
+  local name port seen repl
+  for name in "${cservers[@]}"; do
+    port=$(get "$name.port")
+    seen=$(redis_ask "$port" cluster info |
+      awk -F: '$1 == "cluster_state" { s = $2 } $1 == "cluster_slots_assigned" { a = $2 }
+               $1 == "cluster_known_nodes" { k = $2 }
+               END { print "cluster_state:" (s == "" ? "?" : s) " cluster_slots_assigned:" (a == "" ? "?" : a) \
+                       " cluster_known_nodes:" (k == "" ? "?" : k) }')
+    [ "$seen" = "cluster_state:ok cluster_slots_assigned:16384 cluster_known_nodes:6" ] ||
+      { why="$name $host:$port says $seen (want ok, 16384, 6)"; return; }
+    repl=$'\n'$(redis_ask "$port" info replication)$'\n'
+    [[ $repl != *$'\nrole:slave\n'* || $repl == *$'\nmaster_link_status:up\n'* ]] ||
+      { why="$name $host:$port (a replica): master_link_status not up"; return; }
   done
 }
 
@@ -562,7 +551,7 @@ start_rcluster() {
     tail -n 5 "$dir/redis-cluster-create.log" >&2
     return 1
   }
-  wait_rcluster
+  wait_until rcluster_formed
 }
 
 # start_redis: single mode, redis-server; sentinel mode, the primary, its
@@ -578,9 +567,9 @@ start_redis() {
   start_server redis 6390
   [ "$(redis_mode)" = sentinel ] || return 0
   for name in "${replicas[@]}"; do start_server "$name" 6390; done
-  wait_replication || die "replication did not come up (logs: $dir)"
+  wait_until replication_up || die "replication did not come up (logs: $dir)"
   for name in "${sentinels[@]}"; do start_server "$name" 26390; done
-  wait_sentinels || die "the sentinels did not see each other and both replicas (logs: $dir)"
+  wait_until sentinels_ready || die "the sentinels did not see each other and both replicas (logs: $dir)"
 }
 
 # start_node I JOIN [PORT]: launch node I on PORT, or on a newly picked
