@@ -221,20 +221,6 @@ static uint32_t get_flags(pc_client_t *c, const char *k, const char *want)
     return f;
 }
 
-static int64_t stat_of(pc_client_t *c, const char *name)
-{
-    pc_stat_entry_t *st = NULL;
-    size_t n = 0;
-    if (pc_client_stats(c, &st, &n) != 0)
-        return -1;
-    int64_t v = -1;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(st[i].name, name) == 0)
-            v = st[i].value;
-    pc_stats_free(st, n);
-    return v;
-}
-
 typedef struct stat_arg {
     pc_client_t *cl;
     const char *name;
@@ -244,7 +230,7 @@ typedef struct stat_arg {
 static int stat_is(void *p)
 {
     stat_arg_t *a = p;
-    return stat_of(a->cl, a->name) == a->want;
+    return pc_h_stat(a->cl, a->name) == a->want;
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -262,11 +248,11 @@ static void test_flags_survive_read_through(void **state)
     assert_int_equal(records_for(e->rc, &n), 1);
 
     /* B has no copy: it reads Redis, then serves its own copy */
-    int64_t reads = stat_of(e->cb, "backend_reads");
+    int64_t reads = pc_h_stat(e->cb, "backend_reads");
     assert_int_equal(get_flags(e->cb, "fl:1", "typed"), 7);
-    assert_int_equal(stat_of(e->cb, "backend_reads"), reads + 1);
+    assert_int_equal(pc_h_stat(e->cb, "backend_reads"), reads + 1);
     assert_int_equal(get_flags(e->cb, "fl:1", "typed"), 7);
-    assert_int_equal(stat_of(e->cb, "backend_reads"), reads + 1);
+    assert_int_equal(pc_h_stat(e->cb, "backend_reads"), reads + 1);
     assert_int_equal(get_flags(e->ca, "fl:1", "typed"), 7);
 
     /* the largest flags, and a binary key with braces and a NUL */
@@ -525,7 +511,7 @@ static void test_script_flush_reloads(void **state)
 {
     env_t *e = *state;
     set_flags(e->ca, "fl:flush", "before", 7, 0);
-    int64_t connects = stat_of(e->ca, "backend_connects");
+    int64_t connects = pc_h_stat(e->ca, "backend_connects");
     freeReplyObject(rcmd(e->rc, "SCRIPT FLUSH"));
 
     pc_set_options_t o = {.flags = 8};
@@ -535,7 +521,7 @@ static void test_script_flush_reloads(void **state)
 
     set_arg_t a = {e->ca, "fl:flush"};
     assert_true(pc_h_poll(set_succeeds, &a, 10000));
-    assert_true(stat_of(e->ca, "backend_connects") > connects);
+    assert_true(pc_h_stat(e->ca, "backend_connects") > connects);
     assert_record(e->rc, n.m, 11, "again");
 
     /* The script cache is the server's: A's reload restored the scripts

@@ -98,20 +98,6 @@ static pc_client_t *client_for(const pc_h_proc_t *node, int timeout_ms)
     return c;
 }
 
-static int64_t stat_of(pc_client_t *c, const char *name)
-{
-    pc_stat_entry_t *st = NULL;
-    size_t n = 0;
-    if (pc_client_stats(c, &st, &n) != 0)
-        return -1;
-    int64_t v = -1;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(st[i].name, name) == 0)
-            v = st[i].value;
-    pc_stats_free(st, n);
-    return v;
-}
-
 typedef struct stat_arg {
     pc_client_t *cl;
     const char *name;
@@ -121,20 +107,20 @@ typedef struct stat_arg {
 static int stat_reached(void *p)
 {
     stat_arg_t *a = p;
-    return stat_of(a->cl, a->name) >= a->want;
+    return pc_h_stat(a->cl, a->name) >= a->want;
 }
 
 static int stat_below(void *p)
 {
     stat_arg_t *a = p;
-    int64_t v = stat_of(a->cl, a->name);
+    int64_t v = pc_h_stat(a->cl, a->name);
     return v >= 0 && v < a->want;
 }
 
 static int stat_is(void *p)
 {
     stat_arg_t *a = p;
-    return stat_of(a->cl, a->name) == a->want;
+    return pc_h_stat(a->cl, a->name) == a->want;
 }
 
 static uint64_t now_us(void)
@@ -314,8 +300,8 @@ static void test_hostile_input_closes_only_that_connection(void **state)
     normal_t nc = {client_for(&node, 5000), 0, "input"};
     normal_step(&nc);
     long rss0 = pc_h_rss_kb(node.pid);
-    int64_t bad0 = stat_of(nc.cl, "bad_frames");
-    int64_t conns0 = stat_of(nc.cl, "connections");
+    int64_t bad0 = pc_h_stat(nc.cl, "bad_frames");
+    int64_t conns0 = pc_h_stat(nc.cl, "connections");
     int expect_bad = 0;
 
     /* random streams, the length prefix random too */
@@ -414,9 +400,9 @@ static void test_hostile_input_closes_only_that_connection(void **state)
 
     /* the counter saw exactly the bad frames sent, the hostile connections
      * are all gone, their buffers with them, and memory is where it was */
-    assert_int_equal(stat_of(nc.cl, "bad_frames") - bad0, expect_bad);
+    assert_int_equal(pc_h_stat(nc.cl, "bad_frames") - bad0, expect_bad);
     assert_true(pc_h_poll(stat_is, &back, 5000));
-    int64_t bufmem = stat_of(nc.cl, "buffer_memory");
+    int64_t bufmem = pc_h_stat(nc.cl, "buffer_memory");
     long rss1 = pc_h_rss_kb(node.pid);
     fprintf(stderr, "hostile input: node RSS %ld KiB before, %ld KiB after; buffers %lld bytes\n",
             rss0, rss1, (long long)bufmem);
@@ -528,12 +514,12 @@ static void test_5000_idle_and_half_sent_connections(void **state)
     latency(&nc, 2000, "with 5000 idle and half-sent connections", &p50b, &p99b);
     normal_step(&nc);
     long rss1 = pc_h_rss_kb(node.pid);
-    int64_t bufmem = stat_of(nc.cl, "buffer_memory");
+    int64_t bufmem = pc_h_stat(nc.cl, "buffer_memory");
     fprintf(stderr, "%d connections: node RSS %ld KiB before, %ld KiB with them (+%ld KiB); "
             "connection buffers %lld bytes\n",
             MANY, rss0, rss1, rss1 - rss0, (long long)bufmem);
-    assert_int_equal(stat_of(nc.cl, "connections"), MANY + 1);
-    assert_int_equal(stat_of(nc.cl, "frame_timeouts"), 0);
+    assert_int_equal(pc_h_stat(nc.cl, "connections"), MANY + 1);
+    assert_int_equal(pc_h_stat(nc.cl, "frame_timeouts"), 0);
     /*
      * The machine is shared (2 cores, other builds and tests), so only a
      * generous bound is asserted: 250 ms is hundreds of times a loopback
@@ -575,7 +561,7 @@ static void test_5000_idle_and_half_sent_connections(void **state)
     fprintf(stderr, "frame timeout 1 s: %d half-sent connections closed %llu ms after the first "
             "was opened\n", MANY / 2, (unsigned long long)(t1 - t0));
     normal_step(&nc);
-    assert_int_equal(stat_of(nc.cl, "idle_timeouts"), 0);
+    assert_int_equal(pc_h_stat(nc.cl, "idle_timeouts"), 0);
     for (int i = 0; i < MANY / 2; i++)
         assert_true(still_open(idle[i]));
     for (int i = 0; i < MANY / 2; i++) {
@@ -653,8 +639,8 @@ static void test_slowloris(void **state)
             "timeout 1000 ms); the honest client dribbled for %llu ms\n",
             (unsigned long long)took, (unsigned long long)(pc_h_now_ms() - start));
     assert_true(took >= 2400 && took < 6000);
-    assert_int_equal(stat_of(nc.cl, "frame_timeouts"), 1);
-    assert_int_equal(stat_of(nc.cl, "idle_timeouts"), 0);
+    assert_int_equal(pc_h_stat(nc.cl, "frame_timeouts"), 1);
+    assert_int_equal(pc_h_stat(nc.cl, "idle_timeouts"), 0);
 
     /* the honest one, slower overall than the frame timeout, has all its
      * answers */
@@ -699,7 +685,7 @@ static void test_client_that_never_reads(void **state)
     assert_int_equal(pc_client_set(nc.cl, "noread:big", 10, val, vlen, NULL, NULL), 0);
     free(val);
     long rss0 = pc_h_rss_kb(node.pid);
-    int64_t hits0 = stat_of(nc.cl, "hits");
+    int64_t hits0 = pc_h_stat(nc.cl, "hits");
 
     /* 400 GETs of 512 KiB = 200 MiB of replies; we read none of them */
     int fd = pc_h_connect(node.port, 5000);
@@ -726,7 +712,7 @@ static void test_client_that_never_reads(void **state)
     stat_arg_t timed = {nc.cl, "output_timeouts", 1};
     assert_true(pc_h_poll(stat_is, &timed, 10000));
     uint64_t t1 = pc_h_now_ms();
-    int64_t produced = stat_of(nc.cl, "hits") - hits0;
+    int64_t produced = pc_h_stat(nc.cl, "hits") - hits0;
     fprintf(stderr, "non-reader: closed %llu ms after sending, %lld of 400 replies produced, "
             "node RSS %ld KiB before, %ld KiB while stalled\n",
             (unsigned long long)(t1 - t0), (long long)produced, rss0, rss1);
@@ -735,7 +721,7 @@ static void test_client_that_never_reads(void **state)
     /* the socket is closed: what the kernel held drains, then EOF */
     assert_true(pc_h_poll(socket_closed, &fd, 10000));
     close(fd);
-    assert_int_equal(stat_of(nc.cl, "connections"), 1);
+    assert_int_equal(pc_h_stat(nc.cl, "connections"), 1);
     normal_step(&nc);
 
     /* a client that fetched the big value and then went quiet gives its
@@ -747,7 +733,7 @@ static void test_client_that_never_reads(void **state)
     pc_value_free(&v);
     stat_arg_t small_again = {nc.cl, "buffer_memory", 64 * 1024};
     assert_true(pc_h_poll(stat_below, &small_again, 5000));
-    assert_int_equal(stat_of(nc.cl, "connections"), 2);
+    assert_int_equal(pc_h_stat(nc.cl, "connections"), 2);
     pc_client_free(&once);
     pc_client_free(&nc.cl);
     node_down(&node);
@@ -875,8 +861,8 @@ static int evicted_all_closed(void *p)
     /* Closed with BUSY: evicted, or (on a node of several loops, where
      * each has its share of the cap) refused on arrival at a loop that
      * was full. */
-    f->want = stat_of(f->cl, "buffer_evictions") + stat_of(f->cl, "buffer_full_rejects");
-    return f->nclosed == f->want && stat_of(f->cl, "buffer_full") == 0;
+    f->want = pc_h_stat(f->cl, "buffer_evictions") + pc_h_stat(f->cl, "buffer_full_rejects");
+    return f->nclosed == f->want && pc_h_stat(f->cl, "buffer_full") == 0;
 }
 
 /*
@@ -908,11 +894,11 @@ static void test_global_buffer_cap(void **state)
     if (!settled)
         fprintf(stderr, "not settled: %d closed seen, %lld counted (evictions %lld, refused %lld), "
                 "buffer_full %lld, buffer_memory %lld\n", f.nclosed, (long long)f.want,
-                (long long)stat_of(nc.cl, "buffer_evictions"),
-                (long long)stat_of(nc.cl, "buffer_full_rejects"),
-                (long long)stat_of(nc.cl, "buffer_full"), (long long)stat_of(nc.cl, "buffer_memory"));
+                (long long)pc_h_stat(nc.cl, "buffer_evictions"),
+                (long long)pc_h_stat(nc.cl, "buffer_full_rejects"),
+                (long long)pc_h_stat(nc.cl, "buffer_full"), (long long)pc_h_stat(nc.cl, "buffer_memory"));
     assert_true(settled);
-    int64_t mem = stat_of(nc.cl, "buffer_memory");
+    int64_t mem = pc_h_stat(nc.cl, "buffer_memory");
     fprintf(stderr, "buffer cap 4 MiB: %d connections of ~480 KiB each; %d closed to stay "
             "under it, %d still open; buffers %lld bytes; the normal client's slowest step "
             "%llu ms\n", FILLERS, f.nclosed, FILLERS - f.nclosed, (long long)mem,
@@ -921,7 +907,7 @@ static void test_global_buffer_cap(void **state)
      * under 7/8 of the cap at least 2 stay */
     assert_true(f.nclosed >= FILLERS - 8 && f.nclosed <= FILLERS - 2);
     assert_true(mem <= 4 * 1024 * 1024);
-    assert_int_equal(stat_of(nc.cl, "frame_timeouts"), 0);
+    assert_int_equal(pc_h_stat(nc.cl, "frame_timeouts"), 0);
     int port = node.port;
     assert_true(probe_served(&port));
     for (int i = 0; i < FILLERS; i++)
@@ -930,7 +916,7 @@ static void test_global_buffer_cap(void **state)
     normal_step(&nc);
     stat_arg_t low = {nc.cl, "connections", 1};
     assert_true(pc_h_poll(stat_is, &low, 5000));
-    assert_true(stat_of(nc.cl, "buffer_memory") < 64 * 1024);
+    assert_true(pc_h_stat(nc.cl, "buffer_memory") < 64 * 1024);
     pc_client_free(&nc.cl);
     node_down(&node);
 }
@@ -990,7 +976,7 @@ static void test_nil_tail_refused_connection_kept(void **state)
     node_up(&node, NULL);
     normal_t nc = {client_for(&node, 5000), 0, "tail"};
     normal_step(&nc);
-    int64_t bad0 = stat_of(nc.cl, "bad_frames");
+    int64_t bad0 = pc_h_stat(nc.cl, "bad_frames");
 
     uint32_t len = PC_PROTO_DEFAULT_MAX_FRAME;
     static const uint8_t head[] = {0x99, 0x05, 0xcd, 0x10, 0x92, 0xa6, 't',  'a',  'i',
@@ -1035,7 +1021,7 @@ static void test_nil_tail_refused_connection_kept(void **state)
 
     pc_value_t v;
     assert_int_equal(pc_client_get(nc.cl, "tail:k", 6, &v), PC_ENOTFOUND);
-    assert_int_equal(stat_of(nc.cl, "bad_frames"), bad0);
+    assert_int_equal(pc_h_stat(nc.cl, "bad_frames"), bad0);
     normal_step(&nc);
     pc_client_free(&nc.cl);
     node_down(&node);
@@ -1251,7 +1237,7 @@ static void readers_that_stop(int conns, int pings)
     free(val);
     worst_latency(&nc, 400, "before"); /* warm, and for the record */
     long rss0 = pc_h_rss_kb(node.pid);
-    int64_t hits0 = stat_of(nc.cl, "hits"), requests0 = stat_of(nc.cl, "requests");
+    int64_t hits0 = pc_h_stat(nc.cl, "hits"), requests0 = pc_h_stat(nc.cl, "requests");
 
     pc_buf_t payload;
     pc_buf_init(&payload, 0);
@@ -1283,8 +1269,8 @@ static void readers_that_stop(int conns, int pings)
         rss_max = rss > rss_max ? rss : rss_max;
         normal_step(&nc);
     }
-    int64_t evicted = stat_of(nc.cl, "buffer_evictions");
-    int64_t refused = stat_of(nc.cl, "buffer_full_rejects");
+    int64_t evicted = pc_h_stat(nc.cl, "buffer_evictions");
+    int64_t refused = pc_h_stat(nc.cl, "buffer_full_rejects");
     /* the flood stops before anything is asserted: a failed assertion
      * leaves this function, and the thread must not outlive `f` */
     atomic_store(&f.stop, 1);
@@ -1358,7 +1344,7 @@ static void test_accept_without_memory(void **state)
     unsetenv("PC_FAILCALLOC_FILE");
     normal_t nc = {client_for(&node, 5000), 0, "nomem"};
     normal_step(&nc);
-    int64_t rejected0 = stat_of(nc.cl, "connections_rejected");
+    int64_t rejected0 = pc_h_stat(nc.cl, "connections_rejected");
 
     FILE *f = fopen(trigger, "w"); /* from now on every calloc fails */
     assert_non_null(f);
@@ -1373,7 +1359,7 @@ static void test_accept_without_memory(void **state)
     pc_client_t *again = client_for(&node, 3000);
     assert_int_equal(pc_client_ping(again), 0);
     pc_client_free(&again);
-    assert_true(stat_of(nc.cl, "connections_rejected") >= rejected0 + 1);
+    assert_true(pc_h_stat(nc.cl, "connections_rejected") >= rejected0 + 1);
     normal_step(&nc);
     pc_client_free(&nc.cl);
     node_down(&node);

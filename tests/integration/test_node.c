@@ -93,20 +93,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-static int64_t stat_of(pc_client_t *c, const char *name)
-{
-    pc_stat_entry_t *st = NULL;
-    size_t n = 0;
-    if (pc_client_stats(c, &st, &n) != 0)
-        return -1;
-    int64_t v = -1;
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(st[i].name, name) == 0)
-            v = st[i].value;
-    pc_stats_free(st, n);
-    return v;
-}
-
 /* A node counter to wait for with pc_h_poll(stat_reached / stat_is). */
 typedef struct stat_arg {
     pc_client_t *cl;
@@ -117,13 +103,13 @@ typedef struct stat_arg {
 static int stat_reached(void *p)
 {
     stat_arg_t *a = p;
-    return stat_of(a->cl, a->name) >= a->want;
+    return pc_h_stat(a->cl, a->name) >= a->want;
 }
 
 static int stat_is(void *p)
 {
     stat_arg_t *a = p;
-    return stat_of(a->cl, a->name) == a->want;
+    return pc_h_stat(a->cl, a->name) == a->want;
 }
 
 static redisReply *rcmd(redisContext *rc, const char *fmt, ...)
@@ -200,35 +186,35 @@ static void test_write_through_visible_in_redis(void **state)
     char *val = malloc(big);
     memset(val, 'b', big);
     assert_int_equal(pc_client_set(e->cl, "wt:big", 6, val, big, NULL, NULL), 0);
-    int64_t hits = stat_of(e->cl, "hits"), reads = stat_of(e->cl, "backend_reads");
+    int64_t hits = pc_h_stat(e->cl, "hits"), reads = pc_h_stat(e->cl, "backend_reads");
     assert_int_equal(pc_client_get(e->cl, "wt:big", 6, &v), 0);
     assert_int_equal(v.len, big);
     assert_memory_equal(v.data, val, big);
     pc_value_free(&v);
     free(val);
-    assert_int_equal(stat_of(e->cl, "hits"), hits + 1);
-    assert_int_equal(stat_of(e->cl, "backend_reads"), reads);
+    assert_int_equal(pc_h_stat(e->cl, "hits"), hits + 1);
+    assert_int_equal(pc_h_stat(e->cl, "backend_reads"), reads);
 }
 
 static void test_read_through_of_redis_key(void **state)
 {
     env_t *e = *state;
     freeReplyObject(rcmd(e->rc, "SET rt:1 %s", "from-redis"));
-    int64_t reads = stat_of(e->cl, "backend_reads");
-    int64_t misses = stat_of(e->cl, "misses"), hits = stat_of(e->cl, "hits");
+    int64_t reads = pc_h_stat(e->cl, "backend_reads");
+    int64_t misses = pc_h_stat(e->cl, "misses"), hits = pc_h_stat(e->cl, "hits");
 
     pc_value_t v;
     assert_int_equal(pc_client_get(e->cl, "rt:1", 4, &v), 0);
     assert_string_equal((char *)v.data, "from-redis");
     pc_value_free(&v);
-    assert_int_equal(stat_of(e->cl, "backend_reads"), reads + 1);
+    assert_int_equal(pc_h_stat(e->cl, "backend_reads"), reads + 1);
 
     /* second read is a hit: no new backend read; counters exact */
     assert_int_equal(pc_client_get(e->cl, "rt:1", 4, &v), 0);
     pc_value_free(&v);
-    assert_int_equal(stat_of(e->cl, "backend_reads"), reads + 1);
-    assert_int_equal(stat_of(e->cl, "misses"), misses + 1);
-    assert_int_equal(stat_of(e->cl, "hits"), hits + 1);
+    assert_int_equal(pc_h_stat(e->cl, "backend_reads"), reads + 1);
+    assert_int_equal(pc_h_stat(e->cl, "misses"), misses + 1);
+    assert_int_equal(pc_h_stat(e->cl, "hits"), hits + 1);
 
     /* a key in neither place */
     assert_int_equal(pc_client_get(e->cl, "rt:none", 7, &v), PC_ENOTFOUND);
@@ -535,8 +521,8 @@ static void test_misses_coalesce_into_one_redis_read(void **state)
     assert_int_equal(env_up(e, "--redis-timeout", "30000", NULL), 0);
     enum { CONNS = 10, PER = 5 };
     freeReplyObject(rcmd(e->rc, "SET co:hot hotvalue"));
-    int64_t reads0 = stat_of(e->cl, "backend_reads");
-    int64_t coal0 = stat_of(e->cl, "backend_reads_coalesced");
+    int64_t reads0 = pc_h_stat(e->cl, "backend_reads");
+    int64_t coal0 = pc_h_stat(e->cl, "backend_reads_coalesced");
 
     /* Hold Redis still so the first read stays in flight until all the
      * others have arrived and joined it -- however long that takes, so
@@ -569,7 +555,7 @@ static void test_misses_coalesce_into_one_redis_read(void **state)
         close(fds[i]);
     }
     pc_buf_free(&out);
-    assert_int_equal(stat_of(e->cl, "backend_reads"), reads0 + 1);
+    assert_int_equal(pc_h_stat(e->cl, "backend_reads"), reads0 + 1);
     env_down(e);
 }
 
@@ -618,7 +604,7 @@ static void test_bad_frames_close_only_that_connection(void **state)
 
     /* ...which is why a body that starts with it is a sealed peer frame
      * (SECURITY.md): one that does not open gets no answer at all */
-    int64_t rejected = stat_of(other, "peer_rejected");
+    int64_t rejected = pc_h_stat(other, "peer_rejected");
     int sfd = pc_h_connect(e->node.port, 5000);
     const uint8_t fake_sealed[] = {0, 0, 0, 3, 0xc1, 0xc1, 0xc1};
     assert_int_equal(send(sfd, fake_sealed, sizeof fake_sealed, 0), (ssize_t)sizeof fake_sealed);
@@ -626,7 +612,7 @@ static void test_bad_frames_close_only_that_connection(void **state)
     assert_int_equal(pc_h_wait_closed(sfd, NULL, 0, &got), 1);
     assert_int_equal(got, 0);
     close(sfd);
-    assert_int_equal(stat_of(other, "peer_rejected"), rejected + 1);
+    assert_int_equal(pc_h_stat(other, "peer_rejected"), rejected + 1);
 
     /* array header claiming 2^28 elements in a 6-byte frame */
     const uint8_t bomb[] = {0, 0, 0, 5, 0xdd, 0x10, 0x00, 0x00, 0x00};
@@ -644,7 +630,7 @@ static void test_bad_frames_close_only_that_connection(void **state)
 
     assert_int_equal(pc_client_ping(other), 0);
     assert_int_equal(pc_client_ping(e->cl), 0);
-    assert_true(stat_of(other, "bad_frames") >= 4);
+    assert_true(pc_h_stat(other, "bad_frames") >= 4);
     pc_client_free(&other);
 }
 
@@ -722,7 +708,7 @@ static void test_max_inflight_pauses_reading(void **state)
                             .key = {(const uint8_t *)k[i], (uint32_t)strlen(k[i])}};
         assert_int_equal(pc_proto_encode_request(&out, &get), 0);
     }
-    int64_t reads0 = stat_of(e.cl, "backend_reads");
+    int64_t reads0 = pc_h_stat(e.cl, "backend_reads");
     int fd = pc_h_connect(e.node.port, 10000);
     assert_true(fd >= 0);
     kill(e.redis.pid, SIGSTOP);
@@ -733,10 +719,10 @@ static void test_max_inflight_pauses_reading(void **state)
     /* more loop turns on the node: still 4 */
     for (int i = 0; i < 20; i++)
         assert_int_equal(pc_client_ping(e.cl), 0);
-    assert_int_equal(stat_of(e.cl, "backend_reads"), reads0 + 4);
+    assert_int_equal(pc_h_stat(e.cl, "backend_reads"), reads0 + 4);
     kill(e.redis.pid, SIGCONT);
     assert_int_equal(pc_h_read_responses(fd, N, check_not_found, NULL), N);
-    assert_int_equal(stat_of(e.cl, "backend_reads"), reads0 + N);
+    assert_int_equal(pc_h_stat(e.cl, "backend_reads"), reads0 + N);
     close(fd);
     env_down(&e);
 }
@@ -816,8 +802,8 @@ static void test_redis_down_and_back(void **state)
      * the broken connection of one that has not read the news yet
      * (backend_errors); none times out. Counted, not timed: a loaded
      * machine can make 22 fast failures take longer than any bound. */
-    int64_t timeouts0 = stat_of(e.cl, "backend_timeouts");
-    int64_t failed0 = stat_of(e.cl, "backend_rejected") + stat_of(e.cl, "backend_errors");
+    int64_t timeouts0 = pc_h_stat(e.cl, "backend_timeouts");
+    int64_t failed0 = pc_h_stat(e.cl, "backend_rejected") + pc_h_stat(e.cl, "backend_errors");
     uint64_t t0 = pc_h_now_ms();
     pc_value_t v;
     assert_int_equal(pc_client_get(e.cl, "down:miss", 9, &v), PC_EBACKEND);
@@ -828,8 +814,8 @@ static void test_redis_down_and_back(void **state)
     assert_int_equal(pc_client_del(e.cl, "down:0", 6), PC_EBACKEND);
     fprintf(stderr, "Redis down: 22 requests failed in %llu ms\n",
             (unsigned long long)(pc_h_now_ms() - t0));
-    assert_int_equal(stat_of(e.cl, "backend_timeouts"), timeouts0);
-    assert_true(stat_of(e.cl, "backend_rejected") + stat_of(e.cl, "backend_errors") >=
+    assert_int_equal(pc_h_stat(e.cl, "backend_timeouts"), timeouts0);
+    assert_true(pc_h_stat(e.cl, "backend_rejected") + pc_h_stat(e.cl, "backend_errors") >=
                 failed0 + 22);
     /* a refused delete did not drop the cached copy's meaning: it is still
      * served (Redis still has it too) */
@@ -909,7 +895,7 @@ static void test_redis_stalled_times_out(void **state)
      * that gives up -- a client that waits far longer than any machine
      * needs, so the answer's lateness on a loaded one cannot fail this. */
     pc_client_t *patient = client_for(&e.node, 30000);
-    int64_t timeouts0 = stat_of(e.cl, "backend_timeouts");
+    int64_t timeouts0 = pc_h_stat(e.cl, "backend_timeouts");
     unsigned before[64];
     size_t nbefore = conns_to(e.redis.port, before, 64);
     assert_true(nbefore >= 2); /* the node's and this test's own */
@@ -919,7 +905,7 @@ static void test_redis_stalled_times_out(void **state)
     uint64_t took = pc_h_now_ms() - t0;
     fprintf(stderr, "stalled Redis: the write failed after %llu ms\n", (unsigned long long)took);
     assert_true(took >= 250);
-    assert_int_equal(stat_of(e.cl, "backend_timeouts"), timeouts0 + 1);
+    assert_int_equal(pc_h_stat(e.cl, "backend_timeouts"), timeouts0 + 1);
     pc_value_t v;
     assert_int_equal(pc_client_get(e.cl, "stall:1", 7, &v), 0); /* cached */
     pc_value_free(&v);
@@ -933,11 +919,11 @@ static void test_redis_stalled_times_out(void **state)
      * (issue 15, the redis_stop scenario). */
     newconn_arg_t na = {e.redis.port, before, nbefore};
     assert_true(pc_h_poll(new_conn_to, &na, 10000));
-    int64_t rejected0 = stat_of(e.cl, "backend_rejected");
+    int64_t rejected0 = pc_h_stat(e.cl, "backend_rejected");
     for (int i = 0; i < 5; i++)
         assert_int_equal(set_str(patient, "stall:4", "v", NULL, NULL), PC_EBACKEND);
-    assert_int_equal(stat_of(e.cl, "backend_rejected"), rejected0 + 5);
-    assert_int_equal(stat_of(e.cl, "backend_timeouts"), timeouts0 + 1);
+    assert_int_equal(pc_h_stat(e.cl, "backend_rejected"), rejected0 + 5);
+    assert_int_equal(pc_h_stat(e.cl, "backend_timeouts"), timeouts0 + 1);
     pc_client_free(&patient);
     kill(e.redis.pid, SIGCONT);
 
@@ -1015,8 +1001,8 @@ static void test_failed_writes_stay_failed(void **state)
      * key's home loop has its own) */
     assert_int_equal(env_up(&e, "--redis-timeout", "3000", "--threads", "1", NULL), 0);
     assert_int_equal(set_str(e.cl, "fence:1", "old", NULL, NULL), 0);
-    int64_t writes0 = stat_of(e.cl, "backend_writes");
-    int64_t held0 = stat_of(e.cl, "backend_writes_held");
+    int64_t writes0 = pc_h_stat(e.cl, "backend_writes");
+    int64_t held0 = pc_h_stat(e.cl, "backend_writes_held");
     long long calls0 = script_calls(e.rc);
 
     kill(e.redis.pid, SIGSTOP);
@@ -1053,7 +1039,7 @@ static void test_failed_writes_stay_failed(void **state)
     /* held to its own deadline (3 s after the node sent it), not failed
      * with the first one's 1 s earlier */
     assert_true(t.at[1] - t2 >= 2900);
-    assert_int_equal(stat_of(e.cl, "backend_writes_held"), held0 + 1);
+    assert_int_equal(pc_h_stat(e.cl, "backend_writes_held"), held0 + 1);
 
     /* Redis runs both late scripts (the node's new connection runs none) */
     calls_arg_t ran = {e.rc, calls0 + 2};
@@ -1087,7 +1073,7 @@ static void test_write_past_the_clients_deadline_is_refused(void **state)
     pc_client_t *quick = client_for(&e.node, 300);
     pc_value_t v;
     assert_int_equal(pc_client_get(quick, "dl:x", 4, &v), PC_ENOTFOUND); /* connected, HELLO done */
-    int64_t late0 = stat_of(e.cl, "writes_late");
+    int64_t late0 = pc_h_stat(e.cl, "writes_late");
 
     kill(e.node.pid, SIGSTOP);
     int rc = set_str(quick, "dl:1", "late", NULL, NULL);
@@ -1231,7 +1217,7 @@ static void test_answers_behind_a_slow_request_count_as_output(void **state)
     memset(val, 'h', ha.vlen);
     assert_int_equal(pc_client_set(e.cl, "held:big", 8, val, ha.vlen, NULL, NULL), 0);
     free(val);
-    int64_t hits0 = stat_of(e.cl, "hits");
+    int64_t hits0 = pc_h_stat(e.cl, "hits");
 
     /* a miss that Redis will not answer for now, then 64 hits of 256 KiB
      * (16 MiB of answers against a 2 MiB output limit) */
@@ -1254,7 +1240,7 @@ static void test_answers_behind_a_slow_request_count_as_output(void **state)
     /* the node answers some hits, then stops reading at the limit */
     stat_arg_t hits = {e.cl, "hits", hits0 + 4};
     assert_true(pc_h_poll(stat_reached, &hits, 5000));
-    int64_t h1 = stat_of(e.cl, "hits");
+    int64_t h1 = pc_h_stat(e.cl, "hits");
     fprintf(stderr, "held answers: %lld of %d hits produced behind the stalled miss\n",
             (long long)(h1 - hits0), N);
     assert_true(h1 - hits0 < N / 2);
@@ -1263,7 +1249,7 @@ static void test_answers_behind_a_slow_request_count_as_output(void **state)
     kill(e.redis.pid, SIGCONT);
     assert_int_equal(pc_h_read_responses(fd, N + 1, check_held, &ha), N + 1);
     close(fd);
-    assert_int_equal(stat_of(e.cl, "hits"), hits0 + N);
+    assert_int_equal(pc_h_stat(e.cl, "hits"), hits0 + N);
     env_down(&e);
 }
 
@@ -1547,9 +1533,9 @@ static void test_memory_only_mode(void **state)
         snprintf(k, sizeof k, "fill:%d", i);
         assert_int_equal(pc_client_set(c, k, strlen(k), val, sizeof val, NULL, NULL), 0);
     }
-    int64_t bytes = stat_of(c, "bytes");
+    int64_t bytes = pc_h_stat(c, "bytes");
     assert_true(bytes > 0 && bytes <= 4 * 1024 * 1024);
-    assert_true(stat_of(c, "evictions") > 0);
+    assert_true(pc_h_stat(c, "evictions") > 0);
     pc_client_free(&c);
     int st = pc_h_stop(&node, SIGTERM, 10000);
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -1706,7 +1692,7 @@ static void test_slow_reader_memory_is_bounded(void **state)
     assert_int_equal(pc_client_set(cl, "big", 3, val, vlen, NULL, NULL), 0);
     free(val);
     long rss0 = pc_h_rss_kb(node.pid);
-    int64_t hits0 = stat_of(cl, "hits"); /* before the GETs go out */
+    int64_t hits0 = pc_h_stat(cl, "hits"); /* before the GETs go out */
 
     /* 1000 GETs of 512 KiB = 500 MiB of answers, and we do not read */
     int fd = pc_h_connect(node.port, 20000);
@@ -1727,7 +1713,7 @@ static void test_slow_reader_memory_is_bounded(void **state)
      * instead of buffering 500 MiB of answers. */
     stat_arg_t hits = {cl, "hits", hits0 + 4};
     assert_true(pc_h_poll(stat_reached, &hits, 10000));
-    int64_t h1 = stat_of(cl, "hits");
+    int64_t h1 = pc_h_stat(cl, "hits");
     long rss1 = pc_h_rss_kb(node.pid);
     assert_true(h1 < 100);
     fprintf(stderr, "slow reader: %lld answers produced, node RSS %ld KiB before, %ld KiB stalled\n",
@@ -1780,7 +1766,7 @@ static void test_sigterm_drains_in_flight(void **state)
      * so), however long that takes -- not paused for a fixed 500 ms that
      * a slow machine could let run out before the signal lands, when the
      * write would be answered before the SIGTERM and prove nothing */
-    stat_arg_t sent = {e.cl, "backend_writes", stat_of(e.cl, "backend_writes") + 1};
+    stat_arg_t sent = {e.cl, "backend_writes", pc_h_stat(e.cl, "backend_writes") + 1};
     kill(e.redis.pid, SIGSTOP);
     int fd = pc_h_connect(e.node.port, 30000);
     pc_buf_t out;
@@ -1866,7 +1852,7 @@ static void test_mutated_frames_do_not_hurt_the_node(void **state)
     };
     enum { CONNS = 300, PER = 6 };
     uint64_t rng = 0x9e3779b97f4a7c15ull;
-    int64_t bad0 = stat_of(e->cl, "bad_frames");
+    int64_t bad0 = pc_h_stat(e->cl, "bad_frames");
     pc_buf_t frame, out;
     pc_buf_init(&frame, 0);
     pc_buf_init(&out, 0);
@@ -1926,7 +1912,7 @@ static void test_mutated_frames_do_not_hurt_the_node(void **state)
     pc_buf_free(&frame);
     pc_buf_free(&out);
     assert_int_equal(pc_client_ping(e->cl), 0);
-    assert_true(stat_of(e->cl, "bad_frames") > bad0);
+    assert_true(pc_h_stat(e->cl, "bad_frames") > bad0);
     assert_int_equal(set_str(e->cl, "chaos:after", "fine", NULL, NULL), 0);
     assert_redis_string(e->rc, "chaos:after", "fine");
 }
