@@ -63,6 +63,7 @@ struct pc_rcluster {
 
     int refresh_wanted;
     int refresh_inflight;
+    uint64_t refresh_sent;  /* loop ms the CLUSTER SLOTS in flight was sent */
     uint64_t refresh_not_before;
     uint64_t next_refresh;
     size_t rr;         /* where the next refresh looks for a link that is up */
@@ -308,6 +309,14 @@ static void tick_cb(uv_timer_t *t)
             rc->rr = i + 1;
         }
     }
+    /* An answer that does not come within --redis-timeout (a server that
+     * hangs with nothing else in flight on that link to notice it by):
+     * ask another. A late answer is still taken; the next refresh
+     * corrects a map it made stale. */
+    if (rc->refresh_inflight && now - rc->refresh_sent > rc->cfg.timeout_ms) {
+        rc->refresh_inflight = 0;
+        rc->refresh_wanted = 1;
+    }
     if (up != NULL)
         rc->last_up = now;
     else if (now - rc->last_up >= SEEDS_AFTER_MS)
@@ -316,6 +325,7 @@ static void tick_cb(uv_timer_t *t)
         (rc->refresh_wanted || now >= rc->next_refresh || rc->shard == NULL)) {
         if (pc_backend_link_command(up, slots_cb, rc, "CLUSTER SLOTS") == 0) {
             rc->refresh_inflight = 1;
+            rc->refresh_sent = now;
             rc->refresh_not_before = now + REFRESH_MIN_MS;
         }
     }
