@@ -34,7 +34,16 @@
  * gracefully (replies already on their way are still delivered, new
  * commands fail fast) so that the reconnect loads the scripts again. A
  * command is never sent a second time: that could reorder it behind
- * later commands on the same key, and the server relies on the order.
+ * later commands on the same key, and the server relies on the order
+ * (an -ASK in a Redis Cluster is the one exception, and pc_rcluster.c
+ * says why it keeps the order).
+ *
+ * Before the loads a connection sends AUTH, SELECT and (Sentinel mode)
+ * ROLE; in Sentinel mode pc_sentinel says where to connect. With
+ * --redis-wait, a WAIT follows each loop turn's writes (before_write),
+ * and a write's callback waits in `await` for it. In cluster mode one
+ * backend is a shell around pc_rcluster, and each of its links is a
+ * backend like any other (pc_backend_int.h).
  */
 #include "pc_backend.h"
 #include "pc_backend_int.h"
