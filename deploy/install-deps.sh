@@ -7,6 +7,8 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config
   libuv1-dev libmsgpack-dev libhiredis-dev libsodium-dev libcmocka-dev
+  # --io uring (node/pc_uring.c)
+  liburing-dev
   # the operators' HTTP endpoint parses requests with http-parser
   libhttp-parser-dev
   redis-server redis-tools

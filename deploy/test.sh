@@ -2,13 +2,16 @@
 # Installs what is needed, builds, and runs every test:
 #   1. a -Werror build and the whole suite (unit, integration, bench smoke)
 #      with every node at --threads 2 (PEERCACHE_THREADS), whatever the
-#      machine's cores; then the integration tests again at --threads 1
+#      machine's cores, on the default transport (--io epoll); then the
+#      integration tests again at --threads 1 on the other (--io uring,
+#      PEERCACHE_IO): every integration test passes on both
 #   2. the fault-injection suite (tests/chaos/README.md), scaled down:
 #      five nodes, Redis and the load in network namespaces, one fault at
 #      a time, every operation checked against Redis' log (needs root)
 #   3. the deploy scripts (syntax) and the systemd unit (systemd-analyze)
 #   4. the same suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#      (but for test_cluster_sh, the deploy scripts' test, run once in 1);
+#      (but for test_cluster_sh, the deploy scripts' test, run once in 1),
+#      with client sockets on io_uring (the newer code);
 #      the harness fails a test on any sanitizer report of a peercached
 #      it started (tests/harness/pc_harness.h, pc_h_stop)
 #   5. the tests labelled `threaded` under ThreadSanitizer (the nodes of
@@ -29,9 +32,9 @@ step() { printf '\n==== %s ====\n' "$*"; }
 step "build (-Werror) and test"
 bash deploy/build.sh build/ci -DPC_WERROR=ON
 PEERCACHE_THREADS=2 ctest --test-dir build/ci --output-on-failure --timeout 600
-step "integration tests, one event loop per node"
+step "integration tests, one event loop per node, client sockets on io_uring"
 # (not the deploy scripts' test: it starts clusters of its own the same way)
-PEERCACHE_THREADS=1 ctest --test-dir build/ci --output-on-failure --timeout 600 -L integration \
+PEERCACHE_THREADS=1 PEERCACHE_IO=uring ctest --test-dir build/ci --output-on-failure --timeout 600 -L integration \
   -LE 'bench|deploy'
 step "fault injection (tests/chaos --short: seven faults, about 3.5 min)"
 # Every safety check of the checker fails the run; the throughput and
@@ -61,7 +64,7 @@ fi
 step "ASan + UBSan build and test"
 bash deploy/build.sh build/asan -DPC_WERROR=ON -DPC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 PEERCACHE_IO=uring \
   ctest --test-dir build/asan --output-on-failure --timeout 900 -LE 'bench|deploy'
 
 step "ThreadSanitizer build, threaded tests"

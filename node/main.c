@@ -37,6 +37,7 @@
 #include "pc_server.h"
 #include "pc_sock.h"
 #include "pc_store.h"
+#include "pc_uring.h"
 
 extern char **environ;
 
@@ -282,6 +283,28 @@ static void raise_fd_limit(const pc_config_t *cfg, const pc_log_t *log)
  * on the kernel's floor (cfg's value becomes 0, nothing is set). One
  * under the kernel's own floor is raised to it.
  */
+/*
+ * --io uring on a kernel that refuses it -- too old, or io_uring turned
+ * off (kernel.io_uring_disabled, a container's seccomp profile) -- is no
+ * reason not to start: the node says why and uses epoll.
+ */
+static void check_io(pc_config_t *cfg, const pc_log_t *log)
+{
+    if (strcmp(cfg->io, "uring") != 0)
+        return;
+    char why[200];
+    if (pc_uring_probe(why, sizeof why) == 0) {
+        pc_log_info(log, "--io uring: client sockets use io_uring");
+        return;
+    }
+    pc_log_warn(log, "--io uring: this kernel refuses it (%s); using epoll", why);
+    char *epoll = strdup("epoll");
+    if (epoll != NULL) {
+        free(cfg->io);
+        cfg->io = epoll;
+    }
+}
+
 static void check_rto_min(pc_config_t *cfg, const pc_log_t *log)
 {
     uint64_t want = cfg->tcp_rto_min_ms, effective_us = 0;
@@ -357,6 +380,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     raise_fd_limit(&a.cfg, &a.log);
     check_rto_min(&a.cfg, &a.log);
+    check_io(&a.cfg, &a.log);
 
     pc_keyring_t *kr = NULL;
     if (!a.cfg.insecure) {

@@ -46,6 +46,9 @@ typedef struct pc_config {
     size_t memory;              /* --memory, default 64mb */
     char *eviction;             /* --eviction s3fifo|lru, default s3fifo */
     uint64_t threads;           /* --threads, default 0 = one per core */
+    char *io;                   /* --io uring|epoll: how loops read and write client
+                                   sockets (main falls back to epoll if io_uring
+                                   is refused) */
     uint64_t max_connections;   /* --max-connections, default 10000 */
     uint64_t max_conns_per_source; /* --max-conns-per-source, default 1024 (0 = off) */
     uint64_t hello_timeout_ms;  /* --hello-timeout, default 3000 */

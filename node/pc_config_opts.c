@@ -56,6 +56,7 @@ static const char *check_redis(const char *value, char *buf, size_t len);
 static const char *const eviction_choices[] = {"s3fifo", "lru", NULL};
 static const char *const log_level_choices[] = {"error", "warn", "info", "debug", NULL};
 static const char *const log_format_choices[] = {"text", "json", NULL};
+static const char *const io_choices[] = {"epoll", "uring", NULL};
 
 /* The wire format carries lengths and counts as 32-bit numbers. */
 #define WIRE_MAX ((uint64_t)UINT32_MAX)
@@ -124,6 +125,13 @@ const opt_t pc_opt_table[] = {
              "on its own SO_REUSEPORT socket, with its own Redis and peer\n"
              "connections (docs/ARCHITECTURE.md \"Threads\"). 0 = one per\n"
              "core."},
+    {.name = "io", .type = OPT_ENUM, .def = "epoll", .offset = FIELD_STR(io),
+     .choices = io_choices,
+     .help = "How each loop reads and writes its client sockets: epoll\n"
+             "(libuv), or uring: one multishot receive per socket into\n"
+             "kernel-picked buffers, and each loop turn's sends submitted\n"
+             "in one call (Linux 6.0+). If the kernel refuses io_uring the\n"
+             "node says so in its log and uses epoll."},
     {.name = "max-connections", .type = OPT_UINT, .metavar = "N", .def = "10000",
      .offset = FIELD_U64(max_connections), .min = 1, .max = UINT64_MAX,
      .help = "Client connections accepted at once; more are refused."},

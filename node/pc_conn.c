@@ -4,6 +4,7 @@
  */
 #include "pc_conn.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,10 @@
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 static int conn_waiting(const pc_conn_t *c);
+static void conn_ur_reading(pc_conn_t *c, int want);
+static void conn_ur_settle(pc_conn_t *c);
+static size_t conn_unspill(pc_conn_t *c);
+static void conn_closed_cb(uv_handle_t *h);
 
 static uint64_t now_ms(const pc_conns_t *cs) { return uv_now(cs->loop); }
 
@@ -43,9 +48,12 @@ int pc_conn_new(pc_conns_t *cs, pc_conn_t **out)
     pc_proto_reader_init(&c->rd, cs->set.proto.max_frame);
     pc_buf_init(&c->out, 0);
     pc_buf_init(&c->wbuf, 0);
+    pc_buf_init(&c->spill, 0);
     pc_proto_reader_account(&c->rd, &cs->buf_bytes);
     pc_buf_set_account(&c->out, &cs->buf_bytes);
     pc_buf_set_account(&c->wbuf, &cs->buf_bytes);
+    pc_buf_set_account(&c->spill, &cs->buf_bytes);
+    c->fd = -1;
     c->last_active = now_ms(cs);
     *out = c;
     return 0;
@@ -65,6 +73,7 @@ static void conn_maybe_free(pc_conn_t *c)
     pc_proto_reader_free(&c->rd);
     pc_buf_free(&c->out);
     pc_buf_free(&c->wbuf);
+    pc_buf_free(&c->spill);
     if (c->redis != NULL && cs->hooks->redis_free)
         cs->hooks->redis_free(c);
     free(c);
@@ -187,8 +196,12 @@ void pc_conn_update_reading(pc_conn_t *c)
     conn_limits_note(c);
     pc_conns_buffer_check(c->cs);
     /* While it waits for its turn, input piles up to a chunk, no more. */
-    int want = !c->closing && !c->eof && !conn_paused(c) &&
+    int want = !c->closing && !c->eof && !conn_paused(c) && c->spill.len == 0 &&
                !(conn_waiting(c) && pc_proto_reader_pending(&c->rd) >= READ_CHUNK);
+    if (c->ur) {
+        conn_ur_reading(c, want);
+        return;
+    }
     if (want && !c->reading) {
         if (uv_read_start(&c->h.stream, alloc_cb, read_cb) == 0)
             c->reading = 1;
@@ -234,14 +247,16 @@ void pc_conns_buffer_full(pc_conns_t *cs, int full)
                     cs->buf_bytes);
 }
 
-static void write_cb(uv_write_t *w, int status)
+/* A write of wbuf ended (status 0, or a negative libuv / -errno code). */
+static void conn_write_done(pc_conn_t *c, int status)
 {
-    pc_conn_t *c = w->data;
     c->writing = 0;
     c->out_since = 0; /* the client took a write: not stalled (conn_limits_note) */
     pc_buf_reset(&c->wbuf);
     c->refs--;
     if (c->closing) {
+        if (c->ur)
+            conn_ur_settle(c);
         conn_maybe_free(c);
         return;
     }
@@ -254,6 +269,8 @@ static void write_cb(uv_write_t *w, int status)
      * resume, and a draining connection may be done. */
     pc_conn_run(c);
 }
+
+static void write_cb(uv_write_t *w, int status) { conn_write_done(w->data, status); }
 
 /* Answers came outside c's turn: written before the loop polls, with
  * whatever else comes for c until then (pc_conns_flush_deferred). */
@@ -279,6 +296,20 @@ void pc_conn_flush(pc_conn_t *c)
 {
     if (c->closing || c->writing || c->out.len == 0)
         return;
+    if (c->ur) { /* with the loop's batch (pc_conns.c submits it before polling) */
+        pc_buf_t t = c->wbuf;
+        c->wbuf = c->out;
+        c->out = t;
+        c->wsent = 0;
+        int rc = pc_uring_send(c->cs->uring, c->fd, c, c->wbuf.data, c->wbuf.len);
+        if (rc < 0) {
+            pc_conn_close(c, "io_uring: no room to queue a send");
+            return;
+        }
+        c->writing = 1;
+        c->refs++;
+        return;
+    }
     /* Straight to the socket when it takes it all, as it nearly always
      * does: a queued uv_write would arm the descriptor for writing and
      * disarm it once done, an epoll_ctl each way per answer. Only what
@@ -750,15 +781,20 @@ static void conn_process_frames(pc_conn_t *c, uint64_t t0)
             out_at = out_now;
         }
         if (c->redis != NULL) {
-            if (!conn_redis_command(c))
+            if (conn_redis_command(c))
+                continue;
+            if (c->closing || c->blocked || c->spill.len == 0 || conn_unspill(c) == 0)
                 return;
             continue;
         }
         const uint8_t *body;
         uint32_t len;
         int rc = pc_proto_reader_next(&c->rd, &body, &len);
-        if (rc == 0)
+        if (rc == 0) {
+            if (c->spill.len > 0 && conn_unspill(c) > 0)
+                continue;
             break;
+        }
         if (rc < 0) {
             char why[128];
             snprintf(why, sizeof why, "%s",
@@ -830,9 +866,9 @@ void pc_conn_process(pc_conn_t *c)
      * never reads pauses after every large answer); one that ran out of
      * input makes it light, however long it took (the kernel may have
      * preempted the loop during a one-frame turn). */
-    int more = pc_proto_reader_pending(&c->rd) > 0 && !conn_partial(c);
+    int more = (pc_proto_reader_pending(&c->rd) > 0 && !conn_partial(c)) || c->spill.len > 0;
     c->heavy = !c->internal && work >= TURN_QUANTUM_NS && more;
-    if (c->eof && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
+    if (c->eof && !more && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
         pc_conn_close(c, NULL);
         return;
     }
@@ -882,7 +918,8 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /*
- * n bytes arrived in the shared buffer: whole frames are dispatched
+ * n bytes arrived in a buffer that is not the connection's (the loop's
+ * shared one, or one of the io_uring's): whole frames are dispatched
  * straight from it, and what is left -- a partial frame, or frames not
  * processed because the connection paused -- moves to the connection's
  * own reader before the next read reuses the buffer.
@@ -892,9 +929,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * reserve); what outlives dispatch is copied by whoever keeps it (see
  * pc_dispatch.h).
  */
-static void conn_read_shared(pc_conn_t *c, size_t n)
+static void conn_read_lent(pc_conn_t *c, const uint8_t *p, size_t n)
 {
-    if (pc_proto_reader_lend(&c->rd, c->cs->rbuf, n) < 0) {
+    if (pc_proto_reader_lend(&c->rd, p, n) < 0) {
         pc_conn_close(c, "input buffered while reading into the shared buffer");
         return;
     }
@@ -927,7 +964,7 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         c->last_active = now_ms(cs);
         cs->turn_work += uv_hrtime() - cs->read_at; /* reading is work too */
         if (shared) {
-            conn_read_shared(c, (size_t)n);
+            conn_read_lent(c, cs->rbuf, (size_t)n);
             return;
         }
         pc_proto_reader_commit(&c->rd, (size_t)n);
@@ -943,6 +980,152 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (n < 0)
         pc_conn_close(c, uv_strerror((int)n));
 }
+
+/* ---- Transports: io_uring -------------------------------------------------- */
+
+/*
+ * A loop reads and writes its client and peer sockets either through
+ * libuv (epoll: alloc_cb and read_cb above, uv_try_write in
+ * pc_conn_flush), or with --io uring through the loop's ring (pc_uring.h),
+ * here. Everything above the bytes -- framing, turns, limits, answers in
+ * order -- is the same for both.
+ *
+ * Reading. While the connection wants input (pc_conn_update_reading), one
+ * multishot receive is armed on its socket, which costs nothing per
+ * request; when it does not, the receive is cancelled, and armed again
+ * when it wants input again. Data keeps coming until the cancellation is
+ * in (the kernel may have read more before), and all of it is taken:
+ * into the reader while it has room, else into `spill`, which the frame
+ * loop drains into the reader as frames leave it (conn_unspill). Nothing
+ * is read while anything is spilled, and the buffer cap counts it.
+ *
+ * Writing. pc_conn_flush queues a send of everything ready (the same
+ * double buffering as with epoll: new answers go to `out` while `wbuf` is
+ * sent); the loop submits every queued send in one system call before it
+ * polls. A short send sends the rest.
+ *
+ * Closing. The socket must stay open while the ring may still use it:
+ * the receive and any send are cancelled, and the handle closes when the
+ * last of them has ended (conn_ur_settle).
+ */
+
+static void conn_ur_reading(pc_conn_t *c, int want)
+{
+    c->reading = want;
+    if (want && !c->ur_recv) {
+        if (pc_uring_recv(c->cs->uring, c->fd, c) < 0) {
+            pc_conn_close(c, "io_uring: no room to queue a receive");
+            return;
+        }
+        c->ur_recv = 1;
+        c->ur_cancel = 0;
+        c->refs++;
+    } else if (!want && c->ur_recv && !c->ur_cancel) {
+        pc_uring_cancel_recv(c->cs->uring, c);
+        c->ur_cancel = 1;
+    }
+}
+
+/* A closing connection's handle closes once the ring is done with it. */
+static void conn_ur_settle(pc_conn_t *c)
+{
+    if (c->ur_close && !c->ur_recv && !c->writing) {
+        c->ur_close = 0;
+        uv_close(&c->h.handle, conn_closed_cb);
+    }
+}
+
+/* Copies what fits of p[0..n) into c's reader; returns how much. */
+static size_t conn_reader_take(pc_conn_t *c, const uint8_t *p, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        uint8_t *dst;
+        size_t avail;
+        if (pc_proto_reader_reserve(&c->rd, n - done, &dst, &avail) < 0 || avail == 0)
+            break;
+        size_t k = avail < n - done ? avail : n - done;
+        memcpy(dst, p + done, k);
+        pc_proto_reader_commit(&c->rd, k);
+        done += k;
+    }
+    return done;
+}
+
+/* Moves spilled input into the reader as far as it has room (between
+ * frames: no body is in use); returns how much moved. */
+static size_t conn_unspill(pc_conn_t *c)
+{
+    size_t k = conn_reader_take(c, c->spill.data, c->spill.len);
+    pc_buf_consume(&c->spill, k);
+    if (c->spill.len == 0)
+        pc_buf_free(&c->spill);
+    return k;
+}
+
+static void ur_recv(void *who, const uint8_t *data, size_t n)
+{
+    pc_conn_t *c = who;
+    if (c->closing)
+        return;
+    c->bytes_in += (uint64_t)n;
+    c->last_active = now_ms(c->cs);
+    if (c->spill.len == 0 && pc_proto_reader_pending(&c->rd) == 0) {
+        conn_read_lent(c, data, n);
+        return;
+    }
+    size_t k = c->spill.len == 0 ? conn_reader_take(c, data, n) : 0;
+    if (k < n && pc_buf_append(&c->spill, data + k, n - k) < 0) {
+        pc_conn_close(c, "out of memory for input");
+        return;
+    }
+    pc_conn_run(c);
+    if (!c->closing)
+        pc_conn_update_reading(c);
+}
+
+static void ur_recv_end(void *who, int res)
+{
+    pc_conn_t *c = who;
+    c->ur_recv = 0;
+    c->ur_cancel = 0;
+    c->refs--; /* the handle's reference is still held: c stays */
+    if (c->closing) {
+        conn_ur_settle(c);
+        return;
+    }
+    if (res == 0) { /* the client may have half-closed and still want its answers */
+        c->eof = 1;
+        pc_conn_run(c);
+        return;
+    }
+    if (res < 0 && res != -ECANCELED) {
+        pc_conn_close(c, strerror(-res));
+        return;
+    }
+    pc_conn_update_reading(c); /* armed again if it still wants input */
+}
+
+static void ur_sent(void *who, int res)
+{
+    pc_conn_t *c = who;
+    if (res > 0 && !c->closing && c->wsent + (size_t)res < c->wbuf.len) {
+        c->wsent += (size_t)res; /* a short send: the rest */
+        if (pc_uring_send(c->cs->uring, c->fd, c, c->wbuf.data + c->wsent,
+                          c->wbuf.len - c->wsent) == 0)
+            return;
+        res = -EIO;
+    } else if (res == 0 && c->wbuf.len > 0) {
+        res = -EPIPE; /* took nothing and said no error: not going on */
+    }
+    conn_write_done(c, res < 0 ? res : 0);
+}
+
+const pc_uring_hooks_t pc_conn_uring_hooks = {
+    .recv = ur_recv,
+    .recv_end = ur_recv_end,
+    .sent = ur_sent,
+};
 
 /* ---- close ---------------------------------------------------------------- */
 
@@ -979,7 +1162,7 @@ void pc_conn_close(pc_conn_t *c, const char *why)
         pc_sources_close(cs->sources, &c->source, now_ms(cs));
         c->source_counted = 0;
     }
-    if (c->reading)
+    if (c->reading && !c->ur)
         uv_read_stop(&c->h.stream);
     c->reading = 0;
     /* Answers that are ready go nowhere now. */
@@ -989,6 +1172,18 @@ void pc_conn_close(pc_conn_t *c, const char *why)
         n = n->next;
         if (r->waiting == 0) /* else a callback will still come for it */
             pc_req_free(r);
+    }
+    pc_buf_free(&c->spill);
+    if (c->ur) { /* the handle closes once the ring is done with the socket */
+        if (c->ur_recv && !c->ur_cancel) {
+            pc_uring_cancel_recv(cs->uring, c);
+            c->ur_cancel = 1;
+        }
+        if (c->writing)
+            pc_uring_cancel_send(cs->uring, c);
+        c->ur_close = 1;
+        conn_ur_settle(c);
+        return;
     }
     uv_close(&c->h.handle, conn_closed_cb);
 }

@@ -53,6 +53,7 @@
 #include "pc_proto_reader.h"
 #include "pc_sched.h"
 #include "pc_sources.h"
+#include "pc_uring.h"
 
 typedef struct pc_conn pc_conn_t;
 typedef struct pc_req pc_req_t;
@@ -149,6 +150,12 @@ typedef struct pc_conns {
     int buf_check_due; /* near the cap: the sweep has work */
     uint8_t *rbuf;     /* the read buffer connections without input share */
     int rbuf_busy;     /* handed to alloc_cb, not yet back in read_cb */
+    /* The io_uring transport (--io uring): the loop's ring, which its
+     * client and peer sockets read and write through; NULL = libuv's
+     * epoll (pc_conn.c "Transports"). */
+    pc_uring_t *uring;
+    int want_uring;    /* pc_conns_config_t.io_uring */
+    int uring_closing; /* pc_conns_close: it ends once nothing is in flight */
 
     /* Fair turns: connections with work waiting for their turn, light
      * and heavy ones apart, served from run_idle while any wait; the work
@@ -273,6 +280,20 @@ struct pc_conn {
     void *redis;
     int partial;
     int blocked; /* hooks->redis_command said 2: paused until an answer leaves */
+
+    /* The io_uring transport (pc_conn.c "Transports"): ur = this socket
+     * (fd) reads and writes through cs->uring; ur_recv: its receive is
+     * armed (a reference); ur_cancel: that receive's end was asked for;
+     * ur_close: the handle closes once neither a receive nor a send is in
+     * flight; wsent: bytes of wbuf the kernel has taken; spill: input
+     * that came while the reader had no room left, in order. */
+    int ur;
+    int fd;
+    int ur_recv;
+    int ur_cancel;
+    int ur_close;
+    size_t wsent;
+    pc_buf_t spill;
 };
 
 /* A worker's requests at other loops, per connection: what they may hold
@@ -285,7 +306,7 @@ static inline void *pc_conn_owner(const pc_conn_t *c) { return c->owner; }
  * the answers held behind its unfinished requests. */
 static inline size_t pc_conn_usage(const pc_conn_t *c)
 {
-    return c->rd.buf.cap + c->out.cap + c->wbuf.cap + c->held;
+    return c->rd.buf.cap + c->out.cap + c->wbuf.cap + c->spill.cap + c->held;
 }
 
 /* A connection in `cs`, not yet attached to a socket (*out; the caller
@@ -326,6 +347,9 @@ void pc_conn_flush(pc_conn_t *c);
 /* Flushes the connections whose answers came outside their turn (before
  * the loop polls, and before the set closes). */
 void pc_conns_flush_deferred(pc_conns_t *cs);
+
+/* What a loop's ring (pc_uring.h) calls for a connection on it. */
+extern const pc_uring_hooks_t pc_conn_uring_hooks;
 
 /* Checks c's time limits at `now` (the tick): frame deadline, HELLO
  * deadline, output stall, idleness; closes it if one is over. */

@@ -31,6 +31,7 @@ int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg)
     cs->node_conns = cfg->node_conns;
     cs->sources = cfg->sources;
     cs->ring_fp = cfg->ring_fp;
+    cs->want_uring = cfg->io_uring;
     pc_list_init(&cs->conns);
     pc_list_init(&cs->flushq);
     cs->rbuf = malloc(READ_CHUNK);
@@ -46,6 +47,16 @@ static void turn_prep_cb(uv_prepare_t *h)
     pc_conns_flush_deferred(cs); /* before the loop waits: one write each */
     cs->turn_work = 0;
     shed_sweep(cs);
+    if (cs->uring != NULL) /* every send of this iteration, and more, at once */
+        pc_uring_submit(cs->uring);
+}
+
+static void uring_closed(void *arg)
+{
+    pc_conns_t *cs = arg;
+    cs->handles_open--;
+    if (cs->hooks->gone)
+        cs->hooks->gone(cs->owner);
 }
 
 void pc_conns_start(pc_conns_t *cs)
@@ -57,6 +68,14 @@ void pc_conns_start(pc_conns_t *cs)
     cs->handles_open += 2;
     uv_prepare_start(&cs->turn_prep, turn_prep_cb);
     pc_conns_budget_update(cs);
+    if (cs->want_uring) {
+        char why[160];
+        if (pc_uring_new(cs->loop, &pc_conn_uring_hooks, &cs->uring, why, sizeof why) == 0)
+            cs->handles_open++;
+        else
+            pc_log_warn(cs->log, "io_uring for this loop's connections: %s; using epoll",
+                        why);
+    }
 }
 
 /* ---- the buffer cap: shedding ------------------------------------------- */
@@ -270,8 +289,12 @@ void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis)
      * and main's start-up check (check_rto_min) found the kernel takes
      * this value or made it 0. */
     uv_os_fd_t fd;
-    if (uv_fileno(&c->h.handle, &fd) == 0)
+    if (uv_fileno(&c->h.handle, &fd) == 0) {
         (void)pc_sock_set_rto_min(fd, cs->set.tcp_rto_min_ms);
+        /* Read and written through the loop's ring from here on. */
+        c->ur = cs->uring != NULL;
+        c->fd = fd;
+    }
     cs->stats->connections_total++;
     const char *refused = refusal(cs, c);
     if (refused != NULL) {
@@ -405,6 +428,10 @@ void pc_conns_close(pc_conns_t *cs)
         uv_close((uv_handle_t *)&cs->run_idle, handle_closed);
     if (cs->turn_prep.data == cs && !uv_is_closing((uv_handle_t *)&cs->turn_prep))
         uv_close((uv_handle_t *)&cs->turn_prep, handle_closed);
+    if (cs->uring != NULL && !cs->uring_closing) {
+        cs->uring_closing = 1;
+        pc_uring_close(cs->uring, uring_closed, cs);
+    }
 }
 
 int pc_conns_idle(const pc_conns_t *cs)
@@ -435,4 +462,6 @@ void pc_conns_free(pc_conns_t *cs)
         pc_log_error(cs->log, "connection buffer accounting is off by %zu bytes", cs->buf_bytes);
     free(cs->rbuf);
     cs->rbuf = NULL;
+    pc_uring_free(cs->uring);
+    cs->uring = NULL;
 }

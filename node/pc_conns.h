@@ -29,6 +29,10 @@ typedef struct pc_conns_config {
     _Atomic uint64_t *node_conns;
     pc_sources_t *sources;
     const _Atomic uint64_t *ring_fp;
+    /* Read and write client sockets through an io_uring (--io uring,
+     * pc_uring.h); a loop whose ring cannot be made says so in the log
+     * and uses epoll. */
+    int io_uring;
 } pc_conns_config_t;
 
 /* 0 or PC_ENOMEM (then pc_conns_free cleans up). No handle is made yet. */

@@ -45,6 +45,7 @@ typedef struct pc_loop_settings {
     pc_conn_limits_t conn;
     uint64_t settle_ms; /* --ring-settle */
     uint64_t shutdown_timeout_ms;
+    int io_uring; /* --io uring (and the kernel allows it) */
 } pc_loop_settings_t;
 
 /* A call run on a loop's thread (pc_loops_call). */

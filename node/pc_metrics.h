@@ -49,6 +49,11 @@
     C(requests, "Requests: frames decoded, and those made from Redis commands")                   \
     C(redis_commands, "Commands read on the Redis-protocol port (--resp)")                         \
     V(threads, GAUGE, v->threads, "Event loops (--threads)")                                       \
+    V(io_uring_loops, GAUGE, v->uring_loops, "Loops whose client sockets use io_uring (--io)")     \
+    V(io_uring_enters, COUNTER, v->uring.enters, "io_uring_enter calls (each submits a batch)")     \
+    V(io_uring_wakes, COUNTER, v->uring.wakes, "Times a ring's eventfd woke its loop")             \
+    V(io_uring_completions, COUNTER, v->uring.cqes, "io_uring completions handled")                \
+    V(io_uring_rearms, COUNTER, v->uring.rearms, "Receives the kernel ended and that were re-armed") \
     C(worker_requests, "Requests read by the worker loops")                                        \
     C(relayed, "Requests a worker loop relayed to the core loop")                                  \
     C(home_relayed, "Requests relayed to their key's home loop")                                   \

@@ -128,7 +128,7 @@ static int loop_setup(pc_server_t *s, pc_loop_t *l)
                             .guard = l->guard, .stats = &l->stats, .lat = l->lat,
                             .hooks = &conn_hooks,
                             .owner = l, .node_conns = &sh->nconns, .sources = sh->sources,
-                            .ring_fp = &sh->ring_fp};
+                            .ring_fp = &sh->ring_fp, .io_uring = l->set.io_uring};
     if (rc == 0)
         rc = pc_conns_init(&l->conns, &cc);
     if (rc == 0)
@@ -220,6 +220,7 @@ int pc_server_new(uv_loop_t *loop, const pc_config_t *cfg, pc_store_t *store,
     lim->tcp_rto_min_ms = cfg->tcp_rto_min_ms;
     l->set.settle_ms = cfg->ring_settle_ms;
     l->set.shutdown_timeout_ms = cfg->shutdown_timeout_ms;
+    l->set.io_uring = cfg->io != NULL && strcmp(cfg->io, "uring") == 0;
     l->uv = loop;
     l->index = 0;
     l->log = log;

@@ -20,11 +20,14 @@ typedef struct loop_snap {
     uint64_t nconns;
     size_t buf_bytes;
     int buf_full;
+    uint64_t uring_loops; /* 1 if the loop's connections are on io_uring */
+    pc_uring_counters_t uring;
 } loop_snap_t;
 
 /* Everything the V entries of PC_STATS read (`v`). */
 typedef struct stats_view {
-    uint64_t uptime_s, nconns, buf_bytes, buf_full, threads, home_loops;
+    uint64_t uptime_s, nconns, buf_bytes, buf_full, threads, home_loops, uring_loops;
+    pc_uring_counters_t uring;
     int backend_enabled;
     uint64_t nbackends;
     pc_backend_stats_t backend;
@@ -81,6 +84,8 @@ static void stats_fill(pc_loop_t *l, const loop_snap_t *sum, pc_stats_t *st)
     v->nconns = sum->nconns;
     v->buf_bytes = sum->buf_bytes;
     v->buf_full = (uint64_t)sum->buf_full;
+    v->uring_loops = sum->uring_loops;
+    v->uring = sum->uring;
     v->threads = sh->nworkers + 1;
     v->home_loops = !pc_loops_homes_on(l) ? 1 : sh->nhomes > 1 ? sh->nhomes : sh->nloops;
     v->backend_enabled = l->backend != NULL;
@@ -211,6 +216,10 @@ static void snap_own(const pc_loop_t *l, loop_snap_t *out)
     out->nconns = l->conns.nconns;
     out->buf_bytes = l->conns.buf_bytes;
     out->buf_full = l->conns.buf_full;
+    out->uring_loops = l->conns.uring != NULL;
+    memset(&out->uring, 0, sizeof out->uring);
+    if (l->conns.uring != NULL)
+        pc_uring_counters(l->conns.uring, &out->uring);
 }
 
 static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
@@ -233,6 +242,11 @@ static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
     sum->backend.up += x->backend.up;
     sum->nbackends += x->nbackends;
     sum->nconns += x->nconns;
+    sum->uring_loops += x->uring_loops;
+    sum->uring.enters += x->uring.enters;
+    sum->uring.wakes += x->uring.wakes;
+    sum->uring.cqes += x->uring.cqes;
+    sum->uring.rearms += x->uring.rearms;
     sum->buf_bytes += x->buf_bytes;
     sum->buf_full |= x->buf_full;
 }

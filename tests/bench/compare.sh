@@ -40,12 +40,16 @@
 # Usage: tests/bench/compare.sh [--rounds N] [--duration S] [--quick]
 #            [--json FILE] [--build DIR] [--connections N] [--keys N]
 #            [--memcached-threads "2 4"] [--peercached-threads "1"]
-#            [--node-threads N] [--workloads abcd] [--pinned] [--install]
+#            [--node-threads N] [--node-io "epoll uring"] [--workloads abcd]
+#            [--pinned] [--install]
 #
 # "peercached" is a node with its default --threads (one loop per core),
 # or --node-threads N for every node started (also (d)'s three);
 # --peercached-threads adds memory-only nodes with those thread counts
-# (rows peercached-tN), to show what the loops add.
+# (rows peercached-tN), to show what the loops add. --node-io LIST runs
+# the memory-only node once per transport (--io; rows peercached-epoll,
+# peercached-uring), interleaved like every other server; the node with
+# Redis behind it and (d)'s nodes use the first of the list.
 
 set -euo pipefail
 
@@ -60,6 +64,7 @@ keys=100000
 mc_threads="2 4"
 pc_threads=
 node_threads=()
+node_io=
 workloads=abcd
 install=0
 pinned=0
@@ -80,6 +85,7 @@ while [ $# -gt 0 ]; do
     --memcached-threads) mc_threads=$2; shift 2 ;;
     --peercached-threads) pc_threads=$2; shift 2 ;;
     --node-threads) node_threads=(--threads "$2"); shift 2 ;;
+    --node-io) node_io=$2; shift 2 ;;
     --workloads) workloads=$2; shift 2 ;;
     --pinned) pinned=1; shift ;;
     --install) install=1; shift ;;
@@ -178,12 +184,30 @@ start() {
 servers=()
 declare -A proto addr
 
-p=$(free_port)
-start pc-mem "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none --listen "127.0.0.1:$p" --log-level warn \
-    "${node_threads[@]}"
-servers+=(peercached); proto[peercached]=peercache; addr[peercached]=127.0.0.1:$p
 declare -A cpupid
-cpupid[peercached]=${spid[pc-mem]}
+node_io_first=()
+if [ -z "$node_io" ]; then
+    p=$(free_port)
+    start pc-mem "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none --listen "127.0.0.1:$p" \
+        --log-level warn "${node_threads[@]}"
+    servers+=(peercached); proto[peercached]=peercache; addr[peercached]=127.0.0.1:$p
+    cpupid[peercached]=${spid[pc-mem]}
+else
+    for io in $node_io; do
+        p=$(free_port)
+        start "pc-mem-$io" "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none \
+            --listen "127.0.0.1:$p" --log-level info --io "$io" "${node_threads[@]}"
+        # a kernel that refuses io_uring makes the node fall back: the row would lie
+        if [ "$io" = uring ] && grep -q "refuses it" "$tmp/pc-mem-$io.log"; then
+            echo "compare.sh: --io uring refused here:" >&2
+            grep "refuses it" "$tmp/pc-mem-$io.log" >&2
+            exit 1
+        fi
+        servers+=("peercached-$io"); proto[peercached-$io]=peercache
+        addr[peercached-$io]=127.0.0.1:$p; cpupid[peercached-$io]=${spid[pc-mem-$io]}
+        [ ${#node_io_first[@]} -gt 0 ] || node_io_first=(--io "$io")
+    done
+fi
 for t in $pc_threads; do
     p=$(free_port)
     start "pc-mem-t$t" "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none --listen "127.0.0.1:$p" \
@@ -213,7 +237,7 @@ if [ $have_redis = 1 ]; then
     srv_cpu=("${srv_cpu_was[@]}")
     p=$(free_port)
     start pc-redis "$p" "$PCD" --insecure --max-conns-per-source 0 --redis "127.0.0.1:$rp" --listen "127.0.0.1:$p" \
-        --log-level warn "${node_threads[@]}"
+        --log-level warn "${node_threads[@]}" "${node_io_first[@]}"
     servers+=(peercached+redis); proto[peercached+redis]=peercache
     addr[peercached+redis]=127.0.0.1:$p; cpupid[peercached+redis]=${spid[pc-redis]}
 fi
@@ -300,12 +324,13 @@ if has d; then
     cl=()
     p0=$(free_port)
     start pc-n0 "$p0" "$PCD" --insecure --max-conns-per-source 0 --redis none --replicas 2 \
-        --listen "127.0.0.1:$p0" --log-level warn "${node_threads[@]}"
+        --listen "127.0.0.1:$p0" --log-level warn "${node_threads[@]}" "${node_io_first[@]}"
     cl+=("127.0.0.1:$p0")
     for i in 1 2; do
         p=$(free_port)
         start "pc-n$i" "$p" "$PCD" --insecure --max-conns-per-source 0 --redis none --replicas 2 \
-            --listen "127.0.0.1:$p" --join "127.0.0.1:$p0" --log-level warn "${node_threads[@]}"
+            --listen "127.0.0.1:$p" --join "127.0.0.1:$p0" --log-level warn "${node_threads[@]}" \
+            "${node_io_first[@]}"
         cl+=("127.0.0.1:$p")
     done
     nodes=$(IFS=,; echo "${cl[*]}")
@@ -320,7 +345,7 @@ if has d; then
         sleep 0.2
     done
     [ $n = 3 ] || { echo "compare.sh: the 3-node cluster did not form" >&2; exit 1; }
-    servers_d=(peercached 3-nodes)
+    servers_d=("${servers[0]}" 3-nodes) # the (first) memory-only node
     proto[3-nodes]=peercache; addr[3-nodes]=$nodes
     cpupid[3-nodes]=${spid[pc-n0]},${spid[pc-n1]},${spid[pc-n2]}
     for r in $(seq "$rounds"); do
@@ -376,7 +401,7 @@ for w in a b c d; do
     rd=nan
     [ $have_redis = 1 ] && [ $w != d ] && rd=$(median "$w" redis-server $key)
     one=nan
-    [ $w = d ] && one=$(median d peercached ops_per_sec)
+    [ $w = d ] && one=$(median d "${servers_d[0]}" ops_per_sec)
     # CPU per operation: the reference's over the row's (higher is better)
     cmc=$(ref_mc "$w" server_cpu_us_per_op 1)
     crd=nan

@@ -1,0 +1,300 @@
+/*
+ * test_io.c -- `--io uring` (node/pc_uring.c) against a real peercached:
+ * what is particular to the transport. (The whole integration suite also
+ * runs with PEERCACHE_IO=uring in deploy/test.sh: that is where "the same
+ * tests pass with both transports" is checked.)
+ *
+ *  - it is used when asked (log line, STATS io_uring_loops), and epoll
+ *    when that is asked, whatever PEERCACHE_IO says;
+ *  - a deep pipeline in one write, and values far larger than one of the
+ *    ring's 4 KiB receive buffers (in many receives) and than the socket
+ *    takes at once (short sends), come back whole and in order;
+ *  - a client that half-closes still gets every answer, then EOF;
+ *  - a client that never reads is paused, then closed by the output
+ *    timeout (its send is cancelled), while others are served; the stop
+ *    that follows exits 0 (pc_h_stop checks, and the sanitizers in CI);
+ *  - a kernel that refuses io_uring (faked by preloading pc_nouring) gets
+ *    a line in the log and epoll.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pc_client.h"
+#include "pc_harness.h"
+#include "pc_proto.h"
+
+static void node_up(pc_h_proc_t *node, const char *io, const char *first, ...)
+{
+    const char *args[24] = {"--insecure", "--redis", "none", "--threads", "2", "--io", io};
+    size_t n = 7;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a != NULL && n < 23; a = va_arg(ap, const char *))
+        args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    assert_int_equal(pc_h_node_start(node, args), 0);
+}
+
+static pc_client_t *client_for(const pc_h_proc_t *node)
+{
+    pc_client_options_t o = {.nodes = node->addr, .timeout_ms = 5000};
+    pc_client_t *c = NULL;
+    assert_int_equal(pc_client_new(&o, &c), 0);
+    return c;
+}
+
+static int log_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[2048];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* ---- a pipeline in one write ---------------------------------------------- */
+
+#define PIPE_N 3000
+
+typedef struct expect {
+    int bad;
+    char why[160];
+} expect_t;
+
+/* Answers to SET k0..k(N-1) then GET k0..k(N-1): ids 1..2N in order, the
+ * GETs with the value each SET stored. */
+static int check_pipelined(void *arg, int index, const pc_response_t *r)
+{
+    expect_t *e = arg;
+    uint64_t want_id = (uint64_t)index + 1;
+    if (r->id != want_id || r->status != PC_ST_OK) {
+        snprintf(e->why, sizeof e->why, "answer %d: id %llu status %u", index,
+                 (unsigned long long)r->id, r->status);
+        e->bad = 1;
+        return 1;
+    }
+    if (index >= PIPE_N) {
+        char want[32];
+        int len = snprintf(want, sizeof want, "value-%d", index - PIPE_N);
+        if (r->entry.value.len != (uint32_t)len || memcmp(r->entry.value.ptr, want, len) != 0) {
+            snprintf(e->why, sizeof e->why, "GET %d: wrong value", index - PIPE_N);
+            e->bad = 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void pipeline_in_one_write(const pc_h_proc_t *node, int half_close)
+{
+    int fd = pc_h_connect(node->port, 10000);
+    assert_true(fd >= 0);
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    char keys[PIPE_N][24], vals[PIPE_N][24];
+    for (int i = 0; i < PIPE_N; i++) {
+        int kl = snprintf(keys[i], sizeof keys[i], "io:%d:%d", half_close, i);
+        int vl = snprintf(vals[i], sizeof vals[i], "value-%d", i);
+        pc_request_t rq = {.op = PC_OP_SET, .id = (uint64_t)i + 1,
+                           .key = {(const uint8_t *)keys[i], (uint32_t)kl},
+                           .value = {(const uint8_t *)vals[i], (uint32_t)vl}};
+        assert_int_equal(pc_proto_encode_request(&b, &rq), 0);
+    }
+    for (int i = 0; i < PIPE_N; i++) {
+        pc_request_t rq = {.op = PC_OP_GET, .id = (uint64_t)(PIPE_N + i) + 1,
+                           .key = {(const uint8_t *)keys[i], (uint32_t)strlen(keys[i])}};
+        assert_int_equal(pc_proto_encode_request(&b, &rq), 0);
+    }
+    assert_int_equal(pc_h_send_all(fd, &b), 0);
+    if (half_close)
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    expect_t e = {0};
+    int got = pc_h_read_responses(fd, 2 * PIPE_N, check_pipelined, &e);
+    if (e.bad)
+        fail_msg("%s", e.why);
+    assert_int_equal(got, 2 * PIPE_N);
+    if (half_close) /* then it closes: everything asked was answered */
+        assert_int_equal(pc_h_wait_closed(fd, NULL, 0, NULL), 1);
+    pc_buf_free(&b);
+    close(fd);
+}
+
+/* ---- values larger than a buffer and than the socket -------------------- */
+
+static void large_values(pc_client_t *cl)
+{
+    size_t sizes[] = {4095, 4096, 4097, 65536 + 17, 900 * 1024};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        uint8_t *v = malloc(n);
+        assert_non_null(v);
+        for (size_t i = 0; i < n; i++)
+            v[i] = (uint8_t)(i * 7 + k);
+        char key[32];
+        snprintf(key, sizeof key, "io:large:%zu", n);
+        assert_int_equal(pc_client_set(cl, key, strlen(key), v, n, NULL, NULL), 0);
+        pc_value_t got;
+        assert_int_equal(pc_client_get(cl, key, strlen(key), &got), 0);
+        assert_int_equal(got.len, n);
+        assert_memory_equal(got.data, v, n);
+        pc_value_free(&got);
+        free(v);
+    }
+}
+
+/* ---- tests -------------------------------------------------------------------- */
+
+static void test_uring_serves(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    node_up(&node, "uring", NULL);
+    if (!log_has(node.log, "--io uring: client sockets use io_uring"))
+        fail_msg("no start-up line for io_uring in %s", node.log);
+    pc_client_t *cl = client_for(&node);
+    assert_int_equal(pc_h_stat(cl, "io_uring_loops"), 2);
+
+    pipeline_in_one_write(&node, 0);
+    pipeline_in_one_write(&node, 1);
+    large_values(cl);
+
+    /* it went through the rings: one submission carries many operations */
+    int64_t enters = pc_h_stat(cl, "io_uring_enters");
+    int64_t cqes = pc_h_stat(cl, "io_uring_completions");
+    int64_t reqs = pc_h_stat(cl, "requests");
+    fprintf(stderr, "uring: %lld requests, %lld io_uring_enter calls, %lld completions\n",
+            (long long)reqs, (long long)enters, (long long)cqes);
+    assert_true(enters > 0);
+    assert_true(cqes > enters);
+    assert_true(enters < reqs / 4);
+    pc_client_free(&cl);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+}
+
+static void test_epoll_when_asked(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    node_up(&node, "epoll", NULL); /* whatever PEERCACHE_IO says */
+    pc_client_t *cl = client_for(&node);
+    assert_int_equal(pc_h_stat(cl, "io_uring_loops"), 0);
+    pipeline_in_one_write(&node, 1);
+    large_values(cl);
+    assert_int_equal(pc_h_stat(cl, "io_uring_enters"), 0);
+    pc_client_free(&cl);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+}
+
+typedef struct stat_arg {
+    pc_client_t *cl;
+    const char *name;
+    int64_t want;
+} stat_arg_t;
+
+static int stat_is(void *arg)
+{
+    stat_arg_t *a = arg;
+    return pc_h_stat(a->cl, a->name) == a->want;
+}
+
+static int stat_reached(void *arg)
+{
+    stat_arg_t *a = arg;
+    return pc_h_stat(a->cl, a->name) >= a->want;
+}
+
+/* A client that pipelines GETs of a 256 KiB value and never reads: the
+ * socket fills, its send waits in the ring, reading pauses at its output
+ * budget, and the output timeout closes it (cancelling the send). A
+ * well-behaved client is served all along. */
+static void test_reader_that_stops(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    node_up(&node, "uring", "--output-timeout", "500ms", NULL);
+    pc_client_t *cl = client_for(&node);
+    size_t n = 256 * 1024;
+    uint8_t *v = calloc(1, n);
+    assert_non_null(v);
+    assert_int_equal(pc_client_set(cl, "io:big", 6, v, n, NULL, NULL), 0);
+    free(v);
+
+    int fd = pc_h_connect(node.port, 10000);
+    assert_true(fd >= 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    for (int i = 0; i < 200; i++) {
+        pc_request_t rq = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
+                           .key = {(const uint8_t *)"io:big", 6}};
+        assert_int_equal(pc_proto_encode_request(&b, &rq), 0);
+    }
+    assert_int_equal(pc_h_send_all(fd, &b), 0);
+    pc_buf_free(&b);
+
+    stat_arg_t timed_out = {cl, "output_timeouts", 1};
+    uint64_t t0 = pc_h_now_ms();
+    while (!stat_reached(&timed_out) && pc_h_now_ms() - t0 < 20000)
+        assert_int_equal(pc_client_ping(cl), 0); /* served meanwhile */
+    assert_true(stat_reached(&timed_out));
+    /* and gone: its send cancelled, its handle closed once the ring was
+     * done with it (only the pinging client is left). (Reading what is
+     * still in the kernel's buffers through a 4 KiB window would take
+     * long; there is no need.) */
+    stat_arg_t alone = {cl, "connections", 1};
+    assert_true(pc_h_poll(stat_is, &alone, 10000));
+    close(fd);
+    assert_int_equal(pc_client_ping(cl), 0);
+    pc_client_free(&cl);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+}
+
+/* A kernel that refuses io_uring (pc_nouring, preloaded, refuses the ring
+ * as a seccomp profile does): the node says so and runs on epoll. */
+static void test_refused_falls_back(void **state)
+{
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    skip(); /* the shim cannot be preloaded before the sanitizer's runtime */
+#else
+    pc_h_proc_t node;
+    setenv("LD_PRELOAD", PC_NOURING, 1);
+    node_up(&node, "uring", NULL);
+    unsetenv("LD_PRELOAD");
+    if (!log_has(node.log, "--io uring: this kernel refuses it"))
+        fail_msg("no line about the refusal in %s", node.log);
+    pc_client_t *cl = client_for(&node);
+    assert_int_equal(pc_h_stat(cl, "io_uring_loops"), 0);
+    pipeline_in_one_write(&node, 0);
+    pc_client_free(&cl);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+#endif
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uring_serves),
+        cmocka_unit_test(test_epoll_when_asked),
+        cmocka_unit_test(test_reader_that_stops),
+        cmocka_unit_test(test_refused_falls_back),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
