@@ -121,12 +121,20 @@ static int log_has(const char *path, const char *needle)
 
 #define NWRITES_MAX 200000
 
+/* The sentinels name a primary other than *arg (a port). */
+static int primary_moved(void *arg)
+{
+    int p = pc_h_sentinel_primary_port(&g);
+    return p > 0 && p != *(int *)arg;
+}
+
 /*
  * A node in front of the group (sentinel://), under a stream of writes of
  * fresh keys (w-<i> = <i>, one at a time); kill -9 of the primary after
  * the first 300 acknowledged (without --redis-wait, of the first sentinel
- * too). Checks: the node follows the failover (writes succeed again,
- * within 30 s; the time is printed), and every acknowledged write is in
+ * too). Checks: the node follows the failover (writes succeed again
+ * within 10 s of the sentinels naming the new primary; both times are
+ * printed), and every acknowledged write is in
  * the new primary. With --redis-wait 1 the node made sure of that before
  * it acknowledged; without, the test does (WAIT 2 on the primary before
  * the kill): Redis' replication is asynchronous, and how far a replica
@@ -154,6 +162,11 @@ static void node_follows_failover(int wait)
     memset(acked, 0, sizeof acked);
     int old_port = g.redis[0].port;
     uint64_t killed = 0, back = 0, end = pc_h_now_ms() + 60000;
+    /* When the sentinels named the new primary (asked every 100 ms): the
+     * election is theirs and may take a few rounds on a loaded machine
+     * (a split vote is retried after 2 x failover-timeout); what the node
+     * answers for is how soon it follows. */
+    uint64_t switched = 0, asked = 0;
     int nacked = 0, after = 0, failed = 0, i = 0;
     for (; i < NWRITES_MAX && pc_h_now_ms() < end && after < 300; i++) {
         char k[32], v[32];
@@ -174,6 +187,12 @@ static void node_follows_failover(int wait)
             assert_int_equal(rc, PC_EBACKEND); /* BACKEND_UNAVAILABLE, never a hang */
             i--; /* the same key again: failures come fast, the time bounds the loop */
         }
+        if (killed != 0 && switched == 0 && pc_h_now_ms() - asked >= 100) {
+            asked = pc_h_now_ms();
+            int p = pc_h_sentinel_primary_port(&g);
+            if (p > 0 && p != old_port)
+                switched = asked;
+        }
         if (killed == 0 && nacked == 300) {
             /* Without --redis-wait, the first sentinel dies too: the node's
              * subscription moves on and its asks go to the others (two of
@@ -192,12 +211,24 @@ static void node_follows_failover(int wait)
         }
     }
     assert_true(killed != 0);
+    /* The writes may have come back (the node hears +switch-master at
+     * once) before the poll above saw the switch: then it is seen now, a
+     * little late, which only errs on the test's side. */
+    if (switched == 0 && pc_h_poll(primary_moved, &old_port, 60000))
+        switched = pc_h_now_ms();
+    if (switched == 0)
+        fail_msg("the sentinels named no new primary within %llu ms of the kill",
+                 (unsigned long long)(pc_h_now_ms() - killed));
     assert_true(back != 0); /* writes came back */
     fprintf(stderr,
-            "--redis-wait %d: primary killed after 300 writes; %d writes failed, writes "
-            "succeed again after %llu ms; %d acknowledged in all\n",
-            wait, failed, (unsigned long long)(back - killed), nacked);
-    assert_true(back - killed < 30000);
+            "--redis-wait %d: primary killed after 300 writes; %d writes failed, the "
+            "sentinels named a new primary after %llu ms, writes succeed again after %llu ms; "
+            "%d acknowledged in all\n",
+            wait, failed, (unsigned long long)(switched - killed),
+            (unsigned long long)(back - killed), nacked);
+    /* (back may come before the 100 ms poll saw the switch: the node hears
+     * +switch-master at once) */
+    assert_true((int64_t)back - (int64_t)switched < 10000);
 
     /* Every acknowledged write, in the primary the sentinels name now. */
     int now = pc_h_sentinel_group_index(&g, pc_h_sentinel_primary_port(&g));
