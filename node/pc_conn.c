@@ -265,9 +265,16 @@ static void conn_write_done(pc_conn_t *c, int status)
         return;
     }
     c->last_active = now_ms(c->cs);
-    /* Output drained: buffered frames may now be processed, reading may
-     * resume, and a draining connection may be done. */
-    pc_conn_run(c);
+    /* Output drained: buffered frames may now be processed, and a
+     * draining connection may be done -- that takes a turn; else what
+     * came meanwhile goes, and reading may resume. (With io_uring every
+     * answer ends here: a turn for nothing each time cost CPU.) */
+    if (pc_proto_reader_pending(&c->rd) > 0 || c->spill.len > 0 || c->eof || c->blocked) {
+        pc_conn_run(c);
+        return;
+    }
+    pc_conn_flush(c);
+    pc_conn_update_reading(c);
 }
 
 static void write_cb(uv_write_t *w, int status) { conn_write_done(w->data, status); }
@@ -437,6 +444,12 @@ static void run_idle_cb(uv_idle_t *h)
         ;
     if (pc_sched_count(&cs->sched[LIGHT]) + pc_sched_count(&cs->sched[HEAVY]) == 0)
         uv_idle_stop(&cs->run_idle);
+}
+
+void pc_conns_wake(pc_conns_t *cs)
+{
+    if (!uv_is_active((uv_handle_t *)&cs->run_idle))
+        uv_idle_start(&cs->run_idle, run_idle_cb); /* it stops itself, nobody waiting */
 }
 
 /* (Heap room is reserved for every connection when it is made, so the
@@ -869,6 +882,7 @@ void pc_conn_process(pc_conn_t *c)
     lat_turn_done(c, end);
     pc_sched_charge(&cs->sched[c->heavy], &c->sched[c->heavy], work);
     cs->turn_work += work;
+    cs->turns++;
     if (c->closing)
         return;
     /* A turn that used its quantum and left whole frames waiting makes the

@@ -164,6 +164,7 @@ typedef struct pc_conns {
     uv_idle_t run_idle;
     uv_prepare_t turn_prep;
     uint64_t turn_work; /* ns */
+    uint64_t turns;     /* turns served so far (pc_conn_process) */
     uint64_t read_at;   /* alloc_cb's uv_hrtime(): the read() follows */
     /* Connections with answers that came outside their turn (Redis, a
      * peer, another loop): written together before the loop polls
@@ -340,6 +341,11 @@ void pc_conn_process(pc_conn_t *c);
 
 /* c has work: its turn comes in order, in its class. */
 void pc_conn_schedule(pc_conn_t *c);
+
+/* The loop must not sleep before its next iteration: what was done now
+ * may have started work that a prepare handle carries out (a Redis
+ * command is written from one). */
+void pc_conns_wake(pc_conns_t *cs);
 
 /* Hands queued output to the kernel (one write at a time). */
 void pc_conn_flush(pc_conn_t *c);

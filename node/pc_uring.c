@@ -46,8 +46,8 @@ struct pc_uring {
     uint8_t *bufs;
     int efd;
     uv_poll_t poll;
-    /* Started when pc_uring_submit handled completions: keeps the loop
-     * from sleeping before its next iteration (see there). */
+    /* Started when pc_uring_submit leaves completions for later: keeps
+     * the loop from sleeping over them. */
     uv_idle_t again;
     int handles; /* poll and again, until both closed */
     const pc_uring_hooks_t *hooks;
@@ -188,12 +188,11 @@ static void buf_return(pc_uring_t *u, unsigned bid)
 /* Handles every completion posted so far. Each is taken off the queue
  * before its hook runs; a hook may queue (and, with the submission queue
  * full, submit) more, whose completions this same loop then finds. */
-static unsigned complete(pc_uring_t *u)
+static void complete(pc_uring_t *u)
 {
     if (u->reaping)
-        return 0;
+        return;
     u->reaping = 1;
-    unsigned handled = 0;
     struct io_uring_cqe *cqe;
     while (io_uring_peek_cqe(&u->ring, &cqe) == 0) {
         uint64_t ud = cqe->user_data;
@@ -201,7 +200,6 @@ static unsigned complete(pc_uring_t *u)
         unsigned flags = cqe->flags;
         io_uring_cqe_seen(&u->ring, cqe);
         u->n.cqes++;
-        handled++;
         if (ud == 0)
             continue; /* a cancellation's own */
         void *who = (void *)(uintptr_t)(ud & ~(uint64_t)TAG_MASK);
@@ -227,7 +225,6 @@ static unsigned complete(pc_uring_t *u)
     }
     u->reaping = 0;
     maybe_closed(u);
-    return handled;
 }
 
 static void poll_cb(uv_poll_t *h, int status, int events)
@@ -319,30 +316,22 @@ static void again_cb(uv_idle_t *h) { uv_idle_stop(h); }
  * it was off is in the queue by then; a completion from another thread
  * (an io-wq worker, not used for sockets) that races the switch is found
  * by the next iteration's call at the latest, which always looks.
- *
- * What the completions handled here started may wait for the loop's next
- * iteration: a Redis command is written from a prepare handle of its own
- * (pc_hiredis_uv), which has run already, or runs only next time if it
- * was started now. So after handling any, the loop is kept from sleeping
- * once (an idle handle: a poll that does not wait), else that command
- * waited for the next timer -- 45-50 ms for every write-through.
  */
 void pc_uring_submit(pc_uring_t *u)
 {
-    unsigned handled = 0;
     (void)io_uring_cq_eventfd_toggle(&u->ring, false);
     for (int round = 0; round < SUBMIT_ROUNDS; round++) {
         if (io_uring_sq_ready(&u->ring) == 0 && io_uring_cq_ready(&u->ring) == 0)
             break;
         if (io_uring_sq_ready(&u->ring) > 0)
             (void)enter(u);
-        handled += complete(u); /* what completed in the call: handled now */
+        complete(u); /* what completed in the call: handled now */
     }
     (void)io_uring_cq_eventfd_toggle(&u->ring, true);
     atomic_thread_fence(memory_order_seq_cst);
     if (io_uring_sq_ready(&u->ring) > 0) /* more than the rounds allowed: it goes now */
         (void)enter(u);
-    if (handled > 0 || io_uring_cq_ready(&u->ring) > 0)
+    if (io_uring_cq_ready(&u->ring) > 0)
         (void)uv_idle_start(&u->again, again_cb); /* and the loop comes back for the rest */
 }
 
