@@ -78,6 +78,19 @@ int pc_h_poll(int (*fn)(void *arg), void *arg, int timeout_ms)
     return v;
 }
 
+int pc_h_log_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[4096];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
 /* fork+exec with stdout/stderr to a log file; dies with the parent. */
 static pid_t spawn(const char *const *argv, const char *log)
 {

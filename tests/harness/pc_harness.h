@@ -321,4 +321,9 @@ int pc_h_backend_up(void *client);
  * passes; returns the last value. */
 int pc_h_poll(int (*fn)(void *arg), void *arg, int timeout_ms);
 
+/* 1 if a line of the file at path (a process' log) holds needle, else 0
+ * (also when the file cannot be read). Lines longer than 4 KiB are read
+ * in pieces. */
+int pc_h_log_has(const char *path, const char *needle);
+
 #endif

@@ -58,18 +58,6 @@ static pc_client_t *client_for(const pc_h_proc_t *node)
     return c;
 }
 
-static int log_has(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char line[2048];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
 
 /* ---- a pipeline in one write ---------------------------------------------- */
 
@@ -168,7 +156,7 @@ static void test_uring_serves(void **state)
     (void)state;
     pc_h_proc_t node;
     node_up(&node, "uring", NULL);
-    if (!log_has(node.log, "--io uring: client sockets use io_uring"))
+    if (!pc_h_log_has(node.log, "--io uring: client sockets use io_uring"))
         fail_msg("no start-up line for io_uring in %s", node.log);
     pc_client_t *cl = client_for(&node);
     assert_int_equal(pc_h_stat(cl, "io_uring_loops"), 2);
@@ -332,7 +320,7 @@ static void test_refused_falls_back(void **state)
     setenv("LD_PRELOAD", PC_NOURING, 1);
     node_up(&node, "uring", NULL);
     unsetenv("LD_PRELOAD");
-    if (!log_has(node.log, "--io uring: this kernel refuses it"))
+    if (!pc_h_log_has(node.log, "--io uring: this kernel refuses it"))
         fail_msg("no line about the refusal in %s", node.log);
     pc_client_t *cl = client_for(&node);
     assert_int_equal(pc_h_stat(cl, "io_uring_loops"), 0);

@@ -106,18 +106,6 @@ static void test_group_fails_over(void **state)
     assert_true(is_master(&g, now));
 }
 
-static int log_has(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char line[4096];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
 
 #define NWRITES_MAX 200000
 
@@ -271,9 +259,9 @@ static void node_follows_failover(int wait)
     /* The node named the new primary in its log. */
     char want[64];
     snprintf(want, sizeof want, "name 127.0.0.1:%d as the primary", g.redis[now].port);
-    assert_true(log_has(node.log, want));
+    assert_true(pc_h_log_has(node.log, want));
     if (!wait) /* the subscription's sentinel died: it moved on */
-        assert_true(log_has(node.log, "subscription lost; trying the next sentinel"));
+        assert_true(pc_h_log_has(node.log, "subscription lost; trying the next sentinel"));
     redisFree(rc);
     pc_client_free(&c);
     int st = pc_h_stop(&node, SIGTERM, 10000);
@@ -363,7 +351,7 @@ static void node_follows_manual_failover(int wait)
     assert_true(pc_h_poll(switches_reached, &all, 10000));
     int now = pc_h_sentinel_group_index(&g, pc_h_sentinel_primary_port(&g));
     assert_true(now == 1 || now == 2);
-    assert_true(log_has(node.log, "failed over from"));
+    assert_true(pc_h_log_has(node.log, "failed over from"));
     redisContext *rc = pc_h_redis_connect(&g.redis[now]);
     assert_non_null(rc);
     int lost_before = 0, lost_during = 0, nacked = 0;

@@ -274,21 +274,6 @@ static void test_zero_leaves_the_kernel_floor(void **state)
     pc_h_stop(&redis, SIGKILL, 5000);
 }
 
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
-static int log_has(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char line[2048];
-    int found = 0;
-    while (!found && fgets(line, sizeof line, f) != NULL)
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
-#endif
-
 /*
  * A kernel older than 6.15 answers ENOPROTOOPT: the node says so once,
  * starts anyway (with the default 10 ms asked for), serves, and leaves
@@ -305,7 +290,7 @@ static void test_kernel_without_the_option(void **state)
     setenv("LD_PRELOAD", PC_OLDKERNEL, 1);
     node_up(&node, &redis, NULL);
     unsetenv("LD_PRELOAD");
-    if (!log_has(node.log, "--tcp-rto-min 10ms: not supported by this kernel"))
+    if (!pc_h_log_has(node.log, "--tcp-rto-min 10ms: not supported by this kernel"))
         fail_msg("no start-up line about the missing option in %s", node.log);
 
     traffic_t t;
