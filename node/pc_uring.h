@@ -9,11 +9,12 @@
  * during a loop iteration and submitted together, with every other queued
  * operation, by one io_uring_enter before the loop polls
  * (pc_uring_submit). Completions that happen then, in the submitting
- * call, are handled at once. Every completion also signals an eventfd the
- * ring is registered with, which the libuv loop polls like any other
- * descriptor, so those that happen later (data arrives, a full socket
- * drains) wake the loop: timers, Redis, peers and gossip stay on libuv,
- * and nothing here ever blocks.
+ * call, are handled at once. Every other completion signals an eventfd
+ * the ring is registered with (switched off while pc_uring_submit runs),
+ * which the libuv loop polls like any other descriptor, so those that
+ * happen later (data arrives, a full socket drains) wake the loop:
+ * timers, Redis, peers and gossip stay on libuv, and nothing here ever
+ * blocks.
  *
  * Naming. The caller names each socket's operations by a pointer `who`
  * (its connection; 4-byte aligned, low bits are tags here) that the hooks
