@@ -4,11 +4,11 @@
  */
 #include "pc_conn.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pc_conn_int.h"
 #include "pc_resp.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -20,10 +20,6 @@
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 static int conn_waiting(const pc_conn_t *c);
-static void conn_ur_reading(pc_conn_t *c, int want);
-static void conn_ur_settle(pc_conn_t *c);
-static size_t conn_unspill(pc_conn_t *c);
-static void conn_closed_cb(uv_handle_t *h);
 
 static uint64_t now_ms(const pc_conns_t *cs) { return uv_now(cs->loop); }
 
@@ -199,7 +195,7 @@ void pc_conn_update_reading(pc_conn_t *c)
     int want = !c->closing && !c->eof && !conn_paused(c) && c->spill.len == 0 &&
                !(conn_waiting(c) && pc_proto_reader_pending(&c->rd) >= READ_CHUNK);
     if (c->ur) {
-        conn_ur_reading(c, want);
+        pc_conn_ur_reading(c, want);
         return;
     }
     if (want && !c->reading) {
@@ -247,8 +243,7 @@ void pc_conns_buffer_full(pc_conns_t *cs, int full)
                     cs->buf_bytes);
 }
 
-/* A write of wbuf ended (status 0, or a negative libuv / -errno code). */
-static void conn_write_done(pc_conn_t *c, int status)
+void pc_conn_write_done(pc_conn_t *c, int status)
 {
     c->writing = 0;
     c->out_since = 0; /* the client took a write: not stalled (conn_limits_note) */
@@ -256,7 +251,7 @@ static void conn_write_done(pc_conn_t *c, int status)
     c->refs--;
     if (c->closing) {
         if (c->ur)
-            conn_ur_settle(c);
+            pc_conn_ur_settle(c);
         conn_maybe_free(c);
         return;
     }
@@ -277,7 +272,7 @@ static void conn_write_done(pc_conn_t *c, int status)
     pc_conn_update_reading(c);
 }
 
-static void write_cb(uv_write_t *w, int status) { conn_write_done(w->data, status); }
+static void write_cb(uv_write_t *w, int status) { pc_conn_write_done(w->data, status); }
 
 /* Answers came outside c's turn: written before the loop polls, with
  * whatever else comes for c until then (pc_conns_flush_deferred). */
@@ -304,17 +299,7 @@ void pc_conn_flush(pc_conn_t *c)
     if (c->closing || c->writing || c->out.len == 0)
         return;
     if (c->ur) { /* with the loop's batch (pc_conns.c submits it before polling) */
-        pc_buf_t t = c->wbuf;
-        c->wbuf = c->out;
-        c->out = t;
-        c->wsent = 0;
-        int rc = pc_uring_send(c->cs->uring, c->fd, c, c->wbuf.data, c->wbuf.len);
-        if (rc < 0) {
-            pc_conn_close(c, "io_uring: no room to queue a send");
-            return;
-        }
-        c->writing = 1;
-        c->refs++;
+        pc_conn_ur_send(c);
         return;
     }
     /* Straight to the socket when it takes it all, as it nearly always
@@ -806,7 +791,7 @@ static void conn_process_frames(pc_conn_t *c, uint64_t t0)
         if (c->redis != NULL) {
             if (conn_redis_command(c))
                 continue;
-            if (c->closing || c->blocked || c->spill.len == 0 || conn_unspill(c) == 0)
+            if (c->closing || c->blocked || c->spill.len == 0 || pc_conn_unspill(c) == 0)
                 return;
             continue;
         }
@@ -814,7 +799,7 @@ static void conn_process_frames(pc_conn_t *c, uint64_t t0)
         uint32_t len;
         int rc = pc_proto_reader_next(&c->rd, &body, &len);
         if (rc == 0) {
-            if (c->spill.len > 0 && conn_unspill(c) > 0)
+            if (c->spill.len > 0 && pc_conn_unspill(c) > 0)
                 continue;
             break;
         }
@@ -903,7 +888,7 @@ void pc_conn_process(pc_conn_t *c)
 
 /*
  * Where a read goes. A connection with no buffered input reads into the
- * loop's one shared buffer (conn_read_shared), so idle connections, and
+ * loop's one shared buffer (pc_conn_read_lent), so idle connections, and
  * those whose requests arrive whole, hold no input memory. One with a
  * partial frame reads into its own reader, and no further than the end of
  * that frame: the rest of the stream goes to the shared buffer again.
@@ -953,7 +938,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * reserve); what outlives dispatch is copied by whoever keeps it (see
  * pc_dispatch.h).
  */
-static void conn_read_lent(pc_conn_t *c, const uint8_t *p, size_t n)
+void pc_conn_read_lent(pc_conn_t *c, const uint8_t *p, size_t n)
 {
     if (pc_proto_reader_lend(&c->rd, p, n) < 0) {
         pc_conn_close(c, "input buffered while reading into the shared buffer");
@@ -988,7 +973,7 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         c->last_active = now_ms(cs);
         cs->turn_work += uv_hrtime() - cs->read_at; /* reading is work too */
         if (shared) {
-            conn_read_lent(c, cs->rbuf, (size_t)n);
+            pc_conn_read_lent(c, cs->rbuf, (size_t)n);
             return;
         }
         pc_proto_reader_commit(&c->rd, (size_t)n);
@@ -1005,155 +990,9 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         pc_conn_close(c, uv_strerror((int)n));
 }
 
-/* ---- Transports: io_uring -------------------------------------------------- */
-
-/*
- * A loop reads and writes its client and peer sockets either through
- * libuv (epoll: alloc_cb and read_cb above, uv_try_write in
- * pc_conn_flush), or with --io uring through the loop's ring (pc_uring.h),
- * here. Everything above the bytes -- framing, turns, limits, answers in
- * order -- is the same for both.
- *
- * Reading. While the connection wants input (pc_conn_update_reading), one
- * multishot receive is armed on its socket, which costs nothing per
- * request; when it does not, the receive is cancelled, and armed again
- * when it wants input again. Data keeps coming until the cancellation is
- * in (the kernel may have read more before), and all of it is taken:
- * into the reader while it has room, else into `spill`, which the frame
- * loop drains into the reader as frames leave it (conn_unspill). Nothing
- * is read while anything is spilled, and the buffer cap counts it.
- *
- * Writing. pc_conn_flush queues a send of everything ready (the same
- * double buffering as with epoll: new answers go to `out` while `wbuf` is
- * sent); the loop submits every queued send in one system call before it
- * polls. A short send sends the rest.
- *
- * Closing. The socket must stay open while the ring may still use it:
- * the receive and any send are cancelled, and the handle closes when the
- * last of them has ended (conn_ur_settle).
- */
-
-static void conn_ur_reading(pc_conn_t *c, int want)
-{
-    c->reading = want;
-    if (want && !c->ur_recv) {
-        if (pc_uring_recv(c->cs->uring, c->fd, c) < 0) {
-            pc_conn_close(c, "io_uring: no room to queue a receive");
-            return;
-        }
-        c->ur_recv = 1;
-        c->ur_cancel = 0;
-        c->refs++;
-    } else if (!want && c->ur_recv && !c->ur_cancel) {
-        pc_uring_cancel_recv(c->cs->uring, c);
-        c->ur_cancel = 1;
-    }
-}
-
-/* A closing connection's handle closes once the ring is done with it. */
-static void conn_ur_settle(pc_conn_t *c)
-{
-    if (c->ur_close && !c->ur_recv && !c->writing) {
-        c->ur_close = 0;
-        uv_close(&c->h.handle, conn_closed_cb);
-    }
-}
-
-/* Copies what fits of p[0..n) into c's reader; returns how much. */
-static size_t conn_reader_take(pc_conn_t *c, const uint8_t *p, size_t n)
-{
-    size_t done = 0;
-    while (done < n) {
-        uint8_t *dst;
-        size_t avail;
-        if (pc_proto_reader_reserve(&c->rd, n - done, &dst, &avail) < 0 || avail == 0)
-            break;
-        size_t k = avail < n - done ? avail : n - done;
-        memcpy(dst, p + done, k);
-        pc_proto_reader_commit(&c->rd, k);
-        done += k;
-    }
-    return done;
-}
-
-/* Moves spilled input into the reader as far as it has room (between
- * frames: no body is in use); returns how much moved. */
-static size_t conn_unspill(pc_conn_t *c)
-{
-    size_t k = conn_reader_take(c, c->spill.data, c->spill.len);
-    pc_buf_consume(&c->spill, k);
-    if (c->spill.len == 0)
-        pc_buf_free(&c->spill);
-    return k;
-}
-
-static void ur_recv(void *who, const uint8_t *data, size_t n)
-{
-    pc_conn_t *c = who;
-    if (c->closing)
-        return;
-    c->bytes_in += (uint64_t)n;
-    c->last_active = now_ms(c->cs);
-    if (c->spill.len == 0 && pc_proto_reader_pending(&c->rd) == 0) {
-        conn_read_lent(c, data, n);
-        return;
-    }
-    size_t k = c->spill.len == 0 ? conn_reader_take(c, data, n) : 0;
-    if (k < n && pc_buf_append(&c->spill, data + k, n - k) < 0) {
-        pc_conn_close(c, "out of memory for input");
-        return;
-    }
-    pc_conn_run(c);
-    if (!c->closing)
-        pc_conn_update_reading(c);
-}
-
-static void ur_recv_end(void *who, int res)
-{
-    pc_conn_t *c = who;
-    c->ur_recv = 0;
-    c->ur_cancel = 0;
-    c->refs--; /* the handle's reference is still held: c stays */
-    if (c->closing) {
-        conn_ur_settle(c);
-        return;
-    }
-    if (res == 0) { /* the client may have half-closed and still want its answers */
-        c->eof = 1;
-        pc_conn_run(c);
-        return;
-    }
-    if (res < 0 && res != -ECANCELED) {
-        pc_conn_close(c, strerror(-res));
-        return;
-    }
-    pc_conn_update_reading(c); /* armed again if it still wants input */
-}
-
-static void ur_sent(void *who, int res)
-{
-    pc_conn_t *c = who;
-    if (res > 0 && !c->closing && c->wsent + (size_t)res < c->wbuf.len) {
-        c->wsent += (size_t)res; /* a short send: the rest */
-        if (pc_uring_send(c->cs->uring, c->fd, c, c->wbuf.data + c->wsent,
-                          c->wbuf.len - c->wsent) == 0)
-            return;
-        res = -EIO;
-    } else if (res == 0 && c->wbuf.len > 0) {
-        res = -EPIPE; /* took nothing and said no error: not going on */
-    }
-    conn_write_done(c, res < 0 ? res : 0);
-}
-
-const pc_uring_hooks_t pc_conn_uring_hooks = {
-    .recv = ur_recv,
-    .recv_end = ur_recv_end,
-    .sent = ur_sent,
-};
-
 /* ---- close ---------------------------------------------------------------- */
 
-static void conn_closed_cb(uv_handle_t *h)
+void pc_conn_closed_cb(uv_handle_t *h)
 {
     pc_conn_t *c = h->data;
     c->refs--;
@@ -1199,17 +1038,10 @@ void pc_conn_close(pc_conn_t *c, const char *why)
     }
     pc_buf_free(&c->spill);
     if (c->ur) { /* the handle closes once the ring is done with the socket */
-        if (c->ur_recv && !c->ur_cancel) {
-            pc_uring_cancel_recv(cs->uring, c);
-            c->ur_cancel = 1;
-        }
-        if (c->writing)
-            pc_uring_cancel_send(cs->uring, c);
-        c->ur_close = 1;
-        conn_ur_settle(c);
+        pc_conn_ur_close(c);
         return;
     }
-    uv_close(&c->h.handle, conn_closed_cb);
+    uv_close(&c->h.handle, pc_conn_closed_cb);
 }
 
 /* ---- limits --------------------------------------------------------------- */

@@ -1454,3 +1454,15 @@ int64_t pc_h_stat(pc_client_t *c, const char *name)
 }
 
 int pc_h_backend_up(void *client) { return pc_h_stat(client, "backend_up") == 1; }
+
+int pc_h_stat_is(void *arg)
+{
+    const pc_h_stat_arg_t *a = arg;
+    return pc_h_stat(a->cl, a->name) == a->want;
+}
+
+int pc_h_stat_at_least(void *arg)
+{
+    const pc_h_stat_arg_t *a = arg;
+    return pc_h_stat(a->cl, a->name) >= a->want;
+}

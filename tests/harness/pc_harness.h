@@ -312,6 +312,16 @@ int pc_h_run(const char *cmdline, char *out, size_t cap);
  * reaches), or -1 if it cannot be read or there is no such counter. */
 int64_t pc_h_stat(pc_client_t *c, const char *name);
 
+/* For pc_h_poll: STATS field `name` of `cl` is `want` (pc_h_stat_is) or
+ * at least `want` (pc_h_stat_at_least). */
+typedef struct pc_h_stat_arg {
+    pc_client_t *cl;
+    const char *name;
+    int64_t want;
+} pc_h_stat_arg_t;
+int pc_h_stat_is(void *arg);
+int pc_h_stat_at_least(void *arg);
+
 /* For pc_h_poll with a pc_client_t *: 1 once the node's STATS say
  * backend_up 1 (every loop's Redis connection is up; a node listens
  * before they are). */

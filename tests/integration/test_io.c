@@ -192,24 +192,6 @@ static void test_epoll_when_asked(void **state)
     assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
 }
 
-typedef struct stat_arg {
-    pc_client_t *cl;
-    const char *name;
-    int64_t want;
-} stat_arg_t;
-
-static int stat_is(void *arg)
-{
-    stat_arg_t *a = arg;
-    return pc_h_stat(a->cl, a->name) == a->want;
-}
-
-static int stat_reached(void *arg)
-{
-    stat_arg_t *a = arg;
-    return pc_h_stat(a->cl, a->name) >= a->want;
-}
-
 /* A client that pipelines GETs of a 256 KiB value and never reads: the
  * socket fills, its send waits in the ring, reading pauses at its output
  * budget, and the output timeout closes it (cancelling the send). A
@@ -240,17 +222,17 @@ static void test_reader_that_stops(void **state)
     assert_int_equal(pc_h_send_all(fd, &b), 0);
     pc_buf_free(&b);
 
-    stat_arg_t timed_out = {cl, "output_timeouts", 1};
+    pc_h_stat_arg_t timed_out = {cl, "output_timeouts", 1};
     uint64_t t0 = pc_h_now_ms();
-    while (!stat_reached(&timed_out) && pc_h_now_ms() - t0 < 20000)
+    while (!pc_h_stat_at_least(&timed_out) && pc_h_now_ms() - t0 < 20000)
         assert_int_equal(pc_client_ping(cl), 0); /* served meanwhile */
-    assert_true(stat_reached(&timed_out));
+    assert_true(pc_h_stat_at_least(&timed_out));
     /* and gone: its send cancelled, its handle closed once the ring was
      * done with it (only the pinging client is left). (Reading what is
      * still in the kernel's buffers through a 4 KiB window would take
      * long; there is no need.) */
-    stat_arg_t alone = {cl, "connections", 1};
-    assert_true(pc_h_poll(stat_is, &alone, 10000));
+    pc_h_stat_arg_t alone = {cl, "connections", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &alone, 10000));
     close(fd);
     assert_int_equal(pc_client_ping(cl), 0);
     pc_client_free(&cl);
