@@ -221,18 +221,6 @@ static uint32_t get_flags(pc_client_t *c, const char *k, const char *want)
     return f;
 }
 
-typedef struct stat_arg {
-    pc_client_t *cl;
-    const char *name;
-    int64_t want;
-} stat_arg_t;
-
-static int stat_is(void *p)
-{
-    stat_arg_t *a = p;
-    return pc_h_stat(a->cl, a->name) == a->want;
-}
-
 /* ---- tests --------------------------------------------------------------- */
 
 static void test_flags_survive_read_through(void **state)
@@ -595,8 +583,8 @@ static void test_commands_while_scripts_load(void **state)
     names_t n = names_of(&e, "early");
     assert_record(e.rc, n.m, 3, "bird");
     e.ca = client_for(&e.a);
-    stat_arg_t up = {e.ca, "backend_up", 1};
-    assert_true(pc_h_poll(stat_is, &up, 10000));
+    pc_h_stat_arg_t up = {e.ca, "backend_up", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &up, 10000));
     assert_int_equal(get_flags(e.ca, "early", "bird"), 3);
 
     pc_client_free(&e.ca);

@@ -99,29 +99,11 @@ static pc_client_t *client_for(const pc_h_proc_t *node, int timeout_ms)
     return c;
 }
 
-typedef struct stat_arg {
-    pc_client_t *cl;
-    const char *name;
-    int64_t want;
-} stat_arg_t;
-
-static int stat_reached(void *p)
-{
-    stat_arg_t *a = p;
-    return pc_h_stat(a->cl, a->name) >= a->want;
-}
-
 static int stat_below(void *p)
 {
-    stat_arg_t *a = p;
+    pc_h_stat_arg_t *a = p;
     int64_t v = pc_h_stat(a->cl, a->name);
     return v >= 0 && v < a->want;
-}
-
-static int stat_is(void *p)
-{
-    stat_arg_t *a = p;
-    return pc_h_stat(a->cl, a->name) == a->want;
 }
 
 static uint64_t now_us(void)
@@ -371,8 +353,8 @@ static void test_hostile_input_closes_only_that_connection(void **state)
     const uint8_t half[] = {0, 0, 0, 50, 0x93, 0x03, 0x01};
     assert_int_equal(send_bytes(fd, half, sizeof half), 0);
     close(fd);
-    stat_arg_t back = {nc.cl, "connections", conns0};
-    assert_true(pc_h_poll(stat_is, &back, 5000));
+    pc_h_stat_arg_t back = {nc.cl, "connections", conns0};
+    assert_true(pc_h_poll(pc_h_stat_is, &back, 5000));
     normal_step(&nc);
 
     /* garbage after a valid request: the request is answered, then the
@@ -402,7 +384,7 @@ static void test_hostile_input_closes_only_that_connection(void **state)
     /* the counter saw exactly the bad frames sent, the hostile connections
      * are all gone, their buffers with them, and memory is where it was */
     assert_int_equal(pc_h_stat(nc.cl, "bad_frames") - bad0, expect_bad);
-    assert_true(pc_h_poll(stat_is, &back, 5000));
+    assert_true(pc_h_poll(pc_h_stat_is, &back, 5000));
     int64_t bufmem = pc_h_stat(nc.cl, "buffer_memory");
     long rss1 = pc_h_rss_kb(node.pid);
     fprintf(stderr, "hostile input: node RSS %ld KiB before, %ld KiB after; buffers %lld bytes\n",
@@ -506,11 +488,11 @@ static void test_5000_idle_and_half_sent_connections(void **state)
 
     open_many(node.port, idle, MANY / 2, 0);
     open_many(node.port, half, MANY / 2, 1);
-    stat_arg_t all = {nc.cl, "connections", MANY + 1};
-    assert_true(pc_h_poll(stat_reached, &all, 20000));
+    pc_h_stat_arg_t all = {nc.cl, "connections", MANY + 1};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &all, 20000));
     /* every half-sent frame has been read: each holds a small buffer */
-    stat_arg_t held = {nc.cl, "buffer_memory", MANY / 2 * (int64_t)sizeof partial};
-    assert_true(pc_h_poll(stat_reached, &held, 20000));
+    pc_h_stat_arg_t held = {nc.cl, "buffer_memory", MANY / 2 * (int64_t)sizeof partial};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &held, 20000));
 
     latency(&nc, 2000, "with 5000 idle and half-sent connections", &p50b, &p99b);
     normal_step(&nc);
@@ -542,8 +524,8 @@ static void test_5000_idle_and_half_sent_connections(void **state)
     assert_true(rss1 - rss0 < 16 * 1024 + RSS_SLACK_KB);
     close_many(idle, MANY / 2);
     close_many(half, MANY / 2);
-    stat_arg_t gone = {nc.cl, "connections", 1};
-    assert_true(pc_h_poll(stat_is, &gone, 20000));
+    pc_h_stat_arg_t gone = {nc.cl, "connections", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &gone, 20000));
     pc_client_free(&nc.cl);
     node_down(&node);
 
@@ -556,8 +538,8 @@ static void test_5000_idle_and_half_sent_connections(void **state)
     uint64_t t0 = pc_h_now_ms();
     open_many(node.port, half, MANY / 2, 1);
     open_many(node.port, idle, MANY / 2, 0);
-    stat_arg_t timed = {nc.cl, "frame_timeouts", MANY / 2};
-    assert_true(pc_h_poll(stat_is, &timed, 8000));
+    pc_h_stat_arg_t timed = {nc.cl, "frame_timeouts", MANY / 2};
+    assert_true(pc_h_poll(pc_h_stat_is, &timed, 8000));
     uint64_t t1 = pc_h_now_ms();
     fprintf(stderr, "frame timeout 1 s: %d half-sent connections closed %llu ms after the first "
             "was opened\n", MANY / 2, (unsigned long long)(t1 - t0));
@@ -571,8 +553,8 @@ static void test_5000_idle_and_half_sent_connections(void **state)
         assert_int_equal(s.n, 1);
         assert_int_equal(s.status[0], PC_ST_BAD_REQUEST);
     }
-    stat_arg_t idled = {nc.cl, "idle_timeouts", MANY / 2};
-    assert_true(pc_h_poll(stat_reached, &idled, 30000));
+    pc_h_stat_arg_t idled = {nc.cl, "idle_timeouts", MANY / 2};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &idled, 30000));
     for (int i = 0; i < MANY / 2; i++) {
         seen_t s;
         expect_closed(idle[i], &s);
@@ -705,13 +687,13 @@ static void test_client_that_never_reads(void **state)
     pc_buf_free(&out);
 
     /* it fills its queue and stalls; the others are served meanwhile */
-    stat_arg_t hits = {nc.cl, "hits", hits0 + 4};
-    assert_true(pc_h_poll(stat_reached, &hits, 10000));
+    pc_h_stat_arg_t hits = {nc.cl, "hits", hits0 + 4};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &hits, 10000));
     normal_step(&nc);
     long rss1 = pc_h_rss_kb(node.pid);
 
-    stat_arg_t timed = {nc.cl, "output_timeouts", 1};
-    assert_true(pc_h_poll(stat_is, &timed, 10000));
+    pc_h_stat_arg_t timed = {nc.cl, "output_timeouts", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &timed, 10000));
     uint64_t t1 = pc_h_now_ms();
     int64_t produced = pc_h_stat(nc.cl, "hits") - hits0;
     fprintf(stderr, "non-reader: closed %llu ms after sending, %lld of 400 replies produced, "
@@ -732,7 +714,7 @@ static void test_client_that_never_reads(void **state)
     assert_int_equal(pc_client_get(once, "noread:big", 10, &v), 0);
     assert_int_equal(v.len, vlen);
     pc_value_free(&v);
-    stat_arg_t small_again = {nc.cl, "buffer_memory", 64 * 1024};
+    pc_h_stat_arg_t small_again = {nc.cl, "buffer_memory", 64 * 1024};
     assert_true(pc_h_poll(stat_below, &small_again, 5000));
     assert_int_equal(pc_h_stat(nc.cl, "connections"), 2);
     pc_client_free(&once);
@@ -915,8 +897,8 @@ static void test_global_buffer_cap(void **state)
         if (!closed[i])
             close(fds[i]);
     normal_step(&nc);
-    stat_arg_t low = {nc.cl, "connections", 1};
-    assert_true(pc_h_poll(stat_is, &low, 5000));
+    pc_h_stat_arg_t low = {nc.cl, "connections", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &low, 5000));
     assert_true(pc_h_stat(nc.cl, "buffer_memory") < 64 * 1024);
     pc_client_free(&nc.cl);
     node_down(&node);
@@ -1253,9 +1235,9 @@ static void readers_that_stop(int conns, int pings)
     assert_int_equal(pthread_create(&f.tid, NULL, flood_main, &f), 0);
     /* the node is at work on them: every one connected, and answering
      * (1 MiB hits, or many PINGs per connection) */
-    stat_arg_t busy = {nc.cl, pings ? "requests" : "hits",
+    pc_h_stat_arg_t busy = {nc.cl, pings ? "requests" : "hits",
                        (pings ? requests0 + 100 * (int64_t)conns : hits0 + conns)};
-    assert_true(pc_h_poll(stat_reached, &busy, 20000));
+    assert_true(pc_h_poll(pc_h_stat_at_least, &busy, 20000));
     assert_int_equal(atomic_load(&f.opened), conns);
 
     long rss_max = 0;
@@ -1293,10 +1275,10 @@ static void readers_that_stop(int conns, int pings)
     if (RSS_SLACK_KB == 0)
         assert_true(rss_max - rss0 < (64 + 48) * 1024 + ring_kb);
 
-    stat_arg_t gone = {nc.cl, "connections", 1};
-    assert_true(pc_h_poll(stat_is, &gone, 20000));
+    pc_h_stat_arg_t gone = {nc.cl, "connections", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &gone, 20000));
     /* memory back: buffers at once, RSS as the mappings go */
-    stat_arg_t small = {nc.cl, "buffer_memory", 256 * 1024};
+    pc_h_stat_arg_t small = {nc.cl, "buffer_memory", 256 * 1024};
     assert_true(pc_h_poll(stat_below, &small, 10000));
     rss_arg_t back = {node.pid, rss0 + 16 * 1024};
     int returned = RSS_SLACK_KB == 0 ? pc_h_poll(rss_below, &back, 10000) : 1;

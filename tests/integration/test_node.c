@@ -93,25 +93,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-/* A node counter to wait for with pc_h_poll(stat_reached / stat_is). */
-typedef struct stat_arg {
-    pc_client_t *cl;
-    const char *name;
-    int64_t want;
-} stat_arg_t;
-
-static int stat_reached(void *p)
-{
-    stat_arg_t *a = p;
-    return pc_h_stat(a->cl, a->name) >= a->want;
-}
-
-static int stat_is(void *p)
-{
-    stat_arg_t *a = p;
-    return pc_h_stat(a->cl, a->name) == a->want;
-}
-
 static redisReply *rcmd(redisContext *rc, const char *fmt, ...)
 {
     va_list ap;
@@ -545,8 +526,8 @@ static void test_misses_coalesce_into_one_redis_read(void **state)
         }
         assert_int_equal(pc_h_send_all(fds[i], &out), 0);
     }
-    stat_arg_t ca = {e->cl, "backend_reads_coalesced", coal0 + CONNS * PER - 1};
-    int joined = pc_h_poll(stat_reached, &ca, 20000);
+    pc_h_stat_arg_t ca = {e->cl, "backend_reads_coalesced", coal0 + CONNS * PER - 1};
+    int joined = pc_h_poll(pc_h_stat_at_least, &ca, 20000);
     kill(e->redis.pid, SIGCONT);
     assert_true(joined);
 
@@ -714,8 +695,8 @@ static void test_max_inflight_pauses_reading(void **state)
     kill(e.redis.pid, SIGSTOP);
     assert_int_equal(pc_h_send_all(fd, &out), 0); /* ~1 KiB: one read takes all */
     pc_buf_free(&out);
-    stat_arg_t four = {e.cl, "backend_reads", reads0 + 4};
-    assert_true(pc_h_poll(stat_reached, &four, 5000));
+    pc_h_stat_arg_t four = {e.cl, "backend_reads", reads0 + 4};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &four, 5000));
     /* more loop turns on the node: still 4 */
     for (int i = 0; i < 20; i++)
         assert_int_equal(pc_client_ping(e.cl), 0);
@@ -785,8 +766,8 @@ static void test_redis_down_and_back(void **state)
     redisFree(e.rc);
     e.rc = NULL;
     assert_true(pc_h_stop(&e.redis, SIGKILL, 5000) >= 0);
-    stat_arg_t ba = {e.cl, "backend_up", 0};
-    assert_true(pc_h_poll(stat_is, &ba, 5000));
+    pc_h_stat_arg_t ba = {e.cl, "backend_up", 0};
+    assert_true(pc_h_poll(pc_h_stat_is, &ba, 5000));
 
     /* cached keys are still served */
     for (int i = 0; i < N; i++) {
@@ -825,7 +806,7 @@ static void test_redis_down_and_back(void **state)
     /* Redis comes back (same port, empty: it had no persistence) */
     assert_int_equal(pc_h_redis_start(&e.redis, redis_port), 0);
     ba.want = 1;
-    assert_true(pc_h_poll(stat_is, &ba, 10000));
+    assert_true(pc_h_poll(pc_h_stat_is, &ba, 10000));
     e.rc = pc_h_redis_connect(&e.redis);
     assert_non_null(e.rc);
     assert_int_equal(set_str(e.cl, "back:1", "again", NULL, NULL), 0);
@@ -927,8 +908,8 @@ static void test_redis_stalled_times_out(void **state)
     pc_client_free(&patient);
     kill(e.redis.pid, SIGCONT);
 
-    stat_arg_t ba = {e.cl, "backend_up", 1};
-    assert_true(pc_h_poll(stat_is, &ba, 10000));
+    pc_h_stat_arg_t ba = {e.cl, "backend_up", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &ba, 10000));
     assert_int_equal(pc_client_get(e.cl, "stall:1", 7, &v), 0);
     redisReply *r = rcmd(e.rc, "GET stall:1");
     assert_int_equal(r->type, REDIS_REPLY_STRING);
@@ -1013,8 +994,8 @@ static void test_failed_writes_stay_failed(void **state)
                       .value = {(const uint8_t *)"late", 4}};
     pc_proto_encode_request(&out, &a);
     assert_int_equal(pc_h_send_all(fd, &out), 0);
-    stat_arg_t sent1 = {e.cl, "backend_writes", writes0 + 1};
-    assert_true(pc_h_poll(stat_reached, &sent1, 10000));
+    pc_h_stat_arg_t sent1 = {e.cl, "backend_writes", writes0 + 1};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &sent1, 10000));
     usleep(1000 * 1000); /* shapes the scenario: the second write's deadline is 1 s later */
     out.len = 0;
     pc_request_t b = {.op = PC_OP_SET, .id = 2, .key = {(const uint8_t *)"fence:2", 7},
@@ -1023,8 +1004,8 @@ static void test_failed_writes_stay_failed(void **state)
     uint64_t t2 = pc_h_now_ms();
     assert_int_equal(pc_h_send_all(fd, &out), 0);
     pc_buf_free(&out);
-    stat_arg_t sent2 = {e.cl, "backend_writes", writes0 + 2};
-    int second_sent = pc_h_poll(stat_reached, &sent2, 10000);
+    pc_h_stat_arg_t sent2 = {e.cl, "backend_writes", writes0 + 2};
+    int second_sent = pc_h_poll(pc_h_stat_at_least, &sent2, 10000);
 
     timed_t t = {{0}, {0}};
     int got = pc_h_read_responses(fd, 2, note_answer, &t);
@@ -1046,8 +1027,8 @@ static void test_failed_writes_stay_failed(void **state)
     assert_true(pc_h_poll(calls_reached, &ran, 10000));
     assert_redis_string(e.rc, "fence:1", "old");
     assert_redis_string(e.rc, "fence:2", NULL);
-    stat_arg_t ba = {e.cl, "backend_up", 1};
-    assert_true(pc_h_poll(stat_is, &ba, 10000));
+    pc_h_stat_arg_t ba = {e.cl, "backend_up", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &ba, 10000));
     pc_value_t v;
     assert_int_equal(pc_client_get(e.cl, "fence:1", 7, &v), 0);
     assert_int_equal(v.len, 3);
@@ -1079,8 +1060,8 @@ static void test_write_past_the_clients_deadline_is_refused(void **state)
     int rc = set_str(quick, "dl:1", "late", NULL, NULL);
     kill(e.node.pid, SIGCONT);
     assert_int_equal(rc, PC_ETIMEDOUT);
-    stat_arg_t la = {e.cl, "writes_late", late0 + 1};
-    assert_true(pc_h_poll(stat_reached, &la, 10000));
+    pc_h_stat_arg_t la = {e.cl, "writes_late", late0 + 1};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &la, 10000));
     assert_redis_string(e.rc, "dl:1", NULL);
     pc_client_free(&quick);
     env_down(&e);
@@ -1151,8 +1132,8 @@ static void test_burst_through_redis_stall(void **state)
     assert_true(b.unavailable > 0); /* the stall was seen */
     fprintf(stderr, "burst: %d answered, %d BACKEND_UNAVAILABLE\n", b.ok, b.unavailable);
     close(fd);
-    stat_arg_t ba = {e.cl, "backend_up", 1};
-    assert_true(pc_h_poll(stat_is, &ba, 10000));
+    pc_h_stat_arg_t ba = {e.cl, "backend_up", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &ba, 10000));
     assert_int_equal(set_str(e.cl, "burst:after", "ok", NULL, NULL), 0);
     env_down(&e);
 }
@@ -1238,8 +1219,8 @@ static void test_answers_behind_a_slow_request_count_as_output(void **state)
     pc_buf_free(&out);
 
     /* the node answers some hits, then stops reading at the limit */
-    stat_arg_t hits = {e.cl, "hits", hits0 + 4};
-    assert_true(pc_h_poll(stat_reached, &hits, 5000));
+    pc_h_stat_arg_t hits = {e.cl, "hits", hits0 + 4};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &hits, 5000));
     int64_t h1 = pc_h_stat(e.cl, "hits");
     fprintf(stderr, "held answers: %lld of %d hits produced behind the stalled miss\n",
             (long long)(h1 - hits0), N);
@@ -1668,8 +1649,8 @@ static void test_client_failover_and_reconnect(void **state)
     assert_int_equal(pc_client_set(c, "fo", 2, "v", 1, NULL, NULL), 0);
 
     pc_client_t *watcher = client_for(&node, 2000);
-    stat_arg_t ca = {watcher, "connections", 1}; /* only the watcher is left */
-    assert_true(pc_h_poll(stat_is, &ca, 5000));
+    pc_h_stat_arg_t ca = {watcher, "connections", 1}; /* only the watcher is left */
+    assert_true(pc_h_poll(pc_h_stat_is, &ca, 5000));
     pc_value_t v;
     assert_int_equal(pc_client_get(c, "fo", 2, &v), 0);
     pc_value_free(&v);
@@ -1711,8 +1692,8 @@ static void test_slow_reader_memory_is_bounded(void **state)
     /* Wait until the node has answered what fits in its output queue and
      * the socket buffers, then check it stopped there: it paused reading
      * instead of buffering 500 MiB of answers. */
-    stat_arg_t hits = {cl, "hits", hits0 + 4};
-    assert_true(pc_h_poll(stat_reached, &hits, 10000));
+    pc_h_stat_arg_t hits = {cl, "hits", hits0 + 4};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &hits, 10000));
     int64_t h1 = pc_h_stat(cl, "hits");
     long rss1 = pc_h_rss_kb(node.pid);
     assert_true(h1 < 100);
@@ -1766,7 +1747,7 @@ static void test_sigterm_drains_in_flight(void **state)
      * so), however long that takes -- not paused for a fixed 500 ms that
      * a slow machine could let run out before the signal lands, when the
      * write would be answered before the SIGTERM and prove nothing */
-    stat_arg_t sent = {e.cl, "backend_writes", pc_h_stat(e.cl, "backend_writes") + 1};
+    pc_h_stat_arg_t sent = {e.cl, "backend_writes", pc_h_stat(e.cl, "backend_writes") + 1};
     kill(e.redis.pid, SIGSTOP);
     int fd = pc_h_connect(e.node.port, 30000);
     pc_buf_t out;
@@ -1779,7 +1760,7 @@ static void test_sigterm_drains_in_flight(void **state)
     /* Signal only once the SET is in flight at Redis: bytes still unread in
      * the socket when SIGTERM lands are not a request in flight (the node
      * stops reading), and the test would race the signal. */
-    int in_flight = pc_h_poll(stat_reached, &sent, 10000);
+    int in_flight = pc_h_poll(pc_h_stat_at_least, &sent, 10000);
     kill(e.node.pid, SIGTERM);
     log_arg_t took = {&e.node, "SIGTERM: leaving the cluster, draining"};
     int signalled = pc_h_poll(log_has, &took, 10000);

@@ -26,7 +26,7 @@
 #include <cmocka.h>
 
 #include "pc_client.h"
-#include "pc_harness.h"
+#include "pc_harness_redis.h"
 
 /* Skips the test unless redis-server and redis-cli are there. */
 static void need_rcluster(void)

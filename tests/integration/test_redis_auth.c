@@ -5,7 +5,6 @@
  *
  * Real redis-server and peercached processes over real sockets.
  */
-#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,31 +28,6 @@ static const char *tmp_path(const char *name)
     char *p = paths[next++ % 16];
     snprintf(p, sizeof paths[0], "%s/%s", pc_h_tmpdir(), name);
     return p;
-}
-
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-    char tmp[700];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    assert_int_equal(fchmod(fd, mode), 0);
-    close(fd);
-    assert_int_equal(rename(tmp, path), 0);
-}
-
-/* The whole file (up to 64 KiB), NUL-terminated, in a static buffer. */
-static const char *read_text(const char *path)
-{
-    static char buf[65536];
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return "";
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
 }
 
 /* Lines of the file that hold all of the needles (NULL-terminated). */
@@ -81,18 +54,6 @@ static pc_client_t *client_for(const pc_h_proc_t *node)
     assert_int_equal(pc_client_new(&o, &c), 0);
     assert_true(pc_h_poll(pc_h_backend_up, c, 15000));
     return c;
-}
-
-typedef struct stat_arg {
-    pc_client_t *cl;
-    const char *name;
-    int64_t want;
-} stat_arg_t;
-
-static int stat_reached(void *p)
-{
-    stat_arg_t *a = p;
-    return pc_h_stat(a->cl, a->name) >= a->want;
 }
 
 static redisReply *rcmd(redisContext *rc, const char *fmt, ...)
@@ -172,7 +133,7 @@ static void test_password_and_acl_user(void **state)
     freeReplyObject(acl);
 
     const char *pwf = tmp_path("redis.pw");
-    write_file(pwf, "s3cret\n", 0600);
+    assert_int_equal(pc_h_write_file(pwf, "s3cret\n", 0600), 0);
     const char *a1[] = {"--redis", redis.addr, "--redis-password-file", pwf, NULL};
     assert_int_equal(pc_h_node_start(&node, a1), 0);
     pc_client_t *c = client_for(&node);
@@ -182,7 +143,7 @@ static void test_password_and_acl_user(void **state)
     stop_node(&node);
 
     const char *uf = tmp_path("app.pw");
-    write_file(uf, "app-pw\n", 0600);
+    assert_int_equal(pc_h_write_file(uf, "app-pw\n", 0600), 0);
     const char *a2[] = {"--redis", redis.addr, "--redis-user", "app",
                         "--redis-password-file", uf, "--redis-prefix", "app:", NULL};
     assert_int_equal(pc_h_node_start(&node, a2), 0);
@@ -220,7 +181,7 @@ static void test_start_up_errors(void **state)
     char args[1024], out[8192];
 
     const char *wrong = tmp_path("wrong.pw");
-    write_file(wrong, "not-it\n", 0600);
+    assert_int_equal(pc_h_write_file(wrong, "not-it\n", 0600), 0);
     snprintf(args, sizeof args, "--redis %s --redis-password-file %s", redis.addr, wrong);
     assert_int_equal(run_node(args, out, sizeof out), 2);
     assert_non_null(strstr(out, "refused the credentials"));
@@ -233,7 +194,7 @@ static void test_start_up_errors(void **state)
     assert_non_null(strstr(out, "--redis-password-file"));
 
     const char *open_pw = tmp_path("open.pw");
-    write_file(open_pw, "s3cret\n", 0644);
+    assert_int_equal(pc_h_write_file(open_pw, "s3cret\n", 0644), 0);
     snprintf(args, sizeof args, "--redis %s --redis-password-file %s", redis.addr, open_pw);
     assert_int_equal(run_node(args, out, sizeof out), 2);
     assert_non_null(strstr(out, "chmod 600"));
@@ -249,7 +210,7 @@ static void test_start_up_errors(void **state)
 
     /* A database Redis does not have (16 by default). */
     const char *good = tmp_path("good.pw");
-    write_file(good, "s3cret\n", 0600);
+    assert_int_equal(pc_h_write_file(good, "s3cret\n", 0600), 0);
     snprintf(args, sizeof args, "--redis redis://127.0.0.1:%d/99 --redis-password-file %s",
              redis.port, good);
     assert_int_equal(run_node(args, out, sizeof out), 2);
@@ -274,7 +235,7 @@ static void test_sighup_reloads_the_password(void **state)
     redisContext *rc = pc_h_redis_connect_auth(&redis, NULL, "pw-one");
     assert_non_null(rc);
     const char *pwf = tmp_path("rot.pw");
-    write_file(pwf, "pw-one\n", 0600);
+    assert_int_equal(pc_h_write_file(pwf, "pw-one\n", 0600), 0);
     const char *a[] = {"--redis", redis.addr, "--redis-password-file", pwf, "--threads", "2",
                        NULL};
     assert_int_equal(pc_h_node_start(&node, a), 0);
@@ -285,8 +246,8 @@ static void test_sighup_reloads_the_password(void **state)
     int64_t refusals0 = pc_h_stat(c, "backend_refusals");
     freeReplyObject(rcmd(rc, "CLIENT KILL TYPE normal SKIPME yes"));
     /* Both loops retry every 100-250 ms and are refused each time. */
-    stat_arg_t sa = {c, "backend_refusals", refusals0 + 6};
-    assert_true(pc_h_poll(stat_reached, &sa, 15000));
+    pc_h_stat_arg_t sa = {c, "backend_refusals", refusals0 + 6};
+    assert_true(pc_h_poll(pc_h_stat_at_least, &sa, 15000));
     assert_int_not_equal(set_str(c, "rot-2", "b"), 0); /* Redis refuses the node */
     /* one warning per loop, whatever the number of attempts */
     int warns = count_lines(node.log, "AUTH refused", "WRONGPASS");
@@ -294,15 +255,15 @@ static void test_sighup_reloads_the_password(void **state)
             (long long)(pc_h_stat(c, "backend_refusals") - refusals0), warns);
     assert_true(warns >= 1 && warns <= 2);
 
-    write_file(pwf, "pw-two\n", 0600);
+    assert_int_equal(pc_h_write_file(pwf, "pw-two\n", 0600), 0);
     int64_t connects0 = pc_h_stat(c, "backend_connects");
     assert_int_equal(kill(node.pid, SIGHUP), 0);
-    stat_arg_t ca = {c, "backend_connects", connects0 + 2}; /* both loops */
-    assert_true(pc_h_poll(stat_reached, &ca, 15000));
+    pc_h_stat_arg_t ca = {c, "backend_connects", connects0 + 2}; /* both loops */
+    assert_true(pc_h_poll(pc_h_stat_at_least, &ca, 15000));
     assert_int_equal(set_str(c, "rot-3", "c"), 0);
     assert_redis_string(rc, "rot-3", "c");
-    assert_non_null(strstr(read_text(node.log), "Redis password reloaded"));
-    assert_null(strstr(read_text(node.log), "pw-two"));
+    assert_true(pc_h_log_has(node.log, "Redis password reloaded"));
+    assert_false(pc_h_log_has(node.log, "pw-two"));
 
     pc_client_free(&c);
     stop_node(&node);

@@ -15,7 +15,6 @@
  * Every wait is a poll with a deadline.
  */
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -53,30 +52,6 @@ static char *tmp_path(const char *name)
     char *p = paths[next++ % 16];
     snprintf(p, 600, "%s/%s", pc_h_tmpdir(), name);
     return p;
-}
-
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-    char tmp[700];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    assert_int_equal(fchmod(fd, mode), 0);
-    close(fd);
-    assert_int_equal(rename(tmp, path), 0); /* a reader sees old or new, whole */
-}
-
-static char *read_text(const char *path)
-{
-    static char buf[8192];
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
 }
 
 typedef struct stat_q {
@@ -190,13 +165,11 @@ static void test_key_file_rules(void **state)
 
     const char *a1[] = {"--redis", "none", "--cluster-key", open_key, NULL};
     assert_int_equal(pc_h_node_start(&node, a1), -1);
-    const char *log = read_text(node.log);
-    assert_non_null(log);
-    assert_non_null(strstr(log, "chmod 600"));
+    assert_true(pc_h_log_has(node.log, "chmod 600"));
 
     /* No key and no --insecure: refused, and the message says what to do. */
     const char *nokey = tmp_path("nokey.conf");
-    write_file(nokey, "redis = none\n", 0600);
+    assert_int_equal(pc_h_write_file(nokey, "redis = none\n", 0600), 0);
     char cmd[1200], out[4096];
     snprintf(cmd, sizeof cmd, "env -u PEERCACHE_INSECURE %s --config %s --listen 127.0.0.1:%d 2>&1",
              getenv("PC_PEERCACHED"), nokey, pc_h_free_port());
@@ -206,16 +179,16 @@ static void test_key_file_rules(void **state)
 
     /* A key that is not 64 hex digits: refused with the line. */
     const char *bad = tmp_path("bad.key");
-    write_file(bad, "# comment\nnot-a-key\n", 0600);
+    assert_int_equal(pc_h_write_file(bad, "# comment\nnot-a-key\n", 0600), 0);
     const char *a2[] = {"--redis", "none", "--cluster-key", bad, NULL};
     assert_int_equal(pc_h_node_start(&node, a2), -1);
-    assert_non_null(strstr(read_text(node.log), "line 2"));
+    assert_true(pc_h_log_has(node.log, "line 2"));
 
     /* --insecure starts, with a warning. */
     const char *a3[] = {"--redis", "none", "--insecure", NULL};
     assert_int_equal(pc_h_node_start(&node, a3), 0);
     assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
-    assert_non_null(strstr(read_text(node.log), "running --insecure"));
+    assert_true(pc_h_log_has(node.log, "running --insecure"));
 }
 
 /* ---- client tokens ----------------------------------------------------------- */
@@ -226,7 +199,7 @@ static void test_client_token(void **state)
     pc_h_proc_t redis, node;
     assert_int_equal(start_redis_and(&redis), 0);
     const char *tok = tmp_path("client.token");
-    write_file(tok, "s3cret-token-1\n", 0600);
+    assert_int_equal(pc_h_write_file(tok, "s3cret-token-1\n", 0600), 0);
     const char *args[] = {"--redis", redis.addr, "--token-file", tok, NULL};
     assert_int_equal(pc_h_node_start(&node, args), 0);
 
@@ -338,11 +311,11 @@ static void test_client_token(void **state)
 
     /* A token file others can read: the node refuses to start. */
     const char *open_tok = tmp_path("open.token");
-    write_file(open_tok, "x\n", 0644);
+    assert_int_equal(pc_h_write_file(open_tok, "x\n", 0644), 0);
     pc_h_proc_t n2;
     const char *a2[] = {"--redis", "none", "--token-file", open_tok, NULL};
     assert_int_equal(pc_h_node_start(&n2, a2), -1);
-    assert_non_null(strstr(read_text(n2.log), "chmod 600"));
+    assert_true(pc_h_log_has(n2.log, "chmod 600"));
 
     pc_buf_free(&b);
     assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
@@ -677,7 +650,7 @@ static void test_key_rotation_under_load(void **state)
     assert_int_equal(start_redis_and(&redis), 0);
     for (int i = 0; i < N; i++) {
         snprintf(keyfile[i], sizeof keyfile[i], "%s/rot%d.key", pc_h_tmpdir(), i);
-        write_file(keyfile[i], line1, 0600);
+        assert_int_equal(pc_h_write_file(keyfile[i], line1, 0600), 0);
         const char *args[] = {"--redis", redis.addr, FAST_PROBE, "--cluster-key", keyfile[i],
                               i ? "--join" : NULL, i ? node[0].addr : NULL, NULL};
         assert_int_equal(pc_h_node_start(&node[i], args), 0);
@@ -702,7 +675,7 @@ static void test_key_rotation_under_load(void **state)
     char text[200];
     snprintf(text, sizeof text, "%s%s", line1, line2);
     for (int i = 0; i < N; i++) {
-        write_file(keyfile[i], text, 0600);
+        assert_int_equal(pc_h_write_file(keyfile[i], text, 0600), 0);
         kill(node[i].pid, SIGHUP);
     }
     wait_all(node, N, "seal_keys", 2);
@@ -710,14 +683,14 @@ static void test_key_rotation_under_load(void **state)
     /* 2. make it the primary everywhere */
     snprintf(text, sizeof text, "%s%s", line2, line1);
     for (int i = 0; i < N; i++) {
-        write_file(keyfile[i], text, 0600);
+        assert_int_equal(pc_h_write_file(keyfile[i], text, 0600), 0);
         kill(node[i].pid, SIGHUP);
     }
     wait_all(node, N, "seal_key_id", id2);
     traffic(node, N, 50);
     /* 3. remove the old one */
     for (int i = 0; i < N; i++) {
-        write_file(keyfile[i], line2, 0600);
+        assert_int_equal(pc_h_write_file(keyfile[i], line2, 0600), 0);
         kill(node[i].pid, SIGHUP);
     }
     wait_all(node, N, "seal_keys", 1);
@@ -745,7 +718,7 @@ static void test_key_rotation_under_load(void **state)
 
     /* A node that still has only the old key cannot join any more. */
     const char *old = tmp_path("old.key");
-    write_file(old, line1, 0600);
+    assert_int_equal(pc_h_write_file(old, line1, 0600), 0);
     pc_h_proc_t late;
     const char *largs[] = {"--redis", redis.addr, FAST_PROBE, "--cluster-key", old,
                            "--join", node[1].addr, NULL};
@@ -822,7 +795,7 @@ static void test_insecure_cluster_with_token(void **state)
     (void)state;
     pc_h_proc_t a, b;
     const char *tok = tmp_path("cluster.token");
-    write_file(tok, "tok-2\n", 0600);
+    assert_int_equal(pc_h_write_file(tok, "tok-2\n", 0600), 0);
     const char *aa[] = {"--redis", "none", "--insecure", "--token-file", tok, NULL};
     assert_int_equal(pc_h_node_start(&a, aa), 0);
     const char *ab[] = {"--redis", "none", "--insecure", "--token-file", tok, "--join", a.addr,
@@ -1004,7 +977,7 @@ static void test_hello_deadline_and_auth_first(void **state)
     (void)state;
     pc_h_proc_t node;
     const char *tok = tmp_path("hello.token");
-    write_file(tok, "hello-token\n", 0600);
+    assert_int_equal(pc_h_write_file(tok, "hello-token\n", 0600), 0);
     const char *args[] = {"--insecure", "--redis", "none", "--token-file", tok,
                           "--hello-timeout", "500ms", NULL};
     assert_int_equal(pc_h_node_start(&node, args), 0);
@@ -1121,7 +1094,7 @@ static void test_auth_backoff_per_source_and_node_wide(void **state)
 {
     (void)state;
     const char *tok = tmp_path("storm.token");
-    write_file(tok, "storm-token\n", 0600);
+    assert_int_equal(pc_h_write_file(tok, "storm-token\n", 0600), 0);
     pc_h_proc_t node;
     const char *args[] = {"--insecure", "--redis", "none", "--token-file", tok, "--threads", "4",
                           NULL};

@@ -19,7 +19,7 @@
 #include <cmocka.h>
 
 #include "pc_client.h"
-#include "pc_harness.h"
+#include "pc_harness_redis.h"
 
 /* Skips the test unless sentinels can be started. */
 static void need_sentinel(void)

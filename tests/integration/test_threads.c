@@ -37,31 +37,6 @@ static pc_client_t *client_for(const pc_h_proc_t *node)
     return pc_client_new(&o, &c) == 0 ? c : NULL;
 }
 
-static int64_t stat_of(pc_client_t *c, const char *name)
-{
-    pc_stat_entry_t *st = NULL;
-    size_t n = 0;
-    int64_t v = -1;
-    if (pc_client_stats(c, &st, &n) == 0)
-        for (size_t i = 0; i < n; i++)
-            if (strcmp(st[i].name, name) == 0)
-                v = st[i].value;
-    pc_stats_free(st, n);
-    return v;
-}
-
-typedef struct stat_wait {
-    pc_client_t *c;
-    const char *name;
-    int64_t want;
-} stat_wait_t;
-
-static int stat_is(void *p)
-{
-    stat_wait_t *w = p;
-    return stat_of(w->c, w->name) == w->want;
-}
-
 static void stop_clean(pc_h_proc_t *node)
 {
     int st = pc_h_stop(node, SIGTERM, 10000);
@@ -80,7 +55,7 @@ static void test_both_loops_serve(void **state)
     pc_client_t *cl[N];
     for (int i = 0; i < N; i++)
         assert_non_null(cl[i] = client_for(&node));
-    int64_t relayed0 = stat_of(cl[0], "relayed");
+    int64_t relayed0 = pc_h_stat(cl[0], "relayed");
     char k[32], v[32];
     for (int i = 0; i < N; i++) {
         for (int j = 0; j < KEYS; j++) {
@@ -102,19 +77,19 @@ static void test_both_loops_serve(void **state)
         }
     }
     /* Read first: every later STATS on cl[0] may be relayed too. */
-    int64_t relayed = stat_of(cl[0], "relayed") - relayed0;
-    int64_t reqs = stat_of(cl[0], "requests"), wreqs = stat_of(cl[0], "worker_requests");
+    int64_t relayed = pc_h_stat(cl[0], "relayed") - relayed0;
+    int64_t reqs = pc_h_stat(cl[0], "requests"), wreqs = pc_h_stat(cl[0], "worker_requests");
     fprintf(stderr, "2 loops: %lld requests, %lld of them on the worker, %lld relayed\n",
             (long long)reqs, (long long)wreqs, (long long)relayed);
-    assert_int_equal(stat_of(cl[0], "threads"), 2);
-    assert_int_equal(stat_of(cl[0], "connections"), N);
+    assert_int_equal(pc_h_stat(cl[0], "threads"), 2);
+    assert_int_equal(pc_h_stat(cl[0], "connections"), N);
     assert_true(reqs >= 2 * N * KEYS);
     assert_true(wreqs > 0 && wreqs < reqs); /* both loops took requests */
     /* A memory-only node alone serves every GET and SET where it is read;
      * what a worker relays is the rest: each client's CLUSTER (to learn
      * the ring) and the one STATS that read the count. */
     assert_true(relayed <= N + 1);
-    assert_int_equal(stat_of(cl[0], "hits"), N * KEYS);
+    assert_int_equal(pc_h_stat(cl[0], "hits"), N * KEYS);
     for (int i = 0; i < N; i++)
         pc_client_free(&cl[i]);
     stop_clean(&node);
@@ -212,7 +187,7 @@ static void cas_across_loops(const char *redis)
     assert_int_equal(v.len, strlen(want));
     assert_memory_equal(v.data, want, v.len);
     pc_value_free(&v);
-    assert_true(stat_of(c, "worker_requests") > 0);
+    assert_true(pc_h_stat(c, "worker_requests") > 0);
     pc_client_free(&c);
     stop_clean(&node);
 }
@@ -285,7 +260,7 @@ static void test_redis_behind_order_and_read_through(void **state)
     /* read-through from whichever loop: Redis has it, the node does not */
     redisContext *rc = pc_h_redis_connect(&redis);
     assert_non_null(rc);
-    int64_t misses0 = stat_of(c, "misses"), reads0 = stat_of(c, "backend_reads");
+    int64_t misses0 = pc_h_stat(c, "misses"), reads0 = pc_h_stat(c, "backend_reads");
     for (int i = 0; i < CONNS; i++) {
         char key[32];
         snprintf(key, sizeof key, "rt%d", i);
@@ -302,9 +277,9 @@ static void test_redis_behind_order_and_read_through(void **state)
         pc_client_free(&ci);
     }
     redisFree(rc);
-    assert_int_equal(stat_of(c, "misses") - misses0, CONNS);
-    assert_int_equal(stat_of(c, "backend_reads") - reads0, CONNS);
-    assert_true(stat_of(c, "relayed") > 0);
+    assert_int_equal(pc_h_stat(c, "misses") - misses0, CONNS);
+    assert_int_equal(pc_h_stat(c, "backend_reads") - reads0, CONNS);
+    assert_true(pc_h_stat(c, "relayed") > 0);
     pc_client_free(&c);
     stop_clean(&node);
     pc_h_stop(&redis, SIGKILL, 5000);
@@ -328,7 +303,7 @@ static void test_port_in_use_is_still_an_error(void **state)
     pc_client_t *c = client_for(&a);
     assert_non_null(c);
     assert_int_equal(pc_client_set(c, "still", 5, "here", 4, NULL, NULL), 0);
-    assert_int_equal(stat_of(c, "connections_total") >= 1, 1);
+    assert_int_equal(pc_h_stat(c, "connections_total") >= 1, 1);
     pc_client_free(&c);
     stop_clean(&a);
 }
@@ -422,10 +397,10 @@ static void test_stop_after_resets(void **state)
     assert_int_equal(pc_h_node_start(&node, args), 0);
     pc_client_t *cl = client_for(&node);
     assert_non_null(cl);
-    stat_wait_t homes = {cl, "home_loops", 2}, up = {cl, "backend_up", 1};
-    assert_true(pc_h_poll(stat_is, &homes, 10000));
-    assert_true(pc_h_poll(stat_is, &up, 10000));
-    int64_t relayed0 = stat_of(cl, "home_relayed");
+    pc_h_stat_arg_t homes = {cl, "home_loops", 2}, up = {cl, "backend_up", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &homes, 10000));
+    assert_true(pc_h_poll(pc_h_stat_is, &up, 10000));
+    int64_t relayed0 = pc_h_stat(cl, "home_relayed");
     assert_int_equal(kill(redis.pid, SIGSTOP), 0);
     enum { CONNS = 20, SETS = 20, PINGS = 5000 };
     int fds[CONNS];
@@ -452,9 +427,9 @@ static void test_stop_after_resets(void **state)
     }
     /* every SET has gone to Redis (and waits there), some of them
      * relayed from one loop to the other first */
-    stat_wait_t sent = {cl, "backend_writes", CONNS * SETS};
-    assert_true(pc_h_poll(stat_is, &sent, 10000));
-    assert_true(stat_of(cl, "home_relayed") > relayed0);
+    pc_h_stat_arg_t sent = {cl, "backend_writes", CONNS * SETS};
+    assert_true(pc_h_poll(pc_h_stat_is, &sent, 10000));
+    assert_true(pc_h_stat(cl, "home_relayed") > relayed0);
     for (int i = 0; i < CONNS; i++) {
         struct linger lg = {1, 0};
         setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
@@ -488,8 +463,8 @@ static void test_stop_that_cannot_drain_exits_1_in_time(void **state)
     assert_int_equal(pc_h_node_start(&node, args), 0);
     pc_client_t *cl = client_for(&node);
     assert_non_null(cl);
-    stat_wait_t up = {cl, "backend_up", 1};
-    assert_true(pc_h_poll(stat_is, &up, 10000));
+    pc_h_stat_arg_t up = {cl, "backend_up", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &up, 10000));
     assert_int_equal(kill(redis.pid, SIGSTOP), 0);
     int fd = pc_h_connect(node.port, 5000);
     assert_true(fd >= 0);
@@ -500,8 +475,8 @@ static void test_stop_that_cannot_drain_exits_1_in_time(void **state)
     assert_int_equal(pc_h_send_all(fd, &b), 0);
     pc_buf_free(&b);
     /* the read is on its way to Redis */
-    stat_wait_t reading = {cl, "backend_reads", 1};
-    assert_true(pc_h_poll(stat_is, &reading, 10000));
+    pc_h_stat_arg_t reading = {cl, "backend_reads", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &reading, 10000));
     pc_client_free(&cl);
     uint64_t t0 = pc_h_now_ms();
     assert_int_equal(kill(node.pid, SIGTERM), 0);
@@ -560,14 +535,15 @@ static void test_home_loops_each_talk_to_redis(void **state)
         assert_non_null(cl[i] = client_for(&node));
     /* Homes turn on once the node is settled, on the core's tick: waited
      * for, not assumed to have happened by the time the node listens. */
-    stat_wait_t homes = {cl[0], "home_loops", 2};
-    assert_true(pc_h_poll(stat_is, &homes, 10000));
-    assert_int_equal(stat_of(cl[0], "backend_connections"), 2);
-    stat_wait_t up = {cl[0], "backend_up", 1}; /* both connected */
-    assert_true(pc_h_poll(stat_is, &up, 10000));
+    pc_h_stat_arg_t homes = {cl[0], "home_loops", 2};
+    assert_true(pc_h_poll(pc_h_stat_is, &homes, 10000));
+    assert_int_equal(pc_h_stat(cl[0], "backend_connections"), 2);
+    pc_h_stat_arg_t up = {cl[0], "backend_up", 1}; /* both connected */
+    assert_true(pc_h_poll(pc_h_stat_is, &up, 10000));
     assert_int_equal(redis_clients_with(rc, " cmd="), 3); /* the node's two, and ours */
-    int64_t writes0 = stat_of(cl[0], "backend_writes"), reads0 = stat_of(cl[0], "backend_reads");
-    int64_t homed0 = stat_of(cl[0], "home_relayed");
+    int64_t writes0 = pc_h_stat(cl[0], "backend_writes");
+    int64_t reads0 = pc_h_stat(cl[0], "backend_reads");
+    int64_t homed0 = pc_h_stat(cl[0], "home_relayed");
     char k[32], v[32];
     for (int i = 0; i < N; i++) {
         for (int j = 0; j < KEYS; j++) {
@@ -612,9 +588,9 @@ static void test_home_loops_each_talk_to_redis(void **state)
             }
         }
     }
-    int64_t writes = stat_of(cl[0], "backend_writes") - writes0;
-    int64_t reads = stat_of(cl[0], "backend_reads") - reads0;
-    int64_t homed = stat_of(cl[0], "home_relayed") - homed0;
+    int64_t writes = pc_h_stat(cl[0], "backend_writes") - writes0;
+    int64_t reads = pc_h_stat(cl[0], "backend_reads") - reads0;
+    int64_t homed = pc_h_stat(cl[0], "home_relayed") - homed0;
     fprintf(stderr, "home loops: %lld writes, %lld reads through, %lld relayed to a worker home\n",
             (long long)writes, (long long)reads, (long long)homed);
     assert_int_equal(writes, N * KEYS);
@@ -651,9 +627,9 @@ static void test_mget_misses_cached_on_their_home(void **state)
     pc_client_t *cl[N];
     for (int i = 0; i < N; i++)
         assert_non_null(cl[i] = client_for(&node));
-    stat_wait_t homes = {cl[0], "home_loops", 2}, up = {cl[0], "backend_up", 1};
-    assert_true(pc_h_poll(stat_is, &homes, 10000));
-    assert_true(pc_h_poll(stat_is, &up, 10000));
+    pc_h_stat_arg_t homes = {cl[0], "home_loops", 2}, up = {cl[0], "backend_up", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &homes, 10000));
+    assert_true(pc_h_poll(pc_h_stat_is, &up, 10000));
 
     char kbuf[KEYS][16], vbuf[KEYS][16];
     const void *keys[KEYS];
@@ -672,7 +648,7 @@ static void test_mget_misses_cached_on_their_home(void **state)
     assert_true(home[0] > 0 && home[1] > 0); /* keys of both homes */
 
     for (int round = 0; round <= N; round++) {
-        int64_t misses0 = stat_of(cl[0], "misses"), reads0 = stat_of(cl[0], "backend_reads");
+        int64_t misses0 = pc_h_stat(cl[0], "misses"), reads0 = pc_h_stat(cl[0], "backend_reads");
         pc_mget_item_t *items = NULL;
         pc_client_t *c = cl[round == 0 ? 0 : round - 1];
         assert_int_equal(pc_client_mget(c, KEYS, keys, klens, &items), 0);
@@ -682,8 +658,8 @@ static void test_mget_misses_cached_on_their_home(void **state)
             assert_memory_equal(items[j].value.data, vbuf[j], items[j].value.len);
         }
         pc_mget_free(items, KEYS);
-        int64_t misses = stat_of(cl[0], "misses") - misses0;
-        int64_t reads = stat_of(cl[0], "backend_reads") - reads0;
+        int64_t misses = pc_h_stat(cl[0], "misses") - misses0;
+        int64_t reads = pc_h_stat(cl[0], "backend_reads") - reads0;
         fprintf(stderr, "MGET round %d: %lld misses, %lld reads through\n", round,
                 (long long)misses, (long long)reads);
         if (round == 0) { /* the first: every key missed, each read once */
@@ -796,8 +772,8 @@ static void test_homes_drain_when_a_member_joins(void **state)
     assert_int_equal(pc_h_node_start(&a, common), 0);
     pc_client_t *ca = client_for(&a);
     assert_non_null(ca);
-    stat_wait_t hw = {ca, "home_loops", 2};
-    assert_true(pc_h_poll(stat_is, &hw, 10000));
+    pc_h_stat_arg_t hw = {ca, "home_loops", 2};
+    assert_true(pc_h_poll(pc_h_stat_is, &hw, 10000));
 
     enum { W = 4 };
     atomic_int stop = 0;
@@ -820,17 +796,17 @@ static void test_homes_drain_when_a_member_joins(void **state)
     jargs[n] = NULL;
     assert_int_equal(pc_h_node_start(&b, jargs), 0);
     hw.want = 1;
-    assert_true(pc_h_poll(stat_is, &hw, 10000));
+    assert_true(pc_h_poll(pc_h_stat_is, &hw, 10000));
     writers_progress(w, W);
 
     /* b leaves: a is alone again, and once settled its homes are back --
      * after a has taken in the leave (its homes went off with the ring
      * change), or their being on would say nothing */
     stop_clean(&b);
-    stat_wait_t alone = {ca, "cluster_members_alive", 1};
-    assert_true(pc_h_poll(stat_is, &alone, 10000));
+    pc_h_stat_arg_t alone = {ca, "cluster_members_alive", 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &alone, 10000));
     hw.want = 2;
-    assert_true(pc_h_poll(stat_is, &hw, 10000));
+    assert_true(pc_h_poll(pc_h_stat_is, &hw, 10000));
     writers_progress(w, W);
 
     atomic_store(&stop, 1);
