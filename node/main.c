@@ -47,7 +47,7 @@ typedef struct app {
     pc_log_t log;
     pc_store_t *store;
     pc_backend_t *backend;
-    pc_backend_cred_t *cred; /* Redis' AUTH, shared by every loop's backend */
+    pc_cred_t *cred; /* Redis' AUTH, shared by every loop's backend */
     pc_peer_pool_t *peers;
     pc_cluster_t *cluster;
     pc_server_t *server;
@@ -129,7 +129,7 @@ static int load_redis_password(app_t *a, char *err, size_t errlen)
     char pw[REDIS_PASSWORD_MAX];
     int rc = pc_secret_file_line(a->cfg.redis_password_file, "redis password file", pw,
                                  sizeof pw, err, errlen);
-    if (rc == 0 && (rc = pc_backend_cred_set(a->cred, a->cfg.redis_user, pw)) < 0)
+    if (rc == 0 && (rc = pc_cred_set(a->cred, a->cfg.redis_user, pw)) < 0)
         snprintf(err, errlen, "redis password: %s", pc_strerror(rc));
     sodium_memzero(pw, sizeof pw);
     return rc;
@@ -420,7 +420,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "peercached: --redis: %s\n", err);
         startup_failed(2);
     }
-    if (pc_backend_cred_new(&a.cred) < 0 || load_redis_password(&a, err, sizeof err) < 0) {
+    if (pc_cred_new(&a.cred) < 0 || load_redis_password(&a, err, sizeof err) < 0) {
         fprintf(stderr, "peercached: %s\n", a.cred ? err : "out of memory");
         startup_failed(2);
     }
@@ -560,7 +560,7 @@ int main(int argc, char **argv)
     pc_store_free(&a.store);
     pc_guard_free(&a.guard);
     pc_log_info(&a.log, status == 0 ? "bye" : "bye (the drain cut requests in progress)");
-    pc_backend_cred_free(&a.cred);
+    pc_cred_free(&a.cred);
     pc_config_free(&a.cfg);
     return status;
 }

@@ -180,85 +180,6 @@ enum cmd_kind { CMD_GET, CMD_SET, CMD_DEL, CMD_EXPIRE, CMD_WAIT };
  */
 enum state { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_LOADING, ST_UP, ST_DRAINING, ST_CLOSING };
 
-struct pc_backend_cred {
-    uv_mutex_t lock;
-    char *user;     /* NULL = none */
-    char *password; /* NULL = no AUTH */
-};
-
-int pc_backend_cred_new(pc_backend_cred_t **out)
-{
-    pc_backend_cred_t *c = calloc(1, sizeof *c);
-    if (c == NULL || uv_mutex_init(&c->lock) != 0) {
-        free(c);
-        return PC_ENOMEM;
-    }
-    *out = c;
-    return 0;
-}
-
-static void secret_free(char *p)
-{
-    if (p != NULL) {
-        sodium_memzero(p, strlen(p));
-        free(p);
-    }
-}
-
-int pc_backend_cred_set(pc_backend_cred_t *c, const char *user, const char *password)
-{
-    char *u = user != NULL && user[0] != '\0' ? strdup(user) : NULL;
-    char *p = password != NULL && password[0] != '\0' ? strdup(password) : NULL;
-    if ((user != NULL && user[0] != '\0' && u == NULL) ||
-        (password != NULL && password[0] != '\0' && p == NULL)) {
-        free(u);
-        secret_free(p);
-        return PC_ENOMEM;
-    }
-    uv_mutex_lock(&c->lock);
-    char *ou = c->user, *op = c->password;
-    c->user = u;
-    c->password = p;
-    uv_mutex_unlock(&c->lock);
-    free(ou);
-    secret_free(op);
-    return 0;
-}
-
-void pc_backend_cred_free(pc_backend_cred_t **cp)
-{
-    if (cp == NULL || *cp == NULL)
-        return;
-    pc_backend_cred_t *c = *cp;
-    free(c->user);
-    secret_free(c->password);
-    uv_mutex_destroy(&c->lock);
-    free(c);
-    *cp = NULL;
-}
-
-/* pc_backend_int.h */
-int pc_backend_cred_auth(pc_backend_cred_t *c, pc_buf_t *out)
-{
-    if (c == NULL)
-        return 0;
-    int rc = 0;
-    uv_mutex_lock(&c->lock);
-    if (c->password != NULL) {
-        int user = c->user != NULL;
-        rc = pc_resp_array(out, user ? 3 : 2);
-        if (rc == 0)
-            rc = pc_resp_bulk(out, "AUTH", 4);
-        if (rc == 0 && user)
-            rc = pc_resp_bulk(out, c->user, strlen(c->user));
-        if (rc == 0)
-            rc = pc_resp_bulk(out, c->password, strlen(c->password));
-        rc = rc == 0 ? 1 : PC_ENOMEM;
-    }
-    uv_mutex_unlock(&c->lock);
-    return rc;
-}
-
 typedef struct cmd {
     struct cmd *next;
     struct pc_backend *b;
@@ -291,7 +212,7 @@ struct pc_backend {
     char host[sizeof ((pc_backend_host_t *)0)->host];
     int port;
     char name[sizeof ((pc_backend_host_t *)0)->host + sizeof ((pc_backend_addr_t *)0)->master + 16];
-    pc_backend_cred_t *cred;
+    pc_cred_t *cred;
     pc_sentinel_t *sentinel; /* Sentinel mode */
     int need_resolve;        /* ask the sentinels before the next connect */
     int reconnect_now;       /* the next reconnect without backoff (a failover) */
@@ -626,7 +547,7 @@ static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
  * -1 when the context refused a command (it is closing). */
 static int send_setup(pc_backend_t *b, redisAsyncContext *ac)
 {
-    int rc = pc_backend_cred_auth(b->cred, &b->auth);
+    int rc = pc_cred_auth(b->cred, &b->auth);
     if (rc < 0) {
         pc_log_warn(b->log, "redis %s: out of memory for AUTH", b->name);
         return -1;

@@ -53,8 +53,7 @@
  * after asking the sentinels again. Commands are taken during those
  * loads only outside Sentinel mode: there, only once ROLE said primary.
  *
- * Thread rules: loop thread only (pc_backend_cred_* and pc_backend_probe
- * excepted, as they say).
+ * Thread rules: loop thread only (pc_backend_probe excepted, as it says).
  */
 #ifndef PC_BACKEND_H
 #define PC_BACKEND_H
@@ -64,28 +63,12 @@
 #include <uv.h>
 
 #include "pc_backend_addr.h"
+#include "pc_cred.h"
 #include "pc_error.h"
 #include "pc_hist.h"
 #include "pc_log.h"
 
 typedef struct pc_backend pc_backend_t;
-
-/*
- * Credentials for Redis (AUTH), shared by every loop's backend and
- * replaced on SIGHUP: each backend reads them when it (re)connects, so a
- * new password is used from the next connection on; connections already
- * authenticated stay. Any thread (a mutex inside). The password is
- * zeroed when replaced and when freed.
- */
-typedef struct pc_backend_cred pc_backend_cred_t;
-
-/* 0 or PC_ENOMEM. Starts empty: no AUTH is sent. */
-int pc_backend_cred_new(pc_backend_cred_t **out);
-/* user may be NULL or "" (AUTH password, the default user); password NULL
- * or "" means no AUTH. Copied. 0 or PC_ENOMEM (the old ones stay). */
-int pc_backend_cred_set(pc_backend_cred_t *c, const char *user, const char *password);
-/* NULL-safe; sets *c to NULL. */
-void pc_backend_cred_free(pc_backend_cred_t **c);
 
 typedef struct pc_backend_config {
     /* PC_BACKEND_SINGLE (TCP or a Unix socket), PC_BACKEND_SENTINEL or
@@ -96,7 +79,7 @@ typedef struct pc_backend_config {
      * as described above, and a command whose slot moved fails with
      * PC_ERETRY: nothing was applied (pc_backend_int.h). */
     const pc_backend_addr_t *addr;
-    pc_backend_cred_t *cred; /* NULL = no AUTH; must outlive the backend */
+    pc_cred_t *cred; /* NULL = no AUTH; must outlive the backend */
     const char *prefix;      /* copied; "" = none */
     uint64_t timeout_ms;     /* per command and for connecting */
     uint64_t tcp_rto_min_ms; /* set on each connection; 0 = the kernel's */

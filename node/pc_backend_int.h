@@ -49,10 +49,6 @@ int pc_backend_cmd_redirected(const struct cmd *c);
 
 /* ---- pc_backend.c, for the start-up check (pc_backend_probe.c) ---- */
 
-/* The AUTH command for c's credentials now, formatted (RESP) into out: 0
- * when there is none to send, 1 when out holds it, PC_ENOMEM. The caller
- * zeroes and frees out. */
-int pc_backend_cred_auth(pc_backend_cred_t *c, pc_buf_t *out);
 /* What an operator can do about an error Redis answered (NOAUTH,
  * WRONGPASS, NOPERM, READONLY), as " (...)", or "". */
 const char *pc_backend_refusal_hint(const redisReply *reply);

@@ -84,7 +84,7 @@ static int probe_one(const pc_backend_config_t *cfg, const struct timeval tv, co
     redisReply *r = NULL;
     pc_buf_t auth;
     pc_buf_init(&auth, 0);
-    int have = pc_backend_cred_auth(cfg->cred, &auth);
+    int have = pc_cred_auth(cfg->cred, &auth);
     if (have == 1) {
         if (redisAppendFormattedCommand(c, (const char *)auth.data, auth.len) != REDIS_OK ||
             redisGetReply(c, (void **)&r) != REDIS_OK)
