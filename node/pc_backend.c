@@ -16,7 +16,8 @@
  * Every command is a script, run by EVALSHA, because each touches two
  * keys at once: the value R and its companion record (pc_rkey.h, and
  * docs/OPERATIONS.md "What a node keeps in Redis"). Both are passed as
- * KEYS[], as Redis Cluster requires; pc_rkey puts them in one slot.
+ * KEYS[], as Redis Cluster requires; pc_rkey puts them in one slot. The
+ * scripts, the commands that call them and their answers are pc_rscript's.
  *
  * Every connection loads the scripts first (SCRIPT LOAD, pipelined, right
  * after connecting), so a Redis that restarted empty gets them again
@@ -29,8 +30,8 @@
  * dropped because Redis did not answer in time (`unanswered`): a stopped
  * Redis still accepts connections (its kernel does the handshake), so
  * until one has loaded the scripts, calls fail at once rather than wait
- * out another timeout each. A NOSCRIPT reply means someone flushed the script cache under us: that
- * command fails like any refused one, and the connection is closed
+ * out another timeout each. A NOSCRIPT reply means someone flushed the
+ * script cache under us: that command fails like any refused one, and the connection is closed
  * gracefully (replies already on their way are still delivered, new
  * commands fail fast) so that the reconnect loads the scripts again. A
  * command is never sent a second time: that could reorder it behind
@@ -60,9 +61,9 @@
 #include <hiredis/hiredis.h>
 
 #include "pc_hiredis_uv.h"
-#include "pc_proto.h" /* enum pc_cond */
 #include "pc_resp.h"
 #include "pc_rkey.h"
+#include "pc_rscript.h"
 #include "pc_sentinel.h"
 #include "pc_sock.h"
 #include "pc_vclock.h"
@@ -76,96 +77,6 @@
 #define FENCE_UNMEASURED_US 250000  /* the offset's uncertainty before Redis' clock was ever read */
 #define CLOCK_WARN_US 100000        /* an offset this large is logged as a warning */
 
-/*
- * In every script KEYS[1] is R (prefix + key) and KEYS[2] its companion
- * record.
- *
- * A record name that holds anything but a hash is not ours: it is some
- * program's value under a name that happens to look like a record (only
- * possible when R itself may begin with "pcm:{", e.g. with no
- * --redis-prefix). The scripts leave such a value alone -- never delete,
- * expire or overwrite it -- and the key's flags then read as 0.
- *
- * GET: value, TTL and the record's fields in one round trip, atomically:
- * a pipelined GET + PTTL + HMGET could see the key expire or change in
- * between.
- */
-static const char GET_SCRIPT[] =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if not v then return false end "
-    "local m = {} "
-    "if redis.call('TYPE', KEYS[2]).ok == 'hash' then "
-    "m = redis.call('HMGET', KEYS[2], '" PC_RKEY_FIELD_FLAGS "', '" PC_RKEY_FIELD_DIGEST "') "
-    "end "
-    "return {v, redis.call('PTTL', KEYS[1]), m}";
-
-/*
- * The fence every write script begins with: its last ARGV is the last
- * moment, in ms on Redis' own clock, at which the node that sent it may
- * still apply it (it gives up on the command then). Later, the script
- * changes nothing and returns -1: a write that reached Redis after the
- * node told its client it failed is never applied.
- */
-#define FENCE(n)                                                                               \
-    "local t = redis.call('TIME') "                                                            \
-    "if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[" #n "]) "  \
-    "then return -1 end "
-
-/*
- * SET: ARGV = value, TTL in ms ('0' = none), 'NX' / 'XX' / '', flags,
- * digest of the value, fence. Only a SET that applied touches the record: it is
- * replaced (DEL first, so no field or TTL of an older record survives)
- * with the same expiry as the value when the flags are not 0, and
- * removed when they are, so a record never outlives the write it
- * describes. Returns 1 when the SET applied, 0 when its condition failed.
- */
-static const char SET_SCRIPT[] =
-    FENCE(6)
-    "local a = {'SET', KEYS[1], ARGV[1]} "
-    "if ARGV[2] ~= '0' then a[#a + 1] = 'PX' a[#a + 1] = ARGV[2] end "
-    "if ARGV[3] ~= '' then a[#a + 1] = ARGV[3] end "
-    "if not redis.call(unpack(a)) then return 0 end "
-    "local t = redis.call('TYPE', KEYS[2]).ok "
-    "if t == 'hash' then redis.call('DEL', KEYS[2]) elseif t ~= 'none' then return 1 end "
-    "if ARGV[4] ~= '0' then "
-    "redis.call('HSET', KEYS[2], '" PC_RKEY_FIELD_FLAGS "', ARGV[4], '" PC_RKEY_FIELD_DIGEST "', ARGV[5]) "
-    "if ARGV[2] ~= '0' then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end "
-    "end "
-    "return 1";
-
-/* DEL: ARGV = fence. applied = R existed; an orphaned record goes either
- * way. */
-static const char DEL_SCRIPT[] =
-    FENCE(1)
-    "local n = redis.call('DEL', KEYS[1]) "
-    "if redis.call('TYPE', KEYS[2]).ok == 'hash' then redis.call('DEL', KEYS[2]) end "
-    "return n";
-
-/* EXPIRE: ARGV = new TTL in ms ('0' = none), fence. PERSIST alone cannot
- * tell "no such key" from "had no TTL". The record follows the value. */
-static const char EXPIRE_SCRIPT[] =
-    FENCE(2)
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
-    "local rec = redis.call('TYPE', KEYS[2]).ok == 'hash' "
-    "if ARGV[1] == '0' then redis.call('PERSIST', KEYS[1]) "
-    "if rec then redis.call('PERSIST', KEYS[2]) end "
-    "else redis.call('PEXPIRE', KEYS[1], ARGV[1]) "
-    "if rec then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end end "
-    "return 1";
-
-enum script { SCRIPT_GET, SCRIPT_SET, SCRIPT_DEL, SCRIPT_EXPIRE, NSCRIPTS };
-
-static const struct {
-    const char *text;
-    size_t len;
-} SCRIPTS[NSCRIPTS] = {
-    [SCRIPT_GET] = {GET_SCRIPT, sizeof GET_SCRIPT - 1},
-    [SCRIPT_SET] = {SET_SCRIPT, sizeof SET_SCRIPT - 1},
-    [SCRIPT_DEL] = {DEL_SCRIPT, sizeof DEL_SCRIPT - 1},
-    [SCRIPT_EXPIRE] = {EXPIRE_SCRIPT, sizeof EXPIRE_SCRIPT - 1},
-};
-
-#define SHA_HEX 40
 
 enum cmd_kind { CMD_GET, CMD_SET, CMD_DEL, CMD_EXPIRE, CMD_WAIT };
 
@@ -235,7 +146,8 @@ struct pc_backend {
     enum state state;
     uint64_t phase_deadline;
     uint64_t backoff_ms;
-    char sha[NSCRIPTS][SHA_HEX + 1]; /* from this connection's SCRIPT LOADs; "" = not yet */
+    /* From this connection's SCRIPT LOADs; "" = not yet. */
+    char sha[PC_RSCRIPT_COUNT][PC_RSCRIPT_SHA_HEX + 1];
     int loads_pending;
     /* The last connection was dropped because Redis did not answer in
      * time: until a new one has loaded the scripts (Redis answered),
@@ -268,7 +180,6 @@ struct pc_backend {
      * hiredis whole: its own formatting (redisFormatSdsCommandArgv) cost
      * an sds, sdscatfmt and strlen per argument. */
     pc_buf_t fmt;
-    size_t fmt_fence; /* where in fmt a write's fence begins */
     /* Spent commands kept for the next ones (cmd_new, cmd_free): at
      * pipeline depth hundreds are in flight at once, more than glibc's
      * per-thread cache holds, and a calloc each was 4.5% of a write's CPU. */
@@ -368,7 +279,8 @@ static void clock_cb(redisAsyncContext *ac, void *r, void *privdata)
                         b->name, (long long)(mag / 1000), off < 0 ? "behind" : "ahead of",
                         (long long)unc);
         else
-            pc_log_debug(b->log, "redis %s: clock offset %lld us (+-%lld us)", b->name, (long long)off, (long long)unc);
+            pc_log_debug(b->log, "redis %s: clock offset %lld us (+-%lld us)", b->name,
+                         (long long)off, (long long)unc);
     }
 }
 
@@ -523,13 +435,13 @@ static void load_cb(redisAsyncContext *ac, void *r, void *privdata)
      * closing backend) deals with that. */
     if (reply == NULL || b->state != ST_LOADING)
         return;
-    if (reply->type != REDIS_REPLY_STRING || reply->len != SHA_HEX) {
+    if (reply->type != REDIS_REPLY_STRING || reply->len != PC_RSCRIPT_SHA_HEX) {
         log_refusal(b, "SCRIPT LOAD refused", reply);
         drain_connection(b, ac);
         return;
     }
-    memcpy(b->sha[i], reply->str, SHA_HEX);
-    b->sha[i][SHA_HEX] = '\0';
+    memcpy(b->sha[i], reply->str, PC_RSCRIPT_SHA_HEX);
+    b->sha[i][PC_RSCRIPT_SHA_HEX] = '\0';
     if (--b->loads_pending > 0)
         return;
     if (b->stats.connects == 0 || b->backoff_ms > BACKOFF_MIN_MS || b->last_refusal[0] != '\0')
@@ -590,16 +502,18 @@ static void on_connect(const redisAsyncContext *cac, int status)
     redisAsyncContext *ac = b->ac;
     b->state = ST_LOADING;
     b->phase_deadline = uv_now(b->loop) + b->timeout_ms;
-    b->loads_pending = NSCRIPTS;
+    b->loads_pending = PC_RSCRIPT_COUNT;
     b->writes_unwaited = 0;
     memset(b->sha, 0, sizeof b->sha);
     if (send_setup(b, ac) != 0) {
         pc_log_debug(b->log, "redis %s: setup not sent", b->name);
         return; /* only a context already closing refuses; its end is on the way */
     }
-    for (size_t i = 0; i < NSCRIPTS; i++) {
-        if (redisAsyncCommand(ac, load_cb, (void *)(uintptr_t)i, "SCRIPT LOAD %b",
-                              SCRIPTS[i].text, SCRIPTS[i].len) != REDIS_OK) {
+    for (size_t i = 0; i < PC_RSCRIPT_COUNT; i++) {
+        size_t len;
+        const char *text = pc_rscript_text((enum pc_rscript)i, &len);
+        if (redisAsyncCommand(ac, load_cb, (void *)(uintptr_t)i, "SCRIPT LOAD %b", text, len) !=
+            REDIS_OK) {
             pc_log_debug(b->log, "redis %s: SCRIPT LOAD not sent", b->name);
             return;
         }
@@ -847,29 +761,6 @@ static void fail_cmd_err(cmd_t *c, int err)
 
 static void fail_cmd(cmd_t *c) { fail_cmd_err(c, PC_EBACKEND); }
 
-static int reply_is_str(const redisReply *r) { return r->type == REDIS_REPLY_STRING; }
-
-/* GET_SCRIPT's answer: nil, or [value, pttl, [f, d] or []]. 0 or -1. */
-static int get_reply(cmd_t *c, const redisReply *reply)
-{
-    if (reply->type == REDIS_REPLY_NIL) {
-        c->cb.get(c->arg, 0, 0, NULL, 0, 0, -1);
-        return 0;
-    }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        !reply_is_str(reply->element[0]) || reply->element[1]->type != REDIS_REPLY_INTEGER ||
-        reply->element[2]->type != REDIS_REPLY_ARRAY)
-        return -1;
-    const redisReply *v = reply->element[0], *m = reply->element[2];
-    uint32_t flags = 0;
-    if (m->elements == 2 && reply_is_str(m->element[0]) && reply_is_str(m->element[1]))
-        flags = pc_rkey_record_flags(v->str, v->len, m->element[0]->str, m->element[0]->len,
-                                     m->element[1]->str, m->element[1]->len);
-    long long pttl = reply->element[1]->integer;
-    c->cb.get(c->arg, 0, 1, (const uint8_t *)v->str, v->len, flags, pttl < 0 ? -1 : (int64_t)pttl);
-    return 0;
-}
-
 /* A WAIT's answer decides the writes that wait for it: all those sent
  * before it whose own answers came (and said applied or not). */
 static void wait_reply(pc_backend_t *b, redisAsyncContext *ac, const redisReply *reply)
@@ -974,16 +865,21 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     }
 
     switch (c->kind) {
-    case CMD_GET:
-        if (get_reply(c, reply) < 0) {
+    case CMD_GET: {
+        pc_rscript_value_t v;
+        if (pc_rscript_get_reply(reply, &v) < 0) {
             b->stats.errors++;
             fail_cmd(c);
+        } else {
+            c->cb.get(c->arg, 0, v.found, v.data, v.len, v.flags, v.pttl_ms);
         }
         break;
+    }
     case CMD_SET:
     case CMD_DEL:
     case CMD_EXPIRE:
-        if (reply->type == REDIS_REPLY_INTEGER && reply->integer < 0) {
+        c->applied = pc_rscript_write_reply(reply);
+        if (c->applied < 0) {
             /* past its fence: not applied (and the node has given up
              * on it by now, unless the clocks moved) */
             b->stats.late++;
@@ -991,7 +887,6 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
             fail_cmd(c);
             break;
         }
-        c->applied = reply->type == REDIS_REPLY_INTEGER && reply->integer > 0;
         if (b->wait_replicas > 0) {
             /* done once the WAIT behind it says enough replicas have it */
             c->next = NULL;
@@ -1045,53 +940,17 @@ static void before_write(void *arg)
     cmd_sent(b, c);
 }
 
-/* One ARGV of a script: bytes, or (p NULL) a number in decimal. */
-typedef struct script_arg {
-    const void *p;
-    size_t len;
-    int64_t num;
-} script_arg_t;
-
 #define FMT_KEEP ((size_t)64 << 10) /* a larger format buffer is freed after use */
 
-/* EVALSHA (EVAL until the scripts are loaded) sha 2 R companion ARGV...,
- * and for a write its fence, formatted into b->fmt. 0 or PC_ENOMEM. */
-static int format_script(pc_backend_t *b, const cmd_t *c, enum script sc, const uint8_t *keys,
-                         size_t rlen, size_t mlen, int nargs, const script_arg_t *args)
-{
-    pc_buf_t *f = &b->fmt;
-    int write = c->kind != CMD_GET;
-    int loaded = b->sha[sc][0] != '\0';
-    pc_buf_reset(f);
-    int rc = pc_resp_array(f, (size_t)(5 + nargs + write));
-    if (rc == 0)
-        rc = loaded ? pc_resp_bulk(f, "EVALSHA", 7) : pc_resp_bulk(f, "EVAL", 4);
-    if (rc == 0)
-        rc = loaded ? pc_resp_bulk(f, b->sha[sc], SHA_HEX)
-                    : pc_resp_bulk(f, SCRIPTS[sc].text, SCRIPTS[sc].len);
-    if (rc == 0)
-        rc = pc_resp_bulk(f, "2", 1);
-    if (rc == 0)
-        rc = pc_resp_bulk(f, keys, rlen);
-    if (rc == 0)
-        rc = pc_resp_bulk(f, keys + rlen, mlen);
-    for (int i = 0; i < nargs && rc == 0; i++)
-        rc = args[i].p != NULL ? pc_resp_bulk(f, args[i].p, args[i].len)
-                               : pc_resp_bulk_int(f, args[i].num);
-    b->fmt_fence = f->len;
-    if (rc == 0 && write) /* a write's last ARGV is its fence */
-        rc = pc_resp_bulk_int(f, fence_ms(b, c->deadline, c->until_ms));
-    return rc;
-}
-
 /*
- * Queues one script on key: KEYS[1] = prefix + key, KEYS[2] = its
- * companion record, then nargs ARGV. EVALSHA once the script's load has
- * answered on this connection, EVAL with its text before. Fails at once
- * (PC_EBACKEND) unless connected; PC_ENOMEM. c is consumed either way.
+ * Queues the script call on key: KEYS[1] = prefix + key, KEYS[2] = its
+ * companion record, then the call's ARGV and a write's fence. EVALSHA
+ * once the script's load has answered on this connection, EVAL with its
+ * text before. Fails at once (PC_EBACKEND) unless connected; PC_ENOMEM.
+ * c is consumed either way.
  */
-static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *key, size_t klen,
-                       int nargs, const script_arg_t *args)
+static int send_script(pc_backend_t *b, cmd_t *c, pc_rscript_call_t *call, const void *key,
+                       size_t klen)
 {
     if ((b->state != ST_UP && (b->state != ST_LOADING || b->unanswered || b->sentinel != NULL)) ||
         b->ac == NULL) {
@@ -1111,18 +970,25 @@ static int send_script(pc_backend_t *b, cmd_t *c, enum script sc, const void *ke
     memcpy(buf, b->prefix, b->prefix_len);
     if (klen > 0)
         memcpy(buf + b->prefix_len, key, klen);
-    size_t mlen = pc_rkey_companion(buf, rlen, buf + rlen);
 
     c->b = b;
     c->next = NULL;
     c->deadline = uv_now(b->loop) + b->timeout_ms;
     c->sent_ns = uv_hrtime();
-    int rc = format_script(b, c, sc, buf, rlen, mlen, nargs, args);
+    call->sha = b->sha[call->script][0] != '\0' ? b->sha[call->script] : NULL;
+    call->keys = buf;
+    call->rlen = rlen;
+    call->mlen = pc_rkey_companion(buf, rlen, buf + rlen);
+    if (pc_rscript_writes(call->script))
+        call->fence_ms = fence_ms(b, c->deadline, c->until_ms);
+    size_t fence_at;
+    pc_buf_reset(&b->fmt);
+    int rc = pc_rscript_format(&b->fmt, call, &fence_at);
     if (buf != stackbuf)
         free(buf);
     if (rc == 0 && b->router != NULL) {
         /* kept for an -ASK: all but the fence, which is the target's */
-        c->wire_len = c->kind == CMD_GET ? b->fmt.len : b->fmt_fence;
+        c->wire_len = fence_at;
         if ((c->wire = malloc(c->wire_len)) == NULL)
             rc = PC_ENOMEM;
         else
@@ -1180,7 +1046,8 @@ int pc_backend_get(pc_backend_t *b, const void *key, size_t klen, pc_backend_get
     if (c == NULL)
         return PC_ENOMEM;
     c->cb.get = cb;
-    return send_script(b, c, SCRIPT_GET, key, klen, 0, NULL);
+    pc_rscript_call_t call = {.script = PC_RSCRIPT_GET};
+    return send_script(b, c, &call, key, klen);
 }
 
 int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *val, size_t vlen,
@@ -1194,19 +1061,9 @@ int pc_backend_set(pc_backend_t *b, const void *key, size_t klen, const void *va
         return PC_ENOMEM;
     c->cb.done = cb;
     c->until_ms = until_ms;
-    char digest[PC_RKEY_DIGEST_HEX + 1] = "";
-    /* The digest is only needed, and only paid for, when there is a
-     * record to write. */
-    if (flags != 0)
-        pc_rkey_digest(val, vlen, digest);
-    const char *condstr = cond == PC_COND_NX ? "NX" : cond == PC_COND_XX ? "XX" : "";
-    /* ttl_ms is at most PC_PROTO_MAX_TTL_MS (2^62): an int64_t */
-    const script_arg_t args[] = {{vlen ? val : "", vlen, 0},
-                                 {NULL, 0, (int64_t)ttl_ms},
-                                 {condstr, strlen(condstr), 0},
-                                 {NULL, 0, (int64_t)flags},
-                                 {digest, strlen(digest), 0}};
-    return send_script(b, c, SCRIPT_SET, key, klen, 5, args); /* + the fence */
+    pc_rscript_call_t call = {.script = PC_RSCRIPT_SET, .val = val, .vlen = vlen,
+                              .ttl_ms = ttl_ms, .cond = cond, .flags = flags};
+    return send_script(b, c, &call, key, klen);
 }
 
 int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, uint64_t until_ms,
@@ -1219,7 +1076,8 @@ int pc_backend_del(pc_backend_t *b, const void *key, size_t klen, uint64_t until
         return PC_ENOMEM;
     c->cb.done = cb;
     c->until_ms = until_ms;
-    return send_script(b, c, SCRIPT_DEL, key, klen, 0, NULL);
+    pc_rscript_call_t call = {.script = PC_RSCRIPT_DEL};
+    return send_script(b, c, &call, key, klen);
 }
 
 int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t ttl_ms,
@@ -1232,8 +1090,8 @@ int pc_backend_expire(pc_backend_t *b, const void *key, size_t klen, uint64_t tt
         return PC_ENOMEM;
     c->cb.done = cb;
     c->until_ms = until_ms;
-    const script_arg_t args[] = {{NULL, 0, (int64_t)ttl_ms}};
-    return send_script(b, c, SCRIPT_EXPIRE, key, klen, 1, args);
+    pc_rscript_call_t call = {.script = PC_RSCRIPT_EXPIRE, .ttl_ms = ttl_ms};
+    return send_script(b, c, &call, key, klen);
 }
 
 /* Cluster mode: the backend is a shell around the router. */
