@@ -436,6 +436,18 @@ redisContext *pc_h_redis_connect_auth(const pc_h_proc_t *redis, const char *user
     return NULL;
 }
 
+int pc_h_redis_is_master(redisContext *c)
+{
+    if (c == NULL)
+        return 0;
+    redisReply *r = redisCommand(c, "ROLE");
+    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+             r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
+    if (r)
+        freeReplyObject(r);
+    return ok;
+}
+
 int pc_h_wait_closed(int fd, uint8_t *buf, size_t keep, size_t *got)
 {
     size_t total = 0;

@@ -119,6 +119,8 @@ redisContext *pc_h_redis_connect(const pc_h_proc_t *redis);
  * printed). password NULL: no AUTH, as pc_h_redis_connect. */
 redisContext *pc_h_redis_connect_auth(const pc_h_proc_t *redis, const char *user,
                                       const char *password);
+/* 1 if the server on c answers ROLE with "master", else 0 (NULL-safe). */
+int pc_h_redis_is_master(redisContext *c);
 
 /* A connected blocking TCP socket to 127.0.0.1:port with a receive
  * timeout, or -1. */

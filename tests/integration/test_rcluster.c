@@ -65,14 +65,9 @@ static void start_cluster(const char *password)
 static int is_master(int i)
 {
     redisContext *c = pc_h_rcluster_connect(&rc, i);
-    if (c == NULL)
-        return 0;
-    redisReply *r = redisCommand(c, "ROLE");
-    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-             r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
-    if (r)
-        freeReplyObject(r);
-    redisFree(c);
+    int ok = pc_h_redis_is_master(c);
+    if (c != NULL)
+        redisFree(c);
     return ok;
 }
 

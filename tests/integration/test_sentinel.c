@@ -36,14 +36,9 @@ static int is_master(const pc_h_sentinel_group_t *g, int i)
     if (i < 0 || g->redis[i].pid <= 0)
         return 0;
     redisContext *c = pc_h_redis_connect(&g->redis[i]);
-    if (c == NULL)
-        return 0;
-    redisReply *r = redisCommand(c, "ROLE");
-    int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-             r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0;
-    if (r)
-        freeReplyObject(r);
-    redisFree(c);
+    int ok = pc_h_redis_is_master(c);
+    if (c != NULL)
+        redisFree(c);
     return ok;
 }
 
