@@ -804,10 +804,16 @@ static void conn_process_frames(pc_conn_t *c, uint64_t t0)
             break;
         }
         if (rc < 0) {
-            char why[128];
-            snprintf(why, sizeof why, "%s",
-                     rc == PC_ETOOBIG ? "frame length over max-frame" : "zero-length frame");
-            pc_conn_bad_frame(c, rc == PC_ETOOBIG ? PC_ST_TOO_LARGE : PC_ST_BAD_REQUEST, why);
+            /* Before a good HELLO on a node that wants the token, what is
+             * not a request at all is told to authenticate, whatever is
+             * wrong with it (PROTOCOL.md §5.1), as pc_dispatch tells a
+             * malformed body. */
+            if (!c->authed)
+                pc_conn_bad_frame(c, PC_ST_AUTH_REQUIRED, "send HELLO with the token first");
+            else if (rc == PC_ETOOBIG)
+                pc_conn_bad_frame(c, PC_ST_TOO_LARGE, "frame length over max-frame");
+            else
+                pc_conn_bad_frame(c, PC_ST_BAD_REQUEST, "zero-length frame");
             return;
         }
         if (pc_guard_on(cs->guard) && (c->sealed || pc_seal_is_sealed(body, len))) {
