@@ -34,6 +34,8 @@ pkgs=(
   # tests/integration/test_redis_tools.py talks to peercached --resp with
   # redis-py (and drives redis-tools' redis-cli and redis-benchmark)
   python3-redis
+  # tests/integration/test_protocol_doc.py cross-checks its msgpack decoder with it
+  python3-msgpack
   # deploy/cluster.sh prometheus waits for the server with it
   curl
 )
