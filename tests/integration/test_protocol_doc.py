@@ -64,7 +64,8 @@ except ImportError:
           "(apt-get install python3-msgpack)", file=sys.stderr)
     sys.exit(1)
 
-HOST = "127.0.0.1"
+sys.dont_write_bytecode = True  # nothing written into the source tree
+from pc_procs import HOST, Proc, free_ports  # noqa: E402 (after the re-exec)
 
 # ---- numbers from the document ------------------------------------------------------
 
@@ -540,66 +541,6 @@ def sname(st):
 
 
 # ---- processes -------------------------------------------------------------------------
-
-
-def free_ports(n):
-    """n distinct loopback ports free for TCP and UDP (a node gossips on
-    its --listen port over UDP), held until all are chosen."""
-    held, ports = [], []
-    while len(ports) < n:
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        t.bind((HOST, 0))
-        port = t.getsockname()[1]
-        held.append(t)
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind((HOST, port))
-        except OSError:
-            u.close()
-            continue
-        held.append(u)
-        ports.append(port)
-    for s in held:
-        s.close()
-    return ports
-
-
-class Proc:
-    def __init__(self, name, argv, workdir):
-        self.name = name
-        self.argv = argv
-        self.out = os.path.join(workdir, f"{name}.out")
-        self.err = os.path.join(workdir, f"{name}.err")
-        with open(self.out, "wb") as o, open(self.err, "wb") as e:
-            self.p = subprocess.Popen(argv, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
-                                      cwd=workdir)
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def output(self):
-        text = ""
-        for path in (self.out, self.err):
-            try:
-                with open(path, "r", errors="replace") as f:
-                    text += f.read()
-            except OSError:
-                pass
-        return text
-
-    def tail(self, n=20):
-        return "\n".join(f"  {self.name}| {l}" for l in self.output().splitlines()[-n:])
-
-    def stop(self, timeout=10):
-        if self.p.poll() is not None:
-            return
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            print(f"# {self.name} still runs {timeout} s after SIGTERM: SIGKILL")
-            self.p.kill()
-            self.p.wait(10)
 
 
 class Ctx:
@@ -2135,7 +2076,7 @@ def d_limits(S):
 
 def d_max_frame_at_start(peercached, workdir):
     # §8: a node refuses to start unless max_frame holds max_key + max_value + 512.
-    port, = free_ports(1)
+    port, = free_ports(1, udp_too=True)
     p = Proc("refused", [peercached, "--insecure", "--redis", "none", "--listen", f"{HOST}:{port}",
                          "--max-key", "1kb", "--max-value", "4kb", "--max-frame",
                          str(S_FRAME - 1)], workdir)
@@ -2283,7 +2224,7 @@ def f_doc_fingerprint(peercached, workdir):
 
 
 def start_node(name, peercached, workdir, extra, insecure=True):
-    port = free_ports(1)[0]
+    port = free_ports(1, udp_too=True)[0]
     argv = ([peercached, "--name", name, "--listen", f"{HOST}:{port}"]
             + (["--insecure"] if insecure else []) + extra)
     p = Proc(name, argv, workdir)
@@ -2334,7 +2275,7 @@ def main():
         run_check("§8 'only MGET and REPLICATE [accept] more than 26 [values]' vs §8's table",
                   a_only_mget_replicate_over_26)
 
-        redis_port, = free_ports(1)
+        redis_port, = free_ports(1, udp_too=True)
         CTX.redis_port = redis_port
         procs.append(Proc("redis", ["redis-server", "--port", str(redis_port), "--bind", HOST,
                                     "--save", "", "--appendonly", "no", "--dir", workdir],

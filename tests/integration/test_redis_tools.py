@@ -36,7 +36,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -60,7 +59,8 @@ except ImportError:
     sys.exit(1)
 
 STRICT = os.environ.get("PC_REDIS_STRICT") == "1"
-HOST = "127.0.0.1"
+sys.dont_write_bytecode = True  # nothing written into the source tree
+from pc_procs import HOST, Proc, free_ports  # noqa: E402 (after the re-exec)
 
 
 class Failure(Exception):
@@ -107,67 +107,6 @@ def poll(fn, timeout, what, interval=0.05):
 
 
 # ---- processes -----------------------------------------------------------------
-
-
-def free_ports(n, udp_too=False):
-    """n distinct loopback ports free for TCP (and UDP: a node gossips on
-    its --listen port over UDP), held until all are chosen."""
-    held, ports = [], []
-    while len(ports) < n:
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        t.bind((HOST, 0))
-        port = t.getsockname()[1]
-        held.append(t)
-        if udp_too:
-            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                u.bind((HOST, port))
-            except OSError:
-                u.close()
-                continue
-            held.append(u)
-        ports.append(port)
-    for s in held:
-        s.close()
-    return ports
-
-
-class Proc:
-    def __init__(self, name, argv, workdir):
-        self.name = name
-        self.out = os.path.join(workdir, f"{name}.out")
-        self.err = os.path.join(workdir, f"{name}.err")
-        with open(self.out, "wb") as o, open(self.err, "wb") as e:
-            self.p = subprocess.Popen(argv, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
-                                      cwd=workdir)
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def stdout_text(self):
-        with open(self.out, "r", errors="replace") as f:
-            return f.read()
-
-    def tail(self, n=25):
-        lines = []
-        for path in (self.out, self.err):
-            try:
-                with open(path, "r", errors="replace") as f:
-                    lines += f.read().splitlines()[-n:]
-            except OSError:
-                pass
-        return "\n".join(f"  {self.name}| {l}" for l in lines)
-
-    def stop(self, timeout=15):
-        if self.p.poll() is not None:
-            return
-        self.p.send_signal(signal.SIGTERM)
-        try:
-            self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            print(f"# {self.name} still runs {timeout} s after SIGTERM: SIGKILL")
-            self.p.kill()
-            self.p.wait(10)
 
 
 def run(argv, timeout=60, input=None):
