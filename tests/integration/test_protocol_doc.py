@@ -49,23 +49,10 @@ import threading
 import time
 import traceback
 
-# ctest runs "python3", which need not be Debian's (pyenv, a venv): if this
-# one has no msgpack module and Debian's has, run under Debian's.
-try:
-    import msgpack
-except ImportError:
-    deb = "/usr/bin/python3"
-    if (os.path.exists(deb) and os.path.realpath(sys.executable) != os.path.realpath(deb)
-            and os.environ.get("PC_PROTOCOL_DOC_REEXEC") != "1"):
-        os.environ["PC_PROTOCOL_DOC_REEXEC"] = "1"
-        print(f"# {sys.executable} has no msgpack module: running under {deb}", flush=True)
-        os.execv(deb, [deb] + sys.argv)
-    print("test_protocol_doc: the Python msgpack module is missing "
-          "(apt-get install python3-msgpack)", file=sys.stderr)
-    sys.exit(1)
-
 sys.dont_write_bytecode = True  # nothing written into the source tree
-from pc_procs import HOST, Proc, free_ports  # noqa: E402 (after the re-exec)
+from pc_procs import HOST, Failure, Proc, free_ports, need_module, poll  # noqa: E402
+
+msgpack = need_module("msgpack", "python3-msgpack", "test_protocol_doc")
 
 # ---- numbers from the document ------------------------------------------------------
 
@@ -359,10 +346,6 @@ def mp_reference(body):
 # ---- checks and their report ----------------------------------------------------------
 
 
-class Failure(Exception):
-    pass
-
-
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
@@ -401,25 +384,6 @@ def run_check(name, fn, *args):
 def note(msg):
     """Something the document leaves unsaid: what the node did, printed."""
     print(f"NOTE  {msg}", flush=True)
-
-
-def poll(fn, timeout, what, interval=0.05):
-    """Calls fn until it returns something true, or fails after timeout s."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while True:
-        try:
-            v = fn()
-            if v:
-                return v
-        except Failure:
-            raise
-        except Exception as e:
-            last_exc = e
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc!r})" if last_exc else ""
-            raise Failure(f"{what}: not within {timeout} s{extra}")
-        time.sleep(interval)
 
 
 # ---- a connection ----------------------------------------------------------------------

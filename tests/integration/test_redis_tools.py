@@ -43,28 +43,11 @@ import tempfile
 import time
 import traceback
 
-# ctest runs "python3", which need not be Debian's (pyenv, a venv): if this
-# one has no redis module and Debian's has, run under Debian's.
-try:
-    import redis
-except ImportError:
-    deb = "/usr/bin/python3"
-    if (os.path.exists(deb) and os.path.realpath(sys.executable) != os.path.realpath(deb)
-            and os.environ.get("PC_REDIS_TOOLS_REEXEC") != "1"):
-        os.environ["PC_REDIS_TOOLS_REEXEC"] = "1"
-        print(f"# {sys.executable} has no redis module: running under {deb}", flush=True)
-        os.execv(deb, [deb] + sys.argv)
-    print("test_redis_tools: the Python redis module is missing "
-          "(apt-get install python3-redis)", file=sys.stderr)
-    sys.exit(1)
-
 STRICT = os.environ.get("PC_REDIS_STRICT") == "1"
 sys.dont_write_bytecode = True  # nothing written into the source tree
-from pc_procs import HOST, Proc, free_ports  # noqa: E402 (after the re-exec)
+from pc_procs import HOST, Failure, Proc, free_ports, need_module, poll  # noqa: E402
 
-
-class Failure(Exception):
-    pass
+redis = need_module("redis", "python3-redis", "test_redis_tools")
 
 
 def check(cond, msg):
@@ -85,25 +68,6 @@ def known(name, ok, detail):
     print(f"DOCUMENTED DIFFERENCE {name}: {detail}")
     if STRICT:
         raise Failure(f"{name}: {detail} (PC_REDIS_STRICT=1)")
-
-
-def poll(fn, timeout, what, interval=0.05):
-    """Calls fn until it returns something true, or fails after timeout s."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while True:
-        try:
-            v = fn()
-            if v:
-                return v
-        except Failure:
-            raise
-        except Exception as e:  # not up yet, say
-            last_exc = e
-        if time.monotonic() >= deadline:
-            extra = f" (last error: {last_exc!r})" if last_exc else ""
-            raise Failure(f"{what}: not within {timeout} s{extra}")
-        time.sleep(interval)
 
 
 # ---- processes -----------------------------------------------------------------
