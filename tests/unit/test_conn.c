@@ -86,6 +86,7 @@ typedef struct fx {
 
     /* what the hooks saw */
     enum mode mode;
+    int owe_token; /* new client connections owe a token (authed 0) */
     unsigned frames, opened, gone;
     unsigned decode_errors;  /* frames the hook could not decode */
     uint32_t ops[MAX_FRAMES];
@@ -176,6 +177,7 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
 static void hook_opened(pc_conn_t *c)
 {
     fx_t *f = pc_conn_owner(c);
+    c->authed = !f->owe_token; /* as pc_auth_opened decides it in a node */
     if (f->opened < MAX_CLIENTS)
         f->conns_opened[f->opened] = c;
     f->opened++;
@@ -782,10 +784,12 @@ static void test_half_close_still_answered(void **state)
  * the connection closes; counted in bad_frames; the frame hook is not
  * called, neither for it nor for a good frame behind it. On a client
  * connection and on an internal one alike: no connection is trusted with
- * a broken stream.
+ * a broken stream. A client that still owes the token is told
+ * AUTH_REQUIRED instead (PROTOCOL.md §5.1), and closed the same way.
  */
-static void zero_length_frame(fx_t *f, int internal)
+static void zero_length_frame(fx_t *f, int internal, int owe_token)
 {
+    f->owe_token = owe_token;
     client_t *cl;
     if (internal)
         (void)internal_client(f, &cl);
@@ -803,16 +807,21 @@ static void zero_length_frame(fx_t *f, int internal)
     assert_int_equal(cl->bad, 0);
     assert_int_equal(cl->n, 1);
     assert_int_equal(cl->got[0].id, 0);
-    assert_int_equal(cl->got[0].status, PC_ST_BAD_REQUEST);
+    assert_int_equal(cl->got[0].status, owe_token ? PC_ST_AUTH_REQUIRED : PC_ST_BAD_REQUEST);
     assert_int_equal(f->stats.bad_frames, 1);
     assert_int_equal(f->frames, 0);
     RUN_UNTIL(f, f->gone == 1);
     assert_int_equal(f->cs.nconns, 0);
 }
 
-static void test_zero_length_frame(void **state) { zero_length_frame(*state, 0); }
+static void test_zero_length_frame(void **state) { zero_length_frame(*state, 0, 0); }
 
-static void test_zero_length_frame_internal(void **state) { zero_length_frame(*state, 1); }
+static void test_zero_length_frame_internal(void **state) { zero_length_frame(*state, 1, 0); }
+
+static void test_zero_length_frame_before_token(void **state)
+{
+    zero_length_frame(*state, 0, 1);
+}
 
 /*
  * 5. A TCP client through pc_conns_accept: opened once, counted (nconns,
@@ -956,6 +965,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_half_close_still_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_length_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_length_frame_internal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zero_length_frame_before_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_accept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_max_connections_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_pauses_reading, setup, teardown),
