@@ -31,13 +31,13 @@
  * Redis still accepts connections (its kernel does the handshake), so
  * until one has loaded the scripts, calls fail at once rather than wait
  * out another timeout each. A NOSCRIPT reply means someone flushed the
- * script cache under us: that command fails like any refused one, and the connection is closed
- * gracefully (replies already on their way are still delivered, new
- * commands fail fast) so that the reconnect loads the scripts again. A
- * command is never sent a second time: that could reorder it behind
- * later commands on the same key, and the server relies on the order
- * (an -ASK in a Redis Cluster is the one exception, and pc_rcluster.c
- * says why it keeps the order).
+ * script cache under us: that command fails like any refused one, and
+ * the connection is closed gracefully (replies already on their way are
+ * still delivered, new commands fail fast) so that the reconnect loads
+ * the scripts again. A command is never sent a second time: that could
+ * reorder it behind later commands on the same key, and the server relies
+ * on the order (an -ASK in a Redis Cluster is the one exception, and
+ * pc_rcluster.c says why it keeps the order).
  *
  * Before the loads a connection sends AUTH, SELECT and (Sentinel mode)
  * ROLE; in Sentinel mode pc_sentinel says where to connect. With
@@ -76,7 +76,6 @@
 #define FENCE_SLACK_US 2000         /* under every fence, for what the clocks drift between reads */
 #define FENCE_UNMEASURED_US 250000  /* the offset's uncertainty before Redis' clock was ever read */
 #define CLOCK_WARN_US 100000        /* an offset this large is logged as a warning */
-
 
 enum cmd_kind { CMD_GET, CMD_SET, CMD_DEL, CMD_EXPIRE, CMD_WAIT };
 
