@@ -79,7 +79,7 @@ typedef struct pc_backend_config {
      * as described above, and a command whose slot moved fails with
      * PC_ERETRY: nothing was applied (pc_backend_int.h). */
     const pc_backend_addr_t *addr;
-    pc_cred_t *cred; /* NULL = no AUTH; must outlive the backend */
+    pc_cred_t *cred;         /* NULL = no AUTH; must outlive the backend */
     const char *prefix;      /* copied; "" = none */
     uint64_t timeout_ms;     /* per command and for connecting */
     uint64_t tcp_rto_min_ms; /* set on each connection; 0 = the kernel's */
