@@ -11,6 +11,12 @@
  *               probe and the hostile clients -- on CPU 1, so that what
  *               the probe sees is the node's doing, not the generator
  *               competing with it for a core (taskset must be installed)
+ *   --rcvbuf B  each hostile connection's receive buffer (SO_RCVBUF, set
+ *               before it connects), in bytes; default the kernel's (up
+ *               to net.ipv4.tcp_rmem's maximum). On loopback both ends
+ *               of every socket are this host's: a small B stands for a
+ *               remote client, whose receive buffers are on its own host,
+ *               and leaves this host's TCP memory to what the node holds
  *
  * One scenario: a memory-only peercached (--insecure --redis none, every
  * other limit at its default; --threads from PEERCACHE_THREADS or the
@@ -52,6 +58,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <pthread.h>
@@ -229,10 +236,25 @@ typedef struct hconn {
     size_t sent; /* of the one-off payload (get) */
 } hconn_t;
 
-/* A connection to the node, or -1. */
+static int hostile_rcvbuf = 0; /* --rcvbuf; 0 = the kernel's */
+
+/* A hostile connection to the node (its receive buffer --rcvbuf), or -1. */
 static int hconn_open(int port)
 {
-    return pc_h_connect(port, 1000); /* sends are MSG_DONTWAIT */
+    if (hostile_rcvbuf == 0)
+        return pc_h_connect(port, 1000); /* sends are MSG_DONTWAIT */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    /* before connect: the window it advertises is scaled by it */
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &hostile_rcvbuf, sizeof hostile_rcvbuf) != 0 ||
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 static void *hostile_main(void *arg)
@@ -535,6 +557,8 @@ int main(int argc, char **argv)
             json = 1;
         } else if (strcmp(argv[i], "--pin") == 0) {
             pin = 1;
+        } else if (strcmp(argv[i], "--rcvbuf") == 0 && i + 1 < argc) {
+            hostile_rcvbuf = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc) {
             nconns = parse_list(argv[++i], conns, 8);
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
@@ -549,7 +573,7 @@ int main(int argc, char **argv)
             free(copy);
         } else {
             fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth] [--seconds S] "
-                            "[--pin] [--smoke] [--json]\n", argv[0]);
+                            "[--pin] [--rcvbuf BYTES] [--smoke] [--json]\n", argv[0]);
             return 2;
         }
     }
