@@ -11,12 +11,13 @@
  *               probe and the hostile clients -- on CPU 1, so that what
  *               the probe sees is the node's doing, not the generator
  *               competing with it for a core (taskset must be installed)
- *   --rcvbuf B  each hostile connection's receive buffer (SO_RCVBUF, set
- *               before it connects), in bytes; default the kernel's (up
- *               to net.ipv4.tcp_rmem's maximum). On loopback both ends
- *               of every socket are this host's: a small B stands for a
- *               remote client, whose receive buffers are on its own host,
- *               and leaves this host's TCP memory to what the node holds
+ *   --client-buf B  each hostile connection's send and receive buffers
+ *               (SO_SNDBUF, SO_RCVBUF, set before it connects), in bytes;
+ *               default the kernel's (autotuned up to net.ipv4.tcp_wmem's
+ *               and tcp_rmem's maxima). On loopback both ends of every
+ *               socket are this host's: a small B stands for remote
+ *               clients, whose buffers are on their own host, and leaves
+ *               this host's TCP memory to what the node holds
  *
  * One scenario: a memory-only peercached (--insecure --redis none, every
  * other limit at its default; --threads from PEERCACHE_THREADS or the
@@ -236,12 +237,12 @@ typedef struct hconn {
     size_t sent; /* of the one-off payload (get) */
 } hconn_t;
 
-static int hostile_rcvbuf = 0; /* --rcvbuf; 0 = the kernel's */
+static int client_buf = 0; /* --client-buf; 0 = the kernel's */
 
-/* A hostile connection to the node (its receive buffer --rcvbuf), or -1. */
+/* A hostile connection to the node (its buffers --client-buf), or -1. */
 static int hconn_open(int port)
 {
-    if (hostile_rcvbuf == 0)
+    if (client_buf == 0)
         return pc_h_connect(port, 1000); /* sends are MSG_DONTWAIT */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -249,7 +250,8 @@ static int hconn_open(int port)
     /* before connect: the window it advertises is scaled by it */
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &hostile_rcvbuf, sizeof hostile_rcvbuf) != 0 ||
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &client_buf, sizeof client_buf) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &client_buf, sizeof client_buf) != 0 ||
         connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(fd);
         return -1;
@@ -557,8 +559,8 @@ int main(int argc, char **argv)
             json = 1;
         } else if (strcmp(argv[i], "--pin") == 0) {
             pin = 1;
-        } else if (strcmp(argv[i], "--rcvbuf") == 0 && i + 1 < argc) {
-            hostile_rcvbuf = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--client-buf") == 0 && i + 1 < argc) {
+            client_buf = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc) {
             nconns = parse_list(argv[++i], conns, 8);
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
@@ -573,7 +575,7 @@ int main(int argc, char **argv)
             free(copy);
         } else {
             fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth] [--seconds S] "
-                            "[--pin] [--rcvbuf BYTES] [--smoke] [--json]\n", argv[0]);
+                            "[--pin] [--client-buf BYTES] [--smoke] [--json]\n", argv[0]);
             return 2;
         }
     }
