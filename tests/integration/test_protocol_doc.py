@@ -823,8 +823,10 @@ def b_hello_optional(N):
         expect_err(N, c.call([GET, 3, key("never-set-" + str(random.random()))]), GET, 3,
                    NOT_FOUND, "GET as the first request")
     with N.conn() as c:
+        # §5.1: "A node without a token answers a HELLO that carries one as
+        # any other (OK; the token is not looked at)."
         r = c.call([HELLO, 4, 1, b"some-token"])
-        note(f"HELLO with a token to a node that requires none (§5.1 does not say): {r!r}")
+        check(r[:4] == [HELLO, 4, OK, 1], f"HELLO with a token to a node that requires none: {r!r}")
 
 
 def b_cluster(N):
@@ -1401,15 +1403,12 @@ def b_budget(N):
         check(r[:3] == [HELLO, 10, OK], f"HELLO + [15 nils] (21 values): {r!r}")
         expect_err(N, c.call([HELLO, 10, 1, b"t", [None] * 16]), HELLO, 10, BAD_REQUEST,
                    "HELLO + [16 nils]")
-        # MGET whose array header claims 2^32-1 keys in a short body: §3 does
-        # not say whether honest sizes (malformed) or the list limit (TOO_LARGE) wins.
+        # MGET whose array header claims 2^32-1 keys in a short body: §3, "a
+        # header claiming 2^32 - 1 elements ... in a 10-byte body is
+        # malformed" -- checked before any field, so before the list limit.
         with N.conn() as c2:
             c2.send_raw(frame(b"\x93\x04\x01\xdd\xff\xff\xff\xff\xc4\x01k"))
-            try:
-                note(f"MGET with an array 32 header claiming 2^32-1 keys in an 11-byte body "
-                     f"(honest sizes vs TOO_LARGE, unsaid): {c2.recv()!r}")
-            except Closed as e:
-                note(f"MGET with a header claiming 2^32-1 keys: closed ({e})")
+            expect_conn_error(c2, BAD_REQUEST, "MGET claiming 2^32-1 keys in an 11-byte body")
         alive(c, N, "budget")
 
 
@@ -1620,8 +1619,9 @@ def b_peer_ops_insecure(N):
                    "FORWARD of a PING")
         expect_err(N, c.call([FORWARD, 3, 1, pk([FORWARD, 97, 1, pk([GET, 96, k])])]), FORWARD, 3,
                    BAD_REQUEST, "FORWARD in a FORWARD")
-        r = c.call([FORWARD, 4, 0, pk([GET, 95, k])])
-        note(f"FORWARD with hops 0 (§5.10: 'hops (>= 1)', no status given): {r!r}")
+        # §5.10: "hops (>= 1) ... (0 or missing: BAD_REQUEST)"
+        expect_err(N, c.call([FORWARD, 4, 0, pk([GET, 95, k])]), FORWARD, 4, BAD_REQUEST,
+                   "FORWARD with hops 0")
         # §5.12: at most max_mget_keys entries, else TOO_LARGE.
         entry = [k, b"x", 0, 1, -1]
         expect_err(N, c.call([REPLICATE, 5, 0, "someone", [entry] * (MAX_MGET_KEYS + 1)]),
@@ -1639,10 +1639,10 @@ def b_here_stats(N):
         c.call([MGET, 2, [k, k], 1])
         s1 = stats(N)
         d = {n: s1[n] - s0[n] for n in ("here_reads", "not_owner_reads")}
-        note(f"3 GETs and an MGET of 2 keys with here = 1, all on the key's owner (a node "
-             f"alone): STATS delta {d}. §5.3 'STATS counts these reads in here_reads (and in "
-             f"not_owner_reads, like every read a non-owner serves)' does not say whether an "
-             f"owner counts a here = 1 read.")
+        # §5.3, §5.4: a non-owner counts here = 1 reads in here_reads and
+        # not_owner_reads; "the owner counts them as any other read".
+        eq(d, {"here_reads": 0, "not_owner_reads": 0},
+           "STATS after 3 GETs and an MGET of 2 keys with here = 1 on the key's owner")
 
 
 def b_redis_stalled(N, redis_proc):
@@ -1775,10 +1775,10 @@ def c_hello_variants(A):
         for i in range(5):
             expect_ok(A, c.call([PING, 10 + i]), PING, 10 + i, 0, "PING")
         check(get(c, A, key("auth-none")) is None, "GET later on the connection")
+        # §5.1: "a later HELLO on it is answered OK whatever token it carries"
         r = c.call([HELLO, 20, 1, b"wrong"])
-        r2 = c.call([GET, 21, key("auth-none")])
-        note(f"a bad HELLO after a good one (§5.1: 'A good HELLO holds for the life of the "
-             f"connection'; unsaid whether it counts): {r!r}; then GET: {r2[:3]!r}")
+        check(r[:4] == [HELLO, 20, OK, 1], f"a bad HELLO after a good one: {r!r}")
+        check(get(c, A, key("auth-none")) is None, "GET after it (still authenticated)")
 
 
 def c_hello_v0(A):
@@ -1822,15 +1822,16 @@ def c_not_a_request(A):
             expect_conn_error(c, BAD_REQUEST, "a truncated array after a good HELLO")
     except Failure as e:
         bad.append(str(e))
-    # A sealed body on a node without a key: §2.1 names its answer (BAD_REQUEST
-    # "sealed frame, ..."), §5.1 says AUTH_REQUIRED before HELLO. Unsaid which wins.
-    with A.conn() as c:
-        c.send_raw(frame(b"\xc1" + os.urandom(80)))
-        try:
-            note(f"a sealed body before HELLO on a node with a token and no key (§2.1 vs "
-                 f"§5.1): {c.recv()!r}")
-        except Closed as e:
-            note(f"a sealed body before HELLO: closed ({e})")
+    # §2.1: a node without a key answers a sealed body with BAD_REQUEST
+    # "sealed frame, ..." and closes, "before a good HELLO on a node that
+    # requires a token too".
+    try:
+        with A.conn() as c:
+            c.send_raw(frame(b"\xc1" + os.urandom(80)))
+            expect_conn_error(c, BAD_REQUEST, "a sealed body before HELLO on a keyless node",
+                              "sealed frame, but this node runs without a cluster key")
+    except Failure as e:
+        bad.append(str(e))
     check(not bad, "; ".join(bad))
 
 
