@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "pc_proto.h"
+#include "pc_mbench.h"
 
 #define ROUNDS 7
 #define SMOKE_ROUNDS 3
@@ -52,39 +53,6 @@ static unsigned failures;
             failures++;                                                                      \
         }                                                                                    \
     } while (0)
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The 1-minute load average, to judge how noisy the timings are. */
-static double loadavg(void)
-{
-    FILE *f = fopen("/proc/loadavg", "r");
-    double l = -1;
-
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(v[0]), cmp_double);
-    return v[n / 2];
-}
 
 /* ---- frames ------------------------------------------------------------ */
 
@@ -223,10 +191,10 @@ static const char *rc_name(int rc)
 static double time_decode(pc_proto_decoder_t *d, const pc_buf_t *f, long iters, int *rc)
 {
     pc_request_t rq;
-    double t0 = now_s();
+    double t0 = pc_mbench_now_s();
     for (long i = 0; i < iters; i++)
         *rc = pc_proto_decode_request(d, f->data, f->len, &rq);
-    return (now_s() - t0) / (double)iters;
+    return (pc_mbench_now_s() - t0) / (double)iters;
 }
 
 /* What a frame must decode to, whatever the decoder's rules on budgets. */
@@ -309,12 +277,12 @@ int main(int argc, char **argv)
 
     printf("# bench_decode%s (load average %.2f): pc_proto_decode_request, "
            "median of %d interleaved rounds\n\n",
-           smoke ? " --smoke" : "", loadavg(), rounds);
+           smoke ? " --smoke" : "", pc_mbench_loadavg(), rounds);
     printf("| frame | body bytes | result | us per decode | ns per byte | x blob |\n");
     printf("|---|---:|---|---:|---:|---:|\n");
-    double blob = median(t[F_BLOB], rounds);
+    double blob = pc_mbench_median(t[F_BLOB], rounds);
     for (int i = 0; i < F_COUNT; i++) {
-        double m = i == F_BLOB ? blob : median(t[i], rounds);
+        double m = i == F_BLOB ? blob : pc_mbench_median(t[i], rounds);
         printf("| %s | %zu | %s | %.2f | %.4f | %.1f |\n", frame_names[i], f[i].len,
                rc_name(rcs[i]), m * 1e6, m * 1e9 / (double)f[i].len, m / blob);
     }

@@ -54,6 +54,7 @@
 
 #include "pc_harness.h"
 #include "pc_proto.h"
+#include "pc_mbench.h"
 
 #define MAX_RUNS 100
 #define START_DEADLINE_MS 10000
@@ -301,12 +302,6 @@ static int open_idle_conns(const server_t *sv, int port, int *fds, int n)
     return open;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Absolute path of an executable named bare or with a path, or NULL. */
 static const char *which(const char *bin, char *out, size_t cap)
 {
@@ -367,7 +362,7 @@ static int measure(server_t *sv, int runs, int nconns)
     }
     double sorted[MAX_RUNS];
     memcpy(sorted, sv->start_ms, (size_t)sv->nstart * sizeof sorted[0]);
-    qsort(sorted, (size_t)sv->nstart, sizeof sorted[0], cmp_double);
+    qsort(sorted, (size_t)sv->nstart, sizeof sorted[0], pc_mbench_cmp_double);
     sv->start_min = sorted[0];
     sv->start_max = sorted[sv->nstart - 1];
     sv->start_med = sv->nstart % 2 ? sorted[sv->nstart / 2]

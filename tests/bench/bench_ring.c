@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "pc_ring.h"
+#include "pc_mbench.h"
 
 #define MAX_NODES 1000
 #define R 3 /* replicas in the movement figures */
@@ -78,40 +79,6 @@ static void *xmalloc(size_t n)
         exit(2);
     }
     return p;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double loadavg(void)
-{
-    FILE *f = fopen("/proc/loadavg", "r");
-    double l = -1;
-
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* Member names are "node-<id>"; a member is known by its id everywhere. */
@@ -586,7 +553,7 @@ static double time_lookup(const struct params *p, const char *keys, size_t nkeys
 
     for (size_t b = 0; b < p->batches; b++) {
         long acc = 0;
-        double t0 = now_s();
+        double t0 = pc_mbench_now_s();
 
         if (chained) {
             for (size_t i = 0; i < p->batch; i++) {
@@ -604,10 +571,10 @@ static double time_lookup(const struct params *p, const char *keys, size_t nkeys
                 acc += lookup_one(ring, v, keys + (at + i) * LOOKUP_KLEN);
             at += p->batch;
         }
-        ns[b] = (now_s() - t0) * 1e9 / (double)p->batch;
+        ns[b] = (pc_mbench_now_s() - t0) * 1e9 / (double)p->batch;
         sink += acc;
     }
-    med = median(ns, p->batches);
+    med = pc_mbench_median(ns, p->batches);
     free(ns);
     return med;
 }
@@ -620,7 +587,7 @@ static void bench_lookup(const struct params *p)
 
     printf("## 4. Lookup: ns per owner lookup of a 16-byte key, median of %zu batches of "
            "%zu (load average %.2f); chained = each key depends on the previous owner\n\n",
-           p->batches, p->batch, loadavg());
+           p->batches, p->batch, pc_mbench_loadavg());
     printf("| members | slot table | vnodes x160 | slot table, chained | vnodes x160, chained |\n"
            "|---:|---:|---:|---:|---:|\n");
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
@@ -666,13 +633,13 @@ static double time_build(const struct params *p, size_t n, bool weighted, enum s
     }
     for (int k = 0; k < p->build_reps; k++) {
         struct placement pl;
-        double t0 = now_s();
+        double t0 = pc_mbench_now_s();
 
         place_build(&pl, s, ids, w, n, 160);
-        t[k] = now_s() - t0;
+        t[k] = pc_mbench_now_s() - t0;
         place_free(&pl);
     }
-    med = median(t, (size_t)p->build_reps) * 1e3;
+    med = pc_mbench_median(t, (size_t)p->build_reps) * 1e3;
     free(t);
     return med;
 }

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "pc_seal.h"
+#include "pc_mbench.h"
 
 #define RUNS 5
 
@@ -38,39 +39,6 @@ static unsigned failures;
         }                                                                                    \
     } while (0)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The 1-minute load average, to judge how noisy the timings are. */
-static double loadavg(void)
-{
-    FILE *f = fopen("/proc/loadavg", "r");
-    double l = -1;
-
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double v[RUNS])
-{
-    qsort(v, RUNS, sizeof(v[0]), cmp_double);
-    return v[RUNS / 2];
-}
-
 /* One timed run: n seal+open pairs of len bytes. Returns seconds. */
 static double run_seal_open(const pc_keyring_t *kr, const uint8_t *payload, size_t len, size_t n)
 {
@@ -82,14 +50,14 @@ static double run_seal_open(const pc_keyring_t *kr, const uint8_t *payload, size
 
     pc_seal_stream_init(&st);
     pc_buf_init(&b, 0);
-    t0 = now_s();
+    t0 = pc_mbench_now_s();
     for (size_t i = 0; i < n; i++) {
         pc_buf_reset(&b);
         if (pc_seal(kr, &st, PC_SEAL_PEER_REQ, 1700000000000ull + i, payload, len, &b) != 0 ||
             pc_seal_open(kr, b.data, b.len, &o) != 0 || o.len != len)
             bad++;
     }
-    double t = now_s() - t0;
+    double t = pc_mbench_now_s() - t0;
     CHECK(bad == 0);
     CHECK(bad == 0 && memcmp(o.payload, payload, len) == 0);
     pc_buf_free(&b);
@@ -123,7 +91,7 @@ static void bench_seal_open(bool smoke)
         run_seal_open(kr, payload, sizes[s], n / 10 + 1); /* warm up */
         for (int r = 0; r < RUNS; r++)
             t[r] = run_seal_open(kr, payload, sizes[s], n);
-        double m = median(t);
+        double m = pc_mbench_median(t, RUNS);
         printf("| %zu B | %.0f | %.1f | %.2f |\n", sizes[s], (double)n / m,
                (double)n * (double)sizes[s] / m / 1e6, m / (double)n * 1e6);
     }
@@ -146,7 +114,7 @@ static double run_replay(size_t n, size_t *fresh, size_t *replays)
     for (int s = 0; s < STREAMS; s++)
         next[s] = 1;
     *fresh = *replays = 0;
-    t0 = now_s();
+    t0 = pc_mbench_now_s();
     for (size_t i = 0; i < n; i++) {
         size_t s = i % STREAMS;
         uint64_t seq = next[s]++;
@@ -162,7 +130,7 @@ static double run_replay(size_t n, size_t *fresh, size_t *replays)
             *replays += pc_replay_check(r, 0x1000 + s, seq, now, now) == PC_EREPLAY;
         now += i % STREAMS == 0;
     }
-    double t = now_s() - t0;
+    double t = pc_mbench_now_s() - t0;
     pc_replay_free(&r);
     return t;
 }
@@ -182,7 +150,7 @@ static void bench_replay(bool smoke)
         CHECK(replays > 0);
     }
     printf("%.1f M checks/s (%.0f ns per check; %zu fresh, %zu replays caught per run)\n\n",
-           1e-6 / median(t), median(t) * 1e9, fresh, replays);
+           1e-6 / pc_mbench_median(t, RUNS), pc_mbench_median(t, RUNS) * 1e9, fresh, replays);
 }
 
 int main(int argc, char **argv)
@@ -202,7 +170,7 @@ int main(int argc, char **argv)
         return 1;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    printf("# bench_seal%s (load average %.2f)\n\n", smoke ? " --smoke" : "", loadavg());
+    printf("# bench_seal%s (load average %.2f)\n\n", smoke ? " --smoke" : "", pc_mbench_loadavg());
     bench_seal_open(smoke);
     bench_replay(smoke);
     if (failures) {

@@ -77,6 +77,7 @@
 
 #include "pc_harness.h"
 #include "pc_proto.h"
+#include "pc_mbench.h"
 
 #define PROBE_RATE 200
 #define MAX_SAMPLES 200000
@@ -131,17 +132,11 @@ static void sleep_until(double t)
     nanosleep(&ts, NULL);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double pct(lat_t *l, double p)
 {
     if (l->n == 0)
         return -1;
-    qsort(l->v, l->n, sizeof *l->v, cmp_double);
+    qsort(l->v, l->n, sizeof *l->v, pc_mbench_cmp_double);
     size_t i = (size_t)(p * (double)(l->n - 1) + 0.5);
     return l->v[i];
 }

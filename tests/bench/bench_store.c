@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "pc_store.h"
+#include "pc_mbench.h"
 
 #define KLEN 16 /* "key:" + 12 digits */
 #define VLEN 32
@@ -108,25 +109,6 @@ static double clock_s(clockid_t id)
     struct timespec ts;
     clock_gettime(id, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double now_s(void)
-{
-    return clock_s(CLOCK_MONOTONIC);
-}
-
-/* The 1-minute load average, to judge how noisy the timings are. */
-static double loadavg(void)
-{
-    FILE *f = fopen("/proc/loadavg", "r");
-    double l = -1;
-
-    if (f) {
-        if (fscanf(f, "%lf", &l) != 1)
-            l = -1;
-        fclose(f);
-    }
-    return l;
 }
 
 /* "key:" and 12 decimal digits, zero-padded: ids below 10^12. */
@@ -273,13 +255,13 @@ static void bench_overhead(const struct params *p)
     rss0 = rss_bytes();
     s = open_store(limit, 0, PC_EVICT_S3FIFO);
     pc_store_stats(s, &st0);
-    t0 = now_s();
+    t0 = pc_mbench_now_s();
     for (size_t i = 0; i < n; i++) {
         make_key(key, i);
         if (pc_store_set(s, key, KLEN, value, VLEN, 0, 0, 0, PC_STORE_SET_ALWAYS, 0) != PC_OK)
             failures++;
     }
-    t1 = now_s();
+    t1 = pc_mbench_now_s();
     pc_store_stats(s, &st1);
     heap1 = heap_in_use();
     rss1 = rss_bytes();
@@ -339,7 +321,7 @@ static void *worker_run(void *arg)
     double c0, wall0;
 
     pthread_barrier_wait(w->start);
-    wall0 = now_s();
+    wall0 = pc_mbench_now_s();
     c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
     for (size_t i = 0; i < nops; i++) {
         uint32_t op = ops[i];
@@ -356,7 +338,7 @@ static void *worker_run(void *arg)
         }
     }
     w->cpu_s = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
-    w->wall1 = now_s();
+    w->wall1 = pc_mbench_now_s();
     w->wall0 = wall0;
     w->hits = hits;
     return NULL;
@@ -417,7 +399,7 @@ static void bench_throughput(const struct params *p)
     printf("Load average before: %.2f. Wall-clock Mops/s, and in brackets Mops per "
            "CPU-second\nof the worker threads (lower at 2 threads = the threads slow each "
            "other down).\n\n",
-           loadavg());
+           pc_mbench_loadavg());
     printf("| keys | policy | 1 thread | 2 threads | 2T / 1T (wall) | 2T / 1T (per CPU-s) |\n");
     printf("|---|---|---:|---:|---:|---:|\n");
     zipf_init(&z, n, 0.99);
@@ -464,7 +446,7 @@ static void bench_throughput(const struct params *p)
             pc_store_free(&s);
         }
     }
-    printf("\nLoad average after: %.2f\n\n", loadavg());
+    printf("\nLoad average after: %.2f\n\n", pc_mbench_loadavg());
     zipf_free(&z);
     free(ops[0]);
     free(ops[1]);
@@ -611,7 +593,7 @@ static void *mt_run(void *arg)
     double c0, wall0;
 
     pthread_barrier_wait(w->start);
-    wall0 = now_s();
+    wall0 = pc_mbench_now_s();
     c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
     while (!atomic_load_explicit(w->stop, memory_order_relaxed)) {
         for (unsigned j = 0; j < MT_STOP_EVERY; j++, i++) {
@@ -633,7 +615,7 @@ static void *mt_run(void *arg)
         done += MT_STOP_EVERY;
     }
     w->cpu_s = clock_s(CLOCK_THREAD_CPUTIME_ID) - c0;
-    w->wall1 = now_s();
+    w->wall1 = pc_mbench_now_s();
     w->wall0 = wall0;
     w->done = done;
     w->gets = gets;
@@ -704,21 +686,6 @@ static double mt_once(pc_store_t *s, const char *keys, uint32_t *const *ops, siz
     return t1 > t0 ? (double)done / (t1 - t0) : 0;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n)
-{
-    double sorted[n];
-
-    memcpy(sorted, v, (size_t)n * sizeof *v);
-    qsort(sorted, (size_t)n, sizeof *sorted, cmp_double);
-    return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-}
-
 static void bench_scaling(const struct params *p)
 {
     size_t n = p->mt_keys, stream = p->mt_stream;
@@ -742,7 +709,7 @@ static void bench_scaling(const struct params *p)
     printf("Load average before: %.2f. Medians over the rounds. Mops/s counts every get and "
            "set\nof all threads per wall-clock second; per CPU-s divides by the workers' CPU "
            "time\ninstead (it only drops when the threads slow each other down).\n\n",
-           loadavg());
+           pc_mbench_loadavg());
     printf("| keys | threads | Mops/s | per thread | vs 1 thread | min-max | Mops per CPU-s |\n");
     printf("|---|---:|---:|---:|---:|---:|---:|\n");
     zipf_init(&z, n, 0.99);
@@ -782,7 +749,7 @@ static void bench_scaling(const struct params *p)
         }
         for (int th = 1; th <= nt; th++) {
             const double *v = &rate[th * rounds];
-            double med = median(v, rounds), lo = v[0], hi = v[0];
+            double med = pc_mbench_median(v, rounds), lo = v[0], hi = v[0];
 
             for (int r = 1; r < rounds; r++) {
                 lo = v[r] < lo ? v[r] : lo;
@@ -793,7 +760,7 @@ static void bench_scaling(const struct params *p)
             printf("| %s | %d | %.2f | %.2f | %.2f | %.2f-%.2f | %.2f |\n",
                    alphas[a] == 0 ? "uniform" : "zipf 0.99", th, med / 1e6, med / th / 1e6,
                    base > 0 ? med / base : 0, lo / 1e6, hi / 1e6,
-                   median(&cpu[th * rounds], rounds) / 1e6);
+                   pc_mbench_median(&cpu[th * rounds], rounds) / 1e6);
         }
         pc_store_stats(s, &st);
         CHECK(st.items == n);
@@ -802,7 +769,7 @@ static void bench_scaling(const struct params *p)
         CHECK(pc_store_verify(s, NULL) == PC_OK);
         pc_store_free(&s);
     }
-    printf("\nLoad average after: %.2f\n\n", loadavg());
+    printf("\nLoad average after: %.2f\n\n", pc_mbench_loadavg());
     zipf_free(&z);
     for (int t = 0; t < nt; t++)
         free(ops[t]);
@@ -826,7 +793,7 @@ static double pf_once(pc_store_t *s, const char *keys, size_t nkeys, const struc
 {
     uint64_t rng = seed;
     size_t hits = 0;
-    double t0 = now_s();
+    double t0 = pc_mbench_now_s();
     for (size_t b = 0; b < p->pf_batches; b++) {
         const void *k[PF_BATCH];
         size_t kl[PF_BATCH];
@@ -844,7 +811,7 @@ static double pf_once(pc_store_t *s, const char *keys, size_t nkeys, const struc
             }
         }
     }
-    double t = now_s() - t0;
+    double t = pc_mbench_now_s() - t0;
     CHECK(hits == p->pf_batches * PF_BATCH);
     return t * 1e9 / (double)(p->pf_batches * PF_BATCH);
 }
@@ -876,7 +843,7 @@ static void bench_prefetch(const struct params *p)
                 pre[i] = pf_once(s, keys, n, p, true, seed);
             }
         }
-        double mp = median(plain, r), mf = median(pre, r);
+        double mp = pc_mbench_median(plain, r), mf = pc_mbench_median(pre, r);
         printf("| %zu | %.1f | %.1f | %.2f |\n", n, mp, mf, mf / mp);
         pc_store_free(&s);
         free(keys);
