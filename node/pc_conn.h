@@ -166,6 +166,14 @@ typedef struct pc_conns {
     uint64_t turn_work; /* ns */
     uint64_t turns;     /* turns served so far (pc_conn_process) */
     uint64_t read_at;   /* alloc_cb's uv_hrtime(): the read() follows */
+    /* The loop's iterations (pc_conns.c iteration_done): each one's
+     * working time -- from one turn_prep to the next, less what libuv
+     * counted as waiting for events (uv_metrics_idle_time) -- is what a
+     * light client's request may wait. iter_at = 0: none measured yet;
+     * iter_timed = 0: libuv could not count idle time (nothing kept). */
+    pc_hist_t iter_hist;
+    uint64_t iter_at, iter_idle, iter_busy_ns;
+    int iter_timed;
     /* Connections with answers that came outside their turn (Redis, a
      * peer, another loop): written together before the loop polls
      * (pc_conns_flush_deferred), one write each for all that came. */

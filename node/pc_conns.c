@@ -41,9 +41,29 @@ int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg)
 /* Before the loop polls: a new iteration's budget, and the buffer cap. */
 static void shed_sweep(pc_conns_t *cs);
 
+/* One iteration ends where the next begins: just before the loop polls
+ * again. Its working time goes to the loop's histogram and counters. */
+static void iteration_done(pc_conns_t *cs)
+{
+    if (!cs->iter_timed)
+        return;
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(cs->loop);
+    if (cs->iter_at != 0) {
+        uint64_t span = now - cs->iter_at, waited = idle - cs->iter_idle;
+        uint64_t busy = span > waited ? span - waited : 0;
+        pc_hist_add(&cs->iter_hist, busy, 1);
+        cs->iter_busy_ns += busy;
+        cs->stats->loop_iterations++;
+        cs->stats->loop_busy_us = cs->iter_busy_ns / 1000;
+    }
+    cs->iter_at = now;
+    cs->iter_idle = idle;
+}
+
 static void turn_prep_cb(uv_prepare_t *h)
 {
     pc_conns_t *cs = h->data;
+    iteration_done(cs);
     pc_conns_flush_deferred(cs); /* before the loop waits: one write each */
     cs->turn_work = 0;
     shed_sweep(cs);
@@ -71,6 +91,13 @@ static void uring_closed(void *arg)
 
 void pc_conns_start(pc_conns_t *cs)
 {
+    /* libuv counts the time its poll waits only when asked (it then polls
+     * once without waiting before it waits: one more epoll_wait, and only
+     * when there was nothing to do). */
+    int rc = uv_loop_configure(cs->loop, UV_METRICS_IDLE_TIME);
+    cs->iter_timed = rc == 0;
+    if (rc != 0)
+        pc_log_warn(cs->log, "loop iterations will not be timed: %s", uv_strerror(rc));
     uv_idle_init(cs->loop, &cs->run_idle);
     cs->run_idle.data = cs;
     uv_prepare_init(cs->loop, &cs->turn_prep);

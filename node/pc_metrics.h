@@ -15,7 +15,8 @@
  * `help` is the one-line description the metrics endpoint sends (HELP
  * lines of /metrics, docs/OPERATIONS.md "HTTP endpoint"), where every
  * field is a metric named peercache_<name>, with _total added to a
- * counter's name.
+ * counter's name, and a unit in the name (_s, _us) spelled out as
+ * seconds, the value converted.
  *
  * The counters struct, the per-loop sum and the STATS list are all made
  * from it, so a counter cannot be added to one and forgotten in another;
@@ -49,6 +50,8 @@
     C(requests, "Requests: frames decoded, and those made from Redis commands")                   \
     C(redis_commands, "Commands read on the Redis-protocol port (--resp)")                         \
     V(threads, GAUGE, v->threads, "Event loops (--threads)")                                       \
+    C(loop_iterations, "Event-loop iterations (each polls for events once)")                      \
+    C(loop_busy_us, "Time the event loops worked, not waiting for events (STATS: microseconds)")   \
     V(io_uring_loops, GAUGE, v->uring_loops, "Loops whose client sockets use io_uring (--io)")     \
     V(io_uring_enters, COUNTER, v->uring.enters, "io_uring_enter calls (each submits a batch)")     \
     V(io_uring_wakes, COUNTER, v->uring.wakes, "Times a ring's eventfd woke its loop")             \

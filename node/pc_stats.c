@@ -15,6 +15,7 @@
 typedef struct loop_snap {
     pc_counters_t counters;
     pc_hist_t lat[PC_LAT_OPS];
+    pc_hist_t iter;             /* the loop's iterations, working time (pc_conn.h) */
     pc_backend_stats_t backend; /* summed over the loops' Redis connections */
     uint64_t nbackends;
     uint64_t nconns;
@@ -72,6 +73,7 @@ struct pc_stats {
     pc_stat_t stat[NSTATS + NLAT]; /* name and value, in table order, then PC_STATS_LAT's */
     pc_hist_t lat[PC_LAT_OPS];
     pc_hist_t redis_rtt;
+    pc_hist_t loop_iter;
 };
 
 /* Fills st from the loops' sum and what the core reports. */
@@ -118,6 +120,7 @@ static void stats_fill(pc_loop_t *l, const loop_snap_t *sum, pc_stats_t *st)
     PC_STATS_LAT(LAT_L)
 #undef LAT_L
     st->redis_rtt = sum->backend.rtt;
+    st->loop_iter = sum->iter;
 }
 
 int64_t pc_stats_get(const pc_stats_t *st, const char *name)
@@ -164,17 +167,23 @@ int pc_stats_prometheus(const pc_stats_t *st, const char *node, uint64_t ring_fp
         int n = (int)s->name.len;
         const char *name = (const char *)s->name.ptr;
         /* Counters end in _total (a STATS name may already); a unit
-         * is spelled out (uptime_s: peercache_uptime_seconds). */
+         * is spelled out, in seconds (uptime_s: peercache_uptime_seconds;
+         * loop_busy_us: peercache_loop_busy_seconds_total, in seconds). */
         const char *suffix =
             meta[i].counter && !(n > 6 && memcmp(name + n - 6, "_total", 6) == 0) ? "_total" : "";
-        if (n > 2 && memcmp(name + n - 2, "_s", 2) == 0) {
-            n--;
+        int micro = n > 3 && memcmp(name + n - 3, "_us", 3) == 0;
+        if (micro || (n > 2 && memcmp(name + n - 2, "_s", 2) == 0)) {
+            n -= micro ? 2 : 1;
             suffix = meta[i].counter ? "seconds_total" : "seconds";
         }
         const char *type = meta[i].counter ? "counter" : "gauge";
-        PUT("# HELP peercache_%.*s%s %s\n# TYPE peercache_%.*s%s %s\npeercache_%.*s%s %lld\n", n,
-            name, suffix, meta[i].help, n, name, suffix, type, n, name, suffix,
-            (long long)s->value);
+        PUT("# HELP peercache_%.*s%s %s\n# TYPE peercache_%.*s%s %s\n", n, name, suffix,
+            meta[i].help, n, name, suffix, type);
+        if (micro)
+            PUT("peercache_%.*s%s %lld.%06lld\n", n, name, suffix, (long long)(s->value / 1000000),
+                (long long)(s->value % 1000000));
+        else
+            PUT("peercache_%.*s%s %lld\n", n, name, suffix, (long long)s->value);
     }
     static const char *const ops[PC_LAT_OPS] = PC_LAT_NAMES;
     PUT("# HELP peercache_op_duration_seconds Time to answer, per operation, from the start of "
@@ -189,6 +198,11 @@ int pc_stats_prometheus(const pc_stats_t *st, const char *node, uint64_t ring_fp
         "# TYPE peercache_redis_duration_seconds histogram\n");
     if (rc == 0)
         rc = pc_hist_prometheus(out, "peercache_redis_duration_seconds", "", &st->redis_rtt);
+    PUT("# HELP peercache_loop_iteration_seconds Time each event-loop iteration worked, its wait "
+        "for events not counted (a request that arrives meanwhile is read after it)\n"
+        "# TYPE peercache_loop_iteration_seconds histogram\n");
+    if (rc == 0)
+        rc = pc_hist_prometheus(out, "peercache_loop_iteration_seconds", "", &st->loop_iter);
 #undef PUT
     return rc;
 }
@@ -209,6 +223,7 @@ static void snap_own(const pc_loop_t *l, loop_snap_t *out)
 {
     out->counters = l->stats;
     memcpy(out->lat, l->lat, sizeof out->lat);
+    out->iter = l->conns.iter_hist;
     memset(&out->backend, 0, sizeof out->backend);
     out->nbackends = l->backend != NULL;
     if (l->backend)
@@ -227,6 +242,7 @@ static void snap_add(loop_snap_t *sum, const loop_snap_t *x)
     pc_counters_add(&sum->counters, &x->counters);
     for (size_t k = 0; k < PC_LAT_OPS; k++)
         pc_hist_merge(&sum->lat[k], &x->lat[k]);
+    pc_hist_merge(&sum->iter, &x->iter);
     pc_hist_merge(&sum->backend.rtt, &x->backend.rtt);
     sum->backend.commands += x->backend.commands;
     sum->backend.errors += x->backend.errors;

@@ -241,6 +241,26 @@ static void test_metrics_pass_promtool(void **state)
     if (hits < OPS || sets < OPS || redis < OPS)
         fail_msg("histogram counts: get_hit %lld, set %lld, redis %lld; want >= %d each", hits,
                  sets, redis, OPS);
+    /* The loops' iterations: every one timed, and what they worked is
+     * the histogram's sum -- more than nothing after 400 requests, less
+     * than the wall time of every loop since the node started. */
+    long long iters = sample(ans.raw, "peercache_loop_iterations_total");
+    long long timed = sample(ans.raw, "peercache_loop_iteration_seconds_count");
+    long long inf = sample(ans.raw, "peercache_loop_iteration_seconds_bucket{le=\"+Inf\"}");
+    const char *busy_at = strstr(ans.raw, "\npeercache_loop_busy_seconds_total ");
+    const char *sum_at = strstr(ans.raw, "\npeercache_loop_iteration_seconds_sum ");
+    assert_non_null(busy_at);
+    assert_non_null(sum_at);
+    double busy = atof(busy_at + strlen("\npeercache_loop_busy_seconds_total "));
+    double sum = atof(sum_at + strlen("\npeercache_loop_iteration_seconds_sum "));
+    double up = (double)sample(ans.raw, "peercache_uptime_seconds") + 1;
+    double loops = (double)sample(ans.raw, "peercache_threads");
+    if (iters <= 0 || timed != iters || inf != iters || !(busy > 0) || busy > up * loops ||
+        sum < busy - 1e-6 || sum > busy + 1e-3)
+        fail_msg("loop iterations %lld, timed %lld (+Inf %lld); busy %.6f s, histogram sum %.6f s, "
+                 "uptime under %.0f s, %.0f loops",
+                 iters, timed, inf, busy, sum, up, loops);
+    assert_non_null(strstr(ans.raw, "# TYPE peercache_loop_iteration_seconds histogram\n"));
     assert_non_null(strstr(ans.raw, "# TYPE peercache_op_duration_seconds histogram\n"));
     assert_non_null(
         strstr(ans.raw, "\npeercache_op_duration_seconds_bucket{op=\"get_hit\",le=\"+Inf\"} "));
