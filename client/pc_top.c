@@ -46,6 +46,8 @@ void pc_top_sample_from_stats(const pc_stat_entry_t *st, size_t n, uint64_t at_m
         {"bytes", offsetof(pc_top_sample_t, bytes)},
         {"memory_limit", offsetof(pc_top_sample_t, memory_limit)},
         {"connections", offsetof(pc_top_sample_t, connections)},
+        {"threads", offsetof(pc_top_sample_t, threads)},
+        {"loop_busy_us", offsetof(pc_top_sample_t, loop_busy_us)},
     };
     size_t nlat = 0;
     memset(out, 0, sizeof *out);
@@ -61,6 +63,8 @@ void pc_top_sample_from_stats(const pc_stat_entry_t *st, size_t n, uint64_t at_m
             out->backend_enabled = v != 0;
         else if (strcmp(st[i].name, "backend_up") == 0)
             out->backend_up = v != 0;
+        else if (strcmp(st[i].name, "loop_busy_us") == 0)
+            out->has_busy = true;
         int64_t b = lat_bound_us(st[i].name);
         if (b >= 0 && nlat < PC_TOP_LAT) {
             out->lat_us[nlat] = b;
@@ -75,6 +79,7 @@ void pc_top_row(const pc_top_sample_t *prev, const pc_top_sample_t *cur, pc_top_
     memset(out, 0, sizeof *out);
     out->hit_pct = -1;
     out->p99_us = -1;
+    out->busy_pct = -1;
     if (prev == NULL || !prev->ok || !cur->ok || cur->at_ms <= prev->at_ms ||
         cur->requests < prev->requests)
         return; /* no interval (or the node restarted: its counters began again) */
@@ -84,6 +89,10 @@ void pc_top_row(const pc_top_sample_t *prev, const pc_top_sample_t *cur, pc_top_
     uint64_t hits = cur->hits - prev->hits, misses = cur->misses - prev->misses;
     if (hits + misses > 0)
         out->hit_pct = 100.0 * (double)hits / (double)(hits + misses);
+    if (cur->has_busy && prev->has_busy && cur->threads > 0 &&
+        cur->loop_busy_us >= prev->loop_busy_us)
+        out->busy_pct = 100.0 * (double)(cur->loop_busy_us - prev->loop_busy_us) /
+                        (secs * 1e6 * (double)cur->threads);
     if (!cur->has_lat || !prev->has_lat || memcmp(cur->lat_us, prev->lat_us, sizeof cur->lat_us))
         return;
     uint64_t all = cur->lat[PC_TOP_LAT - 1] - prev->lat[PC_TOP_LAT - 1];
@@ -141,8 +150,8 @@ int pc_top_format(pc_buf_t *out, const pc_top_node_t *nodes, size_t n, uint64_t 
              "peercache top: %zu member%s, ring %016" PRIx64 ", %s (q quits)", n,
              n == 1 ? "" : "s", fingerprint, clock);
     int rc = put_line(out, line, width);
-    snprintf(line, sizeof line, "%-22s %-8s %9s %6s %15s %6s %-5s %9s", "NODE", "STATE", "OPS/S",
-             "HIT%", "MEMORY", "CONNS", "REDIS", "P99");
+    snprintf(line, sizeof line, "%-22s %-8s %9s %6s %15s %6s %-5s %9s %5s", "NODE", "STATE",
+             "OPS/S", "HIT%", "MEMORY", "CONNS", "REDIS", "P99", "BUSY%");
     if (rc == 0)
         rc = put_line(out, line, width);
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -154,18 +163,21 @@ int pc_top_format(pc_buf_t *out, const pc_top_node_t *nodes, size_t n, uint64_t 
             continue;
         }
         char ops[24] = "-", hit[16] = "-", used[16], lim[16], mem[40], p99[24] = "-";
+        char busy[16] = "-";
         if (t->row.rates) {
             snprintf(ops, sizeof ops, "%.0f", t->row.ops_per_s);
             if (t->row.hit_pct >= 0)
                 snprintf(hit, sizeof hit, "%.1f", t->row.hit_pct);
+            if (t->row.busy_pct >= 0)
+                snprintf(busy, sizeof busy, "%.0f", t->row.busy_pct);
             fmt_p99(p99, sizeof p99, t->row.p99_us);
         }
         fmt_bytes(used, sizeof used, t->cur.bytes);
         fmt_bytes(lim, sizeof lim, t->cur.memory_limit);
         snprintf(mem, sizeof mem, "%s/%s", used, lim);
         const char *redis = !t->cur.backend_enabled ? "none" : t->cur.backend_up ? "up" : "DOWN";
-        snprintf(line, sizeof line, "%-22s %-8s %9s %6s %15s %6" PRIu64 " %-5s %9s", t->addr,
-                 t->state, ops, hit, mem, t->cur.connections, redis, p99);
+        snprintf(line, sizeof line, "%-22s %-8s %9s %6s %15s %6" PRIu64 " %-5s %9s %5s", t->addr,
+                 t->state, ops, hit, mem, t->cur.connections, redis, p99, busy);
         rc = put_line(out, line, width);
     }
     return rc == 0 ? 0 : PC_ENOMEM;

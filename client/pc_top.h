@@ -1,9 +1,9 @@
 /*
  * pc_top.h -- what `peercache-cli top` shows, computed from STATS
  * readings: per node, requests per second, hit ratio, memory used of its
- * limit, connections, the state of its Redis connections and the 99th
- * percentile of its answer times, each over the time between two
- * readings of the node's counters. Pure: readings and times are inputs,
+ * limit, connections, the state of its Redis connections, the 99th
+ * percentile of its answer times and how busy its event loops were, each
+ * over the time between two readings of the node's counters. Pure: readings and times are inputs,
  * the frame is text in a buffer; the terminal and the network are
  * peercache_cli_top.c's.
  */
@@ -24,6 +24,8 @@ typedef struct pc_top_sample {
     bool ok;         /* the node answered (the rest is valid) */
     uint64_t at_ms;  /* when it was taken (monotonic) */
     uint64_t requests, hits, misses, bytes, memory_limit, connections;
+    uint64_t threads, loop_busy_us;
+    bool has_busy;   /* the node sends loop_busy_us (older ones do not) */
     bool backend_enabled, backend_up;
     bool has_lat;    /* the node sends lat_le_* (older ones do not) */
     uint64_t lat[PC_TOP_LAT]; /* cumulative: answered within each bound; the last: all */
@@ -41,6 +43,8 @@ typedef struct pc_top_row {
     double hit_pct;     /* < 0: no reads in the interval */
     int64_t p99_us;     /* the bucket bound the 99th percentile is under;
                            -1: no operation timed; INT64_MAX: over 10 s */
+    double busy_pct;    /* the loops' working time over their wall time,
+                           averaged over the loops; < 0: not sent */
 } pc_top_row_t;
 
 void pc_top_row(const pc_top_sample_t *prev, const pc_top_sample_t *cur, pc_top_row_t *out);

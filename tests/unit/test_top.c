@@ -22,11 +22,15 @@ static const char *const lat_names[PC_TOP_LAT] = {
 
 /* A reading: `requests`, hits, misses, and `per_bucket[i]` operations
  * answered in bucket i (cumulated here as the node does). */
-static void reading(pc_top_sample_t *s, uint64_t at, int64_t requests, int64_t hits,
-                    int64_t misses, const int64_t per_bucket[PC_TOP_LAT])
+static void reading_busy(pc_top_sample_t *s, uint64_t at, int64_t requests, int64_t hits,
+                         int64_t misses, const int64_t per_bucket[PC_TOP_LAT], int64_t busy_us)
 {
-    pc_stat_entry_t st[8 + PC_TOP_LAT];
+    pc_stat_entry_t st[10 + PC_TOP_LAT];
     size_t n = 0;
+    if (busy_us >= 0) {
+        st[n++] = (pc_stat_entry_t){"threads", 2};
+        st[n++] = (pc_stat_entry_t){"loop_busy_us", busy_us};
+    }
     st[n++] = (pc_stat_entry_t){"requests", requests};
     st[n++] = (pc_stat_entry_t){"hits", hits};
     st[n++] = (pc_stat_entry_t){"misses", misses};
@@ -41,6 +45,13 @@ static void reading(pc_top_sample_t *s, uint64_t at, int64_t requests, int64_t h
         st[n++] = (pc_stat_entry_t){(char *)lat_names[i], cum};
     }
     pc_top_sample_from_stats(st, n, at, s);
+}
+
+/* A reading from a node that does not send loop_busy_us. */
+static void reading(pc_top_sample_t *s, uint64_t at, int64_t requests, int64_t hits,
+                    int64_t misses, const int64_t per_bucket[PC_TOP_LAT])
+{
+    reading_busy(s, at, requests, hits, misses, per_bucket, -1);
 }
 
 static void test_rates_and_p99(void **state)
@@ -63,6 +74,17 @@ static void test_rates_and_p99(void **state)
     assert_true(r.ops_per_s > 999.9 && r.ops_per_s < 1000.1); /* 2000 in 2 s */
     assert_true(r.hit_pct > 89.9 && r.hit_pct < 90.1);
     assert_int_equal(r.p99_us, 100); /* 995 of 1000 within 100 us */
+    assert_true(r.busy_pct < 0);     /* not sent */
+
+    /* Busy: 2 loops worked 1.5 s of their 4 s over the 2 s. */
+    reading_busy(&a, 1000, 5000, 10, 0, b0, 700000);
+    reading_busy(&b, 3000, 7000, 10 + 900, 100, b1, 700000 + 1500000);
+    pc_top_row(&a, &b, &r);
+    assert_true(r.busy_pct > 37.49 && r.busy_pct < 37.51);
+    /* Sent by one reading only: not shown. */
+    reading(&a, 1000, 5000, 10, 0, b0);
+    pc_top_row(&a, &b, &r);
+    assert_true(r.busy_pct < 0);
 
     /* One reading only, or a restart (counters went back): no rates. */
     pc_top_row(NULL, &b, &r);
@@ -89,8 +111,8 @@ static void test_frame(void **state)
     nodes[0].addr = "127.0.0.1:7400";
     nodes[0].state = "alive";
     pc_top_sample_t prev;
-    reading(&prev, 0, 0, 0, 0, b0);
-    reading(&nodes[0].cur, 1000, 1234, 9, 1, b1);
+    reading_busy(&prev, 0, 0, 0, 0, b0, 0);
+    reading_busy(&nodes[0].cur, 1000, 1234, 9, 1, b1, 300000); /* 2 loops, 0.3 s of 2 s */
     pc_top_row(&prev, &nodes[0].cur, &nodes[0].row);
     nodes[1].addr = "127.0.0.1:7401";
     nodes[1].state = "suspect";
@@ -102,7 +124,9 @@ static void test_frame(void **state)
     const char *s = (const char *)out.data;
     assert_non_null(strstr(s, "peercache top: 2 members, ring 0000000000abcdef, 12:00:00"));
     assert_non_null(strstr(s, "127.0.0.1:7400         alive         1234   90.0      3.0M/64.0M      7 "
-                              "DOWN      <=1ms\n"));
+                              "DOWN      <=1ms    15\n"));
+    assert_non_null(strstr(s, "NODE                   STATE        OPS/S   HIT%          MEMORY  CONNS "
+                              "REDIS       P99 BUSY%\n"));
     assert_non_null(strstr(s, "127.0.0.1:7401         suspect  (no answer: no reply within 900 ms)\n"));
     pc_buf_free(&out);
 
