@@ -46,8 +46,11 @@
  * the node's RSS before, at its highest during (sampled every 100 ms) and
  * at the end of `after`; the kernel's TCP memory (/proc/net/sockstat) at
  * its highest; STATS buffer_evictions, buffer_full_rejects,
- * output_timeouts. The load generator runs in this process on the same
- * machine: read ratios, not absolutes.
+ * output_timeouts; and, over the `during` phase, how busy the node's
+ * loops were (loop_busy_us over their wall time) and their mean work per
+ * iteration (loop_busy_us / loop_iterations), which is about what a
+ * request waits before it is read. The load generator runs in this
+ * process on the same machine: read ratios, not absolutes.
  *
  * SLOW_TRACE=1 in the environment prints every probe answer that came
  * more than 100 ms late, with its intended send time.
@@ -114,6 +117,10 @@ typedef struct result {
     long tcp_mem_max_kb;
     long long evictions, full_rejects, output_timeouts;
     long probe_errors;
+    /* The node's loops during the hostile phase (STATS loop_busy_us,
+     * loop_iterations, threads): the share of their time they worked, and
+     * the mean work per iteration -- what a request waits to be read. */
+    double busy_pct, iter_us;
 } result_t;
 
 static double now_ms(void)
@@ -471,6 +478,10 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
 
     sleep_until(now_ms() + 1000 * seconds);
     res->rss_before_kb = pc_h_rss_kb(node.pid);
+    statq_t l0[] = {{"loop_busy_us", -1}, {"loop_iterations", -1}, {"threads", -1}, {NULL, 0}};
+    statq_t l1[] = {{"loop_busy_us", -1}, {"loop_iterations", -1}, {NULL, 0}};
+    double t0 = now_ms();
+    int lrc = stats(node.port, token, l0);
     atomic_store(&pr.phase, P_DURING);
     pthread_create(&h.tid, NULL, hostile_main, &h);
     double end = now_ms() + 1000 * seconds, next_new = now_ms() + NEWCONN_EVERY_MS;
@@ -488,6 +499,14 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
             next_new += NEWCONN_EVERY_MS;
         }
         sleep_until(now_ms() + 100);
+    }
+    lrc |= stats(node.port, token, l1);
+    double t1 = now_ms();
+    res->busy_pct = res->iter_us = -1;
+    if (lrc == 0 && l0[2].v > 0 && l1[1].v > l0[1].v && t1 > t0) {
+        double busy = (double)(l1[0].v - l0[0].v);
+        res->busy_pct = 100.0 * busy / ((t1 - t0) * 1000.0 * (double)l0[2].v);
+        res->iter_us = busy / (double)(l1[1].v - l0[1].v);
     }
     atomic_store(&h.stop, 1);
     pthread_join(h.tid, NULL);
@@ -520,11 +539,11 @@ static void print_result(const result_t *r)
     printf("%-6s %5d  ", KIND_NAMES[r->kind], r->conns);
     for (int i = 0; i < NPHASES; i++)
         printf("%7.2f %8.2f %8.1f  ", r->p50[i], r->p99[i], r->max[i]);
-    printf("%5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f  %7.1f  %5lld %4lld %4lld\n",
+    printf("%5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f  %7.1f  %5lld %4lld %4lld  %5.1f %7.1f\n",
            r->p99[P_BEFORE] > 0 ? r->p99[P_DURING] / r->p99[P_BEFORE] : -1, r->served,
            r->refused, r->stalled, r->rss_before_kb / 1024.0, r->rss_max_kb / 1024.0,
            r->rss_after_kb / 1024.0, r->tcp_mem_max_kb / 1024.0, r->evictions, r->full_rejects,
-           r->output_timeouts);
+           r->output_timeouts, r->busy_pct, r->iter_us);
     fflush(stdout);
 }
 
@@ -582,9 +601,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     printf("# bench_slowreaders: probe %d GET/s open loop; %d s per phase; latencies in ms; "
            "RSS and kernel TCP memory in MiB\n", PROBE_RATE, seconds);
-    printf("%-6s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-20s  %-7s  %s\n", "kind", "conns",
-           "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x",
-           "new s/r/x", "RSS before max after", "tcp mem", "evict full otmo");
+    printf("%-6s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-20s  %-7s  %-15s  %s\n", "kind",
+           "conns", "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x",
+           "new s/r/x", "RSS before max after", "tcp mem", "evict full otmo",
+           "busy% iter_us");
     result_t res[NKINDS * 8];
     int nres = 0, failed = 0;
     for (int k = 0; k < nkinds; k++) {
@@ -598,7 +618,8 @@ int main(int argc, char **argv)
             }
             print_result(r);
             if (r->p99[P_BEFORE] < 0 || r->p99[P_DURING] < 0 || r->p99[P_AFTER] < 0 ||
-                r->rss_max_kb <= 0 || r->served + r->refused + r->stalled == 0) {
+                r->rss_max_kb <= 0 || r->served + r->refused + r->stalled == 0 ||
+                r->busy_pct < 0 || r->iter_us < 0) {
                 fprintf(stderr, "bench_slowreaders: a figure is missing\n");
                 failed = 1;
             }
@@ -618,10 +639,11 @@ int main(int argc, char **argv)
             printf(", \"new_served\": %d, \"new_refused\": %d, \"new_stalled\": %d"
                    ", \"rss_before_kb\": %ld, \"rss_max_kb\": %ld, \"rss_after_kb\": %ld"
                    ", \"tcp_mem_max_kb\": %ld, \"buffer_evictions\": %lld"
-                   ", \"buffer_full_rejects\": %lld, \"output_timeouts\": %lld}",
+                   ", \"buffer_full_rejects\": %lld, \"output_timeouts\": %lld"
+                   ", \"during_loop_busy_pct\": %.1f, \"during_iteration_us\": %.1f}",
                    r->served, r->refused, r->stalled, r->rss_before_kb, r->rss_max_kb,
                    r->rss_after_kb, r->tcp_mem_max_kb, r->evictions, r->full_rejects,
-                   r->output_timeouts);
+                   r->output_timeouts, r->busy_pct, r->iter_us);
         }
         printf("]}\n");
     }
