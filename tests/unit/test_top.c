@@ -1,8 +1,7 @@
 /*
  * test_top.c -- pc_top: what `peercache-cli top` computes from two STATS
  * readings (rates, hit ratio, the 99th percentile's bucket, how busy the
- * loops were) and the frame
- * it prints.
+ * loops were) and the frame it prints.
  */
 #include <setjmp.h>
 #include <stdarg.h>
