@@ -26,6 +26,7 @@
 
 #include "pc_client.h"
 #include "pc_harness.h"
+#include "pc_h_assert.h"
 #include "pc_proto.h"
 #include "pc_rkey.h"
 
@@ -110,16 +111,6 @@ static int group_teardown(void **state)
 
 /* ---- Redis, seen directly ------------------------------------------------ */
 
-static redisReply *rcmd(redisContext *rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    assert_non_null(r);
-    return r;
-}
-
 /* R = prefix + key, and its record's name, as NUL-terminated strings
  * (the keys of these tests are text). */
 typedef struct names {
@@ -138,26 +129,17 @@ static names_t names_of(const env_t *e, const char *key)
 
 static long long rint_of(redisContext *rc, const char *cmd, const char *key)
 {
-    redisReply *r = rcmd(rc, "%s %s", cmd, key);
+    redisReply *r = pc_h_rcmd(rc, "%s %s", cmd, key);
     assert_int_equal(r->type, REDIS_REPLY_INTEGER);
     long long v = r->integer;
     freeReplyObject(r);
     return v;
 }
 
-static void assert_redis_string(redisContext *rc, const char *key, const char *want)
-{
-    redisReply *r = rcmd(rc, "GET %s", key);
-    assert_int_equal(r->type, REDIS_REPLY_STRING);
-    assert_int_equal(r->len, strlen(want));
-    assert_memory_equal(r->str, want, r->len);
-    freeReplyObject(r);
-}
-
 /* The record holds exactly f = flags and d = the digest of `val`. */
 static void assert_record(redisContext *rc, const char *m, uint32_t flags, const char *val)
 {
-    redisReply *r = rcmd(rc, "HGETALL %s", m);
+    redisReply *r = pc_h_rcmd(rc, "HGETALL %s", m);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_int_equal(r->elements, 4);
     char want_f[16], want_d[PC_RKEY_DIGEST_HEX + 1];
@@ -179,7 +161,7 @@ static void assert_record(redisContext *rc, const char *m, uint32_t flags, const
  * taken at the same instant. */
 static void pttls(redisContext *rc, const names_t *n, long long *value, long long *record)
 {
-    redisReply *r = rcmd(rc, "EVAL %s 2 %s %s",
+    redisReply *r = pc_h_rcmd(rc, "EVAL %s 2 %s %s",
                          "return {redis.call('PTTL', KEYS[1]), redis.call('PTTL', KEYS[2])}",
                          n->r, n->m);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -191,7 +173,7 @@ static void pttls(redisContext *rc, const names_t *n, long long *value, long lon
 /* Records whose name ends in R: there must never be two. */
 static size_t records_for(redisContext *rc, const names_t *n)
 {
-    redisReply *r = rcmd(rc, "KEYS pcm:{*}:%s", n->r);
+    redisReply *r = pc_h_rcmd(rc, "KEYS pcm:{*}:%s", n->r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     size_t k = r->elements;
     freeReplyObject(r);
@@ -230,7 +212,7 @@ static void test_flags_survive_read_through(void **state)
     set_flags(e->ca, "fl:1", "typed", 7, 0);
 
     /* the value is still a plain string that any program can read */
-    assert_redis_string(e->rc, n.r, "typed");
+    pc_h_assert_redis_string(e->rc, n.r, "typed");
     assert_int_equal(rint_of(e->rc, "EXISTS", n.m), 1);
     assert_record(e->rc, n.m, 7, "typed");
     assert_int_equal(records_for(e->rc, &n), 1);
@@ -255,7 +237,7 @@ static void test_flags_survive_read_through(void **state)
     pc_value_free(&v);
     uint8_t m[sizeof bkey + PC_RKEY_COMPANION_EXTRA];
     size_t mlen = pc_rkey_companion(bkey, sizeof bkey, m);
-    redisReply *r = rcmd(e->rc, "HGET %b f", m, mlen);
+    redisReply *r = pc_h_rcmd(e->rc, "HGET %b f", m, mlen);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     assert_string_equal(r->str, "5");
     freeReplyObject(r);
@@ -288,11 +270,11 @@ static void test_foreign_write_reads_flags_0(void **state)
     env_t *e = *state;
     names_t n = names_of(e, "fl:foreign");
     set_flags(e->ca, "fl:foreign", "mine", 7, 0);
-    freeReplyObject(rcmd(e->rc, "SET %s %s", n.r, "theirs"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SET %s %s", n.r, "theirs"));
     assert_int_equal(get_flags(e->cb, "fl:foreign", "theirs"), 0);
 
     /* a key no node ever wrote: flags 0, no record made by reading */
-    freeReplyObject(rcmd(e->rc, "SET %s %s", "fl:plain", "p"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SET %s %s", "fl:plain", "p"));
     assert_int_equal(get_flags(e->cb, "fl:plain", "p"), 0);
     names_t p = names_of(e, "fl:plain");
     assert_int_equal(rint_of(e->rc, "EXISTS", p.m), 0);
@@ -301,7 +283,7 @@ static void test_foreign_write_reads_flags_0(void **state)
      * told apart: the record vouches for the bytes, not for the writer */
     set_flags(e->ca, "fl:same", "same", 9, 0);
     names_t s = names_of(e, "fl:same");
-    freeReplyObject(rcmd(e->rc, "SET %s %s", s.r, "same"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SET %s %s", s.r, "same"));
     assert_int_equal(get_flags(e->cb, "fl:same", "same"), 9);
 }
 
@@ -345,15 +327,15 @@ static void test_delete_removes_both(void **state)
     /* an orphan: another program deleted the value, the record stays
      * until a node writes the key (a DEL that finds nothing included) */
     set_flags(e->ca, "fl:del", "y", 7, 0);
-    freeReplyObject(rcmd(e->rc, "DEL %s", n.r));
+    freeReplyObject(pc_h_rcmd(e->rc, "DEL %s", n.r));
     assert_int_equal(rint_of(e->rc, "EXISTS", n.m), 1);
     assert_int_equal(pc_client_del(e->ca, "fl:del", 6), PC_ENOTFOUND);
     assert_int_equal(rint_of(e->rc, "EXISTS", n.m), 0);
 
     /* an orphan replaced by another program's value: flags 0 */
     set_flags(e->ca, "fl:del", "z", 7, 0);
-    freeReplyObject(rcmd(e->rc, "DEL %s", n.r));
-    freeReplyObject(rcmd(e->rc, "SET %s %s", n.r, "new"));
+    freeReplyObject(pc_h_rcmd(e->rc, "DEL %s", n.r));
+    freeReplyObject(pc_h_rcmd(e->rc, "SET %s %s", n.r, "new"));
     assert_int_equal(get_flags(e->cb, "fl:del", "new"), 0);
 }
 
@@ -371,13 +353,13 @@ static void test_foreign_value_under_record_name(void **state)
     assert_int_equal(pc_client_set(e->ca, n.m, strlen(n.m), "not a record", 12, NULL, NULL), 0);
 
     set_flags(e->ca, "fl:clash", "v", 7, 60000);
-    assert_redis_string(e->rc, n.m, "not a record");
+    pc_h_assert_redis_string(e->rc, n.m, "not a record");
     assert_int_equal(rint_of(e->rc, "PTTL", n.m), -1);
     assert_int_equal(get_flags(e->cb, "fl:clash", "v"), 0);
     assert_int_equal(pc_client_touch(e->ca, "fl:clash", 8, 120000), 0);
     assert_int_equal(rint_of(e->rc, "PTTL", n.m), -1);
     assert_int_equal(pc_client_del(e->ca, "fl:clash", 8), 0);
-    assert_redis_string(e->rc, n.m, "not a record");
+    pc_h_assert_redis_string(e->rc, n.m, "not a record");
     assert_int_equal(get_flags(e->cb, n.m, "not a record"), 0);
 }
 
@@ -443,7 +425,7 @@ static void test_prefix(void **state)
     names_t n = names_of(&e, "k");
     assert_string_equal(n.r, "{tenant1}:k");
     set_flags(e.ca, "k", "pv", 42, 0);
-    assert_redis_string(e.rc, "{tenant1}:k", "pv");
+    pc_h_assert_redis_string(e.rc, "{tenant1}:k", "pv");
     assert_record(e.rc, n.m, 42, "pv");
     assert_int_equal(pc_rkey_slot(n.m, strlen(n.m)), pc_rkey_slot(n.r, strlen(n.r)));
     assert_int_equal(get_flags(e.cb, "k", "pv"), 42);
@@ -500,12 +482,12 @@ static void test_script_flush_reloads(void **state)
     env_t *e = *state;
     set_flags(e->ca, "fl:flush", "before", 7, 0);
     int64_t connects = pc_h_stat(e->ca, "backend_connects");
-    freeReplyObject(rcmd(e->rc, "SCRIPT FLUSH"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SCRIPT FLUSH"));
 
     pc_set_options_t o = {.flags = 8};
     assert_int_equal(pc_client_set(e->ca, "fl:flush", 8, "lost", 4, &o, NULL), PC_EBACKEND);
     names_t n = names_of(e, "fl:flush");
-    assert_redis_string(e->rc, n.r, "before");
+    pc_h_assert_redis_string(e->rc, n.r, "before");
 
     set_arg_t a = {e->ca, "fl:flush"};
     assert_true(pc_h_poll(set_succeeds, &a, 10000));
@@ -519,7 +501,7 @@ static void test_script_flush_reloads(void **state)
     /* A flush that B meets first: B's read fails, B reconnects, and the
      * key then reads with its flags */
     set_flags(e->ca, "fl:flush2", "v2", 12, 0);
-    freeReplyObject(rcmd(e->rc, "SCRIPT FLUSH"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SCRIPT FLUSH"));
     pc_value_t v;
     assert_int_equal(pc_client_get(e->cb, "fl:flush2", 9, &v), PC_EBACKEND);
     get_arg_t g = {e->cb, "fl:flush2", 12};
@@ -579,7 +561,7 @@ static void test_commands_while_scripts_load(void **state)
     close(fd);
 
     assert_non_null(e.rc = pc_h_redis_connect(&e.redis));
-    assert_redis_string(e.rc, "early", "bird");
+    pc_h_assert_redis_string(e.rc, "early", "bird");
     names_t n = names_of(&e, "early");
     assert_record(e.rc, n.m, 3, "bird");
     e.ca = client_for(&e.a);

@@ -20,6 +20,7 @@
 
 #include "pc_client.h"
 #include "pc_harness.h"
+#include "pc_h_assert.h"
 #include "pc_proto.h"
 
 /* ---- shared fixtures ------------------------------------------------- */
@@ -93,29 +94,6 @@ static int group_teardown(void **state)
     return 0;
 }
 
-static redisReply *rcmd(redisContext *rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    assert_non_null(r);
-    return r;
-}
-
-static void assert_redis_string(redisContext *rc, const char *key, const char *want)
-{
-    redisReply *r = rcmd(rc, "GET %s", key);
-    if (want == NULL) {
-        assert_int_equal(r->type, REDIS_REPLY_NIL);
-    } else {
-        assert_int_equal(r->type, REDIS_REPLY_STRING);
-        assert_int_equal(r->len, strlen(want));
-        assert_memory_equal(r->str, want, r->len);
-    }
-    freeReplyObject(r);
-}
-
 static int set_str(pc_client_t *c, const char *k, const char *v, const pc_set_options_t *o,
                    uint64_t *ver)
 {
@@ -142,7 +120,7 @@ static void test_write_through_visible_in_redis(void **state)
     uint64_t ver = 0;
     assert_int_equal(set_str(e->cl, "wt:1", "hello", NULL, &ver), 0);
     assert_true(ver > 0);
-    assert_redis_string(e->rc, "wt:1", "hello");
+    pc_h_assert_redis_string(e->rc, "wt:1", "hello");
 
     pc_value_t v;
     assert_int_equal(pc_client_get(e->cl, "wt:1", 4, &v), 0);
@@ -157,7 +135,7 @@ static void test_write_through_visible_in_redis(void **state)
     for (int i = 0; i < 256; i++)
         bin[i] = (uint8_t)i;
     assert_int_equal(pc_client_set(e->cl, "wt:bin", 6, bin, sizeof bin, NULL, NULL), 0);
-    redisReply *r = rcmd(e->rc, "GET wt:bin");
+    redisReply *r = pc_h_rcmd(e->rc, "GET wt:bin");
     assert_int_equal(r->len, 256);
     assert_memory_equal(r->str, bin, 256);
     freeReplyObject(r);
@@ -180,7 +158,7 @@ static void test_write_through_visible_in_redis(void **state)
 static void test_read_through_of_redis_key(void **state)
 {
     env_t *e = *state;
-    freeReplyObject(rcmd(e->rc, "SET rt:1 %s", "from-redis"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SET rt:1 %s", "from-redis"));
     int64_t reads = pc_h_stat(e->cl, "backend_reads");
     int64_t misses = pc_h_stat(e->cl, "misses"), hits = pc_h_stat(e->cl, "hits");
 
@@ -201,7 +179,7 @@ static void test_read_through_of_redis_key(void **state)
     assert_int_equal(pc_client_get(e->cl, "rt:none", 7, &v), PC_ENOTFOUND);
 
     /* a TTL set in Redis is carried into the cache */
-    freeReplyObject(rcmd(e->rc, "SET rt:ttl x PX 60000"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SET rt:ttl x PX 60000"));
     assert_int_equal(pc_client_get(e->cl, "rt:ttl", 6, &v), 0);
     assert_true(v.ttl_ms > 50000 && v.ttl_ms <= 60000);
     pc_value_free(&v);
@@ -219,7 +197,7 @@ static int both_expired(void *arg)
     int rc = pc_client_get(a->e->cl, a->key, strlen(a->key), &v);
     if (rc == 0)
         pc_value_free(&v);
-    redisReply *r = rcmd(a->e->rc, "EXISTS %s", a->key);
+    redisReply *r = pc_h_rcmd(a->e->rc, "EXISTS %s", a->key);
     int gone = r->integer == 0;
     freeReplyObject(r);
     return rc == PC_ENOTFOUND && gone;
@@ -233,7 +211,7 @@ static void test_ttl_agrees_with_redis(void **state)
      * a loaded machine, before the GET)... */
     pc_set_options_t o = {.ttl_ms = 60000};
     assert_int_equal(set_str(e->cl, "ttl:1", "long", &o, NULL), 0);
-    redisReply *r = rcmd(e->rc, "PTTL ttl:1");
+    redisReply *r = pc_h_rcmd(e->rc, "PTTL ttl:1");
     assert_true(r->integer > 0 && r->integer <= 60000);
     freeReplyObject(r);
 
@@ -252,11 +230,11 @@ static void test_ttl_agrees_with_redis(void **state)
     /* TOUCH moves the expiry in both places; 0 removes it */
     assert_int_equal(set_str(e->cl, "ttl:2", "x", &o, NULL), 0);
     assert_int_equal(pc_client_touch(e->cl, "ttl:2", 5, 0), 0);
-    r = rcmd(e->rc, "PTTL ttl:2");
+    r = pc_h_rcmd(e->rc, "PTTL ttl:2");
     assert_int_equal(r->integer, -1);
     freeReplyObject(r);
     assert_int_equal(pc_client_touch(e->cl, "ttl:2", 5, 300000), 0);
-    r = rcmd(e->rc, "PTTL ttl:2");
+    r = pc_h_rcmd(e->rc, "PTTL ttl:2");
     assert_true(r->integer > 290000);
     freeReplyObject(r);
     assert_int_equal(pc_client_get(e->cl, "ttl:2", 5, &v), 0);
@@ -270,7 +248,7 @@ static void test_delete(void **state)
     env_t *e = *state;
     assert_int_equal(set_str(e->cl, "del:1", "x", NULL, NULL), 0);
     assert_int_equal(pc_client_del(e->cl, "del:1", 5), 0);
-    assert_redis_string(e->rc, "del:1", NULL);
+    pc_h_assert_redis_string(e->rc, "del:1", NULL);
     pc_value_t v;
     assert_int_equal(pc_client_get(e->cl, "del:1", 5, &v), PC_ENOTFOUND);
     assert_int_equal(pc_client_del(e->cl, "del:1", 5), PC_ENOTFOUND);
@@ -278,7 +256,7 @@ static void test_delete(void **state)
     /* a key deleted behind the node's back through Redis, then deleted
      * through the node: the cached copy goes too */
     assert_int_equal(set_str(e->cl, "del:2", "x", NULL, NULL), 0);
-    freeReplyObject(rcmd(e->rc, "DEL del:2"));
+    freeReplyObject(pc_h_rcmd(e->rc, "DEL del:2"));
     assert_int_equal(pc_client_del(e->cl, "del:2", 5), PC_ENOTFOUND);
     assert_int_equal(pc_client_get(e->cl, "del:2", 5, &v), PC_ENOTFOUND);
 }
@@ -291,32 +269,32 @@ static void test_conditions_nx_xx_cas(void **state)
 
     assert_int_equal(set_str(e->cl, "c:1", "a", &nx, &v1), 0);
     assert_int_equal(set_str(e->cl, "c:1", "b", &nx, NULL), PC_EEXISTS);
-    assert_redis_string(e->rc, "c:1", "a");
+    pc_h_assert_redis_string(e->rc, "c:1", "a");
 
     assert_int_equal(set_str(e->cl, "c:none", "b", &xx, NULL), PC_ENOTSTORED);
-    assert_redis_string(e->rc, "c:none", NULL);
+    pc_h_assert_redis_string(e->rc, "c:none", NULL);
     assert_int_equal(set_str(e->cl, "c:1", "b", &xx, &v2), 0);
     assert_true(v2 > v1);
-    assert_redis_string(e->rc, "c:1", "b");
+    pc_h_assert_redis_string(e->rc, "c:1", "b");
 
     pc_set_options_t cas = {.cas = v1};
     assert_int_equal(set_str(e->cl, "c:1", "stale", &cas, NULL), PC_EEXISTS);
-    assert_redis_string(e->rc, "c:1", "b");
+    pc_h_assert_redis_string(e->rc, "c:1", "b");
     cas.cas = v2;
     uint64_t v3 = 0;
     assert_int_equal(set_str(e->cl, "c:1", "c", &cas, &v3), 0);
     assert_true(v3 > v2);
-    assert_redis_string(e->rc, "c:1", "c");
+    pc_h_assert_redis_string(e->rc, "c:1", "c");
     /* the same version cannot win twice */
     assert_int_equal(set_str(e->cl, "c:1", "d", &cas, NULL), PC_EEXISTS);
 
     /* CAS on a key the node holds no copy of: nothing to vouch for */
     pc_set_options_t cas_missing = {.cas = v3};
     assert_int_equal(set_str(e->cl, "c:never", "x", &cas_missing, NULL), PC_ENOTFOUND);
-    assert_redis_string(e->rc, "c:never", NULL);
+    pc_h_assert_redis_string(e->rc, "c:never", NULL);
 
     /* NX sees Redis, not only the cache: a key only in Redis exists */
-    freeReplyObject(rcmd(e->rc, "SET c:redisonly r"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SET c:redisonly r"));
     assert_int_equal(set_str(e->cl, "c:redisonly", "n", &nx, NULL), PC_EEXISTS);
 }
 
@@ -343,14 +321,14 @@ static void test_cas_race_one_winner(void **state)
     const uint32_t want[] = {PC_ST_OK, PC_ST_EXISTS};
     expect_statuses(fd, 2, want);
     close(fd);
-    assert_redis_string(e->rc, "race", "first!");
+    pc_h_assert_redis_string(e->rc, "race", "first!");
 }
 
 static void test_mget(void **state)
 {
     env_t *e = *state;
     assert_int_equal(set_str(e->cl, "m:1", "one", NULL, NULL), 0);
-    freeReplyObject(rcmd(e->rc, "SET m:2 two"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SET m:2 two"));
     const void *keys[] = {"m:1", "m:2", "m:none", "m:1"};
     size_t lens[] = {3, 3, 6, 3};
     pc_mget_item_t *items = NULL;
@@ -482,8 +460,8 @@ static void test_200_pipelining_clients(void **state)
     }
     assert_int_equal(ok, N);
     /* and every write is in Redis */
-    assert_redis_string(e->rc, "pipe:0:0", "value-0-0");
-    assert_redis_string(e->rc, "pipe:199:39", "value-199-39");
+    pc_h_assert_redis_string(e->rc, "pipe:0:0", "value-0-0");
+    pc_h_assert_redis_string(e->rc, "pipe:199:39", "value-199-39");
 }
 
 /* ---- coalescing ----------------------------------------------------------- */
@@ -501,7 +479,7 @@ static void test_misses_coalesce_into_one_redis_read(void **state)
     env_t *e = &env;
     assert_int_equal(env_up(e, "--redis-timeout", "30000", NULL), 0);
     enum { CONNS = 10, PER = 5 };
-    freeReplyObject(rcmd(e->rc, "SET co:hot hotvalue"));
+    freeReplyObject(pc_h_rcmd(e->rc, "SET co:hot hotvalue"));
     int64_t reads0 = pc_h_stat(e->cl, "backend_reads");
     int64_t coal0 = pc_h_stat(e->cl, "backend_reads_coalesced");
 
@@ -722,11 +700,11 @@ static void test_cli(void **state)
     snprintf(cmd, sizeof cmd, "%s --nodes %s get cli:1", cli, e->node.addr);
     assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "hello-cli"));
-    assert_redis_string(e->rc, "cli:1", "hello-cli");
+    pc_h_assert_redis_string(e->rc, "cli:1", "hello-cli");
 
     snprintf(cmd, sizeof cmd, "printf 'from-stdin' | %s --nodes %s set cli:2", cli, e->node.addr);
     assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
-    assert_redis_string(e->rc, "cli:2", "from-stdin");
+    pc_h_assert_redis_string(e->rc, "cli:2", "from-stdin");
 
     snprintf(cmd, sizeof cmd, "%s --nodes %s get cli:none", cli, e->node.addr);
     assert_int_equal(pc_h_run(cmd, out, sizeof out), 1);
@@ -734,7 +712,7 @@ static void test_cli(void **state)
     assert_int_equal(pc_h_run(cmd, out, sizeof out), 1);
     snprintf(cmd, sizeof cmd, "%s --nodes %s del cli:1", cli, e->node.addr);
     assert_int_equal(pc_h_run(cmd, out, sizeof out), 0);
-    assert_redis_string(e->rc, "cli:1", NULL);
+    pc_h_assert_redis_string(e->rc, "cli:1", NULL);
     snprintf(cmd, sizeof cmd, "%s --nodes %s mget cli:2 cli:1", cli, e->node.addr);
     pc_h_run(cmd, out, sizeof out);
     assert_non_null(strstr(out, "from-stdin"));
@@ -810,10 +788,10 @@ static void test_redis_down_and_back(void **state)
     e.rc = pc_h_redis_connect(&e.redis);
     assert_non_null(e.rc);
     assert_int_equal(set_str(e.cl, "back:1", "again", NULL, NULL), 0);
-    assert_redis_string(e.rc, "back:1", "again");
+    pc_h_assert_redis_string(e.rc, "back:1", "again");
     for (int i = 0; i < 20; i++) {
         snprintf(k, sizeof k, "lost:%d", i);
-        assert_redis_string(e.rc, k, NULL);
+        pc_h_assert_redis_string(e.rc, k, NULL);
     }
     env_down(&e);
 }
@@ -911,21 +889,21 @@ static void test_redis_stalled_times_out(void **state)
     pc_h_stat_arg_t ba = {e.cl, "backend_up", 1};
     assert_true(pc_h_poll(pc_h_stat_is, &ba, 10000));
     assert_int_equal(pc_client_get(e.cl, "stall:1", 7, &v), 0);
-    redisReply *r = rcmd(e.rc, "GET stall:1");
+    redisReply *r = pc_h_rcmd(e.rc, "GET stall:1");
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     assert_int_equal(v.len, r->len);
     assert_memory_equal(v.data, r->str, r->len); /* the node agrees with Redis */
     freeReplyObject(r);
     pc_value_free(&v);
     assert_int_equal(set_str(e.cl, "stall:3", "v3", NULL, NULL), 0);
-    assert_redis_string(e.rc, "stall:3", "v3");
+    pc_h_assert_redis_string(e.rc, "stall:3", "v3");
     env_down(&e);
 }
 
 /* Calls of the write scripts Redis has run (applied or refused). */
 static long long script_calls(redisContext *rc)
 {
-    redisReply *r = rcmd(rc, "INFO commandstats");
+    redisReply *r = pc_h_rcmd(rc, "INFO commandstats");
     long long n = 0;
     const char *names[] = {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="};
     for (size_t i = 0; i < 2; i++) {
@@ -1025,8 +1003,8 @@ static void test_failed_writes_stay_failed(void **state)
     /* Redis runs both late scripts (the node's new connection runs none) */
     calls_arg_t ran = {e.rc, calls0 + 2};
     assert_true(pc_h_poll(calls_reached, &ran, 10000));
-    assert_redis_string(e.rc, "fence:1", "old");
-    assert_redis_string(e.rc, "fence:2", NULL);
+    pc_h_assert_redis_string(e.rc, "fence:1", "old");
+    pc_h_assert_redis_string(e.rc, "fence:2", NULL);
     pc_h_stat_arg_t ba = {e.cl, "backend_up", 1};
     assert_true(pc_h_poll(pc_h_stat_is, &ba, 10000));
     pc_value_t v;
@@ -1035,7 +1013,7 @@ static void test_failed_writes_stay_failed(void **state)
     assert_memory_equal(v.data, "old", 3);
     pc_value_free(&v);
     assert_int_equal(set_str(e.cl, "fence:1", "new", NULL, NULL), 0);
-    assert_redis_string(e.rc, "fence:1", "new");
+    pc_h_assert_redis_string(e.rc, "fence:1", "new");
     env_down(&e);
 }
 
@@ -1062,7 +1040,7 @@ static void test_write_past_the_clients_deadline_is_refused(void **state)
     assert_int_equal(rc, PC_ETIMEDOUT);
     pc_h_stat_arg_t la = {e.cl, "writes_late", late0 + 1};
     assert_true(pc_h_poll(pc_h_stat_at_least, &la, 10000));
-    assert_redis_string(e.rc, "dl:1", NULL);
+    pc_h_assert_redis_string(e.rc, "dl:1", NULL);
     pc_client_free(&quick);
     env_down(&e);
 }
@@ -1332,7 +1310,7 @@ static void test_redis_value_over_max_value_is_too_large(void **state)
     size_t big = 1536 * 1024; /* over max_value and over max_frame */
     char *val = malloc(big);
     memset(val, 'r', big);
-    freeReplyObject(rcmd(e.rc, "SET %s %b", "huge:redis", val, big));
+    freeReplyObject(pc_h_rcmd(e.rc, "SET %s %b", "huge:redis", val, big));
     free(val);
 
     int fd = pc_h_connect(e.node.port, 10000);
@@ -1476,9 +1454,9 @@ static void test_prefix_namespaces_keys(void **state)
     env_t e;
     assert_int_equal(env_up(&e, "--redis-prefix", "app1:", NULL), 0);
     assert_int_equal(set_str(e.cl, "k", "v", NULL, NULL), 0);
-    assert_redis_string(e.rc, "app1:k", "v");
-    assert_redis_string(e.rc, "k", NULL);
-    freeReplyObject(rcmd(e.rc, "SET app1:other o"));
+    pc_h_assert_redis_string(e.rc, "app1:k", "v");
+    pc_h_assert_redis_string(e.rc, "k", NULL);
+    freeReplyObject(pc_h_rcmd(e.rc, "SET app1:other o"));
     pc_value_t v;
     assert_int_equal(pc_client_get(e.cl, "other", 5, &v), 0);
     assert_string_equal((char *)v.data, "o");
@@ -1774,7 +1752,7 @@ static void test_sigterm_drains_in_flight(void **state)
     close(fd);
     int st = pc_h_stop(&e.node, 0, 10000); /* already signalled: just wait */
     assert_true(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    assert_redis_string(e.rc, "drain", "v");
+    pc_h_assert_redis_string(e.rc, "drain", "v");
     env_down(&e);
 }
 
@@ -1895,7 +1873,7 @@ static void test_mutated_frames_do_not_hurt_the_node(void **state)
     assert_int_equal(pc_client_ping(e->cl), 0);
     assert_true(pc_h_stat(e->cl, "bad_frames") > bad0);
     assert_int_equal(set_str(e->cl, "chaos:after", "fine", NULL, NULL), 0);
-    assert_redis_string(e->rc, "chaos:after", "fine");
+    pc_h_assert_redis_string(e->rc, "chaos:after", "fine");
 }
 
 int main(void)

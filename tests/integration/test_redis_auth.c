@@ -20,6 +20,7 @@
 
 #include "pc_client.h"
 #include "pc_harness.h"
+#include "pc_h_assert.h"
 
 static const char *tmp_path(const char *name)
 {
@@ -54,28 +55,6 @@ static pc_client_t *client_for(const pc_h_proc_t *node)
     assert_int_equal(pc_client_new(&o, &c), 0);
     assert_true(pc_h_poll(pc_h_backend_up, c, 15000));
     return c;
-}
-
-static redisReply *rcmd(redisContext *rc, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *r = redisvCommand(rc, fmt, ap);
-    va_end(ap);
-    assert_non_null(r);
-    return r;
-}
-
-static void assert_redis_string(redisContext *rc, const char *key, const char *want)
-{
-    redisReply *r = rcmd(rc, "GET %s", key);
-    if (want == NULL) {
-        assert_int_equal(r->type, REDIS_REPLY_NIL);
-    } else {
-        assert_int_equal(r->type, REDIS_REPLY_STRING);
-        assert_string_equal(r->str, want);
-    }
-    freeReplyObject(r);
 }
 
 static int set_str(pc_client_t *c, const char *k, const char *v)
@@ -128,7 +107,7 @@ static void test_password_and_acl_user(void **state)
     assert_int_equal(pc_h_redis_start_args(&redis, 0, ra), 0);
     redisContext *rc = pc_h_redis_connect_auth(&redis, NULL, "s3cret");
     assert_non_null(rc);
-    redisReply *acl = rcmd(rc, NODE_ACL);
+    redisReply *acl = pc_h_rcmd(rc, NODE_ACL);
     assert_int_equal(acl->type, REDIS_REPLY_STATUS);
     freeReplyObject(acl);
 
@@ -138,7 +117,7 @@ static void test_password_and_acl_user(void **state)
     assert_int_equal(pc_h_node_start(&node, a1), 0);
     pc_client_t *c = client_for(&node);
     assert_int_equal(set_str(c, "pw-k1", "v1"), 0);
-    assert_redis_string(rc, "pw-k1", "v1");
+    pc_h_assert_redis_string(rc, "pw-k1", "v1");
     pc_client_free(&c);
     stop_node(&node);
 
@@ -149,17 +128,17 @@ static void test_password_and_acl_user(void **state)
     assert_int_equal(pc_h_node_start(&node, a2), 0);
     c = client_for(&node);
     assert_int_equal(set_str(c, "pw-k2", "v2"), 0);
-    assert_redis_string(rc, "app:pw-k2", "v2");
+    pc_h_assert_redis_string(rc, "app:pw-k2", "v2");
     pc_set_options_t so = {.ttl_ms = 60000, .flags = 7};
     assert_int_equal(pc_client_set(c, "pw-k3", 5, "v3", 2, &so, NULL), 0);
     assert_int_equal(pc_client_touch(c, "pw-k3", 5, 120000), 0);
-    freeReplyObject(rcmd(rc, "SET app:pw-k4 from-redis"));
+    freeReplyObject(pc_h_rcmd(rc, "SET app:pw-k4 from-redis"));
     assert_get(c, "pw-k4", "from-redis");
     assert_int_equal(pc_client_del(c, "pw-k2", 5), 0);
-    assert_redis_string(rc, "app:pw-k2", NULL);
+    pc_h_assert_redis_string(rc, "app:pw-k2", NULL);
     assert_int_equal(pc_h_stat(c, "backend_errors"), 0);
     /* The connection is the app user's. */
-    redisReply *r = rcmd(rc, "CLIENT LIST");
+    redisReply *r = pc_h_rcmd(rc, "CLIENT LIST");
     assert_non_null(strstr(r->str, "user=app"));
     freeReplyObject(r);
     pc_client_free(&c);
@@ -242,9 +221,9 @@ static void test_sighup_reloads_the_password(void **state)
     pc_client_t *c = client_for(&node);
     assert_int_equal(set_str(c, "rot-1", "a"), 0);
 
-    freeReplyObject(rcmd(rc, "CONFIG SET requirepass pw-two"));
+    freeReplyObject(pc_h_rcmd(rc, "CONFIG SET requirepass pw-two"));
     int64_t refusals0 = pc_h_stat(c, "backend_refusals");
-    freeReplyObject(rcmd(rc, "CLIENT KILL TYPE normal SKIPME yes"));
+    freeReplyObject(pc_h_rcmd(rc, "CLIENT KILL TYPE normal SKIPME yes"));
     /* Both loops retry every 100-250 ms and are refused each time. */
     pc_h_stat_arg_t sa = {c, "backend_refusals", refusals0 + 6};
     assert_true(pc_h_poll(pc_h_stat_at_least, &sa, 15000));
@@ -261,7 +240,7 @@ static void test_sighup_reloads_the_password(void **state)
     pc_h_stat_arg_t ca = {c, "backend_connects", connects0 + 2}; /* both loops */
     assert_true(pc_h_poll(pc_h_stat_at_least, &ca, 15000));
     assert_int_equal(set_str(c, "rot-3", "c"), 0);
-    assert_redis_string(rc, "rot-3", "c");
+    pc_h_assert_redis_string(rc, "rot-3", "c");
     assert_true(pc_h_log_has(node.log, "Redis password reloaded"));
     assert_false(pc_h_log_has(node.log, "pw-two"));
 
@@ -293,22 +272,22 @@ static void test_database_and_unix_socket(void **state)
     assert_int_equal(set_str(c, "db-k", "in-2"), 0);
     pc_client_free(&c);
     stop_node(&node);
-    assert_redis_string(rc, "db-k", NULL); /* not in database 0 */
-    freeReplyObject(rcmd(rc, "SELECT 2"));
-    assert_redis_string(rc, "db-k", "in-2");
+    pc_h_assert_redis_string(rc, "db-k", NULL); /* not in database 0 */
+    freeReplyObject(pc_h_rcmd(rc, "SELECT 2"));
+    pc_h_assert_redis_string(rc, "db-k", "in-2");
 
     snprintf(url, sizeof url, "unix://%s?db=3", sock);
     const char *a2[] = {"--redis", url, NULL};
     assert_int_equal(pc_h_node_start(&node, a2), 0);
     c = client_for(&node);
     assert_int_equal(set_str(c, "unix-k", "in-3"), 0);
-    freeReplyObject(rcmd(rc, "SELECT 3"));
-    assert_redis_string(rc, "unix-k", "in-3");
+    freeReplyObject(pc_h_rcmd(rc, "SELECT 3"));
+    pc_h_assert_redis_string(rc, "unix-k", "in-3");
     /* read-through over the socket too */
-    freeReplyObject(rcmd(rc, "SET unix-r from-redis"));
+    freeReplyObject(pc_h_rcmd(rc, "SET unix-r from-redis"));
     assert_get(c, "unix-r", "from-redis");
     /* the node's connection is the socket's (no TCP peer address) */
-    redisReply *r = rcmd(rc, "CLIENT LIST");
+    redisReply *r = pc_h_rcmd(rc, "CLIENT LIST");
     assert_non_null(strstr(r->str, "db=3"));
     assert_non_null(strstr(r->str, "addr=/"));
     freeReplyObject(r);
@@ -356,10 +335,10 @@ static void test_redis_wait(void **state)
     fprintf(stderr, "write without a replica answered after %llu ms\n",
             (unsigned long long)took);
     assert_true(took >= 190); /* WAIT's timeout: half of 400 ms */
-    assert_redis_string(rc, "w-alone", "applied"); /* applied on the primary */
+    pc_h_assert_redis_string(rc, "w-alone", "applied"); /* applied on the primary */
     assert_true(pc_h_stat(c, "backend_writes_unreplicated") >= 1);
     /* and not served from the cache: the next read goes to Redis */
-    freeReplyObject(rcmd(rc, "SET w-alone changed-in-redis"));
+    freeReplyObject(pc_h_rcmd(rc, "SET w-alone changed-in-redis"));
     assert_get(c, "w-alone", "changed-in-redis");
 
     char port[16];
@@ -374,7 +353,7 @@ static void test_redis_wait(void **state)
         char k[32];
         snprintf(k, sizeof k, "w-rep-%d", i);
         assert_int_equal(set_str(c, k, "on-both"), 0);
-        redisReply *r = rcmd(rr, "GET %s", k); /* WAIT 1 answered: the replica has it */
+        redisReply *r = pc_h_rcmd(rr, "GET %s", k); /* WAIT 1 answered: the replica has it */
         assert_int_equal(r->type, REDIS_REPLY_STRING);
         assert_string_equal(r->str, "on-both");
         freeReplyObject(r);
