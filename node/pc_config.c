@@ -15,6 +15,7 @@
  */
 #include "pc_config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -25,6 +26,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "pc_addr.h"
 #include "pc_backend_addr.h"
 #include "pc_config_int.h"
 
@@ -720,10 +722,26 @@ static int check_redis_options(loader_t *ld, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* "a.b.c.d:port" or "[v6]:port": an address, not a name to resolve. */
+static bool is_ip_hostport(const char *s)
+{
+    char host[256];
+    int port;
+    struct in6_addr a6;
+    struct in_addr a4;
+    if (s == NULL || pc_addr_parse(s, host, sizeof host, &port) != 0)
+        return false;
+    char *zone = strchr(host, '%');
+    if (zone != NULL)
+        *zone = '\0';
+    return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+}
+
 /*
  * Rules between options, checked on the merged result because each value
  * can be fine alone and come from a different source than the other.
  */
+
 static int check_merged(loader_t *ld, char *errbuf, size_t errlen)
 {
     pc_config_t *cfg = &ld->cfg;
@@ -757,6 +775,15 @@ static int check_merged(loader_t *ld, char *errbuf, size_t errlen)
             return PC_ENOMEM;
         free(cfg->gossip);
         cfg->gossip = copy;
+    }
+    /* Gossip datagrams go to the addresses members give, as given: a host
+     * name there would fail at start (pc_cluster.c), so it fails here. */
+    if (!is_ip_hostport(cfg->gossip)) {
+        set_err(errbuf, errlen,
+                "--gossip %s: must be an IP address and port (it defaults to --listen: "
+                "with a host name there, set --gossip to the address to gossip on)",
+                cfg->gossip);
+        return PC_EINVAL;
     }
     if (cfg->probe_timeout_ms >= cfg->probe_interval_ms) {
         describe_value(ld, "probe-timeout", a, sizeof(a));

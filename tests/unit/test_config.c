@@ -789,6 +789,21 @@ static void test_cluster_options(void **state)
     assert_int_equal(cfg.pushpull_interval_ms, 30000);
     pc_config_free(&cfg);
 
+    /* Gossip goes to an address: --listen as a host name needs --gossip. */
+    char *named[] = {"peercached", "--listen", "localhost:7500", NULL};
+    assert_int_equal(pc_config_load(&cfg, ARGC(named), named, no_env, err, sizeof err),
+                     PC_EINVAL);
+    assert_non_null(strstr(err, "--gossip localhost:7500: must be an IP address"));
+    char *named_ok[] = {"peercached", "--listen", "localhost:7500", "--gossip", "[::1]:7500",
+                        NULL};
+    load_ok(&cfg, ARGC(named_ok), named_ok, no_env);
+    assert_string_equal(cfg.gossip, "[::1]:7500");
+    pc_config_free(&cfg);
+    char *bad_gossip[] = {"peercached", "--gossip", "gossip.example:7600", NULL};
+    assert_int_equal(pc_config_load(&cfg, ARGC(bad_gossip), bad_gossip, no_env, err, sizeof err),
+                     PC_EINVAL);
+    assert_non_null(strstr(err, "must be an IP address"));
+
     char *bad_join[] = {"peercached", "--join", "127.0.0.1", NULL};
     assert_int_equal(pc_config_load(&cfg, ARGC(bad_join), bad_join, no_env, err, sizeof err),
                      PC_EINVAL);
