@@ -263,7 +263,7 @@ const opt_t pc_opt_table[] = {
     {.name = "gossip", .type = OPT_STRING, .metavar = "HOST:PORT",
      .def_help = "the --listen value, over UDP", .offset = FIELD_STR(gossip),
      .check = check_addr,
-     .help = "UDP address for membership gossip."},
+     .help = "UDP address for membership gossip: an IP address, not a name."},
     {.name = "replicas", .type = OPT_UINT, .metavar = "R", .def = "2",
      .offset = FIELD_U64(replicas), .min = 1, .max = 8,
      .help = "Copies of each key in the cluster, owner included (1..8).\n"
