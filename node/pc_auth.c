@@ -14,6 +14,9 @@
 #define AUTH_STORM 100
 #define AUTH_SOURCE_STORM 10
 #define AUTH_STORM_DELAY_MS 2000
+/* Tokens compared for one address in any two seconds running: past that,
+ * its HELLOs are refused unread (pc_auth_hello). */
+#define AUTH_SOURCE_COMPARES 20
 
 void pc_auth_shared_init(pc_auth_shared_t *a)
 {
@@ -116,6 +119,35 @@ static void auth_fail(pc_conn_t *c, const pc_request_t *rq)
     c->auth.id = rq->id;
 }
 
+/*
+ * An address that has had AUTH_SOURCE_COMPARES tokens compared and found
+ * wrong in this second and the last gets no more compared until that
+ * falls: its HELLO is refused without a look at the token, after the
+ * storm delay, and counted apart (auth_unchecked, not in the windows). An
+ * answer that never depends on the token tells a guesser nothing, so one
+ * address tests at most 20 tokens in two seconds however many
+ * connections it spreads them over (before, each connection had a guess
+ * out at a time: 1,024 connections, 500 a second). Other addresses are
+ * compared as ever: one address's flood locks nobody else out.
+ */
+static int auth_source_spent(pc_conn_t *c, uint64_t now)
+{
+    pc_loop_t *l = pc_loop_of(c);
+    return c->source_counted &&
+           pc_sources_auth_recent(l->sh->sources, &c->source, now) >= AUTH_SOURCE_COMPARES;
+}
+
+static void auth_unchecked(pc_conn_t *c, const pc_request_t *rq, uint64_t now)
+{
+    pc_loop_t *l = pc_loop_of(c);
+    l->stats.auth_unchecked++;
+    c->auth.fails++;
+    c->auth.unchecked = 1;
+    c->auth.pending = 1;
+    c->auth.until = now + AUTH_STORM_DELAY_MS;
+    c->auth.id = rq->id;
+}
+
 void pc_auth_hello(pc_conn_t *c, const pc_request_t *rq)
 {
     pc_loop_t *l = pc_loop_of(c);
@@ -128,6 +160,11 @@ void pc_auth_hello(pc_conn_t *c, const pc_request_t *rq)
         return;
     }
     if (!c->authed) {
+        uint64_t now = pc_loop_now(l);
+        if (auth_source_spent(c, now)) {
+            auth_unchecked(c, rq, now);
+            return;
+        }
         if (!token_ok(&l->sh->auth, &rq->token)) {
             auth_fail(c, rq);
             return;
@@ -150,7 +187,11 @@ int pc_auth_tick(pc_conn_t *c, uint64_t now)
         return 0;
     c->auth.pending = 0;
     c->hello_since = now; /* the next try has its own --hello-timeout */
-    pc_conn_answer_error(c, PC_OP_HELLO, c->auth.id, PC_ST_AUTH_REQUIRED, "bad token");
+    pc_conn_answer_error(c, PC_OP_HELLO, c->auth.id, PC_ST_AUTH_REQUIRED,
+                         c->auth.unchecked ? "token not checked: too many bad tokens from "
+                                             "this address; try again later"
+                                           : "bad token");
+    c->auth.unchecked = 0;
     if (c->closing)
         return 1;
     if (c->auth.fails >= PC_AUTH_MAX_FAILS) {

@@ -264,6 +264,7 @@ struct pc_conn {
     struct {
         unsigned fails;
         int pending;
+        int unchecked; /* the pending one was refused unread (pc_auth.c) */
         uint64_t until;
         uint64_t id;
     } auth;

@@ -149,6 +149,7 @@
         "Forwarded writes whose connection failed before their deadline, answered once it passed") \
     C(auth_failures, "HELLOs with a wrong or missing token")                                       \
     C(auth_refused, "Requests refused before a good HELLO")                                        \
+    C(auth_unchecked, "HELLOs refused unread: their address had too many bad tokens just before")  \
     C(hello_timeouts, "Connections closed: no good HELLO in time")                                 \
     C(source_limit_rejects, "Connections refused: their address holds too many")                   \
     C(peer_refused, "Peer operations refused: not sealed")                                         \

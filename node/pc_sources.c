@@ -19,6 +19,7 @@ typedef struct entry {
     uint32_t conns;
     uint32_t fail_sec; /* the second (now_ms / 1000) fail_n counts in */
     uint32_t fail_n;
+    uint32_t prev_n;   /* failures in the second before fail_sec */
     uint8_t used;
 } entry_t;
 
@@ -120,12 +121,22 @@ static void erase(pc_sources_t *t, size_t i)
     }
 }
 
-static int idle(const entry_t *e, uint32_t sec)
+/* Failures in second `sec` and the one before it. A second before
+ * fail_sec (a loop whose clock is behind) counts as fail_sec. */
+static uint32_t recent(const entry_t *e, uint32_t sec)
 {
-    return e->conns == 0 && (e->fail_n == 0 || e->fail_sec != sec);
+    if (sec <= e->fail_sec)
+        return e->fail_n + e->prev_n;
+    return sec == e->fail_sec + 1 ? e->fail_n : 0;
 }
 
-/* Drops every source with no connection and no failure this second. */
+static int idle(const entry_t *e, uint32_t sec)
+{
+    return e->conns == 0 && recent(e, sec) == 0;
+}
+
+/* Drops every source with no connection and no failure in the last two
+ * seconds. */
 static void purge(pc_sources_t *t, uint32_t sec)
 {
     for (size_t i = 0; i <= t->mask;) {
@@ -192,11 +203,23 @@ uint32_t pc_sources_auth_fail(pc_sources_t *t, const pc_source_t *src, uint64_t 
     if (t->slots[i].used) {
         entry_t *e = &t->slots[i];
         if (sec > e->fail_sec) { /* loops' clocks differ: never back */
+            e->prev_n = sec == e->fail_sec + 1 ? e->fail_n : 0;
             e->fail_sec = sec;
             e->fail_n = 0;
         }
         n = ++e->fail_n;
     }
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+uint32_t pc_sources_auth_recent(pc_sources_t *t, const pc_source_t *src, uint64_t now_ms)
+{
+    uint32_t sec = (uint32_t)(now_ms / 1000), n = 0;
+    pthread_mutex_lock(&t->lock);
+    size_t i = find(t, src);
+    if (t->slots[i].used)
+        n = recent(&t->slots[i], sec);
     pthread_mutex_unlock(&t->lock);
     return n;
 }

@@ -11,8 +11,9 @@
  *
  * The table is sized at creation for a number of sources and never grows:
  * a source is present while it has a connection open or failures in the
- * current second, and every failure is counted on a connection that is
- * open, so `capacity` = the most connections a node accepts is enough.
+ * current or the last second, and every failure is counted on a
+ * connection that is open, so `capacity` = the most connections a node
+ * accepts is enough.
  * Lookups hash with a random key (no flooding by chosen addresses).
  *
  * Time is an input (milliseconds, any monotonic origin). Thread-safe: one
@@ -47,9 +48,10 @@ void pc_sources_free(pc_sources_t **t);
  * holding max connections, PC_EBUSY and nothing is counted; PC_ENOMEM if
  * the table holds `capacity` sources already, none of them idle (cannot
  * happen while capacity >= the connections a node accepts, and more than
- * that close in no second). 0 = counted: call pc_sources_close once when
- * it closes. A source with no connection left stays until its failures
- * are a second old, so that closing and reopening does not reset them.
+ * that close in no two seconds). 0 = counted: call pc_sources_close once
+ * when it closes. A source with no connection left stays until its
+ * failures are two seconds old, so that closing and reopening does not
+ * reset them.
  */
 int pc_sources_open(pc_sources_t *t, const pc_source_t *src, uint32_t max, uint64_t now_ms);
 void pc_sources_close(pc_sources_t *t, const pc_source_t *src, uint64_t now_ms);
@@ -62,6 +64,10 @@ uint32_t pc_sources_conns(pc_sources_t *t, const pc_source_t *src);
  * later second starts a new count; a now_ms from an earlier one (a loop
  * whose clock is behind) counts into the current second. */
 uint32_t pc_sources_auth_fail(pc_sources_t *t, const pc_source_t *src, uint64_t now_ms);
+
+/* Failed HELLOs from src in the current second and the one before it, as
+ * of now_ms (0 for a source the table does not hold). Changes nothing. */
+uint32_t pc_sources_auth_recent(pc_sources_t *t, const pc_source_t *src, uint64_t now_ms);
 
 /* Sources in the table (for tests and STATS). */
 size_t pc_sources_count(pc_sources_t *t);

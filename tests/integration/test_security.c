@@ -1112,6 +1112,120 @@ static void test_auth_backoff_per_source_and_node_wide(void **state)
     assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
 }
 
+/* A STATS counter of a node that requires `token`, asked from 127.0.0.1. */
+static int64_t stat_with_token(int port, const char *token, const char *name)
+{
+    int fd = pc_h_connect(port, 3000);
+    if (fd < 0)
+        return -1;
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t h = {.op = PC_OP_HELLO, .id = 1, .proto_version = 1,
+                      .token = {(const uint8_t *)token, (uint32_t)strlen(token)}};
+    pc_request_t st = {.op = PC_OP_STATS, .id = 2};
+    encode(&b, &h);
+    encode(&b, &st);
+    stat_q_t q = {.name = name, .value = -1, .status = 999};
+    int ok = pc_h_send_all(fd, &b) == 0 && pc_h_read_responses(fd, 2, on_stat, &q) == 2 &&
+             q.status == PC_ST_OK;
+    pc_buf_free(&b);
+    close(fd);
+    return ok ? q.value : -1;
+}
+
+/*
+ * One address guesses the token on 40 connections at once, 4 guesses
+ * each, every guess sent as the last one's answer comes. Each connection
+ * has only one guess out at a time, but before, every one of them was
+ * compared: 160 tokens tested in about 8 s (the answers slowed to 2 s,
+ * not the guesses). Now an address gets at most 20 tokens compared in any
+ * two seconds running (AUTH_SOURCE_COMPARES); the rest are refused unread
+ * (auth_unchecked), which tells a guesser nothing. Checked: every guess is
+ * one or the other, some were refused unread, and no more were compared
+ * than 20 per two seconds over the time it all took (with a little for
+ * two loops reading the count at once); meanwhile the right token from
+ * another address is taken as ever.
+ */
+static void test_guesses_per_address_are_bounded(void **state)
+{
+    (void)state;
+    enum { CONNS = 40, ROUNDS = 4 };
+    const char *tok = tmp_path("guess.token");
+    assert_int_equal(pc_h_write_file(tok, "guess-token\n", 0600), 0);
+    pc_h_proc_t node;
+    const char *args[] = {"--insecure", "--redis", "none", "--token-file", tok, "--threads", "2",
+                          NULL};
+    assert_int_equal(pc_h_node_start(&node, args), 0);
+    int fds[CONNS], sent[CONNS];
+    struct pollfd pf[CONNS];
+    for (int i = 0; i < CONNS; i++) {
+        assert_true((fds[i] = connect_from("127.0.0.70", node.port, 10000)) >= 0);
+        pf[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+    }
+    pc_buf_t guess;
+    pc_buf_init(&guess, 0);
+    pc_request_t h = {.op = PC_OP_HELLO, .id = 1, .proto_version = 1,
+                      .token = {(const uint8_t *)"guess", 5}};
+    encode(&guess, &h);
+    uint64_t t0 = pc_h_now_ms();
+    for (int i = 0; i < CONNS; i++) {
+        assert_int_equal(pc_h_send_all(fds[i], &guess), 0);
+        sent[i] = 1;
+    }
+    int left = CONNS * ROUNDS, other_ok = 0;
+    while (left > 0 && pc_h_now_ms() < t0 + 60000) {
+        if (poll(pf, CONNS, 100) <= 0)
+            continue;
+        for (int i = 0; i < CONNS; i++) {
+            if (pf[i].fd < 0 || !(pf[i].revents & POLLIN))
+                continue;
+            reply_t x = {0};
+            assert_int_equal(pc_h_read_responses(fds[i], 1, on_reply, &x), 1);
+            assert_int_equal(x.status, PC_ST_AUTH_REQUIRED);
+            left--;
+            if (sent[i] < ROUNDS) {
+                assert_int_equal(pc_h_send_all(fds[i], &guess), 0);
+                sent[i]++;
+            } else {
+                pf[i].fd = -1;
+            }
+        }
+        if (!other_ok) { /* the right token, from another address, while this goes on */
+            int fd = connect_from("127.0.0.71", node.port, 10000);
+            assert_true(fd >= 0);
+            pc_buf_t b;
+            pc_buf_init(&b, 0);
+            pc_request_t good = {.op = PC_OP_HELLO, .id = 2, .proto_version = 1,
+                                 .token = {(const uint8_t *)"guess-token", 11}};
+            encode(&b, &good);
+            reply_t x = {0};
+            assert_int_equal(pc_h_send_all(fd, &b), 0);
+            assert_int_equal(pc_h_read_responses(fd, 1, on_reply, &x), 1);
+            assert_int_equal(x.status, PC_ST_OK);
+            other_ok = 1;
+            pc_buf_free(&b);
+            close(fd);
+        }
+    }
+    double secs = (double)(pc_h_now_ms() - t0) / 1000.0;
+    assert_int_equal(left, 0);
+    int64_t compared = stat_with_token(node.port, "guess-token", "auth_failures");
+    int64_t unread = stat_with_token(node.port, "guess-token", "auth_unchecked");
+    printf("%d guesses from one address in %.1f s: %lld compared, %lld refused unread\n",
+           CONNS * ROUNDS, secs, (long long)compared, (long long)unread);
+    assert_int_equal(compared + unread, CONNS * ROUNDS);
+    assert_true(unread > 0);
+    /* the seconds the node saw them in: at most secs + 2 of them, 20 in
+     * any two running; 4 more for two loops that read 19 at once */
+    if ((double)compared > 10.0 * (secs + 3.0) + 4.0)
+        fail_msg("%lld tokens compared in %.1f s: more than 20 per two seconds",
+                 (long long)compared, secs);
+    for (int i = 0; i < CONNS; i++)
+        close(fds[i]);
+    pc_buf_free(&guess);
+    assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
+}
+
 /*
  * --insecure only, but still: one SYNC naming 4,096 members that do not
  * exist. Placing 65,536 slots over 4,097 members takes about half a
@@ -1262,6 +1376,7 @@ int main(void)
         cmocka_unit_test(test_connections_per_source),
         cmocka_unit_test(test_hello_deadline_and_auth_first),
         cmocka_unit_test(test_auth_backoff_per_source_and_node_wide),
+        cmocka_unit_test(test_guesses_per_address_are_bounded),
         cmocka_unit_test(test_sync_flood_does_not_stall),
         cmocka_unit_test(test_replicate_from_the_future),
     };

@@ -97,13 +97,49 @@ static void test_failures_per_second_survive_a_reconnect(void **state)
     assert_int_equal(pc_sources_auth_fail(t, &a, 10999), 2);
     assert_int_equal(pc_sources_auth_fail(t, &a, 11001), 3);
     assert_int_equal(pc_sources_auth_fail(t, &a, 10998), 4);
-    pc_sources_close(t, &a, 12500); /* a second later: gone */
+    pc_sources_close(t, &a, 12500); /* the last second's failures: kept */
+    assert_int_equal(pc_sources_count(t), 1);
+    assert_int_equal(pc_sources_open(t, &a, 0, 13100), 0);
+    pc_sources_close(t, &a, 13200); /* two seconds later: gone */
     assert_int_equal(pc_sources_count(t), 0);
     pc_sources_free(&t);
 }
 
+/* What the node compares tokens by: failures of this second and the last,
+ * read without counting one. */
+static void test_recent_failures(void **state)
+{
+    (void)state;
+    pc_sources_t *t = NULL;
+    assert_int_equal(pc_sources_new(10, &t), 0);
+    pc_source_t a = v4("198.51.100.8"), b = v4("198.51.100.9");
+    assert_int_equal(pc_sources_auth_recent(t, &a, 5000), 0); /* unknown */
+    assert_int_equal(pc_sources_open(t, &a, 0, 5000), 0);
+    assert_int_equal(pc_sources_open(t, &b, 0, 5000), 0);
+    for (int i = 0; i < 7; i++)
+        pc_sources_auth_fail(t, &a, 5100 + (uint64_t)i);
+    assert_int_equal(pc_sources_auth_recent(t, &a, 5900), 7);
+    assert_int_equal(pc_sources_auth_recent(t, &a, 5900), 7); /* reading counts nothing */
+    assert_int_equal(pc_sources_auth_recent(t, &b, 5900), 0); /* another address */
+    assert_int_equal(pc_sources_auth_recent(t, &a, 4999), 7); /* a clock behind */
+    /* the next second: those 7 and 3 new */
+    for (int i = 0; i < 3; i++)
+        pc_sources_auth_fail(t, &a, 6100 + (uint64_t)i);
+    assert_int_equal(pc_sources_auth_recent(t, &a, 6500), 10);
+    /* a second on: the 3 only; two on, none */
+    assert_int_equal(pc_sources_auth_recent(t, &a, 7000), 3);
+    assert_int_equal(pc_sources_auth_recent(t, &a, 8000), 0);
+    /* a failure two seconds after the last forgets them all */
+    assert_int_equal(pc_sources_auth_fail(t, &a, 8100), 1);
+    assert_int_equal(pc_sources_auth_recent(t, &a, 8200), 1);
+    pc_sources_close(t, &a, 8300);
+    pc_sources_close(t, &b, 8300);
+    assert_int_equal(pc_sources_count(t), 1); /* a: a failure this second */
+    pc_sources_free(&t);
+}
+
 /* Fill the table to capacity with sources that have no connection left
- * but failures this second, then a second later a newcomer purges them;
+ * but failures this second, then two seconds later a newcomer purges them;
  * meanwhile every entry stays findable through deletions. */
 static void test_capacity_and_purge(void **state)
 {
@@ -131,8 +167,10 @@ static void test_capacity_and_purge(void **state)
         pc_source_t s = v4(ip);
         assert_int_equal(pc_sources_conns(t, &s), 1);
     }
-    /* a second later the closed ones are idle: room again */
-    assert_int_equal(pc_sources_open(t, &extra, 0, 2000), 0);
+    /* a second later their failures still count (this second and the
+     * last), two seconds later they are idle: room again */
+    assert_int_equal(pc_sources_open(t, &extra, 0, 2000), PC_ENOMEM);
+    assert_int_equal(pc_sources_open(t, &extra, 0, 3000), 0);
     assert_int_equal(pc_sources_count(t), CAP / 2 + 1);
     for (int i = 1; i < CAP; i += 2) {
         snprintf(ip, sizeof ip, "10.0.%d.%d", i / 250, i % 250);
@@ -151,6 +189,7 @@ int main(void)
         cmocka_unit_test(test_what_a_source_is),
         cmocka_unit_test(test_limit_per_source),
         cmocka_unit_test(test_failures_per_second_survive_a_reconnect),
+        cmocka_unit_test(test_recent_failures),
         cmocka_unit_test(test_capacity_and_purge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
