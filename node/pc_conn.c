@@ -1043,6 +1043,11 @@ void pc_conn_close(pc_conn_t *c, const char *why)
             pc_req_free(r);
     }
     pc_buf_free(&c->spill);
+    /* Input that will never be served: gone now, not when the handle has
+     * closed (with io_uring, once the ring has let go of the socket). Not
+     * while a turn reads frames from it. */
+    if (!c->processing)
+        pc_proto_reader_free(&c->rd);
     if (c->ur) { /* the handle closes once the ring is done with the socket */
         pc_conn_ur_close(c);
         return;

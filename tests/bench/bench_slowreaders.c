@@ -44,7 +44,8 @@
  * Figures per scenario: the probe's p50 / p99 / max in each phase and
  * p99 during over p99 before; new connections served / refused / stalled;
  * the node's RSS before, at its highest during (sampled every 100 ms) and
- * at the end of `after`; the kernel's TCP memory (/proc/net/sockstat) at
+ * at the end of `after`, and its STATS buffer_memory at its highest
+ * (sampled with it); the kernel's TCP memory (/proc/net/sockstat) at
  * its highest; STATS buffer_evictions, buffer_full_rejects,
  * output_timeouts; and, over the `during` phase, how busy the node's
  * loops were (loop_busy_us over their wall time) and their mean work per
@@ -114,6 +115,7 @@ typedef struct result {
     double p50[NPHASES], p99[NPHASES], max[NPHASES];
     int served, refused, stalled;
     long rss_before_kb, rss_max_kb, rss_after_kb;
+    long long bufmem_max; /* STATS buffer_memory at its highest (sampled) */
     long tcp_mem_max_kb;
     long long evictions, full_rejects, output_timeouts;
     long probe_errors;
@@ -489,6 +491,9 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
         long rss = pc_h_rss_kb(node.pid), tm = tcp_mem_kb();
         if (rss > res->rss_max_kb)
             res->rss_max_kb = rss;
+        statq_t bq[] = {{"buffer_memory", -1}, {NULL, 0}};
+        if (stats(node.port, token, bq) == 0 && bq[0].v > res->bufmem_max)
+            res->bufmem_max = bq[0].v;
         if (tm > res->tcp_mem_max_kb)
             res->tcp_mem_max_kb = tm;
         if (now_ms() >= next_new) {
@@ -539,11 +544,12 @@ static void print_result(const result_t *r)
     printf("%-6s %5d  ", KIND_NAMES[r->kind], r->conns);
     for (int i = 0; i < NPHASES; i++)
         printf("%7.2f %8.2f %8.1f  ", r->p50[i], r->p99[i], r->max[i]);
-    printf("%5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f  %7.1f  %5lld %4lld %4lld  %5.1f %7.1f\n",
+    printf("%5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f %7.1f  %7.1f  %5lld %4lld %4lld  %5.1f %7.1f\n",
            r->p99[P_BEFORE] > 0 ? r->p99[P_DURING] / r->p99[P_BEFORE] : -1, r->served,
            r->refused, r->stalled, r->rss_before_kb / 1024.0, r->rss_max_kb / 1024.0,
-           r->rss_after_kb / 1024.0, r->tcp_mem_max_kb / 1024.0, r->evictions, r->full_rejects,
-           r->output_timeouts, r->busy_pct, r->iter_us);
+           r->rss_after_kb / 1024.0, (double)r->bufmem_max / (1024.0 * 1024.0),
+           r->tcp_mem_max_kb / 1024.0, r->evictions, r->full_rejects, r->output_timeouts,
+           r->busy_pct, r->iter_us);
     fflush(stdout);
 }
 
@@ -601,9 +607,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     printf("# bench_slowreaders: probe %d GET/s open loop; %d s per phase; latencies in ms; "
            "RSS and kernel TCP memory in MiB\n", PROBE_RATE, seconds);
-    printf("%-6s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-20s  %-7s  %-15s  %s\n", "kind",
+    printf("%-6s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-28s  %-7s  %-15s  %s\n", "kind",
            "conns", "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x",
-           "new s/r/x", "RSS before max after", "tcp mem", "evict full otmo",
+           "new s/r/x", "RSS before max after bufmax", "tcp mem", "evict full otmo",
            "busy% iter_us");
     result_t res[NKINDS * 8];
     int nres = 0, failed = 0;
@@ -638,11 +644,12 @@ int main(int argc, char **argv)
                        r->max[p]);
             printf(", \"new_served\": %d, \"new_refused\": %d, \"new_stalled\": %d"
                    ", \"rss_before_kb\": %ld, \"rss_max_kb\": %ld, \"rss_after_kb\": %ld"
+                   ", \"buffer_memory_max\": %lld"
                    ", \"tcp_mem_max_kb\": %ld, \"buffer_evictions\": %lld"
                    ", \"buffer_full_rejects\": %lld, \"output_timeouts\": %lld"
                    ", \"during_loop_busy_pct\": %.1f, \"during_iteration_us\": %.1f}",
                    r->served, r->refused, r->stalled, r->rss_before_kb, r->rss_max_kb,
-                   r->rss_after_kb, r->tcp_mem_max_kb, r->evictions, r->full_rejects,
+                   r->rss_after_kb, r->bufmem_max, r->tcp_mem_max_kb, r->evictions, r->full_rejects,
                    r->output_timeouts, r->busy_pct, r->iter_us);
         }
         printf("]}\n");
