@@ -880,14 +880,22 @@ void pc_conn_process(pc_conn_t *c)
      * connection heavy -- also when a limit paused it (a client that
      * never reads pauses after every large answer); one that ran out of
      * input makes it light, however long it took (the kernel may have
-     * preempted the loop during a one-frame turn). */
+     * preempted the loop during a one-frame turn) -- unless it was heavy
+     * and its last read filled the buffer it was given: then the input
+     * ran out here, not at the client, which floods on. Such a turn is
+     * heavy's last word only once (read_full is spent): the next read
+     * says again. Else a flood became light each time its buffered input
+     * ran out, and was then served the moment its next chunk came, ahead
+     * of the light clients that came after it in the same poll. */
     int more = (pc_proto_reader_pending(&c->rd) > 0 && !conn_partial(c)) || c->spill.len > 0;
-    c->heavy = !c->internal && work >= TURN_QUANTUM_NS && more;
+    int flooding = c->heavy && !more && c->read_full;
+    c->read_full = 0;
+    c->heavy = !c->internal && ((work >= TURN_QUANTUM_NS && more) || flooding);
     if (c->eof && !more && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
         pc_conn_close(c, NULL);
         return;
     }
-    if (c->heavy && !conn_paused(c))
+    if (c->heavy && more && !conn_paused(c))
         pc_conn_schedule(c); /* its next turn, in order */
     pc_conn_update_reading(c);
 }
@@ -976,6 +984,7 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     if (n > 0) {
         c->bytes_in += (uint64_t)n;
+        c->read_full = (size_t)n == buf->len;
         c->last_active = now_ms(cs);
         cs->turn_work += uv_hrtime() - cs->read_at; /* reading is work too */
         if (shared) {

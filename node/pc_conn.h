@@ -236,6 +236,8 @@ struct pc_conn {
     pc_sched_entry_t sched[2];
     int heavy;         /* its next turn is a heavy one */
     int read_deferred; /* alloc_cb put a read off (UV_ENOBUFS is ours) */
+    int read_full;     /* its last read filled the buffer it was given: the
+                          kernel may hold more (pc_conn_process) */
     uint64_t last_active;
     char peer[64]; /* "host:port", for the log */
     pc_source_t source;  /* its address, as pc_sources counts it */
