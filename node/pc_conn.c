@@ -889,7 +889,8 @@ void pc_conn_process(pc_conn_t *c)
      * of the light clients that came after it in the same poll. */
     int more = (pc_proto_reader_pending(&c->rd) > 0 && !conn_partial(c)) || c->spill.len > 0;
     int flooding = c->heavy && !more && c->read_full;
-    c->read_full = 0;
+    if (!more)
+        c->read_full = 0;
     c->heavy = !c->internal && ((work >= TURN_QUANTUM_NS && more) || flooding);
     if (c->eof && !more && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
         pc_conn_close(c, NULL);

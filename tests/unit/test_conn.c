@@ -94,6 +94,8 @@ typedef struct fx {
     uint32_t value_len[MAX_FRAMES];
     int value_ok[MAX_FRAMES]; /* a SET's value had the test's pattern */
     pc_conn_t *frame_conn[MAX_FRAMES];
+    uint8_t frame_heavy[MAX_FRAMES]; /* the class of the turn that served it */
+    uint64_t spin_ns; /* each frame takes this long (busy), to make turns long */
     pc_conn_t *conns_opened[MAX_CLIENTS];
     unsigned conns_attached; /* internal connections the test made */
     pc_req_t *kept[MAX_KEPT];
@@ -138,6 +140,11 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
 {
     fx_t *f = pc_conn_owner(c);
     unsigned k = f->frames++;
+    if (f->spin_ns > 0) {
+        uint64_t t0 = uv_hrtime();
+        while (uv_hrtime() - t0 < f->spin_ns)
+            ;
+    }
     pc_request_t req;
     if (pc_proto_decode_request(f->dec, body, len, &req) != 0) {
         f->decode_errors++;
@@ -148,6 +155,7 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
         f->ops[k] = req.op;
         f->ids[k] = req.id;
         f->frame_conn[k] = c;
+        f->frame_heavy[k] = (uint8_t)c->heavy;
         f->value_len[k] = req.value.len;
         int ok = 1;
         for (uint32_t i = 0; i < req.value.len; i++)
@@ -952,6 +960,62 @@ static void test_stop_drains(void **state)
     assert_int_equal(f->cs.nconns, 0);
 }
 
+/*
+ * A client that floods: 200 SETs of 1,000 bytes sent as fast as the
+ * connection reads them, each taking 20 us to serve, so that a turn uses
+ * its quantum within 8 frames (when the clock is read). The connection is
+ * heavy from its first turn (it is new), and stays heavy while its reads
+ * fill the 64 KiB they are given -- also for the turn that runs out of
+ * the frames one read brought: the flood goes on behind them. Only once
+ * the client has sent everything does a read come back short, after
+ * which it may turn light. Before, every turn that ran out of input made the
+ * connection light, so each new read of the flood was served at once as
+ * a light client's would be, ahead of the light clients in that poll.
+ */
+static void test_flood_stays_heavy(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 200, VLEN = 1000 };
+    client_t *cl;
+    pc_conn_t *c = tcp_client(f, &cl);
+    f->spin_ns = 20 * 1000;
+    /* Room in the kernel for more than two reads' worth, whatever this
+     * host's defaults (the flood must be there when the node reads). */
+    int room = 256 * 1024;
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &room, sizeof room), 0);
+    assert_int_equal(setsockopt(cl->fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room), 0);
+    uint8_t val[VLEN];
+    for (size_t i = 0; i < VLEN; i++)
+        val[i] = pattern(i);
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    for (uint64_t id = 1; id <= N; id++) {
+        pc_request_t req = {.op = PC_OP_SET, .id = id, .key = {(const uint8_t *)"k", 1},
+                            .value = {val, VLEN}};
+        assert_int_equal(pc_proto_encode_request(&b, &req), 0);
+    }
+    assert_true(b.len > 3 * 64 * 1024); /* three full reads, and a short one */
+    client_send(f, cl, b.data, b.len);
+    pc_buf_free(&b);
+    RUN_UNTIL(f, client_pump(cl) == N);
+    assert_int_equal(f->frames, N);
+    assert_int_equal(cl->bad, 0);
+    /* Heavy, then light at the end only: never heavy again after light. */
+    unsigned light = 0, relapses = 0;
+    for (unsigned k = 0; k < N; k++) {
+        if (!f->frame_heavy[k])
+            light++;
+        else if (light > 0)
+            relapses++;
+    }
+    printf("# flood: %u of %d frames served in light turns, %u heavy after a light one\n", light,
+           N, relapses);
+    assert_true(f->frame_heavy[0]);
+    assert_int_equal(relapses, 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as peercached does: writes to a gone peer fail */
@@ -970,6 +1034,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_connections_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_pauses_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flood_stays_heavy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
