@@ -417,8 +417,13 @@ static void run_idle_cb(uv_idle_t *h)
      * milliseconds: with io_uring, where input waiting for a turn is read
      * all the same and makes the next turn long (heavy), a tenth of 1,000
      * pipelining clients waited 0.4-7 s, every one of them in the heavy
-     * queue. */
-    uint64_t heavy_budget = cs->turn_work > TURN_BUDGET_NS ? cs->turn_work : TURN_BUDGET_NS;
+     * queue. What heavy connections had in that poll (their reads, turns
+     * served at once) is part of their share, not the light ones': else
+     * an iteration gave them the budget twice over, once as they were
+     * read and again here, and a light client waited for both. */
+    uint64_t light = cs->turn_work > cs->heavy_work ? cs->turn_work - cs->heavy_work : 0;
+    uint64_t share = light > TURN_BUDGET_NS ? light : TURN_BUDGET_NS;
+    uint64_t heavy_budget = share > cs->heavy_work ? share - cs->heavy_work : 0;
     cs->turn_work = 0;
     while (cs->turn_work < TURN_BUDGET_NS / 2 && serve_next(cs, LIGHT))
         ;
@@ -873,6 +878,8 @@ void pc_conn_process(pc_conn_t *c)
     lat_turn_done(c, end);
     pc_sched_charge(&cs->sched[c->heavy], &c->sched[c->heavy], work);
     cs->turn_work += work;
+    if (c->heavy)
+        cs->heavy_work += work;
     cs->turns++;
     if (c->closing)
         return;
@@ -987,7 +994,10 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         c->bytes_in += (uint64_t)n;
         c->read_full = (size_t)n == buf->len;
         c->last_active = now_ms(cs);
-        cs->turn_work += uv_hrtime() - cs->read_at; /* reading is work too */
+        uint64_t took = uv_hrtime() - cs->read_at; /* reading is work too */
+        cs->turn_work += took;
+        if (c->heavy)
+            cs->heavy_work += took;
         if (shared) {
             pc_conn_read_lent(c, cs->rbuf, (size_t)n);
             return;

@@ -164,6 +164,7 @@ typedef struct pc_conns {
     uv_idle_t run_idle;
     uv_prepare_t turn_prep;
     uint64_t turn_work; /* ns */
+    uint64_t heavy_work; /* of it since the loop last polled: heavy turns and reads, ns */
     uint64_t turns;     /* turns served so far (pc_conn_process) */
     uint64_t read_at;   /* alloc_cb's uv_hrtime(): the read() follows */
     /* The loop's iterations (pc_conns.c iteration_done): each one's

@@ -66,6 +66,7 @@ static void turn_prep_cb(uv_prepare_t *h)
     iteration_done(cs);
     pc_conns_flush_deferred(cs); /* before the loop waits: one write each */
     cs->turn_work = 0;
+    cs->heavy_work = 0;
     shed_sweep(cs);
     if (cs->uring != NULL) { /* every send of this iteration, and more, at once */
         /* Completions handled in the submitting call may serve requests
