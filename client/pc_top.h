@@ -3,9 +3,9 @@
  * readings: per node, requests per second, hit ratio, memory used of its
  * limit, connections, the state of its Redis connections, the 99th
  * percentile of its answer times and how busy its event loops were, each
- * over the time between two readings of the node's counters. Pure: readings and times are inputs,
- * the frame is text in a buffer; the terminal and the network are
- * peercache_cli_top.c's.
+ * over the time between two readings of the node's counters. Pure:
+ * readings and times are inputs, the frame is text in a buffer; the
+ * terminal and the network are peercache_cli_top.c's.
  */
 #ifndef PC_TOP_H
 #define PC_TOP_H
