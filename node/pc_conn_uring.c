@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "pc_conn_int.h"
+#include "pc_conns.h"
 
 /*
  * A loop reads and writes its client and peer sockets either through
@@ -113,32 +114,6 @@ size_t pc_conn_unspill(pc_conn_t *c)
     return k;
 }
 
-/*
- * Input keeps coming after a receive is cancelled (what the kernel had
- * read by then), and the loop's shedding sweep (pc_conns.c) runs only
- * before it polls: a thousand connections flooding one loop took its
- * buffers past --max-buffer-memory by tens of MiB in between. So once the
- * loop's buffers are over the cap, a connection that takes input while
- * holding more than its fair share is shed at once, as the sweep would
- * shed it. 1 = it was closed.
- */
-static int ur_shed_over_cap(pc_conn_t *c)
-{
-    pc_conns_t *cs = c->cs;
-    size_t cap = cs->set.max_buffer_memory;
-    if (c->internal || c->closing || cs->buf_bytes <= cap)
-        return 0;
-    size_t fair = cap / (cs->nconns > 0 ? cs->nconns : 1), use = pc_conn_usage(c);
-    if (use <= fair)
-        return 0;
-    pc_log_debug(cs->log, "client %s: closed, holding %zu bytes of buffers over the cap "
-                 "(fair share %zu)", c->peer, use, fair);
-    pc_conn_say_error(c, PC_ST_BUSY, "server buffer memory full");
-    pc_conn_close(c, NULL);
-    cs->stats->buffer_evictions++;
-    return 1;
-}
-
 static void ur_recv(void *who, const uint8_t *data, size_t n)
 {
     pc_conn_t *c = who;
@@ -148,7 +123,7 @@ static void ur_recv(void *who, const uint8_t *data, size_t n)
     c->last_active = uv_now(c->cs->loop);
     if (c->spill.len == 0 && pc_proto_reader_pending(&c->rd) == 0) {
         pc_conn_read_lent(c, data, n);
-        (void)ur_shed_over_cap(c);
+        (void)pc_conns_shed_over_cap(c);
         return;
     }
     size_t k = c->spill.len == 0 ? conn_reader_take(c, data, n) : 0;
@@ -156,7 +131,7 @@ static void ur_recv(void *who, const uint8_t *data, size_t n)
         pc_conn_close(c, "out of memory for input");
         return;
     }
-    if (ur_shed_over_cap(c))
+    if (pc_conns_shed_over_cap(c))
         return;
     pc_conn_run(c);
     if (!c->closing)

@@ -123,6 +123,39 @@ typedef struct shed {
     size_t use;
 } shed_t;
 
+/* Closes c, which holds `use` bytes of buffers over its fair share: told
+ * why, in case it is only slow and reads again; counted. */
+static void shed_one(pc_conn_t *c, size_t use, size_t fair)
+{
+    pc_log_debug(c->cs->log, "client %s: closed, holding %zu bytes of buffers (fair share %zu)",
+                 c->peer, use, fair);
+    pc_conn_say_error(c, PC_ST_BUSY, "server buffer memory full");
+    pc_conn_close(c, NULL);
+    c->cs->stats->buffer_evictions++;
+}
+
+/*
+ * The sweep below runs before the loop polls. Input that arrives in
+ * between without a read of ours (with io_uring, what the kernel had read
+ * when a receive was cancelled) can take the buffers past the cap first:
+ * a thousand connections flooding one loop did, by tens of MiB. So the
+ * receiving end asks here as it takes input: once the loop is over the
+ * cap, a connection over its fair share is shed at once, as the sweep
+ * would shed it. 1 = it was closed.
+ */
+int pc_conns_shed_over_cap(pc_conn_t *c)
+{
+    pc_conns_t *cs = c->cs;
+    size_t cap = cs->set.max_buffer_memory;
+    if (c->internal || c->closing || cs->buf_bytes <= cap)
+        return 0;
+    size_t fair = cap / (cs->nconns > 0 ? cs->nconns : 1), use = pc_conn_usage(c);
+    if (use <= fair)
+        return 0;
+    shed_one(c, use, fair);
+    return 1;
+}
+
 /* Unauthenticated first, then the biggest. */
 static int shed_order(const void *a, const void *b)
 {
@@ -176,18 +209,13 @@ static size_t shed(pc_conns_t *cs)
     size_t closed = 0, freed = 0, unauth = 0;
     for (size_t i = 0; i < n && total > goal; i++) {
         pc_conn_t *c = v[i].c;
-        pc_log_debug(cs->log, "client %s: closed, holding %zu bytes of buffers (fair share %zu)",
-                     c->peer, v[i].use, fair);
-        /* Told why, in case it is only slow and reads again. */
-        pc_conn_say_error(c, PC_ST_BUSY, "server buffer memory full");
-        pc_conn_close(c, NULL);
+        unauth += !c->authed;
+        shed_one(c, v[i].use, fair);
         total -= total < v[i].use ? total : v[i].use;
         freed += v[i].use;
-        unauth += !c->authed;
         closed++;
     }
     free(v);
-    cs->stats->buffer_evictions += closed;
     pc_log_warn(cs->log, "connection buffers at %zu bytes, near --max-buffer-memory: closed %zu "
                 "connection(s) (%zu without the token) holding %zu bytes over their fair share "
                 "of %zu", cs->buf_bytes, closed, unauth, freed, fair);

@@ -80,4 +80,10 @@ void pc_conns_pending(const pc_conns_t *cs, unsigned long long *reqs,
 /* Frees what is left (after pc_conns_idle, or if never started). */
 void pc_conns_free(pc_conns_t *cs);
 
+/* c has just taken input outside a read of its loop's (io_uring): if the
+ * loop's buffers are over --max-buffer-memory and c holds more than its
+ * fair share, c is shed now (BUSY, closed, buffer_evictions) rather than
+ * at the next sweep. 1 = it was closed. Its loop's thread only. */
+int pc_conns_shed_over_cap(pc_conn_t *c);
+
 #endif
