@@ -1,7 +1,8 @@
 /*
- * pc_h_assert.h -- Redis checks that fail the running cmocka test, for
- * the integration tests that look at Redis directly (test_node,
- * test_flags, test_redis_auth).
+ * pc_h_assert.h -- harness helpers that fail the running cmocka test:
+ * Redis checks for the integration tests that look at Redis directly
+ * (test_node, test_flags, test_redis_auth), and raw-protocol exchanges
+ * with a node (test_security, test_client_auth).
  *
  * Apart from pc_harness because they assert: the harness is also linked
  * by the benchmarks, which do not run under cmocka. Each function is
@@ -12,11 +13,32 @@
 
 #include <hiredis/hiredis.h>
 
+#include "pc_harness.h"
+#include "pc_proto.h"
+#include "pc_seal.h"
+
 /* The reply to a command (redisCommand's format), never NULL: no reply
  * (the connection failed) fails the test. The caller frees it. */
 redisReply *pc_h_rcmd(redisContext *rc, const char *fmt, ...);
 
 /* Fails the test unless GET key answers `want` (NULL: the key is absent). */
 void pc_h_assert_redis_string(redisContext *rc, const char *key, const char *want);
+
+/* Appends rq's frame to b; fails the test if it cannot be encoded. */
+void pc_h_encode(pc_buf_t *b, const pc_request_t *rq);
+
+/*
+ * Sends the frames in b on a new connection to 127.0.0.1:port (3 s
+ * receive timeout) and reads n replies into x (pc_h_on_reply), sealed
+ * ones if kr != NULL. Returns how many came; *closed = the node hung up
+ * afterwards (checked, and closed written, only when expect_close). The
+ * connection is closed on return. Fails the test if it cannot connect or
+ * send.
+ */
+int pc_h_exchange(int port, const pc_buf_t *b, int n, const pc_keyring_t *kr, pc_h_reply_t *x,
+                  int expect_close, int *closed);
+
+/* PING on fd: the status of the answer, or -1 (none: closed, timed out). */
+int pc_h_ping_on(int fd);
 
 #endif

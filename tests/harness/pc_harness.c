@@ -41,6 +41,15 @@ const char *pc_h_tmpdir(void)
     return dir;
 }
 
+const char *pc_h_tmp_path(const char *name)
+{
+    static char paths[16][600];
+    static int next;
+    char *p = paths[next++ % 16];
+    snprintf(p, 600, "%s/%s", pc_h_tmpdir(), name);
+    return p;
+}
+
 static int port_free(int type, int port)
 {
     int fd = socket(AF_INET, type, 0);
@@ -652,6 +661,28 @@ int pc_h_decode_responses(const uint8_t *buf, size_t len, pc_h_response_fn fn, v
     pc_proto_decoder_free(&dec);
     pc_proto_reader_free(&rd);
     return count;
+}
+
+int pc_h_on_reply(void *arg, int index, const pc_response_t *r)
+{
+    pc_h_reply_t *x = arg;
+    (void)index;
+    x->status = r->status;
+    x->op = r->op;
+    x->n++;
+    return 0;
+}
+
+int pc_h_on_stat(void *arg, int index, const pc_response_t *r)
+{
+    pc_h_stat_q_t *q = arg;
+    (void)index;
+    q->status = r->status;
+    for (uint32_t k = 0; k < r->nstats; k++)
+        if (r->stats[k].name.len == strlen(q->name) &&
+            memcmp(r->stats[k].name.ptr, q->name, r->stats[k].name.len) == 0)
+            q->value = r->stats[k].value;
+    return 0;
 }
 
 int pc_h_send_all(int fd, const pc_buf_t *b)

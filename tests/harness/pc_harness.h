@@ -39,6 +39,11 @@ uint64_t pc_h_now_ms(void);
 /* A fresh temp directory for this test process (created once). */
 const char *pc_h_tmpdir(void);
 
+/* "<pc_h_tmpdir()>/<name>", in one of 16 static buffers used in turn:
+ * valid until 16 more calls (the result may be kept as a test's path for
+ * a while, not for good). Not thread-safe. */
+const char *pc_h_tmp_path(const char *name);
+
 /* A port on 127.0.0.1 that nothing uses right now, for TCP and UDP alike
  * (a node gossips over UDP on its listen port). */
 int pc_h_free_port(void);
@@ -142,6 +147,25 @@ int pc_h_wait_closed(int fd, uint8_t *buf, size_t keep, size_t *got);
 typedef int (*pc_h_response_fn)(void *arg, int index, const pc_response_t *r);
 int pc_h_read_responses(int fd, int n, pc_h_response_fn fn, void *arg);
 int pc_h_decode_responses(const uint8_t *buf, size_t len, pc_h_response_fn fn, void *arg);
+
+/* A pc_h_response_fn for any response: the last one's status and op in
+ * the pc_h_reply_t at arg, and n counts them (start from {0}). */
+typedef struct pc_h_reply {
+    uint32_t status;
+    uint32_t op;
+    int n;
+} pc_h_reply_t;
+int pc_h_on_reply(void *arg, int index, const pc_response_t *r);
+
+/* A pc_h_response_fn for STATS answers: status = the last response's
+ * status; value = counter `name` wherever a response carries it (left as
+ * the caller set it, e.g. -1, when none does). */
+typedef struct pc_h_stat_q {
+    const char *name;
+    int64_t value;
+    uint32_t status;
+} pc_h_stat_q_t;
+int pc_h_on_stat(void *arg, int index, const pc_response_t *r);
 
 /* The same for a peer's connection: each reply must open with kr as a
  * sealed PC_SEAL_PEER_RESP before it is decoded (else the read stops). */

@@ -477,7 +477,7 @@ static void test_5000_idle_and_half_sent_connections(void **state)
     /* A frame timeout well past the measurement, so that the half-sent
      * connections are all still open while it runs; and no limit per
      * address, since all 5000 come from 127.0.0.1 (the limit has a test of
-     * its own in test_security). */
+     * its own in test_client_auth). */
     pc_h_proc_t node;
     node_up(&node, "--frame-timeout", "60s", "--max-conns-per-source", "0", NULL);
     normal_t nc = {client_for(&node, 5000), 0, "many"};
