@@ -191,9 +191,17 @@ void pc_conn_update_reading(pc_conn_t *c)
 {
     conn_limits_note(c);
     pc_conns_buffer_check(c->cs);
-    /* While it waits for its turn, input piles up to a chunk, no more. */
+    /* While it waits for its turn, input piles up to a chunk, no more;
+     * a heavy one's stays in the kernel (alloc_cb), and with epoll its
+     * socket is not watched meanwhile: level-triggered, a thousand
+     * flooding sockets were each reported readable, and put off, at every
+     * poll until their turn -- a quarter of the loop's time (docs/
+     * PERFORMANCE.md "Waiting sockets unwatched"). Its turn watches it
+     * again. */
+    int waiting = conn_waiting(c);
     int want = !c->closing && !c->eof && !conn_paused(c) && c->spill.len == 0 &&
-               !(conn_waiting(c) && pc_proto_reader_pending(&c->rd) >= READ_CHUNK);
+               !(waiting && pc_proto_reader_pending(&c->rd) >= READ_CHUNK) &&
+               !(waiting && c->heavy && !c->ur);
     if (c->ur) {
         pc_conn_ur_reading(c, want);
         return;
@@ -450,6 +458,10 @@ void pc_conn_schedule(pc_conn_t *c)
     if (c->closing || conn_waiting(c))
         return;
     (void)pc_sched_push(&cs->sched[c->heavy], &c->sched[c->heavy]);
+    if (c->heavy && c->reading && !c->ur) { /* unwatched until its turn */
+        uv_read_stop(&c->h.stream);
+        c->reading = 0;
+    }
     if (!uv_is_active((uv_handle_t *)&cs->run_idle))
         uv_idle_start(&cs->run_idle, run_idle_cb);
 }

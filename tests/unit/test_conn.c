@@ -97,6 +97,9 @@ typedef struct fx {
     uint8_t frame_heavy[MAX_FRAMES]; /* the class of the turn that served it */
     uint64_t spin_ns; /* each frame takes this long (busy), to make turns long */
     pc_conn_t *conns_opened[MAX_CLIENTS];
+    pc_conn_t *floods[2];           /* test_waiting_heavy_unwatched's, while open */
+    unsigned heavy_waiting_seen;    /* frames served while another waited heavy */
+    unsigned heavy_waiting_watched; /* ... and that one's socket was watched */
     unsigned conns_attached; /* internal connections the test made */
     pc_req_t *kept[MAX_KEPT];
     unsigned nkept;
@@ -144,6 +147,13 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
         uint64_t t0 = uv_hrtime();
         while (uv_hrtime() - t0 < f->spin_ns)
             ;
+    }
+    for (int i = 0; i < 2; i++) {
+        const pc_conn_t *o = f->floods[i];
+        if (o != NULL && o != c && pc_sched_queued(&o->sched[PC_CONN_HEAVY])) {
+            f->heavy_waiting_seen++;
+            f->heavy_waiting_watched += o->reading != 0;
+        }
     }
     pc_request_t req;
     if (pc_proto_decode_request(f->dec, body, len, &req) != 0) {
@@ -1016,6 +1026,54 @@ static void test_flood_stays_heavy(void **state)
     assert_int_equal(relapses, 0);
 }
 
+/*
+ * Two clients flood at once: while one is served, the other waits in the
+ * heavy queue, and its socket is not watched for input (with epoll,
+ * level-triggered, it would be reported readable and put off at every
+ * poll until its turn). Each turn watches its socket again: every
+ * request is answered.
+ */
+static void test_waiting_heavy_unwatched(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 120, VLEN = 1000 };
+    client_t *cl[2];
+    pc_conn_t *c[2];
+    int room = 256 * 1024;
+    for (int i = 0; i < 2; i++) {
+        c[i] = f->floods[i] = tcp_client(f, &cl[i]);
+        uv_os_fd_t fd;
+        assert_int_equal(uv_fileno(&c[i]->h.handle, &fd), 0);
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &room, sizeof room), 0);
+        assert_int_equal(setsockopt(cl[i]->fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room), 0);
+    }
+    f->spin_ns = 20 * 1000;
+    uint8_t val[VLEN];
+    for (size_t i = 0; i < VLEN; i++)
+        val[i] = pattern(i);
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    for (uint64_t id = 1; id <= N; id++) {
+        pc_request_t req = {.op = PC_OP_SET, .id = id, .key = {(const uint8_t *)"k", 1},
+                            .value = {val, VLEN}};
+        assert_int_equal(pc_proto_encode_request(&b, &req), 0);
+    }
+    assert_true(b.len > 64 * 1024); /* more than one read each */
+    /* Both floods in the kernel before the node reads either. */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(send(cl[i]->fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL),
+                         (ssize_t)b.len);
+    pc_buf_free(&b);
+    RUN_UNTIL(f, client_pump(cl[0]) == N && client_pump(cl[1]) == N);
+    f->floods[0] = f->floods[1] = NULL; /* the teardown closes them */
+    assert_int_equal(f->frames, 2 * N);
+    assert_int_equal(cl[0]->bad + cl[1]->bad, 0);
+    printf("# frames served while the other flood waited heavy: %u, its socket watched in %u\n",
+           f->heavy_waiting_seen, f->heavy_waiting_watched);
+    assert_true(f->heavy_waiting_seen > 0);
+    assert_int_equal(f->heavy_waiting_watched, 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as peercached does: writes to a gone peer fail */
@@ -1035,6 +1093,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hold_pauses_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flood_stays_heavy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_waiting_heavy_unwatched, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
