@@ -10,7 +10,9 @@
  *   --pin       the node (all its threads) on CPU 0, this process -- the
  *               probe and the hostile clients -- on CPU 1, so that what
  *               the probe sees is the node's doing, not the generator
- *               competing with it for a core (taskset must be installed)
+ *               competing with it for a core (taskset must be installed);
+ *               there the hostile clients' thread runs at nice 19, so
+ *               that the probe does not wait for CPU 1 behind it either
  *   --client-buf B  each hostile connection's send and receive buffers
  *               (SO_SNDBUF, SO_RCVBUF, set before it connects), in bytes;
  *               default the kernel's (autotuned up to net.ipv4.tcp_wmem's
@@ -46,15 +48,21 @@
  * the node's RSS before, at its highest during (sampled every 100 ms) and
  * at the end of `after`, and its STATS buffer_memory at its highest
  * (sampled with it); the kernel's TCP memory (/proc/net/sockstat) at
- * its highest; STATS buffer_evictions, buffer_full_rejects,
- * output_timeouts; and, over the `during` phase, how busy the node's
+ * its highest, and over the `during` phase how long it was under memory
+ * pressure (TcpExt TCPMemoryPressuresChrono, ms) and how many
+ * retransmission timeouts the host's TCP took (TCPTimeouts): over
+ * net.ipv4.tcp_mem's pressure mark the kernel drops segments, of the
+ * probe's connection too, and a resend waits for the timeout -- host-wide
+ * figures, both ends of every loopback socket; STATS buffer_evictions,
+ * buffer_full_rejects, output_timeouts; and, over the `during` phase,
+ * how busy the node's
  * loops were (loop_busy_us over their wall time) and their mean work per
  * iteration (loop_busy_us / loop_iterations), which is about what a
  * request waits before it is read. The load generator runs in this
  * process on the same machine: read ratios, not absolutes.
  *
- * SLOW_TRACE=1 in the environment prints every probe answer that came
- * more than 100 ms late, with its intended send time.
+ * SLOW_TRACE=MS in the environment prints every probe answer that came
+ * more than MS ms late, with its intended send time.
  *
  * Exits non-zero if the node fails to start or stop, or a figure is
  * missing; the targets themselves are printed, never checked (timing on a
@@ -75,6 +83,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -117,6 +126,7 @@ typedef struct result {
     long rss_before_kb, rss_max_kb, rss_after_kb;
     long long bufmem_max; /* STATS buffer_memory at its highest (sampled) */
     long tcp_mem_max_kb;
+    long long tcp_pressure_ms, tcp_timeouts; /* over `during`, host-wide */
     long long evictions, full_rejects, output_timeouts;
     long probe_errors;
     /* The node's loops during the hostile phase (STATS loop_busy_us,
@@ -263,9 +273,16 @@ static int hconn_open(int port)
     return fd;
 }
 
+static int pin = 0; /* --pin: the node on CPU 0, this process on CPU 1 */
+
 static void *hostile_main(void *arg)
 {
     hostile_t *h = arg;
+    /* With --pin the probe shares CPU 1 with this thread: the lowest
+     * priority here, so that the probe's own wait for the core is not
+     * counted as the node's (its send was 1-14 ms late at times). */
+    if (pin && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
+        perror("bench_slowreaders: setpriority");
     hconn_t *c = calloc((size_t)h->n, sizeof *c);
     /* get: 400 GETs of the big key, sent once per connection. ping and
      * unauth: a block of requests sent again and again while the node
@@ -361,6 +378,27 @@ static long tcp_mem_kb(void)
     return pages < 0 ? -1 : pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+/* TcpExt counter `name` of /proc/net/netstat (a header line of names,
+ * then one of values), or -1. */
+static long long tcp_ext(const char *name)
+{
+    FILE *f = fopen("/proc/net/netstat", "r");
+    static char names[8192], vals[8192];
+    long long v = -1;
+    while (f && fgets(names, sizeof names, f) && fgets(vals, sizeof vals, f)) {
+        if (strncmp(names, "TcpExt:", 7) != 0)
+            continue;
+        char *sn = NULL, *sv = NULL;
+        char *n = strtok_r(names + 7, " \n", &sn), *x = strtok_r(vals + 7, " \n", &sv);
+        for (; n && x; n = strtok_r(NULL, " \n", &sn), x = strtok_r(NULL, " \n", &sv))
+            if (strcmp(n, name) == 0)
+                v = strtoll(x, NULL, 10);
+    }
+    if (f)
+        fclose(f);
+    return v;
+}
+
 typedef struct statq {
     const char *name;
     long long v;
@@ -412,8 +450,6 @@ static int newconn(int port, int token)
 }
 
 /* ---- one scenario --------------------------------------------------------- */
-
-static int pin = 0; /* --pin: the node on CPU 0, this process on CPU 1 */
 
 static void pin_to(pid_t pid, int cpu)
 {
@@ -484,6 +520,7 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
     statq_t l1[] = {{"loop_busy_us", -1}, {"loop_iterations", -1}, {NULL, 0}};
     double t0 = now_ms();
     int lrc = stats(node.port, token, l0);
+    long long press0 = tcp_ext("TCPMemoryPressuresChrono"), rto0 = tcp_ext("TCPTimeouts");
     atomic_store(&pr.phase, P_DURING);
     pthread_create(&h.tid, NULL, hostile_main, &h);
     double end = now_ms() + 1000 * seconds, next_new = now_ms() + NEWCONN_EVERY_MS;
@@ -507,6 +544,9 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
     }
     lrc |= stats(node.port, token, l1);
     double t1 = now_ms();
+    long long press1 = tcp_ext("TCPMemoryPressuresChrono"), rto1 = tcp_ext("TCPTimeouts");
+    res->tcp_pressure_ms = press0 >= 0 && press1 >= press0 ? press1 - press0 : -1;
+    res->tcp_timeouts = rto0 >= 0 && rto1 >= rto0 ? rto1 - rto0 : -1;
     res->busy_pct = res->iter_us = -1;
     if (lrc == 0 && l0[2].v > 0 && l1[1].v > l0[1].v && t1 > t0) {
         double busy = (double)(l1[0].v - l0[0].v);
@@ -544,12 +584,13 @@ static void print_result(const result_t *r)
     printf("%-6s %5d  ", KIND_NAMES[r->kind], r->conns);
     for (int i = 0; i < NPHASES; i++)
         printf("%7.2f %8.2f %8.1f  ", r->p50[i], r->p99[i], r->max[i]);
-    printf("%5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f %7.1f  %7.1f  %5lld %4lld %4lld  %5.1f %7.1f\n",
+    printf("%5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f %7.1f  %7.1f %6lld %5lld  %5lld %4lld %4lld  "
+           "%5.1f %7.1f\n",
            r->p99[P_BEFORE] > 0 ? r->p99[P_DURING] / r->p99[P_BEFORE] : -1, r->served,
            r->refused, r->stalled, r->rss_before_kb / 1024.0, r->rss_max_kb / 1024.0,
            r->rss_after_kb / 1024.0, (double)r->bufmem_max / (1024.0 * 1024.0),
-           r->tcp_mem_max_kb / 1024.0, r->evictions, r->full_rejects, r->output_timeouts,
-           r->busy_pct, r->iter_us);
+           r->tcp_mem_max_kb / 1024.0, r->tcp_pressure_ms, r->tcp_timeouts, r->evictions,
+           r->full_rejects, r->output_timeouts, r->busy_pct, r->iter_us);
     fflush(stdout);
 }
 
@@ -607,9 +648,9 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     printf("# bench_slowreaders: probe %d GET/s open loop; %d s per phase; latencies in ms; "
            "RSS and kernel TCP memory in MiB\n", PROBE_RATE, seconds);
-    printf("%-6s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-28s  %-7s  %-15s  %s\n", "kind",
+    printf("%-6s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-28s  %-20s  %-15s  %s\n", "kind",
            "conns", "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x",
-           "new s/r/x", "RSS before max after bufmax", "tcp mem", "evict full otmo",
+           "new s/r/x", "RSS before max after bufmax", "tcp mem press_ms rto", "evict full otmo",
            "busy% iter_us");
     result_t res[NKINDS * 8];
     int nres = 0, failed = 0;
@@ -645,12 +686,14 @@ int main(int argc, char **argv)
             printf(", \"new_served\": %d, \"new_refused\": %d, \"new_stalled\": %d"
                    ", \"rss_before_kb\": %ld, \"rss_max_kb\": %ld, \"rss_after_kb\": %ld"
                    ", \"buffer_memory_max\": %lld"
-                   ", \"tcp_mem_max_kb\": %ld, \"buffer_evictions\": %lld"
+                   ", \"tcp_mem_max_kb\": %ld, \"tcp_pressure_ms\": %lld"
+                   ", \"tcp_timeouts\": %lld, \"buffer_evictions\": %lld"
                    ", \"buffer_full_rejects\": %lld, \"output_timeouts\": %lld"
                    ", \"during_loop_busy_pct\": %.1f, \"during_iteration_us\": %.1f}",
                    r->served, r->refused, r->stalled, r->rss_before_kb, r->rss_max_kb,
-                   r->rss_after_kb, r->bufmem_max, r->tcp_mem_max_kb, r->evictions, r->full_rejects,
-                   r->output_timeouts, r->busy_pct, r->iter_us);
+                   r->rss_after_kb, r->bufmem_max, r->tcp_mem_max_kb, r->tcp_pressure_ms,
+                   r->tcp_timeouts, r->evictions, r->full_rejects, r->output_timeouts,
+                   r->busy_pct, r->iter_us);
         }
         printf("]}\n");
     }
