@@ -33,7 +33,10 @@
  *            each closed and opened again every 9 s (as the outside test
  *            did, so that no output timeout ever catches them); and every
  *            500 ms a new connection that sends PING and wants its answer
- *            within 2 s (accepted / refused with BUSY / stalled)
+ *            within 2 s (accepted / refused with BUSY / stalled). The
+ *            probe and the newcomers connect from 127.0.0.2, the hostile
+ *            connections from 127.0.0.1: other clients, as far as the
+ *            node's per-address limit is concerned
  *   after    the hostile connections gone; the probe alone again
  *
  * Kinds of hostile connection:
@@ -95,6 +98,11 @@
 #define PROBE_RATE 200
 #define MAX_SAMPLES 200000
 #define RECONNECT_MS 9000
+/* The probe and the newcomers stand for other clients: from another
+ * address than the hostile connections' 127.0.0.1, so that the node's
+ * per-address limit (--max-conns-per-source) does not count them with the
+ * crowd (with 1,000 hostile connections reconnecting, it briefly did). */
+#define OTHER_CLIENT "127.0.0.2"
 #define NEWCONN_EVERY_MS 500
 #define TOKEN "slowreaders-token"
 
@@ -201,7 +209,7 @@ static int hello(int fd, int token)
 static void *probe_main(void *arg)
 {
     probe_t *p = arg;
-    int fd = pc_h_connect(p->port, 10000);
+    int fd = pc_h_connect_from(OTHER_CLIENT, p->port, 10000);
     if (fd < 0 || hello(fd, p->token) != 0) {
         p->errors++;
         return NULL;
@@ -217,7 +225,7 @@ static void *probe_main(void *arg)
         if (call(fd, &get) != PC_ST_OK) {
             p->errors++;
             close(fd);
-            fd = pc_h_connect(p->port, 10000);
+            fd = pc_h_connect_from(OTHER_CLIENT, p->port, 10000);
             if (fd < 0 || hello(fd, p->token) != 0)
                 break;
             continue;
@@ -418,7 +426,7 @@ static int on_stats(void *arg, int index, const pc_response_t *r)
 
 static int stats(int port, int token, statq_t *q)
 {
-    int fd = pc_h_connect(port, 5000);
+    int fd = pc_h_connect_from(OTHER_CLIENT, port, 5000);
     if (fd < 0 || hello(fd, token) != 0) {
         if (fd >= 0)
             close(fd);
@@ -433,7 +441,7 @@ static int stats(int port, int token, statq_t *q)
 /* A new connection's PING: 0 served, 1 refused (BUSY), 2 no answer in 2 s. */
 static int newconn(int port, int token)
 {
-    int fd = pc_h_connect(port, 2000);
+    int fd = pc_h_connect_from(OTHER_CLIENT, port, 2000);
     if (fd < 0)
         return 2;
     int res = 2;

@@ -147,12 +147,20 @@ void pc_h_print_log(const pc_h_proc_t *p)
 
 int pc_h_connect(int port, int rcv_timeout_ms)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    return pc_h_connect_from(NULL, port, rcv_timeout_ms);
+}
+
+int pc_h_connect_from(const char *from, int port, int rcv_timeout_ms)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    struct sockaddr_in src = {.sin_family = AF_INET};
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if ((from != NULL && (inet_pton(AF_INET, from, &src.sin_addr) != 1 ||
+                          bind(fd, (struct sockaddr *)&src, sizeof src) != 0)) ||
+        connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(fd);
         return -1;
     }

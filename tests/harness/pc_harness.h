@@ -130,6 +130,10 @@ int pc_h_redis_is_master(redisContext *c);
 /* A connected blocking TCP socket to 127.0.0.1:port with a receive
  * timeout, or -1. */
 int pc_h_connect(int port, int rcv_timeout_ms);
+/* The same from source address `from` (a dotted IPv4 address on this
+ * host: on loopback any of 127.0.0.0/8, so that a node sees another
+ * client address), or from the kernel's choice if from is NULL. */
+int pc_h_connect_from(const char *from, int port, int rcv_timeout_ms);
 
 /* Reads until EOF or error or the socket's timeout; returns 1 if the peer
  * closed (EOF/reset), 0 if it timed out while still open. Bytes read are

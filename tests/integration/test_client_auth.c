@@ -168,28 +168,6 @@ static void test_client_token(void **state)
 
 /* ---- per-address limits -------------------------------------------------- */
 
-/* A blocking connection to 127.0.0.1:port from the loopback address
- * `from` (127.0.0.x: every one of them is this machine, and a separate
- * source to the node), with a receive timeout; -1 if it fails. */
-static int connect_from(const char *from, int port, int rcv_ms)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in src = {.sin_family = AF_INET};
-    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, from, &src.sin_addr);
-    inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
-    struct timeval tv = {rcv_ms / 1000, (rcv_ms % 1000) * 1000};
-    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0 ||
-        connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
 /*
  * One host opened 10,050 connections and held every slot until the idle
  * timeout. Now an address holds at most --max-conns-per-source: the next
@@ -208,10 +186,10 @@ static void test_connections_per_source(void **state)
      * until that connection is gone) */
     int fds[LIMIT];
     for (int i = 0; i < LIMIT; i++) {
-        assert_true((fds[i] = connect_from("127.0.0.1", node.port, 3000)) >= 0);
+        assert_true((fds[i] = pc_h_connect_from("127.0.0.1", node.port, 3000)) >= 0);
         assert_int_equal(pc_h_ping_on(fds[i]), PC_ST_OK);
     }
-    int extra = connect_from("127.0.0.1", node.port, 3000);
+    int extra = pc_h_connect_from("127.0.0.1", node.port, 3000);
     assert_true(extra >= 0);
     pc_h_reply_t x = {0};
     assert_int_equal(pc_h_read_responses(extra, 1, pc_h_on_reply, &x), 1); /* told at once */
@@ -219,11 +197,11 @@ static void test_connections_per_source(void **state)
     assert_int_equal(pc_h_wait_closed(extra, NULL, 0, NULL), 1);
     close(extra);
     /* another address is served, and can read the counter */
-    int other = connect_from("127.0.0.2", node.port, 3000);
+    int other = pc_h_connect_from("127.0.0.2", node.port, 3000);
     assert_true(other >= 0);
     assert_int_equal(pc_h_ping_on(other), PC_ST_OK);
     close(other);
-    int fd3 = connect_from("127.0.0.3", node.port, 3000);
+    int fd3 = pc_h_connect_from("127.0.0.3", node.port, 3000);
     assert_true(fd3 >= 0);
     pc_buf_t b;
     pc_buf_init(&b, 0);
@@ -240,7 +218,7 @@ static void test_connections_per_source(void **state)
     close(fds[0]);
     int again = -1;
     for (uint64_t until = pc_h_now_ms() + 5000; pc_h_now_ms() < until;) {
-        again = connect_from("127.0.0.1", node.port, 3000);
+        again = pc_h_connect_from("127.0.0.1", node.port, 3000);
         assert_true(again >= 0);
         if (pc_h_ping_on(again) == PC_ST_OK)
             break;
@@ -360,7 +338,7 @@ static int quick_guesses(int port, int naddr, int per_addr)
     char ip[32];
     for (int i = 0; i < n; i++) {
         snprintf(ip, sizeof ip, "127.0.0.%d", 10 + i / per_addr);
-        assert_true((fds[i] = connect_from(ip, port, 10000)) >= 0);
+        assert_true((fds[i] = pc_h_connect_from(ip, port, 10000)) >= 0);
         pf[i].fd = fds[i];
         pf[i].events = POLLIN;
     }
@@ -465,7 +443,7 @@ static void test_guesses_per_address_are_bounded(void **state)
     int fds[CONNS], sent[CONNS];
     struct pollfd pf[CONNS];
     for (int i = 0; i < CONNS; i++) {
-        assert_true((fds[i] = connect_from("127.0.0.70", node.port, 10000)) >= 0);
+        assert_true((fds[i] = pc_h_connect_from("127.0.0.70", node.port, 10000)) >= 0);
         pf[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
     }
     pc_buf_t guess;
@@ -497,7 +475,7 @@ static void test_guesses_per_address_are_bounded(void **state)
             }
         }
         if (!other_ok) { /* the right token, from another address, while this goes on */
-            int fd = connect_from("127.0.0.71", node.port, 10000);
+            int fd = pc_h_connect_from("127.0.0.71", node.port, 10000);
             assert_true(fd >= 0);
             pc_buf_t b;
             pc_buf_init(&b, 0);
