@@ -970,6 +970,33 @@ static void test_stop_drains(void **state)
     assert_int_equal(f->cs.nconns, 0);
 }
 
+/* Room in the kernel for more than two reads' worth, whatever this
+ * host's defaults (a flood must be there when the node reads): c's
+ * receive buffer and its client's send buffer. */
+static void flood_room(pc_conn_t *c, const client_t *cl)
+{
+    int room = 256 * 1024;
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &room, sizeof room), 0);
+    assert_int_equal(setsockopt(cl->fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room), 0);
+}
+
+/* n SETs of key "k", ids 1..n, each value vlen bytes of pattern(). */
+static void encode_sets(pc_buf_t *b, uint64_t n, size_t vlen)
+{
+    uint8_t *val = malloc(vlen);
+    assert_non_null(val);
+    for (size_t i = 0; i < vlen; i++)
+        val[i] = pattern(i);
+    for (uint64_t id = 1; id <= n; id++) {
+        pc_request_t req = {.op = PC_OP_SET, .id = id, .key = {(const uint8_t *)"k", 1},
+                            .value = {val, (uint32_t)vlen}};
+        assert_int_equal(pc_proto_encode_request(b, &req), 0);
+    }
+    free(val);
+}
+
 /*
  * A client that floods: 200 SETs of 1,000 bytes sent as fast as the
  * connection reads them, each taking 20 us to serve, so that a turn uses
@@ -989,23 +1016,10 @@ static void test_flood_stays_heavy(void **state)
     client_t *cl;
     pc_conn_t *c = tcp_client(f, &cl);
     f->spin_ns = 20 * 1000;
-    /* Room in the kernel for more than two reads' worth, whatever this
-     * host's defaults (the flood must be there when the node reads). */
-    int room = 256 * 1024;
-    uv_os_fd_t fd;
-    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &room, sizeof room), 0);
-    assert_int_equal(setsockopt(cl->fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room), 0);
-    uint8_t val[VLEN];
-    for (size_t i = 0; i < VLEN; i++)
-        val[i] = pattern(i);
+    flood_room(c, cl);
     pc_buf_t b;
     pc_buf_init(&b, 0);
-    for (uint64_t id = 1; id <= N; id++) {
-        pc_request_t req = {.op = PC_OP_SET, .id = id, .key = {(const uint8_t *)"k", 1},
-                            .value = {val, VLEN}};
-        assert_int_equal(pc_proto_encode_request(&b, &req), 0);
-    }
+    encode_sets(&b, N, VLEN);
     assert_true(b.len > 3 * 64 * 1024); /* three full reads, and a short one */
     client_send(f, cl, b.data, b.len);
     pc_buf_free(&b);
@@ -1039,25 +1053,14 @@ static void test_waiting_heavy_unwatched(void **state)
     enum { N = 120, VLEN = 1000 };
     client_t *cl[2];
     pc_conn_t *c[2];
-    int room = 256 * 1024;
     for (int i = 0; i < 2; i++) {
         c[i] = f->floods[i] = tcp_client(f, &cl[i]);
-        uv_os_fd_t fd;
-        assert_int_equal(uv_fileno(&c[i]->h.handle, &fd), 0);
-        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &room, sizeof room), 0);
-        assert_int_equal(setsockopt(cl[i]->fd, SOL_SOCKET, SO_SNDBUF, &room, sizeof room), 0);
+        flood_room(c[i], cl[i]);
     }
     f->spin_ns = 20 * 1000;
-    uint8_t val[VLEN];
-    for (size_t i = 0; i < VLEN; i++)
-        val[i] = pattern(i);
     pc_buf_t b;
     pc_buf_init(&b, 0);
-    for (uint64_t id = 1; id <= N; id++) {
-        pc_request_t req = {.op = PC_OP_SET, .id = id, .key = {(const uint8_t *)"k", 1},
-                            .value = {val, VLEN}};
-        assert_int_equal(pc_proto_encode_request(&b, &req), 0);
-    }
+    encode_sets(&b, N, VLEN);
     assert_true(b.len > 64 * 1024); /* more than one read each */
     /* Both floods in the kernel before the node reads either. */
     for (int i = 0; i < 2; i++)
