@@ -363,11 +363,19 @@ void pc_conn_flush(pc_conn_t *c)
  * Each class is ordered by start-time fair queuing (pc_sched.h): by the
  * time its connections have had. An iteration of the loop serves light
  * turns for up to half of TURN_BUDGET_NS, then heavy turns -- at least
- * one, up to the budget -- then light ones again, and polls again: a
- * light client's request waits for at most one iteration, however many
- * heavy clients there are and however large their answers, and the heavy
- * ones share what is left, fairly, without starving. While nobody waits,
- * a connection is served as soon as its input is read.
+ * one, for up to HEAVY_SHARE_NS -- then light ones again up to
+ * TURN_BUDGET_NS, and polls again: a light client's request waits for at
+ * most one iteration, however many heavy clients there are and however
+ * large their answers, and the heavy ones share their part fairly,
+ * without starving. While nobody waits, a connection is served as soon
+ * as its input is read.
+ *
+ * HEAVY_SHARE_NS is what a light client waits behind heavy ones at
+ * most (with as much again when light work was longer, run_idle_cb).
+ * At 500 us, under 100 connections that flood and never read, a light
+ * client's p99 was 1.7-3.3x its p99 without them; at 250 us, 1.0-1.8x.
+ * Heavy clients alone pay for the extra polls: 6-11% more CPU per
+ * operation in docs/PERFORMANCE.md's runs ("A shorter heavy share").
  *
  * Work is the loop's time, measured (uv_hrtime, about 25 ns a read on
  * these machines; see conn_process_frames for how often): decoding,
@@ -378,6 +386,7 @@ void pc_conn_flush(pc_conn_t *c)
  */
 #define TURN_QUANTUM_NS PC_CONN_TURN_QUANTUM_NS
 #define TURN_BUDGET_NS ((uint64_t)500 * 1000)
+#define HEAVY_SHARE_NS ((uint64_t)250 * 1000)
 #define TURN_CLOCK_EVERY 8
 #define TURN_CLOCK_BYTES ((size_t)16 * 1024)
 enum { LIGHT = PC_CONN_LIGHT, HEAVY = PC_CONN_HEAVY };
@@ -430,7 +439,7 @@ static void run_idle_cb(uv_idle_t *h)
      * an iteration gave them the budget twice over, once as they were
      * read and again here, and a light client waited for both. */
     uint64_t light = cs->turn_work > cs->heavy_work ? cs->turn_work - cs->heavy_work : 0;
-    uint64_t share = light > TURN_BUDGET_NS ? light : TURN_BUDGET_NS;
+    uint64_t share = light > HEAVY_SHARE_NS ? light : HEAVY_SHARE_NS;
     uint64_t heavy_budget = share > cs->heavy_work ? share - cs->heavy_work : 0;
     cs->turn_work = 0;
     while (cs->turn_work < TURN_BUDGET_NS / 2 && serve_next(cs, LIGHT))
@@ -479,7 +488,7 @@ void pc_conn_run(pc_conn_t *c)
     int now = c->internal || (!c->heavy ? pc_sched_count(&cs->sched[LIGHT]) == 0
                                         : pc_sched_count(&cs->sched[LIGHT]) == 0 &&
                                               pc_sched_count(&cs->sched[HEAVY]) == 0 &&
-                                              cs->turn_work < TURN_BUDGET_NS);
+                                              cs->turn_work < HEAVY_SHARE_NS);
     if (now)
         pc_conn_process(c);
     else
@@ -939,7 +948,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
      * its turn (TCP flow control holds its sender back meanwhile): read
      * now, it would only be copied and held. An empty buffer is libuv's
      * "not now" (read_cb sees UV_ENOBUFS; the socket stays readable). */
-    if (!c->internal && (conn_waiting(c) || (c->heavy && cs->turn_work >= TURN_BUDGET_NS))) {
+    if (!c->internal && (conn_waiting(c) || (c->heavy && cs->turn_work >= HEAVY_SHARE_NS))) {
         c->read_deferred = 1;
         *buf = uv_buf_init(NULL, 0);
         return;
