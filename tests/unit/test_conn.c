@@ -37,7 +37,7 @@
 
 #define BEAT_MS 5
 #define MAX_ITERS 4000 /* at most ~20 s of waiting (BEAT_MS each) */
-#define MAX_FRAMES 256
+#define MAX_FRAMES 4096
 #define MAX_ANSWERS 256
 #define MAX_CLIENTS 4
 #define MAX_KEPT 8
@@ -95,6 +95,7 @@ typedef struct fx {
     int value_ok[MAX_FRAMES]; /* a SET's value had the test's pattern */
     pc_conn_t *frame_conn[MAX_FRAMES];
     uint8_t frame_heavy[MAX_FRAMES]; /* the class of the turn that served it */
+    uint8_t frame_backlog[MAX_FRAMES]; /* its connection's write was waiting */
     uint64_t spin_ns; /* each frame takes this long (busy), to make turns long */
     pc_conn_t *conns_opened[MAX_CLIENTS];
     pc_conn_t *floods[2];           /* test_waiting_heavy_unwatched's, while open */
@@ -166,6 +167,7 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
         f->ids[k] = req.id;
         f->frame_conn[k] = c;
         f->frame_heavy[k] = (uint8_t)c->heavy;
+        f->frame_backlog[k] = (uint8_t)c->writing;
         f->value_len[k] = req.value.len;
         int ok = 1;
         for (uint32_t i = 0; i < req.value.len; i++)
@@ -388,12 +390,20 @@ static void listen_local(fx_t *f)
 
 /* A blocking TCP client connected to the listener; the loop accepts it
  * (the opened hook runs). Returns the connection. */
-static pc_conn_t *tcp_client(fx_t *f, client_t **out)
+static pc_conn_t *tcp_client_rcvbuf(fx_t *f, client_t **out, int rcvbuf);
+
+static pc_conn_t *tcp_client(fx_t *f, client_t **out) { return tcp_client_rcvbuf(f, out, 0); }
+
+/* The same with the client's receive buffer at rcvbuf bytes (set before
+ * it connects, so that its window is scaled for it), if rcvbuf > 0. */
+static pc_conn_t *tcp_client_rcvbuf(fx_t *f, client_t **out, int rcvbuf)
 {
     if (!f->listening)
         listen_local(f);
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
+    if (rcvbuf > 0)
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
     assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr), 1);
     /* The kernel completes the handshake from the listen backlog. */
@@ -1077,6 +1087,45 @@ static void test_waiting_heavy_unwatched(void **state)
     assert_int_equal(f->heavy_waiting_watched, 0);
 }
 
+/*
+ * A client that never reads, and sends PINGs in blocks of 100 (about
+ * 1.5 KB: no read of the node's is ever full), each served slowly
+ * enough (20 us) that its turns use their quantum. While its answers
+ * wait for it (both sockets' buffers small), it is heavy at every frame:
+ * before, each turn that ran out of a block made it light, and its next
+ * block was served at once as a light client's request is.
+ */
+static void test_nonreader_stays_heavy(void **state)
+{
+    fx_t *f = *state;
+    enum { BLOCKS = 30, PER = 100, N = BLOCKS * PER };
+    client_t *cl;
+    int small = 4096;
+    pc_conn_t *c = tcp_client_rcvbuf(f, &cl, small);
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    f->spin_ns = 20 * 1000;
+    for (uint64_t blk = 0; blk < BLOCKS; blk++) {
+        pc_buf_t b;
+        pc_buf_init(&b, 0);
+        encode_pings(&b, blk * PER + 1, (blk + 1) * PER);
+        client_send(f, cl, b.data, b.len);
+        pc_buf_free(&b);
+        RUN_UNTIL(f, f->frames == (blk + 1) * PER);
+    }
+    assert_int_equal(f->decode_errors, 0);
+    unsigned backlog = 0, light = 0;
+    for (unsigned k = 0; k < N; k++) {
+        backlog += f->frame_backlog[k];
+        light += f->frame_backlog[k] && !f->frame_heavy[k];
+    }
+    printf("# non-reader: %u of %d frames served while its answers waited, %u of them light\n",
+           backlog, N, light);
+    assert_true(backlog > N / 4); /* the answers did back up */
+    assert_int_equal(light, 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as peercached does: writes to a gone peer fail */
@@ -1097,6 +1146,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_flood_stays_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_heavy_unwatched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nonreader_stays_heavy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
