@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 
 #include "pc_conn_int.h"
 #include "pc_resp.h"
@@ -1114,6 +1117,30 @@ void pc_conn_close(pc_conn_t *c, const char *why)
     uv_close(&c->h.handle, pc_conn_closed_cb);
 }
 
+size_t pc_conn_unsent(const pc_conn_t *c)
+{
+    size_t n = conn_queued(c) + c->held;
+    uv_os_fd_t fd;
+    int queued = 0;
+    if (!c->internal && uv_fileno((const uv_handle_t *)&c->h.handle, &fd) == 0 &&
+        ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0)
+        n += (size_t)queued;
+    return n;
+}
+
+void pc_conn_reset(pc_conn_t *c, const char *why)
+{
+    if (c->closing)
+        return;
+    /* A zero linger: close() sends RST and frees the send queue. */
+    uv_os_fd_t fd;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    if (c->internal || uv_fileno(&c->h.handle, &fd) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) != 0)
+        pc_log_debug(c->cs->log, "client %s: no reset, an orderly close", c->peer);
+    pc_conn_close(c, why);
+}
+
 /* ---- limits --------------------------------------------------------------- */
 
 /* Quiet for a tick with nothing queued: large output buffers go (see
@@ -1165,7 +1192,7 @@ void pc_conn_check_limits(pc_conn_t *c, uint64_t now)
         pc_log_info(cs->log, "client %s: %zu bytes of replies unread for %llu ms; closing",
                     c->peer, conn_queued(c) + c->held,
                     (unsigned long long)(now - c->out_since));
-        pc_conn_close(c, "output timeout");
+        pc_conn_reset(c, "output timeout");
         return;
     }
     if (cs->set.idle_timeout_ms > 0 && c->nreqs == 0 && !c->writing && !c->auth.pending &&

@@ -333,6 +333,19 @@ int pc_conn_new(pc_conns_t *cs, pc_conn_t **out);
  * out first (best effort). Idempotent. */
 void pc_conn_close(pc_conn_t *c, const char *why);
 
+/* Bytes of answers c's client has not taken: queued here, held behind
+ * unfinished requests, and in the kernel's send queue (SIOCOUTQ). */
+size_t pc_conn_unsent(const pc_conn_t *c);
+
+/* Closes c with a reset (RST): what the client has not read -- queued here
+ * and in the kernel's send queue -- is dropped at once, and its next read
+ * fails with ECONNRESET. For a client that stopped reading (the output
+ * timeout; shed over the buffer cap while its answers wait): an orderly
+ * close would leave the kernel holding its unread answers, up to
+ * net.ipv4.tcp_wmem's maximum (4 MiB by default), in an orphaned socket
+ * for as long as the client keeps its end open. Idempotent. */
+void pc_conn_reset(pc_conn_t *c, const char *why);
+
 /* A frame that cannot be parsed: tells the client why (id 0), counts it
  * in bad_frames, and closes. */
 void pc_conn_bad_frame(pc_conn_t *c, uint32_t status, const char *why);

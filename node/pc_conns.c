@@ -123,15 +123,25 @@ typedef struct shed {
     size_t use;
 } shed_t;
 
-/* Closes c, which holds `use` bytes of buffers over its fair share: told
- * why, in case it is only slow and reads again; counted. */
+/* Closes c, which holds `use` bytes of buffers over its fair share;
+ * counted. If more of it is answers the client has not taken (here and
+ * in the kernel's send queue) than input, it is reset, and all it has not
+ * read goes at once (pc_conn_reset): closed in order, its answers would
+ * stay in the kernel, up to tcp_wmem's maximum, until the client closes
+ * its end -- 1,000 such sockets held 1.2 GiB, over the host's TCP memory
+ * pressure mark. Else (a large frame still arriving) it is told why, in
+ * case it is only slow and reads again. */
 static void shed_one(pc_conn_t *c, size_t use, size_t fair)
 {
     pc_log_debug(c->cs->log, "client %s: closed, holding %zu bytes of buffers (fair share %zu)",
                  c->peer, use, fair);
+    c->cs->stats->buffer_evictions++;
+    if (pc_conn_unsent(c) > c->rd.buf.cap + c->spill.cap) {
+        pc_conn_reset(c, "shed over the buffer cap, its answers unread");
+        return;
+    }
     pc_conn_say_error(c, PC_ST_BUSY, "server buffer memory full");
     pc_conn_close(c, NULL);
-    c->cs->stats->buffer_evictions++;
 }
 
 /*

@@ -642,13 +642,17 @@ static void test_slowloris(void **state)
 
 /* ---- 4. a client that never reads --------------------------------------- */
 
-static int socket_closed(void *arg)
+/* 1 once fd was reset (ECONNRESET, after what its receive queue held);
+ * an orderly end (EOF) fails the test: a node that closed in order left
+ * the kernel delivering every answer it had queued. For pc_h_poll. */
+static int socket_reset(void *arg)
 {
     int fd = *(int *)arg;
     uint8_t b[65536];
     for (;;) {
         ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
+        assert_int_not_equal(n, 0);
+        if (n < 0 && errno == ECONNRESET)
             return 1;
         if (n < 0)
             return 0;
@@ -701,8 +705,9 @@ static void test_client_that_never_reads(void **state)
             (unsigned long long)(t1 - t0), (long long)produced, rss0, rss1);
     assert_true(produced < 100);
     assert_true(rss1 - rss0 < 64 * 1024 + RSS_SLACK_KB);
-    /* the socket is closed: what the kernel held drains, then EOF */
-    assert_true(pc_h_poll(socket_closed, &fd, 10000));
+    /* reset: what the node had queued for it is gone, in the kernel too,
+     * not delivered once the client reads again */
+    assert_true(pc_h_poll(socket_reset, &fd, 10000));
     close(fd);
     assert_int_equal(pc_h_stat(nc.cl, "connections"), 1);
     normal_step(&nc);
@@ -918,6 +923,84 @@ typedef struct kept_list {
     int n;
     kept_t k[4];
 } kept_list_t;
+
+/* Non-readers whose answers fill the kernel's send queue, and are shed
+ * over the cap (fds[i] reset, once seen, in seen[i]). */
+typedef struct shed_state {
+    int *fds;
+    int *seen;
+    int n, nseen;
+} shed_state_t;
+
+static int shed_all_reset(void *p)
+{
+    shed_state_t *st = p;
+    for (int i = 0; i < st->n; i++) {
+        if (!st->seen[i] && socket_reset(&st->fds[i])) {
+            st->seen[i] = 1;
+            st->nseen++;
+        }
+    }
+    return st->nseen == st->n;
+}
+
+/*
+ * Clients that pipeline GETs of a 512 KiB value and never read, against a
+ * 4 MiB cap and an output timeout that never comes: each is shed as it
+ * goes over its fair share, and shed with a reset. Closed in order, the
+ * node's kernel kept each one's unread answers (up to tcp_wmem's maximum,
+ * 4 MiB) in an orphaned socket for as long as the client kept its end
+ * open: 1,000 such clients took the host past its TCP memory pressure
+ * mark, and every connection's segments were dropped. Checked: every
+ * non-reader ends in ECONNRESET, never in an orderly EOF after its
+ * answers, and the node counted them all as shed.
+ */
+static void test_shed_reader_is_reset(void **state)
+{
+    (void)state;
+    enum { NONREADERS = 8 };
+    pc_h_proc_t node;
+    node_up(&node, "--threads", "1", "--max-buffer-memory", "4mb", "--output-timeout", "60s",
+            NULL);
+    normal_t nc = {client_for(&node, 5000), 0, "shedreset"};
+    size_t vlen = 512 * 1024;
+    char *val = malloc(vlen);
+    memset(val, 's', vlen);
+    assert_int_equal(pc_client_set(nc.cl, "shed:big", 8, val, vlen, NULL, NULL), 0);
+    free(val);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    for (int i = 0; i < 64; i++) { /* 32 MiB of answers each */
+        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
+                            .key = {(const uint8_t *)"shed:big", 8}};
+        assert_int_equal(pc_proto_encode_request(&out, &get), 0);
+    }
+    int fds[NONREADERS], seen[NONREADERS] = {0};
+    for (int i = 0; i < NONREADERS; i++) {
+        fds[i] = pc_h_connect(node.port, 5000);
+        assert_true(fds[i] >= 0);
+        int small = 64 * 1024;
+        assert_int_equal(setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+        assert_int_equal(pc_h_send_all(fds[i], &out), 0);
+        normal_step(&nc);
+    }
+    pc_buf_free(&out);
+    /* Each one over its share is shed; shed or not, none is left with
+     * more than a share, so all go: the last alone holds over 4 MiB. */
+    shed_state_t st = {fds, seen, NONREADERS, 0};
+    int all = pc_h_poll(shed_all_reset, &st, 20000);
+    int64_t shed = pc_h_stat(nc.cl, "buffer_evictions");
+    fprintf(stderr, "non-readers shed: %d of %d seen reset, %lld counted, %lld output timeouts\n",
+            st.nseen, NONREADERS, (long long)shed, (long long)pc_h_stat(nc.cl, "output_timeouts"));
+    assert_true(all);
+    assert_int_equal(shed, NONREADERS);
+    assert_int_equal(pc_h_stat(nc.cl, "output_timeouts"), 0);
+    for (int i = 0; i < NONREADERS; i++)
+        close(fds[i]);
+    normal_step(&nc);
+    pc_client_free(&nc.cl);
+    node_down(&node);
+}
 
 static int keep(void *arg, int i, const pc_response_t *r)
 {
@@ -1382,6 +1465,7 @@ int main(void)
         cmocka_unit_test(test_slowloris),
         cmocka_unit_test(test_client_that_never_reads),
         cmocka_unit_test(test_global_buffer_cap),
+        cmocka_unit_test(test_shed_reader_is_reset),
         cmocka_unit_test(test_100_clients_that_stop_reading),
         cmocka_unit_test(test_1000_clients_that_stop_reading),
         cmocka_unit_test(test_accept_without_memory),
