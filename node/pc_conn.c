@@ -13,6 +13,7 @@
 
 #include "pc_conn_int.h"
 #include "pc_resp.h"
+#include "pc_sock.h"
 
 #define READ_CHUNK (64 * 1024)
 /* Output buffers bigger than this are given back once the connection is
@@ -305,9 +306,35 @@ void pc_conns_flush_deferred(pc_conns_t *cs)
     }
 }
 
+/*
+ * What the kernel may hold unsent for c follows its output budget
+ * (conn_budget): so a client that stops reading costs its budget here and
+ * as much in the kernel, not up to net.ipv4.tcp_wmem's maximum (4 MiB)
+ * there. 1,000 of them arriving at once used to take 1.5 GiB of the
+ * host's TCP memory, past its pressure mark, where every connection's
+ * segments are dropped. Set again when the budget has halved or doubled
+ * since (connections came or went; the client sent its token). With few
+ * connections the budget is --max-output, 4 MiB, and a large answer
+ * leaves in one write as before; a bound of 128 KiB for all took 1 MiB
+ * answers from 2,800 to 1,800 a second (docs/PERFORMANCE.md).
+ */
+static void conn_unsent_max_update(pc_conn_t *c)
+{
+    size_t b = conn_budget(c);
+    if (c->internal || (c->unsent_max != 0 && b <= 2 * c->unsent_max && b >= c->unsent_max / 2))
+        return;
+    uv_os_fd_t fd;
+    if (uv_fileno(&c->h.handle, &fd) == 0)
+        (void)pc_sock_set_unsent_max(fd, b); /* else the kernel's bound, as before */
+    c->unsent_max = b;
+}
+
 void pc_conn_flush(pc_conn_t *c)
 {
-    if (c->closing || c->writing || c->out.len == 0)
+    if (c->closing || c->out.len == 0)
+        return;
+    conn_unsent_max_update(c); /* also while a write waits: for the next */
+    if (c->writing)
         return;
     if (c->ur) { /* with the loop's batch (pc_conns.c submits it before polling) */
         pc_conn_ur_send(c);

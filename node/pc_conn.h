@@ -227,6 +227,10 @@ struct pc_conn {
      * queued output as much as `out` is, so they count against the output
      * budget. Sum of r->resp.len over reqs. */
     size_t held;
+    /* The most its socket's kernel send queue may hold unsent
+     * (pc_sock_set_unsent_max): its output budget when last set; 0 = not
+     * set yet. */
+    size_t unsent_max;
     int writing;
     int reading;
     int eof;        /* no more input: finish what was asked, then close */

@@ -4,6 +4,7 @@
 #include "pc_sock.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -36,6 +37,21 @@ int pc_sock_set_rto_min(int fd, uint64_t rto_min_ms)
     return errno == EINVAL ? PC_ERANGE : PC_EIO;
 #else
     /* Elsewhere the option number may mean something else entirely. */
+    (void)fd;
+    return PC_ENOTSUP;
+#endif
+}
+
+int pc_sock_set_unsent_max(int fd, size_t bytes)
+{
+    if (bytes > INT_MAX)
+        return PC_ERANGE;
+#ifdef TCP_NOTSENT_LOWAT
+    int v = (int)bytes;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &v, sizeof v) == 0)
+        return 0;
+    return errno == ENOPROTOOPT ? PC_ENOTSUP : PC_EIO;
+#else
     (void)fd;
     return PC_ENOTSUP;
 #endif

@@ -17,6 +17,10 @@
  * PC_ERANGE (the kernel refuses the value); PC_EIO (another failure of
  * the system call; errno says which).
  *
+ * The most a client socket's kernel send queue holds unsent
+ * (pc_sock_set_unsent_max; pc_conn keeps it at the connection's output
+ * budget).
+ *
  * It also resolves the HOST:PORT a listener binds to (pc_sock_listen_addr).
  *
  * Thread rules: none; system calls on the caller's sockets only.
@@ -49,6 +53,17 @@ int pc_sock_set_rto_min(int fd, uint64_t rto_min_ms);
  * failure *rto_min_ms is not changed.
  */
 int pc_sock_rto_min_check(uint64_t *rto_min_ms, uint64_t *effective_us);
+
+/*
+ * Bounds what TCP socket fd's kernel send queue holds unsent
+ * (TCP_NOTSENT_LOWAT): once over `bytes`, the socket takes no more and
+ * polls not writable until it is under again. What a client has not read
+ * then waits in the node's own buffers, where it is counted and shed,
+ * rather than in the kernel's, up to net.ipv4.tcp_wmem's maximum (4 MiB
+ * by default) per socket. 0, PC_ERANGE (bytes over INT_MAX), PC_ENOTSUP,
+ * PC_EIO.
+ */
+int pc_sock_set_unsent_max(int fd, size_t bytes);
 
 /*
  * The address a listener on `addr` (HOST:PORT) binds to, resolved for a

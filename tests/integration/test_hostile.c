@@ -19,7 +19,9 @@
  * --max-mget-keys (test_request_limits_on_the_wire), --max-output
  * (test_slow_reader_memory_is_bounded).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -723,6 +725,106 @@ static void test_client_that_never_reads(void **state)
     assert_true(pc_h_poll(stat_below, &small_again, 5000));
     assert_int_equal(pc_h_stat(nc.cl, "connections"), 2);
     pc_client_free(&once);
+    pc_client_free(&nc.cl);
+    node_down(&node);
+}
+
+/* The node's kernel send queue toward the client at local port
+ * `client_port` (tx_queue in /proc/net/tcp: bytes written, not yet taken
+ * by the client), or -1 if there is no such socket. */
+static long node_tx_queue(int node_port, int client_port)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    char line[512];
+    long q = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned lport, rport;
+        unsigned long tx;
+        if (sscanf(line, " %*d: %*8x:%x %*8x:%x %*x %lx:", &lport, &rport, &tx) == 3 &&
+            (int)lport == node_port && (int)rport == client_port)
+            q = (long)tx;
+    }
+    if (f)
+        fclose(f);
+    return q;
+}
+
+/* For pc_h_poll: samples the node's send queue toward one client (the
+ * most seen in `most`) until the stat reaches its value. */
+typedef struct txq_arg {
+    pc_h_stat_arg_t until;
+    int node_port, client_port;
+    long most;
+} txq_arg_t;
+
+static int txq_sample_until(void *p)
+{
+    txq_arg_t *a = p;
+    long q = node_tx_queue(a->node_port, a->client_port);
+    a->most = q > a->most ? q : a->most;
+    return pc_h_stat_at_least(&a->until);
+}
+
+/*
+ * What the node's kernel holds for a client that does not read is bound
+ * by the connection's output budget (TCP_NOTSENT_LOWAT), not by
+ * net.ipv4.tcp_wmem's maximum: the rest waits in the node's own buffers,
+ * where it is counted and shed. 30 idle connections on a 4 MiB cap make
+ * the budget 128 KiB; a non-reader asks for 100 answers of 512 KiB.
+ * Sampled until the output timeout closes it (a second of stall, so the
+ * queue is seen full): at most the budget, one 64 KiB segment past it,
+ * and what was in flight when the client's window closed -- under 512
+ * KiB, where the kernel's own bound let it take 2-4 MiB.
+ */
+static void test_kernel_queue_within_budget(void **state)
+{
+    (void)state;
+    enum { IDLE = 30 };
+    pc_h_proc_t node;
+    node_up(&node, "--threads", "1", "--max-buffer-memory", "4mb", "--output-timeout", "1s",
+            NULL);
+    normal_t nc = {client_for(&node, 5000), 0, "kq"};
+    size_t vlen = 512 * 1024;
+    char *val = malloc(vlen);
+    memset(val, 'k', vlen);
+    assert_int_equal(pc_client_set(nc.cl, "kq:big", 6, val, vlen, NULL, NULL), 0);
+    free(val);
+    int idle[IDLE];
+    for (int i = 0; i < IDLE; i++) {
+        idle[i] = pc_h_connect(node.port, 5000);
+        assert_true(idle[i] >= 0);
+    }
+    pc_h_stat_arg_t all = {nc.cl, "connections", IDLE + 1};
+    assert_true(pc_h_poll(pc_h_stat_is, &all, 10000));
+
+    int fd = pc_h_connect(node.port, 5000);
+    assert_true(fd >= 0);
+    int small = 64 * 1024;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    struct sockaddr_in me;
+    socklen_t melen = sizeof me;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &melen), 0);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    for (int i = 0; i < 100; i++) {
+        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
+                            .key = {(const uint8_t *)"kq:big", 6}};
+        pc_proto_encode_request(&out, &get);
+    }
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    pc_buf_free(&out);
+
+    txq_arg_t w = {{nc.cl, "output_timeouts", 1}, node.port, ntohs(me.sin_port), -1};
+    int timed_out = pc_h_poll(txq_sample_until, &w, 20000);
+    fprintf(stderr, "non-reader on a 128 KiB budget: the node's kernel held at most %ld bytes "
+            "for it\n", w.most);
+    assert_true(timed_out);
+    assert_true(w.most > 0);
+    assert_true(w.most < 512 * 1024);
+    close(fd);
+    for (int i = 0; i < IDLE; i++)
+        close(idle[i]);
+    normal_step(&nc);
     pc_client_free(&nc.cl);
     node_down(&node);
 }
@@ -1464,6 +1566,7 @@ int main(void)
         cmocka_unit_test(test_5000_idle_and_half_sent_connections),
         cmocka_unit_test(test_slowloris),
         cmocka_unit_test(test_client_that_never_reads),
+        cmocka_unit_test(test_kernel_queue_within_budget),
         cmocka_unit_test(test_global_buffer_cap),
         cmocka_unit_test(test_shed_reader_is_reset),
         cmocka_unit_test(test_100_clients_that_stop_reading),
