@@ -7,12 +7,16 @@
  *   no option   kinds get,ping,unauth x conns 100,1000; 10 s phases
  *   --smoke     kind get, 50 connections, 2 s phases; checks only that
  *               every figure came out (ctest -L bench)
- *   --pin       the node (all its threads) on CPU 0, this process -- the
+ *   --pin       the node on CPU 0, started there, this process -- the
  *               probe and the hostile clients -- on CPU 1, so that what
  *               the probe sees is the node's doing, not the generator
- *               competing with it for a core (taskset must be installed);
- *               there the hostile clients' thread runs at nice 19, so
- *               that the probe does not wait for CPU 1 behind it either
+ *               competing with it for a core; there the hostile clients'
+ *               thread runs at nice 19, so that the probe does not wait
+ *               for CPU 1 behind it either. A node started on one CPU
+ *               runs one loop unless PEERCACHE_THREADS says otherwise
+ *               (its default is the CPUs it may use): two loops on one
+ *               core take turns at the kernel scheduler's pace, and a
+ *               request waits for the other loop's time slice
  *   --client-buf B  each hostile connection's send and receive buffers
  *               (SO_SNDBUF, SO_RCVBUF, set before it connects), in bytes;
  *               default the kernel's (autotuned up to net.ipv4.tcp_wmem's
@@ -23,7 +27,7 @@
  *
  * One scenario: a memory-only peercached (--insecure --redis none, every
  * other limit at its default; --threads from PEERCACHE_THREADS or the
- * node's default) holding a 100-byte key and a 1 MiB key. A probe client
+ * node's default, the number of CPUs it may use; the `loops` column) holding a 100-byte key and a 1 MiB key. A probe client
  * on a connection of its own sends GETs of the small key at 200/s, open
  * loop: each GET has an intended send time, and its latency counts from
  * then, so a stalled node shows up in full. Three phases of S seconds:
@@ -31,7 +35,10 @@
  *   before   the probe alone
  *   during   N hostile connections that send requests and never read,
  *            each closed and opened again every 9 s (as the outside test
- *            did, so that no output timeout ever catches them); and every
+ *            did, so that no output timeout ever catches them): all open
+ *            at once as the phase begins, and the first time each is
+ *            closed is spread over those 9 s, so that later they come
+ *            and go evenly, not all at one moment; and every
  *            500 ms a new connection that sends PING and wants its answer
  *            within 2 s (accepted / refused with BUSY / stalled). The
  *            probe and the newcomers connect from 127.0.0.2, the hostile
@@ -141,6 +148,7 @@ typedef struct result {
      * loop_iterations, threads): the share of their time they worked, and
      * the mean work per iteration -- what a request waits to be read. */
     double busy_pct, iter_us;
+    int loops; /* STATS threads */
 } result_t;
 
 static double now_ms(void)
@@ -256,6 +264,7 @@ typedef struct hostile {
 typedef struct hconn {
     int fd;
     double opened;
+    double life; /* ms from opened to the next reopening */
     size_t sent; /* of the one-off payload (get) */
 } hconn_t;
 
@@ -313,16 +322,21 @@ static void *hostile_main(void *arg)
     double start = now_ms();
     for (int i = 0; i < h->n; i++) {
         c[i].fd = -1;
-        /* staggered, so that they do not all reconnect at one moment */
-        c[i].opened = start - (double)RECONNECT_MS * i / h->n - RECONNECT_MS;
+        c[i].opened = start - RECONNECT_MS; /* all due now */
+        c[i].life = 0;
     }
     while (!atomic_load(&h->stop)) {
         double now = now_ms();
         int npf = 0;
         for (int i = 0; i < h->n; i++) {
-            if (now - c[i].opened >= RECONNECT_MS) {
+            if (now - c[i].opened >= c[i].life) {
                 if (c[i].fd >= 0)
                     close(c[i].fd);
+                /* The first life is staggered, so that they do not all
+                 * reconnect at one moment ever after. */
+                c[i].life = c[i].fd < 0 && c[i].life == 0
+                                ? (double)RECONNECT_MS * (i + 1) / h->n
+                                : RECONNECT_MS;
                 c[i].fd = hconn_open(h->port);
                 c[i].opened = now;
                 c[i].sent = 0;
@@ -487,16 +501,13 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
     const char *args_plain[] = {"--insecure", "--redis", "none", NULL};
     const char *args_tok[] = {"--insecure", "--redis", "none", "--token-file", tokfile, NULL};
     pc_h_proc_t node;
-    if (pc_h_node_start(&node, token ? args_tok : args_plain) != 0)
-        return -1;
-    if (pin) {
-        /* every thread of the node (its loops were made at start) */
-        char cmd[160];
-        snprintf(cmd, sizeof cmd, "taskset -a -p -c 0 %d >/dev/null", (int)node.pid);
-        if (system(cmd) != 0)
-            fprintf(stderr, "bench_slowreaders: taskset failed\n");
+    if (pin) /* the node is started from here: on CPU 0 from its start */
+        pin_to(0, 0);
+    int started = pc_h_node_start(&node, token ? args_tok : args_plain);
+    if (pin)
         pin_to(0, 1); /* this thread; the probe and the flood inherit it */
-    }
+    if (started != 0)
+        return -1;
     int fd = pc_h_connect(node.port, 5000);
     if (fd < 0 || hello(fd, token) != 0)
         return -1;
@@ -528,6 +539,7 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
     statq_t l1[] = {{"loop_busy_us", -1}, {"loop_iterations", -1}, {NULL, 0}};
     double t0 = now_ms();
     int lrc = stats(node.port, token, l0);
+    res->loops = (int)l0[2].v;
     long long press0 = tcp_ext("TCPMemoryPressuresChrono"), rto0 = tcp_ext("TCPTimeouts");
     atomic_store(&pr.phase, P_DURING);
     pthread_create(&h.tid, NULL, hostile_main, &h);
@@ -589,7 +601,7 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
 
 static void print_result(const result_t *r)
 {
-    printf("%-6s %5d  ", KIND_NAMES[r->kind], r->conns);
+    printf("%-6s %5d %5d  ", KIND_NAMES[r->kind], r->conns, r->loops);
     for (int i = 0; i < NPHASES; i++)
         printf("%7.2f %8.2f %8.1f  ", r->p50[i], r->p99[i], r->max[i]);
     printf("%5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f %7.1f  %7.1f %6lld %5lld  %5lld %4lld %4lld  "
@@ -656,8 +668,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     printf("# bench_slowreaders: probe %d GET/s open loop; %d s per phase; latencies in ms; "
            "RSS and kernel TCP memory in MiB\n", PROBE_RATE, seconds);
-    printf("%-6s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-28s  %-20s  %-15s  %s\n", "kind",
-           "conns", "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x",
+    printf("%-6s %5s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-28s  %-20s  %-15s  %s\n", "kind",
+           "conns", "loops", "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x",
            "new s/r/x", "RSS before max after bufmax", "tcp mem press_ms rto", "evict full otmo",
            "busy% iter_us");
     result_t res[NKINDS * 8];
@@ -685,8 +697,8 @@ int main(int argc, char **argv)
         printf("{\"results\": [");
         for (int i = 0; i < nres; i++) {
             const result_t *r = &res[i];
-            printf("%s{\"kind\": \"%s\", \"conns\": %d", i ? ", " : "", KIND_NAMES[r->kind],
-                   r->conns);
+            printf("%s{\"kind\": \"%s\", \"conns\": %d, \"loops\": %d", i ? ", " : "",
+                   KIND_NAMES[r->kind], r->conns, r->loops);
             for (int p = 0; p < NPHASES; p++)
                 printf(", \"%s_p50_ms\": %.3f, \"%s_p99_ms\": %.3f, \"%s_max_ms\": %.3f",
                        PHASE_NAMES[p], r->p50[p], PHASE_NAMES[p], r->p99[p], PHASE_NAMES[p],
