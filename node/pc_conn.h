@@ -302,7 +302,8 @@ struct pc_conn {
      * (fd) reads and writes through cs->uring; ur_recv: its receive is
      * armed (a reference); ur_cancel: that receive's end was asked for;
      * ur_close: the handle closes once neither a receive nor a send is in
-     * flight; wsent: bytes of wbuf the kernel has taken; spill: input
+     * flight; wsent: bytes of wbuf the kernel has taken (with epoll too:
+     * what a first, short write took); spill: input
      * that came while the reader had no room left, in order. */
     int ur;
     int fd;
