@@ -1,11 +1,13 @@
 /* pc_h_assert.c -- see pc_h_assert.h. */
 #include "pc_h_assert.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -64,4 +66,18 @@ int pc_h_ping_on(int fd)
     int ok = pc_h_send_all(fd, &b) == 0 && pc_h_read_responses(fd, 1, pc_h_on_reply, &x) == 1;
     pc_buf_free(&b);
     return ok ? (int)x.status : -1;
+}
+
+int pc_h_socket_reset(void *arg)
+{
+    int fd = *(int *)arg;
+    uint8_t b[65536];
+    for (;;) {
+        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+        assert_int_not_equal(n, 0);
+        if (n < 0 && errno == ECONNRESET)
+            return 1;
+        if (n < 0)
+            return 0;
+    }
 }

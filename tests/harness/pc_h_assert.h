@@ -1,8 +1,9 @@
 /*
  * pc_h_assert.h -- harness helpers that fail the running cmocka test:
  * Redis checks for the integration tests that look at Redis directly
- * (test_node, test_flags, test_redis_auth), and raw-protocol exchanges
- * with a node (test_security, test_client_auth).
+ * (test_node, test_flags, test_redis_auth), raw-protocol exchanges
+ * with a node (test_security, test_client_auth), and a socket's reset
+ * (test_hostile, test_io).
  *
  * Apart from pc_harness because they assert: the harness is also linked
  * by the benchmarks, which do not run under cmocka. Each function is
@@ -40,5 +41,12 @@ int pc_h_exchange(int port, const pc_buf_t *b, int n, const pc_keyring_t *kr, pc
 
 /* PING on fd: the status of the answer, or -1 (none: closed, timed out). */
 int pc_h_ping_on(int fd);
+
+/* For pc_h_poll, arg an int *fd: reads what fd has (without waiting) and
+ * returns 1 once the node reset it (ECONNRESET, after what its receive
+ * queue held), 0 while it is open. An orderly end (EOF) fails the test:
+ * a node that closed in order left the kernel delivering every answer it
+ * had queued. */
+int pc_h_socket_reset(void *arg);
 
 #endif

@@ -42,6 +42,7 @@
 #include <cmocka.h>
 
 #include "pc_client.h"
+#include "pc_h_assert.h"
 #include "pc_harness.h"
 #include "pc_proto.h"
 #include "pc_proto_reader.h"
@@ -644,21 +645,34 @@ static void test_slowloris(void **state)
 
 /* ---- 4. a client that never reads --------------------------------------- */
 
-/* 1 once fd was reset (ECONNRESET, after what its receive queue held);
- * an orderly end (EOF) fails the test: a node that closed in order left
- * the kernel delivering every answer it had queued. For pc_h_poll. */
-static int socket_reset(void *arg)
+/* Stores vlen bytes of `fill` under key, through the normal client. */
+static void set_big(normal_t *nc, const char *key, size_t vlen, char fill)
 {
-    int fd = *(int *)arg;
-    uint8_t b[65536];
-    for (;;) {
-        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
-        assert_int_not_equal(n, 0);
-        if (n < 0 && errno == ECONNRESET)
-            return 1;
-        if (n < 0)
-            return 0;
+    char *val = malloc(vlen);
+    assert_non_null(val);
+    memset(val, fill, vlen);
+    assert_int_equal(pc_client_set(nc->cl, key, strlen(key), val, vlen, NULL, NULL), 0);
+    free(val);
+}
+
+/* A client that will never read: a 64 KiB receive buffer, and n GETs of
+ * key sent. Its socket. */
+static int nonreader(int port, const char *key, int n)
+{
+    int fd = pc_h_connect(port, 5000);
+    assert_true(fd >= 0);
+    int small = 64 * 1024;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    for (int i = 0; i < n; i++) {
+        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
+                            .key = {(const uint8_t *)key, strlen(key)}};
+        assert_int_equal(pc_proto_encode_request(&out, &get), 0);
     }
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    pc_buf_free(&out);
+    return fd;
 }
 
 static void test_client_that_never_reads(void **state)
@@ -669,28 +683,13 @@ static void test_client_that_never_reads(void **state)
     normal_t nc = {client_for(&node, 5000), 0, "noread"};
     normal_step(&nc);
     size_t vlen = 512 * 1024;
-    char *val = malloc(vlen);
-    memset(val, 'n', vlen);
-    assert_int_equal(pc_client_set(nc.cl, "noread:big", 10, val, vlen, NULL, NULL), 0);
-    free(val);
+    set_big(&nc, "noread:big", vlen, 'n');
     long rss0 = pc_h_rss_kb(node.pid);
     int64_t hits0 = pc_h_stat(nc.cl, "hits");
 
     /* 400 GETs of 512 KiB = 200 MiB of replies; we read none of them */
-    int fd = pc_h_connect(node.port, 5000);
-    assert_true(fd >= 0);
-    int small = 64 * 1024;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    pc_buf_t out;
-    pc_buf_init(&out, 0);
-    for (int i = 0; i < 400; i++) {
-        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
-                            .key = {(const uint8_t *)"noread:big", 10}};
-        pc_proto_encode_request(&out, &get);
-    }
     uint64_t t0 = pc_h_now_ms();
-    assert_int_equal(pc_h_send_all(fd, &out), 0);
-    pc_buf_free(&out);
+    int fd = nonreader(node.port, "noread:big", 400);
 
     /* it fills its queue and stalls; the others are served meanwhile */
     pc_h_stat_arg_t hits = {nc.cl, "hits", hits0 + 4};
@@ -709,7 +708,7 @@ static void test_client_that_never_reads(void **state)
     assert_true(rss1 - rss0 < 64 * 1024 + RSS_SLACK_KB);
     /* reset: what the node had queued for it is gone, in the kernel too,
      * not delivered once the client reads again */
-    assert_true(pc_h_poll(socket_reset, &fd, 10000));
+    assert_true(pc_h_poll(pc_h_socket_reset, &fd, 10000));
     close(fd);
     assert_int_equal(pc_h_stat(nc.cl, "connections"), 1);
     normal_step(&nc);
@@ -784,11 +783,7 @@ static void test_kernel_queue_within_budget(void **state)
     node_up(&node, "--threads", "1", "--max-buffer-memory", "4mb", "--output-timeout", "1s",
             NULL);
     normal_t nc = {client_for(&node, 5000), 0, "kq"};
-    size_t vlen = 512 * 1024;
-    char *val = malloc(vlen);
-    memset(val, 'k', vlen);
-    assert_int_equal(pc_client_set(nc.cl, "kq:big", 6, val, vlen, NULL, NULL), 0);
-    free(val);
+    set_big(&nc, "kq:big", 512 * 1024, 'k');
     int idle[IDLE];
     for (int i = 0; i < IDLE; i++) {
         idle[i] = pc_h_connect(node.port, 5000);
@@ -797,22 +792,10 @@ static void test_kernel_queue_within_budget(void **state)
     pc_h_stat_arg_t all = {nc.cl, "connections", IDLE + 1};
     assert_true(pc_h_poll(pc_h_stat_is, &all, 10000));
 
-    int fd = pc_h_connect(node.port, 5000);
-    assert_true(fd >= 0);
-    int small = 64 * 1024;
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    int fd = nonreader(node.port, "kq:big", 100);
     struct sockaddr_in me;
     socklen_t melen = sizeof me;
     assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &melen), 0);
-    pc_buf_t out;
-    pc_buf_init(&out, 0);
-    for (int i = 0; i < 100; i++) {
-        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
-                            .key = {(const uint8_t *)"kq:big", 6}};
-        pc_proto_encode_request(&out, &get);
-    }
-    assert_int_equal(pc_h_send_all(fd, &out), 0);
-    pc_buf_free(&out);
 
     txq_arg_t w = {{nc.cl, "output_timeouts", 1}, node.port, ntohs(me.sin_port), -1};
     int timed_out = pc_h_poll(txq_sample_until, &w, 20000);
@@ -1038,7 +1021,7 @@ static int shed_all_reset(void *p)
 {
     shed_state_t *st = p;
     for (int i = 0; i < st->n; i++) {
-        if (!st->seen[i] && socket_reset(&st->fds[i])) {
+        if (!st->seen[i] && pc_h_socket_reset(&st->fds[i])) {
             st->seen[i] = 1;
             st->nseen++;
         }
@@ -1065,28 +1048,12 @@ static void test_shed_reader_is_reset(void **state)
     node_up(&node, "--threads", "1", "--max-buffer-memory", "4mb", "--output-timeout", "60s",
             NULL);
     normal_t nc = {client_for(&node, 5000), 0, "shedreset"};
-    size_t vlen = 512 * 1024;
-    char *val = malloc(vlen);
-    memset(val, 's', vlen);
-    assert_int_equal(pc_client_set(nc.cl, "shed:big", 8, val, vlen, NULL, NULL), 0);
-    free(val);
-    pc_buf_t out;
-    pc_buf_init(&out, 0);
-    for (int i = 0; i < 64; i++) { /* 32 MiB of answers each */
-        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
-                            .key = {(const uint8_t *)"shed:big", 8}};
-        assert_int_equal(pc_proto_encode_request(&out, &get), 0);
-    }
+    set_big(&nc, "shed:big", 512 * 1024, 's');
     int fds[NONREADERS], seen[NONREADERS] = {0};
     for (int i = 0; i < NONREADERS; i++) {
-        fds[i] = pc_h_connect(node.port, 5000);
-        assert_true(fds[i] >= 0);
-        int small = 64 * 1024;
-        assert_int_equal(setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-        assert_int_equal(pc_h_send_all(fds[i], &out), 0);
+        fds[i] = nonreader(node.port, "shed:big", 64); /* 32 MiB of answers each */
         normal_step(&nc);
     }
-    pc_buf_free(&out);
     /* Each one over its share is shed; shed or not, none is left with
      * more than a share, so all go: the last alone holds over 4 MiB. */
     shed_state_t st = {fds, seen, NONREADERS, 0};

@@ -34,6 +34,7 @@
 #include <cmocka.h>
 
 #include "pc_client.h"
+#include "pc_h_assert.h"
 #include "pc_harness.h"
 #include "pc_proto.h"
 
@@ -192,22 +193,6 @@ static void test_epoll_when_asked(void **state)
     assert_int_equal(pc_h_stop(&node, SIGTERM, 10000), 0);
 }
 
-/* 1 once fd was reset (ECONNRESET, after what its receive queue held);
- * an orderly EOF fails the test. For pc_h_poll. */
-static int socket_reset(void *arg)
-{
-    int fd = *(int *)arg;
-    uint8_t b[65536];
-    for (;;) {
-        ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
-        assert_int_not_equal(n, 0);
-        if (n < 0 && errno == ECONNRESET)
-            return 1;
-        if (n < 0)
-            return 0;
-    }
-}
-
 /* A client that pipelines GETs of a 256 KiB value and never reads: the
  * socket fills, its send waits in the ring, reading pauses at its output
  * budget, and the output timeout closes it (cancelling the send). A
@@ -248,7 +233,7 @@ static void test_reader_that_stops(void **state)
      * kernel held for it is dropped, not delivered as it reads on */
     pc_h_stat_arg_t alone = {cl, "connections", 1};
     assert_true(pc_h_poll(pc_h_stat_is, &alone, 10000));
-    assert_true(pc_h_poll(socket_reset, &fd, 10000));
+    assert_true(pc_h_poll(pc_h_socket_reset, &fd, 10000));
     close(fd);
     assert_int_equal(pc_client_ping(cl), 0);
     pc_client_free(&cl);
