@@ -84,8 +84,13 @@ static void conn_maybe_free(pc_conn_t *c)
 
 /* ---- output and back-pressure ------------------------------------------- */
 
-/* Answers not yet taken by the kernel (wsent of wbuf it has). */
-static size_t conn_queued(const pc_conn_t *c) { return c->out.len + c->wbuf.len - c->wsent; }
+/* Answers queued: out, and wbuf but what a first, short write of it took
+ * (wskip, epoll). (With io_uring, wbuf counts whole until its send is
+ * done: what its short sends took is not subtracted, since nothing would
+ * then resume a connection paused at its budget when they brought it
+ * under -- its buffered frames would wait, and no output timeout would
+ * come.) */
+static size_t conn_queued(const pc_conn_t *c) { return c->out.len + c->wbuf.len - c->wskip; }
 
 /* Output a client that has not sent the token yet may have queued: room
  * for a few hundred AUTH_REQUIRED answers, not for a flood of them. */
@@ -261,7 +266,7 @@ void pc_conn_write_done(pc_conn_t *c, int status)
     c->writing = 0;
     c->out_since = 0; /* the client took a write: not stalled (conn_limits_note) */
     pc_buf_reset(&c->wbuf);
-    c->wsent = 0;
+    c->wskip = 0;
     c->refs--;
     if (c->closing) {
         if (c->ur)
@@ -366,8 +371,8 @@ void pc_conn_flush(pc_conn_t *c)
     pc_buf_t t = c->wbuf;
     c->wbuf = c->out;
     c->out = t;
-    c->wsent = n > 0 ? (size_t)n : 0;
-    uv_buf_t b = uv_buf_init((char *)c->wbuf.data + c->wsent, (unsigned)(c->wbuf.len - c->wsent));
+    c->wskip = n > 0 ? (size_t)n : 0;
+    uv_buf_t b = uv_buf_init((char *)c->wbuf.data + c->wskip, (unsigned)(c->wbuf.len - c->wskip));
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, write_cb);
     if (rc < 0) {

@@ -231,6 +231,9 @@ struct pc_conn {
      * (pc_sock_set_unsent_max): its output budget when last set; 0 = not
      * set yet. */
     size_t unsent_max;
+    /* epoll: bytes at wbuf's start that the first, short write of it took
+     * (the uv_write goes on from there); 0 with io_uring (wsent). */
+    size_t wskip;
     int writing;
     int reading;
     int eof;        /* no more input: finish what was asked, then close */
@@ -302,8 +305,7 @@ struct pc_conn {
      * (fd) reads and writes through cs->uring; ur_recv: its receive is
      * armed (a reference); ur_cancel: that receive's end was asked for;
      * ur_close: the handle closes once neither a receive nor a send is in
-     * flight; wsent: bytes of wbuf the kernel has taken (with epoll too:
-     * what a first, short write took); spill: input
+     * flight; wsent: bytes of wbuf the kernel has taken; spill: input
      * that came while the reader had no room left, in order. */
     int ur;
     int fd;
