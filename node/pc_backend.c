@@ -628,10 +628,8 @@ static void drop_connection(pc_backend_t *b)
          * off from Redis would retransmit it for minutes). The fence keeps
          * late bytes from being applied anyway; this keeps them from
          * being sent. */
-        if (ac->c.fd >= 0) {
-            struct linger lg = {.l_onoff = 1, .l_linger = 0};
-            (void)setsockopt(ac->c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        }
+        if (ac->c.fd >= 0)
+            (void)pc_sock_reset_on_close(ac->c.fd);
         redisAsyncFree(ac);
     }
     /* A connected context reports through on_disconnect (which schedules

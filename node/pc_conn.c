@@ -7,9 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 
 #include "pc_conn_int.h"
 #include "pc_resp.h"
@@ -1157,10 +1154,8 @@ size_t pc_conn_unsent(const pc_conn_t *c)
 {
     size_t n = conn_queued(c) + c->held;
     uv_os_fd_t fd;
-    int queued = 0;
-    if (!c->internal && uv_fileno((const uv_handle_t *)&c->h.handle, &fd) == 0 &&
-        ioctl(fd, SIOCOUTQ, &queued) == 0 && queued > 0)
-        n += (size_t)queued;
+    if (!c->internal && uv_fileno((const uv_handle_t *)&c->h.handle, &fd) == 0)
+        n += pc_sock_unacked(fd);
     return n;
 }
 
@@ -1168,11 +1163,8 @@ void pc_conn_reset(pc_conn_t *c, const char *why)
 {
     if (c->closing)
         return;
-    /* A zero linger: close() sends RST and frees the send queue. */
     uv_os_fd_t fd;
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    if (c->internal || uv_fileno(&c->h.handle, &fd) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) != 0)
+    if (c->internal || uv_fileno(&c->h.handle, &fd) != 0 || pc_sock_reset_on_close(fd) != 0)
         pc_log_debug(c->cs->log, "client %s: no reset, an orderly close", c->peer);
     pc_conn_close(c, why);
 }

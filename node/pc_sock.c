@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -55,6 +57,18 @@ int pc_sock_set_unsent_max(int fd, size_t bytes)
     (void)fd;
     return PC_ENOTSUP;
 #endif
+}
+
+int pc_sock_reset_on_close(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    return setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0 ? 0 : PC_EIO;
+}
+
+size_t pc_sock_unacked(int fd)
+{
+    int n = 0;
+    return ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0 ? (size_t)n : 0;
 }
 
 int pc_sock_rto_min_check(uint64_t *rto_min_ms, uint64_t *effective_us)

@@ -17,6 +17,9 @@
  * PC_ERANGE (the kernel refuses the value); PC_EIO (another failure of
  * the system call; errno says which).
  *
+ * A close that resets (pc_sock_reset_on_close) and what a send queue
+ * still holds (pc_sock_unacked).
+ *
  * The most a client socket's kernel send queue holds unsent
  * (pc_sock_set_unsent_max; pc_conn keeps it at the connection's output
  * budget).
@@ -64,6 +67,15 @@ int pc_sock_rto_min_check(uint64_t *rto_min_ms, uint64_t *effective_us);
  * PC_EIO.
  */
 int pc_sock_set_unsent_max(int fd, size_t bytes);
+
+/* Makes the next close() of fd a reset (SO_LINGER 0): the kernel sends
+ * RST and frees what fd's send queue still holds, instead of delivering
+ * it, or retrying, for as long as the other end lets it. 0 or PC_EIO. */
+int pc_sock_reset_on_close(int fd);
+
+/* Bytes written to TCP socket fd that the other end has not acknowledged
+ * yet (SIOCOUTQ); 0 if the kernel does not say. */
+size_t pc_sock_unacked(int fd);
 
 /*
  * The address a listener on `addr` (HOST:PORT) binds to, resolved for a
