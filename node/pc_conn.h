@@ -120,6 +120,28 @@ enum { PC_CONN_LIGHT = 0, PC_CONN_HEAVY = 1 };
 /* The most frames a turn looks ahead at (hooks->ahead). */
 #define PC_CONN_AHEAD 32
 
+/*
+ * Values an output buffer's answers refer to instead of holding a copy
+ * (pc_conn_answer_ref): what is written is the buffer's bytes with v[i]'s
+ * len bytes at p spliced in at offset v[i].at, in order. Each is held
+ * (obj, released by release(obj)) until its write is done or dropped.
+ * bytes, their sum, counts as queued output and as buffer memory.
+ */
+#define PC_CONN_PINS 4
+typedef struct pc_conn_pin {
+    const uint8_t *p;
+    size_t len;
+    size_t at;
+    void (*release)(void *obj);
+    void *obj;
+} pc_conn_pin_t;
+
+typedef struct pc_conn_pins {
+    pc_conn_pin_t v[PC_CONN_PINS];
+    unsigned n;
+    size_t bytes;
+} pc_conn_pins_t;
+
 typedef struct pc_conns {
     pc_conn_limits_t set;
     uv_loop_t *loop;
@@ -222,6 +244,8 @@ struct pc_conn {
     pc_proto_reader_t rd;
     pc_buf_t out;  /* answers not yet handed to the kernel */
     pc_buf_t wbuf; /* answers being written */
+    pc_conn_pins_t opins; /* values out's answers refer to (pc_conn_answer_ref) */
+    pc_conn_pins_t wpins; /* and wbuf's */
     uv_write_t wreq;
     /* Answers encoded in requests that wait behind an unfinished one:
      * queued output as much as `out` is, so they count against the output
@@ -322,11 +346,13 @@ struct pc_conn {
 
 static inline void *pc_conn_owner(const pc_conn_t *c) { return c->owner; }
 
-/* Everything a connection holds in buffers: input, queued output, and
- * the answers held behind its unfinished requests. */
+/* Everything a connection holds in buffers: input, queued output (with
+ * the values its answers refer to), and the answers held behind its
+ * unfinished requests. */
 static inline size_t pc_conn_usage(const pc_conn_t *c)
 {
-    return c->rd.buf.cap + c->out.cap + c->wbuf.cap + c->spill.cap + c->held;
+    return c->rd.buf.cap + c->out.cap + c->wbuf.cap + c->spill.cap + c->held + c->opins.bytes +
+           c->wpins.bytes;
 }
 
 /* A connection in `cs`, not yet attached to a socket (*out; the caller
@@ -412,6 +438,18 @@ void pc_conns_buffer_full(pc_conns_t *cs, int full);
 void pc_conn_answer(pc_conn_t *c, const pc_response_t *resp);
 void pc_conn_answer_error(pc_conn_t *c, uint32_t op, uint64_t id, uint32_t status,
                           const char *msg);
+
+/*
+ * As pc_conn_answer for a GET hit whose value stays valid while obj is
+ * held: a large value is not copied into the output but written from
+ * where it lies (one writev with the frame around it), when that can be
+ * -- the native protocol, unsealed, over epoll, nothing queued ahead;
+ * else the answer is copied as by pc_conn_answer. Either way obj is c's
+ * from now on: release(obj) is called once the value is written, copied
+ * or dropped (perhaps before this returns).
+ */
+void pc_conn_answer_ref(pc_conn_t *c, const pc_response_t *resp, void (*release)(void *obj),
+                        void *obj);
 
 /*
  * A request that will be answered later, queued on c: `size` bytes (at

@@ -529,12 +529,11 @@ static int answer_hit(pc_conn_t *c, const pc_request_t *rq, pc_item_t *it, uint6
 {
     pc_loop_t *l = pc_loop_of(c);
     if (pc_list_empty(&c->reqs)) {
-        /* Fast path: encoded straight from the item into the output; no
-         * allocation. */
+        /* Fast path: encoded straight from the item into the output (a
+         * large value is written from the item itself); no allocation. */
         pc_response_t resp = {.op = rq->op, .id = rq->id, .status = PC_ST_OK};
         entry_from_item(&resp.entry, it, now);
-        pc_conn_answer(c, &resp);
-        pc_store_release(l->store, it);
+        pc_conn_answer_ref(c, &resp, pc_store_unref, it);
         return 1;
     }
     pc_keyreq_t *r = pc_keyreq_new(c, rq->op, rq->id, 1); /* behind an unfinished one */

@@ -463,6 +463,8 @@ void pc_store_release(pc_store_t *s, pc_item_t *it)
         free(it);
 }
 
+void pc_store_unref(void *item) { pc_store_release(NULL, item); }
+
 /*
  * Whether a set() of this mode may store over `cur`, the live item under
  * the key (NULL: absent, or expired and already removed). Called under the

@@ -143,6 +143,10 @@ int pc_store_peek(pc_store_t *s, const void *key, size_t klen, uint64_t now_ms,
 /* Gives back a reference from get()/peek(). NULL-safe. */
 void pc_store_release(pc_store_t *s, pc_item_t *it);
 
+/* The same, shaped as a callback that has only the item (a connection's
+ * output that refers to its value, pc_conn_answer_ref). Any thread. */
+void pc_store_unref(void *item);
+
 /*
  * Stores a copy of key and value, if `mode` allows. expire_ms is an
  * absolute time on the now_ms clock, 0 = never. The stored item gets

@@ -1269,6 +1269,7 @@ int pc_proto_decode_response(pc_proto_decoder_t *d, const uint8_t *body, size_t 
 struct frame {
     pc_buf_t *out;
     size_t start;
+    size_t apart; /* bytes of the frame that are not in out (pc_proto_encode_get_ref) */
     int err;
     msgpack_packer pk;
 };
@@ -1291,6 +1292,7 @@ static void frame_begin(struct frame *f, pc_buf_t *out)
     static const char placeholder[4] = {0, 0, 0, 0};
     f->out = out;
     f->start = out->len;
+    f->apart = 0;
     f->err = 0;
     msgpack_packer_init(&f->pk, f, frame_write);
     frame_write(f, placeholder, sizeof(placeholder));
@@ -1299,7 +1301,7 @@ static void frame_begin(struct frame *f, pc_buf_t *out)
 static int frame_end(struct frame *f)
 {
     if (f->err == 0) {
-        size_t n = f->out->len - f->start - 4;
+        size_t n = f->out->len - f->start - 4 + f->apart;
         if (n > UINT32_MAX) {
             f->err = PC_ETOOBIG;
         } else {
@@ -1686,6 +1688,32 @@ int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp)
      * stays the element after the op's own for every reader. */
     if (fp && resp->op == PC_OP_HELLO && resp->now_ms != 0)
         msgpack_pack_uint64(pk, resp->now_ms);
+    return frame_end(&f);
+}
+
+int pc_proto_encode_get_ref(pc_buf_t *out, const pc_response_t *resp, size_t *value_at)
+{
+    if (out == NULL || resp == NULL || value_at == NULL || resp->op != PC_OP_GET ||
+        resp->status != PC_ST_OK)
+        return PC_EINVAL;
+    int rc = check_response(resp);
+    if (rc != 0)
+        return rc;
+    struct frame f;
+    msgpack_packer *pk = &f.pk;
+    const pc_entry_t *e = &resp->entry;
+    size_t fp = resp->ring_fp != 0;
+    frame_begin(&f, out);
+    f.apart = e->value.len;
+    /* As pack_entry_fields, but for the value's bytes. */
+    pack_head(pk, 7 + fp, resp->op, resp->id, PC_ST_OK);
+    msgpack_pack_bin(pk, e->value.len);
+    *value_at = out->len;
+    msgpack_pack_uint32(pk, e->flags);
+    msgpack_pack_uint64(pk, e->version);
+    msgpack_pack_int64(pk, e->ttl_ms);
+    if (fp)
+        msgpack_pack_uint64(pk, resp->ring_fp);
     return frame_end(&f);
 }
 

@@ -360,6 +360,18 @@ const char *pc_proto_decoder_why(const pc_proto_decoder_t *d);
  */
 int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req);
 int pc_proto_encode_response(pc_buf_t *out, const pc_response_t *resp);
+
+/*
+ * A GET hit's answer (op GET, status OK) as pc_proto_encode_response
+ * encodes it, less the value's bytes: out gets the frame up to the
+ * value's bin header, then what follows the value, and *value_at is the
+ * offset in out where the value's resp->entry.value.len bytes belong (the
+ * frame's length prefix counts them). Sending out[..value_at), the value,
+ * then out[value_at..] (a writev) sends the very frame, without copying
+ * the value. Errors as pc_proto_encode_response, and PC_EINVAL for any
+ * other op or status.
+ */
+int pc_proto_encode_get_ref(pc_buf_t *out, const pc_response_t *resp, size_t *value_at);
 /* Shorthand for a non-OK response with a message (NULL = default).
  * PC_EINVAL if status is OK. Any op value is accepted, so a server can
  * echo an op it does not know. */

@@ -2794,6 +2794,64 @@ static void test_get_here(void **state)
     pc_buf_free(&tmp);
 }
 
+/* pc_proto_encode_get_ref: the frame less the value, which spliced back in
+ * at value_at gives byte for byte what pc_proto_encode_response does --
+ * with and without the ring fingerprint, for an empty, a short and a
+ * 64 KiB value (bin8, bin16 and bin32 headers) -- behind other bytes. */
+static void test_get_ref(void **state)
+{
+    (void)state;
+    static uint8_t big[70000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7);
+    const size_t lens[] = {0, 5, 300, sizeof big};
+    for (size_t k = 0; k < 4; k++) {
+        for (int fp = 0; fp < 2; fp++) {
+            pc_response_t r = {.op = PC_OP_GET, .id = 77, .status = PC_ST_OK,
+                               .ring_fp = fp ? 0xabcdef0123ull : 0};
+            r.entry.value = (pc_bytes_t){big, (uint32_t)lens[k]};
+            r.entry.flags = 9;
+            r.entry.version = 1234567;
+            r.entry.ttl_ms = -1;
+            pc_buf_t whole, ref, spliced;
+            pc_buf_init(&whole, 0);
+            pc_buf_init(&ref, 0);
+            pc_buf_init(&spliced, 0);
+            assert_int_equal(pc_buf_append(&ref, "xy", 2), 0);
+            size_t at = 0;
+            assert_int_equal(pc_proto_encode_get_ref(&ref, &r, &at), 0);
+            assert_true(at > 2 && at <= ref.len);
+            assert_int_equal(pc_proto_encode_response(&whole, &r), 0);
+            assert_int_equal(ref.len - 2 + lens[k], whole.len);
+            assert_int_equal(pc_buf_append(&spliced, ref.data + 2, at - 2), 0);
+            assert_int_equal(pc_buf_append(&spliced, big, lens[k]), 0);
+            assert_int_equal(pc_buf_append(&spliced, ref.data + at, ref.len - at), 0);
+            assert_int_equal(spliced.len, whole.len);
+            assert_memory_equal(spliced.data, whole.data, whole.len);
+            pc_buf_free(&whole);
+            pc_buf_free(&ref);
+            pc_buf_free(&spliced);
+        }
+    }
+    /* Only a GET hit: anything else is refused, and out is untouched. */
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    size_t at = 0;
+    pc_response_t miss = {.op = PC_OP_GET, .id = 1, .status = PC_ST_NOT_FOUND};
+    pc_response_t ping = {.op = PC_OP_PING, .id = 1, .status = PC_ST_OK};
+    assert_int_equal(pc_proto_encode_get_ref(&b, &miss, &at), PC_EINVAL);
+    assert_int_equal(pc_proto_encode_get_ref(&b, &ping, &at), PC_EINVAL);
+    assert_int_equal(b.len, 0);
+    /* Over the buffer's cap: refused, the buffer as it was. */
+    pc_buf_free(&b);
+    pc_buf_init(&b, 10);
+    pc_response_t hit = {.op = PC_OP_GET, .id = 1, .status = PC_ST_OK};
+    hit.entry.value = (pc_bytes_t){big, 100};
+    assert_int_equal(pc_proto_encode_get_ref(&b, &hit, &at), PC_ETOOBIG);
+    assert_int_equal(b.len, 0);
+    pc_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2841,6 +2899,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_ttl, setup_decoder, teardown_decoder),
         cmocka_unit_test_setup_teardown(test_decoder_why, setup_decoder, teardown_decoder),
         cmocka_unit_test_setup_teardown(test_frame_helpers, setup_decoder, teardown_decoder),
+        cmocka_unit_test(test_get_ref),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
