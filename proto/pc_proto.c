@@ -1520,12 +1520,18 @@ int pc_proto_encode_request(pc_buf_t *out, const pc_request_t *req)
     return frame_end(&f);
 }
 
-static void pack_entry_fields(msgpack_packer *pk, const pc_entry_t *e)
+/* An entry's fields after its value. */
+static void pack_entry_tail(msgpack_packer *pk, const pc_entry_t *e)
 {
-    pack_bin(pk, e->value);
     msgpack_pack_uint32(pk, e->flags);
     msgpack_pack_uint64(pk, e->version);
     msgpack_pack_int64(pk, e->ttl_ms);
+}
+
+static void pack_entry_fields(msgpack_packer *pk, const pc_entry_t *e)
+{
+    pack_bin(pk, e->value);
+    pack_entry_tail(pk, e);
 }
 
 static void pack_head(msgpack_packer *pk, size_t n, uint32_t op, uint64_t id, uint32_t status)
@@ -1709,9 +1715,7 @@ int pc_proto_encode_get_ref(pc_buf_t *out, const pc_response_t *resp, size_t *va
     pack_head(pk, 7 + fp, resp->op, resp->id, PC_ST_OK);
     msgpack_pack_bin(pk, e->value.len);
     *value_at = out->len;
-    msgpack_pack_uint32(pk, e->flags);
-    msgpack_pack_uint64(pk, e->version);
-    msgpack_pack_int64(pk, e->ttl_ms);
+    pack_entry_tail(pk, e);
     if (fp)
         msgpack_pack_uint64(pk, resp->ring_fp);
     return frame_end(&f);
