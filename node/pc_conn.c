@@ -300,6 +300,58 @@ void pc_conns_buffer_full(pc_conns_t *cs, int full)
                     cs->buf_bytes);
 }
 
+/*
+ * What the kernel may hold unsent for c (TCP_NOTSENT_LOWAT) follows its
+ * output budget (conn_budget), so that a client that stops reading costs
+ * its budget here and about as much in the kernel, not up to
+ * net.ipv4.tcp_wmem's maximum (4 MiB) there: 1,000 of them arriving at
+ * once used to take 1.5 GiB of the host's TCP memory, past its pressure
+ * mark, where every connection's segments are dropped.
+ *
+ * But a connection starts at UNSENT_START and earns the rest the way TCP
+ * earns its window: the bound doubles each time a write that found the
+ * socket full has gone out whole (pc_conn_write_done), that is each time
+ * the client took a backlog. A client that never reads never earns it,
+ * and its first large answer costs the node UNSENT_START of copying into
+ * the kernel rather than its whole budget: with the budget alone, 1,000
+ * such clients arriving at once had the loop copy 300 MiB into sockets
+ * nobody read, in iterations of 2.5-5 ms, while a normal client waited
+ * (docs/PERFORMANCE.md "A bound the client earns"). A reading client's
+ * first large answers leave in a few more writes; after about six
+ * backlogs taken the bound is its budget, and a large answer leaves in
+ * one write as before (a bound of 128 KiB for all took 1 MiB answers
+ * from 2,800 to 1,800 a second).
+ *
+ * Set again when the earned bound doubles, or the budget has halved or
+ * doubled since (connections came or went; the client sent its token).
+ */
+#define UNSENT_START (64 * 1024)
+
+static void conn_unsent_max_update(pc_conn_t *c)
+{
+    if (c->internal)
+        return;
+    size_t b = conn_budget(c), e = c->unsent_earned > 0 ? c->unsent_earned : UNSENT_START;
+    size_t t = e < b ? e : b, cur = c->unsent_max;
+    /* Within 2x of a budget that moved: as it was (a setsockopt each
+     * time a connection came or went would cost more than it saves). */
+    if (cur != 0 && (t > cur ? t < 2 * cur && t != e : t > cur / 2))
+        return;
+    uv_os_fd_t fd;
+    if (uv_fileno(&c->h.handle, &fd) == 0)
+        (void)pc_sock_set_unsent_max(fd, t); /* else the kernel's bound, as before */
+    c->unsent_max = t;
+}
+
+/* A write that found c's socket full went out whole: the client took a
+ * backlog, and may leave twice as much in the kernel from now on. */
+static void conn_unsent_earned(pc_conn_t *c)
+{
+    size_t e = c->unsent_earned > 0 ? c->unsent_earned : UNSENT_START;
+    if (e < c->cs->set.max_output)
+        c->unsent_earned = 2 * e;
+}
+
 void pc_conn_write_done(pc_conn_t *c, int status)
 {
     c->writing = 0;
@@ -308,6 +360,9 @@ void pc_conn_write_done(pc_conn_t *c, int status)
     pins_release(c->cs, &c->wpins);
     c->wskip = 0;
     c->refs--;
+    if (status == 0 && c->wfull)
+        conn_unsent_earned(c);
+    c->wfull = 0;
     if (c->closing) {
         if (c->ur)
             pc_conn_ur_settle(c);
@@ -353,29 +408,6 @@ void pc_conns_flush_deferred(pc_conns_t *cs)
     }
 }
 
-/*
- * What the kernel may hold unsent for c follows its output budget
- * (conn_budget): so a client that stops reading costs its budget here and
- * as much in the kernel, not up to net.ipv4.tcp_wmem's maximum (4 MiB)
- * there. 1,000 of them arriving at once used to take 1.5 GiB of the
- * host's TCP memory, past its pressure mark, where every connection's
- * segments are dropped. Set again when the budget has halved or doubled
- * since (connections came or went; the client sent its token). With few
- * connections the budget is --max-output, 4 MiB, and a large answer
- * leaves in one write as before; a bound of 128 KiB for all took 1 MiB
- * answers from 2,800 to 1,800 a second (docs/PERFORMANCE.md).
- */
-static void conn_unsent_max_update(pc_conn_t *c)
-{
-    size_t b = conn_budget(c);
-    if (c->internal || (c->unsent_max != 0 && b <= 2 * c->unsent_max && b >= c->unsent_max / 2))
-        return;
-    uv_os_fd_t fd;
-    if (uv_fileno(&c->h.handle, &fd) == 0)
-        (void)pc_sock_set_unsent_max(fd, b); /* else the kernel's bound, as before */
-    c->unsent_max = b;
-}
-
 void pc_conn_flush(pc_conn_t *c)
 {
     if (c->closing || c->out.len == 0)
@@ -417,6 +449,7 @@ void pc_conn_flush(pc_conn_t *c)
     c->opins.n = 0;
     c->opins.bytes = 0;
     c->wskip = n > 0 ? (size_t)n : 0;
+    c->wfull = 1;
     niov = pins_iov(&c->wbuf, &c->wpins, c->wskip, iov);
     c->wreq.data = c;
     int rc = uv_write(&c->wreq, &c->h.stream, iov, niov, write_cb);

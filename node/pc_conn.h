@@ -252,9 +252,15 @@ struct pc_conn {
      * budget. Sum of r->resp.len over reqs. */
     size_t held;
     /* The most its socket's kernel send queue may hold unsent
-     * (pc_sock_set_unsent_max): its output budget when last set; 0 = not
-     * set yet. */
+     * (pc_sock_set_unsent_max) when last set, 0 = not set yet: its output
+     * budget, or less, what it has earned (unsent_earned). */
     size_t unsent_max;
+    /* The unsent bound the client has earned by taking backlogs: 0 =
+     * none taken yet (the starting bound, UNSENT_START in pc_conn.c);
+     * doubles each time a write that found the socket full is done. */
+    size_t unsent_earned;
+    /* The write in progress found the socket full (short write or send). */
+    int wfull;
     /* epoll: bytes at wbuf's start that the first, short write of it took
      * (the uv_write goes on from there); 0 with io_uring (wsent). */
     size_t wskip;

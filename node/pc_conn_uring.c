@@ -165,6 +165,7 @@ static void ur_sent(void *who, int res)
     pc_conn_t *c = who;
     if (res > 0 && !c->closing && c->wsent + (size_t)res < c->wbuf.len) {
         c->wsent += (size_t)res; /* a short send: the rest */
+        c->wfull = 1;
         if (pc_uring_send(c->cs->uring, c->fd, c, c->wbuf.data + c->wsent,
                           c->wbuf.len - c->wsent) == 0)
             return;
