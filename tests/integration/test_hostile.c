@@ -655,6 +655,20 @@ static void set_big(normal_t *nc, const char *key, size_t vlen, char fill)
     free(val);
 }
 
+/* Sends n GETs of key on fd, ids first, first + 1, ... */
+static void send_gets(int fd, const char *key, uint64_t first, int n)
+{
+    pc_buf_t out;
+    pc_buf_init(&out, 0);
+    for (int i = 0; i < n; i++) {
+        pc_request_t get = {.op = PC_OP_GET, .id = first + (uint64_t)i,
+                            .key = {(const uint8_t *)key, strlen(key)}};
+        assert_int_equal(pc_proto_encode_request(&out, &get), 0);
+    }
+    assert_int_equal(pc_h_send_all(fd, &out), 0);
+    pc_buf_free(&out);
+}
+
 /* A client that will never read: a 64 KiB receive buffer, and n GETs of
  * key sent. Its socket. */
 static int nonreader(int port, const char *key, int n)
@@ -663,15 +677,7 @@ static int nonreader(int port, const char *key, int n)
     assert_true(fd >= 0);
     int small = 64 * 1024;
     assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
-    pc_buf_t out;
-    pc_buf_init(&out, 0);
-    for (int i = 0; i < n; i++) {
-        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
-                            .key = {(const uint8_t *)key, strlen(key)}};
-        assert_int_equal(pc_proto_encode_request(&out, &get), 0);
-    }
-    assert_int_equal(pc_h_send_all(fd, &out), 0);
-    pc_buf_free(&out);
+    send_gets(fd, key, 1, n);
     return fd;
 }
 
@@ -867,25 +873,11 @@ static void test_kernel_queue_earned(void **state)
 
     fd = nonreader(node.port, "ke:big", 0);
     for (int i = 0; i < 8; i++) {
-        pc_buf_t b;
-        pc_buf_init(&b, 0);
-        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 1,
-                            .key = {(const uint8_t *)"ke:big", 6}};
-        assert_int_equal(pc_proto_encode_request(&b, &get), 0);
-        assert_int_equal(pc_h_send_all(fd, &b), 0);
-        pc_buf_free(&b);
+        send_gets(fd, "ke:big", (uint64_t)i + 1, 1);
         hit_len_t h = {vlen, 0};
         assert_int_equal(pc_h_read_responses(fd, 1, on_hit_len, &h), 1);
     }
-    pc_buf_t more;
-    pc_buf_init(&more, 0);
-    for (int i = 0; i < 100; i++) {
-        pc_request_t get = {.op = PC_OP_GET, .id = (uint64_t)i + 100,
-                            .key = {(const uint8_t *)"ke:big", 6}};
-        assert_int_equal(pc_proto_encode_request(&more, &get), 0);
-    }
-    assert_int_equal(pc_h_send_all(fd, &more), 0);
-    pc_buf_free(&more);
+    send_gets(fd, "ke:big", 100, 100);
     txq_arg_t earned = {{nc.cl, "output_timeouts", 2}, node.port, local_port(fd), -1};
     assert_true(pc_h_poll(txq_sample_until, &earned, 20000));
     close(fd);
