@@ -90,20 +90,6 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/*
- * A write's deadline on e's clock: when this call gives up (`deadline`,
- * on the monotonic clock), moved onto the node's wall clock and made
- * earlier by what the offset may be wrong by. The node applies nothing
- * after it (PROTOCOL.md §5.5). 0 = none (the node sent no clock).
- */
-static uint64_t write_deadline(const ep_t *e, int64_t deadline)
-{
-    if (!e->has_clock)
-        return 0;
-    int64_t at = wall_ms() + (deadline - pc_cl_now_ms()) + e->off_ms - e->unc_ms;
-    return at > 0 ? (uint64_t)at : 1;
-}
-
 void pc_cl_sleep_ms(int ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
@@ -531,7 +517,7 @@ int pc_cl_encode_request(pc_client_t *c, const ep_t *e, pc_request_t *req, int64
 
     req->id = c->next_id++;
     if (req->op == PC_OP_SET || req->op == PC_OP_DEL || req->op == PC_OP_TOUCH)
-        req->deadline_ms = write_deadline(e, deadline);
+        req->deadline_ms = pc_nodeclock_deadline(&e->clock, wall_ms(), pc_cl_now_ms(), deadline);
     pc_buf_reset(&c->out);
     if (c->out.cap > OUT_KEEP)
         pc_buf_free(&c->out);
@@ -651,12 +637,8 @@ int pc_cl_hello(pc_client_t *c, ep_t *e, int64_t deadline)
     int64_t sent_at = wall_ms();
     rc = pc_cl_exchange(c, e, &req, &resp, deadline, &sent);
     int64_t back_at = wall_ms();
-    if (rc == 0 && resp.status == PC_ST_OK && resp.now_ms != 0 && back_at >= sent_at) {
-        /* the node read its clock somewhere within the round trip */
-        e->has_clock = true;
-        e->off_ms = (int64_t)resp.now_ms - (sent_at + (back_at - sent_at) / 2);
-        e->unc_ms = (back_at - sent_at) / 2 + 1;
-    }
+    if (rc == 0 && resp.status == PC_ST_OK)
+        pc_nodeclock_measure(&e->clock, sent_at, back_at, resp.now_ms);
     if (rc == PC_ETOOBIG || rc == PC_EPROTO) {
         /* Garbage in answer to the very first request is most likely a
          * different service on that port (an HTTP server's "HTTP" reads

@@ -24,6 +24,7 @@
 
 #include "pc_client.h"
 #include "pc_health.h"
+#include "pc_nodeclock.h"
 #include "pc_proto.h"
 #include "pc_proto_reader.h"
 #include "pc_ring.h"
@@ -50,11 +51,8 @@ typedef struct ep {
     uint64_t failed_call;  /* == c->call_seq: failed during this call */
     uint64_t refresh_seq;  /* == c->refresh_seq: asked in this refresh */
     /* The node's wall clock against ours, from its HELLO answer
-     * (PROTOCOL.md §5.1): off_ms = its clock minus ours, known to within
-     * unc_ms. Writes carry their deadline on its clock. */
-    bool has_clock;
-    int64_t off_ms;
-    int64_t unc_ms;
+     * (PROTOCOL.md §5.1). Writes carry their deadline on its clock. */
+    pc_nodeclock_t clock;
     pc_health_t health;
     /* A request on this connection whose answer we stopped waiting for
      * (a hedged read that another node answered first, or a probe): its

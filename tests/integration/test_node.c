@@ -1879,6 +1879,9 @@ static void test_mutated_frames_do_not_hurt_the_node(void **state)
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* PC_TEST_FILTER=pattern runs only the tests it matches (by hand). */
+    if (getenv("PC_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("PC_TEST_FILTER"));
     const struct CMUnitTest shared[] = {
         cmocka_unit_test(test_write_through_visible_in_redis),
         cmocka_unit_test(test_read_through_of_redis_key),
