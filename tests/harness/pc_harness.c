@@ -1,6 +1,7 @@
 #include "pc_harness.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -86,6 +87,43 @@ int pc_h_poll(int (*fn)(void *arg), void *arg, int timeout_ms)
         nanosleep(&ts, NULL);
     }
     return v;
+}
+
+/* For pc_h_poll: every thread of the process is stopped ('T' in
+ * /proc/PID/task/TID/stat). */
+static int all_threads_stopped(void *arg)
+{
+    pid_t pid = *(const pid_t *)arg;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return 0;
+    int all = 1, seen = 0;
+    struct dirent *de;
+    while (all && (de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char stat[sizeof path + sizeof de->d_name + 8], buf[512];
+        snprintf(stat, sizeof stat, "%s/%s/stat", path, de->d_name);
+        FILE *f = fopen(stat, "r");
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        buf[n] = '\0';
+        const char *rp = strrchr(buf, ')'); /* the name may hold spaces */
+        all = rp != NULL && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+        seen++;
+    }
+    closedir(d);
+    return all && seen > 0;
+}
+
+int pc_h_stop_process(pid_t pid, int timeout_ms)
+{
+    if (kill(pid, SIGSTOP) != 0)
+        return -1;
+    return pc_h_poll(all_threads_stopped, &pid, timeout_ms) ? 0 : -1;
 }
 
 int pc_h_log_has(const char *path, const char *needle)

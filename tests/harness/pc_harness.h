@@ -225,6 +225,13 @@ int pc_h_backend_up(void *client);
  * passes; returns the last value. */
 int pc_h_poll(int (*fn)(void *arg), void *arg, int timeout_ms);
 
+/* SIGSTOP to pid, then waits until every thread of it has stopped ('T'
+ * in /proc/PID/task/TID/stat): kill() returns before the threads have
+ * taken the signal, and one may still serve a request sent at once.
+ * 0, or -1 if kill failed or a thread still ran after timeout_ms (the
+ * caller sends SIGCONT either way when it is done). */
+int pc_h_stop_process(pid_t pid, int timeout_ms);
+
 /* 1 if a line of the file at path (a process' log) holds needle, else 0
  * (also when the file cannot be read). Lines longer than 4 KiB are read
  * in pieces. */

@@ -16,7 +16,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <dirent.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -985,7 +984,6 @@ static void test_forwarded_write_past_its_deadline_is_refused(void **state)
     cluster_down(&cl);
 }
 
-static int all_threads_stopped(void *arg);
 
 /* For pc_h_poll: the node's STATS counter `name` has reached `want`. */
 typedef struct stat_goal {
@@ -1020,8 +1018,7 @@ static void test_stalled_owner_does_not_apply_a_failed_relay(void **state)
                         .key = {(const uint8_t *)key, (uint32_t)strlen(key)},
                         .value = {(const uint8_t *)"late", 4}};
     pid_t stalled = cl.node[1].pid;
-    kill(stalled, SIGSTOP);
-    if (!pc_h_poll(all_threads_stopped, &stalled, 5000)) {
+    if (pc_h_stop_process(stalled, 5000) != 0) {
         kill(stalled, SIGCONT);
         fail_msg("node 1 did not stop within 5 s of SIGSTOP");
     }
@@ -1492,42 +1489,10 @@ static got_t get_answer(int fd)
 }
 
 
-/* For pc_h_poll: every thread of the process is stopped ('T' in
- * /proc/PID/task/TID/stat). kill(SIGSTOP) returns before the threads
- * have taken the signal: one may still answer a request sent at once. */
-static int all_threads_stopped(void *arg)
-{
-    pid_t pid = *(const pid_t *)arg;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL)
-        return 0;
-    int all = 1, seen = 0;
-    struct dirent *de;
-    while (all && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.')
-            continue;
-        char stat[sizeof path + sizeof de->d_name + 8], buf[512];
-        snprintf(stat, sizeof stat, "%s/%s/stat", path, de->d_name);
-        FILE *f = fopen(stat, "r");
-        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-        if (f)
-            fclose(f);
-        buf[n] = '\0';
-        const char *rp = strrchr(buf, ')'); /* the name may hold spaces */
-        all = rp != NULL && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
-        seen++;
-    }
-    closedir(d);
-    return all && seen > 0;
-}
-
 static void stop_node(pid_t pid)
 {
     stopped_pid = pid;
-    assert_int_equal(kill(pid, SIGSTOP), 0);
-    if (!pc_h_poll(all_threads_stopped, &stopped_pid, 5000))
+    if (pc_h_stop_process(pid, 5000) != 0)
         fail_msg("pid %d: not every thread stopped within 5 s of SIGSTOP", (int)pid);
 }
 

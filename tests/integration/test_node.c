@@ -1034,9 +1034,10 @@ static void test_write_past_the_clients_deadline_is_refused(void **state)
     assert_int_equal(pc_client_get(quick, "dl:x", 4, &v), PC_ENOTFOUND); /* connected, HELLO done */
     int64_t late0 = pc_h_stat(e.cl, "writes_late");
 
-    kill(e.node.pid, SIGSTOP);
-    int rc = set_str(quick, "dl:1", "late", NULL, NULL);
+    int stopped = pc_h_stop_process(e.node.pid, 5000);
+    int rc = stopped == 0 ? set_str(quick, "dl:1", "late", NULL, NULL) : PC_EIO;
     kill(e.node.pid, SIGCONT);
+    assert_int_equal(stopped, 0);
     assert_int_equal(rc, PC_ETIMEDOUT);
     pc_h_stat_arg_t la = {e.cl, "writes_late", late0 + 1};
     assert_true(pc_h_poll(pc_h_stat_at_least, &la, 10000));
