@@ -984,7 +984,6 @@ static void test_forwarded_write_past_its_deadline_is_refused(void **state)
     cluster_down(&cl);
 }
 
-
 /* For pc_h_poll: the node's STATS counter `name` has reached `want`. */
 typedef struct stat_goal {
     const pc_h_proc_t *node;
@@ -1487,7 +1486,6 @@ static got_t get_answer(int fd)
 {
     return read_answer(fd, PC_OP_GET);
 }
-
 
 static void stop_node(pid_t pid)
 {
