@@ -11,6 +11,7 @@
 #include "pc_conn_int.h"
 #include "pc_resp.h"
 #include "pc_sock.h"
+#include "pc_unsent.h"
 
 #define READ_CHUNK (64 * 1024)
 /* Output buffers bigger than this are given back once the connection is
@@ -300,56 +301,19 @@ void pc_conns_buffer_full(pc_conns_t *cs, int full)
                     cs->buf_bytes);
 }
 
-/*
- * What the kernel may hold unsent for c (TCP_NOTSENT_LOWAT) follows its
- * output budget (conn_budget), so that a client that stops reading costs
- * its budget here and about as much in the kernel, not up to
- * net.ipv4.tcp_wmem's maximum (4 MiB) there: 1,000 of them arriving at
- * once used to take 1.5 GiB of the host's TCP memory, past its pressure
- * mark, where every connection's segments are dropped.
- *
- * But a connection starts at UNSENT_START and earns the rest the way TCP
- * earns its window: the bound doubles each time a write that found the
- * socket full has gone out whole (pc_conn_write_done), that is each time
- * the client took a backlog. A client that never reads never earns it,
- * and its first large answer costs the node UNSENT_START of copying into
- * the kernel rather than its whole budget: with the budget alone, 1,000
- * such clients arriving at once had the loop copy 300 MiB into sockets
- * nobody read, in iterations of 2.5-5 ms, while a normal client waited
- * (docs/PERFORMANCE.md "A bound the client earns"). A reading client's
- * first large answers leave in a few more writes; after about six
- * backlogs taken the bound is its budget, and a large answer leaves in
- * one write as before (a bound of 128 KiB for all took 1 MiB answers
- * from 2,800 to 1,800 a second).
- *
- * Set again when the earned bound doubles, or the budget has halved or
- * doubled since (connections came or went; the client sent its token).
- */
-#define UNSENT_START (64 * 1024)
-
+/* What the kernel may hold unsent for c (pc_unsent.h): its budget, or
+ * less, what it has earned. */
 static void conn_unsent_max_update(pc_conn_t *c)
 {
     if (c->internal)
         return;
-    size_t b = conn_budget(c), e = c->unsent_earned > 0 ? c->unsent_earned : UNSENT_START;
-    size_t t = e < b ? e : b, cur = c->unsent_max;
-    /* Within 2x of a budget that moved: as it was (a setsockopt each
-     * time a connection came or went would cost more than it saves). */
-    if (cur != 0 && (t > cur ? t < 2 * cur && t != e : t > cur / 2))
+    size_t t = pc_unsent_target(c->unsent_max, conn_budget(c), c->unsent_earned);
+    if (t == 0)
         return;
     uv_os_fd_t fd;
     if (uv_fileno(&c->h.handle, &fd) == 0)
         (void)pc_sock_set_unsent_max(fd, t); /* else the kernel's bound, as before */
     c->unsent_max = t;
-}
-
-/* A write that found c's socket full went out whole: the client took a
- * backlog, and may leave twice as much in the kernel from now on. */
-static void conn_unsent_earned(pc_conn_t *c)
-{
-    size_t e = c->unsent_earned > 0 ? c->unsent_earned : UNSENT_START;
-    if (e < c->cs->set.max_output)
-        c->unsent_earned = 2 * e;
 }
 
 void pc_conn_write_done(pc_conn_t *c, int status)
@@ -360,8 +324,8 @@ void pc_conn_write_done(pc_conn_t *c, int status)
     pins_release(c->cs, &c->wpins);
     c->wskip = 0;
     c->refs--;
-    if (status == 0 && c->wfull)
-        conn_unsent_earned(c);
+    if (status == 0 && c->wfull) /* the client took a backlog */
+        c->unsent_earned = pc_unsent_earn(c->unsent_earned, c->cs->set.max_output);
     c->wfull = 0;
     if (c->closing) {
         if (c->ur)

@@ -255,9 +255,8 @@ struct pc_conn {
      * (pc_sock_set_unsent_max) when last set, 0 = not set yet: its output
      * budget, or less, what it has earned (unsent_earned). */
     size_t unsent_max;
-    /* The unsent bound the client has earned by taking backlogs: 0 =
-     * none taken yet (the starting bound, UNSENT_START in pc_conn.c);
-     * doubles each time a write that found the socket full is done. */
+    /* The unsent bound the client has earned by taking backlogs
+     * (pc_unsent.h): 0 = none taken yet, the starting bound. */
     size_t unsent_earned;
     /* The write in progress found the socket full (short write or send). */
     int wfull;

@@ -844,7 +844,7 @@ static int local_port(int fd)
 }
 
 /*
- * The kernel's share is earned, not given (pc_conn.c, UNSENT_START): a
+ * The kernel's share is earned, not given (node/pc_unsent.h): a
  * new connection may leave 64 KiB unsent in the node's kernel, and twice
  * as much each time it has taken a backlog, up to its budget. Here the
  * budget is 4 MiB (--max-output, a few connections), where the kernel
