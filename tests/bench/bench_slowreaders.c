@@ -12,7 +12,9 @@
  *               the probe sees is the node's doing, not the generator
  *               competing with it for a core; there the hostile clients'
  *               thread runs at nice 19, so that the probe does not wait
- *               for CPU 1 behind it either. A node started on one CPU
+ *               for CPU 1 behind it either, and the probe runs at
+ *               SCHED_FIFO, so that it takes CPU 1 the moment it wakes
+ *               (as root; else it warns). A node started on one CPU
  *               runs one loop unless PEERCACHE_THREADS says otherwise
  *               (its default is the CPUs it may use): two loops on one
  *               core take turns at the kernel scheduler's pace, and a
@@ -72,7 +74,9 @@
  * process on the same machine: read ratios, not absolutes.
  *
  * SLOW_TRACE=MS in the environment prints every probe answer that came
- * more than MS ms late, with its intended send time.
+ * more than MS ms late, with its intended send time (from the probe's
+ * start, and as CLOCK_MONOTONIC seconds, "mono", to find it in a
+ * `perf record -k CLOCK_MONOTONIC` or the node's own timestamps).
  *
  * Exits non-zero if the node fails to start or stop, or a figure is
  * missing; the targets themselves are printed, never checked (timing on a
@@ -214,9 +218,21 @@ static int hello(int fd, int token)
 
 /* ---- the probe ------------------------------------------------------------- */
 
+static int pin = 0; /* --pin: the node on CPU 0, this process on CPU 1 */
+
 static void *probe_main(void *arg)
 {
     probe_t *p = arg;
+    /* With --pin the probe shares CPU 1 with the hostile clients' thread,
+     * and nice 19 there was not enough: that thread runs out its time
+     * slice before a waking probe gets the core (on this kernel's
+     * scheduler), and 1% of the probe's wake-ups waited 3.5 ms or more
+     * (perf sched, 1,000 PING floods). A client on another host would not
+     * wait for our load generator at all: the probe takes the core at
+     * once (SCHED_FIFO, root only; else it says so and goes on). */
+    struct sched_param sp = {.sched_priority = 1};
+    if (pin && sched_setscheduler(0, SCHED_FIFO, &sp) != 0)
+        perror("bench_slowreaders: the probe at SCHED_FIFO (so CPU 1's queue counts)");
     int fd = pc_h_connect_from(OTHER_CLIENT, p->port, 10000);
     if (fd < 0 || hello(fd, p->token) != 0) {
         p->errors++;
@@ -243,8 +259,10 @@ static void *probe_main(void *arg)
         if (l->n < MAX_SAMPLES)
             l->v[l->n++] = took;
         if (getenv("SLOW_TRACE") && took > atof(getenv("SLOW_TRACE")))
-            fprintf(stderr, "probe: %.0f ms late at %.0f ms (sent %.0f ms late, answered in %.0f ms)\n",
-                    took, intended - t0, sent_at - intended, now_ms() - sent_at);
+            fprintf(stderr,
+                    "probe: %.0f ms late at %.0f ms (sent %.0f ms late, answered in %.0f ms) "
+                    "mono %.3f\n",
+                    took, intended - t0, sent_at - intended, now_ms() - sent_at, intended / 1e3);
     }
     if (fd >= 0)
         close(fd);
@@ -265,7 +283,7 @@ typedef struct hconn {
     int fd;
     double opened;
     double life; /* ms from opened to the next reopening */
-    size_t sent; /* of the one-off payload (get) */
+    size_t sent; /* bytes sent: of the one-off payload (get), or of the block */
 } hconn_t;
 
 static int client_buf = 0; /* --client-buf; 0 = the kernel's */
@@ -289,8 +307,6 @@ static int hconn_open(int port)
     }
     return fd;
 }
-
-static int pin = 0; /* --pin: the node on CPU 0, this process on CPU 1 */
 
 static void *hostile_main(void *arg)
 {
@@ -362,10 +378,14 @@ static void *hostile_main(void *arg)
                 i++;
             if (i == h->n)
                 break;
-            size_t off = h->kind == K_GET ? c[i].sent : 0;
+            /* The flood kinds send their block again and again: from
+             * where the last send stopped, so that the stream stays whole
+             * frames (from the block's start after a short send, it was
+             * cut mid-frame, and the node read garbage lengths). */
+            size_t off = c[i].sent % payload->len;
             ssize_t w = send(c[i].fd, payload->data + off, payload->len - off,
                              MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (w > 0 && h->kind == K_GET)
+            if (w > 0)
                 c[i].sent += (size_t)w;
             else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
                 close(c[i].fd); /* closed by the node: open again next round */

@@ -1395,13 +1395,17 @@ static void *flood_main(void *p)
                 continue;
             while (fds[i] != pf[j].fd)
                 i++;
-            size_t off = f->again ? 0 : sent[i];
+            /* (again: on from where the last send stopped, whole
+             * frames; from the block's start, a short send cut one.) */
+            size_t off = f->again ? sent[i] % f->payload->len : sent[i];
             ssize_t w = send(fds[i], f->payload->data + off, f->payload->len - off,
                              MSG_DONTWAIT | MSG_NOSIGNAL);
             if (w > 0)
                 sent[i] += (size_t)w;
-            else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-                sent[i] = SIZE_MAX / 2; /* closed by the node: leave it */
+            else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+                close(fds[i]); /* closed by the node: leave it */
+                fds[i] = -1;
+            }
         }
     }
     for (int i = 0; i < f->n; i++)
