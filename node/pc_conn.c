@@ -439,7 +439,9 @@ void pc_conn_flush(pc_conn_t *c)
  *          client sending a request or a pipeline at a time and reading
  *          the answers;
  *   heavy  those whose last turn used its quantum (a flood, a large
- *          answer), and new connections until their first light turn.
+ *          answer), left answers the client has not taken, or was
+ *          stopped by its output budget; and new connections until
+ *          their first light turn.
  *
  * Each class is ordered by start-time fair queuing (pc_sched.h): by the
  * time its connections have had. An iteration of the loop serves light
@@ -1035,17 +1037,27 @@ void pc_conn_process(pc_conn_t *c)
      * ran out, and was then served the moment its next chunk came, ahead
      * of the light clients that came after it in the same poll. */
     int more = (pc_proto_reader_pending(&c->rd) > 0 && !conn_partial(c)) || c->spill.len > 0;
-    /* Nor does a heavy one turn light while its answers wait for the
-     * client to take them (a write the socket did not take whole): a
-     * flood that writes in small blocks never fills a read, and one that
-     * does not read was served at once as a light client: 599 of them in
-     * one poll of a 98 ms iteration, under 1,000 such clients. (io_uring
-     * sends are always in flight here: not a sign.) */
-    int backlog = c->writing && !c->ur;
-    int flooding = c->heavy && !more && (c->read_full || backlog);
+    /* Nor is a turn light that leaves answers waiting for the client to
+     * take them (a write the socket did not take whole): a flood that
+     * writes in small blocks never fills a read, and one that does not
+     * read was served at once as a light client: 599 of them in one poll
+     * of a 98 ms iteration, under 1,000 such clients; and while this
+     * kept only a heavy one heavy, a non-reader that had turned light
+     * once (its blocks each fit a turn, and the kernel still took the
+     * answers) stayed light after its answers backed up. (An io_uring
+     * send is always in flight here: only one that was short already is
+     * a sign.) */
+    int backlog = c->writing && (!c->ur || c->wfull);
+    int flooding = !more && ((c->heavy && c->read_full) || backlog);
+    /* And a turn its output budget stopped with whole frames left is
+     * heavy however short: the client asks faster than it takes the
+     * answers. Light, a thousand non-readers whose writes completed in
+     * one poll were each served at once as that poll reported them: 288
+     * turns and 288 reads in one poll, an iteration of 42 ms. */
+    int overfull = more && conn_output_over(c);
     if (!more)
         c->read_full = 0;
-    c->heavy = !c->internal && ((work >= TURN_QUANTUM_NS && more) || flooding);
+    c->heavy = !c->internal && ((work >= TURN_QUANTUM_NS && more) || flooding || overfull);
     if (c->eof && !more && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
         pc_conn_close(c, NULL);
         return;

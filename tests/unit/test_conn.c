@@ -1126,6 +1126,71 @@ static void test_nonreader_stays_heavy(void **state)
     assert_int_equal(light, 0);
 }
 
+/*
+ * A client that never reads and sends ten PINGs at a time: each block is
+ * served in a short turn that runs out of input, so the connection turns
+ * light -- until its answers back up (both sockets' buffers are small).
+ * From then on each turn leaves a write the socket did not take whole,
+ * and the connection is heavy after it, however short the turn. Before,
+ * a backlog kept only a heavy connection heavy: this one stayed light,
+ * and each block was served at once, as a light client's request is.
+ */
+static void test_backlog_makes_heavy(void **state)
+{
+    fx_t *f = *state;
+    enum { PER = 10, MAX_BLOCKS = 2000 };
+    client_t *cl;
+    int small = 4096;
+    pc_conn_t *c = tcp_client_rcvbuf(f, &cl, small);
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    uint64_t next = 1;
+    int was_light = 0;
+    for (int b = 0; b < MAX_BLOCKS && !c->writing; b++) {
+        send_pings(f, cl, next, next + PER - 1);
+        next += PER;
+        RUN_UNTIL(f, f->frames == next - 1);
+        was_light |= !c->heavy && !c->writing;
+    }
+    printf("# non-reader in blocks of %d: answers backed up after %llu PINGs\n", PER,
+           (unsigned long long)(next - 1));
+    assert_true(was_light); /* short turns, out of input: light at first */
+    assert_true(c->writing); /* the answers did back up */
+    send_pings(f, cl, next, next + PER - 1);
+    next += PER;
+    RUN_UNTIL(f, f->frames == next - 1);
+    assert_true(c->writing);
+    assert_true(c->heavy);
+}
+
+/*
+ * A client that never reads, with an output budget of 256 bytes (about a
+ * dozen PING answers): its pipeline is served until the budget stops a
+ * turn, long before the quantum, with whole frames left. The connection
+ * is heavy after such a turn: it asks faster than it takes its answers.
+ * Before, a turn a limit stopped short made it light, and when its write
+ * completed it was served at once as a light client.
+ */
+static void test_budget_stopped_turn_heavy(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 2000 };
+    client_t *cl;
+    int small = 4096;
+    pc_conn_t *c = tcp_client_rcvbuf(f, &cl, small);
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    f->cs.set.max_output = 256;
+    pc_conns_budget_update(&f->cs);
+    send_pings(f, cl, 1, N);
+    RUN_UNTIL(f, c->writing && pc_proto_reader_pending(&c->rd) > 0);
+    printf("# budget of 256 bytes: paused after %u of %d PINGs\n", f->frames, N);
+    assert_true(f->frames < N);
+    assert_true(c->heavy);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as peercached does: writes to a gone peer fail */
@@ -1147,6 +1212,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flood_stays_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_heavy_unwatched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nonreader_stays_heavy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backlog_makes_heavy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_stopped_turn_heavy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
