@@ -1087,6 +1087,18 @@ static void test_waiting_heavy_unwatched(void **state)
     assert_int_equal(f->heavy_waiting_watched, 0);
 }
 
+/* A client whose answers back up soon if it does not read: its receive
+ * buffer and c's send buffer 4 KiB each. */
+static pc_conn_t *small_buffers_client(fx_t *f, client_t **cl)
+{
+    int small = 4096;
+    pc_conn_t *c = tcp_client_rcvbuf(f, cl, small);
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    return c;
+}
+
 /*
  * A client that never reads, and sends PINGs in blocks of 100 (about
  * 1.5 KB: no read of the node's is ever full), each served slowly
@@ -1100,11 +1112,7 @@ static void test_nonreader_stays_heavy(void **state)
     fx_t *f = *state;
     enum { BLOCKS = 30, PER = 100, N = BLOCKS * PER };
     client_t *cl;
-    int small = 4096;
-    pc_conn_t *c = tcp_client_rcvbuf(f, &cl, small);
-    uv_os_fd_t fd;
-    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    (void)small_buffers_client(f, &cl);
     f->spin_ns = 20 * 1000;
     for (uint64_t blk = 0; blk < BLOCKS; blk++) {
         pc_buf_t b;
@@ -1140,11 +1148,7 @@ static void test_backlog_makes_heavy(void **state)
     fx_t *f = *state;
     enum { PER = 10, MAX_BLOCKS = 2000 };
     client_t *cl;
-    int small = 4096;
-    pc_conn_t *c = tcp_client_rcvbuf(f, &cl, small);
-    uv_os_fd_t fd;
-    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    pc_conn_t *c = small_buffers_client(f, &cl);
     uint64_t next = 1;
     int was_light = 0;
     for (int b = 0; b < MAX_BLOCKS && !c->writing; b++) {
@@ -1177,11 +1181,7 @@ static void test_budget_stopped_turn_heavy(void **state)
     fx_t *f = *state;
     enum { N = 2000 };
     client_t *cl;
-    int small = 4096;
-    pc_conn_t *c = tcp_client_rcvbuf(f, &cl, small);
-    uv_os_fd_t fd;
-    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    pc_conn_t *c = small_buffers_client(f, &cl);
     f->cs.set.max_output = 256;
     pc_conns_budget_update(&f->cs);
     send_pings(f, cl, 1, N);
