@@ -1185,7 +1185,11 @@ static void test_budget_stopped_turn_heavy(void **state)
     f->cs.set.max_output = 256;
     pc_conns_budget_update(&f->cs);
     send_pings(f, cl, 1, N);
-    RUN_UNTIL(f, c->writing && pc_proto_reader_pending(&c->rd) > 0);
+    /* Paused by the budget: answers waiting over it (in the write under
+     * way and after it), whole frames left. Between loop iterations, so
+     * the turn that got it there is over and has set the class. */
+    RUN_UNTIL(f, c->writing && pc_proto_reader_pending(&c->rd) > 0 &&
+                     c->out.len + c->wbuf.len - c->wskip > 256);
     printf("# budget of 256 bytes: paused after %u of %d PINGs\n", f->frames, N);
     assert_true(f->frames < N);
     assert_true(c->heavy);
