@@ -41,6 +41,7 @@ int pc_conn_new(pc_conns_t *cs, pc_conn_t **out)
     cs->nconn_all++;
     pc_sched_entry_init(&c->sched[PC_CONN_LIGHT]);
     pc_sched_entry_init(&c->sched[PC_CONN_HEAVY]);
+    pc_light_init(&c->light, uv_hrtime());
     /* Sealed peer frames fit too: max-frame leaves room for the seal
      * beside the largest key and value (FRAME_SLACK in pc_config.c). */
     pc_proto_reader_init(&c->rd, cs->set.proto.max_frame);
@@ -435,13 +436,15 @@ void pc_conn_flush(pc_conn_t *c)
  * and those with work left wait in the loop's scheduler for their next
  * turn. There are two classes:
  *
- *   light  connections whose last turn ended before its quantum -- a
- *          client sending a request or a pipeline at a time and reading
- *          the answers;
+ *   light  connections whose last turn ended before its quantum, and
+ *          that take no more than their share of the loop's time
+ *          (pc_light.h) -- a client sending a request or a pipeline at
+ *          a time and reading the answers;
  *   heavy  those whose last turn used its quantum (a flood, a large
  *          answer), left answers the client has not taken, or was
- *          stopped by its output budget; and new connections until
- *          their first light turn.
+ *          stopped by its output budget, or that ask faster than their
+ *          share (every turn short, but one at every poll); and new
+ *          connections until they have earned a share.
  *
  * Each class is ordered by start-time fair queuing (pc_sched.h): by the
  * time its connections have had. An iteration of the loop serves light
@@ -468,6 +471,7 @@ void pc_conn_flush(pc_conn_t *c)
  * nearly all per request, a 1 MiB answer's nearly all per byte).
  */
 #define TURN_QUANTUM_NS PC_CONN_TURN_QUANTUM_NS
+_Static_assert(PC_LIGHT_TURN_MAX_NS == TURN_QUANTUM_NS, "a turn spends at most its quantum of light share");
 #define TURN_BUDGET_NS ((uint64_t)500 * 1000)
 #define HEAVY_SHARE_NS ((uint64_t)250 * 1000)
 #define TURN_CLOCK_EVERY 8
@@ -1055,9 +1059,13 @@ void pc_conn_process(pc_conn_t *c)
      * one poll were each served at once as that poll reported them: 288
      * turns and 288 reads in one poll, an iteration of 42 ms. */
     int overfull = more && conn_output_over(c);
+    /* And light is also a rate (pc_light.h): a client whose every turn
+     * is short but who asks at every poll is heavy. */
+    int in_share = pc_light_spend(&c->light, end, work);
     if (!more)
         c->read_full = 0;
-    c->heavy = !c->internal && ((work >= TURN_QUANTUM_NS && more) || flooding || overfull);
+    c->heavy = !c->internal &&
+               ((work >= TURN_QUANTUM_NS && more) || flooding || overfull || !in_share);
     if (c->eof && !more && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
         pc_conn_close(c, NULL);
         return;

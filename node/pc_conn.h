@@ -46,6 +46,7 @@
 #include <uv.h>
 
 #include "pc_guard.h"
+#include "pc_light.h"
 #include "pc_list.h"
 #include "pc_log.h"
 #include "pc_metrics.h"
@@ -272,6 +273,7 @@ struct pc_conn {
     uint16_t turn_answers[PC_LAT_OPS]; /* answers given in this turn, per class */
     pc_sched_entry_t sched[2];
     int heavy;         /* its next turn is a heavy one */
+    pc_light_t light;  /* its share of the loop's time (pc_light.h) */
     int read_deferred; /* alloc_cb put a read off (UV_ENOBUFS is ours) */
     int read_full;     /* its last read filled the buffer it was given: the
                           kernel may hold more (pc_conn_process) */

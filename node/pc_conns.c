@@ -325,7 +325,8 @@ void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis)
 
     uv_tcp_init(cs->loop, &c->h.tcp);
     c->h.handle.data = c;
-    /* A newcomer is heavy until its first light turn, and starts a turn
+    /* A newcomer is heavy until a turn of it is light, which takes a
+     * share of the loop earned first (pc_light.h), and starts a turn
      * behind the heavy ones' clock: the clients already here are not
      * queued behind a crowd that connects at once (each of whose first
      * turns may be a 1 MiB answer). */

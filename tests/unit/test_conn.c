@@ -1099,6 +1099,11 @@ static pc_conn_t *small_buffers_client(fx_t *f, client_t **cl)
     return c;
 }
 
+/* c has its whole share of the loop's time (pc_light.h): a turn of up
+ * to a quantum leaves it in its share, so that what a test checks is
+ * the class the other rules give. */
+static void full_share(pc_conn_t *c) { c->light.balance = PC_LIGHT_BANK_NS; }
+
 /*
  * A client that never reads, and sends PINGs in blocks of 100 (about
  * 1.5 KB: no read of the node's is ever full), each served slowly
@@ -1152,6 +1157,7 @@ static void test_backlog_makes_heavy(void **state)
     uint64_t next = 1;
     int was_light = 0;
     for (int b = 0; b < MAX_BLOCKS && !c->writing; b++) {
+        full_share(c); /* it asks as fast as the test can: light by its share, no more */
         send_pings(f, cl, next, next + PER - 1);
         next += PER;
         RUN_UNTIL(f, f->frames == next - 1);
@@ -1161,6 +1167,7 @@ static void test_backlog_makes_heavy(void **state)
            (unsigned long long)(next - 1));
     assert_true(was_light); /* short turns, out of input: light at first */
     assert_true(c->writing); /* the answers did back up */
+    full_share(c);
     send_pings(f, cl, next, next + PER - 1);
     next += PER;
     RUN_UNTIL(f, f->frames == next - 1);
@@ -1184,6 +1191,7 @@ static void test_budget_stopped_turn_heavy(void **state)
     pc_conn_t *c = small_buffers_client(f, &cl);
     f->cs.set.max_output = 256;
     pc_conns_budget_update(&f->cs);
+    full_share(c); /* heavy for what the budget did, not for its share */
     send_pings(f, cl, 1, N);
     /* Paused by the budget: answers waiting over it (in the write under
      * way and after it), whole frames left. Between loop iterations, so
@@ -1193,6 +1201,44 @@ static void test_budget_stopped_turn_heavy(void **state)
     printf("# budget of 256 bytes: paused after %u of %d PINGs\n", f->frames, N);
     assert_true(f->frames < N);
     assert_true(c->heavy);
+}
+
+/*
+ * A client that reads every answer but asks again the moment it has
+ * them: one PING at a time, each served in 40 us (under the quantum),
+ * out of input, nothing backed up -- light by every other rule, as the
+ * first 20 show, each given its whole share (full_share). Left to its
+ * share it is heavy once its bank is spent (pc_light.h: 2 ms, some 50
+ * such turns): it takes most of the loop. Before, it stayed light, and
+ * was served the moment a poll reported it, ahead of the clients that
+ * ask now and then -- as 1,000 new PING floods were, whose answers went
+ * into the kernel until its buffers were full.
+ */
+static void test_eager_client_turns_heavy(void **state)
+{
+    fx_t *f = *state;
+    enum { PER = 1, SHARED = 20, BLOCKS = 250, LAST = 100 };
+    client_t *cl;
+    pc_conn_t *c = tcp_client(f, &cl);
+    f->spin_ns = 40 * 1000;
+    unsigned light_given = 0, heavy_last = 0;
+    for (unsigned b = 0; b < BLOCKS; b++) {
+        if (b < SHARED)
+            full_share(c);
+        send_pings(f, cl, b * PER + 1, (b + 1) * PER);
+        RUN_UNTIL(f, client_pump(cl) == (b + 1) * PER);
+        if (b < SHARED)
+            light_given += !c->heavy;
+        else if (b >= BLOCKS - LAST)
+            heavy_last += c->heavy != 0;
+    }
+    for (unsigned k = 0; k < BLOCKS * PER; k++)
+        assert_int_equal(f->frame_backlog[k], 0); /* it read everything */
+    printf("# eager client: light in %u of %d blocks with its share given, heavy in %u of the "
+           "last %d\n",
+           light_given, SHARED, heavy_last, LAST);
+    assert_int_equal(light_given, SHARED);
+    assert_true(heavy_last >= LAST - 5);
 }
 
 int main(void)
@@ -1218,6 +1264,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nonreader_stays_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backlog_makes_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_stopped_turn_heavy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eager_client_turns_heavy, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
