@@ -529,7 +529,7 @@ static void test_commands_while_scripts_load(void **state)
     memset(&e, 0, sizeof e);
     e.prefix = "";
     assert_int_equal(pc_h_redis_start(&e.redis, 0), 0);
-    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_stop_process(e.redis.pid, 5000), 0); /* every thread stopped */
     assert_int_equal(node_up(&e, &e.a, 0), 0);
 
     pc_buf_t out;

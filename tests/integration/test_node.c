@@ -489,7 +489,7 @@ static void test_misses_coalesce_into_one_redis_read(void **state)
      * a loaded machine took to take 50 GETs in). SIGSTOP holds it until
      * the count is reached; the node's redis-timeout (30 s here) is
      * longer than the wait. */
-    kill(e->redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_stop_process(e->redis.pid, 5000), 0); /* every thread stopped */
     int fds[CONNS];
     pc_buf_t out;
     pc_buf_init(&out, 0);
@@ -670,7 +670,7 @@ static void test_max_inflight_pauses_reading(void **state)
     int64_t reads0 = pc_h_stat(e.cl, "backend_reads");
     int fd = pc_h_connect(e.node.port, 10000);
     assert_true(fd >= 0);
-    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_stop_process(e.redis.pid, 5000), 0); /* every thread stopped */
     assert_int_equal(pc_h_send_all(fd, &out), 0); /* ~1 KiB: one read takes all */
     pc_buf_free(&out);
     pc_h_stat_arg_t four = {e.cl, "backend_reads", reads0 + 4};
@@ -858,7 +858,7 @@ static void test_redis_stalled_times_out(void **state)
     unsigned before[64];
     size_t nbefore = conns_to(e.redis.port, before, 64);
     assert_true(nbefore >= 2); /* the node's and this test's own */
-    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_stop_process(e.redis.pid, 5000), 0); /* every thread stopped */
     uint64_t t0 = pc_h_now_ms();
     assert_int_equal(set_str(patient, "stall:2", "v", NULL, NULL), PC_EBACKEND);
     uint64_t took = pc_h_now_ms() - t0;
@@ -964,7 +964,7 @@ static void test_failed_writes_stay_failed(void **state)
     int64_t held0 = pc_h_stat(e.cl, "backend_writes_held");
     long long calls0 = script_calls(e.rc);
 
-    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_stop_process(e.redis.pid, 5000), 0); /* every thread stopped */
     int fd = pc_h_connect(e.node.port, 30000);
     pc_buf_t out;
     pc_buf_init(&out, 0);
@@ -1103,7 +1103,7 @@ static void test_burst_through_redis_stall(void **state)
         pc_proto_encode_request(&out, &rq);
     }
     int fd = pc_h_connect(e.node.port, 10000);
-    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_stop_process(e.redis.pid, 5000), 0); /* every thread stopped */
     assert_int_equal(pc_h_send_all(fd, &out), 0);
     pc_buf_free(&out);
     burst_t b = {.redis = e.redis.pid};
@@ -1193,7 +1193,7 @@ static void test_answers_behind_a_slow_request_count_as_output(void **state)
     }
     int fd = pc_h_connect(e.node.port, 10000);
     assert_true(fd >= 0);
-    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_stop_process(e.redis.pid, 5000), 0); /* every thread stopped */
     assert_int_equal(pc_h_send_all(fd, &out), 0);
     pc_buf_free(&out);
 
@@ -1727,7 +1727,7 @@ static void test_sigterm_drains_in_flight(void **state)
      * a slow machine could let run out before the signal lands, when the
      * write would be answered before the SIGTERM and prove nothing */
     pc_h_stat_arg_t sent = {e.cl, "backend_writes", pc_h_stat(e.cl, "backend_writes") + 1};
-    kill(e.redis.pid, SIGSTOP);
+    assert_int_equal(pc_h_stop_process(e.redis.pid, 5000), 0); /* every thread stopped */
     int fd = pc_h_connect(e.node.port, 30000);
     pc_buf_t out;
     pc_buf_init(&out, 0);

@@ -401,7 +401,7 @@ static void test_stop_after_resets(void **state)
     assert_true(pc_h_poll(pc_h_stat_is, &homes, 10000));
     assert_true(pc_h_poll(pc_h_stat_is, &up, 10000));
     int64_t relayed0 = pc_h_stat(cl, "home_relayed");
-    assert_int_equal(kill(redis.pid, SIGSTOP), 0);
+    assert_int_equal(pc_h_stop_process(redis.pid, 5000), 0); /* every thread stopped */
     enum { CONNS = 20, SETS = 20, PINGS = 5000 };
     int fds[CONNS];
     for (int i = 0; i < CONNS; i++) {
@@ -465,7 +465,7 @@ static void test_stop_that_cannot_drain_exits_1_in_time(void **state)
     assert_non_null(cl);
     pc_h_stat_arg_t up = {cl, "backend_up", 1};
     assert_true(pc_h_poll(pc_h_stat_is, &up, 10000));
-    assert_int_equal(kill(redis.pid, SIGSTOP), 0);
+    assert_int_equal(pc_h_stop_process(redis.pid, 5000), 0); /* every thread stopped */
     int fd = pc_h_connect(node.port, 5000);
     assert_true(fd >= 0);
     pc_buf_t b;
