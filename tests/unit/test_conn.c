@@ -97,6 +97,10 @@ typedef struct fx {
     uint8_t frame_heavy[MAX_FRAMES]; /* the class of the turn that served it */
     uint8_t frame_backlog[MAX_FRAMES]; /* its connection's write was waiting */
     uint64_t spin_ns; /* each frame takes this long (busy), to make turns long */
+    /* Every frame's connection gets its whole share of the loop's time
+     * (pc_light.h) as the frame is served, so that its turn ends in its
+     * share: the class tests check the other rules, each alone. */
+    int share_given;
     pc_conn_t *conns_opened[MAX_CLIENTS];
     pc_conn_t *floods[2];           /* test_waiting_heavy_unwatched's, while open */
     unsigned heavy_waiting_seen;    /* frames served while another waited heavy */
@@ -144,6 +148,8 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
 {
     fx_t *f = pc_conn_owner(c);
     unsigned k = f->frames++;
+    if (f->share_given)
+        c->light.balance = PC_LIGHT_BANK_NS;
     if (f->spin_ns > 0) {
         uint64_t t0 = uv_hrtime();
         while (uv_hrtime() - t0 < f->spin_ns)
@@ -1022,6 +1028,7 @@ static void encode_sets(pc_buf_t *b, uint64_t n, size_t vlen)
 static void test_flood_stays_heavy(void **state)
 {
     fx_t *f = *state;
+    f->share_given = 1; /* its class by the rule under test alone */
     enum { N = 200, VLEN = 1000 };
     client_t *cl;
     pc_conn_t *c = tcp_client(f, &cl);
@@ -1099,11 +1106,6 @@ static pc_conn_t *small_buffers_client(fx_t *f, client_t **cl)
     return c;
 }
 
-/* c has its whole share of the loop's time (pc_light.h): a turn of up
- * to a quantum leaves it in its share, so that what a test checks is
- * the class the other rules give. */
-static void full_share(pc_conn_t *c) { c->light.balance = PC_LIGHT_BANK_NS; }
-
 /*
  * A client that never reads, and sends PINGs in blocks of 100 (about
  * 1.5 KB: no read of the node's is ever full), each served slowly
@@ -1115,6 +1117,7 @@ static void full_share(pc_conn_t *c) { c->light.balance = PC_LIGHT_BANK_NS; }
 static void test_nonreader_stays_heavy(void **state)
 {
     fx_t *f = *state;
+    f->share_given = 1; /* its class by the rule under test alone */
     enum { BLOCKS = 30, PER = 100, N = BLOCKS * PER };
     client_t *cl;
     (void)small_buffers_client(f, &cl);
@@ -1151,13 +1154,13 @@ static void test_nonreader_stays_heavy(void **state)
 static void test_backlog_makes_heavy(void **state)
 {
     fx_t *f = *state;
+    f->share_given = 1; /* its class by the rule under test alone */
     enum { PER = 10, MAX_BLOCKS = 2000 };
     client_t *cl;
     pc_conn_t *c = small_buffers_client(f, &cl);
     uint64_t next = 1;
     int was_light = 0;
     for (int b = 0; b < MAX_BLOCKS && !c->writing; b++) {
-        full_share(c); /* it asks as fast as the test can: light by its share, no more */
         send_pings(f, cl, next, next + PER - 1);
         next += PER;
         RUN_UNTIL(f, f->frames == next - 1);
@@ -1167,7 +1170,6 @@ static void test_backlog_makes_heavy(void **state)
            (unsigned long long)(next - 1));
     assert_true(was_light); /* short turns, out of input: light at first */
     assert_true(c->writing); /* the answers did back up */
-    full_share(c);
     send_pings(f, cl, next, next + PER - 1);
     next += PER;
     RUN_UNTIL(f, f->frames == next - 1);
@@ -1186,12 +1188,12 @@ static void test_backlog_makes_heavy(void **state)
 static void test_budget_stopped_turn_heavy(void **state)
 {
     fx_t *f = *state;
+    f->share_given = 1; /* its class by the rule under test alone */
     enum { N = 2000 };
     client_t *cl;
     pc_conn_t *c = small_buffers_client(f, &cl);
     f->cs.set.max_output = 256;
     pc_conns_budget_update(&f->cs);
-    full_share(c); /* heavy for what the budget did, not for its share */
     send_pings(f, cl, 1, N);
     /* Paused by the budget: answers waiting over it (in the write under
      * way and after it), whole frames left. Between loop iterations, so
@@ -1207,7 +1209,7 @@ static void test_budget_stopped_turn_heavy(void **state)
  * A client that reads every answer but asks again the moment it has
  * them: one PING at a time, each served in 40 us (under the quantum),
  * out of input, nothing backed up -- light by every other rule, as the
- * first 20 show, each given its whole share (full_share). Left to its
+ * first 20 show, each given its whole share (share_given). Left to its
  * share it is heavy once its bank is spent (pc_light.h: 2 ms, some 50
  * such turns): it takes most of the loop. Before, it stayed light, and
  * was served the moment a poll reported it, ahead of the clients that
@@ -1223,8 +1225,7 @@ static void test_eager_client_turns_heavy(void **state)
     f->spin_ns = 40 * 1000;
     unsigned light_given = 0, heavy_last = 0;
     for (unsigned b = 0; b < BLOCKS; b++) {
-        if (b < SHARED)
-            full_share(c);
+        f->share_given = b < SHARED;
         send_pings(f, cl, b * PER + 1, (b + 1) * PER);
         RUN_UNTIL(f, client_pump(cl) == (b + 1) * PER);
         if (b < SHARED)
