@@ -105,6 +105,11 @@ uint32_t pc_auth_window_fail(pc_auth_shared_t *a, uint64_t now_ms)
 static void auth_fail(pc_conn_t *c, const pc_request_t *rq)
 {
     pc_loop_t *l = pc_loop_of(c);
+    /* The delay is a minimum (PROTOCOL.md 5.1), so it counts from now, not
+     * from the loop's cached time: that is when the poll returned, and a
+     * loaded loop (or one the kernel preempted) may have been serving
+     * others since -- the answer went out that much early. */
+    uv_update_time(l->uv);
     uint64_t now = pc_loop_now(l);
     l->stats.auth_failures++;
     uint32_t node_fails = pc_auth_window_fail(&l->sh->auth, now);
