@@ -2,7 +2,7 @@
  * bench_slowreaders.c -- what clients that stop reading cost everyone else.
  *
  *   bench_slowreaders [--conns N[,N...]] [--kinds K[,K...]] [--seconds S]
- *                     [--smoke] [--json]
+ *                     [--cycles N] [--pin] [--client-buf B] [--smoke] [--json]
  *
  *   no option   kinds get,ping,unauth x conns 100,1000; 10 s phases
  *   --smoke     kind get, 50 connections, 2 s phases; checks only that
@@ -19,6 +19,12 @@
  *               (its default is the CPUs it may use): two loops on one
  *               core take turns at the kernel scheduler's pace, and a
  *               request waits for the other loop's time slice
+ *   --cycles N  N floods, each followed by S seconds alone again (the
+ *               first 2 s of those not counted: the node settling), so
+ *               that `before` and `during` are interleaved over the run
+ *               and a noisy minute on a shared host falls on both; the
+ *               figures pool every `before` and every `during` window.
+ *               Default 1: before, during, after, as below
  *   --client-buf B  each hostile connection's send and receive buffers
  *               (SO_SNDBUF, SO_RCVBUF, set before it connects), in bytes;
  *               default the kernel's (autotuned up to net.ipv4.tcp_wmem's
@@ -115,11 +121,12 @@
  * crowd (with 1,000 hostile connections reconnecting, it briefly did). */
 #define OTHER_CLIENT "127.0.0.2"
 #define NEWCONN_EVERY_MS 500
+#define SETTLE_MS 2000 /* --cycles: not counted after each flood */
 #define TOKEN "slowreaders-token"
 
 enum kind { K_GET, K_PING, K_UNAUTH, NKINDS };
 static const char *const KIND_NAMES[NKINDS] = {"get", "ping", "unauth"};
-enum phase { P_BEFORE, P_DURING, P_AFTER, NPHASES };
+enum phase { P_BEFORE, P_DURING, P_AFTER, NPHASES, P_SETTLE = NPHASES /* not counted */ };
 static const char *const PHASE_NAMES[NPHASES] = {"before", "during", "after"};
 
 typedef struct lat {
@@ -254,9 +261,9 @@ static void *probe_main(void *arg)
                 break;
             continue;
         }
-        lat_t *l = &p->lat[ph];
         double took = now_ms() - intended;
-        if (l->n < MAX_SAMPLES)
+        lat_t *l = ph == P_SETTLE ? NULL : &p->lat[ph];
+        if (l != NULL && l->n < MAX_SAMPLES)
             l->v[l->n++] = took;
         if (getenv("SLOW_TRACE") && took > atof(getenv("SLOW_TRACE")))
             fprintf(stderr,
@@ -502,7 +509,7 @@ static void pin_to(pid_t pid, int cpu)
         perror("bench_slowreaders: sched_setaffinity");
 }
 
-static int run(enum kind kind, int conns, int seconds, result_t *res)
+static int run(enum kind kind, int conns, int seconds, int cycles, result_t *res)
 {
     memset(res, 0, sizeof *res);
     res->kind = kind;
@@ -557,44 +564,69 @@ static int run(enum kind kind, int conns, int seconds, result_t *res)
     res->rss_before_kb = pc_h_rss_kb(node.pid);
     statq_t l0[] = {{"loop_busy_us", -1}, {"loop_iterations", -1}, {"threads", -1}, {NULL, 0}};
     statq_t l1[] = {{"loop_busy_us", -1}, {"loop_iterations", -1}, {NULL, 0}};
-    double t0 = now_ms();
-    int lrc = stats(node.port, token, l0);
-    res->loops = (int)l0[2].v;
-    long long press0 = tcp_ext("TCPMemoryPressuresChrono"), rto0 = tcp_ext("TCPTimeouts");
-    atomic_store(&pr.phase, P_DURING);
-    pthread_create(&h.tid, NULL, hostile_main, &h);
-    double end = now_ms() + 1000 * seconds, next_new = now_ms() + NEWCONN_EVERY_MS;
-    while (now_ms() < end) {
-        long rss = pc_h_rss_kb(node.pid), tm = tcp_mem_kb();
-        if (rss > res->rss_max_kb)
-            res->rss_max_kb = rss;
-        statq_t bq[] = {{"buffer_memory", -1}, {NULL, 0}};
-        if (stats(node.port, token, bq) == 0 && bq[0].v > res->bufmem_max)
-            res->bufmem_max = bq[0].v;
-        if (tm > res->tcp_mem_max_kb)
-            res->tcp_mem_max_kb = tm;
-        if (now_ms() >= next_new) {
-            int r = newconn(node.port, token);
-            res->served += r == 0;
-            res->refused += r == 1;
-            res->stalled += r == 2;
-            next_new += NEWCONN_EVERY_MS;
+    double busy_us = 0, iters = 0, wall_ms = 0;
+    int lrc = 0;
+    res->tcp_pressure_ms = res->tcp_timeouts = 0;
+    for (int cyc = 0; cyc < cycles; cyc++) {
+        if (cyc > 0) {
+            /* Alone again between floods (--cycles): the first SETTLE_MS are
+             * not counted (the hostile connections' closes, the node giving
+             * memory back); the rest counts as `before`. */
+            atomic_store(&pr.phase, P_SETTLE);
+            sleep_until(now_ms() + SETTLE_MS);
+            atomic_store(&pr.phase, P_BEFORE);
+            sleep_until(now_ms() + 1000.0 * seconds - SETTLE_MS);
         }
-        sleep_until(now_ms() + 100);
+        double t0 = now_ms();
+        lrc |= stats(node.port, token, l0);
+        res->loops = (int)l0[2].v;
+        long long press0 = tcp_ext("TCPMemoryPressuresChrono"), rto0 = tcp_ext("TCPTimeouts");
+        atomic_store(&pr.phase, P_DURING);
+        atomic_store(&h.stop, 0);
+        pthread_create(&h.tid, NULL, hostile_main, &h);
+        double end = now_ms() + 1000 * seconds, next_new = now_ms() + NEWCONN_EVERY_MS;
+        while (now_ms() < end) {
+            long rss = pc_h_rss_kb(node.pid), tm = tcp_mem_kb();
+            if (rss > res->rss_max_kb)
+                res->rss_max_kb = rss;
+            statq_t bq[] = {{"buffer_memory", -1}, {NULL, 0}};
+            if (stats(node.port, token, bq) == 0 && bq[0].v > res->bufmem_max)
+                res->bufmem_max = bq[0].v;
+            if (tm > res->tcp_mem_max_kb)
+                res->tcp_mem_max_kb = tm;
+            if (now_ms() >= next_new) {
+                int r = newconn(node.port, token);
+                res->served += r == 0;
+                res->refused += r == 1;
+                res->stalled += r == 2;
+                next_new += NEWCONN_EVERY_MS;
+            }
+            sleep_until(now_ms() + 100);
+        }
+        lrc |= stats(node.port, token, l1);
+        double t1 = now_ms();
+        long long press1 = tcp_ext("TCPMemoryPressuresChrono"), rto1 = tcp_ext("TCPTimeouts");
+        /* summed over the floods; -1 once a count could not be read */
+        if (res->tcp_pressure_ms >= 0)
+            res->tcp_pressure_ms =
+                press0 >= 0 && press1 >= press0 ? res->tcp_pressure_ms + press1 - press0 : -1;
+        if (res->tcp_timeouts >= 0)
+            res->tcp_timeouts = rto0 >= 0 && rto1 >= rto0 ? res->tcp_timeouts + rto1 - rto0 : -1;
+        if (lrc == 0 && l0[2].v > 0 && l1[1].v > l0[1].v && t1 > t0) {
+            busy_us += (double)(l1[0].v - l0[0].v);
+            iters += (double)(l1[1].v - l0[1].v);
+            wall_ms += t1 - t0;
+        } else {
+            lrc = -1;
+        }
+        atomic_store(&h.stop, 1);
+        pthread_join(h.tid, NULL);
     }
-    lrc |= stats(node.port, token, l1);
-    double t1 = now_ms();
-    long long press1 = tcp_ext("TCPMemoryPressuresChrono"), rto1 = tcp_ext("TCPTimeouts");
-    res->tcp_pressure_ms = press0 >= 0 && press1 >= press0 ? press1 - press0 : -1;
-    res->tcp_timeouts = rto0 >= 0 && rto1 >= rto0 ? rto1 - rto0 : -1;
     res->busy_pct = res->iter_us = -1;
-    if (lrc == 0 && l0[2].v > 0 && l1[1].v > l0[1].v && t1 > t0) {
-        double busy = (double)(l1[0].v - l0[0].v);
-        res->busy_pct = 100.0 * busy / ((t1 - t0) * 1000.0 * (double)l0[2].v);
-        res->iter_us = busy / (double)(l1[1].v - l0[1].v);
+    if (lrc == 0 && iters > 0) {
+        res->busy_pct = 100.0 * busy_us / (wall_ms * 1000.0 * (double)res->loops);
+        res->iter_us = busy_us / iters;
     }
-    atomic_store(&h.stop, 1);
-    pthread_join(h.tid, NULL);
     atomic_store(&pr.phase, P_AFTER);
     sleep_until(now_ms() + 1000 * seconds);
     res->rss_after_kb = pc_h_rss_kb(node.pid);
@@ -646,7 +678,7 @@ static int parse_list(const char *s, int *out, int max)
 
 int main(int argc, char **argv)
 {
-    int conns[8] = {100, 1000}, nconns = 2, seconds = 10, smoke = 0, json = 0;
+    int conns[8] = {100, 1000}, nconns = 2, seconds = 10, cycles = 1, smoke = 0, json = 0;
     int kinds[NKINDS] = {K_GET, K_PING, K_UNAUTH}, nkinds = NKINDS;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--smoke") == 0) {
@@ -666,6 +698,8 @@ int main(int argc, char **argv)
             nconns = parse_list(argv[++i], conns, 8);
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             seconds = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--cycles") == 0 && i + 1 < argc) {
+            cycles = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--kinds") == 0 && i + 1 < argc) {
             char *copy = strdup(argv[++i]), *save = NULL;
             nkinds = 0;
@@ -676,7 +710,8 @@ int main(int argc, char **argv)
             free(copy);
         } else {
             fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth] [--seconds S] "
-                            "[--pin] [--client-buf BYTES] [--smoke] [--json]\n", argv[0]);
+                            "[--cycles N] [--pin] [--client-buf BYTES] [--smoke] [--json]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -686,8 +721,8 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
-    printf("# bench_slowreaders: probe %d GET/s open loop; %d s per phase; latencies in ms; "
-           "RSS and kernel TCP memory in MiB\n", PROBE_RATE, seconds);
+    printf("# bench_slowreaders: probe %d GET/s open loop; %d s per phase, %d flood(s); latencies "
+           "in ms; RSS and kernel TCP memory in MiB\n", PROBE_RATE, seconds, cycles);
     printf("%-6s %5s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-28s  %-20s  %-15s  %s\n", "kind",
            "conns", "loops", "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x",
            "new s/r/x", "RSS before max after bufmax", "tcp mem press_ms rto", "evict full otmo",
@@ -697,7 +732,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < nkinds; k++) {
         for (int c = 0; c < nconns; c++) {
             result_t *r = &res[nres];
-            if (run(kinds[k], conns[c], seconds, r) != 0) {
+            if (run(kinds[k], conns[c], seconds, cycles, r) != 0) {
                 fprintf(stderr, "bench_slowreaders: %s x %d: the node failed\n",
                         KIND_NAMES[kinds[k]], conns[c]);
                 failed = 1;
