@@ -2,7 +2,8 @@
  * bench_slowreaders.c -- what clients that stop reading cost everyone else.
  *
  *   bench_slowreaders [--conns N[,N...]] [--kinds K[,K...]] [--seconds S]
- *                     [--cycles N] [--pin] [--client-buf B] [--smoke] [--json]
+ *                     [--cycles N] [--pin [--probe-on-node]] [--client-buf B]
+ *                     [--smoke] [--json]
  *
  *   no option   kinds get,ping,unauth x conns 100,1000; 10 s phases
  *   --smoke     kind get, 50 connections, 2 s phases; checks only that
@@ -19,6 +20,17 @@
  *               (its default is the CPUs it may use): two loops on one
  *               core take turns at the kernel scheduler's pace, and a
  *               request waits for the other loop's time slice
+ *   --probe-on-node  with --pin, the probe on CPU 0, the node's, still
+ *               at SCHED_FIFO: the hostile clients' thread alone on CPU 1.
+ *               On CPU 1 the probe waits for that thread's system calls,
+ *               which this kernel does not preempt (CONFIG_PREEMPT_NONE):
+ *               under 1,000 PING floods its sends went out up to 0.48 ms
+ *               late and it read the answers up to 0.38 ms after the node
+ *               had written them (p99s; 0.16 and 0.09 ms alone), more
+ *               than the node itself made it wait (docs/PERFORMANCE.md
+ *               "Where a probe's time goes"). On CPU 0 it waits only for
+ *               the node's own work, as a client on another host would;
+ *               it takes the CPU from the node whenever it wakes
  *   --cycles N  N floods, each followed by S seconds alone again (the
  *               first 2 s of those not counted: the node settling), so
  *               that `before` and `during` are interleaved over the run
@@ -226,6 +238,8 @@ static int hello(int fd, int token)
 /* ---- the probe ------------------------------------------------------------- */
 
 static int pin = 0; /* --pin: the node on CPU 0, this process on CPU 1 */
+static int probe_on_node = 0; /* --probe-on-node: the probe on CPU 0 */
+static void pin_to(pid_t pid, int cpu);
 
 static void *probe_main(void *arg)
 {
@@ -240,6 +254,8 @@ static void *probe_main(void *arg)
     struct sched_param sp = {.sched_priority = 1};
     if (pin && sched_setscheduler(0, SCHED_FIFO, &sp) != 0)
         perror("bench_slowreaders: the probe at SCHED_FIFO (so CPU 1's queue counts)");
+    if (probe_on_node)
+        pin_to(0, 0); /* this thread only */
     int fd = pc_h_connect_from(OTHER_CLIENT, p->port, 10000);
     if (fd < 0 || hello(fd, p->token) != 0) {
         p->errors++;
@@ -692,6 +708,8 @@ int main(int argc, char **argv)
             json = 1;
         } else if (strcmp(argv[i], "--pin") == 0) {
             pin = 1;
+        } else if (strcmp(argv[i], "--probe-on-node") == 0) {
+            probe_on_node = 1;
         } else if (strcmp(argv[i], "--client-buf") == 0 && i + 1 < argc) {
             client_buf = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc) {
@@ -710,10 +728,15 @@ int main(int argc, char **argv)
             free(copy);
         } else {
             fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth] [--seconds S] "
-                            "[--cycles N] [--pin] [--client-buf BYTES] [--smoke] [--json]\n",
+                            "[--cycles N] [--pin [--probe-on-node]] [--client-buf BYTES] [--smoke] "
+                            "[--json]\n",
                     argv[0]);
             return 2;
         }
+    }
+    if (probe_on_node && !pin) {
+        fprintf(stderr, "bench_slowreaders: --probe-on-node needs --pin\n");
+        return 2;
     }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
