@@ -253,6 +253,10 @@ void pc_conn_update_reading(pc_conn_t *c)
     int want = !c->closing && !c->eof && !conn_paused(c) && c->spill.len == 0 &&
                !(waiting && pc_proto_reader_pending(&c->rd) >= READ_CHUNK) &&
                !(waiting && c->heavy && !c->ur);
+    /* Not read, it is not idle by its own choice: that time earns it no
+     * share (pc_light.h), whatever stopped the reading. */
+    if (!want && !c->light.waiting)
+        pc_light_wait(&c->light, uv_hrtime());
     if (c->ur) {
         pc_conn_ur_reading(c, want);
         return;
@@ -449,8 +453,9 @@ void pc_conn_flush(pc_conn_t *c)
  * Each class is ordered by start-time fair queuing (pc_sched.h): by the
  * time its connections have had. An iteration of the loop serves light
  * turns for up to half of TURN_BUDGET_NS, then heavy turns -- at least
- * one, for up to HEAVY_SHARE_NS -- then light ones again up to
- * TURN_BUDGET_NS, and polls again: a light client's request waits for at
+ * one, for up to HEAVY_SHARE_NS, fewer once a light client's request has
+ * come (light_came) -- then light ones again up to TURN_BUDGET_NS, and
+ * polls again: a light client's request waits for one heavy turn, and at
  * most one iteration, however many heavy clients there are and however
  * large their answers, and the heavy ones share their part fairly,
  * without starving. While nobody waits, a connection is served as soon
@@ -475,6 +480,7 @@ _Static_assert(PC_LIGHT_TURN_MAX_NS == TURN_QUANTUM_NS, "a turn spends at most i
 #define TURN_BUDGET_NS ((uint64_t)500 * 1000)
 #define HEAVY_SHARE_NS ((uint64_t)250 * 1000)
 #define TURN_CLOCK_EVERY 8
+#define ARRIVALS_LOOK 16
 #define TURN_CLOCK_BYTES ((size_t)16 * 1024)
 enum { LIGHT = PC_CONN_LIGHT, HEAVY = PC_CONN_HEAVY };
 
@@ -500,6 +506,26 @@ static int serve_next(pc_conns_t *cs, int cls)
     conn_turn(cls == LIGHT ? pc_list_entry(e, pc_conn_t, sched[LIGHT])
                            : pc_list_entry(e, pc_conn_t, sched[HEAVY]));
     return 1;
+}
+
+/* A report of pc_arrivals: c is light (internal ones are always) and has
+ * input not read yet -- with io_uring, its receive may have taken the
+ * input already, and the report is taken at its word. */
+static int light_input(void *arg, void *ctx)
+{
+    (void)ctx;
+    const pc_conn_t *c = arg;
+    if (c->closing || c->heavy || c->fd < 0)
+        return 0;
+    return c->ur || (c->reading && pc_sock_unread(c->fd) > 0);
+}
+
+/* Whether a light client's request came since the last look: at most
+ * ARRIVALS_LOOK reports a look (each light one a system call), the rest
+ * left to the next. */
+static int light_came(pc_conns_t *cs)
+{
+    return pc_arrivals_any(&cs->arrivals, ARRIVALS_LOOK, light_input, NULL);
 }
 
 /*
@@ -531,8 +557,13 @@ static void run_idle_cb(uv_idle_t *h)
     cs->turn_work = 0;
     while (cs->turn_work < TURN_BUDGET_NS / 2 && serve_next(cs, LIGHT))
         ;
+    /* The heavy share ends early once a light client's request has come,
+     * and the heavy ones have had as much as the light ones in this
+     * iteration: the loop polls again, and the request waits for one
+     * heavy turn, not for all of them. */
     if (serve_next(cs, HEAVY))
-        while (cs->turn_work < heavy_budget && serve_next(cs, HEAVY))
+        while (cs->turn_work < heavy_budget && !(cs->heavy_work >= light && light_came(cs)) &&
+               serve_next(cs, HEAVY))
             ;
     while (cs->turn_work < TURN_BUDGET_NS && serve_next(cs, LIGHT))
         ;
@@ -554,6 +585,7 @@ void pc_conn_schedule(pc_conn_t *c)
     if (c->closing || conn_waiting(c))
         return;
     (void)pc_sched_push(&cs->sched[c->heavy], &c->sched[c->heavy]);
+    pc_light_wait(&c->light, uv_hrtime()); /* asking all the while it waits */
     if (c->heavy && c->reading && !c->ur) { /* unwatched until its turn */
         uv_read_stop(&c->h.stream);
         c->reading = 0;

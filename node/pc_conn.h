@@ -46,6 +46,7 @@
 #include <uv.h>
 
 #include "pc_guard.h"
+#include "pc_arrivals.h"
 #include "pc_light.h"
 #include "pc_list.h"
 #include "pc_log.h"
@@ -189,6 +190,10 @@ typedef struct pc_conns {
     uint64_t turn_work; /* ns */
     uint64_t heavy_work; /* of it since the loop last polled: heavy turns and reads, ns */
     uint64_t turns;     /* turns served so far (pc_conn_process) */
+    /* Every connection's socket, watched for input apart from the poll:
+     * between heavy turns, whether a light client's request came
+     * (run_idle_cb). */
+    pc_arrivals_t arrivals;
     uint64_t read_at;   /* alloc_cb's uv_hrtime(): the read() follows */
     /* The loop's iterations (pc_conns.c iteration_done): each one's
      * working time -- from one turn_prep to the next, less what libuv
@@ -339,7 +344,7 @@ struct pc_conn {
      * flight; wsent: bytes of wbuf the kernel has taken; spill: input
      * that came while the reader had no room left, in order. */
     int ur;
-    int fd;
+    int fd; /* its socket (-1 until accepted or attached) */
     int ur_recv;
     int ur_cancel;
     int ur_close;

@@ -5,6 +5,7 @@
 #include "pc_conns.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg)
     cs->want_uring = cfg->io_uring;
     pc_list_init(&cs->conns);
     pc_list_init(&cs->flushq);
+    cs->arrivals.ep = -1;
     cs->rbuf = malloc(READ_CHUNK);
     return cs->rbuf != NULL ? 0 : PC_ENOMEM;
 }
@@ -105,6 +107,9 @@ void pc_conns_start(pc_conns_t *cs)
     cs->turn_prep.data = cs;
     cs->handles_open += 2;
     uv_prepare_start(&cs->turn_prep, turn_prep_cb);
+    if (pc_arrivals_init(&cs->arrivals) != 0)
+        pc_log_warn(cs->log, "light requests will wait for the whole heavy share: epoll_create1: %s",
+                    strerror(errno));
     pc_conns_budget_update(cs);
     if (cs->want_uring) {
         char why[160];
@@ -315,6 +320,16 @@ static void reject(pc_conns_t *cs, uv_stream_t *server)
     uv_close((uv_handle_t *)&cs->reject, reject_closed);
 }
 
+/* Its input arrivals are watched until its socket closes (pc_arrivals.h:
+ * the socket is its own). Without, its requests do not cut a heavy share
+ * short; nothing else changes. */
+static void conn_watch_arrivals(pc_conn_t *c)
+{
+    if (pc_arrivals_add(&c->cs->arrivals, c->fd, c) == PC_EIO)
+        pc_log_debug(c->cs->log, "client %s: input arrivals not watched: %s", c->peer,
+                     strerror(errno));
+}
+
 void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis)
 {
     pc_conn_t *c;
@@ -371,6 +386,7 @@ void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis)
         /* Read and written through the loop's ring from here on. */
         c->ur = cs->uring != NULL;
         c->fd = fd;
+        conn_watch_arrivals(c);
     }
     cs->stats->connections_total++;
     const char *refused = refusal(cs, c);
@@ -403,6 +419,8 @@ int pc_conns_attach_internal(pc_conns_t *cs, int fd, const char *name)
         pc_conn_close(c, "relay failed");
         return PC_EIO;
     }
+    c->fd = fd;
+    conn_watch_arrivals(c);
     pc_conn_update_reading(c);
     return 0;
 }
@@ -541,4 +559,5 @@ void pc_conns_free(pc_conns_t *cs)
     cs->rbuf = NULL;
     pc_uring_free(cs->uring);
     cs->uring = NULL;
+    pc_arrivals_free(&cs->arrivals);
 }

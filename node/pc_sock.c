@@ -71,6 +71,12 @@ size_t pc_sock_unacked(int fd)
     return ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0 ? (size_t)n : 0;
 }
 
+size_t pc_sock_unread(int fd)
+{
+    int n = 0;
+    return ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? (size_t)n : 0;
+}
+
 int pc_sock_rto_min_check(uint64_t *rto_min_ms, uint64_t *effective_us)
 {
     if (rto_min_ms == NULL || effective_us == NULL || *rto_min_ms == 0 ||

@@ -17,8 +17,9 @@
  * PC_ERANGE (the kernel refuses the value); PC_EIO (another failure of
  * the system call; errno says which).
  *
- * A close that resets (pc_sock_reset_on_close) and what a send queue
- * still holds (pc_sock_unacked).
+ * A close that resets (pc_sock_reset_on_close), what a send queue
+ * still holds (pc_sock_unacked) and what a receive queue holds unread
+ * (pc_sock_unread).
  *
  * The most a client socket's kernel send queue holds unsent
  * (pc_sock_set_unsent_max; pc_conn keeps it at the connection's output
@@ -76,6 +77,10 @@ int pc_sock_reset_on_close(int fd);
 /* Bytes written to TCP socket fd that the other end has not acknowledged
  * yet (SIOCOUTQ); 0 if the kernel does not say. */
 size_t pc_sock_unacked(int fd);
+
+/* Bytes that have come in on stream socket fd (TCP or Unix) and not been
+ * read yet (FIONREAD); 0 if the kernel does not say. */
+size_t pc_sock_unread(int fd);
 
 /*
  * The address a listener on `addr` (HOST:PORT) binds to, resolved for a

@@ -49,6 +49,23 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
             f->heavy_waiting_watched += o->reading != 0;
         }
     }
+    if (c == f->cut_light && !f->cut_armed && f->cut_turns_at != 0) {
+        unsigned d = (unsigned)(c->cs->turns - f->cut_turns_at);
+        f->cut_samples++;
+        f->cut_sum += d;
+        f->cut_max = d > f->cut_max ? d : f->cut_max;
+        f->cut_turns_at = 0;
+        f->cut_armed = 1;
+    } else if (f->cut_armed && c != f->cut_light && c->heavy && c->cs->turn_work == 0) {
+        pc_buf_t b;
+        pc_buf_init(&b, 0);
+        encode_pings(&b, 1000 + f->cut_samples, 1000 + f->cut_samples);
+        assert_int_equal(send(f->cut_fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL),
+                         (ssize_t)b.len);
+        pc_buf_free(&b);
+        f->cut_turns_at = c->cs->turns; /* this turn is not counted yet */
+        f->cut_armed = 0;
+    }
     pc_request_t req;
     if (pc_proto_decode_request(f->dec, body, len, &req) != 0) {
         f->decode_errors++;

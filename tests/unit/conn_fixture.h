@@ -104,6 +104,15 @@ typedef struct fx {
     pc_conn_t *floods[2];           /* test_waiting_heavy_unwatched's, while open */
     unsigned heavy_waiting_seen;    /* frames served while another waited heavy */
     unsigned heavy_waiting_watched; /* ... and that one's socket was watched */
+    /* test_light_request_cuts_heavy_share: at the first frame of a heavy
+     * turn that starts an iteration's heavy work (turn_work 0), the frame
+     * hook sends a PING from cut_fd (the light client's end) if armed;
+     * when that PING is served, the turns served in between. */
+    pc_conn_t *cut_light;
+    int cut_fd;
+    int cut_armed;
+    uint64_t cut_turns_at;
+    unsigned cut_samples, cut_max, cut_sum;
     unsigned conns_attached; /* internal connections the test made */
     pc_req_t *kept[MAX_KEPT];
     unsigned nkept;

@@ -138,6 +138,33 @@ static void test_light_again_after_quiet(void **state)
     assert_int_equal(pc_light_spend(&l, t + quiet + 32 * US, 1 * US), 1);
 }
 
+/* 1,000 floods that connect at once wait in the heavy queue for their
+ * turns, 0.4 s: that earns nothing (pc_light_wait), so a turn that runs
+ * out of input finds nothing banked, and the flood is not light. Before,
+ * it had banked 2 ms, 40 light turns. A connection that was idle, not
+ * waiting, keeps what it earned: the next burst is light. */
+static void test_waiting_earns_nothing(void **state)
+{
+    (void)state;
+    pc_light_t l;
+    uint64_t t = 0;
+    pc_light_init(&l, t);
+    t += 1 * MS;
+    pc_light_wait(&l, t); /* queued 1 ms after accept: 31 us earned */
+    t += 400 * MS;
+    assert_int_equal(pc_light_spend(&l, t, 50 * US), 0);
+    for (int i = 0; i < 10; i++) { /* each turn queued again at once */
+        pc_light_wait(&l, t + 1 * US);
+        t += 300 * US;
+        assert_int_equal(pc_light_spend(&l, t, 50 * US), 0);
+    }
+    t += 100 * MS; /* quiet, not queued: earns the bank */
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(pc_light_spend(&l, t, 50 * US), 1);
+        t += 100 * US;
+    }
+}
+
 /* Idle for a year: earns the bank, no more (and no overflow). A clock
  * that went back earns nothing and does not move `at` back. */
 static void test_bounds_and_clock(void **state)
@@ -163,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_burst_stays_light),
         cmocka_unit_test(test_one_long_turn_is_no_flood),
         cmocka_unit_test(test_light_again_after_quiet),
+        cmocka_unit_test(test_waiting_earns_nothing),
         cmocka_unit_test(test_bounds_and_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
