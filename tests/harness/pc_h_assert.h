@@ -46,7 +46,9 @@ int pc_h_ping_on(int fd);
  * returns 1 once the node reset it (ECONNRESET, after what its receive
  * queue held), 0 while it is open. An orderly end (EOF) fails the test:
  * a node that closed in order left the kernel delivering every answer it
- * had queued. */
+ * had queued. It reads: polled on a client that is meant not to read,
+ * it turns it into one (test_hostile's test_shed_reader_is_reset looks
+ * at TCP_INFO instead until the node has closed it). */
 int pc_h_socket_reset(void *arg);
 
 #endif
