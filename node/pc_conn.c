@@ -254,9 +254,12 @@ void pc_conn_update_reading(pc_conn_t *c)
                !(waiting && pc_proto_reader_pending(&c->rd) >= READ_CHUNK) &&
                !(waiting && c->heavy && !c->ur);
     /* Not read, it is not idle by its own choice: that time earns it no
-     * share (pc_light.h), whatever stopped the reading. */
+     * share (pc_light.h), whatever stopped the reading; read again with
+     * nothing to do, it earns again. */
     if (!want && !c->light.waiting)
         pc_light_wait(&c->light, uv_hrtime());
+    else if (want && c->light.waiting && !waiting)
+        pc_light_idle(&c->light, uv_hrtime());
     if (c->ur) {
         pc_conn_ur_reading(c, want);
         return;

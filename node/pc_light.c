@@ -37,6 +37,12 @@ void pc_light_wait(pc_light_t *l, uint64_t now)
     l->waiting = 1;
 }
 
+void pc_light_idle(pc_light_t *l, uint64_t now)
+{
+    earn(l, now);
+    l->waiting = 0;
+}
+
 int pc_light_spend(pc_light_t *l, uint64_t now, uint64_t work)
 {
     earn(l, now);

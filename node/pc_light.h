@@ -18,7 +18,9 @@
  * PC_LIGHT_RATE_DIV of time (3.2 ms). A connection starts with nothing
  * banked at accept: a flood that connects is heavy from its first turn.
  * And time a connection spends waiting for its turn (pc_light_wait, as it
- * is queued) earns nothing: it was asking all that time. Else waiting
+ * is queued), or not read (pc_light_wait as reading stops, pc_light_idle
+ * as it resumes with nothing to do), earns nothing: it was asking, or
+ * nobody was listening. Else waiting
  * was a bank: 1,000 floods that connected at once waited 0.4 s in the
  * heavy queue, each banked 2 ms, and once their turns ran out of input
  * they were served light -- 10-24 turns of about 60 us in each poll,
@@ -69,5 +71,9 @@ int pc_light_spend(pc_light_t *l, uint64_t now, uint64_t work);
 /* Its input waits for a turn from `now` on (it is queued): it earns what
  * it had until now, and nothing more until the turn (pc_light_spend). */
 void pc_light_wait(pc_light_t *l, uint64_t now);
+
+/* From `now` on it is read again and asks nothing: it earns again (a
+ * no-op unless it was waiting). */
+void pc_light_idle(pc_light_t *l, uint64_t now);
 
 #endif

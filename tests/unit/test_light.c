@@ -141,8 +141,9 @@ static void test_light_again_after_quiet(void **state)
 /* 1,000 floods that connect at once wait in the heavy queue for their
  * turns, 0.4 s: that earns nothing (pc_light_wait), so a turn that runs
  * out of input finds nothing banked, and the flood is not light. Before,
- * it had banked 2 ms, 40 light turns. A connection that was idle, not
- * waiting, keeps what it earned: the next burst is light. */
+ * it had banked 2 ms, 40 light turns. Nor does time it is not read
+ * (paused), until it is read again (pc_light_idle); a connection that
+ * is then idle, not waiting, earns again: the next burst is light. */
 static void test_waiting_earns_nothing(void **state)
 {
     (void)state;
@@ -158,6 +159,10 @@ static void test_waiting_earns_nothing(void **state)
         t += 300 * US;
         assert_int_equal(pc_light_spend(&l, t, 50 * US), 0);
     }
+    pc_light_wait(&l, t + 1 * US); /* not read for 10 ms (paused) ... */
+    int64_t paused = l.balance;
+    pc_light_idle(&l, t + 10 * MS); /* ... then read again, and quiet */
+    assert_int_equal(l.balance, paused);
     t += 100 * MS; /* quiet, not queued: earns the bank */
     for (int i = 0; i < 30; i++) {
         assert_int_equal(pc_light_spend(&l, t, 50 * US), 1);
