@@ -20,11 +20,10 @@
  * And time a connection spends waiting for its turn (pc_light_wait, as it
  * is queued), or not read (pc_light_wait as reading stops, pc_light_idle
  * as it resumes with nothing to do), earns nothing: it was asking, or
- * nobody was listening. Else waiting
- * was a bank: 1,000 floods that connected at once waited 0.4 s in the
- * heavy queue, each banked 2 ms, and once their turns ran out of input
- * they were served light -- 10-24 turns of about 60 us in each poll,
- * ahead of a light client's request.
+ * nobody was listening. Else waiting was a bank: 1,000 floods that
+ * connected at once waited 0.4 s in the heavy queue, each banked 2 ms,
+ * and once their turns ran out of input they were served light -- 10-24
+ * turns of about 60 us in each poll, ahead of a light client's request.
  *
  * What that allows: a client asking a few microseconds of work 1,000
  * times a second takes 2-3% of the loop and stays light; one that asks
@@ -54,7 +53,7 @@
 typedef struct pc_light {
     int64_t balance; /* ns of loop time it may still take */
     uint64_t at;     /* when it was last brought up to date */
-    int waiting;     /* since `at` it has waited for a turn: earns nothing */
+    int waiting;     /* since `at` it has waited for a turn, or not been read: earns nothing */
 } pc_light_t;
 
 /* A new connection, at `now`: nothing earned yet. */
@@ -68,8 +67,9 @@ void pc_light_init(pc_light_t *l, uint64_t now);
  */
 int pc_light_spend(pc_light_t *l, uint64_t now, uint64_t work);
 
-/* Its input waits for a turn from `now` on (it is queued): it earns what
- * it had until now, and nothing more until the turn (pc_light_spend). */
+/* From `now` on its input waits for a turn (it is queued), or is not
+ * read: it earns what it had until now, and nothing more until its turn
+ * (pc_light_spend) or pc_light_idle. */
 void pc_light_wait(pc_light_t *l, uint64_t now);
 
 /* From `now` on it is read again and asks nothing: it earns again (a
