@@ -483,8 +483,8 @@ _Static_assert(PC_LIGHT_TURN_MAX_NS == TURN_QUANTUM_NS, "a turn spends at most i
 #define TURN_BUDGET_NS ((uint64_t)500 * 1000)
 #define HEAVY_SHARE_NS ((uint64_t)250 * 1000)
 #define TURN_CLOCK_EVERY 8
-#define ARRIVALS_LOOK 16
 #define TURN_CLOCK_BYTES ((size_t)16 * 1024)
+#define ARRIVALS_LOOK 16 /* reports taken per look between heavy turns (light_came) */
 enum { LIGHT = PC_CONN_LIGHT, HEAVY = PC_CONN_HEAVY };
 
 static int conn_waiting(const pc_conn_t *c)

@@ -239,7 +239,15 @@ static int hello(int fd, int token)
 
 static int pin = 0; /* --pin: the node on CPU 0, this process on CPU 1 */
 static int probe_on_node = 0; /* --probe-on-node: the probe on CPU 0 */
-static void pin_to(pid_t pid, int cpu);
+
+static void pin_to(pid_t pid, int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(pid, sizeof set, &set) != 0)
+        perror("bench_slowreaders: sched_setaffinity");
+}
 
 static void *probe_main(void *arg)
 {
@@ -515,15 +523,6 @@ static int newconn(int port, int token)
 }
 
 /* ---- one scenario --------------------------------------------------------- */
-
-static void pin_to(pid_t pid, int cpu)
-{
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    if (sched_setaffinity(pid, sizeof set, &set) != 0)
-        perror("bench_slowreaders: sched_setaffinity");
-}
 
 static int run(enum kind kind, int conns, int seconds, int cycles, result_t *res)
 {

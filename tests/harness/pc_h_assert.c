@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,4 +82,12 @@ int pc_h_socket_reset(void *arg)
         if (n < 0)
             return 0;
     }
+}
+
+int pc_h_tcp_state(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len), 0);
+    return ti.tcpi_state;
 }

@@ -47,8 +47,13 @@ int pc_h_ping_on(int fd);
  * queue held), 0 while it is open. An orderly end (EOF) fails the test:
  * a node that closed in order left the kernel delivering every answer it
  * had queued. It reads: polled on a client that is meant not to read,
- * it turns it into one (test_hostile's test_shed_reader_is_reset looks
- * at TCP_INFO instead until the node has closed it). */
+ * it turns it into one (pc_h_tcp_state looks without reading). */
 int pc_h_socket_reset(void *arg);
+
+/* The TCP state of socket fd (TCP_ESTABLISHED; TCP_CLOSE_WAIT once the
+ * other end closed in order; TCP_CLOSE once it reset a socket this end
+ * never closed), from TCP_INFO: nothing is read. Fails the test if the
+ * kernel does not say. */
+int pc_h_tcp_state(int fd);
 
 #endif

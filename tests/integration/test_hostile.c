@@ -1090,16 +1090,6 @@ typedef struct kept_list {
     kept_t k[4];
 } kept_list_t;
 
-/* The state of TCP socket fd (TCP_ESTABLISHED, TCP_CLOSE_WAIT, ...),
- * without reading from it. */
-static int tcp_state(int fd)
-{
-    struct tcp_info ti;
-    socklen_t len = sizeof ti;
-    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len), 0);
-    return ti.tcpi_state;
-}
-
 /* Non-readers, each either reset by the node (shed: TCP_CLOSE, since
  * this end never closed) or still open with answers waiting unread in
  * its receive queue (kept: within its share). Looked at without reading,
@@ -1114,7 +1104,7 @@ static int shed_settled(void *p)
     shed_state_t *st = p;
     st->reset = st->kept = st->eof = 0;
     for (int i = 0; i < st->n; i++) {
-        int state = tcp_state(st->fds[i]), unread = 0;
+        int state = pc_h_tcp_state(st->fds[i]), unread = 0;
         assert_int_equal(ioctl(st->fds[i], FIONREAD, &unread), 0);
         st->reset += state == TCP_CLOSE;
         st->eof += state == TCP_CLOSE_WAIT;
@@ -1169,7 +1159,7 @@ static void test_shed_reader_is_reset(void **state)
     assert_int_equal(st.reset, shed);
     assert_true(shed >= 2);
     for (int i = 0; i < NONREADERS; i++)
-        if (tcp_state(fds[i]) == TCP_CLOSE)
+        if (pc_h_tcp_state(fds[i]) == TCP_CLOSE)
             assert_true(pc_h_socket_reset(&fds[i])); /* the reset is what recv reports */
     assert_int_equal(pc_h_stat(nc.cl, "output_timeouts"), 0);
     for (int i = 0; i < NONREADERS; i++)
