@@ -461,5 +461,5 @@ int main(int argc, char **argv)
         first = 0;
     }
     printf("]}\n");
-    return failed;
+    return pc_h_finish(failed);
 }

@@ -795,5 +795,5 @@ int main(int argc, char **argv)
         printf("]}\n");
     }
     (void)smoke;
-    return failed;
+    return pc_h_finish(failed);
 }

@@ -1,9 +1,13 @@
+/* nftw() is XSI. */
+#define _XOPEN_SOURCE 700
+
 #include "pc_harness.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -28,18 +32,43 @@ uint64_t pc_h_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static char tmpdir[256];
+
 const char *pc_h_tmpdir(void)
 {
-    static char dir[256];
-    if (dir[0] == '\0') {
+    if (tmpdir[0] == '\0') {
         const char *base = getenv("TMPDIR");
-        snprintf(dir, sizeof dir, "%s/peercache-test-XXXXXX", base ? base : "/tmp");
-        if (mkdtemp(dir) == NULL) {
+        snprintf(tmpdir, sizeof tmpdir, "%s/peercache-test-XXXXXX", base ? base : "/tmp");
+        if (mkdtemp(tmpdir) == NULL) {
             perror("mkdtemp");
             abort();
         }
     }
-    return dir;
+    return tmpdir;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if ((flag == FTW_DP ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT) {
+        fprintf(stderr, "pc_harness: cannot remove %s: %s\n", path, strerror(errno));
+    }
+    return 0;
+}
+
+int pc_h_finish(int failed)
+{
+    if (tmpdir[0] == '\0') {
+        return failed ? 1 : 0;
+    }
+    const char *keep = getenv("PC_KEEP_TMP");
+    if (failed || (keep != NULL && keep[0] != '\0' && strcmp(keep, "0") != 0)) {
+        fprintf(stderr, "pc_harness: logs kept in %s\n", tmpdir);
+    } else if (nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) {
+        fprintf(stderr, "pc_harness: cannot remove %s: %s\n", tmpdir, strerror(errno));
+    }
+    return failed ? 1 : 0;
 }
 
 const char *pc_h_tmp_path(const char *name)

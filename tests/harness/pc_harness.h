@@ -36,8 +36,17 @@ typedef struct pc_h_proc {
 /* Monotonic milliseconds. */
 uint64_t pc_h_now_ms(void);
 
-/* A fresh temp directory for this test process (created once). */
+/* A fresh temp directory for this test process (created once), for the
+ * logs of the processes it starts and any file a test writes. */
 const char *pc_h_tmpdir(void);
+
+/* The end of a test program: `return pc_h_finish(failed);` with failed the
+ * number of failed tests (cmocka_run_group_tests' result). Removes
+ * pc_h_tmpdir() and all in it when nothing failed and PC_KEEP_TMP is unset
+ * (or "0"); else leaves it and names it on stderr, for the logs. Returns
+ * the exit status: 0, or 1 if anything failed. A test that aborts never
+ * gets here, so its directory stays too. */
+int pc_h_finish(int failed);
 
 /* "<pc_h_tmpdir()>/<name>", in one of 16 static buffers used in turn:
  * valid until 16 more calls (the result may be kept as a test's path for

@@ -468,5 +468,5 @@ int main(void)
         cmocka_unit_test(test_memcache),
         cmocka_unit_test(test_exit_codes),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -136,5 +136,5 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_top_on_a_terminal, kill_tmux),
     };
-    return cmocka_run_group_tests_name("top", tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests_name("top", tests, NULL, NULL));
 }

@@ -519,5 +519,5 @@ int main(void)
         cmocka_unit_test(test_auth_backoff_per_source_and_node_wide),
         cmocka_unit_test(test_guesses_per_address_are_bounded),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

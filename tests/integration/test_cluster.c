@@ -1828,5 +1828,5 @@ int main(void)
         cmocka_unit_test(test_graceful_leave_hands_off),
         cmocka_unit_test(test_home_loops_in_a_cluster),
     };
-    return cmocka_run_group_tests_name("cluster", tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests_name("cluster", tests, NULL, NULL));
 }

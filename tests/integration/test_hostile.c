@@ -1649,5 +1649,5 @@ int main(void)
         cmocka_unit_test(test_nil_tail_refused_connection_kept),
         cmocka_unit_test(test_ttl_over_the_largest_touches_nothing),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return pc_h_finish(cmocka_run_group_tests(tests, group_setup, group_teardown));
 }

@@ -523,5 +523,5 @@ int main(void)
         cmocka_unit_test(test_connection_limit_and_timeout),
         cmocka_unit_test_teardown(test_prometheus_scrapes_a_cluster, stop_prometheus),
     };
-    return cmocka_run_group_tests_name("http", tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests_name("http", tests, NULL, NULL));
 }

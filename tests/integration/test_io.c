@@ -463,5 +463,5 @@ int main(void)
         cmocka_unit_test(test_write_through_not_held),
         cmocka_unit_test(test_refused_falls_back),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

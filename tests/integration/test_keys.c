@@ -370,5 +370,5 @@ int main(void)
         cmocka_unit_test(test_keyring_rotation),
         cmocka_unit_test(test_keyring_refusals),
     };
-    return cmocka_run_group_tests_name("keys", tests, setup, teardown);
+    return pc_h_finish(cmocka_run_group_tests_name("keys", tests, setup, teardown));
 }

@@ -1920,5 +1920,5 @@ int main(void)
     };
     int failed = cmocka_run_group_tests_name("node_shared", shared, group_setup, group_teardown);
     failed += cmocka_run_group_tests_name("node_own", own, NULL, NULL);
-    return failed ? 1 : 0;
+    return pc_h_finish(failed);
 }

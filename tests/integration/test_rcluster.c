@@ -742,5 +742,5 @@ int main(void)
         cmocka_unit_test_teardown(test_reshard_under_load, nodes_down),
         cmocka_unit_test_teardown(test_failover_under_load, nodes_down),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -760,5 +760,5 @@ int main(void)
         cmocka_unit_test(test_auth),           cmocka_unit_test(test_limits),
         cmocka_unit_test(test_cluster_any_node),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -381,5 +381,5 @@ int main(void)
         cmocka_unit_test(test_database_and_unix_socket),
         cmocka_unit_test(test_redis_wait),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -798,5 +798,5 @@ int main(void)
         cmocka_unit_test(test_sync_flood_does_not_stall),
         cmocka_unit_test(test_replicate_from_the_future),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -408,5 +408,5 @@ int main(void)
         cmocka_unit_test_teardown(test_node_follows_manual_failover, group_down),
         cmocka_unit_test_teardown(test_node_follows_manual_failover_with_wait, group_down),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -314,5 +314,5 @@ int main(void)
         cmocka_unit_test(test_zero_leaves_the_kernel_floor),
         cmocka_unit_test(test_kernel_without_the_option),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }

@@ -841,5 +841,5 @@ int main(void)
         cmocka_unit_test(test_stop_after_resets),
         cmocka_unit_test(test_stop_that_cannot_drain_exits_1_in_time),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return pc_h_finish(cmocka_run_group_tests(tests, NULL, NULL));
 }
