@@ -3,7 +3,7 @@
  *
  *   bench_slowreaders [--conns N[,N...]] [--kinds K[,K...]] [--seconds S]
  *                     [--cycles N] [--pin [--probe-on-node]] [--client-buf B]
- *                     [--smoke] [--json]
+ *                     [--no-idle] [--smoke] [--json]
  *
  *   no option   kinds get,ping,unauth x conns 100,1000; 10 s phases
  *   --smoke     kind get, 50 connections, 2 s phases; checks only that
@@ -35,8 +35,21 @@
  *               first 2 s of those not counted: the node settling), so
  *               that `before` and `during` are interleaved over the run
  *               and a noisy minute on a shared host falls on both; the
- *               figures pool every `before` and every `during` window.
+ *               figures pool every `before` and every `during` window,
+ *               and `med x` is the median over the floods of each one's
+ *               p99 during over the p99 of the time alone just before it
+ *               (each flood's pair printed on a line below; 1 to 64).
  *               Default 1: before, during, after, as below
+ *   --no-idle   hold /dev/cpu_dma_latency at 0 for the run (a PM QoS
+ *               request, as cyclictest makes; root only): no CPU enters
+ *               an idle state it takes time to leave. In a virtual
+ *               machine an idle CPU halts, and the host may take
+ *               milliseconds to run it again when the probe's timer or
+ *               answer comes; a node busy with a flood never halts, one
+ *               alone does. Under `spin` (below) the probe's p99 moved
+ *               by 1.4-1.5x (median over 12 floods) with no traffic to
+ *               the node at all: that is the host's doing, and with
+ *               --no-idle it is left out of both sides of the ratio
  *   --client-buf B  each hostile connection's send and receive buffers
  *               (SO_SNDBUF, SO_RCVBUF, set before it connects), in bytes;
  *               default the kernel's (autotuned up to net.ipv4.tcp_wmem's
@@ -72,29 +85,34 @@
  *   unauth  the node requires a token (--token-file); the connection
  *           never sends HELLO and pipelines GETs, each answered
  *           AUTH_REQUIRED, for as long as the node reads them
+ *   spin    the control (only when asked for): no connection at all, the
+ *           thread that would run them busy on its CPU, so that what a
+ *           busy machine does to the probe without the node's doing
+ *           shows beside the others (conns ignored)
  *
- * Figures per scenario: the probe's p50 / p99 / max in each phase and
- * p99 during over p99 before; new connections served / refused / stalled;
- * the node's RSS before, at its highest during (sampled every 100 ms) and
- * at the end of `after`, and its STATS buffer_memory at its highest
- * (sampled with it); the kernel's TCP memory (/proc/net/sockstat) at
- * its highest, and over the `during` phase how long it was under memory
- * pressure (TcpExt TCPMemoryPressuresChrono, ms) and how many
- * retransmission timeouts the host's TCP took (TCPTimeouts): over
- * net.ipv4.tcp_mem's pressure mark the kernel drops segments, of the
- * probe's connection too, and a resend waits for the timeout -- host-wide
- * figures, both ends of every loopback socket; STATS buffer_evictions,
- * buffer_full_rejects, output_timeouts; and, over the `during` phase,
- * how busy the node's
- * loops were (loop_busy_us over their wall time) and their mean work per
- * iteration (loop_busy_us / loop_iterations), which is about what a
- * request waits before it is read. The load generator runs in this
- * process on the same machine: read ratios, not absolutes.
+ * Figures per scenario: the probe's p50 / p99 / max in each phase and p99
+ * during over p99 before (`p99 x`; `med x` with --cycles, above); new
+ * connections served / refused / stalled; the node's RSS before, at its
+ * highest during (sampled every 100 ms) and at the end of `after`, and its
+ * STATS buffer_memory at its highest (sampled with it); the kernel's TCP
+ * memory (/proc/net/sockstat) at its highest, and over the `during` phase
+ * how long it was under memory pressure (TcpExt TCPMemoryPressuresChrono,
+ * ms) and how many retransmission timeouts the host's TCP took
+ * (TCPTimeouts): over net.ipv4.tcp_mem's pressure mark the kernel drops
+ * segments, of the probe's connection too, and a resend waits for the
+ * timeout -- host-wide figures, both ends of every loopback socket; STATS
+ * buffer_evictions, buffer_full_rejects, output_timeouts; and, over the
+ * `during` phase, how busy the node's loops were (loop_busy_us over their
+ * wall time) and their mean work per iteration (loop_busy_us /
+ * loop_iterations), which is about what a request waits before it is read.
+ * The load generator runs in this process on the same machine: read ratios,
+ * not absolutes.
  *
  * SLOW_TRACE=MS in the environment prints every probe answer that came
  * more than MS ms late, with its intended send time (from the probe's
  * start, and as CLOCK_MONOTONIC seconds, "mono", to find it in a
- * `perf record -k CLOCK_MONOTONIC` or the node's own timestamps).
+ * `perf record -k CLOCK_MONOTONIC` or the node's own timestamps), and
+ * when each flood starts and ends, on the same clock.
  *
  * Exits non-zero if the node fails to start or stop, or a figure is
  * missing; the targets themselves are printed, never checked (timing on a
@@ -103,6 +121,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -136,21 +155,25 @@
 #define SETTLE_MS 2000 /* --cycles: not counted after each flood */
 #define TOKEN "slowreaders-token"
 
-enum kind { K_GET, K_PING, K_UNAUTH, NKINDS };
-static const char *const KIND_NAMES[NKINDS] = {"get", "ping", "unauth"};
+enum kind { K_GET, K_PING, K_UNAUTH, K_SPIN, NKINDS };
+static const char *const KIND_NAMES[NKINDS] = {"get", "ping", "unauth", "spin"};
 enum phase { P_BEFORE, P_DURING, P_AFTER, NPHASES, P_SETTLE = NPHASES /* not counted */ };
 static const char *const PHASE_NAMES[NPHASES] = {"before", "during", "after"};
 
 typedef struct lat {
     double *v;
+    uint8_t *flood; /* v[i] was taken before or during flood flood[i] */
     size_t n;
 } lat_t;
+
+#define MAX_CYCLES 64
 
 typedef struct probe {
     pthread_t tid;
     int port;
     int token;
     atomic_int phase;
+    atomic_int flood; /* the flood under way, or the next one */
     atomic_int stop;
     lat_t lat[NPHASES];
     long errors;
@@ -160,6 +183,10 @@ typedef struct result {
     enum kind kind;
     int conns;
     double p50[NPHASES], p99[NPHASES], max[NPHASES];
+    /* --cycles: p99 before and during each flood, and the median of the
+     * floods' ratios (with one flood, the same as p99 during / before) */
+    double flood_p99[2][MAX_CYCLES], med_ratio;
+    int cycles;
     int served, refused, stalled;
     long rss_before_kb, rss_max_kb, rss_after_kb;
     long long bufmem_max; /* STATS buffer_memory at its highest (sampled) */
@@ -197,6 +224,19 @@ static double pct(lat_t *l, double p)
     qsort(l->v, l->n, sizeof *l->v, pc_mbench_cmp_double);
     size_t i = (size_t)(p * (double)(l->n - 1) + 0.5);
     return l->v[i];
+}
+
+/* The p-th percentile of the samples of l taken before or during flood f
+ * (l->v is not reordered), or -1 if there are none. */
+static double pct_flood(const lat_t *l, int f, double p)
+{
+    lat_t sub = {.v = malloc((l->n ? l->n : 1) * sizeof(double)), .n = 0};
+    for (size_t i = 0; sub.v != NULL && i < l->n; i++)
+        if (l->flood[i] == f)
+            sub.v[sub.n++] = l->v[i];
+    double r = sub.v != NULL ? pct(&sub, p) : -1;
+    free(sub.v);
+    return r;
 }
 
 /* ---- raw protocol helpers --------------------------------------------------- */
@@ -238,6 +278,7 @@ static int hello(int fd, int token)
 /* ---- the probe ------------------------------------------------------------- */
 
 static int pin = 0; /* --pin: the node on CPU 0, this process on CPU 1 */
+static int no_idle = 0; /* --no-idle */
 static int probe_on_node = 0; /* --probe-on-node: the probe on CPU 0 */
 
 static void pin_to(pid_t pid, int cpu)
@@ -287,8 +328,10 @@ static void *probe_main(void *arg)
         }
         double took = now_ms() - intended;
         lat_t *l = ph == P_SETTLE ? NULL : &p->lat[ph];
-        if (l != NULL && l->n < MAX_SAMPLES)
+        if (l != NULL && l->n < MAX_SAMPLES) {
+            l->flood[l->n] = (uint8_t)atomic_load(&p->flood);
             l->v[l->n++] = took;
+        }
         if (getenv("SLOW_TRACE") && took > atof(getenv("SLOW_TRACE")))
             fprintf(stderr,
                     "probe: %.0f ms late at %.0f ms (sent %.0f ms late, answered in %.0f ms) "
@@ -347,6 +390,14 @@ static void *hostile_main(void *arg)
      * counted as the node's (its send was 1-14 ms late at times). */
     if (pin && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
         perror("bench_slowreaders: setpriority");
+    if (h->kind == K_SPIN) {
+        /* the control: this thread busy, the node left alone */
+        volatile uint64_t x = 0;
+        while (!atomic_load(&h->stop))
+            for (int i = 0; i < 100000; i++)
+                x = x + (uint64_t)i;
+        return NULL;
+    }
     hconn_t *c = calloc((size_t)h->n, sizeof *c);
     /* get: 400 GETs of the big key, sent once per connection. ping and
      * unauth: a block of requests sent again and again while the node
@@ -570,8 +621,12 @@ static int run(enum kind kind, int conns, int seconds, int cycles, result_t *res
     memset(&pr, 0, sizeof pr);
     pr.port = node.port;
     pr.token = token;
-    for (int i = 0; i < NPHASES; i++)
+    for (int i = 0; i < NPHASES; i++) {
         pr.lat[i].v = malloc(MAX_SAMPLES * sizeof(double));
+        pr.lat[i].flood = malloc(MAX_SAMPLES);
+        if (pr.lat[i].v == NULL || pr.lat[i].flood == NULL)
+            return -1;
+    }
     hostile_t h = {.port = node.port, .kind = kind, .n = conns};
     pthread_create(&pr.tid, NULL, probe_main, &pr);
 
@@ -583,6 +638,7 @@ static int run(enum kind kind, int conns, int seconds, int cycles, result_t *res
     int lrc = 0;
     res->tcp_pressure_ms = res->tcp_timeouts = 0;
     for (int cyc = 0; cyc < cycles; cyc++) {
+        atomic_store(&pr.flood, cyc);
         if (cyc > 0) {
             /* Alone again between floods (--cycles): the first SETTLE_MS are
              * not counted (the hostile connections' closes, the node giving
@@ -596,6 +652,8 @@ static int run(enum kind kind, int conns, int seconds, int cycles, result_t *res
         lrc |= stats(node.port, token, l0);
         res->loops = (int)l0[2].v;
         long long press0 = tcp_ext("TCPMemoryPressuresChrono"), rto0 = tcp_ext("TCPTimeouts");
+        if (getenv("SLOW_TRACE"))
+            fprintf(stderr, "flood %d starts at mono %.3f\n", cyc + 1, now_ms() / 1e3);
         atomic_store(&pr.phase, P_DURING);
         atomic_store(&h.stop, 0);
         pthread_create(&h.tid, NULL, hostile_main, &h);
@@ -636,6 +694,8 @@ static int run(enum kind kind, int conns, int seconds, int cycles, result_t *res
         }
         atomic_store(&h.stop, 1);
         pthread_join(h.tid, NULL);
+        if (getenv("SLOW_TRACE"))
+            fprintf(stderr, "flood %d ends at mono %.3f\n", cyc + 1, now_ms() / 1e3);
     }
     res->busy_pct = res->iter_us = -1;
     if (lrc == 0 && iters > 0) {
@@ -648,11 +708,27 @@ static int run(enum kind kind, int conns, int seconds, int cycles, result_t *res
     atomic_store(&pr.stop, 1);
     pthread_join(pr.tid, NULL);
     res->probe_errors = pr.errors;
+    res->cycles = cycles;
+    double ratios[MAX_CYCLES];
+    int nratios = 0;
+    for (int f = 0; f < cycles; f++) {
+        res->flood_p99[0][f] = pct_flood(&pr.lat[P_BEFORE], f, 0.99);
+        res->flood_p99[1][f] = pct_flood(&pr.lat[P_DURING], f, 0.99);
+        if (res->flood_p99[0][f] > 0 && res->flood_p99[1][f] >= 0)
+            ratios[nratios++] = res->flood_p99[1][f] / res->flood_p99[0][f];
+    }
+    res->med_ratio = -1;
+    if (nratios > 0) {
+        qsort(ratios, (size_t)nratios, sizeof *ratios, pc_mbench_cmp_double);
+        res->med_ratio = nratios % 2 ? ratios[nratios / 2]
+                                     : (ratios[nratios / 2 - 1] + ratios[nratios / 2]) / 2;
+    }
     for (int i = 0; i < NPHASES; i++) {
         res->p50[i] = pct(&pr.lat[i], 0.50);
         res->p99[i] = pct(&pr.lat[i], 0.99);
         res->max[i] = pct(&pr.lat[i], 1.0);
         free(pr.lat[i].v);
+        free(pr.lat[i].flood);
     }
     statq_t q[] = {{"buffer_evictions", -1}, {"buffer_full_rejects", -1},
                    {"output_timeouts", -1}, {NULL, 0}};
@@ -671,13 +747,19 @@ static void print_result(const result_t *r)
     printf("%-6s %5d %5d  ", KIND_NAMES[r->kind], r->conns, r->loops);
     for (int i = 0; i < NPHASES; i++)
         printf("%7.2f %8.2f %8.1f  ", r->p50[i], r->p99[i], r->max[i]);
-    printf("%5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f %7.1f  %7.1f %6lld %5lld  %5lld %4lld %4lld  "
+    printf("%5.2fx %5.2fx  %2d/%2d/%2d  %6.1f %7.1f %6.1f %7.1f  %7.1f %6lld %5lld  %5lld %4lld %4lld  "
            "%5.1f %7.1f\n",
-           r->p99[P_BEFORE] > 0 ? r->p99[P_DURING] / r->p99[P_BEFORE] : -1, r->served,
+           r->p99[P_BEFORE] > 0 ? r->p99[P_DURING] / r->p99[P_BEFORE] : -1, r->med_ratio, r->served,
            r->refused, r->stalled, r->rss_before_kb / 1024.0, r->rss_max_kb / 1024.0,
            r->rss_after_kb / 1024.0, (double)r->bufmem_max / (1024.0 * 1024.0),
            r->tcp_mem_max_kb / 1024.0, r->tcp_pressure_ms, r->tcp_timeouts, r->evictions,
            r->full_rejects, r->output_timeouts, r->busy_pct, r->iter_us);
+    if (r->cycles > 1) {
+        printf("  per flood, p99 before / during:");
+        for (int f = 0; f < r->cycles; f++)
+            printf(" %.2f/%.2f", r->flood_p99[0][f], r->flood_p99[1][f]);
+        printf("\n");
+    }
     fflush(stdout);
 }
 
@@ -694,7 +776,7 @@ static int parse_list(const char *s, int *out, int max)
 int main(int argc, char **argv)
 {
     int conns[8] = {100, 1000}, nconns = 2, seconds = 10, cycles = 1, smoke = 0, json = 0;
-    int kinds[NKINDS] = {K_GET, K_PING, K_UNAUTH}, nkinds = NKINDS;
+    int kinds[NKINDS] = {K_GET, K_PING, K_UNAUTH}, nkinds = 3;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--smoke") == 0) {
             smoke = 1;
@@ -709,6 +791,8 @@ int main(int argc, char **argv)
             pin = 1;
         } else if (strcmp(argv[i], "--probe-on-node") == 0) {
             probe_on_node = 1;
+        } else if (strcmp(argv[i], "--no-idle") == 0) {
+            no_idle = 1;
         } else if (strcmp(argv[i], "--client-buf") == 0 && i + 1 < argc) {
             client_buf = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc) {
@@ -726,12 +810,16 @@ int main(int argc, char **argv)
                         kinds[nkinds++] = k;
             free(copy);
         } else {
-            fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth] [--seconds S] "
-                            "[--cycles N] [--pin [--probe-on-node]] [--client-buf BYTES] [--smoke] "
-                            "[--json]\n",
+            fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth,spin] [--seconds S] "
+                            "[--cycles N] [--pin [--probe-on-node]] [--client-buf BYTES] [--no-idle] "
+                            "[--smoke] [--json]\n",
                     argv[0]);
             return 2;
         }
+    }
+    if (cycles < 1 || cycles > MAX_CYCLES) {
+        fprintf(stderr, "bench_slowreaders: --cycles: 1 to %d\n", MAX_CYCLES);
+        return 2;
     }
     if (probe_on_node && !pin) {
         fprintf(stderr, "bench_slowreaders: --probe-on-node needs --pin\n");
@@ -743,10 +831,21 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     signal(SIGPIPE, SIG_IGN);
-    printf("# bench_slowreaders: probe %d GET/s open loop; %d s per phase, %d flood(s); latencies "
-           "in ms; RSS and kernel TCP memory in MiB\n", PROBE_RATE, seconds, cycles);
-    printf("%-6s %5s %5s  %-26s  %-26s  %-26s  %-6s  %-8s  %-28s  %-20s  %-15s  %s\n", "kind",
-           "conns", "loops", "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x",
+    /* held open until exit: the request lasts as long as the fd */
+    int qos = -1;
+    if (no_idle) {
+        int32_t zero = 0;
+        qos = open("/dev/cpu_dma_latency", O_WRONLY);
+        if (qos < 0 || write(qos, &zero, sizeof zero) != (ssize_t)sizeof zero) {
+            perror("bench_slowreaders: --no-idle: /dev/cpu_dma_latency");
+            return 2;
+        }
+    }
+    printf("# bench_slowreaders: probe %d GET/s open loop; %d s per phase, %d flood(s)%s; latencies "
+           "in ms; RSS and kernel TCP memory in MiB\n", PROBE_RATE, seconds, cycles,
+           no_idle ? ", CPUs kept out of idle states" : "");
+    printf("%-6s %5s %5s  %-26s  %-26s  %-26s  %-13s  %-8s  %-28s  %-20s  %-15s  %s\n", "kind",
+           "conns", "loops", "before p50 p99 max", "during p50 p99 max", "after p50 p99 max", "p99 x  med x",
            "new s/r/x", "RSS before max after bufmax", "tcp mem press_ms rto", "evict full otmo",
            "busy% iter_us");
     result_t res[NKINDS * 8];
@@ -786,14 +885,17 @@ int main(int argc, char **argv)
                    ", \"tcp_mem_max_kb\": %ld, \"tcp_pressure_ms\": %lld"
                    ", \"tcp_timeouts\": %lld, \"buffer_evictions\": %lld"
                    ", \"buffer_full_rejects\": %lld, \"output_timeouts\": %lld"
-                   ", \"during_loop_busy_pct\": %.1f, \"during_iteration_us\": %.1f}",
+                   ", \"during_loop_busy_pct\": %.1f, \"during_iteration_us\": %.1f"
+                   ", \"median_flood_ratio\": %.3f}",
                    r->served, r->refused, r->stalled, r->rss_before_kb, r->rss_max_kb,
                    r->rss_after_kb, r->bufmem_max, r->tcp_mem_max_kb, r->tcp_pressure_ms,
                    r->tcp_timeouts, r->evictions, r->full_rejects, r->output_timeouts,
-                   r->busy_pct, r->iter_us);
+                   r->busy_pct, r->iter_us, r->med_ratio);
         }
         printf("]}\n");
     }
     (void)smoke;
+    if (qos >= 0)
+        close(qos);
     return pc_h_finish(failed);
 }
