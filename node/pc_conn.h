@@ -208,6 +208,11 @@ typedef struct pc_conns {
      * (pc_conns_flush_deferred), one write each for all that came. */
     pc_list_t flushq;
 
+    /* pc_conns_accept: this iteration's time accepting, and a listener
+     * whose pending connection waits for the next iteration's share
+     * ([1]: the Redis-protocol one) */
+    uint64_t accept_work; /* ns */
+    uv_stream_t *accept_later[2];
     uv_tcp_t reject; /* a connection accepted only to be closed */
     int rejecting;
     uv_stream_t *reject_next; /* a listener with one more to reject */

@@ -62,10 +62,13 @@ static void iteration_done(pc_conns_t *cs)
     cs->iter_idle = idle;
 }
 
+static void accept_deferred(pc_conns_t *cs);
+
 static void turn_prep_cb(uv_prepare_t *h)
 {
     pc_conns_t *cs = h->data;
     iteration_done(cs);
+    accept_deferred(cs); /* a share of the next iteration */
     pc_conns_flush_deferred(cs); /* before the loop waits: one write each */
     cs->turn_work = 0;
     cs->heavy_work = 0;
@@ -330,7 +333,7 @@ static void conn_watch_arrivals(pc_conn_t *c)
                      strerror(errno));
 }
 
-void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis)
+static void accept_one(pc_conns_t *cs, uv_stream_t *server, int redis)
 {
     pc_conn_t *c;
     if (pc_conn_new(cs, &c) < 0) {
@@ -398,6 +401,48 @@ void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis)
         return;
     }
     pc_conn_update_reading(c);
+}
+
+/*
+ * Accepting has a share of each loop iteration, like the turns: libuv
+ * accepts every connection that is pending in one callback, each a
+ * handful of system calls (and the next poll a first read of each), so
+ * connections that piled up while the loop could not run made one long
+ * iteration, and a light client's request waited for all of it. Once this
+ * iteration's accepting has taken ACCEPT_SHARE_NS, the next connection
+ * is left pending -- libuv stops watching the listener until it is taken
+ * -- and taken before the loop polls again (accept_deferred, from the
+ * prepare handle), which starts the listener again: a crowd is
+ * taken in a few connections an iteration, over tens of milliseconds,
+ * instead of in one go. At least one connection is taken an iteration.
+ */
+#define ACCEPT_SHARE_NS ((uint64_t)100 * 1000)
+
+void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis)
+{
+    if (cs->accept_work >= ACCEPT_SHARE_NS) {
+        if (cs->accept_later[redis != 0] == NULL)
+            cs->stats->accepts_deferred++;
+        cs->accept_later[redis != 0] = server;
+        return;
+    }
+    uint64_t t0 = uv_hrtime();
+    accept_one(cs, server, redis);
+    cs->accept_work += uv_hrtime() - t0;
+}
+
+/* Takes a connection left for this iteration, and starts the share anew;
+ * once an iteration, before the loop polls (turn_prep_cb). */
+static void accept_deferred(pc_conns_t *cs)
+{
+    cs->accept_work = 0;
+    for (int redis = 0; redis < 2; redis++) {
+        uv_stream_t *server = cs->accept_later[redis];
+        cs->accept_later[redis] = NULL;
+        /* a listener closed since holds nothing (libuv closed its fd) */
+        if (server != NULL && !uv_is_closing((uv_handle_t *)server))
+            pc_conns_accept(cs, server, redis);
+    }
 }
 
 int pc_conns_attach_internal(pc_conns_t *cs, int fd, const char *name)

@@ -42,10 +42,14 @@ int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg);
 void pc_conns_start(pc_conns_t *cs);
 
 /* The listener `server` has a connection (`redis`: on the Redis-protocol
- * port, pc_redis.h): accepts it, or refuses it with BUSY and a reason (too many, too many from its address, buffers full,
- * stopping); without memory for it, accepts and closes it at once so the
- * listener goes on (libuv stops a listener whose callback leaves one
- * pending). */
+ * port, pc_redis.h): accepts it, or refuses it with BUSY and a reason
+ * (too many, too many from its address, buffers full, stopping); without
+ * memory for it, accepts and closes it at once so the listener goes on
+ * (libuv stops a listener whose callback leaves one pending). Accepting
+ * takes a bounded share of each loop iteration (pc_conns.c,
+ * ACCEPT_SHARE_NS): past it, the connection is left pending -- libuv
+ * stops watching that listener -- and taken before the loop polls again,
+ * which starts the listener again. */
 void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis);
 
 /* The receiving end of another loop's relay on socket fd (taken: closed

@@ -2,9 +2,10 @@
  * test_hostile.c -- hostile clients against one live node (real
  * redis-server, real peercached, loopback): malformed and oversized input,
  * thousands of idle and half-sent connections, slowloris, a client that
- * never reads its replies, the global cap on connection buffers, and
- * legal frames that must be refused before their work is done (a body
- * far over what its op can use, a TTL Redis cannot take).
+ * never reads its replies, the global cap on connection buffers, a crowd
+ * of connections waiting to be accepted at once, and legal frames that
+ * must be refused before their work is done (a body far over what its op
+ * can use, a TTL Redis cannot take).
  *
  * What every test holds the node to: the hostile connection is closed (or
  * answered with an error and closed), the node keeps answering, a normal
@@ -1605,6 +1606,65 @@ static void test_accept_without_memory(void **state)
 #endif
 }
 
+/* 300 clients connect while the node cannot run (SIGSTOP), each with a
+ * PING sent: when it runs again, all are waiting to be accepted at once.
+ * Its loop takes them a share of an iteration at a time (pc_conns.c,
+ * ACCEPT_SHARE_NS) -- 300 accepts are far over 100 us on any machine, so
+ * some wait for the next iteration, which accepts_deferred counts -- and
+ * every one of them is accepted and answered: a listener left with a
+ * connection pending is started again. */
+#define CROWD 300
+
+static int on_status(void *arg, int i, const pc_response_t *r)
+{
+    (void)i;
+    *(uint32_t *)arg = r->status;
+    return 0;
+}
+
+static void test_crowd_connecting_at_once(void **state)
+{
+    (void)state;
+    pc_h_proc_t node;
+    node_up(&node, "--threads", "1", NULL);
+    pc_client_t *cl = client_for(&node, 5000);
+    int64_t deferred0 = pc_h_stat(cl, "accepts_deferred");
+    int64_t total0 = pc_h_stat(cl, "connections_total");
+    assert_true(deferred0 >= 0 && total0 > 0);
+
+    static int fds[CROWD];
+    pc_buf_t ping;
+    pc_buf_init(&ping, 0);
+    pc_request_t rq = {.op = PC_OP_PING, .id = 7};
+    assert_int_equal(pc_proto_encode_request(&ping, &rq), 0);
+    int stopped = pc_h_stop_process(node.pid, 5000);
+    int opened = 0, sent = 0;
+    for (; stopped == 0 && opened < CROWD; opened++) {
+        fds[opened] = pc_h_connect(node.port, 10000); /* the kernel completes it */
+        if (fds[opened] < 0)
+            break;
+        sent += pc_h_send_all(fds[opened], &ping) == 0;
+    }
+    kill(node.pid, SIGCONT); /* before any assertion: never leave it stopped */
+    pc_buf_free(&ping);
+    assert_int_equal(stopped, 0);
+    assert_int_equal(opened, CROWD);
+    assert_int_equal(sent, CROWD);
+
+    int answered = 0;
+    for (int i = 0; i < CROWD; i++) {
+        uint32_t st = 0;
+        answered += pc_h_read_responses(fds[i], 1, on_status, &st) == 1 && st == PC_ST_OK;
+        close(fds[i]);
+    }
+    assert_int_equal(answered, CROWD);
+    assert_true(pc_h_stat(cl, "connections_total") >= total0 + CROWD);
+    assert_true(pc_h_stat(cl, "accepts_deferred") > deferred0);
+    assert_int_equal(pc_client_ping(cl), 0);
+    pc_client_free(&cl);
+    node_down(&node);
+}
+
 /* ---- main ------------------------------------------------------------------- */
 
 static int group_setup(void **state)
@@ -1646,6 +1706,7 @@ int main(void)
         cmocka_unit_test(test_100_clients_that_stop_reading),
         cmocka_unit_test(test_1000_clients_that_stop_reading),
         cmocka_unit_test(test_accept_without_memory),
+        cmocka_unit_test(test_crowd_connecting_at_once),
         cmocka_unit_test(test_nil_tail_refused_connection_kept),
         cmocka_unit_test(test_ttl_over_the_largest_touches_nothing),
     };
