@@ -1612,7 +1612,9 @@ static void test_accept_without_memory(void **state)
  * ACCEPT_SHARE_NS) -- 300 accepts are far over 100 us on any machine, so
  * some wait for the next iteration, which accepts_deferred counts -- and
  * every one of them is accepted and answered: a listener left with a
- * connection pending is started again. */
+ * connection pending is started again. (The kernel queues them: the
+ * node listens with a backlog of 1024, and net.core.somaxconn is 4096
+ * since Linux 5.4.) */
 #define CROWD 300
 
 static int on_status(void *arg, int i, const pc_response_t *r)
