@@ -1617,13 +1617,6 @@ static void test_accept_without_memory(void **state)
  * since Linux 5.4.) */
 #define CROWD 300
 
-static int on_status(void *arg, int i, const pc_response_t *r)
-{
-    (void)i;
-    *(uint32_t *)arg = r->status;
-    return 0;
-}
-
 static void test_crowd_connecting_at_once(void **state)
 {
     (void)state;
@@ -1638,7 +1631,7 @@ static void test_crowd_connecting_at_once(void **state)
     pc_buf_t ping;
     pc_buf_init(&ping, 0);
     pc_request_t rq = {.op = PC_OP_PING, .id = 7};
-    assert_int_equal(pc_proto_encode_request(&ping, &rq), 0);
+    pc_h_encode(&ping, &rq);
     int stopped = pc_h_stop_process(node.pid, 5000);
     int opened = 0, sent = 0;
     for (; stopped == 0 && opened < CROWD; opened++) {
@@ -1655,8 +1648,8 @@ static void test_crowd_connecting_at_once(void **state)
 
     int answered = 0;
     for (int i = 0; i < CROWD; i++) {
-        uint32_t st = 0;
-        answered += pc_h_read_responses(fds[i], 1, on_status, &st) == 1 && st == PC_ST_OK;
+        pc_h_reply_t x = {0};
+        answered += pc_h_read_responses(fds[i], 1, pc_h_on_reply, &x) == 1 && x.status == PC_ST_OK;
         close(fds[i]);
     }
     assert_int_equal(answered, CROWD);
