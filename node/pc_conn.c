@@ -4,9 +4,12 @@
  */
 #include "pc_conn.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/socket.h>
 
 #include "pc_conn_int.h"
 #include "pc_resp.h"
@@ -21,6 +24,8 @@
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static int conn_read_owed(pc_conn_t *c);
+static void conn_keep_lent(pc_conn_t *c);
 static int conn_waiting(const pc_conn_t *c);
 
 static uint64_t now_ms(const pc_conns_t *cs) { return uv_now(cs->loop); }
@@ -1051,7 +1056,10 @@ void pc_conn_process(pc_conn_t *c)
     c->blocked = 0; /* asked again */
     uint64_t t0 = uv_hrtime();
     c->turn_t0 = t0;
+    int lent = c->read_owed && conn_read_owed(c);
     conn_process_frames(c, t0);
+    if (lent)
+        conn_keep_lent(c);
     c->processing = 0;
     if (!c->closing)
         pc_conn_flush(c);
@@ -1125,22 +1133,11 @@ void pc_conn_process(pc_conn_t *c)
  * libuv calls read_cb right after alloc_cb, before any other callback, so
  * one shared buffer serves every connection of the loop.
  */
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* The buffer the next read of c goes to (above): the loop's shared one,
+ * or room in its own reader; an empty one if there is no memory. */
+static void conn_read_buf(pc_conn_t *c, uv_buf_t *buf)
 {
-    pc_conn_t *c = h->data;
     pc_conns_t *cs = c->cs;
-    (void)suggested;
-    /* Input of a connection that waits for its turn, or of a heavy one
-     * once this iteration's budget is spent, stays in the kernel until
-     * its turn (TCP flow control holds its sender back meanwhile): read
-     * now, it would only be copied and held. An empty buffer is libuv's
-     * "not now" (read_cb sees UV_ENOBUFS; the socket stays readable). */
-    if (!c->internal && (conn_waiting(c) || (c->heavy && cs->turn_work >= HEAVY_SHARE_NS))) {
-        c->read_deferred = 1;
-        *buf = uv_buf_init(NULL, 0);
-        return;
-    }
-    cs->read_at = uv_hrtime(); /* the read() comes next: read_cb charges it */
     if (pc_proto_reader_pending(&c->rd) == 0 && cs->rbuf != NULL && !cs->rbuf_busy) {
         cs->rbuf_busy = 1;
         *buf = uv_buf_init((char *)cs->rbuf, READ_CHUNK);
@@ -1152,8 +1149,92 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     uint8_t *p = NULL;
     size_t avail = 0;
     if (pc_proto_reader_reserve(&c->rd, want, &p, &avail) < 0)
-        avail = 0; /* libuv reports UV_ENOBUFS to read_cb */
+        avail = 0;
     *buf = uv_buf_init((char *)p, (unsigned)(avail < want ? avail : want));
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    pc_conn_t *c = h->data;
+    pc_conns_t *cs = c->cs;
+    (void)suggested;
+    /* Input of a connection that waits for its turn, or of a heavy one
+     * once this iteration's budget is spent, stays in the kernel until
+     * its turn (TCP flow control holds its sender back meanwhile): read
+     * now, it would only be copied and held. An empty buffer is libuv's
+     * "not now" (read_cb sees UV_ENOBUFS; the socket stays readable). A
+     * heavy one put off that way is queued for a turn (read_cb), which
+     * reads it (conn_read_owed). */
+    if (!c->internal && (conn_waiting(c) || (c->heavy && cs->turn_work >= HEAVY_SHARE_NS))) {
+        c->read_deferred = 1;
+        c->read_owed = c->heavy && !conn_waiting(c);
+        *buf = uv_buf_init(NULL, 0);
+        return;
+    }
+    cs->read_at = uv_hrtime(); /* the read() comes next: read_cb charges it */
+    conn_read_buf(c, buf);     /* empty: libuv reports UV_ENOBUFS to read_cb */
+}
+
+/*
+ * The read a heavy connection's turn owes it (alloc_cb put it off, and it
+ * was queued instead of left watched): as read_cb would take it, but the
+ * turn that follows serves it, and the read is part of that turn's time.
+ * Returns 1 if what it read is lent from the loop's shared buffer: the
+ * turn keeps what it leaves of it (conn_keep_lent) before it ends.
+ */
+static int conn_read_owed(pc_conn_t *c)
+{
+    pc_conns_t *cs = c->cs;
+    c->read_owed = 0;
+    /* Nothing to read for now: its turn watches it again, or not. */
+    if (c->closing || c->eof || c->fd < 0 || c->ur || conn_paused(c) || c->spill.len > 0)
+        return 0;
+    uv_buf_t buf;
+    conn_read_buf(c, &buf);
+    int shared = buf.base != NULL && buf.base == (char *)cs->rbuf;
+    if (shared)
+        cs->rbuf_busy = 0; /* nothing else reads until the turn is done */
+    if (buf.len == 0) {
+        pc_conn_close(c, "out of memory for input");
+        return 0;
+    }
+    ssize_t n;
+    do
+        n = recv(c->fd, buf.base, buf.len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n == 0) {
+        c->eof = 1; /* half-closed: its answers still go out */
+        return 0;
+    }
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            pc_conn_close(c, strerror(errno));
+        return 0;
+    }
+    c->bytes_in += (uint64_t)n;
+    c->read_full = (size_t)n == buf.len;
+    c->last_active = now_ms(cs);
+    if (!shared) {
+        pc_proto_reader_commit(&c->rd, (size_t)n);
+        return 0;
+    }
+    if (pc_proto_reader_lend(&c->rd, cs->rbuf, (size_t)n) < 0) {
+        pc_conn_close(c, "input buffered while reading into the shared buffer");
+        return 0;
+    }
+    return 1;
+}
+
+/* What a turn left of input lent from the shared buffer moves to the
+ * connection's own reader (pc_conn_read_lent, below). */
+static void conn_keep_lent(pc_conn_t *c)
+{
+    if (c->closing) {
+        pc_proto_reader_free(&c->rd); /* forget the rest */
+        return;
+    }
+    if (pc_proto_reader_keep(&c->rd) < 0)
+        pc_conn_close(c, "out of memory keeping a partial frame");
 }
 
 /*
@@ -1207,6 +1288,14 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         cs->rbuf_busy = 0;
     if (n == UV_ENOBUFS && c->read_deferred) {
         c->read_deferred = 0; /* alloc_cb: not now (else: no memory, below) */
+        /* Left watched, level-triggered, it was reported and put off
+         * again at every poll until one had share left: 1,000
+         * connections that had just opened and asked, 100-900 of them
+         * put off in each poll, 0.2-0.5 ms of it (docs/PERFORMANCE.md
+         * "Reads put off wait in the queue"). Queued, it is unwatched
+         * (pc_conn_schedule) and its turn reads. */
+        if (c->read_owed)
+            pc_conn_schedule(c);
         return;
     }
     if (n > 0) {

@@ -285,6 +285,9 @@ struct pc_conn {
     int heavy;         /* its next turn is a heavy one */
     pc_light_t light;  /* its share of the loop's time (pc_light.h) */
     int read_deferred; /* alloc_cb put a read off (UV_ENOBUFS is ours) */
+    int read_owed;     /* heavy, and that read was put off because the
+                        * iteration's heavy share was spent: it waits in
+                        * the heavy queue, unwatched, and its turn reads */
     int read_full;     /* its last read filled the buffer it was given: the
                           kernel may hold more (pc_conn_process) */
     uint64_t last_active;

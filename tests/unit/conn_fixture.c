@@ -42,11 +42,19 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
         while (uv_hrtime() - t0 < f->spin_ns)
             ;
     }
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         const pc_conn_t *o = f->floods[i];
-        if (o != NULL && o != c && pc_sched_queued(&o->sched[PC_CONN_HEAVY])) {
+        if (o == NULL || o == c)
+            continue;
+        int queued = pc_sched_queued(&o->sched[PC_CONN_HEAVY]);
+        if (queued) {
             f->heavy_waiting_seen++;
             f->heavy_waiting_watched += o->reading != 0;
+        }
+        if (o->read_owed) {
+            f->owed_seen++;
+            f->owed_watched += o->reading != 0;
+            f->owed_unqueued += !queued;
         }
     }
     if (c == f->cut_light && !f->cut_armed && f->cut_turns_at != 0) {

@@ -101,9 +101,12 @@ typedef struct fx {
      * share: the class tests check the other rules, each alone. */
     int share_given;
     pc_conn_t *conns_opened[MAX_CLIENTS];
-    pc_conn_t *floods[2];           /* test_waiting_heavy_unwatched's, while open */
+    pc_conn_t *floods[3];           /* the tests' floods, while open */
     unsigned heavy_waiting_seen;    /* frames served while another waited heavy */
     unsigned heavy_waiting_watched; /* ... and that one's socket was watched */
+    unsigned owed_seen;             /* frames served while another's read was owed */
+    unsigned owed_watched;          /* ... and that one's socket was watched */
+    unsigned owed_unqueued;         /* ... or it did not wait for a turn */
     /* test_light_request_cuts_heavy_share: at the first frame of a heavy
      * turn that starts an iteration's heavy work (turn_work 0), the frame
      * hook sends a PING from cut_fd (the light client's end) if armed;

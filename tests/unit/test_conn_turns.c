@@ -126,6 +126,54 @@ static void test_waiting_heavy_unwatched(void **state)
     assert_int_equal(f->heavy_waiting_watched, 0);
 }
 
+/*
+ * Three floods whose input is all in the kernel when the loop first
+ * polls, each frame 300 us of work: the first one read takes its turn at
+ * once, and spends the iteration's heavy share (250 us), so the reads of
+ * the other two are put off (alloc_cb). Each then waits in the heavy
+ * queue, unwatched, and its turn reads it. Left watched,
+ * level-triggered, a put-off socket was reported and put off again at
+ * every poll until one had share left: 1,000 connections that had just
+ * opened and asked, 100-900 of them put off in each poll, 0.2-0.5 ms of
+ * it. Every request is answered, and every frame of each flood is
+ * served.
+ */
+static void test_put_off_read_waits_queued(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 100, VLEN = 1000 };
+    client_t *cl[3];
+    pc_conn_t *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = f->floods[i] = tcp_client(f, &cl[i]);
+        flood_room(c[i], cl[i]);
+    }
+    f->spin_ns = 300 * 1000;
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    encode_sets(&b, N, VLEN);
+    assert_true(b.len > 64 * 1024); /* more than one read each */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(send(cl[i]->fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL),
+                         (ssize_t)b.len);
+    pc_buf_free(&b);
+    RUN_UNTIL(f, client_pump(cl[0]) == N && client_pump(cl[1]) == N && client_pump(cl[2]) == N);
+    f->floods[0] = f->floods[1] = f->floods[2] = NULL; /* the teardown closes them */
+    assert_int_equal(f->frames, 3 * N);
+    assert_int_equal(cl[0]->bad + cl[1]->bad + cl[2]->bad + f->decode_errors, 0);
+    unsigned per[3] = {0, 0, 0};
+    for (unsigned k = 0; k < f->frames; k++)
+        for (int i = 0; i < 3; i++)
+            per[i] += f->frame_conn[k] == c[i];
+    printf("# frames served while another's read was owed: %u; that one watched in %u, "
+           "not queued in %u\n", f->owed_seen, f->owed_watched, f->owed_unqueued);
+    assert_true(f->owed_seen > 0);
+    assert_int_equal(f->owed_watched, 0);
+    assert_int_equal(f->owed_unqueued, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(per[i], N);
+}
+
 /* A client whose answers back up soon if it does not read: its receive
  * buffer and c's send buffer 4 KiB each. */
 static pc_conn_t *small_buffers_client(fx_t *f, client_t **cl)
@@ -335,6 +383,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_flood_stays_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_heavy_unwatched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_off_read_waits_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nonreader_stays_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backlog_makes_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_stopped_turn_heavy, setup, teardown),
