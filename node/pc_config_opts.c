@@ -201,8 +201,10 @@ const opt_t pc_opt_table[] = {
      .help = "Least time this node's TCP connections (clients', other\n"
              "members', Redis) wait before resending a lost packet, in\n"
              "place of the kernel's 200 ms (Linux 6.15+; older kernels\n"
-             "keep theirs, said once at start). 0 = the kernel's. At most\n"
-             "200ms; the kernel rounds it up to its clock tick."},
+             "keep theirs, said once at start). A client that floods or\n"
+             "does not read has the kernel's while it does. 0 = the\n"
+             "kernel's. At most 200ms; the kernel rounds it up to its\n"
+             "clock tick."},
     {.name = "log-level", .type = OPT_ENUM, .def = "info", .offset = FIELD_STR(log_level),
      .choices = log_level_choices,
      .help = "Least severe messages written to stderr."},

@@ -492,6 +492,30 @@ _Static_assert(PC_LIGHT_TURN_MAX_NS == TURN_QUANTUM_NS, "a turn spends at most i
 #define ARRIVALS_LOOK 16 /* reports taken per look between heavy turns (light_came) */
 enum { LIGHT = PC_CONN_LIGHT, HEAVY = PC_CONN_HEAVY };
 
+/*
+ * A heavy connection's socket has the kernel's retransmission floor
+ * (200 ms), a light one's --tcp-rto-min. The short floor is for a
+ * request and its answer, a segment each: lost, only the retransmission
+ * timer repairs it. But the floor also times the kernel's tail loss
+ * probe, which resends the last segment out when no acknowledgement came
+ * within it, and a client that has stopped reading, or reads only now
+ * and then, delays its acknowledgements (40 ms and more): each burst of
+ * answers was resent for nothing: 1,000 such clients made 2,200 resends
+ * a second, run in the timer interrupt of the node's own CPU at its
+ * clock tick -- 6% of that CPU, in bursts taken from whoever was served
+ * then (docs/PERFORMANCE.md "Resends for clients that do not read"). A heavy
+ * client has segments enough in flight that a loss is repaired without
+ * the timer. One system call when the class changes, none otherwise.
+ */
+static void conn_rto_follow(pc_conn_t *c)
+{
+    uint64_t floor = c->cs->set.tcp_rto_min_ms;
+    if (floor == 0 || c->fd < 0 || c->rto_kernel == c->heavy)
+        return;
+    c->rto_kernel = c->heavy;
+    (void)pc_sock_set_rto_min(c->fd, c->heavy ? PC_SOCK_RTO_MIN_MAX_MS : floor);
+}
+
 static int conn_waiting(const pc_conn_t *c)
 {
     return pc_sched_queued(&c->sched[LIGHT]) || pc_sched_queued(&c->sched[HEAVY]);
@@ -1109,6 +1133,7 @@ void pc_conn_process(pc_conn_t *c)
         c->read_full = 0;
     c->heavy = !c->internal &&
                ((work >= TURN_QUANTUM_NS && more) || flooding || overfull || !in_share);
+    conn_rto_follow(c);
     if (c->eof && !more && pc_list_empty(&c->reqs) && conn_queued(c) == 0) {
         pc_conn_close(c, NULL);
         return;

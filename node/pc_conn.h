@@ -271,6 +271,9 @@ struct pc_conn {
     size_t unsent_earned;
     /* The write in progress found the socket full (short write or send). */
     int wfull;
+    /* Its socket has the kernel's retransmission floor, not
+     * --tcp-rto-min: it is heavy (conn_rto_follow). */
+    int rto_kernel;
     /* epoll: bytes at wbuf's start that the first, short write of it took
      * (the uv_write goes on from there); 0 with io_uring (wsent). */
     size_t wskip;

@@ -44,6 +44,19 @@ int pc_sock_set_rto_min(int fd, uint64_t rto_min_ms)
 #endif
 }
 
+uint64_t pc_sock_rto_min_us(int fd)
+{
+#ifdef __linux__
+    int us = 0;
+    socklen_t len = sizeof us;
+    return getsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &us, &len) == 0 && us > 0 ? (uint64_t)us
+                                                                                : 0;
+#else
+    (void)fd;
+    return 0;
+#endif
+}
+
 int pc_sock_set_unsent_max(int fd, size_t bytes)
 {
     if (bytes > INT_MAX)
@@ -97,12 +110,9 @@ int pc_sock_rto_min_check(uint64_t *rto_min_ms, uint64_t *effective_us)
         ms++;
     int err = errno;
     if (rc == 0) {
-        int us = 0;
-        socklen_t len = sizeof us;
+        uint64_t us = pc_sock_rto_min_us(fd);
         *rto_min_ms = ms;
-        *effective_us = getsockopt(fd, IPPROTO_TCP, TCP_RTO_MIN_US, &us, &len) == 0 && us > 0
-                            ? (uint64_t)us
-                            : ms * 1000;
+        *effective_us = us > 0 ? us : ms * 1000;
     }
     close(fd);
     errno = err;

@@ -47,6 +47,10 @@
  * returned. */
 int pc_sock_set_rto_min(int fd, uint64_t rto_min_ms);
 
+/* The retransmission timeout floor TCP socket fd has now, in
+ * microseconds; 0 if the kernel does not say (no such option). */
+uint64_t pc_sock_rto_min_us(int fd);
+
 /*
  * At start-up, before any connection: whether this kernel takes
  * *rto_min_ms (1..PC_SOCK_RTO_MIN_MAX_MS), tried on a scratch TCP socket.

@@ -21,6 +21,8 @@
 
 #include "conn_fixture.h"
 
+#include "pc_sock.h"
+
 void run_some(fx_t *f, int n)
 {
     for (int i = 0; i < n; i++)
@@ -86,6 +88,8 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
         f->frame_conn[k] = c;
         f->frame_heavy[k] = (uint8_t)c->heavy;
         f->frame_backlog[k] = (uint8_t)c->writing;
+        f->frame_turn[k] = c->turn_t0;
+        f->frame_rto_us[k] = c->fd >= 0 ? (uint32_t)pc_sock_rto_min_us(c->fd) : 0;
         f->value_len[k] = req.value.len;
         int ok = 1;
         for (uint32_t i = 0; i < req.value.len; i++)

@@ -95,6 +95,8 @@ typedef struct fx {
     pc_conn_t *frame_conn[MAX_FRAMES];
     uint8_t frame_heavy[MAX_FRAMES]; /* the class of the turn that served it */
     uint8_t frame_backlog[MAX_FRAMES]; /* its connection's write was waiting */
+    uint64_t frame_turn[MAX_FRAMES];   /* the start of the turn that served it */
+    uint32_t frame_rto_us[MAX_FRAMES]; /* its socket's retransmission floor then */
     uint64_t spin_ns; /* each frame takes this long (busy), to make turns long */
     /* Every frame's connection gets its whole share of the loop's time
      * (pc_light.h) as the frame is served, so that its turn ends in its

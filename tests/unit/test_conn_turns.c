@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "conn_fixture.h"
+#include "pc_sock.h"
 
 static void flood_room(pc_conn_t *c, const client_t *cl)
 {
@@ -172,6 +173,68 @@ static void test_put_off_read_waits_queued(void **state)
     assert_int_equal(f->owed_unqueued, 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(per[i], N);
+}
+
+/*
+ * With --tcp-rto-min set, a heavy connection's socket has the kernel's
+ * retransmission floor (200 ms) and a light one's the short one
+ * (conn_rto_follow): the floor also times the tail loss probe, and a
+ * client that does not read delays its acknowledgements past a short
+ * floor -- every burst of answers was resent for nothing. A flood (heavy
+ * from its first turn, light at the end) and a light client asking now
+ * and then: every frame served after a connection's first turn finds its
+ * socket's floor as its class says (the first turn's class is the
+ * newcomer's; the floor is still the one set at accept).
+ */
+static void test_heavy_gets_kernel_rto_floor(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 200, VLEN = 1000, PINGS = 5 };
+    f->cs.set.tcp_rto_min_ms = 12;
+    client_t *fcl, *lcl;
+    pc_conn_t *flood = tcp_client(f, &fcl);
+    pc_conn_t *light = tcp_client(f, &lcl);
+    uint64_t floor = pc_sock_rto_min_us(flood->fd);
+    if (floor == 0) {
+        printf("# this kernel has no TCP_RTO_MIN_US: no floor to follow\n");
+        skip();
+    }
+    assert_true(floor < 200 * 1000);
+    assert_int_equal(pc_sock_rto_min_us(light->fd), floor);
+    light->heavy = 0; /* a client that has asked now and then */
+    flood_room(flood, fcl);
+    f->spin_ns = 20 * 1000;
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    encode_sets(&b, N, VLEN);
+    client_send(f, fcl, b.data, b.len);
+    pc_buf_free(&b);
+    for (uint64_t id = 1; id <= PINGS; id++) {
+        light->light.balance = PC_LIGHT_BANK_NS;
+        send_pings(f, lcl, id, id);
+        RUN_UNTIL(f, client_pump(lcl) == id);
+    }
+    RUN_UNTIL(f, client_pump(fcl) == N);
+    assert_int_equal(fcl->bad + lcl->bad + f->decode_errors, 0);
+    unsigned heavy = 0, light_n = 0, wrong = 0;
+    uint64_t first[2] = {0, 0};
+    for (unsigned k = 0; k < f->frames && k < MAX_FRAMES; k++) {
+        int i = f->frame_conn[k] == light;
+        if (first[i] == 0)
+            first[i] = f->frame_turn[k];
+        if (f->frame_turn[k] == first[i] && f->frame_conn[k] == flood)
+            continue; /* the newcomer's first turn */
+        uint32_t want = f->frame_heavy[k] ? 200 * 1000 : (uint32_t)floor;
+        heavy += f->frame_heavy[k];
+        light_n += !f->frame_heavy[k];
+        wrong += f->frame_rto_us[k] != want;
+    }
+    printf("# floor %llu us: %u frames in heavy turns, %u in light ones, %u with the other "
+           "class's floor\n",
+           (unsigned long long)floor, heavy, light_n, wrong);
+    assert_true(heavy > 0);
+    assert_true(light_n >= PINGS);
+    assert_int_equal(wrong, 0);
 }
 
 /* A client whose answers back up soon if it does not read: its receive
@@ -384,6 +447,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flood_stays_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_waiting_heavy_unwatched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_off_read_waits_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heavy_gets_kernel_rto_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nonreader_stays_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backlog_makes_heavy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_stopped_turn_heavy, setup, teardown),
