@@ -213,6 +213,14 @@ typedef struct pc_conns {
      * ([1]: the Redis-protocol one) */
     uint64_t accept_work; /* ns */
     uv_stream_t *accept_later[2];
+    /* pc_conns_tick: its round (each connection it has checked carries
+     * it in `ticked`), its `now` (the least time it checks them with),
+     * and whether some wait for the next iteration's share; the share
+     * (TICK_SHARE_NS; tests may lower it) */
+    uint64_t tick_round;
+    uint64_t tick_now;
+    int tick_unfinished;
+    uint64_t tick_share_ns;
     uv_tcp_t reject; /* a connection accepted only to be closed */
     int rejecting;
     uv_stream_t *reject_next; /* a listener with one more to reject */
@@ -316,6 +324,7 @@ struct pc_conn {
     pc_seal_stream_t seal; /* our answers on a sealed connection */
     int authed;            /* sent the token (or sealed, or none needed) */
     uint64_t hello_since;  /* --hello-timeout runs from here */
+    uint64_t ticked;       /* the tick round that checked its limits last */
     /* Owned by pc_auth: failed HELLOs; one whose answer is held back
      * until auth.until (the connection is not read meanwhile). */
     struct {

@@ -15,6 +15,8 @@
 #include "pc_sock.h"
 
 #define READ_CHUNK (64 * 1024)
+/* The tick's share of an iteration (tick_sweep) */
+#define TICK_SHARE_NS ((uint64_t)100 * 1000)
 
 static uint64_t now_ms(const pc_conns_t *cs) { return uv_now(cs->loop); }
 
@@ -33,6 +35,7 @@ int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg)
     cs->sources = cfg->sources;
     cs->ring_fp = cfg->ring_fp;
     cs->want_uring = cfg->io_uring;
+    cs->tick_share_ns = TICK_SHARE_NS;
     pc_list_init(&cs->conns);
     pc_list_init(&cs->flushq);
     cs->arrivals.ep = -1;
@@ -42,6 +45,7 @@ int pc_conns_init(pc_conns_t *cs, const pc_conns_config_t *cfg)
 
 /* Before the loop polls: a new iteration's budget, and the buffer cap. */
 static void shed_sweep(pc_conns_t *cs);
+static void tick_sweep(pc_conns_t *cs);
 
 /* One iteration ends where the next begins: just before the loop polls
  * again. Its working time goes to the loop's histogram and counters. */
@@ -72,6 +76,8 @@ static void turn_prep_cb(uv_prepare_t *h)
     pc_conns_flush_deferred(cs); /* before the loop waits: one write each */
     cs->turn_work = 0;
     cs->heavy_work = 0;
+    if (cs->tick_unfinished) /* the tick's checks, a share of this iteration */
+        tick_sweep(cs);
     shed_sweep(cs);
     if (cs->uring != NULL) { /* every send of this iteration, and more, at once */
         /* Completions handled in the submitting call may serve requests
@@ -498,19 +504,57 @@ static void trim(pc_conns_t *cs)
     }
 }
 
-void pc_conns_tick(pc_conns_t *cs, uint64_t now)
+/*
+ * The tick checks every connection's limits, and a check may close one:
+ * a timeout reached (a --hello-timeout that 1,000 connections made at
+ * once all reach in the same tick), each close a handful of system calls
+ * and the kernel's freeing of what the socket held -- 661 of them made
+ * one iteration of 20-24 ms, and a light client's request waited for it
+ * (docs/PERFORMANCE.md "Closes in shares"). So the checks take a share
+ * of an iteration, like accepting: once they have taken TICK_SHARE_NS
+ * (at least one connection), the rest wait for the next iteration, before
+ * the loop polls again (turn_prep_cb), with the loop's time then (not
+ * the tick's: a frame whose clock started since would look begun in the
+ * future, and its timeout reached).
+ * Connections checked in this round carry it (`ticked`): a resumed sweep
+ * starts over from the head of the list and passes them by -- no
+ * pointer into the list is kept between iterations, where any connection
+ * may have gone.
+ */
+static void tick_sweep(pc_conns_t *cs)
 {
-    trim(cs);
+    /* The loop's time now: a connection's clocks (frame_since, ...) may
+     * have started after the tick, and run from the loop's time. */
+    uint64_t t0 = uv_hrtime(), now = now_ms(cs) > cs->tick_now ? now_ms(cs) : cs->tick_now;
+    int checked = 0;
     pc_list_t *n = cs->conns.next;
     while (n != &cs->conns) {
         pc_conn_t *c = pc_list_entry(n, pc_conn_t, link);
         n = n->next;
+        if (c->ticked == cs->tick_round)
+            continue;
+        if (checked++ > 0 && uv_hrtime() - t0 >= cs->tick_share_ns) {
+            cs->stats->ticks_deferred++;
+            cs->tick_unfinished = 1;
+            return;
+        }
+        c->ticked = cs->tick_round;
         /* A hook may close c, but a closing connection stays listed until
          * its handle's close callback, so n is still good. */
         if (!c->closing && cs->hooks->tick && cs->hooks->tick(c, now))
             continue;
         pc_conn_check_limits(c, now);
     }
+    cs->tick_unfinished = 0;
+}
+
+void pc_conns_tick(pc_conns_t *cs, uint64_t now)
+{
+    trim(cs);
+    /* A new round; what the last one had left is checked in it */
+    cs->tick_round++;
+    cs->tick_now = now;
+    tick_sweep(cs);
     /* A safety net: the cap is rechecked wherever memory goes down, and
      * here too, so that newcomers are not refused once memory is free. */
     pc_conns_buffer_check(cs);

@@ -57,7 +57,10 @@ void pc_conns_accept(pc_conns_t *cs, uv_stream_t *server, int redis);
 int pc_conns_attach_internal(pc_conns_t *cs, int fd, const char *name);
 
 /* Every tick: held-back answers (hooks->tick), the time limits, idle
- * buffers trimmed, the buffer cap rechecked. */
+ * buffers trimmed, the buffer cap rechecked. Checking the connections
+ * takes a bounded share of an iteration (pc_conns.c, TICK_SHARE_NS): the
+ * rest are checked before the loop polls again, a share an iteration,
+ * with the loop's time then (never before the tick's `now`). */
 void pc_conns_tick(pc_conns_t *cs, uint64_t now);
 
 /* Holds (1) or resumes (0) reading on every connection. */

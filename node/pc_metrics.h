@@ -41,6 +41,7 @@
     C(connections_total, "Connections accepted")                                                   \
     C(connections_rejected, "Connections refused (over a limit)")                                  \
     C(accepts_deferred, "Times a loop left connections to accept for its next iteration")          \
+    C(ticks_deferred, "Times a loop left connections' limit checks for its next iteration")       \
     C(idle_timeouts, "Connections closed for being idle too long")                                 \
     C(frame_timeouts, "Connections closed because a frame did not arrive whole in time")           \
     C(output_timeouts, "Connections closed because their client stopped reading answers")          \

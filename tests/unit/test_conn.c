@@ -441,6 +441,34 @@ static void test_hold_pauses_reading(void **state)
 }
 
 /*
+ * The tick's limit checks take a share of an iteration (pc_conns.c,
+ * tick_sweep): a timeout that many connections reach at once closes each
+ * of them, and the closes made one long iteration. With the share at 0,
+ * one connection is checked an iteration. Four clients that never sent
+ * HELLO are past --hello-timeout at one tick: the tick closes one and
+ * leaves the rest, and each following iteration closes one more before
+ * the loop polls; every client is told AUTH_REQUIRED.
+ */
+static void test_tick_checks_in_shares(void **state)
+{
+    fx_t *f = *state;
+    f->owe_token = 1;
+    f->cs.tick_share_ns = 0;
+    client_t *cl[MAX_CLIENTS];
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        tcp_client(f, &cl[i]);
+    pc_conns_tick(&f->cs, uv_now(&f->loop) + f->cs.set.hello_timeout_ms);
+    assert_int_equal(f->stats.hello_timeouts, 1);
+    assert_int_equal(f->stats.ticks_deferred, 1);
+    RUN_UNTIL(f, f->stats.hello_timeouts == MAX_CLIENTS);
+    assert_int_equal(f->stats.ticks_deferred, MAX_CLIENTS - 1);
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        RUN_UNTIL(f, client_pump(cl[i]) >= 1);
+        assert_int_equal(cl[i]->got[0].status, PC_ST_AUTH_REQUIRED);
+    }
+}
+
+/*
  * pc_conns_stop: newcomers are refused ("shutting down"); a connection
  * with a request out stays until it is answered, then closes; one with
  * nothing owed closes at once.
@@ -497,6 +525,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_connections_refusal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_pauses_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tick_checks_in_shares, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
