@@ -117,7 +117,7 @@ typedef struct fx {
     int cut_fd;
     int cut_armed;
     uint64_t cut_turns_at;
-    unsigned cut_samples, cut_max, cut_sum;
+    unsigned cut_samples, cut_max, cut_sum, cut_within2; /* ...within: after at most 2 */
     unsigned conns_attached; /* internal connections the test made */
     pc_req_t *kept[MAX_KEPT];
     unsigned nkept;

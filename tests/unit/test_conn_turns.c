@@ -97,30 +97,48 @@ static void test_flood_stays_heavy(void **state)
  * poll until its turn). Each turn watches its socket again: every
  * request is answered.
  */
-static void test_waiting_heavy_unwatched(void **state)
+/* n (at most 3) floods, f->floods, each sending `frames` SETs of 1,000
+ * bytes -- more than one read's worth -- all of it in the kernel before
+ * the loop reads any: each frame takes spin_ns to serve. */
+static void floods_sent(fx_t *f, int n, uint64_t frames, uint64_t spin_ns, client_t **cl,
+                        pc_conn_t **c)
 {
-    fx_t *f = *state;
-    enum { N = 120, VLEN = 1000 };
-    client_t *cl[2];
-    pc_conn_t *c[2];
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < n; i++) {
         c[i] = f->floods[i] = tcp_client(f, &cl[i]);
         flood_room(c[i], cl[i]);
     }
-    f->spin_ns = 20 * 1000;
+    f->spin_ns = spin_ns;
     pc_buf_t b;
     pc_buf_init(&b, 0);
-    encode_sets(&b, N, VLEN);
-    assert_true(b.len > 64 * 1024); /* more than one read each */
-    /* Both floods in the kernel before the node reads either. */
-    for (int i = 0; i < 2; i++)
+    encode_sets(&b, frames, 1000);
+    assert_true(b.len > 64 * 1024);
+    for (int i = 0; i < n; i++)
         assert_int_equal(send(cl[i]->fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL),
                          (ssize_t)b.len);
     pc_buf_free(&b);
-    RUN_UNTIL(f, client_pump(cl[0]) == N && client_pump(cl[1]) == N);
-    f->floods[0] = f->floods[1] = NULL; /* the teardown closes them */
-    assert_int_equal(f->frames, 2 * N);
-    assert_int_equal(cl[0]->bad + cl[1]->bad, 0);
+}
+
+/* Runs until each of floods_sent's n floods has all its answers, sound;
+ * the teardown closes them. */
+static void floods_answered(fx_t *f, int n, uint64_t frames, client_t **cl)
+{
+    for (int i = 0; i < n; i++) {
+        RUN_UNTIL(f, client_pump(cl[i]) == frames);
+        assert_int_equal(cl[i]->bad, 0);
+        f->floods[i] = NULL;
+    }
+    assert_int_equal(f->frames, n * frames);
+    assert_int_equal(f->decode_errors, 0);
+}
+
+static void test_waiting_heavy_unwatched(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 120 };
+    client_t *cl[2];
+    pc_conn_t *c[2];
+    floods_sent(f, 2, N, 20 * 1000, cl, c);
+    floods_answered(f, 2, N, cl);
     printf("# frames served while the other flood waited heavy: %u, its socket watched in %u\n",
            f->heavy_waiting_seen, f->heavy_waiting_watched);
     assert_true(f->heavy_waiting_seen > 0);
@@ -142,26 +160,11 @@ static void test_waiting_heavy_unwatched(void **state)
 static void test_put_off_read_waits_queued(void **state)
 {
     fx_t *f = *state;
-    enum { N = 100, VLEN = 1000 };
+    enum { N = 100 };
     client_t *cl[3];
     pc_conn_t *c[3];
-    for (int i = 0; i < 3; i++) {
-        c[i] = f->floods[i] = tcp_client(f, &cl[i]);
-        flood_room(c[i], cl[i]);
-    }
-    f->spin_ns = 300 * 1000;
-    pc_buf_t b;
-    pc_buf_init(&b, 0);
-    encode_sets(&b, N, VLEN);
-    assert_true(b.len > 64 * 1024); /* more than one read each */
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(send(cl[i]->fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL),
-                         (ssize_t)b.len);
-    pc_buf_free(&b);
-    RUN_UNTIL(f, client_pump(cl[0]) == N && client_pump(cl[1]) == N && client_pump(cl[2]) == N);
-    f->floods[0] = f->floods[1] = f->floods[2] = NULL; /* the teardown closes them */
-    assert_int_equal(f->frames, 3 * N);
-    assert_int_equal(cl[0]->bad + cl[1]->bad + cl[2]->bad + f->decode_errors, 0);
+    floods_sent(f, 3, N, 300 * 1000, cl, c);
+    floods_answered(f, 3, N, cl);
     unsigned per[3] = {0, 0, 0};
     for (unsigned k = 0; k < f->frames; k++)
         for (int i = 0; i < 3; i++)
@@ -431,12 +434,23 @@ static void test_light_request_cuts_heavy_share(void **state)
     RUN_UNTIL(f, f->cut_turns_at == 0); /* the last one sent, served */
     assert_int_equal(cl[0]->bad + cl[1]->bad + f->decode_errors, 0);
     printf("# light requests sent at a heavy share's start: %u; turns served before each: "
-           "at most %u, %.1f on average\n",
-           f->cut_samples, f->cut_max, f->cut_samples ? (double)f->cut_sum / f->cut_samples : 0.0);
+           "at most %u, %.1f on average, %u after at most 2\n",
+           f->cut_samples, f->cut_max, f->cut_samples ? (double)f->cut_sum / f->cut_samples : 0.0,
+           f->cut_within2);
     assert_true(f->cut_samples >= WANT);
     /* The turn under way, and (when it was served from the poll) the
-     * first heavy turn of the iteration. */
-    assert_true(f->cut_max <= 2);
+     * first heavy turn of the iteration -- nearly always: the share ends
+     * early only once the heavy turns have had as much time as the light
+     * ones in that iteration, and a turn the kernel preempted (a busy
+     * machine: the test beside others, or under ASan) counts long, so
+     * that now and then a request waits for more. In 60 runs beside a
+     * clean-clone CI run (2026-12-07) the most was 14 turns, once, but the
+     * average was at most 1.2, and at most 2 turns in all but 0-3 of each
+     * run's 62-81 requests. So the bound is on those, not on the worst
+     * one. Before the rule every request waited for the whole share: 3
+     * turns on average, up to 4. */
+    assert_true(f->cut_sum <= f->cut_samples * 3 / 2);
+    assert_true(f->cut_within2 * 10 >= f->cut_samples * 9);
     RUN_UNTIL(f, client_pump(lcl) == f->cut_samples);
 }
 
