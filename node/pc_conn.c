@@ -1376,6 +1376,7 @@ void pc_conn_close(pc_conn_t *c, const char *why)
     pc_buf_free(&c->out);
     pins_release(cs, &c->opins);
     c->closing = 1;
+    pc_conns_shed_forget(c);
     if (!c->internal) {
         cs->nconns--;
         atomic_fetch_sub_explicit(cs->node_conns, 1, memory_order_relaxed);

@@ -172,6 +172,14 @@ typedef struct pc_conns {
     int buf_full;      /* over the cap even after shedding: newcomers refused */
     int buf_checking;  /* inside the sweep */
     int buf_check_due; /* near the cap: the sweep has work */
+    /* The connections shedding chose, closed in shares of the iterations
+     * (pc_conns.c shed_some): shed_v[shed_next..shed_n) are still to
+     * close, in order; an entry is NULL once its connection closed by
+     * itself; shed_fair the share they were over; shed_share_ns the
+     * share of an iteration (SHED_SHARE_NS; tests may lower it). */
+    pc_conn_t **shed_v;
+    size_t shed_n, shed_next, shed_fair;
+    uint64_t shed_share_ns;
     uint8_t *rbuf;     /* the read buffer connections without input share */
     int rbuf_busy;     /* handed to alloc_cb, not yet back in read_cb */
     /* The io_uring transport (--io uring): the loop's ring, which its
@@ -325,6 +333,7 @@ struct pc_conn {
     int authed;            /* sent the token (or sealed, or none needed) */
     uint64_t hello_since;  /* --hello-timeout runs from here */
     uint64_t ticked;       /* the tick round that checked its limits last */
+    size_t shed_at;        /* chosen to be shed: 1 + its place in cs->shed_v; 0 = not */
     /* Owned by pc_auth: failed HELLOs; one whose answer is held back
      * until auth.until (the connection is not read meanwhile). */
     struct {
@@ -461,6 +470,10 @@ void pc_conns_buffer_check(pc_conns_t *cs);
 
 /* Sets whether newcomers are refused for buffer memory (logged once). */
 void pc_conns_buffer_full(pc_conns_t *cs, int full);
+
+/* c is closing (pc_conn_close): if shedding had chosen it, its entry is
+ * left empty, so that the sweep's next share passes it by (pc_conns.c). */
+void pc_conns_shed_forget(pc_conn_t *c);
 
 /* ---- answers ------------------------------------------------------------ */
 

@@ -42,6 +42,7 @@
     C(connections_rejected, "Connections refused (over a limit)")                                  \
     C(accepts_deferred, "Times a loop left connections to accept for its next iteration")          \
     C(ticks_deferred, "Times a loop left connections' limit checks for its next iteration")       \
+    C(sheds_deferred, "Times a loop left connections it sheds for its next iteration")            \
     C(idle_timeouts, "Connections closed for being idle too long")                                 \
     C(frame_timeouts, "Connections closed because a frame did not arrive whole in time")           \
     C(output_timeouts, "Connections closed because their client stopped reading answers")          \

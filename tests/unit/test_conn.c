@@ -469,6 +469,91 @@ static void test_tick_checks_in_shares(void **state)
 }
 
 /*
+ * Shedding takes a share of an iteration (pc_conns.c, shed_some): each
+ * close of a client that stopped reading frees its kernel send queue,
+ * and many at once made one long iteration. With the share at 0, one
+ * connection is closed an iteration. Four clients each hold a frame
+ * still arriving, of 100-130 KB; the cap is lowered so that the three
+ * biggest are over their fair share and must go for the rest to be
+ * under 3/4 of it. The sweep (on the tick) chooses the three and closes
+ * the biggest; one of the others closes by itself before its turn, and
+ * its place is passed by; the last chosen is closed at the next
+ * iteration, before the loop polls. The smallest is within its share,
+ * is never closed and goes on reading: its frame, finished, is served.
+ */
+static void test_shed_in_shares(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 4, BASE = 100 * 1024, STEP = 10 * 1024, LEFT = 16 };
+    f->mode = ANSWER_ALL;
+    f->cs.shed_share_ns = 0;
+    client_t *cl[N];
+    pc_conn_t *c[N];
+    pc_buf_t b[N];
+    size_t total = 0;
+    uint8_t *v = malloc(BASE + N * STEP);
+    assert_non_null(v);
+    for (size_t i = 0; i < BASE + N * STEP; i++)
+        v[i] = pattern(i);
+    for (int i = 0; i < N; i++) {
+        c[i] = tcp_client(f, &cl[i]);
+        pc_buf_init(&b[i], 0);
+        pc_request_t set = {.op = PC_OP_SET, .id = (uint64_t)i + 1,
+                            .key = {(const uint8_t *)"k", 1},
+                            .value = {v, (uint32_t)(BASE + (size_t)i * STEP)}};
+        assert_int_equal(pc_proto_encode_request(&b[i], &set), 0);
+        client_send(f, cl[i], b[i].data, b[i].len - LEFT);
+        RUN_UNTIL(f, c[i]->bytes_in == b[i].len - LEFT);
+        total += pc_conn_usage(c[i]);
+    }
+    free(v);
+    assert_int_equal(f->frames, 0);
+    assert_int_equal(f->cs.buf_bytes, total);
+    for (int i = 1; i < N; i++)
+        assert_true(pc_conn_usage(c[i]) > pc_conn_usage(c[i - 1]));
+    /* fair = cap / 4 is under the smallest; 3/4 of the cap is reached
+     * only without the three biggest */
+    f->cs.set.max_buffer_memory = total * 6 / 10;
+    assert_true(pc_conn_usage(c[0]) > f->cs.set.max_buffer_memory / N);
+    assert_true(pc_conn_usage(c[0]) <= f->cs.set.max_buffer_memory * 3 / 4);
+    assert_true(pc_conn_usage(c[0]) + pc_conn_usage(c[1]) > f->cs.set.max_buffer_memory * 3 / 4);
+
+    pc_conns_tick(&f->cs, uv_now(&f->loop));
+    assert_int_equal(f->stats.buffer_evictions, 1);
+    assert_int_equal(f->stats.sheds_deferred, 1);
+    assert_true(c[3]->closing);
+    assert_false(c[2]->closing);
+    assert_false(c[1]->closing);
+    assert_int_equal(c[2]->shed_at, 2);
+    assert_int_equal(c[1]->shed_at, 3);
+    assert_int_equal(c[0]->shed_at, 0);
+
+    pc_conn_close(c[2], "the test closes it before its turn");
+    assert_int_equal(c[2]->shed_at, 0);
+    RUN_UNTIL(f, f->stats.buffer_evictions == 2); /* c[1]: it may be freed already */
+    assert_int_equal(f->stats.sheds_deferred, 1); /* the closed one was passed by */
+    run_some(f, 5);
+    assert_int_equal(f->stats.buffer_evictions, 2);
+    assert_false(c[0]->closing);
+    assert_null(f->cs.shed_v);
+
+    /* the shed ones are told why (they hold input, not unread answers),
+     * and closed */
+    for (int i = 1; i < N; i += 2) {
+        RUN_UNTIL(f, (client_pump(cl[i]), cl[i]->eof));
+        assert_int_equal(cl[i]->n, 1);
+        assert_int_equal(cl[i]->got[0].status, PC_ST_BUSY);
+    }
+    client_send(f, cl[0], b[0].data + b[0].len - LEFT, LEFT);
+    RUN_UNTIL(f, client_pump(cl[0]) == 1);
+    assert_int_equal(cl[0]->got[0].status, PC_ST_OK);
+    assert_int_equal(f->frames, 1);
+    assert_int_equal(f->value_len[0], BASE);
+    for (int i = 0; i < N; i++)
+        pc_buf_free(&b[i]);
+}
+
+/*
  * pc_conns_stop: newcomers are refused ("shutting down"); a connection
  * with a request out stays until it is answered, then closes; one with
  * nothing owed closes at once.
@@ -526,6 +611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hold_pauses_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tick_checks_in_shares, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shed_in_shares, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
