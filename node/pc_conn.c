@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sys/socket.h>
 
@@ -560,6 +561,47 @@ static int light_came(pc_conns_t *cs)
     return pc_arrivals_any(&cs->arrivals, ARRIVALS_LOOK, light_input, NULL);
 }
 
+/* The loop thread's CPU time, ns (0 if it cannot be read). A system
+ * call, about 1 us here: read at most twice an iteration, and only while
+ * turns wait. */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void pc_conns_iteration_begins(pc_conns_t *cs)
+{
+    cs->turn_work = 0;
+    cs->heavy_work = 0;
+    cs->poll_cpu_at = uv_is_active((const uv_handle_t *)&cs->run_idle) ? thread_cpu_ns() : 0;
+}
+
+/*
+ * The light turns' time since the loop last polled, at most the loop
+ * thread's CPU time in that span. Turns are timed by the clock on the
+ * wall (uv_hrtime; the thread's clock is a system call), so a turn the
+ * kernel preempted -- a busy machine -- counts as long as the loop did not
+ * run. A light turn counted so made the heavy share as long (run_idle_cb):
+ * with two floods of 80 us turns, a light client's request waited for up
+ * to 14 heavy turns instead of 1-2 (test_conn_turns
+ * test_light_request_cuts_heavy_share, beside a clean-clone CI run).
+ * Read only when it could matter: light time of more than one turn's
+ * quantum.
+ */
+static uint64_t light_on_cpu(const pc_conns_t *cs, uint64_t light)
+{
+    if (light <= TURN_QUANTUM_NS || cs->poll_cpu_at == 0)
+        return light;
+    uint64_t now = thread_cpu_ns();
+    if (now == 0)
+        return light;
+    uint64_t cpu = now > cs->poll_cpu_at ? now - cs->poll_cpu_at : 0;
+    return cpu < light ? cpu : light;
+}
+
 /*
  * Completions (Redis replies) never process a connection's input
  * themselves: they schedule it (pc_conn_schedule). Processing inline
@@ -583,7 +625,9 @@ static void run_idle_cb(uv_idle_t *h)
      * served at once) is part of their share, not the light ones': else
      * an iteration gave them the budget twice over, once as they were
      * read and again here, and a light client waited for both. */
-    uint64_t light = cs->turn_work > cs->heavy_work ? cs->turn_work - cs->heavy_work : 0;
+    uint64_t light = light_on_cpu(cs, cs->turn_work > cs->heavy_work
+                                          ? cs->turn_work - cs->heavy_work
+                                          : 0);
     uint64_t share = light > HEAVY_SHARE_NS ? light : HEAVY_SHARE_NS;
     uint64_t heavy_budget = share > cs->heavy_work ? share - cs->heavy_work : 0;
     cs->turn_work = 0;

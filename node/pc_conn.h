@@ -198,6 +198,8 @@ typedef struct pc_conns {
     uint64_t turn_work; /* ns */
     uint64_t heavy_work; /* of it since the loop last polled: heavy turns and reads, ns */
     uint64_t turns;     /* turns served so far (pc_conn_process) */
+    uint64_t poll_cpu_at; /* the loop thread's CPU time as it last went to poll
+                           * with turns waiting, ns; 0 = not read */
     /* Every connection's socket, watched for input apart from the poll:
      * between heavy turns, whether a light client's request came
      * (run_idle_cb). */
@@ -463,6 +465,11 @@ void pc_conn_check_limits(pc_conn_t *c, uint64_t now);
 /* After the connection count changed: each connection's fair share of
  * the buffer memory. */
 void pc_conns_budget_update(pc_conns_t *cs);
+
+/* Before the loop polls: a new iteration's work (turn_work, heavy_work
+ * from 0), and while turns wait, the loop thread's CPU time then, which
+ * bounds what the light turns served from the poll count for. */
+void pc_conns_iteration_begins(pc_conns_t *cs);
 
 /* Wherever buffer memory may have grown or shrunk: notes the sweep is
  * due near the cap, or lifts the refusal of newcomers under it. Cheap. */

@@ -76,8 +76,7 @@ static void turn_prep_cb(uv_prepare_t *h)
     iteration_done(cs);
     accept_deferred(cs); /* a share of the next iteration */
     pc_conns_flush_deferred(cs); /* before the loop waits: one write each */
-    cs->turn_work = 0;
-    cs->heavy_work = 0;
+    pc_conns_iteration_begins(cs);
     if (cs->tick_unfinished) /* the tick's checks, a share of this iteration */
         tick_sweep(cs);
     shed_sweep(cs);
