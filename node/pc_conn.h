@@ -479,8 +479,15 @@ void pc_conns_buffer_check(pc_conns_t *cs);
 void pc_conns_buffer_full(pc_conns_t *cs, int full);
 
 /* c is closing (pc_conn_close): if shedding had chosen it, its entry is
- * left empty, so that the sweep's next share passes it by (pc_conns.c). */
-void pc_conns_shed_forget(pc_conn_t *c);
+ * left empty, so that the sweep's next share passes it by (pc_conns.c
+ * shed_some). */
+static inline void pc_conns_shed_forget(pc_conn_t *c)
+{
+    if (c->shed_at == 0)
+        return;
+    c->cs->shed_v[c->shed_at - 1] = NULL;
+    c->shed_at = 0;
+}
 
 /* ---- answers ------------------------------------------------------------ */
 

@@ -1,6 +1,7 @@
 /*
- * pc_conn_int.h -- private to node/pc_conn.c and node/pc_conn_uring.c (the
- * io_uring transport of a connection): what one calls of the other. Not
+ * pc_conn_int.h -- private to node/pc_conn.c, node/pc_conn_answer.c (its
+ * requests and answers) and node/pc_conn_uring.c (the io_uring transport
+ * of a connection): what one calls of another. Not
  * for any other module; pc_conn.h is the contract. Everything here runs
  * on the connection's loop.
  */
@@ -20,6 +21,17 @@ void pc_conn_read_lent(pc_conn_t *c, const uint8_t *p, size_t n);
 void pc_conn_write_done(pc_conn_t *c, int status);
 /* c's handle closed: its reference goes. */
 void pc_conn_closed_cb(uv_handle_t *h);
+/* Frees c once nothing refers to it (its handle closed, no request out). */
+void pc_conn_maybe_free(pc_conn_t *c);
+/* c has answers that came outside its turn: written before the loop polls
+ * (pc_conns_flush_deferred). */
+void pc_conn_flush_later(pc_conn_t *c);
+
+/* pc_conn_answer.c */
+
+/* The turn that began at c->turn_t0 ended at `end`: the answers it gave
+ * are timed (pc_metrics.h's latency histograms), all with its length. */
+void pc_conn_lat_turn_done(pc_conn_t *c, uint64_t end);
 
 /* pc_conn_uring.c (for connections with c->ur set) */
 

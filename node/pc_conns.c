@@ -222,14 +222,6 @@ static int shed_some(pc_conns_t *cs)
     return 0;
 }
 
-void pc_conns_shed_forget(pc_conn_t *c)
-{
-    if (c->shed_at == 0)
-        return;
-    c->cs->shed_v[c->shed_at - 1] = NULL;
-    c->shed_at = 0;
-}
-
 /*
  * Near the cap (pc_conns_buffer_check), the connections holding more
  * than their fair share of the loop's buffer memory -- unread output of a
