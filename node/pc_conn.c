@@ -1236,6 +1236,17 @@ void pc_conn_check_limits(pc_conn_t *c, uint64_t now)
     if (!c->authed && !c->auth.pending && now - c->hello_since >= cs->set.hello_timeout_ms) {
         cs->stats->hello_timeouts++;
         pc_log_info(cs->log, "client %s: no good HELLO within --hello-timeout; closing", c->peer);
+        /* A client with answers still waiting here has stopped reading
+         * (its socket took no more): it would not read the error either,
+         * and an orderly close would leave the socket to the kernel after
+         * it, its answers unsent and the client's window shut, until its
+         * zero-window probes give up (unless input the node never read
+         * made the kernel reset it anyway). It is reset, as an output
+         * timeout is. */
+        if (conn_queued(c) + c->held > 0) {
+            pc_conn_reset(c, "no HELLO within --hello-timeout, its answers unread");
+            return;
+        }
         pc_conn_say_error(c, PC_ST_AUTH_REQUIRED,
                           c->redis != NULL ? "no AUTH with the token within the hello timeout"
                                            : "no HELLO with the token within the hello timeout");

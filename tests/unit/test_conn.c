@@ -469,6 +469,48 @@ static void test_tick_checks_in_shares(void **state)
 }
 
 /*
+ * At --hello-timeout, a client that has stopped reading -- answers wait
+ * at the node, its socket took no more -- is reset: it would not read
+ * the error, and an orderly close left the socket to the kernel with the
+ * answers unsent and the client's window shut, until its zero-window
+ * probes gave up.
+ * One that reads is told AUTH_REQUIRED, then closed in order. Both
+ * buffers of the stopped client's connection are 4 KiB.
+ */
+static void test_hello_timeout_resets_nonreader(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 2000 };
+    f->owe_token = 1;
+    client_t *stopped, *reader;
+    int small = 4096;
+    pc_conn_t *c = tcp_client_rcvbuf(f, &stopped, small);
+    uv_os_fd_t fd;
+    assert_int_equal(uv_fileno(&c->h.handle, &fd), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    pc_conn_t *r = tcp_client(f, &reader);
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    encode_pings(&b, 1, N);
+    assert_int_equal(send(stopped->fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL),
+                     (ssize_t)b.len);
+    pc_buf_free(&b);
+    RUN_UNTIL(f, c->writing); /* answers wait: the socket took no more */
+    send_pings(f, reader, 1, 1);
+    RUN_UNTIL(f, client_pump(reader) == 1);
+    assert_false(r->writing);
+
+    pc_conns_tick(&f->cs, uv_now(&f->loop) + f->cs.set.hello_timeout_ms);
+    RUN_UNTIL(f, f->stats.hello_timeouts == 2); /* the tick's share may leave one */
+    RUN_UNTIL(f, (client_pump(stopped), stopped->eof));
+    assert_int_equal(stopped->err, ECONNRESET);
+    RUN_UNTIL(f, (client_pump(reader), reader->eof));
+    assert_int_equal(reader->err, 0);
+    assert_int_equal(reader->n, 2);
+    assert_int_equal(reader->got[1].status, PC_ST_AUTH_REQUIRED);
+}
+
+/*
  * Shedding takes a share of an iteration (pc_conns.c, shed_some): each
  * close of a client that stopped reading frees its kernel send queue,
  * and many at once made one long iteration. With the share at 0, one
@@ -612,6 +654,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stop_drains, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tick_checks_in_shares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shed_in_shares, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hello_timeout_resets_nonreader, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
