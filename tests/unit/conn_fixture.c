@@ -59,13 +59,13 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
             f->owed_unqueued += !queued;
         }
     }
-    if (c == f->cut_light && !f->cut_armed && f->cut_turns_at != 0) {
+    if (c == f->cut_light && f->cut_sent) {
         unsigned d = (unsigned)(c->cs->turns - f->cut_turns_at);
         f->cut_samples++;
         f->cut_sum += d;
         f->cut_within2 += d <= 2;
         f->cut_max = d > f->cut_max ? d : f->cut_max;
-        f->cut_turns_at = 0;
+        f->cut_sent = 0;
         f->cut_armed = 1;
     } else if (f->cut_armed && c != f->cut_light && c->heavy && c->cs->turn_work == 0) {
         pc_buf_t b;
@@ -86,6 +86,7 @@ static void hook_frame(pc_conn_t *c, const uint8_t *body, uint32_t len)
                 fail_msg("the light client's PING did not reach the node's socket in 5 s");
         }
         f->cut_turns_at = c->cs->turns; /* this turn is not counted yet */
+        f->cut_sent = 1;
         f->cut_armed = 0;
     }
     pc_request_t req;

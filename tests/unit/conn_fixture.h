@@ -116,7 +116,8 @@ typedef struct fx {
     pc_conn_t *cut_light;
     int cut_fd;
     int cut_armed;
-    uint64_t cut_turns_at;
+    int cut_sent;          /* a PING is on its way, sent at turn cut_turns_at */
+    uint64_t cut_turns_at; /* (0 is a turn like any other: the loop's first) */
     unsigned cut_samples, cut_max, cut_sum, cut_within2; /* ...within: after at most 2 */
     unsigned conns_attached; /* internal connections the test made */
     pc_req_t *kept[MAX_KEPT];
