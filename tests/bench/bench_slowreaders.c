@@ -89,6 +89,14 @@
  *           thread that would run them busy on its CPU, so that what a
  *           busy machine does to the probe without the node's doing
  *           shows beside the others (conns ignored)
+ *   spin0   the control for the node's own CPU (with --pin only): no
+ *           connection either, a thread busy on CPU 0 beside the node
+ *           at SCHED_IDLE, which the node and the probe preempt the
+ *           moment they wake. The node has nothing more to do; what
+ *           changes is that its CPU never idles: the kernel's tick runs
+ *           on it (every 4 ms at HZ=250) and the host sees a virtual CPU
+ *           that is always busy. What the probe loses to that is no
+ *           work of the node's, and a flood pays it too
  *
  * Figures per scenario: the probe's p50 / p99 / max in each phase and p99
  * during over p99 before (`p99 x`; `med x` with --cycles, above); new
@@ -155,8 +163,8 @@
 #define SETTLE_MS 2000 /* --cycles: not counted after each flood */
 #define TOKEN "slowreaders-token"
 
-enum kind { K_GET, K_PING, K_UNAUTH, K_SPIN, NKINDS };
-static const char *const KIND_NAMES[NKINDS] = {"get", "ping", "unauth", "spin"};
+enum kind { K_GET, K_PING, K_UNAUTH, K_SPIN, K_SPIN0, NKINDS };
+static const char *const KIND_NAMES[NKINDS] = {"get", "ping", "unauth", "spin", "spin0"};
 enum phase { P_BEFORE, P_DURING, P_AFTER, NPHASES, P_SETTLE = NPHASES /* not counted */ };
 static const char *const PHASE_NAMES[NPHASES] = {"before", "during", "after"};
 
@@ -390,7 +398,14 @@ static void *hostile_main(void *arg)
      * counted as the node's (its send was 1-14 ms late at times). */
     if (pin && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
         perror("bench_slowreaders: setpriority");
-    if (h->kind == K_SPIN) {
+    if (h->kind == K_SPIN0) {
+        /* the node's CPU busy, at the class that yields to anyone */
+        struct sched_param idle = {.sched_priority = 0};
+        pin_to(0, 0);
+        if (sched_setscheduler(0, SCHED_IDLE, &idle) != 0)
+            perror("bench_slowreaders: spin0 at SCHED_IDLE");
+    }
+    if (h->kind == K_SPIN || h->kind == K_SPIN0) {
         /* the control: this thread busy, the node left alone */
         volatile uint64_t x = 0;
         while (!atomic_load(&h->stop))
@@ -804,13 +819,21 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--kinds") == 0 && i + 1 < argc) {
             char *copy = strdup(argv[++i]), *save = NULL;
             nkinds = 0;
-            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-                for (int k = 0; k < NKINDS; k++)
-                    if (strcmp(t, KIND_NAMES[k]) == 0 && nkinds < NKINDS)
-                        kinds[nkinds++] = k;
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                int k = 0;
+                while (k < NKINDS && strcmp(t, KIND_NAMES[k]) != 0)
+                    k++;
+                if (k == NKINDS || nkinds == NKINDS) {
+                    fprintf(stderr, "bench_slowreaders: --kinds: %s\n",
+                            k == NKINDS ? "get, ping, unauth, spin or spin0" : "too many");
+                    return 2;
+                }
+                kinds[nkinds++] = k;
+            }
             free(copy);
         } else {
-            fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth,spin] [--seconds S] "
+            fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth,spin,spin0] "
+                            "[--seconds S] "
                             "[--cycles N] [--pin [--probe-on-node]] [--client-buf BYTES] [--no-idle] "
                             "[--smoke] [--json]\n",
                     argv[0]);
@@ -821,6 +844,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_slowreaders: --cycles: 1 to %d\n", MAX_CYCLES);
         return 2;
     }
+    for (int k = 0; k < nkinds; k++)
+        if (kinds[k] == K_SPIN0 && !pin) {
+            fprintf(stderr, "bench_slowreaders: spin0 needs --pin (it busies the node's CPU)\n");
+            return 2;
+        }
     if (probe_on_node && !pin) {
         fprintf(stderr, "bench_slowreaders: --probe-on-node needs --pin\n");
         return 2;
