@@ -96,9 +96,43 @@ static int port_free(int type, int port)
     return ntohs(sa.sin_port);
 }
 
-/* A node gossips over UDP on its TCP port number: both must be free. */
+/* The lowest port of the kernel's range for the local ends of outgoing
+ * connections (net.ipv4.ip_local_port_range), or -1. */
+static int ephemeral_low(void)
+{
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    int low = -1, high = -1;
+    if (f != NULL) {
+        if (fscanf(f, "%d %d", &low, &high) != 2)
+            low = -1;
+        fclose(f);
+    }
+    return low;
+}
+
+#define PORT_FLOOR 10000
+
+/*
+ * A node gossips over UDP on its TCP port number: both must be free.
+ * Chosen at random below the kernel's range for outgoing connections'
+ * local ports: a port from that range (bind to port 0) is free when we
+ * look, but until the node or Redis binds it, any connect() on the
+ * machine may take it as its local port -- and a test beside this one
+ * (test_nonreaders) opens thousands of connections. Below the range only
+ * a bind takes a port. From the range itself only if there is no room
+ * below it.
+ */
 int pc_h_free_port(void)
 {
+    static unsigned seed;
+    if (seed == 0)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)pc_h_now_ms();
+    int low = ephemeral_low();
+    for (int i = 0; low > PORT_FLOOR + 1000 && i < 200; i++) {
+        int port = PORT_FLOOR + (int)((unsigned)rand_r(&seed) % (unsigned)(low - PORT_FLOOR));
+        if (port_free(SOCK_STREAM, port) == port && port_free(SOCK_DGRAM, port) == port)
+            return port;
+    }
     for (int i = 0; i < 100; i++) {
         int port = port_free(SOCK_STREAM, 0);
         if (port > 0 && port_free(SOCK_DGRAM, port) == port)

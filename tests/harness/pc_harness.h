@@ -54,7 +54,9 @@ int pc_h_finish(int failed);
 const char *pc_h_tmp_path(const char *name);
 
 /* A port on 127.0.0.1 that nothing uses right now, for TCP and UDP alike
- * (a node gossips over UDP on its listen port). */
+ * (a node gossips over UDP on its listen port), chosen at random below
+ * the kernel's range for outgoing connections' local ports, so that no
+ * connect() takes it before it is bound (pc_harness.c). */
 int pc_h_free_port(void);
 
 /* Starts redis-server on a free port (or `port` if > 0), with no

@@ -175,6 +175,20 @@ static void test_client_token(void **state)
  * other addresses are served; when one of its connections closes, it may
  * open another.
  */
+/* Whether the node counts one connection only: the one asking (fd). */
+static int only_watcher(void *arg)
+{
+    int fd = *(int *)arg;
+    pc_buf_t b;
+    pc_buf_init(&b, 0);
+    pc_request_t st = {.op = PC_OP_STATS, .id = 1};
+    pc_h_encode(&b, &st);
+    pc_h_stat_q_t q = {.name = "connections", .value = -1, .status = 999};
+    int ok = pc_h_send_all(fd, &b) == 0 && pc_h_read_responses(fd, 1, pc_h_on_stat, &q) == 1;
+    pc_buf_free(&b);
+    return ok && q.value == 1;
+}
+
 static void test_connections_per_source(void **state)
 {
     (void)state;
@@ -182,8 +196,14 @@ static void test_connections_per_source(void **state)
     pc_h_proc_t node;
     const char *args[] = {"--insecure", "--redis", "none", "--max-conns-per-source", "8", NULL};
     assert_int_equal(pc_h_node_start(&node, args), 0);
-    /* (the harness's own readiness check connected from 127.0.0.1; wait
-     * until that connection is gone) */
+    /* The harness's own readiness check connected from 127.0.0.1: wait
+     * until the node has closed that connection (STATS, asked from
+     * another address, counts this one only), else it may still hold
+     * one of the address's places when the eighth comes. */
+    int watcher = pc_h_connect_from("127.0.0.2", node.port, 3000);
+    assert_true(watcher >= 0);
+    assert_true(pc_h_poll(only_watcher, &watcher, 10000));
+    close(watcher);
     int fds[LIMIT];
     for (int i = 0; i < LIMIT; i++) {
         assert_true((fds[i] = pc_h_connect_from("127.0.0.1", node.port, 3000)) >= 0);

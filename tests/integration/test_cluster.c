@@ -230,13 +230,18 @@ static int64_t stat_of(const pc_h_proc_t *node, const char *name)
     return call1(node, &rq, on_stats, &o) == 0 ? o.stat : -1;
 }
 
-/* Sum of a counter over the running nodes but `skip` (-1: none). */
+/* Sum of a counter over the running nodes but `skip` (-1: none); -1 if
+ * one of them did not answer (not added in: {1, -1} would read as 0). */
 static int64_t stat_sum_but(const cluster_t *cl, const char *name, int skip)
 {
     int64_t sum = 0;
     for (int i = 0; i < MAXN; i++) {
-        if (cl->node[i].pid > 0 && i != skip)
-            sum += stat_of(&cl->node[i], name);
+        if (cl->node[i].pid > 0 && i != skip) {
+            int64_t v = stat_of(&cl->node[i], name);
+            if (v < 0)
+                return -1;
+            sum += v;
+        }
     }
     return sum;
 }

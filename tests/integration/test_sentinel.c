@@ -131,7 +131,11 @@ static void node_follows_failover(int wait)
     char url[400];
     snprintf(url, sizeof url, "sentinel://%s/%s", g.sentinels, g.master);
     pc_h_proc_t node;
-    const char *args[] = {"--redis", url, "--redis-timeout", "1000", "--redis-wait",
+    /* --redis-timeout 2 s: a write that waits for a replica gives WAIT
+     * half of it, and at 500 ms a replica starved of CPU on a loaded
+     * machine missed it (as in test_redis_auth); no write may fail
+     * before the fault. */
+    const char *args[] = {"--redis", url, "--redis-timeout", "2000", "--redis-wait",
                           wait ? "1" : "0", NULL};
     assert_int_equal(pc_h_node_start(&node, args), 0);
     pc_client_options_t o = {.nodes = node.addr, .timeout_ms = 3000};
@@ -292,8 +296,9 @@ static void node_follows_manual_failover(int wait)
     char url[400];
     snprintf(url, sizeof url, "sentinel://%s/%s", g.sentinels, g.master);
     pc_h_proc_t node;
-    const char *args[] = {"--redis", url, "--threads", "2", "--redis-wait", wait ? "2" : "0",
-                          NULL};
+    /* (--redis-timeout 2 s: WAIT gets 1 s, as above) */
+    const char *args[] = {"--redis", url, "--threads", "2", "--redis-timeout", "2000",
+                          "--redis-wait", wait ? "2" : "0", NULL};
     assert_int_equal(pc_h_node_start(&node, args), 0);
     pc_client_options_t o = {.nodes = node.addr, .timeout_ms = 3000};
     pc_client_t *c = NULL;
