@@ -3,7 +3,7 @@
  *
  *   bench_slowreaders [--conns N[,N...]] [--kinds K[,K...]] [--seconds S]
  *                     [--cycles N] [--pin [--probe-on-node]] [--client-buf B]
- *                     [--no-idle] [--smoke] [--json]
+ *                     [--hold MB] [--no-idle] [--smoke] [--json]
  *
  *   no option   kinds get,ping,unauth x conns 100,1000; 10 s phases
  *   --smoke     kind get, 50 connections, 2 s phases; checks only that
@@ -97,6 +97,15 @@
  *           on it (every 4 ms at HZ=250) and the host sees a virtual CPU
  *           that is always busy. What the probe loses to that is no
  *           work of the node's, and a flood pays it too
+ *   hold    as spin0, and the thread holds 256 MiB (the node's default
+ *           --max-buffer-memory; --hold MB to change) resident, writing
+ *           a byte of each page in turn: what the machine charges everyone on it for memory
+ *           held, with no work of the node's. On the virtual machines
+ *           these figures come from, the whole machine stalls for
+ *           about 2-3 ms every 0.5-1 s while a process holds 256 MiB
+ *           (about 9 ms with 1 GiB; docs/PERFORMANCE.md "What memory
+ *           held costs here"): under 1,000 PING floods the node holds
+ *           that much for clients that do not read, up to its cap
  *
  * Figures per scenario: the probe's p50 / p99 / max in each phase and p99
  * during over p99 before (`p99 x`; `med x` with --cycles, above); new
@@ -163,8 +172,11 @@
 #define SETTLE_MS 2000 /* --cycles: not counted after each flood */
 #define TOKEN "slowreaders-token"
 
-enum kind { K_GET, K_PING, K_UNAUTH, K_SPIN, K_SPIN0, NKINDS };
-static const char *const KIND_NAMES[NKINDS] = {"get", "ping", "unauth", "spin", "spin0"};
+enum kind { K_GET, K_PING, K_UNAUTH, K_SPIN, K_SPIN0, K_HOLD, NKINDS };
+static const char *const KIND_NAMES[NKINDS] = {"get", "ping", "unauth", "spin", "spin0", "hold"};
+/* kind hold: what it keeps resident (--hold MB); the default is the
+ * node's default --max-buffer-memory */
+static size_t hold_bytes = (size_t)256 << 20;
 enum phase { P_BEFORE, P_DURING, P_AFTER, NPHASES, P_SETTLE = NPHASES /* not counted */ };
 static const char *const PHASE_NAMES[NPHASES] = {"before", "during", "after"};
 
@@ -398,12 +410,24 @@ static void *hostile_main(void *arg)
      * counted as the node's (its send was 1-14 ms late at times). */
     if (pin && setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19) != 0)
         perror("bench_slowreaders: setpriority");
-    if (h->kind == K_SPIN0) {
+    if (h->kind == K_SPIN0 || h->kind == K_HOLD) {
         /* the node's CPU busy, at the class that yields to anyone */
         struct sched_param idle = {.sched_priority = 0};
         pin_to(0, 0);
         if (sched_setscheduler(0, SCHED_IDLE, &idle) != 0)
-            perror("bench_slowreaders: spin0 at SCHED_IDLE");
+            perror("bench_slowreaders: the control at SCHED_IDLE");
+    }
+    if (h->kind == K_HOLD) {
+        uint8_t *mem = malloc(hold_bytes);
+        if (mem == NULL) {
+            perror("bench_slowreaders: hold");
+            return NULL;
+        }
+        memset(mem, 1, hold_bytes);
+        for (size_t i = 0; !atomic_load(&h->stop); i = (i + 4096) % hold_bytes)
+            ((volatile uint8_t *)mem)[i]++;
+        free(mem);
+        return NULL;
     }
     if (h->kind == K_SPIN || h->kind == K_SPIN0) {
         /* the control: this thread busy, the node left alone */
@@ -810,6 +834,13 @@ int main(int argc, char **argv)
             no_idle = 1;
         } else if (strcmp(argv[i], "--client-buf") == 0 && i + 1 < argc) {
             client_buf = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--hold") == 0 && i + 1 < argc) {
+            long v = atol(argv[++i]);
+            if (v < 1 || v > 16384) {
+                fprintf(stderr, "bench_slowreaders: --hold: 1 to 16384 (MiB)\n");
+                return 2;
+            }
+            hold_bytes = (size_t)v << 20;
         } else if (strcmp(argv[i], "--conns") == 0 && i + 1 < argc) {
             nconns = parse_list(argv[++i], conns, 8);
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
@@ -825,16 +856,16 @@ int main(int argc, char **argv)
                     k++;
                 if (k == NKINDS || nkinds == NKINDS) {
                     fprintf(stderr, "bench_slowreaders: --kinds: %s\n",
-                            k == NKINDS ? "get, ping, unauth, spin or spin0" : "too many");
+                            k == NKINDS ? "get, ping, unauth, spin, spin0 or hold" : "too many");
                     return 2;
                 }
                 kinds[nkinds++] = k;
             }
             free(copy);
         } else {
-            fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth,spin,spin0] "
+            fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth,spin,spin0,hold] "
                             "[--seconds S] "
-                            "[--cycles N] [--pin [--probe-on-node]] [--client-buf BYTES] [--no-idle] "
+                            "[--cycles N] [--pin [--probe-on-node]] [--client-buf BYTES] [--hold MB] [--no-idle] "
                             "[--smoke] [--json]\n",
                     argv[0]);
             return 2;
@@ -845,8 +876,9 @@ int main(int argc, char **argv)
         return 2;
     }
     for (int k = 0; k < nkinds; k++)
-        if (kinds[k] == K_SPIN0 && !pin) {
-            fprintf(stderr, "bench_slowreaders: spin0 needs --pin (it busies the node's CPU)\n");
+        if ((kinds[k] == K_SPIN0 || kinds[k] == K_HOLD) && !pin) {
+            fprintf(stderr, "bench_slowreaders: %s needs --pin (it busies the node's CPU)\n",
+                    KIND_NAMES[kinds[k]]);
             return 2;
         }
     if (probe_on_node && !pin) {
