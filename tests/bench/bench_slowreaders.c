@@ -99,13 +99,14 @@
  *           work of the node's, and a flood pays it too
  *   hold    as spin0, and the thread holds 256 MiB (the node's default
  *           --max-buffer-memory; --hold MB to change) resident, writing
- *           a byte of each page in turn: what the machine charges everyone on it for memory
- *           held, with no work of the node's. On the virtual machines
- *           these figures come from, the whole machine stalls for
- *           about 2-3 ms every 0.5-1 s while a process holds 256 MiB
- *           (about 9 ms with 1 GiB; docs/PERFORMANCE.md "What memory
- *           held costs here"): under 1,000 PING floods the node holds
- *           that much for clients that do not read, up to its cap
+ *           a byte of each page in turn: what the machine charges
+ *           everyone on it for memory held, with no work of the node's.
+ *           On the virtual machine
+ *           of docs/PERFORMANCE.md "What memory held costs here", the
+ *           probe's p99 went from about 0.2 ms to 2.1 ms with 256 MiB
+ *           held and to 10 ms with 1 GiB, in stalls of the whole
+ *           machine; under 1,000 PING floods the node (up to its cap)
+ *           and the kernel's socket buffers at both ends hold more
  *
  * Figures per scenario: the probe's p50 / p99 / max in each phase and p99
  * during over p99 before (`p99 x`; `med x` with --cycles, above); new
