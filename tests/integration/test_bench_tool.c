@@ -129,7 +129,10 @@ static void test_peercache_closed_and_open_loop(void **state)
      * Never more than were scheduled: 2,000/s over warm-up and window, plus
      * one per thread on each edge. */
     assert_true(ops >= 0.9 * 4000 && ops <= 2000 * (2 + 0.5) + 2 * 2);
-    assert_true(num(r, "unsent") < 100);
+    /* Left unsent at the end: under the same tenth of the window (at
+     * 2,000/s, a stall of 50 ms near its end, on a machine running other
+     * tests beside this one, would leave 100) */
+    assert_true(num(r, "unsent") < 0.1 * 4000);
 
     free(r);
     int st = pc_h_stop(&node, SIGTERM, 10000);
