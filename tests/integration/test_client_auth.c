@@ -168,13 +168,6 @@ static void test_client_token(void **state)
 
 /* ---- per-address limits -------------------------------------------------- */
 
-/*
- * One host opened 10,050 connections and held every slot until the idle
- * timeout. Now an address holds at most --max-conns-per-source: the next
- * is told BUSY and closed, counted in STATS source_limit_rejects, while
- * other addresses are served; when one of its connections closes, it may
- * open another.
- */
 /* Whether the node counts one connection only: the one asking (fd). */
 static int only_watcher(void *arg)
 {
@@ -189,6 +182,13 @@ static int only_watcher(void *arg)
     return ok && q.value == 1;
 }
 
+/*
+ * One host opened 10,050 connections and held every slot until the idle
+ * timeout. Now an address holds at most --max-conns-per-source: the next
+ * is told BUSY and closed, counted in STATS source_limit_rejects, while
+ * other addresses are served; when one of its connections closes, it may
+ * open another.
+ */
 static void test_connections_per_source(void **state)
 {
     (void)state;
