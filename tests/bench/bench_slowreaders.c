@@ -101,12 +101,12 @@
  *           --max-buffer-memory; --hold MB to change) resident, writing
  *           a byte of each page in turn: what the machine charges
  *           everyone on it for memory held, with no work of the node's.
- *           On the virtual machine
- *           of docs/PERFORMANCE.md "What memory held costs here", the
- *           probe's p99 went from about 0.2 ms to 2.1 ms with 256 MiB
- *           held and to 10 ms with 1 GiB, in stalls of the whole
- *           machine; under 1,000 PING floods the node (up to its cap)
- *           and the kernel's socket buffers at both ends hold more
+ *           On the virtual machine of docs/PERFORMANCE.md "What memory
+ *           held costs here", the probe's p99 went from about 0.2 ms to
+ *           2.1 ms with 256 MiB held and to 10 ms with 1 GiB, in stalls
+ *           of the whole machine; under 1,000 PING floods the node (up
+ *           to its cap) and the kernel's socket buffers at both ends
+ *           hold more
  *
  * Figures per scenario: the probe's p50 / p99 / max in each phase and p99
  * during over p99 before (`p99 x`; `med x` with --cycles, above); new
@@ -865,9 +865,8 @@ int main(int argc, char **argv)
             free(copy);
         } else {
             fprintf(stderr, "usage: %s [--conns N,...] [--kinds get,ping,unauth,spin,spin0,hold] "
-                            "[--seconds S] "
-                            "[--cycles N] [--pin [--probe-on-node]] [--client-buf BYTES] [--hold MB] [--no-idle] "
-                            "[--smoke] [--json]\n",
+                            "[--seconds S] [--cycles N] [--pin [--probe-on-node]] "
+                            "[--client-buf BYTES] [--hold MB] [--no-idle] [--smoke] [--json]\n",
                     argv[0]);
             return 2;
         }
